@@ -1,0 +1,366 @@
+package fsm
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/errs"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/kv"
+	"github.com/concord-dev/concord/internal/member"
+	"github.com/concord-dev/concord/internal/session"
+)
+
+var (
+	// ErrBadCommand is the result of a log entry that does not decode to a
+	// known command. Every member reaches the same verdict.
+	ErrBadCommand = errs.New("BAD_COMMAND", "fsm: malformed or unknown command")
+	// ErrInternal is the reason given to errors without a sentinel.
+	ErrInternal = errs.New("INTERNAL", "internal error")
+)
+
+// Config configures a state machine. Zero fields take the documented
+// defaults. None of these may change what Apply does: they bound derived
+// state only.
+type Config struct {
+	// HistoryEvents bounds the watch history; default 100,000 events.
+	HistoryEvents int
+	// HistoryBytes bounds the watch history; default 64 MiB.
+	HistoryBytes int64
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Metrics receives apply and snapshot measurements; nil disables them.
+	Metrics *Metrics
+}
+
+func (c *Config) setDefaults() {
+	if c.HistoryEvents <= 0 {
+		c.HistoryEvents = 100_000
+	}
+	if c.HistoryBytes <= 0 {
+		c.HistoryBytes = 64 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// TxnReadLimits bound range operations inside transactions. They shape
+// results that are remembered for retries, so they are fixed.
+var TxnReadLimits = kv.ReadLimits{MaxKeys: 1000, MaxBytes: 4 << 20}
+
+// FSM is the replicated state machine. It implements raft.BatchingFSM.
+type FSM struct {
+	cfg Config
+
+	mu        sync.RWMutex
+	kv        *kv.Store
+	sessions  *session.Table
+	members   *member.Registry
+	dedupe    *dedupe
+	now       int64
+	lastSweep uint64
+	pending   []kv.Event
+
+	history *kv.History
+
+	applied   atomic.Uint64
+	appliedMu sync.Mutex
+	appliedCh chan struct{}
+}
+
+// New returns an empty state machine.
+func New(cfg Config) *FSM {
+	cfg.setDefaults()
+	f := &FSM{
+		cfg:       cfg,
+		sessions:  session.NewTable(),
+		members:   member.NewRegistry(),
+		dedupe:    newDedupe(),
+		history:   kv.NewHistory(cfg.HistoryEvents, cfg.HistoryBytes),
+		appliedCh: make(chan struct{}),
+	}
+	f.kv = kv.NewStore(f.sessions)
+	f.sessions.OnEnd(func(rev uint64, id int64) int64 {
+		n, evs := f.kv.DeleteSession(rev, id)
+		f.pending = append(f.pending, evs...)
+		return n
+	})
+	if cfg.Metrics != nil {
+		cfg.Metrics.attach(f)
+	}
+	return f
+}
+
+// SetSessionObserver lets the leader's expiry tracker follow the session
+// table. Call before the state machine is in use.
+func (f *FSM) SetSessionObserver(o session.Observer) { f.sessions.SetObserver(o) }
+
+// History returns the watch history.
+func (f *FSM) History() *kv.History { return f.history }
+
+// State is read access to the state machine, valid only inside Read.
+type State struct {
+	KV       *kv.Store
+	Sessions *session.Table
+	Members  *member.Registry
+	// Applied is the index the state reflects.
+	Applied uint64
+	// NowUnixNano is the state machine's time.
+	NowUnixNano int64
+}
+
+// Read runs fn with a consistent view of the state. fn must not keep
+// references to mutable structures after it returns (items are immutable and
+// may be kept).
+func (f *FSM) Read(fn func(State)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(State{KV: f.kv, Sessions: f.sessions, Members: f.members, Applied: f.applied.Load(), NowUnixNano: f.now})
+}
+
+// AppliedIndex returns the last applied index.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// WaitApplied blocks until the state machine has applied index or ctx ends.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		f.appliedMu.Lock()
+		if f.applied.Load() >= index {
+			f.appliedMu.Unlock()
+			return nil
+		}
+		ch := f.appliedCh
+		f.appliedMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (f *FSM) setApplied(index uint64) {
+	f.appliedMu.Lock()
+	f.applied.Store(index)
+	close(f.appliedCh)
+	f.appliedCh = make(chan struct{})
+	f.appliedMu.Unlock()
+}
+
+// Apply applies one log entry. It implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies committed log entries in order and returns one
+// *internalv1.Result per entry (nil for non-command entries). It implements
+// raft.BatchingFSM.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	if len(logs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	out := make([]any, len(logs))
+	f.mu.Lock()
+	prev := f.applied.Load()
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			out[i] = f.applyCommand(l.Index, l.Data)
+		}
+		f.maybeSweep(prev, l.Index)
+		prev = l.Index
+	}
+	evs := f.pending
+	f.pending = nil
+	last := logs[len(logs)-1].Index
+	f.applied.Store(last)
+	f.mu.Unlock()
+
+	f.history.Append(evs)
+	f.history.Advance(last)
+	f.setApplied(last)
+	if m := f.cfg.Metrics; m != nil {
+		m.observeApply(len(logs), time.Since(start))
+	}
+	return out
+}
+
+func (f *FSM) maybeSweep(prev, index uint64) {
+	if prev/sweepEvery == index/sweepEvery {
+		return
+	}
+	f.lastSweep = index
+	f.dedupe.sweep(f.now - DedupeIdleNanos)
+}
+
+func (f *FSM) applyCommand(index uint64, data []byte) *internalv1.Result {
+	var cmd internalv1.Command
+	if err := proto.Unmarshal(data, &cmd); err != nil {
+		return ErrorResult(errs.Wrapf(ErrBadCommand, "decode: %v", err))
+	}
+	if t := cmd.GetTimeUnixNano(); t > f.now {
+		f.now = t
+	}
+	client, req := cmd.GetMeta().GetClientId(), cmd.GetMeta().GetRequestId()
+	if client != "" {
+		if res, ok := f.dedupe.lookup(client, req, f.now); ok {
+			return res
+		}
+	}
+	res := f.dispatch(index, &cmd)
+	if client != "" {
+		f.dedupe.remember(client, req, res, f.now)
+	}
+	return res
+}
+
+func header(index uint64) *concordv1.ResponseHeader {
+	return &concordv1.ResponseHeader{Revision: index}
+}
+
+func (f *FSM) dispatch(index uint64, cmd *internalv1.Command) *internalv1.Result {
+	switch op := cmd.GetOp().(type) {
+	case *internalv1.Command_Put:
+		resp, evs, err := f.kv.Put(index, op.Put)
+		if err != nil {
+			return ErrorResult(err)
+		}
+		f.pending = append(f.pending, evs...)
+		resp.Header = header(index)
+		return &internalv1.Result{Result: &internalv1.Result_Put{Put: resp}}
+	case *internalv1.Command_DeleteRange:
+		resp, evs, err := f.kv.DeleteRange(index, op.DeleteRange)
+		if err != nil {
+			return ErrorResult(err)
+		}
+		f.pending = append(f.pending, evs...)
+		resp.Header = header(index)
+		return &internalv1.Result{Result: &internalv1.Result_DeleteRange{DeleteRange: resp}}
+	case *internalv1.Command_Txn:
+		resp, evs, err := f.kv.Txn(index, op.Txn, TxnReadLimits)
+		if err != nil {
+			return ErrorResult(err)
+		}
+		f.pending = append(f.pending, evs...)
+		resp.Header = header(index)
+		return &internalv1.Result{Result: &internalv1.Result_Txn{Txn: resp}}
+	case *internalv1.Command_Add:
+		resp, evs, err := f.kv.Add(index, op.Add)
+		if err != nil {
+			return ErrorResult(err)
+		}
+		f.pending = append(f.pending, evs...)
+		resp.Header = header(index)
+		return &internalv1.Result{Result: &internalv1.Result_Add{Add: resp}}
+	case *internalv1.Command_CreateSession:
+		ttl := op.CreateSession.GetTtlMs()
+		if ttl <= 0 {
+			return ErrorResult(errs.Wrapf(session.ErrTTLOutOfRange, "ttl %d ms is not positive", ttl))
+		}
+		s := f.sessions.Create(index, ttl, op.CreateSession.GetName(), f.now/1e6)
+		return &internalv1.Result{Result: &internalv1.Result_CreateSession{CreateSession: &concordv1.CreateSessionResponse{
+			Header: header(index), Id: s.ID, TtlMs: s.TTLMillis,
+		}}}
+	case *internalv1.Command_RevokeSession:
+		n, err := f.sessions.End(index, op.RevokeSession.GetId())
+		if err != nil {
+			return ErrorResult(errs.Wrapf(session.ErrNotFound, "session %d", op.RevokeSession.GetId()))
+		}
+		return &internalv1.Result{Result: &internalv1.Result_RevokeSession{RevokeSession: &concordv1.RevokeSessionResponse{
+			Header: header(index), KeysDeleted: n,
+		}}}
+	case *internalv1.Command_ExpireSessions:
+		ids := slices.Clone(op.ExpireSessions.GetIds())
+		slices.Sort(ids)
+		for _, id := range ids {
+			if _, err := f.sessions.End(index, id); err == nil {
+				f.cfg.Logger.Debug("session expired", "session", id, "index", index)
+				if m := f.cfg.Metrics; m != nil {
+					m.sessionsExpired.Inc()
+				}
+			}
+		}
+		return emptyResult()
+	case *internalv1.Command_PublishMember:
+		p := op.PublishMember
+		if p.GetId() == "" {
+			return ErrorResult(errs.Wrapf(ErrBadCommand, "member without id"))
+		}
+		f.members.Publish(member.Member{ID: p.GetId(), Name: p.GetName(), PeerAddr: p.GetPeerAddr(), ClientAddr: p.GetClientAddr()})
+		return emptyResult()
+	case *internalv1.Command_RetireMember:
+		f.members.Retire(op.RetireMember.GetId())
+		return emptyResult()
+	case *internalv1.Command_Noop:
+		return emptyResult()
+	default:
+		return ErrorResult(errs.Wrapf(ErrBadCommand, "unknown command at index %d", index))
+	}
+}
+
+func emptyResult() *internalv1.Result {
+	return &internalv1.Result{Result: &internalv1.Result_Empty{Empty: &internalv1.Empty{}}}
+}
+
+// ErrorResult encodes an error as a command result.
+func ErrorResult(err error) *internalv1.Result {
+	return &internalv1.Result{Result: &internalv1.Result_Error{Error: &internalv1.Error{
+		Reason:  errs.ReasonOf(err, "INTERNAL"),
+		Message: err.Error(),
+	}}}
+}
+
+// ResultError returns the error a result carries, rebuilt around the local
+// sentinel, or nil.
+func ResultError(res *internalv1.Result) error {
+	e := res.GetError()
+	if e == nil {
+		return nil
+	}
+	return errs.Rebuild(e.GetReason(), e.GetMessage())
+}
+
+// Snapshot captures the state for Raft. It implements raft.FSM.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return f.capture(), nil
+}
+
+// Restore replaces the state with a snapshot. It implements raft.FSM. The
+// snapshot is decoded into fresh structures first, so a corrupt snapshot
+// leaves the current state untouched.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	start := time.Now()
+	st := newStaging()
+	hdr, err := decodeSnapshot(rc, st)
+	if err != nil {
+		return fmt.Errorf("fsm restore: %w", err)
+	}
+	f.mu.Lock()
+	f.kv.Adopt(st.kv)
+	f.sessions.Restore(st.sessions.List())
+	*f.members = *st.members
+	*f.dedupe = *st.dedupe
+	f.now = hdr.GetTimeUnixNano()
+	f.lastSweep = hdr.GetLastSweepIndex()
+	f.pending = nil
+	f.mu.Unlock()
+	f.history.Reset(hdr.GetIndex())
+	f.setApplied(hdr.GetIndex())
+	if m := f.cfg.Metrics; m != nil {
+		m.restoreSeconds.Observe(time.Since(start).Seconds())
+	}
+	f.cfg.Logger.Info("state machine restored from snapshot", "index", hdr.GetIndex(), "duration", time.Since(start))
+	return nil
+}

@@ -1,0 +1,293 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/kv"
+	"github.com/concord-dev/concord/internal/session"
+)
+
+func encode(t testing.TB, c *internalv1.Command) []byte {
+	t.Helper()
+	b, err := proto.Marshal(c)
+	require.NoError(t, err)
+	return b
+}
+
+// randomLog draws a log of n commands over a small key space, with
+// sessions, expiries, transactions, counters and retried writes.
+func randomLog(t testing.TB, seed uint64, n int) []*raft.Log {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b9))
+	var logs []*raft.Log
+	var sessions []int64
+	key := func() []byte { return []byte(fmt.Sprintf("k/%d", rng.IntN(40))) }
+	for i := 1; i <= n; i++ {
+		idx := uint64(i)
+		cmd := &internalv1.Command{TimeUnixNano: int64(i) * 1e6}
+		if rng.IntN(4) == 0 {
+			cmd.Meta = &concordv1.WriteMeta{ClientId: fmt.Sprintf("c%d", rng.IntN(3)), RequestId: uint64(rng.IntN(20))}
+		}
+		var sess int64
+		if len(sessions) > 0 && rng.IntN(3) == 0 {
+			sess = sessions[rng.IntN(len(sessions))]
+		}
+		switch rng.IntN(9) {
+		case 0, 1:
+			cmd.Op = &internalv1.Command_Put{Put: &concordv1.PutRequest{Key: key(), Value: []byte(fmt.Sprint(rng.Int64())), Session: sess}}
+		case 2:
+			cmd.Op = &internalv1.Command_DeleteRange{DeleteRange: &concordv1.DeleteRangeRequest{Key: key()}}
+		case 3:
+			lo := int64(0)
+			cmd.Op = &internalv1.Command_Add{Add: &concordv1.AddRequest{Key: []byte("counter"), Delta: rng.Int64N(7) - 3, Min: &lo}}
+		case 4:
+			cmd.Op = &internalv1.Command_Txn{Txn: &concordv1.TxnRequest{
+				Compare: []*concordv1.Compare{{Key: key(), Target: concordv1.Compare_TARGET_VERSION, Result: concordv1.Compare_RESULT_GREATER, Number: 0}},
+				Success: []*concordv1.RequestOp{
+					{Request: &concordv1.RequestOp_Put{Put: &concordv1.PutRequest{Key: key(), Value: []byte("t")}}},
+					{Request: &concordv1.RequestOp_DeleteRange{DeleteRange: &concordv1.DeleteRangeRequest{Key: key()}}},
+				},
+				Failure: []*concordv1.RequestOp{{Request: &concordv1.RequestOp_Range{Range: &concordv1.RangeRequest{Key: []byte("k/"), Prefix: true}}}},
+			}}
+		case 5:
+			cmd.Op = &internalv1.Command_CreateSession{CreateSession: &internalv1.CreateSession{TtlMs: 1000, Name: "s"}}
+			sessions = append(sessions, int64(idx))
+		case 6:
+			if len(sessions) > 0 {
+				cmd.Op = &internalv1.Command_ExpireSessions{ExpireSessions: &internalv1.ExpireSessions{Ids: []int64{sessions[rng.IntN(len(sessions))]}}}
+			} else {
+				cmd.Op = &internalv1.Command_Noop{Noop: &internalv1.Noop{}}
+			}
+		case 7:
+			if len(sessions) > 0 {
+				cmd.Op = &internalv1.Command_RevokeSession{RevokeSession: &internalv1.RevokeSession{Id: sessions[rng.IntN(len(sessions))]}}
+			} else {
+				cmd.Op = &internalv1.Command_Noop{Noop: &internalv1.Noop{}}
+			}
+		case 8:
+			cmd.Op = &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{Id: fmt.Sprintf("n%d", rng.IntN(3)), Name: "n", ClientAddr: fmt.Sprint(i)}}
+		}
+		logs = append(logs, &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: encode(t, cmd)})
+	}
+	return logs
+}
+
+func applyInBatches(f *FSM, logs []*raft.Log, rng *rand.Rand) []any {
+	var out []any
+	for len(logs) > 0 {
+		n := 1 + rng.IntN(min(len(logs), 64))
+		out = append(out, f.ApplyBatch(logs[:n])...)
+		logs = logs[n:]
+	}
+	return out
+}
+
+func hashOf(t testing.TB, f *FSM) (uint64, string) {
+	t.Helper()
+	idx, h, err := f.Hash()
+	require.NoError(t, err)
+	return idx, h
+}
+
+func TestSameLogSameHash(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			logs := randomLog(t, seed, 3000)
+			a, b := New(Config{}), New(Config{})
+			ra := applyInBatches(a, logs, rand.New(rand.NewPCG(seed, 1)))
+			rb := applyInBatches(b, logs, rand.New(rand.NewPCG(seed, 2)))
+			for i := range ra {
+				require.True(t, proto.Equal(ra[i].(*internalv1.Result), rb[i].(*internalv1.Result)), "result %d differs", i)
+			}
+			ia, ha := hashOf(t, a)
+			ib, hb := hashOf(t, b)
+			require.Equal(t, uint64(len(logs)), ia)
+			require.Equal(t, ia, ib)
+			require.Equal(t, ha, hb)
+		})
+	}
+}
+
+func TestDifferentLogsDifferentHash(t *testing.T) {
+	a, b := New(Config{}), New(Config{})
+	a.ApplyBatch(randomLog(t, 1, 200))
+	b.ApplyBatch(randomLog(t, 2, 200))
+	_, ha := hashOf(t, a)
+	_, hb := hashOf(t, b)
+	require.NotEqual(t, ha, hb)
+}
+
+type memSink struct {
+	bytes.Buffer
+	cancelled bool
+}
+
+func (m *memSink) ID() string    { return "mem" }
+func (m *memSink) Cancel() error { m.cancelled = true; return nil }
+func (m *memSink) Close() error  { return nil }
+
+func snapshotBytes(t testing.TB, f *FSM) []byte {
+	t.Helper()
+	snap, err := f.Snapshot()
+	require.NoError(t, err)
+	var sink memSink
+	require.NoError(t, snap.Persist(&sink))
+	require.False(t, sink.cancelled)
+	return sink.Bytes()
+}
+
+func TestSnapshotRestoreSameHash(t *testing.T) {
+	logs := randomLog(t, 42, 4000)
+	a := New(Config{})
+	a.ApplyBatch(logs[:2500])
+	snap, err := a.Snapshot()
+	require.NoError(t, err)
+	// Writes after the capture must not leak into it.
+	a.ApplyBatch(logs[2500:2600])
+	var sink memSink
+	require.NoError(t, snap.Persist(&sink))
+
+	b := New(Config{})
+	require.NoError(t, b.Restore(io.NopCloser(&sink)))
+	require.EqualValues(t, 2500, b.AppliedIndex())
+	b.ApplyBatch(logs[2500:])
+	a.ApplyBatch(logs[2600:])
+	_, ha := hashOf(t, a)
+	_, hb := hashOf(t, b)
+	require.Equal(t, ha, hb)
+
+	// The restored member's history starts at the snapshot.
+	_, _, _, err = b.History().Read(2500, kv.Span{}, 0)
+	require.ErrorIs(t, err, kv.ErrCompacted)
+}
+
+func TestRestoreRejectsCorruptSnapshotAndKeepsState(t *testing.T) {
+	a := New(Config{})
+	a.ApplyBatch(randomLog(t, 3, 500))
+	good := snapshotBytes(t, a)
+	_, before := hashOf(t, a)
+	for _, bad := range [][]byte{
+		good[:len(good)/2],
+		append(append([]byte{}, good...), 1, 2, 3),
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		nil,
+	} {
+		require.Error(t, a.Restore(io.NopCloser(bytes.NewReader(bad))))
+		_, after := hashOf(t, a)
+		require.Equal(t, before, after)
+	}
+	_, err := VerifySnapshot(bytes.NewReader(good))
+	require.NoError(t, err)
+}
+
+func apply(t testing.TB, f *FSM, idx uint64, cmd *internalv1.Command) *internalv1.Result {
+	t.Helper()
+	return f.ApplyBatch([]*raft.Log{{Index: idx, Type: raft.LogCommand, Data: encode(t, cmd)}})[0].(*internalv1.Result)
+}
+
+func TestRetriedWriteAppliesOnce(t *testing.T) {
+	f := New(Config{})
+	meta := &concordv1.WriteMeta{ClientId: "c1", RequestId: 7}
+	add := &internalv1.Command{Meta: meta, Op: &internalv1.Command_Add{Add: &concordv1.AddRequest{Key: []byte("n"), Delta: 1}}}
+	first := apply(t, f, 1, add)
+	again := apply(t, f, 2, add)
+	require.True(t, proto.Equal(first, again))
+	require.EqualValues(t, 1, again.GetAdd().GetHeader().GetRevision())
+	f.Read(func(s State) {
+		it, ok := s.KV.Get([]byte("n"))
+		require.True(t, ok)
+		require.Equal(t, "1", string(it.Value))
+	})
+	// Another request ID from the same client applies.
+	add.Meta = &concordv1.WriteMeta{ClientId: "c1", RequestId: 8}
+	require.EqualValues(t, 2, apply(t, f, 3, add).GetAdd().GetValue())
+}
+
+func TestDedupeWindowAndIdleExpiry(t *testing.T) {
+	f := New(Config{})
+	idx := uint64(0)
+	for i := 0; i < DedupeWindow+10; i++ {
+		idx++
+		apply(t, f, idx, &internalv1.Command{TimeUnixNano: 1, Meta: &concordv1.WriteMeta{ClientId: "c", RequestId: uint64(i)}, Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}})
+	}
+	require.Equal(t, DedupeWindow, f.dedupe.len())
+	_, remembered := f.dedupe.lookup("c", 5, 1)
+	require.False(t, remembered, "the oldest IDs leave the window")
+	_, remembered = f.dedupe.lookup("c", uint64(DedupeWindow+9), 1)
+	require.True(t, remembered)
+
+	// Time passes beyond the idle bound and an index crosses a sweep.
+	next := (idx/sweepEvery + 1) * sweepEvery
+	apply(t, f, next, &internalv1.Command{TimeUnixNano: 2 + DedupeIdleNanos, Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}})
+	require.Zero(t, f.dedupe.len())
+}
+
+func TestSessionEndDeletesBoundKeysAndEmitsEvents(t *testing.T) {
+	f := New(Config{})
+	res := apply(t, f, 1, &internalv1.Command{Op: &internalv1.Command_CreateSession{CreateSession: &internalv1.CreateSession{TtlMs: 5000}}})
+	id := res.GetCreateSession().GetId()
+	require.EqualValues(t, 1, id)
+	res = apply(t, f, 2, &internalv1.Command{Op: &internalv1.Command_Put{Put: &concordv1.PutRequest{Key: []byte("eph"), Session: id}}})
+	require.NoError(t, ResultError(res))
+	apply(t, f, 3, &internalv1.Command{Op: &internalv1.Command_ExpireSessions{ExpireSessions: &internalv1.ExpireSessions{Ids: []int64{id, 999}}}})
+	f.Read(func(s State) {
+		_, ok := s.KV.Get([]byte("eph"))
+		require.False(t, ok)
+		require.False(t, s.Sessions.Exists(id))
+	})
+	evs, _, _, err := f.History().Read(3, kv.Span{}, 0)
+	require.NoError(t, err)
+	require.Len(t, evs, 1)
+	require.Equal(t, kv.EventDelete, evs[0].Type)
+
+	res = apply(t, f, 4, &internalv1.Command{Op: &internalv1.Command_RevokeSession{RevokeSession: &internalv1.RevokeSession{Id: id}}})
+	require.ErrorIs(t, ResultError(res), session.ErrNotFound)
+	res = apply(t, f, 5, &internalv1.Command{Op: &internalv1.Command_Put{Put: &concordv1.PutRequest{Key: []byte("late"), Session: id}}})
+	require.ErrorIs(t, ResultError(res), session.ErrNotFound)
+}
+
+func TestBadCommandChangesNothing(t *testing.T) {
+	f := New(Config{})
+	f.ApplyBatch(randomLog(t, 9, 100))
+	var before []byte
+	f.Read(func(s State) { before = snapshotKV(t, s.KV) })
+	res := f.ApplyBatch([]*raft.Log{{Index: 101, Type: raft.LogCommand, Data: []byte{0xff, 0x01, 0x02}}})[0].(*internalv1.Result)
+	require.ErrorIs(t, ResultError(res), ErrBadCommand)
+	res = apply(t, f, 102, &internalv1.Command{})
+	require.ErrorIs(t, ResultError(res), ErrBadCommand)
+	f.Read(func(s State) { require.Equal(t, before, snapshotKV(t, s.KV)) })
+}
+
+func snapshotKV(t testing.TB, s *kv.Store) []byte {
+	var out []byte
+	resp, err := s.Range(&concordv1.RangeRequest{Prefix: true}, kv.ReadLimits{})
+	require.NoError(t, err)
+	for _, kv := range resp.Kvs {
+		b, _ := proto.Marshal(kv)
+		out = append(out, b...)
+	}
+	return out
+}
+
+func TestWaitApplied(t *testing.T) {
+	f := New(Config{})
+	done := make(chan error, 1)
+	go func() { done <- f.WaitApplied(t.Context(), 3) }()
+	apply(t, f, 1, &internalv1.Command{Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}})
+	select {
+	case <-done:
+		t.Fatal("returned before index 3 was applied")
+	default:
+	}
+	apply(t, f, 3, &internalv1.Command{Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}})
+	require.NoError(t, <-done)
+}

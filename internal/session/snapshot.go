@@ -1,0 +1,40 @@
+package session
+
+import (
+	"fmt"
+
+	"github.com/concord-dev/concord/internal/fsm/record"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+)
+
+// SectionName names the table's snapshot section.
+const SectionName = "session"
+
+// Capture copies the table and returns the record count and a writer of the
+// copy, in ID order.
+func (t *Table) Capture() (uint64, func(*record.Writer) error) {
+	list := t.List()
+	return uint64(len(list)), func(w *record.Writer) error {
+		for _, s := range list {
+			rec := &internalv1.SessionRecord{Id: s.ID, Name: s.Name, TtlMs: s.TTLMillis, CreatedUnixMs: s.CreatedUnixMs}
+			if err := w.Write(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// RestoreRecords replaces the table's content with n records read from r.
+func (t *Table) RestoreRecords(n uint64, r *record.Reader) error {
+	list := make([]Session, 0, n)
+	for i := uint64(0); i < n; i++ {
+		var rec internalv1.SessionRecord
+		if err := r.Read(&rec); err != nil {
+			return fmt.Errorf("session record %d: %w", i, err)
+		}
+		list = append(list, Session{ID: rec.GetId(), Name: rec.GetName(), TTLMillis: rec.GetTtlMs(), CreatedUnixMs: rec.GetCreatedUnixMs()})
+	}
+	t.Restore(list)
+	return nil
+}

@@ -1,0 +1,104 @@
+package session
+
+import (
+	"cmp"
+	"slices"
+)
+
+// Session is a live session.
+type Session struct {
+	ID            int64
+	Name          string
+	TTLMillis     int64
+	CreatedUnixMs int64
+}
+
+// EndHook is called, in registration order, when a session ends. It returns
+// how many keys (or other holds) ended with the session.
+type EndHook func(rev uint64, id int64) int64
+
+// Table is the state machine's set of live sessions. It is not safe for
+// concurrent use; the state machine serializes access.
+type Table struct {
+	sessions map[int64]*Session
+	hooks    []EndHook
+	// observer is told of creations and ends so the leader's tracker can
+	// follow them without scanning; it must not block.
+	observer Observer
+}
+
+// Observer follows the table from outside the state machine.
+type Observer interface {
+	Created(s Session)
+	Ended(id int64)
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table { return &Table{sessions: map[int64]*Session{}} }
+
+// OnEnd registers a hook run when a session ends.
+func (t *Table) OnEnd(h EndHook) { t.hooks = append(t.hooks, h) }
+
+// SetObserver sets the observer told of creations and ends.
+func (t *Table) SetObserver(o Observer) { t.observer = o }
+
+// Exists reports whether a session is live.
+func (t *Table) Exists(id int64) bool { _, ok := t.sessions[id]; return ok }
+
+// Get returns a live session.
+func (t *Table) Get(id int64) (Session, bool) {
+	s, ok := t.sessions[id]
+	if !ok {
+		return Session{}, false
+	}
+	return *s, true
+}
+
+// Len returns the number of live sessions.
+func (t *Table) Len() int { return len(t.sessions) }
+
+// List returns the live sessions ordered by ID.
+func (t *Table) List() []Session {
+	out := make([]Session, 0, len(t.sessions))
+	for _, s := range t.sessions {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b Session) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Create starts a session whose ID is rev.
+func (t *Table) Create(rev uint64, ttlMillis int64, name string, nowUnixMs int64) Session {
+	s := &Session{ID: int64(rev), Name: name, TTLMillis: ttlMillis, CreatedUnixMs: nowUnixMs}
+	t.sessions[s.ID] = s
+	if t.observer != nil {
+		t.observer.Created(*s)
+	}
+	return *s
+}
+
+// End ends a session and runs the hooks; it returns the total the hooks
+// reported, or ErrNotFound.
+func (t *Table) End(rev uint64, id int64) (int64, error) {
+	if _, ok := t.sessions[id]; !ok {
+		return 0, ErrNotFound
+	}
+	delete(t.sessions, id)
+	var n int64
+	for _, h := range t.hooks {
+		n += h(rev, id)
+	}
+	if t.observer != nil {
+		t.observer.Ended(id)
+	}
+	return n, nil
+}
+
+// Restore replaces the table's content; hooks and observer stay.
+func (t *Table) Restore(sessions []Session) {
+	t.sessions = make(map[int64]*Session, len(sessions))
+	for i := range sessions {
+		s := sessions[i]
+		t.sessions[s.ID] = &s
+	}
+}
