@@ -4,4 +4,9 @@ go 1.26.0
 
 replace github.com/concord-dev/concord/api => ../api
 
-require github.com/concord-dev/concord/api v0.0.0
+require (
+	connectrpc.com/connect v1.21.1
+	github.com/concord-dev/concord/api v0.0.0
+)
+
+require google.golang.org/protobuf v1.36.12 // indirect

@@ -14,11 +14,21 @@ import (
 
 // These bounds are part of the replicated state's semantics, so they are
 // constants rather than configuration: every member must apply them alike.
+//
+// A client's results are kept while they are younger than DedupeMinAgeNanos
+// or among its DedupeWindow most recent, and never more than DedupeMaxWindow
+// of them: a retry within 30 seconds is recognised unless the client wrote
+// more than DedupeMaxWindow times in between.
 const (
-	// DedupeWindow is how many recent request IDs are remembered per client.
-	DedupeWindow = 4096
-	// DedupeIdleNanos is how long a client's IDs are remembered after its
-	// last write, in state machine time.
+	// DedupeWindow is how many recent results are kept per client
+	// whatever their age.
+	DedupeWindow = 1024
+	// DedupeMaxWindow caps the results kept per client.
+	DedupeMaxWindow = 65536
+	// DedupeMinAgeNanos is how long a result is kept, within the cap.
+	DedupeMinAgeNanos = int64(30 * 1e9)
+	// DedupeIdleNanos is how long a client's results are remembered after
+	// its last write, in state machine time.
 	DedupeIdleNanos = int64(15 * 60 * 1e9)
 	// sweepEvery is how many indexes pass between housekeeping sweeps.
 	sweepEvery = 4096
@@ -29,6 +39,7 @@ const dedupeSection = "dedupe"
 type dedupeEntry struct {
 	client string
 	req    uint64
+	at     int64
 	result *internalv1.Result
 }
 
@@ -74,7 +85,7 @@ func (d *dedupe) remember(client string, req uint64, res *internalv1.Result, now
 		d.clients[client] = c
 	}
 	c.lastSeen = max(c.lastSeen, now)
-	if _, existed := d.tree.ReplaceOrInsert(&dedupeEntry{client: client, req: req, result: res}); !existed {
+	if _, existed := d.tree.ReplaceOrInsert(&dedupeEntry{client: client, req: req, at: now, result: res}); !existed {
 		c.count++
 	}
 	for c.count > DedupeWindow {
@@ -84,6 +95,9 @@ func (d *dedupe) remember(client string, req uint64, res *internalv1.Result, now
 			return false
 		})
 		if oldest == nil || oldest.client != client {
+			break
+		}
+		if c.count <= DedupeMaxWindow && oldest.at > now-DedupeMinAgeNanos {
 			break
 		}
 		d.tree.Delete(oldest)
@@ -132,7 +146,7 @@ func (d *dedupe) capture() (uint64, func(*record.Writer) error) {
 		// implied by the clients' counts.
 		var err error
 		tree.Ascend(func(e *dedupeEntry) bool {
-			err = w.Write(&internalv1.DedupeRecord{ClientId: e.client, RequestId: e.req, Result: e.result})
+			err = w.Write(&internalv1.DedupeRecord{ClientId: e.client, RequestId: e.req, AtUnixNano: e.at, Result: e.result})
 			return err == nil
 		})
 		return err
@@ -158,7 +172,7 @@ func (d *dedupe) restore(n uint64, r *record.Reader) error {
 		if _, ok := fresh.clients[rec.GetClientId()]; !ok {
 			return fmt.Errorf("dedupe record %d: %w: unknown client", i, record.ErrCorrupt)
 		}
-		fresh.tree.ReplaceOrInsert(&dedupeEntry{client: rec.GetClientId(), req: rec.GetRequestId(), result: rec.GetResult()})
+		fresh.tree.ReplaceOrInsert(&dedupeEntry{client: rec.GetClientId(), req: rec.GetRequestId(), at: rec.GetAtUnixNano(), result: rec.GetResult()})
 	}
 	if uint64(fresh.tree.Len()) != entries {
 		return fmt.Errorf("%w: dedupe holds %d entries, clients count %d", record.ErrCorrupt, fresh.tree.Len(), entries)

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
@@ -18,6 +17,7 @@ import (
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	"github.com/concord-dev/concord/internal/kv"
 	"github.com/concord-dev/concord/internal/member"
+	"github.com/concord-dev/concord/internal/raftnode"
 	"github.com/concord-dev/concord/internal/session"
 )
 
@@ -158,15 +158,10 @@ func (f *FSM) setApplied(index uint64) {
 	f.appliedMu.Unlock()
 }
 
-// Apply applies one log entry. It implements raft.FSM.
-func (f *FSM) Apply(l *raft.Log) any {
-	return f.ApplyBatch([]*raft.Log{l})[0]
-}
-
 // ApplyBatch applies committed log entries in order and returns one
 // *internalv1.Result per entry (nil for non-command entries). It implements
-// raft.BatchingFSM.
-func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+// raftnode.StateMachine.
+func (f *FSM) ApplyBatch(logs []raftnode.Entry) []any {
 	if len(logs) == 0 {
 		return nil
 	}
@@ -175,7 +170,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.mu.Lock()
 	prev := f.applied.Load()
 	for i, l := range logs {
-		if l.Type == raft.LogCommand {
+		if l.Type == raftnode.EntryCommand {
 			out[i] = f.applyCommand(l.Index, l.Data)
 		}
 		f.maybeSweep(prev, l.Index)
@@ -331,16 +326,16 @@ func ResultError(res *internalv1.Result) error {
 	return errs.Rebuild(e.GetReason(), e.GetMessage())
 }
 
-// Snapshot captures the state for Raft. It implements raft.FSM.
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+// Snapshot captures the state for Raft. It implements
+// raftnode.StateMachine.
+func (f *FSM) Snapshot() (raftnode.Snapshot, error) {
 	return f.capture(), nil
 }
 
-// Restore replaces the state with a snapshot. It implements raft.FSM. The
-// snapshot is decoded into fresh structures first, so a corrupt snapshot
-// leaves the current state untouched.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
+// Restore replaces the state with a snapshot. It implements
+// raftnode.StateMachine. The snapshot is decoded into fresh structures
+// first, so a corrupt snapshot leaves the current state untouched.
+func (f *FSM) Restore(rc io.Reader) error {
 	start := time.Now()
 	st := newStaging()
 	hdr, err := decodeSnapshot(rc, st)

@@ -3,11 +3,10 @@ package fsm
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"testing"
 
-	"github.com/hashicorp/raft"
+	"github.com/concord-dev/concord/internal/raftnode"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
@@ -26,9 +25,9 @@ func encode(t testing.TB, c *internalv1.Command) []byte {
 
 // randomLog draws a log of n commands over a small key space, with
 // sessions, expiries, transactions, counters and retried writes.
-func randomLog(t testing.TB, seed uint64, n int) []*raft.Log {
+func randomLog(t testing.TB, seed uint64, n int) []raftnode.Entry {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b9))
-	var logs []*raft.Log
+	var logs []raftnode.Entry
 	var sessions []int64
 	key := func() []byte { return []byte(fmt.Sprintf("k/%d", rng.IntN(40))) }
 	for i := 1; i <= n; i++ {
@@ -76,12 +75,12 @@ func randomLog(t testing.TB, seed uint64, n int) []*raft.Log {
 		case 8:
 			cmd.Op = &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{Id: fmt.Sprintf("n%d", rng.IntN(3)), Name: "n", ClientAddr: fmt.Sprint(i)}}
 		}
-		logs = append(logs, &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: encode(t, cmd)})
+		logs = append(logs, raftnode.Entry{Index: idx, Term: 1, Type: raftnode.EntryCommand, Data: encode(t, cmd)})
 	}
 	return logs
 }
 
-func applyInBatches(f *FSM, logs []*raft.Log, rng *rand.Rand) []any {
+func applyInBatches(f *FSM, logs []raftnode.Entry, rng *rand.Rand) []any {
 	var out []any
 	for len(logs) > 0 {
 		n := 1 + rng.IntN(min(len(logs), 64))
@@ -126,23 +125,15 @@ func TestDifferentLogsDifferentHash(t *testing.T) {
 	require.NotEqual(t, ha, hb)
 }
 
-type memSink struct {
-	bytes.Buffer
-	cancelled bool
-}
-
-func (m *memSink) ID() string    { return "mem" }
-func (m *memSink) Cancel() error { m.cancelled = true; return nil }
-func (m *memSink) Close() error  { return nil }
-
 func snapshotBytes(t testing.TB, f *FSM) []byte {
 	t.Helper()
 	snap, err := f.Snapshot()
 	require.NoError(t, err)
-	var sink memSink
-	require.NoError(t, snap.Persist(&sink))
-	require.False(t, sink.cancelled)
-	return sink.Bytes()
+	var buf bytes.Buffer
+	n, err := snap.Persist(&buf)
+	require.NoError(t, err)
+	require.EqualValues(t, buf.Len(), n)
+	return buf.Bytes()
 }
 
 func TestSnapshotRestoreSameHash(t *testing.T) {
@@ -153,11 +144,12 @@ func TestSnapshotRestoreSameHash(t *testing.T) {
 	require.NoError(t, err)
 	// Writes after the capture must not leak into it.
 	a.ApplyBatch(logs[2500:2600])
-	var sink memSink
-	require.NoError(t, snap.Persist(&sink))
+	var buf bytes.Buffer
+	_, err = snap.Persist(&buf)
+	require.NoError(t, err)
 
 	b := New(Config{})
-	require.NoError(t, b.Restore(io.NopCloser(&sink)))
+	require.NoError(t, b.Restore(&buf))
 	require.EqualValues(t, 2500, b.AppliedIndex())
 	b.ApplyBatch(logs[2500:])
 	a.ApplyBatch(logs[2600:])
@@ -181,7 +173,7 @@ func TestRestoreRejectsCorruptSnapshotAndKeepsState(t *testing.T) {
 		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 		nil,
 	} {
-		require.Error(t, a.Restore(io.NopCloser(bytes.NewReader(bad))))
+		require.Error(t, a.Restore(bytes.NewReader(bad)))
 		_, after := hashOf(t, a)
 		require.Equal(t, before, after)
 	}
@@ -191,7 +183,7 @@ func TestRestoreRejectsCorruptSnapshotAndKeepsState(t *testing.T) {
 
 func apply(t testing.TB, f *FSM, idx uint64, cmd *internalv1.Command) *internalv1.Result {
 	t.Helper()
-	return f.ApplyBatch([]*raft.Log{{Index: idx, Type: raft.LogCommand, Data: encode(t, cmd)}})[0].(*internalv1.Result)
+	return f.ApplyBatch([]raftnode.Entry{{Index: idx, Type: raftnode.EntryCommand, Data: encode(t, cmd)}})[0].(*internalv1.Result)
 }
 
 func TestRetriedWriteAppliesOnce(t *testing.T) {
@@ -212,23 +204,43 @@ func TestRetriedWriteAppliesOnce(t *testing.T) {
 	require.EqualValues(t, 2, apply(t, f, 3, add).GetAdd().GetValue())
 }
 
+func noopFrom(client string, req uint64, at int64) *internalv1.Command {
+	return &internalv1.Command{TimeUnixNano: at, Meta: &concordv1.WriteMeta{ClientId: client, RequestId: req}, Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}}
+}
+
 func TestDedupeWindowAndIdleExpiry(t *testing.T) {
 	f := New(Config{})
 	idx := uint64(0)
+	// Within the minimum age, results beyond the count window are kept.
 	for i := 0; i < DedupeWindow+10; i++ {
 		idx++
-		apply(t, f, idx, &internalv1.Command{TimeUnixNano: 1, Meta: &concordv1.WriteMeta{ClientId: "c", RequestId: uint64(i)}, Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}})
+		apply(t, f, idx, noopFrom("c", uint64(i), 1))
 	}
+	require.Equal(t, DedupeWindow+10, f.dedupe.len())
+	_, remembered := f.dedupe.lookup("c", 0, 1)
+	require.True(t, remembered, "a young result stays although the window is full")
+
+	// Once they are old, only the window's worth remains.
+	idx++
+	apply(t, f, idx, noopFrom("c", uint64(DedupeWindow+10), 1+DedupeMinAgeNanos+1))
 	require.Equal(t, DedupeWindow, f.dedupe.len())
-	_, remembered := f.dedupe.lookup("c", 5, 1)
+	_, remembered = f.dedupe.lookup("c", 5, 1)
 	require.False(t, remembered, "the oldest IDs leave the window")
 	_, remembered = f.dedupe.lookup("c", uint64(DedupeWindow+9), 1)
 	require.True(t, remembered)
 
 	// Time passes beyond the idle bound and an index crosses a sweep.
 	next := (idx/sweepEvery + 1) * sweepEvery
-	apply(t, f, next, &internalv1.Command{TimeUnixNano: 2 + DedupeIdleNanos, Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}})
+	apply(t, f, next, &internalv1.Command{TimeUnixNano: 3 + DedupeMinAgeNanos + DedupeIdleNanos, Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}})
 	require.Zero(t, f.dedupe.len())
+}
+
+func TestDedupeCapHoldsEvenForYoungResults(t *testing.T) {
+	f := New(Config{})
+	for i := 0; i < DedupeMaxWindow+5; i++ {
+		apply(t, f, uint64(i+1), noopFrom("c", uint64(i), 1))
+	}
+	require.Equal(t, DedupeMaxWindow, f.dedupe.len())
 }
 
 func TestSessionEndDeletesBoundKeysAndEmitsEvents(t *testing.T) {
@@ -260,7 +272,7 @@ func TestBadCommandChangesNothing(t *testing.T) {
 	f.ApplyBatch(randomLog(t, 9, 100))
 	var before []byte
 	f.Read(func(s State) { before = snapshotKV(t, s.KV) })
-	res := f.ApplyBatch([]*raft.Log{{Index: 101, Type: raft.LogCommand, Data: []byte{0xff, 0x01, 0x02}}})[0].(*internalv1.Result)
+	res := f.ApplyBatch([]raftnode.Entry{{Index: 101, Type: raftnode.EntryCommand, Data: []byte{0xff, 0x01, 0x02}}})[0].(*internalv1.Result)
 	require.ErrorIs(t, ResultError(res), ErrBadCommand)
 	res = apply(t, f, 102, &internalv1.Command{})
 	require.ErrorIs(t, ResultError(res), ErrBadCommand)

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/hashicorp/raft"
+	"github.com/concord-dev/concord/internal/raftnode"
 	"github.com/stretchr/testify/require"
 
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
@@ -24,9 +24,9 @@ func FuzzApplyCommand(f *testing.F) {
 		seed := randomLog(t, 1, 30)
 		a.ApplyBatch(seed)
 		b.ApplyBatch(seed)
-		l := &raft.Log{Index: 31, Type: raft.LogCommand, Data: data}
-		ra := a.ApplyBatch([]*raft.Log{l})[0]
-		rb := b.ApplyBatch([]*raft.Log{l})[0]
+		l := raftnode.Entry{Index: 31, Type: raftnode.EntryCommand, Data: data}
+		ra := a.ApplyBatch([]raftnode.Entry{l})[0]
+		rb := b.ApplyBatch([]raftnode.Entry{l})[0]
 		require.IsType(t, &internalv1.Result{}, ra)
 		require.Equal(t, ra.(*internalv1.Result).String(), rb.(*internalv1.Result).String())
 		_, ha, err := a.Hash()

@@ -7,8 +7,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/concord-dev/concord/internal/fsm/record"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	"github.com/concord-dev/concord/internal/kv"
@@ -103,24 +101,17 @@ func (c *Capture) WriteTo(w io.Writer) (int64, error) {
 	return cw.n, err
 }
 
-// Persist writes the capture to a Raft snapshot sink. It implements
-// raft.FSMSnapshot.
-func (c *Capture) Persist(sink raft.SnapshotSink) error {
+// Persist writes the capture for a Raft snapshot and records its size and
+// duration. It implements raftnode.Snapshot.
+func (c *Capture) Persist(w io.Writer) (int64, error) {
 	start := time.Now()
-	n, err := c.WriteTo(sink)
-	if err != nil {
-		_ = sink.Cancel()
-		return err
-	}
-	if c.metrics != nil {
+	n, err := c.WriteTo(w)
+	if err == nil && c.metrics != nil {
 		c.metrics.snapshotSeconds.Observe(time.Since(start).Seconds())
 		c.metrics.snapshotBytes.Set(float64(n))
 	}
-	return sink.Close()
+	return n, err
 }
-
-// Release implements raft.FSMSnapshot.
-func (c *Capture) Release() {}
 
 // Hash returns the applied index and the hex SHA-256 of the canonical
 // encoding of the state machine at that index. Members that applied the same
@@ -186,4 +177,25 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// ForNewCluster rewrites a backup for a new cluster: the state is kept, the
+// old cluster's member registry is dropped (the new members publish
+// themselves). It returns the backup's index.
+func ForNewCluster(r io.Reader, w io.Writer) (uint64, error) {
+	st := newStaging()
+	hdr, err := decodeSnapshot(r, st)
+	if err != nil {
+		return 0, err
+	}
+	st.members = member.NewRegistry()
+	c := &Capture{header: hdr}
+	for _, s := range sections(st.kv, st.sessions, st.members, st.dedupe) {
+		n, wr := s.capture()
+		c.sections = append(c.sections, capturedSection{name: s.name, count: n, write: wr})
+	}
+	if _, err := c.WriteTo(w); err != nil {
+		return 0, err
+	}
+	return hdr.GetIndex(), nil
 }

@@ -294,10 +294,12 @@ func (x *MemberRecord) GetRetired() bool {
 
 // DedupeRecord is one remembered client write and its result.
 type DedupeRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	RequestId     uint64                 `protobuf:"varint,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Result        *Result                `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClientId  string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	RequestId uint64                 `protobuf:"varint,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Result    *Result                `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	// at_unix_nano is the state machine time the result was remembered.
+	AtUnixNano    int64 `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -351,6 +353,13 @@ func (x *DedupeRecord) GetResult() *Result {
 		return x.Result
 	}
 	return nil
+}
+
+func (x *DedupeRecord) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
 }
 
 // DedupeClient is one client's bookkeeping.
@@ -438,12 +447,14 @@ const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\tpeer_addr\x18\x03 \x01(\tR\bpeerAddr\x12\x1f\n" +
 	"\vclient_addr\x18\x04 \x01(\tR\n" +
 	"clientAddr\x12\x18\n" +
-	"\aretired\x18\x05 \x01(\bR\aretired\"\x7f\n" +
+	"\aretired\x18\x05 \x01(\bR\aretired\"\xa1\x01\n" +
 	"\fDedupeRecord\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\x04R\trequestId\x123\n" +
-	"\x06result\x18\x03 \x01(\v2\x1b.concord.internal.v1.ResultR\x06result\"p\n" +
+	"\x06result\x18\x03 \x01(\v2\x1b.concord.internal.v1.ResultR\x06result\x12 \n" +
+	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
+	"atUnixNano\"p\n" +
 	"\fDedupeClient\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12-\n" +
 	"\x13last_seen_unix_nano\x18\x02 \x01(\x03R\x10lastSeenUnixNano\x12\x14\n" +

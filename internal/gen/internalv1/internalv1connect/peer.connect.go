@@ -8,6 +8,7 @@ import (
 	connect "connectrpc.com/connect"
 	context "context"
 	errors "errors"
+	v1 "github.com/concord-dev/concord/api/concord/v1"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	http "net/http"
 	strings "strings"
@@ -41,6 +42,12 @@ const (
 	PeerKeepAliveProcedure = "/concord.internal.v1.Peer/KeepAlive"
 	// PeerNodeStatusProcedure is the fully-qualified name of the Peer's NodeStatus RPC.
 	PeerNodeStatusProcedure = "/concord.internal.v1.Peer/NodeStatus"
+	// PeerAddMemberProcedure is the fully-qualified name of the Peer's AddMember RPC.
+	PeerAddMemberProcedure = "/concord.internal.v1.Peer/AddMember"
+	// PeerRemoveMemberProcedure is the fully-qualified name of the Peer's RemoveMember RPC.
+	PeerRemoveMemberProcedure = "/concord.internal.v1.Peer/RemoveMember"
+	// PeerTransferLeaderProcedure is the fully-qualified name of the Peer's TransferLeader RPC.
+	PeerTransferLeaderProcedure = "/concord.internal.v1.Peer/TransferLeader"
 )
 
 // PeerClient is a client for the concord.internal.v1.Peer service.
@@ -54,6 +61,11 @@ type PeerClient interface {
 	KeepAlive(context.Context, *connect.Request[internalv1.PeerKeepAliveRequest]) (*connect.Response[internalv1.PeerKeepAliveResponse], error)
 	// NodeStatus reports the serving node's progress.
 	NodeStatus(context.Context, *connect.Request[internalv1.NodeStatusRequest]) (*connect.Response[internalv1.NodeStatusResponse], error)
+	// AddMember, RemoveMember and TransferLeader run membership changes on
+	// the leader.
+	AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error)
+	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
+	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
 }
 
 // NewPeerClient constructs a client for the concord.internal.v1.Peer service. By default, it uses
@@ -91,15 +103,36 @@ func NewPeerClient(httpClient connect.HTTPClient, baseURL string, opts ...connec
 			connect.WithSchema(peerMethods.ByName("NodeStatus")),
 			connect.WithClientOptions(opts...),
 		),
+		addMember: connect.NewClient[v1.AddMemberRequest, v1.AddMemberResponse](
+			httpClient,
+			baseURL+PeerAddMemberProcedure,
+			connect.WithSchema(peerMethods.ByName("AddMember")),
+			connect.WithClientOptions(opts...),
+		),
+		removeMember: connect.NewClient[v1.RemoveMemberRequest, v1.RemoveMemberResponse](
+			httpClient,
+			baseURL+PeerRemoveMemberProcedure,
+			connect.WithSchema(peerMethods.ByName("RemoveMember")),
+			connect.WithClientOptions(opts...),
+		),
+		transferLeader: connect.NewClient[v1.TransferLeaderRequest, v1.TransferLeaderResponse](
+			httpClient,
+			baseURL+PeerTransferLeaderProcedure,
+			connect.WithSchema(peerMethods.ByName("TransferLeader")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // peerClient implements PeerClient.
 type peerClient struct {
-	propose    *connect.Client[internalv1.ProposeRequest, internalv1.ProposeResponse]
-	readIndex  *connect.Client[internalv1.ReadIndexRequest, internalv1.ReadIndexResponse]
-	keepAlive  *connect.Client[internalv1.PeerKeepAliveRequest, internalv1.PeerKeepAliveResponse]
-	nodeStatus *connect.Client[internalv1.NodeStatusRequest, internalv1.NodeStatusResponse]
+	propose        *connect.Client[internalv1.ProposeRequest, internalv1.ProposeResponse]
+	readIndex      *connect.Client[internalv1.ReadIndexRequest, internalv1.ReadIndexResponse]
+	keepAlive      *connect.Client[internalv1.PeerKeepAliveRequest, internalv1.PeerKeepAliveResponse]
+	nodeStatus     *connect.Client[internalv1.NodeStatusRequest, internalv1.NodeStatusResponse]
+	addMember      *connect.Client[v1.AddMemberRequest, v1.AddMemberResponse]
+	removeMember   *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
+	transferLeader *connect.Client[v1.TransferLeaderRequest, v1.TransferLeaderResponse]
 }
 
 // Propose calls concord.internal.v1.Peer.Propose.
@@ -122,6 +155,21 @@ func (c *peerClient) NodeStatus(ctx context.Context, req *connect.Request[intern
 	return c.nodeStatus.CallUnary(ctx, req)
 }
 
+// AddMember calls concord.internal.v1.Peer.AddMember.
+func (c *peerClient) AddMember(ctx context.Context, req *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error) {
+	return c.addMember.CallUnary(ctx, req)
+}
+
+// RemoveMember calls concord.internal.v1.Peer.RemoveMember.
+func (c *peerClient) RemoveMember(ctx context.Context, req *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error) {
+	return c.removeMember.CallUnary(ctx, req)
+}
+
+// TransferLeader calls concord.internal.v1.Peer.TransferLeader.
+func (c *peerClient) TransferLeader(ctx context.Context, req *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error) {
+	return c.transferLeader.CallUnary(ctx, req)
+}
+
 // PeerHandler is an implementation of the concord.internal.v1.Peer service.
 type PeerHandler interface {
 	// Propose proposes a command on the leader and returns its result.
@@ -133,6 +181,11 @@ type PeerHandler interface {
 	KeepAlive(context.Context, *connect.Request[internalv1.PeerKeepAliveRequest]) (*connect.Response[internalv1.PeerKeepAliveResponse], error)
 	// NodeStatus reports the serving node's progress.
 	NodeStatus(context.Context, *connect.Request[internalv1.NodeStatusRequest]) (*connect.Response[internalv1.NodeStatusResponse], error)
+	// AddMember, RemoveMember and TransferLeader run membership changes on
+	// the leader.
+	AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error)
+	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
+	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
 }
 
 // NewPeerHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -166,6 +219,24 @@ func NewPeerHandler(svc PeerHandler, opts ...connect.HandlerOption) (string, htt
 		connect.WithSchema(peerMethods.ByName("NodeStatus")),
 		connect.WithHandlerOptions(opts...),
 	)
+	peerAddMemberHandler := connect.NewUnaryHandler(
+		PeerAddMemberProcedure,
+		svc.AddMember,
+		connect.WithSchema(peerMethods.ByName("AddMember")),
+		connect.WithHandlerOptions(opts...),
+	)
+	peerRemoveMemberHandler := connect.NewUnaryHandler(
+		PeerRemoveMemberProcedure,
+		svc.RemoveMember,
+		connect.WithSchema(peerMethods.ByName("RemoveMember")),
+		connect.WithHandlerOptions(opts...),
+	)
+	peerTransferLeaderHandler := connect.NewUnaryHandler(
+		PeerTransferLeaderProcedure,
+		svc.TransferLeader,
+		connect.WithSchema(peerMethods.ByName("TransferLeader")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/concord.internal.v1.Peer/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PeerProposeProcedure:
@@ -176,6 +247,12 @@ func NewPeerHandler(svc PeerHandler, opts ...connect.HandlerOption) (string, htt
 			peerKeepAliveHandler.ServeHTTP(w, r)
 		case PeerNodeStatusProcedure:
 			peerNodeStatusHandler.ServeHTTP(w, r)
+		case PeerAddMemberProcedure:
+			peerAddMemberHandler.ServeHTTP(w, r)
+		case PeerRemoveMemberProcedure:
+			peerRemoveMemberHandler.ServeHTTP(w, r)
+		case PeerTransferLeaderProcedure:
+			peerTransferLeaderHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -199,4 +276,16 @@ func (UnimplementedPeerHandler) KeepAlive(context.Context, *connect.Request[inte
 
 func (UnimplementedPeerHandler) NodeStatus(context.Context, *connect.Request[internalv1.NodeStatusRequest]) (*connect.Response[internalv1.NodeStatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.internal.v1.Peer.NodeStatus is not implemented"))
+}
+
+func (UnimplementedPeerHandler) AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.internal.v1.Peer.AddMember is not implemented"))
+}
+
+func (UnimplementedPeerHandler) RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.internal.v1.Peer.RemoveMember is not implemented"))
+}
+
+func (UnimplementedPeerHandler) TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.internal.v1.Peer.TransferLeader is not implemented"))
 }

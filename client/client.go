@@ -1,0 +1,349 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+)
+
+// Config configures a Client. Zero fields take the documented defaults.
+type Config struct {
+	// Endpoints are client addresses of members, as host:port or URLs.
+	// At least one is required; give all members for failover.
+	Endpoints []string
+	// TLS, if set, is used for https endpoints (host:port endpoints are
+	// then dialed with TLS).
+	TLS *tls.Config
+	// Token is sent as a bearer token when the cluster requires one.
+	Token string
+	// DialTimeout bounds New's first contact with the cluster; default 5s.
+	DialTimeout time.Duration
+	// RetryTimeout bounds how long a call retries across leader changes
+	// and member failures when its ctx has no deadline; default 15s.
+	RetryTimeout time.Duration
+	// ClientID identifies this client's writes for deduplication; default
+	// random. Two live clients must not share one.
+	ClientID string
+	// Logger receives the SDK's rare diagnostics; default discards.
+	Logger *slog.Logger
+}
+
+// Client talks to a concord cluster. It is safe for concurrent use; create
+// one per process and share it.
+type Client struct {
+	cfg       Config
+	httpc     *http.Client
+	endpoints []*endpoint
+	log       *slog.Logger
+
+	leader   atomic.Int32 // index of the leader's endpoint, -1 unknown
+	current  atomic.Int32 // index of the endpoint in use
+	refresh  sync.Mutex
+	lastSync atomic.Int64
+
+	clientID string
+	seq      atomic.Uint64
+	maxRev   atomic.Uint64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	ka     *keepAliver
+	kaOnce sync.Once
+	closed atomic.Bool
+}
+
+type endpoint struct {
+	addr    string
+	kv      concordv1connect.KVClient
+	session concordv1connect.SessionClient
+	cluster concordv1connect.ClusterClient
+}
+
+// New connects to the cluster: it validates the configuration and waits
+// until one endpoint answers, learning the leader.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, fmt.Errorf("%w: no endpoints", ErrInvalidArgument)
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.RetryTimeout <= 0 {
+		cfg.RetryTimeout = 15 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ClientID == "" {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		cfg.ClientID = "sdk-" + hex.EncodeToString(b[:])
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, clientID: cfg.ClientID}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.httpc = newHTTPClient(cfg)
+	opts := []connect.ClientOption{connect.WithGRPC(), connect.WithReadMaxBytes(64 << 20), connect.WithSendMaxBytes(64 << 20)}
+	if cfg.Token != "" {
+		opts = append(opts, connect.WithInterceptors(bearer(cfg.Token)))
+	}
+	for _, ep := range cfg.Endpoints {
+		url, addr, err := endpointURL(ep, cfg.TLS != nil)
+		if err != nil {
+			return nil, err
+		}
+		c.endpoints = append(c.endpoints, &endpoint{
+			addr:    addr,
+			kv:      concordv1connect.NewKVClient(c.httpc, url, opts...),
+			session: concordv1connect.NewSessionClient(c.httpc, url, opts...),
+			cluster: concordv1connect.NewClusterClient(c.httpc, url, opts...),
+		})
+	}
+	c.leader.Store(-1)
+	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if err := c.syncLeader(dctx, true); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: no endpoint of %v answered within %s: %v", ErrUnavailable, cfg.Endpoints, cfg.DialTimeout, err)
+	}
+	return c, nil
+}
+
+func newHTTPClient(cfg Config) *http.Client {
+	var protocols http.Protocols
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 15 * time.Second}
+	tr := &http.Transport{
+		Protocols:           &protocols,
+		DialContext:         dialer.DialContext,
+		TLSClientConfig:     cfg.TLS,
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &http.Client{Transport: tr}
+}
+
+func endpointURL(ep string, tlsOn bool) (url, addr string, err error) {
+	switch {
+	case strings.HasPrefix(ep, "http://"):
+		addr = strings.TrimPrefix(ep, "http://")
+	case strings.HasPrefix(ep, "https://"):
+		addr = strings.TrimPrefix(ep, "https://")
+		tlsOn = true
+	default:
+		addr = ep
+	}
+	addr = strings.TrimSuffix(addr, "/")
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", "", fmt.Errorf("%w: endpoint %q: %v", ErrInvalidArgument, ep, err)
+	}
+	if tlsOn {
+		return "https://" + addr, addr, nil
+	}
+	return "http://" + addr, addr, nil
+}
+
+type bearer string
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+string(b))
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// Close stops the client's background work (keep-alives, watches). Sessions
+// are not revoked: they expire on the server unless closed first.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.cancel()
+	if c.ka != nil {
+		c.ka.wait()
+	}
+	c.httpc.CloseIdleConnections()
+	return nil
+}
+
+// ClientID returns the ID that deduplicates this client's writes.
+func (c *Client) ClientID() string { return c.clientID }
+
+// LastRevision returns the highest revision this client has seen. Session
+// reads wait until the serving member has applied it.
+func (c *Client) LastRevision() uint64 { return c.maxRev.Load() }
+
+func (c *Client) observe(h *concordv1.ResponseHeader) {
+	rev := h.GetRevision()
+	for {
+		cur := c.maxRev.Load()
+		if rev <= cur || c.maxRev.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+func (c *Client) meta() *concordv1.WriteMeta {
+	return &concordv1.WriteMeta{ClientId: c.clientID, RequestId: c.seq.Add(1)}
+}
+
+// syncLeader asks the endpoints who leads and points the client at it.
+func (c *Client) syncLeader(ctx context.Context, firstContact bool) error {
+	c.refresh.Lock()
+	defer c.refresh.Unlock()
+	var lastErr error
+	start := int(c.current.Load())
+	for {
+		for i := range c.endpoints {
+			idx := (start + i) % len(c.endpoints)
+			ep := c.endpoints[idx]
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			resp, err := ep.cluster.Status(sctx, connect.NewRequest(&concordv1.StatusRequest{}))
+			cancel()
+			if err != nil {
+				lastErr = fromWire(err)
+				if errors.Is(lastErr, ErrUnauthenticated) {
+					return lastErr
+				}
+				continue
+			}
+			c.current.Store(int32(idx))
+			c.leader.Store(c.leaderIndex(resp.Msg))
+			c.lastSync.Store(time.Now().UnixNano())
+			if resp.Msg.GetLeader() != "" || !firstContact {
+				return nil
+			}
+			lastErr = fmt.Errorf("%w: member %s knows no leader yet", ErrUnavailable, resp.Msg.GetSelf().GetName())
+		}
+		if !firstContact {
+			return lastErr
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr == nil {
+				lastErr = ctx.Err()
+			}
+			return lastErr
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) leaderIndex(st *concordv1.StatusResponse) int32 {
+	for _, m := range st.GetMembers() {
+		if m.GetRole() != "leader" || m.GetClientAddr() == "" {
+			continue
+		}
+		for i, ep := range c.endpoints {
+			if ep.addr == m.GetClientAddr() {
+				return int32(i)
+			}
+		}
+	}
+	return -1
+}
+
+// pick returns the endpoint to use: the leader when known.
+func (c *Client) pick() *endpoint {
+	if l := c.leader.Load(); l >= 0 {
+		return c.endpoints[l]
+	}
+	return c.endpoints[c.current.Load()]
+}
+
+// failover moves away from an endpoint that failed.
+func (c *Client) failover(failed *endpoint) {
+	for i, ep := range c.endpoints {
+		if ep != failed {
+			continue
+		}
+		c.leader.CompareAndSwap(int32(i), -1)
+		c.current.CompareAndSwap(int32(i), int32((i+1)%len(c.endpoints)))
+	}
+}
+
+// retryable reports whether a failed call may be sent again. Reads always
+// may; writes carry a request ID the server deduplicates, so an unknown
+// outcome may be retried too. Calls without an ID (membership changes) are
+// retried only when the server says it did nothing.
+func retryable(err error, idempotent bool) bool {
+	switch reasonOf(err) {
+	case "NOT_LEADER", "NO_LEADER", "SHUTTING_DOWN":
+		return true
+	case "UNKNOWN_OUTCOME", "TIMEOUT":
+		return idempotent
+	case "":
+		return idempotent && errors.Is(err, ErrUnavailable)
+	}
+	return false
+}
+
+// call runs f against the chosen endpoint, failing over and retrying while
+// it is safe, until ctx (or the retry timeout) ends.
+func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Context, *endpoint) error) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.RetryTimeout)
+		defer cancel()
+	}
+	backoff := 10 * time.Millisecond
+	for {
+		ep := c.pick()
+		err := fromWire(f(ctx, ep))
+		if err == nil {
+			return nil
+		}
+		if !retryable(err, idempotent) {
+			return err
+		}
+		if ctx.Err() != nil {
+			if reasonOf(err) == "UNKNOWN_OUTCOME" || reasonOf(err) == "TIMEOUT" {
+				return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+			}
+			return err
+		}
+		c.log.Debug("retrying", "endpoint", ep.addr, "err", err)
+		if reasonOf(err) != "NO_LEADER" {
+			c.failover(ep)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = c.syncLeader(sctx, false)
+		cancel()
+	}
+}

@@ -1,0 +1,17 @@
+// Package client is the Go SDK of concord.
+//
+//	c, err := client.New(ctx, client.Config{Endpoints: []string{"127.0.0.1:7070"}})
+//	if err != nil { ... }
+//	defer c.Close()
+//	if _, err := c.Put(ctx, "greeting", []byte("hello")); err != nil { ... }
+//	kv, err := c.Get(ctx, "greeting")
+//
+// Every call takes a ctx. Reads are linearizable unless asked otherwise.
+// Writes carry a request ID, so the SDK retries them across leader changes
+// and member failures without applying any twice. Errors wrap the exported
+// sentinels (ErrNotFound, ErrCompareFailed, ErrSessionExpired, ErrTooLarge,
+// ...): test them with errors.Is.
+//
+// The SDK never imports concord's server packages: it depends only on the
+// generated API in github.com/concord-dev/concord/api.
+package client

@@ -1,0 +1,170 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+)
+
+// Sentinel errors. Every error the SDK returns for a server-side condition
+// wraps one of them; test with errors.Is.
+var (
+	// ErrNotFound: the key (or member) does not exist.
+	ErrNotFound = errors.New("concord: not found")
+	// ErrCompareFailed: a compare-and-swap or conditional write found the
+	// key in another state; nothing was written.
+	ErrCompareFailed = errors.New("concord: compare failed")
+	// ErrSessionExpired: the session expired, was revoked, or never
+	// existed.
+	ErrSessionExpired = errors.New("concord: session expired or not found")
+	// ErrTooLarge: a key, value or request exceeds the server's limits.
+	ErrTooLarge = errors.New("concord: too large")
+	// ErrEmptyKey: a key is required.
+	ErrEmptyKey = errors.New("concord: empty key")
+	// ErrInvalidArgument: the request is malformed (bad range, compare,
+	// TTL outside bounds, too many operations, ...).
+	ErrInvalidArgument = errors.New("concord: invalid argument")
+	// ErrOutOfRange: a bounded counter add would leave its bounds; nothing
+	// changed.
+	ErrOutOfRange = errors.New("concord: counter out of range")
+	// ErrNotCounter: the key does not hold a decimal integer.
+	ErrNotCounter = errors.New("concord: value is not a counter")
+	// ErrCompacted: a watch asked for a revision no longer in history.
+	ErrCompacted = errors.New("concord: revision compacted")
+	// ErrQuotaExceeded: the cluster is at its size quota or session limit.
+	ErrQuotaExceeded = errors.New("concord: quota exceeded")
+	// ErrUnavailable: no member could serve the request in time (no
+	// leader, no quorum, members down or shutting down).
+	ErrUnavailable = errors.New("concord: unavailable")
+	// ErrUnknownOutcome: a write may or may not have been applied, and the
+	// SDK could not settle it within the retry window.
+	ErrUnknownOutcome = errors.New("concord: write outcome unknown")
+	// ErrUnauthenticated: the token is missing or wrong.
+	ErrUnauthenticated = errors.New("concord: unauthenticated")
+	// ErrMemberExists: a member with that name or address exists.
+	ErrMemberExists = errors.New("concord: member exists")
+	// ErrUnsupported: the server does not support the request.
+	ErrUnsupported = errors.New("concord: unsupported")
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("concord: client closed")
+)
+
+// reasons maps the server's stable reasons to sentinels.
+var reasons = map[string]error{
+	"KEY_NOT_FOUND":            ErrNotFound,
+	"MEMBER_NOT_FOUND":         ErrNotFound,
+	"SESSION_NOT_FOUND":        ErrSessionExpired,
+	"EMPTY_KEY":                ErrEmptyKey,
+	"KEY_TOO_LARGE":            ErrTooLarge,
+	"VALUE_TOO_LARGE":          ErrTooLarge,
+	"REQUEST_TOO_LARGE":        ErrTooLarge,
+	"TOO_MANY_OPS":             ErrInvalidArgument,
+	"INVALID_RANGE":            ErrInvalidArgument,
+	"INVALID_COMPARE":          ErrInvalidArgument,
+	"EMPTY_OP":                 ErrInvalidArgument,
+	"INVALID_ARGUMENT":         ErrInvalidArgument,
+	"SESSION_TTL_OUT_OF_RANGE": ErrInvalidArgument,
+	"BAD_COMMAND":              ErrInvalidArgument,
+	"OUT_OF_RANGE":             ErrOutOfRange,
+	"NOT_A_COUNTER":            ErrNotCounter,
+	"COMPACTED":                ErrCompacted,
+	"QUOTA_EXCEEDED":           ErrQuotaExceeded,
+	"TOO_MANY_SESSIONS":        ErrQuotaExceeded,
+	"NOT_LEADER":               ErrUnavailable,
+	"NO_LEADER":                ErrUnavailable,
+	"SHUTTING_DOWN":            ErrUnavailable,
+	"UNKNOWN_OUTCOME":          ErrUnknownOutcome,
+	"TIMEOUT":                  ErrUnknownOutcome,
+	"UNAUTHENTICATED":          ErrUnauthenticated,
+	"MEMBER_EXISTS":            ErrMemberExists,
+	"LOCK_COMPARE_UNSUPPORTED": ErrUnsupported,
+}
+
+// Reasons lists the server reasons the SDK maps to sentinels.
+func Reasons() []string {
+	out := make([]string, 0, len(reasons))
+	for r := range reasons {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Error is a server error: its stable reason, the server's message, and the
+// sentinel it wraps.
+type Error struct {
+	// Reason is the server's stable reason, e.g. "KEY_TOO_LARGE".
+	Reason string
+	// Message is the server's message for people.
+	Message string
+	// Code is the gRPC code.
+	Code connect.Code
+	// Revision is set where it explains the error (the compacted
+	// revision of a watch).
+	Revision uint64
+	sentinel error
+}
+
+func (e *Error) Error() string { return "concord: " + e.Message }
+
+// Unwrap returns the sentinel.
+func (e *Error) Unwrap() error { return e.sentinel }
+
+// fromWire converts an error received from a member.
+func fromWire(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	for _, d := range ce.Details() {
+		v, derr := d.Value()
+		if derr != nil {
+			continue
+		}
+		info, ok := v.(*concordv1.ErrorInfo)
+		if !ok {
+			continue
+		}
+		sentinel := reasons[info.GetReason()]
+		if sentinel == nil {
+			sentinel = errors.New("concord: " + info.GetReason())
+		}
+		return &Error{Reason: info.GetReason(), Message: ce.Message(), Code: ce.Code(), Revision: info.GetRevision(), sentinel: sentinel}
+	}
+	// Every error a member raises carries an ErrorInfo; one without it
+	// came from the transport or the protocol layer.
+	switch ce.Code() {
+	case connect.CodeCanceled:
+		return context.Canceled
+	case connect.CodeDeadlineExceeded:
+		return context.DeadlineExceeded
+	case connect.CodeUnauthenticated:
+		return fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+	case connect.CodeResourceExhausted:
+		return fmt.Errorf("%w: %v", ErrTooLarge, err)
+	case connect.CodeInvalidArgument:
+		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	case connect.CodeUnimplemented:
+		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+	default:
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+}
+
+// reasonOf returns the server reason of a converted error.
+func reasonOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}

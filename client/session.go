@@ -1,0 +1,373 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+)
+
+// SessionInfo describes a session as the server sees it.
+type SessionInfo = concordv1.SessionInfo
+
+// SessionOption adjusts a new session.
+type SessionOption func(*sessionOptions)
+
+type sessionOptions struct {
+	ttl  time.Duration
+	name string
+}
+
+// WithTTL sets a session's time to live; default 10s. The SDK keeps the
+// session alive every TTL/3.
+func WithTTL(d time.Duration) SessionOption { return func(o *sessionOptions) { o.ttl = d } }
+
+// WithName labels a session for people (shown by `concord session ls`).
+func WithName(n string) SessionOption { return func(o *sessionOptions) { o.name = n } }
+
+// Session is a lease kept alive in the background. Keys, locks and other
+// holds bound to it end when it ends. Done is closed the moment the SDK can
+// no longer be sure the session lives: when the server reports it expired,
+// or when a full TTL has passed since the last keep-alive the leader
+// confirmed.
+type Session struct {
+	c   *Client
+	id  int64
+	ttl time.Duration
+
+	mu       sync.Mutex
+	deadline time.Time // sent time of the last confirmed keep-alive + TTL
+	done     chan struct{}
+	err      error
+}
+
+// NewSession creates a session and keeps it alive until Close, ctx of the
+// client, or loss.
+func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Session, error) {
+	o := sessionOptions{ttl: 10 * time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	req := &concordv1.CreateSessionRequest{TtlMs: o.ttl.Milliseconds(), Name: o.name, Meta: c.meta()}
+	sent := time.Now()
+	var resp *concordv1.CreateSessionResponse
+	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.session.Create(ctx, connect.NewRequest(req))
+		if err != nil {
+			return err
+		}
+		resp = r.Msg
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.observe(resp.GetHeader())
+	s := &Session{c: c, id: resp.GetId(), ttl: time.Duration(resp.GetTtlMs()) * time.Millisecond, done: make(chan struct{})}
+	s.deadline = sent.Add(s.ttl)
+	c.keepAliver().add(s)
+	return s, nil
+}
+
+// ID returns the session's ID.
+func (s *Session) ID() int64 { return s.id }
+
+// TTL returns the session's time to live.
+func (s *Session) TTL() time.Duration { return s.ttl }
+
+// Done is closed when the session is lost or closed.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns why the session ended: ErrSessionExpired when lost, ErrClosed
+// after Close, nil while it lives.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Deadline returns the time until which the session is known to live.
+func (s *Session) Deadline() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deadline
+}
+
+func (s *Session) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	close(s.done)
+}
+
+func (s *Session) confirmed(sent time.Time, ttl time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := sent.Add(ttl); d.After(s.deadline) {
+		s.deadline = d
+	}
+}
+
+// Close stops keeping the session alive and revokes it, deleting what is
+// bound to it.
+func (s *Session) Close(ctx context.Context) error {
+	s.c.keepAliver().remove(s)
+	s.end(ErrClosed)
+	req := &concordv1.RevokeSessionRequest{Id: s.id, Meta: s.c.meta()}
+	err := s.c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+		_, err := ep.session.Revoke(ctx, connect.NewRequest(req))
+		return err
+	})
+	if errors.Is(err, ErrSessionExpired) {
+		return nil
+	}
+	return err
+}
+
+// Orphan stops keeping the session alive without revoking it; it expires
+// on the server after its TTL.
+func (s *Session) Orphan() {
+	s.c.keepAliver().remove(s)
+	s.end(ErrClosed)
+}
+
+// GetSession describes a session.
+func (c *Client) GetSession(ctx context.Context, id int64) (*SessionInfo, error) {
+	var resp *concordv1.GetSessionResponse
+	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.session.Get(ctx, connect.NewRequest(&concordv1.GetSessionRequest{Id: id}))
+		if err != nil {
+			return err
+		}
+		resp = r.Msg
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetSession(), nil
+}
+
+// ListSessions describes every session.
+func (c *Client) ListSessions(ctx context.Context) ([]*SessionInfo, error) {
+	var resp *concordv1.ListSessionsResponse
+	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.session.List(ctx, connect.NewRequest(&concordv1.ListSessionsRequest{}))
+		if err != nil {
+			return err
+		}
+		resp = r.Msg
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetSessions(), nil
+}
+
+// RevokeSession ends a session by ID.
+func (c *Client) RevokeSession(ctx context.Context, id int64) (int64, error) {
+	req := &concordv1.RevokeSessionRequest{Id: id, Meta: c.meta()}
+	var resp *concordv1.RevokeSessionResponse
+	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.session.Revoke(ctx, connect.NewRequest(req))
+		if err != nil {
+			return err
+		}
+		resp = r.Msg
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetKeysDeleted(), nil
+}
+
+// KeepAliveOnce refreshes a session by ID once and returns its TTL.
+func (c *Client) KeepAliveOnce(ctx context.Context, id int64) (time.Duration, error) {
+	var ttl time.Duration
+	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.session.KeepAliveOnce(ctx, connect.NewRequest(&concordv1.KeepAliveRequest{Id: id}))
+		if err != nil {
+			return err
+		}
+		ttl = time.Duration(r.Msg.GetTtlMs()) * time.Millisecond
+		return nil
+	})
+	return ttl, err
+}
+
+// keepAliver keeps every session of a client alive over one stream.
+type keepAliver struct {
+	c        *Client
+	mu       sync.Mutex
+	sessions map[int64]*Session
+	wake     chan struct{}
+	stopped  chan struct{}
+}
+
+func (c *Client) keepAliver() *keepAliver {
+	c.kaOnce.Do(func() {
+		c.ka = &keepAliver{c: c, sessions: map[int64]*Session{}, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+		go c.ka.run()
+	})
+	return c.ka
+}
+
+func (k *keepAliver) add(s *Session) {
+	k.mu.Lock()
+	k.sessions[s.id] = s
+	k.mu.Unlock()
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (k *keepAliver) remove(s *Session) {
+	k.mu.Lock()
+	delete(k.sessions, s.id)
+	k.mu.Unlock()
+}
+
+func (k *keepAliver) wait() { <-k.stopped }
+
+func (k *keepAliver) snapshot() []*Session {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]*Session, 0, len(k.sessions))
+	for _, s := range k.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+// expireLost ends sessions whose deadline has passed without a confirmed
+// keep-alive: from then on the server may have expired them.
+func (k *keepAliver) expireLost() {
+	now := time.Now()
+	for _, s := range k.snapshot() {
+		if now.After(s.Deadline()) {
+			k.remove(s)
+			s.end(fmt.Errorf("%w: no keep-alive confirmed within its TTL of %s", ErrSessionExpired, s.ttl))
+		}
+	}
+}
+
+func (k *keepAliver) run() {
+	defer close(k.stopped)
+	ctx := k.c.ctx
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		if len(k.snapshot()) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-k.wake:
+				continue
+			}
+		}
+		err := k.stream(ctx)
+		k.expireLost()
+		if ctx.Err() != nil {
+			return
+		}
+		k.c.log.Debug("keep-alive stream ended", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = k.c.syncLeader(sctx, false)
+		cancel()
+	}
+}
+
+// stream runs one keep-alive stream until it fails or no session is left.
+func (k *keepAliver) stream(ctx context.Context) error {
+	ep := k.c.pick()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream := ep.session.KeepAlive(sctx)
+	type pending struct{ sent time.Time }
+	var pmu sync.Mutex
+	inflight := map[int64][]time.Time{}
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			resp, err := stream.Receive()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			pmu.Lock()
+			q := inflight[resp.GetId()]
+			var sent time.Time
+			if len(q) > 0 {
+				sent, inflight[resp.GetId()] = q[0], q[1:]
+			}
+			pmu.Unlock()
+			k.mu.Lock()
+			s := k.sessions[resp.GetId()]
+			k.mu.Unlock()
+			if s == nil {
+				continue
+			}
+			if resp.GetExpired() {
+				k.remove(s)
+				s.end(fmt.Errorf("%w: session %d", ErrSessionExpired, s.id))
+				continue
+			}
+			if !sent.IsZero() {
+				s.confirmed(sent, time.Duration(resp.GetTtlMs())*time.Millisecond)
+			}
+		}
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	lastSent := map[int64]time.Time{}
+	for {
+		now := time.Now()
+		sessions := k.snapshot()
+		if len(sessions) == 0 {
+			_ = stream.CloseRequest()
+			return nil
+		}
+		for _, s := range sessions {
+			interval := s.ttl / 3
+			if time.Until(s.Deadline()) < s.ttl/2 {
+				// Behind schedule (a slow or failed keep-alive): try often.
+				interval = min(interval, 200*time.Millisecond)
+			}
+			if now.Sub(lastSent[s.id]) < interval {
+				continue
+			}
+			lastSent[s.id] = now
+			pmu.Lock()
+			inflight[s.id] = append(inflight[s.id], now)
+			pmu.Unlock()
+			if err := stream.Send(&concordv1.KeepAliveRequest{Id: s.id}); err != nil {
+				return <-recvErr
+			}
+		}
+		k.expireLost()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-recvErr:
+			return fromWire(err)
+		case <-tick.C:
+		case <-k.wake:
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"connectrpc.com/connect"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+)
+
+// Event is one change of a key.
+type Event = concordv1.Event
+
+// Event types.
+const (
+	EventPut    = concordv1.Event_TYPE_PUT
+	EventDelete = concordv1.Event_TYPE_DELETE
+)
+
+// WatchResponse is what a watch delivers: the events of one or more whole
+// revisions, in order, or a progress report, or a final error.
+type WatchResponse struct {
+	Events []*Event
+	// Revision: every matching event at or below it has been delivered.
+	Revision uint64
+	// Progress marks a response without events that only reports
+	// Revision.
+	Progress bool
+	// Err is set on the last response of a watch that cannot go on:
+	// ErrCompacted (resume from a fresh read), ErrInvalidArgument, ...
+	Err error
+}
+
+// WatchChan delivers a watch's responses. It is closed when the watch ends:
+// its ctx ends, the client closes, or a response with Err was delivered.
+type WatchChan <-chan WatchResponse
+
+// Watch streams the changes of a key (or with WithPrefix or WithRange, a
+// range) from WithRevision, or from the next revision. When a member fails
+// or the connection breaks, the watch resumes on another member from the
+// revision after the last one delivered: no event is lost or repeated.
+func (c *Client) Watch(ctx context.Context, key string, opts ...OpOption) WatchChan {
+	o := applyOpts(opts)
+	ch := make(chan WatchResponse, 64)
+	go c.runWatch(ctx, key, o, ch)
+	return ch
+}
+
+func (c *Client) runWatch(ctx context.Context, key string, o opOptions, ch chan<- WatchResponse) {
+	defer close(ch)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.ctx.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	next := o.startRev
+	deliver := func(r WatchResponse) bool {
+		select {
+		case ch <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		ep := c.pick()
+		req := &concordv1.WatchRequest{Key: []byte(key), RangeEnd: o.rangeEnd, Prefix: o.prefix,
+			StartRevision: next, PrevKv: o.prevKV, ProgressNotify: o.progress}
+		stream, err := ep.kv.Watch(ctx, connect.NewRequest(req))
+		if err == nil {
+			for stream.Receive() {
+				backoff = 50 * time.Millisecond
+				msg := stream.Msg()
+				rev := msg.GetHeader().GetRevision()
+				c.observe(msg.GetHeader())
+				if next == 0 || rev+1 > next {
+					next = rev + 1
+				}
+				if len(msg.GetEvents()) == 0 {
+					if o.progress && !deliver(WatchResponse{Revision: rev, Progress: true}) {
+						return
+					}
+					continue
+				}
+				if !deliver(WatchResponse{Events: msg.GetEvents(), Revision: rev}) {
+					return
+				}
+			}
+			err = stream.Err()
+			_ = stream.Close()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		err = fromWire(err)
+		if err != nil && !retryable(err, true) && !errors.Is(err, ErrUnavailable) {
+			deliver(WatchResponse{Err: err, Revision: next - 1})
+			return
+		}
+		c.failover(ep)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}

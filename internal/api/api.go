@@ -1,0 +1,202 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/server"
+)
+
+// ErrUnauthenticated is returned for a request without the configured
+// bearer token.
+var ErrUnauthenticated = errs.New("UNAUTHENTICATED", "api: missing or wrong bearer token")
+
+// Options configure the handler.
+type Options struct {
+	// Gatherer serves /metrics; Registerer receives the API's metrics.
+	Gatherer   prometheus.Gatherer
+	Registerer prometheus.Registerer
+	// AuthToken, when set, is required as "Authorization: Bearer <token>"
+	// on every RPC and debug endpoint.
+	AuthToken string
+	// MaxRequestBytes bounds a request message.
+	MaxRequestBytes int
+}
+
+// New returns the client API handler of srv.
+func New(srv *server.Server, opts Options) http.Handler {
+	m := newMetrics(opts.Registerer)
+	interceptors := connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken))
+	readMax := connect.WithReadMaxBytes(opts.MaxRequestBytes)
+	mux := http.NewServeMux()
+	mux.Handle(concordv1connect.NewKVHandler(&kvService{s: srv}, interceptors, readMax))
+	mux.Handle(concordv1connect.NewSessionHandler(&sessionService{s: srv}, interceptors, readMax))
+	mux.Handle(concordv1connect.NewClusterHandler(&clusterService{s: srv}, interceptors, readMax))
+
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if srv.Stopping() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !srv.Ready() {
+			http.Error(w, "not ready: no leader known, leader not established, or shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	debug := http.NewServeMux()
+	debug.HandleFunc("GET /debug/hash", func(w http.ResponseWriter, r *http.Request) {
+		idx, h, err := srv.Hash(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"member": srv.Name(), "applied_index": idx, "hash": h})
+	})
+	debug.HandleFunc("/debug/pprof/", pprof.Index)
+	debug.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	debug.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	debug.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	debug.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/", requireToken(opts.AuthToken, debug))
+	return mux
+}
+
+func tokenOK(want, header string) bool {
+	if want == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(header, "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+func requireToken(token string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !tokenOK(token, r.Header.Get("Authorization")) {
+			http.Error(w, ErrUnauthenticated.Error(), http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+type authInterceptorT struct{ token string }
+
+func authInterceptor(token string) connect.Interceptor { return authInterceptorT{token: token} }
+
+func (a authInterceptorT) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if !tokenOK(a.token, req.Header().Get("Authorization")) {
+			return nil, errs.ToConnect(ErrUnauthenticated)
+		}
+		return next(ctx, req)
+	}
+}
+
+func (a authInterceptorT) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a authInterceptorT) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if !tokenOK(a.token, conn.RequestHeader().Get("Authorization")) {
+			return errs.ToConnect(ErrUnauthenticated)
+		}
+		return next(ctx, conn)
+	}
+}
+
+// metrics are the API's Prometheus metrics, concord_api_*.
+type metrics struct {
+	requests *prometheus.CounterVec
+	seconds  *prometheus.HistogramVec
+	streams  *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "concord_api_requests_total", Help: "Client API requests by method and result code."}, []string{"method", "code"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "concord_api_request_duration_seconds", Help: "Client API unary request latency by method.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"method"}),
+		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "concord_api_open_streams", Help: "Open streams by method."}, []string{"method"}),
+	}
+	reg.MustRegister(m.requests, m.seconds, m.streams)
+	return m
+}
+
+func method(procedure string) string {
+	if i := strings.LastIndex(procedure, "."); i >= 0 {
+		return procedure[i+1:]
+	}
+	return procedure
+}
+
+func codeOf(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return connect.CodeOf(err).String()
+}
+
+type metricsInterceptor struct{ m *metrics }
+
+func (m *metrics) interceptor() connect.Interceptor { return metricsInterceptor{m: m} }
+
+func (mi metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		start := time.Now()
+		resp, err := next(ctx, req)
+		name := method(req.Spec().Procedure)
+		mi.m.seconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		mi.m.requests.WithLabelValues(name, codeOf(err)).Inc()
+		return resp, err
+	}
+}
+
+func (mi metricsInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (mi metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		name := method(conn.Spec().Procedure)
+		g := mi.m.streams.WithLabelValues(name)
+		g.Inc()
+		defer g.Dec()
+		err := next(ctx, conn)
+		mi.m.requests.WithLabelValues(name, codeOf(err)).Inc()
+		return err
+	}
+}
+
+// wire converts a server error for the wire.
+func wire(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errs.ToConnect(err)
+}
+
+// isEOF reports a cleanly closed client stream.
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }

@@ -1,0 +1,189 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+
+	"connectrpc.com/connect"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/server"
+)
+
+type kvService struct{ s *server.Server }
+
+func unary[Req, Resp any](ctx context.Context, req *connect.Request[Req], f func(context.Context, *Req) (*Resp, error)) (*connect.Response[Resp], error) {
+	resp, err := f(ctx, req.Msg)
+	if err != nil {
+		return nil, wire(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (k *kvService) Range(ctx context.Context, req *connect.Request[concordv1.RangeRequest]) (*connect.Response[concordv1.RangeResponse], error) {
+	return unary(ctx, req, k.s.Range)
+}
+
+func (k *kvService) Put(ctx context.Context, req *connect.Request[concordv1.PutRequest]) (*connect.Response[concordv1.PutResponse], error) {
+	return unary(ctx, req, k.s.Put)
+}
+
+func (k *kvService) DeleteRange(ctx context.Context, req *connect.Request[concordv1.DeleteRangeRequest]) (*connect.Response[concordv1.DeleteRangeResponse], error) {
+	return unary(ctx, req, k.s.DeleteRange)
+}
+
+func (k *kvService) Txn(ctx context.Context, req *connect.Request[concordv1.TxnRequest]) (*connect.Response[concordv1.TxnResponse], error) {
+	return unary(ctx, req, k.s.Txn)
+}
+
+func (k *kvService) Add(ctx context.Context, req *connect.Request[concordv1.AddRequest]) (*connect.Response[concordv1.AddResponse], error) {
+	return unary(ctx, req, k.s.Add)
+}
+
+func (k *kvService) Watch(ctx context.Context, req *connect.Request[concordv1.WatchRequest], stream *connect.ServerStream[concordv1.WatchResponse]) error {
+	return wire(k.s.Watch(ctx, req.Msg, stream.Send))
+}
+
+type sessionService struct{ s *server.Server }
+
+func (ss *sessionService) Create(ctx context.Context, req *connect.Request[concordv1.CreateSessionRequest]) (*connect.Response[concordv1.CreateSessionResponse], error) {
+	return unary(ctx, req, ss.s.CreateSession)
+}
+
+func (ss *sessionService) Revoke(ctx context.Context, req *connect.Request[concordv1.RevokeSessionRequest]) (*connect.Response[concordv1.RevokeSessionResponse], error) {
+	return unary(ctx, req, ss.s.RevokeSession)
+}
+
+func (ss *sessionService) Get(ctx context.Context, req *connect.Request[concordv1.GetSessionRequest]) (*connect.Response[concordv1.GetSessionResponse], error) {
+	return unary(ctx, req, ss.s.GetSession)
+}
+
+func (ss *sessionService) List(ctx context.Context, req *connect.Request[concordv1.ListSessionsRequest]) (*connect.Response[concordv1.ListSessionsResponse], error) {
+	resp, err := ss.s.ListSessions(ctx)
+	if err != nil {
+		return nil, wire(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (ss *sessionService) KeepAliveOnce(ctx context.Context, req *connect.Request[concordv1.KeepAliveRequest]) (*connect.Response[concordv1.KeepAliveResponse], error) {
+	ttls, err := ss.s.KeepAlive(ctx, []int64{req.Msg.GetId()})
+	if err != nil {
+		return nil, wire(err)
+	}
+	if ttls[0] < 0 {
+		return nil, wire(sessionGone(req.Msg.GetId()))
+	}
+	return connect.NewResponse(&concordv1.KeepAliveResponse{Id: req.Msg.GetId(), TtlMs: ttls[0]}), nil
+}
+
+// KeepAlive serves one client's keep-alives for all its sessions. A failure
+// to reach the leader ends the stream; the SDK reconnects, possibly to
+// another member.
+func (ss *sessionService) KeepAlive(ctx context.Context, stream *connect.BidiStream[concordv1.KeepAliveRequest, concordv1.KeepAliveResponse]) error {
+	for {
+		req, err := stream.Receive()
+		if err != nil {
+			if isEOF(err) {
+				return nil
+			}
+			return err
+		}
+		ttls, err := ss.s.KeepAlive(ctx, []int64{req.GetId()})
+		if err != nil {
+			return wire(err)
+		}
+		resp := &concordv1.KeepAliveResponse{Id: req.GetId(), TtlMs: ttls[0], Expired: ttls[0] < 0}
+		if resp.Expired {
+			resp.TtlMs = 0
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+type clusterService struct{ s *server.Server }
+
+func (c *clusterService) Status(ctx context.Context, req *connect.Request[concordv1.StatusRequest]) (*connect.Response[concordv1.StatusResponse], error) {
+	resp, err := c.s.Status(ctx)
+	if err != nil {
+		return nil, wire(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (c *clusterService) AddMember(ctx context.Context, req *connect.Request[concordv1.AddMemberRequest]) (*connect.Response[concordv1.AddMemberResponse], error) {
+	return unary(ctx, req, c.s.AddMember)
+}
+
+func (c *clusterService) RemoveMember(ctx context.Context, req *connect.Request[concordv1.RemoveMemberRequest]) (*connect.Response[concordv1.RemoveMemberResponse], error) {
+	return unary(ctx, req, c.s.RemoveMember)
+}
+
+func (c *clusterService) TransferLeader(ctx context.Context, req *connect.Request[concordv1.TransferLeaderRequest]) (*connect.Response[concordv1.TransferLeaderResponse], error) {
+	return unary(ctx, req, c.s.TransferLeader)
+}
+
+func (c *clusterService) Hash(ctx context.Context, req *connect.Request[concordv1.HashRequest]) (*connect.Response[concordv1.HashResponse], error) {
+	idx, h, err := c.s.Hash(ctx)
+	if err != nil {
+		return nil, wire(err)
+	}
+	return connect.NewResponse(&concordv1.HashResponse{AppliedIndex: idx, Hash: h, Header: &concordv1.ResponseHeader{Revision: idx, Member: c.s.Name()}}), nil
+}
+
+// snapshotChunk is the size of one streamed snapshot chunk.
+const snapshotChunk = 256 << 10
+
+func (c *clusterService) Snapshot(ctx context.Context, req *connect.Request[concordv1.SnapshotRequest], stream *connect.ServerStream[concordv1.SnapshotChunk]) error {
+	pr, pw := io.Pipe()
+	type result struct {
+		index uint64
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		idx, err := c.s.Snapshot(ctx, pw)
+		pw.CloseWithError(err)
+		done <- result{idx, err}
+	}()
+	h := sha256.New()
+	buf := make([]byte, snapshotChunk)
+	first := true
+	for {
+		n, err := io.ReadFull(pr, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			chunk := &concordv1.SnapshotChunk{Data: append([]byte(nil), buf[:n]...)}
+			if first {
+				chunk.Header = &concordv1.ResponseHeader{Member: c.s.Name()}
+				first = false
+			}
+			if serr := stream.Send(chunk); serr != nil {
+				pr.CloseWithError(serr)
+				<-done
+				return serr
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			r := <-done
+			if r.err != nil {
+				return wire(r.err)
+			}
+			return wire(err)
+		}
+	}
+	r := <-done
+	if r.err != nil {
+		return wire(r.err)
+	}
+	return stream.Send(&concordv1.SnapshotChunk{
+		Header: &concordv1.ResponseHeader{Revision: r.index, Member: c.s.Name()},
+		Sha256: h.Sum(nil),
+	})
+}

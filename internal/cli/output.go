@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/concord-dev/concord/client"
+)
+
+// kvJSON is the JSON form of a key-value: strings when they are UTF-8,
+// base64 (with encoding set) otherwise.
+type kvJSON struct {
+	Key            string `json:"key"`
+	Value          string `json:"value,omitempty"`
+	Encoding       string `json:"encoding,omitempty"`
+	CreateRevision uint64 `json:"create_revision"`
+	ModRevision    uint64 `json:"mod_revision"`
+	Version        int64  `json:"version"`
+	Session        int64  `json:"session,omitempty"`
+}
+
+func toKVJSON(kv *client.KeyValue) kvJSON {
+	out := kvJSON{CreateRevision: kv.GetCreateRevision(), ModRevision: kv.GetModRevision(), Version: kv.GetVersion(), Session: kv.GetSession()}
+	if utf8.Valid(kv.GetKey()) && utf8.Valid(kv.GetValue()) {
+		out.Key, out.Value = string(kv.GetKey()), string(kv.GetValue())
+	} else {
+		out.Key = base64.StdEncoding.EncodeToString(kv.GetKey())
+		out.Value = base64.StdEncoding.EncodeToString(kv.GetValue())
+		out.Encoding = "base64"
+	}
+	return out
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeProtoJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}

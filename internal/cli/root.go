@@ -1,0 +1,144 @@
+// Package cli is concord's command line: `concord server` runs a member, the
+// other verbs (kv, session, cluster, snapshot) talk to a cluster through the
+// Go SDK. Output is for people by default and JSON with --json.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/concord-dev/concord/client"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// ExitError carries a process exit code.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+type globals struct {
+	endpoints []string
+	token     string
+	json      bool
+	timeout   time.Duration
+	stdout    io.Writer
+	stderr    io.Writer
+	stdin     io.Reader
+}
+
+// NewRoot returns the concord command tree.
+func NewRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr, stdin: stdin}
+	root := &cobra.Command{
+		Use:   "concord",
+		Short: "concord: a Raft-replicated core for distributed systems, in one binary",
+		Long: `concord runs a replicated key-value core with sessions and watches
+(concord server), and talks to it (kv, session, cluster, snapshot).
+
+Start a single member:   concord server
+Write and read a key:    concord kv put greeting hello && concord kv get greeting`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	defaultEndpoints := []string{"127.0.0.1:7070"}
+	if env := os.Getenv("CONCORD_ENDPOINTS"); env != "" {
+		defaultEndpoints = strings.Split(env, ",")
+	}
+	pf.StringSliceVar(&g.endpoints, "endpoints", defaultEndpoints, "client addresses of members, comma separated (env CONCORD_ENDPOINTS)")
+	pf.StringVar(&g.token, "token", os.Getenv("CONCORD_TOKEN"), "bearer token, when the cluster requires one (env CONCORD_TOKEN)")
+	pf.BoolVar(&g.json, "json", false, "print JSON for scripts")
+	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "time limit of a command's requests")
+	root.AddCommand(newServerCmd(g), newKVCmd(g), newSessionCmd(g), newClusterCmd(g), newSnapshotCmd(g), newVersionCmd(g))
+	return root
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string) int {
+	root := NewRoot(os.Stdin, os.Stdout, os.Stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Err != nil {
+			fmt.Fprintln(os.Stderr, "Error:", ee.Err)
+		}
+		return ee.Code
+	}
+	fmt.Fprintln(os.Stderr, "Error:", err)
+	if hint := hintFor(err); hint != "" {
+		fmt.Fprintln(os.Stderr, "Hint:", hint)
+	}
+	return 1
+}
+
+func hintFor(err error) string {
+	switch {
+	case errors.Is(err, client.ErrUnavailable):
+		return "is concord running? start one with `concord server`, or pass --endpoints"
+	case errors.Is(err, client.ErrUnauthenticated):
+		return "pass the cluster's token with --token or CONCORD_TOKEN"
+	case strings.Contains(err.Error(), "unknown shorthand flag") && strings.ContainsAny(err.Error(), "0123456789"):
+		return "put negative numbers after --, e.g. concord kv add stock --min 0 -- -1"
+	}
+	return ""
+}
+
+func (g *globals) client(ctx context.Context) (*client.Client, error) {
+	return client.New(ctx, client.Config{Endpoints: g.endpoints, Token: g.token, DialTimeout: min(g.timeout, 5*time.Second), RetryTimeout: g.timeout})
+}
+
+// withClient runs f with a connected client and a context bounded by
+// --timeout (or only by interrupts, for long-running verbs).
+func (g *globals) withClient(cmd *cobra.Command, longRunning bool, f func(ctx context.Context, c *client.Client) error) error {
+	ctx := cmd.Context()
+	if !longRunning {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+	}
+	c, err := g.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return f(ctx, c)
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(g.stdout, "concord", Version)
+			return nil
+		},
+	}
+}

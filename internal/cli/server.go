@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/daemon"
+)
+
+func newServerCmd(g *globals) *cobra.Command {
+	var (
+		cfg            config.Server
+		initialCluster string
+		logLevel       string
+		logFormat      string
+	)
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a concord member (a single embedded node by default)",
+		Long: `Run a concord member. With no flags it starts a single-node cluster with its
+data in ./concord-data, the client API on 127.0.0.1:7070 and Raft on
+127.0.0.1:7080.
+
+A 3-member cluster, one command per member:
+
+  concord server --name n1 --data-dir d1 --listen-client 127.0.0.1:7071 --listen-peer 127.0.0.1:7081 \
+    --initial-cluster n1=127.0.0.1:7081,n2=127.0.0.1:7082,n3=127.0.0.1:7083
+
+Add a member to a running cluster: run "concord cluster add n4 127.0.0.1:7084",
+then start n4 with --join <client address of any member>.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			peers, err := config.ParseInitialCluster(initialCluster)
+			if err != nil {
+				return err
+			}
+			cfg.InitialCluster = peers
+			logger, err := newLogger(g.stderr, logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			d, err := daemon.Start(ctx, cfg, daemon.Options{Logger: logger, Version: Version, Banner: g.stdout})
+			if err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				logger.Info("shutting down", "reason", "signal")
+			case err := <-d.Served():
+				if err != nil {
+					logger.Error("client API stopped", "err", err)
+				}
+			}
+			stop()
+			return d.Stop(context.Background())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Name, "name", config.DefaultName, "this member's name, unique in the cluster")
+	f.StringVar(&cfg.DataDir, "data-dir", config.DefaultDataDir, "directory of the Raft log, snapshots and member identity")
+	f.StringVar(&cfg.ListenClient, "listen-client", config.DefaultClientAddr, "address of the client API (gRPC, gRPC-Web, HTTP/JSON, /metrics)")
+	f.StringVar(&cfg.AdvertiseClient, "advertise-client", "", "client address other members and clients reach (default: --listen-client)")
+	f.StringVar(&cfg.ListenPeer, "listen-peer", config.DefaultPeerAddr, "address of Raft and member-to-member traffic; outgoing peer connections use its IP")
+	f.StringVar(&cfg.AdvertisePeer, "advertise-peer", "", "peer address other members dial (default: --listen-peer)")
+	f.StringVar(&initialCluster, "initial-cluster", "", "members of a new cluster: name=peer-address,... (default: this member alone)")
+	f.StringSliceVar(&cfg.Join, "join", nil, "client addresses of an existing cluster this member was added to")
+	f.IntVar(&cfg.Limits.MaxKeyBytes, "max-key-bytes", config.DefaultMaxKeyBytes, "largest key accepted")
+	f.IntVar(&cfg.Limits.MaxValueBytes, "max-value-bytes", config.DefaultMaxValue, "largest value accepted")
+	f.IntVar(&cfg.Limits.MaxTxnOps, "max-txn-ops", config.DefaultMaxTxnOps, "most compares, and most operations per branch, in a transaction")
+	f.IntVar(&cfg.Limits.MaxRequestBytes, "max-request-bytes", config.DefaultMaxRequestBytes, "largest request accepted")
+	f.IntVar(&cfg.Limits.MaxRangeKeys, "max-range-keys", config.DefaultMaxRangeKeys, "most keys in one range response (more are paged)")
+	f.Int64Var(&cfg.Limits.QuotaBytes, "quota-bytes", config.DefaultQuotaBytes, "bound on the bytes of keys and values held (the state lives in memory)")
+	f.IntVar(&cfg.Limits.MaxKeys, "max-keys", 0, "bound on the number of keys (0: only --quota-bytes)")
+	f.IntVar(&cfg.Limits.MaxSessions, "max-sessions", config.DefaultMaxSessions, "bound on live sessions")
+	f.DurationVar(&cfg.Limits.MinSessionTTL, "min-session-ttl", config.DefaultMinTTL, "shortest session TTL accepted")
+	f.DurationVar(&cfg.Limits.MaxSessionTTL, "max-session-ttl", config.DefaultMaxTTL, "longest session TTL accepted")
+	f.DurationVar(&cfg.Raft.HeartbeatTimeout, "heartbeat-timeout", time.Second, "Raft heartbeat timeout")
+	f.DurationVar(&cfg.Raft.ElectionTimeout, "election-timeout", time.Second, "Raft election timeout")
+	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "snapshot-threshold", 16384, "log entries between snapshots")
+	f.DurationVar(&cfg.Raft.SnapshotInterval, "snapshot-interval", 20*time.Second, "how often the snapshot threshold is checked")
+	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot for slow followers")
+	f.IntVar(&cfg.HistoryEvents, "watch-history", 100_000, "events kept for watches that resume from an older revision")
+	f.StringVar(&cfg.AuthToken, "auth-token", os.Getenv("CONCORD_AUTH_TOKEN"), "require this bearer token from clients (env CONCORD_AUTH_TOKEN)")
+	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the client API over TLS with this certificate")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "key of --tls-cert")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on a graceful shutdown")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "auto", "json, text, or auto (text on a terminal, JSON otherwise)")
+	f.DurationVar(&cfg.ClockOffset, "fault-clock-offset", 0, "fault injection: run the lease clock this far ahead")
+	f.Float64Var(&cfg.ClockRate, "fault-clock-rate", 1, "fault injection: run the lease clock at this rate")
+	_ = f.MarkHidden("fault-clock-offset")
+	_ = f.MarkHidden("fault-clock-rate")
+	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		return pflag.NormalizedName(strings.ReplaceAll(name, "_", "-"))
+	})
+	return cmd
+}
+
+func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "auto":
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			return slog.New(slog.NewTextHandler(w, opts)), nil
+		}
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want json, text or auto", format)
+	}
+}

@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/concord-dev/concord/client"
+)
+
+func newSessionCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "session", Short: "Create, keep alive, revoke and list sessions"}
+	cmd.AddCommand(sessionCreate(g), sessionKeepAlive(g), sessionRevoke(g), sessionLs(g))
+	return cmd
+}
+
+func parseID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("%w: session ID %q must be a positive integer", client.ErrInvalidArgument, s)
+	}
+	return id, nil
+}
+
+func sessionCreate(g *globals) *cobra.Command {
+	var ttl time.Duration
+	var name string
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create a session and print its ID (it expires after --ttl unless kept alive)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+				s, err := cl.NewSession(ctx, client.WithTTL(ttl), client.WithName(name))
+				if err != nil {
+					return err
+				}
+				s.Orphan()
+				if g.json {
+					return writeJSON(g.stdout, map[string]any{"id": s.ID(), "ttl_ms": s.TTL().Milliseconds()})
+				}
+				_, err = fmt.Fprintln(g.stdout, s.ID())
+				return err
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "time to live")
+	cmd.Flags().StringVar(&name, "name", "cli", "label shown by `session ls`")
+	return cmd
+}
+
+func sessionKeepAlive(g *globals) *cobra.Command {
+	var once bool
+	cmd := &cobra.Command{
+		Use:   "keepalive ID",
+		Short: "Keep a session alive until interrupted (or once with --once)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			return g.withClient(cmd, !once, func(ctx context.Context, cl *client.Client) error {
+				for {
+					cctx, cancel := context.WithTimeout(ctx, g.timeout)
+					ttl, err := cl.KeepAliveOnce(cctx, id)
+					cancel()
+					if err != nil {
+						return err
+					}
+					if g.json {
+						_ = writeJSON(g.stdout, map[string]any{"id": id, "ttl_ms": ttl.Milliseconds()})
+					} else {
+						fmt.Fprintf(g.stdout, "session %d kept alive, ttl %s\n", id, ttl)
+					}
+					if once {
+						return nil
+					}
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-time.After(max(ttl/3, 100*time.Millisecond)):
+					}
+				}
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&once, "once", false, "send one keep-alive and exit")
+	return cmd
+}
+
+func sessionRevoke(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke ID",
+		Short: "End a session and delete what is bound to it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+				n, err := cl.RevokeSession(ctx, id)
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return writeJSON(g.stdout, map[string]any{"id": id, "keys_deleted": n})
+				}
+				_, err = fmt.Fprintf(g.stdout, "revoked session %d, %d keys deleted\n", id, n)
+				return err
+			})
+		},
+	}
+}
+
+func sessionLs(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List sessions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+				list, err := cl.ListSessions(ctx)
+				if err != nil {
+					return err
+				}
+				if g.json {
+					out := make([]map[string]any, 0, len(list))
+					for _, s := range list {
+						out = append(out, map[string]any{"id": s.GetId(), "name": s.GetName(), "ttl_ms": s.GetTtlMs(),
+							"remaining_ms": s.GetRemainingMs(), "keys": s.GetKeys(), "created_unix_ms": s.GetCreatedUnixMs()})
+					}
+					return writeJSON(g.stdout, out)
+				}
+				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tNAME\tTTL\tREMAINING\tKEYS\tCREATED")
+				for _, s := range list {
+					rem := "-"
+					if s.GetRemainingMs() >= 0 {
+						rem = (time.Duration(s.GetRemainingMs()) * time.Millisecond).String()
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", s.GetId(), s.GetName(), time.Duration(s.GetTtlMs())*time.Millisecond,
+						rem, s.GetKeys(), time.UnixMilli(s.GetCreatedUnixMs()).UTC().Format(time.RFC3339))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}

@@ -1,0 +1,240 @@
+// Package config holds a member's configuration, its defaults and its
+// validation. Zero values mean the documented defaults.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Defaults of a single embedded node.
+const (
+	DefaultName         = "default"
+	DefaultDataDir      = "concord-data"
+	DefaultClientAddr   = "127.0.0.1:7070"
+	DefaultPeerAddr     = "127.0.0.1:7080"
+	DefaultMaxKeyBytes  = 4 << 10
+	DefaultMaxValue     = 1 << 20
+	DefaultMaxTxnOps    = 128
+	DefaultMaxRangeKeys = 10_000
+	DefaultRangeBytes   = 8 << 20
+	DefaultQuotaBytes   = 2 << 30
+	DefaultMaxSessions  = 1_000_000
+	DefaultMinTTL       = time.Second
+	DefaultMaxTTL       = 24 * time.Hour
+	// DefaultMaxRequestBytes bounds one request on the wire.
+	DefaultMaxRequestBytes = 3 << 20
+)
+
+// Peer is one member of the initial cluster.
+type Peer struct {
+	Name string
+	Addr string
+}
+
+// Limits bound what a request may ask and what the state may hold. They are
+// checked before a command is proposed.
+type Limits struct {
+	MaxKeyBytes     int
+	MaxValueBytes   int
+	MaxTxnOps       int
+	MaxRangeKeys    int
+	MaxRangeBytes   int
+	MaxRequestBytes int
+	// QuotaBytes bounds the accounted size of keys and values; writes that
+	// would grow the state past it fail with QUOTA_EXCEEDED.
+	QuotaBytes int64
+	// MaxKeys bounds the number of keys; 0 means no bound beyond the quota.
+	MaxKeys       int
+	MaxSessions   int
+	MinSessionTTL time.Duration
+	MaxSessionTTL time.Duration
+}
+
+// Raft tunes the consensus engine.
+type Raft struct {
+	HeartbeatTimeout  time.Duration
+	ElectionTimeout   time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+}
+
+// Server is a member's configuration.
+type Server struct {
+	Name            string
+	DataDir         string
+	ListenClient    string
+	AdvertiseClient string
+	ListenPeer      string
+	AdvertisePeer   string
+	// InitialCluster lists the members of a new cluster; empty means a
+	// single member made of this one.
+	InitialCluster []Peer
+	// Join lists client endpoints of an existing cluster this member was
+	// added to with `concord cluster add`.
+	Join []string
+
+	Limits Limits
+	Raft   Raft
+
+	// HistoryEvents and HistoryBytes bound the watch history.
+	HistoryEvents int
+	HistoryBytes  int64
+
+	// AuthToken, when set, must be presented as a bearer token on every
+	// client request.
+	AuthToken string
+	// TLSCertFile and TLSKeyFile serve the client API over TLS.
+	TLSCertFile string
+	TLSKeyFile  string
+
+	// ShutdownTimeout bounds a graceful shutdown; default 10s.
+	ShutdownTimeout time.Duration
+
+	// ClockOffset and ClockRate skew this member's lease clock; for fault
+	// injection only.
+	ClockOffset time.Duration
+	ClockRate   float64
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// SetDefaults fills zero fields with their defaults.
+func (c *Server) SetDefaults() {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.ListenClient == "" {
+		c.ListenClient = DefaultClientAddr
+	}
+	if c.ListenPeer == "" {
+		c.ListenPeer = DefaultPeerAddr
+	}
+	if c.AdvertiseClient == "" {
+		c.AdvertiseClient = c.ListenClient
+	}
+	if c.AdvertisePeer == "" {
+		c.AdvertisePeer = c.ListenPeer
+	}
+	if len(c.InitialCluster) == 0 && len(c.Join) == 0 {
+		c.InitialCluster = []Peer{{Name: c.Name, Addr: c.AdvertisePeer}}
+	}
+	l := &c.Limits
+	setInt(&l.MaxKeyBytes, DefaultMaxKeyBytes)
+	setInt(&l.MaxValueBytes, DefaultMaxValue)
+	setInt(&l.MaxTxnOps, DefaultMaxTxnOps)
+	setInt(&l.MaxRangeKeys, DefaultMaxRangeKeys)
+	setInt(&l.MaxRangeBytes, DefaultRangeBytes)
+	setInt(&l.MaxRequestBytes, DefaultMaxRequestBytes)
+	setInt(&l.MaxSessions, DefaultMaxSessions)
+	if l.QuotaBytes == 0 {
+		l.QuotaBytes = DefaultQuotaBytes
+	}
+	if l.MinSessionTTL == 0 {
+		l.MinSessionTTL = DefaultMinTTL
+	}
+	if l.MaxSessionTTL == 0 {
+		l.MaxSessionTTL = DefaultMaxTTL
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.ClockRate == 0 {
+		c.ClockRate = 1
+	}
+}
+
+func setInt(v *int, d int) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *Server) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !nameRE.MatchString(c.Name) {
+		bad("--name %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", c.Name)
+	}
+	for flag, addr := range map[string]string{
+		"--listen-client": c.ListenClient, "--listen-peer": c.ListenPeer,
+		"--advertise-client": c.AdvertiseClient, "--advertise-peer": c.AdvertisePeer,
+	} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad("%s %q: want host:port: %v", flag, addr, err)
+		}
+	}
+	if len(c.InitialCluster) > 0 && len(c.Join) > 0 {
+		bad("--initial-cluster and --join are exclusive: a new member either starts a cluster or joins one")
+	}
+	if len(c.InitialCluster) > 0 {
+		seen := map[string]bool{}
+		self := false
+		for _, p := range c.InitialCluster {
+			if !nameRE.MatchString(p.Name) {
+				bad("--initial-cluster: member name %q is invalid", p.Name)
+			}
+			if seen[p.Name] {
+				bad("--initial-cluster: member %q appears twice", p.Name)
+			}
+			seen[p.Name] = true
+			if _, _, err := net.SplitHostPort(p.Addr); err != nil {
+				bad("--initial-cluster: member %q address %q: %v", p.Name, p.Addr, err)
+			}
+			if p.Name == c.Name {
+				self = true
+				if p.Addr != c.AdvertisePeer {
+					bad("--initial-cluster gives %s=%s but --advertise-peer is %s", p.Name, p.Addr, c.AdvertisePeer)
+				}
+			}
+		}
+		if !self {
+			bad("--initial-cluster does not list this member (--name %s)", c.Name)
+		}
+	}
+	l := c.Limits
+	if l.MaxKeyBytes < 1 || l.MaxValueBytes < 0 || l.MaxTxnOps < 1 || l.MaxRangeKeys < 1 {
+		bad("limits must be positive")
+	}
+	if l.MaxKeyBytes+l.MaxValueBytes > l.MaxRequestBytes {
+		bad("--max-request-bytes (%d) must hold a key and a value (%d + %d)", l.MaxRequestBytes, l.MaxKeyBytes, l.MaxValueBytes)
+	}
+	if l.MinSessionTTL <= 0 || l.MaxSessionTTL < l.MinSessionTTL {
+		bad("session TTL bounds [%s, %s] are invalid", l.MinSessionTTL, l.MaxSessionTTL)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("--tls-cert and --tls-key go together")
+	}
+	if c.ClockRate <= 0 {
+		bad("clock rate must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// ParseInitialCluster parses "n1=host:port,n2=host:port".
+func ParseInitialCluster(s string) ([]Peer, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []Peer
+	for _, part := range strings.Split(s, ",") {
+		name, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("--initial-cluster: %q is not name=host:port", part)
+		}
+		addr = strings.TrimPrefix(strings.TrimPrefix(addr, "http://"), "tcp://")
+		out = append(out, Peer{Name: name, Addr: addr})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

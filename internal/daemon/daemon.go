@@ -1,0 +1,153 @@
+// Package daemon runs a concord member as a process: it starts the server,
+// serves the client API (gRPC, gRPC-Web and HTTP/JSON on one port, cleartext
+// HTTP/2 or TLS), and shuts down gracefully, handing leadership over first.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/concord-dev/concord/internal/api"
+	"github.com/concord-dev/concord/internal/clock"
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/server"
+)
+
+// Options are a daemon's dependencies.
+type Options struct {
+	Logger  *slog.Logger
+	Version string
+	// Banner, if set, receives a short human description of where the
+	// member listens.
+	Banner io.Writer
+	// Clock overrides the lease clock (tests).
+	Clock clock.Clock
+}
+
+// Daemon is a running member with its client API.
+type Daemon struct {
+	cfg     config.Server
+	srv     *server.Server
+	http    *http.Server
+	ln      net.Listener
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	stopped chan struct{}
+	served  chan error
+}
+
+// Start starts a member and serves its client API.
+func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cfg.SetDefaults()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(cfg, server.Options{Logger: opts.Logger, Registerer: reg, Clock: opts.Clock, Version: opts.Version})
+	if err != nil {
+		return nil, err
+	}
+	cfg = srv.Config()
+	ln, err := net.Listen("tcp", cfg.ListenClient)
+	if err != nil {
+		return nil, fmt.Errorf("client listen %s: %w", cfg.ListenClient, err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	baseCtx, cancel := context.WithCancel(context.Background())
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	d := &Daemon{
+		cfg: cfg, srv: srv, ln: ln, log: opts.Logger, cancel: cancel,
+		stopped: make(chan struct{}), served: make(chan error, 1),
+	}
+	d.http = &http.Server{
+		Handler: api.New(srv, api.Options{
+			Gatherer: reg, Registerer: reg, AuthToken: cfg.AuthToken, MaxRequestBytes: cfg.Limits.MaxRequestBytes,
+		}),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		var err error
+		if cfg.TLSCertFile != "" {
+			err = d.http.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
+		} else {
+			err = d.http.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		d.served <- err
+	}()
+	if opts.Banner != nil {
+		d.printBanner(opts.Banner)
+	}
+	opts.Logger.Info("member started", "name", cfg.Name, "id", srv.ID(), "client", ln.Addr().String(),
+		"peer", cfg.ListenPeer, "data_dir", cfg.DataDir)
+	return d, nil
+}
+
+func (d *Daemon) printBanner(w io.Writer) {
+	scheme := "http"
+	if d.cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
+	addr := d.ln.Addr().String()
+	fmt.Fprintf(w, "concord member %q is up\n", d.cfg.Name)
+	fmt.Fprintf(w, "  client API  %s://%s  (gRPC, gRPC-Web and HTTP/JSON)\n", scheme, addr)
+	fmt.Fprintf(w, "  health      %s://%s/healthz  %s://%s/readyz\n", scheme, addr, scheme, addr)
+	fmt.Fprintf(w, "  metrics     %s://%s/metrics\n", scheme, addr)
+	fmt.Fprintf(w, "  peer/Raft   %s\n", d.cfg.ListenPeer)
+	fmt.Fprintf(w, "  data        %s\n", d.cfg.DataDir)
+	fmt.Fprintf(w, "try:\n  concord kv put greeting hello --endpoints %s\n  concord kv get greeting --endpoints %s\n  concord cluster status --endpoints %s\n", addr, addr, addr)
+}
+
+// ClientAddr returns the address the client API listens on.
+func (d *Daemon) ClientAddr() string { return d.ln.Addr().String() }
+
+// Server returns the member.
+func (d *Daemon) Server() *server.Server { return d.srv }
+
+// Stop shuts the member down gracefully: it stops taking requests, hands
+// leadership over, ends streams, drains in-flight requests and stops Raft.
+func (d *Daemon) Stop(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
+	defer cancel()
+	d.srv.BeginShutdown(ctx)
+	d.cancel()
+	herr := d.http.Shutdown(ctx)
+	if herr != nil {
+		_ = d.http.Close()
+	}
+	serr := d.srv.Stop(ctx)
+	d.log.Info("member stopped", "name", d.cfg.Name)
+	return errors.Join(herr, serr)
+}
+
+// Kill stops the member without handing anything over, as a crash would
+// (for in-process tests; the data dir stays as it is).
+func (d *Daemon) Kill() {
+	d.cancel()
+	_ = d.http.Close()
+	_ = d.srv.Stop(context.Background())
+}
+
+// Served returns a channel that yields the client server's exit error.
+func (d *Daemon) Served() <-chan error { return d.served }

@@ -1,0 +1,92 @@
+package raftnode
+
+import (
+	"context"
+	"io"
+	"log"
+	"log/slog"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// hclogAdapter sends hashicorp/raft's logs to slog.
+type hclogAdapter struct {
+	l     *slog.Logger
+	name  string
+	args  []any
+	level hclog.Level
+}
+
+func newHCLog(l *slog.Logger, name string) hclog.Logger {
+	return &hclogAdapter{l: l.With("component", name), name: name, level: hclog.Info}
+}
+
+func toSlog(level hclog.Level) slog.Level {
+	switch level {
+	case hclog.Trace, hclog.Debug:
+		return slog.LevelDebug
+	case hclog.Warn:
+		return slog.LevelWarn
+	case hclog.Error:
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
+	if level < a.level {
+		return
+	}
+	a.l.Log(context.Background(), toSlog(level), msg, args...)
+}
+func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
+func (a *hclogAdapter) Debug(msg string, args ...any) { a.Log(hclog.Debug, msg, args...) }
+func (a *hclogAdapter) Info(msg string, args ...any)  { a.Log(hclog.Info, msg, args...) }
+func (a *hclogAdapter) Warn(msg string, args ...any)  { a.Log(hclog.Warn, msg, args...) }
+func (a *hclogAdapter) Error(msg string, args ...any) { a.Log(hclog.Error, msg, args...) }
+func (a *hclogAdapter) IsTrace() bool                 { return a.level <= hclog.Trace }
+func (a *hclogAdapter) IsDebug() bool                 { return a.level <= hclog.Debug }
+func (a *hclogAdapter) IsInfo() bool                  { return a.level <= hclog.Info }
+func (a *hclogAdapter) IsWarn() bool                  { return a.level <= hclog.Warn }
+func (a *hclogAdapter) IsError() bool                 { return a.level <= hclog.Error }
+func (a *hclogAdapter) ImpliedArgs() []any            { return a.args }
+func (a *hclogAdapter) Name() string                  { return a.name }
+func (a *hclogAdapter) SetLevel(l hclog.Level)        { a.level = l }
+func (a *hclogAdapter) GetLevel() hclog.Level         { return a.level }
+
+func (a *hclogAdapter) With(args ...any) hclog.Logger {
+	c := *a
+	c.l = a.l.With(args...)
+	c.args = append(append([]any{}, a.args...), args...)
+	return &c
+}
+
+func (a *hclogAdapter) Named(name string) hclog.Logger {
+	if a.name != "" {
+		name = a.name + "." + name
+	}
+	return a.ResetNamed(name)
+}
+
+func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
+	c := *a
+	c.name = name
+	return &c
+}
+
+func (a *hclogAdapter) StandardLogger(*hclog.StandardLoggerOptions) *log.Logger {
+	return log.New(a.StandardWriter(nil), "", 0)
+}
+
+func (a *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		a.Info(strings.TrimSpace(string(p)))
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

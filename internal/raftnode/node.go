@@ -1,0 +1,484 @@
+package raftnode
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// EntryType tells the state machine what a log entry is.
+type EntryType uint8
+
+const (
+	// EntryCommand is a command proposed through Propose.
+	EntryCommand EntryType = iota + 1
+	// EntryOther is a Raft-internal entry (a configuration change) that
+	// advances the applied index but carries no command.
+	EntryOther
+)
+
+// Entry is one committed log entry handed to the state machine.
+type Entry struct {
+	Index uint64
+	Term  uint64
+	Type  EntryType
+	Data  []byte
+}
+
+// StateMachine is what Raft drives.
+type StateMachine interface {
+	// ApplyBatch applies committed entries in order and returns one result
+	// per entry.
+	ApplyBatch(entries []Entry) []any
+	// Snapshot captures the state; it is called with applies stopped and
+	// must be cheap. The capture is written out later, concurrently with
+	// applies.
+	Snapshot() (Snapshot, error)
+	// Restore replaces the state with a snapshot's content.
+	Restore(r io.Reader) error
+}
+
+// Snapshot is a captured state.
+type Snapshot interface {
+	// Persist writes the capture.
+	Persist(w io.Writer) (int64, error)
+}
+
+// Streams carries Raft's connections; the peer mux provides it.
+type Streams interface {
+	net.Listener
+	DialTimeout(addr string, timeout time.Duration) (net.Conn, error)
+}
+
+// Server is one member of the Raft configuration.
+type Server struct {
+	ID    string
+	Addr  string
+	Voter bool
+}
+
+// Config configures a node. Zero durations and counts take the documented
+// defaults.
+type Config struct {
+	// ID is this member's Raft server ID.
+	ID string
+	// Dir holds the log, the stable store and the snapshots.
+	Dir string
+	// Advertise is the peer address other members dial.
+	Advertise string
+	// Streams carries Raft traffic.
+	Streams Streams
+	// Bootstrap, if set and the node has no state, is the initial
+	// configuration.
+	Bootstrap []Server
+	// HeartbeatTimeout defaults to 1s; ElectionTimeout to 1s;
+	// LeaderLeaseTimeout to half the heartbeat timeout; CommitTimeout to
+	// 5ms.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold is how many entries trigger a snapshot; default
+	// 16384. SnapshotInterval is how often the threshold is checked;
+	// default 20s. TrailingLogs is how many entries stay after a snapshot
+	// for slow followers; default 10240.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	// MaxAppendEntries bounds a replication batch; default 512.
+	MaxAppendEntries int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Metrics, if set, receives the node's measurements.
+	Metrics *Metrics
+}
+
+func (c *Config) setDefaults() {
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = time.Second
+	}
+	if c.ElectionTimeout <= 0 {
+		c.ElectionTimeout = time.Second
+	}
+	if c.LeaderLeaseTimeout <= 0 {
+		c.LeaderLeaseTimeout = c.HeartbeatTimeout / 2
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 5 * time.Millisecond
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 16384
+	}
+	if c.SnapshotInterval <= 0 {
+		c.SnapshotInterval = 20 * time.Second
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.MaxAppendEntries <= 0 {
+		c.MaxAppendEntries = 512
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Node is one running Raft member.
+type Node struct {
+	cfg       Config
+	raft      *raft.Raft
+	store     *raftboltdb.BoltStore
+	snaps     *raft.FileSnapshotStore
+	transport *raft.NetworkTransport
+	observer  *raft.Observer
+	obsCh     chan raft.Observation
+	stopObs   chan struct{}
+	closeOnce sync.Once
+}
+
+func (c *Config) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.ID)
+	rc.HeartbeatTimeout = c.HeartbeatTimeout
+	rc.ElectionTimeout = c.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	rc.CommitTimeout = c.CommitTimeout
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.SnapshotInterval = c.SnapshotInterval
+	rc.TrailingLogs = c.TrailingLogs
+	rc.MaxAppendEntries = c.MaxAppendEntries
+	rc.BatchApplyCh = true
+	rc.Logger = newHCLog(c.Logger, "raft")
+	return rc
+}
+
+func openStores(dir string, logger *slog.Logger) (*raftboltdb.BoltStore, *raft.FileSnapshotStore, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("raft dir: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			Timeout:        time.Second,
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open raft log %s: %w (is another concord using this data dir?)", dir, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLog(logger, "snapshot"))
+	if err != nil {
+		store.Close()
+		return nil, nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	return store, snaps, nil
+}
+
+// Open starts a node. If the node has no state and cfg.Bootstrap is set, it
+// bootstraps the cluster with that configuration.
+func Open(cfg Config, sm StateMachine) (*Node, error) {
+	cfg.setDefaults()
+	if cfg.ID == "" || cfg.Advertise == "" || cfg.Streams == nil {
+		return nil, fmt.Errorf("raftnode: ID, Advertise and Streams are required")
+	}
+	store, snaps, err := openStores(cfg.Dir, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, store: store, snaps: snaps}
+	logs, err := raft.NewLogCache(1024, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{s: cfg.Streams, advertise: cfg.Advertise},
+		MaxPool: 4,
+		Timeout: 10 * time.Second,
+		Logger:  newHCLog(cfg.Logger, "raft-net"),
+	})
+	rc := cfg.raftConfig()
+	has, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	if !has && len(cfg.Bootstrap) > 0 {
+		if err := raft.BootstrapCluster(rc, logs, store, snaps, n.transport, configuration(cfg.Bootstrap)); err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		cfg.Logger.Info("bootstrapped new cluster", "members", len(cfg.Bootstrap))
+	}
+	r, err := raft.NewRaft(rc, &fsmAdapter{sm: sm, metrics: cfg.Metrics}, logs, store, snaps, n.transport)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	n.obsCh = make(chan raft.Observation, 64)
+	n.stopObs = make(chan struct{})
+	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(n.observer)
+	go n.watchLeaders()
+	if cfg.Metrics != nil {
+		cfg.Metrics.attach(n)
+	}
+	return n, nil
+}
+
+func (n *Node) watchLeaders() {
+	for {
+		select {
+		case o := <-n.obsCh:
+			lo := o.Data.(raft.LeaderObservation)
+			n.cfg.Logger.Info("leader changed", "leader", string(lo.LeaderID), "term", n.raft.CurrentTerm())
+			if m := n.cfg.Metrics; m != nil {
+				m.leaderChanges.Inc()
+			}
+		case <-n.stopObs:
+			return
+		}
+	}
+}
+
+func configuration(servers []Server) raft.Configuration {
+	var c raft.Configuration
+	for _, s := range servers {
+		suffrage := raft.Voter
+		if !s.Voter {
+			suffrage = raft.Nonvoter
+		}
+		c.Servers = append(c.Servers, raft.Server{ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.Addr), Suffrage: suffrage})
+	}
+	return c
+}
+
+// Propose replicates data as a command and waits until the leader has
+// applied it. It returns the entry's index and the state machine's result.
+// If ctx ends first the outcome is unknown.
+func (n *Node) Propose(ctx context.Context, data []byte) (uint64, any, error) {
+	start := time.Now()
+	f := n.raft.Apply(data, time.Second)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			err = mapErr(err)
+			if m := n.cfg.Metrics; m != nil {
+				m.proposalsFailed.WithLabelValues(reasonLabel(err)).Inc()
+			}
+			return 0, nil, err
+		}
+		if m := n.cfg.Metrics; m != nil {
+			m.proposeSeconds.Observe(time.Since(start).Seconds())
+		}
+		return f.Index(), f.Response(), nil
+	case <-ctx.Done():
+		if m := n.cfg.Metrics; m != nil {
+			m.proposalsFailed.WithLabelValues("context").Inc()
+		}
+		return 0, nil, ctx.Err()
+	}
+}
+
+// VerifyLeader confirms with a quorum that this node is still the leader.
+func (n *Node) VerifyLeader(ctx context.Context) error {
+	f := n.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return mapErr(err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// IsLeader reports whether this node believes it is the leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// State returns the Raft state: Leader, Follower, Candidate or Shutdown.
+func (n *Node) State() string { return n.raft.State().String() }
+
+// Leader returns the leader's ID and peer address, empty when unknown.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// LeaderCh delivers true on gaining and false on losing leadership; signals
+// may be coalesced, so a receiver re-checks IsLeader.
+func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
+
+// Term returns the current term.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
+// CommitIndex returns the commit index as this node knows it.
+func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
+
+// LastIndex returns the last log index.
+func (n *Node) LastIndex() uint64 { return n.raft.LastIndex() }
+
+// LastContact returns when a follower last heard from the leader.
+func (n *Node) LastContact() time.Time { return n.raft.LastContact() }
+
+// LastSnapshotIndex returns the index of the newest snapshot.
+func (n *Node) LastSnapshotIndex() uint64 {
+	v, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
+	return v
+}
+
+// Configuration returns the current membership.
+func (n *Node) Configuration() ([]Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, mapErr(err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+func waitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return mapErr(err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// AddNonvoter adds a member that receives the log but does not vote.
+func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
+	return waitFuture(ctx, n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 5*time.Second))
+}
+
+// AddVoter adds a voting member, or promotes a non-voter.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	return waitFuture(ctx, n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 5*time.Second))
+}
+
+// RemoveServer removes a member.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	return waitFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second))
+}
+
+// TransferLeadership hands leadership to the member id, or to the most
+// up-to-date voter when id is empty.
+func (n *Node) TransferLeadership(ctx context.Context, id, addr string) error {
+	if id == "" {
+		return waitFuture(ctx, n.raft.LeadershipTransfer())
+	}
+	return waitFuture(ctx, n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr)))
+}
+
+// Snapshot takes a snapshot now and compacts the log.
+func (n *Node) Snapshot(ctx context.Context) error {
+	err := waitFuture(ctx, n.raft.Snapshot())
+	if err != nil && err.Error() == raft.ErrNothingNewToSnapshot.Error() {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops Raft and closes the stores. It is safe to call twice.
+func (n *Node) Shutdown() error {
+	var err error
+	n.closeOnce.Do(func() {
+		err = n.raft.Shutdown().Error()
+		n.raft.DeregisterObserver(n.observer)
+		close(n.stopObs)
+		if cerr := n.transport.Close(); err == nil {
+			err = cerr
+		}
+		if cerr := n.closeStores(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+func (n *Node) closeStores() error { return n.store.Close() }
+
+type streamLayer struct {
+	s         Streams
+	advertise string
+}
+
+func (l *streamLayer) Accept() (net.Conn, error) { return l.s.Accept() }
+func (l *streamLayer) Close() error              { return l.s.Close() }
+func (l *streamLayer) Addr() net.Addr            { return advertiseAddr(l.advertise) }
+func (l *streamLayer) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return l.s.DialTimeout(string(a), timeout)
+}
+
+type advertiseAddr string
+
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }
+
+// fsmAdapter turns a StateMachine into a raft.BatchingFSM.
+type fsmAdapter struct {
+	sm      StateMachine
+	metrics *Metrics
+}
+
+func (a *fsmAdapter) ApplyBatch(logs []*raft.Log) []any {
+	entries := make([]Entry, len(logs))
+	for i, l := range logs {
+		t := EntryOther
+		if l.Type == raft.LogCommand {
+			t = EntryCommand
+		}
+		entries[i] = Entry{Index: l.Index, Term: l.Term, Type: t, Data: l.Data}
+	}
+	return a.sm.ApplyBatch(entries)
+}
+
+func (a *fsmAdapter) Apply(l *raft.Log) any { return a.ApplyBatch([]*raft.Log{l})[0] }
+
+func (a *fsmAdapter) Snapshot() (raft.FSMSnapshot, error) {
+	s, err := a.sm.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &snapshotAdapter{s: s}, nil
+}
+
+func (a *fsmAdapter) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return a.sm.Restore(rc)
+}
+
+type snapshotAdapter struct{ s Snapshot }
+
+func (s *snapshotAdapter) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.s.Persist(sink); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *snapshotAdapter) Release() {}

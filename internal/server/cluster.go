@@ -1,0 +1,238 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+
+	"connectrpc.com/connect"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/fsm"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/member"
+	"github.com/concord-dev/concord/internal/raftnode"
+)
+
+// Status reports the cluster as this member sees it.
+func (s *Server) Status(ctx context.Context) (*concordv1.StatusResponse, error) {
+	servers, err := s.node.Configuration()
+	if err != nil {
+		return nil, err
+	}
+	leaderID, _ := s.node.Leader()
+	out := &concordv1.StatusResponse{
+		LeaderId:          leaderID,
+		State:             s.node.State(),
+		Term:              s.node.Term(),
+		CommitIndex:       s.node.CommitIndex(),
+		LastLogIndex:      s.node.LastIndex(),
+		LastSnapshotIndex: s.node.LastSnapshotIndex(),
+		Version:           s.version,
+	}
+	s.fsm.Read(func(st fsm.State) {
+		out.AppliedIndex = st.Applied
+		out.Keys = int64(st.KV.Len())
+		out.Sessions = int64(st.Sessions.Len())
+		out.StateBytes = st.KV.Bytes()
+		for _, sv := range servers {
+			m := &concordv1.Member{Id: sv.ID, Name: sv.ID, PeerAddr: sv.Addr, Role: "follower"}
+			if rec, ok := st.Members.Get(sv.ID); ok {
+				if rec.Name != "" {
+					m.Name = rec.Name
+				}
+				m.ClientAddr = rec.ClientAddr
+			}
+			switch {
+			case sv.ID == leaderID:
+				m.Role = "leader"
+				out.Leader = m.Name
+			case !sv.Voter:
+				m.Role = "learner"
+			}
+			if sv.ID == s.id.ID {
+				out.Self = m
+			}
+			out.Members = append(out.Members, m)
+		}
+	})
+	if out.Self == nil {
+		out.Self = &concordv1.Member{Id: s.id.ID, Name: s.cfg.Name, PeerAddr: s.cfg.AdvertisePeer, ClientAddr: s.cfg.AdvertiseClient, Role: "removed"}
+	}
+	out.Header = s.header(out.AppliedIndex)
+	return out, nil
+}
+
+// leaderPeer returns the leader's peer client, or an error when this member
+// leads (ok=false, err=nil) or no leader is known.
+func (s *Server) leaderPeer() (client interface {
+	AddMember(context.Context, *connect.Request[concordv1.AddMemberRequest]) (*connect.Response[concordv1.AddMemberResponse], error)
+	RemoveMember(context.Context, *connect.Request[concordv1.RemoveMemberRequest]) (*connect.Response[concordv1.RemoveMemberResponse], error)
+	TransferLeader(context.Context, *connect.Request[concordv1.TransferLeaderRequest]) (*connect.Response[concordv1.TransferLeaderResponse], error)
+}, forward bool, err error) {
+	if s.node.IsLeader() {
+		return nil, false, nil
+	}
+	id, addr := s.node.Leader()
+	if id == "" {
+		return nil, false, raftnode.ErrNoLeader
+	}
+	return s.peers.For(addr), true, nil
+}
+
+// AddMember adds a member as a learner; the leader promotes it once it has
+// caught up. The new member is started with --join.
+func (s *Server) AddMember(ctx context.Context, req *concordv1.AddMemberRequest) (*concordv1.AddMemberResponse, error) {
+	if !nameOK(req.GetName()) {
+		return nil, errs.Wrapf(ErrInvalidArgument, "member name %q: use 1-63 letters, digits, '.', '_' or '-'", req.GetName())
+	}
+	if _, _, err := net.SplitHostPort(req.GetPeerAddr()); err != nil {
+		return nil, errs.Wrapf(ErrInvalidArgument, "peer address %q: %v", req.GetPeerAddr(), err)
+	}
+	if c, fwd, err := s.leaderPeer(); err != nil {
+		return nil, err
+	} else if fwd {
+		resp, err := c.AddMember(ctx, connect.NewRequest(req))
+		if err != nil {
+			return nil, errs.FromConnect(err)
+		}
+		return resp.Msg, nil
+	}
+	servers, err := s.node.Configuration()
+	if err != nil {
+		return nil, err
+	}
+	var id string
+	var clash error
+	s.fsm.Read(func(st fsm.State) {
+		for _, sv := range servers {
+			rec, _ := st.Members.Get(sv.ID)
+			if sv.ID == req.GetName() || rec.Name == req.GetName() {
+				clash = errs.Wrapf(member.ErrExists, "a member named %q is in the cluster", req.GetName())
+				return
+			}
+			if sv.Addr == req.GetPeerAddr() {
+				clash = errs.Wrapf(member.ErrExists, "member %s already uses peer address %s", sv.ID, sv.Addr)
+				return
+			}
+		}
+		// IDs are never reused: a name that was used before gets a
+		// suffix.
+		id = req.GetName()
+		for n := st.Applied; st.Members.Known(id); n++ {
+			id = req.GetName() + "-" + strconv.FormatUint(n, 10)
+		}
+	})
+	if clash != nil {
+		return nil, clash
+	}
+	if _, err := s.propose(ctx, &internalv1.Command{Op: &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{
+		Id: id, Name: req.GetName(), PeerAddr: req.GetPeerAddr()}}}); err != nil {
+		return nil, err
+	}
+	if err := s.node.AddNonvoter(ctx, id, req.GetPeerAddr()); err != nil {
+		return nil, fmt.Errorf("adding learner %s: %w", id, err)
+	}
+	s.log.Info("member added as learner", "new", id, "peer", req.GetPeerAddr())
+	return &concordv1.AddMemberResponse{
+		Header: s.header(s.fsm.AppliedIndex()),
+		Member: &concordv1.Member{Id: id, Name: req.GetName(), PeerAddr: req.GetPeerAddr(), Role: "learner"},
+	}, nil
+}
+
+// RemoveMember removes a member by name or ID and retires its ID.
+func (s *Server) RemoveMember(ctx context.Context, req *concordv1.RemoveMemberRequest) (*concordv1.RemoveMemberResponse, error) {
+	if c, fwd, err := s.leaderPeer(); err != nil {
+		return nil, err
+	} else if fwd {
+		resp, err := c.RemoveMember(ctx, connect.NewRequest(req))
+		if err != nil {
+			return nil, errs.FromConnect(err)
+		}
+		return resp.Msg, nil
+	}
+	sv, err := s.findServer(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.propose(ctx, &internalv1.Command{Op: &internalv1.Command_RetireMember{RetireMember: &internalv1.RetireMember{Id: sv.ID}}}); err != nil {
+		return nil, err
+	}
+	if err := s.node.RemoveServer(ctx, sv.ID); err != nil {
+		return nil, fmt.Errorf("removing %s: %w", sv.ID, err)
+	}
+	s.log.Info("member removed", "removed", sv.ID)
+	return &concordv1.RemoveMemberResponse{Header: s.header(s.fsm.AppliedIndex())}, nil
+}
+
+func (s *Server) findServer(nameOrID string) (raftnode.Server, error) {
+	servers, err := s.node.Configuration()
+	if err != nil {
+		return raftnode.Server{}, err
+	}
+	var found *raftnode.Server
+	s.fsm.Read(func(st fsm.State) {
+		for i, sv := range servers {
+			rec, _ := st.Members.Get(sv.ID)
+			if sv.ID == nameOrID || (rec.Name == nameOrID && !rec.Retired) {
+				found = &servers[i]
+				return
+			}
+		}
+	})
+	if found == nil {
+		return raftnode.Server{}, errs.Wrapf(member.ErrNotFound, "no member named %q", nameOrID)
+	}
+	return *found, nil
+}
+
+// TransferLeader hands leadership to the named voter, or lets Raft pick.
+func (s *Server) TransferLeader(ctx context.Context, req *concordv1.TransferLeaderRequest) (*concordv1.TransferLeaderResponse, error) {
+	if c, fwd, err := s.leaderPeer(); err != nil {
+		return nil, err
+	} else if fwd {
+		resp, err := c.TransferLeader(ctx, connect.NewRequest(req))
+		if err != nil {
+			return nil, errs.FromConnect(err)
+		}
+		return resp.Msg, nil
+	}
+	var id, addr string
+	if req.GetName() != "" {
+		sv, err := s.findServer(req.GetName())
+		if err != nil {
+			return nil, err
+		}
+		id, addr = sv.ID, sv.Addr
+	}
+	if err := s.node.TransferLeadership(ctx, id, addr); err != nil {
+		return nil, err
+	}
+	newID, _ := s.node.Leader()
+	return &concordv1.TransferLeaderResponse{Header: s.header(s.fsm.AppliedIndex()), Leader: newID}, nil
+}
+
+// Snapshot writes a consistent copy of the state machine to w, after a
+// linearizable barrier so it holds every write acknowledged before the
+// call. It returns the snapshot's index.
+func (s *Server) Snapshot(ctx context.Context, w io.Writer) (uint64, error) {
+	if err := s.barrier(ctx, concordv1.Consistency_CONSISTENCY_LINEARIZABLE, 0); err != nil {
+		return 0, err
+	}
+	c := s.fsm.CaptureState()
+	if _, err := c.WriteTo(w); err != nil {
+		return 0, err
+	}
+	return c.Index(), nil
+}
+
+// Hash returns the applied index and the state machine's hash at it.
+func (s *Server) Hash(ctx context.Context) (uint64, string, error) {
+	return s.fsm.Hash()
+}
+
+// CompactLog takes a Raft snapshot now, truncating the log.
+func (s *Server) CompactLog(ctx context.Context) error { return s.node.Snapshot(ctx) }

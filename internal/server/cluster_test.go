@@ -1,0 +1,304 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestEveryMemberServesReadsAndWrites(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	for i := range c.Members {
+		cl := c.Client(i)
+		key := fmt.Sprintf("from/%d", i)
+		res, err := cl.Put(ctx, key, []byte("v"))
+		require.NoError(t, err, "member %d", i)
+		// Every member sees every acknowledged write on a linearizable read.
+		for j := range c.Members {
+			kv, err := c.Client(j).Get(ctx, key)
+			require.NoError(t, err, "read on member %d", j)
+			require.Equal(t, res.Revision, kv.GetModRevision())
+		}
+	}
+	c.WaitConverged(10 * time.Second)
+}
+
+func TestLeaderLossKeepsAcknowledgedWrites(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	for i := 0; i < 50; i++ {
+		_, err := cl.Put(ctx, fmt.Sprintf("k/%02d", i), []byte("before"))
+		require.NoError(t, err)
+	}
+	old := c.WaitLeader(5 * time.Second)
+	c.Kill(old)
+	c.WaitNewLeader(old, 10*time.Second)
+	for i := 50; i < 100; i++ {
+		_, err := cl.Put(ctx, fmt.Sprintf("k/%02d", i), []byte("after"))
+		require.NoError(t, err)
+	}
+	res, err := cl.Range(ctx, "k/", client.WithPrefix(), client.WithCountOnly())
+	require.NoError(t, err)
+	require.EqualValues(t, 100, res.Count)
+	c.Restart(old)
+	c.WaitConverged(15 * time.Second)
+}
+
+func TestFollowerLossAndCatchUp(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	follower := (leader + 1) % 3
+	c.Kill(follower)
+	cl := c.Client()
+	for i := 0; i < 100; i++ {
+		_, err := cl.Put(ctx, fmt.Sprintf("f/%03d", i), []byte("x"))
+		require.NoError(t, err)
+	}
+	c.Restart(follower)
+	c.WaitConverged(15 * time.Second)
+	kv, err := c.Client(follower).Get(ctx, "f/099", client.WithConsistency(client.Stale))
+	require.NoError(t, err)
+	require.Equal(t, "x", string(kv.GetValue()))
+}
+
+func TestPartitionedLeaderNeverAcknowledgesItsWrites(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	old := c.WaitLeader(5 * time.Second)
+	oldClient := c.Client(old)
+	c.Isolate(old)
+
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err := oldClient.Put(wctx, "minority-write", []byte("must not be acknowledged"))
+	cancel()
+	require.Error(t, err, "an isolated leader acknowledged a write")
+
+	// The majority elects a new leader and goes on.
+	var others []int
+	for i := range c.Members {
+		if i != old {
+			others = append(others, i)
+		}
+	}
+	majority := c.Client(others...)
+	_, err = majority.Put(ctx, "majority-write", []byte("ok"))
+	require.NoError(t, err)
+
+	// A linearizable read on the isolated member cannot be served; a stale
+	// one can.
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	_, err = oldClient.Get(rctx, "majority-write")
+	cancel()
+	require.Error(t, err)
+	_, err = oldClient.Get(ctx, "majority-write", client.WithConsistency(client.Stale))
+	require.ErrorIs(t, err, client.ErrNotFound, "the isolated member has not seen the majority's write")
+
+	c.Heal()
+	c.WaitConverged(15 * time.Second)
+	_, err = majority.Get(ctx, "minority-write")
+	require.ErrorIs(t, err, client.ErrNotFound, "the minority's uncommitted write survived")
+	kv, err := oldClient.Get(ctx, "majority-write")
+	require.NoError(t, err)
+	require.Equal(t, "ok", string(kv.GetValue()))
+}
+
+func TestSessionSurvivesLeaderChangeAndExpiresAfterIt(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	sess, err := cl.NewSession(ctx, client.WithTTL(2*time.Second))
+	require.NoError(t, err)
+	_, err = cl.Put(ctx, "eph", []byte("held"), client.WithSession(sess))
+	require.NoError(t, err)
+
+	old := c.WaitLeader(5 * time.Second)
+	c.Kill(old)
+	c.WaitNewLeader(old, 10*time.Second)
+	// Kept alive across the change, the session and its key live on
+	// beyond several TTLs.
+	time.Sleep(5 * time.Second)
+	select {
+	case <-sess.Done():
+		t.Fatalf("session lost across a leader change: %v", sess.Err())
+	default:
+	}
+	_, err = cl.Get(ctx, "eph")
+	require.NoError(t, err)
+
+	// Stop keeping it alive: the new leader expires it and deletes the key.
+	stopped := time.Now()
+	sess.Orphan()
+	require.Eventually(t, func() bool {
+		_, err := cl.Get(ctx, "eph")
+		return errors.Is(err, client.ErrNotFound)
+	}, 10*time.Second, 50*time.Millisecond)
+	require.GreaterOrEqual(t, time.Since(stopped), 1500*time.Millisecond, "expired before its TTL ran out")
+	_, err = cl.GetSession(ctx, sess.ID())
+	require.ErrorIs(t, err, client.ErrSessionExpired)
+}
+
+func TestNewLeaderRestartsTTLs(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	sess, err := cl.NewSession(ctx, client.WithTTL(3*time.Second))
+	require.NoError(t, err)
+	sess.Orphan()
+	// Let most of the TTL pass under the first leader, then change leader.
+	time.Sleep(2 * time.Second)
+	old := c.WaitLeader(5 * time.Second)
+	c.Kill(old)
+	c.WaitNewLeader(old, 10*time.Second)
+	elected := time.Now()
+	info, err := cl.GetSession(ctx, sess.ID())
+	require.NoError(t, err, "the session expired although the new leader must restart its TTL")
+	require.Greater(t, info.GetRemainingMs(), int64(1500))
+	require.Eventually(t, func() bool {
+		_, err := cl.GetSession(ctx, sess.ID())
+		return errors.Is(err, client.ErrSessionExpired)
+	}, 10*time.Second, 50*time.Millisecond)
+	require.GreaterOrEqual(t, time.Since(elected), 2500*time.Millisecond)
+}
+
+func TestLaggingMemberCatchesUpFromSnapshot(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Configure: func(i int, cfg *config.Server) {
+		cfg.Raft.SnapshotThreshold = 64
+		cfg.Raft.SnapshotInterval = 100 * time.Millisecond
+		cfg.Raft.TrailingLogs = 16
+	}})
+	ctx := ctxT(t, 60*time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	lagging := (leader + 1) % 3
+	c.Kill(lagging)
+	cl := c.Client()
+	for i := 0; i < 400; i++ {
+		_, err := cl.Put(ctx, fmt.Sprintf("s/%03d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		st, err := cl.StatusOf(ctx, c.Members[leader].Cfg.ListenClient)
+		return err == nil && st.GetLastSnapshotIndex() > 200
+	}, 10*time.Second, 50*time.Millisecond, "the leader never compacted its log")
+	c.Restart(lagging)
+	c.WaitConverged(20 * time.Second)
+	st, err := cl.StatusOf(ctx, c.Members[lagging].Cfg.ListenClient)
+	require.NoError(t, err)
+	require.Greater(t, st.GetLastSnapshotIndex(), uint64(0), "the lagging member should have installed a snapshot")
+	res, err := c.Client(lagging).Range(ctx, "s/", client.WithPrefix(), client.WithCountOnly(), client.WithConsistency(client.Stale))
+	require.NoError(t, err)
+	require.EqualValues(t, 400, res.Count)
+}
+
+func TestWatchResumesWithoutGapsAcrossMemberLoss(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	first, err := cl.Put(ctx, "w/0", []byte("0"))
+	require.NoError(t, err)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watch := cl.Watch(wctx, "w/", client.WithPrefix(), client.WithRevision(first.Revision))
+
+	const n = 60
+	go func() {
+		for i := 1; i < n; i++ {
+			if i == n/2 {
+				c.Kill(c.WaitLeader(5 * time.Second))
+			}
+			_, _ = cl.Put(ctx, fmt.Sprintf("w/%d", i), []byte(fmt.Sprint(i)))
+		}
+	}()
+	var last uint64
+	seen := map[string]bool{}
+	for len(seen) < n {
+		select {
+		case resp, ok := <-watch:
+			require.True(t, ok, "watch closed early")
+			require.NoError(t, resp.Err)
+			for _, ev := range resp.Events {
+				rev := ev.GetKv().GetModRevision()
+				require.Greater(t, rev, last, "events out of order or repeated")
+				last = rev
+				seen[string(ev.GetKv().GetKey())] = true
+			}
+		case <-ctx.Done():
+			t.Fatalf("watch saw %d of %d keys", len(seen), n)
+		}
+	}
+}
+
+func TestMembershipAddPromoteRemove(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	for i := 0; i < 20; i++ {
+		_, err := cl.Put(ctx, fmt.Sprintf("m/%d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	// A fourth member on 127.0.0.4.
+	ip := "127.0.0.4"
+	peer := fmt.Sprintf("%s:%d", ip, testcluster.FreePort(t, ip))
+	m, err := cl.AddMember(ctx, "n4", peer)
+	require.NoError(t, err)
+	require.Equal(t, "learner", m.GetRole())
+	_, err = cl.AddMember(ctx, "n4", peer)
+	require.ErrorIs(t, err, client.ErrMemberExists)
+
+	d4 := c.StartExtra(t, config.Server{
+		Name: "n4", ListenPeer: peer, ListenClient: fmt.Sprintf("%s:%d", ip, testcluster.FreePort(t, ip)),
+		Join: c.Endpoints(),
+	})
+	require.Eventually(t, func() bool {
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return false
+		}
+		for _, mb := range st.GetMembers() {
+			if mb.GetName() == "n4" {
+				return mb.GetRole() == "follower" && mb.GetClientAddr() != ""
+			}
+		}
+		return false
+	}, 20*time.Second, 100*time.Millisecond, "n4 was not promoted")
+	kv, err := client4(t, d4).Get(ctx, "m/19")
+	require.NoError(t, err)
+	require.Equal(t, "v", string(kv.GetValue()))
+
+	// Remove n4; its ID is retired and a new n4 gets another.
+	require.NoError(t, cl.RemoveMember(ctx, "n4"))
+	st, err := cl.Status(ctx)
+	require.NoError(t, err)
+	require.Len(t, st.GetMembers(), 3)
+	m2, err := cl.AddMember(ctx, "n4", fmt.Sprintf("%s:%d", ip, testcluster.FreePort(t, ip)))
+	require.NoError(t, err)
+	require.NotEqual(t, m.GetId(), m2.GetId(), "a removed member's ID was reused")
+	require.ErrorIs(t, cl.RemoveMember(ctx, "nobody"), client.ErrNotFound)
+}
+
+func TestGracefulShutdownHandsLeadershipOver(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	old := c.WaitLeader(5 * time.Second)
+	start := time.Now()
+	c.Stop(old)
+	c.WaitNewLeader(old, 5*time.Second)
+	// A transfer is faster than waiting out an election timeout after the
+	// leader vanished (300 ms heartbeat timeout plus the election itself).
+	t.Logf("new leader ready %s after the graceful stop began", time.Since(start))
+}

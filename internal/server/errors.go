@@ -1,0 +1,16 @@
+package server
+
+import "github.com/concord-dev/concord/internal/errs"
+
+var (
+	// ErrQuotaExceeded is returned for a write that would grow the state
+	// beyond its configured bounds. Deletes are always accepted.
+	ErrQuotaExceeded = errs.New("QUOTA_EXCEEDED", "server: state quota exceeded")
+	// ErrRequestTooLarge is returned for a request above the size limit.
+	ErrRequestTooLarge = errs.New("REQUEST_TOO_LARGE", "server: request too large")
+	// ErrInvalidArgument is returned for a malformed request.
+	ErrInvalidArgument = errs.New("INVALID_ARGUMENT", "server: invalid argument")
+	// ErrTimeout is returned when the server could not complete a request
+	// in time; for a write the outcome is unknown.
+	ErrTimeout = errs.New("TIMEOUT", "server: request timed out")
+)

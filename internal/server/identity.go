@@ -1,0 +1,142 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"path/filepath"
+	"time"
+
+	"connectrpc.com/connect"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+	"github.com/concord-dev/concord/internal/raftnode"
+)
+
+// identity is what a member keeps about itself across restarts.
+type identity struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+const identityFile = "member.json"
+
+func loadIdentity(dir string) (identity, bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return identity{}, false, nil
+	}
+	if err != nil {
+		return identity{}, false, err
+	}
+	var id identity
+	if err := json.Unmarshal(b, &id); err != nil || id.ID == "" {
+		return identity{}, false, fmt.Errorf("%s is corrupt: %v", filepath.Join(dir, identityFile), err)
+	}
+	return id, true, nil
+}
+
+func saveIdentity(dir string, id identity) error {
+	b, _ := json.Marshal(id)
+	tmp := filepath.Join(dir, identityFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, identityFile))
+}
+
+// resolveIdentity decides this member's Raft ID and, for a new cluster, the
+// bootstrap configuration. A restarted member keeps its stored ID. A member
+// of a new cluster takes its name as ID. A member joining an existing
+// cluster learns the ID that `concord cluster add` assigned to its name.
+func (s *Server) resolveIdentity(ctx context.Context) (identity, []raftnode.Server, error) {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
+		return identity{}, nil, fmt.Errorf("data dir: %w", err)
+	}
+	id, ok, err := loadIdentity(s.cfg.DataDir)
+	if err != nil {
+		return identity{}, nil, err
+	}
+	if ok {
+		if id.Name != s.cfg.Name {
+			return identity{}, nil, fmt.Errorf("data dir %s belongs to member %q, not %q", s.cfg.DataDir, id.Name, s.cfg.Name)
+		}
+		return id, nil, nil
+	}
+	if len(s.cfg.Join) > 0 {
+		id, err := s.discoverID(ctx)
+		if err != nil {
+			return identity{}, nil, err
+		}
+		return id, nil, saveIdentity(s.cfg.DataDir, id)
+	}
+	id = identity{ID: s.cfg.Name, Name: s.cfg.Name}
+	var boot []raftnode.Server
+	for _, p := range s.cfg.InitialCluster {
+		boot = append(boot, raftnode.Server{ID: p.Name, Addr: p.Addr, Voter: true})
+	}
+	return id, boot, saveIdentity(s.cfg.DataDir, id)
+}
+
+// discoverID asks the cluster at the --join endpoints for the ID assigned to
+// this member's name, waiting until `concord cluster add` has run.
+func (s *Server) discoverID(ctx context.Context) (identity, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	logged := false
+	for {
+		for _, ep := range s.cfg.Join {
+			c := concordv1connect.NewClusterClient(&http.Client{Timeout: 5 * time.Second}, endpointURL(ep))
+			req := connect.NewRequest(&concordv1.StatusRequest{})
+			if s.cfg.AuthToken != "" {
+				req.Header().Set("Authorization", "Bearer "+s.cfg.AuthToken)
+			}
+			resp, err := c.Status(ctx, req)
+			if err != nil {
+				continue
+			}
+			for _, m := range resp.Msg.GetMembers() {
+				if m.GetName() == s.cfg.Name && m.GetPeerAddr() == s.cfg.AdvertisePeer {
+					return identity{ID: m.GetId(), Name: s.cfg.Name}, nil
+				}
+			}
+		}
+		if !logged {
+			s.log.Info("waiting to be added to the cluster", "name", s.cfg.Name, "peer", s.cfg.AdvertisePeer,
+				"hint", fmt.Sprintf("run: concord cluster add %s %s --endpoints %s", s.cfg.Name, s.cfg.AdvertisePeer, s.cfg.Join[0]))
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return identity{}, fmt.Errorf("joining %v: %w", s.cfg.Join, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// endpointURL turns host:port into an http URL; URLs pass through.
+func endpointURL(ep string) string {
+	if strings.HasPrefix(ep, "http://") || strings.HasPrefix(ep, "https://") {
+		return ep
+	}
+	return "http://" + ep
+}
+
+// SeedIdentity prepares the identity of a member of a new cluster restored
+// from a backup; the data dir must be new.
+func SeedIdentity(dataDir, name string) error {
+	if _, ok, err := loadIdentity(dataDir); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("%s already belongs to a member; restore into a new data dir", dataDir)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return err
+	}
+	return saveIdentity(dataDir, identity{ID: name, Name: name})
+}

@@ -1,0 +1,223 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/fsm"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/kv"
+	"github.com/concord-dev/concord/internal/raftnode"
+)
+
+func (s *Server) readLimits() kv.ReadLimits {
+	return kv.ReadLimits{MaxKeys: s.cfg.Limits.MaxRangeKeys, MaxBytes: s.cfg.Limits.MaxRangeBytes}
+}
+
+// checkQuota refuses a write that would grow the state past its bounds.
+func (s *Server) checkQuota(growth int64, newKey []byte) error {
+	var err error
+	s.fsm.Read(func(st fsm.State) {
+		if q := s.cfg.Limits.QuotaBytes; q > 0 && st.KV.Bytes()+growth > q {
+			err = errs.Wrapf(ErrQuotaExceeded, "the state holds %d bytes and the quota is %d (--quota-bytes); delete keys or raise the quota",
+				st.KV.Bytes(), q)
+			return
+		}
+		if m := s.cfg.Limits.MaxKeys; m > 0 && newKey != nil && st.KV.Len() >= m {
+			if _, exists := st.KV.Get(newKey); !exists {
+				err = errs.Wrapf(ErrQuotaExceeded, "the state holds %d keys, the maximum (--max-keys)", st.KV.Len())
+			}
+		}
+	})
+	return err
+}
+
+// Range reads keys at the requested consistency.
+func (s *Server) Range(ctx context.Context, req *concordv1.RangeRequest) (*concordv1.RangeResponse, error) {
+	if err := s.checkRange(req); err != nil {
+		return nil, err
+	}
+	if err := s.barrier(ctx, req.GetConsistency(), req.GetMinRevision()); err != nil {
+		return nil, err
+	}
+	var (
+		resp *concordv1.RangeResponse
+		err  error
+		rev  uint64
+	)
+	s.fsm.Read(func(st fsm.State) {
+		resp, err = st.KV.Range(req, s.readLimits())
+		rev = st.Applied
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = s.header(rev)
+	return resp, nil
+}
+
+// write proposes a client write. The result it returns may be shared with
+// the state machine's dedupe table: callers build new responses from it and
+// never modify it.
+func (s *Server) write(ctx context.Context, meta *concordv1.WriteMeta, cmd *internalv1.Command) (*internalv1.Result, error) {
+	cmd.Meta = meta
+	return s.propose(ctx, cmd)
+}
+
+// Put writes a key.
+func (s *Server) Put(ctx context.Context, req *concordv1.PutRequest) (*concordv1.PutResponse, error) {
+	if err := s.checkPut(req); err != nil {
+		return nil, err
+	}
+	if err := s.checkQuota(int64(len(req.GetKey())+len(req.GetValue())), req.GetKey()); err != nil {
+		return nil, err
+	}
+	meta := req.GetMeta()
+	req.Meta = nil
+	res, err := s.write(ctx, meta, &internalv1.Command{Op: &internalv1.Command_Put{Put: req}})
+	if err != nil {
+		return nil, err
+	}
+	r := res.GetPut()
+	return &concordv1.PutResponse{Header: s.header(r.GetHeader().GetRevision()), PrevKv: r.GetPrevKv()}, nil
+}
+
+// DeleteRange deletes keys. Deletes are accepted even over quota.
+func (s *Server) DeleteRange(ctx context.Context, req *concordv1.DeleteRangeRequest) (*concordv1.DeleteRangeResponse, error) {
+	if err := s.checkDelete(req); err != nil {
+		return nil, err
+	}
+	meta := req.GetMeta()
+	req.Meta = nil
+	res, err := s.write(ctx, meta, &internalv1.Command{Op: &internalv1.Command_DeleteRange{DeleteRange: req}})
+	if err != nil {
+		return nil, err
+	}
+	r := res.GetDeleteRange()
+	return &concordv1.DeleteRangeResponse{Header: s.header(r.GetHeader().GetRevision()), Deleted: r.GetDeleted(), PrevKvs: r.GetPrevKvs()}, nil
+}
+
+// Add applies a bounded counter add.
+func (s *Server) Add(ctx context.Context, req *concordv1.AddRequest) (*concordv1.AddResponse, error) {
+	if err := s.checkAdd(req); err != nil {
+		return nil, err
+	}
+	if err := s.checkQuota(int64(len(req.GetKey())+20), req.GetKey()); err != nil {
+		return nil, err
+	}
+	meta := req.GetMeta()
+	req.Meta = nil
+	res, err := s.write(ctx, meta, &internalv1.Command{Op: &internalv1.Command_Add{Add: req}})
+	if err != nil {
+		return nil, err
+	}
+	r := res.GetAdd()
+	return &concordv1.AddResponse{Header: s.header(r.GetHeader().GetRevision()), Value: r.GetValue()}, nil
+}
+
+// Txn applies a transaction atomically.
+func (s *Server) Txn(ctx context.Context, req *concordv1.TxnRequest) (*concordv1.TxnResponse, error) {
+	if err := s.checkTxn(req); err != nil {
+		return nil, err
+	}
+	var growth int64
+	for _, ops := range [][]*concordv1.RequestOp{req.GetSuccess(), req.GetFailure()} {
+		for _, op := range ops {
+			if p := op.GetPut(); p != nil {
+				growth += int64(len(p.GetKey()) + len(p.GetValue()))
+			}
+		}
+	}
+	if growth > 0 {
+		if err := s.checkQuota(growth, nil); err != nil {
+			return nil, err
+		}
+	}
+	meta := req.GetMeta()
+	req.Meta = nil
+	res, err := s.write(ctx, meta, &internalv1.Command{Op: &internalv1.Command_Txn{Txn: req}})
+	if err != nil {
+		return nil, err
+	}
+	r := res.GetTxn()
+	return &concordv1.TxnResponse{Header: s.header(r.GetHeader().GetRevision()), Succeeded: r.GetSucceeded(), Responses: r.GetResponses()}, nil
+}
+
+// watchBatch bounds the events of one watch response.
+const watchBatch = 1000
+
+// Watch streams the events of a key or range from a revision until ctx ends
+// or the revision is compacted. send is called with whole revisions in
+// order; with progress notification, an empty response reports the revision
+// the watch has reached.
+func (s *Server) Watch(ctx context.Context, req *concordv1.WatchRequest, send func(*concordv1.WatchResponse) error) error {
+	if s.stopping.Load() {
+		return raftnode.ErrStopped
+	}
+	if len(req.GetKey()) > s.cfg.Limits.MaxKeyBytes || len(req.GetRangeEnd()) > s.cfg.Limits.MaxKeyBytes {
+		return errs.Wrapf(kv.ErrKeyTooLarge, "watch bounds are limited to %d bytes", s.cfg.Limits.MaxKeyBytes)
+	}
+	sp, err := kv.SpanOf(req.GetKey(), req.GetRangeEnd(), req.GetPrefix())
+	if err != nil {
+		return err
+	}
+	h := s.fsm.History()
+	next := req.GetStartRevision()
+	if next == 0 {
+		next = h.Applied() + 1
+	}
+	if err := send(&concordv1.WatchResponse{Header: s.header(next - 1)}); err != nil {
+		return err
+	}
+	const progressEvery = 2 * time.Second
+	lastSent := time.Now()
+	for {
+		evs, through, wait, err := h.Read(next, sp, watchBatch)
+		if err != nil {
+			return revisionErr{err: err, rev: h.Compacted()}
+		}
+		if len(evs) > 0 {
+			resp := &concordv1.WatchResponse{Header: s.header(through), Events: make([]*concordv1.Event, len(evs))}
+			for i, e := range evs {
+				resp.Events[i] = e.Proto(req.GetPrevKv())
+			}
+			if err := send(resp); err != nil {
+				return err
+			}
+			lastSent = time.Now()
+		} else if req.GetProgressNotify() && time.Since(lastSent) >= progressEvery && through >= next {
+			if err := send(&concordv1.WatchResponse{Header: s.header(through)}); err != nil {
+				return err
+			}
+			lastSent = time.Now()
+		}
+		next = max(next, through+1)
+		if through < h.Applied() {
+			continue
+		}
+		timer := time.NewTimer(progressEvery)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-s.stopCh:
+			timer.Stop()
+			return nil
+		case <-wait:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// revisionErr carries the compacted revision to the error table.
+type revisionErr struct {
+	err error
+	rev uint64
+}
+
+func (e revisionErr) Error() string    { return e.err.Error() }
+func (e revisionErr) Unwrap() error    { return e.err }
+func (e revisionErr) Revision() uint64 { return e.rev }

@@ -1,0 +1,256 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/fsm"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/raftnode"
+)
+
+// leaderState tracks the leadership term this member serves and whether it
+// is ready: a leader is ready once an entry of its own term is applied, so
+// its commit index covers every write of earlier terms.
+type leaderState struct {
+	mu      sync.Mutex
+	term    uint64 // term of the running duties, 0 when not leading
+	ready   uint64 // term for which the member is ready
+	readyCh chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func (l *leaderState) readyTerm() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ready
+}
+
+// waitReady waits until the member is ready as leader of term.
+func (l *leaderState) waitReady(ctx context.Context, term uint64) error {
+	for {
+		l.mu.Lock()
+		if l.ready == term && term != 0 {
+			l.mu.Unlock()
+			return nil
+		}
+		if l.term != term || l.readyCh == nil {
+			l.mu.Unlock()
+			return errs.Wrapf(raftnode.ErrNotLeader, "leadership of term %d is not established here", term)
+		}
+		ch := l.readyCh
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return errs.Wrapf(raftnode.ErrNoLeader, "new leader not ready yet: %v", ctx.Err())
+		}
+	}
+}
+
+// watchLeadership starts the leader's duties when this member wins a term
+// and stops them when it loses it.
+func (s *Server) watchLeadership() {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.node.LeaderCh():
+		case <-tick.C:
+		case <-s.stopCh:
+			s.stopDuties()
+			return
+		}
+		term := s.node.Term()
+		leading := s.node.IsLeader()
+		s.leader.mu.Lock()
+		running := s.leader.term
+		s.leader.mu.Unlock()
+		switch {
+		case leading && running != term:
+			s.stopDuties()
+			s.startDuties(term)
+		case !leading && running != 0:
+			s.stopDuties()
+		}
+	}
+}
+
+func (s *Server) startDuties(term uint64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	s.leader.mu.Lock()
+	s.leader.term = term
+	s.leader.readyCh = make(chan struct{})
+	s.leader.cancel = cancel
+	s.leader.done = done
+	s.leader.mu.Unlock()
+	s.log.Info("leading", "term", term)
+	go func() {
+		defer close(done)
+		s.runDuties(ctx, term)
+	}()
+}
+
+func (s *Server) stopDuties() {
+	s.leader.mu.Lock()
+	cancel, done := s.leader.cancel, s.leader.done
+	wasTerm := s.leader.term
+	s.leader.term, s.leader.ready, s.leader.cancel, s.leader.done = 0, 0, nil, nil
+	if s.leader.readyCh != nil {
+		close(s.leader.readyCh)
+		s.leader.readyCh = nil
+	}
+	s.leader.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+	s.tracker.Stop()
+	s.log.Info("stopped leading", "term", wasTerm)
+}
+
+// runDuties establishes the term (a no-op entry, then every session TTL
+// restarted) and runs session expiry and learner promotion until the term
+// ends.
+func (s *Server) runDuties(ctx context.Context, term uint64) {
+	for {
+		_, err := s.proposeLocal(ctx, &internalv1.Command{Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("establishing leadership failed; retrying", "term", term, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	s.fsm.Read(func(st fsm.State) { s.tracker.Start(st.Sessions.List()) })
+	s.leader.mu.Lock()
+	if s.leader.term == term {
+		s.leader.ready = term
+		close(s.leader.readyCh)
+		s.leader.readyCh = make(chan struct{})
+	}
+	s.leader.mu.Unlock()
+	s.log.Info("leader ready", "term", term, "applied", s.fsm.AppliedIndex())
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.expireSessions(ctx) }()
+	go func() { defer wg.Done(); s.promoteLearners(ctx) }()
+	wg.Wait()
+}
+
+// expireSessions proposes the expiry of sessions whose TTL ran out.
+func (s *Server) expireSessions(ctx context.Context) {
+	for {
+		ids, next := s.tracker.Due(1024)
+		if len(ids) > 0 {
+			_, err := s.proposeLocal(ctx, &internalv1.Command{Op: &internalv1.Command_ExpireSessions{
+				ExpireSessions: &internalv1.ExpireSessions{Ids: ids}}})
+			if err != nil {
+				s.tracker.Retry(ids)
+				if ctx.Err() != nil {
+					return
+				}
+				s.log.Warn("proposing session expiry failed", "sessions", len(ids), "err", err)
+				next = 50 * time.Millisecond
+			} else {
+				s.metrics.expiryProposed.Add(float64(len(ids)))
+				continue
+			}
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-s.tracker.Wake():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// learnerLag is how far behind the commit index a learner may be when it is
+// promoted to voter.
+const learnerLag = 64
+
+// promoteLearners makes non-voters voters once they have caught up.
+func (s *Server) promoteLearners(ctx context.Context) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		servers, err := s.node.Configuration()
+		if err != nil {
+			continue
+		}
+		for _, sv := range servers {
+			if sv.Voter {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			resp, err := s.peers.For(sv.Addr).NodeStatus(cctx, connect.NewRequest(&internalv1.NodeStatusRequest{}))
+			cancel()
+			if err != nil || resp.Msg.GetId() != sv.ID {
+				continue
+			}
+			if resp.Msg.GetAppliedIndex()+learnerLag < s.node.CommitIndex() {
+				continue
+			}
+			if err := s.node.AddVoter(ctx, sv.ID, sv.Addr); err != nil {
+				s.log.Warn("promoting learner failed", "learner", sv.ID, "err", err)
+				continue
+			}
+			s.metrics.promotions.Inc()
+			s.log.Info("promoted learner to voter", "member", sv.ID, "applied", resp.Msg.GetAppliedIndex())
+		}
+	}
+}
+
+// publishSelf records this member's name and addresses in the state
+// machine, so every member can report them, and keeps them current.
+func (s *Server) publishSelf() {
+	wait := 200 * time.Millisecond
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-time.After(wait):
+		}
+		current := false
+		s.fsm.Read(func(st fsm.State) {
+			m, ok := st.Members.Get(s.id.ID)
+			current = ok && m.Name == s.cfg.Name && m.PeerAddr == s.cfg.AdvertisePeer && m.ClientAddr == s.cfg.AdvertiseClient
+		})
+		if current {
+			wait = 10 * time.Second
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := s.propose(ctx, &internalv1.Command{Op: &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{
+			Id: s.id.ID, Name: s.cfg.Name, PeerAddr: s.cfg.AdvertisePeer, ClientAddr: s.cfg.AdvertiseClient,
+		}}})
+		cancel()
+		if err != nil {
+			s.log.Debug("publishing member attributes failed; will retry", "err", err)
+			wait = 500 * time.Millisecond
+		}
+	}
+}

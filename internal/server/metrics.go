@@ -1,0 +1,39 @@
+package server
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the member's Prometheus metrics, concord_server_*.
+type metrics struct {
+	forwarded      *prometheus.CounterVec
+	retries        prometheus.Counter
+	readRounds     prometheus.Counter
+	readBatch      prometheus.Histogram
+	keepAlives     prometheus.Counter
+	keepAliveMiss  prometheus.Counter
+	expiryProposed prometheus.Counter
+	promotions     prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "concord_server_forwarded_total", Help: "Requests forwarded to the leader, by kind."}, []string{"kind"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concord_server_proposal_retries_total", Help: "Proposals retried after a leader change."}),
+		readRounds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concord_server_read_index_rounds_total", Help: "Read-index rounds (each confirms leadership once for a batch of reads and keep-alives)."}),
+		readBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "concord_server_read_index_batch_size", Help: "Requests served by one read-index round.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		keepAlives: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concord_server_session_keepalives_total", Help: "Session keep-alives granted by this leader."}),
+		keepAliveMiss: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concord_server_session_keepalive_misses_total", Help: "Keep-alives for sessions that no longer exist."}),
+		expiryProposed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concord_server_session_expiries_proposed_total", Help: "Sessions whose expiry this leader proposed."}),
+		promotions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concord_server_learner_promotions_total", Help: "Learners promoted to voters by this leader."}),
+	}
+	reg.MustRegister(m.forwarded, m.retries, m.readRounds, m.readBatch, m.keepAlives, m.keepAliveMiss, m.expiryProposed, m.promotions)
+	return m
+}

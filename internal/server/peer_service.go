@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+
+	"connectrpc.com/connect"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/errs"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/raftnode"
+)
+
+// peerService serves the members' internal RPC on the peer port. It acts
+// only if this member leads (or, for NodeStatus, always): a request that
+// reaches a follower fails with NOT_LEADER and the sender retries, so
+// forwarding never loops.
+type peerService struct{ s *Server }
+
+func (p *peerService) leading() error {
+	if p.s.stopping.Load() {
+		return errs.ToConnect(raftnode.ErrStopped)
+	}
+	if !p.s.node.IsLeader() {
+		return errs.ToConnect(raftnode.ErrNotLeader)
+	}
+	return nil
+}
+
+func (p *peerService) Propose(ctx context.Context, req *connect.Request[internalv1.ProposeRequest]) (*connect.Response[internalv1.ProposeResponse], error) {
+	if err := p.leading(); err != nil {
+		return nil, err
+	}
+	cmd := req.Msg.GetCommand()
+	if cmd == nil {
+		return nil, errs.ToConnect(errs.Wrapf(ErrInvalidArgument, "no command"))
+	}
+	res, err := p.s.proposeLocal(ctx, cmd)
+	if err != nil {
+		return nil, errs.ToConnect(err)
+	}
+	return connect.NewResponse(&internalv1.ProposeResponse{Result: res, Term: p.s.node.Term()}), nil
+}
+
+func (p *peerService) ReadIndex(ctx context.Context, _ *connect.Request[internalv1.ReadIndexRequest]) (*connect.Response[internalv1.ReadIndexResponse], error) {
+	if err := p.leading(); err != nil {
+		return nil, err
+	}
+	idx, err := p.s.reads.do(ctx)
+	if err != nil {
+		return nil, errs.ToConnect(err)
+	}
+	return connect.NewResponse(&internalv1.ReadIndexResponse{Index: idx, Term: p.s.node.Term()}), nil
+}
+
+func (p *peerService) KeepAlive(ctx context.Context, req *connect.Request[internalv1.PeerKeepAliveRequest]) (*connect.Response[internalv1.PeerKeepAliveResponse], error) {
+	if err := p.leading(); err != nil {
+		return nil, err
+	}
+	ttls, err := p.s.keepAliveLocal(ctx, req.Msg.GetIds())
+	if err != nil {
+		return nil, errs.ToConnect(err)
+	}
+	return connect.NewResponse(&internalv1.PeerKeepAliveResponse{TtlMs: ttls, Term: p.s.node.Term()}), nil
+}
+
+func (p *peerService) NodeStatus(context.Context, *connect.Request[internalv1.NodeStatusRequest]) (*connect.Response[internalv1.NodeStatusResponse], error) {
+	return connect.NewResponse(&internalv1.NodeStatusResponse{
+		Id: p.s.id.ID, Name: p.s.cfg.Name, AppliedIndex: p.s.fsm.AppliedIndex(), ClientAddr: p.s.cfg.AdvertiseClient,
+	}), nil
+}
+
+func (p *peerService) AddMember(ctx context.Context, req *connect.Request[concordv1.AddMemberRequest]) (*connect.Response[concordv1.AddMemberResponse], error) {
+	if err := p.leading(); err != nil {
+		return nil, err
+	}
+	resp, err := p.s.AddMember(ctx, req.Msg)
+	if err != nil {
+		return nil, errs.ToConnect(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (p *peerService) RemoveMember(ctx context.Context, req *connect.Request[concordv1.RemoveMemberRequest]) (*connect.Response[concordv1.RemoveMemberResponse], error) {
+	if err := p.leading(); err != nil {
+		return nil, err
+	}
+	resp, err := p.s.RemoveMember(ctx, req.Msg)
+	if err != nil {
+		return nil, errs.ToConnect(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (p *peerService) TransferLeader(ctx context.Context, req *connect.Request[concordv1.TransferLeaderRequest]) (*connect.Response[concordv1.TransferLeaderResponse], error) {
+	if err := p.leading(); err != nil {
+		return nil, err
+	}
+	resp, err := p.s.TransferLeader(ctx, req.Msg)
+	if err != nil {
+		return nil, errs.ToConnect(err)
+	}
+	return connect.NewResponse(resp), nil
+}

@@ -1,0 +1,267 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/clock"
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/fsm"
+	"github.com/concord-dev/concord/internal/gen/internalv1/internalv1connect"
+	"github.com/concord-dev/concord/internal/peer"
+	"github.com/concord-dev/concord/internal/raftnode"
+	"github.com/concord-dev/concord/internal/session"
+)
+
+// Options are a Server's dependencies.
+type Options struct {
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the member's metrics; nil uses a private registry.
+	Registerer prometheus.Registerer
+	// Clock measures session TTLs; defaults to the real clock.
+	Clock clock.Clock
+	// Version is reported by Status.
+	Version string
+}
+
+// Server is one running member.
+type Server struct {
+	cfg     config.Server
+	log     *slog.Logger
+	clock   clock.Clock
+	version string
+
+	id      identity
+	fsm     *fsm.FSM
+	node    *raftnode.Node
+	mux     *peer.Mux
+	peers   *peer.Clients
+	peerSrv *http.Server
+	tracker *session.Tracker
+	reads   *batcher
+	metrics *metrics
+
+	raftMetrics *raftnode.Metrics
+
+	leader leaderState
+
+	stopping atomic.Bool
+	stopCh   chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// New checks the configuration and prepares a member; Start runs it.
+func New(cfg config.Server, opts Options) (*Server, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+		if cfg.ClockOffset != 0 || cfg.ClockRate != 1 {
+			opts.Clock = clock.NewSkewed(cfg.ClockOffset, cfg.ClockRate)
+		}
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     opts.Logger.With("member", cfg.Name),
+		clock:   opts.Clock,
+		version: opts.Version,
+		tracker: session.NewTracker(opts.Clock),
+		stopCh:  make(chan struct{}),
+		metrics: newMetrics(opts.Registerer),
+	}
+	s.fsm = fsm.New(fsm.Config{
+		HistoryEvents: cfg.HistoryEvents,
+		HistoryBytes:  cfg.HistoryBytes,
+		Logger:        s.log,
+		Metrics:       fsm.NewMetrics(opts.Registerer),
+	})
+	s.fsm.SetSessionObserver(s.tracker)
+	s.reads = newBatcher(s.fetchReadIndex)
+	s.reads.onRound = func(n int) { s.metrics.readBatch.Observe(float64(n)) }
+	s.raftMetrics = raftnode.NewMetrics(opts.Registerer)
+	return s, nil
+}
+
+// Start opens the data directory, the peer port and Raft, and starts the
+// member's background work. The client API is served by the caller.
+func (s *Server) Start(ctx context.Context) error {
+	mux, err := peer.Listen(s.cfg.ListenPeer, s.log)
+	if err != nil {
+		return err
+	}
+	s.mux = mux
+	s.peers = peer.NewClients(mux)
+	id, boot, err := s.resolveIdentity(ctx)
+	if err != nil {
+		mux.Close()
+		return err
+	}
+	s.id = id
+	s.log = s.log.With("id", id.ID)
+
+	path, handler := internalv1connect.NewPeerHandler(&peerService{s: s})
+	hm := http.NewServeMux()
+	hm.Handle(path, handler)
+	s.peerSrv = peer.NewServer(hm)
+	go func() {
+		if err := s.peerSrv.Serve(mux.RPC()); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("peer rpc server stopped", "err", err)
+		}
+	}()
+
+	node, err := raftnode.Open(raftnode.Config{
+		ID:                id.ID,
+		Dir:               filepath.Join(s.cfg.DataDir, "raft"),
+		Advertise:         s.cfg.AdvertisePeer,
+		Streams:           mux.Raft(),
+		Bootstrap:         boot,
+		HeartbeatTimeout:  s.cfg.Raft.HeartbeatTimeout,
+		ElectionTimeout:   s.cfg.Raft.ElectionTimeout,
+		SnapshotThreshold: s.cfg.Raft.SnapshotThreshold,
+		SnapshotInterval:  s.cfg.Raft.SnapshotInterval,
+		TrailingLogs:      s.cfg.Raft.TrailingLogs,
+		Logger:            s.log,
+		Metrics:           s.raftMetrics,
+	}, s.fsm)
+	if err != nil {
+		_ = s.peerSrv.Close()
+		mux.Close()
+		return err
+	}
+	s.node = node
+	s.goLoop(s.watchLeadership)
+	s.goLoop(s.publishSelf)
+	return nil
+}
+
+func (s *Server) goLoop(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Name returns the member's name.
+func (s *Server) Name() string { return s.cfg.Name }
+
+// ID returns the member's Raft ID.
+func (s *Server) ID() string { return s.id.ID }
+
+// Config returns the member's effective configuration.
+func (s *Server) Config() config.Server { return s.cfg }
+
+// FSM returns the state machine, for in-process tests and diagnostics.
+func (s *Server) FSM() *fsm.FSM { return s.fsm }
+
+// Ready reports whether the member can serve linearizable requests: it
+// knows a leader and, if it is the leader, has committed an entry of its
+// term.
+func (s *Server) Ready() bool {
+	if s.stopping.Load() || s.node == nil {
+		return false
+	}
+	id, _ := s.node.Leader()
+	if id == "" {
+		return false
+	}
+	if id == s.id.ID {
+		return s.leader.readyTerm() == s.node.Term()
+	}
+	return true
+}
+
+// Stopping reports whether shutdown has begun.
+func (s *Server) Stopping() bool { return s.stopping.Load() }
+
+// BeginShutdown makes the member refuse new requests and, if it leads,
+// hands leadership to another voter so the cluster does not wait for an
+// election.
+func (s *Server) BeginShutdown(ctx context.Context) {
+	if s.stopping.Swap(true) {
+		return
+	}
+	if s.node == nil || !s.node.IsLeader() {
+		return
+	}
+	servers, err := s.node.Configuration()
+	if err != nil {
+		return
+	}
+	voters := 0
+	for _, sv := range servers {
+		if sv.Voter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return
+	}
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.node.TransferLeadership(tctx, "", ""); err != nil {
+		s.log.Warn("leadership transfer before shutdown failed", "err", err)
+		return
+	}
+	s.log.Info("handed leadership over before shutdown")
+}
+
+// Stop stops the member's background work, Raft and the peer port.
+func (s *Server) Stop(ctx context.Context) error {
+	var err error
+	s.stopOnce.Do(func() {
+		s.stopping.Store(true)
+		close(s.stopCh)
+		s.wg.Wait()
+		if s.node != nil {
+			err = s.node.Shutdown()
+		}
+		if s.peerSrv != nil {
+			_ = s.peerSrv.Close()
+		}
+		if s.peers != nil {
+			s.peers.Close()
+		}
+		if s.mux != nil {
+			_ = s.mux.Close()
+		}
+	})
+	return err
+}
+
+// header builds a response header at revision rev.
+func (s *Server) header(rev uint64) *concordv1.ResponseHeader {
+	return &concordv1.ResponseHeader{Revision: rev, Member: s.cfg.Name, RaftTerm: s.node.Term()}
+}
+
+// newClientID returns a random client ID.
+func newClientID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// IsLeader reports whether this member leads.
+func (s *Server) IsLeader() bool { return s.node != nil && s.node.IsLeader() }

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"connectrpc.com/connect"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/fsm"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/raftnode"
+	"github.com/concord-dev/concord/internal/session"
+)
+
+// CreateSession starts a session.
+func (s *Server) CreateSession(ctx context.Context, req *concordv1.CreateSessionRequest) (*concordv1.CreateSessionResponse, error) {
+	ttl := time.Duration(req.GetTtlMs()) * time.Millisecond
+	if ttl < s.cfg.Limits.MinSessionTTL || ttl > s.cfg.Limits.MaxSessionTTL {
+		return nil, errs.Wrapf(session.ErrTTLOutOfRange, "ttl %s is outside [%s, %s]", ttl, s.cfg.Limits.MinSessionTTL, s.cfg.Limits.MaxSessionTTL)
+	}
+	if len(req.GetName()) > 256 {
+		return nil, errs.Wrapf(ErrInvalidArgument, "session name is %d bytes; the limit is 256", len(req.GetName()))
+	}
+	var full bool
+	s.fsm.Read(func(st fsm.State) { full = st.Sessions.Len() >= s.cfg.Limits.MaxSessions })
+	if full {
+		return nil, errs.Wrapf(session.ErrTooMany, "the cluster holds %d sessions, the maximum (--max-sessions)", s.cfg.Limits.MaxSessions)
+	}
+	res, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_CreateSession{
+		CreateSession: &internalv1.CreateSession{TtlMs: req.GetTtlMs(), Name: req.GetName()}}})
+	if err != nil {
+		return nil, err
+	}
+	r := res.GetCreateSession()
+	return &concordv1.CreateSessionResponse{Header: s.header(r.GetHeader().GetRevision()), Id: r.GetId(), TtlMs: r.GetTtlMs()}, nil
+}
+
+// RevokeSession ends a session and what is bound to it.
+func (s *Server) RevokeSession(ctx context.Context, req *concordv1.RevokeSessionRequest) (*concordv1.RevokeSessionResponse, error) {
+	if req.GetId() <= 0 {
+		return nil, errs.Wrapf(session.ErrNotFound, "session id %d", req.GetId())
+	}
+	res, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_RevokeSession{
+		RevokeSession: &internalv1.RevokeSession{Id: req.GetId()}}})
+	if err != nil {
+		return nil, err
+	}
+	r := res.GetRevokeSession()
+	return &concordv1.RevokeSessionResponse{Header: s.header(r.GetHeader().GetRevision()), KeysDeleted: r.GetKeysDeleted()}, nil
+}
+
+// KeepAlive refreshes sessions and returns the TTL granted to each, or -1
+// for a session that no longer exists. On the leader a TTL is granted only
+// after leadership is confirmed by a quorum after the request arrived, so a
+// deposed leader can never extend a session behind its successor's back.
+func (s *Server) KeepAlive(ctx context.Context, ids []int64) ([]int64, error) {
+	if s.stopping.Load() {
+		return nil, raftnode.ErrStopped
+	}
+	if !s.node.IsLeader() {
+		id, addr := s.node.Leader()
+		if id == "" {
+			return nil, raftnode.ErrNoLeader
+		}
+		s.metrics.forwarded.WithLabelValues("keepalive").Inc()
+		resp, err := s.peers.For(addr).KeepAlive(ctx, connect.NewRequest(&internalv1.PeerKeepAliveRequest{Ids: ids}))
+		if err != nil {
+			return nil, errs.FromConnect(err)
+		}
+		if len(resp.Msg.GetTtlMs()) != len(ids) {
+			return nil, errs.Wrapf(raftnode.ErrNotLeader, "leader answered %d of %d keep-alives", len(resp.Msg.GetTtlMs()), len(ids))
+		}
+		return resp.Msg.GetTtlMs(), nil
+	}
+	return s.keepAliveLocal(ctx, ids)
+}
+
+func (s *Server) keepAliveLocal(ctx context.Context, ids []int64) ([]int64, error) {
+	if _, err := s.reads.do(ctx); err != nil {
+		return nil, err
+	}
+	if !s.tracker.Active() {
+		return nil, errs.Wrapf(raftnode.ErrNotLeader, "leadership moved during keep-alive")
+	}
+	out := make([]int64, len(ids))
+	for i, id := range ids {
+		ttl, ok := s.tracker.KeepAlive(id)
+		if !ok {
+			out[i] = -1
+			s.metrics.keepAliveMiss.Inc()
+			continue
+		}
+		out[i] = ttl.Milliseconds()
+		s.metrics.keepAlives.Inc()
+	}
+	return out, nil
+}
+
+func (s *Server) sessionInfo(st fsm.State, sess session.Session) *concordv1.SessionInfo {
+	info := &concordv1.SessionInfo{
+		Id: sess.ID, Name: sess.Name, TtlMs: sess.TTLMillis, RemainingMs: -1,
+		Keys: int64(st.KV.SessionKeys(sess.ID)), CreatedUnixMs: sess.CreatedUnixMs,
+	}
+	if rem, ok := s.tracker.Remaining(sess.ID); ok {
+		info.RemainingMs = rem.Milliseconds()
+	}
+	return info
+}
+
+// GetSession describes a session (linearizable).
+func (s *Server) GetSession(ctx context.Context, req *concordv1.GetSessionRequest) (*concordv1.GetSessionResponse, error) {
+	if err := s.barrier(ctx, concordv1.Consistency_CONSISTENCY_LINEARIZABLE, 0); err != nil {
+		return nil, err
+	}
+	var (
+		out *concordv1.GetSessionResponse
+		rev uint64
+	)
+	s.fsm.Read(func(st fsm.State) {
+		rev = st.Applied
+		if sess, ok := st.Sessions.Get(req.GetId()); ok {
+			out = &concordv1.GetSessionResponse{Session: s.sessionInfo(st, sess)}
+		}
+	})
+	if out == nil {
+		return nil, errs.Wrapf(session.ErrNotFound, "session %d", req.GetId())
+	}
+	out.Header = s.header(rev)
+	return out, nil
+}
+
+// ListSessions describes every session (linearizable).
+func (s *Server) ListSessions(ctx context.Context) (*concordv1.ListSessionsResponse, error) {
+	if err := s.barrier(ctx, concordv1.Consistency_CONSISTENCY_LINEARIZABLE, 0); err != nil {
+		return nil, err
+	}
+	out := &concordv1.ListSessionsResponse{}
+	var rev uint64
+	s.fsm.Read(func(st fsm.State) {
+		rev = st.Applied
+		for _, sess := range st.Sessions.List() {
+			out.Sessions = append(out.Sessions, s.sessionInfo(st, sess))
+		}
+	})
+	out.Header = s.header(rev)
+	return out, nil
+}
