@@ -100,6 +100,8 @@ then start n4 with --join <client address of any member>.`,
 	f.StringVar(&logFormat, "log-format", "auto", "json, text, or auto (text on a terminal, JSON otherwise)")
 	f.DurationVar(&cfg.ClockOffset, "fault-clock-offset", 0, "fault injection: run the lease clock this far ahead")
 	f.Float64Var(&cfg.ClockRate, "fault-clock-rate", 1, "fault injection: run the lease clock at this rate")
+	f.BoolVar(&cfg.UnsafeStaleLinearizable, "fault-stale-linearizable-reads", false, "fault injection: serve linearizable reads from local state (breaks linearizability on purpose)")
+	_ = f.MarkHidden("fault-stale-linearizable-reads")
 	_ = f.MarkHidden("fault-clock-offset")
 	_ = f.MarkHidden("fault-clock-rate")
 	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {

@@ -101,6 +101,11 @@ type Server struct {
 	// injection only.
 	ClockOffset time.Duration
 	ClockRate   float64
+
+	// UnsafeStaleLinearizable serves linearizable reads from local state
+	// without a read barrier. It breaks linearizability on purpose, so the
+	// robustness checker can show that it catches such a bug. Never use it.
+	UnsafeStaleLinearizable bool
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)

@@ -114,10 +114,10 @@ func (s *Server) barrier(ctx context.Context, c concordv1.Consistency, minRev ui
 	if s.stopping.Load() {
 		return raftnode.ErrStopped
 	}
-	switch c {
-	case concordv1.Consistency_CONSISTENCY_STALE:
+	switch {
+	case c == concordv1.Consistency_CONSISTENCY_STALE || s.cfg.UnsafeStaleLinearizable:
 		return nil
-	case concordv1.Consistency_CONSISTENCY_SESSION:
+	case c == concordv1.Consistency_CONSISTENCY_SESSION:
 		return s.waitApplied(ctx, minRev)
 	default:
 		idx, err := s.reads.do(ctx)
