@@ -118,7 +118,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	defer cancel()
 	if err := c.syncLeader(dctx, true); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("%w: no endpoint of %v answered within %s: %v", ErrUnavailable, cfg.Endpoints, cfg.DialTimeout, err)
+		if errors.Is(err, ErrUnauthenticated) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: no endpoint of %v answered within %s: %w", ErrUnavailable, cfg.Endpoints, cfg.DialTimeout, err)
 	}
 	return c, nil
 }

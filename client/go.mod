@@ -7,6 +7,10 @@ replace github.com/concord-dev/concord/api => ../api
 require (
 	connectrpc.com/connect v1.21.1
 	github.com/concord-dev/concord/api v0.0.0
+	github.com/stretchr/testify v1.12.1
 )
 
-require google.golang.org/protobuf v1.36.12 // indirect
+require (
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)

@@ -299,7 +299,6 @@ func (k *keepAliver) stream(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream := ep.session.KeepAlive(sctx)
-	type pending struct{ sent time.Time }
 	var pmu sync.Mutex
 	inflight := map[int64][]time.Time{}
 	recvErr := make(chan error, 1)

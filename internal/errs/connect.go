@@ -13,8 +13,8 @@ import (
 // HTTP statuses follow from the code as the Connect protocol defines them:
 // InvalidArgument, FailedPrecondition and OutOfRange are 400, NotFound 404,
 // AlreadyExists 409, ResourceExhausted 429, Unauthenticated 401,
-// Unavailable 503, DeadlineExceeded 504, Unimplemented 501 (as 404 over
-// HTTP GET), Internal 500.
+// Unavailable 503, DeadlineExceeded 504, Unimplemented 501, Internal 500.
+// docs/errors.md lists them all; a test keeps it complete.
 var Codes = map[string]connect.Code{
 	"EMPTY_KEY":                connect.CodeInvalidArgument,
 	"KEY_TOO_LARGE":            connect.CodeInvalidArgument,

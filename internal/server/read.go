@@ -137,3 +137,9 @@ func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
 	}
 	return nil
 }
+
+// Barrier waits until this member can serve a linearizable read, for
+// diagnostics and tests.
+func (s *Server) Barrier(ctx context.Context) error {
+	return s.barrier(ctx, concordv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
+}

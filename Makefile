@@ -1,0 +1,72 @@
+# concord's developer commands. `make test` is the one CI runs.
+
+GO        ?= go
+BIN       ?= bin
+GOBIN     := $(shell $(GO) env GOPATH)/bin
+BUF       := $(GOBIN)/buf
+FUZZTIME  ?= 30s
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/concord-dev/concord/internal/cli.Version=$(VERSION)
+
+.PHONY: all build run test test-short lint gen check-generated tools fuzz robustness bench clean
+
+all: lint test
+
+## build: the concord binary in ./bin
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/concord ./cmd/concord
+
+## run: a single embedded member, data in ./concord-data
+run:
+	$(GO) run ./cmd/concord server
+
+## test: every test of every module, with the race detector (what CI runs)
+test:
+	$(GO) test -race -timeout 25m ./...
+	cd client && $(GO) test -race ./...
+
+## test-short: the same without the multi-process and fault-injection suites
+test-short:
+	$(GO) test -race -short ./...
+	cd client && $(GO) test -race -short ./...
+
+## lint: formatting and vet in every module
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	cd client && $(GO) vet ./...
+	cd api && $(GO) vet ./...
+	if [ -f bench/go.mod ]; then cd bench && $(GO) vet ./...; fi
+
+## tools: the local code generators (buf and its plugins, from the Go module proxy)
+tools:
+	@test -x $(BUF) || $(GO) install github.com/bufbuild/buf/cmd/buf@v1.75.0
+	@test -x $(GOBIN)/protoc-gen-go || $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	@test -x $(GOBIN)/protoc-gen-connect-go || $(GO) install connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
+
+## gen: regenerate the protobuf and Connect code
+gen: tools
+	PATH=$(GOBIN):$$PATH $(BUF) lint
+	PATH=$(GOBIN):$$PATH $(BUF) generate
+
+## check-generated: fail if the committed generated code is stale
+check-generated: gen
+	@git diff --exit-code -- api internal/gen || (echo "generated code is stale: run make gen and commit"; exit 1)
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	$(GO) test ./internal/fsm -run '^$$' -fuzz FuzzApplyCommand -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/fsm -run '^$$' -fuzz FuzzRestore -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/server -run '^$$' -fuzz FuzzValidateTxn -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/server -run '^$$' -fuzz FuzzValidatePut -fuzztime $(FUZZTIME)
+
+## robustness: the long fault-injection campaign (see docs/robustness.md)
+robustness:
+	CONCORD_ROBUSTNESS_LONG=1 $(GO) test ./tests/robustness -run TestLongCampaign -timeout 4h -v
+
+## bench: concord side by side with its peers (see docs/benchmarks.md)
+bench:
+	cd bench && $(GO) run ./cmd/kvbench
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,247 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+func single(t *testing.T, configure func(*config.Server)) (*testcluster.Cluster, *client.Client) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) {
+		cfg.Limits.MaxKeyBytes = 64
+		cfg.Limits.MaxValueBytes = 1024
+		cfg.Limits.MaxRequestBytes = 4096
+		cfg.Limits.MaxTxnOps = 4
+		if configure != nil {
+			configure(cfg)
+		}
+	}})
+	return c, c.Client()
+}
+
+// visible returns what a user can observe: every key with its revisions,
+// and every session. (Failed writes that reached the log are remembered for
+// deduplication, which the full state hash includes.)
+func visible(t *testing.T, cl *client.Client) string {
+	ctx := context.Background()
+	var b strings.Builder
+	for kv, err := range cl.List(ctx, "") {
+		require.NoError(t, err)
+		b.WriteString(kv.String() + "\n")
+	}
+	sessions, err := cl.ListSessions(ctx)
+	require.NoError(t, err)
+	for _, s := range sessions {
+		b.WriteString(s.String() + "\n")
+	}
+	return b.String()
+}
+
+func TestBadInputGetsTypedErrorsAndChangesNothing(t *testing.T) {
+	_, cl := single(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := cl.Put(ctx, "counter-text", []byte("abc"))
+	require.NoError(t, err)
+	before := visible(t, cl)
+
+	tests := []struct {
+		name   string
+		call   func() error
+		want   error
+		reason string
+	}{
+		{"empty key", func() error { _, err := cl.Put(ctx, "", []byte("v")); return err }, client.ErrEmptyKey, "EMPTY_KEY"},
+		{"key too large", func() error { _, err := cl.Put(ctx, strings.Repeat("k", 65), nil); return err }, client.ErrTooLarge, "KEY_TOO_LARGE"},
+		{"value too large", func() error { _, err := cl.Put(ctx, "k", make([]byte, 1025)); return err }, client.ErrTooLarge, "VALUE_TOO_LARGE"},
+		{"request too large", func() error { _, err := cl.Put(ctx, "k", make([]byte, 8192)); return err }, client.ErrTooLarge, ""},
+		{"unknown session", func() error { _, err := cl.Put(ctx, "k", nil, client.WithSessionID(424242)); return err }, client.ErrSessionExpired, "SESSION_NOT_FOUND"},
+		{"revoke unknown session", func() error { _, err := cl.RevokeSession(ctx, 424242); return err }, client.ErrSessionExpired, "SESSION_NOT_FOUND"},
+		{"keep alive unknown session", func() error { _, err := cl.KeepAliveOnce(ctx, 424242); return err }, client.ErrSessionExpired, "SESSION_NOT_FOUND"},
+		{"ttl out of range", func() error { _, err := cl.NewSession(ctx, client.WithTTL(48*time.Hour)); return err }, client.ErrInvalidArgument, "SESSION_TTL_OUT_OF_RANGE"},
+		{"not a counter", func() error { _, err := cl.Add(ctx, "counter-text", 1); return err }, client.ErrNotCounter, "NOT_A_COUNTER"},
+		{"counter below min", func() error { _, err := cl.Add(ctx, "stock", -1, client.WithMin(0)); return err }, client.ErrOutOfRange, "OUT_OF_RANGE"},
+		{"bad range", func() error { _, err := cl.Range(ctx, "b", client.WithRange("a")); return err }, client.ErrInvalidArgument, "INVALID_RANGE"},
+		{"too many txn ops", func() error {
+			_, err := cl.Txn().Then(client.OpPut("a", nil), client.OpPut("b", nil), client.OpPut("c", nil), client.OpPut("d", nil), client.OpPut("e", nil)).Commit(ctx)
+			return err
+		}, client.ErrInvalidArgument, "TOO_MANY_OPS"},
+		{"txn op fails atomically", func() error {
+			_, err := cl.Txn().Then(client.OpPut("partial", []byte("x")), client.OpAdd("counter-text", 1)).Commit(ctx)
+			return err
+		}, client.ErrNotCounter, "NOT_A_COUNTER"},
+		{"lock compare without locks", func() error {
+			_, err := cl.Txn().If(client.LockHeld("l", 1)).Commit(ctx)
+			return err
+		}, client.ErrUnsupported, "LOCK_COMPARE_UNSUPPORTED"},
+		{"remove unknown member", func() error { return cl.RemoveMember(ctx, "ghost") }, client.ErrNotFound, "MEMBER_NOT_FOUND"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			require.ErrorIs(t, err, tc.want)
+			if tc.reason != "" {
+				var ce *client.Error
+				require.ErrorAs(t, err, &ce)
+				require.Equal(t, tc.reason, ce.Reason)
+				require.NotEmpty(t, ce.Message)
+			}
+		})
+	}
+	require.Equal(t, before, visible(t, cl), "bad input changed the state")
+}
+
+func TestWatchFromCompactedRevision(t *testing.T) {
+	_, cl := single(t, func(cfg *config.Server) { cfg.HistoryEvents = 10 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := cl.Put(ctx, "w", []byte("0"))
+	require.NoError(t, err)
+	for i := 0; i < 30; i++ {
+		_, err := cl.Put(ctx, "w", []byte("x"))
+		require.NoError(t, err)
+	}
+	resp := <-cl.Watch(ctx, "w", client.WithRevision(first.Revision))
+	require.ErrorIs(t, resp.Err, client.ErrCompacted)
+	var ce *client.Error
+	require.ErrorAs(t, resp.Err, &ce)
+	require.Greater(t, ce.Revision, first.Revision, "the error names the compacted revision")
+}
+
+func TestQuotaRefusesGrowthButAllowsDeletes(t *testing.T) {
+	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.QuotaBytes = 2000 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = cl.Put(ctx, "q/"+strings.Repeat("x", i%10)+string(rune('a'+i%26)), make([]byte, 200))
+	}
+	require.ErrorIs(t, err, client.ErrQuotaExceeded)
+	_, err = cl.Delete(ctx, "q/", client.WithPrefix())
+	require.NoError(t, err)
+	_, err = cl.Put(ctx, "q/again", make([]byte, 200))
+	require.NoError(t, err)
+}
+
+func TestAuthToken(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) { cfg.AuthToken = "s3cret" }})
+	ep := c.Endpoints()
+	_, err := client.New(context.Background(), client.Config{Endpoints: ep, DialTimeout: 2 * time.Second})
+	require.ErrorIs(t, err, client.ErrUnauthenticated)
+	cl, err := client.New(context.Background(), client.Config{Endpoints: ep, Token: "s3cret"})
+	require.NoError(t, err)
+	defer cl.Close()
+	_, err = cl.Put(context.Background(), "k", []byte("v"))
+	require.NoError(t, err)
+
+	resp, err := http.Get("http://" + ep[0] + "/debug/hash")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp, err = http.Get("http://" + ep[0] + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "health checks need no token")
+}
+
+func post(t *testing.T, url, body string) (int, map[string]any) {
+	resp, err := http.Post(url, "application/json", bytes.NewBufferString(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return resp.StatusCode, out
+}
+
+func TestHTTPJSONErrorsCarryReasonsAndStatuses(t *testing.T) {
+	c, _ := single(t, nil)
+	base := "http://" + c.Endpoints()[0] + "/concord.v1.KV/"
+	tests := []struct {
+		name       string
+		method     string
+		body       string
+		wantStatus int
+		wantCode   string
+		wantReason string
+	}{
+		{"ok", "Put", `{"key":"aGk=","value":"dA=="}`, 200, "", ""},
+		{"empty key", "Put", `{"key":""}`, 400, "invalid_argument", "EMPTY_KEY"},
+		{"malformed json", "Put", `{"key":`, 400, "invalid_argument", ""},
+		{"unknown field", "Put", `{"nope":1}`, 400, "invalid_argument", ""},
+		{"counter out of range", "Add", `{"key":"Yw==","delta":"-1","min":"0"}`, 400, "failed_precondition", "OUT_OF_RANGE"},
+		{"unknown session", "Put", `{"key":"aw==","session":"99999"}`, 404, "not_found", "SESSION_NOT_FOUND"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, out := post(t, base+tc.method, tc.body)
+			require.Equal(t, tc.wantStatus, status, "%v", out)
+			if tc.wantCode != "" {
+				require.Equal(t, tc.wantCode, out["code"])
+			}
+			if tc.wantReason != "" {
+				details, _ := out["details"].([]any)
+				require.NotEmpty(t, details)
+				debug := details[0].(map[string]any)["debug"].(map[string]any)
+				require.Equal(t, tc.wantReason, debug["reason"])
+			}
+		})
+	}
+}
+
+func TestShuttingDownMemberRefusesWithTypedError(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	srv := c.Members[0].Daemon().Server()
+	srv.BeginShutdown(context.Background())
+	_, err := srv.Put(context.Background(), nil)
+	require.Error(t, err)
+	require.Equal(t, "SHUTTING_DOWN", errs.ReasonOf(srv.Barrier(context.Background()), ""))
+}
+
+// Every reason the server can return has a wire code and an SDK sentinel.
+func TestEveryReasonIsMapped(t *testing.T) {
+	sdk := client.Reasons()
+	for _, r := range errs.Reasons() {
+		if strings.HasPrefix(r, "TEST_") {
+			continue
+		}
+		_, coded := errs.Codes[r]
+		require.True(t, coded, "reason %s has no code in errs.Codes", r)
+		if r == "INTERNAL" {
+			continue
+		}
+		require.True(t, slices.Contains(sdk, r), "reason %s has no SDK sentinel", r)
+	}
+	for r := range errs.Codes {
+		_, declared := errs.Lookup(r)
+		require.True(t, declared || r == "TIMEOUT", "errs.Codes maps %s, which nothing declares", r)
+	}
+	require.False(t, errors.Is(nil, client.ErrNotFound))
+}
+
+// docs/errors.md lists every reason.
+func TestErrorsDocListsEveryReason(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/errors.md")
+	require.NoError(t, err)
+	for _, r := range errs.Reasons() {
+		if strings.HasPrefix(r, "TEST_") {
+			continue
+		}
+		require.Contains(t, string(doc), "`"+r+"`", "docs/errors.md does not list %s", r)
+	}
+}
