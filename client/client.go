@@ -72,6 +72,7 @@ type endpoint struct {
 	kv      concordv1connect.KVClient
 	session concordv1connect.SessionClient
 	cluster concordv1connect.ClusterClient
+	lock    concordv1connect.LockClient
 }
 
 // New connects to the cluster: it validates the configuration and waits
@@ -111,6 +112,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			kv:      concordv1connect.NewKVClient(c.httpc, url, opts...),
 			session: concordv1connect.NewSessionClient(c.httpc, url, opts...),
 			cluster: concordv1connect.NewClusterClient(c.httpc, url, opts...),
+			lock:    concordv1connect.NewLockClient(c.httpc, url, opts...),
 		})
 	}
 	c.leader.Store(-1)

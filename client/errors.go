@@ -51,6 +51,21 @@ var (
 	ErrUnsupported = errors.New("concord: unsupported")
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("concord: client closed")
+	// ErrNotHeld: the lock is not held by this owner, or under another
+	// token (it was lost, or never taken).
+	ErrNotHeld = errors.New("concord: lock not held")
+	// ErrLockLost: a held lock ended other than by Unlock: its session
+	// expired, its hold time ended, or an operator force-released it.
+	ErrLockLost = errors.New("concord: lock lost")
+	// ErrLocked: a try-lock found the lock taken (or others queued).
+	ErrLocked = errors.New("concord: lock is taken")
+	// ErrTooManyPermits: a semaphore request above its capacity.
+	ErrTooManyPermits = errors.New("concord: too many permits")
+	// ErrWouldDeadlock: a read-to-write upgrade while other readers hold.
+	ErrWouldDeadlock = errors.New("concord: would deadlock")
+	// ErrLockKindMismatch: the lock exists as another kind (or a
+	// semaphore of another capacity).
+	ErrLockKindMismatch = errors.New("concord: lock exists with another kind")
 )
 
 // reasons maps the server's stable reasons to sentinels.
@@ -82,6 +97,12 @@ var reasons = map[string]error{
 	"UNAUTHENTICATED":          ErrUnauthenticated,
 	"MEMBER_EXISTS":            ErrMemberExists,
 	"LOCK_COMPARE_UNSUPPORTED": ErrUnsupported,
+	"LOCK_NOT_HELD":            ErrNotHeld,
+	"LOCK_NOT_WAITING":         ErrNotHeld,
+	"LOCK_KIND_MISMATCH":       ErrLockKindMismatch,
+	"TOO_MANY_PERMITS":         ErrTooManyPermits,
+	"WOULD_DEADLOCK":           ErrWouldDeadlock,
+	"INVALID_LOCK_REQUEST":     ErrInvalidArgument,
 }
 
 // Reasons lists the server reasons the SDK maps to sentinels.

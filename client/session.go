@@ -77,6 +77,9 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 // ID returns the session's ID.
 func (s *Session) ID() int64 { return s.id }
 
+// Client returns the client that keeps the session alive.
+func (s *Session) Client() *Client { return s.c }
+
 // TTL returns the session's time to live.
 func (s *Session) TTL() time.Duration { return s.ttl }
 

@@ -85,10 +85,12 @@ func TestBadInputGetsTypedErrorsAndChangesNothing(t *testing.T) {
 			_, err := cl.Txn().Then(client.OpPut("partial", []byte("x")), client.OpAdd("counter-text", 1)).Commit(ctx)
 			return err
 		}, client.ErrNotCounter, "NOT_A_COUNTER"},
-		{"lock compare without locks", func() error {
-			_, err := cl.Txn().If(client.LockHeld("l", 1)).Commit(ctx)
-			return err
-		}, client.ErrUnsupported, "LOCK_COMPARE_UNSUPPORTED"},
+		{"release a lock not held", func() error {
+			s, err := cl.NewSession(ctx, client.WithTTL(5*time.Second))
+			require.NoError(t, err)
+			defer s.Close(ctx)
+			return cl.ReleaseLocks(ctx, s, "owner", []string{"free"}, 0)
+		}, client.ErrNotHeld, "LOCK_NOT_HELD"},
 		{"remove unknown member", func() error { return cl.RemoveMember(ctx, "ghost") }, client.ErrNotFound, "MEMBER_NOT_FOUND"},
 	}
 	for _, tc := range tests {
@@ -242,6 +244,6 @@ func TestErrorsDocListsEveryReason(t *testing.T) {
 		if strings.HasPrefix(r, "TEST_") {
 			continue
 		}
-		require.Contains(t, string(doc), "`"+r+"`", "docs/errors.md does not list %s", r)
+		require.True(t, strings.Contains(string(doc), "`"+r+"`"), "docs/errors.md does not list %s", r)
 	}
 }

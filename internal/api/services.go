@@ -187,3 +187,29 @@ func (c *clusterService) Snapshot(ctx context.Context, req *connect.Request[conc
 		Sha256: h.Sum(nil),
 	})
 }
+
+type lockService struct{ s *server.Server }
+
+func (l *lockService) Acquire(ctx context.Context, req *connect.Request[concordv1.AcquireRequest], stream *connect.ServerStream[concordv1.AcquireResponse]) error {
+	return wire(l.s.AcquireLock(ctx, req.Msg, stream.Send))
+}
+
+func (l *lockService) Release(ctx context.Context, req *connect.Request[concordv1.ReleaseRequest]) (*connect.Response[concordv1.ReleaseResponse], error) {
+	return unary(ctx, req, l.s.ReleaseLock)
+}
+
+func (l *lockService) Cancel(ctx context.Context, req *connect.Request[concordv1.CancelWaitRequest]) (*connect.Response[concordv1.CancelWaitResponse], error) {
+	return unary(ctx, req, l.s.CancelWait)
+}
+
+func (l *lockService) Inspect(ctx context.Context, req *connect.Request[concordv1.InspectLockRequest]) (*connect.Response[concordv1.InspectLockResponse], error) {
+	return unary(ctx, req, l.s.InspectLock)
+}
+
+func (l *lockService) List(ctx context.Context, req *connect.Request[concordv1.ListLocksRequest]) (*connect.Response[concordv1.ListLocksResponse], error) {
+	return unary(ctx, req, l.s.ListLocks)
+}
+
+func (l *lockService) ForceRelease(ctx context.Context, req *connect.Request[concordv1.ForceReleaseRequest]) (*connect.Response[concordv1.ForceReleaseResponse], error) {
+	return unary(ctx, req, l.s.ForceReleaseLock)
+}

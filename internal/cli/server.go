@@ -84,6 +84,7 @@ then start n4 with --join <client address of any member>.`,
 	f.Int64Var(&cfg.Limits.QuotaBytes, "quota-bytes", config.DefaultQuotaBytes, "bound on the bytes of keys and values held (the state lives in memory)")
 	f.IntVar(&cfg.Limits.MaxKeys, "max-keys", 0, "bound on the number of keys (0: only --quota-bytes)")
 	f.IntVar(&cfg.Limits.MaxSessions, "max-sessions", config.DefaultMaxSessions, "bound on live sessions")
+	f.IntVar(&cfg.Limits.MaxLocks, "max-locks", config.DefaultMaxLocks, "bound on lock objects plus queued waiters")
 	f.DurationVar(&cfg.Limits.MinSessionTTL, "min-session-ttl", config.DefaultMinTTL, "shortest session TTL accepted")
 	f.DurationVar(&cfg.Limits.MaxSessionTTL, "max-session-ttl", config.DefaultMaxTTL, "longest session TTL accepted")
 	f.DurationVar(&cfg.Raft.HeartbeatTimeout, "heartbeat-timeout", time.Second, "Raft heartbeat timeout")

@@ -25,6 +25,7 @@ const (
 	DefaultRangeBytes   = 8 << 20
 	DefaultQuotaBytes   = 2 << 30
 	DefaultMaxSessions  = 1_000_000
+	DefaultMaxLocks     = 1_000_000
 	DefaultMinTTL       = time.Second
 	DefaultMaxTTL       = 24 * time.Hour
 	// DefaultMaxRequestBytes bounds one request on the wire.
@@ -50,8 +51,10 @@ type Limits struct {
 	// would grow the state past it fail with QUOTA_EXCEEDED.
 	QuotaBytes int64
 	// MaxKeys bounds the number of keys; 0 means no bound beyond the quota.
-	MaxKeys       int
-	MaxSessions   int
+	MaxKeys     int
+	MaxSessions int
+	// MaxLocks bounds lock objects plus queued waiters.
+	MaxLocks      int
 	MinSessionTTL time.Duration
 	MaxSessionTTL time.Duration
 }
@@ -141,6 +144,7 @@ func (c *Server) SetDefaults() {
 	setInt(&l.MaxRangeBytes, DefaultRangeBytes)
 	setInt(&l.MaxRequestBytes, DefaultMaxRequestBytes)
 	setInt(&l.MaxSessions, DefaultMaxSessions)
+	setInt(&l.MaxLocks, DefaultMaxLocks)
 	if l.QuotaBytes == 0 {
 		l.QuotaBytes = DefaultQuotaBytes
 	}

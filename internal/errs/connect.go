@@ -43,6 +43,12 @@ var Codes = map[string]connect.Code{
 	"UNAUTHENTICATED":          connect.CodeUnauthenticated,
 	"LOCK_COMPARE_UNSUPPORTED": connect.CodeUnimplemented,
 	"INTERNAL":                 connect.CodeInternal,
+	"LOCK_NOT_HELD":            connect.CodeFailedPrecondition,
+	"LOCK_KIND_MISMATCH":       connect.CodeFailedPrecondition,
+	"TOO_MANY_PERMITS":         connect.CodeInvalidArgument,
+	"WOULD_DEADLOCK":           connect.CodeFailedPrecondition,
+	"INVALID_LOCK_REQUEST":     connect.CodeInvalidArgument,
+	"LOCK_NOT_WAITING":         connect.CodeFailedPrecondition,
 }
 
 // ToConnect converts an error for the wire: a sentinel's reason travels as

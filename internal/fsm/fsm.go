@@ -16,6 +16,7 @@ import (
 	"github.com/concord-dev/concord/internal/errs"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	"github.com/concord-dev/concord/internal/kv"
+	"github.com/concord-dev/concord/internal/lock"
 	"github.com/concord-dev/concord/internal/member"
 	"github.com/concord-dev/concord/internal/raftnode"
 	"github.com/concord-dev/concord/internal/session"
@@ -66,6 +67,7 @@ type FSM struct {
 	mu        sync.RWMutex
 	kv        *kv.Store
 	sessions  *session.Table
+	locks     *lock.Table
 	members   *member.Registry
 	dedupe    *dedupe
 	now       int64
@@ -91,10 +93,12 @@ func New(cfg Config) *FSM {
 		appliedCh: make(chan struct{}),
 	}
 	f.kv = kv.NewStore(f.sessions)
+	f.locks = lock.NewTable(f.sessions)
+	f.kv.SetLockChecker(f.locks)
 	f.sessions.OnEnd(func(rev uint64, id int64) int64 {
 		n, evs := f.kv.DeleteSession(rev, id)
 		f.pending = append(f.pending, evs...)
-		return n
+		return n + f.locks.EndSession(rev, f.now/1e6, id)
 	})
 	if cfg.Metrics != nil {
 		cfg.Metrics.attach(f)
@@ -106,6 +110,10 @@ func New(cfg Config) *FSM {
 // table. Call before the state machine is in use.
 func (f *FSM) SetSessionObserver(o session.Observer) { f.sessions.SetObserver(o) }
 
+// SetLockObserver lets the server follow grants and releases (to push
+// grants to waiting clients and to time hold limits). Call before use.
+func (f *FSM) SetLockObserver(o lock.Observer) { f.locks.SetObserver(o) }
+
 // History returns the watch history.
 func (f *FSM) History() *kv.History { return f.history }
 
@@ -113,6 +121,7 @@ func (f *FSM) History() *kv.History { return f.history }
 type State struct {
 	KV       *kv.Store
 	Sessions *session.Table
+	Locks    *lock.Table
 	Members  *member.Registry
 	// Applied is the index the state reflects.
 	Applied uint64
@@ -126,7 +135,7 @@ type State struct {
 func (f *FSM) Read(fn func(State)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	fn(State{KV: f.kv, Sessions: f.sessions, Members: f.members, Applied: f.applied.Load(), NowUnixNano: f.now})
+	fn(State{KV: f.kv, Sessions: f.sessions, Locks: f.locks, Members: f.members, Applied: f.applied.Load(), NowUnixNano: f.now})
 }
 
 // AppliedIndex returns the last applied index.
@@ -299,6 +308,12 @@ func (f *FSM) dispatch(index uint64, cmd *internalv1.Command) *internalv1.Result
 		return emptyResult()
 	case *internalv1.Command_Noop:
 		return emptyResult()
+	case *internalv1.Command_LockAcquire,
+		*internalv1.Command_LockRelease,
+		*internalv1.Command_LockCancel,
+		*internalv1.Command_LockForceRelease,
+		*internalv1.Command_LockExpireHolds:
+		return f.applyLock(index, cmd)
 	default:
 		return ErrorResult(errs.Wrapf(ErrBadCommand, "unknown command at index %d", index))
 	}
@@ -344,6 +359,7 @@ func (f *FSM) Restore(rc io.Reader) error {
 	}
 	f.mu.Lock()
 	f.kv.Adopt(st.kv)
+	f.locks.Adopt(st.locks)
 	f.sessions.Restore(st.sessions.List())
 	*f.members = *st.members
 	*f.dedupe = *st.dedupe

@@ -40,7 +40,7 @@ func randomLog(t testing.TB, seed uint64, n int) []raftnode.Entry {
 		if len(sessions) > 0 && rng.IntN(3) == 0 {
 			sess = sessions[rng.IntN(len(sessions))]
 		}
-		switch rng.IntN(9) {
+		switch rng.IntN(12) {
 		case 0, 1:
 			cmd.Op = &internalv1.Command_Put{Put: &concordv1.PutRequest{Key: key(), Value: []byte(fmt.Sprint(rng.Int64())), Session: sess}}
 		case 2:
@@ -72,6 +72,25 @@ func randomLog(t testing.TB, seed uint64, n int) []raftnode.Entry {
 			} else {
 				cmd.Op = &internalv1.Command_Noop{Noop: &internalv1.Noop{}}
 			}
+		case 9, 10:
+			if len(sessions) == 0 {
+				cmd.Op = &internalv1.Command_Noop{Noop: &internalv1.Noop{}}
+				break
+			}
+			s := sessions[rng.IntN(len(sessions))]
+			claims := []*concordv1.LockClaim{{Name: fmt.Sprintf("l%d", rng.IntN(3)), Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}
+			if rng.IntN(3) == 0 {
+				claims = []*concordv1.LockClaim{{Name: "sem", Kind: concordv1.LockKind_LOCK_KIND_SEMAPHORE, Permits: 1 + rng.Int64N(2), Capacity: 3}}
+			}
+			cmd.Op = &internalv1.Command_LockAcquire{LockAcquire: &concordv1.AcquireRequest{
+				Claims: claims, Session: s, Owner: fmt.Sprintf("o%d", rng.IntN(2)), Wait: rng.IntN(2) == 0, HoldMs: int64(rng.IntN(2)) * 500}}
+		case 11:
+			if len(sessions) == 0 {
+				cmd.Op = &internalv1.Command_Noop{Noop: &internalv1.Noop{}}
+				break
+			}
+			cmd.Op = &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{
+				Names: []string{fmt.Sprintf("l%d", rng.IntN(3))}, Session: sessions[rng.IntN(len(sessions))], Owner: fmt.Sprintf("o%d", rng.IntN(2))}}
 		case 8:
 			cmd.Op = &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{Id: fmt.Sprintf("n%d", rng.IntN(3)), Name: "n", ClientAddr: fmt.Sprint(i)}}
 		}

@@ -113,6 +113,7 @@ func (s *Server) stopDuties() {
 	cancel()
 	<-done
 	s.tracker.Stop()
+	s.holds.Stop()
 	s.log.Info("stopped leading", "term", wasTerm)
 }
 
@@ -135,7 +136,10 @@ func (s *Server) runDuties(ctx context.Context, term uint64) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	s.fsm.Read(func(st fsm.State) { s.tracker.Start(st.Sessions.List()) })
+	s.fsm.Read(func(st fsm.State) {
+		s.tracker.Start(st.Sessions.List())
+		s.holds.Start(st.Locks.Holds())
+	})
 	s.leader.mu.Lock()
 	if s.leader.term == term {
 		s.leader.ready = term
@@ -146,8 +150,9 @@ func (s *Server) runDuties(ctx context.Context, term uint64) {
 	s.log.Info("leader ready", "term", term, "applied", s.fsm.AppliedIndex())
 
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.expireSessions(ctx) }()
+	go func() { defer wg.Done(); s.expireHolds(ctx) }()
 	go func() { defer wg.Done(); s.promoteLearners(ctx) }()
 	wg.Wait()
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/fsm"
 	"github.com/concord-dev/concord/internal/gen/internalv1/internalv1connect"
+	"github.com/concord-dev/concord/internal/lock"
 	"github.com/concord-dev/concord/internal/peer"
 	"github.com/concord-dev/concord/internal/raftnode"
 	"github.com/concord-dev/concord/internal/session"
@@ -51,6 +52,8 @@ type Server struct {
 	peers   *peer.Clients
 	peerSrv *http.Server
 	tracker *session.Tracker
+	holds   *lock.HoldTracker
+	locks   *lockHub
 	reads   *batcher
 	metrics *metrics
 
@@ -98,6 +101,9 @@ func New(cfg config.Server, opts Options) (*Server, error) {
 		Metrics:       fsm.NewMetrics(opts.Registerer),
 	})
 	s.fsm.SetSessionObserver(s.tracker)
+	s.holds = lock.NewHoldTracker(opts.Clock)
+	s.locks = newLockHub(s.holds, newLockMetrics(opts.Registerer))
+	s.fsm.SetLockObserver(s.locks)
 	s.reads = newBatcher(s.fetchReadIndex)
 	s.reads.onRound = func(n int) { s.metrics.readBatch.Observe(float64(n)) }
 	s.raftMetrics = raftnode.NewMetrics(opts.Registerer)

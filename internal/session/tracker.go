@@ -1,11 +1,11 @@
 package session
 
 import (
-	"container/heap"
 	"sync"
 	"time"
 
 	"github.com/concord-dev/concord/internal/clock"
+	"github.com/concord-dev/concord/internal/deadline"
 )
 
 // Tracker is the leader's view of session deadlines. It is active only while
@@ -18,21 +18,16 @@ type Tracker struct {
 
 	mu       sync.Mutex
 	active   bool
-	sessions map[int64]*tracked
-	queue    deadlineQueue
+	ttl      map[int64]time.Duration
+	expiring map[int64]bool
+	queue    *deadline.Queue[int64]
 	wake     chan struct{}
-}
-
-type tracked struct {
-	ttl      time.Duration
-	deadline time.Time
-	expiring bool
-	index    int // position in the queue, -1 when not queued
 }
 
 // NewTracker returns an inactive tracker.
 func NewTracker(c clock.Clock) *Tracker {
-	return &Tracker{clock: c, sessions: map[int64]*tracked{}, wake: make(chan struct{}, 1)}
+	return &Tracker{clock: c, ttl: map[int64]time.Duration{}, expiring: map[int64]bool{},
+		queue: deadline.New[int64](), wake: make(chan struct{}, 1)}
 }
 
 // Start activates the tracker with every live session, each given a full TTL
@@ -42,8 +37,9 @@ func (t *Tracker) Start(live []Session) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.clock.Now()
-	t.sessions = make(map[int64]*tracked, len(live))
-	t.queue = t.queue[:0]
+	t.ttl = make(map[int64]time.Duration, len(live))
+	t.expiring = map[int64]bool{}
+	t.queue.Clear()
 	for _, s := range live {
 		t.addLocked(s.ID, time.Duration(s.TTLMillis)*time.Millisecond, now)
 	}
@@ -56,8 +52,9 @@ func (t *Tracker) Stop() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.active = false
-	t.sessions = map[int64]*tracked{}
-	t.queue = nil
+	t.ttl = map[int64]time.Duration{}
+	t.expiring = map[int64]bool{}
+	t.queue.Clear()
 }
 
 // Active reports whether the tracker runs.
@@ -68,9 +65,8 @@ func (t *Tracker) Active() bool {
 }
 
 func (t *Tracker) addLocked(id int64, ttl time.Duration, now time.Time) {
-	tr := &tracked{ttl: ttl, deadline: now.Add(ttl), index: -1}
-	t.sessions[id] = tr
-	heap.Push(&t.queue, queued{id: id, tr: tr})
+	t.ttl[id] = ttl
+	t.queue.Set(id, now.Add(ttl))
 }
 
 // Created implements Observer.
@@ -88,14 +84,9 @@ func (t *Tracker) Created(s Session) {
 func (t *Tracker) Ended(id int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tr, ok := t.sessions[id]
-	if !ok {
-		return
-	}
-	delete(t.sessions, id)
-	if tr.index >= 0 {
-		heap.Remove(&t.queue, tr.index)
-	}
+	delete(t.ttl, id)
+	delete(t.expiring, id)
+	t.queue.Remove(id)
 }
 
 // KeepAlive gives a session a full TTL from now. The caller has confirmed
@@ -104,31 +95,28 @@ func (t *Tracker) Ended(id int64) {
 func (t *Tracker) KeepAlive(id int64) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tr, ok := t.sessions[id]
-	if !t.active || !ok || tr.expiring {
+	ttl, ok := t.ttl[id]
+	if !t.active || !ok || t.expiring[id] {
 		return 0, false
 	}
-	tr.deadline = t.clock.Now().Add(tr.ttl)
-	if tr.index >= 0 {
-		heap.Fix(&t.queue, tr.index)
-	}
-	return tr.ttl, true
+	t.queue.Set(id, t.clock.Now().Add(ttl))
+	return ttl, true
 }
 
 // Remaining returns the time left of a session, and whether it is tracked.
 func (t *Tracker) Remaining(id int64) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tr, ok := t.sessions[id]
+	at, ok := t.queue.Get(id)
 	if !t.active || !ok {
 		return 0, false
 	}
-	return max(0, tr.deadline.Sub(t.clock.Now())), true
+	return max(0, at.Sub(t.clock.Now())), true
 }
 
 // Due returns the sessions whose deadline has passed and marks them
 // expiring (a keep-alive no longer saves them), and the time until the next
-// deadline.
+// deadline (at most a second).
 func (t *Tracker) Due(maxIDs int) ([]int64, time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -136,35 +124,29 @@ func (t *Tracker) Due(maxIDs int) ([]int64, time.Duration) {
 		return nil, time.Second
 	}
 	now := t.clock.Now()
-	var due []int64
-	for len(t.queue) > 0 && len(due) < maxIDs {
-		head := t.queue[0]
-		if head.tr.deadline.After(now) {
-			break
-		}
-		heap.Pop(&t.queue)
-		head.tr.expiring = true
-		due = append(due, head.id)
+	due := t.queue.PopDue(now, maxIDs)
+	for _, id := range due {
+		t.expiring[id] = true
 	}
 	next := time.Second
-	if len(t.queue) > 0 {
-		next = min(next, t.queue[0].tr.deadline.Sub(now))
+	if at, ok := t.queue.Next(); ok {
+		next = min(next, at.Sub(now))
 	}
 	return due, max(next, time.Millisecond)
 }
 
-// Retry puts sessions whose expiry proposal failed back under watch, with
-// their deadlines unchanged (so they are due again at once).
+// Retry puts sessions whose expiry proposal failed back under watch, due at
+// once.
 func (t *Tracker) Retry(ids []int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.clock.Now()
 	for _, id := range ids {
-		tr, ok := t.sessions[id]
-		if !ok || !tr.expiring {
+		if _, ok := t.ttl[id]; !ok || !t.expiring[id] {
 			continue
 		}
-		tr.expiring = false
-		heap.Push(&t.queue, queued{id: id, tr: tr})
+		delete(t.expiring, id)
+		t.queue.Set(id, now)
 	}
 	t.signal()
 }
@@ -177,36 +159,4 @@ func (t *Tracker) signal() {
 	case t.wake <- struct{}{}:
 	default:
 	}
-}
-
-type queued struct {
-	id int64
-	tr *tracked
-}
-
-type deadlineQueue []queued
-
-func (q deadlineQueue) Len() int { return len(q) }
-func (q deadlineQueue) Less(i, j int) bool {
-	if q[i].tr.deadline.Equal(q[j].tr.deadline) {
-		return q[i].id < q[j].id
-	}
-	return q[i].tr.deadline.Before(q[j].tr.deadline)
-}
-func (q deadlineQueue) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].tr.index = i
-	q[j].tr.index = j
-}
-func (q *deadlineQueue) Push(x any) {
-	it := x.(queued)
-	it.tr.index = len(*q)
-	*q = append(*q, it)
-}
-func (q *deadlineQueue) Pop() any {
-	old := *q
-	it := old[len(old)-1]
-	it.tr.index = -1
-	*q = old[:len(old)-1]
-	return it
 }

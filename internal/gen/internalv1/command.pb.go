@@ -43,6 +43,11 @@ type Command struct {
 	//	*Command_PublishMember
 	//	*Command_RetireMember
 	//	*Command_Noop
+	//	*Command_LockAcquire
+	//	*Command_LockRelease
+	//	*Command_LockCancel
+	//	*Command_LockForceRelease
+	//	*Command_LockExpireHolds
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -189,6 +194,51 @@ func (x *Command) GetNoop() *Noop {
 	return nil
 }
 
+func (x *Command) GetLockAcquire() *v1.AcquireRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LockAcquire); ok {
+			return x.LockAcquire
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLockRelease() *v1.ReleaseRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LockRelease); ok {
+			return x.LockRelease
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLockCancel() *v1.CancelWaitRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LockCancel); ok {
+			return x.LockCancel
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLockForceRelease() *v1.ForceReleaseRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LockForceRelease); ok {
+			return x.LockForceRelease
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLockExpireHolds() *ExpireLockHolds {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LockExpireHolds); ok {
+			return x.LockExpireHolds
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -233,6 +283,26 @@ type Command_Noop struct {
 	Noop *Noop `protobuf:"bytes,40,opt,name=noop,proto3,oneof"`
 }
 
+type Command_LockAcquire struct {
+	LockAcquire *v1.AcquireRequest `protobuf:"bytes,50,opt,name=lock_acquire,json=lockAcquire,proto3,oneof"`
+}
+
+type Command_LockRelease struct {
+	LockRelease *v1.ReleaseRequest `protobuf:"bytes,51,opt,name=lock_release,json=lockRelease,proto3,oneof"`
+}
+
+type Command_LockCancel struct {
+	LockCancel *v1.CancelWaitRequest `protobuf:"bytes,52,opt,name=lock_cancel,json=lockCancel,proto3,oneof"`
+}
+
+type Command_LockForceRelease struct {
+	LockForceRelease *v1.ForceReleaseRequest `protobuf:"bytes,53,opt,name=lock_force_release,json=lockForceRelease,proto3,oneof"`
+}
+
+type Command_LockExpireHolds struct {
+	LockExpireHolds *ExpireLockHolds `protobuf:"bytes,54,opt,name=lock_expire_holds,json=lockExpireHolds,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Op() {}
 
 func (*Command_DeleteRange) isCommand_Op() {}
@@ -253,6 +323,114 @@ func (*Command_RetireMember) isCommand_Op() {}
 
 func (*Command_Noop) isCommand_Op() {}
 
+func (*Command_LockAcquire) isCommand_Op() {}
+
+func (*Command_LockRelease) isCommand_Op() {}
+
+func (*Command_LockCancel) isCommand_Op() {}
+
+func (*Command_LockForceRelease) isCommand_Op() {}
+
+func (*Command_LockExpireHolds) isCommand_Op() {}
+
+// ExpireLockHolds ends grants whose hold time ran out on the leader.
+type ExpireLockHolds struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Holds         []*LockHoldRef         `protobuf:"bytes,1,rep,name=holds,proto3" json:"holds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpireLockHolds) Reset() {
+	*x = ExpireLockHolds{}
+	mi := &file_concord_internal_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpireLockHolds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpireLockHolds) ProtoMessage() {}
+
+func (x *ExpireLockHolds) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpireLockHolds.ProtoReflect.Descriptor instead.
+func (*ExpireLockHolds) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExpireLockHolds) GetHolds() []*LockHoldRef {
+	if x != nil {
+		return x.Holds
+	}
+	return nil
+}
+
+// LockHoldRef names one grant.
+type LockHoldRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockHoldRef) Reset() {
+	*x = LockHoldRef{}
+	mi := &file_concord_internal_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockHoldRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockHoldRef) ProtoMessage() {}
+
+func (x *LockHoldRef) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockHoldRef.ProtoReflect.Descriptor instead.
+func (*LockHoldRef) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LockHoldRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockHoldRef) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
 // CreateSession starts a session whose id is the command's index.
 type CreateSession struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -264,7 +442,7 @@ type CreateSession struct {
 
 func (x *CreateSession) Reset() {
 	*x = CreateSession{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[1]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +454,7 @@ func (x *CreateSession) String() string {
 func (*CreateSession) ProtoMessage() {}
 
 func (x *CreateSession) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[1]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +467,7 @@ func (x *CreateSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSession.ProtoReflect.Descriptor instead.
 func (*CreateSession) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateSession) GetTtlMs() int64 {
@@ -316,7 +494,7 @@ type RevokeSession struct {
 
 func (x *RevokeSession) Reset() {
 	*x = RevokeSession{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[2]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +506,7 @@ func (x *RevokeSession) String() string {
 func (*RevokeSession) ProtoMessage() {}
 
 func (x *RevokeSession) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[2]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +519,7 @@ func (x *RevokeSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSession.ProtoReflect.Descriptor instead.
 func (*RevokeSession) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RevokeSession) GetId() int64 {
@@ -361,7 +539,7 @@ type ExpireSessions struct {
 
 func (x *ExpireSessions) Reset() {
 	*x = ExpireSessions{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[3]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +551,7 @@ func (x *ExpireSessions) String() string {
 func (*ExpireSessions) ProtoMessage() {}
 
 func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[3]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +564,7 @@ func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireSessions.ProtoReflect.Descriptor instead.
 func (*ExpireSessions) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExpireSessions) GetIds() []int64 {
@@ -409,7 +587,7 @@ type PublishMember struct {
 
 func (x *PublishMember) Reset() {
 	*x = PublishMember{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[4]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +599,7 @@ func (x *PublishMember) String() string {
 func (*PublishMember) ProtoMessage() {}
 
 func (x *PublishMember) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[4]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +612,7 @@ func (x *PublishMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishMember.ProtoReflect.Descriptor instead.
 func (*PublishMember) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PublishMember) GetId() string {
@@ -475,7 +653,7 @@ type RetireMember struct {
 
 func (x *RetireMember) Reset() {
 	*x = RetireMember{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[5]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +665,7 @@ func (x *RetireMember) String() string {
 func (*RetireMember) ProtoMessage() {}
 
 func (x *RetireMember) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[5]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +678,7 @@ func (x *RetireMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireMember.ProtoReflect.Descriptor instead.
 func (*RetireMember) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RetireMember) GetId() string {
@@ -519,7 +697,7 @@ type Noop struct {
 
 func (x *Noop) Reset() {
 	*x = Noop{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[6]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +709,7 @@ func (x *Noop) String() string {
 func (*Noop) ProtoMessage() {}
 
 func (x *Noop) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[6]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +722,7 @@ func (x *Noop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Noop.ProtoReflect.Descriptor instead.
 func (*Noop) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 // Error is a failed command's outcome.
@@ -559,7 +737,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[7]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +749,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[7]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +762,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Error) GetReason() string {
@@ -621,6 +799,8 @@ type Result struct {
 	//	*Result_CreateSession
 	//	*Result_RevokeSession
 	//	*Result_Empty
+	//	*Result_LockAcquire
+	//	*Result_LockForceRelease
 	Result        isResult_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -628,7 +808,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[8]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +820,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[8]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +833,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Result) GetResult() isResult_Result {
@@ -735,6 +915,24 @@ func (x *Result) GetEmpty() *Empty {
 	return nil
 }
 
+func (x *Result) GetLockAcquire() *v1.AcquireResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_LockAcquire); ok {
+			return x.LockAcquire
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetLockForceRelease() *v1.ForceReleaseResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_LockForceRelease); ok {
+			return x.LockForceRelease
+		}
+	}
+	return nil
+}
+
 type isResult_Result interface {
 	isResult_Result()
 }
@@ -771,6 +969,14 @@ type Result_Empty struct {
 	Empty *Empty `protobuf:"bytes,40,opt,name=empty,proto3,oneof"`
 }
 
+type Result_LockAcquire struct {
+	LockAcquire *v1.AcquireResponse `protobuf:"bytes,50,opt,name=lock_acquire,json=lockAcquire,proto3,oneof"`
+}
+
+type Result_LockForceRelease struct {
+	LockForceRelease *v1.ForceReleaseResponse `protobuf:"bytes,53,opt,name=lock_force_release,json=lockForceRelease,proto3,oneof"`
+}
+
 func (*Result_Error) isResult_Result() {}
 
 func (*Result_Put) isResult_Result() {}
@@ -787,6 +993,10 @@ func (*Result_RevokeSession) isResult_Result() {}
 
 func (*Result_Empty) isResult_Result() {}
 
+func (*Result_LockAcquire) isResult_Result() {}
+
+func (*Result_LockForceRelease) isResult_Result() {}
+
 // Empty is the result of commands with nothing to return.
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -796,7 +1006,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[9]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +1018,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[9]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,14 +1031,14 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 var File_concord_internal_v1_command_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!concord/internal/v1/command.proto\x12\x13concord.internal.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/kv.proto\x1a\x18concord/v1/session.proto\"\xdb\x05\n" +
+	"!concord/internal/v1/command.proto\x12\x13concord.internal.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/kv.proto\x1a\x15concord/v1/lock.proto\x1a\x18concord/v1/session.proto\"\xc4\b\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.concord.v1.WriteMetaR\x04meta\x12*\n" +
@@ -842,8 +1052,19 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\x0fexpire_sessions\x18\x16 \x01(\v2#.concord.internal.v1.ExpireSessionsH\x00R\x0eexpireSessions\x12K\n" +
 	"\x0epublish_member\x18\x1e \x01(\v2\".concord.internal.v1.PublishMemberH\x00R\rpublishMember\x12H\n" +
 	"\rretire_member\x18\x1f \x01(\v2!.concord.internal.v1.RetireMemberH\x00R\fretireMember\x12/\n" +
-	"\x04noop\x18( \x01(\v2\x19.concord.internal.v1.NoopH\x00R\x04noopB\x04\n" +
-	"\x02op\":\n" +
+	"\x04noop\x18( \x01(\v2\x19.concord.internal.v1.NoopH\x00R\x04noop\x12?\n" +
+	"\flock_acquire\x182 \x01(\v2\x1a.concord.v1.AcquireRequestH\x00R\vlockAcquire\x12?\n" +
+	"\flock_release\x183 \x01(\v2\x1a.concord.v1.ReleaseRequestH\x00R\vlockRelease\x12@\n" +
+	"\vlock_cancel\x184 \x01(\v2\x1d.concord.v1.CancelWaitRequestH\x00R\n" +
+	"lockCancel\x12O\n" +
+	"\x12lock_force_release\x185 \x01(\v2\x1f.concord.v1.ForceReleaseRequestH\x00R\x10lockForceRelease\x12R\n" +
+	"\x11lock_expire_holds\x186 \x01(\v2$.concord.internal.v1.ExpireLockHoldsH\x00R\x0flockExpireHoldsB\x04\n" +
+	"\x02op\"I\n" +
+	"\x0fExpireLockHolds\x126\n" +
+	"\x05holds\x18\x01 \x03(\v2 .concord.internal.v1.LockHoldRefR\x05holds\"7\n" +
+	"\vLockHoldRef\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\":\n" +
 	"\rCreateSession\x12\x15\n" +
 	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x1f\n" +
@@ -863,7 +1084,7 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\x05Error\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\xdf\x03\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xf3\x04\n" +
 	"\x06Result\x122\n" +
 	"\x05error\x18\x01 \x01(\v2\x1a.concord.internal.v1.ErrorH\x00R\x05error\x12+\n" +
 	"\x03put\x18\n" +
@@ -873,7 +1094,9 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\x03add\x18\r \x01(\v2\x17.concord.v1.AddResponseH\x00R\x03add\x12J\n" +
 	"\x0ecreate_session\x18\x14 \x01(\v2!.concord.v1.CreateSessionResponseH\x00R\rcreateSession\x12J\n" +
 	"\x0erevoke_session\x18\x15 \x01(\v2!.concord.v1.RevokeSessionResponseH\x00R\rrevokeSession\x122\n" +
-	"\x05empty\x18( \x01(\v2\x1a.concord.internal.v1.EmptyH\x00R\x05emptyB\b\n" +
+	"\x05empty\x18( \x01(\v2\x1a.concord.internal.v1.EmptyH\x00R\x05empty\x12@\n" +
+	"\flock_acquire\x182 \x01(\v2\x1b.concord.v1.AcquireResponseH\x00R\vlockAcquire\x12P\n" +
+	"\x12lock_force_release\x185 \x01(\v2 .concord.v1.ForceReleaseResponseH\x00R\x10lockForceReleaseB\b\n" +
 	"\x06result\"\a\n" +
 	"\x05EmptyBCZAgithub.com/concord-dev/concord/internal/gen/internalv1;internalv1b\x06proto3"
 
@@ -889,55 +1112,71 @@ func file_concord_internal_v1_command_proto_rawDescGZIP() []byte {
 	return file_concord_internal_v1_command_proto_rawDescData
 }
 
-var file_concord_internal_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_concord_internal_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_concord_internal_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                  // 0: concord.internal.v1.Command
-	(*CreateSession)(nil),            // 1: concord.internal.v1.CreateSession
-	(*RevokeSession)(nil),            // 2: concord.internal.v1.RevokeSession
-	(*ExpireSessions)(nil),           // 3: concord.internal.v1.ExpireSessions
-	(*PublishMember)(nil),            // 4: concord.internal.v1.PublishMember
-	(*RetireMember)(nil),             // 5: concord.internal.v1.RetireMember
-	(*Noop)(nil),                     // 6: concord.internal.v1.Noop
-	(*Error)(nil),                    // 7: concord.internal.v1.Error
-	(*Result)(nil),                   // 8: concord.internal.v1.Result
-	(*Empty)(nil),                    // 9: concord.internal.v1.Empty
-	(*v1.WriteMeta)(nil),             // 10: concord.v1.WriteMeta
-	(*v1.PutRequest)(nil),            // 11: concord.v1.PutRequest
-	(*v1.DeleteRangeRequest)(nil),    // 12: concord.v1.DeleteRangeRequest
-	(*v1.TxnRequest)(nil),            // 13: concord.v1.TxnRequest
-	(*v1.AddRequest)(nil),            // 14: concord.v1.AddRequest
-	(*v1.PutResponse)(nil),           // 15: concord.v1.PutResponse
-	(*v1.DeleteRangeResponse)(nil),   // 16: concord.v1.DeleteRangeResponse
-	(*v1.TxnResponse)(nil),           // 17: concord.v1.TxnResponse
-	(*v1.AddResponse)(nil),           // 18: concord.v1.AddResponse
-	(*v1.CreateSessionResponse)(nil), // 19: concord.v1.CreateSessionResponse
-	(*v1.RevokeSessionResponse)(nil), // 20: concord.v1.RevokeSessionResponse
+	(*ExpireLockHolds)(nil),          // 1: concord.internal.v1.ExpireLockHolds
+	(*LockHoldRef)(nil),              // 2: concord.internal.v1.LockHoldRef
+	(*CreateSession)(nil),            // 3: concord.internal.v1.CreateSession
+	(*RevokeSession)(nil),            // 4: concord.internal.v1.RevokeSession
+	(*ExpireSessions)(nil),           // 5: concord.internal.v1.ExpireSessions
+	(*PublishMember)(nil),            // 6: concord.internal.v1.PublishMember
+	(*RetireMember)(nil),             // 7: concord.internal.v1.RetireMember
+	(*Noop)(nil),                     // 8: concord.internal.v1.Noop
+	(*Error)(nil),                    // 9: concord.internal.v1.Error
+	(*Result)(nil),                   // 10: concord.internal.v1.Result
+	(*Empty)(nil),                    // 11: concord.internal.v1.Empty
+	(*v1.WriteMeta)(nil),             // 12: concord.v1.WriteMeta
+	(*v1.PutRequest)(nil),            // 13: concord.v1.PutRequest
+	(*v1.DeleteRangeRequest)(nil),    // 14: concord.v1.DeleteRangeRequest
+	(*v1.TxnRequest)(nil),            // 15: concord.v1.TxnRequest
+	(*v1.AddRequest)(nil),            // 16: concord.v1.AddRequest
+	(*v1.AcquireRequest)(nil),        // 17: concord.v1.AcquireRequest
+	(*v1.ReleaseRequest)(nil),        // 18: concord.v1.ReleaseRequest
+	(*v1.CancelWaitRequest)(nil),     // 19: concord.v1.CancelWaitRequest
+	(*v1.ForceReleaseRequest)(nil),   // 20: concord.v1.ForceReleaseRequest
+	(*v1.PutResponse)(nil),           // 21: concord.v1.PutResponse
+	(*v1.DeleteRangeResponse)(nil),   // 22: concord.v1.DeleteRangeResponse
+	(*v1.TxnResponse)(nil),           // 23: concord.v1.TxnResponse
+	(*v1.AddResponse)(nil),           // 24: concord.v1.AddResponse
+	(*v1.CreateSessionResponse)(nil), // 25: concord.v1.CreateSessionResponse
+	(*v1.RevokeSessionResponse)(nil), // 26: concord.v1.RevokeSessionResponse
+	(*v1.AcquireResponse)(nil),       // 27: concord.v1.AcquireResponse
+	(*v1.ForceReleaseResponse)(nil),  // 28: concord.v1.ForceReleaseResponse
 }
 var file_concord_internal_v1_command_proto_depIdxs = []int32{
-	10, // 0: concord.internal.v1.Command.meta:type_name -> concord.v1.WriteMeta
-	11, // 1: concord.internal.v1.Command.put:type_name -> concord.v1.PutRequest
-	12, // 2: concord.internal.v1.Command.delete_range:type_name -> concord.v1.DeleteRangeRequest
-	13, // 3: concord.internal.v1.Command.txn:type_name -> concord.v1.TxnRequest
-	14, // 4: concord.internal.v1.Command.add:type_name -> concord.v1.AddRequest
-	1,  // 5: concord.internal.v1.Command.create_session:type_name -> concord.internal.v1.CreateSession
-	2,  // 6: concord.internal.v1.Command.revoke_session:type_name -> concord.internal.v1.RevokeSession
-	3,  // 7: concord.internal.v1.Command.expire_sessions:type_name -> concord.internal.v1.ExpireSessions
-	4,  // 8: concord.internal.v1.Command.publish_member:type_name -> concord.internal.v1.PublishMember
-	5,  // 9: concord.internal.v1.Command.retire_member:type_name -> concord.internal.v1.RetireMember
-	6,  // 10: concord.internal.v1.Command.noop:type_name -> concord.internal.v1.Noop
-	7,  // 11: concord.internal.v1.Result.error:type_name -> concord.internal.v1.Error
-	15, // 12: concord.internal.v1.Result.put:type_name -> concord.v1.PutResponse
-	16, // 13: concord.internal.v1.Result.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	17, // 14: concord.internal.v1.Result.txn:type_name -> concord.v1.TxnResponse
-	18, // 15: concord.internal.v1.Result.add:type_name -> concord.v1.AddResponse
-	19, // 16: concord.internal.v1.Result.create_session:type_name -> concord.v1.CreateSessionResponse
-	20, // 17: concord.internal.v1.Result.revoke_session:type_name -> concord.v1.RevokeSessionResponse
-	9,  // 18: concord.internal.v1.Result.empty:type_name -> concord.internal.v1.Empty
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	12, // 0: concord.internal.v1.Command.meta:type_name -> concord.v1.WriteMeta
+	13, // 1: concord.internal.v1.Command.put:type_name -> concord.v1.PutRequest
+	14, // 2: concord.internal.v1.Command.delete_range:type_name -> concord.v1.DeleteRangeRequest
+	15, // 3: concord.internal.v1.Command.txn:type_name -> concord.v1.TxnRequest
+	16, // 4: concord.internal.v1.Command.add:type_name -> concord.v1.AddRequest
+	3,  // 5: concord.internal.v1.Command.create_session:type_name -> concord.internal.v1.CreateSession
+	4,  // 6: concord.internal.v1.Command.revoke_session:type_name -> concord.internal.v1.RevokeSession
+	5,  // 7: concord.internal.v1.Command.expire_sessions:type_name -> concord.internal.v1.ExpireSessions
+	6,  // 8: concord.internal.v1.Command.publish_member:type_name -> concord.internal.v1.PublishMember
+	7,  // 9: concord.internal.v1.Command.retire_member:type_name -> concord.internal.v1.RetireMember
+	8,  // 10: concord.internal.v1.Command.noop:type_name -> concord.internal.v1.Noop
+	17, // 11: concord.internal.v1.Command.lock_acquire:type_name -> concord.v1.AcquireRequest
+	18, // 12: concord.internal.v1.Command.lock_release:type_name -> concord.v1.ReleaseRequest
+	19, // 13: concord.internal.v1.Command.lock_cancel:type_name -> concord.v1.CancelWaitRequest
+	20, // 14: concord.internal.v1.Command.lock_force_release:type_name -> concord.v1.ForceReleaseRequest
+	1,  // 15: concord.internal.v1.Command.lock_expire_holds:type_name -> concord.internal.v1.ExpireLockHolds
+	2,  // 16: concord.internal.v1.ExpireLockHolds.holds:type_name -> concord.internal.v1.LockHoldRef
+	9,  // 17: concord.internal.v1.Result.error:type_name -> concord.internal.v1.Error
+	21, // 18: concord.internal.v1.Result.put:type_name -> concord.v1.PutResponse
+	22, // 19: concord.internal.v1.Result.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	23, // 20: concord.internal.v1.Result.txn:type_name -> concord.v1.TxnResponse
+	24, // 21: concord.internal.v1.Result.add:type_name -> concord.v1.AddResponse
+	25, // 22: concord.internal.v1.Result.create_session:type_name -> concord.v1.CreateSessionResponse
+	26, // 23: concord.internal.v1.Result.revoke_session:type_name -> concord.v1.RevokeSessionResponse
+	11, // 24: concord.internal.v1.Result.empty:type_name -> concord.internal.v1.Empty
+	27, // 25: concord.internal.v1.Result.lock_acquire:type_name -> concord.v1.AcquireResponse
+	28, // 26: concord.internal.v1.Result.lock_force_release:type_name -> concord.v1.ForceReleaseResponse
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_concord_internal_v1_command_proto_init() }
@@ -956,8 +1195,13 @@ func file_concord_internal_v1_command_proto_init() {
 		(*Command_PublishMember)(nil),
 		(*Command_RetireMember)(nil),
 		(*Command_Noop)(nil),
+		(*Command_LockAcquire)(nil),
+		(*Command_LockRelease)(nil),
+		(*Command_LockCancel)(nil),
+		(*Command_LockForceRelease)(nil),
+		(*Command_LockExpireHolds)(nil),
 	}
-	file_concord_internal_v1_command_proto_msgTypes[8].OneofWrappers = []any{
+	file_concord_internal_v1_command_proto_msgTypes[10].OneofWrappers = []any{
 		(*Result_Error)(nil),
 		(*Result_Put)(nil),
 		(*Result_DeleteRange)(nil),
@@ -966,6 +1210,8 @@ func file_concord_internal_v1_command_proto_init() {
 		(*Result_CreateSession)(nil),
 		(*Result_RevokeSession)(nil),
 		(*Result_Empty)(nil),
+		(*Result_LockAcquire)(nil),
+		(*Result_LockForceRelease)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -973,7 +1219,7 @@ func file_concord_internal_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_internal_v1_command_proto_rawDesc), len(file_concord_internal_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -423,6 +423,500 @@ func (x *DedupeClient) GetCount() uint64 {
 	return 0
 }
 
+// LockRecord is one lock object.
+type LockRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind          uint32                 `protobuf:"varint,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Capacity      int64                  `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Holders       []*LockHolderRecord    `protobuf:"bytes,4,rep,name=holders,proto3" json:"holders,omitempty"`
+	Queue         []uint64               `protobuf:"varint,5,rep,packed,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockRecord) Reset() {
+	*x = LockRecord{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockRecord) ProtoMessage() {}
+
+func (x *LockRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockRecord.ProtoReflect.Descriptor instead.
+func (*LockRecord) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LockRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockRecord) GetKind() uint32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *LockRecord) GetCapacity() int64 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *LockRecord) GetHolders() []*LockHolderRecord {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+func (x *LockRecord) GetQueue() []uint64 {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
+// LockHolderRecord is one grant.
+type LockHolderRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       int64                  `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	Owner         string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	Mode          uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	Permits       int64                  `protobuf:"varint,5,opt,name=permits,proto3" json:"permits,omitempty"`
+	SinceUnixMs   int64                  `protobuf:"varint,6,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	HoldMs        int64                  `protobuf:"varint,7,opt,name=hold_ms,json=holdMs,proto3" json:"hold_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockHolderRecord) Reset() {
+	*x = LockHolderRecord{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockHolderRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockHolderRecord) ProtoMessage() {}
+
+func (x *LockHolderRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockHolderRecord.ProtoReflect.Descriptor instead.
+func (*LockHolderRecord) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LockHolderRecord) GetSession() int64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *LockHolderRecord) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *LockHolderRecord) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *LockHolderRecord) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *LockHolderRecord) GetPermits() int64 {
+	if x != nil {
+		return x.Permits
+	}
+	return 0
+}
+
+func (x *LockHolderRecord) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+func (x *LockHolderRecord) GetHoldMs() int64 {
+	if x != nil {
+		return x.HoldMs
+	}
+	return 0
+}
+
+// LockWaiterRecord is one queued request.
+type LockWaiterRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Session       int64                  `protobuf:"varint,2,opt,name=session,proto3" json:"session,omitempty"`
+	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Claims        []*LockClaimRecord     `protobuf:"bytes,4,rep,name=claims,proto3" json:"claims,omitempty"`
+	HoldMs        int64                  `protobuf:"varint,5,opt,name=hold_ms,json=holdMs,proto3" json:"hold_ms,omitempty"`
+	SinceUnixMs   int64                  `protobuf:"varint,6,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockWaiterRecord) Reset() {
+	*x = LockWaiterRecord{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockWaiterRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockWaiterRecord) ProtoMessage() {}
+
+func (x *LockWaiterRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockWaiterRecord.ProtoReflect.Descriptor instead.
+func (*LockWaiterRecord) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LockWaiterRecord) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LockWaiterRecord) GetSession() int64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *LockWaiterRecord) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *LockWaiterRecord) GetClaims() []*LockClaimRecord {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+func (x *LockWaiterRecord) GetHoldMs() int64 {
+	if x != nil {
+		return x.HoldMs
+	}
+	return 0
+}
+
+func (x *LockWaiterRecord) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+// LockClaimRecord is one claim of a waiter.
+type LockClaimRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind          uint32                 `protobuf:"varint,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Mode          uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Permits       int64                  `protobuf:"varint,4,opt,name=permits,proto3" json:"permits,omitempty"`
+	Capacity      int64                  `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockClaimRecord) Reset() {
+	*x = LockClaimRecord{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockClaimRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockClaimRecord) ProtoMessage() {}
+
+func (x *LockClaimRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockClaimRecord.ProtoReflect.Descriptor instead.
+func (*LockClaimRecord) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LockClaimRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockClaimRecord) GetKind() uint32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *LockClaimRecord) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *LockClaimRecord) GetPermits() int64 {
+	if x != nil {
+		return x.Permits
+	}
+	return 0
+}
+
+func (x *LockClaimRecord) GetCapacity() int64 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+// LockForceRecord is one recorded force-release.
+type LockForceRecord struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Token           uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	Session         int64                  `protobuf:"varint,3,opt,name=session,proto3" json:"session,omitempty"`
+	Owner           string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	AtUnixMs        int64                  `protobuf:"varint,5,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	Reason          string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Revision        uint64                 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	HeldSinceUnixMs int64                  `protobuf:"varint,8,opt,name=held_since_unix_ms,json=heldSinceUnixMs,proto3" json:"held_since_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LockForceRecord) Reset() {
+	*x = LockForceRecord{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockForceRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockForceRecord) ProtoMessage() {}
+
+func (x *LockForceRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockForceRecord.ProtoReflect.Descriptor instead.
+func (*LockForceRecord) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LockForceRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockForceRecord) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *LockForceRecord) GetSession() int64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *LockForceRecord) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *LockForceRecord) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
+func (x *LockForceRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *LockForceRecord) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *LockForceRecord) GetHeldSinceUnixMs() int64 {
+	if x != nil {
+		return x.HeldSinceUnixMs
+	}
+	return 0
+}
+
+// LockSectionHeader gives the sizes of the lock section's parts.
+type LockSectionHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Locks         uint64                 `protobuf:"varint,1,opt,name=locks,proto3" json:"locks,omitempty"`
+	Waiters       uint64                 `protobuf:"varint,2,opt,name=waiters,proto3" json:"waiters,omitempty"`
+	Forced        uint64                 `protobuf:"varint,3,opt,name=forced,proto3" json:"forced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockSectionHeader) Reset() {
+	*x = LockSectionHeader{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockSectionHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockSectionHeader) ProtoMessage() {}
+
+func (x *LockSectionHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockSectionHeader.ProtoReflect.Descriptor instead.
+func (*LockSectionHeader) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LockSectionHeader) GetLocks() uint64 {
+	if x != nil {
+		return x.Locks
+	}
+	return 0
+}
+
+func (x *LockSectionHeader) GetWaiters() uint64 {
+	if x != nil {
+		return x.Waiters
+	}
+	return 0
+}
+
+func (x *LockSectionHeader) GetForced() uint64 {
+	if x != nil {
+		return x.Forced
+	}
+	return 0
+}
+
 var File_concord_internal_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
@@ -458,7 +952,49 @@ const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\fDedupeClient\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12-\n" +
 	"\x13last_seen_unix_nano\x18\x02 \x01(\x03R\x10lastSeenUnixNano\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x04R\x05countBCZAgithub.com/concord-dev/concord/internal/gen/internalv1;internalv1b\x06proto3"
+	"\x05count\x18\x03 \x01(\x04R\x05count\"\xa7\x01\n" +
+	"\n" +
+	"LockRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\rR\x04kind\x12\x1a\n" +
+	"\bcapacity\x18\x03 \x01(\x03R\bcapacity\x12?\n" +
+	"\aholders\x18\x04 \x03(\v2%.concord.internal.v1.LockHolderRecordR\aholders\x12\x14\n" +
+	"\x05queue\x18\x05 \x03(\x04R\x05queue\"\xc3\x01\n" +
+	"\x10LockHolderRecord\x12\x18\n" +
+	"\asession\x18\x01 \x01(\x03R\asession\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x18\n" +
+	"\apermits\x18\x05 \x01(\x03R\apermits\x12\"\n" +
+	"\rsince_unix_ms\x18\x06 \x01(\x03R\vsinceUnixMs\x12\x17\n" +
+	"\ahold_ms\x18\a \x01(\x03R\x06holdMs\"\xcd\x01\n" +
+	"\x10LockWaiterRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
+	"\asession\x18\x02 \x01(\x03R\asession\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12<\n" +
+	"\x06claims\x18\x04 \x03(\v2$.concord.internal.v1.LockClaimRecordR\x06claims\x12\x17\n" +
+	"\ahold_ms\x18\x05 \x01(\x03R\x06holdMs\x12\"\n" +
+	"\rsince_unix_ms\x18\x06 \x01(\x03R\vsinceUnixMs\"\x83\x01\n" +
+	"\x0fLockClaimRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\rR\x04kind\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x18\n" +
+	"\apermits\x18\x04 \x01(\x03R\apermits\x12\x1a\n" +
+	"\bcapacity\x18\x05 \x01(\x03R\bcapacity\"\xea\x01\n" +
+	"\x0fLockForceRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x18\n" +
+	"\asession\x18\x03 \x01(\x03R\asession\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\x05 \x01(\x03R\batUnixMs\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x04R\brevision\x12+\n" +
+	"\x12held_since_unix_ms\x18\b \x01(\x03R\x0fheldSinceUnixMs\"[\n" +
+	"\x11LockSectionHeader\x12\x14\n" +
+	"\x05locks\x18\x01 \x01(\x04R\x05locks\x12\x18\n" +
+	"\awaiters\x18\x02 \x01(\x04R\awaiters\x12\x16\n" +
+	"\x06forced\x18\x03 \x01(\x04R\x06forcedBCZAgithub.com/concord-dev/concord/internal/gen/internalv1;internalv1b\x06proto3"
 
 var (
 	file_concord_internal_v1_snapshot_proto_rawDescOnce sync.Once
@@ -472,23 +1008,31 @@ func file_concord_internal_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_concord_internal_v1_snapshot_proto_rawDescData
 }
 
-var file_concord_internal_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_concord_internal_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_concord_internal_v1_snapshot_proto_goTypes = []any{
-	(*SnapshotHeader)(nil), // 0: concord.internal.v1.SnapshotHeader
-	(*SectionHeader)(nil),  // 1: concord.internal.v1.SectionHeader
-	(*SessionRecord)(nil),  // 2: concord.internal.v1.SessionRecord
-	(*MemberRecord)(nil),   // 3: concord.internal.v1.MemberRecord
-	(*DedupeRecord)(nil),   // 4: concord.internal.v1.DedupeRecord
-	(*DedupeClient)(nil),   // 5: concord.internal.v1.DedupeClient
-	(*Result)(nil),         // 6: concord.internal.v1.Result
+	(*SnapshotHeader)(nil),    // 0: concord.internal.v1.SnapshotHeader
+	(*SectionHeader)(nil),     // 1: concord.internal.v1.SectionHeader
+	(*SessionRecord)(nil),     // 2: concord.internal.v1.SessionRecord
+	(*MemberRecord)(nil),      // 3: concord.internal.v1.MemberRecord
+	(*DedupeRecord)(nil),      // 4: concord.internal.v1.DedupeRecord
+	(*DedupeClient)(nil),      // 5: concord.internal.v1.DedupeClient
+	(*LockRecord)(nil),        // 6: concord.internal.v1.LockRecord
+	(*LockHolderRecord)(nil),  // 7: concord.internal.v1.LockHolderRecord
+	(*LockWaiterRecord)(nil),  // 8: concord.internal.v1.LockWaiterRecord
+	(*LockClaimRecord)(nil),   // 9: concord.internal.v1.LockClaimRecord
+	(*LockForceRecord)(nil),   // 10: concord.internal.v1.LockForceRecord
+	(*LockSectionHeader)(nil), // 11: concord.internal.v1.LockSectionHeader
+	(*Result)(nil),            // 12: concord.internal.v1.Result
 }
 var file_concord_internal_v1_snapshot_proto_depIdxs = []int32{
-	6, // 0: concord.internal.v1.DedupeRecord.result:type_name -> concord.internal.v1.Result
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	12, // 0: concord.internal.v1.DedupeRecord.result:type_name -> concord.internal.v1.Result
+	7,  // 1: concord.internal.v1.LockRecord.holders:type_name -> concord.internal.v1.LockHolderRecord
+	9,  // 2: concord.internal.v1.LockWaiterRecord.claims:type_name -> concord.internal.v1.LockClaimRecord
+	3,  // [3:3] is the sub-list for method output_type
+	3,  // [3:3] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_concord_internal_v1_snapshot_proto_init() }
@@ -503,7 +1047,7 @@ func file_concord_internal_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_internal_v1_snapshot_proto_rawDesc), len(file_concord_internal_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

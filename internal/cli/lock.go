@@ -1,0 +1,343 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/concord-dev/concord/client"
+)
+
+// Exit codes of `lock hold` and `sem hold` when the command could not run
+// under the lock, or lost it.
+const (
+	ExitNotAcquired = 4
+	ExitLockLost    = 5
+)
+
+func newLockCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "lock", Short: "Run commands under distributed locks; inspect and release locks"}
+	cmd.AddCommand(lockHold(g, false), lockInspect(g), lockLs(g), lockRelease(g))
+	return cmd
+}
+
+func newSemCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "sem", Short: "Run commands under counting semaphores"}
+	cmd.AddCommand(lockHold(g, true))
+	return cmd
+}
+
+type holdFlags struct {
+	wait    time.Duration
+	ttl     time.Duration
+	hold    time.Duration
+	permits int64
+	take    int64
+	grace   time.Duration
+}
+
+func lockHold(g *globals, semaphore bool) *cobra.Command {
+	var f holdFlags
+	use, short := "hold NAME -- COMMAND [ARGS...]", "Run a command while holding a mutex"
+	if semaphore {
+		use, short = "hold NAME --permits N -- COMMAND [ARGS...]", "Run a command while holding permits of a semaphore"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long: short + `.
+
+The command runs with CONCORD_LOCK_NAME, CONCORD_LOCK_TOKEN (the fencing
+token: pass it to whatever you write to, and have it refuse older tokens) and
+CONCORD_SESSION_ID in its environment. The lock is released when the command
+exits, and concord exits with the command's code. If the lock cannot be taken
+within --wait, concord exits 4 without running the command. If the lock is
+lost while the command runs (its session expired, its --hold time ended, or an
+operator force-released it), the command gets SIGTERM (SIGKILL after --grace)
+and concord exits 5.`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 {
+				return fmt.Errorf("%w: give the lock name, then -- and the command", client.ErrInvalidArgument)
+			}
+			claim := &client.LockClaim{Name: args[0], Kind: client.KindMutex}
+			if semaphore {
+				if f.permits < 1 {
+					return fmt.Errorf("%w: --permits (the semaphore's capacity) is required", client.ErrInvalidArgument)
+				}
+				claim = &client.LockClaim{Name: args[0], Kind: client.KindSemaphore, Capacity: f.permits, Permits: f.take}
+			}
+			return runHolding(cmd, g, claim, f, args[1:])
+		},
+	}
+	fl := cmd.Flags()
+	fl.DurationVar(&f.wait, "wait", 0, "give up if not acquired within this long (0: wait as long as it takes)")
+	fl.DurationVar(&f.ttl, "ttl", 10*time.Second, "TTL of the session the lock is bound to")
+	fl.DurationVar(&f.hold, "hold", 0, "release the lock after this long even if the command still runs (0: never)")
+	fl.DurationVar(&f.grace, "grace", 5*time.Second, "after losing the lock, time between SIGTERM and SIGKILL")
+	if semaphore {
+		fl.Int64Var(&f.permits, "permits", 0, "the semaphore's capacity (every holder must agree)")
+		fl.Int64Var(&f.take, "take", 1, "permits this command takes")
+	}
+	return cmd
+}
+
+func runHolding(cmd *cobra.Command, g *globals, claim *client.LockClaim, f holdFlags, argv []string) error {
+	ctx, stopSignals := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	cl, err := g.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	sess, err := cl.NewSession(ctx, client.WithTTL(f.ttl), client.WithName(sessionLabel(claim.GetName())))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+		defer cancel()
+		_ = sess.Close(cctx)
+	}()
+	actx := ctx
+	if f.wait > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, f.wait)
+		defer cancel()
+	}
+	grant, err := cl.AcquireLocks(actx, sess, cl.NewOwner(), []*client.LockClaim{claim}, client.AcquireOptions{Wait: true, Hold: f.hold})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("lock %q not acquired within %s", claim.GetName(), f.wait)
+		}
+		return &ExitError{Code: ExitNotAcquired, Err: err}
+	}
+	child := exec.Command(argv[0], argv[1:]...)
+	child.Stdin, child.Stdout, child.Stderr = g.stdin, g.stdout, g.stderr
+	child.Env = append(os.Environ(),
+		"CONCORD_LOCK_NAME="+claim.GetName(),
+		"CONCORD_LOCK_TOKEN="+strconv.FormatUint(grant.Token, 10),
+		"CONCORD_SESSION_ID="+strconv.FormatInt(sess.ID(), 10))
+	child.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := child.Start(); err != nil {
+		_ = grant.Release(context.Background())
+		return &ExitError{Code: 127, Err: err}
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	var lost error
+	select {
+	case err = <-exited:
+	case <-grant.Lost():
+		lost = context.Cause(grant.Context())
+		err = stopChild(child, exited, f.grace)
+	case <-ctx.Done():
+		_ = syscall.Kill(-child.Process.Pid, syscall.SIGTERM)
+		err = <-exited
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+	defer cancel()
+	if lost != nil {
+		return &ExitError{Code: ExitLockLost, Err: fmt.Errorf("lost lock %q while the command ran: %v", claim.GetName(), lost)}
+	}
+	if rerr := grant.Release(rctx); rerr != nil {
+		fmt.Fprintln(g.stderr, "Warning: releasing the lock:", rerr)
+	}
+	return exitOf(err)
+}
+
+func sessionLabel(lock string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("lock-hold %s@%s pid %d", lock, host, os.Getpid())
+}
+
+// stopChild terminates the command's process group: SIGTERM, then SIGKILL
+// after grace.
+func stopChild(child *exec.Cmd, exited <-chan error, grace time.Duration) error {
+	_ = syscall.Kill(-child.Process.Pid, syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		return err
+	case <-time.After(grace):
+		_ = syscall.Kill(-child.Process.Pid, syscall.SIGKILL)
+		return <-exited
+	}
+}
+
+func exitOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return &ExitError{Code: ee.ExitCode()}
+	}
+	return err
+}
+
+func lockInspect(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect NAME",
+		Short: "Show a lock's holders, waiters in order, and recent force-releases",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+				info, forced, err := cl.InspectLock(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return writeJSON(g.stdout, map[string]any{"lock": lockJSON(info), "force_releases": forcedJSON(forced)})
+				}
+				printLock(g, info)
+				if len(forced) > 0 {
+					fmt.Fprintln(g.stdout, "\nforce-releases:")
+					for _, r := range forced {
+						fmt.Fprintf(g.stdout, "  %s token %d (session %d, owner %s) at %s: %s\n", r.GetName(), r.GetToken(), r.GetSession(),
+							r.GetOwner(), time.UnixMilli(r.GetAtUnixMs()).UTC().Format(time.RFC3339), r.GetReason())
+					}
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func printLock(g *globals, info *client.LockInfo) {
+	kind := strings.TrimPrefix(info.GetKind().String(), "LOCK_KIND_")
+	if len(info.GetHolders()) == 0 && len(info.GetWaiters()) == 0 {
+		fmt.Fprintf(g.stdout, "%s: free\n", info.GetName())
+		return
+	}
+	fmt.Fprintf(g.stdout, "%s (%s", info.GetName(), strings.ToLower(kind))
+	if info.GetCapacity() > 0 && info.GetKind() == client.KindSemaphore {
+		fmt.Fprintf(g.stdout, ", %d permits", info.GetCapacity())
+	}
+	fmt.Fprintln(g.stdout, ")")
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  \tTOKEN/ID\tSESSION\tSESSION NAME\tOWNER\tMODE\tPERMITS\tSINCE")
+	for _, h := range info.GetHolders() {
+		fmt.Fprintf(tw, "  holder\t%d\t%d\t%s\t%s\t%s\t%d\t%s\n", h.GetToken(), h.GetSession(), h.GetSessionName(), h.GetOwner(),
+			mode(h.GetMode()), h.GetPermits(), since(h.GetHeldSinceUnixMs()))
+	}
+	for i, w := range info.GetWaiters() {
+		fmt.Fprintf(tw, "  waiter %d\t%d\t%d\t%s\t%s\t%s\t%d\t%s\n", i+1, w.GetId(), w.GetSession(), w.GetSessionName(), w.GetOwner(),
+			mode(w.GetMode()), w.GetPermits(), since(w.GetSinceUnixMs()))
+	}
+	_ = tw.Flush()
+}
+
+func mode(m interface{ String() string }) string {
+	return strings.ToLower(strings.TrimPrefix(m.String(), "LOCK_MODE_"))
+}
+
+func since(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
+}
+
+func lockJSON(info *client.LockInfo) map[string]any {
+	holders := []map[string]any{}
+	for _, h := range info.GetHolders() {
+		holders = append(holders, map[string]any{"token": h.GetToken(), "session": h.GetSession(), "session_name": h.GetSessionName(),
+			"owner": h.GetOwner(), "mode": mode(h.GetMode()), "permits": h.GetPermits(), "held_since_unix_ms": h.GetHeldSinceUnixMs(), "hold_ms": h.GetHoldMs()})
+	}
+	waiters := []map[string]any{}
+	for _, w := range info.GetWaiters() {
+		waiters = append(waiters, map[string]any{"id": w.GetId(), "session": w.GetSession(), "session_name": w.GetSessionName(),
+			"owner": w.GetOwner(), "mode": mode(w.GetMode()), "permits": w.GetPermits(), "since_unix_ms": w.GetSinceUnixMs(), "locks": w.GetLocks()})
+	}
+	return map[string]any{"name": info.GetName(), "kind": strings.ToLower(strings.TrimPrefix(info.GetKind().String(), "LOCK_KIND_")),
+		"capacity": info.GetCapacity(), "holders": holders, "waiters": waiters}
+}
+
+func forcedJSON(recs []*client.ForceReleaseRecord) []map[string]any {
+	out := []map[string]any{}
+	for _, r := range recs {
+		out = append(out, map[string]any{"name": r.GetName(), "token": r.GetToken(), "session": r.GetSession(), "owner": r.GetOwner(),
+			"at_unix_ms": r.GetAtUnixMs(), "reason": r.GetReason(), "revision": r.GetRevision()})
+	}
+	return out
+}
+
+func lockLs(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls [PREFIX]",
+		Short: "List held or awaited locks",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			prefix := ""
+			if len(args) == 1 {
+				prefix = args[0]
+			}
+			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+				locks, err := cl.ListLocks(ctx, prefix)
+				if err != nil {
+					return err
+				}
+				if g.json {
+					out := make([]map[string]any, 0, len(locks))
+					for _, l := range locks {
+						out = append(out, lockJSON(l))
+					}
+					return writeJSON(g.stdout, out)
+				}
+				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tKIND\tHOLDERS\tWAITERS\tTOKEN")
+				for _, l := range locks {
+					var token uint64
+					if len(l.GetHolders()) > 0 {
+						token = l.GetHolders()[0].GetToken()
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", l.GetName(), strings.ToLower(strings.TrimPrefix(l.GetKind().String(), "LOCK_KIND_")),
+						len(l.GetHolders()), len(l.GetWaiters()), token)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func lockRelease(g *globals) *cobra.Command {
+	var force bool
+	var token uint64
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "release NAME --force",
+		Short: "Force-release a lock held by someone else (recorded)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !force {
+				return fmt.Errorf("%w: releasing another owner's lock needs --force (it is recorded and the holder is told it lost the lock)", client.ErrInvalidArgument)
+			}
+			if reason == "" {
+				host, _ := os.Hostname()
+				reason = fmt.Sprintf("concord lock release --force by %s@%s", os.Getenv("USER"), host)
+			}
+			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+				n, err := cl.ForceReleaseLock(ctx, args[0], token, reason)
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return writeJSON(g.stdout, map[string]any{"released": n})
+				}
+				_, err = fmt.Fprintf(g.stdout, "force-released %d grant(s) of %s\n", n, args[0])
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "confirm the force-release")
+	cmd.Flags().Uint64Var(&token, "token", 0, "release only the grant with this token")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the release")
+	return cmd
+}

@@ -1,0 +1,54 @@
+package fsm
+
+import (
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/errs"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/lock"
+)
+
+// applyLock applies the lock commands.
+func (f *FSM) applyLock(index uint64, cmd *internalv1.Command) *internalv1.Result {
+	nowMs := f.now / 1e6
+	switch op := cmd.GetOp().(type) {
+	case *internalv1.Command_LockAcquire:
+		r := op.LockAcquire
+		out, err := f.locks.Acquire(index, nowMs, lock.Request{
+			Claims: lock.ClaimsFromProto(r.GetClaims()), Session: r.GetSession(), Owner: r.GetOwner(),
+			Wait: r.GetWait(), HoldMs: r.GetHoldMs(), ResumeToken: r.GetResumeToken(),
+		})
+		if err != nil {
+			return ErrorResult(err)
+		}
+		return &internalv1.Result{Result: &internalv1.Result_LockAcquire{LockAcquire: &concordv1.AcquireResponse{
+			Header: header(index), State: lock.StateProto(out.State), Token: out.Token, Waiter: out.Waiter, Position: int64(out.Position),
+		}}}
+	case *internalv1.Command_LockRelease:
+		r := op.LockRelease
+		if err := f.locks.Release(index, nowMs, r.GetNames(), r.GetSession(), r.GetOwner(), r.GetToken()); err != nil {
+			return ErrorResult(err)
+		}
+		return emptyResult()
+	case *internalv1.Command_LockCancel:
+		r := op.LockCancel
+		if err := f.locks.Cancel(index, nowMs, r.GetWaiter(), r.GetSession(), r.GetOwner()); err != nil {
+			return ErrorResult(err)
+		}
+		return emptyResult()
+	case *internalv1.Command_LockForceRelease:
+		r := op.LockForceRelease
+		n, err := f.locks.ForceRelease(index, nowMs, r.GetName(), r.GetToken(), r.GetReason())
+		if err != nil {
+			return ErrorResult(err)
+		}
+		return &internalv1.Result{Result: &internalv1.Result_LockForceRelease{LockForceRelease: &concordv1.ForceReleaseResponse{
+			Header: header(index), Released: int64(n),
+		}}}
+	case *internalv1.Command_LockExpireHolds:
+		for _, h := range op.LockExpireHolds.GetHolds() {
+			f.locks.ExpireHold(index, nowMs, h.GetName(), h.GetToken())
+		}
+		return emptyResult()
+	}
+	return ErrorResult(errs.Wrapf(ErrBadCommand, "not a lock command"))
+}

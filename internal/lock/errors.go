@@ -1,0 +1,24 @@
+package lock
+
+import "github.com/concord-dev/concord/internal/errs"
+
+var (
+	// ErrNotHeld is returned when releasing a lock the caller does not hold,
+	// or holds under another token.
+	ErrNotHeld = errs.New("LOCK_NOT_HELD", "lock: not held by this owner (or held under another token)")
+	// ErrKindMismatch is returned when a lock is claimed as another kind
+	// (or a semaphore with another capacity) than it exists as.
+	ErrKindMismatch = errs.New("LOCK_KIND_MISMATCH", "lock: exists with another kind or capacity")
+	// ErrTooManyPermits is returned for a semaphore request above its
+	// capacity, or a capacity below 1.
+	ErrTooManyPermits = errs.New("TOO_MANY_PERMITS", "lock: permits requested exceed the semaphore's capacity")
+	// ErrWouldDeadlock is returned for an upgrade from read to write while
+	// other readers hold the lock: two such upgrades would wait forever.
+	ErrWouldDeadlock = errs.New("WOULD_DEADLOCK", "lock: upgrade would deadlock")
+	// ErrInvalidClaim is returned for a malformed request: no claims, an
+	// empty name, duplicate names, a multi-lock claim on something other
+	// than mutexes, no owner.
+	ErrInvalidClaim = errs.New("INVALID_LOCK_REQUEST", "lock: invalid request")
+	// ErrNotWaiting is returned when cancelling a wait that is not queued.
+	ErrNotWaiting = errs.New("LOCK_NOT_WAITING", "lock: no such waiter")
+)

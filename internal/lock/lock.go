@@ -1,0 +1,758 @@
+package lock
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/session"
+)
+
+// Kind is what sort of lock an object is.
+type Kind uint8
+
+// Lock kinds.
+const (
+	KindMutex Kind = iota + 1
+	KindRW
+	KindSemaphore
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindMutex:
+		return "mutex"
+	case KindRW:
+		return "rwlock"
+	case KindSemaphore:
+		return "semaphore"
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// Mode is how a claim holds a lock: a writer (or mutex holder) holds it
+// exclusively, readers and semaphore holders share it.
+type Mode uint8
+
+// Modes.
+const (
+	Exclusive Mode = iota + 1
+	Shared
+)
+
+// MaxClaims bounds the locks one request may claim at once.
+const MaxClaims = 64
+
+// Claim is one lock a request wants.
+type Claim struct {
+	Name string
+	Kind Kind
+	Mode Mode
+	// Permits taken from a semaphore (1 or more); 1 for other kinds.
+	Permits int64
+	// Capacity is a semaphore's total permits, fixed when it is created.
+	Capacity int64
+}
+
+// Holder is one grant.
+type Holder struct {
+	Session     int64
+	Owner       string
+	Token       uint64
+	Mode        Mode
+	Permits     int64
+	SinceUnixMs int64
+	// HoldMs, when positive, is how long the grant lasts before the leader
+	// releases it even though its session lives.
+	HoldMs int64
+}
+
+// Waiter is one queued request. Its ID is the index of the command that
+// queued it.
+type Waiter struct {
+	ID          uint64
+	Session     int64
+	Owner       string
+	Claims      []Claim
+	HoldMs      int64
+	SinceUnixMs int64
+}
+
+// Lock is one lock object.
+type Lock struct {
+	Name     string
+	Kind     Kind
+	Capacity int64
+	Holders  []*Holder
+	Queue    []uint64
+}
+
+// ForceRecord remembers an administrative force-release.
+type ForceRecord struct {
+	Name      string
+	Token     uint64
+	Session   int64
+	Owner     string
+	AtUnixMs  int64
+	Reason    string
+	Revision  uint64
+	HeldSince int64
+}
+
+// forceHistory bounds the force-release records kept.
+const forceHistory = 100
+
+// State is what an acquire achieved.
+type State uint8
+
+// Acquire outcomes.
+const (
+	Granted State = iota + 1
+	Queued
+	NotAcquired
+	Lost
+)
+
+// Outcome is the result of an acquire.
+type Outcome struct {
+	State    State
+	Token    uint64
+	Waiter   uint64
+	Position int
+}
+
+// Request asks for one or more locks.
+type Request struct {
+	Claims  []Claim
+	Session int64
+	Owner   string
+	// Wait queues the request when it cannot be granted at once; without it
+	// the request is a try-lock.
+	Wait   bool
+	HoldMs int64
+	// ResumeToken, when set, only confirms an existing grant with that
+	// token (Granted) or reports it gone (Lost); it never queues.
+	ResumeToken uint64
+}
+
+// Release reasons, as reported to observers.
+const (
+	ReasonReleased     = "released"
+	ReasonSessionEnded = "session ended"
+	ReasonHoldTime     = "hold time ended"
+	ReasonForced       = "force-released"
+)
+
+// Grant tells an observer a waiter or requester was granted a lock.
+type Grant struct {
+	Name    string
+	Session int64
+	Owner   string
+	Waiter  uint64
+	Token   uint64
+	HoldMs  int64
+	Since   int64
+	// WaitedMs is how long the waiter queued, in state machine time.
+	WaitedMs int64
+}
+
+// Release tells an observer a grant ended.
+type Release struct {
+	Name    string
+	Session int64
+	Owner   string
+	Token   uint64
+	Reason  string
+	HeldMs  int64
+	HoldMs  int64
+	Revoked bool
+}
+
+// Observer follows grants and releases from outside the state machine. Its
+// methods are called while a command applies and must not block.
+type Observer interface {
+	Granted(g Grant)
+	Released(r Release)
+	Dequeued(waiter uint64, reason string)
+}
+
+// SessionChecker tells whether a session is live.
+type SessionChecker interface {
+	Exists(id int64) bool
+}
+
+// Table holds every lock and waiter.
+type Table struct {
+	locks     map[string]*Lock
+	waiters   map[uint64]*Waiter
+	bySession map[int64]map[string]struct{}
+	forced    []ForceRecord
+	sessions  SessionChecker
+	observer  Observer
+	// now and rev of the command being applied.
+	now int64
+	rev uint64
+}
+
+// NewTable returns an empty table.
+func NewTable(sessions SessionChecker) *Table {
+	return &Table{
+		locks:     map[string]*Lock{},
+		waiters:   map[uint64]*Waiter{},
+		bySession: map[int64]map[string]struct{}{},
+		sessions:  sessions,
+	}
+}
+
+// SetObserver sets the observer of grants and releases.
+func (t *Table) SetObserver(o Observer) { t.observer = o }
+
+func invalid(format string, args ...any) error {
+	return errs.Wrapf(ErrInvalidClaim, format, args...)
+}
+
+// normalize checks a request and returns its claims sorted by name.
+func normalize(r Request) ([]Claim, error) {
+	if r.Owner == "" {
+		return nil, invalid("no owner")
+	}
+	if len(r.Claims) == 0 || len(r.Claims) > MaxClaims {
+		return nil, invalid("%d claims; give 1 to %d", len(r.Claims), MaxClaims)
+	}
+	if r.HoldMs < 0 {
+		return nil, invalid("negative hold time")
+	}
+	claims := slices.Clone(r.Claims)
+	slices.SortFunc(claims, func(a, b Claim) int { return cmp.Compare(a.Name, b.Name) })
+	for i := range claims {
+		c := &claims[i]
+		if c.Name == "" {
+			return nil, invalid("empty lock name")
+		}
+		if i > 0 && claims[i-1].Name == c.Name {
+			return nil, invalid("lock %q claimed twice", c.Name)
+		}
+		switch c.Kind {
+		case KindMutex:
+			c.Mode, c.Permits, c.Capacity = Exclusive, 1, 1
+		case KindRW:
+			if c.Mode != Exclusive && c.Mode != Shared {
+				return nil, invalid("read-write lock %q needs a mode", c.Name)
+			}
+			c.Permits, c.Capacity = 1, 0
+		case KindSemaphore:
+			if c.Capacity < 1 {
+				return nil, errs.Wrapf(ErrTooManyPermits, "semaphore %q needs a capacity of at least 1", c.Name)
+			}
+			if c.Permits < 1 || c.Permits > c.Capacity {
+				return nil, errs.Wrapf(ErrTooManyPermits, "%d permits of semaphore %q with capacity %d", c.Permits, c.Name, c.Capacity)
+			}
+			c.Mode = Shared
+		default:
+			return nil, invalid("lock %q has no kind", c.Name)
+		}
+		if len(claims) > 1 && c.Kind != KindMutex {
+			return nil, invalid("claiming several locks at once works on mutexes only; %q is a %s", c.Name, c.Kind)
+		}
+	}
+	return claims, nil
+}
+
+func (l *Lock) holder(session int64, owner string) *Holder {
+	for _, h := range l.Holders {
+		if h.Session == session && h.Owner == owner {
+			return h
+		}
+	}
+	return nil
+}
+
+// compatible reports whether claim c can be granted on l given its holders.
+func (l *Lock) compatible(c Claim) bool {
+	switch l.Kind {
+	case KindMutex:
+		return len(l.Holders) == 0
+	case KindRW:
+		if c.Mode == Exclusive {
+			return len(l.Holders) == 0
+		}
+		for _, h := range l.Holders {
+			if h.Mode == Exclusive {
+				return false
+			}
+		}
+		return true
+	case KindSemaphore:
+		var used int64
+		for _, h := range l.Holders {
+			used += h.Permits
+		}
+		return used+c.Permits <= l.Capacity
+	}
+	return false
+}
+
+func (t *Table) lockFor(c Claim) *Lock {
+	l := t.locks[c.Name]
+	if l == nil {
+		l = &Lock{Name: c.Name, Kind: c.Kind, Capacity: c.Capacity}
+		t.locks[c.Name] = l
+	}
+	return l
+}
+
+func (t *Table) involve(session int64, name string) {
+	s := t.bySession[session]
+	if s == nil {
+		s = map[string]struct{}{}
+		t.bySession[session] = s
+	}
+	s[name] = struct{}{}
+}
+
+// uninvolve forgets that session touches lock name, unless it still holds
+// or waits there.
+func (t *Table) uninvolve(session int64, name string) {
+	if l := t.locks[name]; l != nil {
+		for _, h := range l.Holders {
+			if h.Session == session {
+				return
+			}
+		}
+		for _, id := range l.Queue {
+			if t.waiters[id].Session == session {
+				return
+			}
+		}
+	}
+	s := t.bySession[session]
+	delete(s, name)
+	if len(s) == 0 {
+		delete(t.bySession, session)
+	}
+}
+
+// Acquire applies an acquire request at revision rev.
+func (t *Table) Acquire(rev uint64, nowMs int64, r Request) (Outcome, error) {
+	t.rev, t.now = rev, nowMs
+	claims, err := normalize(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if !t.sessions.Exists(r.Session) {
+		return Outcome{}, errs.Wrapf(session.ErrNotFound, "session %d", r.Session)
+	}
+	for _, c := range claims {
+		if l := t.locks[c.Name]; l != nil && (l.Kind != c.Kind || (l.Kind == KindSemaphore && l.Capacity != c.Capacity)) {
+			return Outcome{}, errs.Wrapf(ErrKindMismatch, "%q is a %s (capacity %d), not a %s (capacity %d)", c.Name, l.Kind, l.Capacity, c.Kind, c.Capacity)
+		}
+	}
+	if r.ResumeToken != 0 {
+		for _, c := range claims {
+			l := t.locks[c.Name]
+			if l == nil {
+				return Outcome{State: Lost}, nil
+			}
+			if h := l.holder(r.Session, r.Owner); h == nil || h.Token != r.ResumeToken {
+				return Outcome{State: Lost}, nil
+			}
+		}
+		return Outcome{State: Granted, Token: r.ResumeToken}, nil
+	}
+	if out, done, err := t.existing(claims, r); done || err != nil {
+		return out, err
+	}
+	free := true
+	for _, c := range claims {
+		l := t.locks[c.Name]
+		if l != nil && (len(l.Queue) > 0 || !l.compatible(c)) {
+			free = false
+			break
+		}
+	}
+	if free {
+		w := &Waiter{Session: r.Session, Owner: r.Owner, Claims: claims, HoldMs: r.HoldMs, SinceUnixMs: nowMs}
+		t.grant(w)
+		return Outcome{State: Granted, Token: rev}, nil
+	}
+	if !r.Wait {
+		return Outcome{State: NotAcquired}, nil
+	}
+	w := &Waiter{ID: rev, Session: r.Session, Owner: r.Owner, Claims: claims, HoldMs: r.HoldMs, SinceUnixMs: nowMs}
+	t.waiters[w.ID] = w
+	for _, c := range claims {
+		l := t.lockFor(c)
+		l.Queue = append(l.Queue, w.ID)
+		t.involve(r.Session, c.Name)
+	}
+	return Outcome{State: Queued, Waiter: w.ID, Position: len(t.locks[claims[0].Name].Queue) - 1}, nil
+}
+
+// existing handles a request from an owner that already holds or waits:
+// acquiring again is idempotent, and a read-write holder may downgrade, or
+// upgrade when it is the only holder.
+func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
+	held := 0
+	var token uint64
+	for _, c := range claims {
+		l := t.locks[c.Name]
+		if l == nil {
+			continue
+		}
+		h := l.holder(r.Session, r.Owner)
+		if h == nil {
+			continue
+		}
+		held++
+		token = h.Token
+		if len(claims) > 1 {
+			continue
+		}
+		switch {
+		case l.Kind == KindSemaphore && h.Permits != c.Permits:
+			return Outcome{}, true, invalid("owner already holds %d permits of %q; release them first", h.Permits, c.Name)
+		case l.Kind == KindRW && h.Mode == Shared && c.Mode == Exclusive:
+			if len(l.Holders) > 1 {
+				return Outcome{}, true, errs.Wrapf(ErrWouldDeadlock, "%d other readers hold %q; release the read lock and acquire the write lock", len(l.Holders)-1, c.Name)
+			}
+			h.Mode, h.Token = Exclusive, t.rev
+			t.notifyGrant(l.Name, h, 0, 0)
+			return Outcome{State: Granted, Token: t.rev}, true, nil
+		case l.Kind == KindRW && h.Mode == Exclusive && c.Mode == Shared:
+			h.Mode = Shared
+			t.grantPass(map[string]bool{l.Name: true})
+			return Outcome{State: Granted, Token: h.Token}, true, nil
+		}
+		return Outcome{State: Granted, Token: h.Token}, true, nil
+	}
+	if held == len(claims) && held > 0 {
+		return Outcome{State: Granted, Token: token}, true, nil
+	}
+	if held > 0 {
+		return Outcome{}, true, invalid("owner already holds some of these locks; release them or claim the rest")
+	}
+	first := t.locks[claims[0].Name]
+	if first == nil {
+		return Outcome{}, false, nil
+	}
+	for pos, id := range first.Queue {
+		w := t.waiters[id]
+		if w.Session == r.Session && w.Owner == r.Owner {
+			return Outcome{State: Queued, Waiter: id, Position: pos}, true, nil
+		}
+	}
+	return Outcome{}, false, nil
+}
+
+// grant makes w's claims holders with token rev and removes it from every
+// queue. It returns the names of the locks it touched.
+func (t *Table) grant(w *Waiter) []string {
+	names := make([]string, 0, len(w.Claims))
+	for _, c := range w.Claims {
+		l := t.lockFor(c)
+		h := &Holder{Session: w.Session, Owner: w.Owner, Token: t.rev, Mode: c.Mode, Permits: c.Permits, SinceUnixMs: t.now, HoldMs: w.HoldMs}
+		l.Holders = append(l.Holders, h)
+		if w.ID != 0 {
+			l.Queue = slices.DeleteFunc(l.Queue, func(id uint64) bool { return id == w.ID })
+		}
+		t.involve(w.Session, c.Name)
+		t.notifyGrant(l.Name, h, w.ID, t.now-w.SinceUnixMs)
+		names = append(names, c.Name)
+	}
+	delete(t.waiters, w.ID)
+	return names
+}
+
+func (t *Table) notifyGrant(name string, h *Holder, waiter uint64, waitedMs int64) {
+	if t.observer != nil {
+		t.observer.Granted(Grant{Name: name, Session: h.Session, Owner: h.Owner, Waiter: waiter, Token: h.Token,
+			HoldMs: h.HoldMs, Since: h.SinceUnixMs, WaitedMs: waitedMs})
+	}
+}
+
+// grantable reports whether a waiter is at the head of every queue it is in
+// and every claim is compatible.
+func (t *Table) grantable(w *Waiter) bool {
+	for _, c := range w.Claims {
+		l := t.locks[c.Name]
+		if l == nil || len(l.Queue) == 0 || l.Queue[0] != w.ID || !l.compatible(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// grantPass grants queued waiters of the touched locks, in queue order,
+// until every head is blocked; then drops locks nobody holds or waits for.
+func (t *Table) grantPass(touched map[string]bool) {
+	work := make([]string, 0, len(touched))
+	for n := range touched {
+		work = append(work, n)
+	}
+	slices.Sort(work)
+	queued := map[string]bool{}
+	for _, n := range work {
+		queued[n] = true
+	}
+	for len(work) > 0 {
+		name := work[0]
+		work = work[1:]
+		queued[name] = false
+		l := t.locks[name]
+		for l != nil && len(l.Queue) > 0 {
+			w := t.waiters[l.Queue[0]]
+			if !t.grantable(w) {
+				break
+			}
+			for _, other := range t.grant(w) {
+				if other != name && !queued[other] {
+					queued[other] = true
+					work = append(work, other)
+				}
+			}
+		}
+		if l != nil && len(l.Holders) == 0 && len(l.Queue) == 0 {
+			delete(t.locks, name)
+		}
+	}
+}
+
+// removeHolder takes h off l and reports the release.
+func (t *Table) removeHolder(l *Lock, h *Holder, reason string) {
+	l.Holders = slices.DeleteFunc(l.Holders, func(x *Holder) bool { return x == h })
+	t.uninvolve(h.Session, l.Name)
+	if t.observer != nil {
+		t.observer.Released(Release{Name: l.Name, Session: h.Session, Owner: h.Owner, Token: h.Token, Reason: reason,
+			HeldMs: t.now - h.SinceUnixMs, HoldMs: h.HoldMs, Revoked: reason != ReasonReleased})
+	}
+}
+
+// Release ends the owner's grants of the named locks. With a token, the
+// grant must carry it. Either every lock is released or none.
+func (t *Table) Release(rev uint64, nowMs int64, names []string, sess int64, owner string, token uint64) error {
+	t.rev, t.now = rev, nowMs
+	if len(names) == 0 || len(names) > MaxClaims {
+		return invalid("%d locks to release; give 1 to %d", len(names), MaxClaims)
+	}
+	type victim struct {
+		l *Lock
+		h *Holder
+	}
+	victims := make([]victim, 0, len(names))
+	for _, n := range names {
+		l := t.locks[n]
+		var h *Holder
+		if l != nil {
+			h = l.holder(sess, owner)
+		}
+		if h == nil {
+			return errs.Wrapf(ErrNotHeld, "%q is not held by session %d owner %q", n, sess, owner)
+		}
+		if token != 0 && h.Token != token {
+			return errs.Wrapf(ErrNotHeld, "%q is held under token %d, not %d", n, h.Token, token)
+		}
+		victims = append(victims, victim{l, h})
+	}
+	touched := map[string]bool{}
+	for _, v := range victims {
+		t.removeHolder(v.l, v.h, ReasonReleased)
+		touched[v.l.Name] = true
+	}
+	t.grantPass(touched)
+	return nil
+}
+
+// Cancel takes a waiter off every queue.
+func (t *Table) Cancel(rev uint64, nowMs int64, waiter uint64, sess int64, owner string) error {
+	t.rev, t.now = rev, nowMs
+	w := t.waiters[waiter]
+	if w == nil || w.Session != sess || w.Owner != owner {
+		return errs.Wrapf(ErrNotWaiting, "waiter %d of session %d owner %q", waiter, sess, owner)
+	}
+	t.dequeue(w, "cancelled")
+	touched := map[string]bool{}
+	for _, c := range w.Claims {
+		touched[c.Name] = true
+	}
+	t.grantPass(touched)
+	return nil
+}
+
+func (t *Table) dequeue(w *Waiter, reason string) {
+	for _, c := range w.Claims {
+		if l := t.locks[c.Name]; l != nil {
+			l.Queue = slices.DeleteFunc(l.Queue, func(id uint64) bool { return id == w.ID })
+		}
+	}
+	delete(t.waiters, w.ID)
+	for _, c := range w.Claims {
+		t.uninvolve(w.Session, c.Name)
+	}
+	if t.observer != nil {
+		t.observer.Dequeued(w.ID, reason)
+	}
+}
+
+// EndSession releases every grant and cancels every wait of a session, and
+// returns how many it ended.
+func (t *Table) EndSession(rev uint64, nowMs int64, sess int64) int64 {
+	t.rev, t.now = rev, nowMs
+	names := make([]string, 0, len(t.bySession[sess]))
+	for n := range t.bySession[sess] {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var n int64
+	touched := map[string]bool{}
+	for _, name := range names {
+		l := t.locks[name]
+		if l == nil {
+			continue
+		}
+		for _, h := range slices.Clone(l.Holders) {
+			if h.Session == sess {
+				t.removeHolder(l, h, ReasonSessionEnded)
+				n++
+			}
+		}
+		for _, id := range slices.Clone(l.Queue) {
+			if w := t.waiters[id]; w != nil && w.Session == sess {
+				t.dequeue(w, ReasonSessionEnded)
+				n++
+			}
+		}
+		touched[name] = true
+	}
+	delete(t.bySession, sess)
+	t.grantPass(touched)
+	return n
+}
+
+// ExpireHold releases the grant of lock name with token whose hold time ran
+// out on the leader. It does nothing if the grant is already gone.
+func (t *Table) ExpireHold(rev uint64, nowMs int64, name string, token uint64) bool {
+	t.rev, t.now = rev, nowMs
+	l := t.locks[name]
+	if l == nil {
+		return false
+	}
+	var done bool
+	for _, h := range slices.Clone(l.Holders) {
+		if h.Token == token && h.HoldMs > 0 {
+			t.removeHolder(l, h, ReasonHoldTime)
+			done = true
+		}
+	}
+	if done {
+		t.grantPass(map[string]bool{name: true})
+	}
+	return done
+}
+
+// ForceRelease ends the grants of a lock (only the one with token, when
+// given) on an operator's request, and records it.
+func (t *Table) ForceRelease(rev uint64, nowMs int64, name string, token uint64, reason string) (int, error) {
+	t.rev, t.now = rev, nowMs
+	l := t.locks[name]
+	if l == nil || len(l.Holders) == 0 {
+		return 0, errs.Wrapf(ErrNotHeld, "%q is not held", name)
+	}
+	n := 0
+	for _, h := range slices.Clone(l.Holders) {
+		if token != 0 && h.Token != token {
+			continue
+		}
+		t.forced = append(t.forced, ForceRecord{Name: name, Token: h.Token, Session: h.Session, Owner: h.Owner,
+			AtUnixMs: nowMs, Reason: reason, Revision: rev, HeldSince: h.SinceUnixMs})
+		t.removeHolder(l, h, ReasonForced)
+		n++
+	}
+	if n == 0 {
+		return 0, errs.Wrapf(ErrNotHeld, "%q is not held under token %d", name, token)
+	}
+	if len(t.forced) > forceHistory {
+		t.forced = slices.Clone(t.forced[len(t.forced)-forceHistory:])
+	}
+	t.grantPass(map[string]bool{name: true})
+	return n, nil
+}
+
+// HeldWithToken reports whether lock name is held under token. It
+// implements kv.LockChecker, for fenced writes.
+func (t *Table) HeldWithToken(name []byte, token int64) bool {
+	l := t.locks[string(name)]
+	if l == nil || token <= 0 {
+		return false
+	}
+	for _, h := range l.Holders {
+		if h.Token == uint64(token) {
+			return true
+		}
+	}
+	return false
+}
+
+// Get returns a copy of a lock and its waiters, in queue order.
+func (t *Table) Get(name string) (Lock, []Waiter, bool) {
+	l := t.locks[name]
+	if l == nil {
+		return Lock{}, nil, false
+	}
+	cp := copyLock(l)
+	ws := make([]Waiter, 0, len(l.Queue))
+	for _, id := range l.Queue {
+		ws = append(ws, copyWaiter(t.waiters[id]))
+	}
+	return cp, ws, true
+}
+
+// Names returns the names of every lock in order, from after (exclusive),
+// at most limit of them (0: all).
+func (t *Table) Names(prefix, after string, limit int) []string {
+	out := make([]string, 0, len(t.locks))
+	for n := range t.locks {
+		if len(n) >= len(prefix) && n[:len(prefix)] == prefix && n > after {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// Len returns the number of locks and of waiters.
+func (t *Table) Len() (locks, waiters int) { return len(t.locks), len(t.waiters) }
+
+// Forced returns the recent force-release records, oldest first.
+func (t *Table) Forced() []ForceRecord { return slices.Clone(t.forced) }
+
+// Holds returns every grant with a hold time, for the leader's tracker.
+func (t *Table) Holds() []Grant {
+	var out []Grant
+	for _, name := range t.Names("", "", 0) {
+		for _, h := range t.locks[name].Holders {
+			if h.HoldMs > 0 {
+				out = append(out, Grant{Name: name, Session: h.Session, Owner: h.Owner, Token: h.Token, HoldMs: h.HoldMs, Since: h.SinceUnixMs})
+			}
+		}
+	}
+	return out
+}
+
+func copyLock(l *Lock) Lock {
+	cp := Lock{Name: l.Name, Kind: l.Kind, Capacity: l.Capacity, Queue: slices.Clone(l.Queue)}
+	for _, h := range l.Holders {
+		hh := *h
+		cp.Holders = append(cp.Holders, &hh)
+	}
+	return cp
+}
+
+func copyWaiter(w *Waiter) Waiter {
+	cp := *w
+	cp.Claims = slices.Clone(w.Claims)
+	return cp
+}

@@ -1,0 +1,388 @@
+package lock
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/internal/fsm/record"
+	"github.com/concord-dev/concord/internal/session"
+)
+
+type liveSessions map[int64]bool
+
+func (l liveSessions) Exists(id int64) bool { return l[id] }
+
+// recorder is an Observer that keeps the grant order.
+type recorder struct {
+	grants   []Grant
+	releases []Release
+	dequeued []uint64
+}
+
+func (r *recorder) Granted(g Grant)              { r.grants = append(r.grants, g) }
+func (r *recorder) Released(x Release)           { r.releases = append(r.releases, x) }
+func (r *recorder) Dequeued(id uint64, _ string) { r.dequeued = append(r.dequeued, id) }
+
+func newTable() (*Table, liveSessions, *recorder) {
+	s := liveSessions{1: true, 2: true, 3: true, 4: true}
+	t := NewTable(s)
+	rec := &recorder{}
+	t.SetObserver(rec)
+	return t, s, rec
+}
+
+func mutex(name string) Claim { return Claim{Name: name, Kind: KindMutex} }
+func reader(name string) Claim {
+	return Claim{Name: name, Kind: KindRW, Mode: Shared}
+}
+func writer(name string) Claim {
+	return Claim{Name: name, Kind: KindRW, Mode: Exclusive}
+}
+func sem(name string, permits, capacity int64) Claim {
+	return Claim{Name: name, Kind: KindSemaphore, Permits: permits, Capacity: capacity}
+}
+
+func acq(t *testing.T, tb *Table, rev uint64, sess int64, owner string, wait bool, claims ...Claim) Outcome {
+	t.Helper()
+	out, err := tb.Acquire(rev, int64(rev), Request{Claims: claims, Session: sess, Owner: owner, Wait: wait})
+	require.NoError(t, err)
+	return out
+}
+
+func TestMutexFIFOHandoffInTheReleasingCommand(t *testing.T) {
+	tb, _, rec := newTable()
+	require.Equal(t, Outcome{State: Granted, Token: 10}, acq(t, tb, 10, 1, "a", true, mutex("m")))
+	require.Equal(t, Outcome{State: Queued, Waiter: 11, Position: 0}, acq(t, tb, 11, 2, "b", true, mutex("m")))
+	require.Equal(t, Outcome{State: Queued, Waiter: 12, Position: 1}, acq(t, tb, 12, 3, "c", true, mutex("m")))
+	require.Equal(t, Outcome{State: NotAcquired}, acq(t, tb, 13, 4, "d", false, mutex("m")), "try-lock does not barge")
+	require.NoError(t, tb.Release(14, 14, []string{"m"}, 1, "a", 10))
+	last := rec.grants[len(rec.grants)-1]
+	require.Equal(t, Grant{Name: "m", Session: 2, Owner: "b", Waiter: 11, Token: 14, Since: 14, WaitedMs: 3}, last)
+	require.ErrorIs(t, tb.Release(15, 15, []string{"m"}, 1, "a", 10), ErrNotHeld)
+	require.ErrorIs(t, tb.Release(15, 15, []string{"m"}, 2, "b", 10), ErrNotHeld, "wrong token")
+	require.True(t, tb.HeldWithToken([]byte("m"), 14))
+	require.False(t, tb.HeldWithToken([]byte("m"), 10))
+}
+
+func TestAcquireIsIdempotentPerOwner(t *testing.T) {
+	tb, _, _ := newTable()
+	acq(t, tb, 1, 1, "a", true, mutex("m"))
+	require.Equal(t, Outcome{State: Granted, Token: 1}, acq(t, tb, 2, 1, "a", true, mutex("m")))
+	require.Equal(t, Outcome{State: Queued, Waiter: 3}, acq(t, tb, 3, 2, "b", true, mutex("m")))
+	require.Equal(t, Outcome{State: Queued, Waiter: 3}, acq(t, tb, 4, 2, "b", true, mutex("m")), "a retried wait keeps its place")
+	l, ws, ok := tb.Get("m")
+	require.True(t, ok)
+	require.Len(t, l.Holders, 1)
+	require.Len(t, ws, 1)
+}
+
+func TestResumeToken(t *testing.T) {
+	tb, _, _ := newTable()
+	acq(t, tb, 5, 1, "a", true, mutex("m"))
+	out, err := tb.Acquire(6, 6, Request{Claims: []Claim{mutex("m")}, Session: 1, Owner: "a", ResumeToken: 5})
+	require.NoError(t, err)
+	require.Equal(t, Outcome{State: Granted, Token: 5}, out)
+	out, err = tb.Acquire(7, 7, Request{Claims: []Claim{mutex("m")}, Session: 1, Owner: "a", ResumeToken: 4, Wait: true})
+	require.NoError(t, err)
+	require.Equal(t, Outcome{State: Lost}, out, "a resume never queues")
+}
+
+func TestReadWriteLockDoesNotStarveWriters(t *testing.T) {
+	tb, _, _ := newTable()
+	require.Equal(t, Granted, acq(t, tb, 1, 1, "r1", true, reader("rw")).State)
+	require.Equal(t, Granted, acq(t, tb, 2, 2, "r2", true, reader("rw")).State)
+	require.Equal(t, Queued, acq(t, tb, 3, 3, "w", true, writer("rw")).State)
+	require.Equal(t, Queued, acq(t, tb, 4, 4, "r3", true, reader("rw")).State, "a reader queues behind a waiting writer")
+	require.NoError(t, tb.Release(5, 5, []string{"rw"}, 1, "r1", 0))
+	require.NoError(t, tb.Release(6, 6, []string{"rw"}, 2, "r2", 0))
+	l, ws, _ := tb.Get("rw")
+	require.Len(t, l.Holders, 1)
+	require.Equal(t, Exclusive, l.Holders[0].Mode)
+	require.EqualValues(t, 6, l.Holders[0].Token)
+	require.Len(t, ws, 1)
+	require.NoError(t, tb.Release(7, 7, []string{"rw"}, 3, "w", 6))
+	l, _, _ = tb.Get("rw")
+	require.Equal(t, "r3", l.Holders[0].Owner)
+}
+
+func TestUpgradeAndDowngrade(t *testing.T) {
+	tb, _, _ := newTable()
+	acq(t, tb, 1, 1, "a", true, reader("rw"))
+	acq(t, tb, 2, 2, "b", true, reader("rw"))
+	_, err := tb.Acquire(3, 3, Request{Claims: []Claim{writer("rw")}, Session: 1, Owner: "a", Wait: true})
+	require.ErrorIs(t, err, ErrWouldDeadlock)
+	require.NoError(t, tb.Release(4, 4, []string{"rw"}, 2, "b", 0))
+	out := acq(t, tb, 5, 1, "a", true, writer("rw"))
+	require.Equal(t, Outcome{State: Granted, Token: 5}, out, "a sole reader upgrades with a new token")
+	acq(t, tb, 6, 2, "b", true, reader("rw"))
+	out = acq(t, tb, 7, 1, "a", true, reader("rw"))
+	require.Equal(t, Outcome{State: Granted, Token: 5}, out)
+	l, _, _ := tb.Get("rw")
+	require.Len(t, l.Holders, 2, "the downgrade let the waiting reader in")
+}
+
+func TestSemaphorePermits(t *testing.T) {
+	tb, _, _ := newTable()
+	require.Equal(t, Granted, acq(t, tb, 1, 1, "a", true, sem("s", 2, 3)).State)
+	require.Equal(t, Queued, acq(t, tb, 2, 2, "b", true, sem("s", 2, 3)).State)
+	require.Equal(t, Queued, acq(t, tb, 3, 3, "c", true, sem("s", 1, 3)).State, "strict FIFO: a small request waits behind a large one")
+	_, err := tb.Acquire(4, 4, Request{Claims: []Claim{sem("s", 4, 3)}, Session: 4, Owner: "d"})
+	require.ErrorIs(t, err, ErrTooManyPermits)
+	_, err = tb.Acquire(4, 4, Request{Claims: []Claim{sem("s", 1, 5)}, Session: 4, Owner: "d"})
+	require.ErrorIs(t, err, ErrKindMismatch)
+	require.NoError(t, tb.Release(5, 5, []string{"s"}, 1, "a", 0))
+	l, ws, _ := tb.Get("s")
+	require.Len(t, l.Holders, 2, "both waiters fit once the permits are back")
+	require.Empty(t, ws)
+}
+
+func TestMultiLockAllOrNoneAndNoDeadlock(t *testing.T) {
+	tb, _, _ := newTable()
+	acq(t, tb, 1, 1, "a", true, mutex("y"))
+	require.Equal(t, Queued, acq(t, tb, 2, 2, "b", true, mutex("x"), mutex("y")).State)
+	require.Equal(t, Queued, acq(t, tb, 3, 3, "c", true, mutex("y"), mutex("x")).State)
+	l, _, _ := tb.Get("x")
+	require.Empty(t, l.Holders, "all or none: x is not taken while y is busy")
+	require.NoError(t, tb.Release(4, 4, []string{"y"}, 1, "a", 0))
+	lx, _, _ := tb.Get("x")
+	ly, _, _ := tb.Get("y")
+	require.Equal(t, "b", lx.Holders[0].Owner)
+	require.Equal(t, "b", ly.Holders[0].Owner)
+	require.NoError(t, tb.Release(5, 5, []string{"x", "y"}, 2, "b", 4))
+	lx, _, _ = tb.Get("x")
+	require.Equal(t, "c", lx.Holders[0].Owner)
+	_, err := tb.Acquire(6, 6, Request{Claims: []Claim{mutex("p"), writer("q")}, Session: 1, Owner: "a"})
+	require.ErrorIs(t, err, ErrInvalidClaim)
+}
+
+func TestSessionEndReleasesAndGrantsNext(t *testing.T) {
+	tb, live, rec := newTable()
+	acq(t, tb, 1, 1, "a", true, mutex("m"))
+	acq(t, tb, 2, 1, "a2", true, mutex("n"))
+	acq(t, tb, 3, 2, "b", true, mutex("m"))
+	acq(t, tb, 4, 1, "a3", true, mutex("m"))
+	delete(live, 1)
+	require.EqualValues(t, 3, tb.EndSession(5, 5, 1))
+	l, ws, _ := tb.Get("m")
+	require.Equal(t, "b", l.Holders[0].Owner)
+	require.EqualValues(t, 5, l.Holders[0].Token)
+	require.Empty(t, ws)
+	_, _, ok := tb.Get("n")
+	require.False(t, ok, "an unheld lock with no waiters is dropped")
+	require.Contains(t, rec.dequeued, uint64(4))
+	_, err := tb.Acquire(6, 6, Request{Claims: []Claim{mutex("m")}, Session: 1, Owner: "a"})
+	require.ErrorIs(t, err, session.ErrNotFound)
+}
+
+func TestHoldTimeAndForceRelease(t *testing.T) {
+	tb, _, rec := newTable()
+	_, err := tb.Acquire(1, 1, Request{Claims: []Claim{mutex("m")}, Session: 1, Owner: "a", HoldMs: 500})
+	require.NoError(t, err)
+	require.Len(t, tb.Holds(), 1)
+	acq(t, tb, 2, 2, "b", true, mutex("m"))
+	require.False(t, tb.ExpireHold(3, 3, "m", 99))
+	require.True(t, tb.ExpireHold(4, 4, "m", 1))
+	require.Equal(t, ReasonHoldTime, rec.releases[len(rec.releases)-1].Reason)
+	l, _, _ := tb.Get("m")
+	require.Equal(t, "b", l.Holders[0].Owner)
+
+	n, err := tb.ForceRelease(5, 5, "m", 0, "stuck job")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, []ForceRecord{{Name: "m", Token: 4, Session: 2, Owner: "b", AtUnixMs: 5, Reason: "stuck job", Revision: 5, HeldSince: 4}}, tb.Forced())
+	_, err = tb.ForceRelease(6, 6, "m", 0, "again")
+	require.ErrorIs(t, err, ErrNotHeld)
+}
+
+func TestBadRequests(t *testing.T) {
+	tb, _, _ := newTable()
+	for _, r := range []Request{
+		{Session: 1, Owner: "a"},
+		{Claims: []Claim{mutex("")}, Session: 1, Owner: "a"},
+		{Claims: []Claim{mutex("m")}, Session: 1},
+		{Claims: []Claim{mutex("m"), mutex("m")}, Session: 1, Owner: "a"},
+		{Claims: []Claim{{Name: "m"}}, Session: 1, Owner: "a"},
+		{Claims: []Claim{{Name: "m", Kind: KindRW}}, Session: 1, Owner: "a"},
+		{Claims: []Claim{sem("s", 0, 2)}, Session: 1, Owner: "a"},
+	} {
+		_, err := tb.Acquire(1, 1, r)
+		require.Error(t, err, "%+v", r)
+	}
+	_, err := tb.Acquire(1, 1, Request{Claims: []Claim{mutex("m")}, Session: 99, Owner: "a"})
+	require.ErrorIs(t, err, session.ErrNotFound)
+	acq(t, tb, 2, 1, "a", true, mutex("m"))
+	_, err = tb.Acquire(3, 3, Request{Claims: []Claim{reader("m")}, Session: 2, Owner: "b"})
+	require.ErrorIs(t, err, ErrKindMismatch)
+	require.ErrorIs(t, tb.Cancel(4, 4, 77, 1, "a"), ErrNotWaiting)
+	n, w := tb.Len()
+	require.Equal(t, 1, n)
+	require.Zero(t, w)
+}
+
+// TestInvariantsUnderRandomOperations drives the table with random
+// operations and checks, after every applied command: no two sessions hold
+// a mutex or a write lock, no writer coexists with readers, no semaphore
+// gives out more than its permits, grants of each lock follow queue order,
+// tokens of each lock strictly increase, and nothing of an ended session
+// remains.
+func TestInvariantsUnderRandomOperations(t *testing.T) {
+	for seed := uint64(1); seed <= 40; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { runRandom(t, seed, 600) })
+	}
+}
+
+func runRandom(t *testing.T, seed uint64, steps int) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	live := liveSessions{}
+	for s := int64(1); s <= 6; s++ {
+		live[s] = true
+	}
+	tb := NewTable(live)
+	rec := &recorder{}
+	tb.SetObserver(rec)
+	names := []string{"m1", "m2", "m3"}
+	claimFor := func(name string) Claim {
+		switch name {
+		case "rw":
+			if rng.IntN(2) == 0 {
+				return reader(name)
+			}
+			return writer(name)
+		case "sem":
+			return sem(name, 1+rng.Int64N(3), 3)
+		default:
+			return mutex(name)
+		}
+	}
+	all := append(slices.Clone(names), "rw", "sem")
+	lastToken := map[string]uint64{}
+	enqueued := map[string][]uint64{}
+	nextSession := int64(7)
+	for rev := uint64(1); rev <= uint64(steps); rev++ {
+		sess := int64(1 + rng.IntN(int(nextSession-1)))
+		owner := fmt.Sprintf("o%d", rng.IntN(2))
+		before := len(rec.grants)
+		switch op := rng.IntN(10); {
+		case op < 5:
+			var claims []Claim
+			if rng.IntN(4) == 0 {
+				k := 1 + rng.IntN(len(names))
+				for _, i := range rng.Perm(len(names))[:k] {
+					claims = append(claims, mutex(names[i]))
+				}
+			} else {
+				claims = []Claim{claimFor(all[rng.IntN(len(all))])}
+			}
+			out, err := tb.Acquire(rev, int64(rev), Request{Claims: claims, Session: sess, Owner: owner, Wait: rng.IntN(4) != 0})
+			if err == nil && out.State == Queued && out.Waiter == rev {
+				for _, c := range claims {
+					enqueued[c.Name] = append(enqueued[c.Name], rev)
+				}
+			}
+		case op < 8:
+			name := all[rng.IntN(len(all))]
+			_ = tb.Release(rev, int64(rev), []string{name}, sess, owner, 0)
+		case op < 9:
+			if ids := waiterIDs(tb); len(ids) > 0 {
+				w := tb.waiters[ids[rng.IntN(len(ids))]]
+				require.NoError(t, tb.Cancel(rev, int64(rev), w.ID, w.Session, w.Owner))
+			}
+		default:
+			if live[sess] {
+				delete(live, sess)
+				tb.EndSession(rev, int64(rev), sess)
+				live[nextSession] = true
+				nextSession++
+			}
+		}
+		// Grants of this command carry its index, above every grant of
+		// the same lock by an earlier command. (Readers or permits granted
+		// by one command share its index.)
+		for _, g := range rec.grants[before:] {
+			require.Equal(t, rev, g.Token)
+			if lastToken[g.Name] != rev {
+				require.Greater(t, g.Token, lastToken[g.Name], "token went back on %s", g.Name)
+			}
+			lastToken[g.Name] = g.Token
+			if g.Waiter != 0 {
+				// FIFO: a granted waiter was the earliest still queued.
+				q := enqueued[g.Name]
+				require.NotEmpty(t, q)
+				idx := slices.Index(q, g.Waiter)
+				require.GreaterOrEqual(t, idx, 0)
+				for _, earlier := range q[:idx] {
+					_, stillQueued := tb.waiters[earlier]
+					require.False(t, stillQueued, "waiter %d granted %s before earlier waiter %d", g.Waiter, g.Name, earlier)
+				}
+			}
+		}
+		for name := range enqueued {
+			enqueued[name] = slices.DeleteFunc(enqueued[name], func(id uint64) bool { _, ok := tb.waiters[id]; return !ok })
+		}
+		checkInvariants(t, tb, live)
+	}
+	// Snapshot and restore keep everything.
+	n, first := encode(t, tb)
+	restored := NewTable(live)
+	require.NoError(t, restored.Restore(n, record.NewReader(bytes.NewReader(first))))
+	_, second := encode(t, restored)
+	require.Equal(t, first, second)
+	checkInvariants(t, restored, live)
+}
+
+func encode(t *testing.T, tb *Table) (uint64, []byte) {
+	var buf bytes.Buffer
+	n, write := tb.Capture()
+	w := record.NewWriter(&buf)
+	require.NoError(t, write(w))
+	require.NoError(t, w.Flush())
+	return n, buf.Bytes()
+}
+
+func waiterIDs(tb *Table) []uint64 {
+	ids := make([]uint64, 0, len(tb.waiters))
+	for id := range tb.waiters {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func checkInvariants(t *testing.T, tb *Table, live liveSessions) {
+	t.Helper()
+	for name, l := range tb.locks {
+		require.False(t, len(l.Holders) == 0 && len(l.Queue) == 0, "empty lock %s kept", name)
+		var permits int64
+		writers, readers := 0, 0
+		for _, h := range l.Holders {
+			require.True(t, live[h.Session], "holder of ended session %d on %s", h.Session, name)
+			permits += h.Permits
+			if h.Mode == Exclusive {
+				writers++
+			} else {
+				readers++
+			}
+		}
+		switch l.Kind {
+		case KindMutex:
+			require.LessOrEqual(t, len(l.Holders), 1, "two holders of mutex %s", name)
+		case KindRW:
+			require.False(t, writers > 1 || (writers == 1 && readers > 0), "%s: %d writers, %d readers", name, writers, readers)
+		case KindSemaphore:
+			require.LessOrEqual(t, permits, l.Capacity, "semaphore %s over its permits", name)
+		}
+		for _, id := range l.Queue {
+			w := tb.waiters[id]
+			require.NotNil(t, w)
+			require.True(t, live[w.Session], "waiter of ended session on %s", name)
+		}
+		if len(l.Queue) > 0 {
+			require.False(t, tb.grantable(tb.waiters[l.Queue[0]]), "%s: grantable head left waiting", name)
+		}
+	}
+}

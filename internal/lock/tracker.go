@@ -1,0 +1,131 @@
+package lock
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/concord-dev/concord/internal/clock"
+	"github.com/concord-dev/concord/internal/deadline"
+)
+
+// HoldRef names one grant.
+type HoldRef struct {
+	Name  string
+	Token uint64
+}
+
+func (h HoldRef) key() string { return h.Name + "\x00" + strconv.FormatUint(h.Token, 10) }
+
+// HoldTracker is the leader's timer of grants with a hold time. Like session
+// TTLs, hold times restart on a new leader: Start gives every such grant its
+// full hold time from then, so a leader change never shortens one.
+type HoldTracker struct {
+	clock clock.Clock
+
+	mu     sync.Mutex
+	active bool
+	refs   map[string]HoldRef
+	queue  *deadline.Queue[string]
+	wake   chan struct{}
+}
+
+// NewHoldTracker returns an inactive tracker.
+func NewHoldTracker(c clock.Clock) *HoldTracker {
+	return &HoldTracker{clock: c, refs: map[string]HoldRef{}, queue: deadline.New[string](), wake: make(chan struct{}, 1)}
+}
+
+// Start activates the tracker with every grant that has a hold time.
+func (t *HoldTracker) Start(holds []Grant) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.refs = map[string]HoldRef{}
+	t.queue.Clear()
+	now := t.clock.Now()
+	for _, g := range holds {
+		t.addLocked(g, now)
+	}
+	t.active = true
+	t.signal()
+}
+
+// Stop deactivates the tracker.
+func (t *HoldTracker) Stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.active = false
+	t.refs = map[string]HoldRef{}
+	t.queue.Clear()
+}
+
+func (t *HoldTracker) addLocked(g Grant, now time.Time) {
+	ref := HoldRef{Name: g.Name, Token: g.Token}
+	t.refs[ref.key()] = ref
+	t.queue.Set(ref.key(), now.Add(time.Duration(g.HoldMs)*time.Millisecond))
+}
+
+// Granted follows a new grant.
+func (t *HoldTracker) Granted(g Grant) {
+	if g.HoldMs <= 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.active {
+		return
+	}
+	t.addLocked(g, t.clock.Now())
+	t.signal()
+}
+
+// Released follows the end of a grant.
+func (t *HoldTracker) Released(r Release) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ref := HoldRef{Name: r.Name, Token: r.Token}
+	delete(t.refs, ref.key())
+	t.queue.Remove(ref.key())
+}
+
+// Due returns the grants whose hold time ran out and the time until the
+// next one (at most a second).
+func (t *HoldTracker) Due(limit int) ([]HoldRef, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.active {
+		return nil, time.Second
+	}
+	now := t.clock.Now()
+	var out []HoldRef
+	for _, k := range t.queue.PopDue(now, limit) {
+		out = append(out, t.refs[k])
+		delete(t.refs, k)
+	}
+	next := time.Second
+	if at, ok := t.queue.Next(); ok {
+		next = min(next, at.Sub(now))
+	}
+	return out, max(next, time.Millisecond)
+}
+
+// Retry puts grants whose release proposal failed back, due at once.
+func (t *HoldTracker) Retry(refs []HoldRef) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.clock.Now()
+	for _, r := range refs {
+		t.refs[r.key()] = r
+		t.queue.Set(r.key(), now)
+	}
+	t.signal()
+}
+
+// Wake is signalled when deadlines change.
+func (t *HoldTracker) Wake() <-chan struct{} { return t.wake }
+
+func (t *HoldTracker) signal() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}

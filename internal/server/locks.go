@@ -1,0 +1,349 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/fsm"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/lock"
+	"github.com/concord-dev/concord/internal/raftnode"
+)
+
+// maxOwnerBytes bounds a lock owner's identity.
+const maxOwnerBytes = 256
+
+func (s *Server) checkLockName(name string) error {
+	if name == "" {
+		return errs.Wrapf(lock.ErrInvalidClaim, "empty lock name")
+	}
+	if len(name) > s.cfg.Limits.MaxKeyBytes {
+		return errs.Wrapf(lock.ErrInvalidClaim, "lock name is %d bytes; the limit is %d (--max-key-bytes)", len(name), s.cfg.Limits.MaxKeyBytes)
+	}
+	return nil
+}
+
+func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
+	if len(req.GetClaims()) == 0 || len(req.GetClaims()) > lock.MaxClaims {
+		return errs.Wrapf(lock.ErrInvalidClaim, "%d claims; give 1 to %d", len(req.GetClaims()), lock.MaxClaims)
+	}
+	for _, c := range req.GetClaims() {
+		if err := s.checkLockName(c.GetName()); err != nil {
+			return err
+		}
+	}
+	if req.GetOwner() == "" || len(req.GetOwner()) > maxOwnerBytes {
+		return errs.Wrapf(lock.ErrInvalidClaim, "owner must be 1 to %d bytes", maxOwnerBytes)
+	}
+	if req.GetSession() <= 0 {
+		return errs.Wrapf(lock.ErrInvalidClaim, "a lock needs a session")
+	}
+	if h := time.Duration(req.GetHoldMs()) * time.Millisecond; h < 0 || h > s.cfg.Limits.MaxSessionTTL {
+		return errs.Wrapf(lock.ErrInvalidClaim, "hold time %s is outside [0, %s]", h, s.cfg.Limits.MaxSessionTTL)
+	}
+	var full bool
+	s.fsm.Read(func(st fsm.State) {
+		l, w := st.Locks.Len()
+		full = l+w >= s.cfg.Limits.MaxLocks
+	})
+	if full && req.GetResumeToken() == 0 {
+		return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks and waiters, the maximum (--max-locks)", s.cfg.Limits.MaxLocks)
+	}
+	return nil
+}
+
+// holdStatus reports whether owner still holds every claimed lock under
+// token.
+func holdStatus(st fsm.State, req *concordv1.AcquireRequest, token uint64) bool {
+	for _, c := range req.GetClaims() {
+		if !st.Locks.HeldWithToken([]byte(c.GetName()), int64(token)) {
+			return false
+		}
+		l, _, _ := st.Locks.Get(c.GetName())
+		held := false
+		for _, h := range l.Holders {
+			held = held || (h.Session == req.GetSession() && h.Owner == req.GetOwner() && h.Token == token)
+		}
+		if !held {
+			return false
+		}
+	}
+	return true
+}
+
+// waiterStatus reports whether waiter id is still queued, and the grant's
+// token if it has been granted to the owner meanwhile.
+func waiterStatus(st fsm.State, req *concordv1.AcquireRequest, id uint64) (queued bool, token uint64) {
+	name := req.GetClaims()[0].GetName()
+	l, ws, ok := st.Locks.Get(name)
+	if !ok {
+		return false, 0
+	}
+	for _, w := range ws {
+		if w.ID == id {
+			return true, 0
+		}
+	}
+	for _, h := range l.Holders {
+		if h.Session == req.GetSession() && h.Owner == req.GetOwner() {
+			return false, h.Token
+		}
+	}
+	return false, 0
+}
+
+// AcquireLock takes a lock and reports through send: QUEUED (if it waits),
+// GRANTED, and, while the stream stays open, LOST when the grant ends other
+// than by Release. It returns when the stream's ctx ends, after LOST, or
+// after a try-lock's single answer. A member that shuts down ends the stream
+// without cancelling the wait: the client resumes on another member, keeping
+// its place.
+func (s *Server) AcquireLock(ctx context.Context, req *concordv1.AcquireRequest, send func(*concordv1.AcquireResponse) error) error {
+	if err := s.checkAcquire(req); err != nil {
+		return err
+	}
+	meta := req.GetMeta()
+	cmd := acquireCommand(req)
+	res, err := s.write(ctx, meta, &internalv1.Command{Op: &internalv1.Command_LockAcquire{LockAcquire: cmd}})
+	if err != nil {
+		return err
+	}
+	out := res.GetLockAcquire()
+	resp := &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
+		Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition()}
+	switch out.GetState() {
+	case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED, concordv1.AcquireState_ACQUIRE_STATE_LOST:
+		return send(resp)
+	case concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
+		if err := send(resp); err != nil {
+			return err
+		}
+		token, err := s.awaitGrant(ctx, req, out.GetWaiter(), out.GetHeader().GetRevision())
+		if err != nil || token == 0 {
+			return err
+		}
+		resp = &concordv1.AcquireResponse{Header: s.header(s.fsm.AppliedIndex()), State: concordv1.AcquireState_ACQUIRE_STATE_GRANTED, Token: token}
+	}
+	if err := send(resp); err != nil {
+		return err
+	}
+	if !req.GetWait() && req.GetResumeToken() == 0 {
+		return nil
+	}
+	return s.watchGrant(ctx, req, resp.GetToken(), send)
+}
+
+func acquireCommand(r *concordv1.AcquireRequest) *concordv1.AcquireRequest {
+	return &concordv1.AcquireRequest{Claims: r.GetClaims(), Session: r.GetSession(), Owner: r.GetOwner(),
+		Wait: r.GetWait(), HoldMs: r.GetHoldMs(), ResumeToken: r.GetResumeToken()}
+}
+
+// awaitGrant waits until waiter id is granted (returning its token) or
+// leaves the queue (an error), or ctx ends (0, nil).
+func (s *Server) awaitGrant(ctx context.Context, req *concordv1.AcquireRequest, id, rev uint64) (uint64, error) {
+	ch := s.locks.waitFor(id)
+	defer s.locks.forgetWaiter(id, ch)
+	// The grant may have applied before we registered: look at the state
+	// once this member has applied the command that queued us.
+	if err := s.waitApplied(ctx, rev); err != nil {
+		return 0, err
+	}
+	var queued bool
+	var token uint64
+	s.fsm.Read(func(st fsm.State) { queued, token = waiterStatus(st, req, id) })
+	for {
+		if token != 0 {
+			return token, nil
+		}
+		if !queued {
+			return 0, errs.Wrapf(lock.ErrNotWaiting, "waiter %d left the queue (cancelled, or its session ended)", id)
+		}
+		select {
+		case ev := <-ch:
+			if ev.granted {
+				s.locks.m.handoffSeconds.Observe(time.Since(ev.at).Seconds())
+				return ev.token, nil
+			}
+			s.fsm.Read(func(st fsm.State) { queued, token = waiterStatus(st, req, id) })
+			if !queued && token == 0 {
+				return 0, errs.Wrapf(lock.ErrNotWaiting, "waiter %d left the queue: %s", id, ev.reason)
+			}
+		case <-ctx.Done():
+			return 0, nil
+		case <-s.stopCh:
+			return 0, raftnode.ErrStopped
+		}
+	}
+}
+
+// watchGrant keeps the stream open while the grant lives and sends LOST if
+// it ends other than by the owner's release.
+func (s *Server) watchGrant(ctx context.Context, req *concordv1.AcquireRequest, token uint64, send func(*concordv1.AcquireResponse) error) error {
+	name := req.GetClaims()[0].GetName()
+	key := holdKey(name, token, req.GetSession(), req.GetOwner())
+	ch := s.locks.watchHold(key)
+	defer s.locks.forgetHold(key, ch)
+	var held bool
+	s.fsm.Read(func(st fsm.State) { held = holdStatus(st, req, token) })
+	reason := "released"
+	if held {
+		select {
+		case ev := <-ch:
+			reason = ev.reason
+		case <-ctx.Done():
+			return nil
+		case <-s.stopCh:
+			return raftnode.ErrStopped
+		}
+	}
+	if reason == lock.ReasonReleased {
+		return nil
+	}
+	return send(&concordv1.AcquireResponse{Header: s.header(s.fsm.AppliedIndex()), State: concordv1.AcquireState_ACQUIRE_STATE_LOST, Token: token, Reason: reason})
+}
+
+// ReleaseLock ends the caller's grant.
+func (s *Server) ReleaseLock(ctx context.Context, req *concordv1.ReleaseRequest) (*concordv1.ReleaseResponse, error) {
+	if len(req.GetNames()) == 0 || len(req.GetNames()) > lock.MaxClaims {
+		return nil, errs.Wrapf(lock.ErrInvalidClaim, "%d locks to release", len(req.GetNames()))
+	}
+	for _, n := range req.GetNames() {
+		if err := s.checkLockName(n); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{
+		Names: req.GetNames(), Session: req.GetSession(), Owner: req.GetOwner(), Token: req.GetToken()}}}); err != nil {
+		return nil, err
+	}
+	return &concordv1.ReleaseResponse{Header: s.header(s.fsm.AppliedIndex())}, nil
+}
+
+// CancelWait takes a waiter off the queues.
+func (s *Server) CancelWait(ctx context.Context, req *concordv1.CancelWaitRequest) (*concordv1.CancelWaitResponse, error) {
+	if _, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_LockCancel{LockCancel: &concordv1.CancelWaitRequest{
+		Waiter: req.GetWaiter(), Session: req.GetSession(), Owner: req.GetOwner()}}}); err != nil {
+		return nil, err
+	}
+	return &concordv1.CancelWaitResponse{Header: s.header(s.fsm.AppliedIndex())}, nil
+}
+
+// ForceReleaseLock ends grants on an operator's request; it is recorded.
+func (s *Server) ForceReleaseLock(ctx context.Context, req *concordv1.ForceReleaseRequest) (*concordv1.ForceReleaseResponse, error) {
+	if err := s.checkLockName(req.GetName()); err != nil {
+		return nil, err
+	}
+	if len(req.GetReason()) > 1024 {
+		return nil, errs.Wrapf(ErrInvalidArgument, "reason is %d bytes; the limit is 1024", len(req.GetReason()))
+	}
+	res, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_LockForceRelease{LockForceRelease: &concordv1.ForceReleaseRequest{
+		Name: req.GetName(), Token: req.GetToken(), Reason: req.GetReason()}}})
+	if err != nil {
+		return nil, err
+	}
+	s.locks.m.forced.Inc()
+	s.log.Warn("lock force-released", "lock", req.GetName(), "token", req.GetToken(), "reason", req.GetReason())
+	r := res.GetLockForceRelease()
+	return &concordv1.ForceReleaseResponse{Header: s.header(r.GetHeader().GetRevision()), Released: r.GetReleased()}, nil
+}
+
+func sessionNamer(st fsm.State) func(int64) string {
+	return func(id int64) string {
+		sess, _ := st.Sessions.Get(id)
+		return sess.Name
+	}
+}
+
+// InspectLock describes a lock.
+func (s *Server) InspectLock(ctx context.Context, req *concordv1.InspectLockRequest) (*concordv1.InspectLockResponse, error) {
+	if err := s.checkLockName(req.GetName()); err != nil {
+		return nil, err
+	}
+	if err := s.barrier(ctx, req.GetConsistency(), 0); err != nil {
+		return nil, err
+	}
+	out := &concordv1.InspectLockResponse{}
+	var rev uint64
+	s.fsm.Read(func(st fsm.State) {
+		rev = st.Applied
+		l, ws, ok := st.Locks.Get(req.GetName())
+		if ok {
+			out.Lock = lock.InfoProto(l, ws, sessionNamer(st))
+		} else {
+			out.Lock = &concordv1.LockInfo{Name: req.GetName()}
+		}
+		var recs []lock.ForceRecord
+		for _, f := range st.Locks.Forced() {
+			if f.Name == req.GetName() {
+				recs = append(recs, f)
+			}
+		}
+		out.ForceReleases = lock.ForceProto(recs)
+	})
+	out.Header = s.header(rev)
+	return out, nil
+}
+
+// ListLocks describes the locks whose names start with a prefix.
+func (s *Server) ListLocks(ctx context.Context, req *concordv1.ListLocksRequest) (*concordv1.ListLocksResponse, error) {
+	if len(req.GetPrefix()) > s.cfg.Limits.MaxKeyBytes || len(req.GetAfter()) > s.cfg.Limits.MaxKeyBytes {
+		return nil, errs.Wrapf(lock.ErrInvalidClaim, "prefix or after longer than %d bytes", s.cfg.Limits.MaxKeyBytes)
+	}
+	if err := s.barrier(ctx, req.GetConsistency(), 0); err != nil {
+		return nil, err
+	}
+	limit := int(req.GetLimit())
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	out := &concordv1.ListLocksResponse{}
+	var rev uint64
+	s.fsm.Read(func(st fsm.State) {
+		rev = st.Applied
+		names := st.Locks.Names(req.GetPrefix(), req.GetAfter(), limit+1)
+		if len(names) > limit {
+			names, out.More = names[:limit], true
+		}
+		for _, n := range names {
+			l, ws, _ := st.Locks.Get(n)
+			out.Locks = append(out.Locks, lock.InfoProto(l, ws, sessionNamer(st)))
+		}
+	})
+	out.Header = s.header(rev)
+	return out, nil
+}
+
+// expireHolds proposes the release of grants whose hold time ran out.
+func (s *Server) expireHolds(ctx context.Context) {
+	for {
+		due, next := s.holds.Due(256)
+		if len(due) > 0 {
+			refs := make([]*internalv1.LockHoldRef, len(due))
+			for i, d := range due {
+				refs[i] = &internalv1.LockHoldRef{Name: d.Name, Token: d.Token}
+			}
+			_, err := s.proposeLocal(ctx, &internalv1.Command{Op: &internalv1.Command_LockExpireHolds{
+				LockExpireHolds: &internalv1.ExpireLockHolds{Holds: refs}}})
+			if err == nil {
+				continue
+			}
+			s.holds.Retry(due)
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("proposing lock hold expiry failed", "holds", len(due), "err", err)
+			next = 50 * time.Millisecond
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-s.holds.Wake():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}

@@ -1,0 +1,324 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/client/concurrency"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+func session(t *testing.T, cl *client.Client, ttl time.Duration) *client.Session {
+	s, err := cl.NewSession(context.Background(), client.WithTTL(ttl))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+func TestMutexBasicsTokensAndReentrancy(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	cl := c.Client()
+	ctx := ctxT(t, 30*time.Second)
+	s1, s2 := session(t, cl, 5*time.Second), session(t, cl, 5*time.Second)
+	m1, m2 := concurrency.NewMutex(s1, "m"), concurrency.NewMutex(s2, "m")
+
+	require.NoError(t, m1.Lock(ctx))
+	first := m1.Token()
+	require.NotZero(t, first)
+	require.NoError(t, m1.Lock(ctx), "reentrant")
+	ok, err := m2.TryLock(ctx)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, m1.Unlock(ctx))
+	ok, err = m2.TryLock(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "still held once after two locks and one unlock")
+	require.NoError(t, m1.Unlock(ctx))
+	require.ErrorIs(t, m1.Context().Err(), context.Canceled)
+	require.ErrorIs(t, m1.Unlock(ctx), client.ErrNotHeld)
+
+	ok, err = m2.TryLock(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Greater(t, m2.Token(), first)
+	info, _, err := cl.InspectLock(ctx, "m")
+	require.NoError(t, err)
+	require.Len(t, info.GetHolders(), 1)
+	require.Equal(t, m2.Token(), info.GetHolders()[0].GetToken())
+	require.NoError(t, m2.Unlock(ctx))
+}
+
+func TestContendedMutexIsExclusiveFIFOAndFenced(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	const workers, rounds = 8, 6
+	var inside atomic.Int32
+	var mu sync.Mutex
+	var tokens []uint64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := session(t, cl, 5*time.Second)
+			m := concurrency.NewMutex(s, "hot")
+			for r := 0; r < rounds; r++ {
+				if err := m.Lock(ctx); err != nil {
+					t.Errorf("lock: %v", err)
+					return
+				}
+				if inside.Add(1) != 1 {
+					t.Errorf("two holders inside")
+				}
+				// A fenced write succeeds while held.
+				res, err := m.Txn().Then(client.OpAdd("hot/count", 1)).Commit(ctx)
+				if err != nil || !res.Succeeded {
+					t.Errorf("fenced write: %v %v", res, err)
+				}
+				mu.Lock()
+				tokens = append(tokens, m.Token())
+				mu.Unlock()
+				inside.Add(-1)
+				if err := m.Unlock(ctx); err != nil {
+					t.Errorf("unlock: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Len(t, tokens, workers*rounds)
+	for i := 1; i < len(tokens); i++ {
+		require.Greater(t, tokens[i], tokens[i-1], "tokens of successive holders must increase")
+	}
+	kv, err := cl.Get(ctx, "hot/count")
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprint(workers*rounds), string(kv.GetValue()))
+}
+
+func TestLostSessionCancelsLockAndGrantsNextWaiter(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	holderSess := session(t, cl, time.Second)
+	holder := concurrency.NewMutex(holderSess, "job")
+	require.NoError(t, holder.Lock(ctx))
+	token := holder.Token()
+
+	waiter := concurrency.NewMutex(session(t, cl, 5*time.Second), "job")
+	got := make(chan error, 1)
+	go func() { got <- waiter.Lock(ctx) }()
+
+	// The holder's process "pauses": its keep-alives stop.
+	holderSess.Orphan()
+	select {
+	case <-holder.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lock's context was not cancelled when its session was lost")
+	}
+	require.ErrorIs(t, context.Cause(holder.Context()), client.ErrLockLost)
+	require.NoError(t, <-got)
+	require.Greater(t, waiter.Token(), token)
+
+	// The paused holder's fenced write is refused.
+	res, err := cl.Txn().If(client.LockHeld("job", token)).Then(client.OpPut("job/out", []byte("stale"))).Commit(ctx)
+	require.NoError(t, err)
+	require.False(t, res.Succeeded)
+	_, err = cl.Get(ctx, "job/out")
+	require.ErrorIs(t, err, client.ErrNotFound)
+	require.NoError(t, waiter.Unlock(ctx))
+}
+
+func TestHoldTimeEndsTheGrant(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	m := concurrency.NewMutex(session(t, cl, 10*time.Second), "lease", concurrency.WithHoldTime(700*time.Millisecond))
+	start := time.Now()
+	require.NoError(t, m.Lock(ctx))
+	<-m.Lost()
+	require.ErrorIs(t, context.Cause(m.Context()), client.ErrLockLost)
+	require.Less(t, time.Since(start), 700*time.Millisecond+200*time.Millisecond, "the SDK cancels by its own timer")
+	other := concurrency.NewMutex(session(t, cl, 10*time.Second), "lease")
+	require.NoError(t, other.Lock(ctx), "the leader released the grant when its hold time ended")
+	require.GreaterOrEqual(t, time.Since(start), 700*time.Millisecond)
+	require.NoError(t, other.Unlock(ctx))
+}
+
+func TestWaiterSurvivesLeaderChange(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	holder := concurrency.NewMutex(session(t, cl, 5*time.Second), "ha")
+	require.NoError(t, holder.Lock(ctx))
+	waiter := concurrency.NewMutex(session(t, cl, 5*time.Second), "ha")
+	got := make(chan error, 1)
+	go func() { got <- waiter.Lock(ctx) }()
+	require.Eventually(t, func() bool {
+		info, _, err := cl.InspectLock(ctx, "ha")
+		return err == nil && len(info.GetWaiters()) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	old := c.WaitLeader(5 * time.Second)
+	c.Kill(old)
+	c.WaitNewLeader(old, 10*time.Second)
+	require.NoError(t, holder.Unlock(ctx))
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiter was not granted after the leader changed")
+	}
+	require.Greater(t, waiter.Token(), holder.Token())
+}
+
+func TestRWMutexAndSemaphore(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	r1 := concurrency.NewRWMutex(session(t, cl, 5*time.Second), "rw")
+	r2 := concurrency.NewRWMutex(session(t, cl, 5*time.Second), "rw")
+	w := concurrency.NewRWMutex(session(t, cl, 5*time.Second), "rw")
+	require.NoError(t, r1.RLock(ctx))
+	require.NoError(t, r2.RLock(ctx))
+	ok, err := w.TryLock(ctx)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, r1.RUnlock(ctx))
+	require.NoError(t, r2.RUnlock(ctx))
+	require.NoError(t, w.Lock(ctx))
+	require.NoError(t, w.Unlock(ctx))
+
+	s := session(t, cl, 5*time.Second)
+	sem := concurrency.NewSemaphore(s, "pool", 3)
+	_, err = sem.Acquire(ctx, 2)
+	require.NoError(t, err)
+	_, ok, err = sem.TryAcquire(ctx, 2)
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, ok, err = sem.TryAcquire(ctx, 1)
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, err = sem.Acquire(ctx, 4)
+	require.ErrorIs(t, err, client.ErrTooManyPermits)
+	require.NoError(t, sem.Release(ctx))
+	require.NoError(t, sem.Release(ctx))
+	require.ErrorIs(t, sem.Release(ctx), client.ErrNotHeld)
+}
+
+func TestLockAllCannotDeadlock(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	var wg sync.WaitGroup
+	var inside atomic.Int32
+	for i, names := range [][]string{{"a", "b"}, {"b", "a"}, {"a"}, {"b"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := session(t, cl, 5*time.Second)
+			for r := 0; r < 10; r++ {
+				m, err := concurrency.LockAll(ctx, s, names)
+				if err != nil {
+					t.Errorf("worker %d: %v", i, err)
+					return
+				}
+				inside.Add(1)
+				inside.Add(-1)
+				require.NoError(t, m.Unlock(ctx))
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestForceReleaseIsRecordedAndTellsTheHolder(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	m := concurrency.NewMutex(session(t, cl, 5*time.Second), "stuck")
+	require.NoError(t, m.Lock(ctx))
+	n, err := cl.ForceReleaseLock(ctx, "stuck", 0, "operator: job hung")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	select {
+	case <-m.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the holder was not told of the force-release")
+	}
+	require.ErrorContains(t, context.Cause(m.Context()), "force-released")
+	_, recs, err := cl.InspectLock(ctx, "stuck")
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.Equal(t, "operator: job hung", recs[0].GetReason())
+	require.Equal(t, m.Token(), recs[0].GetToken())
+	require.ErrorIs(t, m.Unlock(ctx), client.ErrLockLost)
+}
+
+func TestLockBadInput(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	s := session(t, cl, 5*time.Second)
+	owner := cl.NewOwner()
+	err := cl.ReleaseLocks(ctx, s, owner, []string{"nobody-holds"}, 0)
+	require.ErrorIs(t, err, client.ErrNotHeld)
+	_, err = cl.AcquireLocks(ctx, s, owner, []*client.LockClaim{{Name: "", Kind: client.KindMutex}}, client.AcquireOptions{})
+	require.ErrorIs(t, err, client.ErrInvalidArgument)
+
+	a := concurrency.NewRWMutex(s, "up")
+	b := concurrency.NewRWMutex(session(t, cl, 5*time.Second), "up")
+	require.NoError(t, a.RLock(ctx))
+	require.NoError(t, b.RLock(ctx))
+	_, err = cl.AcquireLocks(ctx, s, owner, []*client.LockClaim{{Name: "up", Kind: client.KindMutex}}, client.AcquireOptions{})
+	require.ErrorIs(t, err, client.ErrLockKindMismatch)
+
+	expired := session(t, cl, time.Second)
+	require.NoError(t, expired.Close(ctx))
+	err = concurrency.NewMutex(expired, "m").Lock(ctx)
+	require.True(t, errors.Is(err, client.ErrSessionExpired), "got %v", err)
+
+	// Releasing under another token changes nothing.
+	m := concurrency.NewMutex(s, "tok")
+	require.NoError(t, m.Lock(ctx))
+	err = cl.ReleaseLocks(ctx, s, owner, []string{"tok"}, m.Token()+1)
+	require.ErrorIs(t, err, client.ErrNotHeld)
+	info, _, err := cl.InspectLock(ctx, "tok")
+	require.NoError(t, err)
+	require.Len(t, info.GetHolders(), 1)
+}
+
+func TestRWUpgradeDowngrade(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	a := concurrency.NewRWMutex(session(t, cl, 5*time.Second), "ud")
+	b := concurrency.NewRWMutex(session(t, cl, 5*time.Second), "ud")
+	require.NoError(t, a.RLock(ctx))
+	require.ErrorIs(t, a.Lock(ctx), client.ErrWouldDeadlock, "a write lock while holding a read lock would wait for itself")
+	require.NoError(t, b.RLock(ctx))
+	require.ErrorIs(t, a.Upgrade(ctx), client.ErrWouldDeadlock, "another reader holds")
+	require.NoError(t, b.RUnlock(ctx))
+	readToken := a.Token()
+	require.NoError(t, a.Upgrade(ctx))
+	require.Greater(t, a.Token(), readToken, "an upgrade is a new exclusive grant")
+	ok, err := b.TryLock(ctx)
+	require.NoError(t, err)
+	require.False(t, ok)
+	writeToken := a.Token()
+	require.NoError(t, a.Downgrade(ctx))
+	require.Equal(t, writeToken, a.Token())
+	require.NoError(t, b.RLock(ctx), "readers share after the downgrade")
+	require.NoError(t, a.RUnlock(ctx))
+	require.NoError(t, b.RUnlock(ctx))
+	info, _, err := cl.InspectLock(ctx, "ud")
+	require.NoError(t, err)
+	require.Empty(t, info.GetHolders())
+}
