@@ -15,6 +15,7 @@ import (
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/errs"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/ids"
 	"github.com/concord-dev/concord/internal/kv"
 	"github.com/concord-dev/concord/internal/lock"
 	"github.com/concord-dev/concord/internal/member"
@@ -68,6 +69,7 @@ type FSM struct {
 	kv        *kv.Store
 	sessions  *session.Table
 	locks     *lock.Table
+	ids       *ids.Table
 	members   *member.Registry
 	dedupe    *dedupe
 	now       int64
@@ -94,11 +96,12 @@ func New(cfg Config) *FSM {
 	}
 	f.kv = kv.NewStore(f.sessions)
 	f.locks = lock.NewTable(f.sessions)
+	f.ids = ids.NewTable(f.sessions)
 	f.kv.SetLockChecker(f.locks)
 	f.sessions.OnEnd(func(rev uint64, id int64) int64 {
 		n, evs := f.kv.DeleteSession(rev, id)
 		f.pending = append(f.pending, evs...)
-		return n + f.locks.EndSession(rev, f.now/1e6, id)
+		return n + f.locks.EndSession(rev, f.now/1e6, id) + f.ids.EndSession(f.now/1e6, id)
 	})
 	if cfg.Metrics != nil {
 		cfg.Metrics.attach(f)
@@ -122,6 +125,7 @@ type State struct {
 	KV       *kv.Store
 	Sessions *session.Table
 	Locks    *lock.Table
+	IDs      *ids.Table
 	Members  *member.Registry
 	// Applied is the index the state reflects.
 	Applied uint64
@@ -135,7 +139,7 @@ type State struct {
 func (f *FSM) Read(fn func(State)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	fn(State{KV: f.kv, Sessions: f.sessions, Locks: f.locks, Members: f.members, Applied: f.applied.Load(), NowUnixNano: f.now})
+	fn(State{KV: f.kv, Sessions: f.sessions, Locks: f.locks, IDs: f.ids, Members: f.members, Applied: f.applied.Load(), NowUnixNano: f.now})
 }
 
 // AppliedIndex returns the last applied index.
@@ -314,6 +318,13 @@ func (f *FSM) dispatch(index uint64, cmd *internalv1.Command) *internalv1.Result
 		*internalv1.Command_LockForceRelease,
 		*internalv1.Command_LockExpireHolds:
 		return f.applyLock(index, cmd)
+	case *internalv1.Command_IdLeaseWorker,
+		*internalv1.Command_IdReserveWorker,
+		*internalv1.Command_IdReleaseWorker,
+		*internalv1.Command_IdCreateTag,
+		*internalv1.Command_IdAllocSegment,
+		*internalv1.Command_IdNextSequence:
+		return f.applyIDs(index, cmd)
 	default:
 		return ErrorResult(errs.Wrapf(ErrBadCommand, "unknown command at index %d", index))
 	}
@@ -360,6 +371,7 @@ func (f *FSM) Restore(rc io.Reader) error {
 	f.mu.Lock()
 	f.kv.Adopt(st.kv)
 	f.locks.Adopt(st.locks)
+	f.ids.Adopt(st.ids)
 	f.sessions.Restore(st.sessions.List())
 	*f.members = *st.members
 	*f.dedupe = *st.dedupe

@@ -40,7 +40,7 @@ func randomLog(t testing.TB, seed uint64, n int) []raftnode.Entry {
 		if len(sessions) > 0 && rng.IntN(3) == 0 {
 			sess = sessions[rng.IntN(len(sessions))]
 		}
-		switch rng.IntN(12) {
+		switch rng.IntN(15) {
 		case 0, 1:
 			cmd.Op = &internalv1.Command_Put{Put: &concordv1.PutRequest{Key: key(), Value: []byte(fmt.Sprint(rng.Int64())), Session: sess}}
 		case 2:
@@ -91,6 +91,17 @@ func randomLog(t testing.TB, seed uint64, n int) []raftnode.Entry {
 			}
 			cmd.Op = &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{
 				Names: []string{fmt.Sprintf("l%d", rng.IntN(3))}, Session: sessions[rng.IntN(len(sessions))], Owner: fmt.Sprintf("o%d", rng.IntN(2))}}
+		case 12:
+			cmd.Op = &internalv1.Command_IdCreateTag{IdCreateTag: &concordv1.CreateTagRequest{Tag: fmt.Sprintf("t%d", rng.IntN(2)), Start: 1, Step: 100}}
+		case 13:
+			cmd.Op = &internalv1.Command_IdAllocSegment{IdAllocSegment: &concordv1.AllocSegmentRequest{Tag: fmt.Sprintf("t%d", rng.IntN(2)), Count: 1 + rng.Int64N(500)}}
+		case 14:
+			if len(sessions) == 0 {
+				cmd.Op = &internalv1.Command_IdNextSequence{IdNextSequence: &concordv1.NextSequenceRequest{Name: "seq", N: 1 + rng.Int64N(3)}}
+				break
+			}
+			cmd.Op = &internalv1.Command_IdLeaseWorker{IdLeaseWorker: &concordv1.LeaseWorkerRequest{
+				Pool: "p", WorkerBits: 3, Session: sessions[rng.IntN(len(sessions))], Owner: "g", GuardMs: 100}}
 		case 8:
 			cmd.Op = &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{Id: fmt.Sprintf("n%d", rng.IntN(3)), Name: "n", ClientAddr: fmt.Sprint(i)}}
 		}

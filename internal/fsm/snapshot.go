@@ -9,6 +9,7 @@ import (
 
 	"github.com/concord-dev/concord/internal/fsm/record"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/ids"
 	"github.com/concord-dev/concord/internal/kv"
 	"github.com/concord-dev/concord/internal/lock"
 	"github.com/concord-dev/concord/internal/member"
@@ -30,6 +31,7 @@ type staging struct {
 	kv       *kv.Store
 	sessions *session.Table
 	locks    *lock.Table
+	ids      *ids.Table
 	members  *member.Registry
 	dedupe   *dedupe
 }
@@ -38,17 +40,19 @@ func newStaging() *staging {
 	st := &staging{sessions: session.NewTable(), members: member.NewRegistry(), dedupe: newDedupe()}
 	st.kv = kv.NewStore(st.sessions)
 	st.locks = lock.NewTable(st.sessions)
+	st.ids = ids.NewTable(st.sessions)
 	return st
 }
 
 // sections lists the snapshot sections in their fixed order. Adding a
 // capability adds its section here.
-func sections(k *kv.Store, s *session.Table, l *lock.Table, m *member.Registry, d *dedupe) []section {
+func sections(k *kv.Store, s *session.Table, l *lock.Table, i *ids.Table, m *member.Registry, d *dedupe) []section {
 	return []section{
 		{name: member.SectionName, capture: m.Capture, restore: m.Restore},
 		{name: session.SectionName, capture: s.Capture, restore: s.RestoreRecords},
 		{name: kv.SectionName, capture: k.Capture, restore: k.Restore},
 		{name: lock.SectionName, capture: l.Capture, restore: l.Restore},
+		{name: ids.SectionName, capture: i.Capture, restore: i.Restore},
 		{name: dedupeSection, capture: d.capture, restore: d.restore},
 	}
 }
@@ -76,7 +80,7 @@ func (f *FSM) capture() *Capture {
 		},
 		metrics: f.cfg.Metrics,
 	}
-	for _, s := range sections(f.kv, f.sessions, f.locks, f.members, f.dedupe) {
+	for _, s := range sections(f.kv, f.sessions, f.locks, f.ids, f.members, f.dedupe) {
 		n, w := s.capture()
 		c.sections = append(c.sections, capturedSection{name: s.name, count: n, write: w})
 	}
@@ -142,7 +146,7 @@ func decodeSnapshot(r io.Reader, st *staging) (*internalv1.SnapshotHeader, error
 	if hdr.GetFormat() != snapshotFormat {
 		return nil, fmt.Errorf("%w: snapshot format %d, this build reads %d", record.ErrCorrupt, hdr.GetFormat(), snapshotFormat)
 	}
-	want := sections(st.kv, st.sessions, st.locks, st.members, st.dedupe)
+	want := sections(st.kv, st.sessions, st.locks, st.ids, st.members, st.dedupe)
 	for _, s := range want {
 		var sh internalv1.SectionHeader
 		if err := rr.Read(&sh); err != nil {
@@ -194,7 +198,7 @@ func ForNewCluster(r io.Reader, w io.Writer) (uint64, error) {
 	}
 	st.members = member.NewRegistry()
 	c := &Capture{header: hdr}
-	for _, s := range sections(st.kv, st.sessions, st.locks, st.members, st.dedupe) {
+	for _, s := range sections(st.kv, st.sessions, st.locks, st.ids, st.members, st.dedupe) {
 		n, wr := s.capture()
 		c.sections = append(c.sections, capturedSection{name: s.name, count: n, write: wr})
 	}

@@ -48,6 +48,12 @@ type Command struct {
 	//	*Command_LockCancel
 	//	*Command_LockForceRelease
 	//	*Command_LockExpireHolds
+	//	*Command_IdLeaseWorker
+	//	*Command_IdReserveWorker
+	//	*Command_IdReleaseWorker
+	//	*Command_IdCreateTag
+	//	*Command_IdAllocSegment
+	//	*Command_IdNextSequence
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -239,6 +245,60 @@ func (x *Command) GetLockExpireHolds() *ExpireLockHolds {
 	return nil
 }
 
+func (x *Command) GetIdLeaseWorker() *v1.LeaseWorkerRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_IdLeaseWorker); ok {
+			return x.IdLeaseWorker
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetIdReserveWorker() *v1.ReserveWorkerRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_IdReserveWorker); ok {
+			return x.IdReserveWorker
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetIdReleaseWorker() *v1.ReleaseWorkerRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_IdReleaseWorker); ok {
+			return x.IdReleaseWorker
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetIdCreateTag() *v1.CreateTagRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_IdCreateTag); ok {
+			return x.IdCreateTag
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetIdAllocSegment() *v1.AllocSegmentRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_IdAllocSegment); ok {
+			return x.IdAllocSegment
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetIdNextSequence() *v1.NextSequenceRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_IdNextSequence); ok {
+			return x.IdNextSequence
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -303,6 +363,30 @@ type Command_LockExpireHolds struct {
 	LockExpireHolds *ExpireLockHolds `protobuf:"bytes,54,opt,name=lock_expire_holds,json=lockExpireHolds,proto3,oneof"`
 }
 
+type Command_IdLeaseWorker struct {
+	IdLeaseWorker *v1.LeaseWorkerRequest `protobuf:"bytes,60,opt,name=id_lease_worker,json=idLeaseWorker,proto3,oneof"`
+}
+
+type Command_IdReserveWorker struct {
+	IdReserveWorker *v1.ReserveWorkerRequest `protobuf:"bytes,61,opt,name=id_reserve_worker,json=idReserveWorker,proto3,oneof"`
+}
+
+type Command_IdReleaseWorker struct {
+	IdReleaseWorker *v1.ReleaseWorkerRequest `protobuf:"bytes,62,opt,name=id_release_worker,json=idReleaseWorker,proto3,oneof"`
+}
+
+type Command_IdCreateTag struct {
+	IdCreateTag *v1.CreateTagRequest `protobuf:"bytes,63,opt,name=id_create_tag,json=idCreateTag,proto3,oneof"`
+}
+
+type Command_IdAllocSegment struct {
+	IdAllocSegment *v1.AllocSegmentRequest `protobuf:"bytes,64,opt,name=id_alloc_segment,json=idAllocSegment,proto3,oneof"`
+}
+
+type Command_IdNextSequence struct {
+	IdNextSequence *v1.NextSequenceRequest `protobuf:"bytes,65,opt,name=id_next_sequence,json=idNextSequence,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Op() {}
 
 func (*Command_DeleteRange) isCommand_Op() {}
@@ -332,6 +416,18 @@ func (*Command_LockCancel) isCommand_Op() {}
 func (*Command_LockForceRelease) isCommand_Op() {}
 
 func (*Command_LockExpireHolds) isCommand_Op() {}
+
+func (*Command_IdLeaseWorker) isCommand_Op() {}
+
+func (*Command_IdReserveWorker) isCommand_Op() {}
+
+func (*Command_IdReleaseWorker) isCommand_Op() {}
+
+func (*Command_IdCreateTag) isCommand_Op() {}
+
+func (*Command_IdAllocSegment) isCommand_Op() {}
+
+func (*Command_IdNextSequence) isCommand_Op() {}
 
 // ExpireLockHolds ends grants whose hold time ran out on the leader.
 type ExpireLockHolds struct {
@@ -801,6 +897,11 @@ type Result struct {
 	//	*Result_Empty
 	//	*Result_LockAcquire
 	//	*Result_LockForceRelease
+	//	*Result_IdLeaseWorker
+	//	*Result_IdReserveWorker
+	//	*Result_IdCreateTag
+	//	*Result_IdAllocSegment
+	//	*Result_IdNextSequence
 	Result        isResult_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -933,6 +1034,51 @@ func (x *Result) GetLockForceRelease() *v1.ForceReleaseResponse {
 	return nil
 }
 
+func (x *Result) GetIdLeaseWorker() *v1.LeaseWorkerResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_IdLeaseWorker); ok {
+			return x.IdLeaseWorker
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetIdReserveWorker() *v1.ReserveWorkerResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_IdReserveWorker); ok {
+			return x.IdReserveWorker
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetIdCreateTag() *v1.CreateTagResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_IdCreateTag); ok {
+			return x.IdCreateTag
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetIdAllocSegment() *v1.AllocSegmentResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_IdAllocSegment); ok {
+			return x.IdAllocSegment
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetIdNextSequence() *v1.NextSequenceResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_IdNextSequence); ok {
+			return x.IdNextSequence
+		}
+	}
+	return nil
+}
+
 type isResult_Result interface {
 	isResult_Result()
 }
@@ -977,6 +1123,26 @@ type Result_LockForceRelease struct {
 	LockForceRelease *v1.ForceReleaseResponse `protobuf:"bytes,53,opt,name=lock_force_release,json=lockForceRelease,proto3,oneof"`
 }
 
+type Result_IdLeaseWorker struct {
+	IdLeaseWorker *v1.LeaseWorkerResponse `protobuf:"bytes,60,opt,name=id_lease_worker,json=idLeaseWorker,proto3,oneof"`
+}
+
+type Result_IdReserveWorker struct {
+	IdReserveWorker *v1.ReserveWorkerResponse `protobuf:"bytes,61,opt,name=id_reserve_worker,json=idReserveWorker,proto3,oneof"`
+}
+
+type Result_IdCreateTag struct {
+	IdCreateTag *v1.CreateTagResponse `protobuf:"bytes,63,opt,name=id_create_tag,json=idCreateTag,proto3,oneof"`
+}
+
+type Result_IdAllocSegment struct {
+	IdAllocSegment *v1.AllocSegmentResponse `protobuf:"bytes,64,opt,name=id_alloc_segment,json=idAllocSegment,proto3,oneof"`
+}
+
+type Result_IdNextSequence struct {
+	IdNextSequence *v1.NextSequenceResponse `protobuf:"bytes,65,opt,name=id_next_sequence,json=idNextSequence,proto3,oneof"`
+}
+
 func (*Result_Error) isResult_Result() {}
 
 func (*Result_Put) isResult_Result() {}
@@ -996,6 +1162,16 @@ func (*Result_Empty) isResult_Result() {}
 func (*Result_LockAcquire) isResult_Result() {}
 
 func (*Result_LockForceRelease) isResult_Result() {}
+
+func (*Result_IdLeaseWorker) isResult_Result() {}
+
+func (*Result_IdReserveWorker) isResult_Result() {}
+
+func (*Result_IdCreateTag) isResult_Result() {}
+
+func (*Result_IdAllocSegment) isResult_Result() {}
+
+func (*Result_IdNextSequence) isResult_Result() {}
 
 // Empty is the result of commands with nothing to return.
 type Empty struct {
@@ -1038,7 +1214,7 @@ var File_concord_internal_v1_command_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!concord/internal/v1/command.proto\x12\x13concord.internal.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/kv.proto\x1a\x15concord/v1/lock.proto\x1a\x18concord/v1/session.proto\"\xc4\b\n" +
+	"!concord/internal/v1/command.proto\x12\x13concord.internal.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/id.proto\x1a\x13concord/v1/kv.proto\x1a\x15concord/v1/lock.proto\x1a\x18concord/v1/session.proto\"\x8c\f\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.concord.v1.WriteMetaR\x04meta\x12*\n" +
@@ -1058,7 +1234,13 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\vlock_cancel\x184 \x01(\v2\x1d.concord.v1.CancelWaitRequestH\x00R\n" +
 	"lockCancel\x12O\n" +
 	"\x12lock_force_release\x185 \x01(\v2\x1f.concord.v1.ForceReleaseRequestH\x00R\x10lockForceRelease\x12R\n" +
-	"\x11lock_expire_holds\x186 \x01(\v2$.concord.internal.v1.ExpireLockHoldsH\x00R\x0flockExpireHoldsB\x04\n" +
+	"\x11lock_expire_holds\x186 \x01(\v2$.concord.internal.v1.ExpireLockHoldsH\x00R\x0flockExpireHolds\x12H\n" +
+	"\x0fid_lease_worker\x18< \x01(\v2\x1e.concord.v1.LeaseWorkerRequestH\x00R\ridLeaseWorker\x12N\n" +
+	"\x11id_reserve_worker\x18= \x01(\v2 .concord.v1.ReserveWorkerRequestH\x00R\x0fidReserveWorker\x12N\n" +
+	"\x11id_release_worker\x18> \x01(\v2 .concord.v1.ReleaseWorkerRequestH\x00R\x0fidReleaseWorker\x12B\n" +
+	"\rid_create_tag\x18? \x01(\v2\x1c.concord.v1.CreateTagRequestH\x00R\vidCreateTag\x12K\n" +
+	"\x10id_alloc_segment\x18@ \x01(\v2\x1f.concord.v1.AllocSegmentRequestH\x00R\x0eidAllocSegment\x12K\n" +
+	"\x10id_next_sequence\x18A \x01(\v2\x1f.concord.v1.NextSequenceRequestH\x00R\x0eidNextSequenceB\x04\n" +
 	"\x02op\"I\n" +
 	"\x0fExpireLockHolds\x126\n" +
 	"\x05holds\x18\x01 \x03(\v2 .concord.internal.v1.LockHoldRefR\x05holds\"7\n" +
@@ -1084,7 +1266,7 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\x05Error\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\xf3\x04\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xf0\a\n" +
 	"\x06Result\x122\n" +
 	"\x05error\x18\x01 \x01(\v2\x1a.concord.internal.v1.ErrorH\x00R\x05error\x12+\n" +
 	"\x03put\x18\n" +
@@ -1096,7 +1278,12 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\x0erevoke_session\x18\x15 \x01(\v2!.concord.v1.RevokeSessionResponseH\x00R\rrevokeSession\x122\n" +
 	"\x05empty\x18( \x01(\v2\x1a.concord.internal.v1.EmptyH\x00R\x05empty\x12@\n" +
 	"\flock_acquire\x182 \x01(\v2\x1b.concord.v1.AcquireResponseH\x00R\vlockAcquire\x12P\n" +
-	"\x12lock_force_release\x185 \x01(\v2 .concord.v1.ForceReleaseResponseH\x00R\x10lockForceReleaseB\b\n" +
+	"\x12lock_force_release\x185 \x01(\v2 .concord.v1.ForceReleaseResponseH\x00R\x10lockForceRelease\x12I\n" +
+	"\x0fid_lease_worker\x18< \x01(\v2\x1f.concord.v1.LeaseWorkerResponseH\x00R\ridLeaseWorker\x12O\n" +
+	"\x11id_reserve_worker\x18= \x01(\v2!.concord.v1.ReserveWorkerResponseH\x00R\x0fidReserveWorker\x12C\n" +
+	"\rid_create_tag\x18? \x01(\v2\x1d.concord.v1.CreateTagResponseH\x00R\vidCreateTag\x12L\n" +
+	"\x10id_alloc_segment\x18@ \x01(\v2 .concord.v1.AllocSegmentResponseH\x00R\x0eidAllocSegment\x12L\n" +
+	"\x10id_next_sequence\x18A \x01(\v2 .concord.v1.NextSequenceResponseH\x00R\x0eidNextSequenceB\b\n" +
 	"\x06result\"\a\n" +
 	"\x05EmptyBCZAgithub.com/concord-dev/concord/internal/gen/internalv1;internalv1b\x06proto3"
 
@@ -1135,14 +1322,25 @@ var file_concord_internal_v1_command_proto_goTypes = []any{
 	(*v1.ReleaseRequest)(nil),        // 18: concord.v1.ReleaseRequest
 	(*v1.CancelWaitRequest)(nil),     // 19: concord.v1.CancelWaitRequest
 	(*v1.ForceReleaseRequest)(nil),   // 20: concord.v1.ForceReleaseRequest
-	(*v1.PutResponse)(nil),           // 21: concord.v1.PutResponse
-	(*v1.DeleteRangeResponse)(nil),   // 22: concord.v1.DeleteRangeResponse
-	(*v1.TxnResponse)(nil),           // 23: concord.v1.TxnResponse
-	(*v1.AddResponse)(nil),           // 24: concord.v1.AddResponse
-	(*v1.CreateSessionResponse)(nil), // 25: concord.v1.CreateSessionResponse
-	(*v1.RevokeSessionResponse)(nil), // 26: concord.v1.RevokeSessionResponse
-	(*v1.AcquireResponse)(nil),       // 27: concord.v1.AcquireResponse
-	(*v1.ForceReleaseResponse)(nil),  // 28: concord.v1.ForceReleaseResponse
+	(*v1.LeaseWorkerRequest)(nil),    // 21: concord.v1.LeaseWorkerRequest
+	(*v1.ReserveWorkerRequest)(nil),  // 22: concord.v1.ReserveWorkerRequest
+	(*v1.ReleaseWorkerRequest)(nil),  // 23: concord.v1.ReleaseWorkerRequest
+	(*v1.CreateTagRequest)(nil),      // 24: concord.v1.CreateTagRequest
+	(*v1.AllocSegmentRequest)(nil),   // 25: concord.v1.AllocSegmentRequest
+	(*v1.NextSequenceRequest)(nil),   // 26: concord.v1.NextSequenceRequest
+	(*v1.PutResponse)(nil),           // 27: concord.v1.PutResponse
+	(*v1.DeleteRangeResponse)(nil),   // 28: concord.v1.DeleteRangeResponse
+	(*v1.TxnResponse)(nil),           // 29: concord.v1.TxnResponse
+	(*v1.AddResponse)(nil),           // 30: concord.v1.AddResponse
+	(*v1.CreateSessionResponse)(nil), // 31: concord.v1.CreateSessionResponse
+	(*v1.RevokeSessionResponse)(nil), // 32: concord.v1.RevokeSessionResponse
+	(*v1.AcquireResponse)(nil),       // 33: concord.v1.AcquireResponse
+	(*v1.ForceReleaseResponse)(nil),  // 34: concord.v1.ForceReleaseResponse
+	(*v1.LeaseWorkerResponse)(nil),   // 35: concord.v1.LeaseWorkerResponse
+	(*v1.ReserveWorkerResponse)(nil), // 36: concord.v1.ReserveWorkerResponse
+	(*v1.CreateTagResponse)(nil),     // 37: concord.v1.CreateTagResponse
+	(*v1.AllocSegmentResponse)(nil),  // 38: concord.v1.AllocSegmentResponse
+	(*v1.NextSequenceResponse)(nil),  // 39: concord.v1.NextSequenceResponse
 }
 var file_concord_internal_v1_command_proto_depIdxs = []int32{
 	12, // 0: concord.internal.v1.Command.meta:type_name -> concord.v1.WriteMeta
@@ -1161,22 +1359,33 @@ var file_concord_internal_v1_command_proto_depIdxs = []int32{
 	19, // 13: concord.internal.v1.Command.lock_cancel:type_name -> concord.v1.CancelWaitRequest
 	20, // 14: concord.internal.v1.Command.lock_force_release:type_name -> concord.v1.ForceReleaseRequest
 	1,  // 15: concord.internal.v1.Command.lock_expire_holds:type_name -> concord.internal.v1.ExpireLockHolds
-	2,  // 16: concord.internal.v1.ExpireLockHolds.holds:type_name -> concord.internal.v1.LockHoldRef
-	9,  // 17: concord.internal.v1.Result.error:type_name -> concord.internal.v1.Error
-	21, // 18: concord.internal.v1.Result.put:type_name -> concord.v1.PutResponse
-	22, // 19: concord.internal.v1.Result.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	23, // 20: concord.internal.v1.Result.txn:type_name -> concord.v1.TxnResponse
-	24, // 21: concord.internal.v1.Result.add:type_name -> concord.v1.AddResponse
-	25, // 22: concord.internal.v1.Result.create_session:type_name -> concord.v1.CreateSessionResponse
-	26, // 23: concord.internal.v1.Result.revoke_session:type_name -> concord.v1.RevokeSessionResponse
-	11, // 24: concord.internal.v1.Result.empty:type_name -> concord.internal.v1.Empty
-	27, // 25: concord.internal.v1.Result.lock_acquire:type_name -> concord.v1.AcquireResponse
-	28, // 26: concord.internal.v1.Result.lock_force_release:type_name -> concord.v1.ForceReleaseResponse
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	21, // 16: concord.internal.v1.Command.id_lease_worker:type_name -> concord.v1.LeaseWorkerRequest
+	22, // 17: concord.internal.v1.Command.id_reserve_worker:type_name -> concord.v1.ReserveWorkerRequest
+	23, // 18: concord.internal.v1.Command.id_release_worker:type_name -> concord.v1.ReleaseWorkerRequest
+	24, // 19: concord.internal.v1.Command.id_create_tag:type_name -> concord.v1.CreateTagRequest
+	25, // 20: concord.internal.v1.Command.id_alloc_segment:type_name -> concord.v1.AllocSegmentRequest
+	26, // 21: concord.internal.v1.Command.id_next_sequence:type_name -> concord.v1.NextSequenceRequest
+	2,  // 22: concord.internal.v1.ExpireLockHolds.holds:type_name -> concord.internal.v1.LockHoldRef
+	9,  // 23: concord.internal.v1.Result.error:type_name -> concord.internal.v1.Error
+	27, // 24: concord.internal.v1.Result.put:type_name -> concord.v1.PutResponse
+	28, // 25: concord.internal.v1.Result.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	29, // 26: concord.internal.v1.Result.txn:type_name -> concord.v1.TxnResponse
+	30, // 27: concord.internal.v1.Result.add:type_name -> concord.v1.AddResponse
+	31, // 28: concord.internal.v1.Result.create_session:type_name -> concord.v1.CreateSessionResponse
+	32, // 29: concord.internal.v1.Result.revoke_session:type_name -> concord.v1.RevokeSessionResponse
+	11, // 30: concord.internal.v1.Result.empty:type_name -> concord.internal.v1.Empty
+	33, // 31: concord.internal.v1.Result.lock_acquire:type_name -> concord.v1.AcquireResponse
+	34, // 32: concord.internal.v1.Result.lock_force_release:type_name -> concord.v1.ForceReleaseResponse
+	35, // 33: concord.internal.v1.Result.id_lease_worker:type_name -> concord.v1.LeaseWorkerResponse
+	36, // 34: concord.internal.v1.Result.id_reserve_worker:type_name -> concord.v1.ReserveWorkerResponse
+	37, // 35: concord.internal.v1.Result.id_create_tag:type_name -> concord.v1.CreateTagResponse
+	38, // 36: concord.internal.v1.Result.id_alloc_segment:type_name -> concord.v1.AllocSegmentResponse
+	39, // 37: concord.internal.v1.Result.id_next_sequence:type_name -> concord.v1.NextSequenceResponse
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_concord_internal_v1_command_proto_init() }
@@ -1200,6 +1409,12 @@ func file_concord_internal_v1_command_proto_init() {
 		(*Command_LockCancel)(nil),
 		(*Command_LockForceRelease)(nil),
 		(*Command_LockExpireHolds)(nil),
+		(*Command_IdLeaseWorker)(nil),
+		(*Command_IdReserveWorker)(nil),
+		(*Command_IdReleaseWorker)(nil),
+		(*Command_IdCreateTag)(nil),
+		(*Command_IdAllocSegment)(nil),
+		(*Command_IdNextSequence)(nil),
 	}
 	file_concord_internal_v1_command_proto_msgTypes[10].OneofWrappers = []any{
 		(*Result_Error)(nil),
@@ -1212,6 +1427,11 @@ func file_concord_internal_v1_command_proto_init() {
 		(*Result_Empty)(nil),
 		(*Result_LockAcquire)(nil),
 		(*Result_LockForceRelease)(nil),
+		(*Result_IdLeaseWorker)(nil),
+		(*Result_IdReserveWorker)(nil),
+		(*Result_IdCreateTag)(nil),
+		(*Result_IdAllocSegment)(nil),
+		(*Result_IdNextSequence)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -917,6 +917,359 @@ func (x *LockSectionHeader) GetForced() uint64 {
 	return 0
 }
 
+// IDsSectionHeader gives the sizes of the ID section's parts.
+type IDsSectionHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pools         uint64                 `protobuf:"varint,1,opt,name=pools,proto3" json:"pools,omitempty"`
+	Tags          uint64                 `protobuf:"varint,2,opt,name=tags,proto3" json:"tags,omitempty"`
+	Sequences     uint64                 `protobuf:"varint,3,opt,name=sequences,proto3" json:"sequences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IDsSectionHeader) Reset() {
+	*x = IDsSectionHeader{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IDsSectionHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IDsSectionHeader) ProtoMessage() {}
+
+func (x *IDsSectionHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IDsSectionHeader.ProtoReflect.Descriptor instead.
+func (*IDsSectionHeader) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *IDsSectionHeader) GetPools() uint64 {
+	if x != nil {
+		return x.Pools
+	}
+	return 0
+}
+
+func (x *IDsSectionHeader) GetTags() uint64 {
+	if x != nil {
+		return x.Tags
+	}
+	return 0
+}
+
+func (x *IDsSectionHeader) GetSequences() uint64 {
+	if x != nil {
+		return x.Sequences
+	}
+	return 0
+}
+
+// IDPoolRecord is one worker-ID pool.
+type IDPoolRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	WorkerBits    int32                  `protobuf:"varint,2,opt,name=worker_bits,json=workerBits,proto3" json:"worker_bits,omitempty"`
+	Workers       []*IDWorkerRecord      `protobuf:"bytes,3,rep,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IDPoolRecord) Reset() {
+	*x = IDPoolRecord{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IDPoolRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IDPoolRecord) ProtoMessage() {}
+
+func (x *IDPoolRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IDPoolRecord.ProtoReflect.Descriptor instead.
+func (*IDPoolRecord) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *IDPoolRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IDPoolRecord) GetWorkerBits() int32 {
+	if x != nil {
+		return x.WorkerBits
+	}
+	return 0
+}
+
+func (x *IDPoolRecord) GetWorkers() []*IDWorkerRecord {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+// IDWorkerRecord is one worker ID.
+type IDWorkerRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Session       int64                  `protobuf:"varint,2,opt,name=session,proto3" json:"session,omitempty"`
+	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	HighWaterMs   int64                  `protobuf:"varint,4,opt,name=high_water_ms,json=highWaterMs,proto3" json:"high_water_ms,omitempty"`
+	LeasedMs      int64                  `protobuf:"varint,5,opt,name=leased_ms,json=leasedMs,proto3" json:"leased_ms,omitempty"`
+	FreedMs       int64                  `protobuf:"varint,6,opt,name=freed_ms,json=freedMs,proto3" json:"freed_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IDWorkerRecord) Reset() {
+	*x = IDWorkerRecord{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IDWorkerRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IDWorkerRecord) ProtoMessage() {}
+
+func (x *IDWorkerRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IDWorkerRecord.ProtoReflect.Descriptor instead.
+func (*IDWorkerRecord) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *IDWorkerRecord) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *IDWorkerRecord) GetSession() int64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *IDWorkerRecord) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *IDWorkerRecord) GetHighWaterMs() int64 {
+	if x != nil {
+		return x.HighWaterMs
+	}
+	return 0
+}
+
+func (x *IDWorkerRecord) GetLeasedMs() int64 {
+	if x != nil {
+		return x.LeasedMs
+	}
+	return 0
+}
+
+func (x *IDWorkerRecord) GetFreedMs() int64 {
+	if x != nil {
+		return x.FreedMs
+	}
+	return 0
+}
+
+// IDTagRecord is one segment tag.
+type IDTagRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Start         int64                  `protobuf:"varint,2,opt,name=start,proto3" json:"start,omitempty"`
+	Step          int64                  `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	Next          int64                  `protobuf:"varint,4,opt,name=next,proto3" json:"next,omitempty"`
+	Fetches       int64                  `protobuf:"varint,5,opt,name=fetches,proto3" json:"fetches,omitempty"`
+	CreatedMs     int64                  `protobuf:"varint,6,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	LastMs        int64                  `protobuf:"varint,7,opt,name=last_ms,json=lastMs,proto3" json:"last_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IDTagRecord) Reset() {
+	*x = IDTagRecord{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IDTagRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IDTagRecord) ProtoMessage() {}
+
+func (x *IDTagRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IDTagRecord.ProtoReflect.Descriptor instead.
+func (*IDTagRecord) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *IDTagRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IDTagRecord) GetStart() int64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *IDTagRecord) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *IDTagRecord) GetNext() int64 {
+	if x != nil {
+		return x.Next
+	}
+	return 0
+}
+
+func (x *IDTagRecord) GetFetches() int64 {
+	if x != nil {
+		return x.Fetches
+	}
+	return 0
+}
+
+func (x *IDTagRecord) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *IDTagRecord) GetLastMs() int64 {
+	if x != nil {
+		return x.LastMs
+	}
+	return 0
+}
+
+// IDSequenceRecord is one strict sequence.
+type IDSequenceRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         int64                  `protobuf:"varint,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IDSequenceRecord) Reset() {
+	*x = IDSequenceRecord{}
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IDSequenceRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IDSequenceRecord) ProtoMessage() {}
+
+func (x *IDSequenceRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_snapshot_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IDSequenceRecord.ProtoReflect.Descriptor instead.
+func (*IDSequenceRecord) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_snapshot_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *IDSequenceRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IDSequenceRecord) GetValue() int64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
 var File_concord_internal_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
@@ -994,7 +1347,35 @@ const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\x11LockSectionHeader\x12\x14\n" +
 	"\x05locks\x18\x01 \x01(\x04R\x05locks\x12\x18\n" +
 	"\awaiters\x18\x02 \x01(\x04R\awaiters\x12\x16\n" +
-	"\x06forced\x18\x03 \x01(\x04R\x06forcedBCZAgithub.com/concord-dev/concord/internal/gen/internalv1;internalv1b\x06proto3"
+	"\x06forced\x18\x03 \x01(\x04R\x06forced\"Z\n" +
+	"\x10IDsSectionHeader\x12\x14\n" +
+	"\x05pools\x18\x01 \x01(\x04R\x05pools\x12\x12\n" +
+	"\x04tags\x18\x02 \x01(\x04R\x04tags\x12\x1c\n" +
+	"\tsequences\x18\x03 \x01(\x04R\tsequences\"\x82\x01\n" +
+	"\fIDPoolRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vworker_bits\x18\x02 \x01(\x05R\n" +
+	"workerBits\x12=\n" +
+	"\aworkers\x18\x03 \x03(\v2#.concord.internal.v1.IDWorkerRecordR\aworkers\"\xac\x01\n" +
+	"\x0eIDWorkerRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
+	"\asession\x18\x02 \x01(\x03R\asession\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\"\n" +
+	"\rhigh_water_ms\x18\x04 \x01(\x03R\vhighWaterMs\x12\x1b\n" +
+	"\tleased_ms\x18\x05 \x01(\x03R\bleasedMs\x12\x19\n" +
+	"\bfreed_ms\x18\x06 \x01(\x03R\afreedMs\"\xb1\x01\n" +
+	"\vIDTagRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\x03R\x05start\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\x03R\x04step\x12\x12\n" +
+	"\x04next\x18\x04 \x01(\x03R\x04next\x12\x18\n" +
+	"\afetches\x18\x05 \x01(\x03R\afetches\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\x06 \x01(\x03R\tcreatedMs\x12\x17\n" +
+	"\alast_ms\x18\a \x01(\x03R\x06lastMs\"<\n" +
+	"\x10IDSequenceRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05valueBCZAgithub.com/concord-dev/concord/internal/gen/internalv1;internalv1b\x06proto3"
 
 var (
 	file_concord_internal_v1_snapshot_proto_rawDescOnce sync.Once
@@ -1008,7 +1389,7 @@ func file_concord_internal_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_concord_internal_v1_snapshot_proto_rawDescData
 }
 
-var file_concord_internal_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_concord_internal_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_concord_internal_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotHeader)(nil),    // 0: concord.internal.v1.SnapshotHeader
 	(*SectionHeader)(nil),     // 1: concord.internal.v1.SectionHeader
@@ -1022,17 +1403,23 @@ var file_concord_internal_v1_snapshot_proto_goTypes = []any{
 	(*LockClaimRecord)(nil),   // 9: concord.internal.v1.LockClaimRecord
 	(*LockForceRecord)(nil),   // 10: concord.internal.v1.LockForceRecord
 	(*LockSectionHeader)(nil), // 11: concord.internal.v1.LockSectionHeader
-	(*Result)(nil),            // 12: concord.internal.v1.Result
+	(*IDsSectionHeader)(nil),  // 12: concord.internal.v1.IDsSectionHeader
+	(*IDPoolRecord)(nil),      // 13: concord.internal.v1.IDPoolRecord
+	(*IDWorkerRecord)(nil),    // 14: concord.internal.v1.IDWorkerRecord
+	(*IDTagRecord)(nil),       // 15: concord.internal.v1.IDTagRecord
+	(*IDSequenceRecord)(nil),  // 16: concord.internal.v1.IDSequenceRecord
+	(*Result)(nil),            // 17: concord.internal.v1.Result
 }
 var file_concord_internal_v1_snapshot_proto_depIdxs = []int32{
-	12, // 0: concord.internal.v1.DedupeRecord.result:type_name -> concord.internal.v1.Result
+	17, // 0: concord.internal.v1.DedupeRecord.result:type_name -> concord.internal.v1.Result
 	7,  // 1: concord.internal.v1.LockRecord.holders:type_name -> concord.internal.v1.LockHolderRecord
 	9,  // 2: concord.internal.v1.LockWaiterRecord.claims:type_name -> concord.internal.v1.LockClaimRecord
-	3,  // [3:3] is the sub-list for method output_type
-	3,  // [3:3] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	14, // 3: concord.internal.v1.IDPoolRecord.workers:type_name -> concord.internal.v1.IDWorkerRecord
+	4,  // [4:4] is the sub-list for method output_type
+	4,  // [4:4] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_concord_internal_v1_snapshot_proto_init() }
@@ -1047,7 +1434,7 @@ func file_concord_internal_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_internal_v1_snapshot_proto_rawDesc), len(file_concord_internal_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
