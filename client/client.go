@@ -73,6 +73,7 @@ type endpoint struct {
 	session concordv1connect.SessionClient
 	cluster concordv1connect.ClusterClient
 	lock    concordv1connect.LockClient
+	ids     concordv1connect.IDsClient
 }
 
 // New connects to the cluster: it validates the configuration and waits
@@ -113,6 +114,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			session: concordv1connect.NewSessionClient(c.httpc, url, opts...),
 			cluster: concordv1connect.NewClusterClient(c.httpc, url, opts...),
 			lock:    concordv1connect.NewLockClient(c.httpc, url, opts...),
+			ids:     concordv1connect.NewIDsClient(c.httpc, url, opts...),
 		})
 	}
 	c.leader.Store(-1)

@@ -66,6 +66,20 @@ var (
 	// ErrLockKindMismatch: the lock exists as another kind (or a
 	// semaphore of another capacity).
 	ErrLockKindMismatch = errors.New("concord: lock exists with another kind")
+	// ErrUnknownTag: the segment tag was never created.
+	ErrUnknownTag = errors.New("concord: unknown tag")
+	// ErrTagExists: the tag exists with other settings.
+	ErrTagExists = errors.New("concord: tag exists with other settings")
+	// ErrNoWorkerIDs: every worker ID of the pool is leased or guarded.
+	ErrNoWorkerIDs = errors.New("concord: no worker ID free")
+	// ErrWorkerLost: the generator's worker ID lease ended (its session
+	// was lost, or another holder took it).
+	ErrWorkerLost = errors.New("concord: worker ID lost")
+	// ErrLayoutMismatch: an ID layout does not match the pool's, or does not
+	// add up.
+	ErrLayoutMismatch = errors.New("concord: ID layout mismatch")
+	// ErrExhausted: a tag, sequence or snowflake time field ran out.
+	ErrExhausted = errors.New("concord: ID range exhausted")
 )
 
 // reasons maps the server's stable reasons to sentinels.
@@ -103,6 +117,13 @@ var reasons = map[string]error{
 	"TOO_MANY_PERMITS":         ErrTooManyPermits,
 	"WOULD_DEADLOCK":           ErrWouldDeadlock,
 	"INVALID_LOCK_REQUEST":     ErrInvalidArgument,
+	"UNKNOWN_TAG":              ErrUnknownTag,
+	"TAG_EXISTS":               ErrTagExists,
+	"NO_WORKER_IDS":            ErrNoWorkerIDs,
+	"WORKER_NOT_HELD":          ErrWorkerLost,
+	"LAYOUT_MISMATCH":          ErrLayoutMismatch,
+	"IDS_EXHAUSTED":            ErrExhausted,
+	"INVALID_ID_REQUEST":       ErrInvalidArgument,
 }
 
 // Reasons lists the server reasons the SDK maps to sentinels.

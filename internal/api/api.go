@@ -46,6 +46,7 @@ func New(srv *server.Server, opts Options) http.Handler {
 	mux.Handle(concordv1connect.NewSessionHandler(&sessionService{s: srv}, interceptors, readMax))
 	mux.Handle(concordv1connect.NewClusterHandler(&clusterService{s: srv}, interceptors, readMax))
 	mux.Handle(concordv1connect.NewLockHandler(&lockService{s: srv}, interceptors, readMax))
+	mux.Handle(concordv1connect.NewIDsHandler(&idsService{s: srv}, interceptors, readMax))
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if srv.Stopping() {

@@ -213,3 +213,49 @@ func (l *lockService) List(ctx context.Context, req *connect.Request[concordv1.L
 func (l *lockService) ForceRelease(ctx context.Context, req *connect.Request[concordv1.ForceReleaseRequest]) (*connect.Response[concordv1.ForceReleaseResponse], error) {
 	return unary(ctx, req, l.s.ForceReleaseLock)
 }
+
+type idsService struct{ s *server.Server }
+
+func (i *idsService) LeaseWorker(ctx context.Context, req *connect.Request[concordv1.LeaseWorkerRequest]) (*connect.Response[concordv1.LeaseWorkerResponse], error) {
+	return unary(ctx, req, i.s.LeaseWorker)
+}
+
+func (i *idsService) ReserveWorker(ctx context.Context, req *connect.Request[concordv1.ReserveWorkerRequest]) (*connect.Response[concordv1.ReserveWorkerResponse], error) {
+	return unary(ctx, req, i.s.ReserveWorker)
+}
+
+func (i *idsService) ReleaseWorker(ctx context.Context, req *connect.Request[concordv1.ReleaseWorkerRequest]) (*connect.Response[concordv1.ReleaseWorkerResponse], error) {
+	return unary(ctx, req, i.s.ReleaseWorker)
+}
+
+func (i *idsService) ListWorkers(ctx context.Context, req *connect.Request[concordv1.ListWorkersRequest]) (*connect.Response[concordv1.ListWorkersResponse], error) {
+	return unary(ctx, req, i.s.ListWorkers)
+}
+
+func (i *idsService) CreateTag(ctx context.Context, req *connect.Request[concordv1.CreateTagRequest]) (*connect.Response[concordv1.CreateTagResponse], error) {
+	return unary(ctx, req, i.s.CreateTag)
+}
+
+func (i *idsService) AllocSegment(ctx context.Context, req *connect.Request[concordv1.AllocSegmentRequest]) (*connect.Response[concordv1.AllocSegmentResponse], error) {
+	return unary(ctx, req, i.s.AllocSegment)
+}
+
+func (i *idsService) ListTags(ctx context.Context, req *connect.Request[concordv1.ListTagsRequest]) (*connect.Response[concordv1.ListTagsResponse], error) {
+	resp, err := i.s.ListTags(ctx)
+	if err != nil {
+		return nil, wire(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (i *idsService) NextIDs(ctx context.Context, req *connect.Request[concordv1.NextIDsRequest]) (*connect.Response[concordv1.NextIDsResponse], error) {
+	return unary(ctx, req, i.s.NextIDs)
+}
+
+func (i *idsService) NextSnowflakes(ctx context.Context, req *connect.Request[concordv1.NextSnowflakesRequest]) (*connect.Response[concordv1.NextSnowflakesResponse], error) {
+	return unary(ctx, req, i.s.NextSnowflakes)
+}
+
+func (i *idsService) NextSequence(ctx context.Context, req *connect.Request[concordv1.NextSequenceRequest]) (*connect.Response[concordv1.NextSequenceResponse], error) {
+	return unary(ctx, req, i.s.NextSequence)
+}

@@ -72,7 +72,7 @@ Write and read a key:    concord kv put greeting hello && concord kv get greetin
 	pf.StringVar(&g.token, "token", os.Getenv("CONCORD_TOKEN"), "bearer token, when the cluster requires one (env CONCORD_TOKEN)")
 	pf.BoolVar(&g.json, "json", false, "print JSON for scripts")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "time limit of a command's requests")
-	root.AddCommand(newServerCmd(g), newKVCmd(g), newSessionCmd(g), newLockCmd(g), newSemCmd(g), newClusterCmd(g), newSnapshotCmd(g), newVersionCmd(g))
+	root.AddCommand(newServerCmd(g), newKVCmd(g), newSessionCmd(g), newLockCmd(g), newSemCmd(g), newIDCmd(g), newClusterCmd(g), newSnapshotCmd(g), newVersionCmd(g))
 	return root
 }
 

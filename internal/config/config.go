@@ -14,20 +14,23 @@ import (
 
 // Defaults of a single embedded node.
 const (
-	DefaultName         = "default"
-	DefaultDataDir      = "concord-data"
-	DefaultClientAddr   = "127.0.0.1:7070"
-	DefaultPeerAddr     = "127.0.0.1:7080"
-	DefaultMaxKeyBytes  = 4 << 10
-	DefaultMaxValue     = 1 << 20
-	DefaultMaxTxnOps    = 128
-	DefaultMaxRangeKeys = 10_000
-	DefaultRangeBytes   = 8 << 20
-	DefaultQuotaBytes   = 2 << 30
-	DefaultMaxSessions  = 1_000_000
-	DefaultMaxLocks     = 1_000_000
-	DefaultMinTTL       = time.Second
-	DefaultMaxTTL       = 24 * time.Hour
+	DefaultName          = "default"
+	DefaultDataDir       = "concord-data"
+	DefaultClientAddr    = "127.0.0.1:7070"
+	DefaultPeerAddr      = "127.0.0.1:7080"
+	DefaultMaxKeyBytes   = 4 << 10
+	DefaultMaxValue      = 1 << 20
+	DefaultMaxTxnOps     = 128
+	DefaultMaxRangeKeys  = 10_000
+	DefaultRangeBytes    = 8 << 20
+	DefaultQuotaBytes    = 2 << 30
+	DefaultMaxSessions   = 1_000_000
+	DefaultMaxLocks      = 1_000_000
+	DefaultMaxIDObjects  = 100_000
+	DefaultMaxStep       = 10_000_000
+	DefaultMaxIDsPerCall = 10_000
+	DefaultMinTTL        = time.Second
+	DefaultMaxTTL        = 24 * time.Hour
 	// DefaultMaxRequestBytes bounds one request on the wire.
 	DefaultMaxRequestBytes = 3 << 20
 )
@@ -54,7 +57,14 @@ type Limits struct {
 	MaxKeys     int
 	MaxSessions int
 	// MaxLocks bounds lock objects plus queued waiters.
-	MaxLocks      int
+	MaxLocks int
+	// MaxIDObjects bounds worker pools, segment tags and sequences.
+	MaxIDObjects int
+	// MaxSegmentStep bounds one segment allocation.
+	MaxSegmentStep int64
+	// MaxIDsPerCall bounds the IDs one NextIDs, NextSnowflakes or
+	// NextSequence call returns.
+	MaxIDsPerCall int64
 	MinSessionTTL time.Duration
 	MaxSessionTTL time.Duration
 }
@@ -145,6 +155,13 @@ func (c *Server) SetDefaults() {
 	setInt(&l.MaxRequestBytes, DefaultMaxRequestBytes)
 	setInt(&l.MaxSessions, DefaultMaxSessions)
 	setInt(&l.MaxLocks, DefaultMaxLocks)
+	setInt(&l.MaxIDObjects, DefaultMaxIDObjects)
+	if l.MaxSegmentStep == 0 {
+		l.MaxSegmentStep = DefaultMaxStep
+	}
+	if l.MaxIDsPerCall == 0 {
+		l.MaxIDsPerCall = DefaultMaxIDsPerCall
+	}
 	if l.QuotaBytes == 0 {
 		l.QuotaBytes = DefaultQuotaBytes
 	}

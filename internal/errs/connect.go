@@ -49,6 +49,13 @@ var Codes = map[string]connect.Code{
 	"WOULD_DEADLOCK":           connect.CodeFailedPrecondition,
 	"INVALID_LOCK_REQUEST":     connect.CodeInvalidArgument,
 	"LOCK_NOT_WAITING":         connect.CodeFailedPrecondition,
+	"UNKNOWN_TAG":              connect.CodeNotFound,
+	"TAG_EXISTS":               connect.CodeAlreadyExists,
+	"NO_WORKER_IDS":            connect.CodeResourceExhausted,
+	"WORKER_NOT_HELD":          connect.CodeFailedPrecondition,
+	"LAYOUT_MISMATCH":          connect.CodeFailedPrecondition,
+	"IDS_EXHAUSTED":            connect.CodeResourceExhausted,
+	"INVALID_ID_REQUEST":       connect.CodeInvalidArgument,
 }
 
 // ToConnect converts an error for the wire: a sentinel's reason travels as

@@ -54,6 +54,7 @@ type Server struct {
 	tracker *session.Tracker
 	holds   *lock.HoldTracker
 	locks   *lockHub
+	idsrv   *idServer
 	reads   *batcher
 	metrics *metrics
 
@@ -104,6 +105,8 @@ func New(cfg config.Server, opts Options) (*Server, error) {
 	s.holds = lock.NewHoldTracker(opts.Clock)
 	s.locks = newLockHub(s.holds, newLockMetrics(opts.Registerer))
 	s.fsm.SetLockObserver(s.locks)
+	s.idsrv = newIDServer(s)
+	opts.Registerer.MustRegister(idCollector{s: s})
 	s.reads = newBatcher(s.fetchReadIndex)
 	s.reads.onRound = func(n int) { s.metrics.readBatch.Observe(float64(n)) }
 	s.raftMetrics = raftnode.NewMetrics(opts.Registerer)
@@ -239,6 +242,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
 		s.stopping.Store(true)
+		s.idsrv.close()
 		close(s.stopCh)
 		s.wg.Wait()
 		if s.node != nil {

@@ -1,0 +1,156 @@
+package idgen
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// memSegments is an in-memory tag with an optional fetch delay.
+type memSegments struct {
+	next  atomic.Int64
+	delay time.Duration
+	calls atomic.Int64
+}
+
+func (m *memSegments) AllocSegment(_ context.Context, _ string, count int64) (int64, int64, error) {
+	m.calls.Add(1)
+	time.Sleep(m.delay)
+	end := m.next.Add(count)
+	return end - count, end, nil
+}
+
+func TestSegmentsBurstNeverFailsAndStaysUnique(t *testing.T) {
+	src := &memSegments{delay: 2 * time.Millisecond}
+	s := NewSegments(src, "orders", SegmentConfig{Step: 100, MinStep: 10})
+	const goroutines, each = 1000, 50
+	ids := make([][]int64, goroutines)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for j := 0; j < each; j++ {
+				v, err := s.Next(context.Background())
+				if err != nil {
+					t.Errorf("burst saw %v", err)
+					return
+				}
+				if j > 0 && v <= ids[i][j-1] {
+					t.Errorf("not increasing for one caller")
+				}
+				ids[i] = append(ids[i], v)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	seen := map[int64]bool{}
+	for _, list := range ids {
+		for _, v := range list {
+			require.False(t, seen[v], "duplicate %d", v)
+			seen[v] = true
+		}
+	}
+	st := s.Stats()
+	require.EqualValues(t, goroutines*each, st.Issued)
+	require.Positive(t, st.StepChanges, "a burst grows the step")
+}
+
+func TestSegmentsPrefetchKeepsCallsOffTheNetwork(t *testing.T) {
+	src := &memSegments{delay: 20 * time.Millisecond}
+	s := NewSegments(src, "t", SegmentConfig{Step: 1000, MinStep: 1000, MaxStep: 1000})
+	ctx := context.Background()
+	_, err := s.Next(ctx) // first fetch
+	require.NoError(t, err)
+	var slowest time.Duration
+	for i := 0; i < 5000; i++ {
+		start := time.Now()
+		_, err := s.Next(ctx)
+		require.NoError(t, err)
+		slowest = max(slowest, time.Since(start))
+		if i%400 == 0 {
+			time.Sleep(30 * time.Millisecond) // let the background fetch land
+		}
+	}
+	require.Less(t, slowest, 20*time.Millisecond, "a call waited for a fetch although the next segment was prefetched")
+	require.EqualValues(t, 1, s.Stats().Waits, "only the very first call waits")
+}
+
+func TestUUIDv7(t *testing.T) {
+	clk := newFakeClock(t0)
+	g := newUUIDv7(clk)
+	prev := g.New()
+	require.Equal(t, byte(0x70), prev[6]&0xf0, "version 7")
+	require.Equal(t, byte(0x80), prev[8]&0xc0, "RFC 9562 variant")
+	require.Equal(t, t0.UnixMilli(), prev.Time().UnixMilli())
+	for i := 0; i < 10000; i++ {
+		if i == 5000 {
+			clk.Advance(-time.Second)
+		}
+		u := g.New()
+		require.Positive(t, compareUUID(u, prev), "UUIDs strictly increase, even across a rollback")
+		prev = u
+	}
+	require.Len(t, prev.String(), 36)
+}
+
+func compareUUID(a, b UUID) int {
+	for i := range a {
+		if a[i] != b[i] {
+			if a[i] > b[i] {
+				return 1
+			}
+			return -1
+		}
+	}
+	return 0
+}
+
+type memSequence struct {
+	mu    sync.Mutex
+	cur   int64
+	calls int
+}
+
+func (m *memSequence) NextSequence(_ context.Context, _ string, n int64) (int64, int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	time.Sleep(time.Millisecond)
+	first := m.cur + 1
+	m.cur += n
+	return first, m.cur, nil
+}
+
+func TestSequenceBatchesAndHasNoGaps(t *testing.T) {
+	src := &memSequence{}
+	s := NewSequence(src, "invoice", 0)
+	const n = 500
+	got := make([]int64, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := s.Next(context.Background())
+			require.NoError(t, err)
+			got[i] = v
+		}()
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	for _, v := range got {
+		seen[v] = true
+	}
+	for v := int64(1); v <= n; v++ {
+		require.True(t, seen[v], "gap at %d", v)
+	}
+	require.Less(t, src.calls, n/5, "callers share requests")
+}

@@ -1,0 +1,431 @@
+package idgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/concord-dev/concord/client"
+)
+
+// ErrClockRollback is returned when the wall clock went back and the
+// generator's strategy does not let it issue an ID.
+var ErrClockRollback = errors.New("idgen: clock moved backwards")
+
+// Strategy is what a snowflake generator does when the wall clock goes
+// back behind the last timestamp it issued.
+type Strategy int
+
+const (
+	// Wait sleeps until the clock catches up, up to MaxWait; beyond that it
+	// fails with ErrClockRollback.
+	Wait Strategy = iota
+	// Refuse fails at once with ErrClockRollback.
+	Refuse
+	// SpareWorker switches to a spare worker ID leased in advance, whose
+	// high-water mark is below the current time; without one, it waits.
+	SpareWorker
+	// LogicalClock keeps issuing from a logical clock ahead of the wall
+	// clock, up to MaxAhead; beyond that it fails with ErrClockRollback.
+	LogicalClock
+)
+
+func (s Strategy) String() string {
+	switch s {
+	case Refuse:
+		return "refuse"
+	case SpareWorker:
+		return "spare-worker"
+	case LogicalClock:
+		return "logical-clock"
+	default:
+		return "wait"
+	}
+}
+
+// WorkerSource leases worker IDs and keeps their high-water marks. The
+// SDK's implementation is SessionWorkers; concord members use their own.
+type WorkerSource interface {
+	// Lease leases a worker ID of pool and returns it with its high-water
+	// mark in Unix milliseconds.
+	Lease(ctx context.Context, pool string, bits int, guard time.Duration) (id, highWaterMs int64, err error)
+	// Reserve raises the mark of a held worker ID and returns it.
+	Reserve(ctx context.Context, pool string, id, untilMs int64) (int64, error)
+	// Release frees a worker ID.
+	Release(ctx context.Context, pool string, id int64) error
+	// Done is closed when the leases end (the session was lost).
+	Done() <-chan struct{}
+}
+
+// SnowflakeConfig configures a generator. Zero fields take the defaults.
+type SnowflakeConfig struct {
+	// Layout defaults to DefaultLayout.
+	Layout Layout
+	// Pool names the set of worker IDs; default "default". Generators with
+	// different layouts need different pools.
+	Pool string
+	// Guard is how long a freed worker ID waits before it is leased again;
+	// default 10s.
+	Guard time.Duration
+	// Strategy on clock rollback; default Wait.
+	Strategy Strategy
+	// MaxWait bounds Wait; default 1s.
+	MaxWait time.Duration
+	// MaxAhead bounds LogicalClock; default 1s.
+	MaxAhead time.Duration
+	// Reserve is how far ahead the high-water mark is reserved; default
+	// 3s. A restarted generator may start up to this far ahead of its clock.
+	Reserve time.Duration
+	// Clock defaults to the system clock.
+	Clock Clock
+}
+
+func (c *SnowflakeConfig) setDefaults() {
+	if c.Layout == (Layout{}) {
+		c.Layout = DefaultLayout
+	}
+	if c.Pool == "" {
+		c.Pool = "default"
+	}
+	if c.Guard == 0 {
+		c.Guard = 10 * time.Second
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = time.Second
+	}
+	if c.MaxAhead == 0 {
+		c.MaxAhead = time.Second
+	}
+	if c.Reserve == 0 {
+		c.Reserve = 3 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+}
+
+// SnowflakeStats counts what a generator did.
+type SnowflakeStats struct {
+	Issued       int64
+	Rollbacks    map[Strategy]int64
+	Leases       int64
+	Reservations int64
+	WorkerID     int64
+	YearsLeft    float64
+}
+
+type worker struct {
+	id    int64
+	floor int64 // ms since epoch; only timestamps above it may be issued
+}
+
+// Snowflake generates snowflake IDs. It is safe for concurrent use.
+type Snowflake struct {
+	cfg SnowflakeConfig
+	src WorkerSource
+
+	mu       sync.Mutex
+	cur      worker
+	spare    *worker
+	reserved int64 // ms since epoch; timestamps below it are reserved
+	last     int64
+	seq      int64
+	started  bool // the wall clock has caught up with the lease's floor
+	renewing bool
+	renewed  *sync.Cond
+	lost     error
+
+	issued       atomic.Int64
+	rollbacks    [4]atomic.Int64
+	leases       atomic.Int64
+	reservations atomic.Int64
+}
+
+// NewSnowflake leases a worker ID (and a spare with SpareWorker) and
+// reserves the first stretch of time.
+func NewSnowflake(ctx context.Context, src WorkerSource, cfg SnowflakeConfig) (*Snowflake, error) {
+	cfg.setDefaults()
+	if err := cfg.Layout.Validate(cfg.Clock.Now()); err != nil {
+		return nil, err
+	}
+	g := &Snowflake{cfg: cfg, src: src}
+	g.renewed = sync.NewCond(&g.mu)
+	w, err := g.lease(ctx)
+	if err != nil {
+		return nil, err
+	}
+	g.cur, g.last, g.seq = w, w.floor, cfg.Layout.maxSeq()
+	if cfg.Strategy == SpareWorker {
+		sp, err := g.lease(ctx)
+		if err != nil {
+			_ = src.Release(ctx, cfg.Pool, w.id)
+			return nil, fmt.Errorf("leasing a spare worker ID: %w", err)
+		}
+		g.spare = &sp
+	}
+	until := max(cfg.Layout.units(cfg.Clock.Now()), w.floor) + cfg.Reserve.Milliseconds()
+	hw, err := src.Reserve(ctx, cfg.Pool, w.id, cfg.Layout.unixMs(until))
+	if err != nil {
+		return nil, err
+	}
+	g.reserved = hw - cfg.Layout.Epoch.UnixMilli()
+	g.reservations.Add(1)
+	return g, nil
+}
+
+func (g *Snowflake) lease(ctx context.Context) (worker, error) {
+	id, hw, err := g.src.Lease(ctx, g.cfg.Pool, g.cfg.Layout.WorkerBits, g.cfg.Guard)
+	if err != nil {
+		return worker{}, err
+	}
+	g.leases.Add(1)
+	return worker{id: id, floor: max(hw-g.cfg.Layout.Epoch.UnixMilli(), 0)}, nil
+}
+
+// WorkerID returns the worker ID in use.
+func (g *Snowflake) WorkerID() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cur.id
+}
+
+// Layout returns the generator's layout.
+func (g *Snowflake) Layout() Layout { return g.cfg.Layout }
+
+// Stats returns the generator's counters.
+func (g *Snowflake) Stats() SnowflakeStats {
+	st := SnowflakeStats{Issued: g.issued.Load(), Rollbacks: map[Strategy]int64{}, Leases: g.leases.Load(),
+		Reservations: g.reservations.Load(), WorkerID: g.WorkerID(), YearsLeft: g.cfg.Layout.YearsLeft(g.cfg.Clock.Now())}
+	for s := range g.rollbacks {
+		if n := g.rollbacks[s].Load(); n > 0 {
+			st.Rollbacks[Strategy(s)] = n
+		}
+	}
+	return st
+}
+
+// Next returns a new ID: unique among every generator of the pool, and
+// greater than every ID this generator issued before.
+func (g *Snowflake) Next() (int64, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.check(); err != nil {
+		return 0, err
+	}
+	l := g.cfg.Layout
+	for {
+		now := l.units(g.cfg.Clock.Now())
+		ts := now
+		if now < g.last {
+			var err error
+			if ts, err = g.behind(now); err != nil {
+				return 0, err
+			}
+			if ts < 0 {
+				continue // waited or switched workers: read the clock again
+			}
+		} else {
+			g.started = true
+		}
+		if ts == g.last {
+			if g.seq < l.maxSeq() {
+				g.seq++
+			} else if ts+1 <= now || g.logical(now) {
+				ts, g.seq = ts+1, 0
+			} else {
+				// This millisecond is full: wait for the next one.
+				g.mu.Unlock()
+				g.cfg.Clock.Sleep(50 * time.Microsecond)
+				g.mu.Lock()
+				continue
+			}
+		} else {
+			g.seq = 0
+		}
+		if ts > l.maxTime() {
+			return 0, fmt.Errorf("%w: the time field ended on %s", client.ErrExhausted, l.End().Format(time.RFC3339))
+		}
+		if ts >= g.reserved {
+			if err := g.waitReserved(ts); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if ts+g.cfg.Reserve.Milliseconds()/3 >= g.reserved {
+			g.renewAsync()
+		}
+		g.last = ts
+		g.issued.Add(1)
+		return l.Compose(ts, g.cur.id, g.seq), nil
+	}
+}
+
+// logical reports whether the generator may run ahead of the wall clock
+// now: while catching up with a new lease's floor, or with LogicalClock.
+func (g *Snowflake) logical(now int64) bool {
+	ahead := g.last + 1 - now
+	if !g.started && ahead <= g.cfg.Reserve.Milliseconds() {
+		return true
+	}
+	return g.cfg.Strategy == LogicalClock && ahead <= g.cfg.MaxAhead.Milliseconds()
+}
+
+// behind handles a wall clock behind the last issued timestamp. It returns
+// the timestamp to use, or -1 to read the clock again.
+func (g *Snowflake) behind(now int64) (int64, error) {
+	if !g.started && g.last-now <= g.cfg.Reserve.Milliseconds() {
+		// A new lease starts above its predecessor's reservation: run ahead
+		// until the clock catches up. This is not a rollback.
+		return g.last, nil
+	}
+	back := time.Duration(g.last-now) * time.Millisecond
+	strategy := g.cfg.Strategy
+	if strategy == SpareWorker {
+		if g.spare != nil && g.spare.floor < now {
+			g.rollbacks[SpareWorker].Add(1)
+			return -1, g.switchWorker(now)
+		}
+		strategy = Wait
+	}
+	g.rollbacks[strategy].Add(1)
+	switch strategy {
+	case Refuse:
+		return 0, fmt.Errorf("%w by %s (strategy refuse)", ErrClockRollback, back)
+	case LogicalClock:
+		if back > g.cfg.MaxAhead {
+			return 0, fmt.Errorf("%w by %s, beyond the logical clock's bound of %s", ErrClockRollback, back, g.cfg.MaxAhead)
+		}
+		return g.last, nil
+	default:
+		if back > g.cfg.MaxWait {
+			return 0, fmt.Errorf("%w by %s, beyond the wait bound of %s", ErrClockRollback, back, g.cfg.MaxWait)
+		}
+		g.mu.Unlock()
+		g.cfg.Clock.Sleep(back + time.Millisecond)
+		g.mu.Lock()
+		return -1, g.check()
+	}
+}
+
+// switchWorker moves to the spare worker ID, whose floor is below now; the
+// worker in use becomes the spare, usable again once the clock passes what
+// was reserved for it.
+func (g *Snowflake) switchWorker(now int64) error {
+	sp := *g.spare
+	until := now + g.cfg.Reserve.Milliseconds()
+	hw, err := g.src.Reserve(context.Background(), g.cfg.Pool, sp.id, g.cfg.Layout.unixMs(until))
+	if err != nil {
+		return g.fail(err)
+	}
+	g.reservations.Add(1)
+	old := worker{id: g.cur.id, floor: g.reserved}
+	g.cur, g.spare = sp, &old
+	g.reserved = hw - g.cfg.Layout.Epoch.UnixMilli()
+	g.last, g.seq = sp.floor, g.cfg.Layout.maxSeq()
+	g.started = false
+	return nil
+}
+
+func (g *Snowflake) check() error {
+	if g.lost != nil {
+		return g.lost
+	}
+	select {
+	case <-g.src.Done():
+		g.lost = fmt.Errorf("%w: the session holding worker ID %d ended", client.ErrWorkerLost, g.cur.id)
+		return g.lost
+	default:
+		return nil
+	}
+}
+
+func (g *Snowflake) fail(err error) error {
+	if errors.Is(err, client.ErrWorkerLost) || errors.Is(err, client.ErrSessionExpired) {
+		g.lost = fmt.Errorf("%w: %v", client.ErrWorkerLost, err)
+		return g.lost
+	}
+	return err
+}
+
+// renewAsync raises the reservation in the background.
+func (g *Snowflake) renewAsync() {
+	if g.renewing {
+		return
+	}
+	g.renewing = true
+	id := g.cur.id
+	until := max(g.cfg.Layout.units(g.cfg.Clock.Now()), g.last) + g.cfg.Reserve.Milliseconds()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		hw, err := g.src.Reserve(ctx, g.cfg.Pool, id, g.cfg.Layout.unixMs(until))
+		cancel()
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.renewing = false
+		if err != nil {
+			_ = g.fail(err)
+		} else if id == g.cur.id {
+			g.reserved = max(g.reserved, hw-g.cfg.Layout.Epoch.UnixMilli())
+			g.reservations.Add(1)
+		}
+		g.renewed.Broadcast()
+	}()
+}
+
+// waitReserved blocks until the reservation covers ts.
+func (g *Snowflake) waitReserved(ts int64) error {
+	for ts >= g.reserved {
+		if err := g.check(); err != nil {
+			return err
+		}
+		g.renewAsync()
+		g.renewed.Wait()
+	}
+	return nil
+}
+
+// Close frees the worker IDs. The generator must not be used afterwards.
+func (g *Snowflake) Close(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.lost == nil {
+		g.lost = errors.New("idgen: generator closed")
+	}
+	err := g.src.Release(ctx, g.cfg.Pool, g.cur.id)
+	if g.spare != nil {
+		err = errors.Join(err, g.src.Release(ctx, g.cfg.Pool, g.spare.id))
+	}
+	return err
+}
+
+// SessionWorkers leases worker IDs through the SDK, bound to a session.
+type SessionWorkers struct {
+	Session *client.Session
+	owner   string
+}
+
+// NewSessionWorkers returns a WorkerSource on sess.
+func NewSessionWorkers(sess *client.Session) *SessionWorkers {
+	return &SessionWorkers{Session: sess, owner: sess.Client().NewOwner()}
+}
+
+// Lease implements WorkerSource.
+func (s *SessionWorkers) Lease(ctx context.Context, pool string, bits int, guard time.Duration) (int64, int64, error) {
+	return s.Session.Client().LeaseWorker(ctx, s.Session, pool, bits, s.owner, guard)
+}
+
+// Reserve implements WorkerSource.
+func (s *SessionWorkers) Reserve(ctx context.Context, pool string, id, untilMs int64) (int64, error) {
+	return s.Session.Client().ReserveWorker(ctx, s.Session, pool, id, s.owner, untilMs)
+}
+
+// Release implements WorkerSource.
+func (s *SessionWorkers) Release(ctx context.Context, pool string, id int64) error {
+	return s.Session.Client().ReleaseWorker(ctx, s.Session, pool, id, s.owner)
+}
+
+// Done implements WorkerSource.
+func (s *SessionWorkers) Done() <-chan struct{} { return s.Session.Done() }

@@ -1,0 +1,188 @@
+package idgen
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/client"
+)
+
+var t0 = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func newGen(t *testing.T, src WorkerSource, clk Clock, s Strategy) *Snowflake {
+	g, err := NewSnowflake(context.Background(), src, SnowflakeConfig{Clock: clk, Strategy: s, Guard: time.Nanosecond})
+	require.NoError(t, err)
+	return g
+}
+
+func TestLayoutValidateAndDecode(t *testing.T) {
+	require.NoError(t, DefaultLayout.Validate(t0))
+	bad := []Layout{
+		{Epoch: DefaultEpoch, TimeBits: 41, WorkerBits: 10, SeqBits: 11},
+		{Epoch: t0.Add(time.Hour), TimeBits: 41, WorkerBits: 10, SeqBits: 12},
+		{Epoch: DefaultEpoch, TimeBits: 20, WorkerBits: 10, SeqBits: 33},
+	}
+	for _, l := range bad {
+		require.ErrorIs(t, l.Validate(t0), client.ErrLayoutMismatch, "%+v", l)
+	}
+	// 30 time bits from 2016 ran out long ago: the uid-generator failure.
+	old := Layout{Epoch: time.Date(2016, 5, 20, 0, 0, 0, 0, time.UTC), TimeBits: 30, WorkerBits: 16, SeqBits: 17}
+	require.ErrorIs(t, old.Validate(t0), client.ErrExhausted)
+	require.InDelta(t, 68.3, DefaultLayout.YearsLeft(t0), 0.5)
+
+	id := DefaultLayout.Compose(12345, 678, 9)
+	d, err := DefaultLayout.Decode(id)
+	require.NoError(t, err)
+	require.Equal(t, DefaultEpoch.Add(12345*time.Millisecond), d.Time)
+	require.EqualValues(t, 678, d.Worker)
+	require.EqualValues(t, 9, d.Seq)
+}
+
+func TestSnowflakeIncreasesAndCarriesWorker(t *testing.T) {
+	clk := newFakeClock(t0)
+	g := newGen(t, newFakeWorkers(), clk, Wait)
+	var last int64
+	for i := 0; i < 20000; i++ {
+		id, err := g.Next()
+		require.NoError(t, err)
+		require.Greater(t, id, last)
+		last = id
+		if i%100 == 0 {
+			clk.Advance(time.Millisecond)
+		}
+	}
+	d, _ := DefaultLayout.Decode(last)
+	require.EqualValues(t, g.WorkerID(), d.Worker)
+	require.EqualValues(t, 20000, g.Stats().Issued)
+}
+
+// TestRollback drives a 5 ms, 1 s and 1 h backward jump through every
+// strategy: an ID is issued only if it is above every earlier one.
+func TestRollback(t *testing.T) {
+	cases := map[Strategy]map[time.Duration]bool{
+		Wait:         {5 * time.Millisecond: true, time.Second: true, time.Hour: false},
+		Refuse:       {5 * time.Millisecond: false, time.Second: false, time.Hour: false},
+		SpareWorker:  {5 * time.Millisecond: true, time.Second: true, time.Hour: true},
+		LogicalClock: {5 * time.Millisecond: true, time.Second: true, time.Hour: false},
+	}
+	for strategy, jumps := range cases {
+		for jump, ok := range jumps {
+			t.Run(fmt.Sprintf("%s/%s", strategy, jump), func(t *testing.T) {
+				clk := newFakeClock(t0)
+				g := newGen(t, newFakeWorkers(), clk, strategy)
+				clk.Advance(10 * time.Second) // past the first reservation's catch-up
+				var before []int64
+				for i := 0; i < 50; i++ {
+					id, err := g.Next()
+					require.NoError(t, err)
+					before = append(before, id)
+				}
+				clk.Advance(-jump)
+				id, err := g.Next()
+				if !ok {
+					require.ErrorIs(t, err, ErrClockRollback)
+					require.EqualValues(t, 1, g.Stats().Rollbacks[strategy])
+					return
+				}
+				require.NoError(t, err)
+				for _, b := range before {
+					require.NotEqual(t, b, id)
+				}
+				if strategy != SpareWorker {
+					require.Greater(t, id, before[len(before)-1], "per-generator order holds")
+				} else {
+					d, _ := DefaultLayout.Decode(id)
+					require.NotEqual(t, int64(0), d.Worker, "switched to the spare worker ID")
+				}
+				for i := 0; i < 5000; i++ {
+					next, err := g.Next()
+					require.NoError(t, err)
+					require.Greater(t, next, id)
+					id = next
+				}
+			})
+		}
+	}
+}
+
+// TestRestartNeverReusesATimestamp restarts a generator on the same worker
+// ID with its clock an hour behind: it must not issue at or below the
+// predecessor's reservation.
+func TestRestartNeverReusesATimestamp(t *testing.T) {
+	src := newFakeWorkers()
+	clk := newFakeClock(t0)
+	g1 := newGen(t, src, clk, LogicalClock)
+	var last int64
+	for i := 0; i < 1000; i++ {
+		id, err := g1.Next()
+		require.NoError(t, err)
+		last = id
+	}
+	require.NoError(t, g1.Close(context.Background()))
+	lastD, _ := DefaultLayout.Decode(last)
+
+	// Restart right away: it starts above the reservation, ahead of the
+	// clock, without an error.
+	g2 := newGen(t, src, clk, Wait)
+	require.EqualValues(t, g1.WorkerID(), g2.WorkerID())
+	id, err := g2.Next()
+	require.NoError(t, err)
+	require.Greater(t, id, last)
+	require.NoError(t, g2.Close(context.Background()))
+
+	// Restart with the clock an hour behind: the high-water mark refuses.
+	clk.Advance(-time.Hour)
+	g3 := newGen(t, src, clk, Wait)
+	_, err = g3.Next()
+	require.ErrorIs(t, err, ErrClockRollback)
+	d, _ := DefaultLayout.Decode(id)
+	require.True(t, d.Time.After(lastD.Time) || d.Time.Equal(lastD.Time))
+}
+
+func TestWorkerLostStopsTheGenerator(t *testing.T) {
+	src := newFakeWorkers()
+	g := newGen(t, src, newFakeClock(t0), Wait)
+	_, err := g.Next()
+	require.NoError(t, err)
+	close(src.done)
+	_, err = g.Next()
+	require.ErrorIs(t, err, client.ErrWorkerLost)
+}
+
+func TestSnowflakeConcurrentUnique(t *testing.T) {
+	g, err := NewSnowflake(context.Background(), newFakeWorkers(), SnowflakeConfig{})
+	require.NoError(t, err)
+	const goroutines, each = 8, 50000
+	ids := make([][]int64, goroutines)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < each; j++ {
+				id, err := g.Next()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if j > 0 && id <= ids[i][j-1] {
+					t.Errorf("not increasing within a goroutine")
+				}
+				ids[i] = append(ids[i], id)
+			}
+		}()
+	}
+	wg.Wait()
+	seen := make(map[int64]bool, goroutines*each)
+	for _, list := range ids {
+		for _, id := range list {
+			require.False(t, seen[id], "duplicate %d", id)
+			seen[id] = true
+		}
+	}
+}
