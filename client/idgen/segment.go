@@ -98,7 +98,7 @@ type Segments struct {
 	lastFetch time.Time
 
 	issued, fetches, fetchErrors, stepChanges, waits atomic.Int64
-	maxFetch                                          atomic.Int64
+	maxFetch                                         atomic.Int64
 }
 
 // NewSegments returns a buffer of tag's numbers. The first segment is
