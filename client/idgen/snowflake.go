@@ -77,7 +77,10 @@ type SnowflakeConfig struct {
 	// MaxAhead bounds LogicalClock; default 1s.
 	MaxAhead time.Duration
 	// Reserve is how far ahead the high-water mark is reserved; default
-	// 3s. A restarted generator may start up to this far ahead of its clock.
+	// 3s. A generator that starts on a worker ID whose previous holder
+	// reserved time ahead of this clock runs ahead of it, up to
+	// 2*Reserve+1s, until the clock catches up; its reservations never
+	// reach further than that, so quick restarts cannot ratchet ahead.
 	Reserve time.Duration
 	// Clock defaults to the system clock.
 	Clock Clock
@@ -166,7 +169,7 @@ func NewSnowflake(ctx context.Context, src WorkerSource, cfg SnowflakeConfig) (*
 		}
 		g.spare = &sp
 	}
-	until := max(cfg.Layout.units(cfg.Clock.Now()), w.floor) + cfg.Reserve.Milliseconds()
+	until := g.reserveUntil(cfg.Layout.units(cfg.Clock.Now()))
 	hw, err := src.Reserve(ctx, cfg.Pool, w.id, cfg.Layout.unixMs(until))
 	if err != nil {
 		return nil, err
@@ -263,11 +266,24 @@ func (g *Snowflake) Next() (int64, error) {
 	}
 }
 
+// catchUp bounds how far ahead of the wall clock a generator runs while
+// catching up with a worker ID's high-water mark, in ms. Reservations never
+// reach past now+catchUp either, so the next holder of the worker ID finds
+// the mark at most that far ahead and can start at once.
+func (g *Snowflake) catchUp() int64 { return 2*g.cfg.Reserve.Milliseconds() + 1000 }
+
+// reserveUntil is how far to reserve at wall-clock time now: Reserve past
+// the last timestamp, but not beyond the catch-up bound.
+func (g *Snowflake) reserveUntil(now int64) int64 {
+	r := g.cfg.Reserve.Milliseconds()
+	return max(now+r, min(g.last+r, now+g.catchUp()))
+}
+
 // logical reports whether the generator may run ahead of the wall clock
 // now: while catching up with a new lease's floor, or with LogicalClock.
 func (g *Snowflake) logical(now int64) bool {
 	ahead := g.last + 1 - now
-	if !g.started && ahead <= g.cfg.Reserve.Milliseconds() {
+	if !g.started && ahead <= g.catchUp() {
 		return true
 	}
 	return g.cfg.Strategy == LogicalClock && ahead <= g.cfg.MaxAhead.Milliseconds()
@@ -276,7 +292,7 @@ func (g *Snowflake) logical(now int64) bool {
 // behind handles a wall clock behind the last issued timestamp. It returns
 // the timestamp to use, or -1 to read the clock again.
 func (g *Snowflake) behind(now int64) (int64, error) {
-	if !g.started && g.last-now <= g.cfg.Reserve.Milliseconds() {
+	if !g.started && g.last-now <= g.catchUp() {
 		// A new lease starts above its predecessor's reservation: run ahead
 		// until the clock catches up. This is not a rollback.
 		return g.last, nil
@@ -315,7 +331,7 @@ func (g *Snowflake) behind(now int64) (int64, error) {
 // was reserved for it.
 func (g *Snowflake) switchWorker(now int64) error {
 	sp := *g.spare
-	until := now + g.cfg.Reserve.Milliseconds()
+	until := max(now, sp.floor) + g.cfg.Reserve.Milliseconds()
 	hw, err := g.src.Reserve(context.Background(), g.cfg.Pool, sp.id, g.cfg.Layout.unixMs(until))
 	if err != nil {
 		return g.fail(err)
@@ -357,7 +373,7 @@ func (g *Snowflake) renewAsync() {
 	}
 	g.renewing = true
 	id := g.cur.id
-	until := max(g.cfg.Layout.units(g.cfg.Clock.Now()), g.last) + g.cfg.Reserve.Milliseconds()
+	until := g.reserveUntil(g.cfg.Layout.units(g.cfg.Clock.Now()))
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		hw, err := g.src.Reserve(ctx, g.cfg.Pool, id, g.cfg.Layout.unixMs(until))
@@ -375,14 +391,22 @@ func (g *Snowflake) renewAsync() {
 	}()
 }
 
-// waitReserved blocks until the reservation covers ts.
+// waitReserved blocks until the reservation covers ts. A reservation is
+// capped at the catch-up bound, so when ts sits at the cap the generator
+// also waits for the clock to move.
 func (g *Snowflake) waitReserved(ts int64) error {
 	for ts >= g.reserved {
 		if err := g.check(); err != nil {
 			return err
 		}
+		before := g.reserved
 		g.renewAsync()
 		g.renewed.Wait()
+		if g.reserved == before {
+			g.mu.Unlock()
+			g.cfg.Clock.Sleep(time.Millisecond)
+			g.mu.Lock()
+		}
 	}
 	return nil
 }

@@ -69,7 +69,7 @@ func gen(args []string) error {
 		return err
 	}
 	for done := int64(0); done < *count; {
-		sess, err := c.NewSession(ctx, client.WithTTL(time.Second), client.WithName("idworker"))
+		sess, err := c.NewSession(ctx, client.WithTTL(2*time.Second), client.WithName("idworker"))
 		if err != nil {
 			return err
 		}
@@ -78,16 +78,28 @@ func gen(args []string) error {
 			return err
 		}
 		batch := min(*count-done, 200_000+rng.Int64N(2_000_000))
+		lost := false
 		for i := int64(0); i < batch; i++ {
 			id, err := g.Next()
+			if errors.Is(err, client.ErrWorkerLost) {
+				// The session expired under load: move to a new generator.
+				lost = true
+				break
+			}
 			if err != nil {
 				return fmt.Errorf("generator on worker %d: %w", g.WorkerID(), err)
 			}
 			if err := put(id); err != nil {
 				return err
 			}
+			done++
 		}
-		done += batch
+		if lost {
+			if err := put(0); err != nil {
+				return err
+			}
+			continue
+		}
 		if rng.IntN(2) == 0 {
 			// The session expires under the generator (a pause, a lost
 			// network): it must stop issuing.
