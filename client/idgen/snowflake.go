@@ -233,11 +233,14 @@ func (g *Snowflake) Next() (int64, error) {
 		} else {
 			g.started = true
 		}
+		// seq is committed together with ts below, never before: a wait
+		// for a reservation must not leave a half-updated state behind.
+		seq := int64(0)
 		if ts == g.last {
 			if g.seq < l.maxSeq() {
-				g.seq++
+				seq = g.seq + 1
 			} else if ts+1 <= now || g.logical(now) {
-				ts, g.seq = ts+1, 0
+				ts++
 			} else {
 				// This millisecond is full: wait for the next one.
 				g.mu.Unlock()
@@ -245,8 +248,6 @@ func (g *Snowflake) Next() (int64, error) {
 				g.mu.Lock()
 				continue
 			}
-		} else {
-			g.seq = 0
 		}
 		if ts > l.maxTime() {
 			return 0, fmt.Errorf("%w: the time field ended on %s", client.ErrExhausted, l.End().Format(time.RFC3339))
@@ -260,6 +261,7 @@ func (g *Snowflake) Next() (int64, error) {
 		if ts+g.cfg.Reserve.Milliseconds()/3 >= g.reserved {
 			g.renewAsync()
 		}
+		g.seq = seq
 		g.last = ts
 		g.issued.Add(1)
 		return l.Compose(ts, g.cur.id, g.seq), nil
