@@ -36,6 +36,10 @@ type Config struct {
 	// RetryTimeout bounds how long a call retries across leader changes
 	// and member failures when its ctx has no deadline; default 15s.
 	RetryTimeout time.Duration
+	// AttemptTimeout bounds one attempt of a unary call at one member; a
+	// member that does not answer in time (paused, partitioned) is left for
+	// another. Default 3s.
+	AttemptTimeout time.Duration
 	// ClientID identifies this client's writes for deduplication; default
 	// random. Two live clients must not share one.
 	ClientID string
@@ -87,6 +91,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.RetryTimeout <= 0 {
 		cfg.RetryTimeout = 15 * time.Second
+	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = 3 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -141,6 +148,10 @@ func newHTTPClient(cfg Config) *http.Client {
 		TLSClientConfig:     cfg.TLS,
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     90 * time.Second,
+		// A member that stops answering (SIGSTOP, a VM pause, a blackholed
+		// network) keeps its TCP connections open; HTTP/2 pings find it,
+		// so streams fail over instead of hanging.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 2 * time.Second, PingTimeout: 2 * time.Second},
 	}
 	return &http.Client{Transport: tr}
 }
@@ -296,6 +307,23 @@ func (c *Client) failover(failed *endpoint) {
 	}
 }
 
+// moveOff points the client at an endpoint not in skip (for one stream's
+// sake), without forgetting the leader for other calls.
+func (c *Client) moveOff(failed *endpoint, skip map[*endpoint]bool) {
+	for i, ep := range c.endpoints {
+		if ep == failed {
+			for j := 1; j < len(c.endpoints); j++ {
+				next := (i + j) % len(c.endpoints)
+				if !skip[c.endpoints[next]] {
+					c.leader.CompareAndSwap(int32(i), -1)
+					c.current.Store(int32(next))
+					return
+				}
+			}
+		}
+	}
+}
+
 // retryable reports whether a failed call may be sent again. Reads always
 // may; writes carry a request ID the server deduplicates, so an unknown
 // outcome may be retried too. Calls without an ID (membership changes) are
@@ -326,9 +354,15 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 	backoff := 10 * time.Millisecond
 	for {
 		ep := c.pick()
-		err := fromWire(f(ctx, ep))
+		actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+		err := fromWire(f(actx, ep))
+		cancel()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// This member did not answer in time: its outcome is unknown.
+			err = fmt.Errorf("%w: %s did not answer within %s", ErrUnavailable, ep.addr, c.cfg.AttemptTimeout)
 		}
 		if !retryable(err, idempotent) {
 			return err

@@ -208,6 +208,22 @@ func (c *Client) KeepAliveOnce(ctx context.Context, id int64) (time.Duration, er
 	return ttl, err
 }
 
+// keepAliveAnswerTimeout is how long a keep-alive may wait for its answer
+// before the stream is abandoned for another member.
+const keepAliveAnswerTimeout = 2 * time.Second
+
+func oldestInflight(mu *sync.Mutex, inflight map[int64][]time.Time) time.Time {
+	mu.Lock()
+	defer mu.Unlock()
+	var oldest time.Time
+	for _, q := range inflight {
+		if len(q) > 0 && (oldest.IsZero() || q[0].Before(oldest)) {
+			oldest = q[0]
+		}
+	}
+	return oldest
+}
+
 // keepAliver keeps every session of a client alive over one stream.
 type keepAliver struct {
 	c        *Client
@@ -278,11 +294,13 @@ func (k *keepAliver) run() {
 				continue
 			}
 		}
-		err := k.stream(ctx)
+		ep := k.c.pick()
+		err := k.stream(ctx, ep)
 		k.expireLost()
 		if ctx.Err() != nil {
 			return
 		}
+		k.c.failover(ep)
 		k.c.log.Debug("keep-alive stream ended", "err", err)
 		select {
 		case <-ctx.Done():
@@ -297,8 +315,7 @@ func (k *keepAliver) run() {
 }
 
 // stream runs one keep-alive stream until it fails or no session is left.
-func (k *keepAliver) stream(ctx context.Context) error {
-	ep := k.c.pick()
+func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream := ep.session.KeepAlive(sctx)
@@ -339,6 +356,11 @@ func (k *keepAliver) stream(ctx context.Context) error {
 	defer tick.Stop()
 	lastSent := map[int64]time.Time{}
 	for {
+		// A member that stops answering keeps the stream open: give up on
+		// it when a keep-alive waits too long, and reconnect elsewhere.
+		if oldest := oldestInflight(&pmu, inflight); !oldest.IsZero() && time.Since(oldest) > keepAliveAnswerTimeout {
+			return fmt.Errorf("%w: %s did not answer a keep-alive within %s", ErrUnavailable, ep.addr, keepAliveAnswerTimeout)
+		}
 		now := time.Now()
 		sessions := k.snapshot()
 		if len(sessions) == 0 {

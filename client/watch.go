@@ -69,6 +69,9 @@ func (c *Client) runWatch(ctx context.Context, key string, o opOptions, ch chan<
 		}
 	}
 	backoff := 50 * time.Millisecond
+	// compactedAt counts members that no longer hold the history from the
+	// current position; the watch gives up only when every member says so.
+	compactedAt := map[*endpoint]bool{}
 	for {
 		ep := c.pick()
 		req := &concordv1.WatchRequest{Key: []byte(key), RangeEnd: o.rangeEnd, Prefix: o.prefix,
@@ -77,6 +80,7 @@ func (c *Client) runWatch(ctx context.Context, key string, o opOptions, ch chan<
 		if err == nil {
 			for stream.Receive() {
 				backoff = 50 * time.Millisecond
+				clear(compactedAt)
 				msg := stream.Msg()
 				rev := msg.GetHeader().GetRevision()
 				c.observe(msg.GetHeader())
@@ -100,7 +104,19 @@ func (c *Client) runWatch(ctx context.Context, key string, o opOptions, ch chan<
 			return
 		}
 		err = fromWire(err)
-		if err != nil && !retryable(err, true) && !errors.Is(err, ErrUnavailable) {
+		if errors.Is(err, ErrCompacted) {
+			// A member restored from a snapshot (or restarted) keeps
+			// history only from there; another member may still hold it.
+			compactedAt[ep] = true
+			if len(compactedAt) < len(c.endpoints) {
+				c.moveOff(ep, compactedAt)
+				continue
+			}
+		}
+		if err != nil && !errors.Is(err, ErrCompacted) && (retryable(err, true) || errors.Is(err, ErrUnavailable)) {
+			err = nil
+		}
+		if err != nil {
 			deliver(WatchResponse{Err: err, Revision: next - 1})
 			return
 		}

@@ -25,10 +25,12 @@ const (
 	DedupeWindow = 1024
 	// DedupeMaxWindow caps the results kept per client.
 	DedupeMaxWindow = 65536
-	// DedupeMinAgeNanos is how long a result is kept, within the cap.
+	// DedupeMinAgeNanos is how long a result is kept, within the cap, on
+	// the state machine's elapsed clock (time measured by leaders between
+	// commands of one term: a leader's clock offset cannot shorten it).
 	DedupeMinAgeNanos = int64(30 * 1e9)
 	// DedupeIdleNanos is how long a client's results are remembered after
-	// its last write, in state machine time.
+	// its last write, on the elapsed clock.
 	DedupeIdleNanos = int64(15 * 60 * 1e9)
 	// sweepEvery is how many indexes pass between housekeeping sweeps.
 	sweepEvery = 4096

@@ -76,6 +76,14 @@ type FSM struct {
 	lastSweep uint64
 	pending   []kv.Event
 
+	// The elapsed clock ages dedupe records. It advances by the time a
+	// leader measured between two commands of its own term, so that an
+	// offset clock on a new leader cannot make it jump; within a term it
+	// runs at the leader's rate.
+	elapsed    int64
+	stampTerm  uint64
+	stampNanos int64
+
 	history *kv.History
 
 	applied   atomic.Uint64
@@ -184,7 +192,7 @@ func (f *FSM) ApplyBatch(logs []raftnode.Entry) []any {
 	prev := f.applied.Load()
 	for i, l := range logs {
 		if l.Type == raftnode.EntryCommand {
-			out[i] = f.applyCommand(l.Index, l.Data)
+			out[i] = f.applyCommand(l.Index, l.Term, l.Data)
 		}
 		f.maybeSweep(prev, l.Index)
 		prev = l.Index
@@ -209,26 +217,38 @@ func (f *FSM) maybeSweep(prev, index uint64) {
 		return
 	}
 	f.lastSweep = index
-	f.dedupe.sweep(f.now - DedupeIdleNanos)
+	f.dedupe.sweep(f.elapsed - DedupeIdleNanos)
 }
 
-func (f *FSM) applyCommand(index uint64, data []byte) *internalv1.Result {
+// stamp advances the state machine's time and elapsed clock with a
+// command's leader stamp.
+func (f *FSM) stamp(term uint64, t int64) {
+	if t > f.now {
+		f.now = t
+	}
+	if term == f.stampTerm && t > f.stampNanos {
+		f.elapsed += t - f.stampNanos
+	}
+	if term != f.stampTerm || t > f.stampNanos {
+		f.stampTerm, f.stampNanos = term, t
+	}
+}
+
+func (f *FSM) applyCommand(index, term uint64, data []byte) *internalv1.Result {
 	var cmd internalv1.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		return ErrorResult(errs.Wrapf(ErrBadCommand, "decode: %v", err))
 	}
-	if t := cmd.GetTimeUnixNano(); t > f.now {
-		f.now = t
-	}
+	f.stamp(term, cmd.GetTimeUnixNano())
 	client, req := cmd.GetMeta().GetClientId(), cmd.GetMeta().GetRequestId()
 	if client != "" {
-		if res, ok := f.dedupe.lookup(client, req, f.now); ok {
+		if res, ok := f.dedupe.lookup(client, req, f.elapsed); ok {
 			return res
 		}
 	}
 	res := f.dispatch(index, &cmd)
 	if client != "" {
-		f.dedupe.remember(client, req, res, f.now)
+		f.dedupe.remember(client, req, res, f.elapsed)
 	}
 	return res
 }
@@ -377,6 +397,7 @@ func (f *FSM) Restore(rc io.Reader) error {
 	*f.dedupe = *st.dedupe
 	f.now = hdr.GetTimeUnixNano()
 	f.lastSweep = hdr.GetLastSweepIndex()
+	f.elapsed, f.stampTerm, f.stampNanos = hdr.GetElapsedNanos(), hdr.GetLastStampTerm(), hdr.GetLastStampNanos()
 	f.pending = nil
 	f.mu.Unlock()
 	f.history.Reset(hdr.GetIndex())

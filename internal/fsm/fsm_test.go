@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/concord-dev/concord/internal/raftnode"
 	"github.com/stretchr/testify/require"
@@ -332,4 +333,25 @@ func TestWaitApplied(t *testing.T) {
 	}
 	apply(t, f, 3, &internalv1.Command{Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}})
 	require.NoError(t, <-done)
+}
+
+// A new leader whose clock is an hour ahead must not age dedupe records:
+// the elapsed clock only counts time a leader measured within its term.
+// (Regression: found by tests/robustness, TestKnownBugDedupeForgets...)
+func TestDedupeSurvivesALeaderClockJump(t *testing.T) {
+	f := New(Config{})
+	put := &internalv1.Command{TimeUnixNano: 1e9, Meta: &concordv1.WriteMeta{ClientId: "c", RequestId: 1},
+		Op: &internalv1.Command_Put{Put: &concordv1.PutRequest{Key: []byte("once"), Value: []byte("1")}}}
+	first := f.ApplyBatch([]raftnode.Entry{{Index: 1, Term: 1, Type: raftnode.EntryCommand, Data: encode(t, put)}})[0].(*internalv1.Result)
+	// Term 2: the leader's clock is an hour ahead; many entries cross a
+	// sweep.
+	idx := uint64(2)
+	for ; idx < 2*sweepEvery; idx++ {
+		noop := &internalv1.Command{TimeUnixNano: int64(time.Hour) + int64(idx)*1e6, Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}}
+		f.ApplyBatch([]raftnode.Entry{{Index: idx, Term: 2, Type: raftnode.EntryCommand, Data: encode(t, noop)}})
+	}
+	put.TimeUnixNano = int64(time.Hour) + int64(idx)*1e6
+	again := f.ApplyBatch([]raftnode.Entry{{Index: idx, Term: 2, Type: raftnode.EntryCommand, Data: encode(t, put)}})[0].(*internalv1.Result)
+	require.True(t, proto.Equal(first, again), "the retry was applied again")
+	require.Less(t, f.elapsed, int64(10*time.Second), "the jump did not count as elapsed time")
 }

@@ -77,6 +77,7 @@ func (f *FSM) capture() *Capture {
 	c := &Capture{
 		header: &internalv1.SnapshotHeader{
 			Format: snapshotFormat, Index: f.applied.Load(), TimeUnixNano: f.now, LastSweepIndex: f.lastSweep,
+			ElapsedNanos: f.elapsed, LastStampTerm: f.stampTerm, LastStampNanos: f.stampNanos,
 		},
 		metrics: f.cfg.Metrics,
 	}

@@ -207,6 +207,10 @@ func (s *Server) TransferLeader(ctx context.Context, req *concordv1.TransferLead
 			return nil, err
 		}
 		id, addr = sv.ID, sv.Addr
+		if id == s.id.ID {
+			// Already the leader: nothing to hand over.
+			return &concordv1.TransferLeaderResponse{Header: s.header(s.fsm.AppliedIndex()), Leader: id}, nil
+		}
 	}
 	if err := s.node.TransferLeadership(ctx, id, addr); err != nil {
 		return nil, err

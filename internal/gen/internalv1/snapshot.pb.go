@@ -31,6 +31,12 @@ type SnapshotHeader struct {
 	TimeUnixNano int64 `protobuf:"varint,3,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	// last_sweep_index is the index of the last housekeeping sweep.
 	LastSweepIndex uint64 `protobuf:"varint,4,opt,name=last_sweep_index,json=lastSweepIndex,proto3" json:"last_sweep_index,omitempty"`
+	// elapsed_nanos is the state machine's elapsed clock: the time leaders
+	// measured between consecutive commands of the same term. It ages
+	// deduplication records; a leader whose clock is offset cannot jump it.
+	ElapsedNanos   int64  `protobuf:"varint,5,opt,name=elapsed_nanos,json=elapsedNanos,proto3" json:"elapsed_nanos,omitempty"`
+	LastStampTerm  uint64 `protobuf:"varint,6,opt,name=last_stamp_term,json=lastStampTerm,proto3" json:"last_stamp_term,omitempty"`
+	LastStampNanos int64  `protobuf:"varint,7,opt,name=last_stamp_nanos,json=lastStampNanos,proto3" json:"last_stamp_nanos,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -89,6 +95,27 @@ func (x *SnapshotHeader) GetTimeUnixNano() int64 {
 func (x *SnapshotHeader) GetLastSweepIndex() uint64 {
 	if x != nil {
 		return x.LastSweepIndex
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetElapsedNanos() int64 {
+	if x != nil {
+		return x.ElapsedNanos
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetLastStampTerm() uint64 {
+	if x != nil {
+		return x.LastStampTerm
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetLastStampNanos() int64 {
+	if x != nil {
+		return x.LastStampNanos
 	}
 	return 0
 }
@@ -1274,12 +1301,15 @@ var File_concord_internal_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"\"concord/internal/v1/snapshot.proto\x12\x13concord.internal.v1\x1a!concord/internal/v1/command.proto\"\x8e\x01\n" +
+	"\"concord/internal/v1/snapshot.proto\x12\x13concord.internal.v1\x1a!concord/internal/v1/command.proto\"\x85\x02\n" +
 	"\x0eSnapshotHeader\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\rR\x06format\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12$\n" +
 	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\x12(\n" +
-	"\x10last_sweep_index\x18\x04 \x01(\x04R\x0elastSweepIndex\"9\n" +
+	"\x10last_sweep_index\x18\x04 \x01(\x04R\x0elastSweepIndex\x12#\n" +
+	"\relapsed_nanos\x18\x05 \x01(\x03R\felapsedNanos\x12&\n" +
+	"\x0flast_stamp_term\x18\x06 \x01(\x04R\rlastStampTerm\x12(\n" +
+	"\x10last_stamp_nanos\x18\a \x01(\x03R\x0elastStampNanos\"9\n" +
 	"\rSectionHeader\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"r\n" +
