@@ -20,14 +20,8 @@ type Status = concordv1.StatusResponse
 
 // Status asks the cluster (any member) for its status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
-	var resp *concordv1.StatusResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.cluster.Status(ctx, connect.NewRequest(&concordv1.StatusRequest{}))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.StatusResponse], error) {
+		return ep.cluster.Status(ctx, connect.NewRequest(&concordv1.StatusRequest{}))
 	})
 	return resp, err
 }
@@ -58,14 +52,8 @@ func (c *Client) Endpoints() []string {
 // AddMember adds a member as a learner; the leader promotes it to voter once
 // it has caught up. Start the new member with --join.
 func (c *Client) AddMember(ctx context.Context, name, peerAddr string) (*Member, error) {
-	var resp *concordv1.AddMemberResponse
-	err := c.call(ctx, false, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.cluster.AddMember(ctx, connect.NewRequest(&concordv1.AddMemberRequest{Name: name, PeerAddr: peerAddr}))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, false, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.AddMemberResponse], error) {
+		return ep.cluster.AddMember(ctx, connect.NewRequest(&concordv1.AddMemberRequest{Name: name, PeerAddr: peerAddr}))
 	})
 	if err != nil {
 		return nil, err

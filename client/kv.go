@@ -132,14 +132,8 @@ func (c *Client) Get(ctx context.Context, key string, opts ...OpOption) (*KeyVal
 func (c *Client) Range(ctx context.Context, key string, opts ...OpOption) (*RangeResult, error) {
 	o := applyOpts(opts)
 	req := c.rangeRequest(key, o)
-	var resp *concordv1.RangeResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.kv.Range(ctx, connect.NewRequest(req))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.RangeResponse], error) {
+		return ep.kv.Range(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
 		return nil, err
@@ -191,14 +185,8 @@ type PutResult struct {
 func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...OpOption) (*PutResult, error) {
 	o := applyOpts(opts)
 	req := &concordv1.PutRequest{Key: []byte(key), Value: value, Session: o.session, PrevKv: o.prevKV, Meta: c.meta()}
-	var resp *concordv1.PutResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.kv.Put(ctx, connect.NewRequest(req))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.PutResponse], error) {
+		return ep.kv.Put(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
 		return nil, err
@@ -218,14 +206,8 @@ type DeleteResult struct {
 func (c *Client) Delete(ctx context.Context, key string, opts ...OpOption) (*DeleteResult, error) {
 	o := applyOpts(opts)
 	req := &concordv1.DeleteRangeRequest{Key: []byte(key), RangeEnd: o.rangeEnd, Prefix: o.prefix, PrevKv: o.prevKV, Meta: c.meta()}
-	var resp *concordv1.DeleteRangeResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.kv.DeleteRange(ctx, connect.NewRequest(req))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.DeleteRangeResponse], error) {
+		return ep.kv.DeleteRange(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
 		return nil, err
@@ -243,14 +225,8 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...OpOption) (*Del
 func (c *Client) Add(ctx context.Context, key string, delta int64, opts ...OpOption) (int64, error) {
 	o := applyOpts(opts)
 	req := &concordv1.AddRequest{Key: []byte(key), Delta: delta, Min: o.min, Max: o.max, Session: o.session, Meta: c.meta()}
-	var resp *concordv1.AddResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.kv.Add(ctx, connect.NewRequest(req))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.AddResponse], error) {
+		return ep.kv.Add(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
 		return 0, err

@@ -296,14 +296,8 @@ func (c *Client) ReleaseLocks(ctx context.Context, sess *Session, owner string, 
 
 // InspectLock describes a lock and its recent force-releases.
 func (c *Client) InspectLock(ctx context.Context, name string) (*LockInfo, []*ForceReleaseRecord, error) {
-	var resp *concordv1.InspectLockResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.lock.Inspect(ctx, connect.NewRequest(&concordv1.InspectLockRequest{Name: name}))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.InspectLockResponse], error) {
+		return ep.lock.Inspect(ctx, connect.NewRequest(&concordv1.InspectLockRequest{Name: name}))
 	})
 	if err != nil {
 		return nil, nil, err
@@ -316,14 +310,8 @@ func (c *Client) ListLocks(ctx context.Context, prefix string) ([]*LockInfo, err
 	var out []*LockInfo
 	after := ""
 	for {
-		var resp *concordv1.ListLocksResponse
-		err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-			r, err := ep.lock.List(ctx, connect.NewRequest(&concordv1.ListLocksRequest{Prefix: prefix, After: after}))
-			if err != nil {
-				return err
-			}
-			resp = r.Msg
-			return nil
+		resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListLocksResponse], error) {
+			return ep.lock.List(ctx, connect.NewRequest(&concordv1.ListLocksRequest{Prefix: prefix, After: after}))
 		})
 		if err != nil {
 			return nil, err

@@ -55,14 +55,8 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	}
 	req := &concordv1.CreateSessionRequest{TtlMs: o.ttl.Milliseconds(), Name: o.name, Meta: c.meta()}
 	sent := time.Now()
-	var resp *concordv1.CreateSessionResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.session.Create(ctx, connect.NewRequest(req))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.CreateSessionResponse], error) {
+		return ep.session.Create(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
 		return nil, err
@@ -144,14 +138,8 @@ func (s *Session) Orphan() {
 
 // GetSession describes a session.
 func (c *Client) GetSession(ctx context.Context, id int64) (*SessionInfo, error) {
-	var resp *concordv1.GetSessionResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.session.Get(ctx, connect.NewRequest(&concordv1.GetSessionRequest{Id: id}))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.GetSessionResponse], error) {
+		return ep.session.Get(ctx, connect.NewRequest(&concordv1.GetSessionRequest{Id: id}))
 	})
 	if err != nil {
 		return nil, err
@@ -161,14 +149,8 @@ func (c *Client) GetSession(ctx context.Context, id int64) (*SessionInfo, error)
 
 // ListSessions describes every session.
 func (c *Client) ListSessions(ctx context.Context) ([]*SessionInfo, error) {
-	var resp *concordv1.ListSessionsResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.session.List(ctx, connect.NewRequest(&concordv1.ListSessionsRequest{}))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListSessionsResponse], error) {
+		return ep.session.List(ctx, connect.NewRequest(&concordv1.ListSessionsRequest{}))
 	})
 	if err != nil {
 		return nil, err
@@ -179,14 +161,8 @@ func (c *Client) ListSessions(ctx context.Context) ([]*SessionInfo, error) {
 // RevokeSession ends a session by ID.
 func (c *Client) RevokeSession(ctx context.Context, id int64) (int64, error) {
 	req := &concordv1.RevokeSessionRequest{Id: id, Meta: c.meta()}
-	var resp *concordv1.RevokeSessionResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.session.Revoke(ctx, connect.NewRequest(req))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.RevokeSessionResponse], error) {
+		return ep.session.Revoke(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
 		return 0, err

@@ -108,14 +108,8 @@ type TxnResult struct {
 // Commit applies the transaction. It is retried safely across failures.
 func (t *Txn) Commit(ctx context.Context) (*TxnResult, error) {
 	t.req.Meta = t.c.meta()
-	var resp *concordv1.TxnResponse
-	err := t.c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.kv.Txn(ctx, connect.NewRequest(t.req))
-		if err != nil {
-			return err
-		}
-		resp = r.Msg
-		return nil
+	resp, err := unaryCall(ctx, t.c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.TxnResponse], error) {
+		return ep.kv.Txn(ctx, connect.NewRequest(t.req))
 	})
 	if err != nil {
 		return nil, err
