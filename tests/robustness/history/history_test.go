@@ -1,0 +1,64 @@
+package history
+
+import (
+	"bytes"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestRecorderRoundTrip(t *testing.T) {
+	rec := NewRecorder(NewClock())
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := rec.NewProcess()
+			for j := range 25 {
+				call := rec.Now()
+				status := OK
+				if j%5 == 0 {
+					status = Unknown
+				}
+				rec.Add(Op{Process: p, Workload: "kv", Kind: "put", Key: "k", Value: string(rune('a' + i)), Call: call, Return: rec.Now(), Status: status})
+			}
+		}()
+	}
+	wg.Wait()
+	seg := &WatchSegment{Watcher: 1, Prefix: "kv/", StartRev: 5, Resps: []WatchResponse{{Revision: 7, Events: []Event{{Type: "put", Key: "kv/a", Value: "x", Rev: 6}}}}}
+	rec.AddSegment(seg)
+	h := rec.Snapshot()
+	require.Len(t, h.Ops, 100)
+	for i, o := range h.Ops {
+		require.Equal(t, i, o.ID)
+		require.LessOrEqual(t, o.Call, o.Return, "one monotonic clock")
+	}
+	ok, fail, unknown := h.Counts()
+	require.Equal(t, [3]int{80, 0, 20}, [3]int{ok, fail, unknown})
+	require.Len(t, h.Of("kv"), 100)
+	require.Empty(t, h.Of("sessions"))
+
+	var buf bytes.Buffer
+	require.NoError(t, h.Write(&buf))
+	back, err := Read(&buf)
+	require.NoError(t, err)
+	require.Equal(t, h.Ops, back.Ops)
+	require.Equal(t, h.Watches, back.Watches)
+	require.Equal(t, uint64(7), back.Watches[0].EndRev())
+}
+
+func TestSegmentEndRev(t *testing.T) {
+	require.Equal(t, uint64(4), (&WatchSegment{StartRev: 5}).EndRev(), "nothing delivered")
+	require.Equal(t, uint64(9), (&WatchSegment{StartRev: 5, Resps: []WatchResponse{{Revision: 9}}}).EndRev())
+}
+
+func TestClockAt(t *testing.T) {
+	c := NewClock()
+	now := time.Now()
+	at := c.At(now)
+	require.InDelta(t, float64(c.Now()), float64(at), float64(time.Second))
+	require.Less(t, c.At(now.Add(-time.Second)), at)
+}

@@ -1,0 +1,155 @@
+package robustness
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/concord-dev/concord/tests/robustness/checker"
+	"github.com/concord-dev/concord/tests/robustness/nemesis"
+)
+
+// Result is what a run did and found.
+type Result struct {
+	Profile         string
+	Seed            int64
+	Size            int
+	TrafficDuration time.Duration
+	// Wall is the run's whole duration, checks included.
+	Wall time.Duration
+
+	// Ops counts recorded operations by outcome.
+	Ops, OK, Failed, Unknown int
+	// Checked counts operations and events the checkers examined
+	// (CheckedBy splits it: "linearizability" counts operations checked
+	// against a model, "kv" watch events and writes, "sessions" expiry
+	// observations); Inconclusive counts keys whose linearizability check
+	// timed out.
+	Checked, Inconclusive int
+	CheckedBy             map[string]int
+	// Faults counts injected faults by kind.
+	Faults   map[nemesis.Kind]int
+	Schedule nemesis.Schedule
+	// LeaderAfterHeal is how long the cluster took to have a single
+	// ready leader after the heal.
+	LeaderAfterHeal time.Duration
+	// WatchCompacted counts watch segments that ended with ErrCompacted
+	// (allowed; the watcher starts a new segment); WatchResets describes
+	// them.
+	WatchCompacted int
+	WatchResets    []string
+	// SessionsUnresolved counts sessions left unrefreshed that were never
+	// seen to expire within the holder's patience (availability, not
+	// safety).
+	SessionsUnresolved int
+
+	Violations []checker.Violation
+	// Timeline is the fault timeline.
+	Timeline string
+
+	// Dir is the run's directory, kept when it failed; the other paths
+	// are inside it.
+	Dir            string
+	HistoryPath    string
+	TimelinePath   string
+	Visualizations []string
+	DataDirs       []string
+}
+
+// FaultCount returns the number of faults injected.
+func (r *Result) FaultCount() int {
+	n := 0
+	for _, c := range r.Faults {
+		n += c
+	}
+	return n
+}
+
+// Passed reports whether the run found no violation.
+func (r *Result) Passed() bool { return len(r.Violations) == 0 }
+
+// ReplayCommand returns the command that replays the run.
+func (r *Result) ReplayCommand() string {
+	return fmt.Sprintf("CONCORD_ROBUSTNESS_SEED=%d CONCORD_ROBUSTNESS_PROFILE=%s CONCORD_ROBUSTNESS_DURATION=%s go test ./tests/robustness -run TestReplay -v -timeout 0",
+		r.Seed, r.Profile, r.TrafficDuration)
+}
+
+// Summary is one line for logs.
+func (r *Result) Summary() string {
+	return fmt.Sprintf("%s seed %d: %d members, %s of traffic, %d ops (%d ok, %d failed, %d unknown), %d checked (%s), %d inconclusive, %d faults (%s), leader %s after heal, %d watch resets, %d sessions unresolved, %d violations",
+		r.Profile, r.Seed, r.Size, r.TrafficDuration, r.Ops, r.OK, r.Failed, r.Unknown, r.Checked, r.checkedKinds(), r.Inconclusive,
+		r.FaultCount(), r.faultKinds(), r.LeaderAfterHeal.Round(time.Millisecond), r.WatchCompacted, r.SessionsUnresolved, len(r.Violations))
+}
+
+func (r *Result) checkedKinds() string {
+	var kinds []string
+	for k, n := range r.CheckedBy {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(kinds)
+	return strings.Join(kinds, ", ")
+}
+
+func (r *Result) faultKinds() string {
+	var kinds []string
+	for k, n := range r.Faults {
+		kinds = append(kinds, fmt.Sprintf("%s×%d", k, n))
+	}
+	sort.Strings(kinds)
+	return strings.Join(kinds, " ")
+}
+
+// Report is the full account of a failed run: how to replay it, what
+// broke, the fault timeline, and where the evidence is.
+func (r *Result) Report() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "robustness run %s seed %d: %d violation(s)\n", r.Profile, r.Seed, len(r.Violations))
+	fmt.Fprintf(&b, "replay: %s\n", r.ReplayCommand())
+	fmt.Fprintf(&b, "%s\n\nviolations:\n", r.Summary())
+	for i, v := range r.Violations {
+		if i == 20 {
+			fmt.Fprintf(&b, "  ... and %d more\n", len(r.Violations)-i)
+			break
+		}
+		fmt.Fprintf(&b, "  %s\n", strings.ReplaceAll(v.String(), "\n", "\n  "))
+	}
+	fmt.Fprintf(&b, "\nfault timeline:\n%s", r.Timeline)
+	if r.Dir != "" {
+		fmt.Fprintf(&b, "\nartifacts in %s:\n", r.Dir)
+		fmt.Fprintf(&b, "  history:        %s\n", r.HistoryPath)
+		fmt.Fprintf(&b, "  timeline:       %s\n", r.TimelinePath)
+		for _, v := range r.Visualizations {
+			fmt.Fprintf(&b, "  visualization:  %s\n", v)
+		}
+		fmt.Fprintf(&b, "  member logs:    %s/logs\n", r.Dir)
+		for _, d := range r.DataDirs {
+			fmt.Fprintf(&b, "  data dir:       %s\n", d)
+		}
+	}
+	return b.String()
+}
+
+// SummaryTable renders results as a markdown table.
+func SummaryTable(results []*Result) string {
+	var b strings.Builder
+	b.WriteString("| profile | seed | members | traffic | ops (ok / failed / unknown) | checked (lin / watch / session) | faults | leader after heal | watch resets | sessions unresolved | violations |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var ops, checked, faults, violations int
+	for _, r := range results {
+		verdict := "0"
+		if !r.Passed() {
+			verdict = fmt.Sprintf("**%d** (%s)", len(r.Violations), r.Violations[0].Checker)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d (%d / %d / %d) | %d (%d / %d / %d) | %d: %s | %s | %d | %d | %s |\n",
+			r.Profile, r.Seed, r.Size, r.TrafficDuration, r.Ops, r.OK, r.Failed, r.Unknown,
+			r.Checked, r.CheckedBy["linearizability"], r.CheckedBy["kv"], r.CheckedBy["sessions"],
+			r.FaultCount(), r.faultKinds(), r.LeaderAfterHeal.Round(time.Millisecond), r.WatchCompacted, r.SessionsUnresolved, verdict)
+		ops += r.Ops
+		checked += r.Checked
+		faults += r.FaultCount()
+		violations += len(r.Violations)
+	}
+	fmt.Fprintf(&b, "| **total: %d runs** | | | | %d | %d | %d | | | | %d |\n", len(results), ops, checked, faults, violations)
+	return b.String()
+}

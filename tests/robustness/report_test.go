@@ -1,0 +1,40 @@
+package robustness
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/tests/robustness/checker"
+	"github.com/concord-dev/concord/tests/robustness/nemesis"
+)
+
+func TestReportAndSummary(t *testing.T) {
+	pass := &Result{Profile: ProfileShort, Seed: 1, Size: 3, TrafficDuration: 30 * time.Second, Ops: 10, OK: 9, Unknown: 1,
+		Checked: 12, CheckedBy: map[string]int{"linearizability": 9, "kv": 2, "sessions": 1},
+		Faults: map[nemesis.Kind]int{nemesis.Kill: 2, nemesis.Bridge: 1}}
+	fail := &Result{Profile: ProfileLong, Seed: 7, Size: 5, TrafficDuration: 2 * time.Minute, Ops: 5, OK: 5,
+		Violations: []checker.Violation{{Checker: "linearizability", Summary: "kv: key kv/k001: not linearizable", Details: "a\nb", Artifact: "/x/viz.html"}},
+		Timeline:   "   1.000s network #0 bridge start ...\n", Dir: "/x", HistoryPath: "/x/history.jsonl", TimelinePath: "/x/timeline.txt",
+		Visualizations: []string{"/x/viz.html"}, DataDirs: []string{"/x/data/n1.0"}}
+	require.True(t, pass.Passed())
+	require.False(t, fail.Passed())
+	require.Equal(t, 3, pass.FaultCount())
+
+	report := fail.Report()
+	for _, want := range []string{
+		"CONCORD_ROBUSTNESS_SEED=7 CONCORD_ROBUSTNESS_PROFILE=long CONCORD_ROBUSTNESS_DURATION=2m0s go test ./tests/robustness -run TestReplay",
+		"[linearizability] kv: key kv/k001", "fault timeline:", "bridge start", "/x/history.jsonl", "/x/viz.html", "/x/data/n1.0", "/x/logs",
+	} {
+		require.Contains(t, report, want)
+	}
+
+	table := SummaryTable([]*Result{pass, fail})
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	require.Len(t, lines, 5, "header, separator, two runs, total")
+	require.Contains(t, lines[2], "| short | 1 | 3 | 30s | 10 (9 / 0 / 1) | 12 (9 / 2 / 1) | 3: bridge×1 kill×2 |")
+	require.Contains(t, lines[3], "**1** (linearizability)")
+	require.Contains(t, lines[4], "total: 2 runs")
+}

@@ -1,0 +1,224 @@
+package robustness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/tests/robustness/checker"
+	"github.com/concord-dev/concord/tests/robustness/cluster"
+	"github.com/concord-dev/concord/tests/robustness/history"
+	"github.com/concord-dev/concord/tests/robustness/nemesis"
+	"github.com/concord-dev/concord/tests/robustness/workload"
+)
+
+// Run runs one configuration: cluster, traffic, faults, heal, checks. It
+// returns an error only when the harness itself could not run (the binary
+// would not start, the cluster never formed); everything the system under
+// test got wrong is a violation in the result.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	dir := filepath.Join(cfg.Dir, fmt.Sprintf("%s-seed-%d-%s", cfg.Profile, cfg.Seed, time.Now().Format("150405.000")))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	res := &Result{Profile: cfg.Profile, Seed: cfg.Seed, Size: cfg.Size, TrafficDuration: cfg.Duration, Dir: dir}
+	started := time.Now()
+	defer func() { res.Wall = time.Since(started) }()
+
+	schedule := cfg.schedule()
+	res.Schedule = schedule
+	clock := history.NewClock()
+	rec := history.NewRecorder(clock)
+	timeline := nemesis.NewTimeline(clock)
+
+	c, err := cluster.Start(ctx, cluster.Options{
+		Binary: cfg.Binary, Size: cfg.Size, Dir: dir, ExtraFlags: cfg.ExtraFlags,
+		SnapshotThreshold: 1024, SnapshotInterval: 2 * time.Second, TrailingLogs: 256,
+		MinSessionTTL: cfg.SessionTTLFloor, Clock: cfg.MemberClock, Logf: logf,
+	})
+	if err != nil {
+		return res, fmt.Errorf("starting the cluster (logs in %s): %w", filepath.Join(dir, "logs"), err)
+	}
+	defer c.Close()
+	if err := avoidLeaders(ctx, c, cfg.AvoidLeader); err != nil {
+		return res, err
+	}
+	timeline.Add("run", 0, "start", "note", "%d members up; schedule of %d faults", cfg.Size, len(schedule))
+
+	fastest, slowest := schedule.ClockRates()
+	if r := cfg.MemberClock.Rate; r > 0 {
+		fastest, slowest = max(fastest, r), min(slowest, r)
+	}
+	if cfg.AssumedClockRate > 0 {
+		fastest = cfg.AssumedClockRate
+	}
+	env := &workload.Env{Cluster: c, Recorder: rec, Seed: cfg.Seed, FastestClock: fastest, SlowestClock: slowest, Logf: logf}
+	var workloads []workload.Workload
+	kv := workload.NewKV(cfg.KV)
+	workloads = append(workloads, kv)
+	var sessions *workload.Sessions
+	if cfg.Sessions != nil {
+		sessions = workload.NewSessions(*cfg.Sessions)
+		workloads = append(workloads, sessions)
+	}
+
+	// Traffic and faults.
+	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
+	var wg sync.WaitGroup
+	for _, w := range workloads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Run(runCtx, env); err != nil {
+				logf("workload %s: %v", w.Name(), err)
+			}
+		}()
+	}
+	nem := nemesis.New(c, timeline, logf)
+	nem.Run(runCtx, schedule)
+	<-runCtx.Done()
+	stop()
+	wg.Wait()
+	timeline.Add("run", 0, "stop", "note", "traffic stopped")
+
+	// Heal, then liveness.
+	var violations []checker.Violation
+	fail := func(name string, err error) {
+		violations = append(violations, checker.Violation{Checker: name, Summary: err.Error()})
+	}
+	if err := nem.Heal(ctx); err != nil {
+		fail("liveness", fmt.Errorf("healing: %w", err))
+	}
+	healed := time.Now()
+	leader, err := c.WaitLeader(ctx, cfg.LivenessTimeout)
+	if err != nil {
+		fail("liveness", fmt.Errorf("no single ready leader within %s of the heal: %w", cfg.LivenessTimeout, err))
+	} else {
+		res.LeaderAfterHeal = time.Since(healed)
+		timeline.Add("run", 0, "liveness", "note", "leader %s ready %s after the heal", c.Member(leader).Name, res.LeaderAfterHeal.Round(time.Millisecond))
+	}
+	err = c.Do(ctx, cfg.LivenessTimeout, 5*time.Second, func(ctx context.Context, cl *client.Client) error {
+		_, err := cl.Put(ctx, "robustness/liveness", []byte(fmt.Sprint(cfg.Seed)))
+		return err
+	})
+	if err != nil {
+		fail("liveness", fmt.Errorf("no write succeeded within %s of the heal: %w", cfg.LivenessTimeout, err))
+	}
+
+	// Final reads, fences, revokes.
+	for _, w := range workloads {
+		if err := w.Finish(ctx, env); err != nil {
+			fail("final", fmt.Errorf("%s: %w", w.Name(), err))
+		}
+	}
+	hashes, err := c.WaitConverged(ctx, 30*time.Second)
+	if err != nil {
+		fail("convergence", fmt.Errorf("members did not reach the same applied index and state hash: %w", err))
+	} else if len(hashes) > 0 {
+		timeline.Add("run", 0, "converged", "note", "every member at applied index %d, hash %.16s", hashes[0].Applied, hashes[0].Hash)
+	}
+
+	// Checks.
+	h := rec.Snapshot()
+	res.Ops = len(h.Ops)
+	res.OK, res.Failed, res.Unknown = h.Counts()
+	res.CheckedBy = map[string]int{}
+	vizDir := filepath.Join(dir, "visualizations")
+	for _, w := range workloads {
+		if m := w.Model(); m != nil {
+			ops := m.Operations(h.Of(w.Name()))
+			st, vs := checker.CheckLinearizable(m.Porcupine, ops, checker.LinearizableOptions{
+				Name: w.Name(), Timeout: cfg.CheckTimeout, VisualizationDir: vizDir, PartitionName: m.PartitionName,
+			})
+			res.Checked += st.Checked
+			res.CheckedBy["linearizability"] += st.Checked
+			res.Inconclusive += st.Inconclusive
+			violations = append(violations, vs...)
+		}
+		st, vs := w.Check(env, h)
+		res.Checked += st.Checked
+		res.CheckedBy[w.Name()] += st.Checked
+		violations = append(violations, vs...)
+	}
+	res.WatchResets = kv.Compacted()
+	res.WatchCompacted = len(res.WatchResets)
+	for _, r := range res.WatchResets {
+		logf("watch reset: %s", r)
+	}
+	if sessions != nil {
+		res.SessionsUnresolved = sessions.Unresolved()
+	}
+	res.Faults = timeline.Faults()
+	res.Violations = violations
+	res.Timeline = timeline.String()
+	for _, v := range violations {
+		if v.Artifact != "" {
+			res.Visualizations = append(res.Visualizations, v.Artifact)
+		}
+	}
+
+	// Artifacts: kept when something was wrong (or asked for).
+	res.HistoryPath = filepath.Join(dir, "history.jsonl")
+	res.TimelinePath = filepath.Join(dir, "timeline.txt")
+	res.DataDirs = c.DataDirs()
+	c.Close()
+	if len(violations) > 0 || cfg.KeepArtifacts {
+		err := errors.Join(
+			h.WriteFile(res.HistoryPath),
+			timeline.WriteFile(res.TimelinePath),
+			os.WriteFile(filepath.Join(dir, "schedule.txt"), []byte(schedule.String()), 0o644),
+			os.WriteFile(filepath.Join(dir, "report.txt"), []byte(res.Report()), 0o644),
+		)
+		if err != nil {
+			logf("writing artifacts: %v", err)
+		}
+	} else {
+		res.HistoryPath, res.TimelinePath, res.DataDirs = "", "", nil
+		if err := os.RemoveAll(dir); err != nil {
+			logf("removing %s: %v", dir, err)
+		}
+		res.Dir = ""
+	}
+	return res, nil
+}
+
+// avoidLeaders moves leadership away from the listed members.
+func avoidLeaders(ctx context.Context, c *cluster.Cluster, avoid []int) error {
+	if len(avoid) == 0 {
+		return nil
+	}
+	return cluster.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() error {
+		leader, err := c.WaitLeader(ctx, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(avoid, leader) {
+			return nil
+		}
+		target := ""
+		for i := 0; i < c.Size(); i++ {
+			if !slices.Contains(avoid, i) {
+				target = c.Member(i).Name
+				break
+			}
+		}
+		err = c.Do(ctx, 10*time.Second, 3*time.Second, func(ctx context.Context, cl *client.Client) error {
+			_, err := cl.TransferLeader(ctx, target)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("leadership moved to %s; checking again", target)
+	})
+}
