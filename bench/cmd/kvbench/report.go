@@ -1,0 +1,139 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"text/tabwriter"
+	"time"
+
+	"github.com/concord-dev/concord/bench/internal/load"
+)
+
+// Result is the outcome of one measured phase: one operation against one
+// cluster.
+type Result struct {
+	System     string  `json:"system"`
+	Nodes      int     `json:"nodes"`
+	Op         string  `json:"op"`
+	Ops        int     `json:"ops"`
+	Errors     int     `json:"errors"`
+	FirstError string  `json:"first_error,omitempty"`
+	Seconds    float64 `json:"seconds"`
+	OpsPerSec  float64 `json:"ops_per_sec"`
+	P50Ms      float64 `json:"p50_ms"`
+	P90Ms      float64 `json:"p90_ms"`
+	P99Ms      float64 `json:"p99_ms"`
+	P999Ms     float64 `json:"p999_ms"`
+	MaxMs      float64 `json:"max_ms"`
+	// ServerCores, BenchCores and OtherCores are the CPU the cluster's
+	// processes, kvbench itself (the clients) and everything else on the
+	// machine used during the phase, in cores.
+	ServerCores float64 `json:"server_cores"`
+	BenchCores  float64 `json:"bench_cores"`
+	OtherCores  float64 `json:"other_cores"`
+}
+
+func newResult(sys string, nodes int, op load.Op, s *load.Sample) Result {
+	r := Result{
+		System: sys, Nodes: nodes, Op: string(op),
+		Ops: len(s.Latencies), Errors: s.Errors,
+		Seconds: s.Elapsed.Seconds(), OpsPerSec: s.Throughput(),
+		P50Ms: ms(s.Percentile(0.50)), P90Ms: ms(s.Percentile(0.90)),
+		P99Ms: ms(s.Percentile(0.99)), P999Ms: ms(s.Percentile(0.999)),
+		MaxMs: ms(s.Percentile(1)),
+	}
+	if s.FirstErr != nil {
+		r.FirstError = s.FirstErr.Error()
+	}
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// report is what a run produced, as written by -json.
+type report struct {
+	Date      time.Time `json:"date"`
+	GoVersion string    `json:"go_version"`
+	CPUs      int       `json:"cpus"`
+	Clients   int       `json:"clients"`
+	Conns     int       `json:"conns"`
+	ValueSize int       `json:"value_bytes"`
+	Keys      int       `json:"keys"`
+	WarmupS   float64   `json:"warmup_s"`
+	DurationS float64   `json:"duration_s"`
+	Results   []Result  `json:"results"`
+}
+
+func newReport(o options) *report {
+	return &report{
+		Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
+		Clients: o.load.Workers, Conns: o.conns, ValueSize: o.load.ValueSize, Keys: o.load.Keys,
+		WarmupS: o.warmup.Seconds(), DurationS: o.duration.Seconds(),
+	}
+}
+
+func (rep *report) writeJSON(path string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// printTable prints the results for clusters of n nodes, then the
+// concord/etcd ratios where both systems were measured.
+func (rep *report) printTable(w io.Writer, n int) {
+	fmt.Fprintf(w, "\n%d node(s), %d clients, %d conns, %d-byte values, %d keys\n",
+		n, rep.Clients, rep.Conns, rep.ValueSize, rep.Keys)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tnodes\top\tops/s\tp50 ms\tp99 ms\terrors\tserver cores\tbench cores\tother cores\tserver us/op\tbench us/op\t")
+	for _, r := range rep.sized(n) {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t\n",
+			r.System, r.Nodes, r.Op, r.OpsPerSec, r.P50Ms, r.P99Ms, r.Errors,
+			r.ServerCores, r.BenchCores, r.OtherCores, perOp(r.ServerCores, r.OpsPerSec), perOp(r.BenchCores, r.OpsPerSec))
+	}
+	tw.Flush()
+	for _, line := range rep.ratios(n) {
+		fmt.Fprintln(w, line)
+	}
+}
+
+// perOp converts a CPU use in cores into microseconds of CPU per operation.
+func perOp(cores, opsPerSec float64) float64 {
+	if opsPerSec == 0 {
+		return 0
+	}
+	return cores / opsPerSec * 1e6
+}
+
+// sized returns the results for clusters of n nodes.
+func (rep *report) sized(n int) []Result {
+	var out []Result
+	for _, r := range rep.Results {
+		if r.Nodes == n {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// ratios describes, per operation, concord's throughput and p99 as
+// multiples of etcd's.
+func (rep *report) ratios(n int) []string {
+	var lines []string
+	for _, c := range rep.sized(n) {
+		if c.System != "concord" {
+			continue
+		}
+		for _, e := range rep.sized(n) {
+			if e.System == "etcd" && e.Op == c.Op && e.OpsPerSec > 0 && e.P99Ms > 0 {
+				lines = append(lines, fmt.Sprintf("concord/etcd %s, %d node(s): ops/s %.2fx, p99 %.2fx",
+					c.Op, n, c.OpsPerSec/e.OpsPerSec, c.P99Ms/e.P99Ms))
+			}
+		}
+	}
+	return lines
+}

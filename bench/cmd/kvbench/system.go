@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/concord-dev/concord/bench/internal/cluster"
+	"github.com/concord-dev/concord/bench/internal/kv"
+	"github.com/concord-dev/concord/bench/internal/load"
+)
+
+// system is a system under test: how to build it, run it and talk to it.
+type system struct {
+	name   string
+	flavor cluster.Flavor
+	dial   kv.DialFunc
+	// pkg is built with `go build` in dir, relative to the repository root.
+	pkg, dir string
+	// pprof: members serve /debug/pprof on their client address.
+	pprof bool
+}
+
+var systems = []system{
+	{name: "concord", flavor: cluster.Concord, dial: kv.DialConcord, pkg: "./cmd/concord", dir: ".", pprof: true},
+	// The bench module pins the etcd server version.
+	{name: "etcd", flavor: cluster.Etcd, dial: kv.DialEtcd, pkg: "go.etcd.io/etcd/server/v3", dir: "bench"},
+}
+
+// buildAll builds the server binary of each system into binDir and returns
+// their paths by system name.
+func buildAll(ctx context.Context, root, binDir string, syss []system) (map[string]string, error) {
+	bins := map[string]string{}
+	for _, sys := range syss {
+		out := filepath.Join(binDir, sys.name)
+		fmt.Fprintf(os.Stderr, "building %s (%s)\n", sys.name, sys.pkg)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, sys.pkg)
+		cmd.Dir = filepath.Join(root, sys.dir)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("build %s: %w", sys.name, err)
+		}
+		bins[sys.name] = out
+	}
+	return bins, nil
+}
+
+// benchCluster starts a fresh n-member cluster of sys, runs every operation
+// against it, and stops it, deleting its data.
+func benchCluster(ctx context.Context, sys system, bin string, n int, o options) (results []Result, err error) {
+	fmt.Fprintf(os.Stderr, "%s, %d nodes: starting\n", sys.name, n)
+	c, err := cluster.Start(ctx, bin, sys.flavor, n, 60*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if serr := c.Stop(); err == nil {
+			err = serr
+		}
+	}()
+	conns, err := dialAll(ctx, sys.dial, c.ClientAddrs(), o.conns)
+	defer closeAll(conns)
+	if err != nil {
+		return nil, err
+	}
+	l := load.New(o.load, conns)
+	for _, op := range o.ops {
+		if op == load.Get {
+			fmt.Fprintf(os.Stderr, "%s, %d nodes: preloading %d keys\n", sys.name, n, o.load.Keys)
+			if err := l.Preload(ctx); err != nil {
+				return nil, err
+			}
+		}
+		fmt.Fprintf(os.Stderr, "%s, %d nodes: %s for %s + %s\n", sys.name, n, op, o.warmup, o.duration)
+		results = append(results, measure(ctx, sys, c, l, op, o))
+	}
+	return results, ctx.Err()
+}
+
+// busyOther is the CPU use of other processes, in cores, above which a
+// phase's figures are flagged as skewed.
+const busyOther = 0.1
+
+// measure warms up with op, then measures it, with the CPU the servers,
+// this process and the rest of the machine used meanwhile.
+func measure(ctx context.Context, sys system, c *cluster.Cluster, l *load.Load, op load.Op, o options) Result {
+	l.Run(ctx, op, o.warmup)
+	var prof *profile
+	if o.pprofDir != "" && sys.pprof {
+		path := filepath.Join(o.pprofDir, fmt.Sprintf("%s-%dnodes-%s.pprof", sys.name, len(c.Members()), op))
+		prof = startProfile(ctx, c.ClientAddrs(), o.duration, path)
+	}
+	cpu := startCPU(c)
+	s := l.Run(ctx, op, o.duration)
+	r := newResult(sys.name, len(c.Members()), op, s)
+	cpu.stop(&r)
+	if prof != nil {
+		if err := prof.wait(); err != nil {
+			fmt.Fprintf(os.Stderr, "  no profile: %v\n", err)
+		}
+	}
+	if s.Errors > 0 {
+		fmt.Fprintf(os.Stderr, "  %d errors, the first: %v\n", s.Errors, s.FirstErr)
+	}
+	if r.OtherCores > busyOther {
+		fmt.Fprintf(os.Stderr, "  warning: other processes used %.2f cores meanwhile; these figures are skewed\n", r.OtherCores)
+	}
+	return r
+}
+
+// dialAll opens n Conns to endpoints; on error it returns those it opened.
+func dialAll(ctx context.Context, dial kv.DialFunc, endpoints []string, n int) ([]kv.Conn, error) {
+	var conns []kv.Conn
+	for range n {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err := dial(dctx, endpoints)
+		cancel()
+		if err != nil {
+			return conns, fmt.Errorf("connect: %w", err)
+		}
+		conns = append(conns, conn)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []kv.Conn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}

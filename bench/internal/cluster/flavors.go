@@ -1,0 +1,55 @@
+package cluster
+
+import "strings"
+
+// Concord runs `concord server` members.
+var Concord Flavor = concordFlavor{}
+
+// Etcd runs etcd members with etcd's defaults (fsync on).
+var Etcd Flavor = etcdFlavor{}
+
+type concordFlavor struct{}
+
+func (concordFlavor) Args(m Member, all []Member) []string {
+	return []string{"server",
+		"--name", m.Name,
+		"--data-dir", m.DataDir,
+		"--listen-client", m.ClientAddr,
+		"--listen-peer", m.PeerAddr,
+		"--initial-cluster", initialCluster(all, ""),
+		"--log-format", "json",
+		"--log-level", "warn",
+	}
+}
+
+func (concordFlavor) ReadyPath() string { return "/readyz" }
+
+type etcdFlavor struct{}
+
+func (etcdFlavor) Args(m Member, all []Member) []string {
+	client, peer := "http://"+m.ClientAddr, "http://"+m.PeerAddr
+	return []string{
+		"--name", m.Name,
+		"--data-dir", m.DataDir,
+		"--listen-client-urls", client,
+		"--advertise-client-urls", client,
+		"--listen-peer-urls", peer,
+		"--initial-advertise-peer-urls", peer,
+		"--initial-cluster", initialCluster(all, "http://"),
+		"--initial-cluster-state", "new",
+		"--log-level", "error",
+	}
+}
+
+// ReadyPath is etcd's health check, which answers 200 only once a
+// linearizable read through the leader succeeds.
+func (etcdFlavor) ReadyPath() string { return "/health" }
+
+// initialCluster formats name=<scheme>peer,... for all members.
+func initialCluster(all []Member, scheme string) string {
+	parts := make([]string, len(all))
+	for i, m := range all {
+		parts[i] = m.Name + "=" + scheme + m.PeerAddr
+	}
+	return strings.Join(parts, ",")
+}
