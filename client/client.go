@@ -45,6 +45,9 @@ type Config struct {
 	ClientID string
 	// Logger receives the SDK's rare diagnostics; default discards.
 	Logger *slog.Logger
+	// DisableBatching sends every KV call as its own RPC instead of
+	// coalescing concurrent calls on one stream per member.
+	DisableBatching bool
 }
 
 // Client talks to a concord cluster. It is safe for concurrent use; create
@@ -78,6 +81,7 @@ type endpoint struct {
 	cluster concordv1connect.ClusterClient
 	lock    concordv1connect.LockClient
 	ids     concordv1connect.IDsClient
+	batcher *batcher
 }
 
 // New connects to the cluster: it validates the configuration and waits
@@ -106,7 +110,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, log: cfg.Logger, clientID: cfg.ClientID}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.httpc = newHTTPClient(cfg)
-	opts := []connect.ClientOption{connect.WithGRPC(), connect.WithReadMaxBytes(64 << 20), connect.WithSendMaxBytes(64 << 20)}
+	opts := []connect.ClientOption{connect.WithGRPC(), connect.WithReadMaxBytes(64 << 20), connect.WithSendMaxBytes(64 << 20),
+		// Small messages are cheaper sent plain than compressed.
+		connect.WithAcceptCompression("gzip", nil, nil)}
 	if cfg.Token != "" {
 		opts = append(opts, connect.WithInterceptors(bearer(cfg.Token)))
 	}
@@ -115,14 +121,16 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.endpoints = append(c.endpoints, &endpoint{
+		ep := &endpoint{
 			addr:    addr,
 			kv:      concordv1connect.NewKVClient(c.httpc, url, opts...),
 			session: concordv1connect.NewSessionClient(c.httpc, url, opts...),
 			cluster: concordv1connect.NewClusterClient(c.httpc, url, opts...),
 			lock:    concordv1connect.NewLockClient(c.httpc, url, opts...),
 			ids:     concordv1connect.NewIDsClient(c.httpc, url, opts...),
-		})
+		}
+		ep.batcher = newBatcher(c, ep)
+		c.endpoints = append(c.endpoints, ep)
 	}
 	c.leader.Store(-1)
 	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)

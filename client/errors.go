@@ -124,6 +124,7 @@ var reasons = map[string]error{
 	"LAYOUT_MISMATCH":          ErrLayoutMismatch,
 	"IDS_EXHAUSTED":            ErrExhausted,
 	"INVALID_ID_REQUEST":       ErrInvalidArgument,
+	"EMPTY_CALL":               ErrInvalidArgument,
 }
 
 // Reasons lists the server reasons the SDK maps to sentinels.

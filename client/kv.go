@@ -132,12 +132,18 @@ func (c *Client) Get(ctx context.Context, key string, opts ...OpOption) (*KeyVal
 func (c *Client) Range(ctx context.Context, key string, opts ...OpOption) (*RangeResult, error) {
 	o := applyOpts(opts)
 	req := c.rangeRequest(key, o)
-	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.RangeResponse], error) {
-		return ep.kv.Range(ctx, connect.NewRequest(req))
-	})
+	r, err := c.kvCall(ctx, &concordv1.BatchCall{Request: &concordv1.BatchCall_Range{Range: req}},
+		func(ctx context.Context, ep *endpoint) (*concordv1.BatchResult, error) {
+			resp, err := ep.kv.Range(ctx, connect.NewRequest(req))
+			if err != nil {
+				return nil, err
+			}
+			return &concordv1.BatchResult{Response: &concordv1.BatchResult_Range{Range: resp.Msg}}, nil
+		})
 	if err != nil {
 		return nil, err
 	}
+	resp := r.GetRange()
 	c.observe(resp.GetHeader())
 	return &RangeResult{KVs: resp.GetKvs(), More: resp.GetMore(), Count: resp.GetCount(), Revision: resp.GetHeader().GetRevision()}, nil
 }
@@ -185,12 +191,18 @@ type PutResult struct {
 func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...OpOption) (*PutResult, error) {
 	o := applyOpts(opts)
 	req := &concordv1.PutRequest{Key: []byte(key), Value: value, Session: o.session, PrevKv: o.prevKV, Meta: c.meta()}
-	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.PutResponse], error) {
-		return ep.kv.Put(ctx, connect.NewRequest(req))
-	})
+	r, err := c.kvCall(ctx, &concordv1.BatchCall{Request: &concordv1.BatchCall_Put{Put: req}},
+		func(ctx context.Context, ep *endpoint) (*concordv1.BatchResult, error) {
+			resp, err := ep.kv.Put(ctx, connect.NewRequest(req))
+			if err != nil {
+				return nil, err
+			}
+			return &concordv1.BatchResult{Response: &concordv1.BatchResult_Put{Put: resp.Msg}}, nil
+		})
 	if err != nil {
 		return nil, err
 	}
+	resp := r.GetPut()
 	c.observe(resp.GetHeader())
 	return &PutResult{Revision: resp.GetHeader().GetRevision(), PrevKV: resp.GetPrevKv()}, nil
 }
@@ -206,12 +218,18 @@ type DeleteResult struct {
 func (c *Client) Delete(ctx context.Context, key string, opts ...OpOption) (*DeleteResult, error) {
 	o := applyOpts(opts)
 	req := &concordv1.DeleteRangeRequest{Key: []byte(key), RangeEnd: o.rangeEnd, Prefix: o.prefix, PrevKv: o.prevKV, Meta: c.meta()}
-	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.DeleteRangeResponse], error) {
-		return ep.kv.DeleteRange(ctx, connect.NewRequest(req))
-	})
+	r, err := c.kvCall(ctx, &concordv1.BatchCall{Request: &concordv1.BatchCall_DeleteRange{DeleteRange: req}},
+		func(ctx context.Context, ep *endpoint) (*concordv1.BatchResult, error) {
+			resp, err := ep.kv.DeleteRange(ctx, connect.NewRequest(req))
+			if err != nil {
+				return nil, err
+			}
+			return &concordv1.BatchResult{Response: &concordv1.BatchResult_DeleteRange{DeleteRange: resp.Msg}}, nil
+		})
 	if err != nil {
 		return nil, err
 	}
+	resp := r.GetDeleteRange()
 	c.observe(resp.GetHeader())
 	return &DeleteResult{Revision: resp.GetHeader().GetRevision(), Deleted: resp.GetDeleted(), PrevKVs: resp.GetPrevKvs()}, nil
 }
@@ -225,12 +243,18 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...OpOption) (*Del
 func (c *Client) Add(ctx context.Context, key string, delta int64, opts ...OpOption) (int64, error) {
 	o := applyOpts(opts)
 	req := &concordv1.AddRequest{Key: []byte(key), Delta: delta, Min: o.min, Max: o.max, Session: o.session, Meta: c.meta()}
-	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.AddResponse], error) {
-		return ep.kv.Add(ctx, connect.NewRequest(req))
-	})
+	r, err := c.kvCall(ctx, &concordv1.BatchCall{Request: &concordv1.BatchCall_Add{Add: req}},
+		func(ctx context.Context, ep *endpoint) (*concordv1.BatchResult, error) {
+			resp, err := ep.kv.Add(ctx, connect.NewRequest(req))
+			if err != nil {
+				return nil, err
+			}
+			return &concordv1.BatchResult{Response: &concordv1.BatchResult_Add{Add: resp.Msg}}, nil
+		})
 	if err != nil {
 		return 0, err
 	}
+	resp := r.GetAdd()
 	c.observe(resp.GetHeader())
 	return resp.GetValue(), nil
 }

@@ -108,12 +108,19 @@ type TxnResult struct {
 // Commit applies the transaction. It is retried safely across failures.
 func (t *Txn) Commit(ctx context.Context) (*TxnResult, error) {
 	t.req.Meta = t.c.meta()
-	resp, err := unaryCall(ctx, t.c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.TxnResponse], error) {
-		return ep.kv.Txn(ctx, connect.NewRequest(t.req))
-	})
+	req := t.req
+	r, err := t.c.kvCall(ctx, &concordv1.BatchCall{Request: &concordv1.BatchCall_Txn{Txn: req}},
+		func(ctx context.Context, ep *endpoint) (*concordv1.BatchResult, error) {
+			resp, err := ep.kv.Txn(ctx, connect.NewRequest(req))
+			if err != nil {
+				return nil, err
+			}
+			return &concordv1.BatchResult{Response: &concordv1.BatchResult_Txn{Txn: resp.Msg}}, nil
+		})
 	if err != nil {
 		return nil, err
 	}
+	resp := r.GetTxn()
 	t.c.observe(resp.GetHeader())
 	return &TxnResult{Succeeded: resp.GetSucceeded(), Revision: resp.GetHeader().GetRevision(), Responses: resp.GetResponses()}, nil
 }

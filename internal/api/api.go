@@ -41,12 +41,28 @@ func New(srv *server.Server, opts Options) http.Handler {
 	m := newMetrics(opts.Registerer)
 	interceptors := connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken))
 	readMax := connect.WithReadMaxBytes(opts.MaxRequestBytes)
+	// Compressing small messages costs far more CPU than it saves on the
+	// networks concord runs on; only large responses (ranges, snapshots)
+	// are compressed, and only for clients that ask.
+	compress := connect.WithCompressMinBytes(64 << 10)
 	mux := http.NewServeMux()
-	mux.Handle(concordv1connect.NewKVHandler(&kvService{s: srv}, interceptors, readMax))
-	mux.Handle(concordv1connect.NewSessionHandler(&sessionService{s: srv}, interceptors, readMax))
-	mux.Handle(concordv1connect.NewClusterHandler(&clusterService{s: srv}, interceptors, readMax))
-	mux.Handle(concordv1connect.NewLockHandler(&lockService{s: srv}, interceptors, readMax))
-	mux.Handle(concordv1connect.NewIDsHandler(&idsService{s: srv}, interceptors, readMax))
+	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes}
+	kvPath, kvHandler := concordv1connect.NewKVHandler(kv, interceptors, readMax, compress)
+	// A batch message carries many calls: it may be larger than one
+	// request, and each call is checked against the request limit instead.
+	batch := connect.NewBidiStreamHandler(concordv1connect.KVBatchProcedure, kv.Batch,
+		interceptors, connect.WithReadMaxBytes(maxBatchMessageBytes), compress)
+	mux.Handle(kvPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == concordv1connect.KVBatchProcedure {
+			batch.ServeHTTP(w, r)
+			return
+		}
+		kvHandler.ServeHTTP(w, r)
+	}))
+	mux.Handle(concordv1connect.NewSessionHandler(&sessionService{s: srv}, interceptors, readMax, compress))
+	mux.Handle(concordv1connect.NewClusterHandler(&clusterService{s: srv}, interceptors, readMax, compress))
+	mux.Handle(concordv1connect.NewLockHandler(&lockService{s: srv}, interceptors, readMax, compress))
+	mux.Handle(concordv1connect.NewIDsHandler(&idsService{s: srv}, interceptors, readMax, compress))
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if srv.Stopping() {
@@ -128,9 +144,11 @@ func (a authInterceptorT) WrapStreamingHandler(next connect.StreamingHandlerFunc
 
 // metrics are the API's Prometheus metrics, concord_api_*.
 type metrics struct {
-	requests *prometheus.CounterVec
-	seconds  *prometheus.HistogramVec
-	streams  *prometheus.GaugeVec
+	requests     *prometheus.CounterVec
+	seconds      *prometheus.HistogramVec
+	streams      *prometheus.GaugeVec
+	batchCalls   prometheus.Histogram
+	batchResults prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -142,8 +160,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"method"}),
 		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "concord_api_open_streams", Help: "Open streams by method."}, []string{"method"}),
+		batchCalls: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "concord_api_batch_calls", Help: "Calls per message received on KV.Batch streams.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		batchResults: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "concord_api_batch_results", Help: "Results per message sent on KV.Batch streams.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 	}
-	reg.MustRegister(m.requests, m.seconds, m.streams)
+	reg.MustRegister(m.requests, m.seconds, m.streams, m.batchCalls, m.batchResults)
 	return m
 }
 

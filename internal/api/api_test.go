@@ -13,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
 
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"
@@ -246,4 +250,43 @@ func TestErrorsDocListsEveryReason(t *testing.T) {
 		}
 		require.True(t, strings.Contains(string(doc), "`"+r+"`"), "docs/errors.md does not list %s", r)
 	}
+}
+
+// A batch message carries independent calls: one bad call gets its own
+// typed error and the others succeed; the stream stays up.
+func TestBatchCallsFailAlone(t *testing.T) {
+	c, _ := single(t, nil)
+	kv := concordv1connect.NewKVClient(http2Client(), "http://"+c.Endpoints()[0], connect.WithGRPC())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream := kv.Batch(ctx)
+	calls := []*concordv1.BatchCall{
+		{Id: 1, Request: &concordv1.BatchCall_Put{Put: &concordv1.PutRequest{Key: []byte("a"), Value: []byte("1")}}},
+		{Id: 2, Request: &concordv1.BatchCall_Put{Put: &concordv1.PutRequest{Key: []byte("b"), Value: make([]byte, 8192)}}},
+		{Id: 3},
+		{Id: 4, Request: &concordv1.BatchCall_Range{Range: &concordv1.RangeRequest{Key: []byte("a")}}},
+	}
+	require.NoError(t, stream.Send(&concordv1.BatchRequest{Calls: calls[:3]}))
+	got := map[uint64]*concordv1.BatchResult{}
+	for len(got) < 3 {
+		resp, err := stream.Receive()
+		require.NoError(t, err)
+		for _, r := range resp.GetResults() {
+			got[r.GetId()] = r
+		}
+	}
+	require.NotNil(t, got[1].GetPut())
+	require.Equal(t, "REQUEST_TOO_LARGE", got[2].GetError().GetInfo().GetReason())
+	require.Equal(t, "EMPTY_CALL", got[3].GetError().GetInfo().GetReason())
+	require.NoError(t, stream.Send(&concordv1.BatchRequest{Calls: calls[3:]}))
+	resp, err := stream.Receive()
+	require.NoError(t, err)
+	require.Equal(t, "1", string(resp.GetResults()[0].GetRange().GetKvs()[0].GetValue()), "the stream still serves after bad calls")
+	require.NoError(t, stream.CloseRequest())
+}
+
+func http2Client() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p}}
 }

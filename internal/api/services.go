@@ -11,7 +11,11 @@ import (
 	"github.com/concord-dev/concord/internal/server"
 )
 
-type kvService struct{ s *server.Server }
+type kvService struct {
+	s            *server.Server
+	m            *metrics
+	maxCallBytes int
+}
 
 func unary[Req, Resp any](ctx context.Context, req *connect.Request[Req], f func(context.Context, *Req) (*Resp, error)) (*connect.Response[Resp], error) {
 	resp, err := f(ctx, req.Msg)

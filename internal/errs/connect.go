@@ -56,6 +56,7 @@ var Codes = map[string]connect.Code{
 	"LAYOUT_MISMATCH":          connect.CodeFailedPrecondition,
 	"IDS_EXHAUSTED":            connect.CodeResourceExhausted,
 	"INVALID_ID_REQUEST":       connect.CodeInvalidArgument,
+	"EMPTY_CALL":               connect.CodeInvalidArgument,
 }
 
 // ToConnect converts an error for the wire: a sentinel's reason travels as

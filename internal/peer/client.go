@@ -41,7 +41,7 @@ func (c *Clients) For(addr string) internalv1connect.PeerClient {
 	defer c.mu.Unlock()
 	cl, ok := c.byURL[addr]
 	if !ok {
-		cl = internalv1connect.NewPeerClient(c.httpc, "http://"+addr, connect.WithGRPC())
+		cl = internalv1connect.NewPeerClient(c.httpc, "http://"+addr, connect.WithGRPC(), connect.WithAcceptCompression("gzip", nil, nil))
 		c.byURL[addr] = cl
 	}
 	return cl

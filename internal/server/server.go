@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
@@ -130,7 +131,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.id = id
 	s.log = s.log.With("id", id.ID)
 
-	path, handler := internalv1connect.NewPeerHandler(&peerService{s: s})
+	path, handler := internalv1connect.NewPeerHandler(&peerService{s: s}, connect.WithCompressMinBytes(64<<10))
 	hm := http.NewServeMux()
 	hm.Handle(path, handler)
 	s.peerSrv = peer.NewServer(hm)

@@ -84,7 +84,7 @@ func (x Compare_Target) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Compare_Target.Descriptor instead.
 func (Compare_Target) EnumDescriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{9, 0}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{14, 0}
 }
 
 // Result is the comparison operator.
@@ -140,7 +140,7 @@ func (x Compare_Result) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Compare_Result.Descriptor instead.
 func (Compare_Result) EnumDescriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{9, 1}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{14, 1}
 }
 
 // Type is the kind of change.
@@ -190,8 +190,466 @@ func (x Event_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Event_Type.Descriptor instead.
 func (Event_Type) EnumDescriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{15, 0}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{20, 0}
 }
+
+// BatchRequest is a group of independent calls.
+type BatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Calls         []*BatchCall           `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_concord_v1_kv_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_kv_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BatchRequest) GetCalls() []*BatchCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+// BatchCall is one call of a batch.
+type BatchCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is chosen by the client and echoed in the result.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// timeout_ms bounds the call on the server; 0 means 30 seconds.
+	TimeoutMs int64 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*BatchCall_Range
+	//	*BatchCall_Put
+	//	*BatchCall_DeleteRange
+	//	*BatchCall_Txn
+	//	*BatchCall_Add
+	Request       isBatchCall_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCall) Reset() {
+	*x = BatchCall{}
+	mi := &file_concord_v1_kv_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCall) ProtoMessage() {}
+
+func (x *BatchCall) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_kv_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCall.ProtoReflect.Descriptor instead.
+func (*BatchCall) Descriptor() ([]byte, []int) {
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BatchCall) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BatchCall) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *BatchCall) GetRequest() isBatchCall_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *BatchCall) GetRange() *RangeRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchCall_Range); ok {
+			return x.Range
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetPut() *PutRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchCall_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetDeleteRange() *DeleteRangeRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchCall_DeleteRange); ok {
+			return x.DeleteRange
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetTxn() *TxnRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchCall_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetAdd() *AddRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchCall_Add); ok {
+			return x.Add
+		}
+	}
+	return nil
+}
+
+type isBatchCall_Request interface {
+	isBatchCall_Request()
+}
+
+type BatchCall_Range struct {
+	Range *RangeRequest `protobuf:"bytes,10,opt,name=range,proto3,oneof"`
+}
+
+type BatchCall_Put struct {
+	Put *PutRequest `protobuf:"bytes,11,opt,name=put,proto3,oneof"`
+}
+
+type BatchCall_DeleteRange struct {
+	DeleteRange *DeleteRangeRequest `protobuf:"bytes,12,opt,name=delete_range,json=deleteRange,proto3,oneof"`
+}
+
+type BatchCall_Txn struct {
+	Txn *TxnRequest `protobuf:"bytes,13,opt,name=txn,proto3,oneof"`
+}
+
+type BatchCall_Add struct {
+	Add *AddRequest `protobuf:"bytes,14,opt,name=add,proto3,oneof"`
+}
+
+func (*BatchCall_Range) isBatchCall_Request() {}
+
+func (*BatchCall_Put) isBatchCall_Request() {}
+
+func (*BatchCall_DeleteRange) isBatchCall_Request() {}
+
+func (*BatchCall_Txn) isBatchCall_Request() {}
+
+func (*BatchCall_Add) isBatchCall_Request() {}
+
+// BatchResponse carries the results of completed calls, in completion
+// order.
+type BatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*BatchResult         `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_concord_v1_kv_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_kv_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BatchResponse) GetResults() []*BatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// BatchError is a failed call's error: what a unary call returns as a
+// gRPC status with an ErrorInfo.
+type BatchError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is the gRPC code.
+	Code          int32      `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string     `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Info          *ErrorInfo `protobuf:"bytes,3,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchError) Reset() {
+	*x = BatchError{}
+	mi := &file_concord_v1_kv_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchError) ProtoMessage() {}
+
+func (x *BatchError) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_kv_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchError.ProtoReflect.Descriptor instead.
+func (*BatchError) Descriptor() ([]byte, []int) {
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BatchError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *BatchError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BatchError) GetInfo() *ErrorInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+// BatchResult is one call's outcome.
+type BatchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Response:
+	//
+	//	*BatchResult_Error
+	//	*BatchResult_Range
+	//	*BatchResult_Put
+	//	*BatchResult_DeleteRange
+	//	*BatchResult_Txn
+	//	*BatchResult_Add
+	Response      isBatchResult_Response `protobuf_oneof:"response"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResult) Reset() {
+	*x = BatchResult{}
+	mi := &file_concord_v1_kv_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResult) ProtoMessage() {}
+
+func (x *BatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_kv_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
+func (*BatchResult) Descriptor() ([]byte, []int) {
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BatchResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BatchResult) GetResponse() isBatchResult_Response {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *BatchResult) GetError() *BatchError {
+	if x != nil {
+		if x, ok := x.Response.(*BatchResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetRange() *RangeResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchResult_Range); ok {
+			return x.Range
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetPut() *PutResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchResult_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetDeleteRange() *DeleteRangeResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchResult_DeleteRange); ok {
+			return x.DeleteRange
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetTxn() *TxnResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchResult_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetAdd() *AddResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchResult_Add); ok {
+			return x.Add
+		}
+	}
+	return nil
+}
+
+type isBatchResult_Response interface {
+	isBatchResult_Response()
+}
+
+type BatchResult_Error struct {
+	Error *BatchError `protobuf:"bytes,9,opt,name=error,proto3,oneof"`
+}
+
+type BatchResult_Range struct {
+	Range *RangeResponse `protobuf:"bytes,10,opt,name=range,proto3,oneof"`
+}
+
+type BatchResult_Put struct {
+	Put *PutResponse `protobuf:"bytes,11,opt,name=put,proto3,oneof"`
+}
+
+type BatchResult_DeleteRange struct {
+	DeleteRange *DeleteRangeResponse `protobuf:"bytes,12,opt,name=delete_range,json=deleteRange,proto3,oneof"`
+}
+
+type BatchResult_Txn struct {
+	Txn *TxnResponse `protobuf:"bytes,13,opt,name=txn,proto3,oneof"`
+}
+
+type BatchResult_Add struct {
+	Add *AddResponse `protobuf:"bytes,14,opt,name=add,proto3,oneof"`
+}
+
+func (*BatchResult_Error) isBatchResult_Response() {}
+
+func (*BatchResult_Range) isBatchResult_Response() {}
+
+func (*BatchResult_Put) isBatchResult_Response() {}
+
+func (*BatchResult_DeleteRange) isBatchResult_Response() {}
+
+func (*BatchResult_Txn) isBatchResult_Response() {}
+
+func (*BatchResult_Add) isBatchResult_Response() {}
 
 // KeyValue is one key with its metadata.
 type KeyValue struct {
@@ -212,7 +670,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_concord_v1_kv_proto_msgTypes[0]
+	mi := &file_concord_v1_kv_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +682,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[0]
+	mi := &file_concord_v1_kv_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +695,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{0}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -307,7 +765,7 @@ type RangeRequest struct {
 
 func (x *RangeRequest) Reset() {
 	*x = RangeRequest{}
-	mi := &file_concord_v1_kv_proto_msgTypes[1]
+	mi := &file_concord_v1_kv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +777,7 @@ func (x *RangeRequest) String() string {
 func (*RangeRequest) ProtoMessage() {}
 
 func (x *RangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[1]
+	mi := &file_concord_v1_kv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +790,7 @@ func (x *RangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeRequest.ProtoReflect.Descriptor instead.
 func (*RangeRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{1}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RangeRequest) GetKey() []byte {
@@ -407,7 +865,7 @@ type RangeResponse struct {
 
 func (x *RangeResponse) Reset() {
 	*x = RangeResponse{}
-	mi := &file_concord_v1_kv_proto_msgTypes[2]
+	mi := &file_concord_v1_kv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -419,7 +877,7 @@ func (x *RangeResponse) String() string {
 func (*RangeResponse) ProtoMessage() {}
 
 func (x *RangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[2]
+	mi := &file_concord_v1_kv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -432,7 +890,7 @@ func (x *RangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeResponse.ProtoReflect.Descriptor instead.
 func (*RangeResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{2}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RangeResponse) GetHeader() *ResponseHeader {
@@ -479,7 +937,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_concord_v1_kv_proto_msgTypes[3]
+	mi := &file_concord_v1_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +949,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[3]
+	mi := &file_concord_v1_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +962,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{3}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -553,7 +1011,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_concord_v1_kv_proto_msgTypes[4]
+	mi := &file_concord_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +1023,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[4]
+	mi := &file_concord_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,7 +1036,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{4}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutResponse) GetHeader() *ResponseHeader {
@@ -609,7 +1067,7 @@ type DeleteRangeRequest struct {
 
 func (x *DeleteRangeRequest) Reset() {
 	*x = DeleteRangeRequest{}
-	mi := &file_concord_v1_kv_proto_msgTypes[5]
+	mi := &file_concord_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +1079,7 @@ func (x *DeleteRangeRequest) String() string {
 func (*DeleteRangeRequest) ProtoMessage() {}
 
 func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[5]
+	mi := &file_concord_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +1092,7 @@ func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRangeRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{5}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteRangeRequest) GetKey() []byte {
@@ -684,7 +1142,7 @@ type DeleteRangeResponse struct {
 
 func (x *DeleteRangeResponse) Reset() {
 	*x = DeleteRangeResponse{}
-	mi := &file_concord_v1_kv_proto_msgTypes[6]
+	mi := &file_concord_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +1154,7 @@ func (x *DeleteRangeResponse) String() string {
 func (*DeleteRangeResponse) ProtoMessage() {}
 
 func (x *DeleteRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[6]
+	mi := &file_concord_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +1167,7 @@ func (x *DeleteRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRangeResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{6}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteRangeResponse) GetHeader() *ResponseHeader {
@@ -752,7 +1210,7 @@ type AddRequest struct {
 
 func (x *AddRequest) Reset() {
 	*x = AddRequest{}
-	mi := &file_concord_v1_kv_proto_msgTypes[7]
+	mi := &file_concord_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +1222,7 @@ func (x *AddRequest) String() string {
 func (*AddRequest) ProtoMessage() {}
 
 func (x *AddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[7]
+	mi := &file_concord_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +1235,7 @@ func (x *AddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRequest.ProtoReflect.Descriptor instead.
 func (*AddRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AddRequest) GetKey() []byte {
@@ -833,7 +1291,7 @@ type AddResponse struct {
 
 func (x *AddResponse) Reset() {
 	*x = AddResponse{}
-	mi := &file_concord_v1_kv_proto_msgTypes[8]
+	mi := &file_concord_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1303,7 @@ func (x *AddResponse) String() string {
 func (*AddResponse) ProtoMessage() {}
 
 func (x *AddResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[8]
+	mi := &file_concord_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1316,7 @@ func (x *AddResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddResponse.ProtoReflect.Descriptor instead.
 func (*AddResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AddResponse) GetHeader() *ResponseHeader {
@@ -891,7 +1349,7 @@ type Compare struct {
 
 func (x *Compare) Reset() {
 	*x = Compare{}
-	mi := &file_concord_v1_kv_proto_msgTypes[9]
+	mi := &file_concord_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1361,7 @@ func (x *Compare) String() string {
 func (*Compare) ProtoMessage() {}
 
 func (x *Compare) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[9]
+	mi := &file_concord_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1374,7 @@ func (x *Compare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Compare.ProtoReflect.Descriptor instead.
 func (*Compare) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Compare) GetKey() []byte {
@@ -970,7 +1428,7 @@ type RequestOp struct {
 
 func (x *RequestOp) Reset() {
 	*x = RequestOp{}
-	mi := &file_concord_v1_kv_proto_msgTypes[10]
+	mi := &file_concord_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1440,7 @@ func (x *RequestOp) String() string {
 func (*RequestOp) ProtoMessage() {}
 
 func (x *RequestOp) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[10]
+	mi := &file_concord_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1453,7 @@ func (x *RequestOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestOp.ProtoReflect.Descriptor instead.
 func (*RequestOp) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RequestOp) GetRequest() isRequestOp_Request {
@@ -1085,7 +1543,7 @@ type ResponseOp struct {
 
 func (x *ResponseOp) Reset() {
 	*x = ResponseOp{}
-	mi := &file_concord_v1_kv_proto_msgTypes[11]
+	mi := &file_concord_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1555,7 @@ func (x *ResponseOp) String() string {
 func (*ResponseOp) ProtoMessage() {}
 
 func (x *ResponseOp) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[11]
+	mi := &file_concord_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1568,7 @@ func (x *ResponseOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseOp.ProtoReflect.Descriptor instead.
 func (*ResponseOp) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ResponseOp) GetResponse() isResponseOp_Response {
@@ -1199,7 +1657,7 @@ type TxnRequest struct {
 
 func (x *TxnRequest) Reset() {
 	*x = TxnRequest{}
-	mi := &file_concord_v1_kv_proto_msgTypes[12]
+	mi := &file_concord_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1669,7 @@ func (x *TxnRequest) String() string {
 func (*TxnRequest) ProtoMessage() {}
 
 func (x *TxnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[12]
+	mi := &file_concord_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1682,7 @@ func (x *TxnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
 func (*TxnRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TxnRequest) GetCompare() []*Compare {
@@ -1267,7 +1725,7 @@ type TxnResponse struct {
 
 func (x *TxnResponse) Reset() {
 	*x = TxnResponse{}
-	mi := &file_concord_v1_kv_proto_msgTypes[13]
+	mi := &file_concord_v1_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1737,7 @@ func (x *TxnResponse) String() string {
 func (*TxnResponse) ProtoMessage() {}
 
 func (x *TxnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[13]
+	mi := &file_concord_v1_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1750,7 @@ func (x *TxnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResponse.ProtoReflect.Descriptor instead.
 func (*TxnResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TxnResponse) GetHeader() *ResponseHeader {
@@ -1335,7 +1793,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_concord_v1_kv_proto_msgTypes[14]
+	mi := &file_concord_v1_kv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1805,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[14]
+	mi := &file_concord_v1_kv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1818,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchRequest) GetKey() []byte {
@@ -1419,7 +1877,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_concord_v1_kv_proto_msgTypes[15]
+	mi := &file_concord_v1_kv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1889,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[15]
+	mi := &file_concord_v1_kv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1902,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Event) GetType() Event_Type {
@@ -1482,7 +1940,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_concord_v1_kv_proto_msgTypes[16]
+	mi := &file_concord_v1_kv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1952,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_kv_proto_msgTypes[16]
+	mi := &file_concord_v1_kv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1965,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_concord_v1_kv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchResponse) GetHeader() *ResponseHeader {
@@ -1529,7 +1987,38 @@ var File_concord_v1_kv_proto protoreflect.FileDescriptor
 const file_concord_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"\x13concord/v1/kv.proto\x12\n" +
-	"concord.v1\x1a\x17concord/v1/common.proto\"\xb2\x01\n" +
+	"concord.v1\x1a\x17concord/v1/common.proto\";\n" +
+	"\fBatchRequest\x12+\n" +
+	"\x05calls\x18\x01 \x03(\v2\x15.concord.v1.BatchCallR\x05calls\"\xc0\x02\n" +
+	"\tBatchCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x120\n" +
+	"\x05range\x18\n" +
+	" \x01(\v2\x18.concord.v1.RangeRequestH\x00R\x05range\x12*\n" +
+	"\x03put\x18\v \x01(\v2\x16.concord.v1.PutRequestH\x00R\x03put\x12C\n" +
+	"\fdelete_range\x18\f \x01(\v2\x1e.concord.v1.DeleteRangeRequestH\x00R\vdeleteRange\x12*\n" +
+	"\x03txn\x18\r \x01(\v2\x16.concord.v1.TxnRequestH\x00R\x03txn\x12*\n" +
+	"\x03add\x18\x0e \x01(\v2\x16.concord.v1.AddRequestH\x00R\x03addB\t\n" +
+	"\arequest\"B\n" +
+	"\rBatchResponse\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.concord.v1.BatchResultR\aresults\"e\n" +
+	"\n" +
+	"BatchError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12)\n" +
+	"\x04info\x18\x03 \x01(\v2\x15.concord.v1.ErrorInfoR\x04info\"\xd9\x02\n" +
+	"\vBatchResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
+	"\x05error\x18\t \x01(\v2\x16.concord.v1.BatchErrorH\x00R\x05error\x121\n" +
+	"\x05range\x18\n" +
+	" \x01(\v2\x19.concord.v1.RangeResponseH\x00R\x05range\x12+\n" +
+	"\x03put\x18\v \x01(\v2\x17.concord.v1.PutResponseH\x00R\x03put\x12D\n" +
+	"\fdelete_range\x18\f \x01(\v2\x1f.concord.v1.DeleteRangeResponseH\x00R\vdeleteRange\x12+\n" +
+	"\x03txn\x18\r \x01(\v2\x17.concord.v1.TxnResponseH\x00R\x03txn\x12+\n" +
+	"\x03add\x18\x0e \x01(\v2\x17.concord.v1.AddResponseH\x00R\x03addB\n" +
+	"\n" +
+	"\bresponse\"\xb2\x01\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12'\n" +
@@ -1645,14 +2134,15 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"\vTYPE_DELETE\x10\x02\"n\n" +
 	"\rWatchResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12)\n" +
-	"\x06events\x18\x02 \x03(\v2\x11.concord.v1.EventR\x06events2\xff\x02\n" +
+	"\x06events\x18\x02 \x03(\v2\x11.concord.v1.EventR\x06events2\xc1\x03\n" +
 	"\x02KV\x12A\n" +
 	"\x05Range\x12\x18.concord.v1.RangeRequest\x1a\x19.concord.v1.RangeResponse\"\x03\x90\x02\x01\x126\n" +
 	"\x03Put\x12\x16.concord.v1.PutRequest\x1a\x17.concord.v1.PutResponse\x12N\n" +
 	"\vDeleteRange\x12\x1e.concord.v1.DeleteRangeRequest\x1a\x1f.concord.v1.DeleteRangeResponse\x126\n" +
 	"\x03Txn\x12\x16.concord.v1.TxnRequest\x1a\x17.concord.v1.TxnResponse\x126\n" +
 	"\x03Add\x12\x16.concord.v1.AddRequest\x1a\x17.concord.v1.AddResponse\x12>\n" +
-	"\x05Watch\x12\x18.concord.v1.WatchRequest\x1a\x19.concord.v1.WatchResponse0\x01B9Z7github.com/concord-dev/concord/api/concord/v1;concordv1b\x06proto3"
+	"\x05Watch\x12\x18.concord.v1.WatchRequest\x1a\x19.concord.v1.WatchResponse0\x01\x12@\n" +
+	"\x05Batch\x12\x18.concord.v1.BatchRequest\x1a\x19.concord.v1.BatchResponse(\x010\x01B9Z7github.com/concord-dev/concord/api/concord/v1;concordv1b\x06proto3"
 
 var (
 	file_concord_v1_kv_proto_rawDescOnce sync.Once
@@ -1667,82 +2157,104 @@ func file_concord_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_concord_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_concord_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_concord_v1_kv_proto_goTypes = []any{
 	(Compare_Target)(0),         // 0: concord.v1.Compare.Target
 	(Compare_Result)(0),         // 1: concord.v1.Compare.Result
 	(Event_Type)(0),             // 2: concord.v1.Event.Type
-	(*KeyValue)(nil),            // 3: concord.v1.KeyValue
-	(*RangeRequest)(nil),        // 4: concord.v1.RangeRequest
-	(*RangeResponse)(nil),       // 5: concord.v1.RangeResponse
-	(*PutRequest)(nil),          // 6: concord.v1.PutRequest
-	(*PutResponse)(nil),         // 7: concord.v1.PutResponse
-	(*DeleteRangeRequest)(nil),  // 8: concord.v1.DeleteRangeRequest
-	(*DeleteRangeResponse)(nil), // 9: concord.v1.DeleteRangeResponse
-	(*AddRequest)(nil),          // 10: concord.v1.AddRequest
-	(*AddResponse)(nil),         // 11: concord.v1.AddResponse
-	(*Compare)(nil),             // 12: concord.v1.Compare
-	(*RequestOp)(nil),           // 13: concord.v1.RequestOp
-	(*ResponseOp)(nil),          // 14: concord.v1.ResponseOp
-	(*TxnRequest)(nil),          // 15: concord.v1.TxnRequest
-	(*TxnResponse)(nil),         // 16: concord.v1.TxnResponse
-	(*WatchRequest)(nil),        // 17: concord.v1.WatchRequest
-	(*Event)(nil),               // 18: concord.v1.Event
-	(*WatchResponse)(nil),       // 19: concord.v1.WatchResponse
-	(Consistency)(0),            // 20: concord.v1.Consistency
-	(*ResponseHeader)(nil),      // 21: concord.v1.ResponseHeader
-	(*WriteMeta)(nil),           // 22: concord.v1.WriteMeta
+	(*BatchRequest)(nil),        // 3: concord.v1.BatchRequest
+	(*BatchCall)(nil),           // 4: concord.v1.BatchCall
+	(*BatchResponse)(nil),       // 5: concord.v1.BatchResponse
+	(*BatchError)(nil),          // 6: concord.v1.BatchError
+	(*BatchResult)(nil),         // 7: concord.v1.BatchResult
+	(*KeyValue)(nil),            // 8: concord.v1.KeyValue
+	(*RangeRequest)(nil),        // 9: concord.v1.RangeRequest
+	(*RangeResponse)(nil),       // 10: concord.v1.RangeResponse
+	(*PutRequest)(nil),          // 11: concord.v1.PutRequest
+	(*PutResponse)(nil),         // 12: concord.v1.PutResponse
+	(*DeleteRangeRequest)(nil),  // 13: concord.v1.DeleteRangeRequest
+	(*DeleteRangeResponse)(nil), // 14: concord.v1.DeleteRangeResponse
+	(*AddRequest)(nil),          // 15: concord.v1.AddRequest
+	(*AddResponse)(nil),         // 16: concord.v1.AddResponse
+	(*Compare)(nil),             // 17: concord.v1.Compare
+	(*RequestOp)(nil),           // 18: concord.v1.RequestOp
+	(*ResponseOp)(nil),          // 19: concord.v1.ResponseOp
+	(*TxnRequest)(nil),          // 20: concord.v1.TxnRequest
+	(*TxnResponse)(nil),         // 21: concord.v1.TxnResponse
+	(*WatchRequest)(nil),        // 22: concord.v1.WatchRequest
+	(*Event)(nil),               // 23: concord.v1.Event
+	(*WatchResponse)(nil),       // 24: concord.v1.WatchResponse
+	(*ErrorInfo)(nil),           // 25: concord.v1.ErrorInfo
+	(Consistency)(0),            // 26: concord.v1.Consistency
+	(*ResponseHeader)(nil),      // 27: concord.v1.ResponseHeader
+	(*WriteMeta)(nil),           // 28: concord.v1.WriteMeta
 }
 var file_concord_v1_kv_proto_depIdxs = []int32{
-	20, // 0: concord.v1.RangeRequest.consistency:type_name -> concord.v1.Consistency
-	21, // 1: concord.v1.RangeResponse.header:type_name -> concord.v1.ResponseHeader
-	3,  // 2: concord.v1.RangeResponse.kvs:type_name -> concord.v1.KeyValue
-	22, // 3: concord.v1.PutRequest.meta:type_name -> concord.v1.WriteMeta
-	21, // 4: concord.v1.PutResponse.header:type_name -> concord.v1.ResponseHeader
-	3,  // 5: concord.v1.PutResponse.prev_kv:type_name -> concord.v1.KeyValue
-	22, // 6: concord.v1.DeleteRangeRequest.meta:type_name -> concord.v1.WriteMeta
-	21, // 7: concord.v1.DeleteRangeResponse.header:type_name -> concord.v1.ResponseHeader
-	3,  // 8: concord.v1.DeleteRangeResponse.prev_kvs:type_name -> concord.v1.KeyValue
-	22, // 9: concord.v1.AddRequest.meta:type_name -> concord.v1.WriteMeta
-	21, // 10: concord.v1.AddResponse.header:type_name -> concord.v1.ResponseHeader
-	0,  // 11: concord.v1.Compare.target:type_name -> concord.v1.Compare.Target
-	1,  // 12: concord.v1.Compare.result:type_name -> concord.v1.Compare.Result
-	4,  // 13: concord.v1.RequestOp.range:type_name -> concord.v1.RangeRequest
-	6,  // 14: concord.v1.RequestOp.put:type_name -> concord.v1.PutRequest
-	8,  // 15: concord.v1.RequestOp.delete_range:type_name -> concord.v1.DeleteRangeRequest
-	10, // 16: concord.v1.RequestOp.add:type_name -> concord.v1.AddRequest
-	5,  // 17: concord.v1.ResponseOp.range:type_name -> concord.v1.RangeResponse
-	7,  // 18: concord.v1.ResponseOp.put:type_name -> concord.v1.PutResponse
-	9,  // 19: concord.v1.ResponseOp.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	11, // 20: concord.v1.ResponseOp.add:type_name -> concord.v1.AddResponse
-	12, // 21: concord.v1.TxnRequest.compare:type_name -> concord.v1.Compare
-	13, // 22: concord.v1.TxnRequest.success:type_name -> concord.v1.RequestOp
-	13, // 23: concord.v1.TxnRequest.failure:type_name -> concord.v1.RequestOp
-	22, // 24: concord.v1.TxnRequest.meta:type_name -> concord.v1.WriteMeta
-	21, // 25: concord.v1.TxnResponse.header:type_name -> concord.v1.ResponseHeader
-	14, // 26: concord.v1.TxnResponse.responses:type_name -> concord.v1.ResponseOp
-	2,  // 27: concord.v1.Event.type:type_name -> concord.v1.Event.Type
-	3,  // 28: concord.v1.Event.kv:type_name -> concord.v1.KeyValue
-	3,  // 29: concord.v1.Event.prev_kv:type_name -> concord.v1.KeyValue
-	21, // 30: concord.v1.WatchResponse.header:type_name -> concord.v1.ResponseHeader
-	18, // 31: concord.v1.WatchResponse.events:type_name -> concord.v1.Event
-	4,  // 32: concord.v1.KV.Range:input_type -> concord.v1.RangeRequest
-	6,  // 33: concord.v1.KV.Put:input_type -> concord.v1.PutRequest
-	8,  // 34: concord.v1.KV.DeleteRange:input_type -> concord.v1.DeleteRangeRequest
-	15, // 35: concord.v1.KV.Txn:input_type -> concord.v1.TxnRequest
-	10, // 36: concord.v1.KV.Add:input_type -> concord.v1.AddRequest
-	17, // 37: concord.v1.KV.Watch:input_type -> concord.v1.WatchRequest
-	5,  // 38: concord.v1.KV.Range:output_type -> concord.v1.RangeResponse
-	7,  // 39: concord.v1.KV.Put:output_type -> concord.v1.PutResponse
-	9,  // 40: concord.v1.KV.DeleteRange:output_type -> concord.v1.DeleteRangeResponse
-	16, // 41: concord.v1.KV.Txn:output_type -> concord.v1.TxnResponse
-	11, // 42: concord.v1.KV.Add:output_type -> concord.v1.AddResponse
-	19, // 43: concord.v1.KV.Watch:output_type -> concord.v1.WatchResponse
-	38, // [38:44] is the sub-list for method output_type
-	32, // [32:38] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	4,  // 0: concord.v1.BatchRequest.calls:type_name -> concord.v1.BatchCall
+	9,  // 1: concord.v1.BatchCall.range:type_name -> concord.v1.RangeRequest
+	11, // 2: concord.v1.BatchCall.put:type_name -> concord.v1.PutRequest
+	13, // 3: concord.v1.BatchCall.delete_range:type_name -> concord.v1.DeleteRangeRequest
+	20, // 4: concord.v1.BatchCall.txn:type_name -> concord.v1.TxnRequest
+	15, // 5: concord.v1.BatchCall.add:type_name -> concord.v1.AddRequest
+	7,  // 6: concord.v1.BatchResponse.results:type_name -> concord.v1.BatchResult
+	25, // 7: concord.v1.BatchError.info:type_name -> concord.v1.ErrorInfo
+	6,  // 8: concord.v1.BatchResult.error:type_name -> concord.v1.BatchError
+	10, // 9: concord.v1.BatchResult.range:type_name -> concord.v1.RangeResponse
+	12, // 10: concord.v1.BatchResult.put:type_name -> concord.v1.PutResponse
+	14, // 11: concord.v1.BatchResult.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	21, // 12: concord.v1.BatchResult.txn:type_name -> concord.v1.TxnResponse
+	16, // 13: concord.v1.BatchResult.add:type_name -> concord.v1.AddResponse
+	26, // 14: concord.v1.RangeRequest.consistency:type_name -> concord.v1.Consistency
+	27, // 15: concord.v1.RangeResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 16: concord.v1.RangeResponse.kvs:type_name -> concord.v1.KeyValue
+	28, // 17: concord.v1.PutRequest.meta:type_name -> concord.v1.WriteMeta
+	27, // 18: concord.v1.PutResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 19: concord.v1.PutResponse.prev_kv:type_name -> concord.v1.KeyValue
+	28, // 20: concord.v1.DeleteRangeRequest.meta:type_name -> concord.v1.WriteMeta
+	27, // 21: concord.v1.DeleteRangeResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 22: concord.v1.DeleteRangeResponse.prev_kvs:type_name -> concord.v1.KeyValue
+	28, // 23: concord.v1.AddRequest.meta:type_name -> concord.v1.WriteMeta
+	27, // 24: concord.v1.AddResponse.header:type_name -> concord.v1.ResponseHeader
+	0,  // 25: concord.v1.Compare.target:type_name -> concord.v1.Compare.Target
+	1,  // 26: concord.v1.Compare.result:type_name -> concord.v1.Compare.Result
+	9,  // 27: concord.v1.RequestOp.range:type_name -> concord.v1.RangeRequest
+	11, // 28: concord.v1.RequestOp.put:type_name -> concord.v1.PutRequest
+	13, // 29: concord.v1.RequestOp.delete_range:type_name -> concord.v1.DeleteRangeRequest
+	15, // 30: concord.v1.RequestOp.add:type_name -> concord.v1.AddRequest
+	10, // 31: concord.v1.ResponseOp.range:type_name -> concord.v1.RangeResponse
+	12, // 32: concord.v1.ResponseOp.put:type_name -> concord.v1.PutResponse
+	14, // 33: concord.v1.ResponseOp.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	16, // 34: concord.v1.ResponseOp.add:type_name -> concord.v1.AddResponse
+	17, // 35: concord.v1.TxnRequest.compare:type_name -> concord.v1.Compare
+	18, // 36: concord.v1.TxnRequest.success:type_name -> concord.v1.RequestOp
+	18, // 37: concord.v1.TxnRequest.failure:type_name -> concord.v1.RequestOp
+	28, // 38: concord.v1.TxnRequest.meta:type_name -> concord.v1.WriteMeta
+	27, // 39: concord.v1.TxnResponse.header:type_name -> concord.v1.ResponseHeader
+	19, // 40: concord.v1.TxnResponse.responses:type_name -> concord.v1.ResponseOp
+	2,  // 41: concord.v1.Event.type:type_name -> concord.v1.Event.Type
+	8,  // 42: concord.v1.Event.kv:type_name -> concord.v1.KeyValue
+	8,  // 43: concord.v1.Event.prev_kv:type_name -> concord.v1.KeyValue
+	27, // 44: concord.v1.WatchResponse.header:type_name -> concord.v1.ResponseHeader
+	23, // 45: concord.v1.WatchResponse.events:type_name -> concord.v1.Event
+	9,  // 46: concord.v1.KV.Range:input_type -> concord.v1.RangeRequest
+	11, // 47: concord.v1.KV.Put:input_type -> concord.v1.PutRequest
+	13, // 48: concord.v1.KV.DeleteRange:input_type -> concord.v1.DeleteRangeRequest
+	20, // 49: concord.v1.KV.Txn:input_type -> concord.v1.TxnRequest
+	15, // 50: concord.v1.KV.Add:input_type -> concord.v1.AddRequest
+	22, // 51: concord.v1.KV.Watch:input_type -> concord.v1.WatchRequest
+	3,  // 52: concord.v1.KV.Batch:input_type -> concord.v1.BatchRequest
+	10, // 53: concord.v1.KV.Range:output_type -> concord.v1.RangeResponse
+	12, // 54: concord.v1.KV.Put:output_type -> concord.v1.PutResponse
+	14, // 55: concord.v1.KV.DeleteRange:output_type -> concord.v1.DeleteRangeResponse
+	21, // 56: concord.v1.KV.Txn:output_type -> concord.v1.TxnResponse
+	16, // 57: concord.v1.KV.Add:output_type -> concord.v1.AddResponse
+	24, // 58: concord.v1.KV.Watch:output_type -> concord.v1.WatchResponse
+	5,  // 59: concord.v1.KV.Batch:output_type -> concord.v1.BatchResponse
+	53, // [53:60] is the sub-list for method output_type
+	46, // [46:53] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_concord_v1_kv_proto_init() }
@@ -1751,14 +2263,29 @@ func file_concord_v1_kv_proto_init() {
 		return
 	}
 	file_concord_v1_common_proto_init()
-	file_concord_v1_kv_proto_msgTypes[7].OneofWrappers = []any{}
-	file_concord_v1_kv_proto_msgTypes[10].OneofWrappers = []any{
+	file_concord_v1_kv_proto_msgTypes[1].OneofWrappers = []any{
+		(*BatchCall_Range)(nil),
+		(*BatchCall_Put)(nil),
+		(*BatchCall_DeleteRange)(nil),
+		(*BatchCall_Txn)(nil),
+		(*BatchCall_Add)(nil),
+	}
+	file_concord_v1_kv_proto_msgTypes[4].OneofWrappers = []any{
+		(*BatchResult_Error)(nil),
+		(*BatchResult_Range)(nil),
+		(*BatchResult_Put)(nil),
+		(*BatchResult_DeleteRange)(nil),
+		(*BatchResult_Txn)(nil),
+		(*BatchResult_Add)(nil),
+	}
+	file_concord_v1_kv_proto_msgTypes[12].OneofWrappers = []any{}
+	file_concord_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
 		(*RequestOp_Range)(nil),
 		(*RequestOp_Put)(nil),
 		(*RequestOp_DeleteRange)(nil),
 		(*RequestOp_Add)(nil),
 	}
-	file_concord_v1_kv_proto_msgTypes[11].OneofWrappers = []any{
+	file_concord_v1_kv_proto_msgTypes[16].OneofWrappers = []any{
 		(*ResponseOp_Range)(nil),
 		(*ResponseOp_Put)(nil),
 		(*ResponseOp_DeleteRange)(nil),
@@ -1770,7 +2297,7 @@ func file_concord_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_v1_kv_proto_rawDesc), len(file_concord_v1_kv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

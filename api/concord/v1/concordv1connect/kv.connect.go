@@ -45,6 +45,8 @@ const (
 	KVAddProcedure = "/concord.v1.KV/Add"
 	// KVWatchProcedure is the fully-qualified name of the KV's Watch RPC.
 	KVWatchProcedure = "/concord.v1.KV/Watch"
+	// KVBatchProcedure is the fully-qualified name of the KV's Batch RPC.
+	KVBatchProcedure = "/concord.v1.KV/Batch"
 )
 
 // KVClient is a client for the concord.v1.KV service.
@@ -62,6 +64,13 @@ type KVClient interface {
 	Add(context.Context, *connect.Request[v1.AddRequest]) (*connect.Response[v1.AddResponse], error)
 	// Watch streams the changes of a key or range from a revision.
 	Watch(context.Context, *connect.Request[v1.WatchRequest]) (*connect.ServerStreamForClient[v1.WatchResponse], error)
+	// Batch carries many independent KV calls over one stream: a client
+	// sends the calls it has queued as one message and the server answers as
+	// calls complete, several per message. Each call keeps its own result,
+	// error and request ID; nothing is atomic across calls. The Go SDK uses
+	// it for every unary KV call, which saves most of the per-call transport
+	// cost under concurrency.
+	Batch(context.Context) *connect.BidiStreamForClient[v1.BatchRequest, v1.BatchResponse]
 }
 
 // NewKVClient constructs a client for the concord.v1.KV service. By default, it uses the Connect
@@ -112,6 +121,12 @@ func NewKVClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.
 			connect.WithSchema(kVMethods.ByName("Watch")),
 			connect.WithClientOptions(opts...),
 		),
+		batch: connect.NewClient[v1.BatchRequest, v1.BatchResponse](
+			httpClient,
+			baseURL+KVBatchProcedure,
+			connect.WithSchema(kVMethods.ByName("Batch")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -123,6 +138,7 @@ type kVClient struct {
 	txn         *connect.Client[v1.TxnRequest, v1.TxnResponse]
 	add         *connect.Client[v1.AddRequest, v1.AddResponse]
 	watch       *connect.Client[v1.WatchRequest, v1.WatchResponse]
+	batch       *connect.Client[v1.BatchRequest, v1.BatchResponse]
 }
 
 // Range calls concord.v1.KV.Range.
@@ -155,6 +171,11 @@ func (c *kVClient) Watch(ctx context.Context, req *connect.Request[v1.WatchReque
 	return c.watch.CallServerStream(ctx, req)
 }
 
+// Batch calls concord.v1.KV.Batch.
+func (c *kVClient) Batch(ctx context.Context) *connect.BidiStreamForClient[v1.BatchRequest, v1.BatchResponse] {
+	return c.batch.CallBidiStream(ctx)
+}
+
 // KVHandler is an implementation of the concord.v1.KV service.
 type KVHandler interface {
 	// Range reads one key, or the keys in [key, range_end).
@@ -170,6 +191,13 @@ type KVHandler interface {
 	Add(context.Context, *connect.Request[v1.AddRequest]) (*connect.Response[v1.AddResponse], error)
 	// Watch streams the changes of a key or range from a revision.
 	Watch(context.Context, *connect.Request[v1.WatchRequest], *connect.ServerStream[v1.WatchResponse]) error
+	// Batch carries many independent KV calls over one stream: a client
+	// sends the calls it has queued as one message and the server answers as
+	// calls complete, several per message. Each call keeps its own result,
+	// error and request ID; nothing is atomic across calls. The Go SDK uses
+	// it for every unary KV call, which saves most of the per-call transport
+	// cost under concurrency.
+	Batch(context.Context, *connect.BidiStream[v1.BatchRequest, v1.BatchResponse]) error
 }
 
 // NewKVHandler builds an HTTP handler from the service implementation. It returns the path on which
@@ -216,6 +244,12 @@ func NewKVHandler(svc KVHandler, opts ...connect.HandlerOption) (string, http.Ha
 		connect.WithSchema(kVMethods.ByName("Watch")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kVBatchHandler := connect.NewBidiStreamHandler(
+		KVBatchProcedure,
+		svc.Batch,
+		connect.WithSchema(kVMethods.ByName("Batch")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/concord.v1.KV/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KVRangeProcedure:
@@ -230,6 +264,8 @@ func NewKVHandler(svc KVHandler, opts ...connect.HandlerOption) (string, http.Ha
 			kVAddHandler.ServeHTTP(w, r)
 		case KVWatchProcedure:
 			kVWatchHandler.ServeHTTP(w, r)
+		case KVBatchProcedure:
+			kVBatchHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -261,4 +297,8 @@ func (UnimplementedKVHandler) Add(context.Context, *connect.Request[v1.AddReques
 
 func (UnimplementedKVHandler) Watch(context.Context, *connect.Request[v1.WatchRequest], *connect.ServerStream[v1.WatchResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("concord.v1.KV.Watch is not implemented"))
+}
+
+func (UnimplementedKVHandler) Batch(context.Context, *connect.BidiStream[v1.BatchRequest, v1.BatchResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("concord.v1.KV.Batch is not implemented"))
 }

@@ -1,0 +1,178 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/server"
+)
+
+const (
+	// maxBatchInflight bounds the calls one batch stream runs at once;
+	// beyond it the stream stops reading, which pushes back on the client.
+	maxBatchInflight = 4096
+	// maxBatchResults bounds the results of one response message.
+	maxBatchResults = 512
+	// defaultCallTimeout bounds a call that gives no timeout.
+	defaultCallTimeout = 30 * time.Second
+	// maxBatchMessageBytes bounds one batch message; each call in it is
+	// held to the request limit.
+	maxBatchMessageBytes = 64 << 20
+)
+
+// Batch serves many KV calls over one stream. Each call runs on its own, as
+// the unary call would; results are sent as they complete, together with
+// whatever else completed meanwhile.
+func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse]) error {
+	results := make(chan *concordv1.BatchResult, maxBatchResults)
+	sent := make(chan error, 1)
+	go func() { sent <- sendResults(stream, results, k.m.batchResults) }()
+
+	sem := make(chan struct{}, maxBatchInflight)
+	var wg sync.WaitGroup
+	var recvErr error
+	for {
+		req, err := stream.Receive()
+		if err != nil {
+			if !isEOF(err) && ctx.Err() == nil {
+				recvErr = err
+			}
+			break
+		}
+		k.m.batchCalls.Observe(float64(len(req.GetCalls())))
+		for _, call := range req.GetCalls() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				results <- k.run(ctx, call)
+			}()
+		}
+	}
+	wg.Wait()
+	close(results)
+	return errors.Join(recvErr, <-sent)
+}
+
+// sendResults sends results as they come, several per message. After a
+// send fails it keeps draining so that no call blocks.
+func sendResults(stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse], results <-chan *concordv1.BatchResult, sizes prometheus.Histogram) error {
+	var failed error
+	for r := range results {
+		// Results of one read-index round or one Raft batch complete
+		// together: let them all arrive before sending.
+		runtime.Gosched()
+		batch := []*concordv1.BatchResult{r}
+	more:
+		for len(batch) < maxBatchResults {
+			select {
+			case r, ok := <-results:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		if failed == nil {
+			sizes.Observe(float64(len(batch)))
+			failed = stream.Send(&concordv1.BatchResponse{Results: batch})
+		}
+	}
+	return failed
+}
+
+// run runs one call of a batch, with the metrics of the unary method.
+func (k *kvService) run(ctx context.Context, call *concordv1.BatchCall) *concordv1.BatchResult {
+	timeout := time.Duration(call.GetTimeoutMs()) * time.Millisecond
+	if timeout <= 0 {
+		timeout = defaultCallTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	out := &concordv1.BatchResult{Id: call.GetId()}
+	var (
+		method string
+		err    error
+	)
+	if size := proto.Size(call); k.maxCallBytes > 0 && size > k.maxCallBytes {
+		out.Response = &concordv1.BatchResult_Error{Error: batchError(errs.Wrapf(server.ErrRequestTooLarge,
+			"call is %d bytes; the limit is %d (--max-request-bytes)", size, k.maxCallBytes))}
+		return out
+	}
+	switch r := call.GetRequest().(type) {
+	case *concordv1.BatchCall_Range:
+		method = "Range"
+		var resp *concordv1.RangeResponse
+		if resp, err = k.s.Range(ctx, r.Range); err == nil {
+			out.Response = &concordv1.BatchResult_Range{Range: resp}
+		}
+	case *concordv1.BatchCall_Put:
+		method = "Put"
+		var resp *concordv1.PutResponse
+		if resp, err = k.s.Put(ctx, r.Put); err == nil {
+			out.Response = &concordv1.BatchResult_Put{Put: resp}
+		}
+	case *concordv1.BatchCall_DeleteRange:
+		method = "DeleteRange"
+		var resp *concordv1.DeleteRangeResponse
+		if resp, err = k.s.DeleteRange(ctx, r.DeleteRange); err == nil {
+			out.Response = &concordv1.BatchResult_DeleteRange{DeleteRange: resp}
+		}
+	case *concordv1.BatchCall_Txn:
+		method = "Txn"
+		var resp *concordv1.TxnResponse
+		if resp, err = k.s.Txn(ctx, r.Txn); err == nil {
+			out.Response = &concordv1.BatchResult_Txn{Txn: resp}
+		}
+	case *concordv1.BatchCall_Add:
+		method = "Add"
+		var resp *concordv1.AddResponse
+		if resp, err = k.s.Add(ctx, r.Add); err == nil {
+			out.Response = &concordv1.BatchResult_Add{Add: resp}
+		}
+	default:
+		method = "Batch"
+		err = errs.Wrapf(errEmptyCall, "call %d has no request", call.GetId())
+	}
+	if err != nil {
+		out.Response = &concordv1.BatchResult_Error{Error: batchError(err)}
+	}
+	k.m.seconds.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	k.m.requests.WithLabelValues(method, codeOf(wire(err))).Inc()
+	return out
+}
+
+// errEmptyCall is returned for a batch call without a request.
+var errEmptyCall = errs.New("EMPTY_CALL", "api: batch call without a request")
+
+// batchError converts an error as the unary call would send it.
+func batchError(err error) *concordv1.BatchError {
+	var ce *connect.Error
+	if !errors.As(errs.ToConnect(err), &ce) {
+		return &concordv1.BatchError{Code: int32(connect.CodeInternal), Message: err.Error()}
+	}
+	out := &concordv1.BatchError{Code: int32(ce.Code()), Message: ce.Message()}
+	if info, ok := errs.InfoOf(ce); ok {
+		out.Info = info
+	}
+	return out
+}
