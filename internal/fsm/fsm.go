@@ -247,6 +247,7 @@ func (f *FSM) applyCommand(index, term uint64, data []byte) *internalv1.Result {
 		}
 	}
 	res := f.dispatch(index, &cmd)
+	f.locks.Settle()
 	if client != "" {
 		f.dedupe.remember(client, req, res, f.elapsed)
 	}

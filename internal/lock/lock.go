@@ -193,6 +193,9 @@ type Table struct {
 	// now and rev of the command being applied.
 	now int64
 	rev uint64
+	// deferred holds locks whose grant pass waits for the end of the
+	// command (see EndSession and Settle).
+	deferred map[string]bool
 }
 
 // NewTable returns an empty table.
@@ -595,7 +598,10 @@ func (t *Table) dequeue(w *Waiter, reason string) {
 }
 
 // EndSession releases every grant and cancels every wait of a session, and
-// returns how many it ended.
+// returns how many it ended. Its grant pass is deferred to Settle, which the
+// state machine runs after the whole command: when one command ends several
+// sessions (an expiry batch), all of them are gone before anyone is granted,
+// so no lock is granted twice under one token.
 func (t *Table) EndSession(rev uint64, nowMs int64, sess int64) int64 {
 	t.rev, t.now = rev, nowMs
 	names := make([]string, 0, len(t.bySession[sess]))
@@ -625,8 +631,24 @@ func (t *Table) EndSession(rev uint64, nowMs int64, sess int64) int64 {
 		touched[name] = true
 	}
 	delete(t.bySession, sess)
-	t.grantPass(touched)
+	if t.deferred == nil {
+		t.deferred = map[string]bool{}
+	}
+	for name := range touched {
+		t.deferred[name] = true
+	}
 	return n
+}
+
+// Settle runs the grant pass deferred by EndSession. The state machine calls
+// it once at the end of every command.
+func (t *Table) Settle() {
+	if len(t.deferred) == 0 {
+		return
+	}
+	touched := t.deferred
+	t.deferred = nil
+	t.grantPass(touched)
 }
 
 // ExpireHold releases the grant of lock name with token whose hold time ran

@@ -168,6 +168,7 @@ func TestSessionEndReleasesAndGrantsNext(t *testing.T) {
 	acq(t, tb, 4, 1, "a3", true, mutex("m"))
 	delete(live, 1)
 	require.EqualValues(t, 3, tb.EndSession(5, 5, 1))
+	tb.Settle()
 	l, ws, _ := tb.Get("m")
 	require.Equal(t, "b", l.Holders[0].Owner)
 	require.EqualValues(t, 5, l.Holders[0].Token)
@@ -293,22 +294,32 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 				require.NoError(t, tb.Cancel(rev, int64(rev), w.ID, w.Session, w.Owner))
 			}
 		default:
-			if live[sess] {
-				delete(live, sess)
-				tb.EndSession(rev, int64(rev), sess)
-				live[nextSession] = true
-				nextSession++
+			// One command may end several sessions (an expiry batch).
+			for k := 0; k < 1+rng.IntN(3); k++ {
+				s := int64(1 + rng.IntN(int(nextSession-1)))
+				if live[s] {
+					delete(live, s)
+					tb.EndSession(rev, int64(rev), s)
+					live[nextSession] = true
+					nextSession++
+				}
 			}
+			tb.Settle()
 		}
 		// Grants of this command carry its index, above every grant of
 		// the same lock by an earlier command. (Readers or permits granted
 		// by one command share its index.)
+		exclusive := map[string]int{}
 		for _, g := range rec.grants[before:] {
 			require.Equal(t, rev, g.Token)
 			if lastToken[g.Name] != rev {
 				require.Greater(t, g.Token, lastToken[g.Name], "token went back on %s", g.Name)
 			}
 			lastToken[g.Name] = g.Token
+			if l := tb.locks[g.Name]; l != nil && (l.Kind == KindMutex || (l.Kind == KindRW && holderMode(l, g) == Exclusive)) {
+				exclusive[g.Name]++
+				require.LessOrEqual(t, exclusive[g.Name], 1, "%s granted exclusively twice under token %d", g.Name, rev)
+			}
 			if g.Waiter != 0 {
 				// FIFO: a granted waiter was the earliest still queued.
 				q := enqueued[g.Name]
@@ -342,6 +353,15 @@ func encode(t *testing.T, tb *Table) (uint64, []byte) {
 	require.NoError(t, write(w))
 	require.NoError(t, w.Flush())
 	return n, buf.Bytes()
+}
+
+func holderMode(l *Lock, g Grant) Mode {
+	for _, h := range l.Holders {
+		if h.Session == g.Session && h.Owner == g.Owner {
+			return h.Mode
+		}
+	}
+	return Exclusive
 }
 
 func waiterIDs(tb *Table) []uint64 {
