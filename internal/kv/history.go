@@ -139,6 +139,11 @@ func (h *History) Read(from uint64, sp Span, max int) (evs []Event, through uint
 	i := sort.Search(h.n, func(i int) bool { return h.at(i).Rev >= from })
 	for ; i < h.n; i++ {
 		e := h.at(i)
+		if e.Rev > h.applied {
+			// Appended, but the batch is not complete yet: Advance has
+			// not run. Returning it now would deliver it again after.
+			break
+		}
 		if max > 0 && len(evs) >= max && e.Rev != evs[len(evs)-1].Rev {
 			through = evs[len(evs)-1].Rev
 			break
