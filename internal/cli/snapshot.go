@@ -17,7 +17,7 @@ import (
 func newSnapshotCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "snapshot", Short: "Offline snapshot tools"}
 	var (
-		dataDir, name, initialCluster, advertisePeer string
+		dataDir, name, initialCluster, advertisePeer, logStore string
 	)
 	restore := &cobra.Command{
 		Use:   "restore FILE",
@@ -58,7 +58,7 @@ then start each member with the same --name, --data-dir and --initial-cluster.
 			if err := server.SeedIdentity(dataDir, name); err != nil {
 				return err
 			}
-			if err := raftnode.SeedFromSnapshot(filepath.Join(dataDir, "raft"), idx, servers, &fresh, nil); err != nil {
+			if err := raftnode.SeedFromSnapshot(filepath.Join(dataDir, "raft"), logStore, idx, servers, &fresh, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "restored revision %d into %s for member %s; start it with the same --name, --data-dir and --initial-cluster\n", idx, dataDir, name)
@@ -69,6 +69,7 @@ then start each member with the same --name, --data-dir and --initial-cluster.
 	restore.Flags().StringVar(&name, "name", config.DefaultName, "the member's name")
 	restore.Flags().StringVar(&initialCluster, "initial-cluster", "", "members of the new cluster (default: this member alone)")
 	restore.Flags().StringVar(&advertisePeer, "advertise-peer", config.DefaultPeerAddr, "the member's peer address, for a single-member restore")
+	restore.Flags().StringVar(&logStore, "raft-log-store", "bolt", "the Raft log store the member will run with (bolt or wal)")
 	cmd.AddCommand(restore)
 	return cmd
 }

@@ -71,6 +71,8 @@ type Limits struct {
 
 // Raft tunes the consensus engine.
 type Raft struct {
+	// LogStore is "bolt" (default) or "wal".
+	LogStore          string
 	HeartbeatTimeout  time.Duration
 	ElectionTimeout   time.Duration
 	SnapshotThreshold uint64
@@ -243,6 +245,9 @@ func (c *Server) Validate() error {
 	}
 	if c.ClockRate <= 0 {
 		bad("clock rate must be positive")
+	}
+	if ls := c.Raft.LogStore; ls != "" && ls != "bolt" && ls != "wal" {
+		bad("--raft-log-store %q: want bolt or wal", ls)
 	}
 	return errors.Join(errs...)
 }

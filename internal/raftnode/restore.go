@@ -16,16 +16,19 @@ var keyCurrentTerm = []byte("CurrentTerm")
 // with term 1 and the given membership, so every member seeded with the
 // same backup and membership starts from the same state. The directory must
 // hold no Raft state.
-func SeedFromSnapshot(dir string, index uint64, servers []Server, data io.Reader, logger *slog.Logger) error {
+func SeedFromSnapshot(dir, logStore string, index uint64, servers []Server, data io.Reader, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	store, snaps, err := openStores(dir, logger)
+	if logStore == "" {
+		logStore = LogStoreBolt
+	}
+	store, snaps, err := openStores(dir, logStore, logger)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	has, err := raft.HasExistingState(store, store, snaps)
+	has, err := raft.HasExistingState(store.logs, store.stable, snaps)
 	if err != nil {
 		return err
 	}
@@ -46,5 +49,5 @@ func SeedFromSnapshot(dir string, index uint64, servers []Server, data io.Reader
 	}
 	// Raft's terms must not go backwards along the log: start the new
 	// cluster's terms after the snapshot's.
-	return store.SetUint64(keyCurrentTerm, 1)
+	return store.stable.SetUint64(keyCurrentTerm, 1)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -304,4 +305,43 @@ func TestGracefulShutdownHandsLeadershipOver(t *testing.T) {
 	// A transfer is faster than waiting out an election timeout after the
 	// leader vanished (300 ms heartbeat timeout plus the election itself).
 	t.Logf("new leader ready %s after the graceful stop began", time.Since(start))
+}
+
+func TestWALLogStoreCatchUpAndNoSilentSwitch(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Configure: func(i int, cfg *config.Server) {
+		cfg.Raft.LogStore = "wal"
+		cfg.Raft.SnapshotThreshold = 64
+		cfg.Raft.SnapshotInterval = 100 * time.Millisecond
+		cfg.Raft.TrailingLogs = 16
+	}})
+	ctx := ctxT(t, 60*time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	lagging := (leader + 1) % 3
+	c.Kill(lagging)
+	cl := c.Client()
+	for i := 0; i < 300; i++ {
+		_, err := cl.Put(ctx, fmt.Sprintf("w/%03d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	c.Restart(lagging)
+	c.WaitConverged(20 * time.Second)
+
+	// A data dir keeps its log store: starting it with bolt fails clearly.
+	c.Kill(lagging)
+	m := c.Members[lagging]
+	bolt := m.Cfg
+	bolt.Raft.LogStore = "bolt"
+	_, err := daemon.Start(ctx, bolt, daemon.Options{})
+	require.ErrorContains(t, err, `holds a "wal" Raft log`)
+}
+
+func TestSecondMemberOnADataDirInUseFailsAtOnce(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	cfg := c.Members[0].Cfg
+	cfg.ListenClient = fmt.Sprintf("127.0.0.1:%d", testcluster.FreePort(t, "127.0.0.1"))
+	cfg.ListenPeer = fmt.Sprintf("127.0.0.1:%d", testcluster.FreePort(t, "127.0.0.1"))
+	start := time.Now()
+	_, err := daemon.Start(context.Background(), cfg, daemon.Options{})
+	require.ErrorContains(t, err, "in use by another concord member")
+	require.Less(t, time.Since(start), 2*time.Second)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -84,23 +85,31 @@ func (s *Server) resolveIdentity(ctx context.Context) (identity, []raftnode.Serv
 }
 
 // discoverID asks the cluster at the --join endpoints for the ID assigned to
-// this member's name, waiting until `concord cluster add` has run.
+// this member's name, waiting until `concord cluster add` has run. Only the
+// leader's answer counts: a member that lags behind (or sits in a minority)
+// may still list a retired ID under this name, and a member that started
+// with it would never be promoted. A follower's answer points at the
+// leader's client address, which is asked next.
 func (s *Server) discoverID(ctx context.Context) (identity, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	logged := false
 	for {
-		for _, ep := range s.cfg.Join {
-			c := concordv1connect.NewClusterClient(&http.Client{Timeout: 5 * time.Second}, endpointURL(ep))
-			req := connect.NewRequest(&concordv1.StatusRequest{})
-			if s.cfg.AuthToken != "" {
-				req.Header().Set("Authorization", "Bearer "+s.cfg.AuthToken)
-			}
-			resp, err := c.Status(ctx, req)
+		candidates := append([]string(nil), s.cfg.Join...)
+		for i := 0; i < len(candidates) && i < 16; i++ {
+			st, err := s.askStatus(ctx, candidates[i])
 			if err != nil {
 				continue
 			}
-			for _, m := range resp.Msg.GetMembers() {
+			if st.GetSelf().GetRole() != "leader" {
+				for _, m := range st.GetMembers() {
+					if m.GetRole() == "leader" && m.GetClientAddr() != "" {
+						candidates = append(candidates, m.GetClientAddr())
+					}
+				}
+				continue
+			}
+			for _, m := range st.GetMembers() {
 				if m.GetName() == s.cfg.Name && m.GetPeerAddr() == s.cfg.AdvertisePeer {
 					return identity{ID: m.GetId(), Name: s.cfg.Name}, nil
 				}
@@ -117,6 +126,19 @@ func (s *Server) discoverID(ctx context.Context) (identity, error) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+func (s *Server) askStatus(ctx context.Context, ep string) (*concordv1.StatusResponse, error) {
+	c := concordv1connect.NewClusterClient(&http.Client{Timeout: 5 * time.Second}, endpointURL(ep))
+	req := connect.NewRequest(&concordv1.StatusRequest{})
+	if s.cfg.AuthToken != "" {
+		req.Header().Set("Authorization", "Bearer "+s.cfg.AuthToken)
+	}
+	resp, err := c.Status(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
 }
 
 // endpointURL turns host:port into an http URL; URLs pass through.
@@ -139,4 +161,31 @@ func SeedIdentity(dataDir, name string) error {
 		return err
 	}
 	return saveIdentity(dataDir, identity{ID: name, Name: name})
+}
+
+// dataDirLock holds an exclusive lock on a data dir for the life of the
+// member, so that a second member started on the same dir fails at once.
+type dataDirLock struct{ f *os.File }
+
+func lockDataDir(dir string) (*dataDirLock, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("data dir lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another concord member (%v)", dir, err)
+	}
+	return &dataDirLock{f: f}, nil
+}
+
+func (l *dataDirLock) release() {
+	if l == nil {
+		return
+	}
+	_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	_ = l.f.Close()
 }

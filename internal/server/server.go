@@ -63,6 +63,7 @@ type Server struct {
 
 	leader leaderState
 
+	dirLock  *dataDirLock
 	stopping atomic.Bool
 	stopCh   chan struct{}
 	wg       sync.WaitGroup
@@ -117,8 +118,14 @@ func New(cfg config.Server, opts Options) (*Server, error) {
 // Start opens the data directory, the peer port and Raft, and starts the
 // member's background work. The client API is served by the caller.
 func (s *Server) Start(ctx context.Context) error {
+	lock, err := lockDataDir(s.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	s.dirLock = lock
 	mux, err := peer.Listen(s.cfg.ListenPeer, s.log)
 	if err != nil {
+		lock.release()
 		return err
 	}
 	s.mux = mux
@@ -126,6 +133,7 @@ func (s *Server) Start(ctx context.Context) error {
 	id, boot, err := s.resolveIdentity(ctx)
 	if err != nil {
 		mux.Close()
+		lock.release()
 		return err
 	}
 	s.id = id
@@ -152,12 +160,14 @@ func (s *Server) Start(ctx context.Context) error {
 		SnapshotThreshold: s.cfg.Raft.SnapshotThreshold,
 		SnapshotInterval:  s.cfg.Raft.SnapshotInterval,
 		TrailingLogs:      s.cfg.Raft.TrailingLogs,
+		LogStore:          s.cfg.Raft.LogStore,
 		Logger:            s.log,
 		Metrics:           s.raftMetrics,
 	}, s.fsm)
 	if err != nil {
 		_ = s.peerSrv.Close()
 		mux.Close()
+		lock.release()
 		return err
 	}
 	s.node = node
@@ -258,6 +268,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		if s.mux != nil {
 			_ = s.mux.Close()
 		}
+		s.dirLock.release()
 	})
 	return err
 }

@@ -61,7 +61,7 @@ func freePort(t *testing.T, ip string) string {
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
-func startCluster(t *testing.T, n int) *cluster {
+func startCluster(t *testing.T, n int, extra ...string) *cluster {
 	c := &cluster{t: t}
 	base := t.TempDir()
 	var initial []string
@@ -77,6 +77,7 @@ func startCluster(t *testing.T, n int) *cluster {
 		p.args = []string{"server", "--name", p.name, "--data-dir", p.dir, "--listen-client", p.client,
 			"--listen-peer", p.peer, "--initial-cluster", strings.Join(initial, ","),
 			"--heartbeat-timeout", "300ms", "--election-timeout", "300ms", "--log-format", "json"}
+		p.args = append(p.args, extra...)
 		c.start(p)
 	}
 	t.Cleanup(func() {
@@ -153,7 +154,13 @@ func newClient(t *testing.T, endpoints []string) *client.Client {
 }
 
 func TestKillLeaderKeepsEveryAcknowledgedWrite(t *testing.T) {
-	c := startCluster(t, 3)
+	for _, store := range []string{"bolt", "wal"} {
+		t.Run(store, func(t *testing.T) { killLeaderKeepsEveryAcknowledgedWrite(t, store) })
+	}
+}
+
+func killLeaderKeepsEveryAcknowledgedWrite(t *testing.T, store string) {
+	c := startCluster(t, 3, "--raft-log-store", store)
 	cl := newClient(t, c.endpoints())
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
