@@ -113,6 +113,13 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 					}
 				case concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
 					stopOnDone()
+					if err := sess.Err(); err != nil {
+						// The session ended while the grant was on its way:
+						// the lock is not held for long, so do not hand it out.
+						stop()
+						c.abandon(sess, owner, 0, claims)
+						return nil, fmt.Errorf("%w: %v", ErrSessionExpired, err)
+					}
 					return c.watchGrant(sess, owner, claims, msg.GetToken(), opts, sent, stream, stop), nil
 				case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED:
 					stopOnDone()
