@@ -19,14 +19,15 @@ const (
 	// ProfileLong is the long campaign's: minutes per seed, 3 or 5
 	// members, longer faults, larger clock offsets.
 	ProfileLong = "long"
-	// ProfileEarlyExpiry is the session checker's self-test: every
-	// member's lease clock runs 8 times fast, and the checker is told
-	// clocks run at the normal rate, so sessions kept alive on time
-	// expire early.
+	// ProfileEarlyExpiry is the session checker's and the lock model's
+	// self-test: every member's lease clock runs 8 times fast, and the
+	// checkers are told clocks run at the normal rate, so sessions kept
+	// alive on time expire early, and their grants end early.
 	ProfileEarlyExpiry = "early-expiry"
-	// ProfileStaleReads is the checker's self-test: members serve
+	// ProfileStaleReads is the checkers' self-test: members serve
 	// linearizable reads from local state, one follower is isolated while
-	// writes go through the majority and reads through the follower.
+	// writes go through the majority and reads (of keys, of locks, of the
+	// fenced list) through the follower.
 	ProfileStaleReads = "stale-reads"
 )
 
@@ -46,6 +47,11 @@ type Config struct {
 	KV workload.KVConfig
 	// Sessions configures the session workload; nil leaves it out.
 	Sessions *workload.SessionConfig
+	// Locks, Fence and IDs configure the lock, fenced-resource and ID
+	// workloads; nil leaves them out.
+	Locks *workload.LockConfig
+	Fence *workload.FenceConfig
+	IDs   *workload.IDsConfig
 	// ExtraFlags are added to every member's command line.
 	ExtraFlags []string
 	// MemberClock is every member's lease clock from the start.
@@ -105,6 +111,9 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 			c.KV.Clients = 4
 		}
 		c.Sessions = &workload.SessionConfig{Holders: 2, SDKHolders: 1, TTL: 2 * time.Second}
+		c.Locks = &workload.LockConfig{Clients: 3, Locks: 2, TTL: 2 * time.Second}
+		c.Fence = &workload.FenceConfig{Clients: 3, TTL: 2 * time.Second}
+		c.IDs = &workload.IDsConfig{}
 	case ProfileLong:
 		c.Size = 3
 		if seed%2 == 0 {
@@ -123,6 +132,9 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		}
 		c.KV = workload.KVConfig{Keys: 300, HotKeys: 10, Clients: 6, Watchers: 4}
 		c.Sessions = &workload.SessionConfig{Holders: 3, SDKHolders: 1, TTL: 3 * time.Second}
+		c.Locks = &workload.LockConfig{Clients: 4, Locks: 3, TTL: 3 * time.Second, Stalls: 3}
+		c.Fence = &workload.FenceConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}
+		c.IDs = &workload.IDsConfig{AllocClients: 2, NextClients: 2, MemberSnowflakeClients: 2}
 		c.CheckTimeout = 60 * time.Second
 	case ProfileStaleReads:
 		c.Size = 3
@@ -136,6 +148,11 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		}}
 		c.AvoidLeader = []int{2}
 		c.KV = workload.KVConfig{Keys: 5, HotKeys: 5, Clients: 3, Watchers: -1, Writers: []int{0, 1}, PinnedReaders: []int{2, 2}}
+		// Lock inspections and reads of the fenced list go through n3
+		// too: a holder that writes back a stale list under a valid
+		// token loses appends.
+		c.Locks = &workload.LockConfig{Clients: 3, Locks: 1, Stalls: -1, InspectMembers: []int{2}}
+		c.Fence = &workload.FenceConfig{Clients: 2, Stalls: -1, ReadMembers: []int{2}}
 	case ProfileEarlyExpiry:
 		c.Size = 3
 		c.Duration = 12 * time.Second
@@ -144,6 +161,9 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		c.AssumedClockRate = 1
 		c.KV = workload.KVConfig{Keys: 5, HotKeys: 5, Clients: 1, Watchers: -1}
 		c.Sessions = &workload.SessionConfig{Holders: 3, SDKHolders: 1, TTL: 2 * time.Second}
+		// Grants end early with their sessions, while the lock model
+		// believes the sessions protected.
+		c.Locks = &workload.LockConfig{Clients: 3, Locks: 1, Stalls: -1}
 	default:
 		return c, fmt.Errorf("unknown profile %q (want %s, %s, %s or %s)", profile, ProfileShort, ProfileLong, ProfileStaleReads, ProfileEarlyExpiry)
 	}

@@ -11,6 +11,13 @@
 //   - watch streams: in order, without gaps, nothing invented;
 //   - sessions: nothing expired while kept alive on time, nothing outlives
 //     its session;
+//   - locks: mutexes checked with porcupine against a model whose grants
+//     carry increasing fencing tokens and may end when their session may
+//     have expired; a shared list appended to through fenced writes loses
+//     nothing, and its tokens never go back;
+//   - IDs: segment allocations behave as a counter, every stream of IDs
+//     (a client, a member's buffer, a generator) increases, and no ID is
+//     returned twice;
 //   - liveness after the heal (one ready leader, a write succeeds) and
 //     convergence (every member at the same applied index and state hash).
 //

@@ -8,6 +8,7 @@ import (
 
 	"github.com/concord-dev/concord/tests/robustness/checker"
 	"github.com/concord-dev/concord/tests/robustness/nemesis"
+	"github.com/concord-dev/concord/tests/robustness/workload"
 )
 
 // Result is what a run did and found.
@@ -23,9 +24,11 @@ type Result struct {
 	Ops, OK, Failed, Unknown int
 	// Checked counts operations and events the checkers examined
 	// (CheckedBy splits it: "linearizability" counts operations checked
-	// against a model, "kv" watch events and writes, "sessions" expiry
-	// observations); Inconclusive counts keys whose linearizability check
-	// timed out.
+	// against a model, and "linearizability/<workload>" those of each
+	// workload; "kv" watch events and writes, "sessions" expiry
+	// observations, "fence" list elements, appends and reads, "ids" IDs
+	// checked for uniqueness); Inconclusive counts partitions (keys,
+	// locks, ID streams) whose linearizability check timed out.
 	Checked, Inconclusive int
 	CheckedBy             map[string]int
 	// Faults counts injected faults by kind.
@@ -43,6 +46,9 @@ type Result struct {
 	// seen to expire within the holder's patience (availability, not
 	// safety).
 	SessionsUnresolved int
+	// Counters count what the lock, fence and ID workloads' clients did
+	// ("fence stale writes refused", "ids id-alloc", ...).
+	Counters map[string]int
 
 	Violations []checker.Violation
 	// Timeline is the fault timeline.
@@ -77,9 +83,28 @@ func (r *Result) ReplayCommand() string {
 
 // Summary is one line for logs.
 func (r *Result) Summary() string {
-	return fmt.Sprintf("%s seed %d: %d members, %s of traffic, %d ops (%d ok, %d failed, %d unknown), %d checked (%s), %d inconclusive, %d faults (%s), leader %s after heal, %d watch resets, %d sessions unresolved, %d violations",
+	counters := ""
+	if len(r.Counters) > 0 {
+		counters = fmt.Sprintf(", clients did: %s", r.counters())
+	}
+	return fmt.Sprintf("%s seed %d: %d members, %s of traffic, %d ops (%d ok, %d failed, %d unknown), %d checked (%s), %d inconclusive, %d faults (%s), leader %s after heal, %d watch resets, %d sessions unresolved%s, %d violations",
 		r.Profile, r.Seed, r.Size, r.TrafficDuration, r.Ops, r.OK, r.Failed, r.Unknown, r.Checked, r.checkedKinds(), r.Inconclusive,
-		r.FaultCount(), r.faultKinds(), r.LeaderAfterHeal.Round(time.Millisecond), r.WatchCompacted, r.SessionsUnresolved, len(r.Violations))
+		r.FaultCount(), r.faultKinds(), r.LeaderAfterHeal.Round(time.Millisecond), r.WatchCompacted, r.SessionsUnresolved, counters, len(r.Violations))
+}
+
+func (r *Result) counters() string {
+	var kinds []string
+	for k, n := range r.Counters {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(kinds)
+	return strings.Join(kinds, ", ")
+}
+
+// lockOps counts the lock operations checked against the lock model (the
+// lock and fenced-resource workloads').
+func (r *Result) lockOps() int {
+	return r.CheckedBy["linearizability/"+workload.LockWorkload] + r.CheckedBy["linearizability/"+workload.FenceWorkload]
 }
 
 func (r *Result) checkedKinds() string {
@@ -133,23 +158,28 @@ func (r *Result) Report() string {
 // SummaryTable renders results as a markdown table.
 func SummaryTable(results []*Result) string {
 	var b strings.Builder
-	b.WriteString("| profile | seed | members | traffic | ops (ok / failed / unknown) | checked (lin / watch / session) | faults | leader after heal | watch resets | sessions unresolved | violations |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
-	var ops, checked, faults, violations int
+	b.WriteString("| profile | seed | members | traffic | ops (ok / failed / unknown) | checked (lin / watch / session) | locks (lock ops / list checks / stale writes refused) | IDs checked | faults | leader after heal | watch resets | sessions unresolved | violations |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var ops, checked, lockOps, fence, stale, ids, faults, violations int
 	for _, r := range results {
 		verdict := "0"
 		if !r.Passed() {
 			verdict = fmt.Sprintf("**%d** (%s)", len(r.Violations), r.Violations[0].Checker)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d (%d / %d / %d) | %d (%d / %d / %d) | %d: %s | %s | %d | %d | %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d (%d / %d / %d) | %d (%d / %d / %d) | %d / %d / %d | %d | %d: %s | %s | %d | %d | %s |\n",
 			r.Profile, r.Seed, r.Size, r.TrafficDuration, r.Ops, r.OK, r.Failed, r.Unknown,
 			r.Checked, r.CheckedBy["linearizability"], r.CheckedBy["kv"], r.CheckedBy["sessions"],
+			r.lockOps(), r.CheckedBy[workload.FenceWorkload], r.Counters[workload.FenceWorkload+" stale writes refused"], r.CheckedBy[workload.IDsWorkload],
 			r.FaultCount(), r.faultKinds(), r.LeaderAfterHeal.Round(time.Millisecond), r.WatchCompacted, r.SessionsUnresolved, verdict)
 		ops += r.Ops
 		checked += r.Checked
+		lockOps += r.lockOps()
+		fence += r.CheckedBy[workload.FenceWorkload]
+		stale += r.Counters[workload.FenceWorkload+" stale writes refused"]
+		ids += r.CheckedBy[workload.IDsWorkload]
 		faults += r.FaultCount()
 		violations += len(r.Violations)
 	}
-	fmt.Fprintf(&b, "| **total: %d runs** | | | | %d | %d | %d | | | | %d |\n", len(results), ops, checked, faults, violations)
+	fmt.Fprintf(&b, "| **total: %d runs** | | | | %d | %d | %d / %d / %d | %d | %d | | | | %d |\n", len(results), ops, checked, lockOps, fence, stale, ids, faults, violations)
 	return b.String()
 }

@@ -13,8 +13,10 @@ import (
 
 func TestReportAndSummary(t *testing.T) {
 	pass := &Result{Profile: ProfileShort, Seed: 1, Size: 3, TrafficDuration: 30 * time.Second, Ops: 10, OK: 9, Unknown: 1,
-		Checked: 12, CheckedBy: map[string]int{"linearizability": 9, "kv": 2, "sessions": 1},
-		Faults: map[nemesis.Kind]int{nemesis.Kill: 2, nemesis.Bridge: 1}}
+		Checked: 40, CheckedBy: map[string]int{"linearizability": 9, "linearizability/locks": 3, "linearizability/fence": 2,
+			"kv": 2, "sessions": 1, "fence": 6, "ids": 20},
+		Counters: map[string]int{"fence stale writes refused": 1, "locks grants": 4},
+		Faults:   map[nemesis.Kind]int{nemesis.Kill: 2, nemesis.Bridge: 1}}
 	fail := &Result{Profile: ProfileLong, Seed: 7, Size: 5, TrafficDuration: 2 * time.Minute, Ops: 5, OK: 5,
 		Violations: []checker.Violation{{Checker: "linearizability", Summary: "kv: key kv/k001: not linearizable", Details: "a\nb", Artifact: "/x/viz.html"}},
 		Timeline:   "   1.000s network #0 bridge start ...\n", Dir: "/x", HistoryPath: "/x/history.jsonl", TimelinePath: "/x/timeline.txt",
@@ -34,7 +36,9 @@ func TestReportAndSummary(t *testing.T) {
 	table := SummaryTable([]*Result{pass, fail})
 	lines := strings.Split(strings.TrimSpace(table), "\n")
 	require.Len(t, lines, 5, "header, separator, two runs, total")
-	require.Contains(t, lines[2], "| short | 1 | 3 | 30s | 10 (9 / 0 / 1) | 12 (9 / 2 / 1) | 3: bridge×1 kill×2 |")
+	require.Contains(t, lines[2], "| short | 1 | 3 | 30s | 10 (9 / 0 / 1) | 40 (9 / 2 / 1) | 5 / 6 / 1 | 20 | 3: bridge×1 kill×2 |")
 	require.Contains(t, lines[3], "**1** (linearizability)")
 	require.Contains(t, lines[4], "total: 2 runs")
+	require.Contains(t, lines[4], "| 5 / 6 / 1 | 20 | 3 |")
+	require.Contains(t, pass.Summary(), "clients did: fence stale writes refused 1, locks grants 4")
 }

@@ -211,7 +211,8 @@ func TestReplay(t *testing.T) {
 // TestCheckerCatchesStaleReads runs members built to serve linearizable
 // reads from local state, isolates a follower, writes through the majority
 // and reads through the follower: the checker must find the stale reads and
-// draw them.
+// draw them; the lock model must find the stale inspections, and the fenced
+// list checker the appends lost by holders that wrote back a stale list.
 func TestCheckerCatchesStaleReads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a real cluster")
@@ -226,14 +227,22 @@ func TestCheckerCatchesStaleReads(t *testing.T) {
 	res, err := Run(ctx, cfg)
 	require.NoError(t, err)
 	t.Log(res.Summary())
-	var lin int
+	var lin, locks, fence int
 	for _, v := range res.Violations {
-		if v.Checker == "linearizability" {
+		switch v.Checker {
+		case "linearizability":
 			lin++
 			require.FileExists(t, v.Artifact, "a violation comes with its visualization")
+			if strings.HasPrefix(v.Summary, "locks: ") {
+				locks++
+			}
+		case "fence":
+			fence++
 		}
 	}
 	require.Positive(t, lin, "stale reads went unnoticed:\n%s", res.Report())
+	require.Positive(t, locks, "stale lock inspections went unnoticed:\n%s", res.Report())
+	require.Positive(t, fence, "appends lost to stale reads went unnoticed:\n%s", res.Report())
 	require.NotEmpty(t, res.Dir, "a failed run keeps its artifacts")
 	require.FileExists(t, res.HistoryPath)
 	require.FileExists(t, res.TimelinePath)
@@ -241,8 +250,9 @@ func TestCheckerCatchesStaleReads(t *testing.T) {
 }
 
 // TestCheckerCatchesEarlyExpiry runs members whose lease clocks run 8 times
-// fast while the session checker assumes normal clocks: sessions kept alive
-// on time by that assumption expire early, and the checker must say so.
+// fast while the session checker and the lock model assume normal clocks:
+// sessions kept alive on time by that assumption expire early, and their
+// grants end early; the checkers must say so.
 func TestCheckerCatchesEarlyExpiry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a real cluster")
@@ -257,12 +267,23 @@ func TestCheckerCatchesEarlyExpiry(t *testing.T) {
 	res, err := Run(ctx, cfg)
 	require.NoError(t, err)
 	t.Log(res.Summary())
-	var early int
+	var early, locks int
 	for _, v := range res.Violations {
-		require.Equal(t, "session", v.Checker, "only the session checker may complain: %s", v)
-		if strings.Contains(v.Summary, "protection window") {
-			early++
+		switch {
+		case v.Checker == "session":
+			if strings.Contains(v.Summary, "protection window") {
+				early++
+			}
+		case v.Checker == "linearizability" && strings.HasPrefix(v.Summary, "locks: "):
+			locks++
+		case v.Checker == "locks":
+			// A token granted twice: the open bug of
+			// TestRegressionLockTokenReusedWhenSessionsExpireTogether,
+			// which sessions expiring together trigger here.
+		default:
+			t.Errorf("only the session checker and the lock model may complain: %s", v)
 		}
 	}
 	require.Positive(t, early, "early expiries went unnoticed:\n%s", res.Report())
+	require.Positive(t, locks, "grants ended early went unnoticed:\n%s", res.Report())
 }

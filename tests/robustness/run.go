@@ -71,6 +71,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		sessions = workload.NewSessions(*cfg.Sessions)
 		workloads = append(workloads, sessions)
 	}
+	if cfg.Locks != nil {
+		workloads = append(workloads, workload.NewLocks(*cfg.Locks))
+	}
+	if cfg.Fence != nil {
+		workloads = append(workloads, workload.NewFence(*cfg.Fence))
+	}
+	if cfg.IDs != nil {
+		workloads = append(workloads, workload.NewIDs(*cfg.IDs))
+	}
 
 	// Traffic and faults.
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
@@ -142,13 +151,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			})
 			res.Checked += st.Checked
 			res.CheckedBy["linearizability"] += st.Checked
+			res.CheckedBy["linearizability/"+w.Name()] += st.Checked
 			res.Inconclusive += st.Inconclusive
 			violations = append(violations, vs...)
 		}
 		st, vs := w.Check(env, h)
 		res.Checked += st.Checked
-		res.CheckedBy[w.Name()] += st.Checked
+		if st.Checked > 0 {
+			res.CheckedBy[w.Name()] += st.Checked
+		}
 		violations = append(violations, vs...)
+		if c, ok := w.(counter); ok {
+			for k, v := range c.Counters() {
+				if res.Counters == nil {
+					res.Counters = map[string]int{}
+				}
+				res.Counters[k] += v
+			}
+		}
 	}
 	res.WatchResets = kv.Compacted()
 	res.WatchCompacted = len(res.WatchResets)
@@ -190,6 +210,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Dir = ""
 	}
 	return res, nil
+}
+
+// counter is a workload that counts what its clients did, for the report.
+type counter interface {
+	Counters() map[string]int
 }
 
 // avoidLeaders moves leadership away from the listed members.

@@ -1,8 +1,10 @@
 // Package checker holds the robustness harness's checkers: the sequential
-// models that porcupine checks histories against, the linearizability check
-// itself (partitioned per key, with an HTML visualization on failure), the
-// watch checker and the session checker. Checkers take a recorded history
-// and return violations; they never talk to the cluster.
+// models that porcupine checks histories against (key-value registers,
+// mutexes with fencing tokens, ID allocation), the linearizability check
+// itself (partitioned per key, lock or ID stream, with an HTML
+// visualization on failure), the watch checker, the session checker, the
+// fenced-list checker and the ID uniqueness checker. Checkers take a
+// recorded history and return violations; they never talk to the cluster.
 package checker
 
 import (

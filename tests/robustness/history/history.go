@@ -89,6 +89,36 @@ type Op struct {
 	// Deadline is, for sessions kept alive by the SDK, the SDK's
 	// Session.Deadline() sampled at the call, as a Clock reading.
 	Deadline int64 `json:"deadline,omitempty"`
+
+	// Lock fields (the lock's name is Key).
+	//
+	// Owner is the lock owner an operation acts for: the owner a grant
+	// was requested for, released as, or written under (fenced writes);
+	// for an inspection, the holder it read.
+	Owner string `json:"owner,omitempty"`
+	// Token is the fencing token of a grant: granted, released, written
+	// under, or read by an inspection.
+	Token uint64 `json:"token,omitempty"`
+	// Holders is the number of holders an inspection read.
+	Holders int `json:"holders,omitempty"`
+	// Self is, for an inspection, the owner of the grant the inspecting
+	// client held when it inspected (its Deadline then vouches for that
+	// grant's session).
+	Self string `json:"self,omitempty"`
+	// Entry is the element a fenced append adds to a shared list (Value
+	// is then the whole list it writes).
+	Entry string `json:"entry,omitempty"`
+
+	// ID fields (a segment tag is Key).
+	//
+	// Stream names the sequence of IDs an operation belongs to, whose
+	// order is checked: one client, one generator, one member's buffer.
+	Stream string `json:"stream,omitempty"`
+	// Count is the number of IDs asked for.
+	Count int64 `json:"count,omitempty"`
+	// IDs are the IDs returned, in the order they were returned. A
+	// segment allocation returns [IDs[0], IDs[1]).
+	IDs []int64 `json:"ids,omitempty"`
 }
 
 // Duration returns how long the operation took.

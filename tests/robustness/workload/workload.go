@@ -4,8 +4,9 @@
 // completion; a model its operations are checked against; and the checks it
 // runs once the cluster has healed.
 //
-// To plug in a new workload (locks, ID allocation, ...), implement
-// Workload: Run issues operations until its context ends and records them
+// The workloads: KV (registers and watches), Sessions, Locks (mutexes),
+// Fence (a list appended to through fenced writes) and IDs (segments and
+// snowflakes). To plug in a new one, implement Workload: Run issues operations until its context ends and records them
 // with Env.Recorder under the workload's Name; Model, if not nil, maps them
 // onto a porcupine model that the harness checks for linearizability
 // (partitioned as the model says); Finish does what must happen after the

@@ -1,0 +1,364 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/client/concurrency"
+	"github.com/concord-dev/concord/tests/robustness/checker"
+	"github.com/concord-dev/concord/tests/robustness/history"
+)
+
+// FenceConfig shapes the fenced-resource workload.
+type FenceConfig struct {
+	// Clients is the number of clients appending to the list (default 3).
+	Clients int
+	// TTL is the clients' session TTL (default 2s).
+	TTL time.Duration
+	// Wait bounds a Lock call (default 6s); OpTimeout the other calls
+	// (default 3s).
+	Wait, OpTimeout time.Duration
+	// Stalls is how many times each client stalls while holding the
+	// mutex (default 1; negative: never): between reading the list and
+	// writing it back it stops keeping its session alive and waits longer
+	// than the session can live, so that its write comes from a stale
+	// holder and must be refused.
+	Stalls int
+	// Pace is the most a client waits between rounds (default 200ms),
+	// which bounds the list's length.
+	Pace time.Duration
+	// ReadMembers, if set, sends the list reads through these members
+	// alone (client i through ReadMembers[i mod len]).
+	ReadMembers []int
+}
+
+func (c *FenceConfig) setDefaults() {
+	if c.Clients == 0 {
+		c.Clients = 3
+	}
+	c.Clients = max(c.Clients, 0)
+	if c.TTL <= 0 {
+		c.TTL = 2 * time.Second
+	}
+	if c.Wait <= 0 {
+		c.Wait = 6 * time.Second
+	}
+	if c.OpTimeout <= 0 {
+		c.OpTimeout = 3 * time.Second
+	}
+	if c.Stalls == 0 {
+		c.Stalls = 1
+	}
+	c.Stalls = max(c.Stalls, 0)
+	if c.Pace <= 0 {
+		c.Pace = 200 * time.Millisecond
+	}
+}
+
+// FenceWorkload names the fenced-resource workload in histories.
+const FenceWorkload = "fence"
+
+// The mutex that guards the list, and the list's key.
+const (
+	FenceLock = "fence/L"
+	FenceList = "fence/list"
+)
+
+// Fence is the fenced-resource workload: clients append to a shared list
+// kept in one key. Each round, a client takes the mutex FenceLock with the
+// SDK's concurrency.Mutex, reads the list, and writes it back with its
+// element (checker.FenceEntry, carrying the grant's token) through the
+// mutex's fenced transaction (Mutex.Txn: it applies only while the mutex is
+// held under the token), once or twice, then unlocks. Clients sometimes
+// stall between the read and the write, past their session's TTL, with
+// their session no longer kept alive: their write comes from a stale
+// holder and must be refused. After the heal the list is read once more;
+// checker.CheckFence checks it against every append, and the mutex's
+// operations (the fenced writes included) are checked against
+// checker.LockModel.
+type Fence struct {
+	cfg    FenceConfig
+	env    *Env
+	enders enders
+
+	mu        sync.Mutex
+	final     string
+	finalRead bool
+	counters  map[string]int
+}
+
+// NewFence returns the workload.
+func NewFence(cfg FenceConfig) *Fence {
+	cfg.setDefaults()
+	return &Fence{cfg: cfg, counters: map[string]int{}}
+}
+
+// Name implements Workload.
+func (w *Fence) Name() string { return FenceWorkload }
+
+// Model implements Workload: the mutex's operations.
+func (w *Fence) Model() *Model { return lockModel(w.env) }
+
+func (w *Fence) count(name string, n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.counters[name] += n
+}
+
+// Counters returns what the clients did: appends acknowledged, stale
+// writes refused, stalls.
+func (w *Fence) Counters() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range w.counters {
+		out[FenceWorkload+" "+k] = v
+	}
+	return out
+}
+
+// Run implements Workload.
+func (w *Fence) Run(ctx context.Context, env *Env) error {
+	w.env = env
+	var wg sync.WaitGroup
+	for i := 0; i < w.cfg.Clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &fenceClient{w: w, env: env, index: i, rng: rand.New(rand.NewPCG(uint64(env.Seed), uint64(4000+i)))}
+			c.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// Finish implements Workload: it reads the list linearizably, then, once
+// every session of the run is seen gone, checks that the mutex is granted
+// to a fresh client.
+func (w *Fence) Finish(ctx context.Context, env *Env) error {
+	w.enders.wait()
+	rec := env.Recorder
+	proc := rec.NewProcess()
+	err := env.Cluster.Do(ctx, 30*time.Second, 5*time.Second, func(ctx context.Context, cl *client.Client) error {
+		op := history.Op{Process: proc, Workload: FenceWorkload, Kind: checker.KindFenceRead, Key: FenceList, Call: rec.Now()}
+		kv, err := cl.Get(ctx, FenceList)
+		op.Return = rec.Now()
+		switch {
+		case errors.Is(err, client.ErrNotFound):
+			op.Status = history.OK
+		case err != nil:
+			return err
+		default:
+			op.Status, op.Found, op.Value = history.OK, true, string(kv.GetValue())
+		}
+		rec.Add(op)
+		w.mu.Lock()
+		w.final, w.finalRead = op.Value, true
+		w.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("final read of the fenced list: %w", err)
+	}
+	return errors.Join(err, finalLock(ctx, env, FenceWorkload, FenceLock))
+}
+
+// Check implements Workload.
+func (w *Fence) Check(env *Env, h *history.History) (checker.Stats, []checker.Violation) {
+	w.mu.Lock()
+	final, ok := w.final, w.finalRead
+	w.mu.Unlock()
+	ops := h.Of(FenceWorkload)
+	_, violations := checker.CheckLockTokens(ops)
+	if !ok {
+		return checker.Stats{}, violations // Finish reported the failed read
+	}
+	stats, vs := checker.CheckFence(ops, final)
+	return stats, append(violations, vs...)
+}
+
+// fenceClient is one client of the fenced-resource workload.
+type fenceClient struct {
+	w     *Fence
+	env   *Env
+	index int
+	rng   *rand.Rand
+
+	cl        *client.Client
+	reader    *client.Client // the client list reads go through
+	ss        *lockSessions
+	proc      int
+	grants    int
+	stalls    int
+	unsettled int64 // session of an operation of unknown outcome in this round
+}
+
+func (c *fenceClient) run(ctx context.Context) {
+	cl, err := newClient(ctx, c.env.Cluster.Endpoints())
+	if err != nil {
+		return
+	}
+	c.cl, c.reader = cl, cl
+	if ms := c.w.cfg.ReadMembers; len(ms) > 0 {
+		if c.reader, err = newClient(ctx, endpointsOf(c.env, []int{ms[c.index%len(ms)]})); err != nil {
+			cl.Close()
+			return
+		}
+		defer c.reader.Close()
+	}
+	c.ss = &lockSessions{env: c.env, cl: cl, ttl: c.w.cfg.TTL, workload: FenceWorkload, enders: &c.w.enders}
+	defer func() {
+		c.ss.close()
+		cl.Close()
+	}()
+	c.proc = c.env.Recorder.NewProcess()
+	var (
+		m     *concurrency.Mutex
+		mSess *client.Session
+	)
+	for pause(ctx, time.Duration(c.rng.Int64N(int64(c.w.cfg.Pace)+1))) {
+		sess := c.ss.ensure(ctx)
+		if sess == nil {
+			return
+		}
+		if sess != mSess {
+			m, mSess = concurrency.NewMutex(sess, FenceLock), sess
+		}
+		c.grants++
+		// The mutex's owner is the SDK's; the model tells grants apart
+		// by a name of ours.
+		owner := fmt.Sprintf("f%d.%d", c.index, c.grants)
+		op := c.begin(checker.KindLockAcquire, sess, FenceLock)
+		op.Owner = owner
+		lctx, cancel := context.WithTimeout(ctx, c.w.cfg.Wait)
+		err := m.Lock(lctx)
+		cancel()
+		switch {
+		case err == nil:
+			op.Status, op.Succeeded, op.Token = history.OK, true, m.Token()
+		case certainFailure(err):
+			op.Status, op.Err = history.Fail, errText(err)
+		default:
+			op.Status, op.Err = history.Unknown, errText(err)
+		}
+		c.record(op)
+		if err == nil {
+			c.appendAll(ctx, sess, m, owner, op.Token)
+		}
+		c.settle()
+	}
+}
+
+func (c *fenceClient) begin(kind history.Kind, sess *client.Session, key string) history.Op {
+	return history.Op{Kind: kind, Key: key, Session: sessionID(sess), TTL: c.w.cfg.TTL.Milliseconds(), Deadline: deadline(c.env, sess),
+		Call: c.env.Recorder.Now()}
+}
+
+// record completes op and adds it; after an unknown outcome the client
+// continues as a new process, and ends the operation's session once the
+// round is over (settle): ending it earlier would end the grant under
+// operations of the round still to come, unknown to the model.
+func (c *fenceClient) record(op history.Op) history.Op {
+	op.Return = c.env.Recorder.Now()
+	op.Workload = FenceWorkload
+	op.Process = c.proc
+	op = c.env.Recorder.Add(op)
+	if op.Status == history.Unknown {
+		c.unsettled = op.Session
+		c.proc = c.env.Recorder.NewProcess()
+	}
+	return op
+}
+
+// settle ends the session of the round's operation of unknown outcome, if
+// any.
+func (c *fenceClient) settle() {
+	if c.unsettled != 0 {
+		c.ss.end(c.unsettled)
+		c.unsettled = 0
+	}
+}
+
+// appendAll appends once or twice under the grant, then unlocks. A write of
+// unknown outcome or a refused one ends the appends: a write of this
+// holder still in flight could land after a later one of its own.
+func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *concurrency.Mutex, owner string, token uint64) {
+	stall := c.stalls < c.w.cfg.Stalls && c.rng.IntN(8) == 0
+	appends := 1 + c.rng.IntN(2)
+	for k := 1; k <= appends && ctx.Err() == nil; k++ {
+		read := c.begin(checker.KindFenceRead, sess, FenceList)
+		rctx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
+		kv, err := c.reader.Get(rctx, FenceList)
+		cancel()
+		switch {
+		case errors.Is(err, client.ErrNotFound):
+			read.Status = history.OK
+		case err != nil:
+			read.Status, read.Err = history.Fail, errText(err)
+		default:
+			read.Status, read.Found, read.Value = history.OK, true, string(kv.GetValue())
+		}
+		c.record(read)
+		if read.Status != history.OK {
+			break
+		}
+		if stall && k == 1 {
+			c.stalls++
+			c.w.count("stalls", 1)
+			c.ss.orphan()
+			if !pause(ctx, stallFor(c.env, c.w.cfg.TTL)) {
+				break
+			}
+		}
+		entry := checker.FenceEntry(fmt.Sprintf("%s.%d", owner, k), token)
+		op := c.begin(checker.KindFencedWrite, sess, FenceLock)
+		op.Owner, op.Token, op.Entry, op.Value = owner, token, entry, read.Value+entry
+		tctx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
+		res, err := m.Txn().Then(client.OpPut(FenceList, []byte(op.Value))).Commit(tctx)
+		cancel()
+		switch {
+		case err == nil:
+			op.Status, op.Succeeded, op.Rev = history.OK, res.Succeeded, res.Revision
+		case certainFailure(err):
+			op.Status, op.Err = history.Fail, errText(err)
+		default:
+			op.Status, op.Err = history.Unknown, errText(err)
+		}
+		c.record(op)
+		switch {
+		case op.Status == history.OK && op.Succeeded:
+			c.w.count("appends acknowledged", 1)
+			continue
+		case op.Status == history.OK && stall:
+			c.w.count("stale writes refused", 1)
+		case op.Status == history.OK:
+			c.w.count("writes refused", 1)
+		}
+		break
+	}
+	// Unlock even after ctx ended: a client stopping releases its grant.
+	rel := c.begin(checker.KindLockRelease, sess, FenceLock)
+	rel.Owner, rel.Token = owner, token
+	uctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
+	err := m.Unlock(uctx)
+	cancel()
+	switch {
+	case err == nil:
+		rel.Status, rel.Succeeded = history.OK, true
+	case errors.Is(err, client.ErrNotHeld):
+		rel.Status = history.OK
+	case certainFailure(err):
+		rel.Status, rel.Err = history.Fail, errText(err)
+	default:
+		// Includes ErrLockLost: the SDK had given the grant up, and the
+		// server's answer is not told apart.
+		rel.Status, rel.Err = history.Unknown, errText(err)
+	}
+	c.record(rel)
+}

@@ -1,0 +1,535 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/tests/robustness/checker"
+	"github.com/concord-dev/concord/tests/robustness/history"
+)
+
+// LockConfig shapes the lock workload.
+type LockConfig struct {
+	// Clients is the number of clients (default 3); they contend for
+	// Locks mutexes (default 2).
+	Clients, Locks int
+	// TTL is the clients' session TTL (default 2s).
+	TTL time.Duration
+	// Wait bounds a Lock call (default 6s); OpTimeout the other calls
+	// (default 3s).
+	Wait, OpTimeout time.Duration
+	// Hold is the most a client holds a lock (default 200ms).
+	Hold time.Duration
+	// Stalls is how many times each client stalls while holding a lock
+	// (default 1; negative: never): it stops keeping its session alive,
+	// waits longer than the session can live, inspects the lock and
+	// releases it, as a client paused past its TTL would.
+	Stalls int
+	// Pace is the most a client waits between operations (default 30ms).
+	Pace time.Duration
+	// InspectMembers, if set, sends the inspections through these members
+	// alone (client i through InspectMembers[i mod len]).
+	InspectMembers []int
+}
+
+func (c *LockConfig) setDefaults() {
+	if c.Clients == 0 {
+		c.Clients = 3
+	}
+	c.Clients = max(c.Clients, 0)
+	if c.Locks <= 0 {
+		c.Locks = 2
+	}
+	if c.TTL <= 0 {
+		c.TTL = 2 * time.Second
+	}
+	if c.Wait <= 0 {
+		c.Wait = 6 * time.Second
+	}
+	if c.OpTimeout <= 0 {
+		c.OpTimeout = 3 * time.Second
+	}
+	if c.Hold <= 0 {
+		c.Hold = 200 * time.Millisecond
+	}
+	if c.Stalls == 0 {
+		c.Stalls = 1
+	}
+	c.Stalls = max(c.Stalls, 0)
+	if c.Pace <= 0 {
+		c.Pace = 30 * time.Millisecond
+	}
+}
+
+// LockWorkload names the lock workload in histories.
+const LockWorkload = "locks"
+
+// Locks is the lock workload: clients contend for a few mutexes with Lock
+// (waiting), TryLock and InspectLock, through the SDK's low-level calls
+// (AcquireLocks, ReleaseLocks, InspectLock) so that every outcome is
+// recorded exactly: the token granted, "not held" answers, unknown
+// outcomes. Each grant has its own owner, so the model can tell grants
+// apart. Sessions are kept alive by the SDK, and every operation records
+// the session's Deadline(), which bounds how early its grants may end.
+// Clients sometimes stall while holding: they stop keeping the session
+// alive and wait past its TTL, then inspect and release (which the server
+// must refuse unless a leader change restarted the TTL). After an
+// operation of unknown outcome a client revokes the operation's session and
+// records when it is seen gone, which bounds the operation. The history is
+// checked against checker.LockModel, per lock.
+type Locks struct {
+	cfg    LockConfig
+	env    *Env
+	enders enders
+
+	mu       sync.Mutex
+	counters map[string]int
+}
+
+// NewLocks returns the workload.
+func NewLocks(cfg LockConfig) *Locks {
+	cfg.setDefaults()
+	return &Locks{cfg: cfg, counters: map[string]int{}}
+}
+
+// Name implements Workload.
+func (w *Locks) Name() string { return LockWorkload }
+
+// Model implements Workload.
+func (w *Locks) Model() *Model { return lockModel(w.env) }
+
+func lockModel(env *Env) *Model {
+	opt := checker.LockOptions{MaxClockRate: 1}
+	if env != nil {
+		opt.MaxClockRate = env.FastestClock
+	}
+	return &Model{
+		Porcupine:     checker.LockModel,
+		Operations:    func(ops []history.Op) []porcupine.Operation { return checker.LockOperations(ops, opt) },
+		PartitionName: checker.LockPartitionName,
+	}
+}
+
+func (w *Locks) lockName(i int) string { return fmt.Sprintf("lock/m%d", i) }
+
+func (w *Locks) count(name string, n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.counters[name] += n
+}
+
+// Counters returns what the clients did: grants, stalls, releases the
+// server refused.
+func (w *Locks) Counters() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range w.counters {
+		out[LockWorkload+" "+k] = v
+	}
+	return out
+}
+
+// Run implements Workload.
+func (w *Locks) Run(ctx context.Context, env *Env) error {
+	w.env = env
+	var wg sync.WaitGroup
+	for i := 0; i < w.cfg.Clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &lockClient{w: w, env: env, index: i, rng: rand.New(rand.NewPCG(uint64(env.Seed), uint64(3000+i)))}
+			c.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// Finish implements Workload: once every session of the run is seen
+// gone, each lock must be granted to a fresh client.
+func (w *Locks) Finish(ctx context.Context, env *Env) error {
+	w.enders.wait()
+	var errs []error
+	for i := 0; i < w.cfg.Locks; i++ {
+		if err := finalLock(ctx, env, LockWorkload, w.lockName(i)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Check implements Workload: beyond the model, no token may be granted
+// twice (the model rejects that too; this names the two grants).
+func (w *Locks) Check(env *Env, h *history.History) (checker.Stats, []checker.Violation) {
+	_, vs := checker.CheckLockTokens(h.Of(LockWorkload))
+	return checker.Stats{}, vs
+}
+
+// enders revokes the sessions lock clients give up, in the background,
+// and records when each is seen gone.
+type enders struct {
+	wg sync.WaitGroup
+}
+
+// end revokes session id until a revoke is acknowledged or refused because
+// the session no longer exists (bounded by two minutes: the cluster may be
+// faulted until the heal), and records that observation as a
+// KindLockSessionGone operation of workload: no grant of the session
+// exists afterwards, and none can be made.
+func (e *enders) end(env *Env, workload string, id int64) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		rec := env.Recorder
+		err := env.Cluster.Do(context.Background(), 2*time.Minute, 3*time.Second, func(ctx context.Context, cl *client.Client) error {
+			op := history.Op{Workload: workload, Kind: checker.KindLockSessionGone, Session: id, Call: rec.Now()}
+			_, err := cl.RevokeSession(ctx, id)
+			if err != nil && !errors.Is(err, client.ErrSessionExpired) {
+				return err
+			}
+			op.Return, op.Status, op.Process = rec.Now(), history.OK, rec.NewProcess()
+			rec.Add(op)
+			return nil
+		})
+		if err != nil && env.Logf != nil {
+			env.Logf("%s: session %d not seen gone: %v", workload, id, err)
+		}
+	}()
+}
+
+// wait waits until every session given up has been seen gone (or its
+// ender gave up).
+func (e *enders) wait() { e.wg.Wait() }
+
+// lockSessions is a client's session management, shared by the lock
+// workloads: a session kept alive by the SDK, replaced when lost, orphaned
+// (a stall) or ended (after an operation of unknown outcome, so that the
+// operation's effect is bounded); every session it made is ended when the
+// client stops.
+type lockSessions struct {
+	env      *Env
+	cl       *client.Client
+	ttl      time.Duration
+	workload string
+	enders   *enders
+	sess     *client.Session
+	old      []*client.Session
+}
+
+// ensure returns a live session, making one if needed; nil when ctx ended.
+func (s *lockSessions) ensure(ctx context.Context) *client.Session {
+	if s.sess != nil && s.sess.Err() == nil {
+		return s.sess
+	}
+	s.orphan()
+	for ctx.Err() == nil {
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		sess, err := s.cl.NewSession(sctx, client.WithTTL(s.ttl))
+		cancel()
+		if err == nil {
+			s.sess = sess
+			return sess
+		}
+		pause(ctx, 200*time.Millisecond)
+	}
+	return nil
+}
+
+// orphan stops keeping the current session alive (it expires after its
+// TTL) and forgets it.
+func (s *lockSessions) orphan() {
+	if s.sess == nil {
+		return
+	}
+	s.sess.Orphan()
+	s.old = append(s.old, s.sess)
+	s.sess = nil
+}
+
+// end gives session id up after an operation of unknown outcome in it: it
+// is no longer kept alive, and it is revoked in the background.
+func (s *lockSessions) end(id int64) {
+	if s.sess != nil && s.sess.ID() == id {
+		s.sess.Orphan()
+		s.sess = nil
+	}
+	s.enders.end(s.env, s.workload, id)
+}
+
+// close ends every session the client made, after its last recorded
+// operation.
+func (s *lockSessions) close() {
+	s.orphan()
+	for _, sess := range s.old {
+		s.enders.end(s.env, s.workload, sess.ID())
+	}
+	s.old = nil
+}
+
+func sessionID(sess *client.Session) int64 {
+	if sess == nil {
+		return 0
+	}
+	return sess.ID()
+}
+
+// deadline samples the session's Deadline() for an operation.
+func deadline(env *Env, sess *client.Session) int64 {
+	if sess == nil {
+		return 0
+	}
+	return env.Recorder.Clock().At(sess.Deadline())
+}
+
+// stallFor is how long a stalled holder waits so that its session, no
+// longer kept alive, has surely expired unless a leader change restarted
+// its TTL: 1.4 TTL at the slowest lease clock, plus 300ms.
+func stallFor(env *Env, ttl time.Duration) time.Duration {
+	slow := env.SlowestClock
+	if slow <= 0 || slow > 1 {
+		slow = 1
+	}
+	return time.Duration(float64(ttl)/slow)*14/10 + 300*time.Millisecond
+}
+
+// lockClient is one client of the lock workload.
+type lockClient struct {
+	w     *Locks
+	env   *Env
+	index int
+	rng   *rand.Rand
+
+	cl        *client.Client
+	inspector *client.Client // the client inspections go through
+	ss        *lockSessions
+	proc      int
+	stalls    int
+}
+
+func (c *lockClient) run(ctx context.Context) {
+	cl, err := newClient(ctx, c.env.Cluster.Endpoints())
+	if err != nil {
+		return
+	}
+	c.cl, c.inspector = cl, cl
+	if ms := c.w.cfg.InspectMembers; len(ms) > 0 {
+		if c.inspector, err = newClient(ctx, endpointsOf(c.env, []int{ms[c.index%len(ms)]})); err != nil {
+			cl.Close()
+			return
+		}
+		defer c.inspector.Close()
+	}
+	c.ss = &lockSessions{env: c.env, cl: cl, ttl: c.w.cfg.TTL, workload: LockWorkload, enders: &c.w.enders}
+	defer func() {
+		c.ss.close()
+		cl.Close()
+	}()
+	c.proc = c.env.Recorder.NewProcess()
+	for pause(ctx, time.Duration(c.rng.Int64N(int64(c.w.cfg.Pace)+1))) {
+		sess := c.ss.ensure(ctx)
+		if sess == nil {
+			return
+		}
+		name := c.w.lockName(c.rng.IntN(c.w.cfg.Locks))
+		r := c.rng.IntN(100)
+		switch {
+		case r < 15:
+			c.inspect(ctx, sess, name, "")
+		case r < 40:
+			if g, owner := c.acquire(ctx, sess, name, false); g != nil {
+				c.hold(ctx, sess, name, owner, g)
+			}
+		default:
+			if g, owner := c.acquire(ctx, sess, name, true); g != nil {
+				c.hold(ctx, sess, name, owner, g)
+			}
+		}
+	}
+}
+
+// record completes op and adds it; after an unknown outcome the client
+// ends the operation's session and continues as a new process.
+func (c *lockClient) record(op history.Op) history.Op {
+	op.Return = c.env.Recorder.Now()
+	op.Workload = LockWorkload
+	op.Process = c.proc
+	op = c.env.Recorder.Add(op)
+	if op.Status == history.Unknown {
+		c.ss.end(op.Session)
+		c.proc = c.env.Recorder.NewProcess()
+	}
+	return op
+}
+
+func (c *lockClient) begin(kind history.Kind, sess *client.Session, name string) history.Op {
+	return history.Op{Kind: kind, Key: name, Session: sessionID(sess), TTL: c.w.cfg.TTL.Milliseconds(), Deadline: deadline(c.env, sess),
+		Call: c.env.Recorder.Now()}
+}
+
+// acquire takes name with a new owner, waiting or not; it returns the grant
+// and its owner when granted.
+func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name string, wait bool) (*client.Grant, string) {
+	kind, timeout := checker.KindLockTry, c.w.cfg.OpTimeout
+	if wait {
+		kind, timeout = checker.KindLockAcquire, c.w.cfg.Wait
+	}
+	owner := c.cl.NewOwner()
+	op := c.begin(kind, sess, name)
+	op.Owner = owner
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	g, err := c.cl.AcquireLocks(actx, sess, owner, []*client.LockClaim{{Name: name, Kind: client.KindMutex}}, client.AcquireOptions{Wait: wait})
+	cancel()
+	switch {
+	case err == nil:
+		op.Status, op.Succeeded, op.Token = history.OK, true, g.Token
+	case !wait && errors.Is(err, client.ErrLocked):
+		op.Status = history.OK
+	case certainFailure(err):
+		op.Status, op.Err = history.Fail, errText(err)
+	default:
+		// A wait that timed out may have been granted meanwhile (the SDK
+		// releases it in the background), as may an acquire whose session
+		// turned out gone. The client ends the session, which bounds it.
+		op.Status, op.Err = history.Unknown, errText(err)
+	}
+	c.record(op)
+	if err != nil {
+		return nil, ""
+	}
+	c.w.count("grants", 1)
+	return g, owner
+}
+
+// hold keeps the grant a little, sometimes inspecting the lock, sometimes
+// stalling past the session's TTL, then releases it.
+func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner string, g *client.Grant) {
+	defer g.Detach()
+	if c.stalls < c.w.cfg.Stalls && c.rng.IntN(12) == 0 {
+		c.stalls++
+		c.w.count("stalls", 1)
+		// Stop keeping the session alive: the SDK gives the grant up at
+		// once, the server when the session expires.
+		c.ss.orphan()
+		pause(ctx, stallFor(c.env, c.w.cfg.TTL))
+		c.inspect(ctx, sess, name, owner)
+		if op := c.release(sess, name, owner, g.Token); op.Status == history.OK && !op.Succeeded {
+			c.w.count("stale releases refused", 1)
+		}
+		return
+	}
+	if c.rng.IntN(2) == 0 {
+		c.inspect(ctx, sess, name, owner)
+	}
+	t := time.NewTimer(time.Duration(c.rng.Int64N(int64(c.w.cfg.Hold) + 1)))
+	select {
+	case <-t.C:
+	case <-g.Lost():
+		c.w.count("grants lost", 1)
+	case <-ctx.Done():
+	}
+	t.Stop()
+	c.release(sess, name, owner, g.Token)
+}
+
+// release releases owner's grant of name under token, even after ctx
+// ended (a client stopping releases what it holds).
+func (c *lockClient) release(sess *client.Session, name, owner string, token uint64) history.Op {
+	op := c.begin(checker.KindLockRelease, sess, name)
+	op.Owner, op.Token = owner, token
+	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
+	err := c.cl.ReleaseLocks(rctx, sess, owner, []string{name}, token)
+	cancel()
+	switch {
+	case err == nil:
+		op.Status, op.Succeeded = history.OK, true
+	case errors.Is(err, client.ErrNotHeld):
+		op.Status = history.OK
+	case certainFailure(err):
+		op.Status, op.Err = history.Fail, errText(err)
+	default:
+		op.Status, op.Err = history.Unknown, errText(err)
+	}
+	return c.record(op)
+}
+
+// inspect reads name linearizably; self is the owner of the grant the
+// client holds, if any.
+func (c *lockClient) inspect(ctx context.Context, sess *client.Session, name, self string) {
+	op := c.begin(checker.KindLockInspect, sess, name)
+	op.Self = self
+	ictx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
+	info, _, err := c.inspector.InspectLock(ictx, name)
+	cancel()
+	if err != nil {
+		op.Status, op.Err = history.Fail, errText(err)
+	} else {
+		op.Status = history.OK
+		op.Holders = len(info.GetHolders())
+		if op.Holders > 0 {
+			op.Owner, op.Token = info.GetHolders()[0].GetOwner(), info.GetHolders()[0].GetToken()
+		}
+	}
+	c.record(op)
+}
+
+// finalLock acquires and releases name from a fresh client after the heal,
+// recording both: every session of the run has been revoked or is
+// expiring, so the lock must be granted within 30s.
+func finalLock(ctx context.Context, env *Env, workload, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rec := env.Recorder
+	cl, err := newClient(ctx, env.Cluster.Endpoints())
+	if err != nil {
+		return fmt.Errorf("final lock of %s: connecting: %w", name, err)
+	}
+	defer cl.Close()
+	var sess *client.Session
+	for sess == nil {
+		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+		sess, err = cl.NewSession(sctx, client.WithTTL(10*time.Second))
+		scancel()
+		if err != nil && !pause(ctx, 200*time.Millisecond) {
+			return fmt.Errorf("final lock of %s: no session: %w", name, err)
+		}
+	}
+	defer func() {
+		rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = sess.Close(rctx)
+		rcancel()
+	}()
+	proc := rec.NewProcess()
+	owner := "final/" + name
+	op := history.Op{Process: proc, Workload: workload, Kind: checker.KindLockAcquire, Key: name, Owner: owner, Call: rec.Now()}
+	g, err := cl.AcquireLocks(ctx, sess, owner, []*client.LockClaim{{Name: name, Kind: client.KindMutex}}, client.AcquireOptions{Wait: true})
+	op.Return = rec.Now()
+	if err != nil {
+		op.Status, op.Err = history.Unknown, errText(err)
+		rec.Add(op)
+		return fmt.Errorf("lock %s not granted within 30s of the heal, with every session of the run revoked or expired: %w", name, err)
+	}
+	op.Status, op.Succeeded, op.Token = history.OK, true, g.Token
+	rec.Add(op)
+	rel := history.Op{Process: proc, Workload: workload, Kind: checker.KindLockRelease, Key: name, Owner: owner, Token: g.Token, Call: rec.Now()}
+	err = cl.ReleaseLocks(ctx, sess, owner, []string{name}, g.Token)
+	rel.Return = rec.Now()
+	g.Detach()
+	switch {
+	case err == nil:
+		rel.Status, rel.Succeeded = history.OK, true
+	case errors.Is(err, client.ErrNotHeld):
+		rel.Status = history.OK
+	default:
+		rel.Status, rel.Err = history.Unknown, errText(err)
+	}
+	rec.Add(rel)
+	return nil
+}
