@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -120,18 +121,18 @@ func (rep *report) sized(n int) []Result {
 	return out
 }
 
-// ratios describes, per operation, concord's throughput and p99 as
-// multiples of etcd's.
+// ratios describes, per operation, each concord configuration's
+// throughput and p99 as multiples of etcd's.
 func (rep *report) ratios(n int) []string {
 	var lines []string
 	for _, c := range rep.sized(n) {
-		if c.System != "concord" {
+		if !strings.HasPrefix(c.System, "concord") {
 			continue
 		}
 		for _, e := range rep.sized(n) {
 			if e.System == "etcd" && e.Op == c.Op && e.OpsPerSec > 0 && e.P99Ms > 0 {
-				lines = append(lines, fmt.Sprintf("concord/etcd %s, %d node(s): ops/s %.2fx, p99 %.2fx",
-					c.Op, n, c.OpsPerSec/e.OpsPerSec, c.P99Ms/e.P99Ms))
+				lines = append(lines, fmt.Sprintf("%s/etcd %s, %d node(s): ops/s %.2fx, p99 %.2fx",
+					c.System, c.Op, n, c.OpsPerSec/e.OpsPerSec, c.P99Ms/e.P99Ms))
 			}
 		}
 	}

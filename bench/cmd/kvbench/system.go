@@ -26,6 +26,7 @@ type system struct {
 
 var systems = []system{
 	{name: "concord", flavor: cluster.Concord, dial: kv.DialConcord, pkg: "./cmd/concord", dir: ".", pprof: true},
+	{name: "concord-wal", flavor: cluster.ConcordWAL, dial: kv.DialConcord, pkg: "./cmd/concord", dir: ".", pprof: true},
 	// The bench module pins the etcd server version.
 	{name: "etcd", flavor: cluster.Etcd, dial: kv.DialEtcd, pkg: "go.etcd.io/etcd/server/v3", dir: "bench"},
 }

@@ -2,16 +2,19 @@ package cluster
 
 import "strings"
 
-// Concord runs `concord server` members.
+// Concord runs `concord server` members with their defaults (raft-boltdb).
 var Concord Flavor = concordFlavor{}
+
+// ConcordWAL runs `concord server` members with --raft-log-store wal.
+var ConcordWAL Flavor = concordFlavor{extra: []string{"--raft-log-store", "wal"}}
 
 // Etcd runs etcd members with etcd's defaults (fsync on).
 var Etcd Flavor = etcdFlavor{}
 
-type concordFlavor struct{}
+type concordFlavor struct{ extra []string }
 
-func (concordFlavor) Args(m Member, all []Member) []string {
-	return []string{"server",
+func (f concordFlavor) Args(m Member, all []Member) []string {
+	return append([]string{"server",
 		"--name", m.Name,
 		"--data-dir", m.DataDir,
 		"--listen-client", m.ClientAddr,
@@ -19,7 +22,7 @@ func (concordFlavor) Args(m Member, all []Member) []string {
 		"--initial-cluster", initialCluster(all, ""),
 		"--log-format", "json",
 		"--log-level", "warn",
-	}
+	}, f.extra...)
 }
 
 func (concordFlavor) ReadyPath() string { return "/readyz" }
