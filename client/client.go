@@ -72,6 +72,9 @@ type Client struct {
 	ka     *keepAliver
 	kaOnce sync.Once
 	closed atomic.Bool
+
+	idsMu  sync.Mutex
+	idTags map[string]*idCoalescer // NextIDs coalescers by tag
 }
 
 type endpoint struct {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"connectrpc.com/connect"
@@ -116,7 +117,22 @@ func (c *Client) ListTags(ctx context.Context) ([]*TagInfo, error) {
 
 // NextIDs returns n IDs of a tag from the serving member's buffer (for
 // services that do not run a segment buffer of their own).
+//
+// Concurrent calls for one tag from one Client are coalesced into one call
+// for their sum (each caller still gets its own n IDs); a call for more than
+// 1,000 IDs goes alone.
 func (c *Client) NextIDs(ctx context.Context, tag string, n int64) ([]int64, error) {
+	if n < 1 || n > maxCoalescedIDs {
+		return c.nextIDs(ctx, tag, n)
+	}
+	ids, err := c.coalescer(tag).next(ctx, n)
+	if errors.Is(err, errAskAlone) {
+		return c.nextIDs(ctx, tag, n)
+	}
+	return ids, err
+}
+
+func (c *Client) nextIDs(ctx context.Context, tag string, n int64) ([]int64, error) {
 	r, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.NextIDsResponse], error) {
 		return ep.ids.NextIDs(ctx, connect.NewRequest(&concordv1.NextIDsRequest{Tag: tag, N: n}))
 	})

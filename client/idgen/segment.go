@@ -18,11 +18,12 @@ type SegmentConfig struct {
 	// Step is the first segment's size; default 1,000.
 	Step int64
 	// MinStep and MaxStep bound the adaptive size; defaults 100 and
-	// 1,000,000.
+	// 10,000,000 (the server's default --max-segment-step).
 	MinStep, MaxStep int64
-	// Target is how long one segment should last: the size doubles when a
-	// segment lasted less than half of it and halves when it lasted more
-	// than twice; default 10s.
+	// Target is how long one segment should last: when a segment lasted
+	// less than half of it, the size grows by Target/lasted (at least 2x,
+	// at most 16x); when it lasted more than twice, the size halves;
+	// default 10s.
 	Target time.Duration
 	// Prefetch is the fraction of a segment left when the next one is
 	// fetched in the background; default 0.5.
@@ -39,7 +40,7 @@ func (c *SegmentConfig) setDefaults() {
 		c.MinStep = 100
 	}
 	if c.MaxStep <= 0 {
-		c.MaxStep = 1_000_000
+		c.MaxStep = 10_000_000
 	}
 	c.Step = min(max(c.Step, c.MinStep), c.MaxStep)
 	if c.Target <= 0 {
@@ -215,7 +216,11 @@ func (s *Segments) adapt() int64 {
 		lasted := now.Sub(s.lastFetch)
 		switch {
 		case lasted < s.cfg.Target/2 && s.step < s.cfg.MaxStep:
-			s.step = min(2*s.step, s.cfg.MaxStep)
+			// Grow by as much as the segment fell short, so that a buffer
+			// meeting a high rate reaches a lasting size in a few fetches
+			// instead of one doubling per fetch.
+			f := min(max(int64(s.cfg.Target/max(lasted, time.Microsecond)), 2), 16)
+			s.step = min(f*s.step, s.cfg.MaxStep)
 			s.stepChanges.Add(1)
 		case lasted > 2*s.cfg.Target && s.step > s.cfg.MinStep:
 			s.step = max(s.step/2, s.cfg.MinStep)

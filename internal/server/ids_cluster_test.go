@@ -5,10 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/client/idgen"
+	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -150,4 +152,47 @@ func TestStrictSequenceIsGapFree(t *testing.T) {
 	for v := int64(1); v <= n; v++ {
 		require.True(t, seen[v], "gap at %d", v)
 	}
+}
+
+// TestConcurrentNextIDsAreCoalesced checks the SDK's coalescing of
+// concurrent NextIDs calls: each caller gets exactly its n IDs, unique and
+// increasing per caller, also when the server's --max-ids-per-call is
+// below what a coalesced call asks for.
+func TestConcurrentNextIDsAreCoalesced(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) {
+		cfg.Limits.MaxIDsPerCall = 50
+	}})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	_, err := cl.CreateTag(ctx, "coalesced", 1, 100)
+	require.NoError(t, err)
+
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var last int64
+			for r := 0; r < 40; r++ {
+				n := int64(1 + (g*7+r)%40)
+				ids, err := cl.NextIDs(ctx, "coalesced", n)
+				if !assert.NoError(t, err) {
+					return
+				}
+				assert.Len(t, ids, int(n))
+				mu.Lock()
+				for _, id := range ids {
+					assert.False(t, seen[id], "ID %d twice", id)
+					assert.Greater(t, id, last, "one caller's IDs increase")
+					seen[id], last = true, id
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	_, err = cl.NextIDs(ctx, "coalesced", 51)
+	require.ErrorIs(t, err, client.ErrInvalidArgument, "a lone call above the limit is still refused")
 }
