@@ -87,7 +87,13 @@ func (g *Grant) lose(err error) { g.cancel(err) }
 // AcquireLocks acquires the claimed locks for owner within session: one
 // lock, or several mutexes atomically (all or none). With opts.Wait it waits
 // in the locks' FIFO queues, across member failures, until granted or ctx
-// ends (then the wait is cancelled). The grant is watched until released.
+// ends (then the wait is cancelled).
+//
+// The acquire goes out on the member's KV.Batch stream, like a put, and is
+// answered at once; only a request that has to wait opens a Lock.Acquire
+// stream, on which the server pushes the grant. A held grant costs no
+// stream: the session's keep-alives carry its token, and the server names
+// the grants that ended under it (force-released, or their hold time over).
 func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, claims []*LockClaim, opts AcquireOptions) (*Grant, error) {
 	if err := sess.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSessionExpired, err)
@@ -95,7 +101,74 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 	req := &concordv1.AcquireRequest{Claims: claims, Session: sess.ID(), Owner: owner, Wait: opts.Wait,
 		HoldMs: opts.Hold.Milliseconds(), Meta: c.meta()}
 	sent := time.Now()
-	var waiter uint64
+	resp, err := c.acquireNow(ctx, req)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) {
+			// The acquire may have been applied: take it back.
+			c.abandon(sess, owner, 0, claims, req)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	switch resp.GetState() {
+	case concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
+		return c.granted(sess, owner, claims, req, resp.GetToken(), opts, sent)
+	case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED:
+		return nil, fmt.Errorf("%w: %s", ErrLocked, claimNames(claims))
+	case concordv1.AcquireState_ACQUIRE_STATE_LOST:
+		return nil, fmt.Errorf("%w: %s: %s", ErrLockLost, claimNames(claims), resp.GetReason())
+	case concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
+		if opts.OnQueued != nil {
+			opts.OnQueued(resp.GetPosition())
+		}
+		return c.awaitGrant(ctx, sess, owner, claims, req, resp.GetWaiter(), opts, sent)
+	default:
+		return nil, fmt.Errorf("%w: acquire answered with state %v", ErrUnavailable, resp.GetState())
+	}
+}
+
+// acquireNow sends an acquire and returns the server's first answer.
+func (c *Client) acquireNow(ctx context.Context, req *concordv1.AcquireRequest) (*concordv1.AcquireResponse, error) {
+	var out *concordv1.AcquireResponse
+	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+		if c.cfg.DisableBatching {
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stream, err := ep.lock.Acquire(sctx, connect.NewRequest(req))
+			if err != nil {
+				return err
+			}
+			defer stream.Close()
+			if !stream.Receive() {
+				if err := stream.Err(); err != nil {
+					return err
+				}
+				return errStreamBroke
+			}
+			out = stream.Msg()
+			return nil
+		}
+		r, err := ep.batcher.do(ctx, &concordv1.BatchCall{Request: &concordv1.BatchCall_LockAcquire{LockAcquire: req}})
+		if err != nil {
+			return err
+		}
+		out = r.GetLockAcquire()
+		return nil
+	})
+	if err == nil {
+		c.observe(out.GetHeader())
+	}
+	return out, err
+}
+
+// awaitGrant follows a queued acquire on a Lock.Acquire stream until the
+// server pushes the grant. Acquiring again with the same request is
+// idempotent and keeps the waiter's place, so a broken stream is resumed on
+// another member.
+func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, claims []*LockClaim, req *concordv1.AcquireRequest,
+	waiter uint64, opts AcquireOptions, sent time.Time) (*Grant, error) {
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
 		ep := c.pick()
 		sctx, stop := context.WithCancel(c.ctx)
@@ -108,19 +181,11 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 				switch msg.GetState() {
 				case concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
 					waiter = msg.GetWaiter()
-					if opts.OnQueued != nil {
-						opts.OnQueued(msg.GetPosition())
-					}
 				case concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
 					stopOnDone()
-					if err := sess.Err(); err != nil {
-						// The session ended while the grant was on its way:
-						// the lock is not held for long, so do not hand it out.
-						stop()
-						c.abandon(sess, owner, 0, claims)
-						return nil, fmt.Errorf("%w: %v", ErrSessionExpired, err)
-					}
-					return c.watchGrant(sess, owner, claims, msg.GetToken(), opts, sent, stream, stop), nil
+					stop()
+					_ = stream.Close()
+					return c.granted(sess, owner, claims, req, msg.GetToken(), opts, sent)
 				case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED:
 					stopOnDone()
 					stop()
@@ -137,47 +202,58 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 		stopOnDone()
 		stop()
 		if ctx.Err() != nil {
-			c.abandon(sess, owner, waiter, claims)
+			c.abandon(sess, owner, waiter, claims, req)
 			return nil, ctx.Err()
 		}
 		err = fromWire(err)
 		if err != nil && !retryable(err, true) {
-			if waiter != 0 {
-				c.abandon(sess, owner, waiter, claims)
-			}
+			c.abandon(sess, owner, waiter, claims, req)
 			return nil, err
 		}
-		// The stream broke (member failure): acquiring again with the same
-		// owner is idempotent and keeps the waiter's place.
 		c.failover(ep)
 		select {
 		case <-ctx.Done():
-			c.abandon(sess, owner, waiter, claims)
+			c.abandon(sess, owner, waiter, claims, req)
 			return nil, ctx.Err()
 		case <-time.After(backoff):
 		}
 	}
 }
 
-func claimNames(claims []*LockClaim) string {
-	if len(claims) == 1 {
-		return strconv.Quote(claims[0].GetName())
+// granted turns a grant the server answered into a Grant, unless the
+// session ended while the answer was on its way.
+func (c *Client) granted(sess *Session, owner string, claims []*LockClaim, req *concordv1.AcquireRequest,
+	token uint64, opts AcquireOptions, sent time.Time) (*Grant, error) {
+	if err := sess.Err(); err != nil {
+		// The lock is not held for long: do not hand it out.
+		c.abandon(sess, owner, 0, claims, req)
+		return nil, fmt.Errorf("%w: %v", ErrSessionExpired, err)
 	}
+	return c.watchGrant(sess, owner, claims, token, opts, sent), nil
+}
+
+func claimNames(claims []*LockClaim) string {
 	names := make([]string, len(claims))
 	for i, c := range claims {
 		names[i] = c.GetName()
 	}
+	return namesOf(names)
+}
+
+func namesOf(names []string) string {
+	if len(names) == 1 {
+		return strconv.Quote(names[0])
+	}
 	return fmt.Sprintf("%q", names)
 }
 
-// abandon takes back a wait the caller gave up on: it cancels the waiter,
-// and releases the grant if it was granted in the meantime. It runs in the
-// background and retries for a while, so that an abandoned waiter never
-// holds a lock nobody uses.
-func (c *Client) abandon(sess *Session, owner string, waiter uint64, claims []*LockClaim) {
-	if waiter == 0 && len(claims) == 0 {
-		return
-	}
+// abandon takes back an acquire the caller gave up on, in the background,
+// retrying for a while, so that an abandoned request never holds a lock
+// nobody uses. A known waiter is cancelled. Otherwise the same request is
+// sent again: the server answers a repeated request ID with the first
+// outcome, so the answer says whether it was queued (then cancelled) or
+// granted (then released).
+func (c *Client) abandon(sess *Session, owner string, waiter uint64, claims []*LockClaim, req *concordv1.AcquireRequest) {
 	names := make([]string, len(claims))
 	for i, cl := range claims {
 		names[i] = cl.GetName()
@@ -185,6 +261,16 @@ func (c *Client) abandon(sess *Session, owner string, waiter uint64, claims []*L
 	go func() {
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.RetryTimeout)
 		defer cancel()
+		if waiter == 0 && req != nil {
+			resp, err := c.acquireNow(ctx, req)
+			switch {
+			case err != nil:
+			case resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
+				waiter = resp.GetWaiter()
+			case resp.GetState() != concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
+				return // nothing was taken
+			}
+		}
 		if waiter != 0 {
 			err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
 				_, err := ep.lock.Cancel(ctx, connect.NewRequest(&concordv1.CancelWaitRequest{Waiter: waiter, Session: sess.ID(), Owner: owner, Meta: c.meta()}))
@@ -198,9 +284,10 @@ func (c *Client) abandon(sess *Session, owner string, waiter uint64, claims []*L
 	}()
 }
 
-// watchGrant starts watching a grant on its stream.
-func (c *Client) watchGrant(sess *Session, owner string, claims []*LockClaim, token uint64, opts AcquireOptions, sent time.Time,
-	stream *connect.ServerStreamForClient[concordv1.AcquireResponse], stop context.CancelFunc) *Grant {
+// watchGrant starts watching a grant: for the session's end, the hold
+// time, and the server's word (through the session's keep-alives) that it
+// ended.
+func (c *Client) watchGrant(sess *Session, owner string, claims []*LockClaim, token uint64, opts AcquireOptions, sent time.Time) *Grant {
 	names := make([]string, len(claims))
 	for i, cl := range claims {
 		names[i] = cl.GetName()
@@ -208,61 +295,27 @@ func (c *Client) watchGrant(sess *Session, owner string, claims []*LockClaim, to
 	g := &Grant{Token: token, Names: names, owner: owner, sess: sess, done: make(chan struct{})}
 	g.ctx, g.cancel = context.WithCancelCause(context.Background())
 	watchCtx, stopWatch := context.WithCancel(c.ctx)
-	g.stop = func() { stopWatch(); stop() }
+	g.stop = func() { stopWatch(); sess.untrack(g) }
+	sess.track(g)
 	go func() {
 		defer close(g.done)
-		defer stop()
 		var hold <-chan time.Time
 		if opts.Hold > 0 {
 			t := time.NewTimer(time.Until(sent.Add(opts.Hold)))
 			defer t.Stop()
 			hold = t.C
 		}
-		lost := make(chan error, 1)
-		go c.followGrant(watchCtx, sess, owner, claims, token, stream, lost)
 		select {
 		case <-sess.Done():
 			g.lose(fmt.Errorf("%w: %s: session %d ended: %v", ErrLockLost, claimNames(claims), sess.ID(), sess.Err()))
 		case <-hold:
 			g.lose(fmt.Errorf("%w: %s: hold time of %s ended", ErrLockLost, claimNames(claims), opts.Hold))
-		case err := <-lost:
-			g.lose(err)
+		case <-g.ctx.Done():
 		case <-watchCtx.Done():
 		}
+		sess.untrack(g)
 	}()
 	return g
-}
-
-// followGrant reads the grant's stream for LOST, and when the stream breaks
-// re-attaches with the token (which never queues) on another member.
-func (c *Client) followGrant(ctx context.Context, sess *Session, owner string, claims []*LockClaim, token uint64,
-	stream *connect.ServerStreamForClient[concordv1.AcquireResponse], lost chan<- error) {
-	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		for stream.Receive() {
-			msg := stream.Msg()
-			if msg.GetState() == concordv1.AcquireState_ACQUIRE_STATE_LOST {
-				lost <- fmt.Errorf("%w: %s: %s", ErrLockLost, claimNames(claims), msg.GetReason())
-				return
-			}
-		}
-		_ = stream.Close()
-		if ctx.Err() != nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		ep := c.pick()
-		req := &concordv1.AcquireRequest{Claims: claims, Session: sess.ID(), Owner: owner, Wait: true, ResumeToken: token}
-		s, err := ep.lock.Acquire(ctx, connect.NewRequest(req))
-		if err != nil {
-			c.failover(ep)
-			continue
-		}
-		stream = s
-	}
 }
 
 // Detach stops watching the grant without releasing it, and cancels its
@@ -277,6 +330,7 @@ func (g *Grant) Detach() {
 
 // Release releases the grant and stops watching it.
 func (g *Grant) Release(ctx context.Context) error {
+	g.sess.untrack(g) // a keep-alive must not take this release for a loss
 	err := g.sess.c.ReleaseLocks(ctx, g.sess, g.owner, g.Names, g.Token)
 	g.once.Do(func() {
 		g.stop()
@@ -292,13 +346,18 @@ func (g *Grant) Release(ctx context.Context) error {
 // grants must carry it.
 func (c *Client) ReleaseLocks(ctx context.Context, sess *Session, owner string, names []string, token uint64) error {
 	req := &concordv1.ReleaseRequest{Names: names, Session: sess.ID(), Owner: owner, Token: token, Meta: c.meta()}
-	return c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		r, err := ep.lock.Release(ctx, connect.NewRequest(req))
-		if err == nil {
-			c.observe(r.Msg.GetHeader())
-		}
-		return err
-	})
+	r, err := c.kvCall(ctx, &concordv1.BatchCall{Request: &concordv1.BatchCall_LockRelease{LockRelease: req}},
+		func(ctx context.Context, ep *endpoint) (*concordv1.BatchResult, error) {
+			resp, err := ep.lock.Release(ctx, connect.NewRequest(req))
+			if err != nil {
+				return nil, err
+			}
+			return &concordv1.BatchResult{Response: &concordv1.BatchResult_LockRelease{LockRelease: resp.Msg}}, nil
+		})
+	if err == nil {
+		c.observe(r.GetLockRelease().GetHeader())
+	}
+	return err
 }
 
 // InspectLock describes a lock and its recent force-releases.

@@ -44,6 +44,58 @@ type Session struct {
 	deadline time.Time // sent time of the last confirmed keep-alive + TTL
 	done     chan struct{}
 	err      error
+	grants   map[uint64]*Grant // held grants by token, judged by keep-alives
+}
+
+// maxJudgedGrants bounds the tokens one keep-alive carries.
+const maxJudgedGrants = 1024
+
+func (s *Session) track(g *Grant) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.grants == nil {
+		s.grants = make(map[uint64]*Grant)
+	}
+	s.grants[g.Token] = g
+}
+
+func (s *Session) untrack(g *Grant) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.grants[g.Token] == g {
+		delete(s.grants, g.Token)
+	}
+}
+
+// heldTokens returns the tokens of the session's held grants, for a
+// keep-alive to carry.
+func (s *Session) heldTokens() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.grants) == 0 {
+		return nil
+	}
+	out := make([]uint64, 0, min(len(s.grants), maxJudgedGrants))
+	for t := range s.grants {
+		if len(out) == maxJudgedGrants {
+			break
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// grantsLost tells the holders of grants the server says have ended.
+func (s *Session) grantsLost(lost []*concordv1.LostGrant) {
+	for _, l := range lost {
+		s.mu.Lock()
+		g := s.grants[l.GetToken()]
+		delete(s.grants, l.GetToken())
+		s.mu.Unlock()
+		if g != nil {
+			g.lose(fmt.Errorf("%w: %s (token %d): %s", ErrLockLost, namesOf(g.Names), g.Token, l.GetReason()))
+		}
+	}
 }
 
 // NewSession creates a session and keeps it alive until Close, ctx of the
@@ -326,6 +378,7 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 			if !sent.IsZero() {
 				s.confirmed(sent, time.Duration(resp.GetTtlMs())*time.Millisecond)
 			}
+			s.grantsLost(resp.GetLost())
 		}
 	}()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -356,7 +409,7 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 			pmu.Lock()
 			inflight[s.id] = append(inflight[s.id], now)
 			pmu.Unlock()
-			if err := stream.Send(&concordv1.KeepAliveRequest{Id: s.id}); err != nil {
+			if err := stream.Send(&concordv1.KeepAliveRequest{Id: s.id, HeldTokens: s.heldTokens()}); err != nil {
 				return <-recvErr
 			}
 		}

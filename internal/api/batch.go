@@ -29,7 +29,8 @@ const (
 	maxBatchMessageBytes = 64 << 20
 )
 
-// Batch serves many KV calls over one stream. Each call runs on its own, as
+// Batch serves many KV calls (and lock acquires and releases) over one
+// stream. Each call runs on its own, as
 // the unary call would; results are sent as they complete, together with
 // whatever else completed meanwhile.
 func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse]) error {
@@ -148,6 +149,18 @@ func (k *kvService) run(ctx context.Context, call *concordv1.BatchCall) *concord
 		var resp *concordv1.AddResponse
 		if resp, err = k.s.Add(ctx, r.Add); err == nil {
 			out.Response = &concordv1.BatchResult_Add{Add: resp}
+		}
+	case *concordv1.BatchCall_LockAcquire:
+		method = "Acquire"
+		var resp *concordv1.AcquireResponse
+		if resp, err = k.s.AcquireNow(ctx, r.LockAcquire); err == nil {
+			out.Response = &concordv1.BatchResult_LockAcquire{LockAcquire: resp}
+		}
+	case *concordv1.BatchCall_LockRelease:
+		method = "Release"
+		var resp *concordv1.ReleaseResponse
+		if resp, err = k.s.ReleaseLock(ctx, r.LockRelease); err == nil {
+			out.Response = &concordv1.BatchResult_LockRelease{LockRelease: resp}
 		}
 	default:
 		method = "Batch"

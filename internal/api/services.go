@@ -79,7 +79,16 @@ func (ss *sessionService) KeepAliveOnce(ctx context.Context, req *connect.Reques
 	if ttls[0] < 0 {
 		return nil, wire(sessionGone(req.Msg.GetId()))
 	}
-	return connect.NewResponse(&concordv1.KeepAliveResponse{Id: req.Msg.GetId(), TtlMs: ttls[0]}), nil
+	return connect.NewResponse(&concordv1.KeepAliveResponse{Id: req.Msg.GetId(), TtlMs: ttls[0],
+		Lost: ss.s.LostGrants(req.Msg.GetId(), heldTokens(req.Msg))}), nil
+}
+
+// maxHeldTokens bounds the held tokens one keep-alive has judged.
+const maxHeldTokens = 1024
+
+func heldTokens(req *concordv1.KeepAliveRequest) []uint64 {
+	t := req.GetHeldTokens()
+	return t[:min(len(t), maxHeldTokens)]
 }
 
 // KeepAlive serves one client's keep-alives for all its sessions. A failure
@@ -101,6 +110,8 @@ func (ss *sessionService) KeepAlive(ctx context.Context, stream *connect.BidiStr
 		resp := &concordv1.KeepAliveResponse{Id: req.GetId(), TtlMs: ttls[0], Expired: ttls[0] < 0}
 		if resp.Expired {
 			resp.TtlMs = 0
+		} else {
+			resp.Lost = ss.s.LostGrants(req.GetId(), heldTokens(req))
 		}
 		if err := stream.Send(resp); err != nil {
 			return err

@@ -715,6 +715,31 @@ func (t *Table) HeldWithToken(name []byte, token int64) bool {
 	return false
 }
 
+// Holding reports whether session holds a grant with token.
+func (t *Table) Holding(session int64, token uint64) bool {
+	for name := range t.bySession[session] {
+		if l := t.locks[name]; l != nil {
+			for _, h := range l.Holders {
+				if h.Session == session && h.Token == token {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// EndReason says why the grant with token, no longer held, ended, as far
+// as the table remembers: a recent force-release names its reason.
+func (t *Table) EndReason(token uint64) string {
+	for i := len(t.forced) - 1; i >= 0; i-- {
+		if f := t.forced[i]; f.Token == token {
+			return ReasonForced + ": " + f.Reason
+		}
+	}
+	return "no longer held (released, or its hold time ended)"
+}
+
 // Get returns a copy of a lock and its waiters, in queue order.
 func (t *Table) Get(name string) (Lock, []Waiter, bool) {
 	l := t.locks[name]

@@ -200,6 +200,24 @@ func TestHoldTimeAndForceRelease(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotHeld)
 }
 
+func TestHoldingAndEndReason(t *testing.T) {
+	tb, _, _ := newTable()
+	acq(t, tb, 1, 1, "a", false, mutex("m"))
+	acq(t, tb, 2, 1, "b", false, sem("s", 1, 3))
+	require.True(t, tb.Holding(1, 1))
+	require.True(t, tb.Holding(1, 2))
+	require.False(t, tb.Holding(2, 1), "another session does not hold token 1")
+	require.False(t, tb.Holding(1, 3), "no grant carries token 3")
+
+	_, err := tb.ForceRelease(3, 3, "m", 1, "stuck job")
+	require.NoError(t, err)
+	require.False(t, tb.Holding(1, 1))
+	require.Equal(t, ReasonForced+": stuck job", tb.EndReason(1))
+	require.NoError(t, tb.Release(4, 4, []string{"s"}, 1, "b", 2))
+	require.False(t, tb.Holding(1, 2))
+	require.Contains(t, tb.EndReason(2), "no longer held")
+}
+
 func TestBadRequests(t *testing.T) {
 	tb, _, _ := newTable()
 	for _, r := range []Request{

@@ -101,26 +101,18 @@ func waiterStatus(st fsm.State, req *concordv1.AcquireRequest, id uint64) (queue
 // without cancelling the wait: the client resumes on another member, keeping
 // its place.
 func (s *Server) AcquireLock(ctx context.Context, req *concordv1.AcquireRequest, send func(*concordv1.AcquireResponse) error) error {
-	if err := s.checkAcquire(req); err != nil {
-		return err
-	}
-	meta := req.GetMeta()
-	cmd := acquireCommand(req)
-	res, err := s.write(ctx, meta, &internalv1.Command{Op: &internalv1.Command_LockAcquire{LockAcquire: cmd}})
+	resp, err := s.AcquireNow(ctx, req)
 	if err != nil {
 		return err
 	}
-	out := res.GetLockAcquire()
-	resp := &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
-		Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition()}
-	switch out.GetState() {
+	switch resp.GetState() {
 	case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED, concordv1.AcquireState_ACQUIRE_STATE_LOST:
 		return send(resp)
 	case concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
 		if err := send(resp); err != nil {
 			return err
 		}
-		token, err := s.awaitGrant(ctx, req, out.GetWaiter(), out.GetHeader().GetRevision())
+		token, err := s.awaitGrant(ctx, req, resp.GetWaiter(), resp.GetHeader().GetRevision())
 		if err != nil || token == 0 {
 			return err
 		}
@@ -133,6 +125,41 @@ func (s *Server) AcquireLock(ctx context.Context, req *concordv1.AcquireRequest,
 		return nil
 	}
 	return s.watchGrant(ctx, req, resp.GetToken(), send)
+}
+
+// AcquireNow applies an acquire and answers at once: GRANTED,
+// NOT_ACQUIRED, LOST, or QUEUED with the waiter's ID and place. A queued
+// caller follows its wait with AcquireLock and the same owner, which keeps
+// its place. The KV.Batch stream serves acquires this way.
+func (s *Server) AcquireNow(ctx context.Context, req *concordv1.AcquireRequest) (*concordv1.AcquireResponse, error) {
+	if err := s.checkAcquire(req); err != nil {
+		return nil, err
+	}
+	res, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_LockAcquire{LockAcquire: acquireCommand(req)}})
+	if err != nil {
+		return nil, err
+	}
+	out := res.GetLockAcquire()
+	return &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
+		Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition()}, nil
+}
+
+// LostGrants names which of tokens, grants session thought it held, have
+// ended as of this member's applied index; tokens above it are not judged.
+func (s *Server) LostGrants(session int64, tokens []uint64) []*concordv1.LostGrant {
+	if len(tokens) == 0 {
+		return nil
+	}
+	var out []*concordv1.LostGrant
+	s.fsm.Read(func(st fsm.State) {
+		for _, t := range tokens {
+			if t == 0 || t > st.Applied || st.Locks.Holding(session, t) {
+				continue
+			}
+			out = append(out, &concordv1.LostGrant{Token: t, Reason: st.Locks.EndReason(t)})
+		}
+	})
+	return out
 }
 
 func acquireCommand(r *concordv1.AcquireRequest) *concordv1.AcquireRequest {

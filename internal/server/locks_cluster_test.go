@@ -322,3 +322,37 @@ func TestRWUpgradeDowngrade(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, info.GetHolders())
 }
+
+// TestLocksOverUnaryCalls runs the lock path a client without KV.Batch
+// takes (Lock.Acquire streams and unary releases), as other languages do:
+// a contended handoff with increasing tokens, and a force-release told to
+// the holder through its session's keep-alives.
+func TestLocksOverUnaryCalls(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl, err := client.New(ctx, client.Config{Endpoints: c.Endpoints(), DisableBatching: true})
+	require.NoError(t, err)
+	defer cl.Close()
+
+	first := concurrency.NewMutex(session(t, cl, 3*time.Second), "unary")
+	require.NoError(t, first.Lock(ctx))
+	second := concurrency.NewMutex(session(t, cl, 3*time.Second), "unary")
+	got := make(chan error, 1)
+	go func() { got <- second.Lock(ctx) }()
+	require.Eventually(t, func() bool {
+		info, _, err := cl.InspectLock(ctx, "unary")
+		return err == nil && len(info.GetWaiters()) == 1
+	}, 5*time.Second, 10*time.Millisecond, "the second locker queues")
+	require.NoError(t, first.Unlock(ctx))
+	require.NoError(t, <-got)
+	require.Greater(t, second.Token(), first.Token())
+
+	_, err = cl.ForceReleaseLock(ctx, "unary", second.Token(), "test")
+	require.NoError(t, err)
+	select {
+	case <-second.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the holder was not told of the force-release")
+	}
+	require.ErrorContains(t, context.Cause(second.Context()), "force-released: test")
+}

@@ -252,6 +252,8 @@ type BatchCall struct {
 	//	*BatchCall_DeleteRange
 	//	*BatchCall_Txn
 	//	*BatchCall_Add
+	//	*BatchCall_LockAcquire
+	//	*BatchCall_LockRelease
 	Request       isBatchCall_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -353,6 +355,24 @@ func (x *BatchCall) GetAdd() *AddRequest {
 	return nil
 }
 
+func (x *BatchCall) GetLockAcquire() *AcquireRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchCall_LockAcquire); ok {
+			return x.LockAcquire
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetLockRelease() *ReleaseRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchCall_LockRelease); ok {
+			return x.LockRelease
+		}
+	}
+	return nil
+}
+
 type isBatchCall_Request interface {
 	isBatchCall_Request()
 }
@@ -377,6 +397,17 @@ type BatchCall_Add struct {
 	Add *AddRequest `protobuf:"bytes,14,opt,name=add,proto3,oneof"`
 }
 
+type BatchCall_LockAcquire struct {
+	// lock_acquire answers at once: GRANTED, NOT_ACQUIRED, LOST, or
+	// QUEUED for a waiting acquire, which the client then follows on a
+	// Lock.Acquire stream (acquiring again keeps the waiter's place).
+	LockAcquire *AcquireRequest `protobuf:"bytes,15,opt,name=lock_acquire,json=lockAcquire,proto3,oneof"`
+}
+
+type BatchCall_LockRelease struct {
+	LockRelease *ReleaseRequest `protobuf:"bytes,16,opt,name=lock_release,json=lockRelease,proto3,oneof"`
+}
+
 func (*BatchCall_Range) isBatchCall_Request() {}
 
 func (*BatchCall_Put) isBatchCall_Request() {}
@@ -386,6 +417,10 @@ func (*BatchCall_DeleteRange) isBatchCall_Request() {}
 func (*BatchCall_Txn) isBatchCall_Request() {}
 
 func (*BatchCall_Add) isBatchCall_Request() {}
+
+func (*BatchCall_LockAcquire) isBatchCall_Request() {}
+
+func (*BatchCall_LockRelease) isBatchCall_Request() {}
 
 // BatchResponse carries the results of completed calls, in completion
 // order.
@@ -508,6 +543,8 @@ type BatchResult struct {
 	//	*BatchResult_DeleteRange
 	//	*BatchResult_Txn
 	//	*BatchResult_Add
+	//	*BatchResult_LockAcquire
+	//	*BatchResult_LockRelease
 	Response      isBatchResult_Response `protobuf_oneof:"response"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -611,6 +648,24 @@ func (x *BatchResult) GetAdd() *AddResponse {
 	return nil
 }
 
+func (x *BatchResult) GetLockAcquire() *AcquireResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchResult_LockAcquire); ok {
+			return x.LockAcquire
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetLockRelease() *ReleaseResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchResult_LockRelease); ok {
+			return x.LockRelease
+		}
+	}
+	return nil
+}
+
 type isBatchResult_Response interface {
 	isBatchResult_Response()
 }
@@ -639,6 +694,14 @@ type BatchResult_Add struct {
 	Add *AddResponse `protobuf:"bytes,14,opt,name=add,proto3,oneof"`
 }
 
+type BatchResult_LockAcquire struct {
+	LockAcquire *AcquireResponse `protobuf:"bytes,15,opt,name=lock_acquire,json=lockAcquire,proto3,oneof"`
+}
+
+type BatchResult_LockRelease struct {
+	LockRelease *ReleaseResponse `protobuf:"bytes,16,opt,name=lock_release,json=lockRelease,proto3,oneof"`
+}
+
 func (*BatchResult_Error) isBatchResult_Response() {}
 
 func (*BatchResult_Range) isBatchResult_Response() {}
@@ -650,6 +713,10 @@ func (*BatchResult_DeleteRange) isBatchResult_Response() {}
 func (*BatchResult_Txn) isBatchResult_Response() {}
 
 func (*BatchResult_Add) isBatchResult_Response() {}
+
+func (*BatchResult_LockAcquire) isBatchResult_Response() {}
+
+func (*BatchResult_LockRelease) isBatchResult_Response() {}
 
 // KeyValue is one key with its metadata.
 type KeyValue struct {
@@ -1987,9 +2054,9 @@ var File_concord_v1_kv_proto protoreflect.FileDescriptor
 const file_concord_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"\x13concord/v1/kv.proto\x12\n" +
-	"concord.v1\x1a\x17concord/v1/common.proto\";\n" +
+	"concord.v1\x1a\x17concord/v1/common.proto\x1a\x15concord/v1/lock.proto\";\n" +
 	"\fBatchRequest\x12+\n" +
-	"\x05calls\x18\x01 \x03(\v2\x15.concord.v1.BatchCallR\x05calls\"\xc0\x02\n" +
+	"\x05calls\x18\x01 \x03(\v2\x15.concord.v1.BatchCallR\x05calls\"\xc2\x03\n" +
 	"\tBatchCall\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -1999,7 +2066,9 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"\x03put\x18\v \x01(\v2\x16.concord.v1.PutRequestH\x00R\x03put\x12C\n" +
 	"\fdelete_range\x18\f \x01(\v2\x1e.concord.v1.DeleteRangeRequestH\x00R\vdeleteRange\x12*\n" +
 	"\x03txn\x18\r \x01(\v2\x16.concord.v1.TxnRequestH\x00R\x03txn\x12*\n" +
-	"\x03add\x18\x0e \x01(\v2\x16.concord.v1.AddRequestH\x00R\x03addB\t\n" +
+	"\x03add\x18\x0e \x01(\v2\x16.concord.v1.AddRequestH\x00R\x03add\x12?\n" +
+	"\flock_acquire\x18\x0f \x01(\v2\x1a.concord.v1.AcquireRequestH\x00R\vlockAcquire\x12?\n" +
+	"\flock_release\x18\x10 \x01(\v2\x1a.concord.v1.ReleaseRequestH\x00R\vlockReleaseB\t\n" +
 	"\arequest\"B\n" +
 	"\rBatchResponse\x121\n" +
 	"\aresults\x18\x01 \x03(\v2\x17.concord.v1.BatchResultR\aresults\"e\n" +
@@ -2007,7 +2076,7 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"BatchError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12)\n" +
-	"\x04info\x18\x03 \x01(\v2\x15.concord.v1.ErrorInfoR\x04info\"\xd9\x02\n" +
+	"\x04info\x18\x03 \x01(\v2\x15.concord.v1.ErrorInfoR\x04info\"\xdd\x03\n" +
 	"\vBatchResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\x05error\x18\t \x01(\v2\x16.concord.v1.BatchErrorH\x00R\x05error\x121\n" +
@@ -2016,7 +2085,9 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"\x03put\x18\v \x01(\v2\x17.concord.v1.PutResponseH\x00R\x03put\x12D\n" +
 	"\fdelete_range\x18\f \x01(\v2\x1f.concord.v1.DeleteRangeResponseH\x00R\vdeleteRange\x12+\n" +
 	"\x03txn\x18\r \x01(\v2\x17.concord.v1.TxnResponseH\x00R\x03txn\x12+\n" +
-	"\x03add\x18\x0e \x01(\v2\x17.concord.v1.AddResponseH\x00R\x03addB\n" +
+	"\x03add\x18\x0e \x01(\v2\x17.concord.v1.AddResponseH\x00R\x03add\x12@\n" +
+	"\flock_acquire\x18\x0f \x01(\v2\x1b.concord.v1.AcquireResponseH\x00R\vlockAcquire\x12@\n" +
+	"\flock_release\x18\x10 \x01(\v2\x1b.concord.v1.ReleaseResponseH\x00R\vlockReleaseB\n" +
 	"\n" +
 	"\bresponse\"\xb2\x01\n" +
 	"\bKeyValue\x12\x10\n" +
@@ -2184,10 +2255,14 @@ var file_concord_v1_kv_proto_goTypes = []any{
 	(*WatchRequest)(nil),        // 22: concord.v1.WatchRequest
 	(*Event)(nil),               // 23: concord.v1.Event
 	(*WatchResponse)(nil),       // 24: concord.v1.WatchResponse
-	(*ErrorInfo)(nil),           // 25: concord.v1.ErrorInfo
-	(Consistency)(0),            // 26: concord.v1.Consistency
-	(*ResponseHeader)(nil),      // 27: concord.v1.ResponseHeader
-	(*WriteMeta)(nil),           // 28: concord.v1.WriteMeta
+	(*AcquireRequest)(nil),      // 25: concord.v1.AcquireRequest
+	(*ReleaseRequest)(nil),      // 26: concord.v1.ReleaseRequest
+	(*ErrorInfo)(nil),           // 27: concord.v1.ErrorInfo
+	(*AcquireResponse)(nil),     // 28: concord.v1.AcquireResponse
+	(*ReleaseResponse)(nil),     // 29: concord.v1.ReleaseResponse
+	(Consistency)(0),            // 30: concord.v1.Consistency
+	(*ResponseHeader)(nil),      // 31: concord.v1.ResponseHeader
+	(*WriteMeta)(nil),           // 32: concord.v1.WriteMeta
 }
 var file_concord_v1_kv_proto_depIdxs = []int32{
 	4,  // 0: concord.v1.BatchRequest.calls:type_name -> concord.v1.BatchCall
@@ -2196,65 +2271,69 @@ var file_concord_v1_kv_proto_depIdxs = []int32{
 	13, // 3: concord.v1.BatchCall.delete_range:type_name -> concord.v1.DeleteRangeRequest
 	20, // 4: concord.v1.BatchCall.txn:type_name -> concord.v1.TxnRequest
 	15, // 5: concord.v1.BatchCall.add:type_name -> concord.v1.AddRequest
-	7,  // 6: concord.v1.BatchResponse.results:type_name -> concord.v1.BatchResult
-	25, // 7: concord.v1.BatchError.info:type_name -> concord.v1.ErrorInfo
-	6,  // 8: concord.v1.BatchResult.error:type_name -> concord.v1.BatchError
-	10, // 9: concord.v1.BatchResult.range:type_name -> concord.v1.RangeResponse
-	12, // 10: concord.v1.BatchResult.put:type_name -> concord.v1.PutResponse
-	14, // 11: concord.v1.BatchResult.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	21, // 12: concord.v1.BatchResult.txn:type_name -> concord.v1.TxnResponse
-	16, // 13: concord.v1.BatchResult.add:type_name -> concord.v1.AddResponse
-	26, // 14: concord.v1.RangeRequest.consistency:type_name -> concord.v1.Consistency
-	27, // 15: concord.v1.RangeResponse.header:type_name -> concord.v1.ResponseHeader
-	8,  // 16: concord.v1.RangeResponse.kvs:type_name -> concord.v1.KeyValue
-	28, // 17: concord.v1.PutRequest.meta:type_name -> concord.v1.WriteMeta
-	27, // 18: concord.v1.PutResponse.header:type_name -> concord.v1.ResponseHeader
-	8,  // 19: concord.v1.PutResponse.prev_kv:type_name -> concord.v1.KeyValue
-	28, // 20: concord.v1.DeleteRangeRequest.meta:type_name -> concord.v1.WriteMeta
-	27, // 21: concord.v1.DeleteRangeResponse.header:type_name -> concord.v1.ResponseHeader
-	8,  // 22: concord.v1.DeleteRangeResponse.prev_kvs:type_name -> concord.v1.KeyValue
-	28, // 23: concord.v1.AddRequest.meta:type_name -> concord.v1.WriteMeta
-	27, // 24: concord.v1.AddResponse.header:type_name -> concord.v1.ResponseHeader
-	0,  // 25: concord.v1.Compare.target:type_name -> concord.v1.Compare.Target
-	1,  // 26: concord.v1.Compare.result:type_name -> concord.v1.Compare.Result
-	9,  // 27: concord.v1.RequestOp.range:type_name -> concord.v1.RangeRequest
-	11, // 28: concord.v1.RequestOp.put:type_name -> concord.v1.PutRequest
-	13, // 29: concord.v1.RequestOp.delete_range:type_name -> concord.v1.DeleteRangeRequest
-	15, // 30: concord.v1.RequestOp.add:type_name -> concord.v1.AddRequest
-	10, // 31: concord.v1.ResponseOp.range:type_name -> concord.v1.RangeResponse
-	12, // 32: concord.v1.ResponseOp.put:type_name -> concord.v1.PutResponse
-	14, // 33: concord.v1.ResponseOp.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	16, // 34: concord.v1.ResponseOp.add:type_name -> concord.v1.AddResponse
-	17, // 35: concord.v1.TxnRequest.compare:type_name -> concord.v1.Compare
-	18, // 36: concord.v1.TxnRequest.success:type_name -> concord.v1.RequestOp
-	18, // 37: concord.v1.TxnRequest.failure:type_name -> concord.v1.RequestOp
-	28, // 38: concord.v1.TxnRequest.meta:type_name -> concord.v1.WriteMeta
-	27, // 39: concord.v1.TxnResponse.header:type_name -> concord.v1.ResponseHeader
-	19, // 40: concord.v1.TxnResponse.responses:type_name -> concord.v1.ResponseOp
-	2,  // 41: concord.v1.Event.type:type_name -> concord.v1.Event.Type
-	8,  // 42: concord.v1.Event.kv:type_name -> concord.v1.KeyValue
-	8,  // 43: concord.v1.Event.prev_kv:type_name -> concord.v1.KeyValue
-	27, // 44: concord.v1.WatchResponse.header:type_name -> concord.v1.ResponseHeader
-	23, // 45: concord.v1.WatchResponse.events:type_name -> concord.v1.Event
-	9,  // 46: concord.v1.KV.Range:input_type -> concord.v1.RangeRequest
-	11, // 47: concord.v1.KV.Put:input_type -> concord.v1.PutRequest
-	13, // 48: concord.v1.KV.DeleteRange:input_type -> concord.v1.DeleteRangeRequest
-	20, // 49: concord.v1.KV.Txn:input_type -> concord.v1.TxnRequest
-	15, // 50: concord.v1.KV.Add:input_type -> concord.v1.AddRequest
-	22, // 51: concord.v1.KV.Watch:input_type -> concord.v1.WatchRequest
-	3,  // 52: concord.v1.KV.Batch:input_type -> concord.v1.BatchRequest
-	10, // 53: concord.v1.KV.Range:output_type -> concord.v1.RangeResponse
-	12, // 54: concord.v1.KV.Put:output_type -> concord.v1.PutResponse
-	14, // 55: concord.v1.KV.DeleteRange:output_type -> concord.v1.DeleteRangeResponse
-	21, // 56: concord.v1.KV.Txn:output_type -> concord.v1.TxnResponse
-	16, // 57: concord.v1.KV.Add:output_type -> concord.v1.AddResponse
-	24, // 58: concord.v1.KV.Watch:output_type -> concord.v1.WatchResponse
-	5,  // 59: concord.v1.KV.Batch:output_type -> concord.v1.BatchResponse
-	53, // [53:60] is the sub-list for method output_type
-	46, // [46:53] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	25, // 6: concord.v1.BatchCall.lock_acquire:type_name -> concord.v1.AcquireRequest
+	26, // 7: concord.v1.BatchCall.lock_release:type_name -> concord.v1.ReleaseRequest
+	7,  // 8: concord.v1.BatchResponse.results:type_name -> concord.v1.BatchResult
+	27, // 9: concord.v1.BatchError.info:type_name -> concord.v1.ErrorInfo
+	6,  // 10: concord.v1.BatchResult.error:type_name -> concord.v1.BatchError
+	10, // 11: concord.v1.BatchResult.range:type_name -> concord.v1.RangeResponse
+	12, // 12: concord.v1.BatchResult.put:type_name -> concord.v1.PutResponse
+	14, // 13: concord.v1.BatchResult.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	21, // 14: concord.v1.BatchResult.txn:type_name -> concord.v1.TxnResponse
+	16, // 15: concord.v1.BatchResult.add:type_name -> concord.v1.AddResponse
+	28, // 16: concord.v1.BatchResult.lock_acquire:type_name -> concord.v1.AcquireResponse
+	29, // 17: concord.v1.BatchResult.lock_release:type_name -> concord.v1.ReleaseResponse
+	30, // 18: concord.v1.RangeRequest.consistency:type_name -> concord.v1.Consistency
+	31, // 19: concord.v1.RangeResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 20: concord.v1.RangeResponse.kvs:type_name -> concord.v1.KeyValue
+	32, // 21: concord.v1.PutRequest.meta:type_name -> concord.v1.WriteMeta
+	31, // 22: concord.v1.PutResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 23: concord.v1.PutResponse.prev_kv:type_name -> concord.v1.KeyValue
+	32, // 24: concord.v1.DeleteRangeRequest.meta:type_name -> concord.v1.WriteMeta
+	31, // 25: concord.v1.DeleteRangeResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 26: concord.v1.DeleteRangeResponse.prev_kvs:type_name -> concord.v1.KeyValue
+	32, // 27: concord.v1.AddRequest.meta:type_name -> concord.v1.WriteMeta
+	31, // 28: concord.v1.AddResponse.header:type_name -> concord.v1.ResponseHeader
+	0,  // 29: concord.v1.Compare.target:type_name -> concord.v1.Compare.Target
+	1,  // 30: concord.v1.Compare.result:type_name -> concord.v1.Compare.Result
+	9,  // 31: concord.v1.RequestOp.range:type_name -> concord.v1.RangeRequest
+	11, // 32: concord.v1.RequestOp.put:type_name -> concord.v1.PutRequest
+	13, // 33: concord.v1.RequestOp.delete_range:type_name -> concord.v1.DeleteRangeRequest
+	15, // 34: concord.v1.RequestOp.add:type_name -> concord.v1.AddRequest
+	10, // 35: concord.v1.ResponseOp.range:type_name -> concord.v1.RangeResponse
+	12, // 36: concord.v1.ResponseOp.put:type_name -> concord.v1.PutResponse
+	14, // 37: concord.v1.ResponseOp.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	16, // 38: concord.v1.ResponseOp.add:type_name -> concord.v1.AddResponse
+	17, // 39: concord.v1.TxnRequest.compare:type_name -> concord.v1.Compare
+	18, // 40: concord.v1.TxnRequest.success:type_name -> concord.v1.RequestOp
+	18, // 41: concord.v1.TxnRequest.failure:type_name -> concord.v1.RequestOp
+	32, // 42: concord.v1.TxnRequest.meta:type_name -> concord.v1.WriteMeta
+	31, // 43: concord.v1.TxnResponse.header:type_name -> concord.v1.ResponseHeader
+	19, // 44: concord.v1.TxnResponse.responses:type_name -> concord.v1.ResponseOp
+	2,  // 45: concord.v1.Event.type:type_name -> concord.v1.Event.Type
+	8,  // 46: concord.v1.Event.kv:type_name -> concord.v1.KeyValue
+	8,  // 47: concord.v1.Event.prev_kv:type_name -> concord.v1.KeyValue
+	31, // 48: concord.v1.WatchResponse.header:type_name -> concord.v1.ResponseHeader
+	23, // 49: concord.v1.WatchResponse.events:type_name -> concord.v1.Event
+	9,  // 50: concord.v1.KV.Range:input_type -> concord.v1.RangeRequest
+	11, // 51: concord.v1.KV.Put:input_type -> concord.v1.PutRequest
+	13, // 52: concord.v1.KV.DeleteRange:input_type -> concord.v1.DeleteRangeRequest
+	20, // 53: concord.v1.KV.Txn:input_type -> concord.v1.TxnRequest
+	15, // 54: concord.v1.KV.Add:input_type -> concord.v1.AddRequest
+	22, // 55: concord.v1.KV.Watch:input_type -> concord.v1.WatchRequest
+	3,  // 56: concord.v1.KV.Batch:input_type -> concord.v1.BatchRequest
+	10, // 57: concord.v1.KV.Range:output_type -> concord.v1.RangeResponse
+	12, // 58: concord.v1.KV.Put:output_type -> concord.v1.PutResponse
+	14, // 59: concord.v1.KV.DeleteRange:output_type -> concord.v1.DeleteRangeResponse
+	21, // 60: concord.v1.KV.Txn:output_type -> concord.v1.TxnResponse
+	16, // 61: concord.v1.KV.Add:output_type -> concord.v1.AddResponse
+	24, // 62: concord.v1.KV.Watch:output_type -> concord.v1.WatchResponse
+	5,  // 63: concord.v1.KV.Batch:output_type -> concord.v1.BatchResponse
+	57, // [57:64] is the sub-list for method output_type
+	50, // [50:57] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_concord_v1_kv_proto_init() }
@@ -2263,12 +2342,15 @@ func file_concord_v1_kv_proto_init() {
 		return
 	}
 	file_concord_v1_common_proto_init()
+	file_concord_v1_lock_proto_init()
 	file_concord_v1_kv_proto_msgTypes[1].OneofWrappers = []any{
 		(*BatchCall_Range)(nil),
 		(*BatchCall_Put)(nil),
 		(*BatchCall_DeleteRange)(nil),
 		(*BatchCall_Txn)(nil),
 		(*BatchCall_Add)(nil),
+		(*BatchCall_LockAcquire)(nil),
+		(*BatchCall_LockRelease)(nil),
 	}
 	file_concord_v1_kv_proto_msgTypes[4].OneofWrappers = []any{
 		(*BatchResult_Error)(nil),
@@ -2277,6 +2359,8 @@ func file_concord_v1_kv_proto_init() {
 		(*BatchResult_DeleteRange)(nil),
 		(*BatchResult_Txn)(nil),
 		(*BatchResult_Add)(nil),
+		(*BatchResult_LockAcquire)(nil),
+		(*BatchResult_LockRelease)(nil),
 	}
 	file_concord_v1_kv_proto_msgTypes[12].OneofWrappers = []any{}
 	file_concord_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
