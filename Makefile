@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/concord-dev/concord/internal/cli.Version=$(VERSION)
 
-.PHONY: all build run test test-short lint gen check-generated tools fuzz robustness bench clean
+.PHONY: all build run test test-short lint gen check-generated tools fuzz robustness bench bench-kv bench-locks bench-ids clean
 
 all: lint test
 
@@ -64,9 +64,20 @@ fuzz:
 robustness:
 	CONCORD_ROBUSTNESS_LONG=1 $(GO) test ./tests/robustness -run TestLongCampaign -timeout 4h -v
 
-## bench: concord side by side with its peers (see docs/benchmarks.md)
-bench:
+## bench: concord side by side with its peers, all three suites (see docs/benchmarks.md)
+bench: bench-kv bench-locks bench-ids
+
+## bench-kv: key-value puts and linearizable gets against etcd
+bench-kv:
 	cd bench && $(GO) run ./cmd/kvbench
+
+## bench-locks: mutex cycles and hot-key handoffs against etcd and redsync on Redis
+bench-locks:
+	cd bench && $(GO) run ./cmd/lockbench
+
+## bench-ids: snowflake, segments and NextIDs against sonyflake, bwmarrin, uuid and Redis INCR
+bench-ids:
+	cd bench && $(GO) run ./cmd/idbench
 
 clean:
 	rm -rf $(BIN)

@@ -13,14 +13,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"runtime/pprof"
-	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
+	"github.com/concord-dev/concord/bench/internal/cli"
+	"github.com/concord-dev/concord/bench/internal/cluster"
 	"github.com/concord-dev/concord/bench/internal/load"
 )
 
@@ -40,18 +37,9 @@ type options struct {
 }
 
 func main() {
-	o, err := parseFlags(os.Args[1:])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kvbench:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = profileSelf(o.cpuProf, func() error { return run(ctx, o) })
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kvbench:", err)
-		os.Exit(1)
-	}
+	cli.Main("kvbench", parseFlags, func(ctx context.Context, o options) error {
+		return profileSelf(o.cpuProf, func() error { return run(ctx, o) })
+	})
 }
 
 func parseFlags(args []string) (options, error) {
@@ -76,55 +64,19 @@ func parseFlags(args []string) (options, error) {
 	}
 	o.load.OpTimeout = 10 * time.Second
 	var err error
-	if o.nodes, err = parseSizes(nodes); err != nil {
+	if o.nodes, err = cli.Ints("-nodes", "a cluster size", nodes); err != nil {
 		return o, err
 	}
-	if o.systems, err = parseSystems(systems); err != nil {
+	if o.systems, err = cli.Select("-systems", "system", systems, allSystems, func(s system) string { return s.name }); err != nil {
 		return o, err
 	}
-	if o.ops, err = parseOps(ops); err != nil {
+	if o.ops, err = cli.Select("-ops", "operation", ops, []load.Op{load.Put, load.Get}, func(op load.Op) string { return string(op) }); err != nil {
 		return o, err
 	}
 	if o.load.Workers < 1 || o.conns < 1 || o.load.Keys < 1 || o.load.ValueSize < 0 || o.duration <= 0 {
 		return o, fmt.Errorf("-clients, -conns, -keys and -duration must be positive")
 	}
 	return o, nil
-}
-
-func parseSizes(s string) ([]int, error) {
-	var sizes []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("-nodes: %q is not a cluster size", f)
-		}
-		sizes = append(sizes, n)
-	}
-	return sizes, nil
-}
-
-func parseSystems(s string) ([]system, error) {
-	var out []system
-	for _, f := range strings.Split(s, ",") {
-		i := slices.IndexFunc(systems, func(sys system) bool { return sys.name == strings.TrimSpace(f) })
-		if i < 0 {
-			return nil, fmt.Errorf("-systems: unknown system %q", f)
-		}
-		out = append(out, systems[i])
-	}
-	return out, nil
-}
-
-func parseOps(s string) ([]load.Op, error) {
-	var out []load.Op
-	for _, f := range strings.Split(s, ",") {
-		op := load.Op(strings.TrimSpace(f))
-		if op != load.Put && op != load.Get {
-			return nil, fmt.Errorf("-ops: unknown operation %q", f)
-		}
-		out = append(out, op)
-	}
-	return out, nil
 }
 
 // profileSelf runs f, under the CPU profiler when path is set.
@@ -151,15 +103,15 @@ func profileSelf(path string, f func() error) error {
 // run builds the binaries, measures every cluster size and system, and
 // reports.
 func run(ctx context.Context, o options) error {
-	binDir, err := os.MkdirTemp("", "kvbench-bin-")
+	targets := make([]cluster.Target, len(o.systems))
+	for i, sys := range o.systems {
+		targets[i] = sys.target()
+	}
+	bins, remove, err := cluster.BuildAll(ctx, o.root, targets)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(binDir)
-	bins, err := buildAll(ctx, o.root, binDir, o.systems)
-	if err != nil {
-		return err
-	}
+	defer remove()
 	rep := newReport(o)
 	for _, n := range o.nodes {
 		for _, sys := range o.systems {
@@ -172,7 +124,7 @@ func run(ctx context.Context, o options) error {
 		rep.printTable(os.Stdout, n)
 	}
 	if o.jsonFile != "" {
-		return rep.writeJSON(o.jsonFile)
+		return cli.WriteJSON(o.jsonFile, rep)
 	}
 	return nil
 }

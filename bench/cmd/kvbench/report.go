@@ -1,15 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/concord-dev/concord/bench/internal/cputime"
 	"github.com/concord-dev/concord/bench/internal/load"
 )
 
@@ -52,6 +51,12 @@ func newResult(sys string, nodes int, op load.Op, s *load.Sample) Result {
 	return r
 }
 
+// setCores sets r's CPU figures. Server and other CPU stay 0 where the
+// platform does not expose them.
+func (r *Result) setCores(c cputime.Cores) {
+	r.ServerCores, r.BenchCores, r.OtherCores = c.Server, c.Bench, c.Other
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // report is what a run produced, as written by -json.
@@ -74,14 +79,6 @@ func newReport(o options) *report {
 		Clients: o.load.Workers, Conns: o.conns, ValueSize: o.load.ValueSize, Keys: o.load.Keys,
 		WarmupS: o.warmup.Seconds(), DurationS: o.duration.Seconds(),
 	}
-}
-
-func (rep *report) writeJSON(path string) error {
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // printTable prints the results for clusters of n nodes, then the

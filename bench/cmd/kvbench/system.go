@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
 	"github.com/concord-dev/concord/bench/internal/cluster"
+	"github.com/concord-dev/concord/bench/internal/cputime"
 	"github.com/concord-dev/concord/bench/internal/kv"
 	"github.com/concord-dev/concord/bench/internal/load"
 )
@@ -24,66 +24,44 @@ type system struct {
 	pprof bool
 }
 
-var systems = []system{
+// allSystems are the systems -systems may name.
+var allSystems = []system{
 	{name: "concord", flavor: cluster.Concord, dial: kv.DialConcord, pkg: "./cmd/concord", dir: ".", pprof: true},
 	{name: "concord-wal", flavor: cluster.ConcordWAL, dial: kv.DialConcord, pkg: "./cmd/concord", dir: ".", pprof: true},
 	// The bench module pins the etcd server version.
 	{name: "etcd", flavor: cluster.Etcd, dial: kv.DialEtcd, pkg: "go.etcd.io/etcd/server/v3", dir: "bench"},
 }
 
-// buildAll builds the server binary of each system into binDir and returns
-// their paths by system name.
-func buildAll(ctx context.Context, root, binDir string, syss []system) (map[string]string, error) {
-	bins := map[string]string{}
-	for _, sys := range syss {
-		out := filepath.Join(binDir, sys.name)
-		fmt.Fprintf(os.Stderr, "building %s (%s)\n", sys.name, sys.pkg)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, sys.pkg)
-		cmd.Dir = filepath.Join(root, sys.dir)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("build %s: %w", sys.name, err)
-		}
-		bins[sys.name] = out
-	}
-	return bins, nil
+// target is how to build sys's server binary.
+func (sys system) target() cluster.Target {
+	return cluster.Target{Name: sys.name, Pkg: sys.pkg, Dir: sys.dir}
 }
 
 // benchCluster starts a fresh n-member cluster of sys, runs every operation
 // against it, and stops it, deleting its data.
 func benchCluster(ctx context.Context, sys system, bin string, n int, o options) (results []Result, err error) {
 	fmt.Fprintf(os.Stderr, "%s, %d nodes: starting\n", sys.name, n)
-	c, err := cluster.Start(ctx, bin, sys.flavor, n, 60*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if serr := c.Stop(); err == nil {
-			err = serr
+	err = cluster.Run(ctx, bin, sys.flavor, n, 60*time.Second, func(c *cluster.Cluster) error {
+		conns, err := dialAll(ctx, sys.dial, c.ClientAddrs(), o.conns)
+		defer closeAll(conns)
+		if err != nil {
+			return err
 		}
-	}()
-	conns, err := dialAll(ctx, sys.dial, c.ClientAddrs(), o.conns)
-	defer closeAll(conns)
-	if err != nil {
-		return nil, err
-	}
-	l := load.New(o.load, conns)
-	for _, op := range o.ops {
-		if op == load.Get {
-			fmt.Fprintf(os.Stderr, "%s, %d nodes: preloading %d keys\n", sys.name, n, o.load.Keys)
-			if err := l.Preload(ctx); err != nil {
-				return nil, err
+		l := load.New(o.load, conns)
+		for _, op := range o.ops {
+			if op == load.Get {
+				fmt.Fprintf(os.Stderr, "%s, %d nodes: preloading %d keys\n", sys.name, n, o.load.Keys)
+				if err := l.Preload(ctx); err != nil {
+					return err
+				}
 			}
+			fmt.Fprintf(os.Stderr, "%s, %d nodes: %s for %s + %s\n", sys.name, n, op, o.warmup, o.duration)
+			results = append(results, measure(ctx, sys, c, l, op, o))
 		}
-		fmt.Fprintf(os.Stderr, "%s, %d nodes: %s for %s + %s\n", sys.name, n, op, o.warmup, o.duration)
-		results = append(results, measure(ctx, sys, c, l, op, o))
-	}
-	return results, ctx.Err()
+		return nil
+	})
+	return results, err
 }
-
-// busyOther is the CPU use of other processes, in cores, above which a
-// phase's figures are flagged as skewed.
-const busyOther = 0.1
 
 // measure warms up with op, then measures it, with the CPU the servers,
 // this process and the rest of the machine used meanwhile.
@@ -94,10 +72,11 @@ func measure(ctx context.Context, sys system, c *cluster.Cluster, l *load.Load, 
 		path := filepath.Join(o.pprofDir, fmt.Sprintf("%s-%dnodes-%s.pprof", sys.name, len(c.Members()), op))
 		prof = startProfile(ctx, c.ClientAddrs(), o.duration, path)
 	}
-	cpu := startCPU(c)
+	cpu := cputime.Start(c)
 	s := l.Run(ctx, op, o.duration)
 	r := newResult(sys.name, len(c.Members()), op, s)
-	cpu.stop(&r)
+	cores := cpu.Stop()
+	r.setCores(cores)
 	if prof != nil {
 		if err := prof.wait(); err != nil {
 			fmt.Fprintf(os.Stderr, "  no profile: %v\n", err)
@@ -106,9 +85,7 @@ func measure(ctx context.Context, sys system, c *cluster.Cluster, l *load.Load, 
 	if s.Errors > 0 {
 		fmt.Fprintf(os.Stderr, "  %d errors, the first: %v\n", s.Errors, s.FirstErr)
 	}
-	if r.OtherCores > busyOther {
-		fmt.Fprintf(os.Stderr, "  warning: other processes used %.2f cores meanwhile; these figures are skewed\n", r.OtherCores)
-	}
+	cores.Warn(os.Stderr)
 	return r
 }
 

@@ -70,6 +70,25 @@ func Start(ctx context.Context, bin string, flavor Flavor, n int, readyTimeout t
 	return c, nil
 }
 
+// Run starts a cluster as Start does, runs f on it and stops it, deleting
+// its data, whatever f returns. It returns f's error, else Stop's, else
+// ctx's.
+func Run(ctx context.Context, bin string, flavor Flavor, n int, readyTimeout time.Duration, f func(*Cluster) error) (err error) {
+	c, err := Start(ctx, bin, flavor, n, readyTimeout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := c.Stop(); err == nil {
+			err = serr
+		}
+	}()
+	if err := f(c); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
 // newMembers names n members and gives each two free loopback ports and a
 // data directory under root.
 func newMembers(root string, n int) ([]Member, error) {

@@ -105,7 +105,7 @@ func (l *Load) Run(ctx context.Context, op Op, d time.Duration) *Sample {
 		wg.Go(func() { l.work(ctx, conn, op, rng, until, samples[w]) })
 	}
 	wg.Wait()
-	return merge(samples, d)
+	return Merge(samples, d)
 }
 
 // work is one worker's loop: it issues op on random keys, one at a time,
@@ -118,7 +118,7 @@ func (l *Load) work(ctx context.Context, conn kv.Conn, op Op, rng *mrand.Rand, u
 			return
 		}
 		err := l.do(ctx, conn, op, key)
-		s.record(time.Since(begin), err)
+		s.Record(time.Since(begin), err)
 	}
 }
 

@@ -18,7 +18,9 @@ type Sample struct {
 	Elapsed time.Duration
 }
 
-func (s *Sample) record(d time.Duration, err error) {
+// Record adds one operation that took d to s: its latency if it succeeded,
+// else the failure err.
+func (s *Sample) Record(d time.Duration, err error) {
 	if err != nil {
 		if s.Errors == 0 {
 			s.FirstErr = err
@@ -29,9 +31,15 @@ func (s *Sample) record(d time.Duration, err error) {
 	s.Latencies = append(s.Latencies, d)
 }
 
-// merge combines the samples of the workers of one phase of length elapsed.
-func merge(samples []*Sample, elapsed time.Duration) *Sample {
-	out := &Sample{Elapsed: elapsed}
+// Merge combines the samples of the workers of one phase of length elapsed
+// into one, its latencies sorted. Its FirstErr is that of the first sample
+// with one.
+func Merge(samples []*Sample, elapsed time.Duration) *Sample {
+	n := 0
+	for _, s := range samples {
+		n += len(s.Latencies)
+	}
+	out := &Sample{Elapsed: elapsed, Latencies: make([]time.Duration, 0, n)}
 	for _, s := range samples {
 		out.Latencies = append(out.Latencies, s.Latencies...)
 		if out.FirstErr == nil {

@@ -13,10 +13,10 @@ func TestMergeAndPercentiles(t *testing.T) {
 		if i%2 == 0 {
 			s = &b
 		}
-		s.record(time.Duration(i)*time.Millisecond, nil)
+		s.Record(time.Duration(i)*time.Millisecond, nil)
 	}
-	b.record(time.Second, errors.New("boom"))
-	m := merge([]*Sample{&a, &b}, 2*time.Second)
+	b.Record(time.Second, errors.New("boom"))
+	m := Merge([]*Sample{&a, &b}, 2*time.Second)
 	for _, tc := range []struct {
 		q    float64
 		want time.Duration

@@ -1,0 +1,118 @@
+// Command lockbench measures concord's distributed mutex against etcd's
+// (clientv3/concurrency) and redsync on Redis, on this machine, in one run:
+// for each cluster size it starts a fresh cluster of each system in turn and
+// runs two closed-loop workloads against it:
+//
+//   - distinct: every client locks and unlocks its own key (no contention);
+//   - hot: every client contends for one key (lock, no work, unlock).
+//
+// It checks mutual exclusion in both (and, for concord, that fencing tokens
+// strictly increase), and prints throughput, latency, the ratios to etcd and
+// Redis, and whether the goals are met.
+//
+// Run it from the bench module:
+//
+//	go run ./cmd/lockbench [-nodes 1,3] [-systems concord,concord-wal,etcd,redis] [-json FILE]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/concord-dev/concord/bench/internal/cli"
+	"github.com/concord-dev/concord/bench/internal/cluster"
+)
+
+// options are the command line flags.
+type options struct {
+	root       string
+	nodes      []int
+	systems    []system
+	clients    int
+	hotClients int
+	conns      int
+	warmup     time.Duration
+	duration   time.Duration
+	opTimeout  time.Duration
+	redisAddr  string
+	redisRetry time.Duration
+	jsonFile   string
+}
+
+func main() { cli.Main("lockbench", parseFlags, run) }
+
+func parseFlags(args []string) (options, error) {
+	fs := flag.NewFlagSet("lockbench", flag.ContinueOnError)
+	var o options
+	var nodes, systems string
+	fs.StringVar(&o.root, "root", "..", "root of the concord repository (the bench module is its bench/ directory)")
+	fs.StringVar(&nodes, "nodes", "1,3", "cluster sizes to measure, in order (redis is a single instance, measured once)")
+	fs.StringVar(&systems, "systems", "concord,concord-wal,etcd,redis", "systems to measure, in order: concord, concord-wal (--raft-log-store wal), etcd, redis (redsync)")
+	fs.IntVar(&o.clients, "clients", 64, "workers of the distinct workload, each locking its own key")
+	fs.IntVar(&o.hotClients, "hot-clients", 16, "workers of the hot workload, all contending for one key")
+	fs.IntVar(&o.conns, "conns", 8, "client objects of concord and etcd, shared round-robin by the workers (each worker has its own session)")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measured phase")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured phase per workload")
+	fs.DurationVar(&o.opTimeout, "op-timeout", 30*time.Second, "bound on one lock+unlock cycle; a cycle that exceeds it is an error")
+	fs.StringVar(&o.redisAddr, "redis", cli.RedisAddr(), "Redis address for the redis system (default: $CONCORD_BENCH_REDIS or 127.0.0.1:6379)")
+	fs.DurationVar(&o.redisRetry, "redis-retry", time.Millisecond, "redsync's delay between lock attempts (it polls; its own default is 50-250ms random)")
+	fs.StringVar(&o.jsonFile, "json", "", "write the raw results to this file")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var err error
+	if o.nodes, err = cli.Ints("-nodes", "a cluster size", nodes); err != nil {
+		return o, err
+	}
+	if o.systems, err = cli.Select("-systems", "system", systems, allSystems, func(s system) string { return s.name }); err != nil {
+		return o, err
+	}
+	if o.clients < 1 || o.hotClients < 1 || o.conns < 1 || o.duration <= 0 || o.opTimeout <= 0 || o.redisRetry <= 0 {
+		return o, fmt.Errorf("-clients, -hot-clients, -conns, -duration, -op-timeout and -redis-retry must be positive")
+	}
+	return o, nil
+}
+
+// run builds the binaries, measures every cluster size and system, and
+// reports. Redis is measured once, the first time its turn comes.
+func run(ctx context.Context, o options) error {
+	var targets []cluster.Target
+	for _, sys := range o.systems {
+		if sys.pkg != "" {
+			targets = append(targets, sys.target())
+		}
+	}
+	bins, remove, err := cluster.BuildAll(ctx, o.root, targets)
+	if err != nil {
+		return err
+	}
+	defer remove()
+	rep := newReport(o)
+	redisDone := false
+	for _, n := range o.nodes {
+		for _, sys := range o.systems {
+			var results []Result
+			if sys.flavor == nil {
+				if redisDone {
+					continue
+				}
+				redisDone = true
+				results, err = benchRedis(ctx, o)
+			} else {
+				results, err = benchCluster(ctx, sys, bins[sys.name], n, o)
+			}
+			if err != nil {
+				return fmt.Errorf("%s, %d nodes: %w", sys.name, n, err)
+			}
+			rep.Results = append(rep.Results, results...)
+		}
+		rep.print(os.Stdout, n)
+	}
+	if o.jsonFile != "" {
+		return cli.WriteJSON(o.jsonFile, rep)
+	}
+	return nil
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/concord-dev/concord/bench/internal/cputime"
+	"github.com/concord-dev/concord/bench/internal/load"
+)
+
+// Result is the outcome of one measured workload against one system.
+type Result struct {
+	System   string `json:"system"`
+	Nodes    int    `json:"nodes"`
+	Workload string `json:"workload"`
+	Clients  int    `json:"clients"`
+	// Ops are the successful cycles (distinct) or acquisitions (hot) begun
+	// in the measured phase; OpsPerSec is cycles/s or handoffs/s.
+	Ops       int     `json:"ops"`
+	Seconds   float64 `json:"seconds"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	// Latency: of a lock+unlock cycle (distinct), of the wait from calling
+	// Lock to getting the lock (hot).
+	P50Ms  float64 `json:"p50_ms"`
+	P90Ms  float64 `json:"p90_ms"`
+	P99Ms  float64 `json:"p99_ms"`
+	P999Ms float64 `json:"p999_ms"`
+	MaxMs  float64 `json:"max_ms"`
+	// Handoff (hot only): from the start of one holder's Unlock call to the
+	// next holder's Lock returning.
+	Handoffs      int     `json:"handoffs,omitempty"`
+	HandoffP50Ms  float64 `json:"handoff_p50_ms,omitempty"`
+	HandoffP90Ms  float64 `json:"handoff_p90_ms,omitempty"`
+	HandoffP99Ms  float64 `json:"handoff_p99_ms,omitempty"`
+	HandoffP999Ms float64 `json:"handoff_p999_ms,omitempty"`
+	HandoffMaxMs  float64 `json:"handoff_max_ms,omitempty"`
+	Errors        int     `json:"errors"`
+	FirstError    string  `json:"first_error,omitempty"`
+	// Overlaps (two holders inside at once) and TokenViolations (a fencing
+	// token not above the previous one; concord only) over the warmup and
+	// the measured phase.
+	Overlaps        int64   `json:"overlaps"`
+	TokenViolations int64   `json:"token_violations"`
+	ServerCPU       bool    `json:"server_cpu_known"`
+	ServerCores     float64 `json:"server_cores"`
+	BenchCores      float64 `json:"bench_cores"`
+	OtherCores      float64 `json:"other_cores"`
+	Note            string  `json:"note,omitempty"`
+}
+
+func newResult(sys string, nodes int, wl string, clients int, lat, handoffs *load.Sample, c *checks) Result {
+	r := Result{
+		System: sys, Nodes: nodes, Workload: wl, Clients: clients,
+		Ops: len(lat.Latencies), Seconds: lat.Elapsed.Seconds(), OpsPerSec: lat.Throughput(),
+		P50Ms: ms(lat.Percentile(0.50)), P90Ms: ms(lat.Percentile(0.90)), P99Ms: ms(lat.Percentile(0.99)),
+		P999Ms: ms(lat.Percentile(0.999)), MaxMs: ms(lat.Percentile(1)),
+		Errors: lat.Errors, Overlaps: c.overlaps.Load(), TokenViolations: c.tokens.Load(),
+	}
+	if wl == Hot {
+		r.Handoffs = len(handoffs.Latencies)
+		r.HandoffP50Ms, r.HandoffP90Ms = ms(handoffs.Percentile(0.50)), ms(handoffs.Percentile(0.90))
+		r.HandoffP99Ms, r.HandoffP999Ms = ms(handoffs.Percentile(0.99)), ms(handoffs.Percentile(0.999))
+		r.HandoffMaxMs = ms(handoffs.Percentile(1))
+	}
+	if lat.FirstErr != nil {
+		r.FirstError = lat.FirstErr.Error()
+	}
+	return r
+}
+
+// setCores sets r's CPU figures; server and other CPU stay 0 (and ServerCPU
+// false) where they are not available.
+func (r *Result) setCores(c cputime.Cores) {
+	r.ServerCPU, r.ServerCores, r.BenchCores, r.OtherCores = c.ServerOK, c.Server, c.Bench, c.Other
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// report is what a run produced, as written by -json.
+type report struct {
+	Date         time.Time `json:"date"`
+	GoVersion    string    `json:"go_version"`
+	CPUs         int       `json:"cpus"`
+	Clients      int       `json:"clients"`
+	HotClients   int       `json:"hot_clients"`
+	Conns        int       `json:"conns"`
+	SessionTTLS  float64   `json:"session_ttl_s"`
+	RedisAddr    string    `json:"redis_addr"`
+	RedisRetryMs float64   `json:"redis_retry_ms"`
+	WarmupS      float64   `json:"warmup_s"`
+	DurationS    float64   `json:"duration_s"`
+	Results      []Result  `json:"results"`
+}
+
+func newReport(o options) *report {
+	return &report{
+		Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
+		Clients: o.clients, HotClients: o.hotClients, Conns: o.conns, SessionTTLS: sessionTTL.Seconds(),
+		RedisAddr: o.redisAddr, RedisRetryMs: ms(o.redisRetry),
+		WarmupS: o.warmup.Seconds(), DurationS: o.duration.Seconds(),
+	}
+}
+
+// rows returns the results of workload wl for clusters of n nodes, and the
+// single Redis's, which stands in every table.
+func (rep *report) rows(n int, wl string) []Result {
+	var out []Result
+	for _, r := range rep.Results {
+		if r.Workload == wl && (r.Nodes == n || r.System == "redis") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// print prints both workloads' tables for clusters of n nodes, then the
+// ratios and the goals.
+func (rep *report) print(w io.Writer, n int) {
+	fmt.Fprintf(w, "\n%d node(s): distinct, %d clients each locking and unlocking its own key\n", n, rep.Clients)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tnodes\tcycles/s\tp50 ms\tp99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
+	for _, r := range rep.rows(n, Distinct) {
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
+			r.Errors, r.Overlaps, tokenCol(r), coresCol(r), r.OtherCores)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\n%d node(s): hot, %d clients contending for one key\n", n, rep.HotClients)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tnodes\thandoffs/s\twait p50 ms\twait p99 ms\thandoff p50 ms\thandoff p99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
+	for _, r := range rep.rows(n, Hot) {
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
+			r.HandoffP50Ms, r.HandoffP99Ms, r.Errors, r.Overlaps, tokenCol(r), coresCol(r), r.OtherCores)
+	}
+	tw.Flush()
+	for _, r := range rep.rows(n, Hot) {
+		if r.Note != "" {
+			fmt.Fprintf(w, "%s: %s\n", r.System, r.Note)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, line := range rep.ratios(n) {
+		fmt.Fprintln(w, line)
+	}
+}
+
+func nodesCol(r Result) string {
+	if r.System == "redis" {
+		return "1 (redis)"
+	}
+	return fmt.Sprint(r.Nodes)
+}
+
+func tokenCol(r Result) string {
+	if !strings.HasPrefix(r.System, "concord") {
+		return "-"
+	}
+	return fmt.Sprint(r.TokenViolations)
+}
+
+func coresCol(r Result) string {
+	if !r.ServerCPU {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", r.ServerCores)
+}
+
+// The issue's goals.
+const (
+	goalDistinct   = 3.0  // distinct cycles/s, concord/etcd
+	goalHot        = 20.0 // hot handoffs/s, concord/etcd
+	goalHandoffP99 = 20.0 // hot handoff p99 in ms, on 3 nodes
+)
+
+// ratios compares each concord configuration with etcd and Redis, and
+// checks the goals.
+func (rep *report) ratios(n int) []string {
+	var lines []string
+	find := func(sys, wl string) *Result {
+		for _, r := range rep.rows(n, wl) {
+			if r.System == sys {
+				return &r
+			}
+		}
+		return nil
+	}
+	for _, sys := range rep.concords(n) {
+		for _, peer := range []string{"etcd", "redis"} {
+			for _, wl := range []string{Distinct, Hot} {
+				c, p := find(sys, wl), find(peer, wl)
+				if c == nil || p == nil || p.OpsPerSec == 0 {
+					continue
+				}
+				what := "cycles/s"
+				extra := ""
+				if wl == Hot {
+					what = "handoffs/s"
+					if p.HandoffP99Ms > 0 {
+						extra = fmt.Sprintf(", handoff p99 %.2fx", c.HandoffP99Ms/p.HandoffP99Ms)
+					}
+				} else if p.P99Ms > 0 {
+					extra = fmt.Sprintf(", p99 %.2fx", c.P99Ms/p.P99Ms)
+				}
+				lines = append(lines, fmt.Sprintf("%s/%s %s, %d node(s): %s %.2fx%s", sys, peer, wl, n, what, c.OpsPerSec/p.OpsPerSec, extra))
+			}
+		}
+	}
+	for _, sys := range rep.concords(n) {
+		if e := find("etcd", Distinct); e != nil && e.OpsPerSec > 0 {
+			if c := find(sys, Distinct); c != nil {
+				x := c.OpsPerSec / e.OpsPerSec
+				lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): distinct cycles/s >= %.0fx etcd: %.2fx", sys, n, goalDistinct, x), x >= goalDistinct))
+			}
+		}
+		if e := find("etcd", Hot); e != nil && e.OpsPerSec > 0 {
+			if c := find(sys, Hot); c != nil {
+				x := c.OpsPerSec / e.OpsPerSec
+				lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoffs/s >= %.0fx etcd: %.2fx", sys, n, goalHot, x), x >= goalHot))
+			}
+		}
+		if c := find(sys, Hot); c != nil && n == 3 {
+			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoff p99 < %.0f ms: %.2f ms", sys, n, goalHandoffP99, c.HandoffP99Ms),
+				c.HandoffP99Ms < goalHandoffP99 && c.Handoffs > 0))
+		}
+		for _, wl := range []string{Distinct, Hot} {
+			if c := find(sys, wl); c != nil && (c.Errors > 0 || c.Overlaps > 0 || c.TokenViolations > 0) {
+				lines = append(lines, fmt.Sprintf("%s, %d node(s), %s: %d errors, %d overlaps, %d token violations: NOT CLEAN", sys, n, wl, c.Errors, c.Overlaps, c.TokenViolations))
+			}
+		}
+	}
+	if n != 3 && len(lines) > 0 {
+		lines = append(lines, "(the issue states its goals for 3 nodes; the checks above are for comparison)")
+	}
+	return lines
+}
+
+func goal(s string, met bool) string {
+	if met {
+		return "goal met:     " + s
+	}
+	return "goal NOT met: " + s
+}
+
+// concords returns the concord configurations measured at n nodes.
+func (rep *report) concords(n int) []string {
+	var out []string
+	for _, r := range rep.rows(n, Distinct) {
+		if strings.HasPrefix(r.System, "concord") {
+			out = append(out, r.System)
+		}
+	}
+	return out
+}
