@@ -29,8 +29,8 @@ const (
 	maxBatchMessageBytes = 64 << 20
 )
 
-// Batch serves many KV calls (and lock acquires and releases) over one
-// stream. Each call runs on its own, as
+// Batch serves many KV calls (and lock acquires and releases, and NextIDs)
+// over one stream. Each call runs on its own, as
 // the unary call would; results are sent as they complete, together with
 // whatever else completed meanwhile.
 func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse]) error {
@@ -161,6 +161,12 @@ func (k *kvService) run(ctx context.Context, call *concordv1.BatchCall) *concord
 		var resp *concordv1.ReleaseResponse
 		if resp, err = k.s.ReleaseLock(ctx, r.LockRelease); err == nil {
 			out.Response = &concordv1.BatchResult_LockRelease{LockRelease: resp}
+		}
+	case *concordv1.BatchCall_NextIds:
+		method = "NextIDs"
+		var resp *concordv1.NextIDsResponse
+		if resp, err = k.s.NextIDs(ctx, r.NextIds); err == nil {
+			out.Response = &concordv1.BatchResult_NextIds{NextIds: resp}
 		}
 	default:
 		method = "Batch"

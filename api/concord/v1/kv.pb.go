@@ -254,6 +254,7 @@ type BatchCall struct {
 	//	*BatchCall_Add
 	//	*BatchCall_LockAcquire
 	//	*BatchCall_LockRelease
+	//	*BatchCall_NextIds
 	Request       isBatchCall_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -373,6 +374,15 @@ func (x *BatchCall) GetLockRelease() *ReleaseRequest {
 	return nil
 }
 
+func (x *BatchCall) GetNextIds() *NextIDsRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchCall_NextIds); ok {
+			return x.NextIds
+		}
+	}
+	return nil
+}
+
 type isBatchCall_Request interface {
 	isBatchCall_Request()
 }
@@ -408,6 +418,10 @@ type BatchCall_LockRelease struct {
 	LockRelease *ReleaseRequest `protobuf:"bytes,16,opt,name=lock_release,json=lockRelease,proto3,oneof"`
 }
 
+type BatchCall_NextIds struct {
+	NextIds *NextIDsRequest `protobuf:"bytes,17,opt,name=next_ids,json=nextIds,proto3,oneof"`
+}
+
 func (*BatchCall_Range) isBatchCall_Request() {}
 
 func (*BatchCall_Put) isBatchCall_Request() {}
@@ -421,6 +435,8 @@ func (*BatchCall_Add) isBatchCall_Request() {}
 func (*BatchCall_LockAcquire) isBatchCall_Request() {}
 
 func (*BatchCall_LockRelease) isBatchCall_Request() {}
+
+func (*BatchCall_NextIds) isBatchCall_Request() {}
 
 // BatchResponse carries the results of completed calls, in completion
 // order.
@@ -545,6 +561,7 @@ type BatchResult struct {
 	//	*BatchResult_Add
 	//	*BatchResult_LockAcquire
 	//	*BatchResult_LockRelease
+	//	*BatchResult_NextIds
 	Response      isBatchResult_Response `protobuf_oneof:"response"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -666,6 +683,15 @@ func (x *BatchResult) GetLockRelease() *ReleaseResponse {
 	return nil
 }
 
+func (x *BatchResult) GetNextIds() *NextIDsResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchResult_NextIds); ok {
+			return x.NextIds
+		}
+	}
+	return nil
+}
+
 type isBatchResult_Response interface {
 	isBatchResult_Response()
 }
@@ -702,6 +728,10 @@ type BatchResult_LockRelease struct {
 	LockRelease *ReleaseResponse `protobuf:"bytes,16,opt,name=lock_release,json=lockRelease,proto3,oneof"`
 }
 
+type BatchResult_NextIds struct {
+	NextIds *NextIDsResponse `protobuf:"bytes,17,opt,name=next_ids,json=nextIds,proto3,oneof"`
+}
+
 func (*BatchResult_Error) isBatchResult_Response() {}
 
 func (*BatchResult_Range) isBatchResult_Response() {}
@@ -717,6 +747,8 @@ func (*BatchResult_Add) isBatchResult_Response() {}
 func (*BatchResult_LockAcquire) isBatchResult_Response() {}
 
 func (*BatchResult_LockRelease) isBatchResult_Response() {}
+
+func (*BatchResult_NextIds) isBatchResult_Response() {}
 
 // KeyValue is one key with its metadata.
 type KeyValue struct {
@@ -2054,9 +2086,9 @@ var File_concord_v1_kv_proto protoreflect.FileDescriptor
 const file_concord_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"\x13concord/v1/kv.proto\x12\n" +
-	"concord.v1\x1a\x17concord/v1/common.proto\x1a\x15concord/v1/lock.proto\";\n" +
+	"concord.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/id.proto\x1a\x15concord/v1/lock.proto\";\n" +
 	"\fBatchRequest\x12+\n" +
-	"\x05calls\x18\x01 \x03(\v2\x15.concord.v1.BatchCallR\x05calls\"\xc2\x03\n" +
+	"\x05calls\x18\x01 \x03(\v2\x15.concord.v1.BatchCallR\x05calls\"\xfb\x03\n" +
 	"\tBatchCall\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -2068,7 +2100,8 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"\x03txn\x18\r \x01(\v2\x16.concord.v1.TxnRequestH\x00R\x03txn\x12*\n" +
 	"\x03add\x18\x0e \x01(\v2\x16.concord.v1.AddRequestH\x00R\x03add\x12?\n" +
 	"\flock_acquire\x18\x0f \x01(\v2\x1a.concord.v1.AcquireRequestH\x00R\vlockAcquire\x12?\n" +
-	"\flock_release\x18\x10 \x01(\v2\x1a.concord.v1.ReleaseRequestH\x00R\vlockReleaseB\t\n" +
+	"\flock_release\x18\x10 \x01(\v2\x1a.concord.v1.ReleaseRequestH\x00R\vlockRelease\x127\n" +
+	"\bnext_ids\x18\x11 \x01(\v2\x1a.concord.v1.NextIDsRequestH\x00R\anextIdsB\t\n" +
 	"\arequest\"B\n" +
 	"\rBatchResponse\x121\n" +
 	"\aresults\x18\x01 \x03(\v2\x17.concord.v1.BatchResultR\aresults\"e\n" +
@@ -2076,7 +2109,7 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"BatchError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12)\n" +
-	"\x04info\x18\x03 \x01(\v2\x15.concord.v1.ErrorInfoR\x04info\"\xdd\x03\n" +
+	"\x04info\x18\x03 \x01(\v2\x15.concord.v1.ErrorInfoR\x04info\"\x97\x04\n" +
 	"\vBatchResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\x05error\x18\t \x01(\v2\x16.concord.v1.BatchErrorH\x00R\x05error\x121\n" +
@@ -2087,7 +2120,8 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"\x03txn\x18\r \x01(\v2\x17.concord.v1.TxnResponseH\x00R\x03txn\x12+\n" +
 	"\x03add\x18\x0e \x01(\v2\x17.concord.v1.AddResponseH\x00R\x03add\x12@\n" +
 	"\flock_acquire\x18\x0f \x01(\v2\x1b.concord.v1.AcquireResponseH\x00R\vlockAcquire\x12@\n" +
-	"\flock_release\x18\x10 \x01(\v2\x1b.concord.v1.ReleaseResponseH\x00R\vlockReleaseB\n" +
+	"\flock_release\x18\x10 \x01(\v2\x1b.concord.v1.ReleaseResponseH\x00R\vlockRelease\x128\n" +
+	"\bnext_ids\x18\x11 \x01(\v2\x1b.concord.v1.NextIDsResponseH\x00R\anextIdsB\n" +
 	"\n" +
 	"\bresponse\"\xb2\x01\n" +
 	"\bKeyValue\x12\x10\n" +
@@ -2257,12 +2291,14 @@ var file_concord_v1_kv_proto_goTypes = []any{
 	(*WatchResponse)(nil),       // 24: concord.v1.WatchResponse
 	(*AcquireRequest)(nil),      // 25: concord.v1.AcquireRequest
 	(*ReleaseRequest)(nil),      // 26: concord.v1.ReleaseRequest
-	(*ErrorInfo)(nil),           // 27: concord.v1.ErrorInfo
-	(*AcquireResponse)(nil),     // 28: concord.v1.AcquireResponse
-	(*ReleaseResponse)(nil),     // 29: concord.v1.ReleaseResponse
-	(Consistency)(0),            // 30: concord.v1.Consistency
-	(*ResponseHeader)(nil),      // 31: concord.v1.ResponseHeader
-	(*WriteMeta)(nil),           // 32: concord.v1.WriteMeta
+	(*NextIDsRequest)(nil),      // 27: concord.v1.NextIDsRequest
+	(*ErrorInfo)(nil),           // 28: concord.v1.ErrorInfo
+	(*AcquireResponse)(nil),     // 29: concord.v1.AcquireResponse
+	(*ReleaseResponse)(nil),     // 30: concord.v1.ReleaseResponse
+	(*NextIDsResponse)(nil),     // 31: concord.v1.NextIDsResponse
+	(Consistency)(0),            // 32: concord.v1.Consistency
+	(*ResponseHeader)(nil),      // 33: concord.v1.ResponseHeader
+	(*WriteMeta)(nil),           // 34: concord.v1.WriteMeta
 }
 var file_concord_v1_kv_proto_depIdxs = []int32{
 	4,  // 0: concord.v1.BatchRequest.calls:type_name -> concord.v1.BatchCall
@@ -2273,67 +2309,69 @@ var file_concord_v1_kv_proto_depIdxs = []int32{
 	15, // 5: concord.v1.BatchCall.add:type_name -> concord.v1.AddRequest
 	25, // 6: concord.v1.BatchCall.lock_acquire:type_name -> concord.v1.AcquireRequest
 	26, // 7: concord.v1.BatchCall.lock_release:type_name -> concord.v1.ReleaseRequest
-	7,  // 8: concord.v1.BatchResponse.results:type_name -> concord.v1.BatchResult
-	27, // 9: concord.v1.BatchError.info:type_name -> concord.v1.ErrorInfo
-	6,  // 10: concord.v1.BatchResult.error:type_name -> concord.v1.BatchError
-	10, // 11: concord.v1.BatchResult.range:type_name -> concord.v1.RangeResponse
-	12, // 12: concord.v1.BatchResult.put:type_name -> concord.v1.PutResponse
-	14, // 13: concord.v1.BatchResult.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	21, // 14: concord.v1.BatchResult.txn:type_name -> concord.v1.TxnResponse
-	16, // 15: concord.v1.BatchResult.add:type_name -> concord.v1.AddResponse
-	28, // 16: concord.v1.BatchResult.lock_acquire:type_name -> concord.v1.AcquireResponse
-	29, // 17: concord.v1.BatchResult.lock_release:type_name -> concord.v1.ReleaseResponse
-	30, // 18: concord.v1.RangeRequest.consistency:type_name -> concord.v1.Consistency
-	31, // 19: concord.v1.RangeResponse.header:type_name -> concord.v1.ResponseHeader
-	8,  // 20: concord.v1.RangeResponse.kvs:type_name -> concord.v1.KeyValue
-	32, // 21: concord.v1.PutRequest.meta:type_name -> concord.v1.WriteMeta
-	31, // 22: concord.v1.PutResponse.header:type_name -> concord.v1.ResponseHeader
-	8,  // 23: concord.v1.PutResponse.prev_kv:type_name -> concord.v1.KeyValue
-	32, // 24: concord.v1.DeleteRangeRequest.meta:type_name -> concord.v1.WriteMeta
-	31, // 25: concord.v1.DeleteRangeResponse.header:type_name -> concord.v1.ResponseHeader
-	8,  // 26: concord.v1.DeleteRangeResponse.prev_kvs:type_name -> concord.v1.KeyValue
-	32, // 27: concord.v1.AddRequest.meta:type_name -> concord.v1.WriteMeta
-	31, // 28: concord.v1.AddResponse.header:type_name -> concord.v1.ResponseHeader
-	0,  // 29: concord.v1.Compare.target:type_name -> concord.v1.Compare.Target
-	1,  // 30: concord.v1.Compare.result:type_name -> concord.v1.Compare.Result
-	9,  // 31: concord.v1.RequestOp.range:type_name -> concord.v1.RangeRequest
-	11, // 32: concord.v1.RequestOp.put:type_name -> concord.v1.PutRequest
-	13, // 33: concord.v1.RequestOp.delete_range:type_name -> concord.v1.DeleteRangeRequest
-	15, // 34: concord.v1.RequestOp.add:type_name -> concord.v1.AddRequest
-	10, // 35: concord.v1.ResponseOp.range:type_name -> concord.v1.RangeResponse
-	12, // 36: concord.v1.ResponseOp.put:type_name -> concord.v1.PutResponse
-	14, // 37: concord.v1.ResponseOp.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	16, // 38: concord.v1.ResponseOp.add:type_name -> concord.v1.AddResponse
-	17, // 39: concord.v1.TxnRequest.compare:type_name -> concord.v1.Compare
-	18, // 40: concord.v1.TxnRequest.success:type_name -> concord.v1.RequestOp
-	18, // 41: concord.v1.TxnRequest.failure:type_name -> concord.v1.RequestOp
-	32, // 42: concord.v1.TxnRequest.meta:type_name -> concord.v1.WriteMeta
-	31, // 43: concord.v1.TxnResponse.header:type_name -> concord.v1.ResponseHeader
-	19, // 44: concord.v1.TxnResponse.responses:type_name -> concord.v1.ResponseOp
-	2,  // 45: concord.v1.Event.type:type_name -> concord.v1.Event.Type
-	8,  // 46: concord.v1.Event.kv:type_name -> concord.v1.KeyValue
-	8,  // 47: concord.v1.Event.prev_kv:type_name -> concord.v1.KeyValue
-	31, // 48: concord.v1.WatchResponse.header:type_name -> concord.v1.ResponseHeader
-	23, // 49: concord.v1.WatchResponse.events:type_name -> concord.v1.Event
-	9,  // 50: concord.v1.KV.Range:input_type -> concord.v1.RangeRequest
-	11, // 51: concord.v1.KV.Put:input_type -> concord.v1.PutRequest
-	13, // 52: concord.v1.KV.DeleteRange:input_type -> concord.v1.DeleteRangeRequest
-	20, // 53: concord.v1.KV.Txn:input_type -> concord.v1.TxnRequest
-	15, // 54: concord.v1.KV.Add:input_type -> concord.v1.AddRequest
-	22, // 55: concord.v1.KV.Watch:input_type -> concord.v1.WatchRequest
-	3,  // 56: concord.v1.KV.Batch:input_type -> concord.v1.BatchRequest
-	10, // 57: concord.v1.KV.Range:output_type -> concord.v1.RangeResponse
-	12, // 58: concord.v1.KV.Put:output_type -> concord.v1.PutResponse
-	14, // 59: concord.v1.KV.DeleteRange:output_type -> concord.v1.DeleteRangeResponse
-	21, // 60: concord.v1.KV.Txn:output_type -> concord.v1.TxnResponse
-	16, // 61: concord.v1.KV.Add:output_type -> concord.v1.AddResponse
-	24, // 62: concord.v1.KV.Watch:output_type -> concord.v1.WatchResponse
-	5,  // 63: concord.v1.KV.Batch:output_type -> concord.v1.BatchResponse
-	57, // [57:64] is the sub-list for method output_type
-	50, // [50:57] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	27, // 8: concord.v1.BatchCall.next_ids:type_name -> concord.v1.NextIDsRequest
+	7,  // 9: concord.v1.BatchResponse.results:type_name -> concord.v1.BatchResult
+	28, // 10: concord.v1.BatchError.info:type_name -> concord.v1.ErrorInfo
+	6,  // 11: concord.v1.BatchResult.error:type_name -> concord.v1.BatchError
+	10, // 12: concord.v1.BatchResult.range:type_name -> concord.v1.RangeResponse
+	12, // 13: concord.v1.BatchResult.put:type_name -> concord.v1.PutResponse
+	14, // 14: concord.v1.BatchResult.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	21, // 15: concord.v1.BatchResult.txn:type_name -> concord.v1.TxnResponse
+	16, // 16: concord.v1.BatchResult.add:type_name -> concord.v1.AddResponse
+	29, // 17: concord.v1.BatchResult.lock_acquire:type_name -> concord.v1.AcquireResponse
+	30, // 18: concord.v1.BatchResult.lock_release:type_name -> concord.v1.ReleaseResponse
+	31, // 19: concord.v1.BatchResult.next_ids:type_name -> concord.v1.NextIDsResponse
+	32, // 20: concord.v1.RangeRequest.consistency:type_name -> concord.v1.Consistency
+	33, // 21: concord.v1.RangeResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 22: concord.v1.RangeResponse.kvs:type_name -> concord.v1.KeyValue
+	34, // 23: concord.v1.PutRequest.meta:type_name -> concord.v1.WriteMeta
+	33, // 24: concord.v1.PutResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 25: concord.v1.PutResponse.prev_kv:type_name -> concord.v1.KeyValue
+	34, // 26: concord.v1.DeleteRangeRequest.meta:type_name -> concord.v1.WriteMeta
+	33, // 27: concord.v1.DeleteRangeResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 28: concord.v1.DeleteRangeResponse.prev_kvs:type_name -> concord.v1.KeyValue
+	34, // 29: concord.v1.AddRequest.meta:type_name -> concord.v1.WriteMeta
+	33, // 30: concord.v1.AddResponse.header:type_name -> concord.v1.ResponseHeader
+	0,  // 31: concord.v1.Compare.target:type_name -> concord.v1.Compare.Target
+	1,  // 32: concord.v1.Compare.result:type_name -> concord.v1.Compare.Result
+	9,  // 33: concord.v1.RequestOp.range:type_name -> concord.v1.RangeRequest
+	11, // 34: concord.v1.RequestOp.put:type_name -> concord.v1.PutRequest
+	13, // 35: concord.v1.RequestOp.delete_range:type_name -> concord.v1.DeleteRangeRequest
+	15, // 36: concord.v1.RequestOp.add:type_name -> concord.v1.AddRequest
+	10, // 37: concord.v1.ResponseOp.range:type_name -> concord.v1.RangeResponse
+	12, // 38: concord.v1.ResponseOp.put:type_name -> concord.v1.PutResponse
+	14, // 39: concord.v1.ResponseOp.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	16, // 40: concord.v1.ResponseOp.add:type_name -> concord.v1.AddResponse
+	17, // 41: concord.v1.TxnRequest.compare:type_name -> concord.v1.Compare
+	18, // 42: concord.v1.TxnRequest.success:type_name -> concord.v1.RequestOp
+	18, // 43: concord.v1.TxnRequest.failure:type_name -> concord.v1.RequestOp
+	34, // 44: concord.v1.TxnRequest.meta:type_name -> concord.v1.WriteMeta
+	33, // 45: concord.v1.TxnResponse.header:type_name -> concord.v1.ResponseHeader
+	19, // 46: concord.v1.TxnResponse.responses:type_name -> concord.v1.ResponseOp
+	2,  // 47: concord.v1.Event.type:type_name -> concord.v1.Event.Type
+	8,  // 48: concord.v1.Event.kv:type_name -> concord.v1.KeyValue
+	8,  // 49: concord.v1.Event.prev_kv:type_name -> concord.v1.KeyValue
+	33, // 50: concord.v1.WatchResponse.header:type_name -> concord.v1.ResponseHeader
+	23, // 51: concord.v1.WatchResponse.events:type_name -> concord.v1.Event
+	9,  // 52: concord.v1.KV.Range:input_type -> concord.v1.RangeRequest
+	11, // 53: concord.v1.KV.Put:input_type -> concord.v1.PutRequest
+	13, // 54: concord.v1.KV.DeleteRange:input_type -> concord.v1.DeleteRangeRequest
+	20, // 55: concord.v1.KV.Txn:input_type -> concord.v1.TxnRequest
+	15, // 56: concord.v1.KV.Add:input_type -> concord.v1.AddRequest
+	22, // 57: concord.v1.KV.Watch:input_type -> concord.v1.WatchRequest
+	3,  // 58: concord.v1.KV.Batch:input_type -> concord.v1.BatchRequest
+	10, // 59: concord.v1.KV.Range:output_type -> concord.v1.RangeResponse
+	12, // 60: concord.v1.KV.Put:output_type -> concord.v1.PutResponse
+	14, // 61: concord.v1.KV.DeleteRange:output_type -> concord.v1.DeleteRangeResponse
+	21, // 62: concord.v1.KV.Txn:output_type -> concord.v1.TxnResponse
+	16, // 63: concord.v1.KV.Add:output_type -> concord.v1.AddResponse
+	24, // 64: concord.v1.KV.Watch:output_type -> concord.v1.WatchResponse
+	5,  // 65: concord.v1.KV.Batch:output_type -> concord.v1.BatchResponse
+	59, // [59:66] is the sub-list for method output_type
+	52, // [52:59] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_concord_v1_kv_proto_init() }
@@ -2342,6 +2380,7 @@ func file_concord_v1_kv_proto_init() {
 		return
 	}
 	file_concord_v1_common_proto_init()
+	file_concord_v1_id_proto_init()
 	file_concord_v1_lock_proto_init()
 	file_concord_v1_kv_proto_msgTypes[1].OneofWrappers = []any{
 		(*BatchCall_Range)(nil),
@@ -2351,6 +2390,7 @@ func file_concord_v1_kv_proto_init() {
 		(*BatchCall_Add)(nil),
 		(*BatchCall_LockAcquire)(nil),
 		(*BatchCall_LockRelease)(nil),
+		(*BatchCall_NextIds)(nil),
 	}
 	file_concord_v1_kv_proto_msgTypes[4].OneofWrappers = []any{
 		(*BatchResult_Error)(nil),
@@ -2361,6 +2401,7 @@ func file_concord_v1_kv_proto_init() {
 		(*BatchResult_Add)(nil),
 		(*BatchResult_LockAcquire)(nil),
 		(*BatchResult_LockRelease)(nil),
+		(*BatchResult_NextIds)(nil),
 	}
 	file_concord_v1_kv_proto_msgTypes[12].OneofWrappers = []any{}
 	file_concord_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
