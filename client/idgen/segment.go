@@ -18,7 +18,7 @@ type SegmentConfig struct {
 	// Step is the first segment's size; default 1,000.
 	Step int64
 	// MinStep and MaxStep bound the adaptive size; defaults 100 and
-	// 10,000,000 (the server's default --max-segment-step).
+	// 1,000,000,000 (the server's default --max-segment-step).
 	MinStep, MaxStep int64
 	// Target is how long one segment should last: when a segment lasted
 	// less than half of it, the size grows by Target/lasted (at least 2x,
@@ -40,7 +40,7 @@ func (c *SegmentConfig) setDefaults() {
 		c.MinStep = 100
 	}
 	if c.MaxStep <= 0 {
-		c.MaxStep = 10_000_000
+		c.MaxStep = 1_000_000_000
 	}
 	c.Step = min(max(c.Step, c.MinStep), c.MaxStep)
 	if c.Target <= 0 {

@@ -27,7 +27,7 @@ const (
 	DefaultMaxSessions   = 1_000_000
 	DefaultMaxLocks      = 1_000_000
 	DefaultMaxIDObjects  = 100_000
-	DefaultMaxStep       = 10_000_000
+	DefaultMaxStep       = 1_000_000_000
 	DefaultMaxIDsPerCall = 10_000
 	DefaultMinTTL        = time.Second
 	DefaultMaxTTL        = 24 * time.Hour
