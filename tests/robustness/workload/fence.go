@@ -89,13 +89,13 @@ type Fence struct {
 	mu        sync.Mutex
 	final     string
 	finalRead bool
-	counters  map[string]int
+	counters  counters
 }
 
 // NewFence returns the workload.
 func NewFence(cfg FenceConfig) *Fence {
 	cfg.setDefaults()
-	return &Fence{cfg: cfg, counters: map[string]int{}}
+	return &Fence{cfg: cfg}
 }
 
 // Name implements Workload.
@@ -104,22 +104,10 @@ func (w *Fence) Name() string { return FenceWorkload }
 // Model implements Workload: the mutex's operations.
 func (w *Fence) Model() *Model { return lockModel(w.env) }
 
-func (w *Fence) count(name string, n int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.counters[name] += n
-}
-
 // Counters returns what the clients did: appends acknowledged, stale
 // writes refused, stalls.
 func (w *Fence) Counters() map[string]int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range w.counters {
-		out[FenceWorkload+" "+k] = v
-	}
-	return out
+	return w.counters.snapshot(FenceWorkload)
 }
 
 // Run implements Workload.
@@ -310,7 +298,7 @@ func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *co
 		}
 		if stall && k == 1 {
 			c.stalls++
-			c.w.count("stalls", 1)
+			c.w.counters.add("stalls", 1)
 			c.ss.orphan()
 			if !pause(ctx, stallFor(c.env, c.w.cfg.TTL)) {
 				break
@@ -333,12 +321,12 @@ func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *co
 		c.record(op)
 		switch {
 		case op.Status == history.OK && op.Succeeded:
-			c.w.count("appends acknowledged", 1)
+			c.w.counters.add("appends acknowledged", 1)
 			continue
 		case op.Status == history.OK && stall:
-			c.w.count("stale writes refused", 1)
+			c.w.counters.add("stale writes refused", 1)
 		case op.Status == history.OK:
-			c.w.count("writes refused", 1)
+			c.w.counters.add("writes refused", 1)
 		}
 		break
 	}

@@ -84,13 +84,13 @@ type IDs struct {
 
 	mu       sync.Mutex
 	tags     map[string]checker.TagFinal
-	counters map[string]int
+	counters counters
 }
 
 // NewIDs returns the workload.
 func NewIDs(cfg IDsConfig) *IDs {
 	cfg.setDefaults()
-	return &IDs{cfg: cfg, counters: map[string]int{}}
+	return &IDs{cfg: cfg}
 }
 
 // Name implements Workload.
@@ -101,21 +101,9 @@ func (w *IDs) Model() *Model {
 	return &Model{Porcupine: checker.IDModel, Operations: checker.IDOperations, PartitionName: checker.IDPartitionName}
 }
 
-func (w *IDs) count(name string, n int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.counters[name] += n
-}
-
 // Counters returns how many IDs each kind of client received.
 func (w *IDs) Counters() map[string]int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range w.counters {
-		out[IDsWorkload+" "+k] = v
-	}
-	return out
+	return w.counters.snapshot(IDsWorkload)
 }
 
 // Run implements Workload: it creates the tags, then runs the clients.
@@ -219,7 +207,7 @@ func (c *idClient) record(op history.Op, err error) {
 		if op.Kind == checker.KindIDAlloc {
 			n = int(op.Count)
 		}
-		c.w.count(string(op.Kind), n)
+		c.w.counters.add(string(op.Kind), n)
 	case op.Kind == checker.KindIDAlloc && !certainFailure(err):
 		op.Status, op.Err = history.Unknown, errText(err)
 	default:

@@ -85,18 +85,16 @@ const LockWorkload = "locks"
 // records when it is seen gone, which bounds the operation. The history is
 // checked against checker.LockModel, per lock.
 type Locks struct {
-	cfg    LockConfig
-	env    *Env
-	enders enders
-
-	mu       sync.Mutex
-	counters map[string]int
+	cfg      LockConfig
+	env      *Env
+	enders   enders
+	counters counters
 }
 
 // NewLocks returns the workload.
 func NewLocks(cfg LockConfig) *Locks {
 	cfg.setDefaults()
-	return &Locks{cfg: cfg, counters: map[string]int{}}
+	return &Locks{cfg: cfg}
 }
 
 // Name implements Workload.
@@ -119,22 +117,10 @@ func lockModel(env *Env) *Model {
 
 func (w *Locks) lockName(i int) string { return fmt.Sprintf("lock/m%d", i) }
 
-func (w *Locks) count(name string, n int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.counters[name] += n
-}
-
 // Counters returns what the clients did: grants, stalls, releases the
 // server refused.
 func (w *Locks) Counters() map[string]int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range w.counters {
-		out[LockWorkload+" "+k] = v
-	}
-	return out
+	return w.counters.snapshot(LockWorkload)
 }
 
 // Run implements Workload.
@@ -404,7 +390,7 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name str
 	if err != nil {
 		return nil, ""
 	}
-	c.w.count("grants", 1)
+	c.w.counters.add("grants", 1)
 	return g, owner
 }
 
@@ -414,14 +400,14 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 	defer g.Detach()
 	if c.stalls < c.w.cfg.Stalls && c.rng.IntN(12) == 0 {
 		c.stalls++
-		c.w.count("stalls", 1)
+		c.w.counters.add("stalls", 1)
 		// Stop keeping the session alive: the SDK gives the grant up at
 		// once, the server when the session expires.
 		c.ss.orphan()
 		pause(ctx, stallFor(c.env, c.w.cfg.TTL))
 		c.inspect(ctx, sess, name, owner)
 		if op := c.release(sess, name, owner, g.Token); op.Status == history.OK && !op.Succeeded {
-			c.w.count("stale releases refused", 1)
+			c.w.counters.add("stale releases refused", 1)
 		}
 		return
 	}
@@ -432,7 +418,7 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 	select {
 	case <-t.C:
 	case <-g.Lost():
-		c.w.count("grants lost", 1)
+		c.w.counters.add("grants lost", 1)
 	case <-ctx.Done():
 	}
 	t.Stop()
