@@ -54,6 +54,9 @@ type Config struct {
 	IDs   *workload.IDsConfig
 	// ExtraFlags are added to every member's command line.
 	ExtraFlags []string
+	// ReplayEnv prefixes the replay command (environment the run needs
+	// besides its seed and profile).
+	ReplayEnv string
 	// MemberClock is every member's lease clock from the start.
 	MemberClock cluster.Clock
 	// AssumedClockRate, if set, is the fastest clock rate the session

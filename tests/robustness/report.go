@@ -17,6 +17,8 @@ type Result struct {
 	Seed            int64
 	Size            int
 	TrafficDuration time.Duration
+	// ReplayEnv prefixes ReplayCommand (see Config.ReplayEnv).
+	ReplayEnv string
 	// Wall is the run's whole duration, checks included.
 	Wall time.Duration
 
@@ -77,8 +79,8 @@ func (r *Result) Passed() bool { return len(r.Violations) == 0 }
 
 // ReplayCommand returns the command that replays the run.
 func (r *Result) ReplayCommand() string {
-	return fmt.Sprintf("CONCORD_ROBUSTNESS_SEED=%d CONCORD_ROBUSTNESS_PROFILE=%s CONCORD_ROBUSTNESS_DURATION=%s go test ./tests/robustness -run TestReplay -v -timeout 0",
-		r.Seed, r.Profile, r.TrafficDuration)
+	return fmt.Sprintf("%sCONCORD_ROBUSTNESS_SEED=%d CONCORD_ROBUSTNESS_PROFILE=%s CONCORD_ROBUSTNESS_DURATION=%s go test ./tests/robustness -run TestReplay -v -timeout 0",
+		r.ReplayEnv, r.Seed, r.Profile, r.TrafficDuration)
 }
 
 // Summary is one line for logs.

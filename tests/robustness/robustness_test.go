@@ -39,6 +39,9 @@ const (
 	envDir = "CONCORD_ROBUSTNESS_DIR"
 	// envKeep keeps the artifacts of successful runs too.
 	envKeep = "CONCORD_ROBUSTNESS_KEEP"
+	// envServerFlags adds flags to every member's command line, e.g.
+	// "--raft-log-store wal".
+	envServerFlags = "CONCORD_ROBUSTNESS_SERVER_FLAGS"
 )
 
 var campaign = flag.String("campaign", "", `"long" runs the long randomized campaign (same as `+envLong+`=1)`)
@@ -103,6 +106,10 @@ func runOne(t *testing.T, cfg Config) *Result {
 	cfg.Binary = binary(t)
 	cfg.Dir = artifactsDir(t)
 	cfg.KeepArtifacts = os.Getenv(envKeep) != ""
+	if extra := os.Getenv(envServerFlags); extra != "" {
+		cfg.ExtraFlags = append(cfg.ExtraFlags, strings.Fields(extra)...)
+		cfg.ReplayEnv = envServerFlags + "='" + extra + "' "
+	}
 	cfg.Logf = t.Logf
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+5*time.Minute)
 	defer cancel()

@@ -31,7 +31,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	res := &Result{Profile: cfg.Profile, Seed: cfg.Seed, Size: cfg.Size, TrafficDuration: cfg.Duration, Dir: dir}
+	res := &Result{Profile: cfg.Profile, Seed: cfg.Seed, Size: cfg.Size, TrafficDuration: cfg.Duration, ReplayEnv: cfg.ReplayEnv, Dir: dir}
 	started := time.Now()
 	defer func() { res.Wall = time.Since(started) }()
 
