@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,7 +45,10 @@ type Session struct {
 	deadline time.Time // sent time of the last confirmed keep-alive + TTL
 	done     chan struct{}
 	err      error
-	grants   map[uint64]*Grant // held grants by token, judged by keep-alives
+	// grants are the held grants by token, judged by keep-alives. Grants
+	// made by one command share its index as their token, so a token may
+	// name several.
+	grants map[uint64][]*Grant
 }
 
 // maxJudgedGrants bounds the tokens one keep-alive carries.
@@ -54,16 +58,19 @@ func (s *Session) track(g *Grant) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.grants == nil {
-		s.grants = make(map[uint64]*Grant)
+		s.grants = make(map[uint64][]*Grant)
 	}
-	s.grants[g.Token] = g
+	s.grants[g.Token] = append(s.grants[g.Token], g)
 }
 
 func (s *Session) untrack(g *Grant) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.grants[g.Token] == g {
+	gs := slices.DeleteFunc(s.grants[g.Token], func(x *Grant) bool { return x == g })
+	if len(gs) == 0 {
 		delete(s.grants, g.Token)
+	} else {
+		s.grants[g.Token] = gs
 	}
 }
 
@@ -89,10 +96,10 @@ func (s *Session) heldTokens() []uint64 {
 func (s *Session) grantsLost(lost []*concordv1.LostGrant) {
 	for _, l := range lost {
 		s.mu.Lock()
-		g := s.grants[l.GetToken()]
+		gs := s.grants[l.GetToken()]
 		delete(s.grants, l.GetToken())
 		s.mu.Unlock()
-		if g != nil {
+		for _, g := range gs {
 			g.lose(fmt.Errorf("%w: %s (token %d): %s", ErrLockLost, namesOf(g.Names), g.Token, l.GetReason()))
 		}
 	}
