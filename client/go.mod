@@ -8,9 +8,7 @@ require (
 	connectrpc.com/connect v1.21.1
 	github.com/concord-dev/concord/api v0.0.0
 	github.com/stretchr/testify v1.12.1
+	google.golang.org/protobuf v1.36.12
 )
 
-require (
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
-)
+require go.yaml.in/yaml/v3 v3.0.5 // indirect

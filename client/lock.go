@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 )
@@ -163,17 +164,19 @@ func (c *Client) acquireNow(ctx context.Context, req *concordv1.AcquireRequest) 
 	return out, err
 }
 
-// awaitGrant follows a queued acquire on a Lock.Acquire stream until the
-// server pushes the grant. Acquiring again with the same request is
-// idempotent and keeps the waiter's place, so a broken stream is resumed on
-// another member.
+// awaitGrant follows a queued acquire on a Lock.Acquire stream (with
+// resume_waiter: nothing is applied again) until the server pushes the
+// grant. A broken stream is resumed the same way on another member.
 func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, claims []*LockClaim, req *concordv1.AcquireRequest,
 	waiter uint64, opts AcquireOptions, sent time.Time) (*Grant, error) {
+	// Follow the waiter without applying the acquire again.
+	follow := proto.Clone(req).(*concordv1.AcquireRequest)
+	follow.ResumeWaiter, follow.Meta = waiter, nil
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
 		ep := c.pick()
 		sctx, stop := context.WithCancel(c.ctx)
 		stopOnDone := context.AfterFunc(ctx, stop)
-		stream, err := ep.lock.Acquire(sctx, connect.NewRequest(req))
+		stream, err := ep.lock.Acquire(sctx, connect.NewRequest(follow))
 		if err == nil {
 			for stream.Receive() {
 				msg := stream.Msg()

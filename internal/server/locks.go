@@ -48,7 +48,7 @@ func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
 		l, w := st.Locks.Len()
 		full = l+w >= s.cfg.Limits.MaxLocks
 	})
-	if full && req.GetResumeToken() == 0 {
+	if full && req.GetResumeToken() == 0 && req.GetResumeWaiter() == 0 {
 		return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks and waiters, the maximum (--max-locks)", s.cfg.Limits.MaxLocks)
 	}
 	return nil
@@ -101,7 +101,15 @@ func waiterStatus(st fsm.State, req *concordv1.AcquireRequest, id uint64) (queue
 // without cancelling the wait: the client resumes on another member, keeping
 // its place.
 func (s *Server) AcquireLock(ctx context.Context, req *concordv1.AcquireRequest, send func(*concordv1.AcquireResponse) error) error {
-	resp, err := s.AcquireNow(ctx, req)
+	var (
+		resp *concordv1.AcquireResponse
+		err  error
+	)
+	if req.GetResumeWaiter() != 0 {
+		resp, err = s.resumeWait(ctx, req)
+	} else {
+		resp, err = s.AcquireNow(ctx, req)
+	}
 	if err != nil {
 		return err
 	}
@@ -142,6 +150,36 @@ func (s *Server) AcquireNow(ctx context.Context, req *concordv1.AcquireRequest) 
 	out := res.GetLockAcquire()
 	return &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
 		Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition()}, nil
+}
+
+// resumeWait answers a request to follow a queued waiter: QUEUED with its
+// place, once this member has applied the command that queued it (the
+// waiter's ID is that command's index). Nothing is written; awaitGrant
+// then reports the grant, or that the waiter left the queue.
+func (s *Server) resumeWait(ctx context.Context, req *concordv1.AcquireRequest) (*concordv1.AcquireResponse, error) {
+	if err := s.checkAcquire(req); err != nil {
+		return nil, err
+	}
+	id := req.GetResumeWaiter()
+	// The waiter's command is committed: a member that has not applied it
+	// within a few seconds is far behind (or the ID is bogus).
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.waitApplied(wctx, id); err != nil {
+		return nil, err
+	}
+	resp := &concordv1.AcquireResponse{State: concordv1.AcquireState_ACQUIRE_STATE_QUEUED, Waiter: id, Position: -1}
+	s.fsm.Read(func(st fsm.State) {
+		resp.Header = s.header(st.Applied)
+		if _, ws, ok := st.Locks.Get(req.GetClaims()[0].GetName()); ok {
+			for i, w := range ws {
+				if w.ID == id {
+					resp.Position = int64(i)
+				}
+			}
+		}
+	})
+	return resp, nil
 }
 
 // LostGrants names which of tokens, grants session thought it held, have

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/client/concurrency"
 	"github.com/concord-dev/concord/internal/testcluster"
@@ -355,4 +359,50 @@ func TestLocksOverUnaryCalls(t *testing.T) {
 		t.Fatal("the holder was not told of the force-release")
 	}
 	require.ErrorContains(t, context.Cause(second.Context()), "force-released: test")
+}
+
+// TestResumeWaiterAppliesNothing follows a queued waiter with
+// resume_waiter, as a client whose stream broke does: the stream reports
+// the grant, nothing is applied for the resume, and a waiter ID that is not
+// queued is refused.
+func TestResumeWaiterAppliesNothing(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	holder := concurrency.NewMutex(session(t, cl, 5*time.Second), "resume")
+	require.NoError(t, holder.Lock(ctx))
+	s := session(t, cl, 5*time.Second)
+	lc := concordv1connect.NewLockClient(http.DefaultClient, "http://"+c.Endpoints()[0])
+	req := &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: "resume", Kind: client.KindMutex}},
+		Session: s.ID(), Owner: "w", Wait: true}
+
+	first, cancel := context.WithCancel(ctx)
+	stream, err := lc.Acquire(first, connect.NewRequest(req))
+	require.NoError(t, err)
+	require.True(t, stream.Receive(), "%v", stream.Err())
+	queued := stream.Msg()
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, queued.GetState())
+	cancel() // the stream breaks; the wait stays queued
+
+	req.ResumeWaiter = queued.GetWaiter()
+	stream, err = lc.Acquire(ctx, connect.NewRequest(req))
+	require.NoError(t, err)
+	require.True(t, stream.Receive(), "%v", stream.Err())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, stream.Msg().GetState())
+	require.Equal(t, queued.GetWaiter(), stream.Msg().GetWaiter())
+	require.Equal(t, queued.GetHeader().GetRevision(), stream.Msg().GetHeader().GetRevision(), "a resume applies nothing")
+	require.NoError(t, holder.Unlock(ctx))
+	require.True(t, stream.Receive(), "%v", stream.Err())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, stream.Msg().GetState())
+	require.Greater(t, stream.Msg().GetToken(), holder.Token())
+	require.NoError(t, stream.Close())
+
+	req.ResumeWaiter, req.Owner = 1, "nobody" // an applied index that queued nobody
+	stream, err = lc.Acquire(ctx, connect.NewRequest(req))
+	require.NoError(t, err)
+	for stream.Receive() {
+		require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, stream.Msg().GetState())
+	}
+	require.Equal(t, connect.CodeFailedPrecondition, connect.CodeOf(stream.Err()), "%v", stream.Err())
+	require.ErrorContains(t, stream.Err(), "no such waiter")
 }

@@ -276,8 +276,14 @@ type AcquireRequest struct {
 	HoldMs int64 `protobuf:"varint,5,opt,name=hold_ms,json=holdMs,proto3" json:"hold_ms,omitempty"`
 	// resume_token re-attaches to an existing grant (GRANTED) or reports it
 	// gone (LOST); it never queues.
-	ResumeToken   uint64     `protobuf:"varint,6,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
-	Meta          *WriteMeta `protobuf:"bytes,7,opt,name=meta,proto3" json:"meta,omitempty"`
+	ResumeToken uint64     `protobuf:"varint,6,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	Meta        *WriteMeta `protobuf:"bytes,7,opt,name=meta,proto3" json:"meta,omitempty"`
+	// resume_waiter follows a wait already queued (the waiter ID a QUEUED
+	// answer gave) without applying anything: the stream answers QUEUED,
+	// then GRANTED when the waiter is granted, or fails (FAILED_PRECONDITION,
+	// reason LOCK_NOT_WAITING) if it left the queue. The claims, session and owner must be the queued
+	// request's.
+	ResumeWaiter  uint64 `protobuf:"varint,8,opt,name=resume_waiter,json=resumeWaiter,proto3" json:"resume_waiter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +365,13 @@ func (x *AcquireRequest) GetMeta() *WriteMeta {
 		return x.Meta
 	}
 	return nil
+}
+
+func (x *AcquireRequest) GetResumeWaiter() uint64 {
+	if x != nil {
+		return x.ResumeWaiter
+	}
+	return 0
 }
 
 type AcquireResponse struct {
@@ -1433,7 +1446,7 @@ const file_concord_v1_lock_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.concord.v1.LockKindR\x04kind\x12(\n" +
 	"\x04mode\x18\x03 \x01(\x0e2\x14.concord.v1.LockModeR\x04mode\x12\x18\n" +
 	"\apermits\x18\x04 \x01(\x03R\apermits\x12\x1a\n" +
-	"\bcapacity\x18\x05 \x01(\x03R\bcapacity\"\xea\x01\n" +
+	"\bcapacity\x18\x05 \x01(\x03R\bcapacity\"\x8f\x02\n" +
 	"\x0eAcquireRequest\x12-\n" +
 	"\x06claims\x18\x01 \x03(\v2\x15.concord.v1.LockClaimR\x06claims\x12\x18\n" +
 	"\asession\x18\x02 \x01(\x03R\asession\x12\x14\n" +
@@ -1441,7 +1454,8 @@ const file_concord_v1_lock_proto_rawDesc = "" +
 	"\x04wait\x18\x04 \x01(\bR\x04wait\x12\x17\n" +
 	"\ahold_ms\x18\x05 \x01(\x03R\x06holdMs\x12!\n" +
 	"\fresume_token\x18\x06 \x01(\x04R\vresumeToken\x12)\n" +
-	"\x04meta\x18\a \x01(\v2\x15.concord.v1.WriteMetaR\x04meta\"\xd7\x01\n" +
+	"\x04meta\x18\a \x01(\v2\x15.concord.v1.WriteMetaR\x04meta\x12#\n" +
+	"\rresume_waiter\x18\b \x01(\x04R\fresumeWaiter\"\xd7\x01\n" +
 	"\x0fAcquireResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.concord.v1.AcquireStateR\x05state\x12\x14\n" +
