@@ -201,6 +201,9 @@ func detectLogStore(dir string) string {
 }
 
 func openStores(dir, kind string, logger *slog.Logger) (*stores, *raft.FileSnapshotStore, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("raft dir: %w", err)
 	}
@@ -223,6 +226,7 @@ func openStores(dir, kind string, logger *slog.Logger) (*stores, *raft.FileSnaps
 		}
 		st = &stores{logs: store, stable: store, close: store.Close}
 	case LogStoreWAL:
+		logger.Warn("the raft-wal log store is experimental: raft-wal v0.4.0 can leave a member unable to start after a log suffix is truncated (hashicorp/raft-wal#31); prefer --raft-log-store bolt in production")
 		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o750); err != nil {
 			return nil, nil, fmt.Errorf("raft wal dir: %w", err)
 		}
