@@ -35,8 +35,13 @@ type idCoalescer struct {
 
 	mu     sync.Mutex
 	queue  []*idRequest
-	flying bool
+	queued int64 // IDs the queue asks for
+	flying int   // calls in flight
 }
+
+// maxIDFlights bounds the coalesced calls of one tag in flight at once: a
+// second starts only when the queue holds more than one call can carry.
+const maxIDFlights = 4
 
 func (c *Client) coalescer(tag string) *idCoalescer {
 	c.idsMu.Lock()
@@ -58,8 +63,9 @@ func (co *idCoalescer) next(ctx context.Context, n int64) ([]int64, error) {
 	r := &idRequest{n: n, done: make(chan struct{})}
 	co.mu.Lock()
 	co.queue = append(co.queue, r)
-	if !co.flying {
-		co.flying = true
+	co.queued += n
+	if co.flying == 0 || (co.queued > maxCoalescedIDs && co.flying < maxIDFlights) {
+		co.flying++
 		co.mu.Unlock()
 		go co.fly()
 	} else {
@@ -89,8 +95,9 @@ func (co *idCoalescer) fly() {
 		}
 		batch := co.queue[:i:i]
 		co.queue = co.queue[i:]
+		co.queued -= total
 		if len(batch) == 0 {
-			co.flying = false
+			co.flying--
 			co.mu.Unlock()
 			return
 		}

@@ -63,7 +63,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured run before each measured phase")
 	fs.IntVar(&o.goroutines, "goroutines", 64, "segments: goroutines sharing one idgen.Segments buffer")
 	fs.IntVar(&o.clients, "clients", 64, "nextids: concurrent callers, one call in flight each (concord and Redis)")
-	fs.IntVar(&o.conns, "conns", 8, "nextids: concord client objects, shared round-robin by the callers")
+	fs.IntVar(&o.conns, "conns", 1, "nextids: concord client objects, shared round-robin by the callers (1, as a service holds one, like the one go-redis client on the Redis side)")
 	fs.StringVar(&o.redis, "redis", cli.RedisAddr(), "Redis address for the INCR/INCRBY comparison (default $CONCORD_BENCH_REDIS or 127.0.0.1:6379)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the raw results to this file")
 	if err := fs.Parse(args); err != nil {
