@@ -22,7 +22,7 @@ type SegmentConfig struct {
 	MinStep, MaxStep int64
 	// Target is how long one segment should last: when a segment lasted
 	// less than half of it, the size grows by Target/lasted (at least 2x,
-	// at most 16x); when it lasted more than twice, the size halves;
+	// at most 1024x); when it lasted more than twice, the size halves;
 	// default 10s.
 	Target time.Duration
 	// Prefetch is the fraction of a segment left when the next one is
@@ -219,7 +219,7 @@ func (s *Segments) adapt() int64 {
 			// Grow by as much as the segment fell short, so that a buffer
 			// meeting a high rate reaches a lasting size in a few fetches
 			// instead of one doubling per fetch.
-			f := min(max(int64(s.cfg.Target/max(lasted, time.Microsecond)), 2), 16)
+			f := min(max(int64(s.cfg.Target/max(lasted, time.Microsecond)), 2), 1024)
 			s.step = min(f*s.step, s.cfg.MaxStep)
 			s.stepChanges.Add(1)
 		case lasted > 2*s.cfg.Target && s.step > s.cfg.MinStep:
