@@ -157,3 +157,50 @@ func TestSequenceBatchesAndHasNoGaps(t *testing.T) {
 	}
 	require.Less(t, src.calls, n/5, "callers share requests")
 }
+
+// sizes records the count of every fetch.
+type sizes struct {
+	memSegments
+	mu     sync.Mutex
+	counts []int64
+}
+
+func (s *sizes) AllocSegment(ctx context.Context, tag string, count int64) (int64, int64, error) {
+	s.mu.Lock()
+	s.counts = append(s.counts, count)
+	s.mu.Unlock()
+	return s.memSegments.AllocSegment(ctx, tag, count)
+}
+
+// A buffer that meets a high rate grows by the factor its segments fell
+// short of the target, at most 1024x per fetch, so it lasts within a few
+// fetches; one that meets a trickle shrinks by half.
+func TestSegmentStepFollowsTheRate(t *testing.T) {
+	src := &sizes{}
+	seg := NewSegments(src, "t", SegmentConfig{Step: 1000, Target: time.Hour})
+	ctx := context.Background()
+	for i := 0; i < 2_000_000; i++ {
+		_, err := seg.Next(ctx)
+		require.NoError(t, err)
+	}
+	src.mu.Lock()
+	counts := append([]int64(nil), src.counts...)
+	src.mu.Unlock()
+	require.GreaterOrEqual(t, len(counts), 2)
+	require.Equal(t, int64(1000), counts[0])
+	require.Equal(t, int64(1000*1024), counts[1], "a segment that lasted far less than the target grows 1024x at most")
+	require.LessOrEqual(t, len(counts), 4, "two million numbers at this rate take few fetches: %v", counts)
+
+	slow := &sizes{}
+	seg = NewSegments(slow, "t", SegmentConfig{Step: 1000, Target: time.Millisecond, Prefetch: 0.5})
+	for i := 0; i < 3000; i++ {
+		if i%500 == 0 {
+			time.Sleep(2 * time.Millisecond) // each segment lasts well over twice the target
+		}
+		_, err := seg.Next(ctx)
+		require.NoError(t, err)
+	}
+	slow.mu.Lock()
+	defer slow.mu.Unlock()
+	require.Less(t, slow.counts[len(slow.counts)-1], int64(1000), "a trickle shrinks the step: %v", slow.counts)
+}
