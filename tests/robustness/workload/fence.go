@@ -113,16 +113,9 @@ func (w *Fence) Counters() map[string]int {
 // Run implements Workload.
 func (w *Fence) Run(ctx context.Context, env *Env) error {
 	w.env = env
-	var wg sync.WaitGroup
-	for i := 0; i < w.cfg.Clients; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &fenceClient{w: w, env: env, index: i, rng: rand.New(rand.NewPCG(uint64(env.Seed), uint64(4000+i)))}
-			c.run(ctx)
-		}()
-	}
-	wg.Wait()
+	runClients(w.cfg.Clients, env.Seed, 4000, func(i int, rng *rand.Rand) {
+		(&fenceClient{w: w, env: env, index: i, rng: rng}).run(ctx)
+	})
 	return nil
 }
 

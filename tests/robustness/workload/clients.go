@@ -1,6 +1,9 @@
 package workload
 
-import "sync"
+import (
+	"math/rand/v2"
+	"sync"
+)
 
 // counters counts what a workload's clients did, for the run's report.
 type counters struct {
@@ -26,4 +29,19 @@ func (c *counters) snapshot(workload string) map[string]int {
 		out[workload+" "+k] = v
 	}
 	return out
+}
+
+// runClients runs n clients until each returns, client i with its own
+// random stream (the run's seed, stream+i), so a seed replays the same
+// choices.
+func runClients(n int, seed int64, stream uint64, run func(i int, rng *rand.Rand)) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(i, rand.New(rand.NewPCG(uint64(seed), stream+uint64(i))))
+		}()
+	}
+	wg.Wait()
 }
