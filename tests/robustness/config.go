@@ -114,8 +114,8 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 			c.KV.Clients = 4
 		}
 		c.Sessions = &workload.SessionConfig{Holders: 2, SDKHolders: 1, TTL: 2 * time.Second}
-		c.Locks = &workload.LockConfig{Clients: 3, Locks: 2, TTL: 2 * time.Second}
-		c.Fence = &workload.FenceConfig{Clients: 3, TTL: 2 * time.Second}
+		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 3, TTL: 2 * time.Second}, Locks: 2}
+		c.Fence = &workload.FenceConfig{HolderConfig: workload.HolderConfig{Clients: 3, TTL: 2 * time.Second}}
 		c.IDs = &workload.IDsConfig{}
 	case ProfileLong:
 		c.Size = 3
@@ -135,8 +135,8 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		}
 		c.KV = workload.KVConfig{Keys: 300, HotKeys: 10, Clients: 6, Watchers: 4}
 		c.Sessions = &workload.SessionConfig{Holders: 3, SDKHolders: 1, TTL: 3 * time.Second}
-		c.Locks = &workload.LockConfig{Clients: 4, Locks: 3, TTL: 3 * time.Second, Stalls: 3}
-		c.Fence = &workload.FenceConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}
+		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}, Locks: 3}
+		c.Fence = &workload.FenceConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}}
 		c.IDs = &workload.IDsConfig{AllocClients: 2, NextClients: 2, MemberSnowflakeClients: 2}
 		c.CheckTimeout = 60 * time.Second
 	case ProfileStaleReads:
@@ -154,8 +154,8 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		// Lock inspections and reads of the fenced list go through n3
 		// too: a holder that writes back a stale list under a valid
 		// token loses appends.
-		c.Locks = &workload.LockConfig{Clients: 3, Locks: 1, Stalls: -1, InspectMembers: []int{2}}
-		c.Fence = &workload.FenceConfig{Clients: 2, Stalls: -1, ReadMembers: []int{2}}
+		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 3, Stalls: -1}, Locks: 1, InspectMembers: []int{2}}
+		c.Fence = &workload.FenceConfig{HolderConfig: workload.HolderConfig{Clients: 2, Stalls: -1}, ReadMembers: []int{2}}
 	case ProfileEarlyExpiry:
 		c.Size = 3
 		c.Duration = 12 * time.Second
@@ -166,7 +166,7 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		c.Sessions = &workload.SessionConfig{Holders: 3, SDKHolders: 1, TTL: 2 * time.Second}
 		// Grants end early with their sessions, while the lock model
 		// believes the sessions protected.
-		c.Locks = &workload.LockConfig{Clients: 3, Locks: 1, Stalls: -1}
+		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 3, Stalls: -1}, Locks: 1}
 	default:
 		return c, fmt.Errorf("unknown profile %q (want %s, %s, %s or %s)", profile, ProfileShort, ProfileLong, ProfileStaleReads, ProfileEarlyExpiry)
 	}

@@ -3,6 +3,7 @@ package workload
 import (
 	"math/rand/v2"
 	"sync"
+	"time"
 )
 
 // counters counts what a workload's clients did, for the run's report.
@@ -44,4 +45,46 @@ func runClients(n int, seed int64, stream uint64, run func(i int, rng *rand.Rand
 		}()
 	}
 	wg.Wait()
+}
+
+// HolderConfig shapes the clients of the workloads that hold locks under
+// sessions (locks, fence).
+type HolderConfig struct {
+	// Clients is the number of clients (default 3).
+	Clients int
+	// TTL is the clients' session TTL (default 2s).
+	TTL time.Duration
+	// Wait bounds a Lock call (default 6s); OpTimeout the other calls
+	// (default 3s).
+	Wait, OpTimeout time.Duration
+	// Stalls is how many times each client stalls while holding a lock
+	// (default 1; negative: never): it stops keeping its session alive and
+	// waits longer than the session can live, as a paused client would.
+	Stalls int
+	// Pace is the most a client waits between rounds (default: the
+	// workload's).
+	Pace time.Duration
+}
+
+func (c *HolderConfig) setDefaults(pace time.Duration) {
+	if c.Clients == 0 {
+		c.Clients = 3
+	}
+	c.Clients = max(c.Clients, 0)
+	if c.TTL <= 0 {
+		c.TTL = 2 * time.Second
+	}
+	if c.Wait <= 0 {
+		c.Wait = 6 * time.Second
+	}
+	if c.OpTimeout <= 0 {
+		c.OpTimeout = 3 * time.Second
+	}
+	if c.Stalls == 0 {
+		c.Stalls = 1
+	}
+	c.Stalls = max(c.Stalls, 0)
+	if c.Pace <= 0 {
+		c.Pace = pace
+	}
 }

@@ -14,51 +14,18 @@ import (
 	"github.com/concord-dev/concord/tests/robustness/history"
 )
 
-// FenceConfig shapes the fenced-resource workload.
+// FenceConfig shapes the fenced-resource workload: Clients append to the
+// list (default 3); each stalls between reading the list and writing it
+// back, so that its write comes from a stale holder and must be refused;
+// Pace (default 200ms) bounds the list's length.
 type FenceConfig struct {
-	// Clients is the number of clients appending to the list (default 3).
-	Clients int
-	// TTL is the clients' session TTL (default 2s).
-	TTL time.Duration
-	// Wait bounds a Lock call (default 6s); OpTimeout the other calls
-	// (default 3s).
-	Wait, OpTimeout time.Duration
-	// Stalls is how many times each client stalls while holding the
-	// mutex (default 1; negative: never): between reading the list and
-	// writing it back it stops keeping its session alive and waits longer
-	// than the session can live, so that its write comes from a stale
-	// holder and must be refused.
-	Stalls int
-	// Pace is the most a client waits between rounds (default 200ms),
-	// which bounds the list's length.
-	Pace time.Duration
+	HolderConfig
 	// ReadMembers, if set, sends the list reads through these members
 	// alone (client i through ReadMembers[i mod len]).
 	ReadMembers []int
 }
 
-func (c *FenceConfig) setDefaults() {
-	if c.Clients == 0 {
-		c.Clients = 3
-	}
-	c.Clients = max(c.Clients, 0)
-	if c.TTL <= 0 {
-		c.TTL = 2 * time.Second
-	}
-	if c.Wait <= 0 {
-		c.Wait = 6 * time.Second
-	}
-	if c.OpTimeout <= 0 {
-		c.OpTimeout = 3 * time.Second
-	}
-	if c.Stalls == 0 {
-		c.Stalls = 1
-	}
-	c.Stalls = max(c.Stalls, 0)
-	if c.Pace <= 0 {
-		c.Pace = 200 * time.Millisecond
-	}
-}
+func (c *FenceConfig) setDefaults() { c.HolderConfig.setDefaults(200 * time.Millisecond) }
 
 // FenceWorkload names the fenced-resource workload in histories.
 const FenceWorkload = "fence"

@@ -15,56 +15,27 @@ import (
 	"github.com/concord-dev/concord/tests/robustness/history"
 )
 
-// LockConfig shapes the lock workload.
+// LockConfig shapes the lock workload: Clients (default 3) contend for
+// Locks mutexes (default 2); a stalled client inspects the lock and
+// releases it after its session could have ended; Pace defaults to 30ms.
 type LockConfig struct {
-	// Clients is the number of clients (default 3); they contend for
-	// Locks mutexes (default 2).
-	Clients, Locks int
-	// TTL is the clients' session TTL (default 2s).
-	TTL time.Duration
-	// Wait bounds a Lock call (default 6s); OpTimeout the other calls
-	// (default 3s).
-	Wait, OpTimeout time.Duration
+	HolderConfig
+	// Locks is the number of mutexes (default 2).
+	Locks int
 	// Hold is the most a client holds a lock (default 200ms).
 	Hold time.Duration
-	// Stalls is how many times each client stalls while holding a lock
-	// (default 1; negative: never): it stops keeping its session alive,
-	// waits longer than the session can live, inspects the lock and
-	// releases it, as a client paused past its TTL would.
-	Stalls int
-	// Pace is the most a client waits between operations (default 30ms).
-	Pace time.Duration
 	// InspectMembers, if set, sends the inspections through these members
 	// alone (client i through InspectMembers[i mod len]).
 	InspectMembers []int
 }
 
 func (c *LockConfig) setDefaults() {
-	if c.Clients == 0 {
-		c.Clients = 3
-	}
-	c.Clients = max(c.Clients, 0)
+	c.HolderConfig.setDefaults(30 * time.Millisecond)
 	if c.Locks <= 0 {
 		c.Locks = 2
 	}
-	if c.TTL <= 0 {
-		c.TTL = 2 * time.Second
-	}
-	if c.Wait <= 0 {
-		c.Wait = 6 * time.Second
-	}
-	if c.OpTimeout <= 0 {
-		c.OpTimeout = 3 * time.Second
-	}
 	if c.Hold <= 0 {
 		c.Hold = 200 * time.Millisecond
-	}
-	if c.Stalls == 0 {
-		c.Stalls = 1
-	}
-	c.Stalls = max(c.Stalls, 0)
-	if c.Pace <= 0 {
-		c.Pace = 30 * time.Millisecond
 	}
 }
 
