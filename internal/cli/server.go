@@ -95,7 +95,7 @@ then start n4 with --join <client address of any member>.`,
 	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "snapshot-threshold", 16384, "log entries between snapshots")
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "snapshot-interval", 20*time.Second, "how often the snapshot threshold is checked")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot for slow followers")
-	f.StringVar(&cfg.Raft.LogStore, "raft-log-store", "bolt", "Raft log storage: bolt (raft-boltdb) or wal (raft-wal: one fsync per append, about 1.3x the write throughput; EXPERIMENTAL: a known upstream bug can leave a member unable to start, see docs/architecture.md)")
+	f.StringVar(&cfg.Raft.LogStore, "raft-log-store", "", "Raft log storage: seglog (concord's segmented log, one fsync per append), bolt (raft-boltdb, two fsyncs per append) or wal (raft-wal; EXPERIMENTAL: a known upstream bug can leave a member unable to start, see docs/architecture.md); default: what the data dir holds, seglog for a new one")
 	f.IntVar(&cfg.HistoryEvents, "watch-history", 100_000, "events kept for watches that resume from an older revision")
 	f.StringVar(&cfg.AuthToken, "auth-token", os.Getenv("CONCORD_AUTH_TOKEN"), "require this bearer token from clients (env CONCORD_AUTH_TOKEN)")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the client API over TLS with this certificate")

@@ -69,7 +69,7 @@ then start each member with the same --name, --data-dir and --initial-cluster.
 	restore.Flags().StringVar(&name, "name", config.DefaultName, "the member's name")
 	restore.Flags().StringVar(&initialCluster, "initial-cluster", "", "members of the new cluster (default: this member alone)")
 	restore.Flags().StringVar(&advertisePeer, "advertise-peer", config.DefaultPeerAddr, "the member's peer address, for a single-member restore")
-	restore.Flags().StringVar(&logStore, "raft-log-store", "bolt", "the Raft log store the member will run with (bolt or wal)")
+	restore.Flags().StringVar(&logStore, "raft-log-store", "seglog", "the Raft log store the member will run with (seglog, bolt or wal)")
 	cmd.AddCommand(restore)
 	return cmd
 }

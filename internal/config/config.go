@@ -71,7 +71,7 @@ type Limits struct {
 
 // Raft tunes the consensus engine.
 type Raft struct {
-	// LogStore is "bolt" (default) or "wal".
+	// LogStore is "seglog", "bolt" or "wal"; empty: what the data dir holds, seglog for a new one.
 	LogStore          string
 	HeartbeatTimeout  time.Duration
 	ElectionTimeout   time.Duration
@@ -246,8 +246,8 @@ func (c *Server) Validate() error {
 	if c.ClockRate <= 0 {
 		bad("clock rate must be positive")
 	}
-	if ls := c.Raft.LogStore; ls != "" && ls != "bolt" && ls != "wal" {
-		bad("--raft-log-store %q: want bolt or wal", ls)
+	if ls := c.Raft.LogStore; ls != "" && ls != "seglog" && ls != "bolt" && ls != "wal" {
+		bad("--raft-log-store %q: want seglog, bolt or wal", ls)
 	}
 	return errors.Join(errs...)
 }

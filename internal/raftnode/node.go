@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/concord-dev/concord/internal/raftlog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
@@ -101,10 +102,11 @@ type Config struct {
 	TrailingLogs      uint64
 	// MaxAppendEntries bounds a replication batch; default 512.
 	MaxAppendEntries int
-	// LogStore is the Raft log's storage: "bolt" (raft-boltdb, the
-	// default) or "wal" (raft-wal: one fsync per append instead of two,
-	// labelled experimental by its authors). A data dir keeps the store it
-	// was created with.
+	// LogStore is the Raft log's storage: "seglog" (concord's segmented
+	// log, internal/raftlog: one fsync per append), "bolt" (raft-boltdb:
+	// two fsyncs per append) or "wal" (raft-wal, labelled experimental by
+	// its authors). A data dir keeps the store it was created with; empty
+	// means that one, or seglog for a new data dir.
 	LogStore string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -140,9 +142,6 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.LogStore == "" {
-		c.LogStore = LogStoreBolt
-	}
 }
 
 // Node is one running Raft member.
@@ -176,9 +175,13 @@ func (c *Config) raftConfig() *raft.Config {
 
 // Log stores.
 const (
-	LogStoreBolt = "bolt"
-	LogStoreWAL  = "wal"
+	LogStoreSeglog = "seglog"
+	LogStoreBolt   = "bolt"
+	LogStoreWAL    = "wal"
 )
+
+// LogStores lists the log stores, the default first.
+var LogStores = []string{LogStoreSeglog, LogStoreBolt, LogStoreWAL}
 
 // stores is the log and stable store of one data dir.
 type stores struct {
@@ -197,6 +200,9 @@ func detectLogStore(dir string) string {
 	if _, err := os.Stat(filepath.Join(dir, "wal")); err == nil {
 		return LogStoreWAL
 	}
+	if _, err := os.Stat(filepath.Join(dir, "seglog")); err == nil {
+		return LogStoreSeglog
+	}
 	return ""
 }
 
@@ -207,11 +213,34 @@ func openStores(dir, kind string, logger *slog.Logger) (*stores, *raft.FileSnaps
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("raft dir: %w", err)
 	}
-	if have := detectLogStore(dir); have != "" && have != kind {
+	have := detectLogStore(dir)
+	if kind == "" {
+		kind = have
+		if kind == "" {
+			kind = LogStoreSeglog
+		}
+	}
+	if have != "" && have != kind {
 		return nil, nil, fmt.Errorf("%s holds a %q Raft log, not %q: a data dir keeps the log store it was created with (use --raft-log-store %s)", dir, have, kind, have)
 	}
 	var st *stores
 	switch kind {
+	case LogStoreSeglog:
+		// The log in segments of its own; term and vote, written on
+		// elections only, in a small bbolt file.
+		stable, err := raftboltdb.New(raftboltdb.Options{
+			Path:        filepath.Join(dir, "stable.db"),
+			BoltOptions: &bbolt.Options{Timeout: time.Second},
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open raft stable store %s: %w (is another concord using this data dir?)", dir, err)
+		}
+		logs, err := raftlog.Open(filepath.Join(dir, "seglog"), raftlog.Options{Logger: logger})
+		if err != nil {
+			stable.Close()
+			return nil, nil, fmt.Errorf("open raft log %s: %w", dir, err)
+		}
+		st = &stores{logs: logs, stable: stable, close: func() error { return errors.Join(logs.Close(), stable.Close()) }}
 	case LogStoreBolt:
 		store, err := raftboltdb.New(raftboltdb.Options{
 			Path: filepath.Join(dir, "raft.db"),
@@ -226,7 +255,7 @@ func openStores(dir, kind string, logger *slog.Logger) (*stores, *raft.FileSnaps
 		}
 		st = &stores{logs: store, stable: store, close: store.Close}
 	case LogStoreWAL:
-		logger.Warn("the raft-wal log store is experimental: raft-wal v0.4.0 can leave a member unable to start after a log suffix is truncated (hashicorp/raft-wal#31); prefer --raft-log-store bolt in production")
+		logger.Warn("the raft-wal log store is experimental: raft-wal v0.4.0 can leave a member unable to start after a log suffix is truncated (hashicorp/raft-wal#31); prefer --raft-log-store seglog or bolt in production")
 		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o750); err != nil {
 			return nil, nil, fmt.Errorf("raft wal dir: %w", err)
 		}
@@ -239,7 +268,7 @@ func openStores(dir, kind string, logger *slog.Logger) (*stores, *raft.FileSnaps
 		}
 		st = &stores{logs: w, stable: w, close: func() error { return errors.Join(w.Close(), meta.Close()) }}
 	default:
-		return nil, nil, fmt.Errorf("raftnode: unknown log store %q (want %s or %s)", kind, LogStoreBolt, LogStoreWAL)
+		return nil, nil, fmt.Errorf("raftnode: unknown log store %q (want one of %v)", kind, LogStores)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLog(logger, "snapshot"))
 	if err != nil {

@@ -20,9 +20,6 @@ func SeedFromSnapshot(dir, logStore string, index uint64, servers []Server, data
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if logStore == "" {
-		logStore = LogStoreBolt
-	}
 	store, snaps, err := openStores(dir, logStore, logger)
 	if err != nil {
 		return err

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -307,32 +311,50 @@ func TestGracefulShutdownHandsLeadershipOver(t *testing.T) {
 	t.Logf("new leader ready %s after the graceful stop began", time.Since(start))
 }
 
-func TestWALLogStoreCatchUpAndNoSilentSwitch(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{Configure: func(i int, cfg *config.Server) {
-		cfg.Raft.LogStore = "wal"
-		cfg.Raft.SnapshotThreshold = 64
-		cfg.Raft.SnapshotInterval = 100 * time.Millisecond
-		cfg.Raft.TrailingLogs = 16
-	}})
-	ctx := ctxT(t, 60*time.Second)
-	leader := c.WaitLeader(5 * time.Second)
-	lagging := (leader + 1) % 3
-	c.Kill(lagging)
-	cl := c.Client()
-	for i := 0; i < 300; i++ {
-		_, err := cl.Put(ctx, fmt.Sprintf("w/%03d", i), []byte("v"))
-		require.NoError(t, err)
-	}
-	c.Restart(lagging)
-	c.WaitConverged(20 * time.Second)
+func TestLogStoresCatchUpAndNoSilentSwitch(t *testing.T) {
+	for _, store := range []string{"seglog", "bolt", "wal"} {
+		t.Run(store, func(t *testing.T) {
+			c := testcluster.Start(t, testcluster.Options{Configure: func(i int, cfg *config.Server) {
+				cfg.Raft.LogStore = store
+				cfg.Raft.SnapshotThreshold = 64
+				cfg.Raft.SnapshotInterval = 100 * time.Millisecond
+				cfg.Raft.TrailingLogs = 16
+			}})
+			ctx := ctxT(t, 60*time.Second)
+			leader := c.WaitLeader(5 * time.Second)
+			lagging := (leader + 1) % 3
+			c.Kill(lagging)
+			cl := c.Client()
+			for i := 0; i < 300; i++ {
+				_, err := cl.Put(ctx, fmt.Sprintf("w/%03d", i), []byte("v"))
+				require.NoError(t, err)
+			}
+			// The lagging member is behind the leader's compacted log:
+			// it catches up from a snapshot, then from the log.
+			c.Restart(lagging)
+			c.WaitConverged(20 * time.Second)
+			for i := 300; i < 320; i++ {
+				_, err := cl.Put(ctx, fmt.Sprintf("w/%03d", i), []byte("v"))
+				require.NoError(t, err)
+			}
+			c.WaitConverged(20 * time.Second)
 
-	// A data dir keeps its log store: starting it with bolt fails clearly.
-	c.Kill(lagging)
-	m := c.Members[lagging]
-	bolt := m.Cfg
-	bolt.Raft.LogStore = "bolt"
-	_, err := daemon.Start(ctx, bolt, daemon.Options{})
-	require.ErrorContains(t, err, `holds a "wal" Raft log`)
+			// A data dir keeps its log store: starting it with another
+			// fails clearly, starting it with none picks the one it holds.
+			c.Kill(lagging)
+			m := c.Members[lagging]
+			other := m.Cfg
+			other.Raft.LogStore = "bolt"
+			if store == "bolt" {
+				other.Raft.LogStore = "seglog"
+			}
+			_, err := daemon.Start(ctx, other, daemon.Options{})
+			require.ErrorContains(t, err, fmt.Sprintf(`holds a %q Raft log`, store))
+			m.Cfg.Raft.LogStore = ""
+			c.Restart(lagging)
+			c.WaitConverged(20 * time.Second)
+		})
+	}
 }
 
 func TestSecondMemberOnADataDirInUseFailsAtOnce(t *testing.T) {
@@ -344,4 +366,62 @@ func TestSecondMemberOnADataDirInUseFailsAtOnce(t *testing.T) {
 	_, err := daemon.Start(context.Background(), cfg, daemon.Options{})
 	require.ErrorContains(t, err, "in use by another concord member")
 	require.Less(t, time.Since(start), 2*time.Second)
+}
+
+// forwardedProposals sums concord_server_forwarded_total{kind="propose"}
+// over the running members.
+func forwardedProposals(t *testing.T, c *testcluster.Cluster) float64 {
+	t.Helper()
+	var sum float64
+	for _, m := range c.Members {
+		if m.Daemon() == nil {
+			continue
+		}
+		resp, err := http.Get("http://" + m.Cfg.ListenClient + "/metrics")
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, `concord_server_forwarded_total{kind="propose"} `); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				require.NoError(t, err)
+				sum += f
+			}
+		}
+	}
+	return sum
+}
+
+// After a leader change the SDK keeps its batch stream to the old leader,
+// which forwards every write; the responses say so and the SDK moves to the
+// new leader.
+func TestClientMovesToTheNewLeader(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	old := c.WaitLeader(5 * time.Second)
+	cl := c.Client()
+	_, err := cl.Put(ctx, "k", []byte("v"))
+	require.NoError(t, err)
+
+	// Another client moves the leadership, so that cl learns nothing.
+	_, err = c.Client().TransferLeader(ctx, "")
+	require.NoError(t, err)
+	c.WaitNewLeader(old, 5*time.Second)
+	start := forwardedProposals(t, c)
+	_, err = cl.Put(ctx, "k", []byte("v"))
+	require.NoError(t, err)
+	// Usually the old leader forwarded that put (when it did not yet know
+	// the new leader, it refused it and the client looked the leader up).
+	t.Logf("forwarded after the change: %v", forwardedProposals(t, c)-start)
+
+	require.Eventually(t, func() bool {
+		before := forwardedProposals(t, c)
+		for i := 0; i < 20; i++ {
+			if _, err := cl.Put(ctx, "k", []byte("v")); err != nil {
+				return false
+			}
+		}
+		return forwardedProposals(t, c) == before
+	}, 15*time.Second, 50*time.Millisecond, "the client still writes through a member that forwards")
 }

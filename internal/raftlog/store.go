@@ -1,0 +1,601 @@
+package raftlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// DefaultSegmentSize is the size past which appends go to a new segment.
+const DefaultSegmentSize = 64 << 20
+
+// Options configures a Store.
+type Options struct {
+	// SegmentSize is the size past which a new segment is started;
+	// default DefaultSegmentSize.
+	SegmentSize int64
+	// Logger receives recovery notices; default discards.
+	Logger *slog.Logger
+}
+
+// Store is a segmented, append-only Raft log: one write and one fdatasync per
+// StoreLogs call, reads by offset, whole segments dropped on compaction. It
+// implements raft.LogStore and raft.MonotonicLogStore. Its methods are safe
+// for concurrent use; appends and deletions are serialised.
+type Store struct {
+	dir  string
+	opts Options
+
+	wmu sync.Mutex // serialises StoreLogs, DeleteRange and Close
+	buf []byte     // encoding buffer, under wmu
+	// metaFirst is the first index recorded in the meta file: entries
+	// below it are deleted even if a segment still holds them. Under wmu.
+	metaFirst uint64
+
+	mu     sync.RWMutex // guards what follows; readers take it shared
+	segs   []*segment
+	first  uint64 // 0 when empty
+	last   uint64 // 0 when empty
+	closed bool
+}
+
+type segment struct {
+	base    uint64
+	path    string
+	f       *os.File
+	offsets []int64 // offsets[i] is where the record of index base+i starts
+	size    int64   // end of the last whole record
+}
+
+func (s *segment) lastIndex() uint64 { return s.base + uint64(len(s.offsets)) - 1 }
+
+var (
+	_ raft.LogStore          = (*Store)(nil)
+	_ raft.MonotonicLogStore = (*Store)(nil)
+)
+
+// ErrClosed is returned by a closed Store.
+var ErrClosed = errors.New("raftlog: store closed")
+
+const metaFile = "first"
+
+func segmentName(base uint64) string { return fmt.Sprintf("%020d.seg", base) }
+
+// Open opens or creates the log in dir. A torn tail of the newest segment
+// (a write cut short by a crash, never acknowledged) is cut off; damage
+// anywhere else is an error.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	s := &Store{dir: dir, opts: opts}
+	var err error
+	if s.metaFirst, err = readMeta(filepath.Join(dir, metaFile)); err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) load() error {
+	names, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	var bases []uint64
+	for _, e := range names {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".seg") {
+			continue
+		}
+		base, err := strconv.ParseUint(strings.TrimSuffix(name, ".seg"), 10, 64)
+		if err != nil || segmentName(base) != name {
+			return fmt.Errorf("raftlog: unexpected file %s in %s", name, s.dir)
+		}
+		bases = append(bases, base)
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	removed := false
+	for i, base := range bases {
+		newest := i == len(bases)-1
+		seg, err := s.openSegment(base, newest)
+		if err != nil {
+			return err
+		}
+		if len(seg.offsets) == 0 || seg.lastIndex() < s.metaFirst {
+			// Empty (a crash right after a rotation) or wholly deleted
+			// (a crash in the middle of a compaction).
+			seg.f.Close()
+			if err := os.Remove(seg.path); err != nil {
+				return fmt.Errorf("raftlog: %w", err)
+			}
+			removed = true
+			continue
+		}
+		if n := len(s.segs); n > 0 && s.segs[n-1].lastIndex()+1 != seg.base {
+			seg.f.Close()
+			return fmt.Errorf("%w: %s starts at %d but the segment before it ends at %d", ErrCorrupt, seg.path, seg.base, s.segs[n-1].lastIndex())
+		}
+		s.segs = append(s.segs, seg)
+	}
+	if removed {
+		if err := syncDir(s.dir); err != nil {
+			return err
+		}
+	}
+	if len(s.segs) > 0 {
+		s.first = max(s.segs[0].base, s.metaFirst)
+		s.last = s.segs[len(s.segs)-1].lastIndex()
+	}
+	return nil
+}
+
+// openSegment opens and scans one segment. In the newest segment a record
+// that fails its checks ends the log and is cut off with what follows it.
+func (s *Store) openSegment(base uint64, newest bool) (*segment, error) {
+	path := filepath.Join(s.dir, segmentName(base))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	seg := &segment{base: base, path: path, f: f}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("raftlog: read %s: %w", path, err)
+	}
+	fail := func(err error) (*segment, error) {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) < headerSize || (newest && allZero(data[:headerSize])) {
+		if newest {
+			// Created, never written: treated as empty.
+			return seg, nil
+		}
+		return fail(fmt.Errorf("%w: short segment header", ErrCorrupt))
+	}
+	hb, err := decodeHeader(data)
+	if err != nil {
+		return fail(err)
+	}
+	if hb != base {
+		return fail(fmt.Errorf("%w: header says base %d", ErrCorrupt, hb))
+	}
+	off := int64(headerSize)
+	var l raft.Log
+	for {
+		rest := data[off:]
+		if len(rest) == 0 {
+			break
+		}
+		err := func() error {
+			n, crc, err := recordLen(rest)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return errEnd
+			}
+			if len(rest) < recordHeader+n {
+				return fmt.Errorf("%w: record cut short", ErrCorrupt)
+			}
+			if err := decodePayload(rest[recordHeader:recordHeader+n], crc, &l); err != nil {
+				return err
+			}
+			if want := base + uint64(len(seg.offsets)); l.Index != want {
+				return fmt.Errorf("%w: record holds index %d, expected %d", ErrCorrupt, l.Index, want)
+			}
+			seg.offsets = append(seg.offsets, off)
+			off += int64(recordHeader + n)
+			return nil
+		}()
+		if err == nil {
+			continue
+		}
+		if !newest {
+			return fail(err)
+		}
+		if err != errEnd || !allZero(rest) {
+			s.opts.Logger.Warn("raft log: cutting off a torn tail", "segment", path, "offset", off, "bytes", len(rest), "reason", err)
+		}
+		break
+	}
+	seg.size = off
+	if int64(len(data)) != off {
+		if err := f.Truncate(off); err != nil {
+			return fail(err)
+		}
+		if err := fdatasync(f); err != nil {
+			return fail(err)
+		}
+	}
+	return seg, nil
+}
+
+var errEnd = errors.New("end of records")
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// FirstIndex returns the first index in the log, 0 if it is empty.
+func (s *Store) FirstIndex() (uint64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	return s.first, nil
+}
+
+// LastIndex returns the last index in the log, 0 if it is empty.
+func (s *Store) LastIndex() (uint64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	return s.last, nil
+}
+
+// IsMonotonic tells hashicorp/raft that appends must be contiguous, so it
+// clears the log after installing a snapshot instead of leaving a gap.
+func (s *Store) IsMonotonic() bool { return true }
+
+// GetLog reads the entry at index.
+func (s *Store) GetLog(index uint64, out *raft.Log) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.last == 0 || index < s.first || index > s.last {
+		return raft.ErrLogNotFound
+	}
+	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].base > index }) - 1
+	seg := s.segs[i]
+	k := index - seg.base
+	start := seg.offsets[k]
+	end := seg.size
+	if k+1 < uint64(len(seg.offsets)) {
+		end = seg.offsets[k+1]
+	}
+	buf := make([]byte, end-start)
+	if _, err := seg.f.ReadAt(buf, start); err != nil {
+		return fmt.Errorf("raftlog: read %s at %d: %w", seg.path, start, err)
+	}
+	n, crc, err := recordLen(buf)
+	if err != nil || recordHeader+n != len(buf) {
+		return fmt.Errorf("%s at %d: %w", seg.path, start, errors.Join(ErrCorrupt, err))
+	}
+	if err := decodePayload(buf[recordHeader:], crc, out); err != nil {
+		return fmt.Errorf("%s at %d: %w", seg.path, start, err)
+	}
+	if out.Index != index {
+		return fmt.Errorf("%w: %s at %d holds index %d, not %d", ErrCorrupt, seg.path, start, out.Index, index)
+	}
+	return nil
+}
+
+// StoreLog appends one entry.
+func (s *Store) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+// StoreLogs appends entries that follow the last one (any index when the
+// log is empty) with one write and one fdatasync.
+func (s *Store) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	closed, last, nsegs := s.closed, s.last, len(s.segs)
+	var active *segment
+	if nsegs > 0 {
+		active = s.segs[nsegs-1]
+	}
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	next := logs[0].Index
+	if last != 0 && next != last+1 {
+		return fmt.Errorf("raftlog: append of index %d does not follow the last index %d", next, last)
+	}
+	if next == 0 {
+		return fmt.Errorf("raftlog: append of index 0")
+	}
+	buf := s.buf[:0]
+	offsets := make([]int64, len(logs))
+	for i, l := range logs {
+		if l.Index != next+uint64(i) {
+			return fmt.Errorf("raftlog: append batch is not contiguous at index %d", l.Index)
+		}
+		offsets[i] = int64(len(buf))
+		var err error
+		if buf, err = appendRecord(buf, l); err != nil {
+			return err
+		}
+	}
+	if cap(buf) <= 4<<20 {
+		s.buf = buf
+	}
+	if last == 0 && next < s.metaFirst {
+		// The log was cleared (after a snapshot install) and now restarts
+		// below the recorded first index: lower it first, or a reopen
+		// would hide these entries.
+		if err := s.writeMeta(next); err != nil {
+			return err
+		}
+	}
+	seg := active
+	fresh := false
+	if seg == nil || (seg.size+int64(len(buf)) > s.opts.SegmentSize && len(seg.offsets) > 0) {
+		var err error
+		if seg, err = s.createSegment(next); err != nil {
+			return err
+		}
+		fresh = true
+	}
+	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
+		return s.undoAppend(seg, fresh, fmt.Errorf("raftlog: write %s: %w", seg.path, err))
+	}
+	if err := fdatasync(seg.f); err != nil {
+		return s.undoAppend(seg, fresh, fmt.Errorf("raftlog: sync %s: %w", seg.path, err))
+	}
+	s.mu.Lock()
+	for i := range offsets {
+		offsets[i] += seg.size
+	}
+	seg.offsets = append(seg.offsets, offsets...)
+	seg.size += int64(len(buf))
+	if fresh {
+		s.segs = append(s.segs, seg)
+	}
+	if s.last == 0 {
+		s.first = next
+	}
+	s.last = logs[len(logs)-1].Index
+	s.mu.Unlock()
+	return nil
+}
+
+// undoAppend cuts a failed append off (best effort) and returns err.
+func (s *Store) undoAppend(seg *segment, fresh bool, err error) error {
+	if fresh {
+		seg.f.Close()
+		os.Remove(seg.path)
+		return err
+	}
+	if terr := seg.f.Truncate(seg.size); terr != nil {
+		return errors.Join(err, terr)
+	}
+	return err
+}
+
+func (s *Store) createSegment(base uint64) (*segment, error) {
+	path := filepath.Join(s.dir, segmentName(base))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	if _, err := f.Write(encodeHeader(base)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return &segment{base: base, path: path, f: f, size: headerSize}, nil
+}
+
+// DeleteRange deletes the entries from min to max inclusive. hashicorp/raft
+// deletes either a prefix (compaction), a suffix (a conflict with the
+// leader) or everything (after installing a snapshot); a range in the
+// middle is refused.
+func (s *Store) DeleteRange(min, max uint64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	closed, first, last := s.closed, s.first, s.last
+	s.mu.RUnlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case min > max || last == 0 || max < first || min > last:
+		return nil
+	case min <= first && max >= last:
+		return s.deleteAll(max)
+	case min <= first:
+		return s.deletePrefix(max)
+	case max >= last:
+		return s.deleteSuffix(min)
+	default:
+		return fmt.Errorf("raftlog: cannot delete %d-%d from the middle of %d-%d", min, max, first, last)
+	}
+}
+
+// deletePrefix drops entries up to max: the meta file first (so a crash
+// cannot bring them back), then the segments that hold nothing else.
+func (s *Store) deletePrefix(max uint64) error {
+	if err := s.writeMeta(max + 1); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	var drop []*segment
+	for len(s.segs) > 1 && s.segs[0].lastIndex() <= max {
+		drop = append(drop, s.segs[0])
+		s.segs = s.segs[1:]
+	}
+	s.first = max + 1
+	s.mu.Unlock()
+	return s.removeSegments(drop)
+}
+
+// deleteSuffix drops entries from min on, newest segment first, so that a
+// crash leaves a shorter log and never a hole.
+func (s *Store) deleteSuffix(min uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.segs) > 0 {
+		seg := s.segs[len(s.segs)-1]
+		if seg.base < min {
+			break
+		}
+		s.segs = s.segs[:len(s.segs)-1]
+		seg.f.Close()
+		if err := os.Remove(seg.path); err != nil {
+			return fmt.Errorf("raftlog: %w", err)
+		}
+	}
+	// min > first, so a segment holding min-1 remains.
+	seg := s.segs[len(s.segs)-1]
+	k := min - seg.base
+	if k < uint64(len(seg.offsets)) {
+		cut := seg.offsets[k]
+		if err := seg.f.Truncate(cut); err != nil {
+			return fmt.Errorf("raftlog: truncate %s: %w", seg.path, err)
+		}
+		if err := fdatasync(seg.f); err != nil {
+			return fmt.Errorf("raftlog: sync %s: %w", seg.path, err)
+		}
+		seg.offsets = seg.offsets[:k]
+		seg.size = cut
+	}
+	s.last = min - 1
+	return syncDir(s.dir)
+}
+
+// deleteAll empties the log; the next append may start at any index.
+func (s *Store) deleteAll(max uint64) error {
+	if err := s.writeMeta(max + 1); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	drop := s.segs
+	s.segs = nil
+	s.first, s.last = 0, 0
+	s.mu.Unlock()
+	return s.removeSegments(drop)
+}
+
+func (s *Store) removeSegments(drop []*segment) error {
+	if len(drop) == 0 {
+		return nil
+	}
+	for _, seg := range drop {
+		seg.f.Close()
+		if err := os.Remove(seg.path); err != nil {
+			return fmt.Errorf("raftlog: %w", err)
+		}
+	}
+	return syncDir(s.dir)
+}
+
+// writeMeta records the first index atomically (write, sync, rename, sync
+// the directory).
+func (s *Store) writeMeta(first uint64) error {
+	b := binary.BigEndian.AppendUint64(nil, first)
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	tmp := filepath.Join(s.dir, metaFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, metaFile)); err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return err
+	}
+	s.metaFirst = first
+	return nil
+}
+
+func readMeta(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("raftlog: %w", err)
+	}
+	if len(b) != 12 || crc32.Checksum(b[:8], castagnoli) != binary.BigEndian.Uint32(b[8:]) {
+		return 0, fmt.Errorf("%w: %s", ErrCorrupt, path)
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// Close closes the segment files.
+func (s *Store) Close() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.closeFiles()
+}
+
+func (s *Store) closeFiles() error {
+	var errs []error
+	for _, seg := range s.segs {
+		errs = append(errs, seg.f.Close())
+	}
+	s.segs = nil
+	return errors.Join(errs...)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("raftlog: sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,432 @@
+package raftlog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+func entry(index, term uint64) *raft.Log {
+	l := &raft.Log{Index: index, Term: term, Type: raft.LogCommand, Data: []byte(fmt.Sprintf("entry %d of term %d", index, term))}
+	if index%3 == 0 {
+		l.Extensions = []byte{byte(index)}
+	}
+	if index%2 == 0 {
+		l.AppendedAt = time.Unix(0, int64(index)*1000)
+	}
+	return l
+}
+
+func entries(from, to, term uint64) []*raft.Log {
+	var out []*raft.Log
+	for i := from; i <= to; i++ {
+		out = append(out, entry(i, term))
+	}
+	return out
+}
+
+func open(t *testing.T, dir string, segSize int64) *Store {
+	t.Helper()
+	s, err := Open(dir, Options{SegmentSize: segSize})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return s
+}
+
+func mustStore(t *testing.T, s *Store, logs []*raft.Log) {
+	t.Helper()
+	if err := s.StoreLogs(logs); err != nil {
+		t.Fatalf("store %d-%d: %v", logs[0].Index, logs[len(logs)-1].Index, err)
+	}
+}
+
+// checkRange asserts the log holds exactly first..last with the given terms.
+func checkRange(t *testing.T, s *Store, first, last uint64, term func(uint64) uint64) {
+	t.Helper()
+	f, _ := s.FirstIndex()
+	l, _ := s.LastIndex()
+	if f != first || l != last {
+		t.Fatalf("range %d-%d, want %d-%d", f, l, first, last)
+	}
+	for i := first; i <= last && last != 0; i++ {
+		var got raft.Log
+		if err := s.GetLog(i, &got); err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		want := entry(i, term(i))
+		if got.Index != i || got.Term != want.Term || got.Type != want.Type || !bytes.Equal(got.Data, want.Data) ||
+			!bytes.Equal(got.Extensions, want.Extensions) || !got.AppendedAt.Equal(want.AppendedAt) {
+			t.Fatalf("get %d = %+v, want %+v", i, got, want)
+		}
+	}
+	for _, i := range []uint64{first - 1, last + 1} {
+		if i == 0 {
+			continue
+		}
+		var got raft.Log
+		if err := s.GetLog(i, &got); !errors.Is(err, raft.ErrLogNotFound) {
+			t.Fatalf("get %d outside %d-%d: %v, want ErrLogNotFound", i, first, last, err)
+		}
+	}
+}
+
+func term1(uint64) uint64 { return 1 }
+
+func TestAppendReadReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 1024) // a few entries per segment
+	checkRange(t, s, 0, 0, term1)
+	for i := uint64(1); i <= 200; i += 10 {
+		mustStore(t, s, entries(i, i+9, 1))
+	}
+	checkRange(t, s, 1, 200, term1)
+	if len(s.segs) < 5 {
+		t.Fatalf("%d segments; the test wants several", len(s.segs))
+	}
+	s.Close()
+	if err := s.GetLog(1, &raft.Log{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("get after close: %v", err)
+	}
+	s = open(t, dir, 1024)
+	defer s.Close()
+	checkRange(t, s, 1, 200, term1)
+	mustStore(t, s, entries(201, 210, 1))
+	checkRange(t, s, 1, 210, term1)
+}
+
+func TestBadAppendsChangeNothing(t *testing.T) {
+	s := open(t, t.TempDir(), 0)
+	defer s.Close()
+	mustStore(t, s, entries(1, 10, 1))
+	for name, logs := range map[string][]*raft.Log{
+		"gap":            entries(12, 13, 1),
+		"overlap":        entries(10, 11, 1),
+		"not contiguous": {entry(11, 1), entry(13, 1)},
+		"too large":      {{Index: 11, Term: 1, Data: make([]byte, maxRecordSize)}},
+	} {
+		if err := s.StoreLogs(logs); err == nil {
+			t.Errorf("%s: append accepted", name)
+		}
+	}
+	if err := s.DeleteRange(3, 5); err == nil {
+		t.Error("a delete in the middle was accepted")
+	}
+	checkRange(t, s, 1, 10, term1)
+}
+
+func storeInTens(t *testing.T, s *Store, from, to uint64) {
+	t.Helper()
+	for i := from; i <= to; i += 10 {
+		mustStore(t, s, entries(i, min(i+9, to), 1))
+	}
+}
+
+func TestDeletePrefixSuffixAll(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 1024)
+	storeInTens(t, s, 1, 100)
+	nsegs := len(s.segs)
+
+	// Compaction: a prefix.
+	if err := s.DeleteRange(1, 60); err != nil {
+		t.Fatal(err)
+	}
+	checkRange(t, s, 61, 100, term1)
+	if len(s.segs) >= nsegs {
+		t.Fatalf("compaction removed no segment (%d before, %d after)", nsegs, len(s.segs))
+	}
+
+	// A conflict: a suffix, then the leader's entries of term 2.
+	if err := s.DeleteRange(90, 100); err != nil {
+		t.Fatal(err)
+	}
+	checkRange(t, s, 61, 89, term1)
+	mustStore(t, s, entries(90, 95, 2))
+	term := func(i uint64) uint64 {
+		if i >= 90 {
+			return 2
+		}
+		return 1
+	}
+	checkRange(t, s, 61, 95, term)
+	s.Close()
+	s = open(t, dir, 1024)
+	checkRange(t, s, 61, 95, term)
+
+	// After a snapshot install: everything, then a restart below the
+	// deleted range's end.
+	if err := s.DeleteRange(61, 95); err != nil {
+		t.Fatal(err)
+	}
+	checkRange(t, s, 0, 0, term1)
+	mustStore(t, s, entries(80, 85, 3))
+	term3 := func(uint64) uint64 { return 3 }
+	checkRange(t, s, 80, 85, term3)
+	s.Close()
+	s = open(t, dir, 1024)
+	defer s.Close()
+	checkRange(t, s, 80, 85, term3)
+}
+
+func newestSegment(t *testing.T, dir string) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if len(m) == 0 {
+		t.Fatal("no segment")
+	}
+	return m[len(m)-1]
+}
+
+func appendBytes(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTornTailIsCutOff(t *testing.T) {
+	whole, _ := appendRecord(nil, entry(21, 1))
+	for name, tail := range map[string][]byte{
+		"zeros":          make([]byte, 4096),
+		"half a header":  whole[:5],
+		"half a record":  whole[:len(whole)/2],
+		"bad checksum":   append(append([]byte{}, whole[:len(whole)-1]...), whole[len(whole)-1]^0xff),
+		"record, zeroed": append(append([]byte{}, whole[:12]...), make([]byte, len(whole)-12)...),
+		"absurd length":  {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, 0)
+			mustStore(t, s, entries(1, 20, 1))
+			s.Close()
+			appendBytes(t, newestSegment(t, dir), tail)
+			s = open(t, dir, 0)
+			defer s.Close()
+			checkRange(t, s, 1, 20, term1)
+			mustStore(t, s, entries(21, 30, 1))
+			s.Close()
+			s = open(t, dir, 0)
+			checkRange(t, s, 1, 30, term1)
+		})
+	}
+}
+
+func TestDamageBeforeTheNewestSegmentIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 1024)
+	storeInTens(t, s, 1, 100)
+	oldest := s.segs[0].path
+	s.Close()
+	b, err := os.ReadFile(oldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[headerSize+recordHeader+3] ^= 0x01 // inside the first payload
+	if err := os.WriteFile(oldest, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{SegmentSize: 1024}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("open over a damaged segment: %v, want ErrCorrupt", err)
+	}
+}
+
+func TestCrashDuringCompactionKeepsThePrefixDeleted(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 1024)
+	storeInTens(t, s, 1, 100)
+	// Keep a copy of the oldest segment, compact, then put it back: what a
+	// crash between the meta write and the segment removal leaves.
+	oldest := s.segs[0].path
+	saved, err := os.ReadFile(oldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRange(1, 60); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := os.WriteFile(oldest, saved, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, 1024)
+	defer s.Close()
+	checkRange(t, s, 61, 100, term1)
+}
+
+// TestAgainstAModel runs random appends, deletions of the kinds raft makes
+// and reopenings against a map, with small segments.
+func TestAgainstAModel(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, seed))
+			dir := t.TempDir()
+			s := open(t, dir, 2048)
+			defer func() { s.Close() }()
+			model := map[uint64]uint64{} // index -> term
+			var first, last uint64
+			term := uint64(1)
+			for op := 0; op < 300; op++ {
+				switch r := rng.IntN(100); {
+				case r < 60:
+					n := uint64(1 + rng.IntN(20))
+					from := last + 1
+					if last == 0 {
+						from = uint64(1 + rng.IntN(50))
+						first = from
+					}
+					mustStore(t, s, entries(from, from+n-1, term))
+					for i := from; i < from+n; i++ {
+						model[i] = term
+					}
+					last = from + n - 1
+				case r < 75 && last > first:
+					cut := first + uint64(rng.IntN(int(last-first)))
+					if err := s.DeleteRange(first, cut); err != nil {
+						t.Fatal(err)
+					}
+					for i := first; i <= cut; i++ {
+						delete(model, i)
+					}
+					first = cut + 1
+				case r < 88 && last > first:
+					from := first + 1 + uint64(rng.IntN(int(last-first)))
+					if err := s.DeleteRange(from, last); err != nil {
+						t.Fatal(err)
+					}
+					for i := from; i <= last; i++ {
+						delete(model, i)
+					}
+					last = from - 1
+					term++
+				case r < 91 && last != 0:
+					if err := s.DeleteRange(first, last); err != nil {
+						t.Fatal(err)
+					}
+					clear(model)
+					first, last = 0, 0
+				default:
+					s.Close()
+					s = open(t, dir, 2048)
+				}
+				checkRange(t, s, first, last, func(i uint64) uint64 { return model[i] })
+			}
+		})
+	}
+}
+
+func TestConcurrentReadersDuringAppendsAndCompaction(t *testing.T) {
+	s := open(t, t.TempDir(), 4096)
+	defer s.Close()
+	mustStore(t, s, entries(1, 10, 1))
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errc := make(chan error, 4)
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				f, _ := s.FirstIndex()
+				l, _ := s.LastIndex()
+				if l < f {
+					continue
+				}
+				i := f + uint64(rand.IntN(int(l-f+1)))
+				var got raft.Log
+				err := s.GetLog(i, &got)
+				if err == nil && (got.Index != i || !bytes.Equal(got.Data, entry(i, 1).Data)) {
+					errc <- fmt.Errorf("get %d returned %+v", i, got)
+					return
+				}
+				if err != nil && !errors.Is(err, raft.ErrLogNotFound) {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := uint64(11); i <= 2000; i += 10 {
+		mustStore(t, s, entries(i, i+9, 1))
+		if i%200 == 1 {
+			if err := s.DeleteRange(1, i-100); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	rec, _ := appendRecord(nil, entry(6, 2))
+	f.Add(rec)
+	f.Add([]byte{})
+	f.Add(make([]byte, 64))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, crc, err := recordLen(b)
+		if err != nil || n == 0 || len(b) < recordHeader+n {
+			return
+		}
+		var l raft.Log
+		if err := decodePayload(b[recordHeader:recordHeader+n], crc, &l); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		again, err := appendRecord(nil, &l)
+		if err != nil || !bytes.Equal(again, b[:recordHeader+n]) {
+			t.Fatalf("a decoded record does not encode back to itself")
+		}
+	})
+}
+
+// FuzzOpenNewestSegment opens a log whose newest segment ends with arbitrary
+// bytes: the whole entries before them must survive and the log must accept
+// appends.
+func FuzzOpenNewestSegment(f *testing.F) {
+	rec, _ := appendRecord(nil, entry(4, 1))
+	f.Add(rec)
+	f.Add(rec[:9])
+	f.Add([]byte{0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, tail []byte) {
+		dir := t.TempDir()
+		s := open(t, dir, 0)
+		mustStore(t, s, entries(1, 3, 1))
+		s.Close()
+		appendBytes(t, newestSegment(t, dir), tail)
+		s, err := Open(dir, Options{})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		defer s.Close()
+		last, _ := s.LastIndex()
+		if last < 3 {
+			t.Fatalf("lost whole entries: last %d", last)
+		}
+		mustStore(t, s, entries(last+1, last+1, 1))
+	})
+}
