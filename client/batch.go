@@ -184,6 +184,9 @@ func (b *batcher) receive(gen uint64, stream *connect.BidiStreamForClient[concor
 			b.fail(gen, cancel)
 			return
 		}
+		if resp.GetForwarded() {
+			b.c.relearnLeader()
+		}
 		b.mu.Lock()
 		for _, r := range resp.GetResults() {
 			if ch, ok := b.waiting[r.GetId()]; ok {

@@ -62,6 +62,8 @@ type Client struct {
 	current  atomic.Int32 // index of the endpoint in use
 	refresh  sync.Mutex
 	lastSync atomic.Int64
+	// relearning is set while a background syncLeader runs.
+	relearning atomic.Bool
 
 	clientID string
 	seq      atomic.Uint64
@@ -241,6 +243,31 @@ func (c *Client) observe(h *concordv1.ResponseHeader) {
 
 func (c *Client) meta() *concordv1.WriteMeta {
 	return &concordv1.WriteMeta{ClientId: c.clientID, RequestId: c.seq.Add(1)}
+}
+
+// relearnInterval is the least time between two leader look-ups prompted by
+// a member that says it forwarded calls.
+const relearnInterval = 2 * time.Second
+
+// relearnLeader looks the leader up again in the background, at most once
+// per relearnInterval: a member answered that it is not the leader (the
+// leader changed since the client last looked), so every write through it
+// costs an extra hop.
+func (c *Client) relearnLeader() {
+	if time.Since(time.Unix(0, c.lastSync.Load())) < relearnInterval || !c.relearning.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.relearning.Store(false)
+		ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+		defer cancel()
+		if err := c.syncLeader(ctx, false); err != nil {
+			c.log.Debug("leader look-up failed", "err", err)
+		}
+		// Count a failed look-up too, so a cluster without a reachable
+		// leader is not asked on every response.
+		c.lastSync.Store(time.Now().UnixNano())
+	}()
 }
 
 // syncLeader asks the endpoints who leads and points the client at it.

@@ -36,7 +36,7 @@ const (
 func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse]) error {
 	results := make(chan *concordv1.BatchResult, maxBatchResults)
 	sent := make(chan error, 1)
-	go func() { sent <- sendResults(stream, results, k.m.batchResults) }()
+	go func() { sent <- sendResults(stream, results, k.m.batchResults, k.s.IsLeader) }()
 
 	sem := make(chan struct{}, maxBatchInflight)
 	var wg sync.WaitGroup
@@ -71,9 +71,10 @@ func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concor
 	return errors.Join(recvErr, <-sent)
 }
 
-// sendResults sends results as they come, several per message. After a
-// send fails it keeps draining so that no call blocks.
-func sendResults(stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse], results <-chan *concordv1.BatchResult, sizes prometheus.Histogram) error {
+// sendResults sends results as they come, several per message, each
+// message marked forwarded while this member does not lead. After a send
+// fails it keeps draining so that no call blocks.
+func sendResults(stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse], results <-chan *concordv1.BatchResult, sizes prometheus.Histogram, leading func() bool) error {
 	var failed error
 	for r := range results {
 		// Results of one read-index round or one Raft batch complete
@@ -94,7 +95,7 @@ func sendResults(stream *connect.BidiStream[concordv1.BatchRequest, concordv1.Ba
 		}
 		if failed == nil {
 			sizes.Observe(float64(len(batch)))
-			failed = stream.Send(&concordv1.BatchResponse{Results: batch})
+			failed = stream.Send(&concordv1.BatchResponse{Results: batch, Forwarded: !leading()})
 		}
 	}
 	return failed

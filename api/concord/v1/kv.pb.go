@@ -441,8 +441,13 @@ func (*BatchCall_NextIds) isBatchCall_Request() {}
 // BatchResponse carries the results of completed calls, in completion
 // order.
 type BatchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*BatchResult         `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*BatchResult         `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// forwarded is set when the member serving the stream is not the leader,
+	// so its writes and linearizable reads take an extra hop to the leader; a
+	// client that can reach the leader should ask who leads (Cluster.Status)
+	// and move there.
+	Forwarded     bool `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -482,6 +487,13 @@ func (x *BatchResponse) GetResults() []*BatchResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *BatchResponse) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
 }
 
 // BatchError is a failed call's error: what a unary call returns as a
@@ -2102,9 +2114,10 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"\flock_acquire\x18\x0f \x01(\v2\x1a.concord.v1.AcquireRequestH\x00R\vlockAcquire\x12?\n" +
 	"\flock_release\x18\x10 \x01(\v2\x1a.concord.v1.ReleaseRequestH\x00R\vlockRelease\x127\n" +
 	"\bnext_ids\x18\x11 \x01(\v2\x1a.concord.v1.NextIDsRequestH\x00R\anextIdsB\t\n" +
-	"\arequest\"B\n" +
+	"\arequest\"`\n" +
 	"\rBatchResponse\x121\n" +
-	"\aresults\x18\x01 \x03(\v2\x17.concord.v1.BatchResultR\aresults\"e\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.concord.v1.BatchResultR\aresults\x12\x1c\n" +
+	"\tforwarded\x18\x02 \x01(\bR\tforwarded\"e\n" +
 	"\n" +
 	"BatchError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
