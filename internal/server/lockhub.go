@@ -22,12 +22,45 @@ type lockEvent struct {
 // state machine calls it (through lock.Observer) on every member as commands
 // apply, so whichever member serves a client's stream learns of the grant as
 // soon as it applies the releasing command: no polling, no herd.
+//
+// Several streams may follow one waiter or one grant at a time: a client
+// whose stream broke resumes on a new one while the old one's handler may
+// still be on its way out, and that handler must not unregister the new
+// stream.
 type lockHub struct {
 	mu      sync.Mutex
-	waiters map[uint64]chan lockEvent
-	holders map[string]chan lockEvent
+	waiters subscribers[uint64]
+	holders subscribers[string]
 	holds   *lock.HoldTracker
 	m       *lockMetrics
+}
+
+// subscribers holds, per key, the channels of the streams that follow it.
+type subscribers[K comparable] map[K]map[chan lockEvent]struct{}
+
+func (s subscribers[K]) add(k K) chan lockEvent {
+	ch := make(chan lockEvent, 1)
+	if s[k] == nil {
+		s[k] = map[chan lockEvent]struct{}{}
+	}
+	s[k][ch] = struct{}{}
+	return ch
+}
+
+func (s subscribers[K]) remove(k K, ch chan lockEvent) {
+	delete(s[k], ch)
+	if len(s[k]) == 0 {
+		delete(s, k)
+	}
+}
+
+func (s subscribers[K]) notify(k K, ev lockEvent) {
+	for ch := range s[k] {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
 }
 
 func holdKey(name string, token uint64, session int64, owner string) string {
@@ -35,48 +68,33 @@ func holdKey(name string, token uint64, session int64, owner string) string {
 }
 
 func newLockHub(holds *lock.HoldTracker, m *lockMetrics) *lockHub {
-	return &lockHub{waiters: map[uint64]chan lockEvent{}, holders: map[string]chan lockEvent{}, holds: holds, m: m}
+	return &lockHub{waiters: subscribers[uint64]{}, holders: subscribers[string]{}, holds: holds, m: m}
 }
 
 // waitFor registers interest in waiter id's fate.
 func (h *lockHub) waitFor(id uint64) chan lockEvent {
-	ch := make(chan lockEvent, 1)
 	h.mu.Lock()
-	h.waiters[id] = ch
-	h.mu.Unlock()
-	return ch
+	defer h.mu.Unlock()
+	return h.waiters.add(id)
 }
 
 func (h *lockHub) forgetWaiter(id uint64, ch chan lockEvent) {
 	h.mu.Lock()
-	if h.waiters[id] == ch {
-		delete(h.waiters, id)
-	}
-	h.mu.Unlock()
+	defer h.mu.Unlock()
+	h.waiters.remove(id, ch)
 }
 
 // watchHold registers interest in the end of a grant.
 func (h *lockHub) watchHold(key string) chan lockEvent {
-	ch := make(chan lockEvent, 1)
 	h.mu.Lock()
-	h.holders[key] = ch
-	h.mu.Unlock()
-	return ch
+	defer h.mu.Unlock()
+	return h.holders.add(key)
 }
 
 func (h *lockHub) forgetHold(key string, ch chan lockEvent) {
 	h.mu.Lock()
-	if h.holders[key] == ch {
-		delete(h.holders, key)
-	}
-	h.mu.Unlock()
-}
-
-func notify(ch chan lockEvent, ev lockEvent) {
-	select {
-	case ch <- ev:
-	default:
-	}
+	defer h.mu.Unlock()
+	h.holders.remove(key, ch)
 }
 
 // Granted implements lock.Observer.
@@ -85,12 +103,9 @@ func (h *lockHub) Granted(g lock.Grant) {
 	h.m.grants.Inc()
 	if g.Waiter != 0 {
 		h.m.waitSeconds.Observe(float64(g.WaitedMs) / 1000)
-	}
-	h.mu.Lock()
-	ch := h.waiters[g.Waiter]
-	h.mu.Unlock()
-	if ch != nil {
-		notify(ch, lockEvent{granted: true, token: g.Token, at: time.Now()})
+		h.mu.Lock()
+		h.waiters.notify(g.Waiter, lockEvent{granted: true, token: g.Token, at: time.Now()})
+		h.mu.Unlock()
 	}
 }
 
@@ -100,21 +115,15 @@ func (h *lockHub) Released(r lock.Release) {
 	h.m.releases.WithLabelValues(r.Reason).Inc()
 	h.m.holdSeconds.Observe(float64(r.HeldMs) / 1000)
 	h.mu.Lock()
-	ch := h.holders[holdKey(r.Name, r.Token, r.Session, r.Owner)]
+	h.holders.notify(holdKey(r.Name, r.Token, r.Session, r.Owner), lockEvent{reason: r.Reason, at: time.Now()})
 	h.mu.Unlock()
-	if ch != nil {
-		notify(ch, lockEvent{reason: r.Reason, at: time.Now()})
-	}
 }
 
 // Dequeued implements lock.Observer.
 func (h *lockHub) Dequeued(waiter uint64, reason string) {
 	h.mu.Lock()
-	ch := h.waiters[waiter]
+	h.waiters.notify(waiter, lockEvent{reason: reason, at: time.Now()})
 	h.mu.Unlock()
-	if ch != nil {
-		notify(ch, lockEvent{reason: reason, at: time.Now()})
-	}
 }
 
 // lockMetrics are the lock capability's metrics, concord_lock_*.
