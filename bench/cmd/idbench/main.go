@@ -46,7 +46,7 @@ type options struct {
 	jsonFile   string
 }
 
-var flavors = map[string]cluster.Flavor{"concord": cluster.Concord, "concord-wal": cluster.ConcordWAL}
+var flavors = map[string]cluster.Flavor{"concord": cluster.Concord, "concord-bolt": cluster.ConcordBolt, "concord-wal": cluster.ConcordWAL}
 
 func main() { cli.Main("idbench", parseFlags, run) }
 
@@ -57,7 +57,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.root, "root", "..", "root of the concord repository (the bench module is its bench/ directory)")
 	fs.StringVar(&parts, "parts", "snowflake,segments,nextids", "parts to run, in this order: snowflake, segments, nextids")
 	fs.StringVar(&nodes, "nodes", "1,3", "cluster sizes for segments and nextids, in order")
-	fs.StringVar(&systems, "systems", "concord", "concord flavors: concord (raft-boltdb, its default), concord-wal (--raft-log-store wal)")
+	fs.StringVar(&systems, "systems", "concord", "concord flavors: concord (its default seglog log store), concord-bolt (--raft-log-store bolt), concord-wal (--raft-log-store wal)")
 	fs.StringVar(&batches, "batches", "1,100", "IDs per NextIDs call (and INCRBY), in order")
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "measured phase of each measurement")
 	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured run before each measured phase")

@@ -5,7 +5,7 @@
 //
 // Run it from the bench module:
 //
-//	go run ./cmd/kvbench [-nodes 1,3] [-systems concord,concord-wal,etcd] [-ops put,get] [-json FILE]
+//	go run ./cmd/kvbench [-nodes 1,3] [-systems concord,concord-bolt,etcd] [-ops put,get] [-json FILE]
 package main
 
 import (
@@ -48,7 +48,7 @@ func parseFlags(args []string) (options, error) {
 	var nodes, systems, ops string
 	fs.StringVar(&o.root, "root", "..", "root of the concord repository (the bench module is its bench/ directory)")
 	fs.StringVar(&nodes, "nodes", "1,3", "cluster sizes to measure, in order")
-	fs.StringVar(&systems, "systems", "concord,concord-wal,etcd", "systems to measure, in order: concord (raft-boltdb, its default), concord-wal (--raft-log-store wal), etcd")
+	fs.StringVar(&systems, "systems", "concord,concord-bolt,etcd", "systems to measure, in order: concord (its default seglog log store), concord-bolt (--raft-log-store bolt), concord-wal (--raft-log-store wal), etcd")
 	fs.StringVar(&ops, "ops", "put,get", "operations to measure, in order: put, get (linearizable)")
 	fs.IntVar(&o.load.Workers, "clients", 64, "concurrent workers, each with one operation in flight")
 	fs.IntVar(&o.conns, "conns", 8, "client objects, shared round-robin by the workers")

@@ -27,6 +27,7 @@ type system struct {
 // allSystems are the systems -systems may name.
 var allSystems = []system{
 	{name: "concord", flavor: cluster.Concord, dial: kv.DialConcord, pkg: "./cmd/concord", dir: ".", pprof: true},
+	{name: "concord-bolt", flavor: cluster.ConcordBolt, dial: kv.DialConcord, pkg: "./cmd/concord", dir: ".", pprof: true},
 	{name: "concord-wal", flavor: cluster.ConcordWAL, dial: kv.DialConcord, pkg: "./cmd/concord", dir: ".", pprof: true},
 	// The bench module pins the etcd server version.
 	{name: "etcd", flavor: cluster.Etcd, dial: kv.DialEtcd, pkg: "go.etcd.io/etcd/server/v3", dir: "bench"},

@@ -12,7 +12,7 @@
 //
 // Run it from the bench module:
 //
-//	go run ./cmd/lockbench [-nodes 1,3] [-systems concord,concord-wal,etcd,redis] [-json FILE]
+//	go run ./cmd/lockbench [-nodes 1,3] [-systems concord,concord-bolt,etcd,redis] [-json FILE]
 package main
 
 import (
@@ -50,7 +50,7 @@ func parseFlags(args []string) (options, error) {
 	var nodes, systems string
 	fs.StringVar(&o.root, "root", "..", "root of the concord repository (the bench module is its bench/ directory)")
 	fs.StringVar(&nodes, "nodes", "1,3", "cluster sizes to measure, in order (redis is a single instance, measured once)")
-	fs.StringVar(&systems, "systems", "concord,concord-wal,etcd,redis", "systems to measure, in order: concord, concord-wal (--raft-log-store wal), etcd, redis (redsync)")
+	fs.StringVar(&systems, "systems", "concord,concord-bolt,etcd,redis", "systems to measure, in order: concord (its default seglog log store), concord-bolt (--raft-log-store bolt), concord-wal (--raft-log-store wal), etcd, redis (redsync)")
 	fs.IntVar(&o.clients, "clients", 64, "workers of the distinct workload, each locking its own key")
 	fs.IntVar(&o.hotClients, "hot-clients", 16, "workers of the hot workload, all contending for one key")
 	fs.IntVar(&o.conns, "conns", 8, "client objects of concord and etcd, shared round-robin by the workers (each worker has its own session)")

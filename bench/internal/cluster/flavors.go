@@ -1,9 +1,16 @@
 package cluster
 
-import "strings"
+import (
+	"os"
+	"strings"
+)
 
-// Concord runs `concord server` members with their defaults (raft-boltdb).
+// Concord runs `concord server` members with their defaults (the seglog
+// Raft log store).
 var Concord Flavor = concordFlavor{}
+
+// ConcordBolt runs `concord server` members with --raft-log-store bolt.
+var ConcordBolt Flavor = concordFlavor{extra: []string{"--raft-log-store", "bolt"}}
 
 // ConcordWAL runs `concord server` members with --raft-log-store wal.
 var ConcordWAL Flavor = concordFlavor{extra: []string{"--raft-log-store", "wal"}}
@@ -21,7 +28,7 @@ func (f concordFlavor) Args(m Member, all []Member) []string {
 		"--listen-peer", m.PeerAddr,
 		"--initial-cluster", initialCluster(all, ""),
 		"--log-format", "json",
-		"--log-level", "warn",
+		"--log-level", logLevel(),
 	}, f.extra...)
 }
 
@@ -55,4 +62,12 @@ func initialCluster(all []Member, scheme string) string {
 		parts[i] = m.Name + "=" + scheme + m.PeerAddr
 	}
 	return strings.Join(parts, ",")
+}
+
+// logLevel is the members' log level: warn, or CONCORD_BENCH_LOG_LEVEL.
+func logLevel() string {
+	if l := os.Getenv("CONCORD_BENCH_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "warn"
 }
