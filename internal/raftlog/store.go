@@ -325,11 +325,22 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		return ErrClosed
 	}
 	next := logs[0].Index
-	if last != 0 && next != last+1 {
-		return fmt.Errorf("raftlog: append of index %d does not follow the last index %d", next, last)
-	}
 	if next == 0 {
 		return fmt.Errorf("raftlog: append of index 0")
+	}
+	if last != 0 && next <= last {
+		return fmt.Errorf("raftlog: append of index %d overlaps the log, which ends at %d", next, last)
+	}
+	if last != 0 && next > last+1 {
+		// hashicorp/raft appends past the end only when a snapshot covers
+		// the gap (its log-matching check passed on the snapshot's index),
+		// and so every entry held: the log restarts after the snapshot, as
+		// it does when raft clears a monotonic log after an install.
+		s.opts.Logger.Info("raft log: append after a gap covered by a snapshot; the log restarts", "last", last, "next", next)
+		if err := s.deleteAll(last); err != nil {
+			return err
+		}
+		active, last = nil, 0
 	}
 	buf := s.buf[:0]
 	offsets := make([]int64, len(logs))
