@@ -25,9 +25,15 @@ test: test-raft
 	$(GO) test -race -timeout 25m ./...
 	cd client && $(GO) test -race ./...
 
-# TestFileSS_BadPerm expects a directory without permissions to be refused,
-# which root is not: it fails as root on hashicorp/raft itself.
-RAFT_SKIP := $(if $(filter 0,$(shell id -u)),-skip TestFileSS_BadPerm,)
+# Upstream tests that fail on unpatched hashicorp/raft v1.8.0 too, left out:
+# - TestRaft_ProtocolVersion_Upgrade_2_3 is flaky upstream (failed 5 of 15
+#   runs of the unpatched module here, 2026-11-26; 6 of 15 on the patched
+#   copy): a follower on protocol 2 sometimes misses the new configuration
+#   within the test's 5 s.
+# - TestFileSS_BadPerm expects a directory without permissions to be
+#   refused, which root is not: it fails whenever the suite runs as root.
+RAFT_FLAKY := TestRaft_ProtocolVersion_Upgrade_2_3
+RAFT_SKIP  := -skip '^($(RAFT_FLAKY)$(if $(filter 0,$(shell id -u)),|TestFileSS_BadPerm,))$$'
 
 ## test-raft: hashicorp/raft's own suite, on concord's patched copy (third_party/raft)
 test-raft:
