@@ -7,8 +7,11 @@
 //	kv, err := c.Get(ctx, "greeting")
 //
 // Every call takes a ctx. Reads are linearizable unless asked otherwise.
-// Writes carry a request ID, so the SDK retries them across leader changes
-// and member failures without applying any twice. Errors wrap the exported
+// Calls go to the leader, learned from the endpoints at start, after a
+// failure, and whenever a member answers that it only forwarded the calls
+// (the leader changed); any member serves them meanwhile. Writes carry a
+// request ID, so the SDK retries them across leader changes and member
+// failures without applying any twice. Errors wrap the exported
 // sentinels (ErrNotFound, ErrCompareFailed, ErrSessionExpired, ErrTooLarge,
 // ...): test them with errors.Is.
 //
