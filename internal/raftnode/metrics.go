@@ -15,6 +15,8 @@ type Metrics struct {
 	leaderChanges   prometheus.Counter
 	proposalsFailed *prometheus.CounterVec
 	proposeSeconds  prometheus.Histogram
+	appendSeconds   prometheus.Histogram
+	appendEntries   prometheus.Histogram
 }
 
 // NewMetrics declares the node's metrics on reg.
@@ -28,8 +30,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		proposeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "concord_raft_apply_duration_seconds", Help: "Time from proposal to application on the leader.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "concord_raft_log_append_duration_seconds", Help: "Time of one append to the Raft log store, fsync included.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}),
+		appendEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "concord_raft_log_append_entries", Help: "Entries per append to the Raft log store.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13)}),
 	}
-	reg.MustRegister(m.leaderChanges, m.proposalsFailed, m.proposeSeconds)
+	reg.MustRegister(m.leaderChanges, m.proposalsFailed, m.proposeSeconds, m.appendSeconds, m.appendEntries)
 	return m
 }
 

@@ -290,7 +290,7 @@ func Open(cfg Config, sm StateMachine) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, store: store, snaps: snaps}
-	logs, err := raft.NewLogCache(1024, store.logs)
+	logs, err := raft.NewLogCache(1024, measureLogs(store.logs, cfg.Metrics))
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -368,29 +368,50 @@ func TestSecondMemberOnADataDirInUseFailsAtOnce(t *testing.T) {
 	require.Less(t, time.Since(start), 2*time.Second)
 }
 
+// metric returns the value of one sample (name with its labels, as
+// /metrics prints it) on a member, 0 when absent.
+func metric(t *testing.T, m *testcluster.Member, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + m.Cfg.ListenClient + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			require.NoError(t, err)
+			return f
+		}
+	}
+	return 0
+}
+
 // forwardedProposals sums concord_server_forwarded_total{kind="propose"}
 // over the running members.
 func forwardedProposals(t *testing.T, c *testcluster.Cluster) float64 {
 	t.Helper()
 	var sum float64
 	for _, m := range c.Members {
-		if m.Daemon() == nil {
-			continue
-		}
-		resp, err := http.Get("http://" + m.Cfg.ListenClient + "/metrics")
-		require.NoError(t, err)
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		require.NoError(t, err)
-		for _, line := range strings.Split(string(body), "\n") {
-			if v, ok := strings.CutPrefix(line, `concord_server_forwarded_total{kind="propose"} `); ok {
-				f, err := strconv.ParseFloat(v, 64)
-				require.NoError(t, err)
-				sum += f
-			}
+		if m.Daemon() != nil {
+			sum += metric(t, m, `concord_server_forwarded_total{kind="propose"}`)
 		}
 	}
 	return sum
+}
+
+func TestLogAppendMetrics(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	m := c.Members[0]
+	before := metric(t, m, "concord_raft_log_append_entries_sum")
+	for i := 0; i < 10; i++ {
+		_, err := cl.Put(ctx, fmt.Sprintf("m/%d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	require.GreaterOrEqual(t, metric(t, m, "concord_raft_log_append_entries_sum")-before, 10.0, "every put is an appended entry")
+	require.Positive(t, metric(t, m, "concord_raft_log_append_duration_seconds_count"))
 }
 
 // After a leader change the SDK keeps its batch stream to the old leader,
