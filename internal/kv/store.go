@@ -176,13 +176,30 @@ func (v *view) put(req *concordv1.PutRequest) (*concordv1.PutResponse, error) {
 	if sid := req.GetSession(); sid != 0 && !v.s.sessions.Exists(sid) {
 		return nil, errs.Wrapf(session.ErrNotFound, "cannot bind key to session %d", sid)
 	}
-	prev, _ := v.tree.Get(&Item{Key: req.GetKey()})
-	v.set(prev, req.GetKey(), req.GetValue(), req.GetSession())
+	prev := v.upsert(req.GetKey(), req.GetValue(), req.GetSession())
 	resp := &concordv1.PutResponse{}
 	if req.GetPrevKv() && prev != nil {
 		resp.PrevKv = prev.Proto(false)
 	}
 	return resp, nil
+}
+
+// upsert writes key with one descent of the tree (a put's hottest step:
+// every descent costs a few cache misses per level) and returns the item it
+// replaced, if any.
+func (v *view) upsert(key, value []byte, sess int64) *Item {
+	it := &Item{Key: key, Value: value, CreateRev: v.rev, ModRev: v.rev, Version: 1, Session: sess}
+	prev, replaced := v.tree.ReplaceOrInsert(it)
+	if replaced {
+		// it is not yet visible to anyone: applies hold the state
+		// machine's write lock, and clones taken for snapshots never see
+		// it. Complete it as set would have built it.
+		it.CreateRev = prev.CreateRev
+		it.Version = prev.Version + 1
+		it.Key = prev.Key
+	}
+	v.events = append(v.events, Event{Rev: v.rev, Type: EventPut, Item: it, Prev: prev})
+	return prev
 }
 
 func (v *view) set(prev *Item, key, value []byte, sess int64) {
