@@ -17,14 +17,26 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// DefaultSegmentSize is the size past which appends go to a new segment.
-const DefaultSegmentSize = 64 << 20
+const (
+	// DefaultSegmentSize is the size past which appends go to a new segment.
+	DefaultSegmentSize = 64 << 20
+	// DefaultPreallocate is how far past the end of its records a segment
+	// is kept filled with zeros.
+	DefaultPreallocate = 1 << 20
+)
 
 // Options configures a Store.
 type Options struct {
 	// SegmentSize is the size past which a new segment is started;
 	// default DefaultSegmentSize.
 	SegmentSize int64
+	// Preallocate is how many bytes of zeros an append that reaches the end
+	// of the segment file writes after its records; default
+	// DefaultPreallocate, negative for none. An append that stays inside
+	// the file changes no metadata, so its fdatasync only flushes data: on
+	// ext4 under load that is about half the time of an append that grows
+	// the file, which waits for a journal commit.
+	Preallocate int64
 	// Logger receives recovery notices; default discards.
 	Logger *slog.Logger
 }
@@ -37,8 +49,9 @@ type Store struct {
 	dir  string
 	opts Options
 
-	wmu sync.Mutex // serialises StoreLogs, DeleteRange and Close
-	buf []byte     // encoding buffer, under wmu
+	wmu   sync.Mutex // serialises StoreLogs, DeleteRange and Close
+	buf   []byte     // encoding buffer, under wmu
+	zeros []byte     // a block of zeros for preallocation and erasure
 	// metaFirst is the first index recorded in the meta file: entries
 	// below it are deleted even if a segment still holds them. Under wmu.
 	metaFirst uint64
@@ -56,6 +69,8 @@ type segment struct {
 	f       *os.File
 	offsets []int64 // offsets[i] is where the record of index base+i starts
 	size    int64   // end of the last whole record
+	// alloc is the length of the file; from size to alloc it holds zeros.
+	alloc int64
 }
 
 func (s *segment) lastIndex() uint64 { return s.base + uint64(len(s.offsets)) - 1 }
@@ -79,13 +94,16 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.SegmentSize <= 0 {
 		opts.SegmentSize = DefaultSegmentSize
 	}
+	if opts.Preallocate == 0 {
+		opts.Preallocate = DefaultPreallocate
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
-	s := &Store{dir: dir, opts: opts}
+	s := &Store{dir: dir, opts: opts, zeros: make([]byte, min(max(opts.Preallocate, 64<<10), 1<<20))}
 	var err error
 	if s.metaFirst, err = readMeta(filepath.Join(dir, metaFile)); err != nil {
 		return nil, err
@@ -150,8 +168,9 @@ func (s *Store) load() error {
 	return nil
 }
 
-// openSegment opens and scans one segment. In the newest segment a record
-// that fails its checks ends the log and is cut off with what follows it.
+// openSegment opens and scans one segment. Records end at the first zero
+// length (the preallocated tail). In the newest segment a record that fails
+// its checks ends the log too, and it and whatever follows it are erased.
 func (s *Store) openSegment(base uint64, newest bool) (*segment, error) {
 	path := filepath.Join(s.dir, segmentName(base))
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -160,6 +179,7 @@ func (s *Store) openSegment(base uint64, newest bool) (*segment, error) {
 	}
 	seg := &segment{base: base, path: path, f: f}
 	data, err := io.ReadAll(f)
+	seg.alloc = int64(len(data))
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("raftlog: read %s: %w", path, err)
@@ -213,24 +233,42 @@ func (s *Store) openSegment(base uint64, newest bool) (*segment, error) {
 		if err == nil {
 			continue
 		}
+		if allZero(rest) {
+			break // the end of the records, at most a preallocated tail
+		}
 		if !newest {
 			return fail(err)
 		}
-		if err != errEnd || !allZero(rest) {
-			s.opts.Logger.Warn("raft log: cutting off a torn tail", "segment", path, "offset", off, "bytes", len(rest), "reason", err)
+		s.opts.Logger.Warn("raft log: cutting off a torn tail", "segment", path, "offset", off, "bytes", len(rest), "reason", err)
+		// Erase rather than truncate: the file keeps its preallocation,
+		// and no whole record of the torn write can be read back after a
+		// later, shorter append ends right where it starts.
+		dirty := int64(len(rest))
+		for dirty > 0 && rest[dirty-1] == 0 {
+			dirty--
 		}
-		break
-	}
-	seg.size = off
-	if int64(len(data)) != off {
-		if err := f.Truncate(off); err != nil {
+		if err := s.erase(f, off, off+dirty); err != nil {
 			return fail(err)
 		}
 		if err := fdatasync(f); err != nil {
 			return fail(err)
 		}
+		break
 	}
+	seg.size = off
 	return seg, nil
+}
+
+// erase overwrites [from, to) of f with zeros.
+func (s *Store) erase(f *os.File, from, to int64) error {
+	for from < to {
+		n := min(to-from, int64(len(s.zeros)))
+		if _, err := f.WriteAt(s.zeros[:n], from); err != nil {
+			return fmt.Errorf("raftlog: erase %s: %w", f.Name(), err)
+		}
+		from += n
+	}
+	return nil
 }
 
 var errEnd = errors.New("end of records")
@@ -377,6 +415,23 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
 		return s.undoAppend(seg, fresh, fmt.Errorf("raftlog: write %s: %w", seg.path, err))
 	}
+	alloc := seg.alloc
+	if end := seg.size + int64(len(buf)); end > alloc {
+		alloc = end
+		if p := s.opts.Preallocate; p > 0 {
+			// This append grows the file and its fdatasync writes the new
+			// size anyway: grow it further with zeros, once, so that the
+			// appends after it do not. Never past the segment size, where
+			// appends move to a new segment.
+			to := min(end+p, s.opts.SegmentSize)
+			if to > end {
+				if err := s.erase(seg.f, end, to); err != nil {
+					return s.undoAppend(seg, fresh, err)
+				}
+				alloc = to
+			}
+		}
+	}
 	if err := fdatasync(seg.f); err != nil {
 		return s.undoAppend(seg, fresh, fmt.Errorf("raftlog: sync %s: %w", seg.path, err))
 	}
@@ -386,6 +441,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	}
 	seg.offsets = append(seg.offsets, offsets...)
 	seg.size += int64(len(buf))
+	seg.alloc = alloc
 	if fresh {
 		s.segs = append(s.segs, seg)
 	}
@@ -407,6 +463,7 @@ func (s *Store) undoAppend(seg *segment, fresh bool, err error) error {
 	if terr := seg.f.Truncate(seg.size); terr != nil {
 		return errors.Join(err, terr)
 	}
+	seg.alloc = seg.size
 	return err
 }
 
@@ -426,7 +483,7 @@ func (s *Store) createSegment(base uint64) (*segment, error) {
 		os.Remove(path)
 		return nil, err
 	}
-	return &segment{base: base, path: path, f: f, size: headerSize}, nil
+	return &segment{base: base, path: path, f: f, size: headerSize, alloc: headerSize}, nil
 }
 
 // DeleteRange deletes the entries from min to max inclusive. hashicorp/raft
@@ -492,9 +549,12 @@ func (s *Store) deleteSuffix(min uint64) error {
 	seg := s.segs[len(s.segs)-1]
 	k := min - seg.base
 	if k < uint64(len(seg.offsets)) {
+		// Erase the records rather than truncate the file, which keeps its
+		// preallocation. A crash part way leaves a shorter log, never a
+		// hole: reading stops at the first erased record.
 		cut := seg.offsets[k]
-		if err := seg.f.Truncate(cut); err != nil {
-			return fmt.Errorf("raftlog: truncate %s: %w", seg.path, err)
+		if err := s.erase(seg.f, cut, seg.size); err != nil {
+			return err
 		}
 		if err := fdatasync(seg.f); err != nil {
 			return fmt.Errorf("raftlog: sync %s: %w", seg.path, err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -191,23 +190,20 @@ func TestDeletePrefixSuffixAll(t *testing.T) {
 	checkRange(t, s, 80, 85, term3)
 }
 
-func newestSegment(t *testing.T, dir string) string {
+// appendBytes writes b right after the records of the newest segment of
+// the log in dir, over its preallocated zeros: what a torn write leaves.
+func appendBytes(t *testing.T, dir string, b []byte) {
 	t.Helper()
-	m, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
-	if len(m) == 0 {
-		t.Fatal("no segment")
-	}
-	return m[len(m)-1]
-}
-
-func appendBytes(t *testing.T, path string, b []byte) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	s := open(t, dir, 0)
+	seg := s.segs[len(s.segs)-1]
+	path, end := seg.path, seg.size
+	s.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.Write(b); err != nil {
+	if _, err := f.WriteAt(b, end); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -227,7 +223,7 @@ func TestTornTailIsCutOff(t *testing.T) {
 			s := open(t, dir, 0)
 			mustStore(t, s, entries(1, 20, 1))
 			s.Close()
-			appendBytes(t, newestSegment(t, dir), tail)
+			appendBytes(t, dir, tail)
 			s = open(t, dir, 0)
 			defer s.Close()
 			checkRange(t, s, 1, 20, term1)
@@ -237,6 +233,100 @@ func TestTornTailIsCutOff(t *testing.T) {
 			checkRange(t, s, 1, 30, term1)
 		})
 	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestAppendsStayInsideThePreallocatedFile checks that an append that grows
+// the segment file grows it by the preallocation, and that the appends that
+// follow leave its size alone until they reach it.
+func TestAppendsStayInsideThePreallocatedFile(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Preallocate: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustStore(t, s, entries(1, 1, 1))
+	seg := s.segs[0]
+	grown := fileSize(t, seg.path)
+	if want := seg.size + 4096; grown != want {
+		t.Fatalf("file is %d bytes after the first append, want %d (records end at %d)", grown, want, seg.size)
+	}
+	i := uint64(2)
+	for ; seg.size+100 < grown; i++ {
+		mustStore(t, s, entries(i, i, 1))
+		if got := fileSize(t, seg.path); got != grown {
+			t.Fatalf("append %d inside the preallocation resized the file from %d to %d", i, grown, got)
+		}
+	}
+	for ; seg.size <= grown; i++ {
+		mustStore(t, s, entries(i, i, 1))
+	}
+	if got, want := fileSize(t, seg.path), seg.size+4096; got != want {
+		t.Fatalf("file is %d bytes after growing again, want %d", got, want)
+	}
+	s.Close()
+	s = open(t, dir, 0)
+	defer s.Close()
+	checkRange(t, s, 1, i-1, term1)
+}
+
+// term2At10 is the term of a log whose entry 10 was rewritten in term 2.
+// entry(i, 1) and entry(i, 2) encode to records of the same length.
+func term2At10(i uint64) uint64 {
+	if i == 10 {
+		return 2
+	}
+	return 1
+}
+
+// TestTornWriteIsNotReadBack tears a write whose first record is damaged
+// and whose later records reached the disk whole. After recovery and a new,
+// shorter append of records of the same length, a reopen must not read the
+// old whole records back as if they followed the new one.
+func TestTornWriteIsNotReadBack(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 0)
+	mustStore(t, s, entries(1, 9, 1))
+	s.Close()
+	var torn []byte
+	for _, l := range entries(10, 12, 1) {
+		torn, _ = appendRecord(torn, l)
+	}
+	torn[recordHeader+3] ^= 0xff // inside the payload of entry 10
+	appendBytes(t, dir, torn)
+
+	s = open(t, dir, 0)
+	checkRange(t, s, 1, 9, term1)
+	mustStore(t, s, entries(10, 10, 2))
+	s.Close()
+	s = open(t, dir, 0)
+	defer s.Close()
+	checkRange(t, s, 1, 10, term2At10)
+}
+
+// TestDeletedSuffixIsNotReadBack deletes a suffix, appends fewer records of
+// the same length in a new term, and reopens: the deleted records must stay
+// deleted.
+func TestDeletedSuffixIsNotReadBack(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 0)
+	mustStore(t, s, entries(1, 12, 1))
+	if err := s.DeleteRange(10, 12); err != nil {
+		t.Fatal(err)
+	}
+	mustStore(t, s, entries(10, 10, 2))
+	s.Close()
+	s = open(t, dir, 0)
+	defer s.Close()
+	checkRange(t, s, 1, 10, term2At10)
 }
 
 func TestDamageBeforeTheNewestSegmentIsAnError(t *testing.T) {
@@ -426,12 +516,15 @@ func FuzzOpenNewestSegment(f *testing.F) {
 	f.Add(rec)
 	f.Add(rec[:9])
 	f.Add([]byte{0, 0, 0, 0})
+	two, _ := appendRecord(append([]byte{}, rec...), entry(5, 1))
+	two[recordHeader] ^= 0xff
+	f.Add(two) // a damaged record, then a whole one
 	f.Fuzz(func(t *testing.T, tail []byte) {
 		dir := t.TempDir()
 		s := open(t, dir, 0)
 		mustStore(t, s, entries(1, 3, 1))
 		s.Close()
-		appendBytes(t, newestSegment(t, dir), tail)
+		appendBytes(t, dir, tail)
 		s, err := Open(dir, Options{})
 		if err != nil {
 			t.Fatalf("open: %v", err)
@@ -441,6 +534,17 @@ func FuzzOpenNewestSegment(f *testing.F) {
 		if last < 3 {
 			t.Fatalf("lost whole entries: last %d", last)
 		}
-		mustStore(t, s, entries(last+1, last+1, 1))
+		// An append after recovery ends the log, whatever the tail held.
+		mustStore(t, s, entries(last+1, last+1, 2))
+		s.Close()
+		s = open(t, dir, 0)
+		defer s.Close()
+		var l raft.Log
+		if got, _ := s.LastIndex(); got != last+1 {
+			t.Fatalf("after recovery, an append and a reopen the log ends at %d, want %d", got, last+1)
+		}
+		if err := s.GetLog(last+1, &l); err != nil || l.Term != 2 {
+			t.Fatalf("entry %d: %v, term %d; want term 2", last+1, err, l.Term)
+		}
 	})
 }
