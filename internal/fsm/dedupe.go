@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/btree"
-
 	"github.com/concord-dev/concord/internal/fsm/record"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 )
@@ -38,104 +36,129 @@ const (
 
 const dedupeSection = "dedupe"
 
+// dedupeEntry is one remembered result.
 type dedupeEntry struct {
-	client string
 	req    uint64
 	at     int64
 	result *internalv1.Result
 }
 
-func dedupeLess(a, b *dedupeEntry) bool {
-	if c := strings.Compare(a.client, b.client); c != 0 {
-		return c < 0
-	}
-	return a.req < b.req
-}
-
+// dedupeClient holds one client's remembered results, in request ID order:
+// entries[head:] are live. Clients number request IDs in the order they
+// issue them, so results nearly always arrive in order and are appended;
+// the oldest ID, the first to go, is at the front.
 type dedupeClient struct {
+	id       string
 	lastSeen int64
-	count    uint64
+	entries  []dedupeEntry
+	head     int
 }
 
-// dedupe remembers the results of recent client writes. Entries live in a
-// B-tree ordered by (client, request ID) so that a snapshot is an O(1) lazy
-// clone and a client's oldest entry is its first.
+func (c *dedupeClient) live() []dedupeEntry { return c.entries[c.head:] }
+
+func (c *dedupeClient) count() int { return len(c.entries) - c.head }
+
+// find returns the position of req among the live entries, and whether it
+// is there.
+func (c *dedupeClient) find(req uint64) (int, bool) {
+	live := c.live()
+	// The newest entries are the likeliest: look at the end first.
+	if n := len(live); n == 0 || live[n-1].req < req {
+		return n, false
+	} else if live[n-1].req == req {
+		return n - 1, true
+	}
+	return slices.BinarySearchFunc(live, req, func(e dedupeEntry, req uint64) int { return cmp.Compare(e.req, req) })
+}
+
+func (c *dedupeClient) insert(e dedupeEntry) (existed bool) {
+	i, found := c.find(e.req)
+	if found {
+		c.live()[i] = e
+		return true
+	}
+	if c.head > 0 && c.head >= len(c.entries)/2 {
+		// Reclaim the evicted front before growing.
+		n := copy(c.entries, c.live())
+		clear(c.entries[n:])
+		c.entries, c.head = c.entries[:n], 0
+	}
+	c.entries = slices.Insert(c.entries, c.head+i, e)
+	return false
+}
+
+func (c *dedupeClient) dropOldest() {
+	c.entries[c.head] = dedupeEntry{}
+	c.head++
+}
+
+// dedupe remembers the results of recent client writes, per client, in
+// request ID order. The bounds and their order of eviction are part of the
+// replicated state (see the constants above).
 type dedupe struct {
-	tree    *btree.BTreeG[*dedupeEntry]
 	clients map[string]*dedupeClient
+	entries int
 }
 
 func newDedupe() *dedupe {
-	return &dedupe{tree: btree.NewG(32, dedupeLess), clients: map[string]*dedupeClient{}}
+	return &dedupe{clients: map[string]*dedupeClient{}}
 }
 
 func (d *dedupe) lookup(client string, req uint64, now int64) (*internalv1.Result, bool) {
-	e, ok := d.tree.Get(&dedupeEntry{client: client, req: req})
+	c := d.clients[client]
+	if c == nil {
+		return nil, false
+	}
+	i, ok := c.find(req)
 	if !ok {
 		return nil, false
 	}
-	if c := d.clients[client]; c != nil {
-		c.lastSeen = max(c.lastSeen, now)
-	}
-	return e.result, true
+	c.lastSeen = max(c.lastSeen, now)
+	return c.live()[i].result, true
 }
 
 func (d *dedupe) remember(client string, req uint64, res *internalv1.Result, now int64) {
 	c := d.clients[client]
 	if c == nil {
-		c = &dedupeClient{}
-		d.clients[client] = c
+		// The client's ID is kept once, here, not once per entry.
+		c = &dedupeClient{id: strings.Clone(client)}
+		d.clients[c.id] = c
 	}
 	c.lastSeen = max(c.lastSeen, now)
-	if _, existed := d.tree.ReplaceOrInsert(&dedupeEntry{client: client, req: req, at: now, result: res}); !existed {
-		c.count++
+	if !c.insert(dedupeEntry{req: req, at: now, result: res}) {
+		d.entries++
 	}
-	for c.count > DedupeWindow {
-		var oldest *dedupeEntry
-		d.tree.AscendGreaterOrEqual(&dedupeEntry{client: client}, func(e *dedupeEntry) bool {
-			oldest = e
-			return false
-		})
-		if oldest == nil || oldest.client != client {
+	for c.count() > DedupeWindow {
+		oldest := c.live()[0]
+		if c.count() <= DedupeMaxWindow && oldest.at > now-DedupeMinAgeNanos {
 			break
 		}
-		if c.count <= DedupeMaxWindow && oldest.at > now-DedupeMinAgeNanos {
-			break
-		}
-		d.tree.Delete(oldest)
-		c.count--
+		c.dropOldest()
+		d.entries--
 	}
 }
 
-// sweep forgets clients idle since before cutoff. The order of deletion does
-// not matter: every idle client goes.
+// sweep forgets clients idle since before cutoff.
 func (d *dedupe) sweep(cutoff int64) {
 	for id, c := range d.clients {
-		if c.lastSeen >= cutoff {
-			continue
+		if c.lastSeen < cutoff {
+			d.entries -= c.count()
+			delete(d.clients, id)
 		}
-		var victims []*dedupeEntry
-		d.tree.AscendGreaterOrEqual(&dedupeEntry{client: id}, func(e *dedupeEntry) bool {
-			if e.client != id {
-				return false
-			}
-			victims = append(victims, e)
-			return true
-		})
-		for _, e := range victims {
-			d.tree.Delete(e)
-		}
-		delete(d.clients, id)
 	}
 }
 
-func (d *dedupe) len() int { return d.tree.Len() }
+func (d *dedupe) len() int { return d.entries }
 
+// capture copies what a snapshot needs (entries are small and results are
+// never modified) and returns its writer: the clients in ID order, then
+// their entries in (client, request ID) order.
 func (d *dedupe) capture() (uint64, func(*record.Writer) error) {
-	tree := d.tree.Clone()
 	clients := make([]*internalv1.DedupeClient, 0, len(d.clients))
+	live := make(map[string][]dedupeEntry, len(d.clients))
 	for id, c := range d.clients {
-		clients = append(clients, &internalv1.DedupeClient{ClientId: id, LastSeenUnixNano: c.lastSeen, Count: c.count})
+		clients = append(clients, &internalv1.DedupeClient{ClientId: id, LastSeenUnixNano: c.lastSeen, Count: uint64(c.count())})
+		live[id] = slices.Clone(c.live())
 	}
 	sortClients(clients)
 	return uint64(len(clients)), func(w *record.Writer) error {
@@ -144,26 +167,39 @@ func (d *dedupe) capture() (uint64, func(*record.Writer) error) {
 				return err
 			}
 		}
-		// Entries follow the clients, in tree order, closed by the count
-		// implied by the clients' counts.
-		var err error
-		tree.Ascend(func(e *dedupeEntry) bool {
-			err = w.Write(&internalv1.DedupeRecord{ClientId: e.client, RequestId: e.req, AtUnixNano: e.at, Result: e.result})
-			return err == nil
-		})
-		return err
+		// Entries follow the clients, closed by the count implied by the
+		// clients' counts.
+		for _, c := range clients {
+			for _, e := range live[c.GetClientId()] {
+				if err := w.Write(&internalv1.DedupeRecord{ClientId: c.GetClientId(), RequestId: e.req, AtUnixNano: e.at, Result: e.result}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
 }
 
 func (d *dedupe) restore(n uint64, r *record.Reader) error {
 	fresh := newDedupe()
+	order := make([]*dedupeClient, 0, n)
+	want := map[*dedupeClient]int{}
 	var entries uint64
 	for i := uint64(0); i < n; i++ {
 		var c internalv1.DedupeClient
 		if err := r.Read(&c); err != nil {
 			return fmt.Errorf("dedupe client %d: %w", i, err)
 		}
-		fresh.clients[c.GetClientId()] = &dedupeClient{lastSeen: c.GetLastSeenUnixNano(), count: c.GetCount()}
+		if _, dup := fresh.clients[c.GetClientId()]; dup {
+			return fmt.Errorf("dedupe client %d: %w: client %q twice", i, record.ErrCorrupt, c.GetClientId())
+		}
+		if c.GetCount() > DedupeMaxWindow {
+			return fmt.Errorf("dedupe client %d: %w: %d entries, more than the %d kept", i, record.ErrCorrupt, c.GetCount(), DedupeMaxWindow)
+		}
+		dc := &dedupeClient{id: c.GetClientId(), lastSeen: c.GetLastSeenUnixNano()}
+		fresh.clients[dc.id] = dc
+		order = append(order, dc)
+		want[dc] = int(c.GetCount())
 		entries += c.GetCount()
 	}
 	for i := uint64(0); i < entries; i++ {
@@ -171,13 +207,21 @@ func (d *dedupe) restore(n uint64, r *record.Reader) error {
 		if err := r.Read(&rec); err != nil {
 			return fmt.Errorf("dedupe record %d: %w", i, err)
 		}
-		if _, ok := fresh.clients[rec.GetClientId()]; !ok {
+		c, ok := fresh.clients[rec.GetClientId()]
+		if !ok {
 			return fmt.Errorf("dedupe record %d: %w: unknown client", i, record.ErrCorrupt)
 		}
-		fresh.tree.ReplaceOrInsert(&dedupeEntry{client: rec.GetClientId(), req: rec.GetRequestId(), at: rec.GetAtUnixNano(), result: rec.GetResult()})
+		if c.entries == nil {
+			c.entries = make([]dedupeEntry, 0, want[c])
+		}
+		if !c.insert(dedupeEntry{req: rec.GetRequestId(), at: rec.GetAtUnixNano(), result: rec.GetResult()}) {
+			fresh.entries++
+		}
 	}
-	if uint64(fresh.tree.Len()) != entries {
-		return fmt.Errorf("%w: dedupe holds %d entries, clients count %d", record.ErrCorrupt, fresh.tree.Len(), entries)
+	for _, c := range order {
+		if c.count() != want[c] {
+			return fmt.Errorf("%w: dedupe client %q holds %d entries, its count says %d", record.ErrCorrupt, c.id, c.count(), want[c])
+		}
 	}
 	*d = *fresh
 	return nil

@@ -1,0 +1,115 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/internal/fsm/record"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+)
+
+// refDedupe is the dedupe rule written as plainly as possible: per client,
+// a set of entries; after each insert the smallest request IDs go while the
+// client holds more than DedupeWindow and the smallest is old, or it holds
+// more than DedupeMaxWindow.
+type refDedupe map[string]map[uint64]int64
+
+func (r refDedupe) remember(client string, req uint64, now int64) {
+	if r[client] == nil {
+		r[client] = map[uint64]int64{}
+	}
+	c := r[client]
+	c[req] = now
+	for len(c) > DedupeWindow {
+		oldest := slices.Min(keys(c))
+		if len(c) <= DedupeMaxWindow && c[oldest] > now-DedupeMinAgeNanos {
+			break
+		}
+		delete(c, oldest)
+	}
+}
+
+func keys(m map[uint64]int64) []uint64 {
+	out := make([]uint64, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestDedupeAgainstAModel feeds results out of order (as concurrent calls of
+// one client reach the leader) and compares every lookup, the size and a
+// snapshot round trip with the reference rule.
+func TestDedupeAgainstAModel(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			d, ref := newDedupe(), refDedupe{}
+			clients := []string{"a", "b", "c"}
+			next := map[string]uint64{}
+			now := int64(0)
+			for op := 0; op < 6000; op++ {
+				client := clients[rng.IntN(len(clients))]
+				now += int64(rng.IntN(20)) * 1e6 // up to 20 ms per write
+				// IDs arrive nearly in order: up to 8 places late, and
+				// sometimes a retry of a recent one.
+				req := next[client] + uint64(rng.IntN(8))
+				if rng.IntN(20) == 0 && req > 20 {
+					req -= uint64(rng.IntN(20))
+				}
+				next[client]++
+				if _, ok := d.lookup(client, req, now); !ok {
+					d.remember(client, req, &internalv1.Result{}, now)
+				}
+				if _, ok := ref[client][req]; !ok {
+					ref.remember(client, req, now)
+				}
+				if op%500 == 0 {
+					d = roundTrip(t, d)
+				}
+			}
+			total := 0
+			for _, client := range clients {
+				total += len(ref[client])
+				for req := uint64(0); req < next[client]+8; req++ {
+					_, got := d.lookup(client, req, now)
+					_, want := ref[client][req]
+					require.Equal(t, want, got, "client %s request %d", client, req)
+				}
+			}
+			require.Equal(t, total, d.len())
+		})
+	}
+}
+
+func roundTrip(t *testing.T, d *dedupe) *dedupe {
+	t.Helper()
+	n, write := d.capture()
+	var buf bytes.Buffer
+	w := record.NewWriter(&buf)
+	require.NoError(t, write(w))
+	require.NoError(t, w.Flush())
+	back := newDedupe()
+	require.NoError(t, back.restore(n, record.NewReader(&buf)))
+	require.Equal(t, d.len(), back.len())
+	return back
+}
+
+// TestDedupeRestoreRefusesInconsistentCounts checks that a snapshot whose
+// client counts disagree with its records is refused.
+func TestDedupeRestoreRefusesInconsistentCounts(t *testing.T) {
+	var buf bytes.Buffer
+	w := record.NewWriter(&buf)
+	require.NoError(t, w.Write(&internalv1.DedupeClient{ClientId: "a", Count: 2}))
+	require.NoError(t, w.Write(&internalv1.DedupeRecord{ClientId: "a", RequestId: 1}))
+	require.NoError(t, w.Write(&internalv1.DedupeRecord{ClientId: "a", RequestId: 1}))
+	require.NoError(t, w.Flush())
+	d := newDedupe()
+	require.ErrorIs(t, d.restore(1, record.NewReader(&buf)), record.ErrCorrupt)
+	require.Zero(t, d.len(), "a refused restore changes nothing")
+}
