@@ -367,40 +367,53 @@ func configuration(servers []Server) raft.Configuration {
 func (n *Node) Propose(ctx context.Context, data []byte) (uint64, any, error) {
 	start := time.Now()
 	f := n.raft.Apply(data, time.Second)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			err = mapErr(err)
-			if m := n.cfg.Metrics; m != nil {
-				m.proposalsFailed.WithLabelValues(reasonLabel(err)).Inc()
+	if err := waitFuture(ctx, f); err != nil {
+		if m := n.cfg.Metrics; m != nil {
+			reason := "context"
+			if !isCtxErr(ctx, err) {
+				reason = reasonLabel(err)
 			}
-			return 0, nil, err
+			m.proposalsFailed.WithLabelValues(reason).Inc()
 		}
-		if m := n.cfg.Metrics; m != nil {
-			m.proposeSeconds.Observe(time.Since(start).Seconds())
-		}
-		return f.Index(), f.Response(), nil
-	case <-ctx.Done():
-		if m := n.cfg.Metrics; m != nil {
-			m.proposalsFailed.WithLabelValues("context").Inc()
-		}
-		return 0, nil, ctx.Err()
+		return 0, nil, err
 	}
+	if m := n.cfg.Metrics; m != nil {
+		m.proposeSeconds.Observe(time.Since(start).Seconds())
+	}
+	return f.Index(), f.Response(), nil
+}
+
+// waitFuture waits for f and maps its error, or returns ctx's error once
+// ctx is done (the outcome then unknown). Futures of concord's raft fork
+// wait without a goroutine of their own.
+func waitFuture(ctx context.Context, f raft.Future) error {
+	var err error
+	if w, ok := f.(interface {
+		ErrorContext(context.Context) error
+	}); ok {
+		err = w.ErrorContext(ctx)
+	} else {
+		done := make(chan error, 1)
+		go func() { done <- f.Error() }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err == nil || isCtxErr(ctx, err) {
+		return err
+	}
+	return mapErr(err)
+}
+
+func isCtxErr(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && errors.Is(err, ctx.Err())
 }
 
 // VerifyLeader confirms with a quorum that this node is still the leader.
 func (n *Node) VerifyLeader(ctx context.Context) error {
-	f := n.raft.VerifyLeader()
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		return mapErr(err)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return waitFuture(ctx, n.raft.VerifyLeader())
 }
 
 // IsLeader reports whether this node believes it is the leader.
@@ -448,17 +461,6 @@ func (n *Node) Configuration() ([]Server, error) {
 		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
 	}
 	return out, nil
-}
-
-func waitFuture(ctx context.Context, f raft.Future) error {
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		return mapErr(err)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // AddNonvoter adds a member that receives the log but does not vote.

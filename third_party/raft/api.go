@@ -874,11 +874,6 @@ func (r *Raft) Apply(cmd []byte, timeout time.Duration) ApplyFuture {
 func (r *Raft) ApplyLog(log Log, timeout time.Duration) ApplyFuture {
 	metrics.IncrCounter([]string{"raft", "apply"}, 1)
 
-	var timer <-chan time.Time
-	if timeout > 0 {
-		timer = time.After(timeout)
-	}
-
 	// Create a log future, no index or term yet
 	logFuture := &logFuture{
 		log: Log{
@@ -888,6 +883,24 @@ func (r *Raft) ApplyLog(log Log, timeout time.Duration) ApplyFuture {
 		},
 	}
 	logFuture.init()
+
+	// concord: start a timer only when the leader is not ready to take the
+	// entry at once; the common case allocates none. A shut down node never
+	// takes it (upstream's single select could, into the buffered channel).
+	select {
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	default:
+	}
+	select {
+	case r.applyCh <- logFuture:
+		return logFuture
+	default:
+	}
+	var timer <-chan time.Time
+	if timeout > 0 {
+		timer = time.After(timeout)
+	}
 
 	select {
 	case <-timer:

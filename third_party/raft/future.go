@@ -4,6 +4,7 @@
 package raft
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync"
@@ -114,6 +115,31 @@ func (d *deferError) Error() error {
 	case d.err = <-d.errCh:
 	case <-d.ShutdownCh:
 		d.err = ErrRaftShutdown
+	}
+	return d.err
+}
+
+// ErrorContext is Error that also returns ctx's error once ctx is done, in
+// which case the outcome is unknown and a later Error still waits for it.
+// (concord: lets a caller wait on a future without a goroutine of its own.)
+func (d *deferError) ErrorContext(ctx context.Context) error {
+	if d.err != nil {
+		return d.err
+	}
+	if d.errCh == nil {
+		panic("waiting for response on nil channel")
+	}
+	select {
+	case d.err = <-d.errCh: // an answer wins over a done ctx
+		return d.err
+	default:
+	}
+	select {
+	case d.err = <-d.errCh:
+	case <-d.ShutdownCh:
+		d.err = ErrRaftShutdown
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	return d.err
 }
