@@ -33,22 +33,28 @@ func startProfile(ctx context.Context, endpoints []string, length time.Duration,
 func (p *profile) wait() error { return <-p.done }
 
 func saveProfile(ctx context.Context, endpoints []string, seconds int, path string) error {
+	return saveLeaderPage(ctx, endpoints, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), path)
+}
+
+// saveLeaderPage saves what the leader among endpoints serves at page
+// (a profile, its metrics) to path.
+func saveLeaderPage(ctx context.Context, endpoints []string, page, path string) error {
 	leader, err := leaderAddr(ctx, endpoints)
 	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", leader, seconds)
+	url := fmt.Sprintf("http://%s%s", leader, page)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("profile: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile: %s answered %s", url, resp.Status)
+		return fmt.Errorf("%s answered %s", url, resp.Status)
 	}
 	f, err := os.Create(path)
 	if err != nil {

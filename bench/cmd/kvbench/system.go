@@ -82,6 +82,12 @@ func measure(ctx context.Context, sys system, c *cluster.Cluster, l *load.Load, 
 		if err := prof.wait(); err != nil {
 			fmt.Fprintf(os.Stderr, "  no profile: %v\n", err)
 		}
+		for suffix, page := range map[string]string{"metrics": "/metrics", "heap.pprof": "/debug/pprof/heap"} {
+			path := filepath.Join(o.pprofDir, fmt.Sprintf("%s-%dnodes-%s.%s", sys.name, len(c.Members()), op, suffix))
+			if err := saveLeaderPage(ctx, c.ClientAddrs(), page, path); err != nil {
+				fmt.Fprintf(os.Stderr, "  no %s: %v\n", suffix, err)
+			}
+		}
 	}
 	if s.Errors > 0 {
 		fmt.Fprintf(os.Stderr, "  %d errors, the first: %v\n", s.Errors, s.FirstErr)
