@@ -57,7 +57,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before each measured phase")
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "measured phase per operation")
 	fs.StringVar(&o.jsonFile, "json", "", "write the raw results to this file")
-	fs.StringVar(&o.pprofDir, "pprof", "", "save a CPU profile of concord's leader during each measured phase, and its metrics and heap profile after it, into this directory (perturbs the figures)")
+	fs.StringVar(&o.pprofDir, "pprof", "", "save CPU profiles of concord's leader and of one follower during each measured phase, and the leader's metrics and heap profile after it, into this directory (perturbs the figures)")
 	fs.StringVar(&o.cpuProf, "cpuprofile", "", "save a CPU profile of kvbench itself (the clients) to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/concord-dev/concord/client"
@@ -33,17 +35,34 @@ func startProfile(ctx context.Context, endpoints []string, length time.Duration,
 func (p *profile) wait() error { return <-p.done }
 
 func saveProfile(ctx context.Context, endpoints []string, seconds int, path string) error {
-	return saveLeaderPage(ctx, endpoints, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), path)
+	page := fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds)
+	follower := make(chan error, 1)
+	go func() {
+		// One follower too, when there is one: its CPU is the other half
+		// of a replicated write.
+		addr, err := memberAddr(ctx, endpoints, "follower")
+		if err != nil {
+			follower <- nil
+			return
+		}
+		follower <- savePage(ctx, addr, page, strings.TrimSuffix(path, ".pprof")+"-follower.pprof")
+	}()
+	return errors.Join(saveLeaderPage(ctx, endpoints, page, path), <-follower)
 }
 
 // saveLeaderPage saves what the leader among endpoints serves at page
 // (a profile, its metrics) to path.
 func saveLeaderPage(ctx context.Context, endpoints []string, page, path string) error {
-	leader, err := leaderAddr(ctx, endpoints)
+	leader, err := memberAddr(ctx, endpoints, "leader")
 	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
-	url := fmt.Sprintf("http://%s%s", leader, page)
+	return savePage(ctx, leader, page, path)
+}
+
+// savePage saves what the member at addr serves at page to path.
+func savePage(ctx context.Context, addr, page, path string) error {
+	url := fmt.Sprintf("http://%s%s", addr, page)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -67,8 +86,9 @@ func saveLeaderPage(ctx context.Context, endpoints []string, page, path string) 
 	return f.Close()
 }
 
-// leaderAddr asks the cluster for its leader's client address.
-func leaderAddr(ctx context.Context, endpoints []string) (string, error) {
+// memberAddr asks the cluster for the client address of a member in role
+// (leader, follower).
+func memberAddr(ctx context.Context, endpoints []string, role string) (string, error) {
 	c, err := client.New(ctx, client.Config{Endpoints: endpoints})
 	if err != nil {
 		return "", err
@@ -79,9 +99,9 @@ func leaderAddr(ctx context.Context, endpoints []string) (string, error) {
 		return "", err
 	}
 	for _, m := range st.GetMembers() {
-		if m.GetRole() == "leader" {
+		if m.GetRole() == role {
 			return m.GetClientAddr(), nil
 		}
 	}
-	return "", fmt.Errorf("no leader among %v", endpoints)
+	return "", fmt.Errorf("no %s among %v", role, endpoints)
 }
