@@ -11,6 +11,7 @@ import (
 	"github.com/concord-dev/concord/bench/internal/cputime"
 	"github.com/concord-dev/concord/bench/internal/kv"
 	"github.com/concord-dev/concord/bench/internal/load"
+	"github.com/concord-dev/concord/bench/internal/profile"
 )
 
 // system is a system under test: how to build it, run it and talk to it.
@@ -68,10 +69,10 @@ func benchCluster(ctx context.Context, sys system, bin string, n int, o options)
 // this process and the rest of the machine used meanwhile.
 func measure(ctx context.Context, sys system, c *cluster.Cluster, l *load.Load, op load.Op, o options) Result {
 	l.Run(ctx, op, o.warmup)
-	var prof *profile
+	var prof *profile.Profile
 	if o.pprofDir != "" && sys.pprof {
 		path := filepath.Join(o.pprofDir, fmt.Sprintf("%s-%dnodes-%s.pprof", sys.name, len(c.Members()), op))
-		prof = startProfile(ctx, c.ClientAddrs(), o.duration, path)
+		prof = profile.Start(ctx, c.ClientAddrs(), o.duration, path)
 	}
 	cpu := cputime.Start(c)
 	s := l.Run(ctx, op, o.duration)
@@ -79,12 +80,12 @@ func measure(ctx context.Context, sys system, c *cluster.Cluster, l *load.Load, 
 	cores := cpu.Stop()
 	r.setCores(cores)
 	if prof != nil {
-		if err := prof.wait(); err != nil {
+		if err := prof.Wait(); err != nil {
 			fmt.Fprintf(os.Stderr, "  no profile: %v\n", err)
 		}
 		for suffix, page := range map[string]string{"metrics": "/metrics", "heap.pprof": "/debug/pprof/heap"} {
 			path := filepath.Join(o.pprofDir, fmt.Sprintf("%s-%dnodes-%s.%s", sys.name, len(c.Members()), op, suffix))
-			if err := saveLeaderPage(ctx, c.ClientAddrs(), page, path); err != nil {
+			if err := profile.SaveLeaderPage(ctx, c.ClientAddrs(), page, path); err != nil {
 				fmt.Fprintf(os.Stderr, "  no %s: %v\n", suffix, err)
 			}
 		}

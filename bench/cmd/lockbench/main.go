@@ -40,6 +40,7 @@ type options struct {
 	redisAddr  string
 	redisRetry time.Duration
 	jsonFile   string
+	pprofDir   string
 }
 
 func main() { cli.Main("lockbench", parseFlags, run) }
@@ -60,6 +61,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.redisAddr, "redis", cli.RedisAddr(), "Redis address for the redis system (default: $CONCORD_BENCH_REDIS or 127.0.0.1:6379)")
 	fs.DurationVar(&o.redisRetry, "redis-retry", time.Millisecond, "redsync's delay between lock attempts (it polls; its own default is 50-250ms random)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the raw results to this file")
+	fs.StringVar(&o.pprofDir, "pprof", "", "save CPU profiles of concord's leader and of one follower during each measured phase, and the leader's metrics and heap profile after it, into this directory (perturbs the figures)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

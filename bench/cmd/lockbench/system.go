@@ -78,7 +78,11 @@ func benchCluster(ctx context.Context, sys system, bin string, n int, o options)
 			return fmt.Errorf("connect: %w", err)
 		}
 		defer b.close()
-		results, err = runWorkloads(ctx, sys.name, n, b, c, o)
+		var endpoints []string
+		if sys.flavor != cluster.Etcd {
+			endpoints = c.ClientAddrs()
+		}
+		results, err = runWorkloads(ctx, sys.name, n, b, c, endpoints, o)
 		return err
 	})
 	return results, err
@@ -96,7 +100,7 @@ func benchRedis(ctx context.Context, o options) ([]Result, error) {
 	}
 	defer b.close()
 	fmt.Fprintf(os.Stderr, "redis at %s (single instance, redsync, retry delay %s)\n", o.redisAddr, o.redisRetry)
-	return runWorkloads(ctx, "redis", 1, b, b, o)
+	return runWorkloads(ctx, "redis", 1, b, b, nil, o)
 }
 
 // concord

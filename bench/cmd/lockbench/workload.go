@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/concord-dev/concord/bench/internal/cputime"
 	"github.com/concord-dev/concord/bench/internal/load"
+	"github.com/concord-dev/concord/bench/internal/profile"
 )
 
 // Workloads.
@@ -18,15 +20,16 @@ const (
 	Hot      = "hot"      // every worker contends for one key
 )
 
-// runWorkloads runs the distinct and then the hot workload against b.
-func runWorkloads(ctx context.Context, sys string, nodes int, b backend, srv cputime.Source, o options) ([]Result, error) {
+// runWorkloads runs the distinct and then the hot workload against b;
+// concord's endpoints (nil for other systems) are profiled under -pprof.
+func runWorkloads(ctx context.Context, sys string, nodes int, b backend, srv cputime.Source, concord []string, o options) ([]Result, error) {
 	var results []Result
 	for _, wl := range []struct {
 		name    string
 		clients int
 	}{{Distinct, o.clients}, {Hot, o.hotClients}} {
 		fmt.Fprintf(os.Stderr, "%s, %d nodes: %s, %d clients, %s + %s\n", sys, nodes, wl.name, wl.clients, o.warmup, o.duration)
-		r, err := runWorkload(ctx, sys, nodes, wl.name, wl.clients, b, srv, o)
+		r, err := runWorkload(ctx, sys, nodes, wl.name, wl.clients, b, srv, concord, o)
 		if err != nil {
 			return results, err
 		}
@@ -80,7 +83,7 @@ type workerStats struct {
 
 // runWorkload creates a session and lock handle per worker, runs an
 // unmeasured warmup and then the measured phase, and releases the sessions.
-func runWorkload(ctx context.Context, sys string, nodes int, wl string, clients int, b backend, srv cputime.Source, o options) (Result, error) {
+func runWorkload(ctx context.Context, sys string, nodes int, wl string, clients int, b backend, srv cputime.Source, concord []string, o options) (Result, error) {
 	keys := make([]*keyState, clients)
 	lockers := make([]locker, 0, clients)
 	defer func() {
@@ -104,11 +107,24 @@ func runWorkload(ctx context.Context, sys string, nodes int, wl string, clients 
 	}
 	var c checks
 	runPhase(ctx, wl, keys, lockers, &c, o.warmup, o.opTimeout)
+	var prof *profile.Profile
+	base := filepath.Join(o.pprofDir, fmt.Sprintf("%s-%dnodes-%s", sys, nodes, wl))
+	if o.pprofDir != "" && concord != nil {
+		prof = profile.Start(ctx, concord, o.duration, base+".pprof")
+	}
 	cpu := cputime.Start(srv)
 	lat, handoffs := runPhase(ctx, wl, keys, lockers, &c, o.duration, o.opTimeout)
 	r := newResult(sys, nodes, wl, clients, lat, handoffs, &c)
 	cores := cpu.Stop()
 	r.setCores(cores)
+	if prof != nil {
+		if err := prof.Wait(); err != nil {
+			fmt.Fprintf(os.Stderr, "  no profile: %v\n", err)
+		}
+		if err := profile.SaveLeaderPage(ctx, concord, "/metrics", base+".metrics"); err != nil {
+			fmt.Fprintf(os.Stderr, "  no metrics: %v\n", err)
+		}
+	}
 	if sys == "redis" {
 		r.Note = fmt.Sprintf("redsync, 1 instance, retry delay %s (polling, not fair)", o.redisRetry)
 	}

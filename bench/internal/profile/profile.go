@@ -1,4 +1,6 @@
-package main
+// Package profile saves CPU profiles, metrics and heap profiles of a
+// concord cluster's members while a benchmark runs.
+package profile
 
 import (
 	"context"
@@ -16,23 +18,24 @@ import (
 // maxProfile bounds the length of a CPU profile.
 const maxProfile = 10 * time.Second
 
-// profile is a CPU profile of concord's leader being taken in the
-// background.
-type profile struct {
+// Profile is a CPU profile of concord's leader (and of one follower) being
+// taken in the background.
+type Profile struct {
 	done chan error
 }
 
-// startProfile saves a CPU profile of the current leader among endpoints,
-// of at most maxProfile and at most length, to path.
-func startProfile(ctx context.Context, endpoints []string, length time.Duration, path string) *profile {
-	p := &profile{done: make(chan error, 1)}
+// Start saves a CPU profile of the current leader among endpoints, of at
+// most maxProfile and at most length, to path, and one of a follower, if
+// there is one, next to it (path with -follower before its extension).
+func Start(ctx context.Context, endpoints []string, length time.Duration, path string) *Profile {
+	p := &Profile{done: make(chan error, 1)}
 	seconds := max(int(min(length, maxProfile)/time.Second), 1)
 	go func() { p.done <- saveProfile(ctx, endpoints, seconds, path) }()
 	return p
 }
 
-// wait returns once the profile is saved, or why it could not be.
-func (p *profile) wait() error { return <-p.done }
+// Wait returns once the profiles are saved, or why they could not be.
+func (p *Profile) Wait() error { return <-p.done }
 
 func saveProfile(ctx context.Context, endpoints []string, seconds int, path string) error {
 	page := fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds)
@@ -47,12 +50,12 @@ func saveProfile(ctx context.Context, endpoints []string, seconds int, path stri
 		}
 		follower <- savePage(ctx, addr, page, strings.TrimSuffix(path, ".pprof")+"-follower.pprof")
 	}()
-	return errors.Join(saveLeaderPage(ctx, endpoints, page, path), <-follower)
+	return errors.Join(SaveLeaderPage(ctx, endpoints, page, path), <-follower)
 }
 
-// saveLeaderPage saves what the leader among endpoints serves at page
+// SaveLeaderPage saves what the leader among endpoints serves at page
 // (a profile, its metrics) to path.
-func saveLeaderPage(ctx context.Context, endpoints []string, page, path string) error {
+func SaveLeaderPage(ctx context.Context, endpoints []string, page, path string) error {
 	leader, err := memberAddr(ctx, endpoints, "leader")
 	if err != nil {
 		return fmt.Errorf("profile: %w", err)
