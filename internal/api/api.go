@@ -149,6 +149,31 @@ type metrics struct {
 	streams      *prometheus.GaugeVec
 	batchCalls   prometheus.Histogram
 	batchResults prometheus.Histogram
+	// byMethod caches the children of seconds and of requests (code ok)
+	// for the methods batch calls run; a vector's lookup hashes its labels.
+	byMethod map[string]methodMetrics
+}
+
+type methodMetrics struct {
+	seconds prometheus.Observer
+	ok      prometheus.Counter
+}
+
+// batchMethods are the methods a KV.Batch call may run.
+var batchMethods = []string{"Range", "Put", "DeleteRange", "Txn", "Add", "Acquire", "Release", "NextIDs", "Batch"}
+
+// observe records a call of method that started at start and ended with err.
+func (m *metrics) observe(method string, start time.Time, err error) {
+	mm, cached := m.byMethod[method]
+	if !cached {
+		mm.seconds = m.seconds.WithLabelValues(method)
+	}
+	mm.seconds.Observe(time.Since(start).Seconds())
+	if err == nil && cached {
+		mm.ok.Inc()
+		return
+	}
+	m.requests.WithLabelValues(method, codeOf(wire(err))).Inc()
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -168,6 +193,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 	}
 	reg.MustRegister(m.requests, m.seconds, m.streams, m.batchCalls, m.batchResults)
+	m.byMethod = make(map[string]methodMetrics, len(batchMethods))
+	for _, name := range batchMethods {
+		m.byMethod[name] = methodMetrics{seconds: m.seconds.WithLabelValues(name), ok: m.requests.WithLabelValues(name, codeOf(nil))}
+	}
 	return m
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -49,8 +50,11 @@ func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concor
 			}
 			break
 		}
-		k.m.batchCalls.Observe(float64(len(req.GetCalls())))
-		for _, call := range req.GetCalls() {
+		calls := req.GetCalls()
+		k.m.batchCalls.Observe(float64(len(calls)))
+		mctx, done := messageContext(ctx, calls)
+		started := 0
+		for _, call := range calls {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -58,12 +62,17 @@ func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concor
 			if ctx.Err() != nil {
 				break
 			}
+			started++
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				results <- k.run(ctx, call)
+				defer done()
+				results <- k.run(mctx, call)
 			}()
+		}
+		for range len(calls) - started {
+			done()
 		}
 	}
 	wg.Wait()
@@ -101,15 +110,52 @@ func sendResults(stream *connect.BidiStream[concordv1.BatchRequest, concordv1.Ba
 	return failed
 }
 
+// callTimeout is how long the server works on a call.
+func callTimeout(call *concordv1.BatchCall) time.Duration {
+	if t := time.Duration(call.GetTimeoutMs()) * time.Millisecond; t > 0 {
+		return t
+	}
+	return defaultCallTimeout
+}
+
+// messageContext bounds the calls of one message with one deadline, the
+// latest of theirs: calls sent together carry nearly the same timeout, and
+// one timer per message instead of one per call is a measurable share of a
+// put's CPU. run narrows it for a call whose own deadline is much earlier.
+// done is called once per call; the last call cancels the context.
+func messageContext(ctx context.Context, calls []*concordv1.BatchCall) (context.Context, func()) {
+	var longest time.Duration
+	for _, c := range calls {
+		longest = max(longest, callTimeout(c))
+	}
+	mctx, cancel := context.WithTimeout(ctx, longest)
+	var left atomic.Int64
+	left.Store(int64(len(calls)))
+	if len(calls) == 0 {
+		cancel()
+	}
+	return mctx, func() {
+		if left.Add(-1) == 0 {
+			cancel()
+		}
+	}
+}
+
+// callContext bounds a call started at start by its own timeout: it
+// keeps ctx (its message's) unless that allows more than an eighth longer.
+func callContext(ctx context.Context, call *concordv1.BatchCall, start time.Time) (context.Context, context.CancelFunc) {
+	timeout := callTimeout(call)
+	if d, ok := ctx.Deadline(); ok && d.Sub(start) <= timeout+timeout/8 {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, start.Add(timeout))
+}
+
 // run runs one call of a batch, with the metrics of the unary method.
 func (k *kvService) run(ctx context.Context, call *concordv1.BatchCall) *concordv1.BatchResult {
-	timeout := time.Duration(call.GetTimeoutMs()) * time.Millisecond
-	if timeout <= 0 {
-		timeout = defaultCallTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	start := time.Now()
+	ctx, cancel := callContext(ctx, call, start)
+	defer cancel()
 	out := &concordv1.BatchResult{Id: call.GetId()}
 	var (
 		method string
@@ -176,8 +222,7 @@ func (k *kvService) run(ctx context.Context, call *concordv1.BatchCall) *concord
 	if err != nil {
 		out.Response = &concordv1.BatchResult_Error{Error: batchError(err)}
 	}
-	k.m.seconds.WithLabelValues(method).Observe(time.Since(start).Seconds())
-	k.m.requests.WithLabelValues(method, codeOf(wire(err))).Inc()
+	k.m.observe(method, start, err)
 	return out
 }
 
