@@ -1,8 +1,6 @@
 package kv
 
 import (
-	"bytes"
-
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 )
 
@@ -49,8 +47,6 @@ func ItemFromProto(kv *concordv1.KeyValue) *Item {
 		Session:   kv.GetSession(),
 	}
 }
-
-func itemLess(a, b *Item) bool { return bytes.Compare(a.Key, b.Key) < 0 }
 
 // EventType is the kind of change an event records.
 type EventType uint8

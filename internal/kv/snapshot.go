@@ -3,8 +3,6 @@ package kv
 import (
 	"fmt"
 
-	"github.com/google/btree"
-
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/fsm/record"
 )
@@ -29,7 +27,7 @@ func (s *Store) Capture() (uint64, func(*record.Writer) error) {
 
 // Restore replaces the store's content with n records read from r.
 func (s *Store) Restore(n uint64, r *record.Reader) error {
-	tree := btree.NewG(btreeDegree, itemLess)
+	tree := newIndex()
 	fresh := &Store{tree: tree, bySession: map[int64]map[string]struct{}{}}
 	var last []byte
 	for i := uint64(0); i < n; i++ {
@@ -51,7 +49,7 @@ func (s *Store) Restore(n uint64, r *record.Reader) error {
 
 // Reset empties the store.
 func (s *Store) Reset() {
-	s.tree = btree.NewG(btreeDegree, itemLess)
+	s.tree = newIndex()
 	s.bytes = 0
 	s.bySession = map[int64]map[string]struct{}{}
 }

@@ -5,8 +5,6 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/google/btree"
-
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/errs"
 	"github.com/concord-dev/concord/internal/session"
@@ -36,20 +34,18 @@ type ReadLimits struct {
 
 // Store is the key-value state.
 type Store struct {
-	tree      *btree.BTreeG[*Item]
+	tree      *index
 	bytes     int64
 	bySession map[int64]map[string]struct{}
 	sessions  SessionChecker
 	locks     LockChecker
 }
 
-const btreeDegree = 32
-
 // NewStore returns an empty store. sessions answers whether a session
 // exists for session-bound writes.
 func NewStore(sessions SessionChecker) *Store {
 	return &Store{
-		tree:      btree.NewG(btreeDegree, itemLess),
+		tree:      newIndex(),
 		bySession: map[int64]map[string]struct{}{},
 		sessions:  sessions,
 	}
@@ -69,7 +65,7 @@ func (s *Store) SessionKeys(id int64) int { return len(s.bySession[id]) }
 
 // Get returns the item stored at key.
 func (s *Store) Get(key []byte) (*Item, bool) {
-	return s.tree.Get(&Item{Key: key})
+	return s.tree.Get(key)
 }
 
 // Range reads the keys a request names from the current state.
@@ -77,14 +73,14 @@ func (s *Store) Range(req *concordv1.RangeRequest, lim ReadLimits) (*concordv1.R
 	return rangeTree(s.tree, req, lim)
 }
 
-func rangeTree(tree *btree.BTreeG[*Item], req *concordv1.RangeRequest, lim ReadLimits) (*concordv1.RangeResponse, error) {
+func rangeTree(tree *index, req *concordv1.RangeRequest, lim ReadLimits) (*concordv1.RangeResponse, error) {
 	sp, err := SpanOf(req.GetKey(), req.GetRangeEnd(), req.GetPrefix())
 	if err != nil {
 		return nil, err
 	}
 	resp := &concordv1.RangeResponse{}
 	if sp.Single {
-		if it, ok := tree.Get(&Item{Key: sp.Start}); ok {
+		if it, ok := tree.Get(sp.Start); ok {
 			resp.Count = 1
 			if !req.GetCountOnly() {
 				resp.Kvs = append(resp.Kvs, it.Proto(req.GetKeysOnly()))
@@ -118,19 +114,19 @@ func rangeTree(tree *btree.BTreeG[*Item], req *concordv1.RangeRequest, lim ReadL
 	return resp, nil
 }
 
-func ascend(tree *btree.BTreeG[*Item], sp Span, visit func(*Item) bool) {
+func ascend(tree *index, sp Span, visit func(*Item) bool) {
 	if sp.End == nil {
-		tree.AscendGreaterOrEqual(&Item{Key: sp.Start}, visit)
+		tree.AscendGreaterOrEqual(sp.Start, visit)
 		return
 	}
-	tree.AscendRange(&Item{Key: sp.Start}, &Item{Key: sp.End}, visit)
+	tree.AscendRange(sp.Start, sp.End, visit)
 }
 
 // view applies writes to a tree and records their events. Single writes use
 // the store's tree; a transaction uses a lazy clone it can discard.
 type view struct {
 	s      *Store
-	tree   *btree.BTreeG[*Item]
+	tree   *index
 	rev    uint64
 	events []Event
 }
@@ -193,10 +189,12 @@ func (v *view) upsert(key, value []byte, sess int64) *Item {
 	if replaced {
 		// it is not yet visible to anyone: applies hold the state
 		// machine's write lock, and clones taken for snapshots never see
-		// it. Complete it as set would have built it.
+		// it. Complete it as set would have built it. Its key stays the
+		// command's: the index's slot holds those bytes too, and a
+		// command decoded by the state machine is its own allocation that
+		// nothing else keeps or changes.
 		it.CreateRev = prev.CreateRev
 		it.Version = prev.Version + 1
-		it.Key = prev.Key
 	}
 	v.events = append(v.events, Event{Rev: v.rev, Type: EventPut, Item: it, Prev: prev})
 	return prev
@@ -222,7 +220,7 @@ func (v *view) deleteRange(req *concordv1.DeleteRangeRequest) (*concordv1.Delete
 	}
 	var victims []*Item
 	if sp.Single {
-		if it, ok := v.tree.Get(&Item{Key: sp.Start}); ok {
+		if it, ok := v.tree.Get(sp.Start); ok {
 			victims = append(victims, it)
 		}
 	} else {
@@ -239,7 +237,7 @@ func (v *view) deleteRange(req *concordv1.DeleteRangeRequest) (*concordv1.Delete
 }
 
 func (v *view) remove(it *Item) {
-	v.tree.Delete(it)
+	v.tree.Delete(it.Key)
 	v.events = append(v.events, Event{Rev: v.rev, Type: EventDelete, Item: it, Prev: it})
 }
 
@@ -247,7 +245,7 @@ func (v *view) add(req *concordv1.AddRequest) (*concordv1.AddResponse, error) {
 	if len(req.GetKey()) == 0 {
 		return nil, ErrEmptyKey
 	}
-	prev, ok := v.tree.Get(&Item{Key: req.GetKey()})
+	prev, ok := v.tree.Get(req.GetKey())
 	var cur int64
 	sess := req.GetSession()
 	if ok {
@@ -318,7 +316,7 @@ func (s *Store) DeleteSession(rev uint64, id int64) (int64, []Event) {
 	}
 	items := make([]*Item, 0, len(keys))
 	for k := range keys {
-		if it, ok := s.tree.Get(&Item{Key: []byte(k)}); ok {
+		if it, ok := s.tree.Get([]byte(k)); ok {
 			items = append(items, it)
 		}
 	}

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/fsm/record"
 	"github.com/concord-dev/concord/internal/session"
 )
 
@@ -272,4 +274,55 @@ func TestTxnEmptyOpRejected(t *testing.T) {
 	s := NewStore(fakeSessions{})
 	_, _, err := s.Txn(1, &concordv1.TxnRequest{Success: []*concordv1.RequestOp{{}}}, lim)
 	require.ErrorIs(t, err, ErrEmptyOp)
+}
+
+// TestCloneIsolatesWrites checks that a lazy clone taken for a snapshot
+// keeps the items as they were while the store goes on being written.
+func TestCloneIsolatesWrites(t *testing.T) {
+	s := NewStore(fakeSessions{})
+	for i := range 500 {
+		put(t, s, uint64(i+1), fmt.Sprintf("k%03d", i), "old")
+	}
+	n, write := s.Capture()
+	for i := range 500 {
+		put(t, s, uint64(1000+i), fmt.Sprintf("k%03d", i), "new")
+	}
+	_, _, err := s.DeleteRange(2000, &concordv1.DeleteRangeRequest{Key: []byte("k1"), Prefix: true})
+	require.NoError(t, err)
+	require.EqualValues(t, 500, n)
+	var buf bytes.Buffer
+	w := record.NewWriter(&buf)
+	require.NoError(t, write(w))
+	require.NoError(t, w.Flush())
+	r := record.NewReader(&buf)
+	for i := range 500 {
+		var kv concordv1.KeyValue
+		require.NoError(t, r.Read(&kv))
+		require.Equal(t, fmt.Sprintf("k%03d", i), string(kv.GetKey()))
+		require.Equal(t, "old", string(kv.GetValue()))
+	}
+	require.Equal(t, 400, s.Len())
+	require.Equal(t, "new", string(get(t, s, "k250").GetValue()))
+	require.EqualValues(t, 2, get(t, s, "k250").GetVersion())
+}
+
+// BenchmarkPutExisting measures a put over an existing key among 10,000,
+// the state machine's share of the put benchmark.
+func BenchmarkPutExisting(b *testing.B) {
+	s := NewStore(fakeSessions{})
+	keys := make([][]byte, 10_000)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("key-%08d", i))
+		if _, _, err := s.Put(uint64(i+1), &concordv1.PutRequest{Key: keys[i], Value: make([]byte, 256)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	value := make([]byte, 256)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		k := keys[(i*7919)%len(keys)]
+		if _, _, err := s.Put(uint64(20_000+i), &concordv1.PutRequest{Key: k, Value: value}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
