@@ -411,6 +411,9 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 			return err
 		}
 		fresh = true
+		if active != nil {
+			s.seal(active)
+		}
 	}
 	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
 		return s.undoAppend(seg, fresh, fmt.Errorf("raftlog: write %s: %w", seg.path, err))
@@ -451,6 +454,26 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	s.last = logs[len(logs)-1].Index
 	s.mu.Unlock()
 	return nil
+}
+
+// seal cuts the preallocated zeros off a segment the log has moved past, so
+// that a sealed segment ends with its last record (as it did before
+// preallocation: older builds read such logs too). It is tidiness, not
+// safety: a crash first leaves zeros, which Open reads as the end, and a
+// failure is only logged.
+func (s *Store) seal(seg *segment) {
+	if seg.alloc == seg.size {
+		return
+	}
+	err := seg.f.Truncate(seg.size)
+	if err == nil {
+		err = seg.f.Sync()
+	}
+	if err != nil {
+		s.opts.Logger.Warn("raft log: could not cut the preallocated tail of a sealed segment", "segment", seg.path, "err", err)
+		return
+	}
+	seg.alloc = seg.size
 }
 
 // undoAppend cuts a failed append off (best effort) and returns err.

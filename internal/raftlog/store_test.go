@@ -278,6 +278,39 @@ func TestAppendsStayInsideThePreallocatedFile(t *testing.T) {
 	checkRange(t, s, 1, i-1, term1)
 }
 
+// TestSealedSegmentsEndWithTheirRecords checks that a segment the log has
+// moved past loses its preallocated tail, and that a sealed segment that
+// kept one (a crash before the cut) still opens.
+func TestSealedSegmentsEndWithTheirRecords(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{SegmentSize: 4096, Preallocate: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeInTens(t, s, 1, 200)
+	if len(s.segs) < 3 {
+		t.Fatalf("%d segments, want several", len(s.segs))
+	}
+	for _, seg := range s.segs[:len(s.segs)-1] {
+		if got := fileSize(t, seg.path); got != seg.size {
+			t.Fatalf("sealed %s is %d bytes, its records end at %d", seg.path, got, seg.size)
+		}
+	}
+	older := s.segs[0].path
+	s.Close()
+	f, err := os.OpenFile(older, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(make([]byte, 700)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	s = open(t, dir, 4096)
+	defer s.Close()
+	checkRange(t, s, 1, 200, term1)
+}
+
 // term2At10 is the term of a log whose entry 10 was rewritten in term 2.
 // entry(i, 1) and entry(i, 2) encode to records of the same length.
 func term2At10(i uint64) uint64 {
