@@ -52,6 +52,10 @@ type dedupeClient struct {
 	lastSeen int64
 	entries  []dedupeEntry
 	head     int
+	// shared: a snapshot being written holds entries[head:len(entries)] as
+	// they are now. Appends past them are safe; anything that writes over
+	// them copies the slice first (own).
+	shared bool
 }
 
 func (c *dedupeClient) live() []dedupeEntry { return c.entries[c.head:] }
@@ -71,24 +75,41 @@ func (c *dedupeClient) find(req uint64) (int, bool) {
 	return slices.BinarySearchFunc(live, req, func(e dedupeEntry, req uint64) int { return cmp.Compare(e.req, req) })
 }
 
+// own gives the client a slice of its own if a snapshot shares it.
+func (c *dedupeClient) own() {
+	if c.shared {
+		c.entries, c.head, c.shared = slices.Clone(c.live()), 0, false
+	}
+}
+
 func (c *dedupeClient) insert(e dedupeEntry) (existed bool) {
 	i, found := c.find(e.req)
 	if found {
+		c.own()
 		c.live()[i] = e
 		return true
 	}
 	if c.head > 0 && c.head >= len(c.entries)/2 {
 		// Reclaim the evicted front before growing.
-		n := copy(c.entries, c.live())
-		clear(c.entries[n:])
-		c.entries, c.head = c.entries[:n], 0
+		if c.shared {
+			c.own()
+		} else {
+			n := copy(c.entries, c.live())
+			clear(c.entries[n:])
+			c.entries, c.head = c.entries[:n], 0
+		}
+	}
+	if c.head+i < len(c.entries) {
+		c.own() // an insert before the end shifts shared entries
 	}
 	c.entries = slices.Insert(c.entries, c.head+i, e)
 	return false
 }
 
 func (c *dedupeClient) dropOldest() {
-	c.entries[c.head] = dedupeEntry{}
+	if !c.shared {
+		c.entries[c.head] = dedupeEntry{} // let the result go
+	}
 	c.head++
 }
 
@@ -150,15 +171,17 @@ func (d *dedupe) sweep(cutoff int64) {
 
 func (d *dedupe) len() int { return d.entries }
 
-// capture copies what a snapshot needs (entries are small and results are
-// never modified) and returns its writer: the clients in ID order, then
-// their entries in (client, request ID) order.
+// capture takes what a snapshot needs without copying entries (each
+// client's slice is marked shared; results are never modified) and returns
+// its writer: the clients in ID order, then their entries in (client,
+// request ID) order.
 func (d *dedupe) capture() (uint64, func(*record.Writer) error) {
 	clients := make([]*internalv1.DedupeClient, 0, len(d.clients))
 	live := make(map[string][]dedupeEntry, len(d.clients))
 	for id, c := range d.clients {
 		clients = append(clients, &internalv1.DedupeClient{ClientId: id, LastSeenUnixNano: c.lastSeen, Count: uint64(c.count())})
-		live[id] = slices.Clone(c.live())
+		live[id] = c.live()
+		c.shared = true
 	}
 	sortClients(clients)
 	return uint64(len(clients)), func(w *record.Writer) error {

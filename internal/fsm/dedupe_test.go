@@ -113,3 +113,45 @@ func TestDedupeRestoreRefusesInconsistentCounts(t *testing.T) {
 	require.ErrorIs(t, d.restore(1, record.NewReader(&buf)), record.ErrCorrupt)
 	require.Zero(t, d.len(), "a refused restore changes nothing")
 }
+
+// TestDedupeSnapshotIsNotChangedByLaterWrites takes a snapshot, then
+// appends, replaces, inserts out of order, evicts and compacts before
+// writing it out: it must hold the table as it was when taken.
+func TestDedupeSnapshotIsNotChangedByLaterWrites(t *testing.T) {
+	d := newDedupe()
+	res := func(rev uint64) *internalv1.Result { return ErrorResult(fmt.Errorf("result %d", rev)) }
+	for i := uint64(0); i < 3000; i += 2 { // even IDs: odd ones can arrive later
+		d.remember("a", i, res(i), 0)
+		d.remember("b", i, res(i), 0)
+	}
+	write := func(w func(*record.Writer) error) []byte {
+		var buf bytes.Buffer
+		rw := record.NewWriter(&buf)
+		require.NoError(t, w(rw))
+		require.NoError(t, rw.Flush())
+		return buf.Bytes()
+	}
+	_, now := d.capture()
+	want := write(now)
+	_, later := d.capture()
+
+	old := DedupeMinAgeNanos + 1
+	d.remember("a", 3001, res(3001), old)  // append
+	d.remember("a", 1001, res(1001), old)  // out of order, inside the shared part
+	d.remember("b", 4000, res(4000), old)  // append, then evictions of the oldest
+	for i := uint64(4001); i < 6000; i++ { // evictions down to the window, compactions
+		d.remember("b", i, res(i), old)
+		d.remember("a", i, res(i), old)
+	}
+	require.Equal(t, want, write(later), "a snapshot changed after it was taken")
+
+	back := newDedupe()
+	n, w := d.capture()
+	var buf bytes.Buffer
+	rw := record.NewWriter(&buf)
+	require.NoError(t, w(rw))
+	require.NoError(t, rw.Flush())
+	require.NoError(t, back.restore(n, record.NewReader(&buf)))
+	require.Equal(t, d.len(), back.len())
+	require.Less(t, d.len(), 2*3000, "old results were evicted meanwhile")
+}
