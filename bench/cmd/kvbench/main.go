@@ -13,12 +13,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"time"
 
 	"github.com/concord-dev/concord/bench/internal/cli"
 	"github.com/concord-dev/concord/bench/internal/cluster"
 	"github.com/concord-dev/concord/bench/internal/load"
+	"github.com/concord-dev/concord/bench/internal/profile"
 )
 
 // options are the command line flags.
@@ -38,7 +38,7 @@ type options struct {
 
 func main() {
 	cli.Main("kvbench", parseFlags, func(ctx context.Context, o options) error {
-		return profileSelf(o.cpuProf, func() error { return run(ctx, o) })
+		return profile.Self(o.cpuProf, func() error { return run(ctx, o) })
 	})
 }
 
@@ -77,27 +77,6 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("-clients, -conns, -keys and -duration must be positive")
 	}
 	return o, nil
-}
-
-// profileSelf runs f, under the CPU profiler when path is set.
-func profileSelf(path string, f func() error) error {
-	if path == "" {
-		return f()
-	}
-	out, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := pprof.StartCPUProfile(out); err != nil {
-		out.Close()
-		return err
-	}
-	err = f()
-	pprof.StopCPUProfile()
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // run builds the binaries, measures every cluster size and system, and

@@ -83,11 +83,9 @@ func measure(ctx context.Context, sys system, c *cluster.Cluster, l *load.Load, 
 		if err := prof.Wait(); err != nil {
 			fmt.Fprintf(os.Stderr, "  no profile: %v\n", err)
 		}
-		for suffix, page := range map[string]string{"metrics": "/metrics", "heap.pprof": "/debug/pprof/heap"} {
-			path := filepath.Join(o.pprofDir, fmt.Sprintf("%s-%dnodes-%s.%s", sys.name, len(c.Members()), op, suffix))
-			if err := profile.SaveLeaderPage(ctx, c.ClientAddrs(), page, path); err != nil {
-				fmt.Fprintf(os.Stderr, "  no %s: %v\n", suffix, err)
-			}
+		base := filepath.Join(o.pprofDir, fmt.Sprintf("%s-%dnodes-%s", sys.name, len(c.Members()), op))
+		if err := profile.SaveAfter(ctx, c.ClientAddrs(), base); err != nil {
+			fmt.Fprintf(os.Stderr, "  not all saved: %v\n", err)
 		}
 	}
 	if s.Errors > 0 {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/concord-dev/concord/bench/internal/cli"
 	"github.com/concord-dev/concord/bench/internal/cluster"
+	"github.com/concord-dev/concord/bench/internal/profile"
 )
 
 // options are the command line flags.
@@ -31,6 +32,7 @@ type options struct {
 	root       string
 	nodes      []int
 	systems    []system
+	workloads  []string
 	clients    int
 	hotClients int
 	conns      int
@@ -41,17 +43,23 @@ type options struct {
 	redisRetry time.Duration
 	jsonFile   string
 	pprofDir   string
+	cpuProf    string
 }
 
-func main() { cli.Main("lockbench", parseFlags, run) }
+func main() {
+	cli.Main("lockbench", parseFlags, func(ctx context.Context, o options) error {
+		return profile.Self(o.cpuProf, func() error { return run(ctx, o) })
+	})
+}
 
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("lockbench", flag.ContinueOnError)
 	var o options
-	var nodes, systems string
+	var nodes, systems, workloads string
 	fs.StringVar(&o.root, "root", "..", "root of the concord repository (the bench module is its bench/ directory)")
 	fs.StringVar(&nodes, "nodes", "1,3", "cluster sizes to measure, in order (redis is a single instance, measured once)")
 	fs.StringVar(&systems, "systems", "concord,concord-bolt,etcd,redis", "systems to measure, in order: concord (its default seglog log store), concord-bolt (--raft-log-store bolt), concord-wal (--raft-log-store wal), etcd, redis (redsync)")
+	fs.StringVar(&workloads, "workloads", "distinct,hot", "workloads to measure, in order: distinct, hot")
 	fs.IntVar(&o.clients, "clients", 64, "workers of the distinct workload, each locking its own key")
 	fs.IntVar(&o.hotClients, "hot-clients", 16, "workers of the hot workload, all contending for one key")
 	fs.IntVar(&o.conns, "conns", 8, "client objects of concord and etcd, shared round-robin by the workers (each worker has its own session)")
@@ -62,6 +70,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.redisRetry, "redis-retry", time.Millisecond, "redsync's delay between lock attempts (it polls; its own default is 50-250ms random)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the raw results to this file")
 	fs.StringVar(&o.pprofDir, "pprof", "", "save CPU profiles of concord's leader and of one follower during each measured phase, and the leader's metrics and heap profile after it, into this directory (perturbs the figures)")
+	fs.StringVar(&o.cpuProf, "cpuprofile", "", "save a CPU profile of lockbench itself (the clients) to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -70,6 +79,9 @@ func parseFlags(args []string) (options, error) {
 		return o, err
 	}
 	if o.systems, err = cli.Select("-systems", "system", systems, allSystems, func(s system) string { return s.name }); err != nil {
+		return o, err
+	}
+	if o.workloads, err = cli.Select("-workloads", "workload", workloads, []string{Distinct, Hot}, func(s string) string { return s }); err != nil {
 		return o, err
 	}
 	if o.clients < 1 || o.hotClients < 1 || o.conns < 1 || o.duration <= 0 || o.opTimeout <= 0 || o.redisRetry <= 0 {

@@ -117,25 +117,29 @@ func (rep *report) rows(n int, wl string) []Result {
 	return out
 }
 
-// print prints both workloads' tables for clusters of n nodes, then the
+// print prints the measured workloads' tables for clusters of n nodes, then the
 // ratios and the goals.
 func (rep *report) print(w io.Writer, n int) {
-	fmt.Fprintf(w, "\n%d node(s): distinct, %d clients each locking and unlocking its own key\n", n, rep.Clients)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tnodes\tcycles/s\tp50 ms\tp99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
-	for _, r := range rep.rows(n, Distinct) {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
-			r.Errors, r.Overlaps, tokenCol(r), coresCol(r), r.OtherCores)
+	if rows := rep.rows(n, Distinct); len(rows) > 0 {
+		fmt.Fprintf(w, "\n%d node(s): distinct, %d clients each locking and unlocking its own key\n", n, rep.Clients)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "system\tnodes\tcycles/s\tp50 ms\tp99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
+				r.Errors, r.Overlaps, tokenCol(r), coresCol(r), r.OtherCores)
+		}
+		tw.Flush()
 	}
-	tw.Flush()
-	fmt.Fprintf(w, "\n%d node(s): hot, %d clients contending for one key\n", n, rep.HotClients)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tnodes\thandoffs/s\twait p50 ms\twait p99 ms\thandoff p50 ms\thandoff p99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
-	for _, r := range rep.rows(n, Hot) {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
-			r.HandoffP50Ms, r.HandoffP99Ms, r.Errors, r.Overlaps, tokenCol(r), coresCol(r), r.OtherCores)
+	if rows := rep.rows(n, Hot); len(rows) > 0 {
+		fmt.Fprintf(w, "\n%d node(s): hot, %d clients contending for one key\n", n, rep.HotClients)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "system\tnodes\thandoffs/s\twait p50 ms\twait p99 ms\thandoff p50 ms\thandoff p99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
+				r.HandoffP50Ms, r.HandoffP99Ms, r.Errors, r.Overlaps, tokenCol(r), coresCol(r), r.OtherCores)
+		}
+		tw.Flush()
 	}
-	tw.Flush()
 	for _, r := range rep.rows(n, Hot) {
 		if r.Note != "" {
 			fmt.Fprintf(w, "%s: %s\n", r.System, r.Note)

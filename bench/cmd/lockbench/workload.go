@@ -20,16 +20,17 @@ const (
 	Hot      = "hot"      // every worker contends for one key
 )
 
-// runWorkloads runs the distinct and then the hot workload against b;
+// runWorkloads runs the workloads of -workloads, in order, against b;
 // concord's endpoints (nil for other systems) are profiled under -pprof.
 func runWorkloads(ctx context.Context, sys string, nodes int, b backend, srv cputime.Source, concord []string, o options) ([]Result, error) {
 	var results []Result
-	for _, wl := range []struct {
-		name    string
-		clients int
-	}{{Distinct, o.clients}, {Hot, o.hotClients}} {
-		fmt.Fprintf(os.Stderr, "%s, %d nodes: %s, %d clients, %s + %s\n", sys, nodes, wl.name, wl.clients, o.warmup, o.duration)
-		r, err := runWorkload(ctx, sys, nodes, wl.name, wl.clients, b, srv, concord, o)
+	for _, wl := range o.workloads {
+		clients := o.clients
+		if wl == Hot {
+			clients = o.hotClients
+		}
+		fmt.Fprintf(os.Stderr, "%s, %d nodes: %s, %d clients, %s + %s\n", sys, nodes, wl, clients, o.warmup, o.duration)
+		r, err := runWorkload(ctx, sys, nodes, wl, clients, b, srv, concord, o)
 		if err != nil {
 			return results, err
 		}
@@ -121,8 +122,8 @@ func runWorkload(ctx context.Context, sys string, nodes int, wl string, clients 
 		if err := prof.Wait(); err != nil {
 			fmt.Fprintf(os.Stderr, "  no profile: %v\n", err)
 		}
-		if err := profile.SaveLeaderPage(ctx, concord, "/metrics", base+".metrics"); err != nil {
-			fmt.Fprintf(os.Stderr, "  no metrics: %v\n", err)
+		if err := profile.SaveAfter(ctx, concord, base); err != nil {
+			fmt.Fprintf(os.Stderr, "  not all saved: %v\n", err)
 		}
 	}
 	if sys == "redis" {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -64,6 +65,20 @@ func SaveLeaderPage(ctx context.Context, endpoints []string, page, path string) 
 	return savePage(ctx, leader, page, path)
 }
 
+// SaveAfter saves, once a measured phase is over, the leader's /metrics
+// and heap profile to base.metrics and base.heap.pprof, and one follower's
+// /metrics, when there is a follower, to base-follower.metrics. It returns
+// what could not be saved.
+func SaveAfter(ctx context.Context, endpoints []string, base string) error {
+	err := errors.Join(
+		SaveLeaderPage(ctx, endpoints, "/metrics", base+".metrics"),
+		SaveLeaderPage(ctx, endpoints, "/debug/pprof/heap", base+".heap.pprof"))
+	if addr, ferr := memberAddr(ctx, endpoints, "follower"); ferr == nil {
+		err = errors.Join(err, savePage(ctx, addr, "/metrics", base+"-follower.metrics"))
+	}
+	return err
+}
+
 // savePage saves what the member at addr serves at page to path.
 func savePage(ctx context.Context, addr, page, path string) error {
 	url := fmt.Sprintf("http://%s%s", addr, page)
@@ -111,4 +126,26 @@ func memberAddr(ctx context.Context, endpoints []string, role string) (string, e
 		}
 	}
 	return "", fmt.Errorf("no %s among %v", role, endpoints)
+}
+
+// Self runs f, under the CPU profiler when path is set: a profile of the
+// benchmark process itself, i.e. of the clients.
+func Self(path string, f func() error) error {
+	if path == "" {
+		return f()
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return err
+	}
+	err = f()
+	pprof.StopCPUProfile()
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
