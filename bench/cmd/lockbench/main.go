@@ -33,6 +33,7 @@ type options struct {
 	nodes      []int
 	systems    []system
 	workloads  []string
+	rounds     int
 	clients    int
 	hotClients int
 	conns      int
@@ -60,6 +61,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&nodes, "nodes", "1,3", "cluster sizes to measure, in order (redis is a single instance, measured once)")
 	fs.StringVar(&systems, "systems", "concord,concord-bolt,etcd,redis", "systems to measure, in order: concord (its default seglog log store), concord-bolt (--raft-log-store bolt), concord-wal (--raft-log-store wal), etcd, redis (redsync)")
 	fs.StringVar(&workloads, "workloads", "distinct,hot", "workloads to measure, in order: distinct, hot")
+	fs.IntVar(&o.rounds, "rounds", 1, "measure every system this many times per cluster size, interleaved (concord, etcd, concord, etcd, ...); ratios and goals use the median of the rounds' ratios")
 	fs.IntVar(&o.clients, "clients", 64, "workers of the distinct workload, each locking its own key")
 	fs.IntVar(&o.hotClients, "hot-clients", 16, "workers of the hot workload, all contending for one key")
 	fs.IntVar(&o.conns, "conns", 8, "client objects of concord and etcd, shared round-robin by the workers (each worker has its own session)")
@@ -84,8 +86,8 @@ func parseFlags(args []string) (options, error) {
 	if o.workloads, err = cli.Select("-workloads", "workload", workloads, []string{Distinct, Hot}, func(s string) string { return s }); err != nil {
 		return o, err
 	}
-	if o.clients < 1 || o.hotClients < 1 || o.conns < 1 || o.duration <= 0 || o.opTimeout <= 0 || o.redisRetry <= 0 {
-		return o, fmt.Errorf("-clients, -hot-clients, -conns, -duration, -op-timeout and -redis-retry must be positive")
+	if o.rounds < 1 || o.clients < 1 || o.hotClients < 1 || o.conns < 1 || o.duration <= 0 || o.opTimeout <= 0 || o.redisRetry <= 0 {
+		return o, fmt.Errorf("-rounds, -clients, -hot-clients, -conns, -duration, -op-timeout and -redis-retry must be positive")
 	}
 	return o, nil
 }
@@ -107,21 +109,29 @@ func run(ctx context.Context, o options) error {
 	rep := newReport(o)
 	redisDone := false
 	for _, n := range o.nodes {
-		for _, sys := range o.systems {
-			var results []Result
-			if sys.flavor == nil {
-				if redisDone {
-					continue
+		for round := 1; round <= o.rounds; round++ {
+			for _, sys := range o.systems {
+				var results []Result
+				if sys.flavor == nil {
+					if redisDone {
+						continue
+					}
+					redisDone = true
+					results, err = benchRedis(ctx, o)
+				} else {
+					if o.rounds > 1 {
+						fmt.Fprintf(os.Stderr, "round %d of %d\n", round, o.rounds)
+					}
+					results, err = benchCluster(ctx, sys, bins[sys.name], n, o)
+					for i := range results {
+						results[i].Round = round
+					}
 				}
-				redisDone = true
-				results, err = benchRedis(ctx, o)
-			} else {
-				results, err = benchCluster(ctx, sys, bins[sys.name], n, o)
+				if err != nil {
+					return fmt.Errorf("%s, %d nodes: %w", sys.name, n, err)
+				}
+				rep.Results = append(rep.Results, results...)
 			}
-			if err != nil {
-				return fmt.Errorf("%s, %d nodes: %w", sys.name, n, err)
-			}
-			rep.Results = append(rep.Results, results...)
 		}
 		rep.print(os.Stdout, n)
 	}

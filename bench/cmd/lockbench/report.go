@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +19,9 @@ type Result struct {
 	Nodes    int    `json:"nodes"`
 	Workload string `json:"workload"`
 	Clients  int    `json:"clients"`
+	// Round is which of -rounds this is (1-based); 0 for Redis, measured
+	// once and compared with every round.
+	Round int `json:"round"`
 	// Ops are the successful cycles (distinct) or acquisitions (hot) begun
 	// in the measured phase; OpsPerSec is cycles/s or handoffs/s.
 	Ops       int     `json:"ops"`
@@ -91,6 +95,7 @@ type report struct {
 	SessionTTLS  float64   `json:"session_ttl_s"`
 	RedisAddr    string    `json:"redis_addr"`
 	RedisRetryMs float64   `json:"redis_retry_ms"`
+	Rounds       int       `json:"rounds"`
 	WarmupS      float64   `json:"warmup_s"`
 	DurationS    float64   `json:"duration_s"`
 	Results      []Result  `json:"results"`
@@ -101,7 +106,7 @@ func newReport(o options) *report {
 		Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
 		Clients: o.clients, HotClients: o.hotClients, Conns: o.conns, SessionTTLS: sessionTTL.Seconds(),
 		RedisAddr: o.redisAddr, RedisRetryMs: ms(o.redisRetry),
-		WarmupS: o.warmup.Seconds(), DurationS: o.duration.Seconds(),
+		Rounds: o.rounds, WarmupS: o.warmup.Seconds(), DurationS: o.duration.Seconds(),
 	}
 }
 
@@ -123,9 +128,9 @@ func (rep *report) print(w io.Writer, n int) {
 	if rows := rep.rows(n, Distinct); len(rows) > 0 {
 		fmt.Fprintf(w, "\n%d node(s): distinct, %d clients each locking and unlocking its own key\n", n, rep.Clients)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "system\tnodes\tcycles/s\tp50 ms\tp99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
+		fmt.Fprintln(tw, "system\tnodes\tround\tcycles/s\tp50 ms\tp99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), roundCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
 				r.Errors, r.Overlaps, tokenCol(r), coresCol(r), r.OtherCores)
 		}
 		tw.Flush()
@@ -133,9 +138,9 @@ func (rep *report) print(w io.Writer, n int) {
 	if rows := rep.rows(n, Hot); len(rows) > 0 {
 		fmt.Fprintf(w, "\n%d node(s): hot, %d clients contending for one key\n", n, rep.HotClients)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "system\tnodes\thandoffs/s\twait p50 ms\twait p99 ms\thandoff p50 ms\thandoff p99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
+		fmt.Fprintln(tw, "system\tnodes\tround\thandoffs/s\twait p50 ms\twait p99 ms\thandoff p50 ms\thandoff p99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), roundCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
 				r.HandoffP50Ms, r.HandoffP99Ms, r.Errors, r.Overlaps, tokenCol(r), coresCol(r), r.OtherCores)
 		}
 		tw.Flush()
@@ -156,6 +161,13 @@ func nodesCol(r Result) string {
 		return "1 (redis)"
 	}
 	return fmt.Sprint(r.Nodes)
+}
+
+func roundCol(r Result) string {
+	if r.Round == 0 {
+		return "-"
+	}
+	return fmt.Sprint(r.Round)
 }
 
 func tokenCol(r Result) string {
@@ -180,58 +192,82 @@ const (
 )
 
 // ratios compares each concord configuration with etcd and Redis, and
-// checks the goals.
+// checks the goals. With several rounds, a ratio is the median of the
+// rounds' ratios (each concord round against the same round of etcd, run
+// next to it), and the per-round ratios follow it.
 func (rep *report) ratios(n int) []string {
 	var lines []string
-	find := func(sys, wl string) *Result {
+	find := func(sys, wl string, round int) *Result {
 		for _, r := range rep.rows(n, wl) {
-			if r.System == sys {
+			if r.System == sys && (r.Round == round || r.Round == 0) {
 				return &r
 			}
 		}
 		return nil
 	}
+	// ratio is f(concord, peer) over the rounds where both were measured.
+	ratio := func(sys, peer, wl string, f func(c, p *Result) (float64, bool)) series {
+		var out series
+		for round := 1; round <= max(rep.Rounds, 1); round++ {
+			c, p := find(sys, wl, round), find(peer, wl, round)
+			if c == nil || p == nil {
+				continue
+			}
+			if x, ok := f(c, p); ok {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	throughput := func(c, p *Result) (float64, bool) { return c.OpsPerSec / p.OpsPerSec, p.OpsPerSec > 0 }
 	for _, sys := range rep.concords(n) {
 		for _, peer := range []string{"etcd", "redis"} {
 			for _, wl := range []string{Distinct, Hot} {
-				c, p := find(sys, wl), find(peer, wl)
-				if c == nil || p == nil || p.OpsPerSec == 0 {
+				ops := ratio(sys, peer, wl, throughput)
+				if len(ops) == 0 {
 					continue
 				}
-				what := "cycles/s"
-				extra := ""
+				what, p99what := "cycles/s", "p99"
+				p99 := ratio(sys, peer, wl, func(c, p *Result) (float64, bool) { return c.P99Ms / p.P99Ms, p.P99Ms > 0 })
 				if wl == Hot {
-					what = "handoffs/s"
-					if p.HandoffP99Ms > 0 {
-						extra = fmt.Sprintf(", handoff p99 %.2fx", c.HandoffP99Ms/p.HandoffP99Ms)
-					}
-				} else if p.P99Ms > 0 {
-					extra = fmt.Sprintf(", p99 %.2fx", c.P99Ms/p.P99Ms)
+					what, p99what = "handoffs/s", "handoff p99"
+					p99 = ratio(sys, peer, wl, func(c, p *Result) (float64, bool) {
+						return c.HandoffP99Ms / p.HandoffP99Ms, p.HandoffP99Ms > 0
+					})
 				}
-				lines = append(lines, fmt.Sprintf("%s/%s %s, %d node(s): %s %.2fx%s", sys, peer, wl, n, what, c.OpsPerSec/p.OpsPerSec, extra))
+				line := fmt.Sprintf("%s/%s %s, %d node(s): %s %s", sys, peer, wl, n, what, ops)
+				if len(p99) > 0 {
+					line += fmt.Sprintf(", %s %s", p99what, p99)
+				}
+				lines = append(lines, line)
 			}
 		}
 	}
 	for _, sys := range rep.concords(n) {
-		if e := find("etcd", Distinct); e != nil && e.OpsPerSec > 0 {
-			if c := find(sys, Distinct); c != nil {
-				x := c.OpsPerSec / e.OpsPerSec
-				lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): distinct cycles/s >= %.0fx etcd: %.2fx", sys, n, goalDistinct, x), x >= goalDistinct))
+		if x := ratio(sys, "etcd", Distinct, throughput); len(x) > 0 {
+			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): distinct cycles/s >= %.0fx etcd: %s", sys, n, goalDistinct, x), x.median() >= goalDistinct))
+		}
+		if x := ratio(sys, "etcd", Hot, throughput); len(x) > 0 {
+			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoffs/s >= %.0fx etcd: %s", sys, n, goalHot, x), x.median() >= goalHot))
+		}
+		var p99s series
+		handedOff := true
+		for round := 1; round <= max(rep.Rounds, 1); round++ {
+			if c := find(sys, Hot, round); c != nil {
+				p99s = append(p99s, c.HandoffP99Ms)
+				handedOff = handedOff && c.Handoffs > 0
 			}
 		}
-		if e := find("etcd", Hot); e != nil && e.OpsPerSec > 0 {
-			if c := find(sys, Hot); c != nil {
-				x := c.OpsPerSec / e.OpsPerSec
-				lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoffs/s >= %.0fx etcd: %.2fx", sys, n, goalHot, x), x >= goalHot))
-			}
+		if len(p99s) > 0 && n == 3 {
+			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoff p99 < %.0f ms: %s", sys, n, goalHandoffP99, p99s.format("%.2f ms")),
+				p99s.median() < goalHandoffP99 && handedOff))
 		}
-		if c := find(sys, Hot); c != nil && n == 3 {
-			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoff p99 < %.0f ms: %.2f ms", sys, n, goalHandoffP99, c.HandoffP99Ms),
-				c.HandoffP99Ms < goalHandoffP99 && c.Handoffs > 0))
-		}
-		for _, wl := range []string{Distinct, Hot} {
-			if c := find(sys, wl); c != nil && (c.Errors > 0 || c.Overlaps > 0 || c.TokenViolations > 0) {
-				lines = append(lines, fmt.Sprintf("%s, %d node(s), %s: %d errors, %d overlaps, %d token violations: NOT CLEAN", sys, n, wl, c.Errors, c.Overlaps, c.TokenViolations))
+		for round := 1; round <= max(rep.Rounds, 1); round++ {
+			for _, wl := range []string{Distinct, Hot} {
+				if c := find(sys, wl, round); c != nil && (c.Errors > 0 || c.Overlaps > 0 || c.TokenViolations > 0) {
+					lines = append(lines, fmt.Sprintf("%s, %d node(s), %s, round %d: %d errors, %d overlaps, %d token violations: NOT CLEAN",
+						sys, n, wl, round, c.Errors, c.Overlaps, c.TokenViolations))
+				}
 			}
 		}
 	}
@@ -239,6 +275,36 @@ func (rep *report) ratios(n int) []string {
 		lines = append(lines, "(the issue states its goals for 3 nodes; the checks above are for comparison)")
 	}
 	return lines
+}
+
+// series is one figure over the rounds, in round order.
+type series []float64
+
+func (s series) median() float64 {
+	if len(s) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(s)
+	slices.Sort(sorted)
+	if len(sorted)%2 == 1 {
+		return sorted[len(sorted)/2]
+	}
+	return (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
+}
+
+// String formats ratios: "2.43x", or with several rounds
+// "median 2.90x (rounds 2.43x 3.10x 2.90x)".
+func (s series) String() string { return s.format("%.2fx") }
+
+func (s series) format(f string) string {
+	if len(s) == 1 {
+		return fmt.Sprintf(f, s[0])
+	}
+	each := make([]string, len(s))
+	for i, x := range s {
+		each[i] = fmt.Sprintf(f, x)
+	}
+	return fmt.Sprintf("median "+f+" (rounds %s)", s.median(), strings.Join(each, " "))
 }
 
 func goal(s string, met bool) string {
@@ -251,9 +317,11 @@ func goal(s string, met bool) string {
 // concords returns the concord configurations measured at n nodes.
 func (rep *report) concords(n int) []string {
 	var out []string
-	for _, r := range rep.rows(n, Distinct) {
-		if strings.HasPrefix(r.System, "concord") {
-			out = append(out, r.System)
+	for _, wl := range []string{Distinct, Hot} {
+		for _, r := range rep.rows(n, wl) {
+			if strings.HasPrefix(r.System, "concord") && !slices.Contains(out, r.System) {
+				out = append(out, r.System)
+			}
 		}
 	}
 	return out
