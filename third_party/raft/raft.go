@@ -1356,7 +1356,9 @@ func (r *Raft) processLogs(index uint64, futures map[uint64]*logFuture) {
 	// need to use the same value for all lines here to get the expected result.
 	maxAppendEntries := r.config().MaxAppendEntries
 
-	batch := make([]*commitTuple, 0, maxAppendEntries)
+	// concord: a batch as long as what it will carry, not MaxAppendEntries.
+	batchCap := func(from uint64) int { return int(min(index-from+1, uint64(maxAppendEntries))) }
+	batch := make([]*commitTuple, 0, batchCap(lastApplied+1))
 
 	// Apply all the preceding logs
 	for idx := lastApplied + 1; idx <= index; idx++ {
@@ -1384,7 +1386,7 @@ func (r *Raft) processLogs(index uint64, futures map[uint64]*logFuture) {
 			// If we have filled up a batch, send it to the FSM
 			if len(batch) >= maxAppendEntries {
 				applyBatch(batch)
-				batch = make([]*commitTuple, 0, maxAppendEntries)
+				batch = make([]*commitTuple, 0, batchCap(idx+1))
 			}
 
 		case futureOk:

@@ -620,10 +620,19 @@ func (r *Raft) setNewLogs(s *followerReplication, req *AppendEntriesRequest, nex
 	// consistent value for maxAppendEntries in the lines below in case it ever
 	// becomes reloadable.
 	maxAppendEntries := r.config().MaxAppendEntries
-	req.Entries = make([]*Log, 0, maxAppendEntries)
 	maxIndex := min(nextIndex+uint64(maxAppendEntries)-1, lastIndex)
+	// concord: size the batch to the entries it carries, and hold them in
+	// one array, instead of a MaxAppendEntries-long slice and one
+	// allocation per entry: a zeroed 4 KiB slice per RPC was a sixth of the
+	// leader's allocated bytes under load.
+	if maxIndex < nextIndex {
+		req.Entries = []*Log{} // as upstream: empty, not nil, on the wire
+		return nil
+	}
+	logs := make([]Log, maxIndex-nextIndex+1)
+	req.Entries = make([]*Log, 0, len(logs))
 	for i := nextIndex; i <= maxIndex; i++ {
-		oldLog := new(Log)
+		oldLog := &logs[i-nextIndex]
 		if err := getLogEntry(s.writer, r.logs, i, oldLog); err != nil { // concord
 			r.logger.Error("failed to get log", "index", i, "error", err)
 			return err
