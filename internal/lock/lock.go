@@ -188,6 +188,7 @@ type Table struct {
 	waiters   map[uint64]*Waiter
 	bySession map[int64]map[string]struct{}
 	forced    []ForceRecord
+	holders   int // grants held, summed over locks
 	sessions  SessionChecker
 	observer  Observer
 	// now and rev of the command being applied.
@@ -456,6 +457,7 @@ func (t *Table) grant(w *Waiter) []string {
 		l := t.lockFor(c)
 		h := &Holder{Session: w.Session, Owner: w.Owner, Token: t.rev, Mode: c.Mode, Permits: c.Permits, SinceUnixMs: t.now, HoldMs: w.HoldMs}
 		l.Holders = append(l.Holders, h)
+		t.holders++
 		if w.ID != 0 {
 			l.Queue = slices.DeleteFunc(l.Queue, func(id uint64) bool { return id == w.ID })
 		}
@@ -523,7 +525,9 @@ func (t *Table) grantPass(touched map[string]bool) {
 
 // removeHolder takes h off l and reports the release.
 func (t *Table) removeHolder(l *Lock, h *Holder, reason string) {
+	n := len(l.Holders)
 	l.Holders = slices.DeleteFunc(l.Holders, func(x *Holder) bool { return x == h })
+	t.holders -= n - len(l.Holders)
 	t.uninvolve(h.Session, l.Name)
 	if t.observer != nil {
 		t.observer.Released(Release{Name: l.Name, Session: h.Session, Owner: h.Owner, Token: h.Token, Reason: reason,
@@ -772,6 +776,10 @@ func (t *Table) Names(prefix, after string, limit int) []string {
 
 // Len returns the number of locks and of waiters.
 func (t *Table) Len() (locks, waiters int) { return len(t.locks), len(t.waiters) }
+
+// Holders returns the number of grants held, over every lock: a semaphore
+// with three holders counts three.
+func (t *Table) Holders() int { return t.holders }
 
 // Forced returns the recent force-release records, oldest first.
 func (t *Table) Forced() []ForceRecord { return slices.Clone(t.forced) }

@@ -93,6 +93,7 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 				Permits: h.GetPermits(), SinceUnixMs: h.GetSinceUnixMs(), HoldMs: h.GetHoldMs()})
 			fresh.involve(h.GetSession(), l.Name)
 		}
+		fresh.holders += len(l.Holders)
 		fresh.locks[l.Name] = l
 	}
 	for i := uint64(0); i < hdr.GetWaiters(); i++ {
@@ -128,7 +129,7 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 
 // Adopt takes over the content of other, keeping t's wiring.
 func (t *Table) Adopt(other *Table) {
-	t.locks, t.waiters, t.bySession, t.forced = other.locks, other.waiters, other.bySession, other.forced
+	t.locks, t.waiters, t.bySession, t.forced, t.holders = other.locks, other.waiters, other.bySession, other.forced, other.holders
 }
 
 // Reset empties the table.

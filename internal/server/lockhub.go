@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/concord-dev/concord/internal/fsm"
 	"github.com/concord-dev/concord/internal/lock"
 )
 
@@ -154,4 +155,30 @@ func newLockMetrics(reg prometheus.Registerer) *lockMetrics {
 	}
 	reg.MustRegister(m.grants, m.releases, m.waitSeconds, m.holdSeconds, m.handoffSeconds, m.forced)
 	return m
+}
+
+var (
+	descLocks       = prometheus.NewDesc("concord_lock_locks", "Locks held or waited on, in this member's state machine.", nil, nil)
+	descLockHolders = prometheus.NewDesc("concord_lock_holders", "Grants held, over every lock (a semaphore with three holders counts three).", nil, nil)
+	descLockWaiters = prometheus.NewDesc("concord_lock_waiters", "Acquires queued for a grant.", nil, nil)
+)
+
+// lockCollector reports the lock table's sizes when scraped.
+type lockCollector struct{ s *Server }
+
+func (c lockCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descLocks
+	ch <- descLockHolders
+	ch <- descLockWaiters
+}
+
+func (c lockCollector) Collect(ch chan<- prometheus.Metric) {
+	var locks, holders, waiters int
+	c.s.fsm.Read(func(st fsm.State) {
+		locks, waiters = st.Locks.Len()
+		holders = st.Locks.Holders()
+	})
+	ch <- prometheus.MustNewConstMetric(descLocks, prometheus.GaugeValue, float64(locks))
+	ch <- prometheus.MustNewConstMetric(descLockHolders, prometheus.GaugeValue, float64(holders))
+	ch <- prometheus.MustNewConstMetric(descLockWaiters, prometheus.GaugeValue, float64(waiters))
 }

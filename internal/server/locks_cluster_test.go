@@ -210,11 +210,25 @@ func TestRWMutexAndSemaphore(t *testing.T) {
 	_, ok, err = sem.TryAcquire(ctx, 1)
 	require.NoError(t, err)
 	require.True(t, ok)
+	// A waiter behind the full semaphore shows in the gauges.
+	waiter := concurrency.NewSemaphore(session(t, cl, 5*time.Second), "pool", 3)
+	waitCtx, stopWaiting := context.WithCancel(ctx)
+	waited := make(chan error, 1)
+	go func() { _, err := waiter.Acquire(waitCtx, 1); waited <- err }()
+	m := c.Members[0]
+	require.Eventually(t, func() bool { return metric(t, m, "concord_lock_waiters") == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, 1.0, metric(t, m, "concord_lock_locks"))
+	require.Equal(t, 2.0, metric(t, m, "concord_lock_holders"), "two grants (2 and 1 permits) of one semaphore")
+	stopWaiting()
+	require.ErrorIs(t, <-waited, context.Canceled)
+	require.Eventually(t, func() bool { return metric(t, m, "concord_lock_waiters") == 0 }, 10*time.Second, 10*time.Millisecond)
 	_, err = sem.Acquire(ctx, 4)
 	require.ErrorIs(t, err, client.ErrTooManyPermits)
 	require.NoError(t, sem.Release(ctx))
 	require.NoError(t, sem.Release(ctx))
 	require.ErrorIs(t, sem.Release(ctx), client.ErrNotHeld)
+	require.Equal(t, 0.0, metric(t, m, "concord_lock_holders"))
+	require.Equal(t, 0.0, metric(t, m, "concord_lock_locks"))
 }
 
 func TestLockAllCannotDeadlock(t *testing.T) {

@@ -107,6 +107,7 @@ func New(cfg config.Server, opts Options) (*Server, error) {
 	s.holds = lock.NewHoldTracker(opts.Clock)
 	s.locks = newLockHub(s.holds, newLockMetrics(opts.Registerer))
 	s.fsm.SetLockObserver(s.locks)
+	opts.Registerer.MustRegister(lockCollector{s: s})
 	s.idsrv = newIDServer(s)
 	opts.Registerer.MustRegister(idCollector{s: s})
 	s.reads = newBatcher(s.fetchReadIndex)
