@@ -267,6 +267,9 @@ type verifyFuture struct {
 	quorumSize int
 	votes      int
 	voteLock   sync.Mutex
+	// concord: registered is when the leader began this verification; only
+	// an acknowledgement of an RPC sent after it counts as a vote.
+	registered time.Time
 }
 
 // leadershipTransferFuture is used to track the progress of a leadership

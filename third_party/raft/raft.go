@@ -1015,6 +1015,9 @@ func (r *Raft) verifyLeader(v *verifyFuture) {
 
 	// Track this request
 	v.notifyCh = r.verifyCh
+	// concord: acknowledgements of RPCs sent before this instant do not
+	// count (followerReplication.notifyAll).
+	v.registered = time.Now()
 	r.leaderState.notify[v] = struct{}{}
 
 	// Trigger immediate heartbeats

@@ -101,15 +101,30 @@ type followerReplication struct {
 
 // notifyAll is used to notify all the waiting verify futures
 // if the follower believes we are still the leader.
-func (s *followerReplication) notifyAll(leader bool) {
-	// Clear the waiting notifies minimizing lock time
+//
+// concord: sent is when the RPC the follower answered was sent. A
+// follower's "yes" votes only for the verifications registered before that
+// RPC left: an answer to an earlier RPC says nothing about leadership at the
+// time of a later read. Upstream counted any answer that arrived after the
+// registration, so a leader that was paused with answers in its sockets
+// confirmed itself on resuming, with stale answers, and served a stale
+// linearizable read while another member led (seed 961 of our fault
+// campaign). The verifications an answer cannot confirm wait for the next
+// one, which the heartbeat sends at once. A "no" ends every verification,
+// as upstream.
+func (s *followerReplication) notifyAll(leader bool, sent time.Time) {
+	var n []*verifyFuture
 	s.notifyLock.Lock()
-	n := s.notify
-	s.notify = make(map[*verifyFuture]struct{})
+	for v := range s.notify {
+		if !leader || v.registered.Before(sent) {
+			n = append(n, v)
+			delete(s.notify, v)
+		}
+	}
 	s.notifyLock.Unlock()
 
 	// Submit our votes
-	for v := range n {
+	for _, v := range n {
 		v.vote(leader)
 	}
 }
@@ -251,7 +266,7 @@ START:
 	// Update s based on success
 	if resp.Success {
 		// Update our replication state
-		updateLastAppended(s, &req)
+		updateLastAppended(s, &req, start)
 
 		// Clear any failures, allow pipelining
 		s.failures = 0
@@ -378,7 +393,7 @@ func (r *Raft) sendLatestSnapshot(s *followerReplication) (bool, error) {
 		s.failures = 0
 
 		// Notify we are still leader
-		s.notifyAll(true)
+		s.notifyAll(true, start)
 	} else {
 		s.failures++
 		r.logger.Warn("installSnapshot rejected to", "peer", peer.ID, "id", snapID)
@@ -438,7 +453,7 @@ func (r *Raft) heartbeat(s *followerReplication, stopCh chan struct{}) {
 				metrics.MeasureSince([]string{"raft", "replication", "heartbeat", string(peer.ID)}, start)
 			}
 
-			s.notifyAll(resp.Success)
+			s.notifyAll(resp.Success, start)
 		}
 	}
 }
@@ -563,7 +578,7 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 			}
 
 			// Update our replication state
-			updateLastAppended(s, req)
+			updateLastAppended(s, req, ready.Start())
 		case <-stopCh:
 			return
 		}
@@ -658,14 +673,14 @@ func appendStats(peer string, start time.Time, logs float32, skipLegacy bool) {
 // handleStaleTerm is used when a follower indicates that we have a stale term.
 func (r *Raft) handleStaleTerm(s *followerReplication) {
 	r.logger.Error("peer has newer term, stopping replication", "peer", s.peer)
-	s.notifyAll(false) // No longer leader
+	s.notifyAll(false, time.Time{}) // No longer leader
 	asyncNotifyCh(s.stepDown)
 }
 
 // updateLastAppended is used to update follower replication state after a
-// successful AppendEntries RPC.
+// successful AppendEntries RPC, sent at sent.
 // TODO: This isn't used during InstallSnapshot, but the code there is similar.
-func updateLastAppended(s *followerReplication, req *AppendEntriesRequest) {
+func updateLastAppended(s *followerReplication, req *AppendEntriesRequest, sent time.Time) {
 	// Mark any inflight logs as committed
 	if logs := req.Entries; len(logs) > 0 {
 		last := logs[len(logs)-1]
@@ -674,5 +689,5 @@ func updateLastAppended(s *followerReplication, req *AppendEntriesRequest) {
 	}
 
 	// Notify still leader
-	s.notifyAll(true)
+	s.notifyAll(true, sent)
 }
