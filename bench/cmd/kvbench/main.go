@@ -31,6 +31,7 @@ type options struct {
 	warmup   time.Duration
 	duration time.Duration
 	conns    int
+	rounds   int
 	jsonFile string
 	pprofDir string
 	cpuProf  string
@@ -51,6 +52,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&systems, "systems", "concord,concord-bolt,etcd", "systems to measure, in order: concord (its default seglog log store), concord-bolt (--raft-log-store bolt), concord-wal (--raft-log-store wal), etcd")
 	fs.StringVar(&ops, "ops", "put,get", "operations to measure, in order: put, get (linearizable)")
 	fs.IntVar(&o.load.Workers, "clients", 64, "concurrent workers, each with one operation in flight")
+	fs.IntVar(&o.rounds, "rounds", 1, "measure every system this many times per cluster size, interleaved (concord, etcd, concord, etcd, ...); the ratios are the median of the rounds' ratios")
 	fs.IntVar(&o.conns, "conns", 8, "client objects, shared round-robin by the workers")
 	fs.IntVar(&o.load.ValueSize, "value", 256, "value size in bytes")
 	fs.IntVar(&o.load.Keys, "keys", 10000, "size of the key space")
@@ -73,8 +75,8 @@ func parseFlags(args []string) (options, error) {
 	if o.ops, err = cli.Select("-ops", "operation", ops, []load.Op{load.Put, load.Get}, func(op load.Op) string { return string(op) }); err != nil {
 		return o, err
 	}
-	if o.load.Workers < 1 || o.conns < 1 || o.load.Keys < 1 || o.load.ValueSize < 0 || o.duration <= 0 {
-		return o, fmt.Errorf("-clients, -conns, -keys and -duration must be positive")
+	if o.rounds < 1 || o.load.Workers < 1 || o.conns < 1 || o.load.Keys < 1 || o.load.ValueSize < 0 || o.duration <= 0 {
+		return o, fmt.Errorf("-rounds, -clients, -conns, -keys and -duration must be positive")
 	}
 	return o, nil
 }
@@ -93,12 +95,20 @@ func run(ctx context.Context, o options) error {
 	defer remove()
 	rep := newReport(o)
 	for _, n := range o.nodes {
-		for _, sys := range o.systems {
-			results, err := benchCluster(ctx, sys, bins[sys.name], n, o)
-			if err != nil {
-				return fmt.Errorf("%s, %d nodes: %w", sys.name, n, err)
+		for round := 1; round <= o.rounds; round++ {
+			for _, sys := range o.systems {
+				if o.rounds > 1 {
+					fmt.Fprintf(os.Stderr, "round %d of %d\n", round, o.rounds)
+				}
+				results, err := benchCluster(ctx, sys, bins[sys.name], n, o)
+				if err != nil {
+					return fmt.Errorf("%s, %d nodes: %w", sys.name, n, err)
+				}
+				for i := range results {
+					results[i].Round = round
+				}
+				rep.Results = append(rep.Results, results...)
 			}
-			rep.Results = append(rep.Results, results...)
 		}
 		rep.printTable(os.Stdout, n)
 	}

@@ -10,14 +10,17 @@ import (
 
 	"github.com/concord-dev/concord/bench/internal/cputime"
 	"github.com/concord-dev/concord/bench/internal/load"
+	"github.com/concord-dev/concord/bench/internal/stats"
 )
 
 // Result is the outcome of one measured phase: one operation against one
 // cluster.
 type Result struct {
-	System     string  `json:"system"`
-	Nodes      int     `json:"nodes"`
-	Op         string  `json:"op"`
+	System string `json:"system"`
+	Nodes  int    `json:"nodes"`
+	Op     string `json:"op"`
+	// Round is which of -rounds this is, from 1.
+	Round      int     `json:"round"`
 	Ops        int     `json:"ops"`
 	Errors     int     `json:"errors"`
 	FirstError string  `json:"first_error,omitempty"`
@@ -68,6 +71,7 @@ type report struct {
 	Conns     int       `json:"conns"`
 	ValueSize int       `json:"value_bytes"`
 	Keys      int       `json:"keys"`
+	Rounds    int       `json:"rounds"`
 	WarmupS   float64   `json:"warmup_s"`
 	DurationS float64   `json:"duration_s"`
 	Results   []Result  `json:"results"`
@@ -76,7 +80,7 @@ type report struct {
 func newReport(o options) *report {
 	return &report{
 		Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
-		Clients: o.load.Workers, Conns: o.conns, ValueSize: o.load.ValueSize, Keys: o.load.Keys,
+		Clients: o.load.Workers, Conns: o.conns, ValueSize: o.load.ValueSize, Keys: o.load.Keys, Rounds: o.rounds,
 		WarmupS: o.warmup.Seconds(), DurationS: o.duration.Seconds(),
 	}
 }
@@ -87,10 +91,10 @@ func (rep *report) printTable(w io.Writer, n int) {
 	fmt.Fprintf(w, "\n%d node(s), %d clients, %d conns, %d-byte values, %d keys\n",
 		n, rep.Clients, rep.Conns, rep.ValueSize, rep.Keys)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tnodes\top\tops/s\tp50 ms\tp99 ms\terrors\tserver cores\tbench cores\tother cores\tserver us/op\tbench us/op\t")
+	fmt.Fprintln(tw, "system\tnodes\tround\top\tops/s\tp50 ms\tp99 ms\terrors\tserver cores\tbench cores\tother cores\tserver us/op\tbench us/op\t")
 	for _, r := range rep.sized(n) {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t\n",
-			r.System, r.Nodes, r.Op, r.OpsPerSec, r.P50Ms, r.P99Ms, r.Errors,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t\n",
+			r.System, r.Nodes, r.Round, r.Op, r.OpsPerSec, r.P50Ms, r.P99Ms, r.Errors,
 			r.ServerCores, r.BenchCores, r.OtherCores, perOp(r.ServerCores, r.OpsPerSec), perOp(r.BenchCores, r.OpsPerSec))
 	}
 	tw.Flush()
@@ -119,18 +123,37 @@ func (rep *report) sized(n int) []Result {
 }
 
 // ratios describes, per operation, each concord configuration's
-// throughput and p99 as multiples of etcd's.
+// throughput and p99 as multiples of etcd's: each round's concord against
+// the same round's etcd, and with several rounds the median first.
 func (rep *report) ratios(n int) []string {
 	var lines []string
-	for _, c := range rep.sized(n) {
-		if !strings.HasPrefix(c.System, "concord") {
+	type key struct{ sys, op string }
+	var order []key
+	byRound := map[key]map[int]Result{}
+	for _, r := range rep.sized(n) {
+		k := key{r.System, r.Op}
+		if byRound[k] == nil {
+			byRound[k] = map[int]Result{}
+			order = append(order, k)
+		}
+		byRound[k][r.Round] = r
+	}
+	for _, k := range order {
+		if !strings.HasPrefix(k.sys, "concord") {
 			continue
 		}
-		for _, e := range rep.sized(n) {
-			if e.System == "etcd" && e.Op == c.Op && e.OpsPerSec > 0 && e.P99Ms > 0 {
-				lines = append(lines, fmt.Sprintf("%s/etcd %s, %d node(s): ops/s %.2fx, p99 %.2fx",
-					c.System, c.Op, n, c.OpsPerSec/e.OpsPerSec, c.P99Ms/e.P99Ms))
+		peer := byRound[key{"etcd", k.op}]
+		var ops, p99 stats.Series
+		for round := 1; round <= max(rep.Rounds, 1); round++ {
+			c, okc := byRound[k][round]
+			e, oke := peer[round]
+			if okc && oke && e.OpsPerSec > 0 && e.P99Ms > 0 {
+				ops = append(ops, c.OpsPerSec/e.OpsPerSec)
+				p99 = append(p99, c.P99Ms/e.P99Ms)
 			}
+		}
+		if len(ops) > 0 {
+			lines = append(lines, fmt.Sprintf("%s/etcd %s, %d node(s): ops/s %s, p99 %s", k.sys, k.op, n, ops, p99))
 		}
 	}
 	return lines

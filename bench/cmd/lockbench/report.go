@@ -11,6 +11,7 @@ import (
 
 	"github.com/concord-dev/concord/bench/internal/cputime"
 	"github.com/concord-dev/concord/bench/internal/load"
+	"github.com/concord-dev/concord/bench/internal/stats"
 )
 
 // Result is the outcome of one measured workload against one system.
@@ -206,8 +207,8 @@ func (rep *report) ratios(n int) []string {
 		return nil
 	}
 	// ratio is f(concord, peer) over the rounds where both were measured.
-	ratio := func(sys, peer, wl string, f func(c, p *Result) (float64, bool)) series {
-		var out series
+	ratio := func(sys, peer, wl string, f func(c, p *Result) (float64, bool)) stats.Series {
+		var out stats.Series
 		for round := 1; round <= max(rep.Rounds, 1); round++ {
 			c, p := find(sys, wl, round), find(peer, wl, round)
 			if c == nil || p == nil {
@@ -245,12 +246,12 @@ func (rep *report) ratios(n int) []string {
 	}
 	for _, sys := range rep.concords(n) {
 		if x := ratio(sys, "etcd", Distinct, throughput); len(x) > 0 {
-			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): distinct cycles/s >= %.0fx etcd: %s", sys, n, goalDistinct, x), x.median() >= goalDistinct))
+			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): distinct cycles/s >= %.0fx etcd: %s", sys, n, goalDistinct, x), x.Median() >= goalDistinct))
 		}
 		if x := ratio(sys, "etcd", Hot, throughput); len(x) > 0 {
-			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoffs/s >= %.0fx etcd: %s", sys, n, goalHot, x), x.median() >= goalHot))
+			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoffs/s >= %.0fx etcd: %s", sys, n, goalHot, x), x.Median() >= goalHot))
 		}
-		var p99s series
+		var p99s stats.Series
 		handedOff := true
 		for round := 1; round <= max(rep.Rounds, 1); round++ {
 			if c := find(sys, Hot, round); c != nil {
@@ -259,8 +260,8 @@ func (rep *report) ratios(n int) []string {
 			}
 		}
 		if len(p99s) > 0 && n == 3 {
-			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoff p99 < %.0f ms: %s", sys, n, goalHandoffP99, p99s.format("%.2f ms")),
-				p99s.median() < goalHandoffP99 && handedOff))
+			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoff p99 < %.0f ms: %s", sys, n, goalHandoffP99, p99s.Format("%.2f ms")),
+				p99s.Median() < goalHandoffP99 && handedOff))
 		}
 		for round := 1; round <= max(rep.Rounds, 1); round++ {
 			for _, wl := range []string{Distinct, Hot} {
@@ -275,36 +276,6 @@ func (rep *report) ratios(n int) []string {
 		lines = append(lines, "(the issue states its goals for 3 nodes; the checks above are for comparison)")
 	}
 	return lines
-}
-
-// series is one figure over the rounds, in round order.
-type series []float64
-
-func (s series) median() float64 {
-	if len(s) == 0 {
-		return 0
-	}
-	sorted := slices.Clone(s)
-	slices.Sort(sorted)
-	if len(sorted)%2 == 1 {
-		return sorted[len(sorted)/2]
-	}
-	return (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
-}
-
-// String formats ratios: "2.43x", or with several rounds
-// "median 2.90x (rounds 2.43x 3.10x 2.90x)".
-func (s series) String() string { return s.format("%.2fx") }
-
-func (s series) format(f string) string {
-	if len(s) == 1 {
-		return fmt.Sprintf(f, s[0])
-	}
-	each := make([]string, len(s))
-	for i, x := range s {
-		each[i] = fmt.Sprintf(f, x)
-	}
-	return fmt.Sprintf("median "+f+" (rounds %s)", s.median(), strings.Join(each, " "))
 }
 
 func goal(s string, met bool) string {

@@ -6,28 +6,6 @@ import (
 	"testing"
 )
 
-func TestSeriesMedian(t *testing.T) {
-	for _, tc := range []struct {
-		in   series
-		want float64
-	}{
-		{nil, 0},
-		{series{2}, 2},
-		{series{3, 1, 2}, 2},
-		{series{4, 1, 3, 2}, 2.5},
-	} {
-		if got := tc.in.median(); got != tc.want {
-			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-	if got, want := (series{2.5}).String(), "2.50x"; got != want {
-		t.Errorf("one round: %q, want %q", got, want)
-	}
-	if got, want := (series{3, 1, 2}).String(), "median 2.00x (rounds 3.00x 1.00x 2.00x)"; got != want {
-		t.Errorf("three rounds: %q, want %q", got, want)
-	}
-}
-
 // TestRatiosPairRounds checks that each concord round is compared with the
 // same round of etcd, that the goal is judged on the median, and that Redis
 // (measured once) is compared with every round.
