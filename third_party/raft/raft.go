@@ -1360,7 +1360,12 @@ func (r *Raft) processLogs(index uint64, futures map[uint64]*logFuture) {
 	maxAppendEntries := r.config().MaxAppendEntries
 
 	// concord: a batch as long as what it will carry, not MaxAppendEntries.
-	batchCap := func(from uint64) int { return int(min(index-from+1, uint64(maxAppendEntries))) }
+	batchCap := func(from uint64) int {
+		if from > index {
+			return 0
+		}
+		return int(min(index-from+1, uint64(maxAppendEntries)))
+	}
 	batch := make([]*commitTuple, 0, batchCap(lastApplied+1))
 
 	// Apply all the preceding logs
