@@ -63,8 +63,13 @@ func TestNetworkTransport_CloseStreams(t *testing.T) {
 	// It is buffered as to not block.
 	errCh := make(chan error, 100)
 
-	// Listen for a request
+	// Listen for a request. concord: answer only once the five parallel
+	// appends below are all waiting (or none came for 200 ms), so that each
+	// holds a connection of its own and the pool ends up full. Answering at
+	// once let an append finish before the next dialled, and the pool then
+	// held fewer than 3 connections (the test failed about 1 run in 300).
 	go func() {
+		var pending []RPC
 		for {
 			select {
 			case rpc := <-rpcCh:
@@ -74,11 +79,19 @@ func TestNetworkTransport_CloseStreams(t *testing.T) {
 					errCh <- fmt.Errorf("command mismatch: %#v %#v", *req, args)
 					return
 				}
-				rpc.Respond(&resp, nil)
-
+				if pending = append(pending, rpc); len(pending) < 5 {
+					continue
+				}
 			case <-time.After(200 * time.Millisecond):
+				for _, rpc := range pending {
+					rpc.Respond(&resp, nil)
+				}
 				return
 			}
+			for _, rpc := range pending {
+				rpc.Respond(&resp, nil)
+			}
+			pending = nil
 		}
 	}()
 
