@@ -1681,7 +1681,14 @@ func snapshotAndRestore(t *testing.T, offset uint64, monotonicLogStore bool, res
 		t.Fatalf("Error Apply new log entries: %v", err)
 	}
 
-	// Get the last index before the restore.
+	// Get the last index before the restore. concord: a committed entry may
+	// still be on its way to the leader's own log (the leader's log writer
+	// persists it alongside replication, and the followers can commit it
+	// first); wait until the leader's log holds it, or preIndex is short.
+	last := future.(ApplyFuture).Index()
+	for deadline := time.Now().Add(5 * time.Second); leader.getLastIndex() < last && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	preIndex := leader.getLastIndex()
 
 	if restoreNewCluster {
