@@ -59,6 +59,7 @@ tools:
 	@test -x $(BUF) || $(GO) install github.com/bufbuild/buf/cmd/buf@v1.75.0
 	@test -x $(GOBIN)/protoc-gen-go || $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	@test -x $(GOBIN)/protoc-gen-connect-go || $(GO) install connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
+	@test -x $(GOBIN)/protoc-gen-go-vtproto || $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@v0.6.0
 
 ## gen: regenerate the protobuf and Connect code
 gen: tools
@@ -77,6 +78,8 @@ fuzz:
 	$(GO) test ./internal/server -run '^$$' -fuzz FuzzValidatePut -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/raftlog -run '^$$' -fuzz FuzzDecodeRecord -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/raftlog -run '^$$' -fuzz FuzzOpenNewestSegment -fuzztime $(FUZZTIME)
+	cd third_party/raft && $(GO) test . -run '^$$' -fuzz FuzzBinaryAppendRequest -fuzztime $(FUZZTIME)
+	cd third_party/raft && $(GO) test . -run '^$$' -fuzz FuzzBinaryAppendResponse -fuzztime $(FUZZTIME)
 
 ## robustness: the long fault-injection campaign (see docs/robustness.md)
 robustness:

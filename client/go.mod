@@ -11,4 +11,7 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require go.yaml.in/yaml/v3 v3.0.5 // indirect
+require (
+	github.com/planetscale/vtprotobuf v0.6.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+)

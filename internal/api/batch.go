@@ -10,7 +10,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/proto"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/errs"
@@ -161,7 +160,7 @@ func (k *kvService) run(ctx context.Context, call *concordv1.BatchCall) *concord
 		method string
 		err    error
 	)
-	if size := proto.Size(call); k.maxCallBytes > 0 && size > k.maxCallBytes {
+	if size := call.SizeVT(); k.maxCallBytes > 0 && size > k.maxCallBytes {
 		out.Response = &concordv1.BatchResult_Error{Error: batchError(errs.Wrapf(server.ErrRequestTooLarge,
 			"call is %d bytes; the limit is %d (--max-request-bytes)", size, k.maxCallBytes))}
 		return out

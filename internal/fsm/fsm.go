@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/errs"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
@@ -235,8 +233,13 @@ func (f *FSM) stamp(term uint64, t int64) {
 }
 
 func (f *FSM) applyCommand(index, term uint64, data []byte) *internalv1.Result {
+	// The generated decoder (vtprotobuf) does not check strings for UTF-8
+	// as proto.Unmarshal does; every string in a log entry was checked when
+	// its request was decoded at the API (or built by the server), and the
+	// log store checksums the entry, so the check would only cost time (a
+	// third of a lock command's decode).
 	var cmd internalv1.Command
-	if err := proto.Unmarshal(data, &cmd); err != nil {
+	if err := cmd.UnmarshalVT(data); err != nil {
 		return ErrorResult(errs.Wrapf(ErrBadCommand, "decode: %v", err))
 	}
 	f.stamp(term, cmd.GetTimeUnixNano())

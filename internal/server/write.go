@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/errs"
@@ -101,7 +100,7 @@ func forwardErr(err error) error {
 // its time into the command.
 func (s *Server) proposeLocal(ctx context.Context, cmd *internalv1.Command) (*internalv1.Result, error) {
 	cmd.TimeUnixNano = s.clock.Now().UnixNano()
-	data, err := proto.Marshal(cmd)
+	data, err := cmd.MarshalVT()
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
