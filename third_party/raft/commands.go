@@ -66,6 +66,11 @@ type AppendEntriesResponse struct {
 	// There are scenarios where this request didn't succeed
 	// but there's no need to wait/back-off the next attempt.
 	NoRetryBackoff bool
+
+	// ConcordBinary is set by a NetworkTransport of concord's fork on the
+	// msgpack answers it sends: it also reads binary AppendEntries
+	// (concord_binary.go). Upstream ignores the field.
+	ConcordBinary bool
 }
 
 // GetRPCHeader - See WithRPCHeader.

@@ -325,9 +325,10 @@ func (v *verifyFuture) vote(leader bool) {
 // entries RPC.
 type appendFuture struct {
 	deferError
-	start time.Time
-	args  *AppendEntriesRequest
-	resp  *AppendEntriesResponse
+	start  time.Time
+	args   *AppendEntriesRequest
+	resp   *AppendEntriesResponse
+	binary bool // concord: sent as a binary AppendEntries
 }
 
 func (a *appendFuture) Start() time.Time {

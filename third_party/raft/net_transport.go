@@ -110,6 +110,12 @@ type NetworkTransport struct {
 	TimeoutScale int
 
 	msgpackUseNewTimeFormat bool
+
+	// concord: binaryPeers holds the addresses that said they read binary
+	// AppendEntries (concord_binary.go); noBinary makes this transport
+	// neither send nor accept them, as upstream's (for tests).
+	binaryPeers sync.Map
+	noBinary    bool
 }
 
 // NetworkTransportConfig encapsulates configuration for the network transport layer.
@@ -186,6 +192,7 @@ type StreamLayer interface {
 type netConn struct {
 	target ServerAddress
 	conn   net.Conn
+	r      *bufio.Reader // concord: read binary responses; dec reads from it too
 	w      *bufio.Writer
 	dec    *codec.Decoder
 	enc    *codec.Encoder
@@ -413,10 +420,12 @@ func (n *NetworkTransport) getConn(target ServerAddress) (*netConn, error) {
 	}
 
 	// Wrap the conn
+	r := bufio.NewReader(conn) // concord: kept for binary responses
 	netConn := &netConn{
 		target: target,
 		conn:   conn,
-		dec:    codec.NewDecoder(bufio.NewReader(conn), &codec.MsgpackHandle{}),
+		r:      r,
+		dec:    codec.NewDecoder(r, &codec.MsgpackHandle{}),
 		w:      bufio.NewWriterSize(conn, connSendBufferSize),
 	}
 
@@ -464,7 +473,45 @@ func (n *NetworkTransport) AppendEntriesPipeline(id ServerID, target ServerAddre
 
 // AppendEntries implements the Transport interface.
 func (n *NetworkTransport) AppendEntries(id ServerID, target ServerAddress, args *AppendEntriesRequest, resp *AppendEntriesResponse) error {
+	if n.binaryPeer(target) { // concord: binary AppendEntries
+		return n.binaryRPC(id, target, args, resp)
+	}
 	return n.genericRPC(id, target, rpcAppendEntries, args, resp)
+}
+
+// binaryRPC sends one binary AppendEntries and reads its answer (concord).
+func (n *NetworkTransport) binaryRPC(id ServerID, target ServerAddress, args *AppendEntriesRequest, resp *AppendEntriesResponse) error {
+	conn, err := n.getConnFromAddressProvider(id, target)
+	if err != nil {
+		return err
+	}
+	if n.timeout > 0 {
+		_ = conn.conn.SetDeadline(time.Now().Add(n.timeout))
+	}
+	if err := sendBinaryRPC(conn, args); err != nil {
+		n.forgetBinary(target)
+		return err
+	}
+	if err := readBinaryResponse(conn.r, resp); err != nil {
+		_ = conn.Release()
+		n.forgetBinary(target)
+		return err
+	}
+	n.returnConn(conn)
+	return nil
+}
+
+// sendBinaryRPC writes and flushes a binary AppendEntries (concord).
+func sendBinaryRPC(conn *netConn, args *AppendEntriesRequest) error {
+	if err := writeBinaryRequest(conn.w, args); err != nil {
+		_ = conn.Release()
+		return err
+	}
+	if err := conn.w.Flush(); err != nil {
+		_ = conn.Release()
+		return err
+	}
+	return nil
 }
 
 // RequestVote implements the Transport interface.
@@ -498,6 +545,7 @@ func (n *NetworkTransport) genericRPC(id ServerID, target ServerAddress, rpcType
 	// Decode the response
 	canReturn, err := decodeResponse(conn, resp)
 	if canReturn {
+		n.noteResponse(target, resp) // concord
 		n.returnConn(conn)
 	}
 	return err
@@ -619,7 +667,7 @@ func (n *NetworkTransport) handleConn(connCtx context.Context, conn net.Conn) {
 		default:
 		}
 
-		if err := n.handleCommand(r, dec, enc); err != nil {
+		if err := n.handleCommand(r, w, dec, enc); err != nil {
 			if err != io.EOF {
 				n.logger.Error("failed to decode incoming command", "error", err)
 			}
@@ -633,7 +681,7 @@ func (n *NetworkTransport) handleConn(connCtx context.Context, conn net.Conn) {
 }
 
 // handleCommand is used to decode and dispatch a single command.
-func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, enc *codec.Encoder) error {
+func (n *NetworkTransport) handleCommand(r *bufio.Reader, w *bufio.Writer, dec *codec.Decoder, enc *codec.Encoder) error {
 	getTypeStart := time.Now()
 
 	// Get the rpc type
@@ -656,13 +704,24 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 	// Decode the command
 	isHeartbeat := false
 	var labels []metrics.Label
-	switch rpcType {
-	case rpcAppendEntries:
-		var req AppendEntriesRequest
-		if err := dec.Decode(&req); err != nil {
-			return err
+	switch {
+	case rpcType == rpcAppendEntries || (rpcType == rpcAppendEntriesBinary && !n.noBinary): // concord: binary
+		var req *AppendEntriesRequest
+		if rpcType == rpcAppendEntriesBinary {
+			body, err := readBinaryFrame(r)
+			if err != nil {
+				return err
+			}
+			if req, err = decodeBinaryRequest(body); err != nil {
+				return err
+			}
+		} else {
+			req = &AppendEntriesRequest{}
+			if err := dec.Decode(req); err != nil {
+				return err
+			}
 		}
-		rpc.Command = &req
+		rpc.Command = req
 
 		leaderAddr := req.Addr
 		if len(leaderAddr) == 0 {
@@ -681,21 +740,21 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 		} else {
 			labels = []metrics.Label{{Name: "rpcType", Value: "AppendEntries"}}
 		}
-	case rpcRequestVote:
+	case rpcType == rpcRequestVote:
 		var req RequestVoteRequest
 		if err := dec.Decode(&req); err != nil {
 			return err
 		}
 		rpc.Command = &req
 		labels = []metrics.Label{{Name: "rpcType", Value: "RequestVote"}}
-	case rpcRequestPreVote:
+	case rpcType == rpcRequestPreVote:
 		var req RequestPreVoteRequest
 		if err := dec.Decode(&req); err != nil {
 			return err
 		}
 		rpc.Command = &req
 		labels = []metrics.Label{{Name: "rpcType", Value: "RequestPreVote"}}
-	case rpcInstallSnapshot:
+	case rpcType == rpcInstallSnapshot:
 		var req InstallSnapshotRequest
 		if err := dec.Decode(&req); err != nil {
 			return err
@@ -703,7 +762,7 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 		rpc.Command = &req
 		rpc.Reader = io.LimitReader(r, req.Size)
 		labels = []metrics.Label{{Name: "rpcType", Value: "InstallSnapshot"}}
-	case rpcTimeoutNow:
+	case rpcType == rpcTimeoutNow:
 		var req TimeoutNowRequest
 		if err := dec.Decode(&req); err != nil {
 			return err
@@ -748,6 +807,15 @@ RESP:
 		respErr := ""
 		if resp.Error != nil {
 			respErr = resp.Error.Error()
+		}
+		// concord: a binary request gets a binary answer; a msgpack
+		// AppendEntries answer says that this transport reads binary.
+		if ar, ok := resp.Response.(*AppendEntriesResponse); ok && rpcType == rpcAppendEntriesBinary {
+			return writeBinaryResponse(w, respErr, ar)
+		} else if ok && rpcType == rpcAppendEntries && !n.noBinary {
+			marked := *ar
+			marked.ConcordBinary = true
+			resp.Response = &marked
 		}
 		if err := enc.Encode(respErr); err != nil {
 			return err
@@ -844,7 +912,16 @@ func (n *netPipeline) decodeResponses() {
 				_ = n.conn.conn.SetReadDeadline(time.Now().Add(timeout))
 			}
 
-			_, err := decodeResponse(n.conn, future.resp)
+			// concord: a binary request has a binary answer.
+			var err error
+			if future.binary {
+				if err = readBinaryResponse(n.conn.r, future.resp); err != nil {
+					_ = n.conn.Release()
+					n.trans.forgetBinary(n.conn.target)
+				}
+			} else if _, err = decodeResponse(n.conn, future.resp); err == nil {
+				n.trans.noteResponse(n.conn.target, future.resp)
+			}
 			future.respond(err)
 			select {
 			case n.doneCh <- future:
@@ -872,8 +949,14 @@ func (n *netPipeline) AppendEntries(args *AppendEntriesRequest, resp *AppendEntr
 		_ = n.conn.conn.SetWriteDeadline(time.Now().Add(timeout))
 	}
 
-	// Send the RPC
-	if err := sendRPC(n.conn, rpcAppendEntries, future.args); err != nil {
+	// Send the RPC (concord: binary to a peer that reads it)
+	if n.trans.binaryPeer(n.conn.target) {
+		future.binary = true
+		if err := sendBinaryRPC(n.conn, future.args); err != nil {
+			n.trans.forgetBinary(n.conn.target)
+			return nil, err
+		}
+	} else if err := sendRPC(n.conn, rpcAppendEntries, future.args); err != nil {
 		return nil, err
 	}
 
