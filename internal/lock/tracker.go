@@ -80,11 +80,17 @@ func (t *HoldTracker) Granted(g Grant) {
 
 // Released follows the end of a grant.
 func (t *HoldTracker) Released(r Release) {
+	if r.HoldMs <= 0 {
+		return // never tracked
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	ref := HoldRef{Name: r.Name, Token: r.Token}
-	delete(t.refs, ref.key())
-	t.queue.Remove(ref.key())
+	if !t.active {
+		return
+	}
+	key := HoldRef{Name: r.Name, Token: r.Token}.key()
+	delete(t.refs, key)
+	t.queue.Remove(key)
 }
 
 // Due returns the grants whose hold time ran out and the time until the

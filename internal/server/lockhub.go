@@ -116,7 +116,9 @@ func (h *lockHub) Released(r lock.Release) {
 	h.m.releases.WithLabelValues(r.Reason).Inc()
 	h.m.holdSeconds.Observe(float64(r.HeldMs) / 1000)
 	h.mu.Lock()
-	h.holders.notify(holdKey(r.Name, r.Token, r.Session, r.Owner), lockEvent{reason: r.Reason, at: time.Now()})
+	if len(h.holders) > 0 { // most grants are followed by their client alone
+		h.holders.notify(holdKey(r.Name, r.Token, r.Session, r.Owner), lockEvent{reason: r.Reason, at: time.Now()})
+	}
 	h.mu.Unlock()
 }
 
