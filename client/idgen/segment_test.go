@@ -194,8 +194,11 @@ func TestSegmentStepFollowsTheRate(t *testing.T) {
 	slow := &sizes{}
 	seg = NewSegments(slow, "t", SegmentConfig{Step: 1000, Target: time.Millisecond, Prefetch: 0.5})
 	for i := 0; i < 3000; i++ {
-		if i%500 == 0 {
-			time.Sleep(2 * time.Millisecond) // each segment lasts well over twice the target
+		// Sleep more often than the smallest segment (MinStep, 100) is
+		// used up, so that every segment, at every size the shrinking
+		// reaches, lasts over twice the target.
+		if i%50 == 0 {
+			time.Sleep(3 * time.Millisecond)
 		}
 		_, err := seg.Next(ctx)
 		require.NoError(t, err)
