@@ -19,6 +19,7 @@ import (
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+	"github.com/concord-dev/concord/api/vtcodec"
 )
 
 // Config configures a Client. Zero fields take the documented defaults.
@@ -115,7 +116,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, log: cfg.Logger, clientID: cfg.ClientID}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.httpc = newHTTPClient(cfg)
-	opts := []connect.ClientOption{connect.WithGRPC(), connect.WithReadMaxBytes(64 << 20), connect.WithSendMaxBytes(64 << 20),
+	opts := []connect.ClientOption{connect.WithGRPC(), connect.WithReadMaxBytes(64 << 20), connect.WithSendMaxBytes(64 << 20), vtcodec.Option(),
 		// Small messages are cheaper sent plain than compressed.
 		connect.WithAcceptCompression("gzip", nil, nil)}
 	if cfg.Token != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+	"github.com/concord-dev/concord/api/vtcodec"
 	"github.com/concord-dev/concord/internal/errs"
 	"github.com/concord-dev/concord/internal/server"
 )
@@ -39,7 +40,11 @@ type Options struct {
 // New returns the client API handler of srv.
 func New(srv *server.Server, opts Options) http.Handler {
 	m := newMetrics(opts.Registerer)
-	interceptors := connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken))
+	// Every handler gets the interceptors and the binary protobuf codec of
+	// vtprotobuf's generated code, with proto's checks on input
+	// (api/vtcodec).
+	interceptors := connect.WithHandlerOptions(
+		connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken)), vtcodec.Option())
 	readMax := connect.WithReadMaxBytes(opts.MaxRequestBytes)
 	// Compressing small messages costs far more CPU than it saves on the
 	// networks concord runs on; only large responses (ranges, snapshots)

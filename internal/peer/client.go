@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/concord-dev/concord/api/vtcodec"
 	"github.com/concord-dev/concord/internal/gen/internalv1/internalv1connect"
 )
 
@@ -41,7 +42,7 @@ func (c *Clients) For(addr string) internalv1connect.PeerClient {
 	defer c.mu.Unlock()
 	cl, ok := c.byURL[addr]
 	if !ok {
-		cl = internalv1connect.NewPeerClient(c.httpc, "http://"+addr, connect.WithGRPC(), connect.WithAcceptCompression("gzip", nil, nil))
+		cl = internalv1connect.NewPeerClient(c.httpc, "http://"+addr, connect.WithGRPC(), connect.WithAcceptCompression("gzip", nil, nil), vtcodec.Option())
 		c.byURL[addr] = cl
 	}
 	return cl

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/vtcodec"
 	"github.com/concord-dev/concord/internal/clock"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/fsm"
@@ -140,7 +141,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.id = id
 	s.log = s.log.With("id", id.ID)
 
-	path, handler := internalv1connect.NewPeerHandler(&peerService{s: s}, connect.WithCompressMinBytes(64<<10))
+	path, handler := internalv1connect.NewPeerHandler(&peerService{s: s}, connect.WithCompressMinBytes(64<<10), vtcodec.Option())
 	hm := http.NewServeMux()
 	hm.Handle(path, handler)
 	s.peerSrv = peer.NewServer(hm)

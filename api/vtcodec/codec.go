@@ -1,0 +1,170 @@
+// Package vtcodec is the Connect codec for binary protobuf that concord's
+// server and SDK use in place of Connect's default. Messages generated with
+// vtprotobuf's methods (every message of concord's API) are encoded and
+// decoded by that generated code, without reflection; other messages go
+// through proto as before.
+//
+// Decoding keeps proto.Unmarshal's checks: strings of proto3 messages must
+// be valid UTF-8, and nesting is limited to 10,000 levels, so input refused
+// by the default codec is refused here too, with an error. A Connect peer
+// sees no difference on the wire.
+package vtcodec
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Name is the codec's name, the one Connect's default binary codec has.
+const Name = "proto"
+
+// maxDepth is proto.Unmarshal's default nesting limit.
+const maxDepth = 10000
+
+// ErrInvalidUTF8 is returned when a proto3 string field is not UTF-8.
+var ErrInvalidUTF8 = errors.New("string field contains invalid UTF-8")
+
+// ErrTooDeep is returned when messages nest deeper than proto allows.
+var ErrTooDeep = errors.New("exceeded maximum recursion depth")
+
+// errMalformed is returned when the wire data does not parse.
+var errMalformed = errors.New("malformed protobuf wire data")
+
+// vtMessage is what vtprotobuf generates (features marshal, unmarshal,
+// size).
+type vtMessage interface {
+	SizeVT() int
+	MarshalToSizedBufferVT([]byte) (int, error)
+	UnmarshalVT([]byte) error
+}
+
+// Codec implements connect.Codec. The zero value is ready to use.
+type Codec struct{}
+
+var _ connect.Codec = Codec{}
+
+// Option returns the handler and client option that installs the codec.
+func Option() connect.Option { return connect.WithCodec(Codec{}) }
+
+// Name implements connect.Codec.
+func (Codec) Name() string { return Name }
+
+// IsBinary reports that the codec's output is binary.
+func (Codec) IsBinary() bool { return true }
+
+// Marshal implements connect.Codec.
+func (c Codec) Marshal(m any) ([]byte, error) { return c.MarshalAppend(nil, m) }
+
+// MarshalAppend appends m's encoding to dst.
+func (Codec) MarshalAppend(dst []byte, m any) ([]byte, error) {
+	vt, ok := m.(vtMessage)
+	if !ok {
+		pm, ok := m.(proto.Message)
+		if !ok {
+			return nil, fmt.Errorf("%T is not a protobuf message", m)
+		}
+		return proto.MarshalOptions{}.MarshalAppend(dst, pm)
+	}
+	n := vt.SizeVT()
+	start := len(dst)
+	if cap(dst)-start < n {
+		grown := make([]byte, start, start+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	dst = dst[:start+n]
+	if _, err := vt.MarshalToSizedBufferVT(dst[start:]); err != nil {
+		return nil, fmt.Errorf("marshal %T: %w", m, err)
+	}
+	return dst, nil
+}
+
+// MarshalStable encodes m deterministically, as Connect's default codec
+// does (it is used for idempotent GET requests).
+func (Codec) MarshalStable(m any) ([]byte, error) {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("%T is not a protobuf message", m)
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(pm)
+}
+
+// Unmarshal implements connect.Codec: it replaces m's contents with data's.
+func (Codec) Unmarshal(data []byte, m any) error {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return fmt.Errorf("%T is not a protobuf message", m)
+	}
+	vt, ok := m.(vtMessage)
+	if !ok {
+		if err := proto.Unmarshal(data, pm); err != nil {
+			return fmt.Errorf("unmarshal into %T: %w", m, err)
+		}
+		return nil
+	}
+	if err := Check(data, pm.ProtoReflect().Descriptor()); err != nil {
+		return fmt.Errorf("unmarshal into %T: %w", m, err)
+	}
+	proto.Reset(pm)
+	if err := vt.UnmarshalVT(data); err != nil {
+		return fmt.Errorf("unmarshal into %T: %w", m, err)
+	}
+	return nil
+}
+
+// Check walks the wire encoding of a message of type md and reports what
+// proto.Unmarshal would refuse beyond the wire format itself: a proto3
+// string that is not UTF-8, or nesting deeper than 10,000 messages. Fields
+// the descriptor does not know are skipped, as the decoder keeps them as
+// unknown fields.
+func Check(data []byte, md protoreflect.MessageDescriptor) error {
+	return check(data, md, 0)
+}
+
+func check(b []byte, md protoreflect.MessageDescriptor, depth int) error {
+	if depth > maxDepth {
+		return ErrTooDeep
+	}
+	fields := md.Fields()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num > protowire.MaxValidNumber {
+			return errMalformed
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return errMalformed
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return errMalformed
+		}
+		b = b[n:]
+		fd := fields.ByNumber(num)
+		if fd == nil {
+			continue
+		}
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			if fd.ParentFile().Syntax() == protoreflect.Proto3 && !utf8.Valid(v) {
+				return fmt.Errorf("%w: %s", ErrInvalidUTF8, fd.FullName())
+			}
+		case protoreflect.MessageKind:
+			if err := check(v, fd.Message(), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
