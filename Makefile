@@ -24,6 +24,7 @@ run:
 test: test-raft
 	$(GO) test -race -timeout 25m ./...
 	cd client && $(GO) test -race ./...
+	cd api && $(GO) test -race ./...
 	cd bench && $(GO) test ./...
 
 # Upstream tests that fail on unpatched hashicorp/raft v1.8.0 too, left out:
@@ -44,6 +45,7 @@ test-raft:
 test-short:
 	$(GO) test -race -short ./...
 	cd client && $(GO) test -race -short ./...
+	cd api && $(GO) test -race -short ./...
 
 ## lint: formatting and vet in every module
 lint:
@@ -80,6 +82,7 @@ fuzz:
 	$(GO) test ./internal/raftlog -run '^$$' -fuzz FuzzOpenNewestSegment -fuzztime $(FUZZTIME)
 	cd third_party/raft && $(GO) test . -run '^$$' -fuzz FuzzBinaryAppendRequest -fuzztime $(FUZZTIME)
 	cd third_party/raft && $(GO) test . -run '^$$' -fuzz FuzzBinaryAppendResponse -fuzztime $(FUZZTIME)
+	cd api && $(GO) test ./vtcodec -run '^$$' -fuzz FuzzUnmarshalAgreesWithProto -fuzztime $(FUZZTIME)
 
 ## robustness: the long fault-injection campaign (see docs/robustness.md)
 robustness:
