@@ -40,7 +40,54 @@ const dedupeSection = "dedupe"
 type dedupeEntry struct {
 	req    uint64
 	at     int64
-	result *internalv1.Result
+	result storedResult
+}
+
+// inlineResult is the largest encoded result a dedupe entry holds in
+// place. Lock, session and most KV results encode in fewer bytes.
+const inlineResult = 30
+
+// storedResult is a result kept in its wire encoding, in place when it is
+// small and in a byte slice otherwise. The table holds up to 65,536 results
+// per client; kept as messages, each was three or four objects for the
+// collector to trace (under load, a 3-member cluster's state machine held
+// a million of them and the collector took a tenth of the CPU); encoded, a
+// small one is none and a large one a single object without pointers.
+type storedResult struct {
+	n      uint8
+	inline [inlineResult]byte
+	big    []byte
+}
+
+func storeResult(res *internalv1.Result) storedResult {
+	var out storedResult
+	size := res.SizeVT()
+	if size > inlineResult {
+		out.big = make([]byte, size)
+		if _, err := res.MarshalToSizedBufferVT(out.big); err != nil {
+			panic(fmt.Sprintf("fsm: encode a result: %v", err)) // a generated encoder does not fail on a sized buffer
+		}
+		return out
+	}
+	if _, err := res.MarshalToSizedBufferVT(out.inline[:size]); err != nil {
+		panic(fmt.Sprintf("fsm: encode a result: %v", err))
+	}
+	out.n = uint8(size)
+	return out
+}
+
+// load decodes the result. A result that cannot decode never went in: the
+// bytes are this process's own encoding.
+func (r *storedResult) load() *internalv1.Result {
+	b := r.big
+	if b == nil {
+		b = r.inline[:r.n]
+	}
+	res := &internalv1.Result{}
+	if err := res.UnmarshalVT(b); err != nil {
+		panic(fmt.Sprintf("fsm: decode a remembered result: %v", err))
+	}
+	return res
 }
 
 // dedupeClient holds one client's remembered results, in request ID order:
@@ -135,7 +182,7 @@ func (d *dedupe) lookup(client string, req uint64, now int64) (*internalv1.Resul
 		return nil, false
 	}
 	c.lastSeen = max(c.lastSeen, now)
-	return c.live()[i].result, true
+	return c.live()[i].result.load(), true
 }
 
 func (d *dedupe) remember(client string, req uint64, res *internalv1.Result, now int64) {
@@ -146,7 +193,7 @@ func (d *dedupe) remember(client string, req uint64, res *internalv1.Result, now
 		d.clients[c.id] = c
 	}
 	c.lastSeen = max(c.lastSeen, now)
-	if !c.insert(dedupeEntry{req: req, at: now, result: res}) {
+	if !c.insert(dedupeEntry{req: req, at: now, result: storeResult(res)}) {
 		d.entries++
 	}
 	for c.count() > DedupeWindow {
@@ -194,7 +241,7 @@ func (d *dedupe) capture() (uint64, func(*record.Writer) error) {
 		// clients' counts.
 		for _, c := range clients {
 			for _, e := range live[c.GetClientId()] {
-				if err := w.Write(&internalv1.DedupeRecord{ClientId: c.GetClientId(), RequestId: e.req, AtUnixNano: e.at, Result: e.result}); err != nil {
+				if err := w.Write(&internalv1.DedupeRecord{ClientId: c.GetClientId(), RequestId: e.req, AtUnixNano: e.at, Result: e.result.load()}); err != nil {
 					return err
 				}
 			}
@@ -237,7 +284,7 @@ func (d *dedupe) restore(n uint64, r *record.Reader) error {
 		if c.entries == nil {
 			c.entries = make([]dedupeEntry, 0, want[c])
 		}
-		if !c.insert(dedupeEntry{req: rec.GetRequestId(), at: rec.GetAtUnixNano(), result: rec.GetResult()}) {
+		if !c.insert(dedupeEntry{req: rec.GetRequestId(), at: rec.GetAtUnixNano(), result: storeResult(rec.GetResult())}) {
 			fresh.entries++
 		}
 	}

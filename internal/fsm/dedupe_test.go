@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 
 	"github.com/concord-dev/concord/internal/fsm/record"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
@@ -154,4 +158,28 @@ func TestDedupeSnapshotIsNotChangedByLaterWrites(t *testing.T) {
 	require.NoError(t, back.restore(n, record.NewReader(&buf)))
 	require.Equal(t, d.len(), back.len())
 	require.Less(t, d.len(), 2*3000, "old results were evicted meanwhile")
+}
+
+// Results round-trip through the table's encoding, small ones in place.
+func TestStoredResults(t *testing.T) {
+	acquire := &internalv1.Result{Result: &internalv1.Result_LockAcquire{LockAcquire: &concordv1.AcquireResponse{
+		Header: &concordv1.ResponseHeader{Revision: 1 << 40}, State: concordv1.AcquireState_ACQUIRE_STATE_GRANTED, Token: 1 << 40}}}
+	big := &internalv1.Result{Result: &internalv1.Result_Error{Error: &internalv1.Error{Reason: "X", Message: strings.Repeat("m", 200)}}}
+	for _, tc := range []struct {
+		name   string
+		res    *internalv1.Result
+		inline bool
+	}{
+		{"empty", emptyResult(), true},
+		{"lock acquire at a 2^40 revision", acquire, true},
+		{"long error", big, false},
+	} {
+		s := storeResult(tc.res)
+		if got := s.big == nil; got != tc.inline {
+			t.Errorf("%s: kept in place %v, want %v (%d bytes)", tc.name, got, tc.inline, tc.res.SizeVT())
+		}
+		if got := s.load(); !proto.Equal(got, tc.res) {
+			t.Errorf("%s: came back as %v", tc.name, got)
+		}
+	}
 }
