@@ -83,6 +83,7 @@ fuzz:
 	cd third_party/raft && $(GO) test . -run '^$$' -fuzz FuzzBinaryAppendRequest -fuzztime $(FUZZTIME)
 	cd third_party/raft && $(GO) test . -run '^$$' -fuzz FuzzBinaryAppendResponse -fuzztime $(FUZZTIME)
 	cd api && $(GO) test ./vtcodec -run '^$$' -fuzz FuzzUnmarshalAgreesWithProto -fuzztime $(FUZZTIME)
+	cd api && $(GO) test ./batchwire -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
 
 ## robustness: the long fault-injection campaign (see docs/robustness.md)
 robustness:

@@ -128,19 +128,29 @@ func batchErr(e *concordv1.BatchError) error {
 	return ce
 }
 
-// start opens a stream and its sender and receiver; b.mu is held.
+// start starts a stream generation; b.mu is held. Its goroutine opens the
+// stream and sends, another receives.
 func (b *batcher) start() {
 	b.live = true
 	b.gen++
 	gen := b.gen
 	b.wake = make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(b.c.ctx)
-	stream := b.ep.kv.Batch(ctx)
-	go b.send(gen, stream, b.wake, cancel)
-	go b.receive(gen, stream, cancel)
+	go b.run(ctx, gen, b.wake, cancel)
 }
 
-func (b *batcher) send(gen uint64, stream *connect.BidiStreamForClient[concordv1.BatchRequest, concordv1.BatchResponse], wake <-chan struct{}, cancel context.CancelFunc) {
+func (b *batcher) run(ctx context.Context, gen uint64, wake <-chan struct{}, cancel context.CancelFunc) {
+	stream, err := b.c.openBatch(ctx, b.ep)
+	if err != nil {
+		b.c.log.Debug("cannot open the batch stream", "endpoint", b.ep.addr, "err", err)
+		b.fail(gen, cancel)
+		return
+	}
+	go b.receive(gen, stream, cancel)
+	b.send(gen, stream, wake, cancel)
+}
+
+func (b *batcher) send(gen uint64, stream batchStream, wake <-chan struct{}, cancel context.CancelFunc) {
 	for {
 		select {
 		case <-wake:
@@ -177,7 +187,7 @@ func (b *batcher) send(gen uint64, stream *connect.BidiStreamForClient[concordv1
 	}
 }
 
-func (b *batcher) receive(gen uint64, stream *connect.BidiStreamForClient[concordv1.BatchRequest, concordv1.BatchResponse], cancel context.CancelFunc) {
+func (b *batcher) receive(gen uint64, stream batchStream, cancel context.CancelFunc) {
 	for {
 		resp, err := stream.Receive()
 		if err != nil {

@@ -49,6 +49,12 @@ type Config struct {
 	// DisableBatching sends every KV call as its own RPC instead of
 	// coalescing concurrent calls on one stream per member.
 	DisableBatching bool
+	// DisableFramedBatch keeps the batch stream on Connect (gRPC over
+	// HTTP/2) instead of the framed protocol (api/batchwire) that the SDK
+	// switches its connection to by default. The SDK falls back to Connect
+	// on its own when a member refuses the switch; the option is for a
+	// proxy in between that passes HTTP/2 but breaks HTTP/1.1 Upgrades.
+	DisableFramedBatch bool
 }
 
 // Client talks to a concord cluster. It is safe for concurrent use; create
@@ -81,13 +87,17 @@ type Client struct {
 }
 
 type endpoint struct {
-	addr    string
-	kv      concordv1connect.KVClient
-	session concordv1connect.SessionClient
-	cluster concordv1connect.ClusterClient
-	lock    concordv1connect.LockClient
-	ids     concordv1connect.IDsClient
-	batcher *batcher
+	addr string
+	tls  bool
+	// framedRefused is when the member last refused the framed batch
+	// protocol (UnixNano), 0 if it never did.
+	framedRefused atomic.Int64
+	kv            concordv1connect.KVClient
+	session       concordv1connect.SessionClient
+	cluster       concordv1connect.ClusterClient
+	lock          concordv1connect.LockClient
+	ids           concordv1connect.IDsClient
+	batcher       *batcher
 }
 
 // New connects to the cluster: it validates the configuration and waits
@@ -129,6 +139,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		ep := &endpoint{
 			addr:    addr,
+			tls:     strings.HasPrefix(url, "https://"),
 			kv:      concordv1connect.NewKVClient(c.httpc, url, opts...),
 			session: concordv1connect.NewSessionClient(c.httpc, url, opts...),
 			cluster: concordv1connect.NewClusterClient(c.httpc, url, opts...),

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/concord-dev/concord/api/batchwire"
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
 	"github.com/concord-dev/concord/api/vtcodec"
 	"github.com/concord-dev/concord/internal/errs"
@@ -35,10 +36,25 @@ type Options struct {
 	AuthToken string
 	// MaxRequestBytes bounds a request message.
 	MaxRequestBytes int
+	// DisableFramedBatch refuses the framed batch protocol (api/batchwire)
+	// as a member of an older release would; clients then use the
+	// Connect stream. For tests.
+	DisableFramedBatch bool
 }
 
+// Handler is a member's client API.
+type Handler struct {
+	http.Handler
+	kv *kvService
+}
+
+// WaitFramed waits until the connections switched to the framed batch
+// protocol have closed, or ctx ends. They close when the base context of
+// the http.Server ends; http.Server.Shutdown does not wait for them.
+func (h *Handler) WaitFramed(ctx context.Context) error { return h.kv.framed.wait(ctx) }
+
 // New returns the client API handler of srv.
-func New(srv *server.Server, opts Options) http.Handler {
+func New(srv *server.Server, opts Options) *Handler {
 	m := newMetrics(opts.Registerer)
 	// Every handler gets the interceptors and the binary protobuf codec of
 	// vtprotobuf's generated code, with proto's checks on input
@@ -51,7 +67,7 @@ func New(srv *server.Server, opts Options) http.Handler {
 	// are compressed, and only for clients that ask.
 	compress := connect.WithCompressMinBytes(64 << 10)
 	mux := http.NewServeMux()
-	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes}
+	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes, token: opts.AuthToken, framedOff: opts.DisableFramedBatch}
 	kvPath, kvHandler := concordv1connect.NewKVHandler(kv, interceptors, readMax, compress)
 	// A batch message carries many calls: it may be larger than one
 	// request, and each call is checked against the request limit instead.
@@ -59,6 +75,10 @@ func New(srv *server.Server, opts Options) http.Handler {
 		interceptors, connect.WithReadMaxBytes(maxBatchMessageBytes), compress)
 	mux.Handle(kvPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == concordv1connect.KVBatchProcedure {
+			if !kv.framedOff && batchwire.IsUpgrade(r) {
+				kv.serveFramed(w, r)
+				return
+			}
 			batch.ServeHTTP(w, r)
 			return
 		}
@@ -100,7 +120,7 @@ func New(srv *server.Server, opts Options) http.Handler {
 	debug.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	debug.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/debug/", requireToken(opts.AuthToken, debug))
-	return mux
+	return &Handler{Handler: mux, kv: kv}
 }
 
 func tokenOK(want, header string) bool {

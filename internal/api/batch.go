@@ -34,6 +34,19 @@ const (
 // the unary call would; results are sent as they complete, together with
 // whatever else completed meanwhile.
 func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse]) error {
+	return k.serveBatch(ctx, stream)
+}
+
+// batchStream is a KV.Batch stream as the handler sees it: a Connect
+// stream, or a connection switched to the framed protocol (framed.go).
+type batchStream interface {
+	Receive() (*concordv1.BatchRequest, error)
+	Send(*concordv1.BatchResponse) error
+}
+
+// serveBatch serves one KV.Batch stream until the client closes it, it
+// fails, or ctx ends.
+func (k *kvService) serveBatch(ctx context.Context, stream batchStream) error {
 	results := make(chan *concordv1.BatchResult, maxBatchResults)
 	sent := make(chan error, 1)
 	go func() { sent <- sendResults(stream, results, k.m.batchResults, k.s.IsLeader) }()
@@ -82,7 +95,7 @@ func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concor
 // sendResults sends results as they come, several per message, each
 // message marked forwarded while this member does not lead. After a send
 // fails it keeps draining so that no call blocks.
-func sendResults(stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse], results <-chan *concordv1.BatchResult, sizes prometheus.Histogram, leading func() bool) error {
+func sendResults(stream batchStream, results <-chan *concordv1.BatchResult, sizes prometheus.Histogram, leading func() bool) error {
 	var failed error
 	for r := range results {
 		// Results of one read-index round or one Raft batch complete

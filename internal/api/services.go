@@ -15,6 +15,12 @@ type kvService struct {
 	s            *server.Server
 	m            *metrics
 	maxCallBytes int
+	// token is the bearer token a framed batch connection must present.
+	token string
+	// framedOff refuses the framed batch protocol, as a member of an
+	// older release does (tests).
+	framedOff bool
+	framed    framedConns
 }
 
 func unary[Req, Resp any](ctx context.Context, req *connect.Request[Req], f func(context.Context, *Req) (*Resp, error)) (*connect.Response[Resp], error) {

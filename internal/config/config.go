@@ -108,6 +108,10 @@ type Server struct {
 	// TLSCertFile and TLSKeyFile serve the client API over TLS.
 	TLSCertFile string
 	TLSKeyFile  string
+	// DisableFramedBatch refuses the framed batch protocol (api/batchwire)
+	// on the client port; SDK clients then keep their batch streams on
+	// Connect (gRPC over HTTP/2).
+	DisableFramedBatch bool
 
 	// ShutdownTimeout bounds a graceful shutdown; default 10s.
 	ShutdownTimeout time.Duration

@@ -38,6 +38,7 @@ type Daemon struct {
 	cfg     config.Server
 	srv     *server.Server
 	http    *http.Server
+	api     *api.Handler
 	ln      net.Listener
 	log     *slog.Logger
 	cancel  context.CancelFunc
@@ -75,10 +76,12 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 		cfg: cfg, srv: srv, ln: ln, log: opts.Logger, cancel: cancel,
 		stopped: make(chan struct{}), served: make(chan error, 1),
 	}
+	d.api = api.New(srv, api.Options{
+		Gatherer: reg, Registerer: reg, AuthToken: cfg.AuthToken, MaxRequestBytes: cfg.Limits.MaxRequestBytes,
+		DisableFramedBatch: cfg.DisableFramedBatch,
+	})
 	d.http = &http.Server{
-		Handler: api.New(srv, api.Options{
-			Gatherer: reg, Registerer: reg, AuthToken: cfg.AuthToken, MaxRequestBytes: cfg.Limits.MaxRequestBytes,
-		}),
+		Handler:           d.api,
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
@@ -136,6 +139,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	if herr != nil {
 		_ = d.http.Close()
 	}
+	// Framed batch connections were hijacked from the HTTP server; the
+	// cancelled base context closes them once their calls are done.
+	herr = errors.Join(herr, d.api.WaitFramed(ctx))
 	serr := d.srv.Stop(ctx)
 	d.log.Info("member stopped", "name", d.cfg.Name)
 	return errors.Join(herr, serr)

@@ -1,0 +1,125 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/concord-dev/concord/api/batchwire"
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/vtcodec"
+)
+
+// framedMethod labels the framed batch streams in the API's metrics
+// (Connect's KV.Batch streams are "KV/Batch").
+const framedMethod = "KV/BatchFramed"
+
+// framedConns tracks the connections switched to the framed batch protocol:
+// http.Server.Shutdown does not wait for a hijacked connection.
+type framedConns struct {
+	wg sync.WaitGroup
+}
+
+// serveFramed switches r's connection to the framed batch protocol
+// (api/batchwire) and serves a KV.Batch stream on it until the client
+// closes it, it breaks, or r's context ends (the member shuts down).
+func (k *kvService) serveFramed(w http.ResponseWriter, r *http.Request) {
+	if !tokenOK(k.token, r.Header.Get("Authorization")) {
+		http.Error(w, ErrUnauthenticated.Error(), http.StatusUnauthorized)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "the framed batch protocol needs an HTTP/1.1 connection: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	k.framed.wg.Add(1)
+	defer k.framed.wg.Done()
+	defer conn.Close()
+	// The server's header timeout may have left a deadline on the
+	// connection; from here the protocol's own idle timeout applies.
+	_ = conn.SetDeadline(time.Time{})
+	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + batchwire.Protocol + "\r\n\r\n"); err != nil {
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	ctx := r.Context()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	g := k.m.streams.WithLabelValues(framedMethod)
+	g.Inc()
+	defer g.Dec()
+	s := &framedStream{conn: conn, r: batchwire.NewReader(brw.Reader, maxBatchMessageBytes), w: batchwire.NewWriter(conn)}
+	err = k.serveBatch(ctx, s)
+	if s.bad != nil {
+		// The results of the calls it had started are out; say why the
+		// connection ends before it does.
+		_ = s.w.WriteGoAway(s.bad.Error())
+		err = s.bad
+	}
+	k.m.requests.WithLabelValues(framedMethod, codeOf(wire(err))).Inc()
+}
+
+// errBadFrame wraps what a client sent that the protocol refuses.
+var errBadFrame = errors.New("api: bad frame on a framed batch stream")
+
+// framedStream is a KV.Batch stream on a connection switched to the framed
+// protocol.
+type framedStream struct {
+	conn net.Conn
+	r    *batchwire.Reader
+	w    *batchwire.Writer
+	// bad is the protocol error that ended the stream, if one did.
+	bad error
+}
+
+// Receive returns the next BatchRequest, answering pings on the way. A
+// connection that sends nothing for batchwire.IdleTimeout is dropped.
+func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
+	for {
+		_ = s.conn.SetReadDeadline(time.Now().Add(batchwire.IdleTimeout))
+		typ, payload, err := s.r.Next()
+		if err != nil {
+			if errors.Is(err, batchwire.ErrFrameTooLarge) || errors.Is(err, batchwire.ErrUnknownFrame) {
+				s.bad = fmt.Errorf("%w: %w", errBadFrame, err)
+			}
+			return nil, err
+		}
+		switch typ {
+		case batchwire.FrameMessage:
+			req := &concordv1.BatchRequest{}
+			if err := (vtcodec.Codec{}).Unmarshal(payload, req); err != nil {
+				s.bad = fmt.Errorf("%w: %w", errBadFrame, err)
+				return nil, s.bad
+			}
+			return req, nil
+		case batchwire.FramePing:
+			if err := s.w.WritePing(batchwire.FramePong, [batchwire.PingSize]byte(payload)); err != nil {
+				return nil, err
+			}
+		}
+		// A pong needs nothing: every frame counts as a sign of life.
+	}
+}
+
+// Send writes one response as one frame.
+func (s *framedStream) Send(resp *concordv1.BatchResponse) error { return s.w.WriteMessage(resp) }
+
+// wait waits until every framed connection has closed or ctx ends.
+func (f *framedConns) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("framed batch connections still open: %w", ctx.Err())
+	}
+}
