@@ -79,9 +79,12 @@ var errStreamBroke = connect.NewError(connect.CodeUnavailable, errors.New("batch
 // own BatchCall, so a retry never touches a message a failed stream may
 // still be marshaling.
 func (b *batcher) do(ctx context.Context, req *concordv1.BatchCall) (*concordv1.BatchResult, error) {
-	call := &concordv1.BatchCall{Request: req.GetRequest()}
+	call := &concordv1.BatchCall{Request: req.GetRequest(), TimeoutMs: req.GetTimeoutMs()}
 	if d, ok := ctx.Deadline(); ok {
-		call.TimeoutMs = max(1, time.Until(d).Milliseconds())
+		left := max(1, time.Until(d).Milliseconds())
+		if call.TimeoutMs == 0 || left < call.TimeoutMs {
+			call.TimeoutMs = left
+		}
 	}
 	ch := make(chan *concordv1.BatchResult, 1)
 	b.mu.Lock()

@@ -125,6 +125,7 @@ var reasons = map[string]error{
 	"IDS_EXHAUSTED":            ErrExhausted,
 	"INVALID_ID_REQUEST":       ErrInvalidArgument,
 	"EMPTY_CALL":               ErrInvalidArgument,
+	"TOO_MANY_WAITS":           ErrQuotaExceeded,
 }
 
 // Reasons lists the server reasons the SDK maps to sentinels.

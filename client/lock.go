@@ -164,63 +164,118 @@ func (c *Client) acquireNow(ctx context.Context, req *concordv1.AcquireRequest) 
 	return out, err
 }
 
-// awaitGrant follows a queued acquire on a Lock.Acquire stream (with
-// resume_waiter: nothing is applied again) until the server pushes the
-// grant. A broken stream is resumed the same way on another member.
+// lockWaitWindow bounds one lock_wait call: the member answers QUEUED at
+// its end and the SDK follows again, so a wait never looks like a member
+// that stopped answering.
+const lockWaitWindow = 10 * time.Second
+
+// awaitGrant follows a queued acquire until the server reports the grant:
+// with lock_wait calls on the member's batch stream, or on a Lock.Acquire
+// stream when batching is off or the member cannot (with resume_waiter:
+// nothing is applied again either way). A broken stream is resumed the
+// same way on another member.
 func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, claims []*LockClaim, req *concordv1.AcquireRequest,
 	waiter uint64, opts AcquireOptions, sent time.Time) (*Grant, error) {
 	// Follow the waiter without applying the acquire again.
 	follow := proto.Clone(req).(*concordv1.AcquireRequest)
 	follow.ResumeWaiter, follow.Meta = waiter, nil
+	batched := !c.cfg.DisableBatching
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
 		ep := c.pick()
-		sctx, stop := context.WithCancel(c.ctx)
-		stopOnDone := context.AfterFunc(ctx, stop)
-		stream, err := ep.lock.Acquire(sctx, connect.NewRequest(follow))
-		if err == nil {
-			for stream.Receive() {
-				msg := stream.Msg()
-				c.observe(msg.GetHeader())
-				switch msg.GetState() {
-				case concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
-					waiter = msg.GetWaiter()
-				case concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
-					stopOnDone()
-					stop()
-					_ = stream.Close()
-					return c.granted(sess, owner, claims, req, msg.GetToken(), opts, sent)
-				case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED:
-					stopOnDone()
-					stop()
-					return nil, fmt.Errorf("%w: %s", ErrLocked, claimNames(claims))
-				case concordv1.AcquireState_ACQUIRE_STATE_LOST:
-					stopOnDone()
-					stop()
-					return nil, fmt.Errorf("%w: %s: %s", ErrLockLost, claimNames(claims), msg.GetReason())
+		var resp *concordv1.AcquireResponse
+		var err error
+		if batched {
+			resp, err = c.waitBatched(ctx, ep, follow)
+			if r := reasonOf(err); r == "TOO_MANY_WAITS" || r == "EMPTY_CALL" {
+				// This stream follows too many waits already, or the
+				// member predates lock_wait: follow on a stream.
+				batched = false
+				continue
+			}
+		} else {
+			resp, err = c.waitStream(ctx, ep, follow)
+		}
+		if err == nil && resp != nil {
+			switch resp.GetState() {
+			case concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
+				return c.granted(sess, owner, claims, req, resp.GetToken(), opts, sent)
+			case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED:
+				return nil, fmt.Errorf("%w: %s", ErrLocked, claimNames(claims))
+			case concordv1.AcquireState_ACQUIRE_STATE_LOST:
+				return nil, fmt.Errorf("%w: %s: %s", ErrLockLost, claimNames(claims), resp.GetReason())
+			case concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
+				if batched && ctx.Err() == nil {
+					backoff = 10 * time.Millisecond
+					continue // the window ended: follow again
 				}
 			}
-			err = stream.Err()
-			_ = stream.Close()
 		}
-		stopOnDone()
-		stop()
 		if ctx.Err() != nil {
-			c.abandon(sess, owner, waiter, claims, req)
+			c.abandon(sess, owner, follow.GetResumeWaiter(), claims, req)
 			return nil, ctx.Err()
 		}
 		err = fromWire(err)
 		if err != nil && !retryable(err, true) {
-			c.abandon(sess, owner, waiter, claims, req)
+			c.abandon(sess, owner, follow.GetResumeWaiter(), claims, req)
 			return nil, err
 		}
 		c.failover(ep)
 		select {
 		case <-ctx.Done():
-			c.abandon(sess, owner, waiter, claims, req)
+			c.abandon(sess, owner, follow.GetResumeWaiter(), claims, req)
 			return nil, ctx.Err()
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// waitBatched follows a waiter with one lock_wait call on ep's batch
+// stream: GRANTED, QUEUED when the window ended first, or an error.
+func (c *Client) waitBatched(ctx context.Context, ep *endpoint, follow *concordv1.AcquireRequest) (*concordv1.AcquireResponse, error) {
+	// The member answers at the end of the window; the SDK waits a little
+	// longer for that answer.
+	wctx, cancel := context.WithTimeout(ctx, lockWaitWindow+2*time.Second)
+	defer cancel()
+	r, err := ep.batcher.do(wctx, &concordv1.BatchCall{TimeoutMs: lockWaitWindow.Milliseconds(),
+		Request: &concordv1.BatchCall_LockWait{LockWait: follow}})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, fmt.Errorf("%w: %s did not end a lock wait of %s", ErrUnavailable, ep.addr, lockWaitWindow)
+		}
+		return nil, err
+	}
+	resp := r.GetLockWait()
+	if resp == nil {
+		return nil, fmt.Errorf("%w: a lock wait answered without its result", ErrUnavailable)
+	}
+	c.observe(resp.GetHeader())
+	return resp, nil
+}
+
+// waitStream follows a waiter on a Lock.Acquire stream until its final
+// answer (GRANTED, NOT_ACQUIRED or LOST); it returns nil and the stream's
+// error when the stream ends before one.
+func (c *Client) waitStream(ctx context.Context, ep *endpoint, follow *concordv1.AcquireRequest) (*concordv1.AcquireResponse, error) {
+	sctx, stop := context.WithCancel(c.ctx)
+	defer stop()
+	defer context.AfterFunc(ctx, stop)()
+	stream, err := ep.lock.Acquire(sctx, connect.NewRequest(follow))
+	if err != nil {
+		return nil, err
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		msg := stream.Msg()
+		c.observe(msg.GetHeader())
+		switch msg.GetState() {
+		case concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
+			follow.ResumeWaiter = msg.GetWaiter()
+		case concordv1.AcquireState_ACQUIRE_STATE_GRANTED, concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED,
+			concordv1.AcquireState_ACQUIRE_STATE_LOST:
+			return msg, nil
+		}
+	}
+	return nil, stream.Err()
 }
 
 // granted turns a grant the server answered into a Grant, unless the

@@ -185,7 +185,7 @@ type methodMetrics struct {
 }
 
 // batchMethods are the methods a KV.Batch call may run.
-var batchMethods = []string{"Range", "Put", "DeleteRange", "Txn", "Add", "Acquire", "Release", "NextIDs", "Batch"}
+var batchMethods = []string{"Range", "Put", "DeleteRange", "Txn", "Add", "Acquire", "AcquireWait", "Release", "NextIDs", "Batch"}
 
 // observe records a call of method that started at start and ended with err.
 func (m *metrics) observe(method string, start time.Time, err error) {

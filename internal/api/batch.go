@@ -27,7 +27,15 @@ const (
 	// maxBatchMessageBytes bounds one batch message; each call in it is
 	// held to the request limit.
 	maxBatchMessageBytes = 64 << 20
+	// maxBatchWaits bounds the lock_wait calls one stream follows at once.
+	// They wait for other clients' releases, so they do not take the
+	// slots of maxBatchInflight: a stream full of waits would stop
+	// reading the releases that end them.
+	maxBatchWaits = 4096
 )
+
+// errTooManyWaits is returned for a lock_wait beyond maxBatchWaits.
+var errTooManyWaits = errs.New("TOO_MANY_WAITS", "api: too many lock waits on one batch stream")
 
 // Batch serves many KV calls (and lock acquires and releases, and NextIDs)
 // over one stream. Each call runs on its own, as
@@ -52,6 +60,7 @@ func (k *kvService) serveBatch(ctx context.Context, stream batchStream) error {
 	go func() { sent <- sendResults(stream, results, k.m.batchResults, k.s.IsLeader) }()
 
 	sem := make(chan struct{}, maxBatchInflight)
+	waits := make(chan struct{}, maxBatchWaits)
 	var wg sync.WaitGroup
 	var recvErr error
 	for {
@@ -67,18 +76,35 @@ func (k *kvService) serveBatch(ctx context.Context, stream batchStream) error {
 		mctx, done := messageContext(ctx, calls)
 		started := 0
 		for _, call := range calls {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
+			slots := sem
+			if call.GetLockWait() != nil {
+				slots = waits
+				select {
+				case waits <- struct{}{}:
+				default:
+					started++
+					done()
+					results <- &concordv1.BatchResult{Id: call.GetId(), Response: &concordv1.BatchResult_Error{Error: batchError(
+						errs.Wrapf(errTooManyWaits, "%d lock waits are open on this stream", maxBatchWaits))}}
+					continue
+				}
+			} else {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+				}
 			}
 			if ctx.Err() != nil {
+				if slots == waits {
+					<-waits
+				}
 				break
 			}
 			started++
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-sem }()
+				defer func() { <-slots }()
 				defer done()
 				results <- k.run(mctx, call)
 			}()
@@ -220,6 +246,12 @@ func (k *kvService) run(ctx context.Context, call *concordv1.BatchCall) *concord
 		var resp *concordv1.ReleaseResponse
 		if resp, err = k.s.ReleaseLock(ctx, r.LockRelease); err == nil {
 			out.Response = &concordv1.BatchResult_LockRelease{LockRelease: resp}
+		}
+	case *concordv1.BatchCall_LockWait:
+		method = "AcquireWait"
+		var resp *concordv1.AcquireResponse
+		if resp, err = k.s.AwaitWaiter(ctx, r.LockWait); err == nil {
+			out.Response = &concordv1.BatchResult_LockWait{LockWait: resp}
 		}
 	case *concordv1.BatchCall_NextIds:
 		method = "NextIDs"

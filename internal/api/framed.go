@@ -49,14 +49,16 @@ func (k *kvService) serveFramed(w http.ResponseWriter, r *http.Request) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	ctx := r.Context()
+	// A client that goes away ends its calls, as on an HTTP/2 stream.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
 	g := k.m.streams.WithLabelValues(framedMethod)
 	g.Inc()
 	defer g.Dec()
-	s := &framedStream{conn: conn, r: batchwire.NewReader(brw.Reader, maxBatchMessageBytes), w: batchwire.NewWriter(conn)}
+	s := &framedStream{conn: conn, r: batchwire.NewReader(brw.Reader, maxBatchMessageBytes), w: batchwire.NewWriter(conn), gone: cancel}
 	err = k.serveBatch(ctx, s)
 	if s.bad != nil {
 		// The results of the calls it had started are out; say why the
@@ -78,6 +80,8 @@ type framedStream struct {
 	w    *batchwire.Writer
 	// bad is the protocol error that ended the stream, if one did.
 	bad error
+	// gone ends the stream's calls when the connection fails.
+	gone context.CancelFunc
 }
 
 // Receive returns the next BatchRequest, answering pings on the way. A
@@ -88,7 +92,11 @@ func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 		typ, payload, err := s.r.Next()
 		if err != nil {
 			if errors.Is(err, batchwire.ErrFrameTooLarge) || errors.Is(err, batchwire.ErrUnknownFrame) {
+				// The calls already started finish, and their results go
+				// out before the GoAway.
 				s.bad = fmt.Errorf("%w: %w", errBadFrame, err)
+			} else {
+				s.gone()
 			}
 			return nil, err
 		}
@@ -102,6 +110,7 @@ func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 			return req, nil
 		case batchwire.FramePing:
 			if err := s.w.WritePing(batchwire.FramePong, [batchwire.PingSize]byte(payload)); err != nil {
+				s.gone()
 				return nil, err
 			}
 		}

@@ -23,8 +23,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/batchwire"
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/vtcodec"
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"

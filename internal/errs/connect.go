@@ -57,6 +57,7 @@ var Codes = map[string]connect.Code{
 	"IDS_EXHAUSTED":            connect.CodeResourceExhausted,
 	"INVALID_ID_REQUEST":       connect.CodeInvalidArgument,
 	"EMPTY_CALL":               connect.CodeInvalidArgument,
+	"TOO_MANY_WAITS":           connect.CodeResourceExhausted,
 }
 
 // ToConnect converts an error for the wire: a sentinel's reason travels as

@@ -182,6 +182,28 @@ func (s *Server) resumeWait(ctx context.Context, req *concordv1.AcquireRequest) 
 	return resp, nil
 }
 
+// AwaitWaiter follows a queued acquire (req.ResumeWaiter) until it is
+// granted (GRANTED with the token), leaves the queue (an error), or ctx
+// ends (QUEUED with its place: the caller follows again). Nothing is
+// written. KV.Batch's lock_wait calls run it.
+func (s *Server) AwaitWaiter(ctx context.Context, req *concordv1.AcquireRequest) (*concordv1.AcquireResponse, error) {
+	if req.GetResumeWaiter() == 0 {
+		return nil, errs.Wrapf(lock.ErrInvalidClaim, "a lock wait names the waiter it follows (resume_waiter)")
+	}
+	resp, err := s.resumeWait(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	token, err := s.awaitGrant(ctx, req, resp.GetWaiter(), resp.GetHeader().GetRevision())
+	if err != nil {
+		return nil, err
+	}
+	if token == 0 {
+		return resp, nil
+	}
+	return &concordv1.AcquireResponse{Header: s.header(s.fsm.AppliedIndex()), State: concordv1.AcquireState_ACQUIRE_STATE_GRANTED, Token: token}, nil
+}
+
 // LostGrants names which of tokens, grants session thought it held, have
 // ended as of this member's applied index; tokens above it are not judged.
 func (s *Server) LostGrants(session int64, tokens []uint64) []*concordv1.LostGrant {

@@ -255,6 +255,7 @@ type BatchCall struct {
 	//	*BatchCall_LockAcquire
 	//	*BatchCall_LockRelease
 	//	*BatchCall_NextIds
+	//	*BatchCall_LockWait
 	Request       isBatchCall_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -383,6 +384,15 @@ func (x *BatchCall) GetNextIds() *NextIDsRequest {
 	return nil
 }
 
+func (x *BatchCall) GetLockWait() *AcquireRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchCall_LockWait); ok {
+			return x.LockWait
+		}
+	}
+	return nil
+}
+
 type isBatchCall_Request interface {
 	isBatchCall_Request()
 }
@@ -409,8 +419,9 @@ type BatchCall_Add struct {
 
 type BatchCall_LockAcquire struct {
 	// lock_acquire answers at once: GRANTED, NOT_ACQUIRED, LOST, or
-	// QUEUED for a waiting acquire, which the client then follows on a
-	// Lock.Acquire stream (acquiring again keeps the waiter's place).
+	// QUEUED for a waiting acquire, which the client then follows with
+	// lock_wait calls or on a Lock.Acquire stream (acquiring again keeps
+	// the waiter's place).
 	LockAcquire *AcquireRequest `protobuf:"bytes,15,opt,name=lock_acquire,json=lockAcquire,proto3,oneof"`
 }
 
@@ -420,6 +431,18 @@ type BatchCall_LockRelease struct {
 
 type BatchCall_NextIds struct {
 	NextIds *NextIDsRequest `protobuf:"bytes,17,opt,name=next_ids,json=nextIds,proto3,oneof"`
+}
+
+type BatchCall_LockWait struct {
+	// lock_wait follows a queued acquire (resume_waiter set to its waiter,
+	// as on a Lock.Acquire stream) for at most the call's timeout. It
+	// answers GRANTED with the token, QUEUED when the timeout came first
+	// (the client follows again), or the error that says the waiter left
+	// the queue (LOCK_NOT_WAITING). It writes nothing. A member serves at most
+	// 4096 of them at once per stream (TOO_MANY_WAITS beyond: follow on a
+	// Lock.Acquire stream instead); they do not count against the
+	// stream's other calls.
+	LockWait *AcquireRequest `protobuf:"bytes,18,opt,name=lock_wait,json=lockWait,proto3,oneof"`
 }
 
 func (*BatchCall_Range) isBatchCall_Request() {}
@@ -437,6 +460,8 @@ func (*BatchCall_LockAcquire) isBatchCall_Request() {}
 func (*BatchCall_LockRelease) isBatchCall_Request() {}
 
 func (*BatchCall_NextIds) isBatchCall_Request() {}
+
+func (*BatchCall_LockWait) isBatchCall_Request() {}
 
 // BatchResponse carries the results of completed calls, in completion
 // order.
@@ -574,6 +599,7 @@ type BatchResult struct {
 	//	*BatchResult_LockAcquire
 	//	*BatchResult_LockRelease
 	//	*BatchResult_NextIds
+	//	*BatchResult_LockWait
 	Response      isBatchResult_Response `protobuf_oneof:"response"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -704,6 +730,15 @@ func (x *BatchResult) GetNextIds() *NextIDsResponse {
 	return nil
 }
 
+func (x *BatchResult) GetLockWait() *AcquireResponse {
+	if x != nil {
+		if x, ok := x.Response.(*BatchResult_LockWait); ok {
+			return x.LockWait
+		}
+	}
+	return nil
+}
+
 type isBatchResult_Response interface {
 	isBatchResult_Response()
 }
@@ -744,6 +779,10 @@ type BatchResult_NextIds struct {
 	NextIds *NextIDsResponse `protobuf:"bytes,17,opt,name=next_ids,json=nextIds,proto3,oneof"`
 }
 
+type BatchResult_LockWait struct {
+	LockWait *AcquireResponse `protobuf:"bytes,18,opt,name=lock_wait,json=lockWait,proto3,oneof"`
+}
+
 func (*BatchResult_Error) isBatchResult_Response() {}
 
 func (*BatchResult_Range) isBatchResult_Response() {}
@@ -761,6 +800,8 @@ func (*BatchResult_LockAcquire) isBatchResult_Response() {}
 func (*BatchResult_LockRelease) isBatchResult_Response() {}
 
 func (*BatchResult_NextIds) isBatchResult_Response() {}
+
+func (*BatchResult_LockWait) isBatchResult_Response() {}
 
 // KeyValue is one key with its metadata.
 type KeyValue struct {
@@ -2100,7 +2141,7 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"\x13concord/v1/kv.proto\x12\n" +
 	"concord.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/id.proto\x1a\x15concord/v1/lock.proto\";\n" +
 	"\fBatchRequest\x12+\n" +
-	"\x05calls\x18\x01 \x03(\v2\x15.concord.v1.BatchCallR\x05calls\"\xfb\x03\n" +
+	"\x05calls\x18\x01 \x03(\v2\x15.concord.v1.BatchCallR\x05calls\"\xb6\x04\n" +
 	"\tBatchCall\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -2113,7 +2154,8 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"\x03add\x18\x0e \x01(\v2\x16.concord.v1.AddRequestH\x00R\x03add\x12?\n" +
 	"\flock_acquire\x18\x0f \x01(\v2\x1a.concord.v1.AcquireRequestH\x00R\vlockAcquire\x12?\n" +
 	"\flock_release\x18\x10 \x01(\v2\x1a.concord.v1.ReleaseRequestH\x00R\vlockRelease\x127\n" +
-	"\bnext_ids\x18\x11 \x01(\v2\x1a.concord.v1.NextIDsRequestH\x00R\anextIdsB\t\n" +
+	"\bnext_ids\x18\x11 \x01(\v2\x1a.concord.v1.NextIDsRequestH\x00R\anextIds\x129\n" +
+	"\tlock_wait\x18\x12 \x01(\v2\x1a.concord.v1.AcquireRequestH\x00R\blockWaitB\t\n" +
 	"\arequest\"`\n" +
 	"\rBatchResponse\x121\n" +
 	"\aresults\x18\x01 \x03(\v2\x17.concord.v1.BatchResultR\aresults\x12\x1c\n" +
@@ -2122,7 +2164,7 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"BatchError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12)\n" +
-	"\x04info\x18\x03 \x01(\v2\x15.concord.v1.ErrorInfoR\x04info\"\x97\x04\n" +
+	"\x04info\x18\x03 \x01(\v2\x15.concord.v1.ErrorInfoR\x04info\"\xd3\x04\n" +
 	"\vBatchResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\x05error\x18\t \x01(\v2\x16.concord.v1.BatchErrorH\x00R\x05error\x121\n" +
@@ -2134,7 +2176,8 @@ const file_concord_v1_kv_proto_rawDesc = "" +
 	"\x03add\x18\x0e \x01(\v2\x17.concord.v1.AddResponseH\x00R\x03add\x12@\n" +
 	"\flock_acquire\x18\x0f \x01(\v2\x1b.concord.v1.AcquireResponseH\x00R\vlockAcquire\x12@\n" +
 	"\flock_release\x18\x10 \x01(\v2\x1b.concord.v1.ReleaseResponseH\x00R\vlockRelease\x128\n" +
-	"\bnext_ids\x18\x11 \x01(\v2\x1b.concord.v1.NextIDsResponseH\x00R\anextIdsB\n" +
+	"\bnext_ids\x18\x11 \x01(\v2\x1b.concord.v1.NextIDsResponseH\x00R\anextIds\x12:\n" +
+	"\tlock_wait\x18\x12 \x01(\v2\x1b.concord.v1.AcquireResponseH\x00R\blockWaitB\n" +
 	"\n" +
 	"\bresponse\"\xb2\x01\n" +
 	"\bKeyValue\x12\x10\n" +
@@ -2323,68 +2366,70 @@ var file_concord_v1_kv_proto_depIdxs = []int32{
 	25, // 6: concord.v1.BatchCall.lock_acquire:type_name -> concord.v1.AcquireRequest
 	26, // 7: concord.v1.BatchCall.lock_release:type_name -> concord.v1.ReleaseRequest
 	27, // 8: concord.v1.BatchCall.next_ids:type_name -> concord.v1.NextIDsRequest
-	7,  // 9: concord.v1.BatchResponse.results:type_name -> concord.v1.BatchResult
-	28, // 10: concord.v1.BatchError.info:type_name -> concord.v1.ErrorInfo
-	6,  // 11: concord.v1.BatchResult.error:type_name -> concord.v1.BatchError
-	10, // 12: concord.v1.BatchResult.range:type_name -> concord.v1.RangeResponse
-	12, // 13: concord.v1.BatchResult.put:type_name -> concord.v1.PutResponse
-	14, // 14: concord.v1.BatchResult.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	21, // 15: concord.v1.BatchResult.txn:type_name -> concord.v1.TxnResponse
-	16, // 16: concord.v1.BatchResult.add:type_name -> concord.v1.AddResponse
-	29, // 17: concord.v1.BatchResult.lock_acquire:type_name -> concord.v1.AcquireResponse
-	30, // 18: concord.v1.BatchResult.lock_release:type_name -> concord.v1.ReleaseResponse
-	31, // 19: concord.v1.BatchResult.next_ids:type_name -> concord.v1.NextIDsResponse
-	32, // 20: concord.v1.RangeRequest.consistency:type_name -> concord.v1.Consistency
-	33, // 21: concord.v1.RangeResponse.header:type_name -> concord.v1.ResponseHeader
-	8,  // 22: concord.v1.RangeResponse.kvs:type_name -> concord.v1.KeyValue
-	34, // 23: concord.v1.PutRequest.meta:type_name -> concord.v1.WriteMeta
-	33, // 24: concord.v1.PutResponse.header:type_name -> concord.v1.ResponseHeader
-	8,  // 25: concord.v1.PutResponse.prev_kv:type_name -> concord.v1.KeyValue
-	34, // 26: concord.v1.DeleteRangeRequest.meta:type_name -> concord.v1.WriteMeta
-	33, // 27: concord.v1.DeleteRangeResponse.header:type_name -> concord.v1.ResponseHeader
-	8,  // 28: concord.v1.DeleteRangeResponse.prev_kvs:type_name -> concord.v1.KeyValue
-	34, // 29: concord.v1.AddRequest.meta:type_name -> concord.v1.WriteMeta
-	33, // 30: concord.v1.AddResponse.header:type_name -> concord.v1.ResponseHeader
-	0,  // 31: concord.v1.Compare.target:type_name -> concord.v1.Compare.Target
-	1,  // 32: concord.v1.Compare.result:type_name -> concord.v1.Compare.Result
-	9,  // 33: concord.v1.RequestOp.range:type_name -> concord.v1.RangeRequest
-	11, // 34: concord.v1.RequestOp.put:type_name -> concord.v1.PutRequest
-	13, // 35: concord.v1.RequestOp.delete_range:type_name -> concord.v1.DeleteRangeRequest
-	15, // 36: concord.v1.RequestOp.add:type_name -> concord.v1.AddRequest
-	10, // 37: concord.v1.ResponseOp.range:type_name -> concord.v1.RangeResponse
-	12, // 38: concord.v1.ResponseOp.put:type_name -> concord.v1.PutResponse
-	14, // 39: concord.v1.ResponseOp.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	16, // 40: concord.v1.ResponseOp.add:type_name -> concord.v1.AddResponse
-	17, // 41: concord.v1.TxnRequest.compare:type_name -> concord.v1.Compare
-	18, // 42: concord.v1.TxnRequest.success:type_name -> concord.v1.RequestOp
-	18, // 43: concord.v1.TxnRequest.failure:type_name -> concord.v1.RequestOp
-	34, // 44: concord.v1.TxnRequest.meta:type_name -> concord.v1.WriteMeta
-	33, // 45: concord.v1.TxnResponse.header:type_name -> concord.v1.ResponseHeader
-	19, // 46: concord.v1.TxnResponse.responses:type_name -> concord.v1.ResponseOp
-	2,  // 47: concord.v1.Event.type:type_name -> concord.v1.Event.Type
-	8,  // 48: concord.v1.Event.kv:type_name -> concord.v1.KeyValue
-	8,  // 49: concord.v1.Event.prev_kv:type_name -> concord.v1.KeyValue
-	33, // 50: concord.v1.WatchResponse.header:type_name -> concord.v1.ResponseHeader
-	23, // 51: concord.v1.WatchResponse.events:type_name -> concord.v1.Event
-	9,  // 52: concord.v1.KV.Range:input_type -> concord.v1.RangeRequest
-	11, // 53: concord.v1.KV.Put:input_type -> concord.v1.PutRequest
-	13, // 54: concord.v1.KV.DeleteRange:input_type -> concord.v1.DeleteRangeRequest
-	20, // 55: concord.v1.KV.Txn:input_type -> concord.v1.TxnRequest
-	15, // 56: concord.v1.KV.Add:input_type -> concord.v1.AddRequest
-	22, // 57: concord.v1.KV.Watch:input_type -> concord.v1.WatchRequest
-	3,  // 58: concord.v1.KV.Batch:input_type -> concord.v1.BatchRequest
-	10, // 59: concord.v1.KV.Range:output_type -> concord.v1.RangeResponse
-	12, // 60: concord.v1.KV.Put:output_type -> concord.v1.PutResponse
-	14, // 61: concord.v1.KV.DeleteRange:output_type -> concord.v1.DeleteRangeResponse
-	21, // 62: concord.v1.KV.Txn:output_type -> concord.v1.TxnResponse
-	16, // 63: concord.v1.KV.Add:output_type -> concord.v1.AddResponse
-	24, // 64: concord.v1.KV.Watch:output_type -> concord.v1.WatchResponse
-	5,  // 65: concord.v1.KV.Batch:output_type -> concord.v1.BatchResponse
-	59, // [59:66] is the sub-list for method output_type
-	52, // [52:59] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	25, // 9: concord.v1.BatchCall.lock_wait:type_name -> concord.v1.AcquireRequest
+	7,  // 10: concord.v1.BatchResponse.results:type_name -> concord.v1.BatchResult
+	28, // 11: concord.v1.BatchError.info:type_name -> concord.v1.ErrorInfo
+	6,  // 12: concord.v1.BatchResult.error:type_name -> concord.v1.BatchError
+	10, // 13: concord.v1.BatchResult.range:type_name -> concord.v1.RangeResponse
+	12, // 14: concord.v1.BatchResult.put:type_name -> concord.v1.PutResponse
+	14, // 15: concord.v1.BatchResult.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	21, // 16: concord.v1.BatchResult.txn:type_name -> concord.v1.TxnResponse
+	16, // 17: concord.v1.BatchResult.add:type_name -> concord.v1.AddResponse
+	29, // 18: concord.v1.BatchResult.lock_acquire:type_name -> concord.v1.AcquireResponse
+	30, // 19: concord.v1.BatchResult.lock_release:type_name -> concord.v1.ReleaseResponse
+	31, // 20: concord.v1.BatchResult.next_ids:type_name -> concord.v1.NextIDsResponse
+	29, // 21: concord.v1.BatchResult.lock_wait:type_name -> concord.v1.AcquireResponse
+	32, // 22: concord.v1.RangeRequest.consistency:type_name -> concord.v1.Consistency
+	33, // 23: concord.v1.RangeResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 24: concord.v1.RangeResponse.kvs:type_name -> concord.v1.KeyValue
+	34, // 25: concord.v1.PutRequest.meta:type_name -> concord.v1.WriteMeta
+	33, // 26: concord.v1.PutResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 27: concord.v1.PutResponse.prev_kv:type_name -> concord.v1.KeyValue
+	34, // 28: concord.v1.DeleteRangeRequest.meta:type_name -> concord.v1.WriteMeta
+	33, // 29: concord.v1.DeleteRangeResponse.header:type_name -> concord.v1.ResponseHeader
+	8,  // 30: concord.v1.DeleteRangeResponse.prev_kvs:type_name -> concord.v1.KeyValue
+	34, // 31: concord.v1.AddRequest.meta:type_name -> concord.v1.WriteMeta
+	33, // 32: concord.v1.AddResponse.header:type_name -> concord.v1.ResponseHeader
+	0,  // 33: concord.v1.Compare.target:type_name -> concord.v1.Compare.Target
+	1,  // 34: concord.v1.Compare.result:type_name -> concord.v1.Compare.Result
+	9,  // 35: concord.v1.RequestOp.range:type_name -> concord.v1.RangeRequest
+	11, // 36: concord.v1.RequestOp.put:type_name -> concord.v1.PutRequest
+	13, // 37: concord.v1.RequestOp.delete_range:type_name -> concord.v1.DeleteRangeRequest
+	15, // 38: concord.v1.RequestOp.add:type_name -> concord.v1.AddRequest
+	10, // 39: concord.v1.ResponseOp.range:type_name -> concord.v1.RangeResponse
+	12, // 40: concord.v1.ResponseOp.put:type_name -> concord.v1.PutResponse
+	14, // 41: concord.v1.ResponseOp.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	16, // 42: concord.v1.ResponseOp.add:type_name -> concord.v1.AddResponse
+	17, // 43: concord.v1.TxnRequest.compare:type_name -> concord.v1.Compare
+	18, // 44: concord.v1.TxnRequest.success:type_name -> concord.v1.RequestOp
+	18, // 45: concord.v1.TxnRequest.failure:type_name -> concord.v1.RequestOp
+	34, // 46: concord.v1.TxnRequest.meta:type_name -> concord.v1.WriteMeta
+	33, // 47: concord.v1.TxnResponse.header:type_name -> concord.v1.ResponseHeader
+	19, // 48: concord.v1.TxnResponse.responses:type_name -> concord.v1.ResponseOp
+	2,  // 49: concord.v1.Event.type:type_name -> concord.v1.Event.Type
+	8,  // 50: concord.v1.Event.kv:type_name -> concord.v1.KeyValue
+	8,  // 51: concord.v1.Event.prev_kv:type_name -> concord.v1.KeyValue
+	33, // 52: concord.v1.WatchResponse.header:type_name -> concord.v1.ResponseHeader
+	23, // 53: concord.v1.WatchResponse.events:type_name -> concord.v1.Event
+	9,  // 54: concord.v1.KV.Range:input_type -> concord.v1.RangeRequest
+	11, // 55: concord.v1.KV.Put:input_type -> concord.v1.PutRequest
+	13, // 56: concord.v1.KV.DeleteRange:input_type -> concord.v1.DeleteRangeRequest
+	20, // 57: concord.v1.KV.Txn:input_type -> concord.v1.TxnRequest
+	15, // 58: concord.v1.KV.Add:input_type -> concord.v1.AddRequest
+	22, // 59: concord.v1.KV.Watch:input_type -> concord.v1.WatchRequest
+	3,  // 60: concord.v1.KV.Batch:input_type -> concord.v1.BatchRequest
+	10, // 61: concord.v1.KV.Range:output_type -> concord.v1.RangeResponse
+	12, // 62: concord.v1.KV.Put:output_type -> concord.v1.PutResponse
+	14, // 63: concord.v1.KV.DeleteRange:output_type -> concord.v1.DeleteRangeResponse
+	21, // 64: concord.v1.KV.Txn:output_type -> concord.v1.TxnResponse
+	16, // 65: concord.v1.KV.Add:output_type -> concord.v1.AddResponse
+	24, // 66: concord.v1.KV.Watch:output_type -> concord.v1.WatchResponse
+	5,  // 67: concord.v1.KV.Batch:output_type -> concord.v1.BatchResponse
+	61, // [61:68] is the sub-list for method output_type
+	54, // [54:61] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_concord_v1_kv_proto_init() }
@@ -2404,6 +2449,7 @@ func file_concord_v1_kv_proto_init() {
 		(*BatchCall_LockAcquire)(nil),
 		(*BatchCall_LockRelease)(nil),
 		(*BatchCall_NextIds)(nil),
+		(*BatchCall_LockWait)(nil),
 	}
 	file_concord_v1_kv_proto_msgTypes[4].OneofWrappers = []any{
 		(*BatchResult_Error)(nil),
@@ -2415,6 +2461,7 @@ func file_concord_v1_kv_proto_init() {
 		(*BatchResult_LockAcquire)(nil),
 		(*BatchResult_LockRelease)(nil),
 		(*BatchResult_NextIds)(nil),
+		(*BatchResult_LockWait)(nil),
 	}
 	file_concord_v1_kv_proto_msgTypes[12].OneofWrappers = []any{}
 	file_concord_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
