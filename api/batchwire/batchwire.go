@@ -40,7 +40,7 @@
 // two seconds and closes the connection when no frame arrives within two
 // more, so calls fail over from a paused or partitioned member as they do
 // over HTTP/2. A member closes a connection that sends nothing for
-// IdleTimeout. An unknown frame type, a frame above the reader's limit or a
+// IdleTimeout, or does not read its answers for as long. An unknown frame type, a frame above the reader's limit or a
 // payload that does not decode ends the connection with a GoAway that says
 // why; calls in flight on it have an unknown outcome, as with any broken
 // stream.

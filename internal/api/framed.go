@@ -118,8 +118,12 @@ func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 	}
 }
 
-// Send writes one response as one frame.
-func (s *framedStream) Send(resp *concordv1.BatchResponse) error { return s.w.WriteMessage(resp) }
+// Send writes one response as one frame. A client that stops reading for
+// batchwire.IdleTimeout loses the connection.
+func (s *framedStream) Send(resp *concordv1.BatchResponse) error {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(batchwire.IdleTimeout))
+	return s.w.WriteMessage(resp)
+}
 
 // wait waits until every framed connection has closed or ctx ends.
 func (f *framedConns) wait(ctx context.Context) error {
