@@ -113,21 +113,16 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 		}
 		return nil, err
 	}
-	switch resp.GetState() {
-	case concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
-		return c.granted(sess, owner, claims, req, resp.GetToken(), opts, sent)
-	case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED:
-		return nil, fmt.Errorf("%w: %s", ErrLocked, claimNames(claims))
-	case concordv1.AcquireState_ACQUIRE_STATE_LOST:
-		return nil, fmt.Errorf("%w: %s: %s", ErrLockLost, claimNames(claims), resp.GetReason())
-	case concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
-		if opts.OnQueued != nil {
-			opts.OnQueued(resp.GetPosition())
-		}
-		return c.awaitGrant(ctx, sess, owner, claims, req, resp.GetWaiter(), opts, sent)
-	default:
+	if g, done, err := c.settle(sess, owner, claims, req, resp, opts, sent); done {
+		return g, err
+	}
+	if resp.GetState() != concordv1.AcquireState_ACQUIRE_STATE_QUEUED {
 		return nil, fmt.Errorf("%w: acquire answered with state %v", ErrUnavailable, resp.GetState())
 	}
+	if opts.OnQueued != nil {
+		opts.OnQueued(resp.GetPosition())
+	}
+	return c.awaitGrant(ctx, sess, owner, claims, req, resp.GetWaiter(), opts, sent)
 }
 
 // acquireNow sends an acquire and returns the server's first answer.
@@ -196,18 +191,12 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 			resp, err = c.waitStream(ctx, ep, follow)
 		}
 		if err == nil && resp != nil {
-			switch resp.GetState() {
-			case concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
-				return c.granted(sess, owner, claims, req, resp.GetToken(), opts, sent)
-			case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED:
-				return nil, fmt.Errorf("%w: %s", ErrLocked, claimNames(claims))
-			case concordv1.AcquireState_ACQUIRE_STATE_LOST:
-				return nil, fmt.Errorf("%w: %s: %s", ErrLockLost, claimNames(claims), resp.GetReason())
-			case concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
-				if batched && ctx.Err() == nil {
-					backoff = 10 * time.Millisecond
-					continue // the window ended: follow again
-				}
+			if g, done, err := c.settle(sess, owner, claims, req, resp, opts, sent); done {
+				return g, err
+			}
+			if resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_QUEUED && batched && ctx.Err() == nil {
+				backoff = 10 * time.Millisecond
+				continue // the window ended: follow again
 			}
 		}
 		if ctx.Err() != nil {
@@ -227,6 +216,22 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// settle turns a final answer to an acquire (GRANTED, NOT_ACQUIRED, LOST)
+// into its outcome; done is false for any other.
+func (c *Client) settle(sess *Session, owner string, claims []*LockClaim, req *concordv1.AcquireRequest,
+	resp *concordv1.AcquireResponse, opts AcquireOptions, sent time.Time) (g *Grant, done bool, err error) {
+	switch resp.GetState() {
+	case concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
+		g, err = c.granted(sess, owner, claims, req, resp.GetToken(), opts, sent)
+		return g, true, err
+	case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED:
+		return nil, true, fmt.Errorf("%w: %s", ErrLocked, claimNames(claims))
+	case concordv1.AcquireState_ACQUIRE_STATE_LOST:
+		return nil, true, fmt.Errorf("%w: %s: %s", ErrLockLost, claimNames(claims), resp.GetReason())
+	}
+	return nil, false, nil
 }
 
 // waitBatched follows a waiter with one lock_wait call on ep's batch
