@@ -18,10 +18,30 @@ import (
 // (Connect's KV.Batch streams are "KV/Batch").
 const framedMethod = "KV/BatchFramed"
 
-// framedConns tracks the connections switched to the framed batch protocol:
-// http.Server.Shutdown does not wait for a hijacked connection.
+// framedConns counts the connections switched to the framed batch
+// protocol: http.Server.Shutdown does not wait for a hijacked connection.
+// (Not a WaitGroup: a handler may still be switching one while Stop
+// waits.)
 type framedConns struct {
-	wg sync.WaitGroup
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0; nil when nobody waits
+}
+
+func (f *framedConns) add() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *framedConns) done() {
+	f.mu.Lock()
+	f.n--
+	if f.n == 0 && f.zero != nil {
+		close(f.zero)
+		f.zero = nil
+	}
+	f.mu.Unlock()
 }
 
 // serveFramed switches r's connection to the framed batch protocol
@@ -37,8 +57,8 @@ func (k *kvService) serveFramed(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the framed batch protocol needs an HTTP/1.1 connection: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	k.framed.wg.Add(1)
-	defer k.framed.wg.Done()
+	k.framed.add()
+	defer k.framed.done()
 	defer conn.Close()
 	// The server's header timeout may have left a deadline on the
 	// connection; from here the protocol's own idle timeout applies.
@@ -127,10 +147,18 @@ func (s *framedStream) Send(resp *concordv1.BatchResponse) error {
 
 // wait waits until every framed connection has closed or ctx ends.
 func (f *framedConns) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { f.wg.Wait(); close(done) }()
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return nil
+	}
+	if f.zero == nil {
+		f.zero = make(chan struct{})
+	}
+	zero := f.zero
+	f.mu.Unlock()
 	select {
-	case <-done:
+	case <-zero:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("framed batch connections still open: %w", ctx.Err())
