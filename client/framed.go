@@ -141,6 +141,10 @@ func (c *Client) upgrade(ctx context.Context, conn net.Conn, ep *endpoint) (*buf
 		resp.Body.Close()
 		return nil, fmt.Errorf("%w: %s answered the upgrade with %q", errFramedRefused, ep.addr, resp.Status)
 	}
+	if !stop() {
+		// ctx ended as the answer came: the deadline may be in the past.
+		return nil, fmt.Errorf("upgrade of %s: %w", ep.addr, context.Cause(ctx))
+	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
