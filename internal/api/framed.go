@@ -78,7 +78,8 @@ func (k *kvService) serveFramed(w http.ResponseWriter, r *http.Request) {
 	g := k.m.streams.WithLabelValues(framedMethod)
 	g.Inc()
 	defer g.Dec()
-	s := &framedStream{conn: conn, r: batchwire.NewReader(brw.Reader, maxBatchMessageBytes), w: batchwire.NewWriter(conn), gone: cancel}
+	s := &framedStream{conn: conn, r: batchwire.NewReader(brw.Reader, maxBatchMessageBytes), w: batchwire.NewWriter(conn), gone: cancel,
+		idle: batchwire.IdleTimeout}
 	err = k.serveBatch(ctx, s)
 	if s.bad != nil {
 		// The results of the calls it had started are out; say why the
@@ -102,13 +103,15 @@ type framedStream struct {
 	bad error
 	// gone ends the stream's calls when the connection fails.
 	gone context.CancelFunc
+	// idle is batchwire.IdleTimeout (shorter in tests).
+	idle time.Duration
 }
 
 // Receive returns the next BatchRequest, answering pings on the way. A
 // connection that sends nothing for batchwire.IdleTimeout is dropped.
 func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 	for {
-		_ = s.conn.SetReadDeadline(time.Now().Add(batchwire.IdleTimeout))
+		_ = s.conn.SetReadDeadline(time.Now().Add(s.idle))
 		typ, payload, err := s.r.Next()
 		if err != nil {
 			if errors.Is(err, batchwire.ErrFrameTooLarge) || errors.Is(err, batchwire.ErrUnknownFrame) {
@@ -141,7 +144,7 @@ func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 // Send writes one response as one frame. A client that stops reading for
 // batchwire.IdleTimeout loses the connection.
 func (s *framedStream) Send(resp *concordv1.BatchResponse) error {
-	_ = s.conn.SetWriteDeadline(time.Now().Add(batchwire.IdleTimeout))
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.idle))
 	return s.w.WriteMessage(resp)
 }
 

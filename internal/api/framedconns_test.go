@@ -1,10 +1,15 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/batchwire"
 )
 
 func TestFramedConnsWaitForTheLastOne(t *testing.T) {
@@ -44,4 +49,64 @@ func TestFramedConnsWaitForTheLastOne(t *testing.T) {
 		t.Fatal("one open, wait returned nil")
 	}
 	f.done()
+}
+
+// A framed stream drops a client that sends nothing, and one that reads
+// none of its answers, after its idle time; a ping keeps it.
+func TestFramedStreamIdleTimeouts(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	cancelled := make(chan struct{})
+	s := &framedStream{conn: server, r: batchwire.NewReader(bufio.NewReader(server), 1<<20), w: batchwire.NewWriter(server),
+		gone: func() { close(cancelled) }, idle: 400 * time.Millisecond}
+	got := make(chan error, 1)
+	go func() {
+		_, err := s.Receive()
+		got <- err
+	}()
+	// A ping within the idle time is answered and keeps the stream.
+	time.Sleep(250 * time.Millisecond)
+	cw := batchwire.NewWriter(client)
+	if err := cw.WritePing(batchwire.FramePing, [batchwire.PingSize]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	typ, _, err := batchwire.NewReader(bufio.NewReader(client), 1<<20).Next()
+	if err != nil || typ != batchwire.FramePong {
+		t.Fatalf("ping answered with type %d, %v", typ, err)
+	}
+	start := time.Now()
+	select {
+	case err := <-got:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("an idle client ended the stream with %v, want a timeout", err)
+		}
+		// Unrenewed, it would end 150 ms after the ping; renewed, 400 ms.
+		if time.Since(start) < 250*time.Millisecond {
+			t.Fatalf("the ping did not renew the idle time")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a client that sent nothing was kept")
+	}
+	select {
+	case <-cancelled:
+	default:
+		t.Fatal("the stream's calls were not ended with it")
+	}
+
+	// A client that reads nothing: the answer's write times out.
+	server2, client2 := net.Pipe()
+	defer client2.Close()
+	s2 := &framedStream{conn: server2, w: batchwire.NewWriter(server2), idle: 100 * time.Millisecond}
+	werr := make(chan error, 1)
+	go func() { werr <- s2.Send(&concordv1.BatchResponse{Results: []*concordv1.BatchResult{{Id: 1}}}) }()
+	select {
+	case err := <-werr:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("a write nobody reads ended with %v, want a timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a write nobody reads still blocks")
+	}
 }
