@@ -15,6 +15,13 @@
 // sentinels (ErrNotFound, ErrCompareFailed, ErrSessionExpired, ErrTooLarge,
 // ...): test them with errors.Is.
 //
+// Concurrent KV calls, lock acquires and releases, lock waits and ID
+// requests to one member share one batch stream, sent together as they
+// queue. The stream runs on a small framed protocol that the SDK switches
+// its connection to with an HTTP/1.1 Upgrade (api/batchwire), and on
+// Connect's gRPC stream when a member refuses that or
+// Config.DisableFramedBatch is set; the other calls use Connect.
+//
 // The SDK never imports concord's server packages: it depends only on the
 // generated API in github.com/concord-dev/concord/api.
 package client
