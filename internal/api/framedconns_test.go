@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/batchwire"
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 )
 
 func TestFramedConnsWaitForTheLastOne(t *testing.T) {
