@@ -868,6 +868,47 @@ func (r *Raft) Apply(cmd []byte, timeout time.Duration) ApplyFuture {
 	return r.ApplyLog(Log{Data: cmd}, timeout)
 }
 
+// concord: newApplyFuture is the future of a command entry carrying log's
+// data.
+func newApplyFuture(log Log) *logFuture {
+	f := &logFuture{
+		log: Log{
+			Type:       LogCommand,
+			Data:       log.Data,
+			Extensions: log.Extensions,
+		},
+	}
+	f.init()
+	return f
+}
+
+// ApplyNotify is Apply without a caller waiting on the future: it hands
+// cmd to the leader only if the leader can take it at once, and reports
+// whether it did. If it did, done is called exactly once with the settled
+// future, from the goroutine that settles it (the FSM's after the apply, the
+// leader loop's on an error), so done must be quick and must not block; it
+// may call the future's methods. If it did not (the node is shutting down
+// or its apply queue is full), done is never called and the caller should
+// fall back to Apply. As with Apply, a node that shuts down may leave an
+// accepted future unsettled: bound the wait from outside.
+// (concord: lets a server answer a write without a goroutine per write.)
+func (r *Raft) ApplyNotify(cmd []byte, done func(ApplyFuture)) bool {
+	f := newApplyFuture(Log{Data: cmd})
+	f.notify = func(error) { done(f) }
+	select {
+	case <-r.shutdownCh:
+		return false
+	default:
+	}
+	select {
+	case r.applyCh <- f:
+		metrics.IncrCounter([]string{"raft", "apply"}, 1)
+		return true
+	default:
+		return false
+	}
+}
+
 // ApplyLog performs Apply but takes in a Log directly. The only values
 // currently taken from the submitted Log are Data and Extensions. See
 // Apply for details on error cases.
@@ -875,14 +916,7 @@ func (r *Raft) ApplyLog(log Log, timeout time.Duration) ApplyFuture {
 	metrics.IncrCounter([]string{"raft", "apply"}, 1)
 
 	// Create a log future, no index or term yet
-	logFuture := &logFuture{
-		log: Log{
-			Type:       LogCommand,
-			Data:       log.Data,
-			Extensions: log.Extensions,
-		},
-	}
-	logFuture.init()
+	logFuture := newApplyFuture(log)
 
 	// concord: start a timer only when the leader is not ready to take the
 	// entry at once; the common case allocates none. A shut down node never

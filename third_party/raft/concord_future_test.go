@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestDeferErrorErrorContext(t *testing.T) {
@@ -43,5 +44,72 @@ func TestApplyAfterShutdownFails(t *testing.T) {
 		if err := r.Apply([]byte("x"), 0).Error(); err != ErrRaftShutdown {
 			t.Fatalf("apply after shutdown: %v, want ErrRaftShutdown", err)
 		}
+	}
+}
+
+// TestApplyNotify: a leader calls done once per accepted command, after the
+// apply, in log order; a follower settles it with ErrNotLeader; a shut
+// down node accepts nothing.
+func TestApplyNotify(t *testing.T) {
+	c := MakeCluster(3, t, nil)
+	defer c.Close()
+	leader := c.Leader()
+
+	const n = 200
+	type outcome struct {
+		index uint64
+		resp  any
+		err   error
+	}
+	got := make(chan outcome, 2*n)
+	for i := range n {
+		ok := leader.ApplyNotify([]byte{byte(i)}, func(f ApplyFuture) {
+			got <- outcome{f.Index(), f.Response(), f.Error()}
+		})
+		if !ok {
+			// The apply queue was full: what a caller falls back from.
+			if err := leader.Apply([]byte{byte(i)}, 0).Error(); err != nil {
+				t.Fatalf("apply %d: %v", i, err)
+			}
+			got <- outcome{index: ^uint64(0)}
+		}
+	}
+	var last uint64
+	for i := range n {
+		o := <-got
+		if o.index == ^uint64(0) {
+			continue
+		}
+		if o.err != nil {
+			t.Fatalf("command %d: %v", i, o.err)
+		}
+		if o.index <= last {
+			t.Fatalf("command %d settled at index %d after index %d", i, o.index, last)
+		}
+		last = o.index
+		if _, ok := o.resp.(int); !ok {
+			t.Fatalf("command %d: response %v, want the FSM's answer", i, o.resp)
+		}
+	}
+	select {
+	case o := <-got:
+		t.Fatalf("a command was settled twice: %+v", o)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	follower := c.Followers()[0]
+	errc := make(chan error, 2)
+	if !follower.ApplyNotify([]byte("x"), func(f ApplyFuture) { errc <- f.Error() }) {
+		t.Fatal("a follower refused a command instead of settling it")
+	}
+	if err := <-errc; err != ErrNotLeader {
+		t.Fatalf("command on a follower: %v, want ErrNotLeader", err)
+	}
+
+	if err := follower.Shutdown().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if follower.ApplyNotify([]byte("x"), func(ApplyFuture) { t.Error("done called on a shut down node") }) {
+		t.Fatal("a shut down node accepted a command")
 	}
 }

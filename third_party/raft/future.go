@@ -95,6 +95,9 @@ type deferError struct {
 	errCh      chan error
 	responded  bool
 	ShutdownCh chan struct{}
+	// concord: notify, when set, is called once with the outcome, after
+	// the waiters of errCh are released (ApplyNotify).
+	notify func(error)
 }
 
 func (d *deferError) init() {
@@ -154,6 +157,9 @@ func (d *deferError) respond(err error) {
 	d.errCh <- err
 	close(d.errCh)
 	d.responded = true
+	if d.notify != nil { // concord
+		d.notify(err)
+	}
 }
 
 // There are several types of requests that cause a configuration entry to
