@@ -102,10 +102,16 @@ func (k *kvService) serveBatch(ctx context.Context, stream batchStream) error {
 			}
 			started++
 			wg.Add(1)
+			release := func() {
+				done()
+				<-slots
+				wg.Done()
+			}
+			if k.start(mctx, call, results, release) {
+				continue
+			}
 			go func() {
-				defer wg.Done()
-				defer func() { <-slots }()
-				defer done()
+				defer release()
 				results <- k.run(mctx, call)
 			}()
 		}
@@ -182,11 +188,92 @@ func messageContext(ctx context.Context, calls []*concordv1.BatchCall) (context.
 // callContext bounds a call started at start by its own timeout: it
 // keeps ctx (its message's) unless that allows more than an eighth longer.
 func callContext(ctx context.Context, call *concordv1.BatchCall, start time.Time) (context.Context, context.CancelFunc) {
-	timeout := callTimeout(call)
-	if d, ok := ctx.Deadline(); ok && d.Sub(start) <= timeout+timeout/8 {
+	if !ownDeadline(ctx, call, start) {
 		return ctx, func() {}
 	}
-	return context.WithDeadline(ctx, start.Add(timeout))
+	return context.WithDeadline(ctx, start.Add(callTimeout(call)))
+}
+
+// ownDeadline reports whether a call started at start needs a deadline
+// of its own, earlier than ctx's.
+func ownDeadline(ctx context.Context, call *concordv1.BatchCall, start time.Time) bool {
+	timeout := callTimeout(call)
+	d, ok := ctx.Deadline()
+	return !ok || d.Sub(start) > timeout+timeout/8
+}
+
+// start starts a write without a goroutine of its own when the server can
+// take it so (it leads; see server.start): the state machine's goroutine
+// then sends its result to results and calls release. It reports whether
+// it did; if not, the caller runs the call. On one member, a goroutine per
+// call waiting for its apply was a quarter of a call's time in the
+// scheduler's queues (docs/architecture.md).
+func (k *kvService) start(ctx context.Context, call *concordv1.BatchCall, results chan<- *concordv1.BatchResult, release func()) bool {
+	begin := time.Now()
+	if ownDeadline(ctx, call, begin) || k.tooLarge(call) != nil {
+		return false
+	}
+	finish := func(method string, err error, set func(*concordv1.BatchResult)) {
+		out := &concordv1.BatchResult{Id: call.GetId()}
+		if err != nil {
+			out.Response = &concordv1.BatchResult_Error{Error: batchError(err)}
+		} else {
+			set(out)
+		}
+		k.m.observe(method, begin, err)
+		select {
+		case results <- out:
+			release()
+		default: // the sender is behind: do not hold up the state machine
+			go func() {
+				results <- out
+				release()
+			}()
+		}
+	}
+	switch r := call.GetRequest().(type) {
+	case *concordv1.BatchCall_Put:
+		return k.s.StartPut(ctx, r.Put, func(resp *concordv1.PutResponse, err error) {
+			finish("Put", err, func(out *concordv1.BatchResult) { out.Response = &concordv1.BatchResult_Put{Put: resp} })
+		})
+	case *concordv1.BatchCall_DeleteRange:
+		return k.s.StartDeleteRange(ctx, r.DeleteRange, func(resp *concordv1.DeleteRangeResponse, err error) {
+			finish("DeleteRange", err, func(out *concordv1.BatchResult) {
+				out.Response = &concordv1.BatchResult_DeleteRange{DeleteRange: resp}
+			})
+		})
+	case *concordv1.BatchCall_Txn:
+		return k.s.StartTxn(ctx, r.Txn, func(resp *concordv1.TxnResponse, err error) {
+			finish("Txn", err, func(out *concordv1.BatchResult) { out.Response = &concordv1.BatchResult_Txn{Txn: resp} })
+		})
+	case *concordv1.BatchCall_Add:
+		return k.s.StartAdd(ctx, r.Add, func(resp *concordv1.AddResponse, err error) {
+			finish("Add", err, func(out *concordv1.BatchResult) { out.Response = &concordv1.BatchResult_Add{Add: resp} })
+		})
+	case *concordv1.BatchCall_LockAcquire:
+		return k.s.StartAcquireNow(ctx, r.LockAcquire, func(resp *concordv1.AcquireResponse, err error) {
+			finish("Acquire", err, func(out *concordv1.BatchResult) {
+				out.Response = &concordv1.BatchResult_LockAcquire{LockAcquire: resp}
+			})
+		})
+	case *concordv1.BatchCall_LockRelease:
+		return k.s.StartRelease(ctx, r.LockRelease, func(resp *concordv1.ReleaseResponse, err error) {
+			finish("Release", err, func(out *concordv1.BatchResult) {
+				out.Response = &concordv1.BatchResult_LockRelease{LockRelease: resp}
+			})
+		})
+	}
+	return false
+}
+
+// tooLarge is the answer to a call over the size limit, nil for others.
+func (k *kvService) tooLarge(call *concordv1.BatchCall) *concordv1.BatchResult {
+	size := call.SizeVT()
+	if k.maxCallBytes <= 0 || size <= k.maxCallBytes {
+		return nil
+	}
+	return &concordv1.BatchResult{Id: call.GetId(), Response: &concordv1.BatchResult_Error{Error: batchError(errs.Wrapf(server.ErrRequestTooLarge,
+		"call is %d bytes; the limit is %d (--max-request-bytes)", size, k.maxCallBytes))}}
 }
 
 // run runs one call of a batch, with the metrics of the unary method.
@@ -199,10 +286,8 @@ func (k *kvService) run(ctx context.Context, call *concordv1.BatchCall) *concord
 		method string
 		err    error
 	)
-	if size := call.SizeVT(); k.maxCallBytes > 0 && size > k.maxCallBytes {
-		out.Response = &concordv1.BatchResult_Error{Error: batchError(errs.Wrapf(server.ErrRequestTooLarge,
-			"call is %d bytes; the limit is %d (--max-request-bytes)", size, k.maxCallBytes))}
-		return out
+	if tl := k.tooLarge(call); tl != nil {
+		return tl
 	}
 	switch r := call.GetRequest().(type) {
 	case *concordv1.BatchCall_Range:

@@ -367,20 +367,55 @@ func configuration(servers []Server) raft.Configuration {
 func (n *Node) Propose(ctx context.Context, data []byte) (uint64, any, error) {
 	start := time.Now()
 	f := n.raft.Apply(data, time.Second)
-	if err := waitFuture(ctx, f); err != nil {
-		if m := n.cfg.Metrics; m != nil {
-			reason := "context"
-			if !isCtxErr(ctx, err) {
-				reason = reasonLabel(err)
-			}
-			m.proposalsFailed.WithLabelValues(reason).Inc()
-		}
+	err := waitFuture(ctx, f)
+	reason := ""
+	if isCtxErr(ctx, err) {
+		reason = "context"
+	}
+	n.observeProposal(start, err, reason)
+	if err != nil {
 		return 0, nil, err
 	}
-	if m := n.cfg.Metrics; m != nil {
-		m.proposeSeconds.Observe(time.Since(start).Seconds())
-	}
 	return f.Index(), f.Response(), nil
+}
+
+// ProposeAsync is Propose without a goroutine waiting: it reports whether
+// the leader took data at once (false when this node does not run or its
+// queue is full: use Propose then). If it did, done is called exactly once
+// with the outcome, from Raft's own goroutines, so it must be quick and
+// must not block. It is not bounded in time: on a node that shuts down it
+// may never be called, and the caller bounds its wait.
+func (n *Node) ProposeAsync(data []byte, done func(index uint64, resp any, err error)) bool {
+	start := time.Now()
+	return n.raft.ApplyNotify(data, func(f raft.ApplyFuture) {
+		err := f.Error()
+		if err != nil {
+			err = mapErr(err)
+		}
+		n.observeProposal(start, err, "")
+		if err != nil {
+			done(0, nil, err)
+			return
+		}
+		done(f.Index(), f.Response(), nil)
+	})
+}
+
+// observeProposal records a proposal started at start: its time, or why
+// it failed (reason, or the error's label when empty).
+func (n *Node) observeProposal(start time.Time, err error, reason string) {
+	m := n.cfg.Metrics
+	if m == nil {
+		return
+	}
+	if err == nil {
+		m.proposeSeconds.Observe(time.Since(start).Seconds())
+		return
+	}
+	if reason == "" {
+		reason = reasonLabel(err)
+	}
+	m.proposalsFailed.WithLabelValues(reason).Inc()
 }
 
 // waitFuture waits for f and maps its error, or returns ctx's error once

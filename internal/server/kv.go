@@ -68,59 +68,107 @@ func (s *Server) write(ctx context.Context, meta *concordv1.WriteMeta, cmd *inte
 
 // Put writes a key.
 func (s *Server) Put(ctx context.Context, req *concordv1.PutRequest) (*concordv1.PutResponse, error) {
+	p, err := s.preparePut(req)
+	return commit(ctx, s, p, err)
+}
+
+// StartPut is Put without waiting, as start describes.
+func (s *Server) StartPut(ctx context.Context, req *concordv1.PutRequest, done func(*concordv1.PutResponse, error)) bool {
+	p, err := s.preparePut(req)
+	return start(ctx, s, p, err, done)
+}
+
+func (s *Server) preparePut(req *concordv1.PutRequest) (prepared[*concordv1.PutResponse], error) {
+	var p prepared[*concordv1.PutResponse]
 	if err := s.checkPut(req); err != nil {
-		return nil, err
+		return p, err
 	}
 	if err := s.checkQuota(int64(len(req.GetKey())+len(req.GetValue())), req.GetKey()); err != nil {
-		return nil, err
+		return p, err
 	}
 	meta := req.GetMeta()
 	req.Meta = nil
-	res, err := s.write(ctx, meta, &internalv1.Command{Op: &internalv1.Command_Put{Put: req}})
-	if err != nil {
-		return nil, err
+	p.cmd = &internalv1.Command{Meta: meta, Op: &internalv1.Command_Put{Put: req}}
+	p.answer = func(res *internalv1.Result) *concordv1.PutResponse {
+		r := res.GetPut()
+		return &concordv1.PutResponse{Header: s.header(r.GetHeader().GetRevision()), PrevKv: r.GetPrevKv()}
 	}
-	r := res.GetPut()
-	return &concordv1.PutResponse{Header: s.header(r.GetHeader().GetRevision()), PrevKv: r.GetPrevKv()}, nil
+	return p, nil
 }
 
 // DeleteRange deletes keys. Deletes are accepted even over quota.
 func (s *Server) DeleteRange(ctx context.Context, req *concordv1.DeleteRangeRequest) (*concordv1.DeleteRangeResponse, error) {
+	p, err := s.prepareDelete(req)
+	return commit(ctx, s, p, err)
+}
+
+// StartDeleteRange is DeleteRange without waiting, as start describes.
+func (s *Server) StartDeleteRange(ctx context.Context, req *concordv1.DeleteRangeRequest, done func(*concordv1.DeleteRangeResponse, error)) bool {
+	p, err := s.prepareDelete(req)
+	return start(ctx, s, p, err, done)
+}
+
+func (s *Server) prepareDelete(req *concordv1.DeleteRangeRequest) (prepared[*concordv1.DeleteRangeResponse], error) {
+	var p prepared[*concordv1.DeleteRangeResponse]
 	if err := s.checkDelete(req); err != nil {
-		return nil, err
+		return p, err
 	}
 	meta := req.GetMeta()
 	req.Meta = nil
-	res, err := s.write(ctx, meta, &internalv1.Command{Op: &internalv1.Command_DeleteRange{DeleteRange: req}})
-	if err != nil {
-		return nil, err
+	p.cmd = &internalv1.Command{Meta: meta, Op: &internalv1.Command_DeleteRange{DeleteRange: req}}
+	p.answer = func(res *internalv1.Result) *concordv1.DeleteRangeResponse {
+		r := res.GetDeleteRange()
+		return &concordv1.DeleteRangeResponse{Header: s.header(r.GetHeader().GetRevision()), Deleted: r.GetDeleted(), PrevKvs: r.GetPrevKvs()}
 	}
-	r := res.GetDeleteRange()
-	return &concordv1.DeleteRangeResponse{Header: s.header(r.GetHeader().GetRevision()), Deleted: r.GetDeleted(), PrevKvs: r.GetPrevKvs()}, nil
+	return p, nil
 }
 
 // Add applies a bounded counter add.
 func (s *Server) Add(ctx context.Context, req *concordv1.AddRequest) (*concordv1.AddResponse, error) {
+	p, err := s.prepareAdd(req)
+	return commit(ctx, s, p, err)
+}
+
+// StartAdd is Add without waiting, as start describes.
+func (s *Server) StartAdd(ctx context.Context, req *concordv1.AddRequest, done func(*concordv1.AddResponse, error)) bool {
+	p, err := s.prepareAdd(req)
+	return start(ctx, s, p, err, done)
+}
+
+func (s *Server) prepareAdd(req *concordv1.AddRequest) (prepared[*concordv1.AddResponse], error) {
+	var p prepared[*concordv1.AddResponse]
 	if err := s.checkAdd(req); err != nil {
-		return nil, err
+		return p, err
 	}
 	if err := s.checkQuota(int64(len(req.GetKey())+20), req.GetKey()); err != nil {
-		return nil, err
+		return p, err
 	}
 	meta := req.GetMeta()
 	req.Meta = nil
-	res, err := s.write(ctx, meta, &internalv1.Command{Op: &internalv1.Command_Add{Add: req}})
-	if err != nil {
-		return nil, err
+	p.cmd = &internalv1.Command{Meta: meta, Op: &internalv1.Command_Add{Add: req}}
+	p.answer = func(res *internalv1.Result) *concordv1.AddResponse {
+		r := res.GetAdd()
+		return &concordv1.AddResponse{Header: s.header(r.GetHeader().GetRevision()), Value: r.GetValue()}
 	}
-	r := res.GetAdd()
-	return &concordv1.AddResponse{Header: s.header(r.GetHeader().GetRevision()), Value: r.GetValue()}, nil
+	return p, nil
 }
 
 // Txn applies a transaction atomically.
 func (s *Server) Txn(ctx context.Context, req *concordv1.TxnRequest) (*concordv1.TxnResponse, error) {
+	p, err := s.prepareTxn(req)
+	return commit(ctx, s, p, err)
+}
+
+// StartTxn is Txn without waiting, as start describes.
+func (s *Server) StartTxn(ctx context.Context, req *concordv1.TxnRequest, done func(*concordv1.TxnResponse, error)) bool {
+	p, err := s.prepareTxn(req)
+	return start(ctx, s, p, err, done)
+}
+
+func (s *Server) prepareTxn(req *concordv1.TxnRequest) (prepared[*concordv1.TxnResponse], error) {
+	var p prepared[*concordv1.TxnResponse]
 	if err := s.checkTxn(req); err != nil {
-		return nil, err
+		return p, err
 	}
 	var growth int64
 	for _, ops := range [][]*concordv1.RequestOp{req.GetSuccess(), req.GetFailure()} {
@@ -132,17 +180,17 @@ func (s *Server) Txn(ctx context.Context, req *concordv1.TxnRequest) (*concordv1
 	}
 	if growth > 0 {
 		if err := s.checkQuota(growth, nil); err != nil {
-			return nil, err
+			return p, err
 		}
 	}
 	meta := req.GetMeta()
 	req.Meta = nil
-	res, err := s.write(ctx, meta, &internalv1.Command{Op: &internalv1.Command_Txn{Txn: req}})
-	if err != nil {
-		return nil, err
+	p.cmd = &internalv1.Command{Meta: meta, Op: &internalv1.Command_Txn{Txn: req}}
+	p.answer = func(res *internalv1.Result) *concordv1.TxnResponse {
+		r := res.GetTxn()
+		return &concordv1.TxnResponse{Header: s.header(r.GetHeader().GetRevision()), Succeeded: r.GetSucceeded(), Responses: r.GetResponses()}
 	}
-	r := res.GetTxn()
-	return &concordv1.TxnResponse{Header: s.header(r.GetHeader().GetRevision()), Succeeded: r.GetSucceeded(), Responses: r.GetResponses()}, nil
+	return p, nil
 }
 
 // watchBatch bounds the events of one watch response.

@@ -140,16 +140,28 @@ func (s *Server) AcquireLock(ctx context.Context, req *concordv1.AcquireRequest,
 // caller follows its wait with AcquireLock and the same owner, which keeps
 // its place. The KV.Batch stream serves acquires this way.
 func (s *Server) AcquireNow(ctx context.Context, req *concordv1.AcquireRequest) (*concordv1.AcquireResponse, error) {
+	p, err := s.prepareAcquire(req)
+	return commit(ctx, s, p, err)
+}
+
+// StartAcquireNow is AcquireNow without waiting, as start describes.
+func (s *Server) StartAcquireNow(ctx context.Context, req *concordv1.AcquireRequest, done func(*concordv1.AcquireResponse, error)) bool {
+	p, err := s.prepareAcquire(req)
+	return start(ctx, s, p, err, done)
+}
+
+func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concordv1.AcquireResponse], error) {
+	var p prepared[*concordv1.AcquireResponse]
 	if err := s.checkAcquire(req); err != nil {
-		return nil, err
+		return p, err
 	}
-	res, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_LockAcquire{LockAcquire: acquireCommand(req)}})
-	if err != nil {
-		return nil, err
+	p.cmd = &internalv1.Command{Meta: req.GetMeta(), Op: &internalv1.Command_LockAcquire{LockAcquire: acquireCommand(req)}}
+	p.answer = func(res *internalv1.Result) *concordv1.AcquireResponse {
+		out := res.GetLockAcquire()
+		return &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
+			Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition()}
 	}
-	out := res.GetLockAcquire()
-	return &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
-		Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition()}, nil
+	return p, nil
 }
 
 // resumeWait answers a request to follow a queued waiter: QUEUED with its
@@ -293,19 +305,32 @@ func (s *Server) watchGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 
 // ReleaseLock ends the caller's grant.
 func (s *Server) ReleaseLock(ctx context.Context, req *concordv1.ReleaseRequest) (*concordv1.ReleaseResponse, error) {
+	p, err := s.prepareRelease(req)
+	return commit(ctx, s, p, err)
+}
+
+// StartRelease is ReleaseLock without waiting, as start describes.
+func (s *Server) StartRelease(ctx context.Context, req *concordv1.ReleaseRequest, done func(*concordv1.ReleaseResponse, error)) bool {
+	p, err := s.prepareRelease(req)
+	return start(ctx, s, p, err, done)
+}
+
+func (s *Server) prepareRelease(req *concordv1.ReleaseRequest) (prepared[*concordv1.ReleaseResponse], error) {
+	var p prepared[*concordv1.ReleaseResponse]
 	if len(req.GetNames()) == 0 || len(req.GetNames()) > lock.MaxClaims {
-		return nil, errs.Wrapf(lock.ErrInvalidClaim, "%d locks to release", len(req.GetNames()))
+		return p, errs.Wrapf(lock.ErrInvalidClaim, "%d locks to release", len(req.GetNames()))
 	}
 	for _, n := range req.GetNames() {
 		if err := s.checkLockName(n); err != nil {
-			return nil, err
+			return p, err
 		}
 	}
-	if _, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{
-		Names: req.GetNames(), Session: req.GetSession(), Owner: req.GetOwner(), Token: req.GetToken()}}}); err != nil {
-		return nil, err
+	p.cmd = &internalv1.Command{Meta: req.GetMeta(), Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{
+		Names: req.GetNames(), Session: req.GetSession(), Owner: req.GetOwner(), Token: req.GetToken()}}}
+	p.answer = func(*internalv1.Result) *concordv1.ReleaseResponse {
+		return &concordv1.ReleaseResponse{Header: s.header(s.fsm.AppliedIndex())}
 	}
-	return &concordv1.ReleaseResponse{Header: s.header(s.fsm.AppliedIndex())}, nil
+	return p, nil
 }
 
 // CancelWait takes a waiter off the queues.

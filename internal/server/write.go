@@ -38,9 +38,7 @@ func (s *Server) propose(ctx context.Context, cmd *internalv1.Command) (*interna
 	if s.stopping.Load() {
 		return nil, raftnode.ErrStopped
 	}
-	if cmd.GetMeta().GetClientId() == "" {
-		cmd.Meta = memberMeta.next()
-	}
+	identify(cmd)
 	backoff := 2 * time.Millisecond
 	for {
 		res, err := s.proposeOnce(ctx, cmd)
@@ -50,9 +48,7 @@ func (s *Server) propose(ctx context.Context, cmd *internalv1.Command) (*interna
 			}
 			return res, nil
 		}
-		retryable := errors.Is(err, raftnode.ErrNotLeader) || errors.Is(err, raftnode.ErrNoLeader) ||
-			errors.Is(err, raftnode.ErrUnknownOutcome)
-		if !retryable {
+		if !retryable(err) {
 			return nil, err
 		}
 		s.metrics.retries.Inc()
@@ -65,6 +61,20 @@ func (s *Server) propose(ctx context.Context, cmd *internalv1.Command) (*interna
 		}
 		backoff = min(2*backoff, 100*time.Millisecond)
 	}
+}
+
+// identify gives cmd a request ID from this member if it has none.
+func identify(cmd *internalv1.Command) {
+	if cmd.GetMeta().GetClientId() == "" {
+		cmd.Meta = memberMeta.next()
+	}
+}
+
+// retryable reports whether a proposal that failed with err may be
+// proposed again: it certainly was not applied, or it carries a request ID.
+func retryable(err error) bool {
+	return errors.Is(err, raftnode.ErrNotLeader) || errors.Is(err, raftnode.ErrNoLeader) ||
+		errors.Is(err, raftnode.ErrUnknownOutcome)
 }
 
 func (s *Server) proposeOnce(ctx context.Context, cmd *internalv1.Command) (*internalv1.Result, error) {
@@ -99,18 +109,116 @@ func forwardErr(err error) error {
 // proposeLocal proposes on this member, which must lead. The leader stamps
 // its time into the command.
 func (s *Server) proposeLocal(ctx context.Context, cmd *internalv1.Command) (*internalv1.Result, error) {
-	cmd.TimeUnixNano = s.clock.Now().UnixNano()
-	data, err := cmd.MarshalVT()
+	data, err := s.encode(cmd)
 	if err != nil {
-		return nil, fmt.Errorf("encode command: %w", err)
+		return nil, err
 	}
 	_, resp, err := s.node.Propose(ctx, data)
 	if err != nil {
 		return nil, err
 	}
+	return asResult(resp)
+}
+
+// encode stamps the leader's time into cmd and encodes it.
+func (s *Server) encode(cmd *internalv1.Command) ([]byte, error) {
+	cmd.TimeUnixNano = s.clock.Now().UnixNano()
+	data, err := cmd.MarshalVT()
+	if err != nil {
+		return nil, fmt.Errorf("encode command: %w", err)
+	}
+	return data, nil
+}
+
+// asResult is the state machine's answer to a command.
+func asResult(resp any) (*internalv1.Result, error) {
 	res, ok := resp.(*internalv1.Result)
 	if !ok {
 		return nil, fmt.Errorf("state machine returned %T", resp)
 	}
 	return res, nil
+}
+
+// A prepared write is a checked request as the command that carries it,
+// and how the command's result becomes the answer.
+type prepared[R any] struct {
+	cmd    *internalv1.Command
+	answer func(*internalv1.Result) R
+}
+
+// commit applies p, waiting, and answers; err is the error of preparing
+// it, returned as it is.
+func commit[R any](ctx context.Context, s *Server, p prepared[R], err error) (R, error) {
+	var zero R
+	if err != nil {
+		return zero, err
+	}
+	res, err := s.propose(ctx, p.cmd)
+	if err != nil {
+		return zero, err
+	}
+	return p.answer(res), nil
+}
+
+// start is commit without a goroutine waiting for the apply. It reports
+// whether it took the write; if it did, done is called exactly once with
+// the answer commit would give, from whichever goroutine settles it (the
+// state machine's, usually), so done must be quick and must not block. It
+// takes a write only when this member leads and can propose it at once,
+// and a request it rejects; otherwise the caller uses commit. ctx bounds
+// the wait as it bounds commit's: once it ends, done gets its error. A
+// proposal that fails where commit would retry is retried by commit, on a
+// goroutine, with the same request ID.
+func start[R any](ctx context.Context, s *Server, p prepared[R], err error, done func(R, error)) bool {
+	var zero R
+	if err != nil {
+		done(zero, err)
+		return true
+	}
+	if s.stopping.Load() || !s.node.IsLeader() {
+		return false
+	}
+	identify(p.cmd)
+	data, err := s.encode(p.cmd)
+	if err != nil {
+		done(zero, err)
+		return true
+	}
+	var settled atomic.Bool
+	answer := func(r R, err error) {
+		if settled.CompareAndSwap(false, true) {
+			done(r, err)
+		}
+	}
+	// The AfterFunc may run before AfterFunc returns: it must not use stop.
+	stop := context.AfterFunc(ctx, func() { answer(zero, ctx.Err()) })
+	settle := func(r R, err error) {
+		stop()
+		answer(r, err)
+	}
+	took := s.node.ProposeAsync(data, func(_ uint64, resp any, err error) {
+		if err != nil {
+			if !retryable(err) {
+				settle(zero, err)
+				return
+			}
+			s.metrics.retries.Inc()
+			go func() { settle(commit(ctx, s, p, nil)) }()
+			return
+		}
+		res, err := asResult(resp)
+		if err == nil {
+			err = fsm.ResultError(res)
+		}
+		if err != nil {
+			settle(zero, err)
+			return
+		}
+		settle(p.answer(res), nil)
+	})
+	if !took && stop() {
+		return false
+	}
+	// Taken, or ctx ended meanwhile and its AfterFunc answers.
+	return true
 }
