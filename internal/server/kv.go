@@ -74,8 +74,7 @@ func (s *Server) Put(ctx context.Context, req *concordv1.PutRequest) (*concordv1
 
 // StartPut is Put without waiting, as start describes.
 func (s *Server) StartPut(ctx context.Context, req *concordv1.PutRequest, done func(*concordv1.PutResponse, error)) bool {
-	p, err := s.preparePut(req)
-	return start(ctx, s, p, err, done)
+	return start(ctx, s, s.preparePut, req, done)
 }
 
 func (s *Server) preparePut(req *concordv1.PutRequest) (prepared[*concordv1.PutResponse], error) {
@@ -104,8 +103,7 @@ func (s *Server) DeleteRange(ctx context.Context, req *concordv1.DeleteRangeRequ
 
 // StartDeleteRange is DeleteRange without waiting, as start describes.
 func (s *Server) StartDeleteRange(ctx context.Context, req *concordv1.DeleteRangeRequest, done func(*concordv1.DeleteRangeResponse, error)) bool {
-	p, err := s.prepareDelete(req)
-	return start(ctx, s, p, err, done)
+	return start(ctx, s, s.prepareDelete, req, done)
 }
 
 func (s *Server) prepareDelete(req *concordv1.DeleteRangeRequest) (prepared[*concordv1.DeleteRangeResponse], error) {
@@ -131,8 +129,7 @@ func (s *Server) Add(ctx context.Context, req *concordv1.AddRequest) (*concordv1
 
 // StartAdd is Add without waiting, as start describes.
 func (s *Server) StartAdd(ctx context.Context, req *concordv1.AddRequest, done func(*concordv1.AddResponse, error)) bool {
-	p, err := s.prepareAdd(req)
-	return start(ctx, s, p, err, done)
+	return start(ctx, s, s.prepareAdd, req, done)
 }
 
 func (s *Server) prepareAdd(req *concordv1.AddRequest) (prepared[*concordv1.AddResponse], error) {
@@ -161,8 +158,7 @@ func (s *Server) Txn(ctx context.Context, req *concordv1.TxnRequest) (*concordv1
 
 // StartTxn is Txn without waiting, as start describes.
 func (s *Server) StartTxn(ctx context.Context, req *concordv1.TxnRequest, done func(*concordv1.TxnResponse, error)) bool {
-	p, err := s.prepareTxn(req)
-	return start(ctx, s, p, err, done)
+	return start(ctx, s, s.prepareTxn, req, done)
 }
 
 func (s *Server) prepareTxn(req *concordv1.TxnRequest) (prepared[*concordv1.TxnResponse], error) {

@@ -146,8 +146,7 @@ func (s *Server) AcquireNow(ctx context.Context, req *concordv1.AcquireRequest) 
 
 // StartAcquireNow is AcquireNow without waiting, as start describes.
 func (s *Server) StartAcquireNow(ctx context.Context, req *concordv1.AcquireRequest, done func(*concordv1.AcquireResponse, error)) bool {
-	p, err := s.prepareAcquire(req)
-	return start(ctx, s, p, err, done)
+	return start(ctx, s, s.prepareAcquire, req, done)
 }
 
 func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concordv1.AcquireResponse], error) {
@@ -311,8 +310,7 @@ func (s *Server) ReleaseLock(ctx context.Context, req *concordv1.ReleaseRequest)
 
 // StartRelease is ReleaseLock without waiting, as start describes.
 func (s *Server) StartRelease(ctx context.Context, req *concordv1.ReleaseRequest, done func(*concordv1.ReleaseResponse, error)) bool {
-	p, err := s.prepareRelease(req)
-	return start(ctx, s, p, err, done)
+	return start(ctx, s, s.prepareRelease, req, done)
 }
 
 func (s *Server) prepareRelease(req *concordv1.ReleaseRequest) (prepared[*concordv1.ReleaseResponse], error) {

@@ -104,10 +104,24 @@ func TestStartedWritesAnswerLikeWaitingOnes(t *testing.T) {
 	_, err = bad.wait(t, time.Second)
 	require.ErrorIs(t, err, kv.ErrEmptyKey)
 
-	// A follower does not take it: the caller forwards the waiting way.
+	// A follower does not take it, and leaves the request as it came: the
+	// caller forwards it the waiting way, with its request ID, so a retry
+	// of the same request is still recognised. (A refused request that
+	// lost its ID was applied twice under the fault campaign, seeds
+	// 1011-1014.)
 	follower := c.Members[(leader+1)%3].Daemon().Server()
 	var called atomic.Bool
-	require.False(t, follower.StartPut(ctx, putReq("s/f", 10000), func(*concordv1.PutResponse, error) { called.Store(true) }))
+	req := putReq("s/f", 10000)
+	require.False(t, follower.StartPut(ctx, req, func(*concordv1.PutResponse, error) { called.Store(true) }))
+	require.Equal(t, "start-test", req.GetMeta().GetClientId(), "a refused request lost its request ID")
+	first, err := follower.Put(ctx, req)
+	require.NoError(t, err)
+	retry, err := follower.Put(ctx, putReq("s/f", 10000))
+	require.NoError(t, err)
+	require.Equal(t, first.GetHeader().GetRevision(), retry.GetHeader().GetRevision(), "a retried request was applied again")
+	kvf, err := c.Client().Get(ctx, "s/f")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, kvf.GetVersion(), "a retried request was applied twice")
 	time.Sleep(100 * time.Millisecond)
 	require.False(t, called.Load(), "a refused write was answered")
 

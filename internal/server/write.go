@@ -164,19 +164,22 @@ func commit[R any](ctx context.Context, s *Server, p prepared[R], err error) (R,
 // whether it took the write; if it did, done is called exactly once with
 // the answer commit would give, from whichever goroutine settles it (the
 // state machine's, usually), so done must be quick and must not block. It
-// takes a write only when this member leads and can propose it at once,
-// and a request it rejects; otherwise the caller uses commit. ctx bounds
-// the wait as it bounds commit's: once it ends, done gets its error. A
-// proposal that fails where commit would retry is retried by commit, on a
-// goroutine, with the same request ID.
-func start[R any](ctx context.Context, s *Server, p prepared[R], err error, done func(R, error)) bool {
+// takes a write only when this member leads, and then prepares req, once:
+// preparing moves the request's ID into the command, so a request that
+// was prepared must not be prepared again (nor left to a caller who
+// would). ctx bounds the wait as it bounds commit's: once it ends, done
+// gets its error. A proposal that cannot be made at once (a full queue),
+// or that fails where commit would retry, is handed to commit on a
+// goroutine, with the same command and request ID.
+func start[Q, R any](ctx context.Context, s *Server, prepare func(Q) (prepared[R], error), req Q, done func(R, error)) bool {
 	var zero R
+	if s.stopping.Load() || !s.node.IsLeader() {
+		return false
+	}
+	p, err := prepare(req)
 	if err != nil {
 		done(zero, err)
 		return true
-	}
-	if s.stopping.Load() || !s.node.IsLeader() {
-		return false
 	}
 	identify(p.cmd)
 	data, err := s.encode(p.cmd)
@@ -196,6 +199,7 @@ func start[R any](ctx context.Context, s *Server, p prepared[R], err error, done
 		stop()
 		answer(r, err)
 	}
+	wait := func() { go func() { settle(commit(ctx, s, p, nil)) }() }
 	took := s.node.ProposeAsync(data, func(_ uint64, resp any, err error) {
 		if err != nil {
 			if !retryable(err) {
@@ -203,7 +207,7 @@ func start[R any](ctx context.Context, s *Server, p prepared[R], err error, done
 				return
 			}
 			s.metrics.retries.Inc()
-			go func() { settle(commit(ctx, s, p, nil)) }()
+			wait()
 			return
 		}
 		res, err := asResult(resp)
@@ -216,9 +220,8 @@ func start[R any](ctx context.Context, s *Server, p prepared[R], err error, done
 		}
 		settle(p.answer(res), nil)
 	})
-	if !took && stop() {
-		return false
+	if !took {
+		wait()
 	}
-	// Taken, or ctx ended meanwhile and its AfterFunc answers.
 	return true
 }
