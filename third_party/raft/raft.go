@@ -1549,7 +1549,14 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 			prevLogTerm = lastTerm
 		} else {
 			var prevLog Log
-			if err := r.logs.GetLog(a.PrevLogEntry, &prevLog); err != nil {
+			if err := r.logs.GetLog(a.PrevLogEntry, &prevLog); err != nil && a.PrevLogEntry <= r.getLastApplied() {
+				// concord: an entry this follower has applied is committed,
+				// so the leader's entry at that index is the same one, even
+				// when this follower's copy is compacted away (a snapshot
+				// it ignored for ending below what it had applied, see
+				// installSnapshot).
+				prevLog.Term = a.PrevLogTerm
+			} else if err != nil {
 				r.logger.Warn("failed to get previous log",
 					"previous-index", a.PrevLogEntry,
 					"last-index", lastIdx,
@@ -1576,10 +1583,16 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		// Delete any conflicting entries, skip any duplicates
 		lastLogIdx, _ := r.getLastLog()
 		var newEntries []*Log
+		applied := r.getLastApplied() // concord
 		for i, entry := range a.Entries {
 			if entry.Index > lastLogIdx {
 				newEntries = a.Entries[i:]
 				break
+			}
+			if entry.Index <= applied {
+				// concord: applied, so committed: the same entry as ours,
+				// which may be compacted away.
+				continue
 			}
 			var storeEntry Log
 			if err := r.logs.GetLog(entry.Index, &storeEntry); err != nil {
@@ -1941,6 +1954,24 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 		}
 		reqConfigurationIndex = req.LastLogIndex
 	}
+
+	// concord: a snapshot that ends at or below what this follower has
+	// applied holds nothing it lacks, and installing it would take its state
+	// machine back in time and, on a monotonic log store, empty the log the
+	// rest of its state is in (a leader can send one late: it chose to when
+	// the follower was behind, and the follower caught up meanwhile). Its
+	// data is discarded (the deferred copy drains the stream) and the leader
+	// is told the follower holds everything up to its end, which is true;
+	// the leader then replicates from there, and entries this follower has
+	// applied pass the consistency check (appendEntries).
+	if applied := r.getLastApplied(); req.LastLogIndex <= applied {
+		r.logger.Info("ignoring a snapshot that ends at or below the last applied index",
+			"snapshot-index", req.LastLogIndex, "last-applied", applied)
+		resp.Success = true
+		r.setLastContact()
+		return
+	}
+
 	version := getSnapshotVersion(r.protocolVersion)
 	sink, err := r.snapshots.Create(version, req.LastLogIndex, req.LastLogTerm,
 		reqConfiguration, reqConfigurationIndex, r.trans)
@@ -2016,6 +2047,11 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 		if err := r.removeOldLogs(); err != nil {
 			r.logger.Error("failed to reset logs", "error", err)
 		}
+		// concord: the store is empty now; the log ends with the
+		// snapshot, not where it ended before (upstream kept the old
+		// end, and a follower whose log had run past the snapshot then
+		// failed every append after it, or panicked: hashicorp/raft#697).
+		r.setLastLog(req.LastLogIndex, req.LastLogTerm)
 	} else if err := r.compactLogs(req.LastLogIndex); err != nil {
 		r.logger.Error("failed to compact logs", "error", err)
 	}
