@@ -87,3 +87,124 @@ func TestFollowerIgnoresSnapshotBelowApplied(t *testing.T) {
 	c.WaitForReplication(300)
 	c.EnsureSame(t)
 }
+
+// TestSnapshotBelowFollowersLogEndsItsLog: a follower whose log runs past
+// a snapshot it has not applied installs it and, on a monotonic store,
+// loses its whole log. Upstream kept the old end of the log as its last
+// index, so the next append, from the snapshot's end, failed on entries
+// that were no longer there (hashicorp/raft#697). The log now ends with
+// the snapshot and the append goes through.
+func TestSnapshotBelowFollowersLogEndsItsLog(t *testing.T) {
+	conf := inmemConfig(t)
+	conf.TrailingLogs = 1024 // the leader keeps the entries the test sends
+	conf.SnapshotThreshold = 1 << 30
+	c, err := makeCluster(t, &MakeClusterOpts{Peers: 3, Bootstrap: true, Conf: conf, MonotonicLogs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	leader := c.Leader()
+	apply := func(n int) {
+		t.Helper()
+		for i := range n {
+			if err := leader.Apply([]byte{byte(i)}, time.Second).Error(); err != nil {
+				t.Fatalf("apply: %v", err)
+			}
+		}
+	}
+	apply(20)
+	c.WaitForReplication(20)
+
+	follower := c.Followers()[0]
+	fi := c.IndexOf(follower)
+	// The cut-off follower must not start an election while the test
+	// speaks for the leader.
+	if err := follower.ReloadConfig(ReloadableConfig{TrailingLogs: conf.TrailingLogs, SnapshotInterval: conf.SnapshotInterval,
+		SnapshotThreshold: conf.SnapshotThreshold, HeartbeatTimeout: time.Minute, ElectionTimeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	c.Disconnect(follower.localAddr)
+	apply(100)
+	if err := leader.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	apply(50)
+
+	// Speak for the leader to the cut-off follower on a transport of our own.
+	_, tr := NewInmemTransport("")
+	tr.Connect(follower.localAddr, c.trans[fi])
+	entries := func(from, to uint64) []*Log {
+		var out []*Log
+		for i := from; i <= to; i++ {
+			l := new(Log)
+			if err := leader.logs.GetLog(i, l); err != nil {
+				t.Fatalf("leader's entry %d: %v", i, err)
+			}
+			out = append(out, l)
+		}
+		return out
+	}
+	term := func(i uint64) uint64 { return entries(i, i)[0].Term }
+	appendTo := func(prev uint64, ents []*Log, commit uint64) *AppendEntriesResponse {
+		t.Helper()
+		req := &AppendEntriesRequest{
+			RPCHeader: leader.getRPCHeader(), Term: leader.getCurrentTerm(),
+			PrevLogEntry: prev, PrevLogTerm: term(prev), Entries: ents, LeaderCommitIndex: commit,
+		}
+		var resp AppendEntriesResponse
+		if err := tr.AppendEntries(follower.localID, follower.localAddr, req, &resp); err != nil {
+			t.Fatalf("append entries: %v", err)
+		}
+		return &resp
+	}
+
+	// The follower's log runs past the snapshot; none of it is committed.
+	last, _ := follower.getLastLog()
+	applied := follower.getLastApplied()
+	metas, err := leader.snapshots.List()
+	if err != nil || len(metas) == 0 {
+		t.Fatalf("the leader's snapshots: %v, %v", metas, err)
+	}
+	snapEnd := metas[0].Index
+	if resp := appendTo(last, entries(last+1, snapEnd+30), applied); !resp.Success {
+		t.Fatal("the follower refused the leader's entries")
+	}
+	if l, _ := follower.getLastLog(); l != snapEnd+30 {
+		t.Fatalf("the follower's log ends at %d, want %d", l, snapEnd+30)
+	}
+	if a := follower.getLastApplied(); a >= snapEnd {
+		t.Fatalf("the follower applied up to %d, past the snapshot at %d", a, snapEnd)
+	}
+
+	meta, data, err := leader.snapshots.Open(metas[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	req := &InstallSnapshotRequest{
+		RPCHeader: leader.getRPCHeader(), SnapshotVersion: meta.Version, Term: leader.getCurrentTerm(),
+		Leader:       leader.trans.EncodePeer(leader.localID, leader.localAddr),
+		LastLogIndex: meta.Index, LastLogTerm: meta.Term,
+		Configuration: EncodeConfiguration(meta.Configuration), ConfigurationIndex: meta.ConfigurationIndex,
+		Size: meta.Size,
+	}
+	var sresp InstallSnapshotResponse
+	if err := tr.InstallSnapshot(follower.localID, follower.localAddr, req, &sresp, data); err != nil || !sresp.Success {
+		t.Fatalf("install snapshot: %v, success %v", err, sresp.Success)
+	}
+	if l, _ := follower.getLastLog(); l != snapEnd {
+		t.Fatalf("after the snapshot the follower's log ends at %d, want the snapshot's end %d", l, snapEnd)
+	}
+
+	// Replication from the snapshot's end goes through and commits.
+	if resp := appendTo(snapEnd, entries(snapEnd+1, snapEnd+10), snapEnd+10); !resp.Success {
+		t.Fatal("the follower refused the append after the snapshot")
+	}
+	if a := follower.getLastApplied(); a != snapEnd+10 {
+		t.Fatalf("the follower applied up to %d, want %d", a, snapEnd+10)
+	}
+
+	c.FullyConnect()
+	c.WaitForReplication(170)
+	c.EnsureSame(t)
+}
