@@ -46,14 +46,14 @@ type Link struct {
 
 // Proxy forwards connections to a target, applying per-source faults.
 type Proxy struct {
-	ln     net.Listener
-	target string
+	ln net.Listener
 
-	mu    sync.Mutex
-	links map[string]Link // by source IP
-	conns map[*pipe]struct{}
-	done  chan struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	target string
+	links  map[string]Link // by source IP
+	conns  map[*pipe]struct{}
+	done   chan struct{}
+	wg     sync.WaitGroup
 }
 
 // Listen starts a proxy on addr forwarding to target.
@@ -66,6 +66,19 @@ func Listen(addr, target string) (*Proxy, error) {
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
+}
+
+// Retarget forwards connections accepted from now on to target.
+func (p *Proxy) Retarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
+func (p *Proxy) currentTarget() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.target
 }
 
 // Addr returns the proxy's address.
@@ -133,7 +146,7 @@ func (p *Proxy) accept() {
 			resetConn(in)
 			continue
 		}
-		out, err := net.DialTimeout("tcp", p.target, 2*time.Second)
+		out, err := net.DialTimeout("tcp", p.currentTarget(), 2*time.Second)
 		if err != nil {
 			resetConn(in)
 			continue

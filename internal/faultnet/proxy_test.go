@@ -73,3 +73,24 @@ func TestProxyModes(t *testing.T) {
 	require.Equal(t, "slow\n", got)
 	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
 }
+
+// TestProxyRetarget: connections accepted after Retarget go to the new
+// target (a test member that moved to another port after its first one
+// was taken).
+func TestProxyRetarget(t *testing.T) {
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	old := gone.Addr().String()
+	gone.Close()
+	p, err := Listen("127.0.0.1:0", old)
+	require.NoError(t, err)
+	defer p.Close()
+
+	p.Retarget(echoServer(t))
+	conn, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	defer conn.Close()
+	got, err := roundTrip(t, conn, "moved", time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "moved\n", got)
+}

@@ -5,6 +5,7 @@ package testcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,10 +67,18 @@ type Cluster struct {
 
 // FreePort returns a TCP port free on ip at the time of the call.
 func FreePort(t testing.TB, ip string) int {
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	port, err := freePort(ip)
 	require.NoError(t, err)
+	return port
+}
+
+func freePort(ip string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return 0, err
+	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Start starts a cluster and waits until it has a ready leader.
@@ -115,7 +125,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = c.start(m)
+			errs[i] = c.startOnFreePorts(m)
 		}()
 	}
 	wg.Wait()
@@ -250,7 +260,32 @@ func (c *Cluster) Stop(i int) {
 // Restart starts a stopped member again on its data dir.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
-	require.NoError(c.t, c.start(c.Members[i]))
+	require.NoError(c.t, c.startOnFreePorts(c.Members[i]))
+}
+
+// startOnFreePorts starts m, on other ports if one of its own was taken:
+// FreePort's port is free when it returns, but until the member listens
+// on it any socket of this machine (the other test packages run at the
+// same time) may take it. Peers reach m through its proxy, which follows
+// the new peer port; clients read m.Cfg.ListenClient.
+func (c *Cluster) startOnFreePorts(m *Member) error {
+	for attempt := 1; ; attempt++ {
+		err := c.start(m)
+		if err == nil || attempt == 5 || !errors.Is(err, syscall.EADDRINUSE) {
+			return err
+		}
+		clientPort, err := freePort(m.IP)
+		if err != nil {
+			return err
+		}
+		peerPort, err := freePort(m.IP)
+		if err != nil {
+			return err
+		}
+		m.Cfg.ListenClient = net.JoinHostPort(m.IP, strconv.Itoa(clientPort))
+		m.Cfg.ListenPeer = net.JoinHostPort(m.IP, strconv.Itoa(peerPort))
+		m.Proxy.Retarget(m.Cfg.ListenPeer)
+	}
 }
 
 // Isolate blackholes every link to and from member i.
