@@ -63,6 +63,9 @@ var (
 	ErrTooManyPermits = errors.New("concord: too many permits")
 	// ErrWouldDeadlock: a read-to-write upgrade while other readers hold.
 	ErrWouldDeadlock = errors.New("concord: would deadlock")
+	// ErrAlreadyWaiting: the owner (the lock handle) already waits for the
+	// lock with another request (another mode, other permits or locks).
+	ErrAlreadyWaiting = errors.New("concord: owner already waits with another request")
 	// ErrLockKindMismatch: the lock exists as another kind (or a
 	// semaphore of another capacity).
 	ErrLockKindMismatch = errors.New("concord: lock exists with another kind")
@@ -113,6 +116,7 @@ var reasons = map[string]error{
 	"LOCK_COMPARE_UNSUPPORTED": ErrUnsupported,
 	"LOCK_NOT_HELD":            ErrNotHeld,
 	"LOCK_NOT_WAITING":         ErrNotHeld,
+	"LOCK_ALREADY_WAITING":     ErrAlreadyWaiting,
 	"LOCK_KIND_MISMATCH":       ErrLockKindMismatch,
 	"TOO_MANY_PERMITS":         ErrTooManyPermits,
 	"WOULD_DEADLOCK":           ErrWouldDeadlock,

@@ -49,6 +49,7 @@ var Codes = map[string]connect.Code{
 	"WOULD_DEADLOCK":           connect.CodeFailedPrecondition,
 	"INVALID_LOCK_REQUEST":     connect.CodeInvalidArgument,
 	"LOCK_NOT_WAITING":         connect.CodeFailedPrecondition,
+	"LOCK_ALREADY_WAITING":     connect.CodeFailedPrecondition,
 	"UNKNOWN_TAG":              connect.CodeNotFound,
 	"TAG_EXISTS":               connect.CodeAlreadyExists,
 	"NO_WORKER_IDS":            connect.CodeResourceExhausted,

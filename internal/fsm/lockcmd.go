@@ -46,7 +46,7 @@ func (f *FSM) applyLock(index uint64, cmd *internalv1.Command) *internalv1.Resul
 		}}}
 	case *internalv1.Command_LockExpireHolds:
 		for _, h := range op.LockExpireHolds.GetHolds() {
-			f.locks.ExpireHold(index, nowMs, h.GetName(), h.GetToken())
+			f.locks.ExpireHold(index, nowMs, lock.HoldRef{Name: h.GetName(), Token: h.GetToken(), Session: h.GetSession(), Owner: h.GetOwner()})
 		}
 		return emptyResult()
 	}

@@ -19,6 +19,11 @@ var (
 	// empty name, duplicate names, a multi-lock claim on something other
 	// than mutexes, no owner.
 	ErrInvalidClaim = errs.New("INVALID_LOCK_REQUEST", "lock: invalid request")
+	// ErrAlreadyWaiting is returned when an owner that already waits for a
+	// lock asks for it again with another request (another mode, other
+	// permits, other locks or hold time): answering with the queued wait
+	// would grant what it did not ask for.
+	ErrAlreadyWaiting = errs.New("LOCK_ALREADY_WAITING", "lock: this owner already waits with another request")
 	// ErrNotWaiting is returned when cancelling a wait that is not queued.
 	ErrNotWaiting = errs.New("LOCK_NOT_WAITING", "lock: no such waiter")
 )

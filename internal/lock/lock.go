@@ -399,6 +399,7 @@ func (t *Table) Acquire(rev uint64, nowMs int64, r Request) (Outcome, error) {
 func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 	held := 0
 	var token uint64
+	mixed := false
 	for _, c := range claims {
 		l := t.locks[c.Name]
 		if l == nil {
@@ -407,6 +408,9 @@ func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 		h := l.holder(r.Session, r.Owner)
 		if h == nil {
 			continue
+		}
+		if held > 0 && h.Token != token {
+			mixed = true
 		}
 		held++
 		token = h.Token
@@ -431,22 +435,58 @@ func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 		return Outcome{State: Granted, Token: h.Token}, true, nil
 	}
 	if held == len(claims) && held > 0 {
+		if mixed {
+			return Outcome{}, true, invalid("owner holds these locks under different grants; release them or claim them one by one")
+		}
 		return Outcome{State: Granted, Token: token}, true, nil
 	}
 	if held > 0 {
 		return Outcome{}, true, invalid("owner already holds some of these locks; release them or claim the rest")
 	}
-	first := t.locks[claims[0].Name]
-	if first == nil {
-		return Outcome{}, false, nil
-	}
-	for pos, id := range first.Queue {
-		w := t.waiters[id]
-		if w.Session == r.Session && w.Owner == r.Owner {
+	// A waiter of the same owner: the same request again is answered with
+	// it (a retried or resumed wait); another request (another mode, other
+	// permits, other locks) would be answered for what it did not ask.
+	for _, c := range claims {
+		l := t.locks[c.Name]
+		if l == nil {
+			continue
+		}
+		for pos, id := range l.Queue {
+			w := t.waiters[id]
+			if w.Session != r.Session || w.Owner != r.Owner {
+				continue
+			}
+			if !sameClaims(w.Claims, claims) || w.HoldMs != r.HoldMs {
+				return Outcome{}, true, errs.Wrapf(ErrAlreadyWaiting, "owner %q already waits (waiter %d) for %s on %q; cancel that wait or use another owner",
+					r.Owner, id, describeClaims(w.Claims), c.Name)
+			}
 			return Outcome{State: Queued, Waiter: id, Position: pos}, true, nil
 		}
 	}
 	return Outcome{}, false, nil
+}
+
+// sameClaims reports whether two normalized claim lists ask for the same.
+func sameClaims(a, b []Claim) bool {
+	return slices.Equal(a, b)
+}
+
+// describeClaims names what a waiter asked for, for errors.
+func describeClaims(claims []Claim) string {
+	if len(claims) > 1 {
+		return fmt.Sprintf("%d locks", len(claims))
+	}
+	c := claims[0]
+	switch c.Kind {
+	case KindRW:
+		if c.Mode == Exclusive {
+			return "the write lock"
+		}
+		return "a read lock"
+	case KindSemaphore:
+		return fmt.Sprintf("%d permits", c.Permits)
+	}
+	return "the lock"
 }
 
 // grant makes w's claims holders with token rev and removes it from every
@@ -547,7 +587,10 @@ func (t *Table) Release(rev uint64, nowMs int64, names []string, sess int64, own
 		h *Holder
 	}
 	victims := make([]victim, 0, len(names))
-	for _, n := range names {
+	for i, n := range names {
+		if slices.Contains(names[:i], n) {
+			return invalid("lock %q named twice", n)
+		}
 		l := t.locks[n]
 		var h *Holder
 		if l != nil {
@@ -655,29 +698,68 @@ func (t *Table) Settle() {
 	t.grantPass(touched)
 }
 
-// ExpireHold releases the grant of lock name with token whose hold time ran
-// out on the leader. It does nothing if the grant is already gone.
-func (t *Table) ExpireHold(rev uint64, nowMs int64, name string, token uint64) bool {
+// endGrant ends, with reason, what is left of the grant with token that
+// owner of session holds on locks other than except: the locks one
+// acquire took together are one grant, and a grant ends whole. It returns
+// the holders it ended, with their locks, in name order, and marks the
+// locks touched.
+func (t *Table) endGrant(session int64, owner string, token uint64, except, reason string, touched map[string]bool) []Lock {
+	names := make([]string, 0, len(t.bySession[session]))
+	for n := range t.bySession[session] {
+		if n != except {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	var ended []Lock
+	for _, n := range names {
+		l := t.locks[n]
+		if l == nil {
+			continue
+		}
+		for _, h := range slices.Clone(l.Holders) {
+			if h.Session == session && h.Owner == owner && h.Token == token {
+				t.removeHolder(l, h, reason)
+				touched[n] = true
+				ended = append(ended, Lock{Name: n, Holders: []*Holder{h}})
+			}
+		}
+	}
+	return ended
+}
+
+// ExpireHold releases the grant ref names (its lock, token, session and
+// owner) whose hold time ran out on the leader, on every lock the grant
+// took. It does nothing if the grant is already gone. A ref without
+// session and owner (written before they were recorded) names every grant
+// of the lock with the token.
+func (t *Table) ExpireHold(rev uint64, nowMs int64, ref HoldRef) bool {
 	t.rev, t.now = rev, nowMs
-	l := t.locks[name]
+	l := t.locks[ref.Name]
 	if l == nil {
 		return false
 	}
-	var done bool
+	exact := ref.Session != 0 || ref.Owner != ""
+	touched := map[string]bool{}
 	for _, h := range slices.Clone(l.Holders) {
-		if h.Token == token && h.HoldMs > 0 {
-			t.removeHolder(l, h, ReasonHoldTime)
-			done = true
+		if h.Token != ref.Token || h.HoldMs <= 0 || (exact && (h.Session != ref.Session || h.Owner != ref.Owner)) {
+			continue
 		}
+		t.removeHolder(l, h, ReasonHoldTime)
+		touched[ref.Name] = true
+		t.endGrant(h.Session, h.Owner, h.Token, ref.Name, ReasonHoldTime, touched)
 	}
-	if done {
-		t.grantPass(map[string]bool{name: true})
+	if len(touched) == 0 {
+		return false
 	}
-	return done
+	t.grantPass(touched)
+	return true
 }
 
-// ForceRelease ends the grants of a lock (only the one with token, when
-// given) on an operator's request, and records it.
+// ForceRelease ends the grants of a lock on an operator's request (only
+// those with token, when given: readers or semaphore holders granted by one
+// command share its token), and records it. A grant that took several locks
+// at once ends on all of them. It returns the grants it ended on lock name.
 func (t *Table) ForceRelease(rev uint64, nowMs int64, name string, token uint64, reason string) (int, error) {
 	t.rev, t.now = rev, nowMs
 	l := t.locks[name]
@@ -685,14 +767,22 @@ func (t *Table) ForceRelease(rev uint64, nowMs int64, name string, token uint64,
 		return 0, errs.Wrapf(ErrNotHeld, "%q is not held", name)
 	}
 	n := 0
+	touched := map[string]bool{}
+	record := func(name string, h *Holder) {
+		t.forced = append(t.forced, ForceRecord{Name: name, Token: h.Token, Session: h.Session, Owner: h.Owner,
+			AtUnixMs: nowMs, Reason: reason, Revision: rev, HeldSince: h.SinceUnixMs})
+	}
 	for _, h := range slices.Clone(l.Holders) {
 		if token != 0 && h.Token != token {
 			continue
 		}
-		t.forced = append(t.forced, ForceRecord{Name: name, Token: h.Token, Session: h.Session, Owner: h.Owner,
-			AtUnixMs: nowMs, Reason: reason, Revision: rev, HeldSince: h.SinceUnixMs})
+		record(name, h)
 		t.removeHolder(l, h, ReasonForced)
+		touched[name] = true
 		n++
+		for _, other := range t.endGrant(h.Session, h.Owner, h.Token, name, ReasonForced, touched) {
+			record(other.Name, other.Holders[0])
+		}
 	}
 	if n == 0 {
 		return 0, errs.Wrapf(ErrNotHeld, "%q is not held under token %d", name, token)
@@ -700,7 +790,7 @@ func (t *Table) ForceRelease(rev uint64, nowMs int64, name string, token uint64,
 	if len(t.forced) > forceHistory {
 		t.forced = slices.Clone(t.forced[len(t.forced)-forceHistory:])
 	}
-	t.grantPass(map[string]bool{name: true})
+	t.grantPass(touched)
 	return n, nil
 }
 

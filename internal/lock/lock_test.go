@@ -6,9 +6,11 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/concord-dev/concord/internal/clock"
 	"github.com/concord-dev/concord/internal/fsm/record"
 	"github.com/concord-dev/concord/internal/session"
 )
@@ -186,8 +188,9 @@ func TestHoldTimeAndForceRelease(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, tb.Holds(), 1)
 	acq(t, tb, 2, 2, "b", true, mutex("m"))
-	require.False(t, tb.ExpireHold(3, 3, "m", 99))
-	require.True(t, tb.ExpireHold(4, 4, "m", 1))
+	require.False(t, tb.ExpireHold(3, 3, HoldRef{Name: "m", Token: 99, Session: 1, Owner: "a"}))
+	require.False(t, tb.ExpireHold(3, 3, HoldRef{Name: "m", Token: 1, Session: 2, Owner: "a"}), "another holder's ref")
+	require.True(t, tb.ExpireHold(4, 4, HoldRef{Name: "m", Token: 1, Session: 1, Owner: "a"}))
 	require.Equal(t, ReasonHoldTime, rec.releases[len(rec.releases)-1].Reason)
 	l, _, _ := tb.Get("m")
 	require.Equal(t, "b", l.Holders[0].Owner)
@@ -286,7 +289,10 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 		sess := int64(1 + rng.IntN(int(nextSession-1)))
 		owner := fmt.Sprintf("o%d", rng.IntN(2))
 		before := len(rec.grants)
-		switch op := rng.IntN(10); {
+		_, snapBefore := encode(t, tb)
+		var err error
+		var ended *HoldRef // a grant force-released or expired by this step
+		switch op := rng.IntN(12); {
 		case op < 5:
 			var claims []Claim
 			if rng.IntN(4) == 0 {
@@ -297,7 +303,12 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 			} else {
 				claims = []Claim{claimFor(all[rng.IntN(len(all))])}
 			}
-			out, err := tb.Acquire(rev, int64(rev), Request{Claims: claims, Session: sess, Owner: owner, Wait: rng.IntN(4) != 0})
+			var hold int64
+			if rng.IntN(3) == 0 {
+				hold = 1 + rng.Int64N(2)
+			}
+			var out Outcome
+			out, err = tb.Acquire(rev, int64(rev), Request{Claims: claims, Session: sess, Owner: owner, Wait: rng.IntN(4) != 0, HoldMs: hold})
 			if err == nil && out.State == Queued && out.Waiter == rev {
 				for _, c := range claims {
 					enqueued[c.Name] = append(enqueued[c.Name], rev)
@@ -305,11 +316,29 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 			}
 		case op < 8:
 			name := all[rng.IntN(len(all))]
-			_ = tb.Release(rev, int64(rev), []string{name}, sess, owner, 0)
+			err = tb.Release(rev, int64(rev), []string{name}, sess, owner, 0)
 		case op < 9:
 			if ids := waiterIDs(tb); len(ids) > 0 {
 				w := tb.waiters[ids[rng.IntN(len(ids))]]
 				require.NoError(t, tb.Cancel(rev, int64(rev), w.ID, w.Session, w.Owner))
+			}
+		case op == 10:
+			// A force-release (by token or of every holder) or a hold
+			// expiry of one holder: either ends that holder's whole grant.
+			name := all[rng.IntN(len(all))]
+			l := tb.locks[name]
+			if l == nil || len(l.Holders) == 0 {
+				_, err = tb.ForceRelease(rev, int64(rev), name, 0, "chaos")
+				require.ErrorIs(t, err, ErrNotHeld)
+				break
+			}
+			h := *l.Holders[rng.IntN(len(l.Holders))]
+			ended = &HoldRef{Name: name, Token: h.Token, Session: h.Session, Owner: h.Owner}
+			if h.HoldMs > 0 && rng.IntN(2) == 0 {
+				require.True(t, tb.ExpireHold(rev, int64(rev), *ended))
+			} else {
+				_, err = tb.ForceRelease(rev, int64(rev), name, h.Token, "chaos")
+				require.NoError(t, err)
 			}
 		default:
 			// One command may end several sessions (an expiry batch).
@@ -323,6 +352,18 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 				}
 			}
 			tb.Settle()
+		}
+		if err != nil {
+			_, snapAfter := encode(t, tb)
+			require.Equal(t, snapBefore, snapAfter, "step %d failed (%v) but changed the table", rev, err)
+		}
+		if ended != nil {
+			for name, l := range tb.locks {
+				for _, h := range l.Holders {
+					require.False(t, h.Session == ended.Session && h.Owner == ended.Owner && h.Token == ended.Token,
+						"grant %+v ended on %s but is still held on %s", *ended, ended.Name, name)
+				}
+			}
 		}
 		// Grants of this command carry its index, above every grant of
 		// the same lock by an earlier command. (Readers or permits granted
@@ -428,4 +469,130 @@ func checkInvariants(t *testing.T, tb *Table, live liveSessions) {
 			require.False(t, tb.grantable(tb.waiters[l.Queue[0]]), "%s: grantable head left waiting", name)
 		}
 	}
+}
+
+// Readers (or semaphore holders) granted by one command share its token; a
+// hold time ends one holder's grant, not theirs.
+func TestHoldTimeEndsOneOfTheGrantsSharingAToken(t *testing.T) {
+	tb, _, _ := newTable()
+	acq(t, tb, 1, 1, "w", true, writer("rw"))
+	_, err := tb.Acquire(2, 2, Request{Claims: []Claim{reader("rw")}, Session: 2, Owner: "long", Wait: true, HoldMs: 60_000})
+	require.NoError(t, err)
+	_, err = tb.Acquire(3, 3, Request{Claims: []Claim{reader("rw")}, Session: 3, Owner: "short", Wait: true, HoldMs: 1_000})
+	require.NoError(t, err)
+	require.NoError(t, tb.Release(10, 10, []string{"rw"}, 1, "w", 1))
+	l, _, _ := tb.Get("rw")
+	require.Len(t, l.Holders, 2)
+	require.Equal(t, l.Holders[0].Token, l.Holders[1].Token, "both readers share the releasing command's token")
+
+	require.True(t, tb.ExpireHold(11, 1_010, HoldRef{Name: "rw", Token: 10, Session: 3, Owner: "short"}))
+	l, _, ok := tb.Get("rw")
+	require.True(t, ok)
+	require.Len(t, l.Holders, 1, "the 60 s reader keeps its grant")
+	require.Equal(t, "long", l.Holders[0].Owner)
+}
+
+// trackerObserver forwards grants and releases to a tracker, as the
+// server's lock hub does.
+type trackerObserver struct{ *HoldTracker }
+
+func (trackerObserver) Dequeued(uint64, string) {}
+
+// The leader's tracker follows every grant of a shared token on its own.
+func TestTrackerKeepsEachGrantOfASharedToken(t *testing.T) {
+	live := liveSessions{1: true, 2: true, 3: true}
+	tb := NewTable(live)
+	fc := clock.NewFake(time.Unix(1_000, 0))
+	tr := NewHoldTracker(fc)
+	tr.Start(nil)
+	tb.SetObserver(trackerObserver{tr})
+	acq(t, tb, 1, 1, "big", true, sem("s", 2, 2))
+	_, err := tb.Acquire(2, 2, Request{Claims: []Claim{sem("s", 1, 2)}, Session: 2, Owner: "a", Wait: true, HoldMs: 1_000})
+	require.NoError(t, err)
+	_, err = tb.Acquire(3, 3, Request{Claims: []Claim{sem("s", 1, 2)}, Session: 3, Owner: "b", Wait: true, HoldMs: 5_000})
+	require.NoError(t, err)
+	require.NoError(t, tb.Release(10, 10, []string{"s"}, 1, "big", 0)) // a and b granted, token 10
+	require.NoError(t, tb.Release(11, 11, []string{"s"}, 2, "a", 10))  // a releases; b keeps its 5 s hold
+
+	fc.Advance(4 * time.Second)
+	due, _ := tr.Due(10)
+	require.Empty(t, due, "b's hold has a second to go")
+	fc.Advance(2 * time.Second)
+	due, _ = tr.Due(10)
+	require.Equal(t, []HoldRef{{Name: "s", Token: 10, Session: 3, Owner: "b"}}, due)
+}
+
+// An owner that waits for a lock is answered with its wait only for the same
+// request: another mode, other permits or other locks get a typed error and
+// change nothing.
+func TestAnotherRequestOfAWaitingOwnerIsRefused(t *testing.T) {
+	tb, _, _ := newTable()
+	acq(t, tb, 1, 1, "w", true, writer("rw"))
+	require.Equal(t, Outcome{State: Queued, Waiter: 2, Position: 0}, acq(t, tb, 2, 2, "o", true, reader("rw")))
+	require.Equal(t, Outcome{State: Queued, Waiter: 2, Position: 0}, acq(t, tb, 3, 2, "o", true, reader("rw")), "the same request again")
+	_, before := encode(t, tb)
+	_, err := tb.Acquire(4, 4, Request{Claims: []Claim{writer("rw")}, Session: 2, Owner: "o", Wait: true})
+	require.ErrorIs(t, err, ErrAlreadyWaiting)
+	_, err = tb.Acquire(4, 4, Request{Claims: []Claim{reader("rw")}, Session: 2, Owner: "o", Wait: true, HoldMs: 5})
+	require.ErrorIs(t, err, ErrAlreadyWaiting, "another hold time")
+	_, after := encode(t, tb)
+	require.Equal(t, before, after)
+
+	acq(t, tb, 5, 1, "h", true, mutex("x"))
+	acq(t, tb, 6, 2, "o", true, mutex("x"))
+	for _, claims := range [][]Claim{{mutex("x"), mutex("y")}, {mutex("a"), mutex("x")}} {
+		_, err = tb.Acquire(7, 7, Request{Claims: claims, Session: 2, Owner: "o", Wait: true})
+		require.ErrorIs(t, err, ErrAlreadyWaiting, "%v", claims)
+	}
+	acq(t, tb, 8, 3, "s", true, sem("s", 3, 3))
+	acq(t, tb, 9, 2, "o", true, sem("s", 1, 3))
+	_, err = tb.Acquire(10, 10, Request{Claims: []Claim{sem("s", 2, 3)}, Session: 2, Owner: "o", Wait: true})
+	require.ErrorIs(t, err, ErrAlreadyWaiting)
+}
+
+// The locks one acquire took together are one grant: a force-release or a
+// hold time ending on one of them ends it on all, so the session's
+// keep-alive reports it lost.
+func TestAMultiLockGrantEndsWhole(t *testing.T) {
+	tb, _, _ := newTable()
+	require.Equal(t, Outcome{State: Granted, Token: 5}, acq(t, tb, 5, 1, "multi", true, mutex("x"), mutex("y"), mutex("z")))
+	n, err := tb.ForceRelease(6, 6, "x", 5, "stuck")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.False(t, tb.Holding(1, 5))
+	for _, name := range []string{"x", "y", "z"} {
+		_, _, ok := tb.Get(name)
+		require.False(t, ok, "%s still held", name)
+	}
+	var names []string
+	for _, f := range tb.Forced() {
+		require.Equal(t, uint64(5), f.Token)
+		names = append(names, f.Name)
+	}
+	require.Equal(t, []string{"x", "y", "z"}, names, "each lock records the force-release")
+	require.Equal(t, ReasonForced+": stuck", tb.EndReason(5))
+
+	_, err = tb.Acquire(7, 7, Request{Claims: []Claim{mutex("x"), mutex("y")}, Session: 1, Owner: "multi", HoldMs: 100})
+	require.NoError(t, err)
+	require.True(t, tb.ExpireHold(8, 107, HoldRef{Name: "y", Token: 7, Session: 1, Owner: "multi"}))
+	require.False(t, tb.Holding(1, 7))
+	require.False(t, tb.ExpireHold(9, 108, HoldRef{Name: "x", Token: 7, Session: 1, Owner: "multi"}), "already ended with y")
+}
+
+func TestReleaseNamingALockTwiceIsRefused(t *testing.T) {
+	tb, _, rec := newTable()
+	acq(t, tb, 1, 1, "a", true, mutex("m"))
+	err := tb.Release(2, 2, []string{"m", "m"}, 1, "a", 0)
+	require.ErrorIs(t, err, ErrInvalidClaim)
+	require.Empty(t, rec.releases)
+	require.True(t, tb.Holding(1, 1))
+}
+
+func TestReacquiringLocksHeldUnderDifferentGrantsIsRefused(t *testing.T) {
+	tb, _, _ := newTable()
+	acq(t, tb, 1, 1, "a", true, mutex("x"))
+	acq(t, tb, 2, 1, "a", true, mutex("y"))
+	_, err := tb.Acquire(3, 3, Request{Claims: []Claim{mutex("x"), mutex("y")}, Session: 1, Owner: "a"})
+	require.ErrorIs(t, err, ErrInvalidClaim)
+	require.Equal(t, Outcome{State: Granted, Token: 1}, acq(t, tb, 4, 1, "a", true, mutex("x")), "one of them alone is idempotent")
 }

@@ -9,13 +9,19 @@ import (
 	"github.com/concord-dev/concord/internal/deadline"
 )
 
-// HoldRef names one grant.
+// HoldRef names one grant on one lock. Readers, or semaphore holders,
+// granted by one command share its token, so the token alone does not
+// name a grant: the session and owner do the rest.
 type HoldRef struct {
-	Name  string
-	Token uint64
+	Name    string
+	Token   uint64
+	Session int64
+	Owner   string
 }
 
-func (h HoldRef) key() string { return h.Name + "\x00" + strconv.FormatUint(h.Token, 10) }
+func (h HoldRef) key() string {
+	return h.Name + "\x00" + strconv.FormatUint(h.Token, 10) + "\x00" + strconv.FormatInt(h.Session, 10) + "\x00" + h.Owner
+}
 
 // HoldTracker is the leader's timer of grants with a hold time. Like session
 // TTLs, hold times restart on a new leader: Start gives every such grant its
@@ -59,7 +65,7 @@ func (t *HoldTracker) Stop() {
 }
 
 func (t *HoldTracker) addLocked(g Grant, now time.Time) {
-	ref := HoldRef{Name: g.Name, Token: g.Token}
+	ref := HoldRef{Name: g.Name, Token: g.Token, Session: g.Session, Owner: g.Owner}
 	t.refs[ref.key()] = ref
 	t.queue.Set(ref.key(), now.Add(time.Duration(g.HoldMs)*time.Millisecond))
 }
@@ -88,7 +94,7 @@ func (t *HoldTracker) Released(r Release) {
 	if !t.active {
 		return
 	}
-	key := HoldRef{Name: r.Name, Token: r.Token}.key()
+	key := HoldRef{Name: r.Name, Token: r.Token, Session: r.Session, Owner: r.Owner}.key()
 	delete(t.refs, key)
 	t.queue.Remove(key)
 }

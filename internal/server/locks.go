@@ -432,7 +432,7 @@ func (s *Server) expireHolds(ctx context.Context) {
 		if len(due) > 0 {
 			refs := make([]*internalv1.LockHoldRef, len(due))
 			for i, d := range due {
-				refs[i] = &internalv1.LockHoldRef{Name: d.Name, Token: d.Token}
+				refs[i] = &internalv1.LockHoldRef{Name: d.Name, Token: d.Token, Session: d.Session, Owner: d.Owner}
 			}
 			_, err := s.proposeLocal(ctx, &internalv1.Command{Op: &internalv1.Command_LockExpireHolds{
 				LockExpireHolds: &internalv1.ExpireLockHolds{Holds: refs}}})

@@ -420,3 +420,75 @@ func TestResumeWaiterAppliesNothing(t *testing.T) {
 	require.Equal(t, connect.CodeFailedPrecondition, connect.CodeOf(stream.Err()), "%v", stream.Err())
 	require.ErrorContains(t, stream.Err(), "no such waiter")
 }
+
+// The locks a LockAll took are one grant: force-releasing one of them ends
+// it on all, and the holder's context learns it from its keep-alive.
+func TestForceReleasingOneLockOfALockAllEndsItWhole(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	all, err := concurrency.LockAll(ctx, session(t, cl, 3*time.Second), []string{"fa", "fb"})
+	require.NoError(t, err)
+	n, err := cl.ForceReleaseLock(ctx, "fa", 0, "operator")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	info, _, err := cl.InspectLock(ctx, "fb")
+	require.NoError(t, err)
+	require.Empty(t, info.GetHolders(), "fb was taken with fa and ends with it")
+
+	other := concurrency.NewMutex(session(t, cl, 3*time.Second), "fa")
+	ok, err := other.TryLock(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	select {
+	case <-all.Context().Done():
+		require.ErrorIs(t, context.Cause(all.Context()), client.ErrLockLost)
+		require.Contains(t, context.Cause(all.Context()).Error(), "operator")
+	case <-time.After(3 * time.Second): // three keep-alive intervals
+		t.Fatalf("fa is held by another session (token %d), yet the LockAll's context (token %d) is live", other.Token(), all.Token())
+	}
+}
+
+// Semaphore holders granted by one command share its token; each keeps its
+// own hold time.
+func TestHoldTimesOfGrantsSharingATokenAreTheirOwn(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	h := concurrency.NewSemaphore(session(t, cl, 30*time.Second), "sh", 2)
+	_, err := h.Acquire(ctx, 2)
+	require.NoError(t, err)
+	long := concurrency.NewSemaphore(session(t, cl, 30*time.Second), "sh", 2, concurrency.WithHoldTime(20*time.Second))
+	short := concurrency.NewSemaphore(session(t, cl, 30*time.Second), "sh", 2, concurrency.WithHoldTime(time.Second))
+	type res struct {
+		g   *client.Grant
+		err error
+	}
+	lg, sg := make(chan res, 1), make(chan res, 1)
+	waiters := func(n int) func() bool {
+		return func() bool {
+			info, _, err := cl.InspectLock(ctx, "sh")
+			return err == nil && len(info.GetWaiters()) == n
+		}
+	}
+	go func() { g, err := long.Acquire(ctx, 1); lg <- res{g, err} }()
+	require.Eventually(t, waiters(1), 5*time.Second, 10*time.Millisecond)
+	go func() { g, err := short.Acquire(ctx, 1); sg <- res{g, err} }()
+	require.Eventually(t, waiters(2), 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, h.Release(ctx))
+	l, s := <-lg, <-sg
+	require.NoError(t, l.err)
+	require.NoError(t, s.err)
+	require.Equal(t, l.g.Token, s.g.Token, "granted by one command")
+
+	<-s.g.Context().Done() // the short hold ends
+	require.Eventually(t, func() bool {
+		info, _, err := cl.InspectLock(ctx, "sh")
+		return err == nil && len(info.GetHolders()) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the short grant's expiry has applied; nothing else follows
+	info, _, err := cl.InspectLock(ctx, "sh")
+	require.NoError(t, err)
+	require.Len(t, info.GetHolders(), 1, "the 20 s grant must outlive the 1 s one")
+	require.NoError(t, l.g.Context().Err())
+}

@@ -1316,7 +1316,8 @@ func (x *ListLocksResponse) GetMore() bool {
 type ForceReleaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// token, when set, ends only that grant.
+	// token, when set, ends only the grants with that token (readers, or
+	// semaphore holders, granted by one command share it).
 	Token uint64 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
 	// reason is recorded.
 	Reason        string     `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`

@@ -476,9 +476,14 @@ func (x *ExpireLockHolds) GetHolds() []*LockHoldRef {
 
 // LockHoldRef names one grant.
 type LockHoldRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Token uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	// The holder: readers or semaphore holders granted by one command share
+	// its token. Unset in entries written before they were recorded: then
+	// every grant of the lock with the token.
+	Session       int64  `protobuf:"varint,3,opt,name=session,proto3" json:"session,omitempty"`
+	Owner         string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +530,20 @@ func (x *LockHoldRef) GetToken() uint64 {
 		return x.Token
 	}
 	return 0
+}
+
+func (x *LockHoldRef) GetSession() int64 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *LockHoldRef) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // CreateSession starts a session whose id is the command's index.
@@ -1243,10 +1262,12 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\x10id_next_sequence\x18A \x01(\v2\x1f.concord.v1.NextSequenceRequestH\x00R\x0eidNextSequenceB\x04\n" +
 	"\x02op\"I\n" +
 	"\x0fExpireLockHolds\x126\n" +
-	"\x05holds\x18\x01 \x03(\v2 .concord.internal.v1.LockHoldRefR\x05holds\"7\n" +
+	"\x05holds\x18\x01 \x03(\v2 .concord.internal.v1.LockHoldRefR\x05holds\"g\n" +
 	"\vLockHoldRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\x04R\x05token\":\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x18\n" +
+	"\asession\x18\x03 \x01(\x03R\asession\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\":\n" +
 	"\rCreateSession\x12\x15\n" +
 	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x1f\n" +

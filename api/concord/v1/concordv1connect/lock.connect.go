@@ -67,7 +67,8 @@ type LockClient interface {
 	// List describes the locks whose names start with a prefix.
 	List(context.Context, *connect.Request[v1.ListLocksRequest]) (*connect.Response[v1.ListLocksResponse], error)
 	// ForceRelease ends grants of a lock on an operator's request; it is
-	// recorded and reported by Inspect.
+	// recorded and reported by Inspect. A grant that took several locks at
+	// once (one acquire with several claims) ends on all of them.
 	ForceRelease(context.Context, *connect.Request[v1.ForceReleaseRequest]) (*connect.Response[v1.ForceReleaseResponse], error)
 }
 
@@ -183,7 +184,8 @@ type LockHandler interface {
 	// List describes the locks whose names start with a prefix.
 	List(context.Context, *connect.Request[v1.ListLocksRequest]) (*connect.Response[v1.ListLocksResponse], error)
 	// ForceRelease ends grants of a lock on an operator's request; it is
-	// recorded and reported by Inspect.
+	// recorded and reported by Inspect. A grant that took several locks at
+	// once (one acquire with several claims) ends on all of them.
 	ForceRelease(context.Context, *connect.Request[v1.ForceReleaseRequest]) (*connect.Response[v1.ForceReleaseResponse], error)
 }
 
