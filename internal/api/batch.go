@@ -24,6 +24,9 @@ const (
 	maxBatchResults = 512
 	// defaultCallTimeout bounds a call that gives no timeout.
 	defaultCallTimeout = 30 * time.Second
+	// maxCallTimeout bounds timeout_ms: a call (a lock wait above all)
+	// holds its stream's resources that long at most.
+	maxCallTimeout = 2 * time.Minute
 	// maxBatchMessageBytes bounds one batch message; each call in it is
 	// held to the request limit.
 	maxBatchMessageBytes = 64 << 20
@@ -154,10 +157,11 @@ func sendResults(stream batchStream, results <-chan *concordv1.BatchResult, size
 	return failed
 }
 
-// callTimeout is how long the server works on a call.
+// callTimeout is how long the server works on a call: its timeout_ms, at
+// most maxCallTimeout.
 func callTimeout(call *concordv1.BatchCall) time.Duration {
-	if t := time.Duration(call.GetTimeoutMs()) * time.Millisecond; t > 0 {
-		return t
+	if ms := call.GetTimeoutMs(); ms > 0 {
+		return time.Duration(min(ms, maxCallTimeout.Milliseconds())) * time.Millisecond
 	}
 	return defaultCallTimeout
 }

@@ -115,9 +115,7 @@ func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 		typ, payload, err := s.r.Next()
 		if err != nil {
 			if errors.Is(err, batchwire.ErrFrameTooLarge) || errors.Is(err, batchwire.ErrUnknownFrame) {
-				// The calls already started finish, and their results go
-				// out before the GoAway.
-				s.bad = fmt.Errorf("%w: %w", errBadFrame, err)
+				s.refuse(err)
 			} else {
 				s.gone()
 			}
@@ -127,7 +125,7 @@ func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 		case batchwire.FrameMessage:
 			req := &concordv1.BatchRequest{}
 			if err := (vtcodec.Codec{}).Unmarshal(payload, req); err != nil {
-				s.bad = fmt.Errorf("%w: %w", errBadFrame, err)
+				s.refuse(err)
 				return nil, s.bad
 			}
 			return req, nil
@@ -139,6 +137,25 @@ func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 		}
 		// A pong needs nothing: every frame counts as a sign of life.
 	}
+}
+
+// refuse ends the stream's input after a frame the protocol refuses. The
+// calls already started finish, and their results go out before the
+// GoAway; the connection is still read, and the bytes dropped, so that a
+// client that goes away (or falls silent for the idle timeout) meanwhile
+// still ends those calls, a lock wait above all.
+func (s *framedStream) refuse(err error) {
+	s.bad = fmt.Errorf("%w: %w", errBadFrame, err)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			_ = s.conn.SetReadDeadline(time.Now().Add(s.idle))
+			if _, err := s.conn.Read(buf); err != nil {
+				s.gone()
+				return
+			}
+		}
+	}()
 }
 
 // Send writes one response as one frame. A client that stops reading for

@@ -175,6 +175,10 @@ type Observer interface {
 	Granted(g Grant)
 	Released(r Release)
 	Dequeued(waiter uint64, reason string)
+	// Replaced tells that the whole table was replaced (a snapshot was
+	// installed): grants and losses it holds were never reported one by
+	// one, so whoever follows a waiter or a grant must look again.
+	Replaced()
 }
 
 // SessionChecker tells whether a session is live.

@@ -29,6 +29,7 @@ type recorder struct {
 func (r *recorder) Granted(g Grant)              { r.grants = append(r.grants, g) }
 func (r *recorder) Released(x Release)           { r.releases = append(r.releases, x) }
 func (r *recorder) Dequeued(id uint64, _ string) { r.dequeued = append(r.dequeued, id) }
+func (r *recorder) Replaced()                    {}
 
 func newTable() (*Table, liveSessions, *recorder) {
 	s := liveSessions{1: true, 2: true, 3: true, 4: true}
@@ -497,6 +498,7 @@ func TestHoldTimeEndsOneOfTheGrantsSharingAToken(t *testing.T) {
 type trackerObserver struct{ *HoldTracker }
 
 func (trackerObserver) Dequeued(uint64, string) {}
+func (trackerObserver) Replaced()               {}
 
 // The leader's tracker follows every grant of a shared token on its own.
 func TestTrackerKeepsEachGrantOfASharedToken(t *testing.T) {

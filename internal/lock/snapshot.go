@@ -130,6 +130,9 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 // Adopt takes over the content of other, keeping t's wiring.
 func (t *Table) Adopt(other *Table) {
 	t.locks, t.waiters, t.bySession, t.forced, t.holders = other.locks, other.waiters, other.bySession, other.forced, other.holders
+	if t.observer != nil {
+		t.observer.Replaced()
+	}
 }
 
 // Reset empties the table.

@@ -19,8 +19,10 @@ type HoldRef struct {
 	Owner   string
 }
 
+// key is h as a map key. The name's length leads: a name may hold any byte,
+// so without it two different refs could make the same key.
 func (h HoldRef) key() string {
-	return h.Name + "\x00" + strconv.FormatUint(h.Token, 10) + "\x00" + strconv.FormatInt(h.Session, 10) + "\x00" + h.Owner
+	return strconv.Itoa(len(h.Name)) + ":" + h.Name + "\x00" + strconv.FormatUint(h.Token, 10) + "\x00" + strconv.FormatInt(h.Session, 10) + "\x00" + h.Owner
 }
 
 // HoldTracker is the leader's timer of grants with a hold time. Like session

@@ -17,6 +17,8 @@ type lockEvent struct {
 	token   uint64
 	reason  string
 	at      time.Time
+	// replaced: the member installed a snapshot; look at the state again.
+	replaced bool
 }
 
 // lockHub pushes grants and losses to the streams that wait for them. The
@@ -65,7 +67,9 @@ func (s subscribers[K]) notify(k K, ev lockEvent) {
 }
 
 func holdKey(name string, token uint64, session int64, owner string) string {
-	return name + "\x00" + strconv.FormatUint(token, 10) + "\x00" + strconv.FormatInt(session, 10) + "\x00" + owner
+	// The name's length leads: a name may hold any byte, so without it
+	// two different grants could make the same key.
+	return strconv.Itoa(len(name)) + ":" + name + "\x00" + strconv.FormatUint(token, 10) + "\x00" + strconv.FormatInt(session, 10) + "\x00" + owner
 }
 
 func newLockHub(holds *lock.HoldTracker, m *lockMetrics) *lockHub {
@@ -118,6 +122,21 @@ func (h *lockHub) Released(r lock.Release) {
 	h.mu.Lock()
 	if len(h.holders) > 0 { // most grants are followed by their client alone
 		h.holders.notify(holdKey(r.Name, r.Token, r.Session, r.Owner), lockEvent{reason: r.Reason, at: time.Now()})
+	}
+	h.mu.Unlock()
+}
+
+// Replaced implements lock.Observer: after a snapshot, every follower looks
+// at the state again, since the grants and losses in it were never
+// reported one by one.
+func (h *lockHub) Replaced() {
+	ev := lockEvent{replaced: true, reason: "not queued in the snapshot this member installed", at: time.Now()}
+	h.mu.Lock()
+	for id := range h.waiters {
+		h.waiters.notify(id, ev)
+	}
+	for k := range h.holders {
+		h.holders.notify(k, ev)
 	}
 	h.mu.Unlock()
 }

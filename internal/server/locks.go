@@ -40,8 +40,9 @@ func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
 	if req.GetSession() <= 0 {
 		return errs.Wrapf(lock.ErrInvalidClaim, "a lock needs a session")
 	}
-	if h := time.Duration(req.GetHoldMs()) * time.Millisecond; h < 0 || h > s.cfg.Limits.MaxSessionTTL {
-		return errs.Wrapf(lock.ErrInvalidClaim, "hold time %s is outside [0, %s]", h, s.cfg.Limits.MaxSessionTTL)
+	// Compared in milliseconds: a Duration of a huge hold_ms would wrap.
+	if ms := req.GetHoldMs(); ms < 0 || ms > s.cfg.Limits.MaxSessionTTL.Milliseconds() {
+		return errs.Wrapf(lock.ErrInvalidClaim, "hold time %d ms is outside [0, %s]", ms, s.cfg.Limits.MaxSessionTTL)
 	}
 	var full bool
 	s.fsm.Read(func(st fsm.State) {
@@ -151,6 +152,12 @@ func (s *Server) StartAcquireNow(ctx context.Context, req *concordv1.AcquireRequ
 
 func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concordv1.AcquireResponse], error) {
 	var p prepared[*concordv1.AcquireResponse]
+	if req.GetResumeWaiter() != 0 {
+		// Following a wait writes nothing (AwaitWaiter, AcquireLock); an
+		// acquire that named one would be applied as a new request, and
+		// past --max-locks, which checkAcquire waives for followers.
+		return p, errs.Wrapf(lock.ErrInvalidClaim, "resume_waiter follows a queued acquire: send it as a lock wait, or on Lock.Acquire")
+	}
 	if err := s.checkAcquire(req); err != nil {
 		return p, err
 	}
@@ -283,22 +290,47 @@ func (s *Server) watchGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 	key := holdKey(name, token, req.GetSession(), req.GetOwner())
 	ch := s.locks.watchHold(key)
 	defer s.locks.forgetHold(key, ch)
-	var held bool
-	s.fsm.Read(func(st fsm.State) { held = holdStatus(st, req, token) })
-	reason := "released"
-	if held {
+	// The grant is the command at index token: a member that serves the
+	// stream without leading may not have applied it yet, and would take
+	// it for ended.
+	if err := s.waitApplied(ctx, token); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	for {
+		var held bool
+		var reason string
+		s.fsm.Read(func(st fsm.State) {
+			if held = holdStatus(st, req, token); !held {
+				reason = st.Locks.EndReason(token)
+			}
+		})
+		if !held {
+			// It ended before the stream followed it (or in a snapshot
+			// this member installed): the table no longer knows how, so
+			// the client is told, even if it released the grant itself.
+			return s.sendLost(token, reason, send)
+		}
 		select {
 		case ev := <-ch:
-			reason = ev.reason
+			if ev.replaced {
+				continue
+			}
+			if ev.reason == lock.ReasonReleased {
+				return nil
+			}
+			return s.sendLost(token, ev.reason, send)
 		case <-ctx.Done():
 			return nil
 		case <-s.stopCh:
 			return raftnode.ErrStopped
 		}
 	}
-	if reason == lock.ReasonReleased {
-		return nil
-	}
+}
+
+func (s *Server) sendLost(token uint64, reason string, send func(*concordv1.AcquireResponse) error) error {
 	return send(&concordv1.AcquireResponse{Header: s.header(s.fsm.AppliedIndex()), State: concordv1.AcquireState_ACQUIRE_STATE_LOST, Token: token, Reason: reason})
 }
 

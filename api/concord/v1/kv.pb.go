@@ -243,7 +243,8 @@ type BatchCall struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is chosen by the client and echoed in the result.
 	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	// timeout_ms bounds the call on the server; 0 means 30 seconds.
+	// timeout_ms bounds the call on the server; 0 means 30 seconds, and
+	// more than 2 minutes means 2 minutes.
 	TimeoutMs int64 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// Types that are valid to be assigned to Request:
 	//

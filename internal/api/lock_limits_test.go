@@ -1,0 +1,97 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/config"
+)
+
+// --max-locks bounds lock objects plus waiters; a lock_acquire call that
+// sets resume_waiter (which an acquire ignores) must not slip past it.
+func TestAnAcquireNamingAWaiterIsRefused(t *testing.T) {
+	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 2 })
+	ctx := context.Background()
+	s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	b := openRaw(t, c.Endpoints()[0])
+	acq := func(id uint64, name string, resume uint64) *concordv1.BatchCall {
+		return &concordv1.BatchCall{Id: id, Request: &concordv1.BatchCall_LockAcquire{LockAcquire: &concordv1.AcquireRequest{
+			Claims: []*concordv1.LockClaim{{Name: name, Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}, Session: s.ID(), Owner: "o",
+			Wait: true, ResumeWaiter: resume}}}
+	}
+	b.send(acq(1, "q1", 0), acq(2, "q2", 0))
+	res := b.results(2)
+	require.Nil(t, res[1].GetError())
+	require.Nil(t, res[2].GetError())
+	b.send(acq(3, "q3", 0))
+	require.Equal(t, "QUOTA_EXCEEDED", b.results(1)[3].GetError().GetInfo().GetReason(), "the limit holds for a plain acquire")
+	for i := range 20 {
+		id := uint64(10 + i)
+		b.send(acq(id, fmt.Sprintf("bypass%d", i), 1))
+		r := b.results(1)[id]
+		require.Equal(t, "INVALID_LOCK_REQUEST", r.GetError().GetInfo().GetReason(),
+			"acquire %d with resume_waiter set beyond --max-locks 2 was answered %v", i, r.GetLockAcquire())
+	}
+	locks, err := cl.ListLocks(ctx, "")
+	require.NoError(t, err)
+	require.Len(t, locks, 2, "the refused acquires made nothing")
+}
+
+// A hold time far beyond --max-session-ttl is refused, not wrapped.
+func TestAHoldTimePastTheLimitIsRefused(t *testing.T) {
+	c, cl := single(t, nil)
+	ctx := context.Background()
+	s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	b := openRaw(t, c.Endpoints()[0])
+	b.send(&concordv1.BatchCall{Id: 1, Request: &concordv1.BatchCall_LockAcquire{LockAcquire: &concordv1.AcquireRequest{
+		Claims: []*concordv1.LockClaim{{Name: "huge", Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}, Session: s.ID(), Owner: "o",
+		HoldMs: 1 << 58}}})
+	r := b.results(1)[1]
+	info, _, ierr := cl.InspectLock(ctx, "huge")
+	require.NoError(t, ierr)
+	require.Equal(t, "INVALID_LOCK_REQUEST", r.GetError().GetInfo().GetReason(),
+		"a hold time of 2^58 ms (limit %s) was accepted: %v; lock now %v", config.DefaultMaxTTL, r.GetLockAcquire(), info)
+	require.Empty(t, info.GetHolders(), "the refused acquire took nothing")
+}
+
+// A client that sent a bad frame and went away must not leave its lock
+// waits followed on the member for their whole window.
+func TestLockWaitEndsWhenTheClientGoesAwayAfterABadFrame(t *testing.T) {
+	c, cl := single(t, nil)
+	ctx := context.Background()
+	var ids [2]int64
+	for i := range ids {
+		s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+		require.NoError(t, err)
+		defer s.Close(context.Background())
+		ids[i] = s.ID()
+	}
+	b := openRaw(t, c.Endpoints()[0])
+	b.send(acquireCall(1, ids[0], "a", true))
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, b.results(1)[1].GetLockAcquire().GetState())
+	b.send(acquireCall(2, ids[1], "b", true))
+	res := b.results(1)
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, res[2].GetLockAcquire().GetState())
+	b.send(waitCall(3, ids[1], "b", res[2].GetLockAcquire().GetWaiter(), 20*time.Second))
+	time.Sleep(100 * time.Millisecond)
+	_, err := b.conn.Write([]byte{99, 0, 0, 0, 0}) // an unknown frame type
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	require.NoError(t, b.conn.Close())
+	for !metric(t, c.Endpoints()[0], `concord_api_request_duration_seconds_count{method="AcquireWait"} 1`) {
+		require.Less(t, time.Since(start), 5*time.Second, "the wait outlived its client (and the framed stream stays open)")
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.True(t, metric(t, c.Endpoints()[0], `concord_api_open_streams{method="KV/BatchFramed"} 0`))
+}

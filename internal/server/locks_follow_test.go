@@ -1,0 +1,159 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/require"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/client/concurrency"
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+// A Lock.Acquire stream served by a follower that answered GRANTED before
+// applying the grant itself must not take it for ended: it stays open and
+// sends LOST when the grant is force-released.
+func TestAcquireStreamOnAFollowerFollowsItsGrant(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	leader := c.Leader()
+	follower := (leader + 1) % len(c.Members)
+	cl := c.Client()
+	s := session(t, cl, 5*time.Second)
+	lc := concordv1connect.NewLockClient(http.DefaultClient, "http://"+c.Members[follower].Cfg.ListenClient)
+	for i := 0; i < 5; i++ {
+		name := "fl" + string(rune('a'+i))
+		req := &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: name, Kind: client.KindMutex}},
+			Session: s.ID(), Owner: "raw", Wait: true}
+		sctx, cancel := context.WithCancel(ctx)
+		stream, err := lc.Acquire(sctx, connect.NewRequest(req))
+		require.NoError(t, err)
+		require.True(t, stream.Receive(), "%v", stream.Err())
+		require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, stream.Msg().GetState())
+		token := stream.Msg().GetToken()
+		got := make(chan *concordv1.AcquireResponse, 1)
+		go func() {
+			if stream.Receive() {
+				got <- stream.Msg()
+			} else {
+				got <- nil
+			}
+		}()
+		time.Sleep(200 * time.Millisecond)
+		select {
+		case msg := <-got:
+			t.Fatalf("round %d: the stream ended (msg %v, err %v) right after GRANTED, while the grant (token %d) is still held", i, msg, stream.Err(), token)
+		default:
+		}
+		_, err = cl.ForceReleaseLock(ctx, name, token, "operator")
+		require.NoError(t, err)
+		select {
+		case msg := <-got:
+			require.NotNil(t, msg, "round %d: the stream ended without LOST (err %v) although the grant was force-released", i, stream.Err())
+			require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, msg.GetState())
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: no LOST within 5 s", i)
+		}
+		cancel()
+		_ = stream.Close()
+	}
+}
+
+// A member that catches up by installing a snapshot must still push the
+// grants and losses the snapshot carries to the streams it serves.
+// A member cut off while a waiter it serves is granted, and a holder it
+// serves is force-released, catches up from the leader's snapshot: the
+// grant and the loss were never applied one by one there, yet both streams
+// learn them.
+func TestStreamsOnAMemberThatInstallsASnapshotLearnWhatItHolds(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Configure: func(i int, cfg *config.Server) {
+		cfg.Raft.SnapshotThreshold = 64
+		cfg.Raft.SnapshotInterval = 100 * time.Millisecond
+		cfg.Raft.TrailingLogs = 16
+	}})
+	ctx := ctxT(t, 90*time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	f := (leader + 1) % 3
+	cl := c.Client(leader)
+	hs := session(t, cl, 10*time.Second)
+	hw := concurrency.NewMutex(hs, "sw")
+	require.NoError(t, hw.Lock(ctx))
+	hl := concurrency.NewMutex(hs, "sl")
+	require.NoError(t, hl.Lock(ctx))
+
+	ws := session(t, cl, 10*time.Second)
+	lc := concordv1connect.NewLockClient(http.DefaultClient, "http://"+c.Members[f].Cfg.ListenClient)
+	open := func(name, owner string) *connect.ServerStreamForClient[concordv1.AcquireResponse] {
+		stream, err := lc.Acquire(ctx, connect.NewRequest(&concordv1.AcquireRequest{
+			Claims: []*client.LockClaim{{Name: name, Kind: client.KindMutex}}, Session: ws.ID(), Owner: owner, Wait: true}))
+		require.NoError(t, err)
+		require.True(t, stream.Receive(), "%v", stream.Err())
+		require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, stream.Msg().GetState())
+		t.Cleanup(func() { _ = stream.Close() })
+		return stream
+	}
+	a := open("sw", "a") // waits for sw
+	b := open("sl", "b") // waits for sl, granted before the isolation
+	require.NoError(t, hl.Unlock(ctx))
+	require.True(t, b.Receive(), "%v", b.Err())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, b.Msg().GetState())
+	bToken := b.Msg().GetToken()
+
+	next := func(s *connect.ServerStreamForClient[concordv1.AcquireResponse]) chan *concordv1.AcquireResponse {
+		ch := make(chan *concordv1.AcquireResponse, 1)
+		go func() {
+			if s.Receive() {
+				ch <- s.Msg()
+			} else {
+				ch <- nil
+			}
+		}()
+		return ch
+	}
+	aNext, bNext := next(a), next(b)
+
+	c.Isolate(f)
+	require.NoError(t, hw.Unlock(ctx))                           // grants a
+	_, err := cl.ForceReleaseLock(ctx, "sl", bToken, "operator") // b loses sl
+	require.NoError(t, err)
+	for i := 0; i < 400; i++ {
+		_, err := cl.Put(ctx, fmt.Sprintf("s/%03d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		st, err := cl.StatusOf(ctx, c.Members[leader].Cfg.ListenClient)
+		return err == nil && st.GetLastSnapshotIndex() > 200
+	}, 10*time.Second, 50*time.Millisecond, "the leader never compacted its log")
+	c.Heal()
+	c.WaitConverged(20 * time.Second)
+	st, err := c.Client(f).StatusOf(ctx, c.Members[f].Cfg.ListenClient)
+	require.NoError(t, err)
+	require.Greater(t, st.GetLastSnapshotIndex(), uint64(0), "the member should have installed a snapshot")
+	info, _, err := cl.InspectLock(ctx, "sw")
+	require.NoError(t, err)
+	require.Len(t, info.GetHolders(), 1)
+	require.Equal(t, "a", info.GetHolders()[0].GetOwner())
+
+	deadline := time.After(5 * time.Second)
+	var aMsg, bMsg *concordv1.AcquireResponse
+	for aMsg == nil || bMsg == nil {
+		select {
+		case aMsg = <-aNext:
+			require.NotNil(t, aMsg, "a's stream ended: %v", a.Err())
+		case bMsg = <-bNext:
+			require.NotNil(t, bMsg, "b's stream ended: %v", b.Err())
+		case <-deadline:
+			t.Fatalf("after the member installed the snapshot: waiter a granted on the state machine got %v on its stream, force-released b got %v (want GRANTED and LOST)", aMsg, bMsg)
+		}
+	}
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, aMsg.GetState())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, bMsg.GetState())
+}
