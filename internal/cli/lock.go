@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -70,11 +71,11 @@ and concord exits 5.`,
 			if cmd.ArgsLenAtDash() != 1 {
 				return fmt.Errorf("%w: give the lock name, then -- and the command", client.ErrInvalidArgument)
 			}
+			if err := f.check(semaphore); err != nil {
+				return err
+			}
 			claim := &client.LockClaim{Name: args[0], Kind: client.KindMutex}
 			if semaphore {
-				if f.permits < 1 {
-					return fmt.Errorf("%w: --permits (the semaphore's capacity) is required", client.ErrInvalidArgument)
-				}
 				claim = &client.LockClaim{Name: args[0], Kind: client.KindSemaphore, Capacity: f.permits, Permits: f.take}
 			}
 			return runHolding(cmd, g, claim, f, args[1:])
@@ -92,9 +93,55 @@ and concord exits 5.`,
 	return cmd
 }
 
+// check refuses flags that make no sense before anything is contacted.
+func (f holdFlags) check(semaphore bool) error {
+	switch {
+	case f.wait < 0:
+		return fmt.Errorf("%w: --wait %s is negative (0 waits as long as it takes)", client.ErrInvalidArgument, f.wait)
+	case f.hold < 0:
+		return fmt.Errorf("%w: --hold %s is negative (0 holds until the command exits)", client.ErrInvalidArgument, f.hold)
+	case f.grace < 0:
+		return fmt.Errorf("%w: --grace %s is negative", client.ErrInvalidArgument, f.grace)
+	}
+	if semaphore {
+		switch {
+		case f.permits < 1:
+			return fmt.Errorf("%w: --permits (the semaphore's capacity) must be at least 1", client.ErrInvalidArgument)
+		case f.take < 1 || f.take > f.permits:
+			return fmt.Errorf("%w: --take %d is outside [1, --permits %d]", client.ErrInvalidArgument, f.take, f.permits)
+		}
+	}
+	return nil
+}
+
+// interrupted is why a hold ended early: concord itself got a signal.
+type interrupted struct{ sig os.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + i.sig.String() }
+
+// code is the shell's code for a process ended by the signal.
+func (i interrupted) code() int {
+	if s, ok := i.sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 1
+}
+
 func runHolding(cmd *cobra.Command, g *globals, claim *client.LockClaim, f holdFlags, argv []string) error {
-	ctx, stopSignals := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
+	// An interrupt, a termination or a closed terminal (SIGHUP) stops the
+	// wait, or the command, and releases the lock.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancelCause(cmd.Context())
+	defer cancel(nil)
+	go func() {
+		select {
+		case sig := <-sigs:
+			cancel(interrupted{sig})
+		case <-ctx.Done():
+		}
+	}()
 	cl, err := g.client(ctx)
 	if err != nil {
 		return err
@@ -117,10 +164,14 @@ func runHolding(cmd *cobra.Command, g *globals, claim *client.LockClaim, f holdF
 	}
 	grant, err := cl.AcquireLocks(actx, sess, cl.NewOwner(), []*client.LockClaim{claim}, client.AcquireOptions{Wait: true, Hold: f.hold})
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("lock %q not acquired within %s", claim.GetName(), f.wait)
+		var intr interrupted
+		switch {
+		case errors.As(context.Cause(ctx), &intr):
+			return &ExitError{Code: intr.code(), Err: fmt.Errorf("%v while waiting for lock %q", intr, claim.GetName())}
+		case f.wait > 0 && errors.Is(err, context.DeadlineExceeded):
+			return &ExitError{Code: ExitNotAcquired, Err: fmt.Errorf("lock %q not acquired within %s", claim.GetName(), f.wait)}
 		}
-		return &ExitError{Code: ExitNotAcquired, Err: err}
+		return err // bad input, a kind mismatch, no cluster: not a timeout to retry
 	}
 	child := exec.Command(argv[0], argv[1:]...)
 	child.Stdin, child.Stdout, child.Stderr = g.stdin, g.stdout, g.stderr
@@ -128,32 +179,66 @@ func runHolding(cmd *cobra.Command, g *globals, claim *client.LockClaim, f holdF
 		"CONCORD_LOCK_NAME="+claim.GetName(),
 		"CONCORD_LOCK_TOKEN="+strconv.FormatUint(grant.Token, 10),
 		"CONCORD_SESSION_ID="+strconv.FormatInt(sess.ID(), 10))
-	child.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Off a terminal the command gets a process group of its own, so that
+	// losing the lock stops everything it started. On a terminal it stays
+	// in the foreground group: it can read the terminal, and Ctrl-C and
+	// Ctrl-Z reach it and concord alike.
+	group := !isTerminal(g.stdin)
+	child.SysProcAttr = &syscall.SysProcAttr{Setpgid: group}
 	if err := child.Start(); err != nil {
-		_ = grant.Release(context.Background())
-		return &ExitError{Code: 127, Err: err}
+		rctx, rcancel := context.WithTimeout(context.Background(), g.timeout)
+		defer rcancel()
+		_ = grant.Release(rctx)
+		code := 127 // not found
+		if errors.Is(err, os.ErrPermission) {
+			code = 126 // found, not executable
+		}
+		return &ExitError{Code: code, Err: err}
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- child.Wait() }()
-	var lost error
+	var lost, intr error
 	select {
 	case err = <-exited:
 	case <-grant.Lost():
 		lost = context.Cause(grant.Context())
-		err = stopChild(child, exited, f.grace)
+		err = stopChild(child, group, exited, f.grace)
 	case <-ctx.Done():
-		_ = syscall.Kill(-child.Process.Pid, syscall.SIGTERM)
-		err = <-exited
+		intr = context.Cause(ctx)
+		err = stopChild(child, group, exited, f.grace)
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), g.timeout)
-	defer cancel()
+	rctx, rcancel := context.WithTimeout(context.Background(), g.timeout)
+	defer rcancel()
+	if lost == nil {
+		// The command may have finished after the lock was lost, before
+		// concord learned it (a force-release is reported by the next
+		// keep-alive): the release then finds it gone.
+		rerr := grant.Release(rctx)
+		switch {
+		case errors.Is(rerr, client.ErrLockLost) || errors.Is(rerr, client.ErrNotHeld):
+			lost = rerr
+		case rerr != nil:
+			fmt.Fprintln(g.stderr, "Warning: releasing the lock:", rerr)
+		}
+	}
 	if lost != nil {
 		return &ExitError{Code: ExitLockLost, Err: fmt.Errorf("lost lock %q while the command ran: %v", claim.GetName(), lost)}
 	}
-	if rerr := grant.Release(rctx); rerr != nil {
-		fmt.Fprintln(g.stderr, "Warning: releasing the lock:", rerr)
+	var in interrupted
+	if errors.As(intr, &in) {
+		return &ExitError{Code: in.code(), Err: fmt.Errorf("%v: the command was stopped and the lock released", in)}
 	}
 	return exitOf(err)
+}
+
+// isTerminal reports whether r is a terminal.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func sessionLabel(lock string) string {
@@ -161,25 +246,34 @@ func sessionLabel(lock string) string {
 	return fmt.Sprintf("lock-hold %s@%s pid %d", lock, host, os.Getpid())
 }
 
-// stopChild terminates the command's process group: SIGTERM, then SIGKILL
-// after grace.
-func stopChild(child *exec.Cmd, exited <-chan error, grace time.Duration) error {
-	_ = syscall.Kill(-child.Process.Pid, syscall.SIGTERM)
+// stopChild terminates the command (its process group, when it has one):
+// SIGTERM, then SIGKILL after grace.
+func stopChild(child *exec.Cmd, group bool, exited <-chan error, grace time.Duration) error {
+	pid := child.Process.Pid
+	if group {
+		pid = -pid
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
 	select {
 	case err := <-exited:
 		return err
 	case <-time.After(grace):
-		_ = syscall.Kill(-child.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return <-exited
 	}
 }
 
+// exitOf turns the command's end into concord's: its exit code, or for a
+// command ended by a signal the shell's 128+n.
 func exitOf(err error) error {
 	if err == nil {
 		return nil
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return &ExitError{Code: 128 + int(ws.Signal()), Err: fmt.Errorf("the command was killed by %v", ws.Signal())}
+		}
 		return &ExitError{Code: ee.ExitCode()}
 	}
 	return err

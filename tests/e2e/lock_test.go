@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,3 +97,90 @@ const (
 	ExitNotAcquiredForTest = 4
 	ExitLockLostForTest    = 5
 )
+
+// TestLockHoldEndings checks the less happy endings: a command killed by a
+// signal, concord itself interrupted while the command ignores SIGTERM, a
+// lock force-released shortly before the command finished, bad flags.
+func TestLockHoldEndings(t *testing.T) {
+	c := startCluster(t, 1)
+	cl := newClient(t, c.endpoints())
+	eps := "--endpoints=" + strings.Join(c.endpoints(), ",")
+
+	out, code := run(t, "lock", "hold", "sig", eps, "--", "sh", "-c", "kill -9 $$")
+	require.Equal(t, 128+9, code, "a command killed by SIGKILL ends like it does in a shell: %s", out)
+	require.Contains(t, out, "killed")
+
+	// Interrupted while the command runs and ignores SIGTERM: SIGKILL
+	// after --grace, the lock released, the code of concord's signal.
+	hold := exec.Command(binary, "lock", "hold", "intr", eps, "--grace", "500ms", "--", "sh", "-c", `trap "" TERM; sleep 30`)
+	require.NoError(t, hold.Start())
+	t.Cleanup(func() { _ = hold.Process.Kill() })
+	waitHeld(t, eps, "intr")
+	require.NoError(t, hold.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- hold.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee)
+		require.Equal(t, 128+int(syscall.SIGTERM), ee.ExitCode())
+	case <-time.After(10 * time.Second):
+		t.Fatal("concord did not end 10 s after SIGTERM: it waits for a command that ignores SIGTERM")
+	}
+	info, _, err := cl.InspectLock(t.Context(), "intr")
+	require.NoError(t, err)
+	require.Empty(t, info.GetHolders(), "the lock is released")
+
+	// Force-released while the command runs; it finishes before the next
+	// keep-alive would tell concord (TTL 9 s: every 3 s).
+	late := exec.Command(binary, "lock", "hold", "late", eps, "--ttl", "9s", "--", "sleep", "1.5")
+	var lateOut strings.Builder
+	late.Stdout, late.Stderr = &lateOut, &lateOut
+	require.NoError(t, late.Start())
+	waitHeld(t, eps, "late")
+	out, code = run(t, "lock", "release", "late", eps, "--force", "--reason", "test")
+	require.Equal(t, 0, code, out)
+	err = late.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, lateOut.String())
+	require.Equal(t, ExitLockLostForTest, ee.ExitCode(), "the lock was lost while the command ran: %s", lateOut.String())
+
+	// Interrupted while waiting: the code of the signal, not 4.
+	holder := exec.Command(binary, "lock", "hold", "busy", eps, "--", "sleep", "30")
+	require.NoError(t, holder.Start())
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	waitHeld(t, eps, "busy")
+	waiter := exec.Command(binary, "lock", "hold", "busy", eps, "--", "true")
+	require.NoError(t, waiter.Start())
+	require.Eventually(t, func() bool {
+		info, _, err := cl.InspectLock(t.Context(), "busy")
+		return err == nil && len(info.GetWaiters()) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, waiter.Process.Signal(os.Interrupt))
+	err = waiter.Wait()
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, 128+int(syscall.SIGINT), ee.ExitCode())
+
+	// Bad flags are refused before anything runs, and are not "not
+	// acquired in time" (4), which a script would retry.
+	for _, args := range [][]string{
+		{"sem", "hold", "s", eps, "--permits", "2", "--take", "3", "--", "true"},
+		{"sem", "hold", "s", eps, "--permits", "2", "--take", "0", "--", "true"},
+		{"sem", "hold", "s", eps, "--permits", "-2", "--", "true"},
+		{"lock", "hold", "m", eps, "--wait", "-1s", "--", "true"},
+		{"lock", "hold", "m", eps, "--grace", "-1s", "--", "true"},
+		{"lock", "hold", "m", eps, "--hold", "-1s", "--", "true"},
+	} {
+		out, code := run(t, args...)
+		require.Equal(t, 1, code, "%v: %s", args, out)
+		require.Contains(t, out, "invalid argument", "%v", args)
+	}
+}
+
+func waitHeld(t *testing.T, eps, name string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		out, _ := run(t, "lock", "inspect", name, eps, "--json")
+		return strings.Contains(out, `"token"`)
+	}, 10*time.Second, 50*time.Millisecond)
+}
