@@ -84,6 +84,11 @@ type Client struct {
 
 	idsMu  sync.Mutex
 	idTags map[string]*idCoalescer // NextIDs coalescers by tag
+
+	// abandons are the acquires given up on that the SDK is taking back,
+	// by session and owner (see abandon).
+	abandonMu sync.Mutex
+	abandons  map[abandonKey]chan struct{}
 }
 
 type endpoint struct {
@@ -223,15 +228,17 @@ func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.
 }
 
 // Close stops the client's background work (keep-alives, watches). Sessions
-// are not revoked: they expire on the server unless closed first.
+// are not revoked: they expire on the server unless closed first. No longer
+// kept alive, they end at once, with an error wrapping ErrClosed, and so do
+// the grants they hold (ErrLockLost). A queued acquire, and a call that
+// would retry, end with ErrClosed.
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
 	c.cancel()
-	if c.ka != nil {
-		c.ka.wait()
-	}
+	// Through kaOnce, so that a session created meanwhile is ended too.
+	c.keepAliver().wait()
 	c.httpc.CloseIdleConnections()
 	return nil
 }
@@ -396,6 +403,9 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	if err := ctx.Err(); err != nil {
+		return err // nothing is sent
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.RetryTimeout)
@@ -409,6 +419,9 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if c.ctx.Err() != nil {
+			return ErrClosed // the attempt failed because the client closed
 		}
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			// This member did not answer in time: its outcome is unknown.
@@ -430,6 +443,8 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		select {
 		case <-ctx.Done():
 			return err
+		case <-c.ctx.Done():
+			return ErrClosed
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,22 +50,30 @@ type AcquireOptions struct {
 	Hold time.Duration
 	// OnQueued, if set, is told the waiter's place in the queue.
 	OnQueued func(position int64)
+	// Converts, if set, is the grant of the same owner that this acquire
+	// converts in place (a read-write upgrade or downgrade). A conversion
+	// answered with that grant's token (a downgrade) keeps the grant, and
+	// the hold clock the server started for it: the new Grant keeps its
+	// hold deadline. A new token (an upgrade) is a new grant, timed anew.
+	Converts *Grant
 }
 
 // Grant is a held lock. Its Context is cancelled, with ErrLockLost wrapping
 // the reason as its cause, the moment the grant can no longer be trusted:
-// the session is lost, the hold time ends, or the server reports the grant
-// gone. Release cancels it too, with ErrNotHeld.
+// the session is lost or no longer kept alive (Client.Close), the hold time
+// ends, or the server reports the grant gone. Release cancels it too, with
+// ErrNotHeld.
 type Grant struct {
-	Token  uint64
-	Names  []string
-	owner  string
-	sess   *Session
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	stop   context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	Token uint64
+	Names []string
+	owner string
+	sess  *Session
+	// holdEnd is when the SDK counts the hold time over (see
+	// holdDeadline); zero without one.
+	holdEnd time.Time
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	done    chan struct{}
 }
 
 // Context returns the grant's context.
@@ -85,10 +92,16 @@ func (g *Grant) Err() error {
 
 func (g *Grant) lose(err error) { g.cancel(err) }
 
+// sessionEnded loses the grant to the end of its session.
+func (g *Grant) sessionEnded() {
+	g.lose(fmt.Errorf("%w: %s: session %d ended: %w", ErrLockLost, namesOf(g.Names), g.sess.ID(), g.sess.Err()))
+}
+
 // AcquireLocks acquires the claimed locks for owner within session: one
 // lock, or several mutexes atomically (all or none). With opts.Wait it waits
 // in the locks' FIFO queues, across member failures, until granted or ctx
-// ends (then the wait is cancelled).
+// ends (then the wait is cancelled). An acquire the caller gave up on is
+// taken back in the background; the owner's next acquire waits for that.
 //
 // The acquire goes out on the member's KV.Batch stream, like a put, and is
 // answered at once; only a request that has to wait opens a Lock.Acquire
@@ -99,21 +112,35 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 	if err := sess.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSessionExpired, err)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // nothing is sent, nothing to take back
+	}
+	if err := c.awaitAbandoned(ctx, sess.ID(), owner); err != nil {
+		return nil, err
+	}
 	req := &concordv1.AcquireRequest{Claims: claims, Session: sess.ID(), Owner: owner, Wait: opts.Wait,
 		HoldMs: opts.Hold.Milliseconds(), Meta: c.meta()}
 	sent := time.Now()
 	resp, err := c.acquireNow(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) {
-			// The acquire may have been applied: take it back.
-			c.abandon(sess, owner, 0, claims, req)
+			// The acquire may have been applied: take it back. A
+			// conversion taken back ends the grant it converted.
+			c.abandon(sess, owner, claims, req, 0, 0)
+			if g := opts.Converts; g != nil {
+				g.lose(fmt.Errorf("%w: %s (token %d): its conversion was given up, its outcome unknown, and the lock is taken back",
+					ErrLockLost, namesOf(g.Names), g.Token))
+			}
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, err
 	}
-	if g, done, err := c.settle(sess, owner, claims, req, resp, opts, sent); done {
+	// A grant this acquire made carries its index as its token (the
+	// answer's revision); another is one the owner held already.
+	fresh := resp.GetToken() == resp.GetHeader().GetRevision()
+	if g, done, err := c.settle(sess, owner, claims, resp, opts, sent, fresh); done {
 		return g, err
 	}
 	if resp.GetState() != concordv1.AcquireState_ACQUIRE_STATE_QUEUED {
@@ -191,7 +218,8 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 			resp, err = c.waitStream(ctx, ep, follow)
 		}
 		if err == nil && resp != nil {
-			if g, done, err := c.settle(sess, owner, claims, req, resp, opts, sent); done {
+			// The waiter's grant: made after it queued.
+			if g, done, err := c.settle(sess, owner, claims, resp, opts, sent, true); done {
 				return g, err
 			}
 			if resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_QUEUED && batched && ctx.Err() == nil {
@@ -200,31 +228,41 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 			}
 		}
 		if ctx.Err() != nil {
-			c.abandon(sess, owner, follow.GetResumeWaiter(), claims, req)
+			c.abandon(sess, owner, claims, req, follow.GetResumeWaiter(), 0)
 			return nil, ctx.Err()
+		}
+		if c.ctx.Err() != nil {
+			// The client closed under the call: nothing can follow the
+			// wait any more, nor keep its session alive. The server
+			// cancels the wait when the session expires.
+			return nil, ErrClosed
 		}
 		err = fromWire(err)
 		if err != nil && !retryable(err, true) {
-			c.abandon(sess, owner, follow.GetResumeWaiter(), claims, req)
+			c.abandon(sess, owner, claims, req, follow.GetResumeWaiter(), 0)
 			return nil, err
 		}
 		c.failover(ep)
 		select {
 		case <-ctx.Done():
-			c.abandon(sess, owner, follow.GetResumeWaiter(), claims, req)
+			c.abandon(sess, owner, claims, req, follow.GetResumeWaiter(), 0)
 			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, ErrClosed
 		case <-time.After(backoff):
 		}
 	}
 }
 
 // settle turns a final answer to an acquire (GRANTED, NOT_ACQUIRED, LOST)
-// into its outcome; done is false for any other.
-func (c *Client) settle(sess *Session, owner string, claims []*LockClaim, req *concordv1.AcquireRequest,
-	resp *concordv1.AcquireResponse, opts AcquireOptions, sent time.Time) (g *Grant, done bool, err error) {
+// into its outcome; done is false for any other. fresh tells that a grant
+// was made after the acquire was sent, rather than held by the owner
+// already.
+func (c *Client) settle(sess *Session, owner string, claims []*LockClaim,
+	resp *concordv1.AcquireResponse, opts AcquireOptions, sent time.Time, fresh bool) (g *Grant, done bool, err error) {
 	switch resp.GetState() {
 	case concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
-		g, err = c.granted(sess, owner, claims, req, resp.GetToken(), opts, sent)
+		g, err = c.granted(sess, owner, claims, resp.GetToken(), opts, sent, fresh)
 		return g, true, err
 	case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED:
 		return nil, true, fmt.Errorf("%w: %s", ErrLocked, claimNames(claims))
@@ -283,16 +321,62 @@ func (c *Client) waitStream(ctx context.Context, ep *endpoint, follow *concordv1
 	return nil, stream.Err()
 }
 
-// granted turns a grant the server answered into a Grant, unless the
-// session ended while the answer was on its way.
-func (c *Client) granted(sess *Session, owner string, claims []*LockClaim, req *concordv1.AcquireRequest,
-	token uint64, opts AcquireOptions, sent time.Time) (*Grant, error) {
+// granted turns a grant the server answered into a Grant, unless it is
+// over by the SDK's count: its session ended while the answer was on its
+// way, or its hold time did, or the SDK cannot count it. Such a grant is
+// not handed out with a cancelled Context: Lock fails instead.
+func (c *Client) granted(sess *Session, owner string, claims []*LockClaim,
+	token uint64, opts AcquireOptions, sent time.Time, fresh bool) (*Grant, error) {
 	if err := sess.Err(); err != nil {
 		// The lock is not held for long: do not hand it out.
-		c.abandon(sess, owner, 0, claims, req)
+		c.abandon(sess, owner, claims, nil, 0, token)
 		return nil, fmt.Errorf("%w: %v", ErrSessionExpired, err)
 	}
-	return c.watchGrant(sess, owner, claims, token, opts, sent), nil
+	holdEnd, known := holdDeadline(token, opts, sent, fresh)
+	if !known {
+		// Not made for this acquire, the grant may be in use under an
+		// earlier Grant of the owner: it is left to its hold time.
+		return nil, fmt.Errorf("%w: %s: the owner held this grant (token %d) before the acquire, and its hold time of %s "+
+			"runs from then: the SDK cannot vouch for any of it", ErrLockLost, claimNames(claims), token, opts.Hold)
+	}
+	if !holdEnd.IsZero() && !time.Now().Before(holdEnd) {
+		// Made for this acquire, nobody else uses it: give it back.
+		c.abandon(sess, owner, claims, nil, 0, token)
+		return nil, fmt.Errorf("%w: %s: granted %s after the acquire was sent, past its hold time of %s: the SDK counts the hold "+
+			"from the acquire, the last moment it knows to precede the grant, so it cannot vouch for any of it and gave the grant back",
+			ErrLockLost, claimNames(claims), time.Since(sent).Round(time.Millisecond), opts.Hold)
+	}
+	return c.watchGrant(sess, owner, claims, token, opts.Hold, holdEnd), nil
+}
+
+// holdDeadline is when the SDK counts a grant's hold time over: zero
+// without one; known is false when it cannot count it.
+//
+// The grant's Context must never outlive the server's grant, and the
+// leader starts the hold clock when it applies the grant (a new leader
+// starts it afresh, which only lengthens it). The SDK cannot see that
+// moment. The last one it knows to precede it is sent, when it sent the
+// acquire, provided the grant was made for this acquire (fresh): a grant
+// the owner held already started its clock earlier, at a moment the SDK
+// does not know, unless it is the grant being converted (a downgrade keeps
+// the grant, its token, and the clock the leader started for it).
+//
+// For a grant that queued, sent is early by the whole wait, and nothing
+// the server answers tells more: a lock_wait answer (or a Lock.Acquire
+// stream's) may be produced at any moment of its call, even for a grant
+// applied before the call was sent, so no later moment of the SDK's is
+// known to precede the grant. A grant that queued for longer than its hold
+// time is therefore not handed out (see granted).
+func holdDeadline(token uint64, opts AcquireOptions, sent time.Time, fresh bool) (end time.Time, known bool) {
+	switch {
+	case opts.Converts != nil && opts.Converts.Token == token:
+		return opts.Converts.holdEnd, true
+	case opts.Hold <= 0:
+		return time.Time{}, true
+	case !fresh:
+		return time.Time{}, false
+	}
+	return sent.Add(opts.Hold), true
 }
 
 func claimNames(claims []*LockClaim) string {
@@ -310,71 +394,128 @@ func namesOf(names []string) string {
 	return fmt.Sprintf("%q", names)
 }
 
-// abandon takes back an acquire the caller gave up on, in the background,
-// retrying for a while, so that an abandoned request never holds a lock
-// nobody uses. A known waiter is cancelled. Otherwise the same request is
-// sent again: the server answers a repeated request ID with the first
-// outcome, so the answer says whether it was queued (then cancelled) or
-// granted (then released).
-func (c *Client) abandon(sess *Session, owner string, waiter uint64, claims []*LockClaim, req *concordv1.AcquireRequest) {
+// abandonKey names the owner of an acquire being taken back.
+type abandonKey struct {
+	session int64
+	owner   string
+}
+
+// abandon takes back, in the background and retrying for a while, an
+// acquire the caller gave up on (its ctx ended, its outcome is unknown, or
+// its grant cannot be handed out), so that an abandoned request never holds
+// a lock nobody uses. A grant whose token is known is released under it, a
+// known waiter is cancelled. Otherwise the same request is sent again: the
+// server answers a repeated request ID with the first outcome, so the
+// answer says whether it was queued (then cancelled) or granted (then
+// released).
+//
+// The server answers an owner's acquire with the grant or the waiter that
+// owner already has (acquiring again is idempotent), so an acquire of the
+// owner sent while the take-back runs would be answered with what is being
+// taken back, and lose it. The owner's next acquire therefore waits until
+// the take-back is over (awaitAbandoned): an owner never runs the two at
+// once, whichever handle or goroutine sends them, and keeps its identity.
+// Take-backs of one owner run one after the other.
+func (c *Client) abandon(sess *Session, owner string, claims []*LockClaim, req *concordv1.AcquireRequest, waiter, token uint64) {
 	names := make([]string, len(claims))
 	for i, cl := range claims {
 		names[i] = cl.GetName()
 	}
+	key := abandonKey{sess.ID(), owner}
+	done := make(chan struct{})
+	c.abandonMu.Lock()
+	if c.abandons == nil {
+		c.abandons = map[abandonKey]chan struct{}{}
+	}
+	prev := c.abandons[key]
+	c.abandons[key] = done
+	c.abandonMu.Unlock()
 	go func() {
-		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.RetryTimeout)
-		defer cancel()
-		if waiter == 0 && req != nil {
-			resp, err := c.acquireNow(ctx, req)
-			switch {
-			case err != nil:
-			case resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
-				waiter = resp.GetWaiter()
-			case resp.GetState() != concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
-				return // nothing was taken
+		defer func() {
+			c.abandonMu.Lock()
+			if c.abandons[key] == done {
+				delete(c.abandons, key)
 			}
+			c.abandonMu.Unlock()
+			close(done)
+		}()
+		if prev != nil {
+			<-prev
 		}
-		if waiter != 0 {
-			err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-				_, err := ep.lock.Cancel(ctx, connect.NewRequest(&concordv1.CancelWaitRequest{Waiter: waiter, Session: sess.ID(), Owner: owner, Meta: c.meta()}))
-				return err
-			})
-			if err == nil || errors.Is(err, ErrSessionExpired) {
-				return
-			}
-		}
-		_ = c.ReleaseLocks(ctx, sess, owner, names, 0)
+		c.takeBack(sess, owner, names, req, waiter, token)
 	}()
+}
+
+func (c *Client) takeBack(sess *Session, owner string, names []string, req *concordv1.AcquireRequest, waiter, token uint64) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.RetryTimeout)
+	defer cancel()
+	if token == 0 && waiter == 0 && req != nil {
+		resp, err := c.acquireNow(ctx, req)
+		switch {
+		case err != nil:
+		case resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_QUEUED:
+			waiter = resp.GetWaiter()
+		case resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_GRANTED:
+			token = resp.GetToken()
+		default:
+			return // nothing was taken
+		}
+	}
+	if token == 0 && waiter != 0 {
+		err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+			_, err := ep.lock.Cancel(ctx, connect.NewRequest(&concordv1.CancelWaitRequest{Waiter: waiter, Session: sess.ID(), Owner: owner, Meta: c.meta()}))
+			return err
+		})
+		if err == nil || errors.Is(err, ErrSessionExpired) {
+			return
+		}
+		// Granted meanwhile, or gone: release whatever the owner holds.
+	}
+	_ = c.ReleaseLocks(ctx, sess, owner, names, token)
+}
+
+// awaitAbandoned waits until the SDK has taken back the abandoned acquires
+// of owner in session (see abandon), or ctx ends.
+func (c *Client) awaitAbandoned(ctx context.Context, session int64, owner string) error {
+	c.abandonMu.Lock()
+	done := c.abandons[abandonKey{session, owner}]
+	c.abandonMu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // watchGrant starts watching a grant: for the session's end, the hold
 // time, and the server's word (through the session's keep-alives) that it
-// ended.
-func (c *Client) watchGrant(sess *Session, owner string, claims []*LockClaim, token uint64, opts AcquireOptions, sent time.Time) *Grant {
+// ended. The watch ends with the grant: lost, released or detached.
+func (c *Client) watchGrant(sess *Session, owner string, claims []*LockClaim, token uint64, hold time.Duration, holdEnd time.Time) *Grant {
 	names := make([]string, len(claims))
 	for i, cl := range claims {
 		names[i] = cl.GetName()
 	}
-	g := &Grant{Token: token, Names: names, owner: owner, sess: sess, done: make(chan struct{})}
+	g := &Grant{Token: token, Names: names, owner: owner, sess: sess, holdEnd: holdEnd, done: make(chan struct{})}
 	g.ctx, g.cancel = context.WithCancelCause(context.Background())
-	watchCtx, stopWatch := context.WithCancel(c.ctx)
-	g.stop = func() { stopWatch(); sess.untrack(g) }
 	sess.track(g)
 	go func() {
 		defer close(g.done)
-		var hold <-chan time.Time
-		if opts.Hold > 0 {
-			t := time.NewTimer(time.Until(sent.Add(opts.Hold)))
+		var holdOver <-chan time.Time
+		if !holdEnd.IsZero() {
+			t := time.NewTimer(time.Until(holdEnd))
 			defer t.Stop()
-			hold = t.C
+			holdOver = t.C
 		}
 		select {
 		case <-sess.Done():
-			g.lose(fmt.Errorf("%w: %s: session %d ended: %v", ErrLockLost, claimNames(claims), sess.ID(), sess.Err()))
-		case <-hold:
-			g.lose(fmt.Errorf("%w: %s: hold time of %s ended", ErrLockLost, claimNames(claims), opts.Hold))
+			g.sessionEnded()
+		case <-holdOver:
+			g.lose(fmt.Errorf("%w: %s: hold time of %s ended", ErrLockLost, namesOf(names), hold))
 		case <-g.ctx.Done():
-		case <-watchCtx.Done():
 		}
 		sess.untrack(g)
 	}()
@@ -385,22 +526,26 @@ func (c *Client) watchGrant(sess *Session, owner string, claims []*LockClaim, to
 // Context. It is used when the server converts a grant in place (a
 // read-write upgrade or downgrade), which the new grant then follows.
 func (g *Grant) Detach() {
-	g.once.Do(func() {
-		g.stop()
-		g.cancel(fmt.Errorf("%w: converted", ErrNotHeld))
-	})
+	g.sess.untrack(g)
+	g.cancel(fmt.Errorf("%w: converted", ErrNotHeld))
 }
 
-// Release releases the grant and stops watching it.
+// Release releases the grant and stops watching it. When the release fails
+// short of the server's word (ctx ended, the cluster unreachable, the
+// outcome unknown), the server may still hold the grant: it stays watched
+// and its Context live, and Release may be called again.
 func (g *Grant) Release(ctx context.Context) error {
-	g.sess.untrack(g) // a keep-alive must not take this release for a loss
+	// A keep-alive answered once the release applied names the token as
+	// ended: untracked meanwhile, the grant is not taken for lost.
+	g.sess.untrack(g)
 	err := g.sess.c.ReleaseLocks(ctx, g.sess, g.owner, g.Names, g.Token)
-	g.once.Do(func() {
-		g.stop()
-		g.cancel(fmt.Errorf("%w: released", ErrNotHeld))
-	})
-	if err != nil && g.ctx.Err() != nil && errors.Is(context.Cause(g.ctx), ErrLockLost) {
-		return fmt.Errorf("%w: %v", ErrLockLost, context.Cause(g.ctx))
+	if err != nil && !errors.Is(err, ErrNotHeld) && g.ctx.Err() == nil {
+		g.sess.track(g)
+		return err
+	}
+	g.cancel(fmt.Errorf("%w: released", ErrNotHeld))
+	if err != nil && errors.Is(context.Cause(g.ctx), ErrLockLost) {
+		return context.Cause(g.ctx)
 	}
 	return err
 }

@@ -34,8 +34,8 @@ func WithName(n string) SessionOption { return func(o *sessionOptions) { o.name 
 // Session is a lease kept alive in the background. Keys, locks and other
 // holds bound to it end when it ends. Done is closed the moment the SDK can
 // no longer be sure the session lives: when the server reports it expired,
-// or when a full TTL has passed since the last keep-alive the leader
-// confirmed.
+// when a full TTL has passed since the last keep-alive the leader
+// confirmed, or when its client is closed (nothing keeps it alive then).
 type Session struct {
 	c   *Client
 	id  int64
@@ -43,8 +43,12 @@ type Session struct {
 
 	mu       sync.Mutex
 	deadline time.Time // sent time of the last confirmed keep-alive + TTL
-	done     chan struct{}
-	err      error
+	// expiry fires at the deadline, whatever the keep-alive stream is doing
+	// (open, broken, backing off, looking for the leader): see
+	// checkDeadline.
+	expiry *time.Timer
+	done   chan struct{}
+	err    error
 	// grants are the held grants by token, judged by keep-alives. Grants
 	// made by one command share its index as their token, so a token may
 	// name several.
@@ -54,9 +58,14 @@ type Session struct {
 // maxJudgedGrants bounds the tokens one keep-alive carries.
 const maxJudgedGrants = 1024
 
+// track has keep-alives judge g. A grant that ended, or a session that did,
+// is not tracked: the grant's watch has told it, or will.
 func (s *Session) track(g *Grant) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.err != nil || g.ctx.Err() != nil {
+		return
+	}
 	if s.grants == nil {
 		s.grants = make(map[uint64][]*Grant)
 	}
@@ -122,9 +131,32 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	}
 	c.observe(resp.GetHeader())
 	s := &Session{c: c, id: resp.GetId(), ttl: time.Duration(resp.GetTtlMs()) * time.Millisecond, done: make(chan struct{})}
+	s.mu.Lock()
 	s.deadline = sent.Add(s.ttl)
+	s.expiry = time.AfterFunc(time.Until(s.deadline), s.checkDeadline)
+	s.mu.Unlock()
 	c.keepAliver().add(s)
 	return s, nil
+}
+
+// checkDeadline ends the session once its deadline has passed without a
+// confirmed keep-alive: from then on the server may have expired it, and
+// granted its locks to others. Confirmed keep-alives only move the deadline
+// later, so the timer, armed for an earlier one, arms itself again.
+func (s *Session) checkDeadline() {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	if left := time.Until(s.deadline); left > 0 {
+		s.expiry.Reset(left)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.c.keepAliver().remove(s)
+	s.end(fmt.Errorf("%w: no keep-alive confirmed within its TTL of %s", ErrSessionExpired, s.ttl))
 }
 
 // ID returns the session's ID.
@@ -140,7 +172,7 @@ func (s *Session) TTL() time.Duration { return s.ttl }
 func (s *Session) Done() <-chan struct{} { return s.done }
 
 // Err returns why the session ended: ErrSessionExpired when lost, ErrClosed
-// after Close, nil while it lives.
+// after Close (of the session or of its client), nil while it lives.
 func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -154,14 +186,26 @@ func (s *Session) Deadline() time.Time {
 	return s.deadline
 }
 
+// end ends the session with err and, at once, the grants it holds.
 func (s *Session) end(err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.err != nil {
+		s.mu.Unlock()
 		return
 	}
 	s.err = err
 	close(s.done)
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	grants := s.grants
+	s.grants = nil
+	s.mu.Unlock()
+	for _, gs := range grants {
+		for _, g := range gs {
+			g.sessionEnded()
+		}
+	}
 }
 
 func (s *Session) confirmed(sent time.Time, ttl time.Duration) {
@@ -264,6 +308,7 @@ type keepAliver struct {
 	c        *Client
 	mu       sync.Mutex
 	sessions map[int64]*Session
+	closed   bool // the client was closed: no session is kept alive
 	wake     chan struct{}
 	stopped  chan struct{}
 }
@@ -278,6 +323,11 @@ func (c *Client) keepAliver() *keepAliver {
 
 func (k *keepAliver) add(s *Session) {
 	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		s.end(k.closedErr(s))
+		return
+	}
 	k.sessions[s.id] = s
 	k.mu.Unlock()
 	select {
@@ -304,20 +354,26 @@ func (k *keepAliver) snapshot() []*Session {
 	return out
 }
 
-// expireLost ends sessions whose deadline has passed without a confirmed
-// keep-alive: from then on the server may have expired them.
-func (k *keepAliver) expireLost() {
-	now := time.Now()
-	for _, s := range k.snapshot() {
-		if now.After(s.Deadline()) {
-			k.remove(s)
-			s.end(fmt.Errorf("%w: no keep-alive confirmed within its TTL of %s", ErrSessionExpired, s.ttl))
-		}
+func (k *keepAliver) closedErr(s *Session) error {
+	return fmt.Errorf("%w: session %d is no longer kept alive (the server expires it after its TTL of %s)", ErrClosed, s.id, s.ttl)
+}
+
+// stop ends every session once the client is closed: none is kept alive
+// any more, so none can be trusted, nor the grants it holds.
+func (k *keepAliver) stop() {
+	k.mu.Lock()
+	k.closed = true
+	sessions := k.sessions
+	k.sessions = map[int64]*Session{}
+	k.mu.Unlock()
+	for _, s := range sessions {
+		s.end(k.closedErr(s))
 	}
 }
 
 func (k *keepAliver) run() {
 	defer close(k.stopped)
+	defer k.stop()
 	ctx := k.c.ctx
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
@@ -331,7 +387,6 @@ func (k *keepAliver) run() {
 		}
 		ep := k.c.pick()
 		err := k.stream(ctx, ep)
-		k.expireLost()
 		if ctx.Err() != nil {
 			return
 		}
@@ -420,7 +475,6 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 				return <-recvErr
 			}
 		}
-		k.expireLost()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -48,6 +48,15 @@ func apply(opts []Option) options {
 
 // handle is the shared machinery of the lock types: one owner identity, a
 // reentrancy count, and the current grant.
+//
+// Its calls to the cluster (an acquire, which may wait in a queue for long,
+// a release, a conversion) run without h.mu held, so that Token, Context
+// and Lost answer at once, and another goroutine's call on the handle can
+// give up when its own ctx ends. That call still waits for the one in
+// flight (busy) before it starts: its outcome depends on that one's (a
+// Lock counts one more hold of the grant the Lock in flight takes), and the
+// server answers an owner's acquire with what the owner already has, so
+// the handle never sends two at once.
 type handle struct {
 	sess   *client.Session
 	owner  string
@@ -57,43 +66,103 @@ type handle struct {
 	mu    sync.Mutex
 	count int
 	grant *client.Grant
+	// busy is closed when the call in flight ends; nil when none is.
+	busy chan struct{}
 }
 
 func newHandle(s *client.Session, claims []*client.LockClaim, opts []Option) *handle {
 	return &handle{sess: s, owner: s.Client().NewOwner(), opts: apply(opts), claims: claims}
 }
 
-func (h *handle) acquire(ctx context.Context, wait bool) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.count > 0 {
-		if h.grant.Err() != nil {
-			return fmt.Errorf("%w: %v", client.ErrLockLost, h.grant.Err())
+// lock locks h.mu once no call of the handle is in flight, unless ctx ends
+// first.
+func (h *handle) lock(ctx context.Context) error {
+	for {
+		h.mu.Lock()
+		busy := h.busy
+		if busy == nil {
+			return nil
 		}
-		h.count++
-		return nil
+		h.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	g, err := h.sess.Client().AcquireLocks(ctx, h.sess, h.owner, h.claims, client.AcquireOptions{Wait: wait, Hold: h.opts.hold})
-	if err != nil {
-		return err
-	}
-	h.grant, h.count = g, 1
-	return nil
 }
 
+// begin marks a call in flight and unlocks h.mu for its duration; the
+// function it returns locks h.mu again and ends the call.
+func (h *handle) begin() (end func()) {
+	busy := make(chan struct{})
+	h.busy = busy
+	h.mu.Unlock()
+	return func() {
+		h.mu.Lock()
+		h.busy = nil
+		close(busy)
+	}
+}
+
+// acquire takes the handle's locks, or counts one more hold of them. It
+// returns the grant. converts is the grant this acquire converts in place,
+// if it does.
+func (h *handle) acquire(ctx context.Context, wait bool, converts *client.Grant) (*client.Grant, error) {
+	if err := h.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer h.mu.Unlock()
+	if h.count > 0 {
+		if err := h.grant.Err(); err != nil {
+			return nil, fmt.Errorf("%w: %v", client.ErrLockLost, err)
+		}
+		h.count++
+		return h.grant, nil
+	}
+	end := h.begin()
+	g, err := h.sess.Client().AcquireLocks(ctx, h.sess, h.owner, h.claims,
+		client.AcquireOptions{Wait: wait, Hold: h.opts.hold, Converts: converts})
+	end()
+	if err != nil {
+		return nil, err
+	}
+	h.grant, h.count = g, 1
+	return g, nil
+}
+
+// release gives one hold back; the last one releases the grant. A release
+// that fails short of the server's word keeps the grant (see
+// client.Grant.Release): the handle still holds it, and a later release
+// ends it.
 func (h *handle) release(ctx context.Context) error {
-	h.mu.Lock()
+	if err := h.lock(ctx); err != nil {
+		return err
+	}
 	defer h.mu.Unlock()
 	if h.count == 0 {
 		return fmt.Errorf("%w: this handle does not hold %s", client.ErrNotHeld, h.claims[0].GetName())
 	}
-	h.count--
-	if h.count > 0 {
+	if h.count > 1 {
+		h.count--
 		return nil
 	}
 	g := h.grant
-	h.grant = nil
-	return g.Release(ctx)
+	end := h.begin()
+	err := g.Release(ctx)
+	end()
+	if err != nil && g.Err() == nil {
+		return err
+	}
+	h.grant, h.count = nil, 0
+	return err
+}
+
+// held reports whether the handle holds its locks (or is converting them).
+func (h *handle) held() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.count > 0
 }
 
 func (h *handle) token() uint64 {
@@ -130,11 +199,17 @@ func NewMutex(s *client.Session, name string, opts ...Option) *Mutex {
 
 // Lock waits in the queue until the mutex is granted or ctx ends. Locking a
 // handle that already holds it only counts.
-func (m *Mutex) Lock(ctx context.Context) error { return m.h.acquire(ctx, true) }
+func (m *Mutex) Lock(ctx context.Context) error {
+	_, err := m.h.acquire(ctx, true, nil)
+	return err
+}
 
 // TryLock takes the mutex if it is free and nobody queues, and reports
 // whether it did.
-func (m *Mutex) TryLock(ctx context.Context) (bool, error) { return try(m.h.acquire(ctx, false)) }
+func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
+	_, err := m.h.acquire(ctx, false, nil)
+	return try(err)
+}
 
 // Unlock releases one level of the handle's hold; the last one releases the
 // mutex (and the next waiter is granted at once).
@@ -184,19 +259,14 @@ func NewRWMutex(s *client.Session, name string, opts ...Option) *RWMutex {
 	return rw
 }
 
-func (rw *RWMutex) holding(h *handle) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.count > 0
-}
-
 // RLock takes a read lock. While this handle holds the write lock it fails
 // with ErrWouldDeadlock: use Downgrade.
 func (rw *RWMutex) RLock(ctx context.Context) error {
-	if rw.holding(rw.write) {
+	if rw.write.held() {
 		return fmt.Errorf("%w: this handle holds the write lock; Downgrade instead", client.ErrWouldDeadlock)
 	}
-	return rw.read.acquire(ctx, true)
+	_, err := rw.read.acquire(ctx, true, nil)
+	return err
 }
 
 // RUnlock releases a read lock.
@@ -205,18 +275,20 @@ func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.read.release(c
 // Lock takes the write lock. While this handle holds a read lock it fails
 // with ErrWouldDeadlock (it would wait for itself): use Upgrade.
 func (rw *RWMutex) Lock(ctx context.Context) error {
-	if rw.holding(rw.read) {
+	if rw.read.held() {
 		return fmt.Errorf("%w: this handle holds a read lock; Upgrade instead", client.ErrWouldDeadlock)
 	}
-	return rw.write.acquire(ctx, true)
+	_, err := rw.write.acquire(ctx, true, nil)
+	return err
 }
 
 // TryLock takes the write lock if it is free.
 func (rw *RWMutex) TryLock(ctx context.Context) (bool, error) {
-	if rw.holding(rw.read) {
+	if rw.read.held() {
 		return false, fmt.Errorf("%w: this handle holds a read lock; Upgrade instead", client.ErrWouldDeadlock)
 	}
-	return try(rw.write.acquire(ctx, false))
+	_, err := rw.write.acquire(ctx, false, nil)
+	return try(err)
 }
 
 // Unlock releases the write lock.
@@ -225,15 +297,24 @@ func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.write.release(c
 // convert moves the grant of from into to through the server's in-place
 // conversion.
 func (rw *RWMutex) convert(ctx context.Context, from, to *handle) error {
-	from.mu.Lock()
+	if err := from.lock(ctx); err != nil {
+		return err
+	}
 	defer from.mu.Unlock()
 	if from.count == 0 {
 		return fmt.Errorf("%w: nothing to convert", client.ErrNotHeld)
 	}
-	if err := to.acquire(ctx, true); err != nil {
+	g := from.grant
+	if err := g.Err(); err != nil {
+		return err // lost: there is nothing to convert
+	}
+	end := from.begin()
+	_, err := to.acquire(ctx, true, g)
+	end()
+	if err != nil {
 		return err
 	}
-	from.grant.Detach()
+	g.Detach()
 	from.grant, from.count = nil, 0
 	return nil
 }
@@ -257,7 +338,7 @@ func (rw *RWMutex) Token() uint64 {
 
 // Context is the context of the grant the handle holds.
 func (rw *RWMutex) Context() context.Context {
-	if rw.holding(rw.write) {
+	if rw.write.held() {
 		return rw.write.context()
 	}
 	return rw.read.context()
@@ -288,26 +369,27 @@ func (sm *Semaphore) handle(n int64) *handle {
 // Release on the semaphore for the oldest).
 func (sm *Semaphore) Acquire(ctx context.Context, n int64) (*client.Grant, error) {
 	h := sm.handle(n)
-	if err := h.acquire(ctx, true); err != nil {
+	g, err := h.acquire(ctx, true, nil)
+	if err != nil {
 		return nil, err
 	}
 	sm.mu.Lock()
 	sm.handles = append(sm.handles, h)
 	sm.mu.Unlock()
-	return h.grant, nil
+	return g, nil
 }
 
 // TryAcquire takes n permits if they are free and nobody queues.
 func (sm *Semaphore) TryAcquire(ctx context.Context, n int64) (*client.Grant, bool, error) {
 	h := sm.handle(n)
-	ok, err := try(h.acquire(ctx, false))
-	if !ok {
+	g, err := h.acquire(ctx, false, nil)
+	if ok, err := try(err); !ok {
 		return nil, false, err
 	}
 	sm.mu.Lock()
 	sm.handles = append(sm.handles, h)
 	sm.mu.Unlock()
-	return h.grant, true, nil
+	return g, true, nil
 }
 
 // Release returns the permits of the oldest grant this handle holds.
@@ -320,7 +402,14 @@ func (sm *Semaphore) Release(ctx context.Context) error {
 	h := sm.handles[0]
 	sm.handles = sm.handles[1:]
 	sm.mu.Unlock()
-	return h.release(ctx)
+	err := h.release(ctx)
+	if err != nil && h.held() {
+		// The server may still hold the permits: they stay the oldest.
+		sm.mu.Lock()
+		sm.handles = append([]*handle{h}, sm.handles...)
+		sm.mu.Unlock()
+	}
+	return err
 }
 
 // Multi holds several mutexes taken atomically.
@@ -335,7 +424,7 @@ func LockAll(ctx context.Context, s *client.Session, names []string, opts ...Opt
 		claims[i] = &client.LockClaim{Name: n, Kind: client.KindMutex}
 	}
 	m := &Multi{h: newHandle(s, claims, opts)}
-	if err := m.h.acquire(ctx, true); err != nil {
+	if _, err := m.h.acquire(ctx, true, nil); err != nil {
 		return nil, err
 	}
 	return m, nil
