@@ -83,32 +83,47 @@ func (s *Session) untrack(g *Grant) {
 	}
 }
 
-// heldTokens returns the tokens of the session's held grants, for a
-// keep-alive to carry.
-func (s *Session) heldTokens() []uint64 {
+// held returns the session's held grants, each by token and owner (grants
+// made by one command share its token), for a keep-alive to carry.
+func (s *Session) held() []*concordv1.HeldGrant {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.grants) == 0 {
 		return nil
 	}
-	out := make([]uint64, 0, min(len(s.grants), maxJudgedGrants))
-	for t := range s.grants {
-		if len(out) == maxJudgedGrants {
-			break
+	out := make([]*concordv1.HeldGrant, 0, min(len(s.grants), maxJudgedGrants))
+	for t, gs := range s.grants {
+		for i, g := range gs {
+			if len(out) == maxJudgedGrants {
+				return out
+			}
+			if !slices.ContainsFunc(gs[:i], func(x *Grant) bool { return x.owner == g.owner }) {
+				out = append(out, &concordv1.HeldGrant{Token: t, Owner: g.owner})
+			}
 		}
-		out = append(out, t)
 	}
 	return out
 }
 
-// grantsLost tells the holders of grants the server says have ended.
+// grantsLost tells the holders of grants the server says have ended: the
+// owner's grant with the token, or, from a server that judges tokens
+// alone, every grant with it.
 func (s *Session) grantsLost(lost []*concordv1.LostGrant) {
 	for _, l := range lost {
 		s.mu.Lock()
-		gs := s.grants[l.GetToken()]
-		delete(s.grants, l.GetToken())
+		var ended []*Grant
+		s.grants[l.GetToken()] = slices.DeleteFunc(s.grants[l.GetToken()], func(g *Grant) bool {
+			if l.GetOwner() != "" && g.owner != l.GetOwner() {
+				return false
+			}
+			ended = append(ended, g)
+			return true
+		})
+		if len(s.grants[l.GetToken()]) == 0 {
+			delete(s.grants, l.GetToken())
+		}
 		s.mu.Unlock()
-		for _, g := range gs {
+		for _, g := range ended {
 			g.lose(fmt.Errorf("%w: %s (token %d): %s", ErrLockLost, namesOf(g.Names), g.Token, l.GetReason()))
 		}
 	}
@@ -471,7 +486,7 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 			pmu.Lock()
 			inflight[s.id] = append(inflight[s.id], now)
 			pmu.Unlock()
-			if err := stream.Send(&concordv1.KeepAliveRequest{Id: s.id, HeldTokens: s.heldTokens()}); err != nil {
+			if err := stream.Send(&concordv1.KeepAliveRequest{Id: s.id, Held: s.held()}); err != nil {
 				return <-recvErr
 			}
 		}

@@ -3,40 +3,58 @@ package client
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 )
 
-func testGrant(token uint64, name string) *Grant {
-	g := &Grant{Token: token, Names: []string{name}}
+func testGrant(token uint64, owner, name string) *Grant {
+	g := &Grant{Token: token, owner: owner, Names: []string{name}}
 	g.ctx, g.cancel = context.WithCancelCause(context.Background())
 	return g
 }
 
-// Grants made by one command share a token: the session tracks each, and a
-// loss of the token reaches every one still tracked.
+func heldKeys(s *Session) []string {
+	var out []string
+	for _, h := range s.held() {
+		out = append(out, h.GetOwner()+"/"+string(rune('0'+h.GetToken())))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Grants made by one command share a token: the session tracks each, with
+// its owner, and a loss reaches the owner's grant alone.
 func TestSessionTracksGrantsSharingAToken(t *testing.T) {
 	s := &Session{}
-	a, b, c := testGrant(7, "rw"), testGrant(7, "rw"), testGrant(9, "m")
-	s.track(a)
-	s.track(b)
-	s.track(c)
-	s.untrack(a)
-	if got := len(s.heldTokens()); got != 2 {
-		t.Fatalf("held tokens: got %d, want 2 (7 and 9)", got)
+	a, b, b2, c, d := testGrant(7, "a", "rw"), testGrant(7, "b", "rw"), testGrant(7, "b", "rw"), testGrant(9, "c", "m"), testGrant(7, "d", "x")
+	for _, g := range []*Grant{a, b, b2, c, d} {
+		s.track(g)
 	}
-	s.grantsLost([]*concordv1.LostGrant{{Token: 7, Reason: "force-released: test"}})
+	s.untrack(a)
+	if got, want := heldKeys(s), []string{"b/7", "c/9", "d/7"}; !slices.Equal(got, want) {
+		t.Fatalf("held: got %v, want %v (one entry per owner and token)", got, want)
+	}
+	s.grantsLost([]*concordv1.LostGrant{{Token: 7, Owner: "b", Reason: "force-released: test"}})
 	if a.Err() != nil {
 		t.Fatalf("an untracked grant was told of a loss: %v", a.Err())
 	}
-	if !errors.Is(b.Err(), ErrLockLost) {
-		t.Fatalf("the tracked grant sharing token 7: got %v, want ErrLockLost", b.Err())
+	for _, g := range []*Grant{b, b2} {
+		if !errors.Is(g.Err(), ErrLockLost) {
+			t.Fatalf("owner b's grant with token 7: got %v, want ErrLockLost", g.Err())
+		}
 	}
-	if c.Err() != nil {
-		t.Fatalf("token 9 was not lost: %v", c.Err())
+	if d.Err() != nil || c.Err() != nil {
+		t.Fatalf("grants of other owners were told of b's loss: %v, %v", d.Err(), c.Err())
 	}
-	if toks := s.heldTokens(); len(toks) != 1 || toks[0] != 9 {
-		t.Fatalf("held tokens after the loss: %v, want [9]", toks)
+	if got, want := heldKeys(s), []string{"c/9", "d/7"}; !slices.Equal(got, want) {
+		t.Fatalf("held after the loss: got %v, want %v", got, want)
+	}
+	// A server that judges tokens alone names no owner: every grant with
+	// the token is told.
+	s.grantsLost([]*concordv1.LostGrant{{Token: 7, Reason: "force-released: test"}})
+	if !errors.Is(d.Err(), ErrLockLost) || c.Err() != nil {
+		t.Fatalf("a loss by token alone: d %v, c %v", d.Err(), c.Err())
 	}
 }

@@ -86,15 +86,20 @@ func (ss *sessionService) KeepAliveOnce(ctx context.Context, req *connect.Reques
 		return nil, wire(sessionGone(req.Msg.GetId()))
 	}
 	return connect.NewResponse(&concordv1.KeepAliveResponse{Id: req.Msg.GetId(), TtlMs: ttls[0],
-		Lost: ss.s.LostGrants(req.Msg.GetId(), heldTokens(req.Msg))}), nil
+		Lost: lostGrants(ss.s, req.Msg)}), nil
 }
 
-// maxHeldTokens bounds the held tokens one keep-alive has judged.
-const maxHeldTokens = 1024
+// maxHeldGrants bounds the grants one keep-alive has judged.
+const maxHeldGrants = 1024
 
-func heldTokens(req *concordv1.KeepAliveRequest) []uint64 {
-	t := req.GetHeldTokens()
-	return t[:min(len(t), maxHeldTokens)]
+// lostGrants judges at most maxHeldGrants of a keep-alive's grants,
+// held_tokens first.
+func lostGrants(s *server.Server, req *concordv1.KeepAliveRequest) []*concordv1.LostGrant {
+	tokens := req.GetHeldTokens()
+	tokens = tokens[:min(len(tokens), maxHeldGrants)]
+	held := req.GetHeld()
+	held = held[:min(len(held), maxHeldGrants-len(tokens))]
+	return s.LostGrants(req.GetId(), tokens, held)
 }
 
 // KeepAlive serves one client's keep-alives for all its sessions. A failure
@@ -117,7 +122,7 @@ func (ss *sessionService) KeepAlive(ctx context.Context, stream *connect.BidiStr
 		if resp.Expired {
 			resp.TtlMs = 0
 		} else {
-			resp.Lost = ss.s.LostGrants(req.GetId(), heldTokens(req))
+			resp.Lost = lostGrants(ss.s, req)
 		}
 		if err := stream.Send(resp); err != nil {
 			return err

@@ -827,6 +827,18 @@ func (t *Table) Holding(session int64, token uint64) bool {
 	return false
 }
 
+// HoldsGrant reports whether owner of session holds a grant with token.
+func (t *Table) HoldsGrant(session int64, owner string, token uint64) bool {
+	for name := range t.bySession[session] {
+		if l := t.locks[name]; l != nil {
+			if h := l.holder(session, owner); h != nil && h.Token == token {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // EndReason says why the grant with token, no longer held, ended, as far
 // as the table remembers: a recent force-release names its reason.
 func (t *Table) EndReason(token uint64) string {

@@ -222,10 +222,12 @@ func (s *Server) AwaitWaiter(ctx context.Context, req *concordv1.AcquireRequest)
 	return &concordv1.AcquireResponse{Header: s.header(s.fsm.AppliedIndex()), State: concordv1.AcquireState_ACQUIRE_STATE_GRANTED, Token: token}, nil
 }
 
-// LostGrants names which of tokens, grants session thought it held, have
-// ended as of this member's applied index; tokens above it are not judged.
-func (s *Server) LostGrants(session int64, tokens []uint64) []*concordv1.LostGrant {
-	if len(tokens) == 0 {
+// LostGrants names which of the grants session thought it held have ended
+// as of this member's applied index: those of tokens (any grant of the
+// session with the token), and those of held (each by token and owner).
+// Tokens above the applied index are not judged.
+func (s *Server) LostGrants(session int64, tokens []uint64, held []*concordv1.HeldGrant) []*concordv1.LostGrant {
+	if len(tokens) == 0 && len(held) == 0 {
 		return nil
 	}
 	var out []*concordv1.LostGrant
@@ -235,6 +237,13 @@ func (s *Server) LostGrants(session int64, tokens []uint64) []*concordv1.LostGra
 				continue
 			}
 			out = append(out, &concordv1.LostGrant{Token: t, Reason: st.Locks.EndReason(t)})
+		}
+		for _, h := range held {
+			t := h.GetToken()
+			if t == 0 || t > st.Applied || st.Locks.HoldsGrant(session, h.GetOwner(), t) {
+				continue
+			}
+			out = append(out, &concordv1.LostGrant{Token: t, Owner: h.GetOwner(), Reason: st.Locks.EndReason(t)})
 		}
 	})
 	return out

@@ -157,3 +157,42 @@ func TestStreamsOnAMemberThatInstallsASnapshotLearnWhatItHolds(t *testing.T) {
 	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, aMsg.GetState())
 	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, bMsg.GetState())
 }
+
+// Two mutexes of one session, each its own grant (own owner), granted by
+// one release command, share its token. Force-releasing one must be told
+// to its holder through the keep-alive.
+func TestKeepAliveReportsAForcedGrantSharingItsTokenInTheSession(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	all, err := concurrency.LockAll(ctx, session(t, cl, 3*time.Second), []string{"sa", "sb"})
+	require.NoError(t, err)
+
+	s2 := session(t, cl, 3*time.Second)
+	ma, mb := concurrency.NewMutex(s2, "sa"), concurrency.NewMutex(s2, "sb")
+	ga, gb := make(chan error, 1), make(chan error, 1)
+	go func() { ga <- ma.Lock(ctx) }()
+	go func() { gb <- mb.Lock(ctx) }()
+	require.Eventually(t, func() bool {
+		ia, _, err1 := cl.InspectLock(ctx, "sa")
+		ib, _, err2 := cl.InspectLock(ctx, "sb")
+		return err1 == nil && err2 == nil && len(ia.GetWaiters()) == 1 && len(ib.GetWaiters()) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, all.Unlock(ctx)) // one command grants both
+	require.NoError(t, <-ga)
+	require.NoError(t, <-gb)
+	require.Equal(t, ma.Token(), mb.Token(), "granted by one command")
+
+	_, err = cl.ForceReleaseLock(ctx, "sa", ma.Token(), "operator")
+	require.NoError(t, err)
+
+	select {
+	case <-ma.Lost():
+	case <-time.After(3 * time.Second): // three keep-alive intervals
+		info, _, _ := cl.InspectLock(ctx, "sa")
+		t.Fatalf("sa was force-released (holders now %v) but its holder's context (token %d) is live: the keep-alive did not report it", info.GetHolders(), ma.Token())
+	}
+	require.ErrorIs(t, context.Cause(ma.Context()), client.ErrLockLost)
+	require.Contains(t, context.Cause(ma.Context()).Error(), "operator")
+	require.NoError(t, mb.Context().Err(), "sb, granted under the same token to another handle of the session, is still held")
+}

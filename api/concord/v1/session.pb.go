@@ -238,9 +238,15 @@ type KeepAliveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// held_tokens are the tokens of the grants the client holds under this
-	// session (at most 1,024). The answer names those the serving member
-	// knows to have ended, so that the client can tell their holders.
-	HeldTokens    []uint64 `protobuf:"varint,2,rep,packed,name=held_tokens,json=heldTokens,proto3" json:"held_tokens,omitempty"`
+	// session. The answer names those the serving member knows to have
+	// ended, so that the client can tell their holders. A token names every
+	// grant of the session made by one command (they share its index): one
+	// of them ending goes unreported while another lives. Prefer held.
+	HeldTokens []uint64 `protobuf:"varint,2,rep,packed,name=held_tokens,json=heldTokens,proto3" json:"held_tokens,omitempty"`
+	// held are the grants the client holds under this session, each by token
+	// and owner, which tells apart grants that share a token. At most 1,024
+	// grants are judged, held_tokens first.
+	Held          []*HeldGrant `protobuf:"bytes,3,rep,name=held,proto3" json:"held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -289,18 +295,81 @@ func (x *KeepAliveRequest) GetHeldTokens() []uint64 {
 	return nil
 }
 
-// LostGrant is a grant a client thought held that has ended on the server.
-type LostGrant struct {
+func (x *KeepAliveRequest) GetHeld() []*HeldGrant {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+// HeldGrant names one grant: its token and its owner.
+type HeldGrant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Token         uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Owner         string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldGrant) Reset() {
+	*x = HeldGrant{}
+	mi := &file_concord_v1_session_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldGrant) ProtoMessage() {}
+
+func (x *HeldGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_session_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldGrant.ProtoReflect.Descriptor instead.
+func (*HeldGrant) Descriptor() ([]byte, []int) {
+	return file_concord_v1_session_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HeldGrant) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *HeldGrant) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+// LostGrant is a grant a client thought held that has ended on the server.
+type LostGrant struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Token  uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// owner is set when the request named the grant in held: only that
+	// owner's grant with the token has ended.
+	Owner         string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LostGrant) Reset() {
 	*x = LostGrant{}
-	mi := &file_concord_v1_session_proto_msgTypes[4]
+	mi := &file_concord_v1_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +381,7 @@ func (x *LostGrant) String() string {
 func (*LostGrant) ProtoMessage() {}
 
 func (x *LostGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_session_proto_msgTypes[4]
+	mi := &file_concord_v1_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +394,7 @@ func (x *LostGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LostGrant.ProtoReflect.Descriptor instead.
 func (*LostGrant) Descriptor() ([]byte, []int) {
-	return file_concord_v1_session_proto_rawDescGZIP(), []int{4}
+	return file_concord_v1_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LostGrant) GetToken() uint64 {
@@ -342,6 +411,13 @@ func (x *LostGrant) GetReason() string {
 	return ""
 }
 
+func (x *LostGrant) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
 type KeepAliveResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -352,9 +428,9 @@ type KeepAliveResponse struct {
 	// expired is set on a stream when the session no longer exists; the
 	// unary form returns SESSION_NOT_FOUND instead.
 	Expired bool `protobuf:"varint,4,opt,name=expired,proto3" json:"expired,omitempty"`
-	// lost lists the held_tokens of the request whose grants have ended
-	// (force-released, or their hold time ended). Tokens above the serving
-	// member's applied index are not judged.
+	// lost lists the grants of the request (held_tokens and held) that have
+	// ended (force-released, or their hold time ended). Tokens above the
+	// serving member's applied index are not judged.
 	Lost          []*LostGrant `protobuf:"bytes,5,rep,name=lost,proto3" json:"lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -362,7 +438,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_concord_v1_session_proto_msgTypes[5]
+	mi := &file_concord_v1_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +450,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_session_proto_msgTypes[5]
+	mi := &file_concord_v1_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +463,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_session_proto_rawDescGZIP(), []int{5}
+	return file_concord_v1_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeepAliveResponse) GetHeader() *ResponseHeader {
@@ -435,7 +511,7 @@ type RevokeSessionRequest struct {
 
 func (x *RevokeSessionRequest) Reset() {
 	*x = RevokeSessionRequest{}
-	mi := &file_concord_v1_session_proto_msgTypes[6]
+	mi := &file_concord_v1_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +523,7 @@ func (x *RevokeSessionRequest) String() string {
 func (*RevokeSessionRequest) ProtoMessage() {}
 
 func (x *RevokeSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_session_proto_msgTypes[6]
+	mi := &file_concord_v1_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +536,7 @@ func (x *RevokeSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSessionRequest.ProtoReflect.Descriptor instead.
 func (*RevokeSessionRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_session_proto_rawDescGZIP(), []int{6}
+	return file_concord_v1_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RevokeSessionRequest) GetId() int64 {
@@ -488,7 +564,7 @@ type RevokeSessionResponse struct {
 
 func (x *RevokeSessionResponse) Reset() {
 	*x = RevokeSessionResponse{}
-	mi := &file_concord_v1_session_proto_msgTypes[7]
+	mi := &file_concord_v1_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +576,7 @@ func (x *RevokeSessionResponse) String() string {
 func (*RevokeSessionResponse) ProtoMessage() {}
 
 func (x *RevokeSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_session_proto_msgTypes[7]
+	mi := &file_concord_v1_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +589,7 @@ func (x *RevokeSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSessionResponse.ProtoReflect.Descriptor instead.
 func (*RevokeSessionResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_session_proto_rawDescGZIP(), []int{7}
+	return file_concord_v1_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RevokeSessionResponse) GetHeader() *ResponseHeader {
@@ -539,7 +615,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_concord_v1_session_proto_msgTypes[8]
+	mi := &file_concord_v1_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +627,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_session_proto_msgTypes[8]
+	mi := &file_concord_v1_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +640,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_session_proto_rawDescGZIP(), []int{8}
+	return file_concord_v1_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetSessionRequest) GetId() int64 {
@@ -584,7 +660,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_concord_v1_session_proto_msgTypes[9]
+	mi := &file_concord_v1_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +672,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_session_proto_msgTypes[9]
+	mi := &file_concord_v1_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +685,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_session_proto_rawDescGZIP(), []int{9}
+	return file_concord_v1_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetSessionResponse) GetHeader() *ResponseHeader {
@@ -634,7 +710,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_concord_v1_session_proto_msgTypes[10]
+	mi := &file_concord_v1_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +722,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_session_proto_msgTypes[10]
+	mi := &file_concord_v1_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +735,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_session_proto_rawDescGZIP(), []int{10}
+	return file_concord_v1_session_proto_rawDescGZIP(), []int{11}
 }
 
 type ListSessionsResponse struct {
@@ -672,7 +748,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_concord_v1_session_proto_msgTypes[11]
+	mi := &file_concord_v1_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +760,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_session_proto_msgTypes[11]
+	mi := &file_concord_v1_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +773,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_session_proto_rawDescGZIP(), []int{11}
+	return file_concord_v1_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListSessionsResponse) GetHeader() *ResponseHeader {
@@ -734,14 +810,19 @@ const file_concord_v1_session_proto_rawDesc = "" +
 	"\x15CreateSessionResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x03R\x02id\x12\x15\n" +
-	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"C\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"n\n" +
 	"\x10KeepAliveRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1f\n" +
 	"\vheld_tokens\x18\x02 \x03(\x04R\n" +
-	"heldTokens\"9\n" +
+	"heldTokens\x12)\n" +
+	"\x04held\x18\x03 \x03(\v2\x15.concord.v1.HeldGrantR\x04held\"7\n" +
+	"\tHeldGrant\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\"O\n" +
 	"\tLostGrant\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xb3\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\"\xb3\x01\n" +
 	"\x11KeepAliveResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x03R\x02id\x12\x15\n" +
@@ -783,51 +864,53 @@ func file_concord_v1_session_proto_rawDescGZIP() []byte {
 	return file_concord_v1_session_proto_rawDescData
 }
 
-var file_concord_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_concord_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_concord_v1_session_proto_goTypes = []any{
 	(*SessionInfo)(nil),           // 0: concord.v1.SessionInfo
 	(*CreateSessionRequest)(nil),  // 1: concord.v1.CreateSessionRequest
 	(*CreateSessionResponse)(nil), // 2: concord.v1.CreateSessionResponse
 	(*KeepAliveRequest)(nil),      // 3: concord.v1.KeepAliveRequest
-	(*LostGrant)(nil),             // 4: concord.v1.LostGrant
-	(*KeepAliveResponse)(nil),     // 5: concord.v1.KeepAliveResponse
-	(*RevokeSessionRequest)(nil),  // 6: concord.v1.RevokeSessionRequest
-	(*RevokeSessionResponse)(nil), // 7: concord.v1.RevokeSessionResponse
-	(*GetSessionRequest)(nil),     // 8: concord.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),    // 9: concord.v1.GetSessionResponse
-	(*ListSessionsRequest)(nil),   // 10: concord.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),  // 11: concord.v1.ListSessionsResponse
-	(*WriteMeta)(nil),             // 12: concord.v1.WriteMeta
-	(*ResponseHeader)(nil),        // 13: concord.v1.ResponseHeader
+	(*HeldGrant)(nil),             // 4: concord.v1.HeldGrant
+	(*LostGrant)(nil),             // 5: concord.v1.LostGrant
+	(*KeepAliveResponse)(nil),     // 6: concord.v1.KeepAliveResponse
+	(*RevokeSessionRequest)(nil),  // 7: concord.v1.RevokeSessionRequest
+	(*RevokeSessionResponse)(nil), // 8: concord.v1.RevokeSessionResponse
+	(*GetSessionRequest)(nil),     // 9: concord.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),    // 10: concord.v1.GetSessionResponse
+	(*ListSessionsRequest)(nil),   // 11: concord.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),  // 12: concord.v1.ListSessionsResponse
+	(*WriteMeta)(nil),             // 13: concord.v1.WriteMeta
+	(*ResponseHeader)(nil),        // 14: concord.v1.ResponseHeader
 }
 var file_concord_v1_session_proto_depIdxs = []int32{
-	12, // 0: concord.v1.CreateSessionRequest.meta:type_name -> concord.v1.WriteMeta
-	13, // 1: concord.v1.CreateSessionResponse.header:type_name -> concord.v1.ResponseHeader
-	13, // 2: concord.v1.KeepAliveResponse.header:type_name -> concord.v1.ResponseHeader
-	4,  // 3: concord.v1.KeepAliveResponse.lost:type_name -> concord.v1.LostGrant
-	12, // 4: concord.v1.RevokeSessionRequest.meta:type_name -> concord.v1.WriteMeta
-	13, // 5: concord.v1.RevokeSessionResponse.header:type_name -> concord.v1.ResponseHeader
-	13, // 6: concord.v1.GetSessionResponse.header:type_name -> concord.v1.ResponseHeader
-	0,  // 7: concord.v1.GetSessionResponse.session:type_name -> concord.v1.SessionInfo
-	13, // 8: concord.v1.ListSessionsResponse.header:type_name -> concord.v1.ResponseHeader
-	0,  // 9: concord.v1.ListSessionsResponse.sessions:type_name -> concord.v1.SessionInfo
-	1,  // 10: concord.v1.Session.Create:input_type -> concord.v1.CreateSessionRequest
-	3,  // 11: concord.v1.Session.KeepAlive:input_type -> concord.v1.KeepAliveRequest
-	3,  // 12: concord.v1.Session.KeepAliveOnce:input_type -> concord.v1.KeepAliveRequest
-	6,  // 13: concord.v1.Session.Revoke:input_type -> concord.v1.RevokeSessionRequest
-	8,  // 14: concord.v1.Session.Get:input_type -> concord.v1.GetSessionRequest
-	10, // 15: concord.v1.Session.List:input_type -> concord.v1.ListSessionsRequest
-	2,  // 16: concord.v1.Session.Create:output_type -> concord.v1.CreateSessionResponse
-	5,  // 17: concord.v1.Session.KeepAlive:output_type -> concord.v1.KeepAliveResponse
-	5,  // 18: concord.v1.Session.KeepAliveOnce:output_type -> concord.v1.KeepAliveResponse
-	7,  // 19: concord.v1.Session.Revoke:output_type -> concord.v1.RevokeSessionResponse
-	9,  // 20: concord.v1.Session.Get:output_type -> concord.v1.GetSessionResponse
-	11, // 21: concord.v1.Session.List:output_type -> concord.v1.ListSessionsResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	13, // 0: concord.v1.CreateSessionRequest.meta:type_name -> concord.v1.WriteMeta
+	14, // 1: concord.v1.CreateSessionResponse.header:type_name -> concord.v1.ResponseHeader
+	4,  // 2: concord.v1.KeepAliveRequest.held:type_name -> concord.v1.HeldGrant
+	14, // 3: concord.v1.KeepAliveResponse.header:type_name -> concord.v1.ResponseHeader
+	5,  // 4: concord.v1.KeepAliveResponse.lost:type_name -> concord.v1.LostGrant
+	13, // 5: concord.v1.RevokeSessionRequest.meta:type_name -> concord.v1.WriteMeta
+	14, // 6: concord.v1.RevokeSessionResponse.header:type_name -> concord.v1.ResponseHeader
+	14, // 7: concord.v1.GetSessionResponse.header:type_name -> concord.v1.ResponseHeader
+	0,  // 8: concord.v1.GetSessionResponse.session:type_name -> concord.v1.SessionInfo
+	14, // 9: concord.v1.ListSessionsResponse.header:type_name -> concord.v1.ResponseHeader
+	0,  // 10: concord.v1.ListSessionsResponse.sessions:type_name -> concord.v1.SessionInfo
+	1,  // 11: concord.v1.Session.Create:input_type -> concord.v1.CreateSessionRequest
+	3,  // 12: concord.v1.Session.KeepAlive:input_type -> concord.v1.KeepAliveRequest
+	3,  // 13: concord.v1.Session.KeepAliveOnce:input_type -> concord.v1.KeepAliveRequest
+	7,  // 14: concord.v1.Session.Revoke:input_type -> concord.v1.RevokeSessionRequest
+	9,  // 15: concord.v1.Session.Get:input_type -> concord.v1.GetSessionRequest
+	11, // 16: concord.v1.Session.List:input_type -> concord.v1.ListSessionsRequest
+	2,  // 17: concord.v1.Session.Create:output_type -> concord.v1.CreateSessionResponse
+	6,  // 18: concord.v1.Session.KeepAlive:output_type -> concord.v1.KeepAliveResponse
+	6,  // 19: concord.v1.Session.KeepAliveOnce:output_type -> concord.v1.KeepAliveResponse
+	8,  // 20: concord.v1.Session.Revoke:output_type -> concord.v1.RevokeSessionResponse
+	10, // 21: concord.v1.Session.Get:output_type -> concord.v1.GetSessionResponse
+	12, // 22: concord.v1.Session.List:output_type -> concord.v1.ListSessionsResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_concord_v1_session_proto_init() }
@@ -842,7 +925,7 @@ func file_concord_v1_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_v1_session_proto_rawDesc), len(file_concord_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
