@@ -142,6 +142,9 @@ const (
 	ReasonSessionEnded = "session ended"
 	ReasonHoldTime     = "hold time ended"
 	ReasonForced       = "force-released"
+	// ReasonUpgraded ends a read grant its owner upgraded in place: the
+	// write grant that replaces it has a token of its own.
+	ReasonUpgraded = "upgraded"
 )
 
 // Grant tells an observer a waiter or requester was granted a lock.
@@ -177,8 +180,9 @@ type Observer interface {
 	Dequeued(waiter uint64, reason string)
 	// Replaced tells that the whole table was replaced (a snapshot was
 	// installed): grants and losses it holds were never reported one by
-	// one, so whoever follows a waiter or a grant must look again.
-	Replaced()
+	// one, so whoever follows a waiter or a grant must look again. holds
+	// are the grants with a hold time it holds.
+	Replaced(holds []Grant)
 }
 
 // SessionChecker tells whether a session is live.
@@ -427,6 +431,10 @@ func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 		case l.Kind == KindRW && h.Mode == Shared && c.Mode == Exclusive:
 			if len(l.Holders) > 1 {
 				return Outcome{}, true, errs.Wrapf(ErrWouldDeadlock, "%d other readers hold %q; release the read lock and acquire the write lock", len(l.Holders)-1, c.Name)
+			}
+			if t.observer != nil {
+				t.observer.Released(Release{Name: l.Name, Session: h.Session, Owner: h.Owner, Token: h.Token, Reason: ReasonUpgraded,
+					HeldMs: t.now - h.SinceUnixMs, HoldMs: h.HoldMs})
 			}
 			h.Mode, h.Token = Exclusive, t.rev
 			t.notifyGrant(l.Name, h, 0, 0)

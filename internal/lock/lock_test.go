@@ -29,7 +29,7 @@ type recorder struct {
 func (r *recorder) Granted(g Grant)              { r.grants = append(r.grants, g) }
 func (r *recorder) Released(x Release)           { r.releases = append(r.releases, x) }
 func (r *recorder) Dequeued(id uint64, _ string) { r.dequeued = append(r.dequeued, id) }
-func (r *recorder) Replaced()                    {}
+func (r *recorder) Replaced([]Grant)             {}
 
 func newTable() (*Table, liveSessions, *recorder) {
 	s := liveSessions{1: true, 2: true, 3: true, 4: true}
@@ -497,8 +497,8 @@ func TestHoldTimeEndsOneOfTheGrantsSharingAToken(t *testing.T) {
 // server's lock hub does.
 type trackerObserver struct{ *HoldTracker }
 
-func (trackerObserver) Dequeued(uint64, string) {}
-func (trackerObserver) Replaced()               {}
+func (trackerObserver) Dequeued(uint64, string)  {}
+func (o trackerObserver) Replaced(holds []Grant) { o.Replace(holds) }
 
 // The leader's tracker follows every grant of a shared token on its own.
 func TestTrackerKeepsEachGrantOfASharedToken(t *testing.T) {
@@ -597,4 +597,38 @@ func TestReacquiringLocksHeldUnderDifferentGrantsIsRefused(t *testing.T) {
 	_, err := tb.Acquire(3, 3, Request{Claims: []Claim{mutex("x"), mutex("y")}, Session: 1, Owner: "a"})
 	require.ErrorIs(t, err, ErrInvalidClaim)
 	require.Equal(t, Outcome{State: Granted, Token: 1}, acq(t, tb, 4, 1, "a", true, mutex("x")), "one of them alone is idempotent")
+}
+
+// An upgrade ends the read grant (its token) and makes a write grant under
+// a new one: observers, and the leader's hold timer, follow both.
+func TestUpgradeEndsTheReadGrant(t *testing.T) {
+	tb, _, rec := newTable()
+	_, err := tb.Acquire(1, 1, Request{Claims: []Claim{reader("rw")}, Session: 1, Owner: "a", HoldMs: 100})
+	require.NoError(t, err)
+	require.Equal(t, Outcome{State: Granted, Token: 5}, acq(t, tb, 5, 1, "a", true, writer("rw")))
+	require.Equal(t, []Release{{Name: "rw", Session: 1, Owner: "a", Token: 1, Reason: ReasonUpgraded, HeldMs: 4, HoldMs: 100}}, rec.releases)
+	last := rec.grants[len(rec.grants)-1]
+	require.Equal(t, uint64(5), last.Token)
+	require.Equal(t, int64(100), last.HoldMs)
+}
+
+// A leader that replaces its table (a snapshot restored) follows the hold
+// times of the new one, and no longer those of the old.
+func TestTrackerFollowsAReplacedTable(t *testing.T) {
+	live := liveSessions{1: true, 2: true}
+	tb := NewTable(live)
+	fc := clock.NewFake(time.Unix(1_000, 0))
+	tr := NewHoldTracker(fc)
+	tr.Start(nil)
+	tb.SetObserver(trackerObserver{tr})
+	_, err := tb.Acquire(1, 1, Request{Claims: []Claim{mutex("old")}, Session: 1, Owner: "a", HoldMs: 1_000})
+	require.NoError(t, err)
+
+	other := NewTable(live)
+	_, err = other.Acquire(2, 2, Request{Claims: []Claim{mutex("new")}, Session: 2, Owner: "b", HoldMs: 1_000})
+	require.NoError(t, err)
+	tb.Adopt(other)
+	fc.Advance(2 * time.Second)
+	due, _ := tr.Due(10)
+	require.Equal(t, []HoldRef{{Name: "new", Token: 2, Session: 2, Owner: "b"}}, due)
 }

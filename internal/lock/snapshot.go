@@ -131,7 +131,7 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 func (t *Table) Adopt(other *Table) {
 	t.locks, t.waiters, t.bySession, t.forced, t.holders = other.locks, other.waiters, other.bySession, other.forced, other.holders
 	if t.observer != nil {
-		t.observer.Replaced()
+		t.observer.Replaced(t.Holds())
 	}
 }
 

@@ -57,6 +57,18 @@ func (t *HoldTracker) Start(holds []Grant) {
 	t.signal()
 }
 
+// Replace restarts an active tracker with holds, the grants of a state
+// that replaced the one it followed (a snapshot the leader restored): like
+// Start, every grant gets its full hold time from now.
+func (t *HoldTracker) Replace(holds []Grant) {
+	t.mu.Lock()
+	active := t.active
+	t.mu.Unlock()
+	if active {
+		t.Start(holds)
+	}
+}
+
 // Stop deactivates the tracker.
 func (t *HoldTracker) Stop() {
 	t.mu.Lock()

@@ -129,7 +129,8 @@ func (h *lockHub) Released(r lock.Release) {
 // Replaced implements lock.Observer: after a snapshot, every follower looks
 // at the state again, since the grants and losses in it were never
 // reported one by one.
-func (h *lockHub) Replaced() {
+func (h *lockHub) Replaced(holds []lock.Grant) {
+	h.holds.Replace(holds)
 	ev := lockEvent{replaced: true, reason: "not queued in the snapshot this member installed", at: time.Now()}
 	h.mu.Lock()
 	for id := range h.waiters {

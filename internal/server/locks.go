@@ -327,7 +327,9 @@ func (s *Server) watchGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 			if ev.replaced {
 				continue
 			}
-			if ev.reason == lock.ReasonReleased {
+			if ev.reason == lock.ReasonReleased || ev.reason == lock.ReasonUpgraded {
+				// Ended by its owner: the upgrade's write grant is
+				// followed under its own token.
 				return nil
 			}
 			return s.sendLost(token, ev.reason, send)
