@@ -276,7 +276,8 @@ func (c *Client) ListSessions(ctx context.Context) ([]*SessionInfo, error) {
 	return resp.GetSessions(), nil
 }
 
-// RevokeSession ends a session by ID.
+// RevokeSession ends a session by ID and returns how many holds ended with
+// it: keys, lock grants and waits, and ID leases.
 func (c *Client) RevokeSession(ctx context.Context, id int64) (int64, error) {
 	req := &concordv1.RevokeSessionRequest{Id: id, Meta: c.meta()}
 	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.RevokeSessionResponse], error) {

@@ -56,11 +56,12 @@ func (h *Handler) WaitFramed(ctx context.Context) error { return h.kv.framed.wai
 // New returns the client API handler of srv.
 func New(srv *server.Server, opts Options) *Handler {
 	m := newMetrics(opts.Registerer)
-	// Every handler gets the interceptors and the binary protobuf codec of
+	// Every handler gets the interceptors, the binary protobuf codec of
 	// vtprotobuf's generated code, with proto's checks on input
-	// (api/vtcodec).
+	// (api/vtcodec), and a JSON codec that refuses unknown fields
+	// (strictJSON).
 	interceptors := connect.WithHandlerOptions(
-		connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken)), vtcodec.Option())
+		connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken)), vtcodec.Option(), strictJSONOption())
 	readMax := connect.WithReadMaxBytes(opts.MaxRequestBytes)
 	// Compressing small messages costs far more CPU than it saves on the
 	// networks concord runs on; only large responses (ranges, snapshots)

@@ -95,3 +95,60 @@ func TestLockWaitEndsWhenTheClientGoesAwayAfterABadFrame(t *testing.T) {
 	}
 	require.True(t, metric(t, c.Endpoints()[0], `concord_api_open_streams{method="KV/BatchFramed"} 0`))
 }
+
+// revision writes a probe and returns its revision: the log's length.
+func revision(t *testing.T, cl *client.Client) uint64 {
+	t.Helper()
+	res, err := cl.Put(context.Background(), "rev-probe", []byte("x"))
+	require.NoError(t, err)
+	return res.Revision
+}
+
+// Requests refused before they are proposed keep their own reason, and
+// leave no entry behind: the revision moves only by the probe's own put.
+func TestRefusedRequestsKeepTheirReasonAndProposeNothing(t *testing.T) {
+	c, cl := single(t, nil)
+	base := "http://" + c.Endpoints()[0] + "/concord.v1."
+	tests := []struct {
+		name, method, body, wantReason string
+	}{
+		{"empty key in a transaction", "KV/Txn", `{"success":[{"put":{"key":""}}]}`, "EMPTY_KEY"},
+		{"empty lock name in a compare", "KV/Txn", `{"compare":[{"key":"","target":"TARGET_LOCK_TOKEN","result":"RESULT_EQUAL","number":"5"}]}`, "EMPTY_KEY"},
+		{"lock compare other than equal", "KV/Txn",
+			`{"compare":[{"key":"TA==","target":"TARGET_LOCK_TOKEN","result":"RESULT_GREATER","number":"1"}],"failure":[{"put":{"key":"ZQ==","value":"eA=="}}]}`, "INVALID_COMPARE"},
+		{"unknown compare target", "KV/Txn", `{"compare":[{"key":"TA==","target":99,"result":"RESULT_EQUAL"}]}`, "INVALID_COMPARE"},
+		{"release without owner", "Lock/Release", `{"names":["q"],"session":"1"}`, "INVALID_LOCK_REQUEST"},
+		{"release without session", "Lock/Release", `{"names":["q"],"owner":"a"}`, "INVALID_LOCK_REQUEST"},
+		{"release naming a lock twice", "Lock/Release", `{"names":["q","q"],"session":"1","owner":"a"}`, "INVALID_LOCK_REQUEST"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := revision(t, cl)
+			status, out := post(t, base+tc.method, tc.body)
+			require.Equal(t, 400, status, "%v", out)
+			details, _ := out["details"].([]any)
+			require.NotEmpty(t, details, "%v", out)
+			debug := details[0].(map[string]any)["debug"].(map[string]any)
+			require.Equal(t, tc.wantReason, debug["reason"], "%v", out)
+			require.Equal(t, before+1, revision(t, cl), "the refused request was proposed")
+		})
+	}
+	// The SDK sees the same sentinels in a transaction as in a put.
+	_, err := cl.Txn().Then(client.OpPut("k", make([]byte, 2<<20))).Commit(context.Background())
+	require.ErrorIs(t, err, client.ErrTooLarge)
+}
+
+// The JSON API refuses fields it does not know: a misspelt "compare" would
+// otherwise turn a fenced write into an unguarded one.
+func TestHTTPJSONRefusesUnknownFields(t *testing.T) {
+	c, cl := single(t, nil)
+	base := "http://" + c.Endpoints()[0] + "/concord.v1."
+	status, out := post(t, base+"KV/Txn",
+		`{"compares":[{"key":"cQ==","target":"TARGET_LOCK_TOKEN","result":"RESULT_EQUAL","number":"999"}],"success":[{"put":{"key":"dHlwbw==","value":"c3RhbGU="}}]}`)
+	require.Equal(t, 400, status, "%v", out)
+	require.Equal(t, "invalid_argument", out["code"])
+	_, err := cl.Get(context.Background(), "typo")
+	require.ErrorIs(t, err, client.ErrNotFound, "nothing was written")
+	status, out = post(t, base+"KV/Put", `{"key":"aGk=","value":"dA=="}`)
+	require.Equal(t, 200, status, "known fields still work: %v", out)
+}

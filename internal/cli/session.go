@@ -111,7 +111,7 @@ func sessionRevoke(g *globals) *cobra.Command {
 				if g.json {
 					return writeJSON(g.stdout, map[string]any{"id": id, "keys_deleted": n})
 				}
-				_, err = fmt.Fprintf(g.stdout, "revoked session %d, %d keys deleted\n", id, n)
+				_, err = fmt.Fprintf(g.stdout, "revoked session %d; %d keys, locks and leases ended with it\n", id, n)
 				return err
 			})
 		},

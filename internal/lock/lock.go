@@ -44,6 +44,9 @@ const (
 // MaxClaims bounds the locks one request may claim at once.
 const MaxClaims = 64
 
+// MaxCapacity bounds a semaphore's permits.
+const MaxCapacity = 1<<31 - 1
+
 // Claim is one lock a request wants.
 type Claim struct {
 	Name string
@@ -158,6 +161,9 @@ type Grant struct {
 	Since   int64
 	// WaitedMs is how long the waiter queued, in state machine time.
 	WaitedMs int64
+	// Part is the lock's place among those the grant took (0 for the
+	// first): a grant of several locks is told once per lock.
+	Part int
 }
 
 // Release tells an observer a grant ended.
@@ -254,8 +260,8 @@ func normalize(r Request) ([]Claim, error) {
 			}
 			c.Permits, c.Capacity = 1, 0
 		case KindSemaphore:
-			if c.Capacity < 1 {
-				return nil, errs.Wrapf(ErrTooManyPermits, "semaphore %q needs a capacity of at least 1", c.Name)
+			if c.Capacity < 1 || c.Capacity > MaxCapacity {
+				return nil, errs.Wrapf(ErrTooManyPermits, "semaphore %q needs a capacity of 1 to %d, not %d", c.Name, int64(MaxCapacity), c.Capacity)
 			}
 			if c.Permits < 1 || c.Permits > c.Capacity {
 				return nil, errs.Wrapf(ErrTooManyPermits, "%d permits of semaphore %q with capacity %d", c.Permits, c.Name, c.Capacity)
@@ -300,7 +306,7 @@ func (l *Lock) compatible(c Claim) bool {
 		for _, h := range l.Holders {
 			used += h.Permits
 		}
-		return used+c.Permits <= l.Capacity
+		return c.Permits <= l.Capacity-used // not used+c.Permits: it could wrap
 	}
 	return false
 }
@@ -436,8 +442,9 @@ func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 				t.observer.Released(Release{Name: l.Name, Session: h.Session, Owner: h.Owner, Token: h.Token, Reason: ReasonUpgraded,
 					HeldMs: t.now - h.SinceUnixMs, HoldMs: h.HoldMs})
 			}
-			h.Mode, h.Token = Exclusive, t.rev
-			t.notifyGrant(l.Name, h, 0, 0)
+			// A new grant: its token, and its time, start now.
+			h.Mode, h.Token, h.SinceUnixMs = Exclusive, t.rev, t.now
+			t.notifyGrant(l.Name, h, 0, 0, 0)
 			return Outcome{State: Granted, Token: t.rev}, true, nil
 		case l.Kind == KindRW && h.Mode == Exclusive && c.Mode == Shared:
 			h.Mode = Shared
@@ -505,7 +512,7 @@ func describeClaims(claims []Claim) string {
 // queue. It returns the names of the locks it touched.
 func (t *Table) grant(w *Waiter) []string {
 	names := make([]string, 0, len(w.Claims))
-	for _, c := range w.Claims {
+	for part, c := range w.Claims {
 		l := t.lockFor(c)
 		h := &Holder{Session: w.Session, Owner: w.Owner, Token: t.rev, Mode: c.Mode, Permits: c.Permits, SinceUnixMs: t.now, HoldMs: w.HoldMs}
 		l.Holders = append(l.Holders, h)
@@ -514,17 +521,17 @@ func (t *Table) grant(w *Waiter) []string {
 			l.Queue = slices.DeleteFunc(l.Queue, func(id uint64) bool { return id == w.ID })
 		}
 		t.involve(w.Session, c.Name)
-		t.notifyGrant(l.Name, h, w.ID, t.now-w.SinceUnixMs)
+		t.notifyGrant(l.Name, h, w.ID, t.now-w.SinceUnixMs, part)
 		names = append(names, c.Name)
 	}
 	delete(t.waiters, w.ID)
 	return names
 }
 
-func (t *Table) notifyGrant(name string, h *Holder, waiter uint64, waitedMs int64) {
+func (t *Table) notifyGrant(name string, h *Holder, waiter uint64, waitedMs int64, part int) {
 	if t.observer != nil {
 		t.observer.Granted(Grant{Name: name, Session: h.Session, Owner: h.Owner, Waiter: waiter, Token: h.Token,
-			HoldMs: h.HoldMs, Since: h.SinceUnixMs, WaitedMs: waitedMs})
+			HoldMs: h.HoldMs, Since: h.SinceUnixMs, WaitedMs: waitedMs, Part: part})
 	}
 }
 

@@ -3,6 +3,7 @@ package lock
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -631,4 +632,39 @@ func TestTrackerFollowsAReplacedTable(t *testing.T) {
 	fc.Advance(2 * time.Second)
 	due, _ := tr.Due(10)
 	require.Equal(t, []HoldRef{{Name: "new", Token: 2, Session: 2, Owner: "b"}}, due)
+}
+
+// Permits are counted without overflow, and a capacity past MaxCapacity
+// is refused: a sum near MaxInt64 once wrapped negative and let a grant
+// past the capacity.
+func TestSemaphorePermitsDoNotWrap(t *testing.T) {
+	tb, _, _ := newTable()
+	_, err := tb.Acquire(1, 1, Request{Claims: []Claim{sem("big", math.MaxInt64, math.MaxInt64)}, Session: 1, Owner: "a"})
+	require.ErrorIs(t, err, ErrTooManyPermits)
+	require.Equal(t, Outcome{State: Granted, Token: 2}, acq(t, tb, 2, 1, "a", true, sem("s", MaxCapacity, MaxCapacity)))
+	require.Equal(t, Outcome{State: NotAcquired}, acq(t, tb, 3, 2, "b", false, sem("s", 1, MaxCapacity)))
+	checkInvariants(t, tb, liveSessions{1: true, 2: true})
+}
+
+// An upgrade's write grant is held from the upgrade, and a LockAll
+// waiter's grant is told once per lock, its wait on the first alone.
+func TestGrantTimesAndParts(t *testing.T) {
+	tb, _, rec := newTable()
+	acq(t, tb, 1, 1, "a", true, reader("rw"))
+	acq(t, tb, 5, 1, "a", true, writer("rw"))
+	l, _, _ := tb.Get("rw")
+	require.Equal(t, int64(5), l.Holders[0].SinceUnixMs, "the write grant starts at the upgrade")
+	require.NoError(t, tb.Release(9, 9, []string{"rw"}, 1, "a", 5))
+	require.Equal(t, int64(4), rec.releases[len(rec.releases)-1].HeldMs)
+
+	acq(t, tb, 10, 1, "h", true, mutex("x"))
+	acq(t, tb, 11, 2, "w", true, mutex("x"), mutex("y"), mutex("z"))
+	before := len(rec.grants)
+	require.NoError(t, tb.Release(15, 15, []string{"x"}, 1, "h", 0))
+	var parts []int
+	for _, g := range rec.grants[before:] {
+		require.Equal(t, uint64(11), g.Waiter)
+		parts = append(parts, g.Part)
+	}
+	require.Equal(t, []int{0, 1, 2}, parts)
 }

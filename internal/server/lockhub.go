@@ -105,9 +105,13 @@ func (h *lockHub) forgetHold(key string, ch chan lockEvent) {
 // Granted implements lock.Observer.
 func (h *lockHub) Granted(g lock.Grant) {
 	h.holds.Granted(g)
-	h.m.grants.Inc()
+	if g.Part == 0 { // a grant of several locks counts once
+		h.m.grants.Inc()
+	}
 	if g.Waiter != 0 {
-		h.m.waitSeconds.Observe(float64(g.WaitedMs) / 1000)
+		if g.Part == 0 {
+			h.m.waitSeconds.Observe(float64(g.WaitedMs) / 1000)
+		}
 		h.mu.Lock()
 		h.waiters.notify(g.Waiter, lockEvent{granted: true, token: g.Token, at: time.Now()})
 		h.mu.Unlock()
@@ -165,11 +169,11 @@ func newLockMetrics(reg prometheus.Registerer) *lockMetrics {
 		grants: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "concord_lock_grants_total", Help: "Lock grants applied by this member."}),
 		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "concord_lock_releases_total", Help: "Lock grants ended, by reason (released, session ended, hold time ended, force-released)."}, []string{"reason"}),
+			Name: "concord_lock_releases_total", Help: "Lock grants ended, by reason (released, session ended, hold time ended, force-released, upgraded); a grant of several locks counts once per lock."}, []string{"reason"}),
 		waitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "concord_lock_wait_seconds", Help: "Time waiters spent queued before their grant (leader's clock).", Buckets: buckets}),
 		holdSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "concord_lock_hold_seconds", Help: "Time grants were held (leader's clock).", Buckets: buckets}),
+			Name: "concord_lock_hold_seconds", Help: "Time grants were held (leader's clock), once per lock.", Buckets: buckets}),
 		handoffSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "concord_lock_handoff_seconds", Help: "Time from applying the command that granted a queued waiter to pushing the grant on its stream.", Buckets: buckets}),
 		forced: prometheus.NewCounter(prometheus.CounterOpts{

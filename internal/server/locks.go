@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
@@ -361,10 +362,19 @@ func (s *Server) prepareRelease(req *concordv1.ReleaseRequest) (prepared[*concor
 	if len(req.GetNames()) == 0 || len(req.GetNames()) > lock.MaxClaims {
 		return p, errs.Wrapf(lock.ErrInvalidClaim, "%d locks to release", len(req.GetNames()))
 	}
-	for _, n := range req.GetNames() {
+	for i, n := range req.GetNames() {
 		if err := s.checkLockName(n); err != nil {
 			return p, err
 		}
+		if slices.Contains(req.GetNames()[:i], n) {
+			return p, errs.Wrapf(lock.ErrInvalidClaim, "lock %q named twice", n)
+		}
+	}
+	if req.GetOwner() == "" || len(req.GetOwner()) > maxOwnerBytes {
+		return p, errs.Wrapf(lock.ErrInvalidClaim, "owner must be 1 to %d bytes", maxOwnerBytes)
+	}
+	if req.GetSession() <= 0 {
+		return p, errs.Wrapf(lock.ErrInvalidClaim, "a release names the session that holds the lock")
 	}
 	p.cmd = &internalv1.Command{Meta: req.GetMeta(), Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{
 		Names: req.GetNames(), Session: req.GetSession(), Owner: req.GetOwner(), Token: req.GetToken()}}}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"github.com/concord-dev/concord/internal/errs"
 	"github.com/concord-dev/concord/internal/kv"
 
@@ -81,14 +82,17 @@ func (s *Server) checkTxn(r *concordv1.TxnRequest) error {
 			len(r.GetCompare()), len(r.GetSuccess()), len(r.GetFailure()), max)
 	}
 	for i, c := range r.GetCompare() {
+		// Errors keep their own reason (EMPTY_KEY, KEY_TOO_LARGE, ...):
+		// the same key is refused the same way in a put and in a
+		// transaction.
 		if err := s.checkKey(c.GetKey()); err != nil {
-			return errs.Wrapf(ErrInvalidArgument, "compare %d: %v", i, err)
+			return fmt.Errorf("compare %d: %w", i, err)
 		}
-		if c.GetTarget() == concordv1.Compare_TARGET_UNSPECIFIED || c.GetResult() == concordv1.Compare_RESULT_UNSPECIFIED {
-			return errs.Wrapf(kv.ErrInvalidCompare, "compare %d needs a target and a result", i)
+		if err := checkCompare(c); err != nil {
+			return fmt.Errorf("compare %d: %w", i, err)
 		}
 		if err := s.checkValue(c.GetValue()); err != nil {
-			return err
+			return fmt.Errorf("compare %d: %w", i, err)
 		}
 	}
 	total := 0
@@ -109,7 +113,7 @@ func (s *Server) checkTxn(r *concordv1.TxnRequest) error {
 				err = kv.ErrEmptyOp
 			}
 			if err != nil {
-				return errs.Wrapf(ErrInvalidArgument, "operation %d: %v", i, err)
+				return fmt.Errorf("operation %d: %w", i, err)
 			}
 		}
 	}
@@ -117,6 +121,28 @@ func (s *Server) checkTxn(r *concordv1.TxnRequest) error {
 		return errs.Wrapf(ErrRequestTooLarge, "transaction writes %d bytes; the limit is %d (--max-request-bytes)", total, s.cfg.Limits.MaxRequestBytes)
 	}
 	return nil
+}
+
+// checkCompare refuses a compare the state machine would refuse, before it
+// is proposed: the state machine evaluates compares in order and stops at
+// the first false one, so a malformed compare behind it would otherwise
+// pass unnoticed (and its transaction's else branch apply).
+func checkCompare(c *concordv1.Compare) error {
+	switch c.GetTarget() {
+	case concordv1.Compare_TARGET_VALUE, concordv1.Compare_TARGET_VERSION,
+		concordv1.Compare_TARGET_CREATE_REVISION, concordv1.Compare_TARGET_MOD_REVISION:
+	case concordv1.Compare_TARGET_LOCK_TOKEN:
+		if r := c.GetResult(); r != concordv1.Compare_RESULT_EQUAL && r != concordv1.Compare_RESULT_NOT_EQUAL {
+			return errs.Wrapf(kv.ErrInvalidCompare, "a lock token compare takes EQUAL or NOT_EQUAL, not %s", r)
+		}
+	default:
+		return errs.Wrapf(kv.ErrInvalidCompare, "target %s is not one of VALUE, VERSION, CREATE_REVISION, MOD_REVISION, LOCK_TOKEN", c.GetTarget())
+	}
+	switch c.GetResult() {
+	case concordv1.Compare_RESULT_EQUAL, concordv1.Compare_RESULT_NOT_EQUAL, concordv1.Compare_RESULT_GREATER, concordv1.Compare_RESULT_LESS:
+		return nil
+	}
+	return errs.Wrapf(kv.ErrInvalidCompare, "result %s is not one of EQUAL, NOT_EQUAL, GREATER, LESS", c.GetResult())
 }
 
 func nameOK(name string) bool {

@@ -556,7 +556,8 @@ func (x *RevokeSessionRequest) GetMeta() *WriteMeta {
 type RevokeSessionResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	// keys_deleted is the number of keys that ended with the session.
+	// keys_deleted is the number of holds that ended with the session: keys,
+	// lock grants and waits, and ID leases.
 	KeysDeleted   int64 `protobuf:"varint,2,opt,name=keys_deleted,json=keysDeleted,proto3" json:"keys_deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
