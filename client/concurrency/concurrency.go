@@ -7,7 +7,8 @@
 //	defer m.Unlock(ctx)
 //	// Guard writes with the fencing token, so a holder that lost the lock
 //	// (paused past its session, say) cannot write.
-//	_, err := m.Txn().Then(client.OpPut("orders/42", data)).Commit(m.Context())
+//	res, err := m.Txn().Then(client.OpPut("orders/42", data)).Commit(m.Context())
+//	if err == nil && !res.Succeeded { ... } // the lock was lost: nothing was written
 //
 // Locks are fair: waiters are served in the order they queued, and the server
 // pushes a grant to the waiter the moment the lock is released. A lock is
