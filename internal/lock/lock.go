@@ -854,11 +854,14 @@ func (t *Table) HoldsGrant(session int64, owner string, token uint64) bool {
 	return false
 }
 
-// EndReason says why the grant with token, no longer held, ended, as far
-// as the table remembers: a recent force-release names its reason.
-func (t *Table) EndReason(token uint64) string {
+// EndReason says why the grant with token of session (and owner, when
+// given), no longer held, ended, as far as the table remembers: a recent
+// force-release names its reason. Grants of other sessions or owners may
+// share the token (one command granted them all), and their ends are not
+// this one's.
+func (t *Table) EndReason(token uint64, session int64, owner string) string {
 	for i := len(t.forced) - 1; i >= 0; i-- {
-		if f := t.forced[i]; f.Token == token {
+		if f := t.forced[i]; f.Token == token && f.Session == session && (owner == "" || f.Owner == owner) {
 			return ReasonForced + ": " + f.Reason
 		}
 	}

@@ -217,10 +217,13 @@ func TestHoldingAndEndReason(t *testing.T) {
 	_, err := tb.ForceRelease(3, 3, "m", 1, "stuck job")
 	require.NoError(t, err)
 	require.False(t, tb.Holding(1, 1))
-	require.Equal(t, ReasonForced+": stuck job", tb.EndReason(1))
+	require.Equal(t, ReasonForced+": stuck job", tb.EndReason(1, 1, "a"))
+	require.Equal(t, ReasonForced+": stuck job", tb.EndReason(1, 1, ""), "any owner of the session")
+	require.Contains(t, tb.EndReason(1, 2, ""), "no longer held", "another session's grant under token 1 was not force-released")
+	require.Contains(t, tb.EndReason(1, 1, "b"), "no longer held", "nor another owner's")
 	require.NoError(t, tb.Release(4, 4, []string{"s"}, 1, "b", 2))
 	require.False(t, tb.Holding(1, 2))
-	require.Contains(t, tb.EndReason(2), "no longer held")
+	require.Contains(t, tb.EndReason(2, 1, "b"), "no longer held")
 }
 
 func TestBadRequests(t *testing.T) {
@@ -573,7 +576,7 @@ func TestAMultiLockGrantEndsWhole(t *testing.T) {
 		names = append(names, f.Name)
 	}
 	require.Equal(t, []string{"x", "y", "z"}, names, "each lock records the force-release")
-	require.Equal(t, ReasonForced+": stuck", tb.EndReason(5))
+	require.Equal(t, ReasonForced+": stuck", tb.EndReason(5, 1, "multi"))
 
 	_, err = tb.Acquire(7, 7, Request{Claims: []Claim{mutex("x"), mutex("y")}, Session: 1, Owner: "multi", HoldMs: 100})
 	require.NoError(t, err)

@@ -237,14 +237,14 @@ func (s *Server) LostGrants(session int64, tokens []uint64, held []*concordv1.He
 			if t == 0 || t > st.Applied || st.Locks.Holding(session, t) {
 				continue
 			}
-			out = append(out, &concordv1.LostGrant{Token: t, Reason: st.Locks.EndReason(t)})
+			out = append(out, &concordv1.LostGrant{Token: t, Reason: st.Locks.EndReason(t, session, "")})
 		}
 		for _, h := range held {
 			t := h.GetToken()
 			if t == 0 || t > st.Applied || st.Locks.HoldsGrant(session, h.GetOwner(), t) {
 				continue
 			}
-			out = append(out, &concordv1.LostGrant{Token: t, Owner: h.GetOwner(), Reason: st.Locks.EndReason(t)})
+			out = append(out, &concordv1.LostGrant{Token: t, Owner: h.GetOwner(), Reason: st.Locks.EndReason(t, session, h.GetOwner())})
 		}
 	})
 	return out
@@ -314,7 +314,7 @@ func (s *Server) watchGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 		var reason string
 		s.fsm.Read(func(st fsm.State) {
 			if held = holdStatus(st, req, token); !held {
-				reason = st.Locks.EndReason(token)
+				reason = st.Locks.EndReason(token, req.GetSession(), req.GetOwner())
 			}
 		})
 		if !held {
