@@ -52,6 +52,9 @@ type Config struct {
 	Locks *workload.LockConfig
 	Fence *workload.FenceConfig
 	IDs   *workload.IDsConfig
+	// Semaphores configures the semaphore workload; nil leaves it out
+	// (only the long profile runs it).
+	Semaphores *workload.SemaphoreConfig
 	// ExtraFlags are added to every member's command line.
 	ExtraFlags []string
 	// ReplayEnv prefixes the replay command (environment the run needs
@@ -138,6 +141,7 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}, Locks: 3}
 		c.Fence = &workload.FenceConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}}
 		c.IDs = &workload.IDsConfig{AllocClients: 2, NextClients: 2, MemberSnowflakeClients: 2}
+		c.Semaphores = &workload.SemaphoreConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}, Semaphores: 2}
 		c.CheckTimeout = 60 * time.Second
 	case ProfileStaleReads:
 		c.Size = 3

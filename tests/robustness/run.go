@@ -80,6 +80,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.IDs != nil {
 		workloads = append(workloads, workload.NewIDs(*cfg.IDs))
 	}
+	if cfg.Semaphores != nil {
+		workloads = append(workloads, workload.NewSemaphores(*cfg.Semaphores))
+	}
 
 	// Traffic and faults.
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)

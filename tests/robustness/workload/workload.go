@@ -5,8 +5,8 @@
 // runs once the cluster has healed.
 //
 // The workloads: KV (registers and watches), Sessions, Locks (mutexes),
-// Fence (a list appended to through fenced writes) and IDs (segments and
-// snowflakes). To plug in a new one, implement Workload: Run issues operations until its context ends and records them
+// Fence (a list appended to through fenced writes), IDs (segments and
+// snowflakes) and Semaphores (counting semaphores; long profile only). To plug in a new one, implement Workload: Run issues operations until its context ends and records them
 // with Env.Recorder under the workload's Name; Model, if not nil, maps them
 // onto a porcupine model that the harness checks for linearizability
 // (partitioned as the model says); Finish does what must happen after the
