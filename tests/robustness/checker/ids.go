@@ -151,12 +151,7 @@ var IDModel = porcupine.Model{
 		}
 		return fmt.Sprintf("next/last %d", s)
 	},
-	DescribeOperationMetadata: func(info interface{}) string {
-		if info == nil {
-			return ""
-		}
-		return fmt.Sprint(info)
-	},
+	DescribeOperationMetadata: describeMetadata,
 }
 
 func partitionIDs(ops []porcupine.Operation) [][]porcupine.Operation {

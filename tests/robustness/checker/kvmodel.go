@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
-	"sort"
 
 	"github.com/anishathalye/porcupine"
 
@@ -111,7 +110,7 @@ func KVStep(s KVState, in KVInput, out KVOutput) (bool, KVState) {
 
 // KVModel is the porcupine model of the KV store, partitioned per key.
 var KVModel = porcupine.Model{
-	Partition: partitionByKey,
+	Partition: partitionBy(func(op porcupine.Operation) string { return op.Input.(KVInput).Key }),
 	Init:      func() interface{} { return KVState{} },
 	Step: func(state, input, output interface{}) (bool, interface{}) {
 		return KVStep(state.(KVState), input.(KVInput), output.(KVOutput))
@@ -161,30 +160,7 @@ var KVModel = porcupine.Model{
 		}
 		return fmt.Sprintf("%q@%d (floor %d)", s.Value, s.Rev, s.Floor)
 	},
-	DescribeOperationMetadata: func(info interface{}) string {
-		if info == nil {
-			return ""
-		}
-		return fmt.Sprint(info)
-	},
-}
-
-func partitionByKey(ops []porcupine.Operation) [][]porcupine.Operation {
-	byKey := map[string][]porcupine.Operation{}
-	var keys []string
-	for _, op := range ops {
-		k := op.Input.(KVInput).Key
-		if _, ok := byKey[k]; !ok {
-			keys = append(keys, k)
-		}
-		byKey[k] = append(byKey[k], op)
-	}
-	sort.Strings(keys)
-	out := make([][]porcupine.Operation, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, byKey[k])
-	}
-	return out
+	DescribeOperationMetadata: describeMetadata,
 }
 
 // KVOperations turns recorded key-value operations into porcupine

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
-	"sort"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -250,7 +249,7 @@ func LockStep(s LockState, in LockInput, out LockOutput) (bool, LockState) {
 var LockModel = lockModel.ToModel()
 
 var lockModel = porcupine.NondeterministicModel{
-	Partition: partitionByLock,
+	Partition: partitionBy(func(op porcupine.Operation) string { return op.Input.(LockInput).Name }),
 	Init:      func() []interface{} { return []interface{}{LockState{}} },
 	Step: func(state, input, output interface{}) []interface{} {
 		next := LockSteps(state.(LockState), input.(LockInput), output.(LockOutput))
@@ -323,30 +322,7 @@ var lockModel = porcupine.NondeterministicModel{
 		}
 		return fmt.Sprintf("held by %s@%s (floor %d%s)", s.Holder, tok, s.Floor, prot)
 	},
-	DescribeOperationMetadata: func(info interface{}) string {
-		if info == nil {
-			return ""
-		}
-		return fmt.Sprint(info)
-	},
-}
-
-func partitionByLock(ops []porcupine.Operation) [][]porcupine.Operation {
-	byName := map[string][]porcupine.Operation{}
-	var names []string
-	for _, op := range ops {
-		n := op.Input.(LockInput).Name
-		if _, ok := byName[n]; !ok {
-			names = append(names, n)
-		}
-		byName[n] = append(byName[n], op)
-	}
-	sort.Strings(names)
-	out := make([][]porcupine.Operation, 0, len(names))
-	for _, n := range names {
-		out = append(out, byName[n])
-	}
-	return out
+	DescribeOperationMetadata: describeMetadata,
 }
 
 // LockPartitionName names a lock partition by its lock.

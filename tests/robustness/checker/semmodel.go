@@ -372,7 +372,7 @@ func semEqual(a, b SemState) bool {
 }
 
 var semModel = porcupine.NondeterministicModel{
-	Partition: partitionBySem,
+	Partition: partitionBy(func(op porcupine.Operation) string { return op.Input.(SemInput).Name }),
 	Init:      func() []interface{} { return []interface{}{SemState{}} },
 	Step: func(state, input, output interface{}) []interface{} {
 		next := SemSteps(state.(SemState), input.(SemInput), output.(SemOutput))
@@ -450,30 +450,7 @@ var semModel = porcupine.NondeterministicModel{
 		}
 		return fmt.Sprintf("%d held [%s] (floor %d%s)", s.used(), strings.Join(parts, "; "), s.Floor, sealed)
 	},
-	DescribeOperationMetadata: func(info interface{}) string {
-		if info == nil {
-			return ""
-		}
-		return fmt.Sprint(info)
-	},
-}
-
-func partitionBySem(ops []porcupine.Operation) [][]porcupine.Operation {
-	byName := map[string][]porcupine.Operation{}
-	var names []string
-	for _, op := range ops {
-		n := op.Input.(SemInput).Name
-		if _, ok := byName[n]; !ok {
-			names = append(names, n)
-		}
-		byName[n] = append(byName[n], op)
-	}
-	sort.Strings(names)
-	out := make([][]porcupine.Operation, 0, len(names))
-	for _, n := range names {
-		out = append(out, byName[n])
-	}
-	return out
+	DescribeOperationMetadata: describeMetadata,
 }
 
 // SemPartitionName names a semaphore partition by its semaphore.
