@@ -152,3 +152,26 @@ func TestHTTPJSONRefusesUnknownFields(t *testing.T) {
 	status, out = post(t, base+"KV/Put", `{"key":"aGk=","value":"dA=="}`)
 	require.Equal(t, 200, status, "known fields still work: %v", out)
 }
+
+// A force-release retried with the same request ID is applied once, and
+// counted once.
+func TestARetriedForceReleaseCountsOnce(t *testing.T) {
+	c, cl := single(t, nil)
+	ctx := context.Background()
+	s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	_, err = cl.AcquireLocks(ctx, s, cl.NewOwner(), []*client.LockClaim{{Name: "fr", Kind: client.KindMutex}}, client.AcquireOptions{})
+	require.NoError(t, err)
+	url := "http://" + c.Endpoints()[0] + "/concord.v1.Lock/ForceRelease"
+	body := `{"name":"fr","reason":"retry test","meta":{"clientId":"ops-1","requestId":"7"}}`
+	for range 2 {
+		status, out := post(t, url, body)
+		require.Equal(t, 200, status, "%v", out)
+		require.Equal(t, "1", out["released"], "the retry is answered with the first outcome")
+	}
+	require.True(t, metric(t, c.Endpoints()[0], "concord_lock_force_releases_total 1"))
+	_, forced, err := cl.InspectLock(ctx, "fr")
+	require.NoError(t, err)
+	require.Len(t, forced, 1)
+}

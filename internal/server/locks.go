@@ -401,14 +401,19 @@ func (s *Server) ForceReleaseLock(ctx context.Context, req *concordv1.ForceRelea
 	if len(req.GetReason()) > 1024 {
 		return nil, errs.Wrapf(ErrInvalidArgument, "reason is %d bytes; the limit is 1024", len(req.GetReason()))
 	}
+	before := s.fsm.AppliedIndex()
 	res, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_LockForceRelease{LockForceRelease: &concordv1.ForceReleaseRequest{
 		Name: req.GetName(), Token: req.GetToken(), Reason: req.GetReason()}}})
 	if err != nil {
 		return nil, err
 	}
-	s.locks.m.forced.Inc()
-	s.log.Warn("lock force-released", "lock", req.GetName(), "token", req.GetToken(), "reason", req.GetReason())
 	r := res.GetLockForceRelease()
+	// A retry with the same request ID is answered with the first outcome,
+	// applied before this call began: counted and logged once.
+	if r.GetHeader().GetRevision() > before {
+		s.locks.m.forced.Inc()
+		s.log.Warn("lock force-released", "lock", req.GetName(), "token", req.GetToken(), "reason", req.GetReason())
+	}
 	return &concordv1.ForceReleaseResponse{Header: s.header(r.GetHeader().GetRevision()), Released: r.GetReleased()}, nil
 }
 
