@@ -154,24 +154,11 @@ var IDModel = porcupine.Model{
 	DescribeOperationMetadata: describeMetadata,
 }
 
-func partitionIDs(ops []porcupine.Operation) [][]porcupine.Operation {
-	byPart := map[string][]porcupine.Operation{}
-	var names []string
-	for _, op := range ops {
-		in := op.Input.(IDInput)
-		k := in.Mode + " " + in.Partition
-		if _, ok := byPart[k]; !ok {
-			names = append(names, k)
-		}
-		byPart[k] = append(byPart[k], op)
-	}
-	sort.Strings(names)
-	out := make([][]porcupine.Operation, 0, len(names))
-	for _, n := range names {
-		out = append(out, byPart[n])
-	}
-	return out
-}
+// partitionIDs splits an ID history by mode and partition.
+var partitionIDs = partitionBy(func(op porcupine.Operation) string {
+	in := op.Input.(IDInput)
+	return in.Mode + " " + in.Partition
+})
 
 // IDPartitionName names an ID partition.
 func IDPartitionName(ops []porcupine.Operation) string {

@@ -182,7 +182,7 @@ func (c *fenceClient) run(ctx context.Context) {
 		// The mutex's owner is the SDK's; the model tells grants apart
 		// by a name of ours.
 		owner := fmt.Sprintf("f%d.%d", c.index, c.grants)
-		op := c.begin(checker.KindLockAcquire, sess, FenceLock)
+		op := c.ss.begin(checker.KindLockAcquire, sess, FenceLock)
 		op.Owner = owner
 		lctx, cancel := context.WithTimeout(ctx, c.w.cfg.Wait)
 		err := m.Lock(lctx)
@@ -201,11 +201,6 @@ func (c *fenceClient) run(ctx context.Context) {
 		}
 		c.settle()
 	}
-}
-
-func (c *fenceClient) begin(kind history.Kind, sess *client.Session, key string) history.Op {
-	return history.Op{Kind: kind, Key: key, Session: sessionID(sess), TTL: c.w.cfg.TTL.Milliseconds(), Deadline: deadline(c.env, sess),
-		Call: c.env.Recorder.Now()}
 }
 
 // record completes op and adds it; after an unknown outcome the client
@@ -240,7 +235,7 @@ func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *co
 	stall := c.stalls < c.w.cfg.Stalls && c.rng.IntN(8) == 0
 	appends := 1 + c.rng.IntN(2)
 	for k := 1; k <= appends && ctx.Err() == nil; k++ {
-		read := c.begin(checker.KindFenceRead, sess, FenceList)
+		read := c.ss.begin(checker.KindFenceRead, sess, FenceList)
 		rctx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
 		kv, err := c.reader.Get(rctx, FenceList)
 		cancel()
@@ -265,7 +260,7 @@ func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *co
 			}
 		}
 		entry := checker.FenceEntry(fmt.Sprintf("%s.%d", owner, k), token)
-		op := c.begin(checker.KindFencedWrite, sess, FenceLock)
+		op := c.ss.begin(checker.KindFencedWrite, sess, FenceLock)
 		op.Owner, op.Token, op.Entry, op.Value = owner, token, entry, read.Value+entry
 		tctx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
 		res, err := m.Txn().Then(client.OpPut(FenceList, []byte(op.Value))).Commit(tctx)
@@ -291,7 +286,7 @@ func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *co
 		break
 	}
 	// Unlock even after ctx ended: a client stopping releases its grant.
-	rel := c.begin(checker.KindLockRelease, sess, FenceLock)
+	rel := c.ss.begin(checker.KindLockRelease, sess, FenceLock)
 	rel.Owner, rel.Token = owner, token
 	uctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
 	err := m.Unlock(uctx)

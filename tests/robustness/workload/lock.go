@@ -172,6 +172,29 @@ type lockSessions struct {
 	enders   *enders
 	sess     *client.Session
 	old      []*client.Session
+	// proc is the client's history process; record starts a new one after
+	// an unknown outcome.
+	proc int
+}
+
+// begin starts recording an operation of kind on key in session sess.
+func (s *lockSessions) begin(kind history.Kind, sess *client.Session, key string) history.Op {
+	return history.Op{Kind: kind, Key: key, Session: sessionID(sess), TTL: s.ttl.Milliseconds(), Deadline: deadline(s.env, sess),
+		Call: s.env.Recorder.Now()}
+}
+
+// record completes op and adds it; after an unknown outcome the client
+// ends the operation's session and continues as a new process.
+func (s *lockSessions) record(op history.Op) history.Op {
+	op.Return = s.env.Recorder.Now()
+	op.Workload = s.workload
+	op.Process = s.proc
+	op = s.env.Recorder.Add(op)
+	if op.Status == history.Unknown {
+		s.end(op.Session)
+		s.proc = s.env.Recorder.NewProcess()
+	}
+	return op
 }
 
 // ensure returns a live session, making one if needed; nil when ctx ended.
@@ -260,7 +283,6 @@ type lockClient struct {
 	cl        *client.Client
 	inspector *client.Client // the client inspections go through
 	ss        *lockSessions
-	proc      int
 	stalls    int
 }
 
@@ -282,7 +304,7 @@ func (c *lockClient) run(ctx context.Context) {
 		c.ss.close()
 		cl.Close()
 	}()
-	c.proc = c.env.Recorder.NewProcess()
+	c.ss.proc = c.env.Recorder.NewProcess()
 	for pause(ctx, time.Duration(c.rng.Int64N(int64(c.w.cfg.Pace)+1))) {
 		sess := c.ss.ensure(ctx)
 		if sess == nil {
@@ -305,25 +327,6 @@ func (c *lockClient) run(ctx context.Context) {
 	}
 }
 
-// record completes op and adds it; after an unknown outcome the client
-// ends the operation's session and continues as a new process.
-func (c *lockClient) record(op history.Op) history.Op {
-	op.Return = c.env.Recorder.Now()
-	op.Workload = LockWorkload
-	op.Process = c.proc
-	op = c.env.Recorder.Add(op)
-	if op.Status == history.Unknown {
-		c.ss.end(op.Session)
-		c.proc = c.env.Recorder.NewProcess()
-	}
-	return op
-}
-
-func (c *lockClient) begin(kind history.Kind, sess *client.Session, name string) history.Op {
-	return history.Op{Kind: kind, Key: name, Session: sessionID(sess), TTL: c.w.cfg.TTL.Milliseconds(), Deadline: deadline(c.env, sess),
-		Call: c.env.Recorder.Now()}
-}
-
 // acquire takes name with a new owner, waiting or not; it returns the grant
 // and its owner when granted.
 func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name string, wait bool) (*client.Grant, string) {
@@ -332,7 +335,7 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name str
 		kind, timeout = checker.KindLockAcquire, c.w.cfg.Wait
 	}
 	owner := c.cl.NewOwner()
-	op := c.begin(kind, sess, name)
+	op := c.ss.begin(kind, sess, name)
 	op.Owner = owner
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	g, err := c.cl.AcquireLocks(actx, sess, owner, []*client.LockClaim{{Name: name, Kind: client.KindMutex}}, client.AcquireOptions{Wait: wait})
@@ -350,7 +353,7 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name str
 		// turned out gone. The client ends the session, which bounds it.
 		op.Status, op.Err = history.Unknown, errText(err)
 	}
-	c.record(op)
+	c.ss.record(op)
 	if err != nil {
 		return nil, ""
 	}
@@ -392,7 +395,7 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 // release releases owner's grant of name under token, even after ctx
 // ended (a client stopping releases what it holds).
 func (c *lockClient) release(sess *client.Session, name, owner string, token uint64) history.Op {
-	op := c.begin(checker.KindLockRelease, sess, name)
+	op := c.ss.begin(checker.KindLockRelease, sess, name)
 	op.Owner, op.Token = owner, token
 	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
 	err := c.cl.ReleaseLocks(rctx, sess, owner, []string{name}, token)
@@ -407,13 +410,13 @@ func (c *lockClient) release(sess *client.Session, name, owner string, token uin
 	default:
 		op.Status, op.Err = history.Unknown, errText(err)
 	}
-	return c.record(op)
+	return c.ss.record(op)
 }
 
 // inspect reads name linearizably; self is the owner of the grant the
 // client holds, if any.
 func (c *lockClient) inspect(ctx context.Context, sess *client.Session, name, self string) {
-	op := c.begin(checker.KindLockInspect, sess, name)
+	op := c.ss.begin(checker.KindLockInspect, sess, name)
 	op.Self = self
 	ictx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
 	info, _, err := c.inspector.InspectLock(ictx, name)
@@ -427,7 +430,7 @@ func (c *lockClient) inspect(ctx context.Context, sess *client.Session, name, se
 			op.Owner, op.Token = info.GetHolders()[0].GetOwner(), info.GetHolders()[0].GetToken()
 		}
 	}
-	c.record(op)
+	c.ss.record(op)
 }
 
 // finalLock acquires and releases name from a fresh client after the heal,

@@ -138,7 +138,6 @@ type semClient struct {
 
 	cl     *client.Client
 	ss     *lockSessions
-	proc   int
 	stalls int
 }
 
@@ -153,7 +152,7 @@ func (c *semClient) run(ctx context.Context) {
 		c.ss.close()
 		cl.Close()
 	}()
-	c.proc = c.env.Recorder.NewProcess()
+	c.ss.proc = c.env.Recorder.NewProcess()
 	for pause(ctx, time.Duration(c.rng.Int64N(int64(c.w.cfg.Pace)+1))) {
 		sess := c.ss.ensure(ctx)
 		if sess == nil {
@@ -186,25 +185,6 @@ func (c *semClient) run(ctx context.Context) {
 	}
 }
 
-// record completes op and adds it; after an unknown outcome the client
-// ends the operation's session and continues as a new process.
-func (c *semClient) record(op history.Op) history.Op {
-	op.Return = c.env.Recorder.Now()
-	op.Workload = SemaphoreWorkload
-	op.Process = c.proc
-	op = c.env.Recorder.Add(op)
-	if op.Status == history.Unknown {
-		c.ss.end(op.Session)
-		c.proc = c.env.Recorder.NewProcess()
-	}
-	return op
-}
-
-func (c *semClient) begin(kind history.Kind, sess *client.Session, name string) history.Op {
-	return history.Op{Kind: kind, Key: name, Session: sessionID(sess), TTL: c.w.cfg.TTL.Milliseconds(), Deadline: deadline(c.env, sess),
-		Call: c.env.Recorder.Now()}
-}
-
 // acquire takes 1..N permits of semaphore i with a new owner, waiting or
 // not; it returns the grant when granted.
 func (c *semClient) acquire(ctx context.Context, sess *client.Session, i int, wait bool) *semGrant {
@@ -215,7 +195,7 @@ func (c *semClient) acquire(ctx context.Context, sess *client.Session, i int, wa
 		kind, timeout = checker.KindSemAcquire, c.w.cfg.Wait
 	}
 	owner := c.cl.NewOwner()
-	op := c.begin(kind, sess, name)
+	op := c.ss.begin(kind, sess, name)
 	op.Owner, op.Count = owner, int64(permits)
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	claim := &client.LockClaim{Name: name, Kind: client.KindSemaphore, Capacity: int64(capacity), Permits: int64(permits)}
@@ -232,7 +212,7 @@ func (c *semClient) acquire(ctx context.Context, sess *client.Session, i int, wa
 		// May have been granted meanwhile; the client ends the session.
 		op.Status, op.Err = history.Unknown, errText(err)
 	}
-	c.record(op)
+	c.ss.record(op)
 	if err != nil {
 		if !wait && errors.Is(err, client.ErrLocked) {
 			c.w.counters.add("try refused", 1)
@@ -284,7 +264,7 @@ func (c *semClient) hold(ctx context.Context, sess *client.Session, held []*semG
 
 // release releases a grant under its token, even after ctx ended.
 func (c *semClient) release(sess *client.Session, g *semGrant) history.Op {
-	op := c.begin(checker.KindSemRelease, sess, g.name)
+	op := c.ss.begin(checker.KindSemRelease, sess, g.name)
 	op.Owner, op.Token, op.Count = g.owner, g.g.Token, int64(g.permits)
 	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
 	err := c.cl.ReleaseLocks(rctx, sess, g.owner, []string{g.name}, g.g.Token)
@@ -299,20 +279,20 @@ func (c *semClient) release(sess *client.Session, g *semGrant) history.Op {
 	default:
 		op.Status, op.Err = history.Unknown, errText(err)
 	}
-	return c.record(op)
+	return c.ss.record(op)
 }
 
 // inspect reads name linearizably; self is the client's own grant of it,
 // if any.
 func (c *semClient) inspect(ctx context.Context, sess *client.Session, name, self string) {
-	op := c.begin(checker.KindSemInspect, sess, name)
+	op := c.ss.begin(checker.KindSemInspect, sess, name)
 	op.Self = self
 	ictx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
 	info, _, err := c.cl.InspectLock(ictx, name)
 	cancel()
 	if err != nil {
 		op.Status, op.Err = history.Fail, errText(err)
-		c.record(op)
+		c.ss.record(op)
 		return
 	}
 	op.Status = history.OK
@@ -322,7 +302,7 @@ func (c *semClient) inspect(ctx context.Context, sess *client.Session, name, sel
 		op.Count += h.GetPermits()
 	}
 	op.Holders, op.Value = len(hs), checker.EncodeSemHolders(hs)
-	c.record(op)
+	c.ss.record(op)
 }
 
 // finalSem acquires every permit of name from a fresh client after the
