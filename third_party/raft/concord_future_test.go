@@ -99,8 +99,15 @@ func TestApplyNotify(t *testing.T) {
 
 	follower := c.Followers()[0]
 	errc := make(chan error, 2)
-	if !follower.ApplyNotify([]byte("x"), func(f ApplyFuture) { errc <- f.Error() }) {
-		t.Fatal("a follower refused a command instead of settling it")
+	// concord: without BatchApplyCh the apply channel is unbuffered, so a
+	// follower whose loop is busy (storing the appends above) refuses the
+	// hand-over, as a leader's full queue does; it takes one once free.
+	deadline := time.Now().Add(5 * time.Second)
+	for !follower.ApplyNotify([]byte("x"), func(f ApplyFuture) { errc <- f.Error() }) {
+		if time.Now().After(deadline) {
+			t.Fatal("a follower refused every command for 5 s instead of settling one")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	if err := <-errc; err != ErrNotLeader {
 		t.Fatalf("command on a follower: %v, want ErrNotLeader", err)
