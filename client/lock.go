@@ -20,6 +20,19 @@ type LockClaim = concordv1.LockClaim
 // LockInfo describes a lock: holders, waiters in queue order.
 type LockInfo = concordv1.LockInfo
 
+// LockHolder is one holder of a lock, as an inspection reads it.
+type LockHolder = concordv1.LockHolder
+
+// LockWaiter is one queued request, as an inspection reads it.
+type LockWaiter = concordv1.LockWaiter
+
+// LockKind is a lock's kind: KindMutex, KindRWLock or KindSemaphore.
+type LockKind = concordv1.LockKind
+
+// LockMode is what a read-write claim asks for: ModeShared (read) or
+// ModeExclusive (write).
+type LockMode = concordv1.LockMode
+
 // ForceReleaseRecord records an operator's force-release.
 type ForceReleaseRecord = concordv1.ForceReleaseRecord
 

@@ -364,6 +364,23 @@ func (o LockOptions) Protected(op history.Op) int64 {
 	return sent + int64(float64(ttl)/rate) - int64(margin)
 }
 
+// Hold returns the least time a grant made by op, an acquire with a hold
+// time, lasts after it is made, in clock nanoseconds: the leader counts the
+// hold time on its lease clock from when it applies the grant (anew when
+// leadership moves), so it runs at most MaxClockRate fast; the margin is
+// as for sessions. 0 without a hold time.
+func (o LockOptions) Hold(op history.Op) int64 {
+	if op.HoldMs <= 0 {
+		return 0
+	}
+	hold := time.Duration(op.HoldMs) * time.Millisecond
+	margin := hold/10 + 50*time.Millisecond
+	if o.Margin != nil {
+		margin = o.Margin(hold)
+	}
+	return max(int64(float64(hold)/max(o.MaxClockRate, 1))-int64(margin), 1)
+}
+
 // LockOperations turns recorded lock operations (and fenced writes) into
 // porcupine operations. Acquires and releases of unknown outcome get an
 // open interval, unless their session was later seen gone

@@ -17,6 +17,11 @@ import (
 // the permits an acquire asks for (or a release gives back) its Count. The
 // semaphore workload's clients also record KindLockSessionGone when they
 // see one of their sessions gone.
+//
+// The model checks read-write locks and mutexes too, as semaphores: a
+// mutex is a semaphore of capacity 1, and a read-write lock one of
+// capacity RWCapacity, of which a reader takes one permit and a writer
+// every permit.
 const (
 	// KindSemAcquire waits for Count permits: Succeeded with the granted
 	// Token, or an unknown outcome.
@@ -32,7 +37,25 @@ const (
 	// the permits they hold in all; Self is the inspecting client's own
 	// grant of the semaphore, if any.
 	KindSemInspect history.Kind = "sem-inspect"
+	// KindSemUpgrade converts Owner's read grant of a read-write lock into
+	// the write grant, in place: Succeeded with the write grant's Token,
+	// or not Succeeded when refused because others read
+	// (ErrWouldDeadlock). An owner that no longer holds is queued for the
+	// write lock, as a new acquire.
+	KindSemUpgrade history.Kind = "sem-upgrade"
+	// KindSemDowngrade converts Owner's write grant into a read grant:
+	// Succeeded with its Token (the write grant's; a new one when the
+	// owner no longer held and was granted a read lock anew).
+	KindSemDowngrade history.Kind = "sem-downgrade"
+	// KindSemForce is an operator's force-release of the lock's holders
+	// under Token (every holder when 0): Succeeded with Holders the number
+	// released, or not Succeeded when none held (ErrNotHeld).
+	KindSemForce history.Kind = "sem-force"
 )
+
+// RWCapacity is the capacity of a read-write lock as the model sees it: a
+// reader takes one permit, a writer all of them.
+const RWCapacity = 1 << 20
 
 // SemHolderView is one holder of a semaphore as an inspection read it.
 type SemHolderView struct {
@@ -65,30 +88,43 @@ type SemInput struct {
 	Name string
 	// Capacity is the semaphore's capacity N.
 	Capacity int
-	// Owner is the grant acted for (requested, released); for an
-	// inspection, the inspecting client's own grant (or "").
+	// Owner is the grant acted for (requested, released, converted); for
+	// an inspection, the inspecting client's own grant (or "").
 	Owner string
 	// Session is the operation's session (the session seen gone, for
 	// KindLockSessionGone).
 	Session int64
 	// Permits asked for.
 	Permits int
-	// Token released under.
+	// Token released under (or force-released, 0 for every holder).
 	Token uint64
 	// Protected: see LockInput.
 	Protected int64
+	// Hold, for an acquire with a hold time, is the least time (in clock
+	// nanoseconds) the grant lasts after it is made; 0 without one.
+	Hold int64
+	// Call is the operation's invocation, a lower bound of its
+	// linearization point.
+	Call int64
 	// Return bounds the linearization point (math.MaxInt64 when unknown).
 	Return int64
+	// MayRefuse: a try-acquire that may be refused whatever the lock's
+	// holders: it claimed several locks (another may be held), or a
+	// waiter for several locks may have queued for this one while it
+	// was free (it waits for another).
+	MayRefuse bool
 }
 
 // SemOutput is what a semaphore operation returned.
 type SemOutput struct {
 	Unknown, Bounded bool
-	// OK: granted, released.
+	// OK: granted, released, converted, force-released.
 	OK    bool
 	Token uint64
 	// Holders is what an inspection read.
 	Holders []SemHolderView
+	// Released is the number of holders a force-release ended.
+	Released int
 }
 
 // SemHolder is one grant of the model's semaphore.
@@ -99,8 +135,12 @@ type SemHolder struct {
 	// Token is the grant's token; 0 while unknown (an acquire of unknown
 	// outcome), then MinToken bounds it from below.
 	Token, MinToken uint64
-	// Protected: until then the grant ends only by a release.
+	// Protected: until then the grant ends only by a release, unless its
+	// hold time ends first.
 	Protected int64
+	// Hold is the least time the grant lasts with its hold time (0: none);
+	// HoldEnd is the earliest the hold time may end it.
+	Hold, HoldEnd int64
 }
 
 // SemState is the model's state of one semaphore: its grants, sorted by
@@ -155,7 +195,31 @@ func (s SemState) with(h SemHolder) SemState {
 	return s
 }
 
-func (h SemHolder) endable(ret int64) bool { return ret >= h.Protected }
+// replaced returns s with holder i replaced by h.
+func (s SemState) replaced(i int, h SemHolder) SemState {
+	s = s.clone()
+	s.Holders[i] = h
+	return s
+}
+
+func (s SemState) sealed() SemState { s.Sealed = true; return s }
+
+// endable reports whether the grant may have ended by ret: its session may
+// have expired, or its hold time may be over.
+func (h SemHolder) endable(ret int64) bool {
+	return ret >= h.Protected || (h.HoldEnd > 0 && ret >= h.HoldEnd)
+}
+
+// endableMask returns the holders that may have ended by ret.
+func (s SemState) endableMask(ret int64) int {
+	m := 0
+	for i, h := range s.Holders {
+		if h.endable(ret) {
+			m |= 1 << i
+		}
+	}
+	return m
+}
 
 // makeRoom returns the states in which permits more fit under capacity,
 // reached by ending minimal sets of grants that may have ended by ret
@@ -168,12 +232,7 @@ func (s SemState) makeRoom(permits, capacity int, ret int64) []SemState {
 	if need <= 0 {
 		return []SemState{s}
 	}
-	var endable int
-	for i, h := range s.Holders {
-		if h.endable(ret) {
-			endable |= 1 << i
-		}
-	}
+	endable := s.endableMask(ret)
 	freed := func(mask int) int {
 		n := 0
 		for i, h := range s.Holders {
@@ -202,6 +261,45 @@ func (s SemState) makeRoom(permits, capacity int, ret int64) []SemState {
 	return out
 }
 
+// grantNew is an acquire of permits by an owner that holds nothing: the
+// states it leads to. ownCommand: the grant is made by the operation's own
+// command (a try-acquire), so its token is above every earlier one.
+func (s SemState) grantNew(in SemInput, out SemOutput, permits int, ownCommand bool) []SemState {
+	h := SemHolder{Owner: in.Owner, Session: in.Session, Permits: permits, Hold: in.Hold}
+	if in.Hold > 0 {
+		h.HoldEnd = in.Call + in.Hold
+	}
+	above := s.Sealed || ownCommand
+	switch {
+	case out.Unknown:
+		h.MinToken = s.Floor
+		if above {
+			h.MinToken++
+		}
+		var next []SemState
+		for _, r := range s.makeRoom(permits, in.Capacity, in.Return) {
+			next = append(next, r.with(h))
+		}
+		if out.Bounded {
+			next = append(next, s)
+		}
+		return next
+	case out.OK:
+		if out.Token < s.Floor || (out.Token == s.Floor && above) {
+			return nil
+		}
+		h.Token, h.Protected = out.Token, in.Protected
+		var next []SemState
+		for _, r := range s.makeRoom(permits, in.Capacity, in.Return) {
+			r = r.with(h)
+			r.Floor, r.Sealed = out.Token, false
+			next = append(next, r)
+		}
+		return next
+	}
+	return nil
+}
+
 // SemSteps is the sequential specification of one of concord's counting
 // semaphores of capacity N, with the states an operation may lead to (none
 // when it cannot happen).
@@ -219,58 +317,44 @@ func (s SemState) makeRoom(permits, capacity int, ret int64) []SemState {
 // reads every holder with its permits and token. A session seen gone
 // (KindLockSessionGone) holds nothing afterwards.
 //
+// Read-write locks (capacity RWCapacity) add conversions. An upgrade of
+// the only reader makes it the writer under a new token, above every
+// earlier one; it is refused while others hold. A downgrade keeps the
+// writer's token. An owner whose grant ended meanwhile (a force-release,
+// its hold time) converts nothing: its request is a new acquire. A
+// force-release ends every holder under its token (every holder when 0)
+// and says how many; it is refused when none holds.
+//
 // As in LockStep, grants may end at any time their session may have
-// expired (the operation's linearization point may lie past Protected);
-// the model ends them lazily, when an operation needs them gone: an
-// acquire ends minimal sets of them to make room, a release refused or an
-// inspection not listing a grant ends it. Acquires of unknown outcome are
-// granted, with a token not yet known, when their linearization point is
-// placed (never, when placed at the end of the history); when their session
-// was seen gone (Bounded) they may also never have applied. The model never
-// holds more than N permits, so any observation of more is a violation.
+// expired (the operation's linearization point may lie past Protected) or
+// their hold time may be over (past HoldEnd); the model ends them lazily,
+// when an operation needs them gone: an acquire ends minimal sets of them
+// to make room, a release refused or an inspection not listing a grant
+// ends it. Acquires of unknown outcome are granted, with a token not yet
+// known, when their linearization point is placed (never, when placed at
+// the end of the history); when their session was seen gone (Bounded)
+// they may also never have applied. The model never holds more than N
+// permits, so any observation of more is a violation.
 func SemSteps(s SemState, in SemInput, out SemOutput) []SemState {
 	// A sample of the holder's session deadline extends its protection.
 	if i := s.find(in.Owner); in.Owner != "" && i >= 0 && in.Protected > s.Holders[i].Protected {
 		s = s.clone()
 		s.Holders[i].Protected = in.Protected
 	}
-	seal := func(s SemState) SemState { s.Sealed = true; return s }
 	switch in.Kind {
 	case KindSemAcquire, KindSemTry:
 		if s.find(in.Owner) >= 0 {
 			return nil // owners are never reused
 		}
-		switch {
-		case out.Unknown:
-			min := s.Floor
-			if s.Sealed || in.Kind == KindSemTry {
-				min++
-			}
-			var next []SemState
-			for _, r := range s.makeRoom(in.Permits, in.Capacity, in.Return) {
-				next = append(next, r.with(SemHolder{Owner: in.Owner, Session: in.Session, Permits: in.Permits, MinToken: min}))
-			}
-			if out.Bounded {
-				next = append(next, s)
-			}
-			return next
-		case out.OK:
-			if out.Token < s.Floor || (out.Token == s.Floor && (s.Sealed || in.Kind == KindSemTry)) {
-				return nil
-			}
-			var next []SemState
-			for _, r := range s.makeRoom(in.Permits, in.Capacity, in.Return) {
-				r = r.with(SemHolder{Owner: in.Owner, Session: in.Session, Permits: in.Permits, Token: out.Token, Protected: in.Protected})
-				r.Floor, r.Sealed = out.Token, false
-				next = append(next, r)
-			}
-			return next
-		default:
-			if in.Kind != KindSemTry || len(s.Holders) == 0 {
-				return nil
-			}
-			return []SemState{seal(s)}
+		if out.Unknown || out.OK {
+			return s.grantNew(in, out, in.Permits, in.Kind == KindSemTry)
 		}
+		if in.Kind != KindSemTry || (len(s.Holders) == 0 && !in.MayRefuse) {
+			return nil
+		}
+		return []SemState{s.sealed()}
+	case KindSemUpgrade, KindSemDowngrade:
+		return s.convert(in, out)
 	case KindSemRelease:
 		i := s.find(in.Owner)
 		matches := i >= 0 && (s.Holders[i].Token == in.Token || (s.Holders[i].Token == 0 && in.Token >= s.Holders[i].MinToken))
@@ -284,22 +368,24 @@ func SemSteps(s SemState, in SemInput, out SemOutput) []SemState {
 			if !matches {
 				return nil
 			}
-			next := seal(s.without(1 << i))
+			next := s.without(1 << i).sealed()
 			next.Floor = max(next.Floor, in.Token)
 			return []SemState{next}
 		default:
 			if !matches {
-				return []SemState{seal(s)}
+				return []SemState{s.sealed()}
 			}
 			var next []SemState
 			if s.Holders[i].endable(in.Return) {
-				next = append(next, seal(s.without(1<<i)))
+				next = append(next, s.without(1<<i).sealed())
 			}
 			if s.Holders[i].Token == 0 {
-				next = append(next, seal(s)) // its token may be another
+				next = append(next, s.sealed()) // its token may be another
 			}
 			return next
 		}
+	case KindSemForce:
+		return s.force(in, out)
 	case KindSemInspect:
 		if out.Unknown {
 			return []SemState{s}
@@ -355,6 +441,134 @@ func SemSteps(s SemState, in SemInput, out SemOutput) []SemState {
 	return nil
 }
 
+// convert is an upgrade or a downgrade of Owner's grant of a read-write
+// lock (see SemSteps).
+func (s SemState) convert(in SemInput, out SemOutput) []SemState {
+	upgrade := in.Kind == KindSemUpgrade
+	permits := 1 // what the owner holds afterwards
+	if upgrade {
+		permits = in.Capacity
+	}
+	var next []SemState
+	i := s.find(in.Owner)
+	// The owner's grant may be gone (never held, force-released, its
+	// hold time over): the request is then a new acquire that waits.
+	if i < 0 {
+		return s.grantNew(in, out, permits, false)
+	}
+	h := s.Holders[i]
+	if h.endable(in.Return) {
+		next = append(next, s.without(1<<i).grantNew(in, out, permits, false)...)
+	}
+	if h.Permits == permits {
+		// Already held so: acquiring again answers with the grant.
+		if out.Unknown || (out.OK && out.Token == h.Token) {
+			next = append(next, s.sealed())
+		}
+		return next
+	}
+	converted := h
+	converted.Permits = permits
+	if upgrade {
+		// A new grant under the upgrade's own index, timed anew; every
+		// other holder must be gone.
+		others := s.without(1 << i)
+		othersGone := others.endableMask(in.Return) == (1<<len(others.Holders))-1
+		switch {
+		case out.Unknown:
+			next = append(next, s)
+			if othersGone {
+				converted.Token, converted.MinToken = 0, max(s.Floor, h.Token)+1
+				if h.Hold > 0 {
+					converted.HoldEnd = in.Call + h.Hold
+				}
+				next = append(next, SemState{Holders: []SemHolder{converted}, Floor: s.Floor, Sealed: true})
+			}
+		case out.OK:
+			if out.Token <= s.Floor || out.Token <= h.Token || !othersGone {
+				return next
+			}
+			converted.Token, converted.MinToken = out.Token, 0
+			if h.Hold > 0 {
+				converted.HoldEnd = in.Call + h.Hold
+			}
+			next = append(next, SemState{Holders: []SemHolder{converted}, Floor: out.Token, Sealed: true})
+		default:
+			if len(s.Holders) > 1 {
+				next = append(next, s.sealed()) // refused: others read
+			}
+		}
+		return next
+	}
+	// A downgrade keeps the grant, its token and its hold clock.
+	switch {
+	case out.Unknown:
+		next = append(next, s, s.replaced(i, converted).sealed())
+	case out.OK:
+		switch {
+		case h.Token == out.Token:
+		case h.Token == 0 && out.Token >= h.MinToken:
+			converted.Token, converted.MinToken = out.Token, 0
+		default:
+			return next
+		}
+		r := s.replaced(i, converted).sealed()
+		r.Floor = max(r.Floor, out.Token)
+		next = append(next, r)
+	}
+	return next
+}
+
+// force is a force-release (see SemSteps).
+func (s SemState) force(in SemInput, out SemOutput) []SemState {
+	// Holders released for certain, and holders whose token is not known
+	// (an acquire of unknown outcome) that may carry in.Token.
+	var def, maybe []int
+	for i, h := range s.Holders {
+		switch {
+		case in.Token == 0 || h.Token == in.Token:
+			def = append(def, i)
+		case h.Token == 0 && in.Token >= h.MinToken:
+			maybe = append(maybe, i)
+		}
+	}
+	defMask, defEndable := 0, 0
+	for _, i := range def {
+		defMask |= 1 << i
+		if s.Holders[i].endable(in.Return) {
+			defEndable++
+		}
+	}
+	var next []SemState
+	for sub := 0; sub < 1<<len(maybe); sub++ {
+		mask, n := defMask, 0
+		for j, i := range maybe {
+			if sub&(1<<j) != 0 {
+				mask |= 1 << i
+				n++
+			}
+		}
+		switch {
+		case out.Unknown:
+			next = append(next, s.without(mask).sealed())
+		case out.OK:
+			// The definite holders that may have ended before it are
+			// not counted.
+			if k := out.Released - n; out.Released >= 1 && k >= len(def)-defEndable && k <= len(def) {
+				next = append(next, s.without(mask).sealed())
+			}
+		default:
+			if sub == 0 && defEndable == len(def) {
+				next = append(next, s.without(defMask).sealed())
+			}
+		}
+	}
+	if out.Unknown {
+		next = append(next, s)
+	}
+	return next
+}
+
 // SemModel is the porcupine model of concord's semaphores, partitioned per
 // semaphore name (SemSteps, through porcupine's power-set construction).
 var SemModel = semModel.ToModel()
@@ -388,7 +602,7 @@ var semModel = porcupine.NondeterministicModel{
 		h := fnv.New64a()
 		fmt.Fprintf(h, "%d|%t", s.Floor, s.Sealed)
 		for _, x := range s.Holders {
-			fmt.Fprintf(h, "|%s,%d,%d,%d,%d,%d", x.Owner, x.Session, x.Permits, x.Token, x.MinToken, x.Protected)
+			fmt.Fprintf(h, "|%s,%d,%d,%d,%d,%d,%d,%d", x.Owner, x.Session, x.Permits, x.Token, x.MinToken, x.Protected, x.Hold, x.HoldEnd)
 		}
 		return h.Sum64()
 	},
@@ -403,27 +617,39 @@ var semModel = porcupine.NondeterministicModel{
 		case in.Kind == KindSemInspect:
 			var parts []string
 			for _, v := range out.Holders {
-				parts = append(parts, fmt.Sprintf("%s:%d@%d", v.Owner, v.Permits, v.Token))
+				parts = append(parts, fmt.Sprintf("%s:%s@%d", v.Owner, describePermits(v.Permits, in.Capacity), v.Token))
 			}
 			res = "[" + strings.Join(parts, " ") + "]"
-		case (in.Kind == KindSemAcquire || in.Kind == KindSemTry) && out.OK:
+		case in.Kind == KindSemForce && out.OK:
+			res = fmt.Sprintf("%d released", out.Released)
+		case in.Kind == KindSemUpgrade && !out.OK:
+			res = "refused (others read)"
+		case out.OK && in.Kind != KindSemRelease:
 			res = fmt.Sprintf("granted @%d", out.Token)
 		case in.Kind == KindSemTry:
 			res = "refused"
-		case in.Kind == KindSemRelease && out.OK:
+		case out.OK:
 			res = "released"
-		case in.Kind == KindSemRelease:
-			res = "not held"
 		default:
-			res = "ok"
+			res = "not held"
+		}
+		hold := ""
+		if in.Hold > 0 {
+			hold = fmt.Sprintf(", hold >= %.3fs", float64(in.Hold)/1e9)
 		}
 		switch in.Kind {
 		case KindSemAcquire:
-			return fmt.Sprintf("acquire(%s, %d/%d) -> %s", in.Owner, in.Permits, in.Capacity, res)
+			return fmt.Sprintf("acquire(%s, %s/%s%s) -> %s", in.Owner, describePermits(in.Permits, in.Capacity), describeCapacity(in.Capacity), hold, res)
 		case KindSemTry:
-			return fmt.Sprintf("try(%s, %d/%d) -> %s", in.Owner, in.Permits, in.Capacity, res)
+			return fmt.Sprintf("try(%s, %s/%s%s) -> %s", in.Owner, describePermits(in.Permits, in.Capacity), describeCapacity(in.Capacity), hold, res)
 		case KindSemRelease:
 			return fmt.Sprintf("release(%s@%d) -> %s", in.Owner, in.Token, res)
+		case KindSemUpgrade:
+			return fmt.Sprintf("upgrade(%s) -> %s", in.Owner, res)
+		case KindSemDowngrade:
+			return fmt.Sprintf("downgrade(%s) -> %s", in.Owner, res)
+		case KindSemForce:
+			return fmt.Sprintf("force-release(@%d) -> %s", in.Token, res)
 		case KindLockSessionGone:
 			return fmt.Sprintf("session %d gone", in.Session)
 		default:
@@ -433,14 +659,21 @@ var semModel = porcupine.NondeterministicModel{
 	DescribeState: func(state interface{}) string {
 		s := state.(SemState)
 		var parts []string
+		capacity := 0
 		for _, h := range s.Holders {
 			tok := fmt.Sprint(h.Token)
 			if h.Token == 0 {
 				tok = fmt.Sprintf("?>=%d", h.MinToken)
 			}
-			p := fmt.Sprintf("%s:%d@%s (session %d", h.Owner, h.Permits, tok, h.Session)
+			if h.Permits == RWCapacity {
+				capacity = RWCapacity
+			}
+			p := fmt.Sprintf("%s:%s@%s (session %d", h.Owner, describePermits(h.Permits, capacity), tok, h.Session)
 			if h.Protected > 0 {
 				p += fmt.Sprintf(", lives until %.3fs", float64(h.Protected)/1e9)
+			}
+			if h.HoldEnd > 0 {
+				p += fmt.Sprintf(", hold may end from %.3fs", float64(h.HoldEnd)/1e9)
 			}
 			parts = append(parts, p+")")
 		}
@@ -453,16 +686,42 @@ var semModel = porcupine.NondeterministicModel{
 	DescribeOperationMetadata: describeMetadata,
 }
 
+// describePermits names what a grant holds: its permits, or "read" and
+// "write" for a read-write lock.
+func describePermits(permits, capacity int) string {
+	switch {
+	case capacity == RWCapacity && permits == RWCapacity:
+		return "write"
+	case capacity == RWCapacity && permits == 1:
+		return "read"
+	}
+	return fmt.Sprint(permits)
+}
+
+func describeCapacity(capacity int) string {
+	if capacity == RWCapacity {
+		return "rw"
+	}
+	return fmt.Sprint(capacity)
+}
+
 // SemPartitionName names a semaphore partition by its semaphore.
 func SemPartitionName(ops []porcupine.Operation) string {
 	if len(ops) == 0 {
 		return "empty"
 	}
-	return "semaphore " + ops[0].Input.(SemInput).Name
+	in := ops[0].Input.(SemInput)
+	switch in.Capacity {
+	case RWCapacity:
+		return "read-write lock " + in.Name
+	case 1:
+		return "mutex " + in.Name
+	}
+	return "semaphore " + in.Name
 }
 
 // SemOptions: the clocks of the run (as for locks), and each semaphore's
-// capacity.
+// capacity (RWCapacity for a read-write lock, 1 for a mutex).
 type SemOptions struct {
 	LockOptions
 	// Capacity returns a semaphore's capacity.
@@ -493,6 +752,38 @@ func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 		}
 	}
 	sort.Strings(names)
+	// When a waiter for several locks may be queued on each: from its
+	// call until granted, or, when its outcome is unknown, until its
+	// session is seen gone.
+	type span struct{ from, to int64 }
+	multiWaits := map[string][]span{}
+	for _, o := range ops {
+		if o.Kind != KindSemAcquire || o.Locks < 2 || o.Status == history.Fail {
+			continue
+		}
+		to := o.Return
+		if o.Status == history.Unknown {
+			to = end + 1
+			if g, ok := gone[o.Session]; ok && o.Session != 0 && g >= o.Return {
+				to = g
+			}
+		}
+		multiWaits[o.Key] = append(multiWaits[o.Key], span{o.Call, to})
+	}
+	mayRefuse := func(o history.Op) bool {
+		if o.Kind != KindSemTry {
+			return false
+		}
+		if o.Locks > 1 {
+			return true
+		}
+		for _, w := range multiWaits[o.Key] {
+			if w.from <= o.Return && o.Call <= w.to {
+				return true
+			}
+		}
+		return false
+	}
 	capacity := func(name string) int {
 		if opt.Capacity == nil {
 			return 0
@@ -515,20 +806,22 @@ func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 			continue
 		}
 		switch o.Kind {
-		case KindSemAcquire, KindSemTry, KindSemRelease, KindSemInspect:
+		case KindSemAcquire, KindSemTry, KindSemRelease, KindSemInspect, KindSemUpgrade, KindSemDowngrade, KindSemForce:
 		default:
 			continue
 		}
 		in := SemInput{Kind: o.Kind, Name: o.Key, Capacity: capacity(o.Key), Owner: o.Owner, Session: o.Session,
-			Permits: int(o.Count), Token: o.Token, Protected: opt.Protected(o), Return: o.Return}
+			Permits: int(o.Count), Token: o.Token, Protected: opt.Protected(o), Hold: opt.Hold(o), Call: o.Call, Return: o.Return, MayRefuse: mayRefuse(o)}
 		var outp SemOutput
 		ret := o.Return
 		switch o.Status {
 		case history.OK:
 			outp.OK = o.Succeeded
 			switch o.Kind {
-			case KindSemAcquire, KindSemTry:
+			case KindSemAcquire, KindSemTry, KindSemUpgrade, KindSemDowngrade:
 				outp.Token, in.Token = o.Token, 0
+			case KindSemForce:
+				outp.Released = o.Holders
 			case KindSemInspect:
 				in.Owner, in.Token = o.Self, 0
 				hs, err := DecodeSemHolders(o.Value)
@@ -542,7 +835,7 @@ func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 				continue
 			}
 			outp = SemOutput{Unknown: true}
-			if o.Kind != KindSemRelease {
+			if o.Kind != KindSemRelease && o.Kind != KindSemForce {
 				in.Token = 0
 			}
 			ret, in.Return = infinity, math.MaxInt64

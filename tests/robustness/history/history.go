@@ -105,6 +105,13 @@ type Op struct {
 	// client held when it inspected (its Deadline then vouches for that
 	// grant's session).
 	Self string `json:"self,omitempty"`
+	// Locks is, for each part of a call on several locks (an acquire or
+	// a release of all of them at once), the number of locks; 0 for a
+	// call on one.
+	Locks int `json:"locks,omitempty"`
+	// HoldMs is the hold time an acquire asked for (Redisson's
+	// leaseTime), in milliseconds.
+	HoldMs int64 `json:"hold_ms,omitempty"`
 	// Entry is the element a fenced append adds to a shared list (Value
 	// is then the whole list it writes).
 	Entry string `json:"entry,omitempty"`

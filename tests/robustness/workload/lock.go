@@ -184,17 +184,30 @@ func (s *lockSessions) begin(kind history.Kind, sess *client.Session, key string
 }
 
 // record completes op and adds it; after an unknown outcome the client
-// ends the operation's session and continues as a new process.
+// ends the operation's session (if it had one) and continues as a new
+// process.
 func (s *lockSessions) record(op history.Op) history.Op {
-	op.Return = s.env.Recorder.Now()
-	op.Workload = s.workload
-	op.Process = s.proc
-	op = s.env.Recorder.Add(op)
-	if op.Status == history.Unknown {
-		s.end(op.Session)
+	return s.recordAll([]history.Op{op})[0]
+}
+
+// recordAll completes and adds ops, the parts of one call (one per lock of
+// a call on several), as record does: with one return time, and the
+// session ended once when the outcome is unknown.
+func (s *lockSessions) recordAll(ops []history.Op) []history.Op {
+	ret := s.env.Recorder.Now()
+	unknown := false
+	for i := range ops {
+		ops[i].Return, ops[i].Workload, ops[i].Process = ret, s.workload, s.proc
+		ops[i] = s.env.Recorder.Add(ops[i])
+		unknown = unknown || ops[i].Status == history.Unknown
+	}
+	if unknown {
+		if id := ops[0].Session; id != 0 {
+			s.end(id)
+		}
 		s.proc = s.env.Recorder.NewProcess()
 	}
-	return op
+	return ops
 }
 
 // ensure returns a live session, making one if needed; nil when ctx ended.

@@ -16,11 +16,18 @@ import (
 
 // SemaphoreConfig shapes the semaphore workload: Clients (default 3) take
 // permits of Semaphores counting semaphores (default 2), of capacity 2, 3,
-// 2, ...; Pace defaults to 30ms.
+// 2, ..., read and write RWLocks read-write locks (default 1), and take
+// Mutexes mutexes (default 2) one at a time or all at once; Pace defaults
+// to 30ms.
 type SemaphoreConfig struct {
 	HolderConfig
 	// Semaphores is the number of semaphores (default 2).
 	Semaphores int
+	// RWLocks is the number of read-write locks (default 1; -1 for none).
+	RWLocks int
+	// Mutexes is the number of mutexes taken together (default 2; -1 for
+	// none).
+	Mutexes int
 	// Hold is the most a client holds its permits (default 200ms).
 	Hold time.Duration
 }
@@ -30,6 +37,12 @@ func (c *SemaphoreConfig) setDefaults() {
 	if c.Semaphores <= 0 {
 		c.Semaphores = 2
 	}
+	if c.RWLocks == 0 {
+		c.RWLocks = 1
+	}
+	if c.Mutexes == 0 {
+		c.Mutexes = 2
+	}
 	if c.Hold <= 0 {
 		c.Hold = 200 * time.Millisecond
 	}
@@ -38,18 +51,66 @@ func (c *SemaphoreConfig) setDefaults() {
 // SemaphoreWorkload names the semaphore workload in histories.
 const SemaphoreWorkload = "semaphores"
 
-// Semaphores is the semaphore workload: clients take 1 to N permits of one
-// or two counting semaphores of capacity N (2 or 3), waiting or trying,
-// hold them briefly, sometimes inspect, and release them, through the SDK's
-// low-level calls (AcquireLocks, ReleaseLocks, InspectLock) so that every
-// outcome is recorded exactly. Each grant has its own owner. As in the lock
-// workload, every operation records its session's Deadline(), clients
-// sometimes stall past their session's TTL while holding, and a session in
-// which an operation's outcome is unknown is revoked and recorded as seen
-// gone. The history is checked against checker.SemModel, per semaphore.
+// semTarget is a lock the semaphore workload uses, as the model sees it: a
+// semaphore of capacity N, a read-write lock (checker.RWCapacity: a reader
+// takes one permit, a writer all), or a mutex (capacity 1).
+type semTarget struct {
+	name     string
+	kind     client.LockKind
+	capacity int
+}
+
+// claim returns the claim of permits of the target (for a read-write lock,
+// a read claim for 1, else a write claim).
+func (t semTarget) claim(permits int) *client.LockClaim {
+	switch t.kind {
+	case client.KindRWLock:
+		mode := client.ModeExclusive
+		if permits == 1 {
+			mode = client.ModeShared
+		}
+		return &client.LockClaim{Name: t.name, Kind: t.kind, Mode: mode}
+	case client.KindSemaphore:
+		return &client.LockClaim{Name: t.name, Kind: t.kind, Capacity: int64(t.capacity), Permits: int64(permits)}
+	}
+	return &client.LockClaim{Name: t.name, Kind: t.kind}
+}
+
+// permitsOf returns what an inspected holder of the target holds, as
+// permits.
+func (t semTarget) permitsOf(h *client.LockHolder) int {
+	switch t.kind {
+	case client.KindRWLock:
+		if h.GetMode() == client.ModeShared {
+			return 1
+		}
+		return checker.RWCapacity
+	case client.KindSemaphore:
+		return int(h.GetPermits())
+	}
+	return 1
+}
+
+// Semaphores is the semaphore workload, which also drives the locks that
+// share the semaphore's model: clients take 1 to N permits of one or two
+// counting semaphores of capacity N (2 or 3), read or write a read-write
+// lock and convert their grant (upgrade, downgrade), and take two mutexes
+// one at a time or both at once (LockAll), waiting or trying, sometimes
+// with a hold time (Redisson's leaseTime) shorter than they keep the
+// grant. They hold briefly, sometimes inspect, sometimes force-release a
+// semaphore or the read-write lock as an operator would, and release,
+// through the SDK's low-level calls (AcquireLocks, ReleaseLocks,
+// InspectLock, ForceReleaseLock) so that every outcome is recorded
+// exactly. Each grant has its own owner. As in the lock workload, every
+// operation records its session's Deadline(), clients sometimes stall
+// past their session's TTL while holding, and a session in which an
+// operation's outcome is unknown is revoked and recorded as seen gone. The
+// history is checked against checker.SemModel, per lock; a grant of both
+// mutexes is checked as one grant of each, under one token.
 type Semaphores struct {
 	cfg      SemaphoreConfig
 	env      *Env
+	targets  []semTarget
 	enders   enders
 	counters counters
 }
@@ -57,24 +118,40 @@ type Semaphores struct {
 // NewSemaphores returns the workload.
 func NewSemaphores(cfg SemaphoreConfig) *Semaphores {
 	cfg.setDefaults()
-	return &Semaphores{cfg: cfg}
+	w := &Semaphores{cfg: cfg}
+	for i := 0; i < cfg.Semaphores; i++ {
+		w.targets = append(w.targets, semTarget{name: fmt.Sprintf("sem/s%d", i), kind: client.KindSemaphore, capacity: 2 + i%2})
+	}
+	for i := 0; i < cfg.RWLocks; i++ {
+		w.targets = append(w.targets, semTarget{name: fmt.Sprintf("sem/rw%d", i), kind: client.KindRWLock, capacity: checker.RWCapacity})
+	}
+	for i := 0; i < cfg.Mutexes; i++ {
+		w.targets = append(w.targets, semTarget{name: fmt.Sprintf("sem/m%d", i), kind: client.KindMutex, capacity: 1})
+	}
+	return w
 }
 
 // Name implements Workload.
 func (w *Semaphores) Name() string { return SemaphoreWorkload }
 
-func (w *Semaphores) semName(i int) string { return fmt.Sprintf("sem/s%d", i) }
-
-// capacityOf returns semaphore i's capacity: 2, 3, 2, ...
-func (w *Semaphores) capacityOf(i int) int { return 2 + i%2 }
-
 func (w *Semaphores) capacity(name string) int {
-	for i := 0; i < w.cfg.Semaphores; i++ {
-		if w.semName(i) == name {
-			return w.capacityOf(i)
+	for _, t := range w.targets {
+		if t.name == name {
+			return t.capacity
 		}
 	}
 	return 0
+}
+
+// ofKind returns the targets of kind.
+func (w *Semaphores) ofKind(kind client.LockKind) []semTarget {
+	var out []semTarget
+	for _, t := range w.targets {
+		if t.kind == kind {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Model implements Workload.
@@ -105,12 +182,12 @@ func (w *Semaphores) Run(ctx context.Context, env *Env) error {
 }
 
 // Finish implements Workload: once every session of the run is seen gone,
-// a fresh client must be granted every permit of each semaphore.
+// a fresh client must be granted every permit of each lock.
 func (w *Semaphores) Finish(ctx context.Context, env *Env) error {
 	w.enders.wait()
 	var errs []error
-	for i := 0; i < w.cfg.Semaphores; i++ {
-		if err := w.finalSem(ctx, env, w.semName(i), w.capacityOf(i)); err != nil {
+	for _, t := range w.targets {
+		if err := w.finalSem(ctx, env, t); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -122,12 +199,23 @@ func (w *Semaphores) Check(env *Env, h *history.History) (checker.Stats, []check
 	return checker.Stats{}, nil
 }
 
-// semGrant is a held grant of a client.
+// semGrant is a held grant of a client: of one lock, or of every mutex at
+// once.
 type semGrant struct {
-	name    string
+	targets []semTarget
 	owner   string
+	// permits of each target.
 	permits int
+	hold    time.Duration
 	g       *client.Grant
+}
+
+func (g *semGrant) names() []string {
+	out := make([]string, len(g.targets))
+	for i, t := range g.targets {
+		out[i] = t.name
+	}
+	return out
 }
 
 // semClient is one client of the semaphore workload.
@@ -153,79 +241,138 @@ func (c *semClient) run(ctx context.Context) {
 		cl.Close()
 	}()
 	c.ss.proc = c.env.Recorder.NewProcess()
+	sems, rws, mutexes := c.w.ofKind(client.KindSemaphore), c.w.ofKind(client.KindRWLock), c.w.ofKind(client.KindMutex)
+	forcible := append(append([]semTarget(nil), sems...), rws...)
 	for pause(ctx, time.Duration(c.rng.Int64N(int64(c.w.cfg.Pace)+1))) {
 		sess := c.ss.ensure(ctx)
 		if sess == nil {
 			return
 		}
-		first := c.rng.IntN(c.w.cfg.Semaphores)
 		r := c.rng.IntN(100)
 		switch {
-		case r < 15:
-			c.inspect(ctx, sess, c.w.semName(first), "")
-		case r < 40:
-			if g := c.acquire(ctx, sess, first, false); g != nil {
-				c.hold(ctx, sess, []*semGrant{g})
-			}
-		default:
-			g := c.acquire(ctx, sess, first, true)
+		case r < 12:
+			c.inspect(ctx, sess, c.w.targets[c.rng.IntN(len(c.w.targets))], "")
+			continue
+		case r < 16:
+			// Never a mutex: a force-release ends a grant of every
+			// mutex, which the per-lock model cannot follow.
+			c.force(ctx, sess, forcible[c.rng.IntN(len(forcible))])
+			continue
+		}
+		wait := r >= 35
+		var held []*semGrant
+		switch k := c.rng.IntN(100); {
+		case k < 40 || (len(rws) == 0 && len(mutexes) == 0):
+			i := c.rng.IntN(len(sems))
+			g := c.acquire(ctx, sess, sems[i:i+1], 1+c.rng.IntN(sems[i].capacity), wait)
 			if g == nil {
 				continue
 			}
-			held := []*semGrant{g}
+			held = append(held, g)
 			// Sometimes a second semaphore too, always in name order
 			// (no cycle of waits).
-			if first+1 < c.w.cfg.Semaphores && c.rng.IntN(4) == 0 && c.ss.sess == sess {
-				if g2 := c.acquire(ctx, sess, first+1, c.rng.IntN(2) == 0); g2 != nil {
+			if i+1 < len(sems) && c.rng.IntN(4) == 0 && c.ss.sess == sess {
+				if g2 := c.acquire(ctx, sess, sems[i+1:i+2], 1+c.rng.IntN(sems[i+1].capacity), c.rng.IntN(2) == 0); g2 != nil {
 					held = append(held, g2)
 				}
 			}
+		case k < 75 && len(rws) > 0:
+			i := c.rng.IntN(len(rws))
+			permits := 1
+			if c.rng.IntN(5) < 2 {
+				permits = checker.RWCapacity
+			}
+			if g := c.acquire(ctx, sess, rws[i:i+1], permits, wait); g != nil {
+				held = append(held, g)
+			}
+		case len(mutexes) > 0:
+			targets := mutexes
+			if c.rng.IntN(3) == 0 {
+				i := c.rng.IntN(len(mutexes))
+				targets = mutexes[i : i+1]
+			}
+			if g := c.acquire(ctx, sess, targets, 1, wait); g != nil {
+				held = append(held, g)
+			}
+		}
+		if len(held) > 0 {
 			c.hold(ctx, sess, held)
 		}
 	}
 }
 
-// acquire takes 1..N permits of semaphore i with a new owner, waiting or
-// not; it returns the grant when granted.
-func (c *semClient) acquire(ctx context.Context, sess *client.Session, i int, wait bool) *semGrant {
-	name, capacity := c.w.semName(i), c.w.capacityOf(i)
-	permits := 1 + c.rng.IntN(capacity)
+// acquire takes permits of each target with a new owner, waiting or not,
+// sometimes with a hold time; it returns the grant when granted.
+func (c *semClient) acquire(ctx context.Context, sess *client.Session, targets []semTarget, permits int, wait bool) *semGrant {
 	kind, timeout := checker.KindSemTry, c.w.cfg.OpTimeout
 	if wait {
 		kind, timeout = checker.KindSemAcquire, c.w.cfg.Wait
 	}
-	owner := c.cl.NewOwner()
-	op := c.ss.begin(kind, sess, name)
-	op.Owner, op.Count = owner, int64(permits)
-	actx, cancel := context.WithTimeout(ctx, timeout)
-	claim := &client.LockClaim{Name: name, Kind: client.KindSemaphore, Capacity: int64(capacity), Permits: int64(permits)}
-	g, err := c.cl.AcquireLocks(actx, sess, owner, []*client.LockClaim{claim}, client.AcquireOptions{Wait: wait})
-	cancel()
-	switch {
-	case err == nil:
-		op.Status, op.Succeeded, op.Token = history.OK, true, g.Token
-	case !wait && errors.Is(err, client.ErrLocked):
-		op.Status = history.OK
-	case certainFailure(err):
-		op.Status, op.Err = history.Fail, errText(err)
-	default:
-		// May have been granted meanwhile; the client ends the session.
-		op.Status, op.Err = history.Unknown, errText(err)
+	var hold time.Duration
+	if c.rng.IntN(4) == 0 {
+		hold = 100*time.Millisecond + time.Duration(c.rng.Int64N(int64(300*time.Millisecond)))
 	}
-	c.ss.record(op)
+	owner := c.cl.NewOwner()
+	ops := make([]history.Op, len(targets))
+	claims := make([]*client.LockClaim, len(targets))
+	for i, t := range targets {
+		ops[i] = c.ss.begin(kind, sess, t.name)
+		ops[i].Owner, ops[i].Count, ops[i].HoldMs = owner, int64(permits), hold.Milliseconds()
+		if len(targets) > 1 {
+			ops[i].Locks = len(targets)
+		}
+		claims[i] = t.claim(permits)
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	g, err := c.cl.AcquireLocks(actx, sess, owner, claims, client.AcquireOptions{Wait: wait, Hold: hold})
+	cancel()
+	for i := range ops {
+		switch {
+		case err == nil:
+			ops[i].Status, ops[i].Succeeded, ops[i].Token = history.OK, true, g.Token
+		case !wait && errors.Is(err, client.ErrLocked):
+			ops[i].Status = history.OK
+		case certainFailure(err):
+			ops[i].Status, ops[i].Err = history.Fail, errText(err)
+		default:
+			// May have been granted meanwhile; the client ends the session.
+			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
+		}
+	}
+	c.ss.recordAll(ops)
 	if err != nil {
 		if !wait && errors.Is(err, client.ErrLocked) {
 			c.w.counters.add("try refused", 1)
 		}
 		return nil
 	}
+	sg := &semGrant{targets: targets, owner: owner, permits: permits, hold: hold, g: g}
 	c.w.counters.add("grants", 1)
-	c.w.counters.add(fmt.Sprintf("grants of %d permits", permits), 1)
-	return &semGrant{name: name, owner: owner, permits: permits, g: g}
+	c.w.counters.add(sg.describe(), 1)
+	if hold > 0 {
+		c.w.counters.add("grants with a hold time", 1)
+	}
+	return sg
 }
 
-// hold keeps the grants a little, sometimes inspecting, sometimes stalling
-// past the session's TTL, then releases them (last first).
+// describe names a grant's kind, for the counters.
+func (g *semGrant) describe() string {
+	switch t := g.targets[0]; {
+	case len(g.targets) > 1:
+		return fmt.Sprintf("grants of %d mutexes at once", len(g.targets))
+	case t.kind == client.KindMutex:
+		return "grants of a mutex"
+	case t.kind == client.KindRWLock && g.permits == 1:
+		return "read grants"
+	case t.kind == client.KindRWLock:
+		return "write grants"
+	}
+	return fmt.Sprintf("grants of %d permits", g.permits)
+}
+
+// hold keeps the grants a little, sometimes converting a read-write
+// grant, inspecting, or stalling past the session's TTL, then releases
+// them (last first).
 func (c *semClient) hold(ctx context.Context, sess *client.Session, held []*semGrant) {
 	defer func() {
 		for _, g := range held {
@@ -237,17 +384,20 @@ func (c *semClient) hold(ctx context.Context, sess *client.Session, held []*semG
 		c.w.counters.add("stalls", 1)
 		c.ss.orphan()
 		pause(ctx, stallFor(c.env, c.w.cfg.TTL))
-		c.inspect(ctx, sess, held[0].name, held[0].owner)
+		c.inspect(ctx, sess, held[0].targets[0], held[0].owner)
 		for i := len(held) - 1; i >= 0; i-- {
-			if op := c.release(sess, held[i]); op.Status == history.OK && !op.Succeeded {
+			if ops := c.release(sess, held[i]); ops[0].Status == history.OK && !ops[0].Succeeded {
 				c.w.counters.add("stale releases refused", 1)
 			}
 		}
 		return
 	}
+	if g := held[0]; g.targets[0].kind == client.KindRWLock && c.rng.IntN(3) == 0 {
+		c.convert(ctx, sess, g)
+	}
 	if c.rng.IntN(2) == 0 {
 		g := held[c.rng.IntN(len(held))]
-		c.inspect(ctx, sess, g.name, g.owner)
+		c.inspect(ctx, sess, g.targets[c.rng.IntN(len(g.targets))], g.owner)
 	}
 	t := time.NewTimer(time.Duration(c.rng.Int64N(int64(c.w.cfg.Hold) + 1)))
 	select {
@@ -262,53 +412,132 @@ func (c *semClient) hold(ctx context.Context, sess *client.Session, held []*semG
 	}
 }
 
-// release releases a grant under its token, even after ctx ended.
-func (c *semClient) release(sess *client.Session, g *semGrant) history.Op {
-	op := c.ss.begin(checker.KindSemRelease, sess, g.name)
-	op.Owner, op.Token, op.Count = g.owner, g.g.Token, int64(g.permits)
-	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
-	err := c.cl.ReleaseLocks(rctx, sess, g.owner, []string{g.name}, g.g.Token)
+// convert upgrades a read grant of a read-write lock, or downgrades a
+// write grant, in place.
+func (c *semClient) convert(ctx context.Context, sess *client.Session, g *semGrant) {
+	kind, permits := checker.KindSemDowngrade, 1
+	if g.permits == 1 {
+		kind, permits = checker.KindSemUpgrade, checker.RWCapacity
+	}
+	t := g.targets[0]
+	op := c.ss.begin(kind, sess, t.name)
+	op.Owner, op.Count, op.HoldMs = g.owner, int64(permits), g.hold.Milliseconds()
+	cctx, cancel := context.WithTimeout(ctx, c.w.cfg.Wait)
+	ng, err := c.cl.AcquireLocks(cctx, sess, g.owner, []*client.LockClaim{t.claim(permits)},
+		client.AcquireOptions{Wait: true, Hold: g.hold, Converts: g.g})
 	cancel()
 	switch {
 	case err == nil:
-		op.Status, op.Succeeded = history.OK, true
-	case errors.Is(err, client.ErrNotHeld):
+		op.Status, op.Succeeded, op.Token = history.OK, true, ng.Token
+	case errors.Is(err, client.ErrWouldDeadlock):
 		op.Status = history.OK
 	case certainFailure(err):
 		op.Status, op.Err = history.Fail, errText(err)
 	default:
 		op.Status, op.Err = history.Unknown, errText(err)
 	}
-	return c.ss.record(op)
+	c.ss.record(op)
+	switch {
+	case err == nil:
+		c.w.counters.add(string(kind)+"s", 1)
+		if ng != g.g {
+			g.g.Detach()
+		}
+		g.g, g.permits = ng, permits
+	case errors.Is(err, client.ErrWouldDeadlock):
+		c.w.counters.add("upgrades refused (others read)", 1)
+	}
 }
 
-// inspect reads name linearizably; self is the client's own grant of it,
-// if any.
-func (c *semClient) inspect(ctx context.Context, sess *client.Session, name, self string) {
-	op := c.ss.begin(checker.KindSemInspect, sess, name)
+// release releases a grant under its token, even after ctx ended: one
+// operation per lock.
+func (c *semClient) release(sess *client.Session, g *semGrant) []history.Op {
+	ops := make([]history.Op, len(g.targets))
+	for i, t := range g.targets {
+		ops[i] = c.ss.begin(checker.KindSemRelease, sess, t.name)
+		ops[i].Owner, ops[i].Token, ops[i].Count = g.owner, g.g.Token, int64(g.permits)
+		if len(g.targets) > 1 {
+			ops[i].Locks = len(g.targets)
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
+	err := c.cl.ReleaseLocks(rctx, sess, g.owner, g.names(), g.g.Token)
+	cancel()
+	for i := range ops {
+		switch {
+		case err == nil:
+			ops[i].Status, ops[i].Succeeded = history.OK, true
+		case errors.Is(err, client.ErrNotHeld):
+			ops[i].Status = history.OK
+		case certainFailure(err):
+			ops[i].Status, ops[i].Err = history.Fail, errText(err)
+		default:
+			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
+		}
+	}
+	return c.ss.recordAll(ops)
+}
+
+// inspect reads a lock linearizably; self is the client's own grant of
+// it, if any. It returns the holders read (none when it failed).
+func (c *semClient) inspect(ctx context.Context, sess *client.Session, t semTarget, self string) []checker.SemHolderView {
+	op := c.ss.begin(checker.KindSemInspect, sess, t.name)
 	op.Self = self
 	ictx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
-	info, _, err := c.cl.InspectLock(ictx, name)
+	info, _, err := c.cl.InspectLock(ictx, t.name)
 	cancel()
 	if err != nil {
 		op.Status, op.Err = history.Fail, errText(err)
 		c.ss.record(op)
-		return
+		return nil
 	}
 	op.Status = history.OK
 	hs := make([]checker.SemHolderView, 0, len(info.GetHolders()))
 	for _, h := range info.GetHolders() {
-		hs = append(hs, checker.SemHolderView{Owner: h.GetOwner(), Permits: int(h.GetPermits()), Token: h.GetToken()})
-		op.Count += h.GetPermits()
+		hs = append(hs, checker.SemHolderView{Owner: h.GetOwner(), Permits: t.permitsOf(h), Token: h.GetToken()})
+		op.Count += int64(t.permitsOf(h))
 	}
 	op.Holders, op.Value = len(hs), checker.EncodeSemHolders(hs)
 	c.ss.record(op)
+	return hs
 }
 
-// finalSem acquires every permit of name from a fresh client after the
-// heal and releases them, recording both: every session of the run has
-// been revoked or is expiring, so they must be granted within 30s.
-func (w *Semaphores) finalSem(ctx context.Context, env *Env, name string, capacity int) error {
+// force force-releases a lock as an operator would: every holder, or
+// (half the time) the grant of one holder an inspection just read.
+func (c *semClient) force(ctx context.Context, sess *client.Session, t semTarget) {
+	var token uint64
+	if c.rng.IntN(2) == 0 {
+		hs := c.inspect(ctx, sess, t, "")
+		if len(hs) == 0 {
+			return
+		}
+		token = hs[c.rng.IntN(len(hs))].Token
+	}
+	op := history.Op{Kind: checker.KindSemForce, Key: t.name, Token: token, Call: c.env.Recorder.Now()}
+	fctx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
+	n, err := c.cl.ForceReleaseLock(fctx, t.name, token, "robustness workload")
+	cancel()
+	switch {
+	case err == nil:
+		op.Status, op.Succeeded, op.Holders = history.OK, true, int(n)
+		c.w.counters.add("force-releases", 1)
+	case errors.Is(err, client.ErrNotHeld):
+		op.Status = history.OK
+		c.w.counters.add("force-releases of nothing", 1)
+	case certainFailure(err):
+		op.Status, op.Err = history.Fail, errText(err)
+	default:
+		op.Status, op.Err = history.Unknown, errText(err)
+	}
+	c.ss.record(op)
+}
+
+// finalSem acquires every permit of a lock (its write lock, the mutex)
+// from a fresh client after the heal and releases them, recording both:
+// every session of the run has been revoked or is expiring, so they must
+// be granted within 30s.
+func (w *Semaphores) finalSem(ctx context.Context, env *Env, t semTarget) error {
+	name, capacity := t.name, t.capacity
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	rec := env.Recorder
@@ -335,13 +564,12 @@ func (w *Semaphores) finalSem(ctx context.Context, env *Env, name string, capaci
 	owner := "final/" + name
 	op := history.Op{Process: proc, Workload: SemaphoreWorkload, Kind: checker.KindSemAcquire, Key: name, Owner: owner,
 		Session: sess.ID(), Count: int64(capacity), Call: rec.Now()}
-	claim := &client.LockClaim{Name: name, Kind: client.KindSemaphore, Capacity: int64(capacity), Permits: int64(capacity)}
-	g, err := cl.AcquireLocks(ctx, sess, owner, []*client.LockClaim{claim}, client.AcquireOptions{Wait: true})
+	g, err := cl.AcquireLocks(ctx, sess, owner, []*client.LockClaim{t.claim(capacity)}, client.AcquireOptions{Wait: true})
 	op.Return = rec.Now()
 	if err != nil {
 		op.Status, op.Err = history.Unknown, errText(err)
 		rec.Add(op)
-		return fmt.Errorf("all %d permits of %s not granted within 30s of the heal, with every session of the run revoked or expired: %w", capacity, name, err)
+		return fmt.Errorf("%s not granted whole within 30s of the heal, with every session of the run revoked or expired: %w", name, err)
 	}
 	op.Status, op.Succeeded, op.Token = history.OK, true, g.Token
 	rec.Add(op)
