@@ -297,8 +297,17 @@ func lockInspect(g *globals) *cobra.Command {
 				if len(forced) > 0 {
 					fmt.Fprintln(g.stdout, "\nforce-releases:")
 					for _, r := range forced {
-						fmt.Fprintf(g.stdout, "  %s token %d (session %d, owner %s) at %s: %s\n", r.GetName(), r.GetToken(), r.GetSession(),
-							r.GetOwner(), time.UnixMilli(r.GetAtUnixMs()).UTC().Format(time.RFC3339), r.GetReason())
+						at := time.UnixMilli(r.GetAtUnixMs())
+						held := ""
+						if since := r.GetHeldSinceUnixMs(); since > 0 {
+							held = fmt.Sprintf(", held %s", at.Sub(time.UnixMilli(since)).Round(time.Millisecond))
+						}
+						by := ""
+						if c := r.GetByClient(); c != "" {
+							by = " by client " + c
+						}
+						fmt.Fprintf(g.stdout, "  %s token %d (session %d, owner %s%s) at %s%s: %s\n", r.GetName(), r.GetToken(), r.GetSession(),
+							r.GetOwner(), held, at.UTC().Format(time.RFC3339), by, r.GetReason())
 					}
 				}
 				return nil
@@ -358,7 +367,8 @@ func forcedJSON(recs []*client.ForceReleaseRecord) []map[string]any {
 	out := []map[string]any{}
 	for _, r := range recs {
 		out = append(out, map[string]any{"name": r.GetName(), "token": r.GetToken(), "session": r.GetSession(), "owner": r.GetOwner(),
-			"at_unix_ms": r.GetAtUnixMs(), "reason": r.GetReason(), "revision": r.GetRevision()})
+			"at_unix_ms": r.GetAtUnixMs(), "reason": r.GetReason(), "revision": r.GetRevision(),
+			"held_since_unix_ms": r.GetHeldSinceUnixMs(), "by_client": r.GetByClient()})
 	}
 	return out
 }

@@ -101,6 +101,8 @@ type ForceRecord struct {
 	Reason    string
 	Revision  uint64
 	HeldSince int64
+	// ByClient is the client ID of the caller.
+	ByClient string
 }
 
 // forceHistory bounds the force-release records kept.
@@ -779,7 +781,7 @@ func (t *Table) ExpireHold(rev uint64, nowMs int64, ref HoldRef) bool {
 // those with token, when given: readers or semaphore holders granted by one
 // command share its token), and records it. A grant that took several locks
 // at once ends on all of them. It returns the grants it ended on lock name.
-func (t *Table) ForceRelease(rev uint64, nowMs int64, name string, token uint64, reason string) (int, error) {
+func (t *Table) ForceRelease(rev uint64, nowMs int64, name string, token uint64, reason, byClient string) (int, error) {
 	t.rev, t.now = rev, nowMs
 	l := t.locks[name]
 	if l == nil || len(l.Holders) == 0 {
@@ -789,7 +791,7 @@ func (t *Table) ForceRelease(rev uint64, nowMs int64, name string, token uint64,
 	touched := map[string]bool{}
 	record := func(name string, h *Holder) {
 		t.forced = append(t.forced, ForceRecord{Name: name, Token: h.Token, Session: h.Session, Owner: h.Owner,
-			AtUnixMs: nowMs, Reason: reason, Revision: rev, HeldSince: h.SinceUnixMs})
+			AtUnixMs: nowMs, Reason: reason, Revision: rev, HeldSince: h.SinceUnixMs, ByClient: byClient})
 	}
 	for _, h := range slices.Clone(l.Holders) {
 		if token != 0 && h.Token != token {

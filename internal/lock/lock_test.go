@@ -197,11 +197,11 @@ func TestHoldTimeAndForceRelease(t *testing.T) {
 	l, _, _ := tb.Get("m")
 	require.Equal(t, "b", l.Holders[0].Owner)
 
-	n, err := tb.ForceRelease(5, 5, "m", 0, "stuck job")
+	n, err := tb.ForceRelease(5, 5, "m", 0, "stuck job", "sdk-ops")
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	require.Equal(t, []ForceRecord{{Name: "m", Token: 4, Session: 2, Owner: "b", AtUnixMs: 5, Reason: "stuck job", Revision: 5, HeldSince: 4}}, tb.Forced())
-	_, err = tb.ForceRelease(6, 6, "m", 0, "again")
+	require.Equal(t, []ForceRecord{{Name: "m", Token: 4, Session: 2, Owner: "b", AtUnixMs: 5, Reason: "stuck job", Revision: 5, HeldSince: 4, ByClient: "sdk-ops"}}, tb.Forced())
+	_, err = tb.ForceRelease(6, 6, "m", 0, "again", "")
 	require.ErrorIs(t, err, ErrNotHeld)
 }
 
@@ -214,7 +214,7 @@ func TestHoldingAndEndReason(t *testing.T) {
 	require.False(t, tb.Holding(2, 1), "another session does not hold token 1")
 	require.False(t, tb.Holding(1, 3), "no grant carries token 3")
 
-	_, err := tb.ForceRelease(3, 3, "m", 1, "stuck job")
+	_, err := tb.ForceRelease(3, 3, "m", 1, "stuck job", "")
 	require.NoError(t, err)
 	require.False(t, tb.Holding(1, 1))
 	require.Equal(t, ReasonForced+": stuck job", tb.EndReason(1, 1, "a"))
@@ -333,7 +333,7 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 			name := all[rng.IntN(len(all))]
 			l := tb.locks[name]
 			if l == nil || len(l.Holders) == 0 {
-				_, err = tb.ForceRelease(rev, int64(rev), name, 0, "chaos")
+				_, err = tb.ForceRelease(rev, int64(rev), name, 0, "chaos", "")
 				require.ErrorIs(t, err, ErrNotHeld)
 				break
 			}
@@ -342,7 +342,7 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 			if h.HoldMs > 0 && rng.IntN(2) == 0 {
 				require.True(t, tb.ExpireHold(rev, int64(rev), *ended))
 			} else {
-				_, err = tb.ForceRelease(rev, int64(rev), name, h.Token, "chaos")
+				_, err = tb.ForceRelease(rev, int64(rev), name, h.Token, "chaos", "")
 				require.NoError(t, err)
 			}
 		default:
@@ -562,7 +562,7 @@ func TestAnotherRequestOfAWaitingOwnerIsRefused(t *testing.T) {
 func TestAMultiLockGrantEndsWhole(t *testing.T) {
 	tb, _, _ := newTable()
 	require.Equal(t, Outcome{State: Granted, Token: 5}, acq(t, tb, 5, 1, "multi", true, mutex("x"), mutex("y"), mutex("z")))
-	n, err := tb.ForceRelease(6, 6, "x", 5, "stuck")
+	n, err := tb.ForceRelease(6, 6, "x", 5, "stuck", "")
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.False(t, tb.Holding(1, 5))

@@ -56,7 +56,7 @@ func ForceProto(recs []ForceRecord) []*concordv1.ForceReleaseRecord {
 	out := make([]*concordv1.ForceReleaseRecord, 0, len(recs))
 	for _, f := range recs {
 		out = append(out, &concordv1.ForceReleaseRecord{Name: f.Name, Token: f.Token, Session: f.Session, Owner: f.Owner,
-			AtUnixMs: f.AtUnixMs, Reason: f.Reason, Revision: f.Revision})
+			AtUnixMs: f.AtUnixMs, Reason: f.Reason, Revision: f.Revision, HeldSinceUnixMs: f.HeldSince, ByClient: f.ByClient})
 	}
 	return out
 }

@@ -42,7 +42,7 @@ func (t *Table) Capture() (uint64, func(*record.Writer) error) {
 	forced := make([]*internalv1.LockForceRecord, 0, len(t.forced))
 	for _, f := range t.forced {
 		forced = append(forced, &internalv1.LockForceRecord{Name: f.Name, Token: f.Token, Session: f.Session, Owner: f.Owner,
-			AtUnixMs: f.AtUnixMs, Reason: f.Reason, Revision: f.Revision, HeldSinceUnixMs: f.HeldSince})
+			AtUnixMs: f.AtUnixMs, Reason: f.Reason, Revision: f.Revision, HeldSinceUnixMs: f.HeldSince, ByClient: f.ByClient})
 	}
 	hdr := &internalv1.LockSectionHeader{Locks: uint64(len(locks)), Waiters: uint64(len(waiters)), Forced: uint64(len(forced))}
 	return 1 + hdr.Locks + hdr.Waiters + hdr.Forced, func(w *record.Writer) error {
@@ -121,7 +121,7 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 			return fmt.Errorf("lock force record %d: %w", i, err)
 		}
 		fresh.forced = append(fresh.forced, ForceRecord{Name: rec.GetName(), Token: rec.GetToken(), Session: rec.GetSession(), Owner: rec.GetOwner(),
-			AtUnixMs: rec.GetAtUnixMs(), Reason: rec.GetReason(), Revision: rec.GetRevision(), HeldSince: rec.GetHeldSinceUnixMs()})
+			AtUnixMs: rec.GetAtUnixMs(), Reason: rec.GetReason(), Revision: rec.GetRevision(), HeldSince: rec.GetHeldSinceUnixMs(), ByClient: rec.GetByClient()})
 	}
 	t.Adopt(fresh)
 	return nil

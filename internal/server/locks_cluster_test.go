@@ -277,6 +277,9 @@ func TestForceReleaseIsRecordedAndTellsTheHolder(t *testing.T) {
 	require.Len(t, recs, 1)
 	require.Equal(t, "operator: job hung", recs[0].GetReason())
 	require.Equal(t, m.Token(), recs[0].GetToken())
+	require.Equal(t, cl.ClientID(), recs[0].GetByClient(), "the record names the caller")
+	require.Positive(t, recs[0].GetHeldSinceUnixMs())
+	require.LessOrEqual(t, recs[0].GetHeldSinceUnixMs(), recs[0].GetAtUnixMs())
 	require.ErrorIs(t, m.Unlock(ctx), client.ErrLockLost)
 }
 

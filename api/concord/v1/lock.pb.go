@@ -903,14 +903,20 @@ func (x *LockWaiter) GetLocks() []string {
 
 // ForceRelease records an operator's force-release.
 type ForceReleaseRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
-	Session       int64                  `protobuf:"varint,3,opt,name=session,proto3" json:"session,omitempty"`
-	Owner         string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
-	AtUnixMs      int64                  `protobuf:"varint,5,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
-	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
-	Revision      uint64                 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Token    uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	Session  int64                  `protobuf:"varint,3,opt,name=session,proto3" json:"session,omitempty"`
+	Owner    string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	AtUnixMs int64                  `protobuf:"varint,5,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	Reason   string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Revision uint64                 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	// held_since_unix_ms is when the released grant was made (the leader's
+	// clock).
+	HeldSinceUnixMs int64 `protobuf:"varint,8,opt,name=held_since_unix_ms,json=heldSinceUnixMs,proto3" json:"held_since_unix_ms,omitempty"`
+	// by_client is the client ID of the force-release's caller (the SDK
+	// sets one per client; empty for a caller that sent none).
+	ByClient      string `protobuf:"bytes,9,opt,name=by_client,json=byClient,proto3" json:"by_client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -992,6 +998,20 @@ func (x *ForceReleaseRecord) GetRevision() uint64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *ForceReleaseRecord) GetHeldSinceUnixMs() int64 {
+	if x != nil {
+		return x.HeldSinceUnixMs
+	}
+	return 0
+}
+
+func (x *ForceReleaseRecord) GetByClient() string {
+	if x != nil {
+		return x.ByClient
+	}
+	return ""
 }
 
 // LockInfo describes a lock.
@@ -1498,7 +1518,7 @@ const file_concord_v1_lock_proto_rawDesc = "" +
 	"\x04mode\x18\x05 \x01(\x0e2\x14.concord.v1.LockModeR\x04mode\x12\x18\n" +
 	"\apermits\x18\x06 \x01(\x03R\apermits\x12\"\n" +
 	"\rsince_unix_ms\x18\a \x01(\x03R\vsinceUnixMs\x12\x14\n" +
-	"\x05locks\x18\b \x03(\tR\x05locks\"\xc0\x01\n" +
+	"\x05locks\x18\b \x03(\tR\x05locks\"\x8a\x02\n" +
 	"\x12ForceReleaseRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x18\n" +
@@ -1507,7 +1527,9 @@ const file_concord_v1_lock_proto_rawDesc = "" +
 	"\n" +
 	"at_unix_ms\x18\x05 \x01(\x03R\batUnixMs\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
-	"\brevision\x18\a \x01(\x04R\brevision\"\xc8\x01\n" +
+	"\brevision\x18\a \x01(\x04R\brevision\x12+\n" +
+	"\x12held_since_unix_ms\x18\b \x01(\x03R\x0fheldSinceUnixMs\x12\x1b\n" +
+	"\tby_client\x18\t \x01(\tR\bbyClient\"\xc8\x01\n" +
 	"\bLockInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.concord.v1.LockKindR\x04kind\x12\x1a\n" +

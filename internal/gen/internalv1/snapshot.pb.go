@@ -793,6 +793,7 @@ type LockForceRecord struct {
 	Reason          string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	Revision        uint64                 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
 	HeldSinceUnixMs int64                  `protobuf:"varint,8,opt,name=held_since_unix_ms,json=heldSinceUnixMs,proto3" json:"held_since_unix_ms,omitempty"`
+	ByClient        string                 `protobuf:"bytes,9,opt,name=by_client,json=byClient,proto3" json:"by_client,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -881,6 +882,13 @@ func (x *LockForceRecord) GetHeldSinceUnixMs() int64 {
 		return x.HeldSinceUnixMs
 	}
 	return 0
+}
+
+func (x *LockForceRecord) GetByClient() string {
+	if x != nil {
+		return x.ByClient
+	}
+	return ""
 }
 
 // LockSectionHeader gives the sizes of the lock section's parts.
@@ -1363,7 +1371,7 @@ const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\rR\x04kind\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x18\n" +
 	"\apermits\x18\x04 \x01(\x03R\apermits\x12\x1a\n" +
-	"\bcapacity\x18\x05 \x01(\x03R\bcapacity\"\xea\x01\n" +
+	"\bcapacity\x18\x05 \x01(\x03R\bcapacity\"\x87\x02\n" +
 	"\x0fLockForceRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x18\n" +
@@ -1373,7 +1381,8 @@ const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"at_unix_ms\x18\x05 \x01(\x03R\batUnixMs\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
 	"\brevision\x18\a \x01(\x04R\brevision\x12+\n" +
-	"\x12held_since_unix_ms\x18\b \x01(\x03R\x0fheldSinceUnixMs\"[\n" +
+	"\x12held_since_unix_ms\x18\b \x01(\x03R\x0fheldSinceUnixMs\x12\x1b\n" +
+	"\tby_client\x18\t \x01(\tR\bbyClient\"[\n" +
 	"\x11LockSectionHeader\x12\x14\n" +
 	"\x05locks\x18\x01 \x01(\x04R\x05locks\x12\x18\n" +
 	"\awaiters\x18\x02 \x01(\x04R\awaiters\x12\x16\n" +
