@@ -113,6 +113,9 @@ type SemInput struct {
 	// waiter for several locks may have queued for this one while it
 	// was free (it waits for another).
 	MayRefuse bool
+	// MayQueue: a try-acquire during which a waiting request for this
+	// lock may have been queued (a waiter queues only behind holders).
+	MayQueue bool
 }
 
 // SemOutput is what a semaphore operation returned.
@@ -141,6 +144,10 @@ type SemHolder struct {
 	// Hold is the least time the grant lasts with its hold time (0: none);
 	// HoldEnd is the earliest the hold time may end it.
 	Hold, HoldEnd int64
+	// Abandoned: the outcome of the operation that made or converted the
+	// grant is unknown, so the SDK takes it back (client/lock.go abandon)
+	// at a moment of its own: it may end at any time.
+	Abandoned bool
 }
 
 // SemState is the model's state of one semaphore: its grants, sorted by
@@ -207,7 +214,7 @@ func (s SemState) sealed() SemState { s.Sealed = true; return s }
 // endable reports whether the grant may have ended by ret: its session may
 // have expired, or its hold time may be over.
 func (h SemHolder) endable(ret int64) bool {
-	return ret >= h.Protected || (h.HoldEnd > 0 && ret >= h.HoldEnd)
+	return h.Abandoned || ret >= h.Protected || (h.HoldEnd > 0 && ret >= h.HoldEnd)
 }
 
 // endableMask returns the holders that may have ended by ret.
@@ -272,6 +279,7 @@ func (s SemState) grantNew(in SemInput, out SemOutput, permits int, ownCommand b
 	above := s.Sealed || ownCommand
 	switch {
 	case out.Unknown:
+		h.Abandoned = true
 		h.MinToken = s.Floor
 		if above {
 			h.MinToken++
@@ -337,7 +345,7 @@ func (s SemState) grantNew(in SemInput, out SemOutput, permits int, ownCommand b
 // permits, so any observation of more is a violation.
 func SemSteps(s SemState, in SemInput, out SemOutput) []SemState {
 	// A sample of the holder's session deadline extends its protection.
-	if i := s.find(in.Owner); in.Owner != "" && i >= 0 && in.Protected > s.Holders[i].Protected {
+	if i := s.find(in.Owner); in.Owner != "" && i >= 0 && !s.Holders[i].Abandoned && in.Protected > s.Holders[i].Protected {
 		s = s.clone()
 		s.Holders[i].Protected = in.Protected
 	}
@@ -349,7 +357,12 @@ func SemSteps(s SemState, in SemInput, out SemOutput) []SemState {
 		if out.Unknown || out.OK {
 			return s.grantNew(in, out, in.Permits, in.Kind == KindSemTry)
 		}
-		if in.Kind != KindSemTry || (len(s.Holders) == 0 && !in.MayRefuse) {
+		if in.Kind != KindSemTry {
+			return nil
+		}
+		// Refused only when the permits do not fit beside holders that may
+		// still hold, or waiters may queue (behind a holder).
+		if !in.MayRefuse && s.used()+in.Permits <= in.Capacity && (!in.MayQueue || len(s.Holders) == 0) {
 			return nil
 		}
 		return []SemState{s.sealed()}
@@ -457,6 +470,12 @@ func (s SemState) convert(in SemInput, out SemOutput) []SemState {
 		return s.grantNew(in, out, permits, false)
 	}
 	h := s.Holders[i]
+	if out.Unknown {
+		// The SDK takes the conversion back, ending the owner's grant
+		// (converted or not) whenever its take-back applies.
+		h.Abandoned = true
+		s = s.replaced(i, h)
+	}
 	if h.endable(in.Return) {
 		next = append(next, s.without(1<<i).grantNew(in, out, permits, false)...)
 	}
@@ -603,6 +622,7 @@ var semModel = porcupine.NondeterministicModel{
 		fmt.Fprintf(h, "%d|%t", s.Floor, s.Sealed)
 		for _, x := range s.Holders {
 			fmt.Fprintf(h, "|%s,%d,%d,%d,%d,%d,%d,%d", x.Owner, x.Session, x.Permits, x.Token, x.MinToken, x.Protected, x.Hold, x.HoldEnd)
+			fmt.Fprintf(h, ",%t", x.Abandoned)
 		}
 		return h.Sum64()
 	},
@@ -770,6 +790,33 @@ func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 		}
 		multiWaits[o.Key] = append(multiWaits[o.Key], span{o.Call, to})
 	}
+	waits := map[string][]span{}
+	for _, o := range ops {
+		switch o.Kind {
+		case KindSemAcquire, KindSemUpgrade, KindSemDowngrade:
+		default:
+			continue
+		}
+		if o.Status == history.OK && !o.Succeeded {
+			continue // refused: never queued
+		}
+		to := o.Return
+		if o.Status != history.OK {
+			to = end + 1
+			if g, ok := gone[o.Session]; ok && o.Session != 0 && g >= o.Return {
+				to = g
+			}
+		}
+		waits[o.Key] = append(waits[o.Key], span{o.Call, to})
+	}
+	mayQueue := func(o history.Op) bool {
+		for _, w := range waits[o.Key] {
+			if o.Kind == KindSemTry && w.from <= o.Return && o.Call <= w.to {
+				return true
+			}
+		}
+		return false
+	}
 	mayRefuse := func(o history.Op) bool {
 		if o.Kind != KindSemTry {
 			return false
@@ -811,7 +858,7 @@ func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 			continue
 		}
 		in := SemInput{Kind: o.Kind, Name: o.Key, Capacity: capacity(o.Key), Owner: o.Owner, Session: o.Session,
-			Permits: int(o.Count), Token: o.Token, Protected: opt.Protected(o), Hold: opt.Hold(o), Call: o.Call, Return: o.Return, MayRefuse: mayRefuse(o)}
+			Permits: int(o.Count), Token: o.Token, Protected: opt.Protected(o), Hold: opt.Hold(o), Call: o.Call, Return: o.Return, MayRefuse: mayRefuse(o), MayQueue: mayQueue(o)}
 		var outp SemOutput
 		ret := o.Return
 		switch o.Status {

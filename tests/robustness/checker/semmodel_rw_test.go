@@ -248,3 +248,51 @@ func TestSemModelMultiLock(t *testing.T) {
 	// Both parts of a grant of both mutexes still exclude others.
 	require.NotEmpty(t, checkShared(t, []history.Op{semGranted(1, 0, 10, 1, 9, onM, multi, protected(5000)), semGranted(2, 11, 20, 1, 12, onM)}))
 }
+
+// A conversion of unknown outcome is taken back by the SDK (client/lock.go,
+// abandon): the owner's grant, converted or not, ends at a moment of the
+// SDK's choosing, while the session is still protected.
+func TestSemModelUnknownConversionTakenBack(t *testing.T) {
+	p, rw := protected(5000), onKey("rw")
+	notHeld := semop(0, KindSemRelease, 31, 35, history.OK, both(rw, p, func(o *history.Op) { o.Token = 5 }))
+	require.Empty(t, checkShared(t, []history.Op{
+		rwRead(0, 0, 10, 5, p), rwRead(1, 0, 10, 8, p),
+		semop(0, KindSemUpgrade, 20, 30, history.Unknown, both(rw, p)), notHeld, semGone(3, 100, 40, 50),
+	}), "an upgrade taken back: the read grant released")
+	require.Empty(t, checkShared(t, []history.Op{
+		rwWrite(0, 0, 10, 5, p), semop(0, KindSemDowngrade, 20, 30, history.Unknown, both(rw, p)), notHeld, semGone(3, 100, 40, 50),
+	}), "a downgrade taken back")
+	require.Empty(t, checkShared(t, []history.Op{
+		rwRead(0, 0, 10, 5, p), semop(0, KindSemUpgrade, 20, 30, history.Unknown, both(rw, p)), rwWrite(1, 40, 45, 12, p), semGone(3, 100, 60, 70),
+	}), "a writer granted once the upgraded grant was taken back")
+	// A known outcome keeps the protection.
+	require.NotEmpty(t, checkShared(t, []history.Op{
+		rwRead(0, 0, 10, 5, p), rwConvert(0, KindSemUpgrade, 20, 30, true, 9, p), rwWrite(1, 40, 45, 12, p),
+	}))
+}
+
+// A try-acquire is refused only when its claim does not fit or the lock
+// has waiters (internal/lock: Acquire); a single-lock waiter queues only
+// behind a holder.
+func TestSemModelTryRefusedWithRoom(t *testing.T) {
+	p := protected(5000)
+	require.NotEmpty(t, checkShared(t, []history.Op{
+		rwRead(0, 0, 10, 5, p), semop(1, KindSemTry, 11, 12, history.OK, both(onKey("rw"), func(o *history.Op) { o.Count = 1 })),
+	}), "a read try refused beside one reader, with no waiter")
+	require.NotEmpty(t, checkSem(t, []history.Op{semGranted(0, 0, 10, 1, 5, p), semTryRefused(1, 11, 12, 1)}), "room for it, no waiter")
+	require.Empty(t, checkSem(t, []history.Op{
+		semGranted(0, 0, 10, 1, 5, p), semGranted(2, 5, 100, 3, 20), semTryRefused(1, 11, 12, 1), semReleased(0, 50, 60, 5),
+	}), "a waiter may be queued")
+	require.Empty(t, checkSem(t, []history.Op{semGranted(0, 0, 10, 2, 5, p), semTryRefused(1, 11, 12, 2)}), "no room")
+}
+
+// The session-gone observation starts before the revoke's first attempt:
+// an attempt that timed out may have applied it.
+func TestSemModelRevokeFromFirstAttempt(t *testing.T) {
+	require.Empty(t, checkSem(t, []history.Op{
+		semGranted(0, 0, 10, 1, 5, protected(2800)),
+		semop(0, KindSemAcquire, 20, 30, history.Unknown, both(onKey("t"), func(o *history.Op) { o.Count = 1 })),
+		semInspected(1, 50, 60),
+		semGone(3, 100, 31, 3110),
+	}))
+}

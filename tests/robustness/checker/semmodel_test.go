@@ -101,7 +101,7 @@ func TestSemModel(t *testing.T) {
 		{"try-acquire granted over capacity", []history.Op{
 			semGranted(0, 0, 10, 3, 5, protected(5000)), semTryGranted(1, 11, 12, 1, 9),
 		}, false},
-		{"try-acquire refused while held", []history.Op{semGranted(0, 0, 10, 1, 5), semTryRefused(1, 11, 12, 1)}, true},
+		{"try-acquire refused while held", []history.Op{semGranted(0, 0, 10, 3, 5), semTryRefused(1, 11, 12, 1)}, true},
 		{"try-acquire refused while free", []history.Op{semTryRefused(1, 0, 1, 1)}, false},
 		{"release by a non-holder reported ok", []history.Op{semGranted(0, 0, 10, 1, 5), semReleased(1, 11, 20, 5)}, false},
 		{"release under the wrong token reported ok", []history.Op{semGranted(0, 0, 10, 1, 5), semReleased(0, 11, 20, 6)}, false},

@@ -139,8 +139,11 @@ func (e *enders) end(env *Env, workload string, id int64) {
 	go func() {
 		defer e.wg.Done()
 		rec := env.Recorder
+		// One Call for every attempt: an attempt that timed out may have
+		// applied the revoke, and a later one then sees it gone.
+		call := rec.Now()
 		err := env.Cluster.Do(context.Background(), 2*time.Minute, 3*time.Second, func(ctx context.Context, cl *client.Client) error {
-			op := history.Op{Workload: workload, Kind: checker.KindLockSessionGone, Session: id, Call: rec.Now()}
+			op := history.Op{Workload: workload, Kind: checker.KindLockSessionGone, Session: id, Call: call}
 			_, err := cl.RevokeSession(ctx, id)
 			if err != nil && !errors.Is(err, client.ErrSessionExpired) {
 				return err
