@@ -69,13 +69,36 @@ func checkShared(t *testing.T, ops []history.Op) []Violation {
 	return vs
 }
 
+// semCase is a history and whether the model must accept it.
+type semCase struct {
+	name  string
+	ops   []history.Op
+	legal bool
+}
+
+// runSemCases checks each case; an illegal one must be reported as a
+// linearizability violation naming partition (when not empty).
+func runSemCases(t *testing.T, cases []semCase, check func(*testing.T, []history.Op) []Violation, partition string) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			vs := check(t, tt.ops)
+			if tt.legal {
+				require.Empty(t, vs)
+				return
+			}
+			require.NotEmpty(t, vs)
+			require.Equal(t, "linearizability", vs[0].Checker)
+			if partition != "" {
+				require.Contains(t, vs[0].Summary, partition)
+			}
+		})
+	}
+}
+
 func TestSemModelReadWriteLocks(t *testing.T) {
 	p := protected(5000)
-	tests := []struct {
-		name  string
-		ops   []history.Op
-		legal bool
-	}{
+	tests := []semCase{
 		{"two readers, inspected, released", []history.Op{
 			rwRead(0, 0, 10, 5, p), rwRead(1, 11, 20, 8, p), rwInspected(2, 21, 22, reader(0, 5), reader(1, 8)),
 			rwReleased(0, 23, 30, 5), rwReleased(1, 31, 40, 8), rwWrite(2, 41, 50, 12),
@@ -133,27 +156,13 @@ func TestSemModelReadWriteLocks(t *testing.T) {
 			rwConvert(0, KindSemUpgrade, 20, 30, true, 14, p), rwInspected(2, 31, 32, writer(0, 14)),
 		}, true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			vs := checkShared(t, tt.ops)
-			if tt.legal {
-				require.Empty(t, vs)
-			} else {
-				require.NotEmpty(t, vs)
-				require.Contains(t, vs[0].Summary, "read-write lock rw")
-			}
-		})
-	}
+	runSemCases(t, tests, checkShared, "read-write lock rw")
 }
 
 func TestSemModelForceRelease(t *testing.T) {
 	p := protected(5000)
 	onM := onKey("m")
-	tests := []struct {
-		name  string
-		ops   []history.Op
-		legal bool
-	}{
+	tests := []semCase{
 		{"two mutex holders", []history.Op{semGranted(0, 0, 10, 1, 5, p, onM), semGranted(1, 11, 20, 1, 8, onM)}, false},
 		{"a force-release ends a protected holder", []history.Op{
 			semGranted(0, 0, 10, 1, 5, p, onM), forced(2, "m", 11, 12, 0, 1), semGranted(1, 13, 20, 1, 8, p, onM),
@@ -188,16 +197,7 @@ func TestSemModelForceRelease(t *testing.T) {
 			semop(0, KindSemRelease, 21, 22, history.OK, both(onM, func(o *history.Op) { o.Succeeded, o.Token = true, 5 })),
 		}, true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			vs := checkShared(t, tt.ops)
-			if tt.legal {
-				require.Empty(t, vs)
-			} else {
-				require.NotEmpty(t, vs)
-			}
-		})
-	}
+	runSemCases(t, tests, checkShared, "")
 }
 
 func TestSemOperationsHold(t *testing.T) {

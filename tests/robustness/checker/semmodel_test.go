@@ -73,11 +73,7 @@ func checkSem(t *testing.T, ops []history.Op) []Violation {
 }
 
 func TestSemModel(t *testing.T) {
-	tests := []struct {
-		name  string
-		ops   []history.Op
-		legal bool
-	}{
+	tests := []semCase{
 		{"two holders within capacity, inspected, released", []history.Op{
 			semGranted(0, 0, 10, 2, 5), semGranted(1, 11, 20, 1, 8), semInspected(2, 21, 22, hv(0, 2, 5), hv(1, 1, 8)),
 			semReleased(0, 23, 30, 5), semReleased(1, 31, 40, 8), semInspected(2, 41, 42),
@@ -149,18 +145,7 @@ func TestSemModel(t *testing.T) {
 			semReleased(0, 21, 30, 5),
 		}, true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			vs := checkSem(t, tt.ops)
-			if tt.legal {
-				require.Empty(t, vs)
-			} else {
-				require.NotEmpty(t, vs)
-				require.Equal(t, "linearizability", vs[0].Checker)
-				require.Contains(t, vs[0].Summary, "semaphore s")
-			}
-		})
-	}
+	runSemCases(t, tests, checkSem, "semaphore s")
 }
 
 func TestSemSteps(t *testing.T) {
