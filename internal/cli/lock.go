@@ -328,13 +328,17 @@ func printLock(g *globals, info *client.LockInfo) {
 	}
 	fmt.Fprintln(g.stdout, ")")
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  \tTOKEN/ID\tSESSION\tSESSION NAME\tOWNER\tMODE\tPERMITS\tSINCE")
+	fmt.Fprintln(tw, "  \tTOKEN/ID\tSESSION\tSESSION NAME\tOWNER\tMODE\tPERMITS\tSINCE\tHOLD TIME")
 	for _, h := range info.GetHolders() {
-		fmt.Fprintf(tw, "  holder\t%d\t%d\t%s\t%s\t%s\t%d\t%s\n", h.GetToken(), h.GetSession(), h.GetSessionName(), h.GetOwner(),
-			mode(h.GetMode()), h.GetPermits(), since(h.GetHeldSinceUnixMs()))
+		hold := "-"
+		if ms := h.GetHoldMs(); ms > 0 {
+			hold = (time.Duration(ms) * time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "  holder\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", h.GetToken(), h.GetSession(), h.GetSessionName(), h.GetOwner(),
+			mode(h.GetMode()), h.GetPermits(), since(h.GetHeldSinceUnixMs()), hold)
 	}
 	for i, w := range info.GetWaiters() {
-		fmt.Fprintf(tw, "  waiter %d\t%d\t%d\t%s\t%s\t%s\t%d\t%s\n", i+1, w.GetId(), w.GetSession(), w.GetSessionName(), w.GetOwner(),
+		fmt.Fprintf(tw, "  waiter %d\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t\n", i+1, w.GetId(), w.GetSession(), w.GetSessionName(), w.GetOwner(),
 			mode(w.GetMode()), w.GetPermits(), since(w.GetSinceUnixMs()))
 	}
 	_ = tw.Flush()

@@ -37,7 +37,7 @@ func (f *FSM) applyLock(index uint64, cmd *internalv1.Command) *internalv1.Resul
 		return emptyResult()
 	case *internalv1.Command_LockForceRelease:
 		r := op.LockForceRelease
-		n, err := f.locks.ForceRelease(index, nowMs, r.GetName(), r.GetToken(), r.GetReason(), cmd.GetMeta().GetClientId())
+		n, err := f.locks.ForceRelease(index, nowMs, r.GetName(), r.GetToken(), r.GetReason(), r.GetMeta().GetClientId())
 		if err != nil {
 			return ErrorResult(err)
 		}

@@ -342,7 +342,7 @@ func runRandom(t *testing.T, seed uint64, steps int) {
 			if h.HoldMs > 0 && rng.IntN(2) == 0 {
 				require.True(t, tb.ExpireHold(rev, int64(rev), *ended))
 			} else {
-				_, err = tb.ForceRelease(rev, int64(rev), name, h.Token, "chaos", "")
+				_, err = tb.ForceRelease(rev, int64(rev), name, h.Token, "chaos", fmt.Sprint("client-", rev))
 				require.NoError(t, err)
 			}
 		default:

@@ -401,9 +401,15 @@ func (s *Server) ForceReleaseLock(ctx context.Context, req *concordv1.ForceRelea
 	if len(req.GetReason()) > 1024 {
 		return nil, errs.Wrapf(ErrInvalidArgument, "reason is %d bytes; the limit is 1024", len(req.GetReason()))
 	}
+	// The record names the caller by the client ID it sent, kept in the
+	// command's body: the command's own meta gets this member's ID when
+	// the caller sent none (identify).
+	body := &concordv1.ForceReleaseRequest{Name: req.GetName(), Token: req.GetToken(), Reason: req.GetReason()}
+	if id := req.GetMeta().GetClientId(); id != "" {
+		body.Meta = &concordv1.WriteMeta{ClientId: id}
+	}
 	before := s.fsm.AppliedIndex()
-	res, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_LockForceRelease{LockForceRelease: &concordv1.ForceReleaseRequest{
-		Name: req.GetName(), Token: req.GetToken(), Reason: req.GetReason()}}})
+	res, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_LockForceRelease{LockForceRelease: body}})
 	if err != nil {
 		return nil, err
 	}

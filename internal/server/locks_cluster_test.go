@@ -283,6 +283,25 @@ func TestForceReleaseIsRecordedAndTellsTheHolder(t *testing.T) {
 	require.ErrorIs(t, m.Unlock(ctx), client.ErrLockLost)
 }
 
+// A force-release from a caller that sends no client ID (curl, another
+// language) is recorded without one, not under the member's.
+func TestForceReleaseRecordWithoutClientID(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	m := concurrency.NewMutex(session(t, cl, 5*time.Second), "anon")
+	require.NoError(t, m.Lock(ctx))
+	lc := concordv1connect.NewLockClient(http.DefaultClient, "http://"+c.Endpoints()[0])
+	resp, err := lc.ForceRelease(ctx, connect.NewRequest(&concordv1.ForceReleaseRequest{Name: "anon", Reason: "curl"}))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, resp.Msg.GetReleased())
+	_, recs, err := cl.InspectLock(ctx, "anon")
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.Empty(t, recs[0].GetByClient())
+	require.Equal(t, "curl", recs[0].GetReason())
+}
+
 func TestLockBadInput(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Size: 1})
 	ctx := ctxT(t, 30*time.Second)

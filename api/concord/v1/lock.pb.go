@@ -914,8 +914,9 @@ type ForceReleaseRecord struct {
 	// held_since_unix_ms is when the released grant was made (the leader's
 	// clock).
 	HeldSinceUnixMs int64 `protobuf:"varint,8,opt,name=held_since_unix_ms,json=heldSinceUnixMs,proto3" json:"held_since_unix_ms,omitempty"`
-	// by_client is the client ID of the force-release's caller (the SDK
-	// sets one per client; empty for a caller that sent none).
+	// by_client is the client ID the force-release's caller sent in its
+	// meta (the SDK sends one per client; empty for a caller that sent
+	// none). It is what the caller claims, not an authenticated identity.
 	ByClient      string `protobuf:"bytes,9,opt,name=by_client,json=byClient,proto3" json:"by_client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -440,9 +440,7 @@ func (c *semClient) convert(ctx context.Context, sess *client.Session, g *semGra
 	switch {
 	case err == nil:
 		c.w.counters.add(string(kind)+"s", 1)
-		if ng != g.g {
-			g.g.Detach()
-		}
+		g.g.Detach() // the SDK made a new Grant for the converted grant
 		g.g, g.permits = ng, permits
 	case errors.Is(err, client.ErrWouldDeadlock):
 		c.w.counters.add("upgrades refused (others read)", 1)
