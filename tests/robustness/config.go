@@ -120,6 +120,9 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 3, TTL: 2 * time.Second}, Locks: 2}
 		c.Fence = &workload.FenceConfig{HolderConfig: workload.HolderConfig{Clients: 3, TTL: 2 * time.Second}}
 		c.IDs = &workload.IDsConfig{}
+		// Two clients: enough for every kind of lock the semaphore model
+		// checks to meet faults on every change, at little cost.
+		c.Semaphores = &workload.SemaphoreConfig{HolderConfig: workload.HolderConfig{Clients: 2, TTL: 2 * time.Second}}
 	case ProfileLong:
 		c.Size = 3
 		if seed%2 == 0 {

@@ -7,12 +7,13 @@
 // The workloads: KV (registers and watches), Sessions, Locks (mutexes),
 // Fence (a list appended to through fenced writes), IDs (segments and
 // snowflakes) and Semaphores (semaphores, read-write locks, mutexes taken
-// together, hold times and force-releases; long profile only). To plug in a
-// new one, implement Workload: Run issues operations until its context ends
-// and records them with Env.Recorder under the workload's Name; Model, if not nil, maps them
-// onto a porcupine model that the harness checks for linearizability
-// (partitioned as the model says); Finish does what must happen after the
-// faults are healed (final reads, fences), recording those operations too;
+// together, hold times and force-releases). To plug in a new one,
+// implement Workload: Run issues operations until its context ends and
+// records them with Env.Recorder under the workload's Name; Model, if not
+// nil, maps them onto a porcupine model that the harness checks for
+// linearizability (partitioned as the model says); Finish does what must
+// happen after the faults are healed (final reads, fences), recording those
+// operations too;
 // Check runs the workload's own checks on the whole history.
 package workload
 
