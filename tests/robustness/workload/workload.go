@@ -13,8 +13,8 @@
 // nil, maps them onto a porcupine model that the harness checks for
 // linearizability (partitioned as the model says); Finish does what must
 // happen after the faults are healed (final reads, fences), recording those
-// operations too;
-// Check runs the workload's own checks on the whole history.
+// operations too; Check runs the workload's own checks on the whole
+// history.
 package workload
 
 import (
