@@ -449,16 +449,24 @@ func (c *lockClient) inspect(ctx context.Context, sess *client.Session, name, se
 	c.ss.record(op)
 }
 
-// finalLock acquires and releases name from a fresh client after the heal,
-// recording both: every session of the run has been revoked or is
-// expiring, so the lock must be granted within 30s.
+// finalLock acquires and releases mutex name from a fresh client after
+// the heal (see finalGrant).
 func finalLock(ctx context.Context, env *Env, workload, name string) error {
+	return finalGrant(ctx, env, workload, &client.LockClaim{Name: name, Kind: client.KindMutex}, checker.KindLockAcquire, checker.KindLockRelease, 0)
+}
+
+// finalGrant takes claim from a fresh client after the heal and releases
+// it, recording both as operations of kinds acquire and release (count is
+// what the model counts the grant as): every session of the run has been
+// revoked or is expiring, so it must be granted within 30s.
+func finalGrant(ctx context.Context, env *Env, workload string, claim *client.LockClaim, acquire, release history.Kind, count int64) error {
+	name := claim.GetName()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	rec := env.Recorder
 	cl, err := newClient(ctx, env.Cluster.Endpoints())
 	if err != nil {
-		return fmt.Errorf("final lock of %s: connecting: %w", name, err)
+		return fmt.Errorf("final acquire of %s: connecting: %w", name, err)
 	}
 	defer cl.Close()
 	var sess *client.Session
@@ -467,7 +475,7 @@ func finalLock(ctx context.Context, env *Env, workload, name string) error {
 		sess, err = cl.NewSession(sctx, client.WithTTL(10*time.Second))
 		scancel()
 		if err != nil && !pause(ctx, 200*time.Millisecond) {
-			return fmt.Errorf("final lock of %s: no session: %w", name, err)
+			return fmt.Errorf("final acquire of %s: no session: %w", name, err)
 		}
 	}
 	defer func() {
@@ -477,17 +485,18 @@ func finalLock(ctx context.Context, env *Env, workload, name string) error {
 	}()
 	proc := rec.NewProcess()
 	owner := "final/" + name
-	op := history.Op{Process: proc, Workload: workload, Kind: checker.KindLockAcquire, Key: name, Owner: owner, Call: rec.Now()}
-	g, err := cl.AcquireLocks(ctx, sess, owner, []*client.LockClaim{{Name: name, Kind: client.KindMutex}}, client.AcquireOptions{Wait: true})
+	op := history.Op{Process: proc, Workload: workload, Kind: acquire, Key: name, Owner: owner, Session: sess.ID(), Count: count, Call: rec.Now()}
+	g, err := cl.AcquireLocks(ctx, sess, owner, []*client.LockClaim{claim}, client.AcquireOptions{Wait: true})
 	op.Return = rec.Now()
 	if err != nil {
 		op.Status, op.Err = history.Unknown, errText(err)
 		rec.Add(op)
-		return fmt.Errorf("lock %s not granted within 30s of the heal, with every session of the run revoked or expired: %w", name, err)
+		return fmt.Errorf("%s not granted within 30s of the heal, with every session of the run revoked or expired: %w", name, err)
 	}
 	op.Status, op.Succeeded, op.Token = history.OK, true, g.Token
 	rec.Add(op)
-	rel := history.Op{Process: proc, Workload: workload, Kind: checker.KindLockRelease, Key: name, Owner: owner, Token: g.Token, Call: rec.Now()}
+	rel := history.Op{Process: proc, Workload: workload, Kind: release, Key: name, Owner: owner, Session: sess.ID(), Token: g.Token,
+		Count: count, Call: rec.Now()}
 	err = cl.ReleaseLocks(ctx, sess, owner, []string{name}, g.Token)
 	rel.Return = rec.Now()
 	g.Detach()

@@ -187,7 +187,9 @@ func (w *Semaphores) Finish(ctx context.Context, env *Env) error {
 	w.enders.wait()
 	var errs []error
 	for _, t := range w.targets {
-		if err := w.finalSem(ctx, env, t); err != nil {
+		// Every permit, the write lock, the mutex.
+		err := finalGrant(ctx, env, SemaphoreWorkload, t.claim(t.capacity), checker.KindSemAcquire, checker.KindSemRelease, int64(t.capacity))
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -528,62 +530,4 @@ func (c *semClient) force(ctx context.Context, sess *client.Session, t semTarget
 		op.Status, op.Err = history.Unknown, errText(err)
 	}
 	c.ss.record(op)
-}
-
-// finalSem acquires every permit of a lock (its write lock, the mutex)
-// from a fresh client after the heal and releases them, recording both:
-// every session of the run has been revoked or is expiring, so they must
-// be granted within 30s.
-func (w *Semaphores) finalSem(ctx context.Context, env *Env, t semTarget) error {
-	name, capacity := t.name, t.capacity
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	rec := env.Recorder
-	cl, err := newClient(ctx, env.Cluster.Endpoints())
-	if err != nil {
-		return fmt.Errorf("final acquire of %s: connecting: %w", name, err)
-	}
-	defer cl.Close()
-	var sess *client.Session
-	for sess == nil {
-		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
-		sess, err = cl.NewSession(sctx, client.WithTTL(10*time.Second))
-		scancel()
-		if err != nil && !pause(ctx, 200*time.Millisecond) {
-			return fmt.Errorf("final acquire of %s: no session: %w", name, err)
-		}
-	}
-	defer func() {
-		rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = sess.Close(rctx)
-		rcancel()
-	}()
-	proc := rec.NewProcess()
-	owner := "final/" + name
-	op := history.Op{Process: proc, Workload: SemaphoreWorkload, Kind: checker.KindSemAcquire, Key: name, Owner: owner,
-		Session: sess.ID(), Count: int64(capacity), Call: rec.Now()}
-	g, err := cl.AcquireLocks(ctx, sess, owner, []*client.LockClaim{t.claim(capacity)}, client.AcquireOptions{Wait: true})
-	op.Return = rec.Now()
-	if err != nil {
-		op.Status, op.Err = history.Unknown, errText(err)
-		rec.Add(op)
-		return fmt.Errorf("%s not granted whole within 30s of the heal, with every session of the run revoked or expired: %w", name, err)
-	}
-	op.Status, op.Succeeded, op.Token = history.OK, true, g.Token
-	rec.Add(op)
-	rel := history.Op{Process: proc, Workload: SemaphoreWorkload, Kind: checker.KindSemRelease, Key: name, Owner: owner, Session: sess.ID(),
-		Token: g.Token, Count: int64(capacity), Call: rec.Now()}
-	err = cl.ReleaseLocks(ctx, sess, owner, []string{name}, g.Token)
-	rel.Return = rec.Now()
-	g.Detach()
-	switch {
-	case err == nil:
-		rel.Status, rel.Succeeded = history.OK, true
-	case errors.Is(err, client.ErrNotHeld):
-		rel.Status = history.OK
-	default:
-		rel.Status, rel.Err = history.Unknown, errText(err)
-	}
-	rec.Add(rel)
-	return nil
 }
