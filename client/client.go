@@ -105,6 +105,9 @@ type endpoint struct {
 	batcher       *batcher
 }
 
+// MaxClientIDBytes bounds Config.ClientID, as the server does.
+const MaxClientIDBytes = 128
+
 // New connects to the cluster: it validates the configuration and waits
 // until one endpoint answers, learning the leader.
 func New(ctx context.Context, cfg Config) (*Client, error) {
@@ -122,6 +125,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.ClientID) > MaxClientIDBytes {
+		return nil, fmt.Errorf("%w: ClientID is %d bytes; the limit is %d", ErrInvalidArgument, len(cfg.ClientID), MaxClientIDBytes)
 	}
 	if cfg.ClientID == "" {
 		var b [12]byte

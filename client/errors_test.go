@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -116,4 +117,7 @@ func TestNewValidatesConfig(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidArgument)
 	_, err = New(context.Background(), Config{Endpoints: []string{"bad"}})
 	require.ErrorIs(t, err, ErrInvalidArgument)
+	_, err = New(context.Background(), Config{Endpoints: []string{"127.0.0.1:1"}, ClientID: strings.Repeat("c", MaxClientIDBytes+1)})
+	require.ErrorIs(t, err, ErrInvalidArgument)
+	require.ErrorContains(t, err, "ClientID")
 }

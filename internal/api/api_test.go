@@ -22,6 +22,7 @@ import (
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/server"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -192,6 +193,8 @@ func TestHTTPJSONErrorsCarryReasonsAndStatuses(t *testing.T) {
 		{"unknown field", "Put", `{"nope":1}`, 400, "invalid_argument", ""},
 		{"counter out of range", "Add", `{"key":"Yw==","delta":"-1","min":"0"}`, 400, "failed_precondition", "OUT_OF_RANGE"},
 		{"unknown session", "Put", `{"key":"aw==","session":"99999"}`, 404, "not_found", "SESSION_NOT_FOUND"},
+		{"client id too long", "Put", `{"key":"bG9uZw==","meta":{"clientId":"` + strings.Repeat("c", server.MaxClientIDBytes+1) + `","requestId":"1"}}`,
+			400, "invalid_argument", "INVALID_ARGUMENT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,6 +211,10 @@ func TestHTTPJSONErrorsCarryReasonsAndStatuses(t *testing.T) {
 			}
 		})
 	}
+	// The refused put changed nothing.
+	status, out := post(t, base+"Range", `{"key":"bG9uZw=="}`)
+	require.Equal(t, 200, status, "%v", out)
+	require.Empty(t, out["kvs"], "the put with a long client ID was applied")
 }
 
 func TestShuttingDownMemberRefusesWithTypedError(t *testing.T) {

@@ -38,7 +38,9 @@ func (s *Server) propose(ctx context.Context, cmd *internalv1.Command) (*interna
 	if s.stopping.Load() {
 		return nil, raftnode.ErrStopped
 	}
-	identify(cmd)
+	if err := identify(cmd); err != nil {
+		return nil, err
+	}
 	backoff := 2 * time.Millisecond
 	for {
 		res, err := s.proposeOnce(ctx, cmd)
@@ -63,11 +65,21 @@ func (s *Server) propose(ctx context.Context, cmd *internalv1.Command) (*interna
 	}
 }
 
-// identify gives cmd a request ID from this member if it has none.
-func identify(cmd *internalv1.Command) {
-	if cmd.GetMeta().GetClientId() == "" {
+// MaxClientIDBytes bounds a write's client ID: the state machine keeps it
+// for deduplication (and force-release records) for minutes.
+const MaxClientIDBytes = 128
+
+// identify gives cmd a request ID from this member if it has none, and
+// refuses a client ID longer than MaxClientIDBytes.
+func identify(cmd *internalv1.Command) error {
+	id := cmd.GetMeta().GetClientId()
+	if len(id) > MaxClientIDBytes {
+		return errs.Wrapf(ErrInvalidArgument, "client_id is %d bytes; the limit is %d", len(id), MaxClientIDBytes)
+	}
+	if id == "" {
 		cmd.Meta = memberMeta.next()
 	}
+	return nil
 }
 
 // retryable reports whether a proposal that failed with err may be
@@ -181,7 +193,10 @@ func start[Q, R any](ctx context.Context, s *Server, prepare func(Q) (prepared[R
 		done(zero, err)
 		return true
 	}
-	identify(p.cmd)
+	if err := identify(p.cmd); err != nil {
+		done(zero, err)
+		return true
+	}
 	data, err := s.encode(p.cmd)
 	if err != nil {
 		done(zero, err)
