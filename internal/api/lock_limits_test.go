@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,6 +121,11 @@ func TestRefusedRequestsKeepTheirReasonAndProposeNothing(t *testing.T) {
 		{"release without owner", "Lock/Release", `{"names":["q"],"session":"1"}`, "INVALID_LOCK_REQUEST"},
 		{"release without session", "Lock/Release", `{"names":["q"],"owner":"a"}`, "INVALID_LOCK_REQUEST"},
 		{"release naming a lock twice", "Lock/Release", `{"names":["q","q"],"session":"1","owner":"a"}`, "INVALID_LOCK_REQUEST"},
+		{"cancel naming no waiter", "Lock/Cancel", `{"session":"1","owner":"a"}`, "INVALID_LOCK_REQUEST"},
+		{"cancel without session", "Lock/Cancel", `{"waiter":"5","session":"-3","owner":"a"}`, "INVALID_LOCK_REQUEST"},
+		{"cancel without owner", "Lock/Cancel", `{"waiter":"5","session":"1"}`, "INVALID_LOCK_REQUEST"},
+		{"cancel with an owner over 256 bytes", "Lock/Cancel", `{"waiter":"5","session":"1","owner":"` + strings.Repeat("o", 257) + `"}`, "INVALID_LOCK_REQUEST"},
+		{"lock list with a negative limit", "Lock/List", `{"limit":"-1"}`, "INVALID_ARGUMENT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,4 +192,83 @@ func TestARetriedForceReleaseCountsOnce(t *testing.T) {
 	_, forced, err := cl.InspectLock(ctx, "fr")
 	require.NoError(t, err)
 	require.Len(t, forced, 1)
+}
+
+// Acquires whose claims the state machine would refuse whatever it holds
+// are refused before they are proposed: the revision moves only by the
+// probes around them.
+func TestAcquiresOfABadShapeProposeNothing(t *testing.T) {
+	c, cl := single(t, nil)
+	ctx := context.Background()
+	s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	b := openRaw(t, c.Endpoints()[0])
+	mutex := func(name string) *concordv1.LockClaim {
+		return &concordv1.LockClaim{Name: name, Kind: concordv1.LockKind_LOCK_KIND_MUTEX}
+	}
+	tests := []struct {
+		name       string
+		claims     []*concordv1.LockClaim
+		wantReason string
+	}{
+		{"a lock claimed twice", []*concordv1.LockClaim{mutex("m"), mutex("m")}, "INVALID_LOCK_REQUEST"},
+		{"a claim without a kind", []*concordv1.LockClaim{{Name: "k"}}, "INVALID_LOCK_REQUEST"},
+		{"a read-write claim without a mode", []*concordv1.LockClaim{{Name: "rw", Kind: concordv1.LockKind_LOCK_KIND_RWLOCK}}, "INVALID_LOCK_REQUEST"},
+		{"zero permits", []*concordv1.LockClaim{{Name: "s", Kind: concordv1.LockKind_LOCK_KIND_SEMAPHORE, Permits: 0, Capacity: 2}}, "TOO_MANY_PERMITS"},
+		{"permits above the capacity", []*concordv1.LockClaim{{Name: "s", Kind: concordv1.LockKind_LOCK_KIND_SEMAPHORE, Permits: 3, Capacity: 2}}, "TOO_MANY_PERMITS"},
+		{"a capacity of 2^31", []*concordv1.LockClaim{{Name: "s", Kind: concordv1.LockKind_LOCK_KIND_SEMAPHORE, Permits: 1, Capacity: 1 << 31}}, "TOO_MANY_PERMITS"},
+		{"several locks, one a semaphore", []*concordv1.LockClaim{mutex("m"), {Name: "s", Kind: concordv1.LockKind_LOCK_KIND_SEMAPHORE, Permits: 1, Capacity: 2}}, "INVALID_LOCK_REQUEST"},
+	}
+	id := uint64(0)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var moved []uint64
+			for range 3 { // see TestRefusedRequestsKeepTheirReasonAndProposeNothing
+				before := revision(t, cl)
+				id++
+				b.send(&concordv1.BatchCall{Id: id, Request: &concordv1.BatchCall_LockAcquire{LockAcquire: &concordv1.AcquireRequest{
+					Claims: tc.claims, Session: s.ID(), Owner: "o", Wait: true}}})
+				r := b.results(1)[id]
+				require.Equal(t, tc.wantReason, r.GetError().GetInfo().GetReason(), "%v", r)
+				after := revision(t, cl)
+				if after == before+1 {
+					return
+				}
+				moved = append(moved, after-before-1)
+			}
+			t.Fatalf("the refused acquire was proposed: entries besides the probe in each of 3 windows: %v", moved)
+		})
+	}
+}
+
+// --max-locks counts the locks an acquire would create, not only those
+// that exist: one LockAll of many new locks cannot pass it.
+func TestMaxLocksCountsTheLocksAnAcquireCreates(t *testing.T) {
+	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 3 })
+	ctx := context.Background()
+	s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	claims := func(names ...string) []*client.LockClaim {
+		var out []*client.LockClaim
+		for _, n := range names {
+			out = append(out, &client.LockClaim{Name: n, Kind: client.KindMutex})
+		}
+		return out
+	}
+	_, err = cl.AcquireLocks(ctx, s, cl.NewOwner(), claims("a", "b", "c", "d"), client.AcquireOptions{})
+	require.ErrorIs(t, err, client.ErrQuotaExceeded, "four new locks past --max-locks 3")
+	require.ErrorContains(t, err, "holds 0 locks and waiters and this acquire could add 4")
+	locks, err := cl.ListLocks(ctx, "")
+	require.NoError(t, err)
+	require.Empty(t, locks, "the refused acquire made nothing")
+
+	g, err := cl.AcquireLocks(ctx, s, cl.NewOwner(), claims("a", "b", "c"), client.AcquireOptions{})
+	require.NoError(t, err, "three fit")
+	_, err = cl.AcquireLocks(ctx, s, cl.NewOwner(), claims("d"), client.AcquireOptions{})
+	require.ErrorIs(t, err, client.ErrQuotaExceeded, "a fourth lock does not")
+	require.NoError(t, g.Release(ctx))
+	_, err = cl.AcquireLocks(ctx, s, cl.NewOwner(), claims("d"), client.AcquireOptions{})
+	require.NoError(t, err, "released locks are dropped and no longer count")
 }

@@ -197,3 +197,54 @@ func TestLockWaitEndsWhenTheClientGoesAway(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A lock wait follows only a waiter of its own session and owner: one that
+// names another's waiter is refused at once and is never told of that
+// waiter's grant, and a waiter ID that names no queued request is refused
+// at once, without a QUEUED answer first or a wait for the ID to apply.
+func TestLockWaitFollowsOnlyItsOwnWaiter(t *testing.T) {
+	c, cl := single(t, nil)
+	ctx := context.Background()
+	var sess [3]*client.Session
+	for i := range sess {
+		s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+		require.NoError(t, err)
+		defer s.Close(context.Background())
+		sess[i] = s
+	}
+	b := openRaw(t, c.Endpoints()[0])
+	b.send(acquireCall(1, sess[0].ID(), "a", true))
+	held := b.results(1)[1].GetLockAcquire()
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, held.GetState())
+	b.send(acquireCall(2, sess[1].ID(), "b", true))
+	queued := b.results(1)[2].GetLockAcquire()
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, queued.GetState())
+
+	refusedAtOnce := func(id uint64, sess int64, owner string, waiter uint64) {
+		t.Helper()
+		start := time.Now()
+		b.send(waitCall(id, sess, owner, waiter, 20*time.Second))
+		r := b.results(1)[id]
+		require.Equal(t, "LOCK_NOT_WAITING", r.GetError().GetInfo().GetReason(), "session %d owner %q following waiter %d: %v", sess, owner, waiter, r)
+		require.Less(t, time.Since(start), 3*time.Second, "refused only after a wait")
+	}
+	refusedAtOnce(3, sess[2].ID(), "x", queued.GetWaiter())     // another session's waiter
+	refusedAtOnce(4, sess[1].ID(), "other", queued.GetWaiter()) // another owner of its session
+	refusedAtOnce(5, sess[2].ID(), "x", 1)                      // an index that queued nothing
+	refusedAtOnce(6, sess[2].ID(), "x", 1<<62)                  // an index not yet committed
+
+	// The owner's own wait still gets the grant, and only it.
+	b.send(waitCall(7, sess[1].ID(), "b", queued.GetWaiter(), 20*time.Second))
+	b.send(&concordv1.BatchCall{Id: 8, Request: &concordv1.BatchCall_LockRelease{LockRelease: &concordv1.ReleaseRequest{
+		Names: []string{"waited"}, Session: sess[0].ID(), Owner: "a", Token: held.GetToken()}}})
+	res := b.results(2)
+	require.Nil(t, res[8].GetError())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, res[7].GetLockWait().GetState(), "%v", res[7])
+	// Once granted, another session naming the waiter is still refused.
+	refusedAtOnce(9, sess[2].ID(), "x", queued.GetWaiter())
+	info, _, err := cl.InspectLock(ctx, "waited")
+	require.NoError(t, err)
+	require.Len(t, info.GetHolders(), 1)
+	require.Equal(t, sess[1].ID(), info.GetHolders()[0].GetSession())
+	require.Equal(t, "b", info.GetHolders()[0].GetOwner())
+}

@@ -233,6 +233,15 @@ func invalid(format string, args ...any) error {
 }
 
 // normalize checks a request and returns its claims sorted by name.
+// Validate reports why the state machine would refuse r whatever the
+// table holds (the claims' shape, kinds, modes and permits), so that a
+// member can refuse it before proposing anything. It is the check Acquire
+// applies first.
+func Validate(r Request) error {
+	_, err := normalize(r)
+	return err
+}
+
 func normalize(r Request) ([]Claim, error) {
 	if r.Owner == "" {
 		return nil, invalid("no owner")

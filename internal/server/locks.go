@@ -16,6 +16,10 @@ import (
 // maxOwnerBytes bounds a lock owner's identity.
 const maxOwnerBytes = 256
 
+// maxListLocks bounds a page of ListLocks (its default too); a larger
+// limit gets this many, with more set when there are others.
+const maxListLocks = 1000
+
 func (s *Server) checkLockName(name string) error {
 	if name == "" {
 		return errs.Wrapf(lock.ErrInvalidClaim, "empty lock name")
@@ -45,13 +49,53 @@ func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
 	if ms := req.GetHoldMs(); ms < 0 || ms > s.cfg.Limits.MaxSessionTTL.Milliseconds() {
 		return errs.Wrapf(lock.ErrInvalidClaim, "hold time %d ms is outside [0, %s]", ms, s.cfg.Limits.MaxSessionTTL)
 	}
-	var full bool
+	// The shape of the claims is checked here as the state machine checks
+	// it, so that a request it would refuse whatever the table holds is
+	// refused before anything is proposed.
+	if err := lock.Validate(lock.Request{Claims: lock.ClaimsFromProto(req.GetClaims()), Session: req.GetSession(),
+		Owner: req.GetOwner(), Wait: req.GetWait(), HoldMs: req.GetHoldMs(), ResumeToken: req.GetResumeToken()}); err != nil {
+		return err
+	}
+	if req.GetResumeToken() != 0 || req.GetResumeWaiter() != 0 {
+		return nil // follows what exists: adds nothing
+	}
+	return s.checkLockQuota(req.GetClaims())
+}
+
+// checkLockQuota refuses an acquire that could take the lock objects plus
+// queued waiters past --max-locks: each claim of a lock that does not
+// exist yet adds one, and a wait adds one waiter. It is checked against
+// this member's state before proposing, so requests racing each other may
+// pass it together: the bound is soft by at most that.
+func (s *Server) checkLockQuota(claims []*concordv1.LockClaim) error {
+	var held, adds int
 	s.fsm.Read(func(st fsm.State) {
 		l, w := st.Locks.Len()
-		full = l+w >= s.cfg.Limits.MaxLocks
+		held = l + w
+		for _, c := range claims {
+			if _, _, ok := st.Locks.Get(c.GetName()); !ok {
+				adds++
+			}
+		}
 	})
-	if full && req.GetResumeToken() == 0 && req.GetResumeWaiter() == 0 {
-		return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks and waiters, the maximum (--max-locks)", s.cfg.Limits.MaxLocks)
+	adds = max(adds, 1)
+	if held+adds > s.cfg.Limits.MaxLocks {
+		return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks and waiters and this acquire could add %d; the maximum is %d (--max-locks)",
+			held, adds, s.cfg.Limits.MaxLocks)
+	}
+	return nil
+}
+
+// checkWaiterRef refuses a reference to a waiter (a cancel) that no waiter
+// could match, before anything is proposed.
+func checkWaiterRef(waiter uint64, session int64, owner string) error {
+	switch {
+	case waiter == 0:
+		return errs.Wrapf(lock.ErrInvalidClaim, "no waiter named")
+	case session <= 0:
+		return errs.Wrapf(lock.ErrInvalidClaim, "a waiter belongs to a session")
+	case owner == "" || len(owner) > maxOwnerBytes:
+		return errs.Wrapf(lock.ErrInvalidClaim, "owner must be 1 to %d bytes", maxOwnerBytes)
 	}
 	return nil
 }
@@ -75,8 +119,14 @@ func holdStatus(st fsm.State, req *concordv1.AcquireRequest, token uint64) bool 
 	return true
 }
 
-// waiterStatus reports whether waiter id is still queued, and the grant's
-// token if it has been granted to the owner meanwhile.
+// waiterStatus reports whether waiter id is still queued for the request's
+// session and owner, and the grant's token if it has been granted to them
+// meanwhile. A waiter of another session or owner is neither: a follower
+// must never be handed another's grant. The token of a grant to the owner
+// is above id (a queued request is granted by a later command); the table
+// keeps no record of which waiter a grant came from, so an owner that
+// holds the lock under a later token is told of its own grant whatever
+// waiter it names.
 func waiterStatus(st fsm.State, req *concordv1.AcquireRequest, id uint64) (queued bool, token uint64) {
 	name := req.GetClaims()[0].GetName()
 	l, ws, ok := st.Locks.Get(name)
@@ -85,11 +135,11 @@ func waiterStatus(st fsm.State, req *concordv1.AcquireRequest, id uint64) (queue
 	}
 	for _, w := range ws {
 		if w.ID == id {
-			return true, 0
+			return w.Session == req.GetSession() && w.Owner == req.GetOwner(), 0
 		}
 	}
 	for _, h := range l.Holders {
-		if h.Session == req.GetSession() && h.Owner == req.GetOwner() {
+		if h.Session == req.GetSession() && h.Owner == req.GetOwner() && h.Token > id {
 			return false, h.Token
 		}
 	}
@@ -180,17 +230,16 @@ func (s *Server) resumeWait(ctx context.Context, req *concordv1.AcquireRequest) 
 		return nil, err
 	}
 	id := req.GetResumeWaiter()
-	// The waiter's command is committed: a member that has not applied it
-	// within a few seconds is far behind (or the ID is bogus).
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := s.waitApplied(wctx, id); err != nil {
+	if err := s.waitCommitted(ctx, id); err != nil {
 		return nil, err
 	}
 	resp := &concordv1.AcquireResponse{State: concordv1.AcquireState_ACQUIRE_STATE_QUEUED, Waiter: id, Position: -1}
+	var queued bool
+	var token uint64
 	s.fsm.Read(func(st fsm.State) {
 		resp.Header = s.header(st.Applied)
-		if _, ws, ok := st.Locks.Get(req.GetClaims()[0].GetName()); ok {
+		if queued, token = waiterStatus(st, req, id); queued {
+			_, ws, _ := st.Locks.Get(req.GetClaims()[0].GetName())
 			for i, w := range ws {
 				if w.ID == id {
 					resp.Position = int64(i)
@@ -198,7 +247,42 @@ func (s *Server) resumeWait(ctx context.Context, req *concordv1.AcquireRequest) 
 			}
 		}
 	})
+	if !queued && token == 0 {
+		return nil, errs.Wrapf(lock.ErrNotWaiting, "waiter %d is not queued for this session and owner (granted and ended, cancelled, its session ended, or another's)", id)
+	}
 	return resp, nil
+}
+
+// waitCommitted waits until this member has applied the command at index
+// id that queued a waiter, which is committed: a member a little behind
+// (the waiter queued through another) catches up at once. One that has not
+// within a second asks the leader for its commit index: an id beyond it
+// names no request (a bogus or foreign ID) and is refused, and otherwise
+// the member waits to catch up.
+func (s *Server) waitCommitted(ctx context.Context, id uint64) error {
+	if s.fsm.AppliedIndex() >= id {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := s.waitApplied(wctx, id)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if s.stopping.Load() {
+		return raftnode.ErrStopped
+	}
+	committed, err := s.reads.do(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return errs.Wrapf(ErrTimeout, "confirming waiter %d with the leader: %v", id, err)
+		}
+		return err
+	}
+	if id > committed {
+		return errs.Wrapf(lock.ErrNotWaiting, "waiter %d: no such request has been committed", id)
+	}
+	return s.waitApplied(ctx, id)
 }
 
 // AwaitWaiter follows a queued acquire (req.ResumeWaiter) until it is
@@ -386,6 +470,9 @@ func (s *Server) prepareRelease(req *concordv1.ReleaseRequest) (prepared[*concor
 
 // CancelWait takes a waiter off the queues.
 func (s *Server) CancelWait(ctx context.Context, req *concordv1.CancelWaitRequest) (*concordv1.CancelWaitResponse, error) {
+	if err := checkWaiterRef(req.GetWaiter(), req.GetSession(), req.GetOwner()); err != nil {
+		return nil, err
+	}
 	if _, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_LockCancel{LockCancel: &concordv1.CancelWaitRequest{
 		Waiter: req.GetWaiter(), Session: req.GetSession(), Owner: req.GetOwner()}}}); err != nil {
 		return nil, err
@@ -468,9 +555,12 @@ func (s *Server) ListLocks(ctx context.Context, req *concordv1.ListLocksRequest)
 	if err := s.barrier(ctx, req.GetConsistency(), 0); err != nil {
 		return nil, err
 	}
-	limit := int(req.GetLimit())
-	if limit <= 0 || limit > 1000 {
-		limit = 1000
+	if req.GetLimit() < 0 {
+		return nil, errs.Wrapf(ErrInvalidArgument, "limit %d is negative", req.GetLimit())
+	}
+	limit := int(min(req.GetLimit(), maxListLocks))
+	if limit == 0 {
+		limit = maxListLocks
 	}
 	out := &concordv1.ListLocksResponse{}
 	var rev uint64
