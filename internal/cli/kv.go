@@ -168,9 +168,9 @@ func listKeys(cmd *cobra.Command, g *globals, prefix string, c client.Consistenc
 				continue
 			}
 			if keysOnly {
-				fmt.Fprintf(g.stdout, "%s\n", kv.GetKey())
+				fmt.Fprintf(g.stdout, "%s\n", display(kv.GetKey()))
 			} else {
-				fmt.Fprintf(g.stdout, "%s\t%s\n", kv.GetKey(), kv.GetValue())
+				fmt.Fprintf(g.stdout, "%s\t%s\n", display(kv.GetKey()), display(kv.GetValue()))
 			}
 		}
 		if g.json {
@@ -209,9 +209,9 @@ func kvWatch(g *globals) *cobra.Command {
 						}
 						switch ev.GetType() {
 						case client.EventPut:
-							fmt.Fprintf(g.stdout, "PUT %s %s (revision %d)\n", ev.GetKv().GetKey(), ev.GetKv().GetValue(), ev.GetKv().GetModRevision())
+							fmt.Fprintf(g.stdout, "PUT %s %s (revision %d)\n", display(ev.GetKv().GetKey()), display(ev.GetKv().GetValue()), ev.GetKv().GetModRevision())
 						case client.EventDelete:
-							fmt.Fprintf(g.stdout, "DELETE %s (revision %d)\n", ev.GetKv().GetKey(), ev.GetKv().GetModRevision())
+							fmt.Fprintf(g.stdout, "DELETE %s (revision %d)\n", display(ev.GetKv().GetKey()), ev.GetKv().GetModRevision())
 						}
 					}
 				}

@@ -304,10 +304,10 @@ func lockInspect(g *globals) *cobra.Command {
 						}
 						by := ""
 						if c := r.GetByClient(); c != "" {
-							by = " by client " + c
+							by = " by client " + display(c)
 						}
-						fmt.Fprintf(g.stdout, "  %s token %d (session %d, owner %s%s) at %s%s: %s\n", r.GetName(), r.GetToken(), r.GetSession(),
-							r.GetOwner(), held, at.UTC().Format(time.RFC3339), by, r.GetReason())
+						fmt.Fprintf(g.stdout, "  %s token %d (session %d, owner %s%s) at %s%s: %s\n", display(r.GetName()), r.GetToken(), r.GetSession(),
+							display(r.GetOwner()), held, at.UTC().Format(time.RFC3339), by, display(r.GetReason()))
 					}
 				}
 				return nil
@@ -319,10 +319,10 @@ func lockInspect(g *globals) *cobra.Command {
 func printLock(g *globals, info *client.LockInfo) {
 	kind := strings.TrimPrefix(info.GetKind().String(), "LOCK_KIND_")
 	if len(info.GetHolders()) == 0 && len(info.GetWaiters()) == 0 {
-		fmt.Fprintf(g.stdout, "%s: free\n", info.GetName())
+		fmt.Fprintf(g.stdout, "%s: free\n", display(info.GetName()))
 		return
 	}
-	fmt.Fprintf(g.stdout, "%s (%s", info.GetName(), strings.ToLower(kind))
+	fmt.Fprintf(g.stdout, "%s (%s", display(info.GetName()), strings.ToLower(kind))
 	if info.GetCapacity() > 0 && info.GetKind() == client.KindSemaphore {
 		fmt.Fprintf(g.stdout, ", %d permits", info.GetCapacity())
 	}
@@ -334,11 +334,11 @@ func printLock(g *globals, info *client.LockInfo) {
 		if ms := h.GetHoldMs(); ms > 0 {
 			hold = (time.Duration(ms) * time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "  holder\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", h.GetToken(), h.GetSession(), h.GetSessionName(), h.GetOwner(),
+		fmt.Fprintf(tw, "  holder\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", h.GetToken(), h.GetSession(), display(h.GetSessionName()), display(h.GetOwner()),
 			mode(h.GetMode()), h.GetPermits(), since(h.GetHeldSinceUnixMs()), hold)
 	}
 	for i, w := range info.GetWaiters() {
-		fmt.Fprintf(tw, "  waiter %d\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t\n", i+1, w.GetId(), w.GetSession(), w.GetSessionName(), w.GetOwner(),
+		fmt.Fprintf(tw, "  waiter %d\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t\n", i+1, w.GetId(), w.GetSession(), display(w.GetSessionName()), display(w.GetOwner()),
 			mode(w.GetMode()), w.GetPermits(), since(w.GetSinceUnixMs()))
 	}
 	_ = tw.Flush()
@@ -406,7 +406,7 @@ func lockLs(g *globals) *cobra.Command {
 					if len(l.GetHolders()) > 0 {
 						token = l.GetHolders()[0].GetToken()
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", l.GetName(), strings.ToLower(strings.TrimPrefix(l.GetKind().String(), "LOCK_KIND_")),
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", display(l.GetName()), strings.ToLower(strings.TrimPrefix(l.GetKind().String(), "LOCK_KIND_")),
 						len(l.GetHolders()), len(l.GetWaiters()), token)
 				}
 				return tw.Flush()
@@ -439,7 +439,7 @@ func lockRelease(g *globals) *cobra.Command {
 				if g.json {
 					return writeJSON(g.stdout, map[string]any{"released": n})
 				}
-				_, err = fmt.Fprintf(g.stdout, "force-released %d grant(s) of %s\n", n, args[0])
+				_, err = fmt.Fprintf(g.stdout, "force-released %d grant(s) of %s\n", n, display(args[0]))
 				return err
 			})
 		},

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -50,4 +52,22 @@ func writeProtoJSON(w io.Writer, m proto.Message) error {
 	}
 	_, err = fmt.Fprintln(w, string(b))
 	return err
+}
+
+// display renders a name, key, owner or reason that the server stores as
+// any bytes for a line of human output: as it is when it is printable
+// UTF-8 without spaces other than ' ', quoted with Go's escapes otherwise,
+// so that a control character can neither drive the terminal nor break a
+// table's rows and columns. --json output carries the exact bytes.
+func display[T string | []byte](v T) string {
+	s := string(v)
+	for _, r := range s {
+		if r == utf8.RuneError || (r != ' ' && !unicode.IsPrint(r)) {
+			return strconv.Quote(s)
+		}
+	}
+	if s != "" && s[0] == '"' {
+		return strconv.Quote(s) // not to be taken for an escaped one
+	}
+	return s
 }

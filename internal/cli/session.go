@@ -144,7 +144,7 @@ func sessionLs(g *globals) *cobra.Command {
 					if s.GetRemainingMs() >= 0 {
 						rem = (time.Duration(s.GetRemainingMs()) * time.Millisecond).String()
 					}
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", s.GetId(), s.GetName(), time.Duration(s.GetTtlMs())*time.Millisecond,
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", s.GetId(), display(s.GetName()), time.Duration(s.GetTtlMs())*time.Millisecond,
 						rem, s.GetKeys(), time.UnixMilli(s.GetCreatedUnixMs()).UTC().Format(time.RFC3339))
 				}
 				return tw.Flush()

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/client"
 )
 
 // TestLockHoldExcludes runs 20 `concord lock hold` processes at once against
@@ -183,4 +187,46 @@ func waitHeld(t *testing.T, eps, name string) {
 		out, _ := run(t, "lock", "inspect", name, eps, "--json")
 		return strings.Contains(out, `"token"`)
 	}, 10*time.Second, 50*time.Millisecond)
+}
+
+// TestCLIEscapesControlCharacters: names, owners and keys may hold any
+// byte; the CLI's human output quotes those that would drive the terminal
+// or break its tables, and --json carries them exactly.
+func TestCLIEscapesControlCharacters(t *testing.T) {
+	c := startCluster(t, 1)
+	cl := newClient(t, c.endpoints())
+	eps := "--endpoints=" + strings.Join(c.endpoints(), ",")
+	ctx := context.Background()
+	const name = "evil\n\x1b[31mname"
+	sess, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+	require.NoError(t, err)
+	defer sess.Close(context.Background())
+	_, err = cl.AcquireLocks(ctx, sess, "owner\tx", []*client.LockClaim{{Name: name, Kind: client.KindMutex}}, client.AcquireOptions{})
+	require.NoError(t, err)
+	_, err = cl.Put(ctx, name, []byte("v\x1b[2J"))
+	require.NoError(t, err)
+
+	for _, args := range [][]string{{"lock", "ls"}, {"lock", "inspect", name}, {"kv", "ls", "evil"}} {
+		out, code := run(t, append(args, eps)...)
+		require.Zero(t, code, out)
+		require.NotContains(t, out, "\x1b", "%v printed an escape byte: %q", args, out)
+		require.Contains(t, out, `"evil\n\x1b[31mname"`, "%v: %q", args, out)
+	}
+	out, _ := run(t, "lock", "inspect", name, eps)
+	require.Contains(t, out, `"owner\tx"`, "%q", out)
+
+	out, code := run(t, "lock", "inspect", name, eps, "--json")
+	require.Zero(t, code, out)
+	var inspected struct {
+		Lock struct {
+			Name    string `json:"name"`
+			Holders []struct {
+				Owner string `json:"owner"`
+			} `json:"holders"`
+		} `json:"lock"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &inspected))
+	info := inspected.Lock
+	require.Equal(t, name, info.Name, "--json keeps the exact bytes")
+	require.Equal(t, "owner\tx", info.Holders[0].Owner)
 }
