@@ -49,7 +49,8 @@ var (
 	ErrMemberExists = errors.New("concord: member exists")
 	// ErrUnsupported: the server does not support the request.
 	ErrUnsupported = errors.New("concord: unsupported")
-	// ErrClosed: the client was closed.
+	// ErrClosed: the client was closed (or, for a session's Err and the
+	// calls made on it, the session was closed or orphaned).
 	ErrClosed = errors.New("concord: client closed")
 	// ErrNotHeld: the lock is not held by this owner, or under another
 	// token (it was lost, or never taken).

@@ -123,7 +123,7 @@ func (g *Grant) sessionEnded() {
 // the grants that ended under it (force-released, or their hold time over).
 func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, claims []*LockClaim, opts AcquireOptions) (*Grant, error) {
 	if err := sess.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSessionExpired, err)
+		return nil, sessionGone(err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err // nothing is sent, nothing to take back
@@ -343,7 +343,7 @@ func (c *Client) granted(sess *Session, owner string, claims []*LockClaim,
 	if err := sess.Err(); err != nil {
 		// The lock is not held for long: do not hand it out.
 		c.abandon(sess, owner, claims, nil, 0, token)
-		return nil, fmt.Errorf("%w: %v", ErrSessionExpired, err)
+		return nil, sessionGone(err)
 	}
 	holdEnd, known := holdDeadline(token, opts, sent, fresh)
 	if !known {

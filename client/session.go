@@ -235,7 +235,7 @@ func (s *Session) confirmed(sent time.Time, ttl time.Duration) {
 // bound to it.
 func (s *Session) Close(ctx context.Context) error {
 	s.c.keepAliver().remove(s)
-	s.end(ErrClosed)
+	s.end(closedError(fmt.Sprintf("session %d closed", s.id)))
 	req := &concordv1.RevokeSessionRequest{Id: s.id, Meta: s.c.meta()}
 	err := s.c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
 		_, err := ep.session.Revoke(ctx, connect.NewRequest(req))
@@ -251,7 +251,7 @@ func (s *Session) Close(ctx context.Context) error {
 // on the server after its TTL.
 func (s *Session) Orphan() {
 	s.c.keepAliver().remove(s)
-	s.end(ErrClosed)
+	s.end(closedError(fmt.Sprintf("session %d orphaned: no longer kept alive", s.id)))
 }
 
 // GetSession describes a session.
@@ -500,4 +500,20 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 		case <-k.wake:
 		}
 	}
+}
+
+// closedError ends a session closed or orphaned by its owner: it is
+// ErrClosed, and says which session rather than that the client closed.
+type closedError string
+
+func (e closedError) Error() string        { return "concord: " + string(e) }
+func (e closedError) Is(target error) bool { return target == ErrClosed }
+
+// sessionGone is the error of a call made on a session that has ended
+// (err, the session's Err): ErrSessionExpired, and still what err is.
+func sessionGone(err error) error {
+	if errors.Is(err, ErrSessionExpired) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrSessionExpired, err)
 }

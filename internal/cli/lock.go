@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/concord-dev/concord/client"
 )
@@ -152,6 +155,15 @@ func runHolding(cmd *cobra.Command, g *globals, claim *client.LockClaim, f holdF
 		return err
 	}
 	defer func() {
+		select {
+		case <-sess.Done():
+			// Gone by the SDK's count (expired, or no keep-alive confirmed
+			// within its TTL): the cluster ends it on its own, and a revoke
+			// could wait --timeout for a cluster that cannot answer.
+			sess.Orphan()
+			return
+		default:
+		}
 		cctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 		defer cancel()
 		_ = sess.Close(cctx)
@@ -215,8 +227,10 @@ func runHolding(cmd *cobra.Command, g *globals, claim *client.LockClaim, f holdF
 		// keep-alive): the release then finds it gone.
 		rerr := grant.Release(rctx)
 		switch {
-		case errors.Is(rerr, client.ErrLockLost) || errors.Is(rerr, client.ErrNotHeld):
+		case errors.Is(rerr, client.ErrLockLost):
 			lost = rerr
+		case errors.Is(rerr, client.ErrNotHeld):
+			lost = fmt.Errorf("it was no longer held when the command ended (force-released, or its hold time or session ended; `concord lock inspect` lists force-releases): %w", rerr)
 		case rerr != nil:
 			fmt.Fprintln(g.stderr, "Warning: releasing the lock:", rerr)
 		}
@@ -231,14 +245,11 @@ func runHolding(cmd *cobra.Command, g *globals, claim *client.LockClaim, f holdF
 	return exitOf(err)
 }
 
-// isTerminal reports whether r is a terminal.
+// isTerminal reports whether r is a terminal. Not every character device
+// is one: /dev/null, the stdin of cron, systemd and nohup, is not.
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func sessionLabel(lock string) string {
@@ -272,7 +283,7 @@ func exitOf(err error) error {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return &ExitError{Code: 128 + int(ws.Signal()), Err: fmt.Errorf("the command was killed by %v", ws.Signal())}
+			return &ExitError{Code: 128 + int(ws.Signal()), Err: fmt.Errorf("the command was killed by %s (%v)", unix.SignalName(ws.Signal()), ws.Signal())}
 		}
 		return &ExitError{Code: ee.ExitCode()}
 	}
@@ -428,8 +439,7 @@ func lockRelease(g *globals) *cobra.Command {
 				return fmt.Errorf("%w: releasing another owner's lock needs --force (it is recorded and the holder is told it lost the lock)", client.ErrInvalidArgument)
 			}
 			if reason == "" {
-				host, _ := os.Hostname()
-				reason = fmt.Sprintf("concord lock release --force by %s@%s", os.Getenv("USER"), host)
+				reason = fmt.Sprintf("concord lock release --force by %s", userAtHost())
 			}
 			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
 				n, err := cl.ForceReleaseLock(ctx, args[0], token, reason)
@@ -448,4 +458,20 @@ func lockRelease(g *globals) *cobra.Command {
 	cmd.Flags().Uint64Var(&token, "token", 0, "release only the grant with this token")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the release")
 	return cmd
+}
+
+// userAtHost names who runs the CLI, for records: $USER, or the account of
+// the process when the environment has none (cron, containers), at the
+// host's name.
+func userAtHost() string {
+	name := os.Getenv("USER")
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		} else {
+			name = "uid " + strconv.Itoa(os.Getuid())
+		}
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host
 }

@@ -514,3 +514,20 @@ func TestHoldTimesOfGrantsSharingATokenAreTheirOwn(t *testing.T) {
 	require.Len(t, info.GetHolders(), 1, "the 20 s grant must outlive the 1 s one")
 	require.NoError(t, l.g.Context().Err())
 }
+
+// A lock asked for on a session its owner closed fails as a closed session:
+// ErrSessionExpired and ErrClosed both, naming the session, not the client.
+func TestLockOnAClosedSession(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	s := session(t, cl, 5*time.Second)
+	require.NoError(t, s.Close(ctx))
+	err := concurrency.NewMutex(s, "closed").Lock(ctx)
+	require.ErrorIs(t, err, client.ErrSessionExpired)
+	require.ErrorIs(t, err, client.ErrClosed)
+	require.ErrorContains(t, err, fmt.Sprintf("session %d closed", s.ID()))
+	require.NotContains(t, err.Error(), "client closed")
+	_, err = cl.Put(ctx, "still-open", []byte("x"))
+	require.NoError(t, err, "the client itself is open")
+}

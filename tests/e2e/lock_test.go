@@ -112,7 +112,7 @@ func TestLockHoldEndings(t *testing.T) {
 
 	out, code := run(t, "lock", "hold", "sig", eps, "--", "sh", "-c", "kill -9 $$")
 	require.Equal(t, 128+9, code, "a command killed by SIGKILL ends like it does in a shell: %s", out)
-	require.Contains(t, out, "killed")
+	require.Contains(t, out, "killed by SIGKILL")
 
 	// Interrupted while the command runs and ignores SIGTERM: SIGKILL
 	// after --grace, the lock released, the code of concord's signal.
@@ -148,6 +148,7 @@ func TestLockHoldEndings(t *testing.T) {
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee, lateOut.String())
 	require.Equal(t, ExitLockLostForTest, ee.ExitCode(), "the lock was lost while the command ran: %s", lateOut.String())
+	require.Contains(t, lateOut.String(), "no longer held when the command ended (force-released")
 
 	// Interrupted while waiting: the code of the signal, not 4.
 	holder := exec.Command(binary, "lock", "hold", "busy", eps, "--", "sleep", "30")
@@ -229,4 +230,70 @@ func TestCLIEscapesControlCharacters(t *testing.T) {
 	info := inspected.Lock
 	require.Equal(t, name, info.Name, "--json keeps the exact bytes")
 	require.Equal(t, "owner\tx", info.Holders[0].Owner)
+}
+
+// TestLockHoldStopsEverythingTheCommandStarted: off a terminal (stdin is
+// /dev/null, as under cron, systemd or nohup) the command runs in a
+// process group of its own, so a lost lock stops what it started too.
+func TestLockHoldStopsEverythingTheCommandStarted(t *testing.T) {
+	c := startCluster(t, 1)
+	newClient(t, c.endpoints())
+	eps := "--endpoints=" + strings.Join(c.endpoints(), ",")
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	devnull, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	defer devnull.Close()
+	cmd := exec.Command(binary, "lock", "hold", "pg", eps, "--hold", "1s", "--grace", "500ms", "--",
+		"sh", "-c", fmt.Sprintf("sleep 60 & echo $! > %q; wait", pidfile))
+	// Output to a file: a pipe would stay open, and Wait with it, as long
+	// as the background sleep lives.
+	outFile, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	require.NoError(t, err)
+	defer outFile.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, outFile, outFile
+	err = cmd.Run()
+	out, _ := os.ReadFile(outFile.Name())
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, string(out))
+	require.Equal(t, ExitLockLostForTest, ee.ExitCode(), "%s", out)
+	b, err := os.ReadFile(pidfile)
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	require.Eventually(t, func() bool {
+		return syscall.Kill(pid, 0) != nil // gone (or a zombie reaped by init)
+	}, 5*time.Second, 20*time.Millisecond, "the command's background sleep (pid %d) outlived the lost lock", pid)
+}
+
+// TestLockHoldEndsPromptlyWithoutQuorum: when the cluster loses its quorum
+// the lock is lost one TTL after the last confirmed keep-alive; concord
+// then stops the command and exits at once, without waiting --timeout to
+// revoke a session the cluster cannot end.
+func TestLockHoldEndsPromptlyWithoutQuorum(t *testing.T) {
+	c := startCluster(t, 3)
+	newClient(t, c.endpoints())
+	eps := "--endpoints=" + strings.Join(c.endpoints(), ",")
+	hold := exec.Command(binary, "lock", "hold", "nq", eps, "--ttl", "2s", "--grace", "200ms", "--timeout", "20s", "--", "sleep", "60")
+	var out strings.Builder
+	hold.Stdout, hold.Stderr = &out, &out
+	require.NoError(t, hold.Start())
+	t.Cleanup(func() { _ = hold.Process.Kill() })
+	waitHeld(t, eps, "nq")
+	c.kill(c.procs[0])
+	c.kill(c.procs[1])
+	killed := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- hold.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, out.String())
+		require.Equal(t, ExitLockLostForTest, ee.ExitCode(), "%s", out.String())
+		// One TTL and the grace, with room for a slow machine; --timeout
+		// (20 s) is not waited for.
+		require.Less(t, time.Since(killed), 10*time.Second, "%s", out.String())
+	case <-time.After(40 * time.Second):
+		t.Fatalf("concord did not end 40 s after the quorum was lost: %s", out.String())
+	}
 }
