@@ -199,10 +199,7 @@ func TestARetriedForceReleaseCountsOnce(t *testing.T) {
 // probes around them.
 func TestAcquiresOfABadShapeProposeNothing(t *testing.T) {
 	c, cl := single(t, nil)
-	ctx := context.Background()
-	s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
-	require.NoError(t, err)
-	defer s.Close(context.Background())
+	s := liveSession(t, cl)
 	b := openRaw(t, c.Endpoints()[0])
 	mutex := func(name string) *concordv1.LockClaim {
 		return &concordv1.LockClaim{Name: name, Kind: concordv1.LockKind_LOCK_KIND_MUTEX}
@@ -247,9 +244,7 @@ func TestAcquiresOfABadShapeProposeNothing(t *testing.T) {
 func TestMaxLocksCountsTheLocksAnAcquireCreates(t *testing.T) {
 	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 3 })
 	ctx := context.Background()
-	s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
-	require.NoError(t, err)
-	defer s.Close(context.Background())
+	s := liveSession(t, cl)
 	claims := func(names ...string) []*client.LockClaim {
 		var out []*client.LockClaim
 		for _, n := range names {
@@ -257,7 +252,7 @@ func TestMaxLocksCountsTheLocksAnAcquireCreates(t *testing.T) {
 		}
 		return out
 	}
-	_, err = cl.AcquireLocks(ctx, s, cl.NewOwner(), claims("a", "b", "c", "d"), client.AcquireOptions{})
+	_, err := cl.AcquireLocks(ctx, s, cl.NewOwner(), claims("a", "b", "c", "d"), client.AcquireOptions{})
 	require.ErrorIs(t, err, client.ErrQuotaExceeded, "four new locks past --max-locks 3")
 	require.ErrorContains(t, err, "holds 0 locks and waiters and this acquire could add 4")
 	locks, err := cl.ListLocks(ctx, "")

@@ -205,13 +205,7 @@ func TestLockWaitEndsWhenTheClientGoesAway(t *testing.T) {
 func TestLockWaitFollowsOnlyItsOwnWaiter(t *testing.T) {
 	c, cl := single(t, nil)
 	ctx := context.Background()
-	var sess [3]*client.Session
-	for i := range sess {
-		s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
-		require.NoError(t, err)
-		defer s.Close(context.Background())
-		sess[i] = s
-	}
+	sess := [3]*client.Session{liveSession(t, cl), liveSession(t, cl), liveSession(t, cl)}
 	b := openRaw(t, c.Endpoints()[0])
 	b.send(acquireCall(1, sess[0].ID(), "a", true))
 	held := b.results(1)[1].GetLockAcquire()
@@ -247,4 +241,13 @@ func TestLockWaitFollowsOnlyItsOwnWaiter(t *testing.T) {
 	require.Len(t, info.GetHolders(), 1)
 	require.Equal(t, sess[1].ID(), info.GetHolders()[0].GetSession())
 	require.Equal(t, "b", info.GetHolders()[0].GetOwner())
+}
+
+// liveSession opens a session of 30 s that the test closes when it ends.
+func liveSession(t *testing.T, cl *client.Client) *client.Session {
+	t.Helper()
+	s, err := cl.NewSession(context.Background(), client.WithTTL(30*time.Second))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
 }
