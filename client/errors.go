@@ -131,6 +131,7 @@ var reasons = map[string]error{
 	"INVALID_ID_REQUEST":       ErrInvalidArgument,
 	"EMPTY_CALL":               ErrInvalidArgument,
 	"TOO_MANY_WAITS":           ErrQuotaExceeded,
+	"CLOCK_BEHIND":             ErrUnavailable,
 }
 
 // Reasons lists the server reasons the SDK maps to sentinels.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -299,7 +300,7 @@ func (g *Snowflake) behind(now int64) (int64, error) {
 		// until the clock catches up. This is not a rollback.
 		return g.last, nil
 	}
-	back := time.Duration(g.last-now) * time.Millisecond
+	back := msDuration(g.last - now)
 	strategy := g.cfg.Strategy
 	if strategy == SpareWorker {
 		if g.spare != nil && g.spare.floor < now {
@@ -455,3 +456,17 @@ func (s *SessionWorkers) Release(ctx context.Context, pool string, id int64) err
 
 // Done implements WorkerSource.
 func (s *SessionWorkers) Done() <-chan struct{} { return s.Session.Done() }
+
+// msDuration is ms milliseconds as a Duration, saturating where the
+// product would wrap: a mark reserved far ahead (a worker ID another
+// client reserved to the end of time) must read as far ahead, not as a
+// negative wait that a loop would retry forever.
+func msDuration(ms int64) time.Duration {
+	if ms > math.MaxInt64/int64(time.Millisecond) {
+		return math.MaxInt64
+	}
+	if ms < math.MinInt64/int64(time.Millisecond) {
+		return math.MinInt64
+	}
+	return time.Duration(ms) * time.Millisecond
+}

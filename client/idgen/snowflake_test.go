@@ -3,6 +3,7 @@ package idgen
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -210,4 +211,24 @@ func TestQuickRestartsDoNotRatchet(t *testing.T) {
 	}
 	d, _ := DefaultLayout.Decode(last)
 	require.LessOrEqual(t, d.Time.Sub(clk.Now()), 7*time.Second, "never beyond the catch-up bound")
+}
+
+// A worker ID whose mark was reserved to the end of time (by a client the
+// server trusted before it bounded reservations) makes Next fail at once,
+// not sleep a wrapped, negative wait in a loop forever.
+func TestAMarkAtTheEndOfTimeFailsRatherThanSpins(t *testing.T) {
+	src := newFakeWorkers()
+	src.hw[0] = math.MaxInt64
+	for _, s := range []Strategy{Wait, LogicalClock, Refuse} {
+		g := newGen(t, src, newFakeClock(t0), s)
+		done := make(chan error, 1)
+		go func() { _, err := g.Next(); done <- err }()
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, ErrClockRollback, "strategy %v", s)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("strategy %v: Next did not return", s)
+		}
+		require.NoError(t, g.Close(context.Background()))
+	}
 }

@@ -126,6 +126,16 @@ func TestRefusedRequestsKeepTheirReasonAndProposeNothing(t *testing.T) {
 		{"cancel without owner", "Lock/Cancel", `{"waiter":"5","session":"1"}`, "INVALID_LOCK_REQUEST"},
 		{"cancel with an owner over 256 bytes", "Lock/Cancel", `{"waiter":"5","session":"1","owner":"` + strings.Repeat("o", 257) + `"}`, "INVALID_LOCK_REQUEST"},
 		{"lock list with a negative limit", "Lock/List", `{"limit":"-1"}`, "INVALID_ARGUMENT"},
+		{"a session TTL that wraps a Duration", "Session/Create", `{"ttl_ms":"18446744074710"}`, "SESSION_TTL_OUT_OF_RANGE"},
+		{"a negative session TTL that wraps", "Session/Create", `{"ttl_ms":"-18446744072709"}`, "SESSION_TTL_OUT_OF_RANGE"},
+		{"a lease of 0 worker bits", "IDs/LeaseWorker", `{"pool":"p","worker_bits":0,"session":"1","owner":"o"}`, "INVALID_ID_REQUEST"},
+		{"a lease of 63 worker bits", "IDs/LeaseWorker", `{"pool":"p","worker_bits":63,"session":"1","owner":"o"}`, "INVALID_ID_REQUEST"},
+		{"a lease guard that wraps", "IDs/LeaseWorker", `{"pool":"p","worker_bits":4,"session":"1","owner":"o","guard_ms":"-18446744073709"}`, "INVALID_ID_REQUEST"},
+		{"a reservation to the end of time", "IDs/ReserveWorker", `{"pool":"p","worker_id":"0","session":"1","owner":"o","until_ms":"9223372036854775807"}`, "INVALID_ID_REQUEST"},
+		{"a negative reservation", "IDs/ReserveWorker", `{"pool":"p","worker_id":"0","session":"1","owner":"o","until_ms":"-1"}`, "INVALID_ID_REQUEST"},
+		{"a release of worker -1", "IDs/ReleaseWorker", `{"pool":"p","worker_id":"-1","session":"1","owner":"o"}`, "INVALID_ID_REQUEST"},
+		{"a release without an owner", "IDs/ReleaseWorker", `{"pool":"p","worker_id":"0","session":"1"}`, "INVALID_ID_REQUEST"},
+		{"a release with an owner over 256 bytes", "IDs/ReleaseWorker", `{"pool":"p","worker_id":"0","session":"1","owner":"` + strings.Repeat("o", 257) + `"}`, "INVALID_ID_REQUEST"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

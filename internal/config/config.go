@@ -238,6 +238,18 @@ func (c *Server) Validate() error {
 	if l.MaxKeyBytes < 1 || l.MaxValueBytes < 0 || l.MaxTxnOps < 1 || l.MaxRangeKeys < 1 {
 		bad("limits must be positive")
 	}
+	// 0 means the default (unbounded, for --max-keys); a negative bound
+	// would refuse everything.
+	for flag, v := range map[string]int64{
+		"range bytes": int64(l.MaxRangeBytes), "--max-request-bytes": int64(l.MaxRequestBytes),
+		"--quota-bytes": l.QuotaBytes, "--max-keys": int64(l.MaxKeys), "--max-sessions": int64(l.MaxSessions),
+		"--max-locks": int64(l.MaxLocks), "--max-id-objects": int64(l.MaxIDObjects),
+		"--max-segment-step": l.MaxSegmentStep, "--max-ids-per-call": l.MaxIDsPerCall,
+	} {
+		if v < 0 {
+			bad("%s %d is negative", flag, v)
+		}
+	}
 	if l.MaxKeyBytes+l.MaxValueBytes > l.MaxRequestBytes {
 		bad("--max-request-bytes (%d) must hold a key and a value (%d + %d)", l.MaxRequestBytes, l.MaxKeyBytes, l.MaxValueBytes)
 	}

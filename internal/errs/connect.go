@@ -59,6 +59,7 @@ var Codes = map[string]connect.Code{
 	"INVALID_ID_REQUEST":       connect.CodeInvalidArgument,
 	"EMPTY_CALL":               connect.CodeInvalidArgument,
 	"TOO_MANY_WAITS":           connect.CodeResourceExhausted,
+	"CLOCK_BEHIND":             connect.CodeUnavailable,
 }
 
 // ToConnect converts an error for the wire: a sentinel's reason travels as

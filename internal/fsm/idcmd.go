@@ -20,7 +20,7 @@ func (f *FSM) applyIDs(index uint64, cmd *internalv1.Command) *internalv1.Result
 			Header: header(index), WorkerId: w.ID, HighWaterMs: w.HighWater}}}
 	case *internalv1.Command_IdReserveWorker:
 		r := op.IdReserveWorker
-		hw, err := f.ids.ReserveWorker(r.GetPool(), r.GetWorkerId(), r.GetSession(), r.GetOwner(), r.GetUntilMs())
+		hw, err := f.ids.ReserveWorker(nowMs, r.GetPool(), r.GetWorkerId(), r.GetSession(), r.GetOwner(), r.GetUntilMs())
 		if err != nil {
 			return ErrorResult(err)
 		}

@@ -12,6 +12,14 @@ import (
 // MaxWorkerBits bounds the worker bits of a pool.
 const MaxWorkerBits = 16
 
+// MaxReserveAheadMs bounds how far past the leader's clock a worker ID's
+// high-water mark may be reserved: an hour, far above what a generator
+// reserves (its Reserve, 3 s by default, twice, plus a second) and above
+// the clock offsets between members that the fault campaigns inject (up
+// to 20 minutes). Without a bound one call could stall the worker's next
+// holders until the clock reached any mark at all.
+const MaxReserveAheadMs = 60 * 60 * 1000
+
 // Worker is one leased or freed worker ID.
 type Worker struct {
 	ID        int64
@@ -121,7 +129,14 @@ func (t *Table) heldWorker(pool string, id, sess int64, owner string) (*Worker, 
 
 // ReserveWorker raises a held worker's high-water mark to untilMs (never
 // lowers it) and returns the mark.
-func (t *Table) ReserveWorker(pool string, id, sess int64, owner string, untilMs int64) (int64, error) {
+//
+// A mark is at most MaxReserveAheadMs past nowMs (the leader's clock at
+// the command): a generator that leased the worker next would otherwise
+// wait, or fail, until its clock passed a mark far in the future.
+func (t *Table) ReserveWorker(nowMs int64, pool string, id, sess int64, owner string, untilMs int64) (int64, error) {
+	if untilMs < 0 || untilMs > nowMs+MaxReserveAheadMs {
+		return 0, invalid("a reservation until %d ms is outside [0, now+%d ms]", untilMs, int64(MaxReserveAheadMs))
+	}
 	w, err := t.heldWorker(pool, id, sess, owner)
 	if err != nil {
 		return 0, err

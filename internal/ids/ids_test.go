@@ -2,6 +2,7 @@ package ids
 
 import (
 	"bytes"
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -26,14 +27,25 @@ func TestWorkerLeaseGuardAndHighWater(t *testing.T) {
 	_, err = tb.LeaseWorker(1000, "p", 1, 3, "c", 500)
 	require.ErrorIs(t, err, ErrNoWorkerIDs)
 
-	hw, err := tb.ReserveWorker("p", 0, 1, "a", 5000)
+	hw, err := tb.ReserveWorker(1000, "p", 0, 1, "a", 5000)
 	require.NoError(t, err)
 	require.EqualValues(t, 5000, hw)
-	hw, err = tb.ReserveWorker("p", 0, 1, "a", 4000)
+	hw, err = tb.ReserveWorker(1000, "p", 0, 1, "a", 4000)
 	require.NoError(t, err)
 	require.EqualValues(t, 5000, hw, "the mark never goes down")
-	_, err = tb.ReserveWorker("p", 0, 2, "b", 9000)
+	_, err = tb.ReserveWorker(1000, "p", 0, 2, "b", 9000)
 	require.ErrorIs(t, err, ErrWorkerNotHeld)
+	// A mark far past the clock would stall the worker's next holder.
+	for _, until := range []int64{-1, 1000 + MaxReserveAheadMs + 1, math.MaxInt64} {
+		_, err = tb.ReserveWorker(1000, "p", 0, 1, "a", until)
+		require.ErrorIs(t, err, ErrInvalid, "until %d", until)
+	}
+	hw, err = tb.ReserveWorker(1000, "p", 0, 1, "a", 1000+MaxReserveAheadMs)
+	require.NoError(t, err)
+	require.EqualValues(t, 1000+MaxReserveAheadMs, hw, "the bound itself is allowed")
+	hw, err = tb.ReserveWorker(1000, "p", 0, 1, "a", 5000)
+	require.NoError(t, err)
+	require.EqualValues(t, 1000+MaxReserveAheadMs, hw)
 
 	// Session 1 ends: worker 0 is freed but guarded for 500 ms.
 	delete(sessions, 1)
@@ -43,7 +55,7 @@ func TestWorkerLeaseGuardAndHighWater(t *testing.T) {
 	w, err := tb.LeaseWorker(2500, "p", 1, 3, "c", 500)
 	require.NoError(t, err)
 	require.EqualValues(t, 0, w.ID)
-	require.EqualValues(t, 5000, w.HighWater, "the new holder learns the old holder's mark")
+	require.EqualValues(t, 1000+MaxReserveAheadMs, w.HighWater, "the new holder learns the old holder's mark")
 
 	_, err = tb.LeaseWorker(2500, "p", 2, 3, "c", 500)
 	require.ErrorIs(t, err, ErrLayoutMismatch)

@@ -13,4 +13,8 @@ var (
 	// ErrTimeout is returned when the server could not complete a request
 	// in time; for a write the outcome is unknown.
 	ErrTimeout = errs.New("TIMEOUT", "server: request timed out")
+	// ErrClockBehind is returned for snowflakes this member cannot issue
+	// yet: its clock is behind the high-water mark of the worker ID it
+	// holds, by more than its generator waits.
+	ErrClockBehind = errs.New("CLOCK_BEHIND", "server: clock behind the worker ID's reservation")
 )

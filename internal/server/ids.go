@@ -10,6 +10,7 @@ import (
 	"github.com/concord-dev/concord/internal/fsm"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	"github.com/concord-dev/concord/internal/ids"
+	"github.com/concord-dev/concord/internal/session"
 )
 
 const maxIDNameBytes = 256
@@ -17,6 +18,24 @@ const maxIDNameBytes = 256
 func checkIDName(kind, name string) error {
 	if name == "" || len(name) > maxIDNameBytes || strings.ContainsRune(name, 0) {
 		return errs.Wrapf(ids.ErrInvalid, "%s must be 1 to %d bytes without NUL", kind, maxIDNameBytes)
+	}
+	return nil
+}
+
+// checkWorkerRef refuses, before anything is proposed, a reference to a
+// worker ID that no lease could match.
+func checkWorkerRef(pool string, id, sess int64, owner string) error {
+	if err := checkIDName("pool", pool); err != nil {
+		return err
+	}
+	if err := checkIDName("owner", owner); err != nil {
+		return err
+	}
+	if id < 0 || id >= 1<<ids.MaxWorkerBits {
+		return errs.Wrapf(ids.ErrInvalid, "worker ID %d is outside [0, %d)", id, 1<<ids.MaxWorkerBits)
+	}
+	if sess <= 0 {
+		return errs.Wrapf(session.ErrNotFound, "session %d", sess)
 	}
 	return nil
 }
@@ -38,8 +57,15 @@ func (s *Server) LeaseWorker(ctx context.Context, req *concordv1.LeaseWorkerRequ
 	if err := checkIDName("owner", req.GetOwner()); err != nil {
 		return nil, err
 	}
-	if g := time.Duration(req.GetGuardMs()) * time.Millisecond; g < 0 || g > time.Hour {
-		return nil, errs.Wrapf(ids.ErrInvalid, "guard interval %s is outside [0, 1h]", g)
+	// Compared in milliseconds: a Duration of a huge guard_ms would wrap.
+	if g := req.GetGuardMs(); g < 0 || g > time.Hour.Milliseconds() {
+		return nil, errs.Wrapf(ids.ErrInvalid, "guard interval %d ms is outside [0, 1h]", g)
+	}
+	if b := req.GetWorkerBits(); b < 1 || b > ids.MaxWorkerBits {
+		return nil, errs.Wrapf(ids.ErrInvalid, "%d worker bits; give 1 to %d", b, ids.MaxWorkerBits)
+	}
+	if req.GetSession() <= 0 {
+		return nil, errs.Wrapf(session.ErrNotFound, "session %d", req.GetSession())
 	}
 	if err := s.checkIDRoom(func(st fsm.State) bool {
 		for _, p := range st.IDs.Pools() {
@@ -62,8 +88,13 @@ func (s *Server) LeaseWorker(ctx context.Context, req *concordv1.LeaseWorkerRequ
 
 // ReserveWorker raises a held worker ID's high-water mark.
 func (s *Server) ReserveWorker(ctx context.Context, req *concordv1.ReserveWorkerRequest) (*concordv1.ReserveWorkerResponse, error) {
-	if err := checkIDName("pool", req.GetPool()); err != nil {
+	if err := checkWorkerRef(req.GetPool(), req.GetWorkerId(), req.GetSession(), req.GetOwner()); err != nil {
 		return nil, err
+	}
+	// The state machine bounds the mark by the leader's clock; this
+	// member's refuses what no clock near it would take.
+	if u, now := req.GetUntilMs(), s.clock.Now().UnixMilli(); u < 0 || u > now+ids.MaxReserveAheadMs {
+		return nil, errs.Wrapf(ids.ErrInvalid, "a reservation until %d ms is outside [0, now+%d ms]", u, int64(ids.MaxReserveAheadMs))
 	}
 	res, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_IdReserveWorker{IdReserveWorker: &concordv1.ReserveWorkerRequest{
 		Pool: req.GetPool(), WorkerId: req.GetWorkerId(), Session: req.GetSession(), Owner: req.GetOwner(), UntilMs: req.GetUntilMs()}}})
@@ -76,7 +107,7 @@ func (s *Server) ReserveWorker(ctx context.Context, req *concordv1.ReserveWorker
 
 // ReleaseWorker frees a worker ID.
 func (s *Server) ReleaseWorker(ctx context.Context, req *concordv1.ReleaseWorkerRequest) (*concordv1.ReleaseWorkerResponse, error) {
-	if err := checkIDName("pool", req.GetPool()); err != nil {
+	if err := checkWorkerRef(req.GetPool(), req.GetWorkerId(), req.GetSession(), req.GetOwner()); err != nil {
 		return nil, err
 	}
 	if _, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_IdReleaseWorker{IdReleaseWorker: &concordv1.ReleaseWorkerRequest{

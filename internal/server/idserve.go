@@ -117,6 +117,9 @@ func (s *Server) NextSnowflakes(ctx context.Context, req *concordv1.NextSnowflak
 			out.Header = s.header(s.fsm.AppliedIndex())
 			return out, nil
 		}
+		if errors.Is(err, idgen.ErrClockRollback) {
+			return nil, errs.Wrapf(ErrClockBehind, "%v", err)
+		}
 		if !errors.Is(err, client.ErrWorkerLost) || attempt > 0 {
 			return nil, err
 		}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"time"
 
 	"connectrpc.com/connect"
 
@@ -16,9 +15,10 @@ import (
 
 // CreateSession starts a session.
 func (s *Server) CreateSession(ctx context.Context, req *concordv1.CreateSessionRequest) (*concordv1.CreateSessionResponse, error) {
-	ttl := time.Duration(req.GetTtlMs()) * time.Millisecond
-	if ttl < s.cfg.Limits.MinSessionTTL || ttl > s.cfg.Limits.MaxSessionTTL {
-		return nil, errs.Wrapf(session.ErrTTLOutOfRange, "ttl %s is outside [%s, %s]", ttl, s.cfg.Limits.MinSessionTTL, s.cfg.Limits.MaxSessionTTL)
+	// Compared in milliseconds: a Duration of a huge ttl_ms would wrap into
+	// the range.
+	if ms := req.GetTtlMs(); ms < s.cfg.Limits.MinSessionTTL.Milliseconds() || ms > s.cfg.Limits.MaxSessionTTL.Milliseconds() {
+		return nil, errs.Wrapf(session.ErrTTLOutOfRange, "ttl %d ms is outside [%s, %s]", ms, s.cfg.Limits.MinSessionTTL, s.cfg.Limits.MaxSessionTTL)
 	}
 	if len(req.GetName()) > 256 {
 		return nil, errs.Wrapf(ErrInvalidArgument, "session name is %d bytes; the limit is 256", len(req.GetName()))
