@@ -412,10 +412,13 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 	if err := ctx.Err(); err != nil {
 		return err // nothing is sent
 	}
+	// ours: the deadline is the client's RetryTimeout, not the caller's.
+	ours := false
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.RetryTimeout)
 		defer cancel()
+		ours = true
 	}
 	backoff := 10 * time.Millisecond
 	for {
@@ -429,9 +432,15 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		if c.ctx.Err() != nil {
 			return ErrClosed // the attempt failed because the client closed
 		}
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			// This member did not answer in time: its outcome is unknown.
 			err = fmt.Errorf("%w: %s did not answer within %s", ErrUnavailable, ep.addr, c.cfg.AttemptTimeout)
+		case errors.Is(err, context.DeadlineExceeded) && ours:
+			// The client's own bound ended the call, not the caller's:
+			// the outcome is unknown just the same, and the caller, who
+			// set no deadline, must not take it for its own.
+			err = fmt.Errorf("%w: %s did not answer within the retry timeout of %s (%w)", ErrUnavailable, ep.addr, c.cfg.RetryTimeout, err)
 		}
 		if !retryable(err, idempotent) {
 			return err

@@ -159,6 +159,14 @@ func (h *handle) release(ctx context.Context) error {
 	return err
 }
 
+// live reports whether the handle holds a grant that has not ended (a
+// grant released or lost through the Grant itself leaves the count).
+func (h *handle) live() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.count > 0 && h.grant.Err() == nil
+}
+
 // held reports whether the handle holds its locks (or is converting them).
 func (h *handle) held() bool {
 	h.mu.Lock()
@@ -246,13 +254,32 @@ func try(err error) (bool, error) {
 type RWMutex struct {
 	read  *handle
 	write *handle
+	// gate serializes the acquires and conversions of the pair: each
+	// checks what the other handle holds before it asks the server, and
+	// the two share one owner, whose acquire of the other mode the server
+	// takes for a conversion. Without it an RLock and a Lock racing on one
+	// handle both succeeded, the server holding one grant in one mode.
+	gate chan struct{}
 }
+
+// enter takes the pair's gate unless ctx ends first.
+func (rw *RWMutex) enter(ctx context.Context) error {
+	select {
+	case rw.gate <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (rw *RWMutex) leave() { <-rw.gate }
 
 // NewRWMutex returns a handle on the read-write lock called name.
 func NewRWMutex(s *client.Session, name string, opts ...Option) *RWMutex {
 	rw := &RWMutex{
 		read:  newHandle(s, []*client.LockClaim{{Name: name, Kind: client.KindRWLock, Mode: client.ModeShared}}, opts),
 		write: newHandle(s, []*client.LockClaim{{Name: name, Kind: client.KindRWLock, Mode: client.ModeExclusive}}, opts),
+		gate:  make(chan struct{}, 1),
 	}
 	// One owner for both: the server sees an upgrade or a downgrade, not
 	// two strangers.
@@ -263,6 +290,10 @@ func NewRWMutex(s *client.Session, name string, opts ...Option) *RWMutex {
 // RLock takes a read lock. While this handle holds the write lock it fails
 // with ErrWouldDeadlock: use Downgrade.
 func (rw *RWMutex) RLock(ctx context.Context) error {
+	if err := rw.enter(ctx); err != nil {
+		return err
+	}
+	defer rw.leave()
 	if rw.write.held() {
 		return fmt.Errorf("%w: this handle holds the write lock; Downgrade instead", client.ErrWouldDeadlock)
 	}
@@ -276,6 +307,10 @@ func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.read.release(c
 // Lock takes the write lock. While this handle holds a read lock it fails
 // with ErrWouldDeadlock (it would wait for itself): use Upgrade.
 func (rw *RWMutex) Lock(ctx context.Context) error {
+	if err := rw.enter(ctx); err != nil {
+		return err
+	}
+	defer rw.leave()
 	if rw.read.held() {
 		return fmt.Errorf("%w: this handle holds a read lock; Upgrade instead", client.ErrWouldDeadlock)
 	}
@@ -285,6 +320,10 @@ func (rw *RWMutex) Lock(ctx context.Context) error {
 
 // TryLock takes the write lock if it is free.
 func (rw *RWMutex) TryLock(ctx context.Context) (bool, error) {
+	if err := rw.enter(ctx); err != nil {
+		return false, err
+	}
+	defer rw.leave()
 	if rw.read.held() {
 		return false, fmt.Errorf("%w: this handle holds a read lock; Upgrade instead", client.ErrWouldDeadlock)
 	}
@@ -296,8 +335,13 @@ func (rw *RWMutex) TryLock(ctx context.Context) (bool, error) {
 func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.write.release(ctx) }
 
 // convert moves the grant of from into to through the server's in-place
-// conversion.
+// conversion, with its reentrancy count: a conversion changes the mode of
+// the holds taken, not how many were.
 func (rw *RWMutex) convert(ctx context.Context, from, to *handle) error {
+	if err := rw.enter(ctx); err != nil {
+		return err
+	}
+	defer rw.leave()
 	if err := from.lock(ctx); err != nil {
 		return err
 	}
@@ -316,6 +360,9 @@ func (rw *RWMutex) convert(ctx context.Context, from, to *handle) error {
 		return err
 	}
 	g.Detach()
+	to.mu.Lock()
+	to.count = from.count
+	to.mu.Unlock()
 	from.grant, from.count = nil, 0
 	return nil
 }
@@ -375,6 +422,7 @@ func (sm *Semaphore) Acquire(ctx context.Context, n int64) (*client.Grant, error
 		return nil, err
 	}
 	sm.mu.Lock()
+	sm.prune()
 	sm.handles = append(sm.handles, h)
 	sm.mu.Unlock()
 	return g, nil
@@ -388,14 +436,17 @@ func (sm *Semaphore) TryAcquire(ctx context.Context, n int64) (*client.Grant, bo
 		return nil, false, err
 	}
 	sm.mu.Lock()
+	sm.prune()
 	sm.handles = append(sm.handles, h)
 	sm.mu.Unlock()
 	return g, true, nil
 }
 
 // Release returns the permits of the oldest grant this handle holds.
+// Grants released or lost through the Grant itself are skipped.
 func (sm *Semaphore) Release(ctx context.Context) error {
 	sm.mu.Lock()
+	sm.prune()
 	if len(sm.handles) == 0 {
 		sm.mu.Unlock()
 		return fmt.Errorf("%w: no permits of %q held by this handle", client.ErrNotHeld, sm.name)
@@ -411,6 +462,19 @@ func (sm *Semaphore) Release(ctx context.Context) error {
 		sm.mu.Unlock()
 	}
 	return err
+}
+
+// prune drops the handles whose grant ended other than through Release
+// (released through the Grant, or lost); sm.mu is held.
+func (sm *Semaphore) prune() {
+	live := sm.handles[:0]
+	for _, h := range sm.handles {
+		if h.live() {
+			live = append(live, h)
+		}
+	}
+	clear(sm.handles[len(live):])
+	sm.handles = live
 }
 
 // Multi holds several mutexes taken atomically.
