@@ -214,7 +214,8 @@ func (t *Table) CreateTag(nowMs int64, name string, start, step int64) (Tag, err
 	return *tg, nil
 }
 
-// AllocSegment hands out [next, next+count) of a tag.
+// AllocSegment hands out [next, next+count) of a tag; at the end of the
+// int64 range, what is left, [next, MaxInt64), which may be shorter.
 func (t *Table) AllocSegment(nowMs int64, name string, count int64) (int64, int64, error) {
 	tg := t.tags[name]
 	if tg == nil {
@@ -223,11 +224,11 @@ func (t *Table) AllocSegment(nowMs int64, name string, count int64) (int64, int6
 	if count < 1 {
 		return 0, 0, invalid("count %d is below 1", count)
 	}
-	if tg.Next > math.MaxInt64-count {
+	if tg.Next == math.MaxInt64 {
 		return 0, 0, errs.Wrapf(ErrExhausted, "tag %q is at %d", name, tg.Next)
 	}
 	start := tg.Next
-	tg.Next += count
+	tg.Next += min(count, math.MaxInt64-tg.Next)
 	tg.Fetches++
 	tg.LastMs = nowMs
 	return start, tg.Next, nil

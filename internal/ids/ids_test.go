@@ -94,8 +94,18 @@ func TestSegmentsAndSequences(t *testing.T) {
 
 	_, err = tb.CreateTag(5, "huge", 1<<62, 1)
 	require.NoError(t, err)
-	_, _, err = tb.AllocSegment(6, "huge", 1<<62)
+	// At the end of the range a segment is what is left, not refused while
+	// numbers remain; then the tag is exhausted.
+	start, end, err := tb.AllocSegment(6, "huge", 1<<62)
+	require.NoError(t, err)
+	require.Equal(t, [2]int64{1 << 62, math.MaxInt64}, [2]int64{start, end})
+	_, _, err = tb.AllocSegment(6, "huge", 1)
 	require.ErrorIs(t, err, ErrExhausted)
+	_, err = tb.CreateTag(5, "nearly", math.MaxInt64-4, 5)
+	require.NoError(t, err)
+	start, end, err = tb.AllocSegment(6, "nearly", 5)
+	require.NoError(t, err)
+	require.Equal(t, [2]int64{math.MaxInt64 - 4, math.MaxInt64}, [2]int64{start, end}, "the 4 numbers left")
 
 	// Snapshot round trip.
 	var buf bytes.Buffer
