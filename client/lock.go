@@ -551,10 +551,19 @@ func (g *Grant) Release(ctx context.Context) error {
 	// A keep-alive answered once the release applied names the token as
 	// ended: untracked meanwhile, the grant is not taken for lost.
 	g.sess.untrack(g)
+	live := g.ctx.Err() == nil
 	err := g.sess.c.ReleaseLocks(ctx, g.sess, g.owner, g.Names, g.Token)
 	if err != nil && !errors.Is(err, ErrNotHeld) && g.ctx.Err() == nil {
 		g.sess.track(g)
 		return err
+	}
+	if live && errors.Is(err, ErrNotHeld) {
+		// The SDK had not learned it yet (a force-release is reported by
+		// the next keep-alive): the grant was lost while held.
+		lost := fmt.Errorf("%w: %s (token %d) had ended before its release (force-released, or its hold time or session over): %w",
+			ErrLockLost, namesOf(g.Names), g.Token, err)
+		g.cancel(lost)
+		return lost
 	}
 	g.cancel(fmt.Errorf("%w: released", ErrNotHeld))
 	if err != nil && errors.Is(context.Cause(g.ctx), ErrLockLost) {

@@ -202,3 +202,25 @@ func TestSharedMutexHandleUnderConcurrentUse(t *testing.T) {
 	require.Zero(t, m.Token())
 	require.Eventually(t, released(ctx, c.Client(), "stress"), 5*time.Second, 20*time.Millisecond)
 }
+
+// An Unlock that finds its grant gone before the SDK heard of it (a
+// force-release is reported by the next keep-alive) is a lost lock, not a
+// mistake of the caller: ErrLockLost (still ErrNotHeld), and the handle's
+// Context ends with it.
+func TestUnlockOfAGrantForceReleasedUnseenIsLost(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	m := concurrency.NewMutex(session(t, cl, 30*time.Second), "unseen") // keep-alives every 10 s
+	require.NoError(t, m.Lock(ctx))
+	held := m.Context()
+	n, err := c.Client().ForceReleaseLock(ctx, "unseen", 0, "test")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	err = m.Unlock(ctx)
+	require.ErrorIs(t, err, client.ErrLockLost)
+	require.ErrorIs(t, err, client.ErrNotHeld)
+	require.ErrorContains(t, err, "had ended before its release")
+	require.ErrorIs(t, context.Cause(held), client.ErrLockLost)
+	require.Zero(t, m.Token())
+}

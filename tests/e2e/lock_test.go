@@ -148,7 +148,7 @@ func TestLockHoldEndings(t *testing.T) {
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee, lateOut.String())
 	require.Equal(t, ExitLockLostForTest, ee.ExitCode(), "the lock was lost while the command ran: %s", lateOut.String())
-	require.Contains(t, lateOut.String(), "no longer held when the command ended (force-released")
+	require.Contains(t, lateOut.String(), "had ended before its release (force-released")
 
 	// Interrupted while waiting: the code of the signal, not 4.
 	holder := exec.Command(binary, "lock", "hold", "busy", eps, "--", "sleep", "30")
