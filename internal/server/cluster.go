@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -87,10 +89,10 @@ func (s *Server) leaderPeer() (client interface {
 // caught up. The new member is started with --join.
 func (s *Server) AddMember(ctx context.Context, req *concordv1.AddMemberRequest) (*concordv1.AddMemberResponse, error) {
 	if !nameOK(req.GetName()) {
-		return nil, errs.Wrapf(ErrInvalidArgument, "member name %q: use 1-63 letters, digits, '.', '_' or '-'", req.GetName())
+		return nil, errs.Wrapf(ErrInvalidArgument, "member name %s: use 1-63 letters, digits, '.', '_' or '-'", clip(req.GetName()))
 	}
-	if _, _, err := net.SplitHostPort(req.GetPeerAddr()); err != nil {
-		return nil, errs.Wrapf(ErrInvalidArgument, "peer address %q: %v", req.GetPeerAddr(), err)
+	if err := checkPeerAddr(req.GetPeerAddr()); err != nil {
+		return nil, err
 	}
 	if c, fwd, err := s.leaderPeer(); err != nil {
 		return nil, err
@@ -129,6 +131,15 @@ func (s *Server) AddMember(ctx context.Context, req *concordv1.AddMemberRequest)
 	if clash != nil {
 		return nil, clash
 	}
+	// The same endpoint under another spelling (localhost for 127.0.0.1,
+	// a DNS name for an IP): the leader would replicate to itself, or to
+	// another voter, as to the learner, and lose its leadership at once,
+	// for good.
+	for _, sv := range servers {
+		if sameEndpoint(ctx, sv.Addr, req.GetPeerAddr()) {
+			return nil, errs.Wrapf(member.ErrExists, "member %s already uses peer address %s, which %s names too", sv.ID, sv.Addr, clip(req.GetPeerAddr()))
+		}
+	}
 	if _, err := s.propose(ctx, &internalv1.Command{Op: &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{
 		Id: id, Name: req.GetName(), PeerAddr: req.GetPeerAddr()}}}); err != nil {
 		return nil, err
@@ -158,6 +169,11 @@ func (s *Server) RemoveMember(ctx context.Context, req *concordv1.RemoveMemberRe
 	if err != nil {
 		return nil, err
 	}
+	if sv.Voter {
+		if err := s.checkOtherVoter(sv.ID, "remove %s: it is the cluster's only voter"); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := s.propose(ctx, &internalv1.Command{Op: &internalv1.Command_RetireMember{RetireMember: &internalv1.RetireMember{Id: sv.ID}}}); err != nil {
 		return nil, err
 	}
@@ -184,7 +200,7 @@ func (s *Server) findServer(nameOrID string) (raftnode.Server, error) {
 		}
 	})
 	if found == nil {
-		return raftnode.Server{}, errs.Wrapf(member.ErrNotFound, "no member named %q", nameOrID)
+		return raftnode.Server{}, errs.Wrapf(member.ErrNotFound, "no member named %s", clip(nameOrID))
 	}
 	return *found, nil
 }
@@ -211,6 +227,11 @@ func (s *Server) TransferLeader(ctx context.Context, req *concordv1.TransferLead
 			// Already the leader: nothing to hand over.
 			return &concordv1.TransferLeaderResponse{Header: s.header(s.fsm.AppliedIndex()), Leader: id}, nil
 		}
+		if !sv.Voter {
+			return nil, errs.Wrapf(ErrInvalidArgument, "%s is a learner: only a voter can lead (promote it first)", sv.ID)
+		}
+	} else if err := s.checkOtherVoter(s.id.ID, "hand leadership over: %s is the cluster's only voter"); err != nil {
+		return nil, err
 	}
 	if err := s.node.TransferLeadership(ctx, id, addr); err != nil {
 		return nil, err
@@ -240,3 +261,88 @@ func (s *Server) Hash(ctx context.Context) (uint64, string, error) {
 
 // CompactLog takes a Raft snapshot now, truncating the log.
 func (s *Server) CompactLog(ctx context.Context) error { return s.node.Snapshot(ctx) }
+
+// maxPeerAddrBytes bounds a member's peer address (a DNS name is at most
+// 253 bytes, and a port).
+const maxPeerAddrBytes = 260
+
+// checkPeerAddr refuses a peer address no member could listen on.
+func checkPeerAddr(addr string) error {
+	if len(addr) > maxPeerAddrBytes {
+		return errs.Wrapf(ErrInvalidArgument, "peer address %s is over %d bytes", clip(addr), maxPeerAddrBytes)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errs.Wrapf(ErrInvalidArgument, "peer address %s: want host:port", clip(addr))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return errs.Wrapf(ErrInvalidArgument, "peer address %s: port %s is not 1 to 65535", clip(addr), clip(port))
+	}
+	if host == "" {
+		return errs.Wrapf(ErrInvalidArgument, "peer address %s has no host", clip(addr))
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return errs.Wrapf(ErrInvalidArgument, "peer address %s: %s is not an address others can reach", clip(addr), host)
+	}
+	return nil
+}
+
+// sameEndpoint reports whether two peer addresses reach the same socket:
+// the same port, and the same host or hosts that resolve to a common
+// address. A host that does not resolve (yet: a member added before its
+// DNS record exists) is compared by name only.
+func sameEndpoint(ctx context.Context, a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	na, _ := strconv.Atoi(pa)
+	nb, _ := strconv.Atoi(pb)
+	if na != nb {
+		return false
+	}
+	if strings.EqualFold(ha, hb) {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ipa, err1 := net.DefaultResolver.LookupIPAddr(ctx, ha)
+	ipb, err2 := net.DefaultResolver.LookupIPAddr(ctx, hb)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	for _, x := range ipa {
+		for _, y := range ipb {
+			if x.IP.Equal(y.IP) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkOtherVoter refuses, with msg (naming id), a change that needs a
+// voter besides id.
+func (s *Server) checkOtherVoter(id, msg string) error {
+	servers, err := s.node.Configuration()
+	if err != nil {
+		return err
+	}
+	for _, sv := range servers {
+		if sv.Voter && sv.ID != id {
+			return nil
+		}
+	}
+	return errs.Wrapf(ErrInvalidArgument, msg, id)
+}
+
+// clip quotes s for an error message, cut to 64 bytes: an error must not
+// echo a multi-megabyte input back.
+func clip(s string) string {
+	const most = 64
+	if len(s) <= most {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:most]), len(s))
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -448,4 +449,44 @@ func TestClientMovesToTheNewLeader(t *testing.T) {
 		}
 		return forwardedProposals(t, c) == before
 	}, 15*time.Second, 50*time.Millisecond, "the client still writes through a member that forwards")
+}
+
+// Membership changes that would break the cluster are refused with a typed
+// error before anything is proposed: a learner at another spelling of an
+// existing member's peer address (the leader replicated to itself as to
+// the learner and lost its leadership for good), peer addresses no member
+// could listen on, removing the only voter or handing leadership to no one.
+func TestMembershipChangesThatWouldBreakTheClusterAreRefused(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	peer := c.Members[0].Cfg.AdvertisePeer // what the configuration holds
+	host, port, err := net.SplitHostPort(peer)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1", host, "localhost below names this member")
+	probe := func() uint64 {
+		res, err := cl.Put(ctx, "probe", []byte("x"))
+		require.NoError(t, err)
+		return res.Revision
+	}
+	before := probe()
+	for _, addr := range []string{
+		"localhost:" + port, // the leader's own socket, by another name
+		"LOCALHOST:" + port,
+		"127.0.0.1:abc", ":47999", "127.0.0.1:0", "127.0.0.1:-5", "127.0.0.1:70000", "0.0.0.0:7999", "[::]:7999",
+		"127.0.0.1:" + strings.Repeat("9", 2_000_000),
+	} {
+		_, err := cl.AddMember(ctx, "x", addr)
+		require.Error(t, err, "%.40q", addr)
+		require.True(t, errors.Is(err, client.ErrMemberExists) || errors.Is(err, client.ErrInvalidArgument), "%.40q: %v", addr, err)
+		require.Less(t, len(err.Error()), 1024, "the error echoes the input")
+	}
+	err = cl.RemoveMember(ctx, "nobody-"+strings.Repeat("n", 100_000))
+	require.ErrorIs(t, err, client.ErrNotFound)
+	require.Less(t, len(err.Error()), 1024, "the error echoes the input")
+	err = cl.RemoveMember(ctx, c.Members[0].Cfg.Name)
+	require.ErrorIs(t, err, client.ErrInvalidArgument, "the only voter")
+	_, err = cl.TransferLeader(ctx, "")
+	require.ErrorIs(t, err, client.ErrInvalidArgument, "no other voter")
+	require.Equal(t, before+1, probe(), "nothing was proposed, and the cluster still leads")
 }
