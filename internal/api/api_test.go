@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -296,4 +297,41 @@ func http2Client() *http.Client {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	return &http.Client{Transport: &http.Transport{Protocols: &p}}
+}
+
+// The quotas hold for every write that grows the state, counted as the
+// state machine counts it: transactions of counters, transaction puts of
+// new keys past --max-keys, and the per-item overhead of new keys.
+func TestQuotasHoldForTransactionsAndCounters(t *testing.T) {
+	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxKeys = 3 })
+	ctx := context.Background()
+	_, err := cl.Txn().Then(client.OpPut("a", nil), client.OpPut("b", nil), client.OpPut("c", nil), client.OpPut("d", nil)).Commit(ctx)
+	require.ErrorIs(t, err, client.ErrQuotaExceeded, "four new keys in one transaction past --max-keys 3")
+	_, err = cl.Txn().Then(client.OpPut("a", nil), client.OpPut("b", nil), client.OpPut("c", nil)).Commit(ctx)
+	require.NoError(t, err)
+	_, err = cl.Txn().Then(client.OpAdd("counter", 1)).Commit(ctx)
+	require.ErrorIs(t, err, client.ErrQuotaExceeded, "a counter created by a transaction is a new key")
+	_, err = cl.Txn().Then(client.OpPut("a", []byte("overwrite"))).Commit(ctx)
+	require.NoError(t, err, "overwriting a key adds none")
+	_, err = cl.Txn().If(client.ValueEquals("a", []byte("x"))).
+		Then(client.OpPut("a", nil)).Else(client.OpPut("e", nil)).Commit(ctx)
+	require.ErrorIs(t, err, client.ErrQuotaExceeded, "either branch may run: the larger one counts")
+	keys := 0
+	for _, err := range cl.List(ctx, "") {
+		require.NoError(t, err)
+		keys++
+	}
+	require.Equal(t, 3, keys)
+
+	_, cl = single(t, func(cfg *config.Server) { cfg.Limits.QuotaBytes = 200 })
+	_, err = cl.Put(ctx, "k1", make([]byte, 100))
+	require.NoError(t, err) // 2 + 100 + 64 = 166 bytes
+	_, err = cl.Put(ctx, "k2", make([]byte, 30))
+	require.ErrorIs(t, err, client.ErrQuotaExceeded, "166 + 96 > 200: a new item costs its overhead too")
+	for i := range 3 {
+		_, err = cl.Txn().Then(client.OpAdd(fmt.Sprintf("n%d", i), 1)).Commit(ctx)
+		require.ErrorIs(t, err, client.ErrQuotaExceeded, "a transaction of counters grows the state")
+	}
+	_, err = cl.Put(ctx, "k1", make([]byte, 10))
+	require.NoError(t, err, "a write that shrinks the state passes")
 }

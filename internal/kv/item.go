@@ -19,7 +19,11 @@ type Item struct {
 }
 
 // Size is the item's accounted size in bytes.
-func (it *Item) Size() int64 { return int64(len(it.Key) + len(it.Value) + itemOverhead) }
+func (it *Item) Size() int64 { return SizeOf(len(it.Key), len(it.Value)) }
+
+// SizeOf is the accounted size of an item with a key and a value of these
+// lengths, as quotas count it.
+func SizeOf(keyLen, valueLen int) int64 { return int64(keyLen + valueLen + itemOverhead) }
 
 // Proto converts the item for the API.
 func (it *Item) Proto(keysOnly bool) *concordv1.KeyValue {

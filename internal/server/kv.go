@@ -16,19 +16,51 @@ func (s *Server) readLimits() kv.ReadLimits {
 	return kv.ReadLimits{MaxKeys: s.cfg.Limits.MaxRangeKeys, MaxBytes: s.cfg.Limits.MaxRangeBytes}
 }
 
-// checkQuota refuses a write that would grow the state past its bounds.
-func (s *Server) checkQuota(growth int64, newKey []byte) error {
+// quotaWrite is a key a request may write, with the length of its new
+// value.
+type quotaWrite struct {
+	key   []byte
+	value int
+}
+
+// checkQuota refuses writes that would take the state past --quota-bytes
+// or --max-keys, counted as the state machine accounts items (key, value
+// and a fixed overhead): a new key adds its item, an overwrite the change
+// of its value's length. A transaction's branches are alternatives, so the
+// larger one counts. The check reads this member's state before
+// proposing: requests racing each other may pass it together, so the
+// bounds hold within a few requests, not exactly. Deletes, and writes that
+// do not grow the state, always pass.
+func (s *Server) checkQuota(branches ...[]quotaWrite) error {
+	q, m := s.cfg.Limits.QuotaBytes, s.cfg.Limits.MaxKeys
 	var err error
 	s.fsm.Read(func(st fsm.State) {
-		if q := s.cfg.Limits.QuotaBytes; q > 0 && st.KV.Bytes()+growth > q {
-			err = errs.Wrapf(ErrQuotaExceeded, "the state holds %d bytes and the quota is %d (--quota-bytes); delete keys or raise the quota",
-				st.KV.Bytes(), q)
+		var growth int64
+		var newKeys int
+		for _, ws := range branches {
+			longest := make(map[string]int, len(ws))
+			for _, w := range ws {
+				longest[string(w.key)] = max(longest[string(w.key)], w.value)
+			}
+			var g int64
+			n := 0
+			for k, v := range longest {
+				if it, ok := st.KV.Get([]byte(k)); ok {
+					g += int64(v - len(it.Value))
+					continue
+				}
+				g += kv.SizeOf(len(k), v)
+				n++
+			}
+			growth, newKeys = max(growth, g), max(newKeys, n)
+		}
+		if q > 0 && growth > 0 && st.KV.Bytes()+growth > q {
+			err = errs.Wrapf(ErrQuotaExceeded, "the state holds %d bytes, this write adds up to %d, and the quota is %d (--quota-bytes); delete keys or raise the quota",
+				st.KV.Bytes(), growth, q)
 			return
 		}
-		if m := s.cfg.Limits.MaxKeys; m > 0 && newKey != nil && st.KV.Len() >= m {
-			if _, exists := st.KV.Get(newKey); !exists {
-				err = errs.Wrapf(ErrQuotaExceeded, "the state holds %d keys, the maximum (--max-keys)", st.KV.Len())
-			}
+		if m > 0 && newKeys > 0 && st.KV.Len()+newKeys > m {
+			err = errs.Wrapf(ErrQuotaExceeded, "the state holds %d keys, this write adds up to %d, and the maximum is %d (--max-keys)", st.KV.Len(), newKeys, m)
 		}
 	})
 	return err
@@ -82,7 +114,7 @@ func (s *Server) preparePut(req *concordv1.PutRequest) (prepared[*concordv1.PutR
 	if err := s.checkPut(req); err != nil {
 		return p, err
 	}
-	if err := s.checkQuota(int64(len(req.GetKey())+len(req.GetValue())), req.GetKey()); err != nil {
+	if err := s.checkQuota([]quotaWrite{{req.GetKey(), len(req.GetValue())}}); err != nil {
 		return p, err
 	}
 	meta := req.GetMeta()
@@ -137,7 +169,8 @@ func (s *Server) prepareAdd(req *concordv1.AddRequest) (prepared[*concordv1.AddR
 	if err := s.checkAdd(req); err != nil {
 		return p, err
 	}
-	if err := s.checkQuota(int64(len(req.GetKey())+20), req.GetKey()); err != nil {
+	// A counter's value is at most 20 bytes (a decimal int64).
+	if err := s.checkQuota([]quotaWrite{{req.GetKey(), 20}}); err != nil {
 		return p, err
 	}
 	meta := req.GetMeta()
@@ -166,18 +199,19 @@ func (s *Server) prepareTxn(req *concordv1.TxnRequest) (prepared[*concordv1.TxnR
 	if err := s.checkTxn(req); err != nil {
 		return p, err
 	}
-	var growth int64
-	for _, ops := range [][]*concordv1.RequestOp{req.GetSuccess(), req.GetFailure()} {
+	var branches [2][]quotaWrite
+	for i, ops := range [][]*concordv1.RequestOp{req.GetSuccess(), req.GetFailure()} {
 		for _, op := range ops {
-			if p := op.GetPut(); p != nil {
-				growth += int64(len(p.GetKey()) + len(p.GetValue()))
+			switch {
+			case op.GetPut() != nil:
+				branches[i] = append(branches[i], quotaWrite{op.GetPut().GetKey(), len(op.GetPut().GetValue())})
+			case op.GetAdd() != nil:
+				branches[i] = append(branches[i], quotaWrite{op.GetAdd().GetKey(), 20})
 			}
 		}
 	}
-	if growth > 0 {
-		if err := s.checkQuota(growth, nil); err != nil {
-			return p, err
-		}
+	if err := s.checkQuota(branches[0], branches[1]); err != nil {
+		return p, err
 	}
 	meta := req.GetMeta()
 	req.Meta = nil
