@@ -32,7 +32,8 @@ type Options struct {
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	// AuthToken, when set, is required as "Authorization: Bearer <token>"
-	// on every RPC and debug endpoint.
+	// on every RPC, /metrics and the debug endpoints; /healthz and /readyz
+	// are open.
 	AuthToken string
 	// MaxRequestBytes bounds a request message.
 	MaxRequestBytes int
@@ -104,7 +105,7 @@ func New(srv *server.Server, opts Options) *Handler {
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", requireToken(opts.AuthToken, promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
 	debug := http.NewServeMux()
 	debug.HandleFunc("GET /debug/hash", func(w http.ResponseWriter, r *http.Request) {
 		idx, h, err := srv.Hash(r.Context())

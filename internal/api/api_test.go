@@ -161,6 +161,17 @@ func TestAuthToken(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp, err = http.Get("http://" + ep[0] + "/metrics")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "metrics tell who does what: they need the token too")
+	req, err := http.NewRequest(http.MethodGet, "http://"+ep[0]+"/metrics", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 	resp, err = http.Get("http://" + ep[0] + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -334,4 +345,22 @@ func TestQuotasHoldForTransactionsAndCounters(t *testing.T) {
 	}
 	_, err = cl.Put(ctx, "k1", make([]byte, 10))
 	require.NoError(t, err, "a write that shrinks the state passes")
+}
+
+// A session read at a revision the cluster has not reached is refused at
+// once, not waited on until the caller gives up (a raw HTTP client without
+// a deadline held its request, and a goroutine, open for good).
+func TestASessionReadBeyondTheClusterIsRefused(t *testing.T) {
+	c, cl := single(t, nil)
+	_, err := cl.Put(context.Background(), "k", []byte("v"))
+	require.NoError(t, err)
+	start := time.Now()
+	status, out := post(t, "http://"+c.Endpoints()[0]+"/concord.v1.KV/Range",
+		`{"key":"aw==","consistency":"CONSISTENCY_SESSION","min_revision":"18446744073709551615"}`)
+	require.Equal(t, 400, status, "%v", out)
+	require.Contains(t, out["message"], "beyond the cluster's revision")
+	require.Less(t, time.Since(start), 5*time.Second)
+	// A revision the member has reached is served as before.
+	status, out = post(t, "http://"+c.Endpoints()[0]+"/concord.v1.KV/Range", `{"key":"aw==","consistency":"CONSISTENCY_SESSION","min_revision":"1"}`)
+	require.Equal(t, 200, status, "%v", out)
 }

@@ -202,6 +202,17 @@ func (s *Server) prepareTxn(req *concordv1.TxnRequest) (prepared[*concordv1.TxnR
 	var branches [2][]quotaWrite
 	for i, ops := range [][]*concordv1.RequestOp{req.GetSuccess(), req.GetFailure()} {
 		for _, op := range ops {
+			// An operation's own meta means nothing inside a transaction
+			// (the transaction's is the one applied): it is not logged.
+			if p := op.GetPut(); p != nil {
+				p.Meta = nil
+			}
+			if d := op.GetDeleteRange(); d != nil {
+				d.Meta = nil
+			}
+			if a := op.GetAdd(); a != nil {
+				a.Meta = nil
+			}
 			switch {
 			case op.GetPut() != nil:
 				branches[i] = append(branches[i], quotaWrite{op.GetPut().GetKey(), len(op.GetPut().GetValue())})

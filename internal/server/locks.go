@@ -230,7 +230,9 @@ func (s *Server) resumeWait(ctx context.Context, req *concordv1.AcquireRequest) 
 		return nil, err
 	}
 	id := req.GetResumeWaiter()
-	if err := s.waitCommitted(ctx, id); err != nil {
+	if err := s.waitCommitted(ctx, id, func(committed uint64) error {
+		return errs.Wrapf(lock.ErrNotWaiting, "waiter %d: no such request has been committed", id)
+	}); err != nil {
 		return nil, err
 	}
 	resp := &concordv1.AcquireResponse{State: concordv1.AcquireState_ACQUIRE_STATE_QUEUED, Waiter: id, Position: -1}
@@ -251,38 +253,6 @@ func (s *Server) resumeWait(ctx context.Context, req *concordv1.AcquireRequest) 
 		return nil, errs.Wrapf(lock.ErrNotWaiting, "waiter %d is not queued for this session and owner (granted and ended, cancelled, its session ended, or another's)", id)
 	}
 	return resp, nil
-}
-
-// waitCommitted waits until this member has applied the command at index
-// id that queued a waiter, which is committed: a member a little behind
-// (the waiter queued through another) catches up at once. One that has not
-// within a second asks the leader for its commit index: an id beyond it
-// names no request (a bogus or foreign ID) and is refused, and otherwise
-// the member waits to catch up.
-func (s *Server) waitCommitted(ctx context.Context, id uint64) error {
-	if s.fsm.AppliedIndex() >= id {
-		return nil
-	}
-	wctx, cancel := context.WithTimeout(ctx, time.Second)
-	err := s.waitApplied(wctx, id)
-	cancel()
-	if err == nil || ctx.Err() != nil {
-		return err
-	}
-	if s.stopping.Load() {
-		return raftnode.ErrStopped
-	}
-	committed, err := s.reads.do(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return errs.Wrapf(ErrTimeout, "confirming waiter %d with the leader: %v", id, err)
-		}
-		return err
-	}
-	if id > committed {
-		return errs.Wrapf(lock.ErrNotWaiting, "waiter %d: no such request has been committed", id)
-	}
-	return s.waitApplied(ctx, id)
 }
 
 // AwaitWaiter follows a queued acquire (req.ResumeWaiter) until it is

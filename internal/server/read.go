@@ -118,7 +118,9 @@ func (s *Server) barrier(ctx context.Context, c concordv1.Consistency, minRev ui
 	case c == concordv1.Consistency_CONSISTENCY_STALE || s.cfg.UnsafeStaleLinearizable:
 		return nil
 	case c == concordv1.Consistency_CONSISTENCY_SESSION:
-		return s.waitApplied(ctx, minRev)
+		return s.waitCommitted(ctx, minRev, func(committed uint64) error {
+			return errs.Wrapf(ErrInvalidArgument, "min_revision %d is beyond the cluster's revision %d", minRev, committed)
+		})
 	default:
 		idx, err := s.reads.do(ctx)
 		if err != nil {
@@ -142,4 +144,36 @@ func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
 // diagnostics and tests.
 func (s *Server) Barrier(ctx context.Context) error {
 	return s.barrier(ctx, concordv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
+}
+
+// waitCommitted waits until this member has applied index idx, which the
+// caller says is committed (a revision a client saw, a waiter's command):
+// a member a little behind catches up at once. One that has not within a
+// second asks the leader for its commit index: an index beyond it is
+// answered with beyond(commit index) at once, rather than waited on until
+// the caller gives up, and otherwise the member waits to catch up.
+func (s *Server) waitCommitted(ctx context.Context, idx uint64, beyond func(committed uint64) error) error {
+	if s.fsm.AppliedIndex() >= idx {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := s.waitApplied(wctx, idx)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if s.stopping.Load() {
+		return raftnode.ErrStopped
+	}
+	committed, err := s.reads.do(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return errs.Wrapf(ErrTimeout, "confirming revision %d with the leader: %v", idx, err)
+		}
+		return err
+	}
+	if idx > committed {
+		return beyond(committed)
+	}
+	return s.waitApplied(ctx, idx)
 }
