@@ -341,9 +341,11 @@ func (c *Client) waitStream(ctx context.Context, ep *endpoint, follow *concordv1
 func (c *Client) granted(sess *Session, owner string, claims []*LockClaim,
 	token uint64, opts AcquireOptions, sent time.Time, fresh bool) (*Grant, error) {
 	if err := sess.Err(); err != nil {
-		// The lock is not held for long: do not hand it out.
+		// The lock is not held for long: do not hand it out. The server
+		// applied the grant (it is taken back), so this is not ErrClosed,
+		// which says a call had no effect.
 		c.abandon(sess, owner, claims, nil, 0, token)
-		return nil, sessionGone(err)
+		return nil, fmt.Errorf("%w: %v", ErrSessionExpired, err)
 	}
 	holdEnd, known := holdDeadline(token, opts, sent, fresh)
 	if !known {

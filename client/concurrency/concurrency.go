@@ -159,12 +159,17 @@ func (h *handle) release(ctx context.Context) error {
 	return err
 }
 
-// live reports whether the handle holds a grant that has not ended (a
-// grant released or lost through the Grant itself leaves the count).
-func (h *handle) live() bool {
+// releasedDirectly reports whether the handle's grant was released
+// through the Grant itself (its count stays): a lost grant is not, and
+// stays for Release to report its loss.
+func (h *handle) releasedDirectly() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.count > 0 && h.grant.Err() == nil
+	if h.count == 0 {
+		return true
+	}
+	err := h.grant.Err()
+	return err != nil && !errors.Is(err, client.ErrLockLost)
 }
 
 // held reports whether the handle holds its locks (or is converting them).
@@ -254,32 +259,49 @@ func try(err error) (bool, error) {
 type RWMutex struct {
 	read  *handle
 	write *handle
-	// gate serializes the acquires and conversions of the pair: each
-	// checks what the other handle holds before it asks the server, and
-	// the two share one owner, whose acquire of the other mode the server
-	// takes for a conversion. Without it an RLock and a Lock racing on one
-	// handle both succeeded, the server holding one grant in one mode.
-	gate chan struct{}
+
+	// The two modes share one owner, whose acquire of the other mode the
+	// server takes for a conversion: an acquire of one mode must never be
+	// in flight beside the other mode's hold or acquire. Without this, an
+	// RLock and a Lock racing on one handle both succeeded, the server
+	// holding one grant in one mode. pending counts the acquires in flight
+	// per mode (a conversion counts as one of the mode it converts to).
+	mu      sync.Mutex
+	pending map[*handle]int
 }
 
-// enter takes the pair's gate unless ctx ends first.
-func (rw *RWMutex) enter(ctx context.Context) error {
-	select {
-	case rw.gate <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// claim marks an acquire of h's mode in flight, unless the other mode is
+// held or in flight: then it fails at once with ErrWouldDeadlock (hint
+// says what to do instead). The function it returns ends the mark.
+func (rw *RWMutex) claim(h *handle, hint string) (func(), error) {
+	other := rw.read
+	if h == rw.read {
+		other = rw.write
+	}
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.pending[other] > 0 || other.held() {
+		return nil, fmt.Errorf("%w: %s", client.ErrWouldDeadlock, hint)
+	}
+	return rw.mark(h), nil
+}
+
+// mark counts an acquire of h's mode in flight; rw.mu is held.
+func (rw *RWMutex) mark(h *handle) func() {
+	rw.pending[h]++
+	return func() {
+		rw.mu.Lock()
+		rw.pending[h]--
+		rw.mu.Unlock()
 	}
 }
-
-func (rw *RWMutex) leave() { <-rw.gate }
 
 // NewRWMutex returns a handle on the read-write lock called name.
 func NewRWMutex(s *client.Session, name string, opts ...Option) *RWMutex {
 	rw := &RWMutex{
 		read:  newHandle(s, []*client.LockClaim{{Name: name, Kind: client.KindRWLock, Mode: client.ModeShared}}, opts),
 		write: newHandle(s, []*client.LockClaim{{Name: name, Kind: client.KindRWLock, Mode: client.ModeExclusive}}, opts),
-		gate:  make(chan struct{}, 1),
+		pending: map[*handle]int{},
 	}
 	// One owner for both: the server sees an upgrade or a downgrade, not
 	// two strangers.
@@ -290,14 +312,12 @@ func NewRWMutex(s *client.Session, name string, opts ...Option) *RWMutex {
 // RLock takes a read lock. While this handle holds the write lock it fails
 // with ErrWouldDeadlock: use Downgrade.
 func (rw *RWMutex) RLock(ctx context.Context) error {
-	if err := rw.enter(ctx); err != nil {
+	done, err := rw.claim(rw.read, "this handle holds or is taking the write lock; Downgrade instead")
+	if err != nil {
 		return err
 	}
-	defer rw.leave()
-	if rw.write.held() {
-		return fmt.Errorf("%w: this handle holds the write lock; Downgrade instead", client.ErrWouldDeadlock)
-	}
-	_, err := rw.read.acquire(ctx, true, nil)
+	defer done()
+	_, err = rw.read.acquire(ctx, true, nil)
 	return err
 }
 
@@ -307,27 +327,23 @@ func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.read.release(c
 // Lock takes the write lock. While this handle holds a read lock it fails
 // with ErrWouldDeadlock (it would wait for itself): use Upgrade.
 func (rw *RWMutex) Lock(ctx context.Context) error {
-	if err := rw.enter(ctx); err != nil {
+	done, err := rw.claim(rw.write, "this handle holds or is taking a read lock; Upgrade instead")
+	if err != nil {
 		return err
 	}
-	defer rw.leave()
-	if rw.read.held() {
-		return fmt.Errorf("%w: this handle holds a read lock; Upgrade instead", client.ErrWouldDeadlock)
-	}
-	_, err := rw.write.acquire(ctx, true, nil)
+	defer done()
+	_, err = rw.write.acquire(ctx, true, nil)
 	return err
 }
 
 // TryLock takes the write lock if it is free.
 func (rw *RWMutex) TryLock(ctx context.Context) (bool, error) {
-	if err := rw.enter(ctx); err != nil {
+	done, err := rw.claim(rw.write, "this handle holds or is taking a read lock; Upgrade instead")
+	if err != nil {
 		return false, err
 	}
-	defer rw.leave()
-	if rw.read.held() {
-		return false, fmt.Errorf("%w: this handle holds a read lock; Upgrade instead", client.ErrWouldDeadlock)
-	}
-	_, err := rw.write.acquire(ctx, false, nil)
+	defer done()
+	_, err = rw.write.acquire(ctx, false, nil)
 	return try(err)
 }
 
@@ -338,10 +354,13 @@ func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.write.release(c
 // conversion, with its reentrancy count: a conversion changes the mode of
 // the holds taken, not how many were.
 func (rw *RWMutex) convert(ctx context.Context, from, to *handle) error {
-	if err := rw.enter(ctx); err != nil {
-		return err
-	}
-	defer rw.leave()
+	// The conversion is an acquire of to's mode: an acquire of from's mode
+	// racing it (which would count a hold of the grant being converted, or
+	// take the converted grant back to from's mode) fails at once.
+	rw.mu.Lock()
+	done := rw.mark(to)
+	rw.mu.Unlock()
+	defer done()
 	if err := from.lock(ctx); err != nil {
 		return err
 	}
@@ -443,7 +462,8 @@ func (sm *Semaphore) TryAcquire(ctx context.Context, n int64) (*client.Grant, bo
 }
 
 // Release returns the permits of the oldest grant this handle holds.
-// Grants released or lost through the Grant itself are skipped.
+// Grants released through the Grant itself are skipped; a lost one is
+// reported (ErrLockLost) and given up, as Unlock does.
 func (sm *Semaphore) Release(ctx context.Context) error {
 	sm.mu.Lock()
 	sm.prune()
@@ -464,17 +484,18 @@ func (sm *Semaphore) Release(ctx context.Context) error {
 	return err
 }
 
-// prune drops the handles whose grant ended other than through Release
-// (released through the Grant, or lost); sm.mu is held.
+// prune drops the handles whose grant was released through the Grant
+// itself; lost ones stay, so that Release reports the loss rather than
+// release a younger grant in their place. sm.mu is held.
 func (sm *Semaphore) prune() {
-	live := sm.handles[:0]
+	kept := sm.handles[:0]
 	for _, h := range sm.handles {
-		if h.live() {
-			live = append(live, h)
+		if !h.releasedDirectly() {
+			kept = append(kept, h)
 		}
 	}
-	clear(sm.handles[len(live):])
-	sm.handles = live
+	clear(sm.handles[len(kept):])
+	sm.handles = kept
 }
 
 // Multi holds several mutexes taken atomically.

@@ -224,3 +224,56 @@ func TestUnlockOfAGrantForceReleasedUnseenIsLost(t *testing.T) {
 	require.ErrorIs(t, context.Cause(held), client.ErrLockLost)
 	require.Zero(t, m.Token())
 }
+
+// Semaphore.Release of a lost oldest grant reports the loss; it does not
+// release a younger grant, perhaps another caller's in its critical
+// section, in its place.
+func TestSemaphoreReleaseOfALostGrantKeepsTheLiveOne(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	sem := concurrency.NewSemaphore(session(t, cl, 3*time.Second), "revsem", 2)
+	g1, err := sem.Acquire(ctx, 1)
+	require.NoError(t, err)
+	g2, err := sem.Acquire(ctx, 1)
+	require.NoError(t, err)
+	_, err = c.Client().ForceReleaseLock(ctx, "revsem", g1.Token, "test")
+	require.NoError(t, err)
+	select {
+	case <-g1.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("g1 not seen lost")
+	}
+	require.ErrorIs(t, sem.Release(ctx), client.ErrLockLost, "the oldest grant was lost")
+	require.NoError(t, g2.Err(), "the live grant g2 was released in place of the lost g1")
+	require.NoError(t, sem.Release(ctx), "g2 is next")
+	require.Error(t, g2.Err())
+}
+
+// The RWMutex's modes never wait on each other inside the SDK: a TryLock
+// while another goroutine's RLock of the same handle queues fails at once,
+// as TryLock promises.
+func TestRWMutexTryLockDoesNotWaitForAQueuedRLock(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	writer := concurrency.NewRWMutex(session(t, cl, 10*time.Second), "revrw")
+	require.NoError(t, writer.Lock(ctx))
+	rw := concurrency.NewRWMutex(session(t, cl, 10*time.Second), "revrw")
+	queued := make(chan error, 1)
+	go func() { queued <- rw.RLock(ctx) }() // queues behind the writer
+	require.Eventually(t, func() bool {
+		info, _, err := cl.InspectLock(ctx, "revrw")
+		return err == nil && len(info.GetWaiters()) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	ok, err := rw.TryLock(tctx)
+	require.False(t, ok)
+	require.ErrorIs(t, err, client.ErrWouldDeadlock)
+	require.Less(t, time.Since(start), time.Second, "TryLock waited for another goroutine's queued RLock")
+	require.NoError(t, writer.Unlock(ctx))
+	require.NoError(t, <-queued, "the queued RLock is granted")
+	require.NoError(t, rw.RUnlock(ctx))
+}
