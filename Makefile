@@ -78,7 +78,7 @@ fuzz:
 	$(GO) test ./internal/fsm -run '^$$' -fuzz FuzzRestore -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/server -run '^$$' -fuzz FuzzValidateTxn -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/server -run '^$$' -fuzz FuzzValidatePut -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/lock -run '^$$' -fuzz FuzzValidateAgreesWithAcquire -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/server -run '^$$' -fuzz FuzzAcquireCheckAgreesWithStateMachine -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/raftlog -run '^$$' -fuzz FuzzDecodeRecord -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/raftlog -run '^$$' -fuzz FuzzOpenNewestSegment -fuzztime $(FUZZTIME)
 	cd third_party/raft && $(GO) test . -run '^$$' -fuzz FuzzBinaryAppendRequest -fuzztime $(FUZZTIME)

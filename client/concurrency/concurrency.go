@@ -299,8 +299,8 @@ func (rw *RWMutex) mark(h *handle) func() {
 // NewRWMutex returns a handle on the read-write lock called name.
 func NewRWMutex(s *client.Session, name string, opts ...Option) *RWMutex {
 	rw := &RWMutex{
-		read:  newHandle(s, []*client.LockClaim{{Name: name, Kind: client.KindRWLock, Mode: client.ModeShared}}, opts),
-		write: newHandle(s, []*client.LockClaim{{Name: name, Kind: client.KindRWLock, Mode: client.ModeExclusive}}, opts),
+		read:    newHandle(s, []*client.LockClaim{{Name: name, Kind: client.KindRWLock, Mode: client.ModeShared}}, opts),
+		write:   newHandle(s, []*client.LockClaim{{Name: name, Kind: client.KindRWLock, Mode: client.ModeExclusive}}, opts),
 		pending: map[*handle]int{},
 	}
 	// One owner for both: the server sees an upgrade or a downgrade, not

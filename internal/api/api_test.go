@@ -327,6 +327,10 @@ func TestQuotasHoldForTransactionsAndCounters(t *testing.T) {
 	_, err = cl.Txn().If(client.ValueEquals("a", []byte("x"))).
 		Then(client.OpPut("a", nil)).Else(client.OpPut("e", nil)).Commit(ctx)
 	require.ErrorIs(t, err, client.ErrQuotaExceeded, "either branch may run: the larger one counts")
+	_, err = cl.Txn().Then(client.OpDelete("a"), client.OpPut("e", nil)).Commit(ctx)
+	require.NoError(t, err, "a rename at --max-keys keeps the count: the delete is credited")
+	_, err = cl.Txn().Then(client.OpPut("f", nil), client.OpDelete("f")).Commit(ctx)
+	require.NoError(t, err, "a key put and deleted in one transaction adds none")
 	keys := 0
 	for _, err := range cl.List(ctx, "") {
 		require.NoError(t, err)

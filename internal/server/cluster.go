@@ -135,10 +135,8 @@ func (s *Server) AddMember(ctx context.Context, req *concordv1.AddMemberRequest)
 	// a DNS name for an IP): the leader would replicate to itself, or to
 	// another voter, as to the learner, and lose its leadership at once,
 	// for good.
-	for _, sv := range servers {
-		if sameEndpoint(ctx, sv.Addr, req.GetPeerAddr()) {
-			return nil, errs.Wrapf(member.ErrExists, "member %s already uses peer address %s, which %s names too", sv.ID, sv.Addr, clip(req.GetPeerAddr()))
-		}
+	if sv, ok := sameEndpoint(ctx, servers, req.GetPeerAddr()); ok {
+		return nil, errs.Wrapf(member.ErrExists, "member %s already uses peer address %s, which %s names too", sv.ID, sv.Addr, clip(req.GetPeerAddr()))
 	}
 	if _, err := s.propose(ctx, &internalv1.Command{Op: &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{
 		Id: id, Name: req.GetName(), PeerAddr: req.GetPeerAddr()}}}); err != nil {
@@ -287,39 +285,51 @@ func checkPeerAddr(addr string) error {
 	return nil
 }
 
-// sameEndpoint reports whether two peer addresses reach the same socket:
-// the same port, and the same host or hosts that resolve to a common
-// address. A host that does not resolve (yet: a member added before its
-// DNS record exists) is compared by name only.
-func sameEndpoint(ctx context.Context, a, b string) bool {
-	ha, pa, err1 := net.SplitHostPort(a)
-	hb, pb, err2 := net.SplitHostPort(b)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	na, _ := strconv.Atoi(pa)
-	nb, _ := strconv.Atoi(pb)
-	if na != nb {
-		return false
-	}
-	if strings.EqualFold(ha, hb) {
-		return true
+// sameEndpoint returns the member whose peer address reaches the same
+// socket as addr: the same port, and the same host or hosts that resolve
+// to a common address. Lookups share one deadline of 2 s; a host that does
+// not resolve (yet: a member added before its DNS record exists) is
+// compared by name only.
+func sameEndpoint(ctx context.Context, servers []raftnode.Server, addr string) (raftnode.Server, bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return raftnode.Server{}, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	ipa, err1 := net.DefaultResolver.LookupIPAddr(ctx, ha)
-	ipb, err2 := net.DefaultResolver.LookupIPAddr(ctx, hb)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	for _, x := range ipa {
-		for _, y := range ipb {
-			if x.IP.Equal(y.IP) {
-				return true
+	var ips []net.IPAddr
+	resolved := false
+	for _, sv := range servers {
+		h, p, err := net.SplitHostPort(sv.Addr)
+		if err != nil || !samePort(p, port) {
+			continue
+		}
+		if strings.EqualFold(h, host) {
+			return sv, true
+		}
+		if !resolved {
+			ips, _ = net.DefaultResolver.LookupIPAddr(ctx, host)
+			resolved = true
+		}
+		theirs, err := net.DefaultResolver.LookupIPAddr(ctx, h)
+		if err != nil {
+			continue
+		}
+		for _, x := range ips {
+			for _, y := range theirs {
+				if x.IP.Equal(y.IP) {
+					return sv, true
+				}
 			}
 		}
 	}
-	return false
+	return raftnode.Server{}, false
+}
+
+func samePort(a, b string) bool {
+	x, err1 := strconv.Atoi(a)
+	y, err2 := strconv.Atoi(b)
+	return err1 == nil && err2 == nil && x == y
 }
 
 // checkOtherVoter refuses, with msg (naming id), a change that needs a

@@ -17,20 +17,23 @@ func (s *Server) readLimits() kv.ReadLimits {
 }
 
 // quotaWrite is a key a request may write, with the length of its new
-// value.
+// value, or delete (del).
 type quotaWrite struct {
 	key   []byte
 	value int
+	del   bool
 }
 
 // checkQuota refuses writes that would take the state past --quota-bytes
 // or --max-keys, counted as the state machine accounts items (key, value
-// and a fixed overhead): a new key adds its item, an overwrite the change
-// of its value's length. A transaction's branches are alternatives, so the
-// larger one counts. The check reads this member's state before
-// proposing: requests racing each other may pass it together, so the
-// bounds hold within a few requests, not exactly. Deletes, and writes that
-// do not grow the state, always pass.
+// and a fixed overhead). Each branch's writes are played in order over the
+// state: a new key adds its item, an overwrite the change of its value's
+// length, a delete of one key (not of a range) takes its item back. A
+// transaction's branches are alternatives, so the larger one counts. The
+// check reads this member's state before proposing: requests racing each
+// other may pass it together, so the bounds hold within a few requests,
+// not exactly. Deletes, and writes that do not grow the state, always
+// pass.
 func (s *Server) checkQuota(branches ...[]quotaWrite) error {
 	q, m := s.cfg.Limits.QuotaBytes, s.cfg.Limits.MaxKeys
 	var err error
@@ -38,19 +41,31 @@ func (s *Server) checkQuota(branches ...[]quotaWrite) error {
 		var growth int64
 		var newKeys int
 		for _, ws := range branches {
-			longest := make(map[string]int, len(ws))
+			// The value length each written key ends with; -1: deleted.
+			final := make(map[string]int, len(ws))
 			for _, w := range ws {
-				longest[string(w.key)] = max(longest[string(w.key)], w.value)
+				switch {
+				case w.del:
+					final[string(w.key)] = -1
+				default:
+					final[string(w.key)] = w.value
+				}
 			}
 			var g int64
 			n := 0
-			for k, v := range longest {
-				if it, ok := st.KV.Get([]byte(k)); ok {
+			for k, v := range final {
+				it, exists := st.KV.Get([]byte(k))
+				switch {
+				case v < 0 && exists:
+					g -= it.Size()
+					n--
+				case v < 0:
+				case exists:
 					g += int64(v - len(it.Value))
-					continue
+				default:
+					g += kv.SizeOf(len(k), v)
+					n++
 				}
-				g += kv.SizeOf(len(k), v)
-				n++
 			}
 			growth, newKeys = max(growth, g), max(newKeys, n)
 		}
@@ -114,7 +129,7 @@ func (s *Server) preparePut(req *concordv1.PutRequest) (prepared[*concordv1.PutR
 	if err := s.checkPut(req); err != nil {
 		return p, err
 	}
-	if err := s.checkQuota([]quotaWrite{{req.GetKey(), len(req.GetValue())}}); err != nil {
+	if err := s.checkQuota([]quotaWrite{{key: req.GetKey(), value: len(req.GetValue())}}); err != nil {
 		return p, err
 	}
 	meta := req.GetMeta()
@@ -170,7 +185,7 @@ func (s *Server) prepareAdd(req *concordv1.AddRequest) (prepared[*concordv1.AddR
 		return p, err
 	}
 	// A counter's value is at most 20 bytes (a decimal int64).
-	if err := s.checkQuota([]quotaWrite{{req.GetKey(), 20}}); err != nil {
+	if err := s.checkQuota([]quotaWrite{{key: req.GetKey(), value: 20}}); err != nil {
 		return p, err
 	}
 	meta := req.GetMeta()
@@ -215,9 +230,11 @@ func (s *Server) prepareTxn(req *concordv1.TxnRequest) (prepared[*concordv1.TxnR
 			}
 			switch {
 			case op.GetPut() != nil:
-				branches[i] = append(branches[i], quotaWrite{op.GetPut().GetKey(), len(op.GetPut().GetValue())})
+				branches[i] = append(branches[i], quotaWrite{key: op.GetPut().GetKey(), value: len(op.GetPut().GetValue())})
 			case op.GetAdd() != nil:
-				branches[i] = append(branches[i], quotaWrite{op.GetAdd().GetKey(), 20})
+				branches[i] = append(branches[i], quotaWrite{key: op.GetAdd().GetKey(), value: 20})
+			case op.GetDeleteRange() != nil && len(op.GetDeleteRange().GetRangeEnd()) == 0 && !op.GetDeleteRange().GetPrefix():
+				branches[i] = append(branches[i], quotaWrite{key: op.GetDeleteRange().GetKey(), del: true})
 			}
 		}
 	}

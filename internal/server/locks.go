@@ -31,6 +31,19 @@ func (s *Server) checkLockName(name string) error {
 }
 
 func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
+	if err := s.checkAcquireShape(req); err != nil {
+		return err
+	}
+	if req.GetResumeToken() != 0 || req.GetResumeWaiter() != 0 {
+		return nil // follows what exists: adds nothing
+	}
+	return s.checkLockQuota(req.GetClaims(), req.GetWait())
+}
+
+// checkAcquireShape refuses what the state machine would refuse whatever
+// it holds, and more (names, owners and hold times past the member's
+// limits, no session), before anything is proposed.
+func (s *Server) checkAcquireShape(req *concordv1.AcquireRequest) error {
 	if len(req.GetClaims()) == 0 || len(req.GetClaims()) > lock.MaxClaims {
 		return errs.Wrapf(lock.ErrInvalidClaim, "%d claims; give 1 to %d", len(req.GetClaims()), lock.MaxClaims)
 	}
@@ -56,30 +69,33 @@ func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
 		Owner: req.GetOwner(), Wait: req.GetWait(), HoldMs: req.GetHoldMs(), ResumeToken: req.GetResumeToken()}); err != nil {
 		return err
 	}
-	if req.GetResumeToken() != 0 || req.GetResumeWaiter() != 0 {
-		return nil // follows what exists: adds nothing
-	}
-	return s.checkLockQuota(req.GetClaims())
+	return nil
 }
 
 // checkLockQuota refuses an acquire that could take the lock objects plus
 // queued waiters past --max-locks: each claim of a lock that does not
-// exist yet adds one, and a wait adds one waiter. It is checked against
+// exist yet adds one, and a wait that may queue (one claim of a lock that
+// exists) adds a waiter. It is checked against
 // this member's state before proposing, so requests racing each other may
 // pass it together: the bound is soft by at most that.
-func (s *Server) checkLockQuota(claims []*concordv1.LockClaim) error {
+func (s *Server) checkLockQuota(claims []*concordv1.LockClaim, wait bool) error {
 	var held, adds int
+	existing := false
 	s.fsm.Read(func(st fsm.State) {
 		l, w := st.Locks.Len()
 		held = l + w
 		for _, c := range claims {
-			if _, _, ok := st.Locks.Get(c.GetName()); !ok {
+			if _, _, ok := st.Locks.Get(c.GetName()); ok {
+				existing = true
+			} else {
 				adds++
 			}
 		}
 	})
-	adds = max(adds, 1)
-	if held+adds > s.cfg.Limits.MaxLocks {
+	if wait && existing {
+		adds++ // it may queue behind a holder (a lock nobody has is free)
+	}
+	if adds > 0 && held+adds > s.cfg.Limits.MaxLocks {
 		return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks and waiters and this acquire could add %d; the maximum is %d (--max-locks)",
 			held, adds, s.cfg.Limits.MaxLocks)
 	}
