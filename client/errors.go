@@ -132,6 +132,7 @@ var reasons = map[string]error{
 	"EMPTY_CALL":               ErrInvalidArgument,
 	"TOO_MANY_WAITS":           ErrQuotaExceeded,
 	"CLOCK_BEHIND":             ErrUnavailable,
+	"TOO_MANY_WATCHES":         ErrQuotaExceeded,
 }
 
 // Reasons lists the server reasons the SDK maps to sentinels.

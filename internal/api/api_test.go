@@ -368,3 +368,39 @@ func TestASessionReadBeyondTheClusterIsRefused(t *testing.T) {
 	status, out = post(t, "http://"+c.Endpoints()[0]+"/concord.v1.KV/Range", `{"key":"aw==","consistency":"CONSISTENCY_SESSION","min_revision":"1"}`)
 	require.Equal(t, 200, status, "%v", out)
 }
+
+// --max-watches bounds the watch streams a member serves: one more is
+// refused with TOO_MANY_WATCHES (ErrQuotaExceeded in the SDK), and a
+// stream that ends makes room.
+func TestMaxWatchesBoundsTheStreamsAMemberServes(t *testing.T) {
+	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxWatches = 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr := c.Endpoints()[0]
+	first, stopFirst := context.WithCancel(ctx)
+	w1 := cl.Watch(first, "w/", client.WithPrefix())
+	w2 := cl.Watch(ctx, "w/", client.WithPrefix())
+	require.Eventually(t, func() bool { return metric(t, addr, `concord_api_open_streams{method="KV/Watch"} 2`) },
+		10*time.Second, 20*time.Millisecond)
+	select {
+	case resp := <-cl.Watch(ctx, "w/", client.WithPrefix()):
+		require.ErrorIs(t, resp.Err, client.ErrQuotaExceeded, "a third watch on a member that serves 2")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the third watch was neither served nor refused")
+	}
+	stopFirst()
+	for range w1 {
+	}
+	require.Eventually(t, func() bool { return metric(t, addr, `concord_api_open_streams{method="KV/Watch"} 1`) },
+		10*time.Second, 20*time.Millisecond)
+	w3 := cl.Watch(ctx, "w/", client.WithPrefix())
+	require.Eventually(t, func() bool { return metric(t, addr, `concord_api_open_streams{method="KV/Watch"} 2`) },
+		10*time.Second, 20*time.Millisecond)
+	_, err := cl.Put(ctx, "w/k", []byte("v"))
+	require.NoError(t, err)
+	for _, w := range []<-chan client.WatchResponse{w2, w3} {
+		resp := <-w
+		require.NoError(t, resp.Err)
+		require.Len(t, resp.Events, 1, "a watch within the bound is served")
+	}
+}

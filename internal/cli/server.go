@@ -86,6 +86,7 @@ then start n4 with --join <client address of any member>.`,
 	f.IntVar(&cfg.Limits.MaxSessions, "max-sessions", config.DefaultMaxSessions, "bound on live sessions")
 	f.IntVar(&cfg.Limits.MaxLocks, "max-locks", config.DefaultMaxLocks, "bound on lock objects plus queued waiters")
 	f.IntVar(&cfg.Limits.MaxIDObjects, "max-id-objects", config.DefaultMaxIDObjects, "bound on ID worker pools, segment tags and sequences")
+	f.IntVar(&cfg.Limits.MaxWatches, "max-watches", config.DefaultMaxWatches, "bound on the watch streams this member serves at once")
 	f.Int64Var(&cfg.Limits.MaxSegmentStep, "max-segment-step", config.DefaultMaxStep, "largest segment one allocation hands out")
 	f.Int64Var(&cfg.Limits.MaxIDsPerCall, "max-ids-per-call", config.DefaultMaxIDsPerCall, "most IDs one call returns")
 	f.DurationVar(&cfg.Limits.MinSessionTTL, "min-session-ttl", config.DefaultMinTTL, "shortest session TTL accepted")

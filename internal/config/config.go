@@ -27,6 +27,7 @@ const (
 	DefaultMaxSessions   = 1_000_000
 	DefaultMaxLocks      = 1_000_000
 	DefaultMaxIDObjects  = 100_000
+	DefaultMaxWatches    = 10_000
 	DefaultMaxStep       = 1_000_000_000
 	DefaultMaxIDsPerCall = 10_000
 	DefaultMinTTL        = time.Second
@@ -60,6 +61,8 @@ type Limits struct {
 	MaxLocks int
 	// MaxIDObjects bounds worker pools, segment tags and sequences.
 	MaxIDObjects int
+	// MaxWatches bounds the watch streams one member serves at once.
+	MaxWatches int
 	// MaxSegmentStep bounds one segment allocation.
 	MaxSegmentStep int64
 	// MaxIDsPerCall bounds the IDs one NextIDs, NextSnowflakes or
@@ -162,6 +165,7 @@ func (c *Server) SetDefaults() {
 	setInt(&l.MaxSessions, DefaultMaxSessions)
 	setInt(&l.MaxLocks, DefaultMaxLocks)
 	setInt(&l.MaxIDObjects, DefaultMaxIDObjects)
+	setInt(&l.MaxWatches, DefaultMaxWatches)
 	if l.MaxSegmentStep == 0 {
 		l.MaxSegmentStep = DefaultMaxStep
 	}
@@ -243,7 +247,7 @@ func (c *Server) Validate() error {
 	for flag, v := range map[string]int64{
 		"range bytes": int64(l.MaxRangeBytes), "--max-request-bytes": int64(l.MaxRequestBytes),
 		"--quota-bytes": l.QuotaBytes, "--max-keys": int64(l.MaxKeys), "--max-sessions": int64(l.MaxSessions),
-		"--max-locks": int64(l.MaxLocks), "--max-id-objects": int64(l.MaxIDObjects),
+		"--max-locks": int64(l.MaxLocks), "--max-id-objects": int64(l.MaxIDObjects), "--max-watches": int64(l.MaxWatches),
 		"--max-segment-step": l.MaxSegmentStep, "--max-ids-per-call": l.MaxIDsPerCall,
 	} {
 		if v < 0 {

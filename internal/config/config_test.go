@@ -36,12 +36,12 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 // start-up, flag by flag.
 func TestNegativeLimitsAreRefused(t *testing.T) {
 	var c Server
-	c.Limits = Limits{MaxSessions: -1, MaxLocks: -1, MaxIDObjects: -3, MaxSegmentStep: -1, MaxIDsPerCall: -5, MaxKeys: -1, QuotaBytes: -1}
+	c.Limits = Limits{MaxSessions: -1, MaxLocks: -1, MaxIDObjects: -3, MaxSegmentStep: -1, MaxIDsPerCall: -5, MaxKeys: -1, QuotaBytes: -1, MaxWatches: -2}
 	c.SetDefaults()
 	err := c.Validate()
 	require.Error(t, err)
 	for _, want := range []string{"--max-sessions -1", "--max-locks -1", "--max-id-objects -3", "--max-segment-step -1",
-		"--max-ids-per-call -5", "--max-keys -1", "--quota-bytes -1"} {
+		"--max-ids-per-call -5", "--max-keys -1", "--quota-bytes -1", "--max-watches -2"} {
 		require.ErrorContains(t, err, want)
 	}
 }

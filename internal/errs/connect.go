@@ -60,6 +60,7 @@ var Codes = map[string]connect.Code{
 	"EMPTY_CALL":               connect.CodeInvalidArgument,
 	"TOO_MANY_WAITS":           connect.CodeResourceExhausted,
 	"CLOCK_BEHIND":             connect.CodeUnavailable,
+	"TOO_MANY_WATCHES":         connect.CodeResourceExhausted,
 }
 
 // ToConnect converts an error for the wire: a sentinel's reason travels as

@@ -17,4 +17,7 @@ var (
 	// yet: its clock is behind the high-water mark of the worker ID it
 	// holds, by more than its generator waits.
 	ErrClockBehind = errs.New("CLOCK_BEHIND", "server: clock behind the worker ID's reservation")
+	// ErrTooManyWatches is returned for a watch beyond --max-watches open
+	// streams on this member.
+	ErrTooManyWatches = errs.New("TOO_MANY_WATCHES", "server: too many watch streams on this member")
 )

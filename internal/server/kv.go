@@ -269,6 +269,14 @@ func (s *Server) Watch(ctx context.Context, req *concordv1.WatchRequest, send fu
 	if err != nil {
 		return err
 	}
+	// Each stream holds a goroutine and its buffers for as long as it is
+	// open: without a bound, clients could open them until the member ran
+	// out of memory.
+	if n := s.watches.Add(1); n > int64(s.cfg.Limits.MaxWatches) {
+		s.watches.Add(-1)
+		return errs.Wrapf(ErrTooManyWatches, "this member serves %d watch streams, the maximum (--max-watches)", n-1)
+	}
+	defer s.watches.Add(-1)
 	h := s.fsm.History()
 	next := req.GetStartRevision()
 	if next == 0 {

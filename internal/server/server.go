@@ -66,6 +66,8 @@ type Server struct {
 
 	dirLock  *dataDirLock
 	stopping atomic.Bool
+	// watches counts the watch streams being served (--max-watches).
+	watches  atomic.Int64
 	stopCh   chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
