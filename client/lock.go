@@ -215,12 +215,40 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 	follow := proto.Clone(req).(*concordv1.AcquireRequest)
 	follow.ResumeWaiter, follow.Meta = waiter, nil
 	batched := !c.cfg.DisableBatching
+	// The wait ends with the session as the SDK counts it (closed,
+	// orphaned, or no keep-alive confirmed within its TTL): a grant made
+	// later would be refused anyway, and the waiter is taken back now
+	// rather than when the cluster expires the session.
+	wctx, endWait := context.WithCancel(ctx)
+	defer endWait()
+	go func() {
+		select {
+		case <-sess.Done():
+			endWait()
+		case <-wctx.Done():
+		}
+	}()
+	gaveUp := func() error {
+		if ctx.Err() == nil && c.ctx.Err() != nil {
+			// The client closed under the call (and ended its
+			// sessions): nothing can take the wait back; the server
+			// cancels it when the session expires.
+			return ErrClosed
+		}
+		c.abandon(sess, owner, claims, req, follow.GetResumeWaiter(), 0)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// Not ErrClosed even after Session.Close: the acquire was
+		// applied (it queued), so it had an effect.
+		return fmt.Errorf("%w: %s: given up while waiting: %v", ErrSessionExpired, claimNames(claims), sess.Err())
+	}
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
 		ep := c.pick()
 		var resp *concordv1.AcquireResponse
 		var err error
 		if batched {
-			resp, err = c.waitBatched(ctx, ep, follow)
+			resp, err = c.waitBatched(wctx, ep, follow)
 			if r := reasonOf(err); r == "TOO_MANY_WAITS" || r == "EMPTY_CALL" {
 				// This stream follows too many waits already, or the
 				// member predates lock_wait: follow on a stream.
@@ -228,21 +256,20 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 				continue
 			}
 		} else {
-			resp, err = c.waitStream(ctx, ep, follow)
+			resp, err = c.waitStream(wctx, ep, follow)
 		}
 		if err == nil && resp != nil {
 			// The waiter's grant: made after it queued.
 			if g, done, err := c.settle(sess, owner, claims, resp, opts, sent, true); done {
 				return g, err
 			}
-			if resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_QUEUED && batched && ctx.Err() == nil {
+			if resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_QUEUED && batched && wctx.Err() == nil {
 				backoff = 10 * time.Millisecond
 				continue // the window ended: follow again
 			}
 		}
-		if ctx.Err() != nil {
-			c.abandon(sess, owner, claims, req, follow.GetResumeWaiter(), 0)
-			return nil, ctx.Err()
+		if wctx.Err() != nil {
+			return nil, gaveUp()
 		}
 		if c.ctx.Err() != nil {
 			// The client closed under the call: nothing can follow the
@@ -257,9 +284,8 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 		}
 		c.failover(ep)
 		select {
-		case <-ctx.Done():
-			c.abandon(sess, owner, claims, req, follow.GetResumeWaiter(), 0)
-			return nil, ctx.Err()
+		case <-wctx.Done():
+			return nil, gaveUp()
 		case <-c.ctx.Done():
 			return nil, ErrClosed
 		case <-time.After(backoff):

@@ -426,6 +426,55 @@ func TestSDKQueuedLockEndsOnClientClose(t *testing.T) {
 	}
 }
 
+// A Lock queued on a session that ends by the SDK's count (Orphan, Close)
+// returns at once with ErrSessionExpired, not when the cluster expires the
+// session a TTL later, and its waiter leaves the queue: the next waiter is
+// granted the lock at its release. The error is not ErrClosed: the acquire
+// was applied (it queued).
+func TestSDKQueuedLockEndsWithItsSession(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	for _, end := range []string{"orphan", "close"} {
+		name := "se-" + end
+		holder := concurrency.NewMutex(session(t, cl, 30*time.Second), name)
+		require.NoError(t, holder.Lock(ctx))
+		s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+		require.NoError(t, err)
+		w := concurrency.NewMutex(s, name)
+		got := make(chan error, 1)
+		go func() { got <- w.Lock(ctx) }()
+		require.Eventually(t, waiters(ctx, cl, name, 1), 5*time.Second, 5*time.Millisecond)
+		next := concurrency.NewMutex(session(t, cl, 30*time.Second), name)
+		nextGot := make(chan error, 1)
+		go func() { nextGot <- next.Lock(ctx) }()
+		require.Eventually(t, waiters(ctx, cl, name, 2), 5*time.Second, 5*time.Millisecond)
+		if end == "orphan" {
+			s.Orphan()
+		} else {
+			require.NoError(t, s.Close(ctx))
+		}
+		select {
+		case err := <-got:
+			require.ErrorIs(t, err, client.ErrSessionExpired, end)
+			require.NotErrorIs(t, err, client.ErrClosed, end)
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s: a Lock queued on an ended session has not returned 3s later (session TTL 30s)", end)
+		}
+		require.Eventually(t, waiters(ctx, cl, name, 1), 5*time.Second, 5*time.Millisecond,
+			"%s: the ended session's waiter must leave the queue", end)
+		require.NoError(t, holder.Unlock(ctx))
+		select {
+		case err := <-nextGot:
+			require.NoError(t, err, end)
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s: the next waiter was not granted the lock 3s after its release", end)
+		}
+		require.Equal(t, []uint64{next.Token()}, holders(t, ctx, cl, name), end)
+		require.NoError(t, next.Unlock(ctx))
+	}
+}
+
 // An Unlock that fails (here, its ctx is already done: nothing is sent)
 // leaves the grant to the handle, as the server still holds it: Token and
 // Context are unchanged, and a later Unlock releases it.
