@@ -61,6 +61,10 @@ type Store struct {
 	first  uint64 // 0 when empty
 	last   uint64 // 0 when empty
 	closed bool
+	// failed is set when a deletion or a sync failed part way: what is on
+	// disk is no longer known, so every later call fails with it until
+	// the store is reopened, which reads the disk again.
+	failed error
 }
 
 type segment struct {
@@ -82,6 +86,28 @@ var (
 
 // ErrClosed is returned by a closed Store.
 var ErrClosed = errors.New("raftlog: store closed")
+
+// ErrFailed is returned by a store on which a sync, or a deletion, failed
+// part way: it refuses every later call, and reopening it (restarting the
+// member) recovers from what is on disk.
+var ErrFailed = errors.New("raftlog: store failed")
+
+// usable is nil when the store can serve a call. Under mu (either mode).
+func (s *Store) usable() error {
+	if s.closed {
+		return ErrClosed
+	}
+	return s.failed
+}
+
+// fail marks the store failed with err and returns the error every call
+// returns from now on. Under mu, exclusively.
+func (s *Store) fail(err error) error {
+	if s.failed == nil {
+		s.failed = fmt.Errorf("%w (restart the member to recover from the disk): %w", ErrFailed, err)
+	}
+	return s.failed
+}
 
 const metaFile = "first"
 
@@ -139,6 +165,13 @@ func (s *Store) load() error {
 		seg, err := s.openSegment(base, newest)
 		if err != nil {
 			return err
+		}
+		if len(seg.offsets) == 0 && !newest && bases[i+1] > s.metaFirst {
+			// Only the newest segment can be empty (a crash right after a
+			// rotation): an older one that reads as empty lost records
+			// the log still needs.
+			seg.f.Close()
+			return fmt.Errorf("%w: %s holds no record, but segment %s follows it", ErrCorrupt, seg.path, segmentName(bases[i+1]))
 		}
 		if len(seg.offsets) == 0 || seg.lastIndex() < s.metaFirst {
 			// Empty (a crash right after a rotation) or wholly deleted
@@ -239,6 +272,14 @@ func (s *Store) openSegment(base uint64, newest bool) (*segment, error) {
 		if !newest {
 			return fail(err)
 		}
+		if rec, whole := wholeRecord(rest); whole && !torn(off, rec) {
+			// Every sector of the record was written, yet it fails its
+			// checks: damage, not a write cut short, and the entries
+			// after it may have been acknowledged. Cutting here would
+			// lose them silently.
+			return fail(fmt.Errorf("%w: the record at offset %d is damaged but was written whole (none of its sectors is blank), so it is not a torn write "+
+				"and acknowledged entries may follow it: %v", ErrCorrupt, off, err))
+		}
 		s.opts.Logger.Warn("raft log: cutting off a torn tail", "segment", path, "offset", off, "bytes", len(rest), "reason", err)
 		// Erase rather than truncate: the file keeps its preallocation,
 		// and no whole record of the torn write can be read back after a
@@ -273,6 +314,37 @@ func (s *Store) erase(f *os.File, from, to int64) error {
 
 var errEnd = errors.New("end of records")
 
+// sectorSize is the unit a disk writes atomically (at least): after a
+// power loss, each sector of an unsynced write holds either the new bytes
+// or the old ones, which past the last record are zeros (preallocation or
+// erasure).
+const sectorSize = 512
+
+// wholeRecord returns the record at the start of b if its header is
+// readable and b holds all of it.
+func wholeRecord(b []byte) ([]byte, bool) {
+	n, _, err := recordLen(b)
+	if err != nil || n == 0 || len(b) < recordHeader+n {
+		return nil, false
+	}
+	return b[:recordHeader+n], true
+}
+
+// torn reports whether rec, the record at offset off of its segment, can be
+// a write cut short by a crash: some sector's share of it is all zeros. A
+// record whose every sector was written, and which still fails its checks,
+// was damaged after it was written. (etcd's WAL draws the same line.)
+func torn(off int64, rec []byte) bool {
+	for start := int64(0); start < int64(len(rec)); {
+		end := min((off+start)/sectorSize*sectorSize+sectorSize-off, int64(len(rec)))
+		if allZero(rec[start:end]) {
+			return true
+		}
+		start = end
+	}
+	return false
+}
+
 func allZero(b []byte) bool {
 	for _, c := range b {
 		if c != 0 {
@@ -286,8 +358,8 @@ func allZero(b []byte) bool {
 func (s *Store) FirstIndex() (uint64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return 0, ErrClosed
+	if err := s.usable(); err != nil {
+		return 0, err
 	}
 	return s.first, nil
 }
@@ -296,8 +368,8 @@ func (s *Store) FirstIndex() (uint64, error) {
 func (s *Store) LastIndex() (uint64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return 0, ErrClosed
+	if err := s.usable(); err != nil {
+		return 0, err
 	}
 	return s.last, nil
 }
@@ -310,8 +382,8 @@ func (s *Store) IsMonotonic() bool { return true }
 func (s *Store) GetLog(index uint64, out *raft.Log) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return ErrClosed
+	if err := s.usable(); err != nil {
+		return err
 	}
 	if s.last == 0 || index < s.first || index > s.last {
 		return raft.ErrLogNotFound
@@ -353,14 +425,14 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.RLock()
-	closed, last, nsegs := s.closed, s.last, len(s.segs)
+	unusable, last, nsegs := s.usable(), s.last, len(s.segs)
 	var active *segment
 	if nsegs > 0 {
 		active = s.segs[nsegs-1]
 	}
 	s.mu.RUnlock()
-	if closed {
-		return ErrClosed
+	if unusable != nil {
+		return unusable
 	}
 	next := logs[0].Index
 	if next == 0 {
@@ -436,7 +508,15 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		}
 	}
 	if err := fdatasync(seg.f); err != nil {
-		return s.undoAppend(seg, fresh, fmt.Errorf("raftlog: sync %s: %w", seg.path, err))
+		// After a failed fdatasync the kernel may have dropped the pages
+		// it could not write and report the next sync as a success:
+		// whether any of this append is on disk is unknown. Cut it off
+		// and refuse further calls (fail-stop, as etcd and PostgreSQL
+		// do); a reopen reads what the disk holds.
+		err = s.undoAppend(seg, fresh, fmt.Errorf("raftlog: sync %s: %w", seg.path, err))
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.fail(err)
 	}
 	s.mu.Lock()
 	for i := range offsets {
@@ -517,11 +597,11 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.RLock()
-	closed, first, last := s.closed, s.first, s.last
+	unusable, first, last := s.usable(), s.first, s.last
 	s.mu.RUnlock()
 	switch {
-	case closed:
-		return ErrClosed
+	case unusable != nil:
+		return unusable
 	case min > max || last == 0 || max < first || min > last:
 		return nil
 	case min <= first && max >= last:
@@ -552,20 +632,34 @@ func (s *Store) deletePrefix(max uint64) error {
 	return s.removeSegments(drop)
 }
 
-// deleteSuffix drops entries from min on, newest segment first, so that a
-// crash leaves a shorter log and never a hole.
+// deleteSuffix drops entries from min on: the newer segments first, newest
+// first, made durable by a sync of the directory, then the records from min
+// on in the segment holding min-1, erased and synced. A crash at any point
+// leaves a shorter log, never a hole: were the records erased before the
+// removals were durable, a crash could bring back a removed segment after
+// a segment now shorter than its base (and the log would not open). A
+// failure part way fails the store, whose memory then no longer matches the
+// disk.
 func (s *Store) deleteSuffix(min uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	removed := false
 	for len(s.segs) > 0 {
 		seg := s.segs[len(s.segs)-1]
 		if seg.base < min {
 			break
 		}
 		s.segs = s.segs[:len(s.segs)-1]
+		s.last = seg.base - 1
 		seg.f.Close()
 		if err := os.Remove(seg.path); err != nil {
-			return fmt.Errorf("raftlog: %w", err)
+			return s.fail(fmt.Errorf("raftlog: %w", err))
+		}
+		removed = true
+	}
+	if removed {
+		if err := syncDir(s.dir); err != nil {
+			return s.fail(err)
 		}
 	}
 	// min > first, so a segment holding min-1 remains.
@@ -577,16 +671,16 @@ func (s *Store) deleteSuffix(min uint64) error {
 		// hole: reading stops at the first erased record.
 		cut := seg.offsets[k]
 		if err := s.erase(seg.f, cut, seg.size); err != nil {
-			return err
+			return s.fail(err)
 		}
 		if err := fdatasync(seg.f); err != nil {
-			return fmt.Errorf("raftlog: sync %s: %w", seg.path, err)
+			return s.fail(fmt.Errorf("raftlog: sync %s: %w", seg.path, err))
 		}
 		seg.offsets = seg.offsets[:k]
 		seg.size = cut
 	}
 	s.last = min - 1
-	return syncDir(s.dir)
+	return nil
 }
 
 // deleteAll empties the log; the next append may start at any index.
@@ -682,7 +776,9 @@ func (s *Store) closeFiles() error {
 	return errors.Join(errs...)
 }
 
-func syncDir(dir string) error {
+// syncDir makes the creations, renames and removals of files in dir
+// durable. A variable so that tests can see when it runs.
+var syncDir = func(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("raftlog: %w", err)

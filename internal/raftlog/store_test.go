@@ -208,22 +208,68 @@ func appendBytes(t *testing.T, dir string, b []byte) {
 	}
 }
 
+// recordsEnd is the offset in the newest segment of the log in dir right
+// after its last record: where appendBytes writes.
+func recordsEnd(t *testing.T, dir string) int64 {
+	t.Helper()
+	s := open(t, dir, 0)
+	defer s.Close()
+	return s.segs[len(s.segs)-1].size
+}
+
+// blankSector zeroes, in b (written at offset base of its segment), the
+// whole sector that starts at the first sector boundary at or after b[from]:
+// the part of a write that a power loss kept from the disk.
+func blankSector(b []byte, base int64, from int) []byte {
+	b = append([]byte{}, b...)
+	start := (base+int64(from)+sectorSize-1)/sectorSize*sectorSize - base
+	for i := start; i < start+sectorSize && i < int64(len(b)); i++ {
+		b[i] = 0
+	}
+	return b
+}
+
+// big is an entry whose record spans several sectors.
+func big(index, term uint64) *raft.Log {
+	return &raft.Log{Index: index, Term: term, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(index) | 1}, 3*sectorSize)}
+}
+
+// TestTornTailIsCutOff writes, after the records of the newest segment, the
+// shapes a write cut short by a crash leaves on a disk that writes whole
+// sectors: each is cut off at open, the entries before it survive, and
+// appends go on from there.
 func TestTornTailIsCutOff(t *testing.T) {
-	whole, _ := appendRecord(nil, entry(21, 1))
-	for name, tail := range map[string][]byte{
-		"zeros":          make([]byte, 4096),
-		"half a header":  whole[:5],
-		"half a record":  whole[:len(whole)/2],
-		"bad checksum":   append(append([]byte{}, whole[:len(whole)-1]...), whole[len(whole)-1]^0xff),
-		"record, zeroed": append(append([]byte{}, whole[:12]...), make([]byte, len(whole)-12)...),
-		"absurd length":  {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0},
+	for name, tail := range map[string]func(end int64) []byte{
+		"zeros": func(int64) []byte { return make([]byte, 4096) },
+		"a record, a sector of it blank": func(end int64) []byte {
+			b, _ := appendRecord(nil, big(21, 1))
+			return blankSector(b, end, recordHeader+1)
+		},
+		"a record, its first sector blank": func(end int64) []byte {
+			b, _ := appendRecord(nil, big(21, 1))
+			for i := int64(0); i < sectorSize-end%sectorSize; i++ {
+				b[i] = 0
+			}
+			return b
+		},
+		"a record with a sector blank, then a whole one": func(end int64) []byte {
+			b, _ := appendRecord(nil, big(21, 1))
+			b = blankSector(b, end, recordHeader+1)
+			b, _ = appendRecord(b, entry(22, 1))
+			return b
+		},
+		"a record cut at a sector boundary": func(end int64) []byte {
+			b, _ := appendRecord(nil, big(21, 1))
+			return b[:(end+sectorSize)/sectorSize*sectorSize-end]
+		},
+		"absurd length": func(int64) []byte { return []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := open(t, dir, 0)
 			mustStore(t, s, entries(1, 20, 1))
 			s.Close()
-			appendBytes(t, dir, tail)
+			appendBytes(t, dir, tail(recordsEnd(t, dir)))
 			s = open(t, dir, 0)
 			defer s.Close()
 			checkRange(t, s, 1, 20, term1)
@@ -231,6 +277,53 @@ func TestTornTailIsCutOff(t *testing.T) {
 			s.Close()
 			s = open(t, dir, 0)
 			checkRange(t, s, 1, 30, term1)
+		})
+	}
+}
+
+// TestDamagedWholeRecordIsAnError damages, in the newest segment, a record
+// whose every sector was written: no crash leaves that, and the entries
+// after it may have been acknowledged, so the open fails rather than cut
+// them off. Before the check, a bit flipped in the first of 1,000 synced
+// entries erased all of them.
+func TestDamagedWholeRecordIsAnError(t *testing.T) {
+	for name, damage := range map[string]func(b []byte, off int){
+		"a bit of a payload":         func(b []byte, off int) { b[off+recordHeader+3] ^= 1 },
+		"the checksum":               func(b []byte, off int) { b[off+5] ^= 0x80 },
+		"a payload zeroed in place":  func(b []byte, off int) { clear(b[off+recordHeader : off+recordHeader+10]) },
+		"the index, checksum intact": nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, 0)
+			storeInTens(t, s, 1, 1000)
+			path, off, next := s.segs[0].path, s.segs[0].offsets[500], s.segs[0].offsets[501]
+			s.Close()
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if damage != nil {
+				damage(b, int(off))
+			} else {
+				// A valid record of the wrong index where entry 501 was.
+				rec, _ := appendRecord(nil, entry(507, 1))
+				if len(rec) != int(next-off) {
+					t.Fatalf("records of entries 501 and 507 differ in length")
+				}
+				copy(b[off:], rec)
+			}
+			if err := os.WriteFile(path, b, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := Open(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+				if err == nil {
+					last, _ := s.LastIndex()
+					s.Close()
+					t.Fatalf("open succeeded with the log ending at %d: the acknowledged entries after 500 were cut off", last)
+				}
+				t.Fatalf("open: %v, want ErrCorrupt", err)
+			}
 		})
 	}
 }
@@ -321,28 +414,36 @@ func term2At10(i uint64) uint64 {
 }
 
 // TestTornWriteIsNotReadBack tears a write whose first record is damaged
-// and whose later records reached the disk whole. After recovery and a new,
-// shorter append of records of the same length, a reopen must not read the
-// old whole records back as if they followed the new one.
+// and whose later records reached the disk whole. After recovery and a new
+// append of a record of the same length, a reopen must not read the old
+// whole records back as if they followed the new one.
 func TestTornWriteIsNotReadBack(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, 0)
 	mustStore(t, s, entries(1, 9, 1))
 	s.Close()
-	var torn []byte
-	for _, l := range entries(10, 12, 1) {
+	// Entry 10 spans sectors, one of which a power loss kept from the
+	// disk; entries 11 and 12, written by the same append, reached it.
+	torn, _ := appendRecord(nil, big(10, 1))
+	torn = blankSector(torn, recordsEnd(t, dir), recordHeader+1)
+	for _, l := range entries(11, 12, 1) {
 		torn, _ = appendRecord(torn, l)
 	}
-	torn[recordHeader+3] ^= 0xff // inside the payload of entry 10
 	appendBytes(t, dir, torn)
 
 	s = open(t, dir, 0)
 	checkRange(t, s, 1, 9, term1)
-	mustStore(t, s, entries(10, 10, 2))
+	mustStore(t, s, []*raft.Log{big(10, 2)}) // ends where entry 11 was
 	s.Close()
 	s = open(t, dir, 0)
 	defer s.Close()
-	checkRange(t, s, 1, 10, term2At10)
+	if last, _ := s.LastIndex(); last != 10 {
+		t.Fatalf("the log ends at %d after the new entry 10: the torn write's entries were read back", last)
+	}
+	var l raft.Log
+	if err := s.GetLog(10, &l); err != nil || l.Term != 2 {
+		t.Fatalf("entry 10: %v, term %d; want term 2", err, l.Term)
+	}
 }
 
 // TestDeletedSuffixIsNotReadBack deletes a suffix, appends fewer records of
@@ -542,8 +643,8 @@ func FuzzDecodeRecord(f *testing.F) {
 }
 
 // FuzzOpenNewestSegment opens a log whose newest segment ends with arbitrary
-// bytes: the whole entries before them must survive and the log must accept
-// appends.
+// bytes: the open fails with ErrCorrupt, or the whole entries before them
+// survive and the log accepts appends.
 func FuzzOpenNewestSegment(f *testing.F) {
 	rec, _ := appendRecord(nil, entry(4, 1))
 	f.Add(rec)
@@ -559,6 +660,11 @@ func FuzzOpenNewestSegment(f *testing.F) {
 		s.Close()
 		appendBytes(t, dir, tail)
 		s, err := Open(dir, Options{})
+		if errors.Is(err, ErrCorrupt) {
+			// A tail that no crash leaves (a record whose every sector
+			// was written fails its checks) is refused, not cut.
+			return
+		}
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}
@@ -580,4 +686,97 @@ func FuzzOpenNewestSegment(f *testing.F) {
 			t.Fatalf("entry %d: %v, term %d; want term 2", last+1, err, l.Term)
 		}
 	})
+}
+
+// TestSuffixDeleteSyncsItsRemovalsBeforeTheErase checks the order of a
+// suffix delete that removes a segment: the removal must be durable (the
+// directory synced) before the kept segment's records are erased. Were the
+// erase durable first, a power loss could bring the removed segment back
+// after a segment now shorter than its base, a log that does not open
+// (ErrCorrupt, "starts at 91 but the segment before it ends at 81"). The
+// erase is made to fail here, so the syncs seen are those before it.
+func TestSuffixDeleteSyncsItsRemovalsBeforeTheErase(t *testing.T) {
+	s := open(t, t.TempDir(), 1024)
+	defer s.Close()
+	storeInTens(t, s, 1, 100)
+	prev := s.segs[len(s.segs)-2]
+	syncs := 0
+	orig := syncDir
+	syncDir = func(dir string) error { syncs++; return orig(dir) }
+	defer func() { syncDir = orig }()
+	rw := prev.f
+	ro, err := os.Open(prev.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev.f = ro
+	err = s.DeleteRange(prev.base+1, 100)
+	prev.f = rw
+	ro.Close()
+	if err == nil {
+		t.Fatal("DeleteRange with a read-only kept segment succeeded")
+	}
+	if syncs == 0 {
+		t.Fatal("the kept segment was erased before the removal of the newer segment was synced")
+	}
+}
+
+// TestFailedSuffixDeleteFailsTheStore makes the erase of a suffix delete
+// fail (the kept segment's file is read-only): the store must refuse every
+// later call with ErrFailed, not serve entries it removed. It used to keep
+// LastIndex 100 over removed segments, and GetLog panicked.
+func TestFailedSuffixDeleteFailsTheStore(t *testing.T) {
+	s := open(t, t.TempDir(), 1024)
+	defer s.Close()
+	storeInTens(t, s, 1, 100)
+	prev := s.segs[len(s.segs)-2]
+	rw := prev.f
+	ro, err := os.Open(prev.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev.f = ro
+	err = s.DeleteRange(prev.base+1, 100)
+	prev.f = rw
+	ro.Close()
+	if !errors.Is(err, ErrFailed) {
+		t.Fatalf("DeleteRange with a failing erase: %v, want ErrFailed", err)
+	}
+	var l raft.Log
+	if err := s.GetLog(prev.base+1, &l); !errors.Is(err, ErrFailed) {
+		t.Fatalf("GetLog after a failed delete: %v, want ErrFailed", err)
+	}
+	if _, err := s.LastIndex(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("LastIndex after a failed delete: %v, want ErrFailed", err)
+	}
+	if err := s.StoreLogs(entries(101, 101, 2)); !errors.Is(err, ErrFailed) {
+		t.Fatalf("StoreLogs after a failed delete: %v, want ErrFailed", err)
+	}
+}
+
+// TestBlankOlderSegmentIsAnError zeroes the records of a segment that is not
+// the newest: only the newest can be empty (a crash after a rotation), so the
+// open fails rather than start the log later. It used to drop the segment.
+func TestBlankOlderSegmentIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 1024)
+	storeInTens(t, s, 1, 100)
+	oldest := s.segs[0].path
+	s.Close()
+	b, err := os.ReadFile(oldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(b[headerSize:])
+	if err := os.WriteFile(oldest, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(dir, Options{SegmentSize: 1024}); !errors.Is(err, ErrCorrupt) {
+		if err == nil {
+			first, _ := s.FirstIndex()
+			s.Close()
+			t.Fatalf("open succeeded with the log starting at %d", first)
+		}
+		t.Fatalf("open: %v, want ErrCorrupt", err)
+	}
 }
