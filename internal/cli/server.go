@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -62,6 +63,12 @@ then start n4 with --join <client address of any member>.`,
 				if err != nil {
 					logger.Error("client API stopped", "err", err)
 				}
+			case err := <-d.Failed():
+				// Fail-stop: exit non-zero so that a supervisor restarts
+				// the member, which reads its log from the disk again.
+				logger.Error("member failed; stopping", "err", err)
+				stop()
+				return errors.Join(fmt.Errorf("member failed, restart it: %w", err), d.Stop(context.Background()))
 			}
 			stop()
 			return d.Stop(context.Background())

@@ -44,6 +44,7 @@ type Daemon struct {
 	cancel  context.CancelFunc
 	stopped chan struct{}
 	served  chan error
+	failed  chan error
 }
 
 // Start starts a member and serves its client API.
@@ -54,7 +55,14 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 	cfg.SetDefaults()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(cfg, server.Options{Logger: opts.Logger, Registerer: reg, Clock: opts.Clock, Version: opts.Version})
+	failed := make(chan error, 1)
+	srv, err := server.New(cfg, server.Options{Logger: opts.Logger, Registerer: reg, Clock: opts.Clock, Version: opts.Version,
+		OnFatal: func(err error) {
+			select {
+			case failed <- err:
+			default:
+			}
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +82,7 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 	protocols.SetUnencryptedHTTP2(true)
 	d := &Daemon{
 		cfg: cfg, srv: srv, ln: ln, log: opts.Logger, cancel: cancel,
-		stopped: make(chan struct{}), served: make(chan error, 1),
+		stopped: make(chan struct{}), served: make(chan error, 1), failed: failed,
 	}
 	d.api = api.New(srv, api.Options{
 		Gatherer: reg, Registerer: reg, AuthToken: cfg.AuthToken, MaxRequestBytes: cfg.Limits.MaxRequestBytes,
@@ -157,3 +165,8 @@ func (d *Daemon) Kill() {
 
 // Served returns a channel that yields the client server's exit error.
 func (d *Daemon) Served() <-chan error { return d.served }
+
+// Failed returns a channel that yields an error when the member can no
+// longer serve and must be restarted (its Raft log failed for good: see
+// docs/operations.md, "Shutdown and crashes").
+func (d *Daemon) Failed() <-chan error { return d.failed }

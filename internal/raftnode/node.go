@@ -112,6 +112,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if set, receives the node's measurements.
 	Metrics *Metrics
+	// OnLogFailure, if set, is called once when the log store fails for
+	// good (raftlog.ErrFailed: a failed fdatasync, or a deletion that
+	// failed part way): the node can no longer take part in commits, and
+	// a restart, which reads the disk again, is the way out.
+	OnLogFailure func(error)
 }
 
 func (c *Config) setDefaults() {
@@ -290,7 +295,7 @@ func Open(cfg Config, sm StateMachine) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, store: store, snaps: snaps}
-	logs, err := raft.NewLogCache(1024, measureLogs(store.logs, cfg.Metrics))
+	logs, err := raft.NewLogCache(1024, measureLogs(watchLogs(store.logs, cfg.OnLogFailure), cfg.Metrics))
 	if err != nil {
 		store.Close()
 		return nil, err

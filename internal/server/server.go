@@ -38,6 +38,9 @@ type Options struct {
 	Clock clock.Clock
 	// Version is reported by Status.
 	Version string
+	// OnFatal, if set, is called once when the member can no longer serve
+	// and must be restarted (its Raft log failed for good).
+	OnFatal func(error)
 }
 
 // Server is one running member.
@@ -46,6 +49,7 @@ type Server struct {
 	log     *slog.Logger
 	clock   clock.Clock
 	version string
+	onFatal func(error)
 
 	id      identity
 	fsm     *fsm.FSM
@@ -96,6 +100,7 @@ func New(cfg config.Server, opts Options) (*Server, error) {
 		log:     opts.Logger.With("member", cfg.Name),
 		clock:   opts.Clock,
 		version: opts.Version,
+		onFatal: opts.OnFatal,
 		tracker: session.NewTracker(opts.Clock),
 		stopCh:  make(chan struct{}),
 		metrics: newMetrics(opts.Registerer),
@@ -167,6 +172,12 @@ func (s *Server) Start(ctx context.Context) error {
 		LogStore:          s.cfg.Raft.LogStore,
 		Logger:            s.log,
 		Metrics:           s.raftMetrics,
+		OnLogFailure: func(err error) {
+			s.log.Error("the Raft log failed: this member takes no part in commits until it restarts", "err", err)
+			if s.onFatal != nil {
+				s.onFatal(err)
+			}
+		},
 	}, s.fsm)
 	if err != nil {
 		_ = s.peerSrv.Close()
