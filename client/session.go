@@ -238,7 +238,12 @@ func (s *Session) Close(ctx context.Context) error {
 	s.end(closedError(fmt.Sprintf("session %d closed", s.id)))
 	req := &concordv1.RevokeSessionRequest{Id: s.id, Meta: s.c.meta()}
 	err := s.c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
-		_, err := ep.session.Revoke(ctx, connect.NewRequest(req))
+		resp, err := ep.session.Revoke(ctx, connect.NewRequest(req))
+		if err == nil {
+			// The revoke deleted the session's keys at this revision:
+			// session reads must see that.
+			s.c.observe(resp.Msg.GetHeader())
+		}
 		return err
 	})
 	if errors.Is(err, ErrSessionExpired) {
@@ -286,6 +291,7 @@ func (c *Client) RevokeSession(ctx context.Context, id int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	c.observe(resp.GetHeader()) // the session's keys were deleted at this revision
 	return resp.GetKeysDeleted(), nil
 }
 

@@ -80,9 +80,15 @@ func (c *Client) runWatch(ctx context.Context, key string, o opOptions, ch chan<
 		if err == nil {
 			for stream.Receive() {
 				backoff = 50 * time.Millisecond
-				clear(compactedAt)
 				msg := stream.Msg()
 				rev := msg.GetHeader().GetRevision()
+				if len(msg.GetEvents()) > 0 || rev >= next {
+					// The watch moved on: the members that had
+					// compacted its old position may serve the new one.
+					// (Not on the opening header, which names next-1 at
+					// most: the watch has not moved.)
+					clear(compactedAt)
+				}
 				c.observe(msg.GetHeader())
 				if next == 0 || rev+1 > next {
 					next = rev + 1

@@ -102,30 +102,76 @@ func lostGrants(s *server.Server, req *concordv1.KeepAliveRequest) []*concordv1.
 	return s.LostGrants(req.GetId(), tokens, held)
 }
 
+// maxKeepAliveBatch bounds the keep-alives of one stream answered by one
+// quorum check.
+const maxKeepAliveBatch = 1024
+
 // KeepAlive serves one client's keep-alives for all its sessions. A failure
 // to reach the leader ends the stream; the SDK reconnects, possibly to
 // another member.
+//
+// The SDK sends the keep-alives of all a client's sessions on one stream
+// without waiting for answers. Those that arrive while a quorum check is
+// under way are answered together by the next one: answered one at a time,
+// a stream confirmed at most one keep-alive per round trip, and one client
+// with a few hundred sessions lost them to expiry over a 5 ms link.
 func (ss *sessionService) KeepAlive(ctx context.Context, stream *connect.BidiStream[concordv1.KeepAliveRequest, concordv1.KeepAliveResponse]) error {
-	for {
-		req, err := stream.Receive()
-		if err != nil {
-			if isEOF(err) {
-				return nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reqs := make(chan *concordv1.KeepAliveRequest, maxKeepAliveBatch)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(reqs)
+		for {
+			req, err := stream.Receive()
+			if err != nil {
+				recvErr <- err
+				return
 			}
-			return err
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
 		}
-		ttls, err := ss.s.KeepAlive(ctx, []int64{req.GetId()})
+	}()
+	batch := make([]*concordv1.KeepAliveRequest, 0, maxKeepAliveBatch)
+	ids := make([]int64, 0, maxKeepAliveBatch)
+	for {
+		req, ok := <-reqs
+		if !ok {
+			if err := <-recvErr; !isEOF(err) {
+				return err
+			}
+			return nil
+		}
+		batch, ids = append(batch[:0], req), append(ids[:0], req.GetId())
+	more:
+		for len(batch) < maxKeepAliveBatch {
+			select {
+			case r, ok := <-reqs:
+				if !ok {
+					break more // answer these; the next receive ends the stream
+				}
+				batch, ids = append(batch, r), append(ids, r.GetId())
+			default:
+				break more
+			}
+		}
+		ttls, err := ss.s.KeepAlive(ctx, ids)
 		if err != nil {
 			return wire(err)
 		}
-		resp := &concordv1.KeepAliveResponse{Id: req.GetId(), TtlMs: ttls[0], Expired: ttls[0] < 0}
-		if resp.Expired {
-			resp.TtlMs = 0
-		} else {
-			resp.Lost = lostGrants(ss.s, req)
-		}
-		if err := stream.Send(resp); err != nil {
-			return err
+		for i, req := range batch {
+			resp := &concordv1.KeepAliveResponse{Id: req.GetId(), TtlMs: ttls[i], Expired: ttls[i] < 0}
+			if resp.Expired {
+				resp.TtlMs = 0
+			} else {
+				resp.Lost = lostGrants(ss.s, req)
+			}
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
 		}
 	}
 }

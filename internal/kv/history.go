@@ -114,6 +114,21 @@ func (h *History) Compacted() uint64 {
 	return h.compacted
 }
 
+// Available fails with ErrCompacted if the events from revision from on
+// are no longer all held.
+func (h *History) Available(from uint64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.available(from)
+}
+
+func (h *History) available(from uint64) error {
+	if from <= h.compacted {
+		return errs.Wrapf(ErrCompacted, "revision %d is compacted; the oldest available is %d", from, h.compacted+1)
+	}
+	return nil
+}
+
 // Applied returns the revision through which events have been appended.
 func (h *History) Applied() uint64 {
 	h.mu.Lock()
@@ -129,8 +144,8 @@ func (h *History) Applied() uint64 {
 func (h *History) Read(from uint64, sp Span, max int) (evs []Event, through uint64, wait <-chan struct{}, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if from <= h.compacted {
-		return nil, 0, nil, errs.Wrapf(ErrCompacted, "revision %d is compacted; the oldest available is %d", from, h.compacted+1)
+	if err := h.available(from); err != nil {
+		return nil, 0, nil, err
 	}
 	through = h.applied
 	if from > h.applied {

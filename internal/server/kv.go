@@ -278,11 +278,20 @@ func (s *Server) Watch(ctx context.Context, req *concordv1.WatchRequest, send fu
 	}
 	defer s.watches.Add(-1)
 	h := s.fsm.History()
+	applied := h.Applied()
 	next := req.GetStartRevision()
 	if next == 0 {
-		next = h.Applied() + 1
+		next = applied + 1
 	}
-	if err := send(&concordv1.WatchResponse{Header: s.header(next - 1)}); err != nil {
+	// A compacted start fails before anything is sent: an opening header
+	// would tell the SDK that this member serves the watch.
+	if err := h.Available(next); err != nil {
+		return revisionErr{err: err, rev: h.Compacted()}
+	}
+	// The opening header names a revision this member has applied: a
+	// watch from the future must not make the client believe it has seen
+	// that revision (its session reads would wait for it).
+	if err := send(&concordv1.WatchResponse{Header: s.header(min(next-1, applied))}); err != nil {
 		return err
 	}
 	const progressEvery = 2 * time.Second
