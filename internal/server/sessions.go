@@ -81,13 +81,15 @@ func (s *Server) keepAliveLocal(ctx context.Context, ids []int64) ([]int64, erro
 	if _, err := s.reads.do(ctx); err != nil {
 		return nil, err
 	}
-	if !s.tracker.Active() {
+	// One hold of the tracker: were it stopped (leadership lost) between a
+	// check and the keep-alives, a live session would be answered expired.
+	ttls, active := s.tracker.KeepAliveAll(ids)
+	if !active {
 		return nil, errs.Wrapf(raftnode.ErrNotLeader, "leadership moved during keep-alive")
 	}
 	out := make([]int64, len(ids))
-	for i, id := range ids {
-		ttl, ok := s.tracker.KeepAlive(id)
-		if !ok {
+	for i, ttl := range ttls {
+		if ttl < 0 {
 			out[i] = -1
 			s.metrics.keepAliveMiss.Inc()
 			continue

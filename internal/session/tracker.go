@@ -89,18 +89,41 @@ func (t *Tracker) Ended(id int64) {
 	t.queue.Remove(id)
 }
 
+// KeepAliveAll gives each of ids a full TTL from now, as KeepAlive, under
+// one hold of the tracker: ttls[i] is the TTL of ids[i], or -1 if that
+// session is unknown or being expired. active is false, and nothing is
+// extended, if the tracker is inactive (this member is not, or no longer,
+// the leader): that says nothing of the sessions, which the caller must not
+// answer as expired.
+func (t *Tracker) KeepAliveAll(ids []int64) (ttls []time.Duration, active bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.active {
+		return nil, false
+	}
+	now := t.clock.Now()
+	ttls = make([]time.Duration, len(ids))
+	for i, id := range ids {
+		ttl, ok := t.ttl[id]
+		if !ok || t.expiring[id] {
+			ttls[i] = -1
+			continue
+		}
+		t.queue.Set(id, now.Add(ttl))
+		ttls[i] = ttl
+	}
+	return ttls, true
+}
+
 // KeepAlive gives a session a full TTL from now. The caller has confirmed
 // its leadership after the request arrived. It returns the TTL, or false if
 // the session is unknown, being expired, or the tracker is inactive.
 func (t *Tracker) KeepAlive(id int64) (time.Duration, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	ttl, ok := t.ttl[id]
-	if !t.active || !ok || t.expiring[id] {
+	ttls, active := t.KeepAliveAll([]int64{id})
+	if !active || ttls[0] < 0 {
 		return 0, false
 	}
-	t.queue.Set(id, t.clock.Now().Add(ttl))
-	return ttl, true
+	return ttls[0], true
 }
 
 // Remaining returns the time left of a session, and whether it is tracked.

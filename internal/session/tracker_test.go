@@ -72,3 +72,28 @@ func TestTrackerEndedRemovesFromQueue(t *testing.T) {
 	due, _ := tr.Due(10)
 	require.Equal(t, []int64{1, 3}, due)
 }
+
+// KeepAliveAll answers known, unknown and expiring sessions in one hold, and
+// an inactive tracker (a leader that stepped down) as inactive, never as a
+// list of expired sessions.
+func TestTrackerKeepAliveAll(t *testing.T) {
+	c := clock.NewFake(time.Unix(0, 0))
+	tr := NewTracker(c)
+	_, active := tr.KeepAliveAll([]int64{1})
+	require.False(t, active)
+	tr.Start([]Session{{ID: 1, TTLMillis: 1000}, {ID: 2, TTLMillis: 100}})
+	c.Advance(150 * time.Millisecond)
+	due, _ := tr.Due(10)
+	require.Equal(t, []int64{2}, due)
+	c.Advance(800 * time.Millisecond)
+	ttls, active := tr.KeepAliveAll([]int64{1, 2, 3, 1})
+	require.True(t, active)
+	require.Equal(t, []time.Duration{time.Second, -1, -1, time.Second}, ttls)
+	c.Advance(900 * time.Millisecond)
+	due, _ = tr.Due(10)
+	require.Empty(t, due, "session 1 was kept alive 0.9s ago with a TTL of 1s")
+	tr.Stop()
+	ttls, active = tr.KeepAliveAll([]int64{1})
+	require.False(t, active, "a stopped tracker is inactive")
+	require.Nil(t, ttls)
+}
