@@ -594,7 +594,11 @@ func (g *Grant) Release(ctx context.Context) error {
 		return lost
 	}
 	g.cancel(fmt.Errorf("%w: released", ErrNotHeld))
-	if err != nil && errors.Is(context.Cause(g.ctx), ErrLockLost) {
+	if (err != nil || !live) && errors.Is(context.Cause(g.ctx), ErrLockLost) {
+		// Ended before the release by the SDK's count (its hold time or
+		// its session), even if the server held it still and released
+		// it now: the work it guarded was told to stop, and so is the
+		// caller.
 		return context.Cause(g.ctx)
 	}
 	return err

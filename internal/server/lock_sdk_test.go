@@ -267,6 +267,31 @@ func TestSDKQueuedHoldTimeCountsFromTheAcquire(t *testing.T) {
 	require.Eventually(t, released(ctx, cl, "hq"), 5*time.Second, 10*time.Millisecond)
 }
 
+// Unlock of a grant whose hold time the SDK counted over returns
+// ErrLockLost with the reason, although the server (whose clock started
+// later, at the grant) still held it and the release frees it. It used to
+// return nil.
+func TestSDKUnlockAfterTheSDKsHoldTimeIsLockLost(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	holder := concurrency.NewMutex(session(t, cl, 30*time.Second), "hl")
+	require.NoError(t, holder.Lock(ctx))
+	w := concurrency.NewMutex(session(t, cl, 30*time.Second), "hl", concurrency.WithHoldTime(2*time.Second))
+	got := make(chan error, 1)
+	go func() { got <- w.Lock(ctx) }()
+	require.Eventually(t, waiters(ctx, cl, "hl", 1), 5*time.Second, 5*time.Millisecond)
+	time.Sleep(time.Second) // the SDK's hold clock runs from the acquire
+	require.NoError(t, holder.Unlock(ctx))
+	require.NoError(t, <-got)
+	<-w.Context().Done()
+	require.Equal(t, []uint64{w.Token()}, holders(t, ctx, cl, "hl"), "the server's hold time is not over yet")
+	err := w.Unlock(ctx)
+	require.ErrorIs(t, err, client.ErrLockLost)
+	require.ErrorContains(t, err, "hold time")
+	require.True(t, released(ctx, cl, "hl")(), "the release freed the lock")
+}
+
 // A waiter granted after queueing longer than its hold time cannot be
 // handed out with a live Context (the SDK cannot vouch for any of the hold
 // left), nor with a cancelled one: Lock fails with ErrLockLost and gives
