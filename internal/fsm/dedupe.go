@@ -252,7 +252,7 @@ func (d *dedupe) capture() (uint64, func(*record.Writer) error) {
 
 func (d *dedupe) restore(n uint64, r *record.Reader) error {
 	fresh := newDedupe()
-	order := make([]*dedupeClient, 0, n)
+	order := make([]*dedupeClient, 0, min(n, record.MaxPrealloc))
 	want := map[*dedupeClient]int{}
 	var entries uint64
 	for i := uint64(0); i < n; i++ {

@@ -403,6 +403,9 @@ func (f *FSM) Restore(rc io.Reader) error {
 	f.lastSweep = hdr.GetLastSweepIndex()
 	f.elapsed, f.stampTerm, f.stampNanos = hdr.GetElapsedNanos(), hdr.GetLastStampTerm(), hdr.GetLastStampNanos()
 	f.pending = nil
+	// Under the lock, with the state: a read must never see the restored
+	// state beside the old index (a header older than what it shows).
+	f.applied.Store(hdr.GetIndex())
 	f.mu.Unlock()
 	f.history.Reset(hdr.GetIndex())
 	f.setApplied(hdr.GetIndex())

@@ -198,6 +198,13 @@ func ForNewCluster(r io.Reader, w io.Writer) (uint64, error) {
 		return 0, err
 	}
 	st.members = member.NewRegistry()
+	// The new cluster's terms restart: its first leader's term may equal
+	// the backup's last stamped term, and the elapsed clock would then
+	// count the time between the backup and the restore as time of that
+	// term (an hour's gap dropped every remembered request ID at the next
+	// sweep, and a retried write applied twice). No term is 0, so the
+	// first command of the new cluster starts a new stamp.
+	hdr.LastStampTerm, hdr.LastStampNanos = 0, 0
 	c := &Capture{header: hdr}
 	for _, s := range sections(st.kv, st.sessions, st.locks, st.ids, st.members, st.dedupe) {
 		n, wr := s.capture()

@@ -94,6 +94,9 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 			fresh.involve(h.GetSession(), l.Name)
 		}
 		fresh.holders += len(l.Holders)
+		if fresh.locks[l.Name] != nil {
+			return fmt.Errorf("%w: lock %q twice", record.ErrCorrupt, l.Name)
+		}
 		fresh.locks[l.Name] = l
 	}
 	for i := uint64(0); i < hdr.GetWaiters(); i++ {
@@ -106,14 +109,13 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 			w.Claims = append(w.Claims, Claim{Name: c.GetName(), Kind: Kind(c.GetKind()), Mode: Mode(c.GetMode()), Permits: c.GetPermits(), Capacity: c.GetCapacity()})
 			fresh.involve(w.Session, c.GetName())
 		}
+		if w.ID == 0 || fresh.waiters[w.ID] != nil {
+			return fmt.Errorf("%w: waiter ID %d is zero or twice", record.ErrCorrupt, w.ID)
+		}
 		fresh.waiters[w.ID] = w
 	}
-	for _, l := range fresh.locks {
-		for _, id := range l.Queue {
-			if fresh.waiters[id] == nil {
-				return fmt.Errorf("%w: lock %q queues unknown waiter %d", record.ErrCorrupt, l.Name, id)
-			}
-		}
+	if err := fresh.checkRestored(); err != nil {
+		return err
 	}
 	for i := uint64(0); i < hdr.GetForced(); i++ {
 		var rec internalv1.LockForceRecord
@@ -124,6 +126,81 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 			AtUnixMs: rec.GetAtUnixMs(), Reason: rec.GetReason(), Revision: rec.GetRevision(), HeldSince: rec.GetHeldSinceUnixMs(), ByClient: rec.GetByClient()})
 	}
 	t.Adopt(fresh)
+	return nil
+}
+
+// checkRestored refuses a restored table that applying commands could not
+// have built, and on which they could fail (a snapshot file is operator
+// input): every lock is of a known kind and holds what its kind allows,
+// every queue entry is a waiter that claims that lock, once, every claim of
+// a waiter is queued on its lock, and every holder and waiter belongs to a
+// session of the snapshot (or nothing would ever release it). A waiter
+// queued on a lock it did not claim made the restored cluster's members
+// all crash at the same entry.
+func (t *Table) checkRestored() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: lock section: %s", record.ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	for name, l := range t.locks {
+		if name == "" {
+			return bad("a lock without a name")
+		}
+		var permits int64
+		exclusive := 0
+		for _, h := range l.Holders {
+			if !t.sessions.Exists(h.Session) {
+				return bad("lock %q is held by session %d, which the snapshot does not hold", name, h.Session)
+			}
+			if h.Permits < 1 || h.Permits > MaxCapacity || (h.Mode != Exclusive && h.Mode != Shared) {
+				return bad("lock %q has a holder with mode %d and %d permits", name, h.Mode, h.Permits)
+			}
+			permits += h.Permits
+			if h.Mode == Exclusive {
+				exclusive++
+			}
+		}
+		switch l.Kind {
+		case KindMutex:
+			if len(l.Holders) > 1 || exclusive != len(l.Holders) {
+				return bad("mutex %q has %d holders", name, len(l.Holders))
+			}
+		case KindRW:
+			if exclusive > 1 || (exclusive == 1 && len(l.Holders) > 1) {
+				return bad("read-write lock %q has a writer beside other holders", name)
+			}
+		case KindSemaphore:
+			if l.Capacity < 1 || l.Capacity > MaxCapacity || permits > l.Capacity || exclusive > 0 {
+				return bad("semaphore %q holds %d of %d permits", name, permits, l.Capacity)
+			}
+		default:
+			return bad("lock %q is of unknown kind %d", name, l.Kind)
+		}
+		seen := map[uint64]bool{}
+		for _, id := range l.Queue {
+			w := t.waiters[id]
+			if w == nil || seen[id] {
+				return bad("lock %q queues waiter %d, unknown or twice", name, id)
+			}
+			seen[id] = true
+			if !slices.ContainsFunc(w.Claims, func(c Claim) bool { return c.Name == name }) {
+				return bad("lock %q queues waiter %d, which does not claim it", name, id)
+			}
+		}
+	}
+	for id, w := range t.waiters {
+		if !t.sessions.Exists(w.Session) {
+			return bad("waiter %d belongs to session %d, which the snapshot does not hold", id, w.Session)
+		}
+		if len(w.Claims) == 0 {
+			return bad("waiter %d claims nothing", id)
+		}
+		for _, c := range w.Claims {
+			l := t.locks[c.Name]
+			if l == nil || !slices.Contains(l.Queue, id) {
+				return bad("waiter %d claims lock %q but is not queued on it", id, c.Name)
+			}
+		}
+	}
 	return nil
 }
 

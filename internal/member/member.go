@@ -96,7 +96,7 @@ func (r *Registry) Capture() (uint64, func(*record.Writer) error) {
 
 // Restore replaces the registry with n records read from rd.
 func (r *Registry) Restore(n uint64, rd *record.Reader) error {
-	byID := make(map[string]*Member, n)
+	byID := make(map[string]*Member, min(n, record.MaxPrealloc))
 	for i := uint64(0); i < n; i++ {
 		var rec internalv1.MemberRecord
 		if err := rd.Read(&rec); err != nil {

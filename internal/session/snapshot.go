@@ -27,7 +27,9 @@ func (t *Table) Capture() (uint64, func(*record.Writer) error) {
 
 // RestoreRecords replaces the table's content with n records read from r.
 func (t *Table) RestoreRecords(n uint64, r *record.Reader) error {
-	list := make([]Session, 0, n)
+	// n comes from the file (operator input, for a restore): a hint, not
+	// trusted as an allocation size.
+	list := make([]Session, 0, min(n, record.MaxPrealloc))
 	for i := uint64(0); i < n; i++ {
 		var rec internalv1.SessionRecord
 		if err := r.Read(&rec); err != nil {

@@ -16,6 +16,11 @@ import (
 // allocate without limit.
 const MaxRecordBytes = 64 << 20
 
+// MaxPrealloc bounds the capacity a reader reserves from a count that a
+// stream claims: counts come from the stream (a snapshot file is operator
+// input), so past this the slice grows with the records actually read.
+const MaxPrealloc = 1024
+
 // ErrCorrupt is returned for a stream that is not a valid record stream.
 var ErrCorrupt = errors.New("record: corrupt stream")
 

@@ -1,0 +1,181 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/fsm/record"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/raftnode"
+)
+
+// A backup restored into a new cluster (concord snapshot restore): the new
+// cluster's first leader may have the term the old cluster stamped last (2:
+// raft seeds term 1). The elapsed clock used to count the whole time between
+// the backup and the restore as time of that term, and the remembered
+// request IDs the doc promises to keep were swept at the next sweep: a
+// retried write applied twice.
+func TestRestoredBackupKeepsRequestIDs(t *testing.T) {
+	for _, newTerm := range []uint64{3, 2} {
+		t.Run("newTerm="+string(rune('0'+newTerm)), func(t *testing.T) {
+			old := New(Config{})
+			t0 := int64(1_700_000_000e9)
+			add := &internalv1.Command{TimeUnixNano: t0, Meta: &concordv1.WriteMeta{ClientId: "c", RequestId: 1},
+				Op: &internalv1.Command_Add{Add: &concordv1.AddRequest{Key: []byte("n"), Delta: 1}}}
+			first := old.ApplyBatch([]raftnode.Entry{{Index: 10, Term: 2, Type: raftnode.EntryCommand, Data: encode(t, add)}})[0].(*internalv1.Result)
+			var fresh bytes.Buffer
+			idx, err := ForNewCluster(bytes.NewReader(snapshotBytes(t, old)), &fresh)
+			require.NoError(t, err)
+
+			nc := New(Config{})
+			require.NoError(t, nc.Restore(&fresh))
+			// The new cluster starts an hour later; its leader's first
+			// commands, then an index crossing a sweep.
+			t1 := t0 + int64(time.Hour)
+			noop := &internalv1.Command{TimeUnixNano: t1, Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}}
+			nc.ApplyBatch([]raftnode.Entry{{Index: idx + 1, Term: newTerm, Type: raftnode.EntryCommand, Data: encode(t, noop)}})
+			noop.TimeUnixNano = t1 + 1e9
+			nc.ApplyBatch([]raftnode.Entry{{Index: sweepEvery, Term: newTerm, Type: raftnode.EntryCommand, Data: encode(t, noop)}})
+			// The client retries its write.
+			add.TimeUnixNano = t1 + 2e9
+			again := nc.ApplyBatch([]raftnode.Entry{{Index: sweepEvery + 1, Term: newTerm, Type: raftnode.EntryCommand, Data: encode(t, add)}})[0].(*internalv1.Result)
+			t.Logf("elapsed after restore: %v", time.Duration(nc.elapsed))
+			require.True(t, proto.Equal(first, again), "retried write applied twice: first %v, retry %v", first, again)
+		})
+	}
+}
+
+// A snapshot file is operator input (`concord snapshot restore FILE`). A
+// section header's count is trusted as a capacity.
+func TestHugeSectionCountIsRefusedWithoutPanic(t *testing.T) {
+	for _, sec := range []string{"member", "session", "dedupe"} {
+		t.Run(sec, func(t *testing.T) {
+			var buf bytes.Buffer
+			w := record.NewWriter(&buf)
+			require.NoError(t, w.Write(&internalv1.SnapshotHeader{Format: snapshotFormat, Index: 1}))
+			for _, name := range []string{"member", "session", "kv", "lock", "ids", "dedupe"} {
+				n := uint64(0)
+				if name == sec {
+					n = 1 << 60
+				}
+				require.NoError(t, w.Write(&internalv1.SectionHeader{Name: name, Count: n}))
+				if name == sec {
+					break
+				}
+			}
+			require.NoError(t, w.Flush())
+			require.NotPanics(t, func() {
+				_, err := VerifySnapshot(bytes.NewReader(buf.Bytes()))
+				require.Error(t, err)
+			})
+		})
+	}
+}
+
+// A count below the panic threshold is not allocated before the records are
+// read: 4M sessions claimed by a 40-byte file took 160 MiB.
+func TestSectionCountIsNotAnAllocationSize(t *testing.T) {
+	var buf bytes.Buffer
+	w := record.NewWriter(&buf)
+	require.NoError(t, w.Write(&internalv1.SnapshotHeader{Format: snapshotFormat, Index: 1}))
+	require.NoError(t, w.Write(&internalv1.SectionHeader{Name: "member"}))
+	require.NoError(t, w.Write(&internalv1.SectionHeader{Name: "session", Count: 1 << 22}))
+	require.NoError(t, w.Flush())
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := VerifySnapshot(bytes.NewReader(buf.Bytes()))
+	runtime.ReadMemStats(&after)
+	require.Error(t, err)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("file of %d bytes, allocated %d MiB", buf.Len(), alloc>>20)
+	require.Less(t, alloc, uint64(16<<20), "allocation follows the claimed count, not the data")
+}
+
+// Read must never show a state newer than the Applied index it reports:
+// headers, LostGrants and session-consistent reads rely on it.
+func TestReadDuringRestoreReportsItsIndex(t *testing.T) {
+	put := func(f *FSM, idx uint64) {
+		f.ApplyBatch([]raftnode.Entry{{Index: idx, Type: raftnode.EntryCommand, Data: encode(t,
+			&internalv1.Command{Op: &internalv1.Command_Put{Put: &concordv1.PutRequest{Key: []byte("k"), Value: []byte("v")}}})}})
+	}
+	a, b := New(Config{}), New(Config{})
+	put(a, 10)
+	put(b, 1000)
+	snapA, snapB := snapshotBytes(t, a), snapshotBytes(t, b)
+	f := New(Config{})
+	stop := make(chan struct{})
+	bad := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f.Read(func(s State) {
+				if it, ok := s.KV.Get([]byte("k")); ok && it.ModRev > s.Applied {
+					select {
+					case bad <- fmt.Sprintf("state holds revision %d, Applied says %d", it.ModRev, s.Applied):
+					default:
+					}
+				}
+			})
+		}
+	}()
+	for i := 0; i < 3000 && len(bad) == 0; i++ {
+		require.NoError(t, f.Restore(bytes.NewReader(snapA)))
+		require.NoError(t, f.Restore(bytes.NewReader(snapB)))
+	}
+	close(stop)
+	select {
+	case msg := <-bad:
+		t.Fatal(msg)
+	default:
+	}
+}
+
+// A lock section that commands could not have built is refused. A waiter
+// queued on a lock it does not claim used to pass VerifySnapshot and
+// `snapshot restore`, and the restored cluster panicked applying ordinary
+// commands (every member alike, at the same entry).
+func TestInconsistentLockSectionIsRefused(t *testing.T) {
+	var buf bytes.Buffer
+	w := record.NewWriter(&buf)
+	wr := func(m proto.Message) { require.NoError(t, w.Write(m)) }
+	wr(&internalv1.SnapshotHeader{Format: snapshotFormat, Index: 10})
+	wr(&internalv1.SectionHeader{Name: "member"})
+	wr(&internalv1.SectionHeader{Name: "session", Count: 1})
+	wr(&internalv1.SessionRecord{Id: 1, TtlMs: 60000})
+	wr(&internalv1.SectionHeader{Name: "kv"})
+	wr(&internalv1.SectionHeader{Name: "lock", Count: 4})
+	wr(&internalv1.LockSectionHeader{Locks: 2, Waiters: 1})
+	holder := func(owner string, tok uint64) []*internalv1.LockHolderRecord {
+		return []*internalv1.LockHolderRecord{{Session: 1, Owner: owner, Token: tok, Mode: 1, Permits: 1}}
+	}
+	wr(&internalv1.LockRecord{Name: "a", Kind: 1, Capacity: 1, Holders: holder("o", 2), Queue: []uint64{7}})
+	wr(&internalv1.LockRecord{Name: "b", Kind: 1, Capacity: 1, Holders: holder("p", 3), Queue: []uint64{7}})
+	wr(&internalv1.LockWaiterRecord{Id: 7, Session: 1, Owner: "w", Claims: []*internalv1.LockClaimRecord{{Name: "b", Kind: 1, Mode: 1, Permits: 1, Capacity: 1}}})
+	wr(&internalv1.SectionHeader{Name: "ids"})
+	wr(&internalv1.SectionHeader{Name: "dedupe"})
+	require.NoError(t, w.Flush())
+
+	_, err := VerifySnapshot(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		return // refused: fine
+	}
+	f := New(Config{})
+	require.NoError(t, f.Restore(bytes.NewReader(buf.Bytes())))
+	require.NotPanics(t, func() {
+		f.ApplyBatch([]raftnode.Entry{{Index: 11, Type: raftnode.EntryCommand, Data: encode(t, &internalv1.Command{
+			Op: &internalv1.Command_LockCancel{LockCancel: &concordv1.CancelWaitRequest{Waiter: 7, Session: 1, Owner: "w"}}})}})
+		f.ApplyBatch([]raftnode.Entry{{Index: 12, Type: raftnode.EntryCommand, Data: encode(t, &internalv1.Command{
+			Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{Names: []string{"a"}, Session: 1, Owner: "o"}}})}})
+	}, "VerifySnapshot accepted a lock table that panics on apply")
+}
