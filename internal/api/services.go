@@ -131,6 +131,7 @@ func (ss *sessionService) KeepAlive(ctx context.Context, stream *connect.BidiStr
 			select {
 			case reqs <- req:
 			case <-ctx.Done():
+				recvErr <- ctx.Err() // the handler waits for a reason
 				return
 			}
 		}

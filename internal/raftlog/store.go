@@ -88,11 +88,23 @@ var (
 var ErrClosed = errors.New("raftlog: store closed")
 
 // ErrFailed is returned by a store on which a sync, or a deletion, failed
-// part way: it refuses every later call, and reopening it (restarting the
-// member) recovers from what is on disk.
+// part way: it refuses every later append and deletion, and reopening it
+// (restarting the member) recovers from what is on disk. Reads go on: the
+// store's memory still describes the entries it holds, and hashicorp/raft
+// panics on a failed read of a committed entry, which would preempt the
+// member's orderly stop.
 var ErrFailed = errors.New("raftlog: store failed")
 
-// usable is nil when the store can serve a call. Under mu (either mode).
+// readable is nil when the store can serve a read. Under mu (either mode).
+func (s *Store) readable() error {
+	if s.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// usable is nil when the store can take an append or a deletion. Under mu
+// (either mode).
 func (s *Store) usable() error {
 	if s.closed {
 		return ErrClosed
@@ -358,7 +370,7 @@ func allZero(b []byte) bool {
 func (s *Store) FirstIndex() (uint64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if err := s.usable(); err != nil {
+	if err := s.readable(); err != nil {
 		return 0, err
 	}
 	return s.first, nil
@@ -368,7 +380,7 @@ func (s *Store) FirstIndex() (uint64, error) {
 func (s *Store) LastIndex() (uint64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if err := s.usable(); err != nil {
+	if err := s.readable(); err != nil {
 		return 0, err
 	}
 	return s.last, nil
@@ -382,7 +394,7 @@ func (s *Store) IsMonotonic() bool { return true }
 func (s *Store) GetLog(index uint64, out *raft.Log) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if err := s.usable(); err != nil {
+	if err := s.readable(); err != nil {
 		return err
 	}
 	if s.last == 0 || index < s.first || index > s.last {
@@ -665,21 +677,23 @@ func (s *Store) deleteSuffix(min uint64) error {
 	// min > first, so a segment holding min-1 remains.
 	seg := s.segs[len(s.segs)-1]
 	k := min - seg.base
+	s.last = min - 1
 	if k < uint64(len(seg.offsets)) {
 		// Erase the records rather than truncate the file, which keeps its
 		// preallocation. A crash part way leaves a shorter log, never a
-		// hole: reading stops at the first erased record.
-		cut := seg.offsets[k]
-		if err := s.erase(seg.f, cut, seg.size); err != nil {
+		// hole: reading stops at the first erased record. The memory
+		// forgets them first, so that a failure part way leaves no read
+		// of a half-erased record.
+		cut, size := seg.offsets[k], seg.size
+		seg.offsets = seg.offsets[:k]
+		seg.size = cut
+		if err := s.erase(seg.f, cut, size); err != nil {
 			return s.fail(err)
 		}
 		if err := fdatasync(seg.f); err != nil {
 			return s.fail(fmt.Errorf("raftlog: sync %s: %w", seg.path, err))
 		}
-		seg.offsets = seg.offsets[:k]
-		seg.size = cut
 	}
-	s.last = min - 1
 	return nil
 }
 

@@ -723,34 +723,34 @@ func TestSuffixDeleteSyncsItsRemovalsBeforeTheErase(t *testing.T) {
 
 // TestFailedSuffixDeleteFailsTheStore makes the erase of a suffix delete
 // fail (the kept segment's file is read-only): the store must refuse every
-// later call with ErrFailed, not serve entries it removed. It used to keep
-// LastIndex 100 over removed segments, and GetLog panicked.
+// later append and deletion with ErrFailed, and its reads must describe
+// what it holds: the entries before the deleted suffix, not those it
+// removed. It used to keep LastIndex 100 over removed segments, and GetLog
+// panicked.
 func TestFailedSuffixDeleteFailsTheStore(t *testing.T) {
 	s := open(t, t.TempDir(), 1024)
 	defer s.Close()
 	storeInTens(t, s, 1, 100)
 	prev := s.segs[len(s.segs)-2]
+	cut := prev.base + 1
 	rw := prev.f
 	ro, err := os.Open(prev.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	prev.f = ro
-	err = s.DeleteRange(prev.base+1, 100)
+	err = s.DeleteRange(cut, 100)
 	prev.f = rw
 	ro.Close()
 	if !errors.Is(err, ErrFailed) {
 		t.Fatalf("DeleteRange with a failing erase: %v, want ErrFailed", err)
 	}
-	var l raft.Log
-	if err := s.GetLog(prev.base+1, &l); !errors.Is(err, ErrFailed) {
-		t.Fatalf("GetLog after a failed delete: %v, want ErrFailed", err)
-	}
-	if _, err := s.LastIndex(); !errors.Is(err, ErrFailed) {
-		t.Fatalf("LastIndex after a failed delete: %v, want ErrFailed", err)
-	}
-	if err := s.StoreLogs(entries(101, 101, 2)); !errors.Is(err, ErrFailed) {
+	checkRange(t, s, 1, cut-1, term1)
+	if err := s.StoreLogs(entries(cut, cut, 2)); !errors.Is(err, ErrFailed) {
 		t.Fatalf("StoreLogs after a failed delete: %v, want ErrFailed", err)
+	}
+	if err := s.DeleteRange(1, 5); !errors.Is(err, ErrFailed) {
+		t.Fatalf("DeleteRange after a failed delete: %v, want ErrFailed", err)
 	}
 }
 
