@@ -24,7 +24,8 @@ type Result struct {
 	// once and compared with every round.
 	Round int `json:"round"`
 	// Ops are the successful cycles (distinct) or acquisitions (hot) begun
-	// in the measured phase; OpsPerSec is cycles/s or handoffs/s.
+	// in the measured phase; OpsPerSec is cycles/s, or for hot handoffs/s:
+	// acquisitions by another worker than the one that released last.
 	Ops       int     `json:"ops"`
 	Seconds   float64 `json:"seconds"`
 	OpsPerSec float64 `json:"ops_per_sec"`
@@ -37,7 +38,10 @@ type Result struct {
 	MaxMs  float64 `json:"max_ms"`
 	// Handoff (hot only): from the start of one holder's Unlock call to the
 	// next holder's Lock returning.
-	Handoffs      int     `json:"handoffs,omitempty"`
+	Handoffs int `json:"handoffs,omitempty"`
+	// SelfAcquires (hot only) are acquisitions by the worker that had
+	// released last: not handoffs, not in OpsPerSec.
+	SelfAcquires  int     `json:"self_acquires,omitempty"`
 	HandoffP50Ms  float64 `json:"handoff_p50_ms,omitempty"`
 	HandoffP90Ms  float64 `json:"handoff_p90_ms,omitempty"`
 	HandoffP99Ms  float64 `json:"handoff_p99_ms,omitempty"`
@@ -57,7 +61,7 @@ type Result struct {
 	Note            string  `json:"note,omitempty"`
 }
 
-func newResult(sys string, nodes int, wl string, clients int, lat, handoffs *load.Sample, c *checks) Result {
+func newResult(sys string, nodes int, wl string, clients int, lat, handoffs *load.Sample, self int, c *checks) Result {
 	r := Result{
 		System: sys, Nodes: nodes, Workload: wl, Clients: clients,
 		Ops: len(lat.Latencies), Seconds: lat.Elapsed.Seconds(), OpsPerSec: lat.Throughput(),
@@ -66,7 +70,8 @@ func newResult(sys string, nodes int, wl string, clients int, lat, handoffs *loa
 		Errors: lat.Errors, Overlaps: c.overlaps.Load(), TokenViolations: c.tokens.Load(),
 	}
 	if wl == Hot {
-		r.Handoffs = len(handoffs.Latencies)
+		r.Handoffs, r.SelfAcquires = len(handoffs.Latencies), self
+		r.OpsPerSec = handoffs.Throughput()
 		r.HandoffP50Ms, r.HandoffP90Ms = ms(handoffs.Percentile(0.50)), ms(handoffs.Percentile(0.90))
 		r.HandoffP99Ms, r.HandoffP999Ms = ms(handoffs.Percentile(0.99)), ms(handoffs.Percentile(0.999))
 		r.HandoffMaxMs = ms(handoffs.Percentile(1))
@@ -92,6 +97,7 @@ type report struct {
 	CPUs         int       `json:"cpus"`
 	Clients      int       `json:"clients"`
 	HotClients   int       `json:"hot_clients"`
+	HoldMs       float64   `json:"hold_ms"`
 	Conns        int       `json:"conns"`
 	SessionTTLS  float64   `json:"session_ttl_s"`
 	RedisAddr    string    `json:"redis_addr"`
@@ -105,7 +111,7 @@ type report struct {
 func newReport(o options) *report {
 	return &report{
 		Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
-		Clients: o.clients, HotClients: o.hotClients, Conns: o.conns, SessionTTLS: sessionTTL.Seconds(),
+		Clients: o.clients, HotClients: o.hotClients, HoldMs: ms(o.hold), Conns: o.conns, SessionTTLS: sessionTTL.Seconds(),
 		RedisAddr: o.redisAddr, RedisRetryMs: ms(o.redisRetry),
 		Rounds: o.rounds, WarmupS: o.warmup.Seconds(), DurationS: o.duration.Seconds(),
 	}
@@ -139,9 +145,9 @@ func (rep *report) print(w io.Writer, n int) {
 	if rows := rep.rows(n, Hot); len(rows) > 0 {
 		fmt.Fprintf(w, "\n%d node(s): hot, %d clients contending for one key\n", n, rep.HotClients)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "system\tnodes\tround\thandoffs/s\twait p50 ms\twait p99 ms\thandoff p50 ms\thandoff p99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
+		fmt.Fprintln(tw, "system\tnodes\tround\thandoffs/s\tself acq\twait p50 ms\twait p99 ms\thandoff p50 ms\thandoff p99 ms\terrors\toverlaps\ttoken viol\tserver cores\tother cores\t")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), roundCol(r), r.OpsPerSec, r.P50Ms, r.P99Ms,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%.2f\t\n", r.System, nodesCol(r), roundCol(r), r.OpsPerSec, selfCol(r), r.P50Ms, r.P99Ms,
 				r.HandoffP50Ms, r.HandoffP99Ms, r.Errors, r.Overlaps, tokenCol(r), coresCol(r), r.OtherCores)
 		}
 		tw.Flush()
@@ -178,6 +184,15 @@ func tokenCol(r Result) string {
 	return fmt.Sprint(r.TokenViolations)
 }
 
+// selfCol is the share of a hot run's acquisitions that were by the worker
+// that had released last (not handoffs, not counted in handoffs/s).
+func selfCol(r Result) string {
+	if n := r.Handoffs + r.SelfAcquires; n > 0 {
+		return fmt.Sprintf("%.0f%%", 100*float64(r.SelfAcquires)/float64(n))
+	}
+	return "-"
+}
+
 func coresCol(r Result) string {
 	if !r.ServerCPU {
 		return "-"
@@ -189,8 +204,22 @@ func coresCol(r Result) string {
 const (
 	goalDistinct   = 3.0  // distinct cycles/s, concord/etcd
 	goalHot        = 20.0 // hot handoffs/s, concord/etcd
-	goalHandoffP99 = 20.0 // hot handoff p99 in ms, on 3 nodes
+	goalHandoffP99 = 20.0 // hot handoff p99 in ms, on 3 nodes, in every round
+	// The client counts the issue states its goals for. etcd's hot rate
+	// is about 10 x hot clients (each waiter once per 100 ms catch-up of
+	// its watch), so the hot ratio depends on the count.
+	goalClients    = 64
+	goalHotClients = 16
 )
+
+// clientsNote marks a goal line measured with other client counts than
+// the issue's.
+func clientsNote(got, want int) string {
+	if got == want {
+		return ""
+	}
+	return fmt.Sprintf(" [%d clients, not the goal's %d]", got, want)
+}
 
 // ratios compares each concord configuration with etcd and Redis, and
 // checks the goals. With several rounds, a ratio is the median of the
@@ -246,10 +275,12 @@ func (rep *report) ratios(n int) []string {
 	}
 	for _, sys := range rep.concords(n) {
 		if x := ratio(sys, "etcd", Distinct, throughput); len(x) > 0 {
-			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): distinct cycles/s >= %.0fx etcd: %s", sys, n, goalDistinct, x), x.Median() >= goalDistinct))
+			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): distinct cycles/s, %d clients, >= %.0fx etcd: %s%s", sys, n, rep.Clients, goalDistinct, x,
+				clientsNote(rep.Clients, goalClients)), x.Median() >= goalDistinct && rep.Clients == goalClients))
 		}
 		if x := ratio(sys, "etcd", Hot, throughput); len(x) > 0 {
-			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoffs/s >= %.0fx etcd: %s", sys, n, goalHot, x), x.Median() >= goalHot))
+			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoffs/s, %d clients, >= %.0fx etcd: %s%s", sys, n, rep.HotClients, goalHot, x,
+				clientsNote(rep.HotClients, goalHotClients)), x.Median() >= goalHot && rep.HotClients == goalHotClients))
 		}
 		var p99s stats.Series
 		handedOff := true
@@ -260,8 +291,10 @@ func (rep *report) ratios(n int) []string {
 			}
 		}
 		if len(p99s) > 0 && n == 3 {
-			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoff p99 < %.0f ms: %s", sys, n, goalHandoffP99, p99s.Format("%.2f ms")),
-				p99s.Median() < goalHandoffP99 && handedOff))
+			worst := slices.Max(p99s)
+			lines = append(lines, goal(fmt.Sprintf("%s, %d node(s): hot handoff p99 < %.0f ms in every round: worst %.2f ms, %s%s", sys, n, goalHandoffP99,
+				worst, p99s.Format("%.2f ms"), clientsNote(rep.HotClients, goalHotClients)),
+				worst < goalHandoffP99 && handedOff && rep.HotClients == goalHotClients))
 		}
 		for round := 1; round <= max(rep.Rounds, 1); round++ {
 			for _, wl := range []string{Distinct, Hot} {

@@ -44,6 +44,7 @@ type keyState struct {
 	name       string
 	inside     atomic.Int32  // holders between acquiring and releasing
 	lastUnlock atomic.Int64  // UnixNano when the last holder began to unlock; 0: none this phase
+	lastWorker atomic.Int64  // the worker that unlocked last
 	lastToken  atomic.Uint64 // fencing token of the last acquisition
 }
 
@@ -66,9 +67,10 @@ func (k *keyState) enter(c *checks, w int, tok uint64) {
 	}
 }
 
-// leave records that the holder is about to unlock.
-func (k *keyState) leave() {
+// leave records that holder w is about to unlock.
+func (k *keyState) leave(w int) {
 	k.inside.Add(-1)
+	k.lastWorker.Store(int64(w))
 	k.lastUnlock.Store(time.Now().UnixNano())
 }
 
@@ -78,8 +80,12 @@ type workerStats struct {
 	// (hot), and holds the failed cycles.
 	lat load.Sample
 	// handoffs (hot) is from the previous holder's unlock start to this
-	// acquisition.
+	// acquisition, when the previous holder was another worker.
 	handoffs load.Sample
+	// self (hot) counts acquisitions by the worker that released last: an
+	// unfair lock (redsync polls) lets the releasing worker take it back
+	// before the waiters; those are not handoffs.
+	self int
 }
 
 // runWorkload creates a session and lock handle per worker, runs an
@@ -107,15 +113,15 @@ func runWorkload(ctx context.Context, sys string, nodes int, wl string, clients 
 		lockers = append(lockers, l)
 	}
 	var c checks
-	runPhase(ctx, wl, keys, lockers, &c, o.warmup, o.opTimeout)
+	runPhase(ctx, wl, keys, lockers, &c, o.warmup, o.opTimeout, o.hold)
 	var prof *profile.Profile
 	base := filepath.Join(o.pprofDir, fmt.Sprintf("%s-%dnodes-%s", sys, nodes, wl))
 	if o.pprofDir != "" && concord != nil {
 		prof = profile.Start(ctx, concord, o.duration, base+".pprof")
 	}
 	cpu := cputime.Start(srv)
-	lat, handoffs := runPhase(ctx, wl, keys, lockers, &c, o.duration, o.opTimeout)
-	r := newResult(sys, nodes, wl, clients, lat, handoffs, &c)
+	lat, handoffs, self := runPhase(ctx, wl, keys, lockers, &c, o.duration, o.opTimeout, o.hold)
+	r := newResult(sys, nodes, wl, clients, lat, handoffs, self, &c)
 	cores := cpu.Stop()
 	r.setCores(cores)
 	if prof != nil {
@@ -137,9 +143,10 @@ func runWorkload(ctx context.Context, sys string, nodes int, wl string, clients 
 }
 
 // runPhase runs the workers for d and returns the latencies (cycles for
-// distinct, waits for hot) and, for hot, handoffs of the cycles started
-// meanwhile.
-func runPhase(ctx context.Context, wl string, keys []*keyState, lockers []locker, c *checks, d, opTimeout time.Duration) (lat, handoffs *load.Sample) {
+// distinct, waits for hot) and, for hot, handoffs between workers of the
+// cycles started meanwhile and how many acquisitions were by the worker
+// that had released last. Each holder stays inside for hold.
+func runPhase(ctx context.Context, wl string, keys []*keyState, lockers []locker, c *checks, d, opTimeout, hold time.Duration) (lat, handoffs *load.Sample, self int) {
 	for _, k := range keys {
 		k.lastUnlock.Store(0)
 	}
@@ -147,18 +154,19 @@ func runPhase(ctx context.Context, wl string, keys []*keyState, lockers []locker
 	stats := make([]workerStats, len(lockers))
 	var wg sync.WaitGroup
 	for w := range lockers {
-		wg.Go(func() { work(ctx, wl == Hot, w, keys[w], lockers[w], c, until, opTimeout, &stats[w]) })
+		wg.Go(func() { work(ctx, wl == Hot, w, keys[w], lockers[w], c, until, opTimeout, hold, &stats[w]) })
 	}
 	wg.Wait()
 	lats, hands := make([]*load.Sample, len(stats)), make([]*load.Sample, len(stats))
 	for i := range stats {
 		lats[i], hands[i] = &stats[i].lat, &stats[i].handoffs
+		self += stats[i].self
 	}
-	return load.Merge(lats, d), load.Merge(hands, d)
+	return load.Merge(lats, d), load.Merge(hands, d), self
 }
 
 // work is one worker's closed loop: lock, check, unlock, until until.
-func work(ctx context.Context, hot bool, w int, k *keyState, l locker, c *checks, until time.Time, opTimeout time.Duration, s *workerStats) {
+func work(ctx context.Context, hot bool, w int, k *keyState, l locker, c *checks, until time.Time, opTimeout, hold time.Duration, s *workerStats) {
 	for ctx.Err() == nil {
 		begin := time.Now()
 		if !begin.Before(until) {
@@ -176,8 +184,14 @@ func work(ctx context.Context, hot bool, w int, k *keyState, l locker, c *checks
 			continue
 		}
 		prev := k.lastUnlock.Swap(0)
+		prevWorker := int(k.lastWorker.Load())
 		k.enter(c, w, l.Token())
-		k.leave()
+		if hold > 0 {
+			// Inside for a while: with no hold, two holders would have to
+			// be inside within nanoseconds of each other to be seen.
+			time.Sleep(hold)
+		}
+		k.leave(w)
 		err = l.Unlock(octx)
 		end := time.Now()
 		cancel()
@@ -192,7 +206,11 @@ func work(ctx context.Context, hot bool, w int, k *keyState, l locker, c *checks
 			continue
 		}
 		s.lat.Record(got.Sub(begin), nil)
-		if prev != 0 {
+		switch {
+		case prev == 0:
+		case prevWorker == w:
+			s.self++
+		default:
 			s.handoffs.Record(got.Sub(time.Unix(0, prev)), nil)
 		}
 	}
