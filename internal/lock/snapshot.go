@@ -141,6 +141,10 @@ func (t *Table) checkRestored() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: lock section: %s", record.ErrCorrupt, fmt.Sprintf(format, args...))
 	}
+	// queuedOn[id] names the locks waiter id is queued on: linear in the
+	// table (a lock may queue a million waiters; a scan of its queue per
+	// waiter would be quadratic).
+	queuedOn := make(map[uint64][]string, len(t.waiters))
 	for name, l := range t.locks {
 		if name == "" {
 			return bad("a lock without a name")
@@ -185,6 +189,7 @@ func (t *Table) checkRestored() error {
 			if !slices.ContainsFunc(w.Claims, func(c Claim) bool { return c.Name == name }) {
 				return bad("lock %q queues waiter %d, which does not claim it", name, id)
 			}
+			queuedOn[id] = append(queuedOn[id], name)
 		}
 	}
 	for id, w := range t.waiters {
@@ -194,9 +199,11 @@ func (t *Table) checkRestored() error {
 		if len(w.Claims) == 0 {
 			return bad("waiter %d claims nothing", id)
 		}
+		if len(w.Claims) > MaxClaims {
+			return bad("waiter %d claims %d locks", id, len(w.Claims))
+		}
 		for _, c := range w.Claims {
-			l := t.locks[c.Name]
-			if l == nil || !slices.Contains(l.Queue, id) {
+			if !slices.Contains(queuedOn[id], c.Name) {
 				return bad("waiter %d claims lock %q but is not queued on it", id, c.Name)
 			}
 		}
