@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -14,10 +15,10 @@ import (
 	"github.com/concord-dev/concord/internal/config"
 )
 
-// --max-locks bounds lock objects plus waiters; a lock_acquire call that
-// sets resume_waiter (which an acquire ignores) must not slip past it.
+// --max-locks bounds lock objects, grants and waiters; a lock_acquire call
+// that sets resume_waiter (which an acquire ignores) must not slip past it.
 func TestAnAcquireNamingAWaiterIsRefused(t *testing.T) {
-	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 2 })
+	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 4 })
 	ctx := context.Background()
 	s, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
 	require.NoError(t, err)
@@ -39,7 +40,7 @@ func TestAnAcquireNamingAWaiterIsRefused(t *testing.T) {
 		b.send(acq(id, fmt.Sprintf("bypass%d", i), 1))
 		r := b.results(1)[id]
 		require.Equal(t, "INVALID_LOCK_REQUEST", r.GetError().GetInfo().GetReason(),
-			"acquire %d with resume_waiter set beyond --max-locks 2 was answered %v", i, r.GetLockAcquire())
+			"acquire %d with resume_waiter set beyond --max-locks 4 was answered %v", i, r.GetLockAcquire())
 	}
 	locks, err := cl.ListLocks(ctx, "")
 	require.NoError(t, err)
@@ -249,10 +250,10 @@ func TestAcquiresOfABadShapeProposeNothing(t *testing.T) {
 	}
 }
 
-// --max-locks counts the locks an acquire would create, not only those
-// that exist: one LockAll of many new locks cannot pass it.
+// --max-locks counts the locks an acquire would create and their grants,
+// not only what exists: one LockAll of many new locks cannot pass it.
 func TestMaxLocksCountsTheLocksAnAcquireCreates(t *testing.T) {
-	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 3 })
+	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 6 })
 	ctx := context.Background()
 	s := liveSession(t, cl)
 	claims := func(names ...string) []*client.LockClaim {
@@ -263,8 +264,8 @@ func TestMaxLocksCountsTheLocksAnAcquireCreates(t *testing.T) {
 		return out
 	}
 	_, err := cl.AcquireLocks(ctx, s, cl.NewOwner(), claims("a", "b", "c", "d"), client.AcquireOptions{})
-	require.ErrorIs(t, err, client.ErrQuotaExceeded, "four new locks past --max-locks 3")
-	require.ErrorContains(t, err, "holds 0 locks and waiters and this acquire could add 4")
+	require.ErrorIs(t, err, client.ErrQuotaExceeded, "four new locks and their grants past --max-locks 6")
+	require.ErrorContains(t, err, "holds 0 locks, grants and waiters and this acquire could add 8")
 	locks, err := cl.ListLocks(ctx, "")
 	require.NoError(t, err)
 	require.Empty(t, locks, "the refused acquire made nothing")
@@ -276,4 +277,32 @@ func TestMaxLocksCountsTheLocksAnAcquireCreates(t *testing.T) {
 	require.NoError(t, g.Release(ctx))
 	_, err = cl.AcquireLocks(ctx, s, cl.NewOwner(), claims("d"), client.AcquireOptions{})
 	require.NoError(t, err, "released locks are dropped and no longer count")
+}
+
+// --max-locks counts grants: a read lock takes one per owner, and one
+// session may use any number of owners. Shared grants used to pass it, and
+// one read lock held 300 grants (each with a hold time, each an entry of
+// the leader's hold tracker) under --max-locks 2.
+func TestMaxLocksCountsSharedGrants(t *testing.T) {
+	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 10 })
+	ctx := context.Background()
+	s := liveSession(t, cl)
+	claim := []*client.LockClaim{{Name: "rw", Kind: client.KindRWLock, Mode: client.ModeShared}}
+	granted, refused := 0, 0
+	for i := 0; i < 30; i++ {
+		_, err := cl.AcquireLocks(ctx, s, fmt.Sprintf("o%d", i), claim, client.AcquireOptions{Hold: time.Hour})
+		switch {
+		case err == nil:
+			granted++
+		case errors.Is(err, client.ErrQuotaExceeded):
+			refused++
+		default:
+			t.Fatalf("acquire %d: %v", i, err)
+		}
+	}
+	info, _, err := cl.InspectLock(ctx, "rw")
+	require.NoError(t, err)
+	require.Equal(t, 9, granted, "one lock and 9 grants fill --max-locks 10")
+	require.Equal(t, 21, refused)
+	require.Len(t, info.GetHolders(), 9)
 }

@@ -91,7 +91,7 @@ then start n4 with --join <client address of any member>.`,
 	f.Int64Var(&cfg.Limits.QuotaBytes, "quota-bytes", config.DefaultQuotaBytes, "bound on the bytes of keys and values held (the state lives in memory)")
 	f.IntVar(&cfg.Limits.MaxKeys, "max-keys", 0, "bound on the number of keys (0: only --quota-bytes)")
 	f.IntVar(&cfg.Limits.MaxSessions, "max-sessions", config.DefaultMaxSessions, "bound on live sessions")
-	f.IntVar(&cfg.Limits.MaxLocks, "max-locks", config.DefaultMaxLocks, "bound on lock objects plus queued waiters")
+	f.IntVar(&cfg.Limits.MaxLocks, "max-locks", config.DefaultMaxLocks, "bound on lock objects, grants and queued waiters")
 	f.IntVar(&cfg.Limits.MaxIDObjects, "max-id-objects", config.DefaultMaxIDObjects, "bound on ID worker pools, segment tags and sequences")
 	f.IntVar(&cfg.Limits.MaxWatches, "max-watches", config.DefaultMaxWatches, "bound on the watch streams this member serves at once")
 	f.Int64Var(&cfg.Limits.MaxSegmentStep, "max-segment-step", config.DefaultMaxStep, "largest segment one allocation hands out")

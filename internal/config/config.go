@@ -57,7 +57,7 @@ type Limits struct {
 	// MaxKeys bounds the number of keys; 0 means no bound beyond the quota.
 	MaxKeys     int
 	MaxSessions int
-	// MaxLocks bounds lock objects plus queued waiters.
+	// MaxLocks bounds lock objects, grants and queued waiters.
 	MaxLocks int
 	// MaxIDObjects bounds worker pools, segment tags and sequences.
 	MaxIDObjects int

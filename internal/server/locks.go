@@ -37,7 +37,7 @@ func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
 	if req.GetResumeToken() != 0 || req.GetResumeWaiter() != 0 {
 		return nil // follows what exists: adds nothing
 	}
-	return s.checkLockQuota(req.GetClaims(), req.GetWait())
+	return s.checkLockQuota(req.GetClaims())
 }
 
 // checkAcquireShape refuses what the state machine would refuse whatever
@@ -72,31 +72,29 @@ func (s *Server) checkAcquireShape(req *concordv1.AcquireRequest) error {
 	return nil
 }
 
-// checkLockQuota refuses an acquire that could take the lock objects plus
-// queued waiters past --max-locks: each claim of a lock that does not
-// exist yet adds one, and a wait that may queue (one claim of a lock that
-// exists) adds a waiter. It is checked against
-// this member's state before proposing, so requests racing each other may
-// pass it together: the bound is soft by at most that.
-func (s *Server) checkLockQuota(claims []*concordv1.LockClaim, wait bool) error {
+// checkLockQuota refuses an acquire that could take the lock table's
+// entries (lock objects, grants and queued waiters) past --max-locks: each
+// claim of a lock that does not exist yet adds the lock and its grant, and
+// each claim of a lock that exists adds a grant or a place in its queue.
+// Grants count: a read lock or a semaphore takes one per owner, and one
+// session may use any number of owners. It is checked against this
+// member's state before proposing, so requests racing each other may pass
+// it together: the bound is soft by at most that.
+func (s *Server) checkLockQuota(claims []*concordv1.LockClaim) error {
 	var held, adds int
-	existing := false
 	s.fsm.Read(func(st fsm.State) {
 		l, w := st.Locks.Len()
-		held = l + w
+		held = l + w + st.Locks.Holders()
 		for _, c := range claims {
 			if _, _, ok := st.Locks.Get(c.GetName()); ok {
-				existing = true
-			} else {
 				adds++
+			} else {
+				adds += 2
 			}
 		}
 	})
-	if wait && existing {
-		adds++ // it may queue behind a holder (a lock nobody has is free)
-	}
 	if adds > 0 && held+adds > s.cfg.Limits.MaxLocks {
-		return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks and waiters and this acquire could add %d; the maximum is %d (--max-locks)",
+		return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks, grants and waiters and this acquire could add %d; the maximum is %d (--max-locks)",
 			held, adds, s.cfg.Limits.MaxLocks)
 	}
 	return nil
