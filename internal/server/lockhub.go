@@ -3,6 +3,7 @@ package server
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,14 @@ type lockEvent struct {
 	at      time.Time
 	// replaced: the member installed a snapshot; look at the state again.
 	replaced bool
+	// handedOff (a grant) is set by the first stream that takes the grant,
+	// which alone times the handoff: several may follow one waiter.
+	handedOff *atomic.Bool
+}
+
+// firstToHandOff reports whether this taker of grant event ev is the first.
+func (ev lockEvent) firstToHandOff() bool {
+	return ev.handedOff != nil && ev.handedOff.CompareAndSwap(false, true)
 }
 
 // lockHub pushes grants and losses to the streams that wait for them. The
@@ -108,12 +117,10 @@ func (h *lockHub) Granted(g lock.Grant) {
 	if g.Part == 0 { // a grant of several locks counts once
 		h.m.grants.Inc()
 	}
-	if g.Waiter != 0 {
-		if g.Part == 0 {
-			h.m.waitSeconds.Observe(float64(g.WaitedMs) / 1000)
-		}
+	if g.Waiter != 0 && g.Part == 0 { // the parts of a grant of several locks share its waiter
+		h.m.waitSeconds.Observe(float64(g.WaitedMs) / 1000)
 		h.mu.Lock()
-		h.waiters.notify(g.Waiter, lockEvent{granted: true, token: g.Token, at: time.Now()})
+		h.waiters.notify(g.Waiter, lockEvent{granted: true, token: g.Token, at: time.Now(), handedOff: new(atomic.Bool)})
 		h.mu.Unlock()
 	}
 }

@@ -190,7 +190,9 @@ func (s *Server) AcquireLock(ctx context.Context, req *concordv1.AcquireRequest,
 		if err != nil || token == 0 {
 			return err
 		}
-		resp = &concordv1.AcquireResponse{Header: s.header(s.fsm.AppliedIndex()), State: concordv1.AcquireState_ACQUIRE_STATE_GRANTED, Token: token}
+		if resp = s.grantAnswer(req, token); resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_LOST {
+			return send(resp)
+		}
 	}
 	if err := send(resp); err != nil {
 		return err
@@ -288,7 +290,26 @@ func (s *Server) AwaitWaiter(ctx context.Context, req *concordv1.AcquireRequest)
 	if token == 0 {
 		return resp, nil
 	}
-	return &concordv1.AcquireResponse{Header: s.header(s.fsm.AppliedIndex()), State: concordv1.AcquireState_ACQUIRE_STATE_GRANTED, Token: token}, nil
+	return s.grantAnswer(req, token), nil
+}
+
+// grantAnswer answers a wait whose waiter was granted token: GRANTED if
+// the grant still holds at this member's applied index (the answer's
+// revision), else LOST with how it ended. A member can apply a grant and
+// its end in one batch (a force-release, a session expiry, a hold time),
+// after a partition for instance; answered GRANTED, the client would hold
+// a grant the answer's own revision had ended, until a keep-alive told it.
+func (s *Server) grantAnswer(req *concordv1.AcquireRequest, token uint64) *concordv1.AcquireResponse {
+	var resp *concordv1.AcquireResponse
+	s.fsm.Read(func(st fsm.State) {
+		if holdStatus(st, req, token) {
+			resp = &concordv1.AcquireResponse{Header: s.header(st.Applied), State: concordv1.AcquireState_ACQUIRE_STATE_GRANTED, Token: token}
+			return
+		}
+		resp = &concordv1.AcquireResponse{Header: s.header(st.Applied), State: concordv1.AcquireState_ACQUIRE_STATE_LOST, Token: token,
+			Reason: st.Locks.EndReason(token, req.GetSession(), req.GetOwner())}
+	})
+	return resp
 }
 
 // LostGrants names which of the grants session thought it held have ended
@@ -346,7 +367,9 @@ func (s *Server) awaitGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 		select {
 		case ev := <-ch:
 			if ev.granted {
-				s.locks.m.handoffSeconds.Observe(time.Since(ev.at).Seconds())
+				if ev.firstToHandOff() {
+					s.locks.m.handoffSeconds.Observe(time.Since(ev.at).Seconds())
+				}
 				return ev.token, nil
 			}
 			s.fsm.Read(func(st fsm.State) { queued, token = waiterStatus(st, req, id) })

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
@@ -195,4 +196,89 @@ func TestKeepAliveReportsAForcedGrantSharingItsTokenInTheSession(t *testing.T) {
 	require.ErrorIs(t, context.Cause(ma.Context()), client.ErrLockLost)
 	require.Contains(t, context.Cause(ma.Context()).Error(), "operator")
 	require.NoError(t, mb.Context().Err(), "sb, granted under the same token to another handle of the session, is still held")
+}
+
+// A lock wait served by a member that applies the grant and its end in one
+// batch (here a follower cut off while the leader granted the waiter and an
+// operator force-released the grant) answers LOST with the reason, never
+// GRANTED at a revision at which the grant is already over. It used to
+// answer GRANTED (token 11 at revision 12, force-released at revision 12).
+func TestLockWaitDoesNotAnswerAGrantAlreadyEnded(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	leader := c.WaitLeader(10 * time.Second)
+	f := (leader + 1) % len(c.Members)
+	srvL, srvF := c.Members[leader].Daemon().Server(), c.Members[f].Daemon().Server()
+	cl := c.Client(leader)
+	hold := concurrency.NewMutex(session(t, cl, 30*time.Second), "x")
+	require.NoError(t, hold.Lock(ctx))
+	s := session(t, cl, 30*time.Second)
+	req := &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: "x", Kind: client.KindMutex}}, Session: s.ID(), Owner: "w", Wait: true}
+	q, err := srvL.AcquireNow(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, q.GetState())
+	follow := &concordv1.AcquireRequest{Claims: req.GetClaims(), Session: s.ID(), Owner: "w", Wait: true, ResumeWaiter: q.GetWaiter()}
+	got := make(chan *concordv1.AcquireResponse, 1)
+	go func() {
+		r, err := srvF.AwaitWaiter(ctx, follow)
+		assert.NoError(t, err)
+		got <- r
+	}()
+	time.Sleep(300 * time.Millisecond) // the follower follows the waiter
+	c.Isolate(f)
+	require.NoError(t, hold.Unlock(ctx)) // grants the waiter
+	info, err := srvL.InspectLock(ctx, &concordv1.InspectLockRequest{Name: "x"})
+	require.NoError(t, err)
+	require.Len(t, info.GetLock().GetHolders(), 1)
+	token := info.GetLock().GetHolders()[0].GetToken()
+	fr, err := srvL.ForceReleaseLock(ctx, &concordv1.ForceReleaseRequest{Name: "x", Token: token, Reason: "op"})
+	require.NoError(t, err)
+	c.Heal()
+	select {
+	case r := <-got:
+		if r.GetState() == concordv1.AcquireState_ACQUIRE_STATE_GRANTED {
+			require.GreaterOrEqual(t, fr.GetHeader().GetRevision(), r.GetHeader().GetRevision()+1,
+				"lock_wait answered GRANTED (token %d) at revision %d, but the grant was force-released at revision %d",
+				r.GetToken(), r.GetHeader().GetRevision(), fr.GetHeader().GetRevision())
+		} else {
+			require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, r.GetState())
+			require.Equal(t, token, r.GetToken())
+			require.Contains(t, r.GetReason(), "force")
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the lock wait on the follower has not answered 15 s after the heal")
+	}
+}
+
+// concord_lock_handoff_seconds times a grant once, however many calls
+// follow its waiter (a client whose stream broke follows on a new one while
+// the old handler is on its way out). It counted once per follower.
+func TestHandoffIsTimedOncePerGrant(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	srv := c.Members[0].Daemon().Server()
+	cl := c.Client()
+	hold := concurrency.NewMutex(session(t, cl, 30*time.Second), "h")
+	require.NoError(t, hold.Lock(ctx))
+	s := session(t, cl, 30*time.Second)
+	req := &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: "h", Kind: client.KindMutex}}, Session: s.ID(), Owner: "w", Wait: true}
+	q, err := srv.AcquireNow(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, q.GetState())
+	follow := &concordv1.AcquireRequest{Claims: req.GetClaims(), Session: s.ID(), Owner: "w", Wait: true, ResumeWaiter: q.GetWaiter()}
+	done := make(chan *concordv1.AcquireResponse, 2)
+	for range 2 {
+		go func() {
+			r, err := srv.AwaitWaiter(ctx, follow)
+			assert.NoError(t, err)
+			done <- r
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	before := metric(t, c.Members[0], "concord_lock_handoff_seconds_count")
+	require.NoError(t, hold.Unlock(ctx))
+	for range 2 {
+		require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, (<-done).GetState())
+	}
+	require.Equal(t, 1.0, metric(t, c.Members[0], "concord_lock_handoff_seconds_count")-before)
 }
