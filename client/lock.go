@@ -87,7 +87,13 @@ type Grant struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	done    chan struct{}
+	// released: Release ended the grant (released it, or reported it lost).
+	released atomic.Bool
 }
+
+// Released reports whether Release has ended the grant: released it, or
+// reported its loss.
+func (g *Grant) Released() bool { return g.released.Load() }
 
 // Context returns the grant's context.
 func (g *Grant) Context() context.Context { return g.ctx }
@@ -130,6 +136,12 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 	}
 	if err := c.awaitAbandoned(ctx, sess.ID(), owner); err != nil {
 		return nil, err
+	}
+	if opts.Hold > 0 {
+		// The server holds for whole milliseconds: the SDK counts the
+		// same hold, so that the grant's Context never outlives the
+		// server's grant (a hold under a millisecond is one).
+		opts.Hold = max(opts.Hold.Truncate(time.Millisecond), time.Millisecond)
 	}
 	req := &concordv1.AcquireRequest{Claims: claims, Session: sess.ID(), Owner: owner, Wait: opts.Wait,
 		HoldMs: opts.Hold.Milliseconds(), Meta: c.meta()}
@@ -228,12 +240,17 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 		case <-wctx.Done():
 		}
 	}()
+	// clientClosed is the error of a wait the client closed under: it
+	// ended its sessions, and nothing can take the wait back (the server
+	// cancels it when the session expires). Not ErrClosed: the acquire
+	// was applied (it queued), and a grant may come before the expiry.
+	clientClosed := func() error {
+		return fmt.Errorf("%w: %s: the client closed while the acquire waited; its wait ends when the session expires on the server",
+			ErrSessionExpired, claimNames(claims))
+	}
 	gaveUp := func() error {
 		if ctx.Err() == nil && c.ctx.Err() != nil {
-			// The client closed under the call (and ended its
-			// sessions): nothing can take the wait back; the server
-			// cancels it when the session expires.
-			return ErrClosed
+			return clientClosed()
 		}
 		c.abandon(sess, owner, claims, req, follow.GetResumeWaiter(), 0)
 		if err := ctx.Err(); err != nil {
@@ -272,12 +289,16 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 			return nil, gaveUp()
 		}
 		if c.ctx.Err() != nil {
-			// The client closed under the call: nothing can follow the
-			// wait any more, nor keep its session alive. The server
-			// cancels the wait when the session expires.
-			return nil, ErrClosed
+			return nil, clientClosed()
 		}
 		err = fromWire(err)
+		if errors.Is(err, ErrNotHeld) {
+			// LOCK_NOT_WAITING: the wait ended on the server without a
+			// grant this SDK asked to give up: its session ended
+			// (revoked, expired) or the wait was cancelled.
+			return nil, fmt.Errorf("%w: %s: the wait ended on the server without a grant (its session ended, or it was cancelled): %v",
+				ErrSessionExpired, claimNames(claims), err)
+		}
 		if err != nil && !retryable(err, true) {
 			c.abandon(sess, owner, claims, req, follow.GetResumeWaiter(), 0)
 			return nil, err
@@ -287,7 +308,7 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 		case <-wctx.Done():
 			return nil, gaveUp()
 		case <-c.ctx.Done():
-			return nil, ErrClosed
+			return nil, clientClosed()
 		case <-time.After(backoff):
 		}
 	}
@@ -585,6 +606,7 @@ func (g *Grant) Release(ctx context.Context) error {
 		g.sess.track(g)
 		return err
 	}
+	g.released.Store(true)
 	if live && errors.Is(err, ErrNotHeld) {
 		// The SDK had not learned it yet (a force-release is reported by
 		// the next keep-alive): the grant was lost while held.
@@ -594,12 +616,17 @@ func (g *Grant) Release(ctx context.Context) error {
 		return lost
 	}
 	g.cancel(fmt.Errorf("%w: released", ErrNotHeld))
-	if (err != nil || !live) && errors.Is(context.Cause(g.ctx), ErrLockLost) {
+	if cause := context.Cause(g.ctx); (err != nil || !live) && errors.Is(cause, ErrLockLost) {
 		// Ended before the release by the SDK's count (its hold time or
 		// its session), even if the server held it still and released
 		// it now: the work it guarded was told to stop, and so is the
 		// caller.
-		return context.Cause(g.ctx)
+		if err == nil {
+			// The release took effect: not ErrClosed, whatever ended the
+			// session (Close, Orphan), for ErrClosed says no effect.
+			return fmt.Errorf("%w: %v", ErrLockLost, cause)
+		}
+		return cause
 	}
 	return err
 }

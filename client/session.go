@@ -55,7 +55,8 @@ type Session struct {
 	grants map[uint64][]*Grant
 }
 
-// maxJudgedGrants bounds the tokens one keep-alive carries.
+// maxJudgedGrants bounds the grants one keep-alive carries (the server
+// judges at most as many); a session holding more sends several at once.
 const maxJudgedGrants = 1024
 
 // track has keep-alives judge g. A grant that ended, or a session that did,
@@ -84,25 +85,25 @@ func (s *Session) untrack(g *Grant) {
 }
 
 // held returns the session's held grants, each by token and owner (grants
-// made by one command share its token), for a keep-alive to carry.
-func (s *Session) held() []*concordv1.HeldGrant {
+// made by one command share its token), in chunks of at most
+// maxJudgedGrants, one keep-alive each: every grant is judged at every
+// keep-alive round, however many the session holds. There is always at
+// least one chunk (nil when nothing is held).
+func (s *Session) held() [][]*concordv1.HeldGrant {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.grants) == 0 {
-		return nil
-	}
-	out := make([]*concordv1.HeldGrant, 0, min(len(s.grants), maxJudgedGrants))
+	var all []*concordv1.HeldGrant
 	for t, gs := range s.grants {
 		for i, g := range gs {
-			if len(out) == maxJudgedGrants {
-				return out
-			}
 			if !slices.ContainsFunc(gs[:i], func(x *Grant) bool { return x.owner == g.owner }) {
-				out = append(out, &concordv1.HeldGrant{Token: t, Owner: g.owner})
+				all = append(all, &concordv1.HeldGrant{Token: t, Owner: g.owner})
 			}
 		}
 	}
-	return out
+	if len(all) <= maxJudgedGrants {
+		return [][]*concordv1.HeldGrant{all}
+	}
+	return slices.Collect(slices.Chunk(all, maxJudgedGrants))
 }
 
 // grantsLost tells the holders of grants the server says have ended: the
@@ -111,6 +112,12 @@ func (s *Session) held() []*concordv1.HeldGrant {
 func (s *Session) grantsLost(lost []*concordv1.LostGrant) {
 	for _, l := range lost {
 		s.mu.Lock()
+		if s.grants == nil {
+			// The session ended meanwhile (end took its grants, and told
+			// them): nothing left to judge.
+			s.mu.Unlock()
+			return
+		}
 		var ended []*Grant
 		s.grants[l.GetToken()] = slices.DeleteFunc(s.grants[l.GetToken()], func(g *Grant) bool {
 			if l.GetOwner() != "" && g.owner != l.GetOwner() {
@@ -490,11 +497,13 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 				continue
 			}
 			lastSent[s.id] = now
-			pmu.Lock()
-			inflight[s.id] = append(inflight[s.id], now)
-			pmu.Unlock()
-			if err := stream.Send(&concordv1.KeepAliveRequest{Id: s.id, Held: s.held()}); err != nil {
-				return <-recvErr
+			for _, held := range s.held() {
+				pmu.Lock()
+				inflight[s.id] = append(inflight[s.id], now)
+				pmu.Unlock()
+				if err := stream.Send(&concordv1.KeepAliveRequest{Id: s.id, Held: held}); err != nil {
+					return <-recvErr
+				}
 			}
 		}
 		select {

@@ -108,8 +108,10 @@ func (h *handle) begin() (end func()) {
 
 // acquire takes the handle's locks, or counts one more hold of them. It
 // returns the grant. converts is the grant this acquire converts in place,
-// if it does.
-func (h *handle) acquire(ctx context.Context, wait bool, converts *client.Grant) (*client.Grant, error) {
+// if it does, and holds the holds the new grant starts with (the converted
+// grant's count), set with the grant under h.mu: a release of the handle
+// must never see the grant without its count.
+func (h *handle) acquire(ctx context.Context, wait bool, converts *client.Grant, holds int) (*client.Grant, error) {
 	if err := h.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -128,7 +130,7 @@ func (h *handle) acquire(ctx context.Context, wait bool, converts *client.Grant)
 	if err != nil {
 		return nil, err
 	}
-	h.grant, h.count = g, 1
+	h.grant, h.count = g, holds
 	return g, nil
 }
 
@@ -146,6 +148,11 @@ func (h *handle) release(ctx context.Context) error {
 	}
 	if h.count > 1 {
 		h.count--
+		if err := h.grant.Err(); err != nil {
+			// The hold given back was of a grant already lost: the
+			// caller's work under it was not protected to its end.
+			return fmt.Errorf("%w: %v", client.ErrLockLost, err)
+		}
 		return nil
 	}
 	g := h.grant
@@ -165,8 +172,8 @@ func (h *handle) release(ctx context.Context) error {
 func (h *handle) releasedDirectly() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.count == 0 {
-		return true
+	if h.count == 0 || h.grant.Released() {
+		return true // Release on the Grant reported a loss itself
 	}
 	err := h.grant.Err()
 	return err != nil && !errors.Is(err, client.ErrLockLost)
@@ -214,14 +221,14 @@ func NewMutex(s *client.Session, name string, opts ...Option) *Mutex {
 // Lock waits in the queue until the mutex is granted or ctx ends. Locking a
 // handle that already holds it only counts.
 func (m *Mutex) Lock(ctx context.Context) error {
-	_, err := m.h.acquire(ctx, true, nil)
+	_, err := m.h.acquire(ctx, true, nil, 1)
 	return err
 }
 
 // TryLock takes the mutex if it is free and nobody queues, and reports
 // whether it did.
 func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
-	_, err := m.h.acquire(ctx, false, nil)
+	_, err := m.h.acquire(ctx, false, nil, 1)
 	return try(err)
 }
 
@@ -317,7 +324,7 @@ func (rw *RWMutex) RLock(ctx context.Context) error {
 		return err
 	}
 	defer done()
-	_, err = rw.read.acquire(ctx, true, nil)
+	_, err = rw.read.acquire(ctx, true, nil, 1)
 	return err
 }
 
@@ -332,7 +339,7 @@ func (rw *RWMutex) Lock(ctx context.Context) error {
 		return err
 	}
 	defer done()
-	_, err = rw.write.acquire(ctx, true, nil)
+	_, err = rw.write.acquire(ctx, true, nil, 1)
 	return err
 }
 
@@ -343,7 +350,7 @@ func (rw *RWMutex) TryLock(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	defer done()
-	_, err = rw.write.acquire(ctx, false, nil)
+	_, err = rw.write.acquire(ctx, false, nil, 1)
 	return try(err)
 }
 
@@ -373,15 +380,12 @@ func (rw *RWMutex) convert(ctx context.Context, from, to *handle) error {
 		return err // lost: there is nothing to convert
 	}
 	end := from.begin()
-	_, err := to.acquire(ctx, true, g)
+	_, err := to.acquire(ctx, true, g, from.count)
 	end()
 	if err != nil {
 		return err
 	}
 	g.Detach()
-	to.mu.Lock()
-	to.count = from.count
-	to.mu.Unlock()
 	from.grant, from.count = nil, 0
 	return nil
 }
@@ -436,7 +440,7 @@ func (sm *Semaphore) handle(n int64) *handle {
 // Release on the semaphore for the oldest).
 func (sm *Semaphore) Acquire(ctx context.Context, n int64) (*client.Grant, error) {
 	h := sm.handle(n)
-	g, err := h.acquire(ctx, true, nil)
+	g, err := h.acquire(ctx, true, nil, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -450,7 +454,7 @@ func (sm *Semaphore) Acquire(ctx context.Context, n int64) (*client.Grant, error
 // TryAcquire takes n permits if they are free and nobody queues.
 func (sm *Semaphore) TryAcquire(ctx context.Context, n int64) (*client.Grant, bool, error) {
 	h := sm.handle(n)
-	g, err := h.acquire(ctx, false, nil)
+	g, err := h.acquire(ctx, false, nil, 1)
 	if ok, err := try(err); !ok {
 		return nil, false, err
 	}
@@ -510,7 +514,7 @@ func LockAll(ctx context.Context, s *client.Session, names []string, opts ...Opt
 		claims[i] = &client.LockClaim{Name: n, Kind: client.KindMutex}
 	}
 	m := &Multi{h: newHandle(s, claims, opts)}
-	if _, err := m.h.acquire(ctx, true, nil); err != nil {
+	if _, err := m.h.acquire(ctx, true, nil, 1); err != nil {
 		return nil, err
 	}
 	return m, nil

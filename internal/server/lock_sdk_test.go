@@ -428,7 +428,10 @@ func TestSDKHandleCallsDoNotWaitBehindItsQueuedLock(t *testing.T) {
 	require.Empty(t, holders(t, ctx, cl, "blk"))
 }
 
-// A Lock queued when its client is closed returns ErrClosed at once.
+// A Lock queued when its client is closed returns at once, with
+// ErrSessionExpired (Close ended the session) and not ErrClosed, which says
+// a call had no effect: the acquire queued, and it stays queued until the
+// session expires on the server.
 func TestSDKQueuedLockEndsOnClientClose(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Size: 1})
 	ctx := ctxT(t, 30*time.Second)
@@ -445,7 +448,8 @@ func TestSDKQueuedLockEndsOnClientClose(t *testing.T) {
 	require.NoError(t, cl.Close())
 	select {
 	case err := <-got:
-		require.ErrorIs(t, err, client.ErrClosed)
+		require.ErrorIs(t, err, client.ErrSessionExpired)
+		require.NotErrorIs(t, err, client.ErrClosed)
 	case <-time.After(2 * time.Second):
 		t.Fatalf("a Lock queued on a closed client has not returned 2s after Close")
 	}
