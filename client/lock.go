@@ -293,11 +293,13 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 		}
 		err = fromWire(err)
 		if errors.Is(err, ErrNotHeld) {
-			// LOCK_NOT_WAITING: the wait ended on the server without a
-			// grant this SDK asked to give up: its session ended
-			// (revoked, expired) or the wait was cancelled.
-			return nil, fmt.Errorf("%w: %s: the wait ended on the server without a grant (its session ended, or it was cancelled): %v",
-				ErrSessionExpired, claimNames(claims), err)
+			// LOCK_NOT_WAITING, with the session alive (an ended session
+			// is SESSION_NOT_FOUND: ErrSessionExpired): the waiter was
+			// granted and the grant ended before this call followed it
+			// (force-released, its hold time over), or it was cancelled.
+			// Nothing is left to take back.
+			return nil, fmt.Errorf("%w: %s: the wait ended on the server without its grant reaching this client (granted and ended, or cancelled): %v",
+				ErrLockLost, claimNames(claims), err)
 		}
 		if err != nil && !retryable(err, true) {
 			c.abandon(sess, owner, claims, req, follow.GetResumeWaiter(), 0)

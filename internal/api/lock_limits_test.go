@@ -12,6 +12,7 @@ import (
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/client/concurrency"
 	"github.com/concord-dev/concord/internal/config"
 )
 
@@ -305,4 +306,33 @@ func TestMaxLocksCountsSharedGrants(t *testing.T) {
 	require.Equal(t, 9, granted, "one lock and 9 grants fill --max-locks 10")
 	require.Equal(t, 21, refused)
 	require.Len(t, info.GetHolders(), 9)
+}
+
+// At the --max-locks limit, acquires that add nothing to the table pass:
+// a retry of an applied acquire (same request ID; the SDK retries after an
+// unknown outcome) and a conversion of a held grant. Counting every claim
+// of an existing lock refused both.
+func TestMaxLocksLetsThroughWhatAddsNothing(t *testing.T) {
+	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 2 })
+	ctx := context.Background()
+	s := liveSession(t, cl)
+	b := openRaw(t, c.Endpoints()[0])
+	try := &concordv1.BatchCall{Id: 1, Request: &concordv1.BatchCall_LockAcquire{LockAcquire: &concordv1.AcquireRequest{
+		Claims: []*concordv1.LockClaim{{Name: "m", Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}, Session: s.ID(), Owner: "o",
+		Meta: &concordv1.WriteMeta{ClientId: "retrying-client", RequestId: 7}}}}
+	b.send(try)
+	first := b.results(1)[1]
+	require.Nil(t, first.GetError())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, first.GetLockAcquire().GetState())
+	try.Id = 2
+	b.send(try)
+	again := b.results(1)[2]
+	require.Nil(t, again.GetError(), "the retry at the limit (the table holds the lock and its grant)")
+	require.Equal(t, first.GetLockAcquire().GetToken(), again.GetLockAcquire().GetToken())
+
+	_, rcl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 2 })
+	rw := concurrency.NewRWMutex(liveSession(t, rcl), "rw")
+	require.NoError(t, rw.Lock(ctx))
+	require.NoError(t, rw.Downgrade(ctx), "a downgrade at the limit")
+	require.NoError(t, rw.Upgrade(ctx), "an upgrade at the limit")
 }

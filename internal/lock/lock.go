@@ -879,6 +879,29 @@ func (t *Table) EndReason(token uint64, session int64, owner string) string {
 	return "no longer held (released, or its hold time ended)"
 }
 
+// Involvement reports whether lock name exists, and whether owner of
+// session already holds it or waits for it (an acquire of theirs then adds
+// nothing to the table: it is answered with what they have, or converts
+// their grant in place). It copies nothing.
+func (t *Table) Involvement(name string, session int64, owner string) (exists, involved bool) {
+	l := t.locks[name]
+	if l == nil {
+		return false, false
+	}
+	if _, ok := t.bySession[session][name]; !ok {
+		return true, false
+	}
+	if l.holder(session, owner) != nil {
+		return true, true
+	}
+	for _, id := range l.Queue {
+		if w := t.waiters[id]; w != nil && w.Session == session && w.Owner == owner {
+			return true, true
+		}
+	}
+	return true, false
+}
+
 // Get returns a copy of a lock and its waiters, in queue order.
 func (t *Table) Get(name string) (Lock, []Waiter, bool) {
 	l := t.locks[name]

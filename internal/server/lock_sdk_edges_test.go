@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/concord-dev/concord/client"
@@ -129,4 +130,32 @@ func TestSDKSemaphoreSkipsALostGrantReleasedDirectly(t *testing.T) {
 	require.NoError(t, sem.Release(ctx), "releases g2, not g1 again")
 	require.ErrorIs(t, g2.Err(), client.ErrNotHeld)
 	require.True(t, released(ctx, cl, "slr")())
+}
+
+// A waiter granted, whose grant ends before the SDK follows the wait (here
+// force-released while the acquire's first answer, QUEUED, is on its way),
+// gets ErrLockLost from Lock, not ErrSessionExpired: its session is alive.
+// The server answered LOCK_NOT_WAITING, which the SDK took for an ended
+// session.
+func TestSDKWaitWhoseGrantEndedBeforeItWasFollowed(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	hold := concurrency.NewMutex(session(t, cl, 30*time.Second), "gone")
+	require.NoError(t, hold.Lock(ctx))
+	s := session(t, cl, 30*time.Second)
+	_, err := cl.AcquireLocks(ctx, s, cl.NewOwner(), []*client.LockClaim{{Name: "gone", Kind: client.KindMutex}}, client.AcquireOptions{
+		Wait: true,
+		OnQueued: func(int64) {
+			assert.NoError(t, hold.Unlock(ctx)) // grants the waiter
+			tokens := holders(t, ctx, cl, "gone")
+			if assert.Len(t, tokens, 1) {
+				_, err := cl.ForceReleaseLock(ctx, "gone", tokens[0], "test")
+				assert.NoError(t, err)
+			}
+		}})
+	require.ErrorIs(t, err, client.ErrLockLost)
+	require.NotErrorIs(t, err, client.ErrSessionExpired)
+	require.NoError(t, s.Err(), "the session lives")
+	require.True(t, released(ctx, cl, "gone")())
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	"github.com/concord-dev/concord/internal/lock"
 	"github.com/concord-dev/concord/internal/raftnode"
+	"github.com/concord-dev/concord/internal/session"
 )
 
 // maxOwnerBytes bounds a lock owner's identity.
@@ -37,7 +39,7 @@ func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
 	if req.GetResumeToken() != 0 || req.GetResumeWaiter() != 0 {
 		return nil // follows what exists: adds nothing
 	}
-	return s.checkLockQuota(req.GetClaims())
+	return s.checkLockQuota(req)
 }
 
 // checkAcquireShape refuses what the state machine would refuse whatever
@@ -80,15 +82,19 @@ func (s *Server) checkAcquireShape(req *concordv1.AcquireRequest) error {
 // session may use any number of owners. It is checked against this
 // member's state before proposing, so requests racing each other may pass
 // it together: the bound is soft by at most that.
-func (s *Server) checkLockQuota(claims []*concordv1.LockClaim) error {
+func (s *Server) checkLockQuota(req *concordv1.AcquireRequest) error {
 	var held, adds int
 	s.fsm.Read(func(st fsm.State) {
 		l, w := st.Locks.Len()
 		held = l + w + st.Locks.Holders()
-		for _, c := range claims {
-			if _, _, ok := st.Locks.Get(c.GetName()); ok {
+		for _, c := range req.GetClaims() {
+			switch exists, involved := st.Locks.Involvement(c.GetName(), req.GetSession(), req.GetOwner()); {
+			case involved:
+				// The owner holds it or waits for it: a retry, a
+				// reentrant acquire or a conversion adds nothing.
+			case exists:
 				adds++
-			} else {
+			default:
 				adds += 2
 			}
 		}
@@ -160,6 +166,19 @@ func waiterStatus(st fsm.State, req *concordv1.AcquireRequest, id uint64) (queue
 	return false, 0
 }
 
+// waitEnded is the error of a wait that is no longer queued and holds no
+// grant: SESSION_NOT_FOUND when its session has ended (the SDK reports
+// ErrSessionExpired), else LOCK_NOT_WAITING: it was granted and the grant
+// ended before the call followed it, or it was cancelled, or it is
+// another's. The SDK reports the latter as a lost lock, not as an ended
+// session.
+func waitEnded(st fsm.State, sess int64, format string, args ...any) error {
+	if !st.Sessions.Exists(sess) {
+		return errs.Wrapf(session.ErrNotFound, "session %d ended: %s", sess, fmt.Sprintf(format, args...))
+	}
+	return errs.Wrapf(lock.ErrNotWaiting, format, args...)
+}
+
 // AcquireLock takes a lock and reports through send: QUEUED (if it waits),
 // GRANTED, and, while the stream stays open, LOST when the grant ends other
 // than by Release. It returns when the stream's ctx ends, after LOST, or
@@ -190,7 +209,10 @@ func (s *Server) AcquireLock(ctx context.Context, req *concordv1.AcquireRequest,
 		if err != nil || token == 0 {
 			return err
 		}
-		if resp = s.grantAnswer(req, token); resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_LOST {
+		if resp, err = s.grantAnswer(req, token); err != nil {
+			return err
+		}
+		if resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_LOST {
 			return send(resp)
 		}
 	}
@@ -252,21 +274,24 @@ func (s *Server) resumeWait(ctx context.Context, req *concordv1.AcquireRequest) 
 		return nil, err
 	}
 	resp := &concordv1.AcquireResponse{State: concordv1.AcquireState_ACQUIRE_STATE_QUEUED, Waiter: id, Position: -1}
-	var queued bool
-	var token uint64
+	var ended error
 	s.fsm.Read(func(st fsm.State) {
 		resp.Header = s.header(st.Applied)
-		if queued, token = waiterStatus(st, req, id); queued {
+		queued, token := waiterStatus(st, req, id)
+		switch {
+		case queued:
 			_, ws, _ := st.Locks.Get(req.GetClaims()[0].GetName())
 			for i, w := range ws {
 				if w.ID == id {
 					resp.Position = int64(i)
 				}
 			}
+		case token == 0:
+			ended = waitEnded(st, req.GetSession(), "waiter %d is not queued for this session and owner (granted and ended, cancelled, or another's)", id)
 		}
 	})
-	if !queued && token == 0 {
-		return nil, errs.Wrapf(lock.ErrNotWaiting, "waiter %d is not queued for this session and owner (granted and ended, cancelled, its session ended, or another's)", id)
+	if ended != nil {
+		return nil, ended
 	}
 	return resp, nil
 }
@@ -290,7 +315,7 @@ func (s *Server) AwaitWaiter(ctx context.Context, req *concordv1.AcquireRequest)
 	if token == 0 {
 		return resp, nil
 	}
-	return s.grantAnswer(req, token), nil
+	return s.grantAnswer(req, token)
 }
 
 // grantAnswer answers a wait whose waiter was granted token: GRANTED if
@@ -299,9 +324,14 @@ func (s *Server) AwaitWaiter(ctx context.Context, req *concordv1.AcquireRequest)
 // its end in one batch (a force-release, a session expiry, a hold time),
 // after a partition for instance; answered GRANTED, the client would hold
 // a grant the answer's own revision had ended, until a keep-alive told it.
-func (s *Server) grantAnswer(req *concordv1.AcquireRequest, token uint64) *concordv1.AcquireResponse {
+func (s *Server) grantAnswer(req *concordv1.AcquireRequest, token uint64) (*concordv1.AcquireResponse, error) {
 	var resp *concordv1.AcquireResponse
+	var err error
 	s.fsm.Read(func(st fsm.State) {
+		if !st.Sessions.Exists(req.GetSession()) {
+			err = errs.Wrapf(session.ErrNotFound, "session %d ended, and its grant (token %d) with it", req.GetSession(), token)
+			return
+		}
 		if holdStatus(st, req, token) {
 			resp = &concordv1.AcquireResponse{Header: s.header(st.Applied), State: concordv1.AcquireState_ACQUIRE_STATE_GRANTED, Token: token}
 			return
@@ -309,7 +339,7 @@ func (s *Server) grantAnswer(req *concordv1.AcquireRequest, token uint64) *conco
 		resp = &concordv1.AcquireResponse{Header: s.header(st.Applied), State: concordv1.AcquireState_ACQUIRE_STATE_LOST, Token: token,
 			Reason: st.Locks.EndReason(token, req.GetSession(), req.GetOwner())}
 	})
-	return resp
+	return resp, err
 }
 
 // LostGrants names which of the grants session thought it held have ended
@@ -356,13 +386,21 @@ func (s *Server) awaitGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 	}
 	var queued bool
 	var token uint64
-	s.fsm.Read(func(st fsm.State) { queued, token = waiterStatus(st, req, id) })
+	var ended error
+	status := func(why string) {
+		s.fsm.Read(func(st fsm.State) {
+			if queued, token = waiterStatus(st, req, id); !queued && token == 0 {
+				ended = waitEnded(st, req.GetSession(), "waiter %d left the queue: %s", id, why)
+			}
+		})
+	}
+	status("granted and ended before this call followed it, or cancelled")
 	for {
 		if token != 0 {
 			return token, nil
 		}
-		if !queued {
-			return 0, errs.Wrapf(lock.ErrNotWaiting, "waiter %d left the queue (cancelled, or its session ended)", id)
+		if ended != nil {
+			return 0, ended
 		}
 		select {
 		case ev := <-ch:
@@ -372,10 +410,7 @@ func (s *Server) awaitGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 				}
 				return ev.token, nil
 			}
-			s.fsm.Read(func(st fsm.State) { queued, token = waiterStatus(st, req, id) })
-			if !queued && token == 0 {
-				return 0, errs.Wrapf(lock.ErrNotWaiting, "waiter %d left the queue: %s", id, ev.reason)
-			}
+			status(ev.reason)
 		case <-ctx.Done():
 			return 0, nil
 		case <-s.stopCh:
