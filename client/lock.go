@@ -148,7 +148,10 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 	sent := time.Now()
 	resp, err := c.acquireNow(ctx, req)
 	if err != nil {
-		if ctx.Err() != nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) {
+		// A refusal by --max-locks may answer a retry whose first attempt
+		// is still on its way to being applied: take it back too (the
+		// take-back of an acquire that never applied releases nothing).
+		if ctx.Err() != nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrQuotaExceeded) {
 			// The acquire may have been applied: take it back. A
 			// conversion taken back ends the grant it converted.
 			c.abandon(sess, owner, claims, req, 0, 0)
@@ -623,12 +626,10 @@ func (g *Grant) Release(ctx context.Context) error {
 		// its session), even if the server held it still and released
 		// it now: the work it guarded was told to stop, and so is the
 		// caller.
-		if err == nil {
-			// The release took effect: not ErrClosed, whatever ended the
-			// session (Close, Orphan), for ErrClosed says no effect.
-			return fmt.Errorf("%w: %v", ErrLockLost, cause)
-		}
-		return cause
+		// Not ErrClosed, whatever ended the session (Close, Orphan):
+		// ErrClosed says a call had no effect, and this release may have
+		// taken effect (it did if err is nil).
+		return fmt.Errorf("%w: %v", ErrLockLost, cause)
 	}
 	return err
 }

@@ -336,3 +336,52 @@ func TestMaxLocksLetsThroughWhatAddsNothing(t *testing.T) {
 	require.NoError(t, rw.Downgrade(ctx), "a downgrade at the limit")
 	require.NoError(t, rw.Upgrade(ctx), "an upgrade at the limit")
 }
+
+// --max-locks counts a LockAll waiter's place in each queue it joins: it
+// becomes one grant per lock. Counted as one entry while it waited, two
+// waiters of 64 locks each grew the table to 256 entries under
+// --max-locks 200 once their gate was released.
+func TestMaxLocksCountsEveryPlaceAMultiLockWaiterTakes(t *testing.T) {
+	const max = 200
+	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = max })
+	ctx := context.Background()
+	s := liveSession(t, cl)
+	gates := []*client.LockClaim{{Name: "g0", Kind: client.KindMutex}, {Name: "g1", Kind: client.KindMutex}}
+	_, err := cl.AcquireLocks(ctx, s, "h", gates, client.AcquireOptions{})
+	require.NoError(t, err)
+	b := openRaw(t, c.Endpoints()[0])
+	for i := range 2 {
+		claims := []*concordv1.LockClaim{{Name: fmt.Sprintf("g%d", i), Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}
+		for j := range 63 {
+			claims = append(claims, &concordv1.LockClaim{Name: fmt.Sprintf("y%d.%02d", i, j), Kind: concordv1.LockKind_LOCK_KIND_MUTEX})
+		}
+		id := uint64(i + 1)
+		b.send(&concordv1.BatchCall{Id: id, Request: &concordv1.BatchCall_LockAcquire{LockAcquire: &concordv1.AcquireRequest{
+			Claims: claims, Session: s.ID(), Owner: fmt.Sprintf("w%d", i), Wait: true}}})
+		r := b.results(1)[id]
+		if i == 0 {
+			require.Nil(t, r.GetError(), "the first waiter: 2 gates held (4 entries) and 63 new locks (126) plus a place (1)")
+			require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, r.GetLockAcquire().GetState())
+			continue
+		}
+		require.Equal(t, "QUOTA_EXCEEDED", r.GetError().GetInfo().GetReason(), "the second waiter would pass --max-locks %d", max)
+	}
+	entries := func() int {
+		locks, err := cl.ListLocks(ctx, "")
+		require.NoError(t, err)
+		n := len(locks)
+		waiters := map[uint64]bool{}
+		for _, l := range locks {
+			n += len(l.GetHolders())
+			for _, w := range l.GetWaiters() {
+				waiters[w.GetId()] = true
+			}
+		}
+		return n + len(waiters)
+	}
+	require.LessOrEqual(t, entries(), max)
+	require.NoError(t, cl.ReleaseLocks(ctx, s, "h", []string{"g0", "g1"}, 0))
+	n := entries()
+	t.Logf("entries after the gates were released: %d (--max-locks %d)", n, max)
+	require.LessOrEqual(t, n, max, "the lock table grew past --max-locks")
+}

@@ -205,6 +205,7 @@ type Table struct {
 	bySession map[int64]map[string]struct{}
 	forced    []ForceRecord
 	holders   int // grants held, summed over locks
+	queued    int // places in queues, summed over locks (a waiter of n locks takes n)
 	sessions  SessionChecker
 	observer  Observer
 	// now and rev of the command being applied.
@@ -410,6 +411,7 @@ func (t *Table) Acquire(rev uint64, nowMs int64, r Request) (Outcome, error) {
 	}
 	w := &Waiter{ID: rev, Session: r.Session, Owner: r.Owner, Claims: claims, HoldMs: r.HoldMs, SinceUnixMs: nowMs}
 	t.waiters[w.ID] = w
+	t.queued += len(claims)
 	for _, c := range claims {
 		l := t.lockFor(c)
 		l.Queue = append(l.Queue, w.ID)
@@ -534,6 +536,9 @@ func (t *Table) grant(w *Waiter) []string {
 		t.involve(w.Session, c.Name)
 		t.notifyGrant(l.Name, h, w.ID, t.now-w.SinceUnixMs, part)
 		names = append(names, c.Name)
+	}
+	if _, queued := t.waiters[w.ID]; queued {
+		t.queued -= len(w.Claims)
 	}
 	delete(t.waiters, w.ID)
 	return names
@@ -664,6 +669,9 @@ func (t *Table) dequeue(w *Waiter, reason string) {
 		if l := t.locks[c.Name]; l != nil {
 			l.Queue = slices.DeleteFunc(l.Queue, func(id uint64) bool { return id == w.ID })
 		}
+	}
+	if _, queued := t.waiters[w.ID]; queued {
+		t.queued -= len(w.Claims)
 	}
 	delete(t.waiters, w.ID)
 	for _, c := range w.Claims {
@@ -938,6 +946,10 @@ func (t *Table) Len() (locks, waiters int) { return len(t.locks), len(t.waiters)
 // Holders returns the number of grants held, over every lock: a semaphore
 // with three holders counts three.
 func (t *Table) Holders() int { return t.holders }
+
+// Queued returns the places taken in the locks' queues: a waiter for
+// several locks (LockAll) takes one in each, and becomes as many grants.
+func (t *Table) Queued() int { return t.queued }
 
 // Forced returns the recent force-release records, oldest first.
 func (t *Table) Forced() []ForceRecord { return slices.Clone(t.forced) }

@@ -439,11 +439,13 @@ func waiterIDs(tb *Table) []uint64 {
 
 func checkInvariants(t *testing.T, tb *Table, live liveSessions) {
 	t.Helper()
-	held := 0
+	held, queued := 0, 0
 	for _, l := range tb.locks {
 		held += len(l.Holders)
+		queued += len(l.Queue)
 	}
 	require.Equal(t, held, tb.Holders(), "the holder count drifted from the locks")
+	require.Equal(t, queued, tb.Queued(), "the queued count drifted from the queues")
 	for name, l := range tb.locks {
 		require.False(t, len(l.Holders) == 0 && len(l.Queue) == 0, "empty lock %s kept", name)
 		var permits int64

@@ -113,6 +113,7 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 			return fmt.Errorf("%w: waiter ID %d is zero or twice", record.ErrCorrupt, w.ID)
 		}
 		fresh.waiters[w.ID] = w
+		fresh.queued += len(w.Claims)
 	}
 	if err := fresh.checkRestored(); err != nil {
 		return err
@@ -213,7 +214,7 @@ func (t *Table) checkRestored() error {
 
 // Adopt takes over the content of other, keeping t's wiring.
 func (t *Table) Adopt(other *Table) {
-	t.locks, t.waiters, t.bySession, t.forced, t.holders = other.locks, other.waiters, other.bySession, other.forced, other.holders
+	t.locks, t.waiters, t.bySession, t.forced, t.holders, t.queued = other.locks, other.waiters, other.bySession, other.forced, other.holders, other.queued
 	if t.observer != nil {
 		t.observer.Replaced(t.Holds())
 	}

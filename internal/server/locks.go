@@ -85,8 +85,8 @@ func (s *Server) checkAcquireShape(req *concordv1.AcquireRequest) error {
 func (s *Server) checkLockQuota(req *concordv1.AcquireRequest) error {
 	var held, adds int
 	s.fsm.Read(func(st fsm.State) {
-		l, w := st.Locks.Len()
-		held = l + w + st.Locks.Holders()
+		l, _ := st.Locks.Len()
+		held = l + st.Locks.Queued() + st.Locks.Holders()
 		for _, c := range req.GetClaims() {
 			switch exists, involved := st.Locks.Involvement(c.GetName(), req.GetSession(), req.GetOwner()); {
 			case involved:
