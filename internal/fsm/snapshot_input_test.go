@@ -179,3 +179,28 @@ func TestInconsistentLockSectionIsRefused(t *testing.T) {
 			Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{Names: []string{"a"}, Session: 1, Owner: "o"}}})}})
 	}, "VerifySnapshot accepted a lock table that panics on apply")
 }
+
+// A waiter claiming one lock twice is refused: commands never build one
+// (the claims are normalised), and it would be granted twice on a mutex
+// once its holder released it (and the count of queue places drift).
+func TestLockSectionWaiterClaimingALockTwiceIsRefused(t *testing.T) {
+	var buf bytes.Buffer
+	w := record.NewWriter(&buf)
+	wr := func(m proto.Message) { require.NoError(t, w.Write(m)) }
+	wr(&internalv1.SnapshotHeader{Format: snapshotFormat, Index: 10})
+	wr(&internalv1.SectionHeader{Name: "member"})
+	wr(&internalv1.SectionHeader{Name: "session", Count: 1})
+	wr(&internalv1.SessionRecord{Id: 1, TtlMs: 60000})
+	wr(&internalv1.SectionHeader{Name: "kv"})
+	wr(&internalv1.SectionHeader{Name: "lock", Count: 3})
+	wr(&internalv1.LockSectionHeader{Locks: 1, Waiters: 1})
+	wr(&internalv1.LockRecord{Name: "m", Kind: 1, Capacity: 1, Queue: []uint64{5},
+		Holders: []*internalv1.LockHolderRecord{{Session: 1, Owner: "o", Token: 2, Mode: 1, Permits: 1}}})
+	claim := &internalv1.LockClaimRecord{Name: "m", Kind: 1, Mode: 1, Permits: 1, Capacity: 1}
+	wr(&internalv1.LockWaiterRecord{Id: 5, Session: 1, Owner: "w", Claims: []*internalv1.LockClaimRecord{claim, claim}})
+	wr(&internalv1.SectionHeader{Name: "ids"})
+	wr(&internalv1.SectionHeader{Name: "dedupe"})
+	require.NoError(t, w.Flush())
+	_, err := VerifySnapshot(bytes.NewReader(buf.Bytes()))
+	require.ErrorContains(t, err, "twice")
+}

@@ -203,7 +203,10 @@ func (t *Table) checkRestored() error {
 		if len(w.Claims) > MaxClaims {
 			return bad("waiter %d claims %d locks", id, len(w.Claims))
 		}
-		for _, c := range w.Claims {
+		for i, c := range w.Claims {
+			if slices.ContainsFunc(w.Claims[:i], func(o Claim) bool { return o.Name == c.Name }) {
+				return bad("waiter %d claims lock %q twice", id, c.Name)
+			}
 			if !slices.Contains(queuedOn[id], c.Name) {
 				return bad("waiter %d claims lock %q but is not queued on it", id, c.Name)
 			}
