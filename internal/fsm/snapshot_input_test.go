@@ -141,11 +141,11 @@ func TestReadDuringRestoreReportsItsIndex(t *testing.T) {
 	}
 }
 
-// A lock section that commands could not have built is refused. A waiter
-// queued on a lock it does not claim used to pass VerifySnapshot and
-// `snapshot restore`, and the restored cluster panicked applying ordinary
-// commands (every member alike, at the same entry).
-func TestInconsistentLockSectionIsRefused(t *testing.T) {
+// lockSectionSnapshot writes a snapshot of one live session (ID 1) and a
+// lock section of the given records (a LockSectionHeader first), every
+// other section empty: how a hand-made backup file looks.
+func lockSectionSnapshot(t *testing.T, records ...proto.Message) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	w := record.NewWriter(&buf)
 	wr := func(m proto.Message) { require.NoError(t, w.Write(m)) }
@@ -154,24 +154,36 @@ func TestInconsistentLockSectionIsRefused(t *testing.T) {
 	wr(&internalv1.SectionHeader{Name: "session", Count: 1})
 	wr(&internalv1.SessionRecord{Id: 1, TtlMs: 60000})
 	wr(&internalv1.SectionHeader{Name: "kv"})
-	wr(&internalv1.SectionHeader{Name: "lock", Count: 4})
-	wr(&internalv1.LockSectionHeader{Locks: 2, Waiters: 1})
-	holder := func(owner string, tok uint64) []*internalv1.LockHolderRecord {
-		return []*internalv1.LockHolderRecord{{Session: 1, Owner: owner, Token: tok, Mode: 1, Permits: 1}}
+	wr(&internalv1.SectionHeader{Name: "lock", Count: uint64(len(records))})
+	for _, r := range records {
+		wr(r)
 	}
-	wr(&internalv1.LockRecord{Name: "a", Kind: 1, Capacity: 1, Holders: holder("o", 2), Queue: []uint64{7}})
-	wr(&internalv1.LockRecord{Name: "b", Kind: 1, Capacity: 1, Holders: holder("p", 3), Queue: []uint64{7}})
-	wr(&internalv1.LockWaiterRecord{Id: 7, Session: 1, Owner: "w", Claims: []*internalv1.LockClaimRecord{{Name: "b", Kind: 1, Mode: 1, Permits: 1, Capacity: 1}}})
 	wr(&internalv1.SectionHeader{Name: "ids"})
 	wr(&internalv1.SectionHeader{Name: "dedupe"})
 	require.NoError(t, w.Flush())
+	return buf.Bytes()
+}
 
-	_, err := VerifySnapshot(bytes.NewReader(buf.Bytes()))
+// A lock section that commands could not have built is refused. A waiter
+// queued on a lock it does not claim used to pass VerifySnapshot and
+// `snapshot restore`, and the restored cluster panicked applying ordinary
+// commands (every member alike, at the same entry).
+func TestInconsistentLockSectionIsRefused(t *testing.T) {
+	holder := func(owner string, tok uint64) []*internalv1.LockHolderRecord {
+		return []*internalv1.LockHolderRecord{{Session: 1, Owner: owner, Token: tok, Mode: 1, Permits: 1}}
+	}
+	snap := lockSectionSnapshot(t,
+		&internalv1.LockSectionHeader{Locks: 2, Waiters: 1},
+		&internalv1.LockRecord{Name: "a", Kind: 1, Capacity: 1, Holders: holder("o", 2), Queue: []uint64{7}},
+		&internalv1.LockRecord{Name: "b", Kind: 1, Capacity: 1, Holders: holder("p", 3), Queue: []uint64{7}},
+		&internalv1.LockWaiterRecord{Id: 7, Session: 1, Owner: "w", Claims: []*internalv1.LockClaimRecord{{Name: "b", Kind: 1, Mode: 1, Permits: 1, Capacity: 1}}})
+
+	_, err := VerifySnapshot(bytes.NewReader(snap))
 	if err != nil {
 		return // refused: fine
 	}
 	f := New(Config{})
-	require.NoError(t, f.Restore(bytes.NewReader(buf.Bytes())))
+	require.NoError(t, f.Restore(bytes.NewReader(snap)))
 	require.NotPanics(t, func() {
 		f.ApplyBatch([]raftnode.Entry{{Index: 11, Type: raftnode.EntryCommand, Data: encode(t, &internalv1.Command{
 			Op: &internalv1.Command_LockCancel{LockCancel: &concordv1.CancelWaitRequest{Waiter: 7, Session: 1, Owner: "w"}}})}})
@@ -184,23 +196,12 @@ func TestInconsistentLockSectionIsRefused(t *testing.T) {
 // (the claims are normalised), and it would be granted twice on a mutex
 // once its holder released it (and the count of queue places drift).
 func TestLockSectionWaiterClaimingALockTwiceIsRefused(t *testing.T) {
-	var buf bytes.Buffer
-	w := record.NewWriter(&buf)
-	wr := func(m proto.Message) { require.NoError(t, w.Write(m)) }
-	wr(&internalv1.SnapshotHeader{Format: snapshotFormat, Index: 10})
-	wr(&internalv1.SectionHeader{Name: "member"})
-	wr(&internalv1.SectionHeader{Name: "session", Count: 1})
-	wr(&internalv1.SessionRecord{Id: 1, TtlMs: 60000})
-	wr(&internalv1.SectionHeader{Name: "kv"})
-	wr(&internalv1.SectionHeader{Name: "lock", Count: 3})
-	wr(&internalv1.LockSectionHeader{Locks: 1, Waiters: 1})
-	wr(&internalv1.LockRecord{Name: "m", Kind: 1, Capacity: 1, Queue: []uint64{5},
-		Holders: []*internalv1.LockHolderRecord{{Session: 1, Owner: "o", Token: 2, Mode: 1, Permits: 1}}})
 	claim := &internalv1.LockClaimRecord{Name: "m", Kind: 1, Mode: 1, Permits: 1, Capacity: 1}
-	wr(&internalv1.LockWaiterRecord{Id: 5, Session: 1, Owner: "w", Claims: []*internalv1.LockClaimRecord{claim, claim}})
-	wr(&internalv1.SectionHeader{Name: "ids"})
-	wr(&internalv1.SectionHeader{Name: "dedupe"})
-	require.NoError(t, w.Flush())
-	_, err := VerifySnapshot(bytes.NewReader(buf.Bytes()))
+	snap := lockSectionSnapshot(t,
+		&internalv1.LockSectionHeader{Locks: 1, Waiters: 1},
+		&internalv1.LockRecord{Name: "m", Kind: 1, Capacity: 1, Queue: []uint64{5},
+			Holders: []*internalv1.LockHolderRecord{{Session: 1, Owner: "o", Token: 2, Mode: 1, Permits: 1}}},
+		&internalv1.LockWaiterRecord{Id: 5, Session: 1, Owner: "w", Claims: []*internalv1.LockClaimRecord{claim, claim}})
+	_, err := VerifySnapshot(bytes.NewReader(snap))
 	require.ErrorContains(t, err, "twice")
 }
