@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
@@ -47,6 +48,14 @@ func TestAbandonedKeepAliveStreamsLeaveNoHandler(t *testing.T) {
 		}
 		scancel()
 	}
-	require.Eventually(t, func() bool { return keepAliveHandlers() <= base }, 10*time.Second, 50*time.Millisecond,
-		"keep-alive handlers still run after their streams were cancelled: %d", keepAliveHandlers()-base)
+	if !assert.Eventually(t, func() bool { return keepAliveHandlers() <= base }, 30*time.Second, 50*time.Millisecond,
+		"keep-alive handlers still run after their streams were cancelled: %d", keepAliveHandlers()-base) {
+		buf := make([]byte, 8<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "sessionService).KeepAlive") {
+				t.Logf("%s", g)
+			}
+		}
+	}
 }
