@@ -316,9 +316,28 @@ func (c *Client) KeepAliveOnce(ctx context.Context, id int64) (time.Duration, er
 	return ttl, err
 }
 
-// keepAliveAnswerTimeout is how long a keep-alive may wait for its answer
-// before the stream is abandoned for another member.
-const keepAliveAnswerTimeout = 2 * time.Second
+// keepAliveAnswerTimeout bounds how long a keep-alive may wait for its
+// answer before the stream is abandoned for another member. A session with a
+// short TTL waits less (answerTimeout): a keep-alive sent a third of a TTL
+// after the last confirmed one, to a leader that then stops answering, must
+// still leave time to reconnect and be confirmed elsewhere within the TTL.
+const (
+	keepAliveAnswerTimeout    = 2 * time.Second
+	minKeepAliveAnswerTimeout = 250 * time.Millisecond
+)
+
+// answerTimeout is how long the stream waits for a keep-alive's answer while
+// sessions keeps alive: a quarter of the shortest TTL, within
+// [minKeepAliveAnswerTimeout, keepAliveAnswerTimeout]. With the keep-alive
+// sent at a third of the TTL, giving up at seven twelfths leaves five twelfths
+// of it (1.25 s of a 3 s TTL) to find the new leader and be confirmed there.
+func answerTimeout(sessions []*Session) time.Duration {
+	d := keepAliveAnswerTimeout
+	for _, s := range sessions {
+		d = min(d, s.ttl/4)
+	}
+	return max(d, minKeepAliveAnswerTimeout)
+}
 
 func oldestInflight(mu *sync.Mutex, inflight map[int64][]time.Time) time.Time {
 	mu.Lock()
@@ -476,16 +495,16 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 	defer tick.Stop()
 	lastSent := map[int64]time.Time{}
 	for {
-		// A member that stops answering keeps the stream open: give up on
-		// it when a keep-alive waits too long, and reconnect elsewhere.
-		if oldest := oldestInflight(&pmu, inflight); !oldest.IsZero() && time.Since(oldest) > keepAliveAnswerTimeout {
-			return fmt.Errorf("%w: %s did not answer a keep-alive within %s", ErrUnavailable, ep.addr, keepAliveAnswerTimeout)
-		}
 		now := time.Now()
 		sessions := k.snapshot()
 		if len(sessions) == 0 {
 			_ = stream.CloseRequest()
 			return nil
+		}
+		// A member that stops answering keeps the stream open: give up on
+		// it when a keep-alive waits too long, and reconnect elsewhere.
+		if oldest, limit := oldestInflight(&pmu, inflight), answerTimeout(sessions); !oldest.IsZero() && now.Sub(oldest) > limit {
+			return fmt.Errorf("%w: %s did not answer a keep-alive within %s", ErrUnavailable, ep.addr, limit)
 		}
 		for _, s := range sessions {
 			interval := s.ttl / 3

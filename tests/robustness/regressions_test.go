@@ -60,8 +60,20 @@ func TestRegressionSDKFailsOverFromUnresponsiveLeader(t *testing.T) {
 	require.NoError(t, err)
 	sess, err := cl.NewSession(ctx, client.WithTTL(3*time.Second))
 	require.NoError(t, err)
+	// The worst moment to pause (CI found it, 2026-11-27): right after a
+	// keep-alive was confirmed, so the next one, a third of a TTL later,
+	// goes to the paused leader. With a fixed 2 s answer timeout the SDK gave
+	// up on that stream only at the session's deadline.
+	created := sess.Deadline()
+	require.NoError(t, cluster.Poll(ctx, 10*time.Second, 5*time.Millisecond, func() error {
+		if !sess.Deadline().After(created) {
+			return fmt.Errorf("no keep-alive confirmed yet")
+		}
+		return nil
+	}))
 
 	require.NoError(t, c.Pause(old))
+	pausedAt := time.Now()
 	defer func() { _ = c.Resume(old) }()
 	_, err = c.WaitLeader(ctx, 20*time.Second)
 	require.NoError(t, err, "the majority elects a new leader")
@@ -81,6 +93,10 @@ func TestRegressionSDKFailsOverFromUnresponsiveLeader(t *testing.T) {
 
 	// And a session kept alive by the SDK outlives a pause of the old
 	// leader longer than its TTL.
+	select {
+	case <-sess.Done():
+	case <-time.After(time.Until(pausedAt.Add(sess.TTL() + time.Second))):
+	}
 	select {
 	case <-sess.Done():
 		t.Fatalf("the SDK lost its session while a ready leader was serving: %v", sess.Err())
