@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +28,10 @@ var (
 	ErrBadCommand = errs.New("BAD_COMMAND", "fsm: malformed or unknown command")
 	// ErrInternal is the reason given to errors without a sentinel.
 	ErrInternal = errs.New("INTERNAL", "internal error")
+	// ErrSnapshotFormat is a snapshot (a backup file, or one sent by another
+	// member) in an encoding this build does not read: made by a newer
+	// concord, not damaged. It is refused whole.
+	ErrSnapshotFormat = errors.New("fsm: snapshot format this build does not read")
 )
 
 // Config configures a state machine. Zero fields take the documented

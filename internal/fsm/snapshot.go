@@ -145,7 +145,7 @@ func decodeSnapshot(r io.Reader, st *staging) (*internalv1.SnapshotHeader, error
 		return nil, fmt.Errorf("header: %w", err)
 	}
 	if hdr.GetFormat() != snapshotFormat {
-		return nil, fmt.Errorf("%w: snapshot format %d, this build reads %d", record.ErrCorrupt, hdr.GetFormat(), snapshotFormat)
+		return nil, fmt.Errorf("%w: format %d, this build reads %d (a snapshot of a newer concord is restored with that version)", ErrSnapshotFormat, hdr.GetFormat(), snapshotFormat)
 	}
 	want := sections(st.kv, st.sessions, st.locks, st.ids, st.members, st.dedupe)
 	for _, s := range want {

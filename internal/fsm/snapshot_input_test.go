@@ -52,6 +52,20 @@ func TestRestoredBackupKeepsRequestIDs(t *testing.T) {
 	}
 }
 
+// A snapshot of another format is told apart from a damaged one: it was
+// refused as a "corrupt stream", which sends an operator looking for a disk
+// fault rather than for the concord version that wrote it.
+func TestUnknownSnapshotFormatIsNotCorruption(t *testing.T) {
+	var buf bytes.Buffer
+	w := record.NewWriter(&buf)
+	require.NoError(t, w.Write(&internalv1.SnapshotHeader{Format: snapshotFormat + 1, Index: 1}))
+	require.NoError(t, w.Flush())
+	_, err := VerifySnapshot(bytes.NewReader(buf.Bytes()))
+	require.ErrorIs(t, err, ErrSnapshotFormat)
+	require.NotErrorIs(t, err, record.ErrCorrupt)
+	require.NotContains(t, err.Error(), "corrupt")
+}
+
 // A snapshot file is operator input (`concord snapshot restore FILE`). A
 // section header's count is trusted as a capacity.
 func TestHugeSectionCountIsRefusedWithoutPanic(t *testing.T) {
