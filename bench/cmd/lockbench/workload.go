@@ -143,9 +143,9 @@ func runWorkload(ctx context.Context, sys string, nodes int, wl string, clients 
 }
 
 // runPhase runs the workers for d and returns the latencies (cycles for
-// distinct, waits for hot) and, for hot, handoffs between workers of the
-// cycles started meanwhile and how many acquisitions were by the worker
-// that had released last. Each holder stays inside for hold.
+// distinct, waits for hot) and, for hot, handoffs between workers, of the
+// cycles (acquisitions) that ended within d, and how many acquisitions
+// were by the worker that had released last. Each holder stays inside for hold.
 func runPhase(ctx context.Context, wl string, keys []*keyState, lockers []locker, c *checks, d, opTimeout, hold time.Duration) (lat, handoffs *load.Sample, self int) {
 	for _, k := range keys {
 		k.lastUnlock.Store(0)
@@ -201,8 +201,16 @@ func work(ctx context.Context, hot bool, w int, k *keyState, l locker, c *checks
 			}
 			continue
 		}
+		// A cycle counts in the phase it ends in (for hot, the acquisition):
+		// one begun before until and ended after it would add to the rate
+		// a time the phase does not count.
 		if !hot {
-			s.lat.Record(end.Sub(begin), nil)
+			if end.Before(until) {
+				s.lat.Record(end.Sub(begin), nil)
+			}
+			continue
+		}
+		if !got.Before(until) {
 			continue
 		}
 		s.lat.Record(got.Sub(begin), nil)
