@@ -42,7 +42,9 @@ type Config struct {
 	// another. Default 3s.
 	AttemptTimeout time.Duration
 	// ClientID identifies this client's writes for deduplication; default
-	// random. Two live clients must not share one.
+	// random. Two live clients must not share one. A process may reuse its
+	// ClientID after a restart: request IDs start from the wall clock, so
+	// only a clock stepped back across the restart could repeat one.
 	ClientID string
 	// Logger receives the SDK's rare diagnostics; default discards.
 	Logger *slog.Logger
@@ -135,6 +137,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.ClientID = "sdk-" + hex.EncodeToString(b[:])
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, clientID: cfg.ClientID}
+	// Request IDs start from the wall clock, in nanoseconds, and count up:
+	// a process restarted with the same ClientID numbers its writes above
+	// the previous one's (which would have had to write more than once per
+	// nanosecond to catch up), so the server, which remembers results for
+	// minutes, never answers a new write with an old one's result.
+	c.seq.Store(uint64(time.Now().UnixNano()))
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.httpc = newHTTPClient(cfg)
 	opts := []connect.ClientOption{connect.WithGRPC(), connect.WithReadMaxBytes(64 << 20), connect.WithSendMaxBytes(64 << 20), vtcodec.Option(),
@@ -387,6 +395,36 @@ func (c *Client) moveOff(failed *endpoint, skip map[*endpoint]bool) {
 	}
 }
 
+// The server answers a retried write with its first result while it
+// remembers it: for 30 s after it was applied, unless the client wrote
+// 65,536 times since (docs/kv.md). The SDK sends a call again after an
+// attempt whose outcome it does not know only while a new attempt, answered
+// or not within AttemptTimeout, would still fall inside that guarantee, with
+// a margin: after that, a retry could apply a write a second time.
+var dedupeRetryWindow = 28 * time.Second // of fsm.DedupeMinAgeNanos' 30 s
+
+// dedupeRetryWrites is how many writes the client may issue after an
+// attempt of unknown outcome before the call stops retrying (of the
+// server's fsm.DedupeMaxWindow, 65,536).
+const dedupeRetryWrites = 60000
+
+// withinDedupe reports whether a call whose first attempt of unknown
+// outcome was sent at since, with the request counter at seqThen, may be
+// sent again now that the counter is at seqNow.
+func withinDedupe(since time.Time, seqThen, seqNow uint64, attempt time.Duration) bool {
+	return time.Since(since)+attempt <= dedupeRetryWindow && seqNow-seqThen < dedupeRetryWrites
+}
+
+// certainlyNotApplied reports whether err says that the attempt did nothing
+// (a member that does not lead, or that is shutting down, refused it).
+func certainlyNotApplied(err error) bool {
+	switch reasonOf(err) {
+	case "NOT_LEADER", "NO_LEADER", "SHUTTING_DOWN":
+		return true
+	}
+	return false
+}
+
 // retryable reports whether a failed call may be sent again. Reads always
 // may; writes carry a request ID the server deduplicates, so an unknown
 // outcome may be retried too. Calls without an ID (membership changes) are
@@ -421,8 +459,14 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		ours = true
 	}
 	backoff := 10 * time.Millisecond
+	// unknownSince is when the first attempt whose outcome is unknown was
+	// sent (zero while every failure said nothing was done), and
+	// unknownSeq the client's request ID counter then.
+	var unknownSince time.Time
+	var unknownSeq uint64
 	for {
 		ep := c.pick()
+		sent := time.Now()
 		actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
 		err := fromWire(f(actx, ep))
 		cancel()
@@ -445,11 +489,16 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		if !retryable(err, idempotent) {
 			return err
 		}
-		if ctx.Err() != nil {
-			if reasonOf(err) == "UNKNOWN_OUTCOME" || reasonOf(err) == "TIMEOUT" {
-				return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
-			}
-			return err
+		if unknownSince.IsZero() && !certainlyNotApplied(err) {
+			unknownSince, unknownSeq = sent, c.seq.Load()
+		}
+		// Past the dedupe guarantee, the call ends as it would at its
+		// deadline.
+		expired := func() bool {
+			return ctx.Err() != nil || !unknownSince.IsZero() && !withinDedupe(unknownSince, unknownSeq, c.seq.Load(), c.cfg.AttemptTimeout)
+		}
+		if expired() {
+			return lastAttempt(err)
 		}
 		c.log.Debug("retrying", "endpoint", ep.addr, "err", err)
 		if reasonOf(err) != "NO_LEADER" {
@@ -457,7 +506,7 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		}
 		select {
 		case <-ctx.Done():
-			return err
+			return lastAttempt(err)
 		case <-c.ctx.Done():
 			return ErrClosed
 		case <-time.After(backoff):
@@ -466,5 +515,17 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		_ = c.syncLeader(sctx, false)
 		cancel()
+		if expired() {
+			return lastAttempt(err)
+		}
 	}
+}
+
+// lastAttempt is the error of a call that stops retrying after err: an
+// unknown outcome when the server said so or timed out.
+func lastAttempt(err error) error {
+	if reasonOf(err) == "UNKNOWN_OUTCOME" || reasonOf(err) == "TIMEOUT" {
+		return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+	}
+	return err
 }

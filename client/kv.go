@@ -107,7 +107,9 @@ func (c *Client) rangeRequest(key string, o opOptions) *concordv1.RangeRequest {
 type RangeResult struct {
 	KVs []*KeyValue
 	// More is true when keys remain after the last one returned.
-	More  bool
+	More bool
+	// Count is len(KVs); with WithCountOnly, the number of keys in the
+	// whole range (KVs is then empty).
 	Count int64
 	// Revision is the state's revision when read.
 	Revision uint64

@@ -153,6 +153,23 @@ func (f *FSM) Read(fn func(State)) {
 	fn(State{KV: f.kv, Sessions: f.sessions, Locks: f.locks, IDs: f.ids, Members: f.members, Applied: f.applied.Load(), NowUnixNano: f.now})
 }
 
+// Remembered reports whether the state machine holds the result of the
+// write that client numbered req: a retry of it is answered with that result
+// and changes nothing.
+func (f *FSM) Remembered(client string, req uint64) bool {
+	if client == "" {
+		return false
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	c := f.dedupe.clients[client]
+	if c == nil {
+		return false
+	}
+	_, ok := c.find(req)
+	return ok
+}
+
 // AppliedIndex returns the last applied index.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 

@@ -326,3 +326,22 @@ func BenchmarkPutExisting(b *testing.B) {
 		}
 	}
 }
+
+// RangeResponse.count was documented as "the number of keys in the range"
+// but was the page's size for a limited range. It is documented now as what
+// it is: the keys returned, or with count_only the keys in the range.
+func TestRangeCountIsThePageOrWithCountOnlyTheRange(t *testing.T) {
+	s := NewStore(fakeSessions{})
+	for i := range 25 {
+		put(t, s, uint64(i+1), fmt.Sprintf("p/%02d", i), "v")
+	}
+	page, err := s.Range(&concordv1.RangeRequest{Key: []byte("p/"), Prefix: true, Limit: 10}, lim)
+	require.NoError(t, err)
+	require.Len(t, page.Kvs, 10)
+	require.True(t, page.More)
+	require.EqualValues(t, len(page.Kvs), page.Count)
+	counted, err := s.Range(&concordv1.RangeRequest{Key: []byte("p/"), Prefix: true, Limit: 10, CountOnly: true}, lim)
+	require.NoError(t, err)
+	require.Empty(t, counted.Kvs)
+	require.EqualValues(t, 25, counted.Count, "count_only counts the whole range, whatever the limit")
+}

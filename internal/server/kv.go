@@ -32,9 +32,12 @@ type quotaWrite struct {
 // transaction's branches are alternatives, so the larger one counts. The
 // check reads this member's state before proposing: requests racing each
 // other may pass it together, so the bounds hold within a few requests,
-// not exactly. Deletes, and writes that do not grow the state, always
-// pass.
-func (s *Server) checkQuota(branches ...[]quotaWrite) error {
+// not exactly. Deletes, writes that do not grow the state, and retries of
+// writes already applied (retryOfApplied) always pass.
+func (s *Server) checkQuota(meta *concordv1.WriteMeta, branches ...[]quotaWrite) error {
+	if s.retryOfApplied(meta) {
+		return nil
+	}
 	q, m := s.cfg.Limits.QuotaBytes, s.cfg.Limits.MaxKeys
 	var err error
 	s.fsm.Read(func(st fsm.State) {
@@ -129,7 +132,7 @@ func (s *Server) preparePut(req *concordv1.PutRequest) (prepared[*concordv1.PutR
 	if err := s.checkPut(req); err != nil {
 		return p, err
 	}
-	if err := s.checkQuota([]quotaWrite{{key: req.GetKey(), value: len(req.GetValue())}}); err != nil {
+	if err := s.checkQuota(req.GetMeta(), []quotaWrite{{key: req.GetKey(), value: len(req.GetValue())}}); err != nil {
 		return p, err
 	}
 	meta := req.GetMeta()
@@ -185,7 +188,7 @@ func (s *Server) prepareAdd(req *concordv1.AddRequest) (prepared[*concordv1.AddR
 		return p, err
 	}
 	// A counter's value is at most 20 bytes (a decimal int64).
-	if err := s.checkQuota([]quotaWrite{{key: req.GetKey(), value: 20}}); err != nil {
+	if err := s.checkQuota(req.GetMeta(), []quotaWrite{{key: req.GetKey(), value: 20}}); err != nil {
 		return p, err
 	}
 	meta := req.GetMeta()
@@ -238,7 +241,7 @@ func (s *Server) prepareTxn(req *concordv1.TxnRequest) (prepared[*concordv1.TxnR
 			}
 		}
 	}
-	if err := s.checkQuota(branches[0], branches[1]); err != nil {
+	if err := s.checkQuota(req.GetMeta(), branches[0], branches[1]); err != nil {
 		return p, err
 	}
 	meta := req.GetMeta()

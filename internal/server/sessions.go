@@ -25,6 +25,7 @@ func (s *Server) CreateSession(ctx context.Context, req *concordv1.CreateSession
 	}
 	var full bool
 	s.fsm.Read(func(st fsm.State) { full = st.Sessions.Len() >= s.cfg.Limits.MaxSessions })
+	full = full && !s.retryOfApplied(req.GetMeta())
 	if full {
 		return nil, errs.Wrapf(session.ErrTooMany, "the cluster holds %d sessions, the maximum (--max-sessions)", s.cfg.Limits.MaxSessions)
 	}

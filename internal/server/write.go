@@ -70,7 +70,9 @@ func (s *Server) propose(ctx context.Context, cmd *internalv1.Command) (*interna
 const MaxClientIDBytes = 128
 
 // identify gives cmd a request ID from this member if it has none, and
-// refuses a client ID longer than MaxClientIDBytes.
+// refuses a client ID longer than MaxClientIDBytes, or one without a
+// request ID: every write of that client would be taken for a retry of its
+// first and answered with its result, unapplied.
 func identify(cmd *internalv1.Command) error {
 	id := cmd.GetMeta().GetClientId()
 	if len(id) > MaxClientIDBytes {
@@ -78,8 +80,22 @@ func identify(cmd *internalv1.Command) error {
 	}
 	if id == "" {
 		cmd.Meta = memberMeta.next()
+		return nil
+	}
+	if cmd.GetMeta().GetRequestId() == 0 {
+		return errs.Wrapf(ErrInvalidArgument, "client_id %q needs a request_id (1 and up, new for every write; a retry reuses it)", id)
 	}
 	return nil
+}
+
+// retryOfApplied reports whether meta names a write this member has already
+// applied. Its retry is answered from the state machine's record and grows
+// nothing, so limits on growth (--quota-bytes, --max-keys, --max-sessions)
+// must not refuse it: a refusal would tell the caller that a write that took
+// effect did not. A follower that has not applied the write yet checks the
+// limits as for a new one.
+func (s *Server) retryOfApplied(meta *concordv1.WriteMeta) bool {
+	return meta.GetClientId() != "" && meta.GetRequestId() != 0 && s.fsm.Remembered(meta.GetClientId(), meta.GetRequestId())
 }
 
 // retryable reports whether a proposal that failed with err may be

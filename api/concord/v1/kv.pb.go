@@ -1010,7 +1010,10 @@ type RangeResponse struct {
 	// more is true when keys beyond the limit remain in the range; read the
 	// next page from the key after the last one returned.
 	More bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
-	// count is the number of keys in the range.
+	// count is the number of keys in kvs. With count_only it is the number of
+	// keys in the whole range, and kvs is empty. (etcd counts the whole range on
+	// every page, a scan of the range per page; ask for the total with
+	// count_only.)
 	Count         int64 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1,0 +1,111 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/require"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+	"github.com/concord-dev/concord/api/vtcodec"
+)
+
+// failingKV answers every Put with one reason, and records the attempts.
+type failingKV struct {
+	concordv1connect.UnimplementedKVHandler
+	reason string
+	mu     sync.Mutex
+	at     []time.Time
+	ids    map[uint64]bool
+}
+
+func (k *failingKV) Put(_ context.Context, req *connect.Request[concordv1.PutRequest]) (*connect.Response[concordv1.PutResponse], error) {
+	k.mu.Lock()
+	k.at = append(k.at, time.Now())
+	k.ids[req.Msg.GetMeta().GetRequestId()] = true
+	k.mu.Unlock()
+	e := connect.NewError(connect.CodeUnavailable, nil)
+	d, _ := connect.NewErrorDetail(&concordv1.ErrorInfo{Reason: k.reason})
+	e.AddDetail(d)
+	return nil, e
+}
+
+func (k *failingKV) span() (time.Duration, int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.at[len(k.at)-1].Sub(k.at[0]), len(k.ids)
+}
+
+// leaderStatus names its own server as the leader.
+type leaderStatus struct {
+	concordv1connect.UnimplementedClusterHandler
+	addr string
+}
+
+func (s *leaderStatus) Status(context.Context, *connect.Request[concordv1.StatusRequest]) (*connect.Response[concordv1.StatusResponse], error) {
+	m := &concordv1.Member{Id: "m1", Name: "m1", ClientAddr: s.addr, Role: "leader"}
+	return connect.NewResponse(&concordv1.StatusResponse{Leader: "m1", LeaderId: "m1", Members: []*concordv1.Member{m}, Self: m}), nil
+}
+
+func failingMember(t *testing.T, reason string) (*failingKV, *Client) {
+	t.Helper()
+	kv := &failingKV{reason: reason, ids: map[uint64]bool{}}
+	st := &leaderStatus{}
+	mux := http.NewServeMux()
+	mux.Handle(concordv1connect.NewKVHandler(kv, vtcodec.Option()))
+	mux.Handle(concordv1connect.NewClusterHandler(st, vtcodec.Option()))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	st.addr = strings.TrimPrefix(srv.URL, "http://")
+	c, err := New(context.Background(), Config{Endpoints: []string{st.addr}, DisableBatching: true, AttemptTimeout: 500 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return kv, c
+}
+
+// The server recognises a retried write for 30 s (docs/kv.md); the SDK
+// resent a write until the caller's deadline, 34.8 s after its first
+// attempt when the deadline was 35 s away, where a retry may apply it a
+// second time. It now stops within dedupeRetryWindow of the first attempt
+// whose outcome it does not know (shortened here), and says the outcome is
+// unknown.
+func TestWriteRetriesStopWithinTheDedupeGuarantee(t *testing.T) {
+	defer func(w time.Duration) { dedupeRetryWindow = w }(dedupeRetryWindow)
+	dedupeRetryWindow = 2 * time.Second
+	kv, c := failingMember(t, "UNKNOWN_OUTCOME")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	_, err := c.Put(ctx, "k", []byte("v"))
+	require.ErrorIs(t, err, ErrUnknownOutcome)
+	require.NoError(t, ctx.Err(), "the call ran to the caller's deadline")
+	span, ids := kv.span()
+	require.Equal(t, 1, ids, "every attempt carries the same request ID")
+	require.LessOrEqual(t, span, dedupeRetryWindow-c.cfg.AttemptTimeout,
+		"the SDK resent a write %s after its first attempt", span)
+}
+
+// Failures that say nothing was done do not start that clock: such a call
+// retries until the caller's deadline.
+func TestRetriesOfRefusedWritesRunToTheDeadline(t *testing.T) {
+	defer func(w time.Duration) { dedupeRetryWindow = w }(dedupeRetryWindow)
+	dedupeRetryWindow = time.Second
+	kv, c := failingMember(t, "NO_LEADER")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := c.Put(ctx, "k", []byte("v"))
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrUnknownOutcome)
+	span, _ := kv.span()
+	require.Greater(t, span, 2*time.Second, "a write refused by every attempt stopped before the caller's deadline")
+}
