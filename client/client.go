@@ -245,7 +245,8 @@ func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.
 // are not revoked: they expire on the server unless closed first. No longer
 // kept alive, they end at once, with an error wrapping ErrClosed, and so do
 // the grants they hold (ErrLockLost). A queued acquire, and a call that
-// would retry, end with ErrClosed.
+// would retry, end with ErrClosed; a call whose attempt may have taken
+// effect also with ErrUnknownOutcome.
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
@@ -304,45 +305,110 @@ func (c *Client) relearnLeader() {
 }
 
 // syncLeader asks the endpoints who leads and points the client at it.
+// Without firstContact, one round of answers is enough, even one that knows
+// no leader; on first contact it asks until a member names a leader or ctx
+// ends.
 func (c *Client) syncLeader(ctx context.Context, firstContact bool) error {
 	c.refresh.Lock()
 	defer c.refresh.Unlock()
-	var lastErr error
-	start := int(c.current.Load())
 	for {
-		for i := range c.endpoints {
-			idx := (start + i) % len(c.endpoints)
-			ep := c.endpoints[idx]
-			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			resp, err := ep.cluster.Status(sctx, connect.NewRequest(&concordv1.StatusRequest{}))
-			cancel()
-			if err != nil {
-				lastErr = fromWire(err)
-				if errors.Is(lastErr, ErrUnauthenticated) {
-					return lastErr
-				}
-				continue
-			}
-			c.current.Store(int32(idx))
-			c.leader.Store(c.leaderIndex(resp.Msg))
-			c.lastSync.Store(time.Now().UnixNano())
-			if resp.Msg.GetLeader() != "" || !firstContact {
-				return nil
-			}
-			lastErr = fmt.Errorf("%w: member %s knows no leader yet", ErrUnavailable, resp.Msg.GetSelf().GetName())
+		found, err := c.askLeader(ctx)
+		if found || !firstContact && err == nil {
+			return nil
 		}
-		if !firstContact {
-			return lastErr
+		if errors.Is(err, ErrUnauthenticated) || !firstContact {
+			return err
+		}
+		if err == nil {
+			err = fmt.Errorf("%w: the members answered but none knows a leader yet", ErrUnavailable)
 		}
 		select {
 		case <-ctx.Done():
-			if lastErr == nil {
-				lastErr = ctx.Err()
-			}
-			return lastErr
+			return err
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// statusAnswer is one endpoint's answer to a leader look-up.
+type statusAnswer struct {
+	idx  int
+	resp *concordv1.StatusResponse
+	err  error
+}
+
+// leaderGrace is how long a look-up waits, after the first answer that
+// names a leader, for answers of a later term: a member that has not yet
+// heard of an election names the old leader, which may be the member that
+// stopped answering.
+const leaderGrace = 20 * time.Millisecond
+
+// askLeader asks every endpoint at once who leads, so that one member that
+// does not answer (paused, partitioned) costs nothing while others do: asked
+// one at a time, such a member took the look-up's whole budget, and a
+// session's keep-alives or a call's retries went back to it. Of the answers
+// that name a leader, the one of the highest term wins; the client then
+// talks to the member that gave it (current) and to the leader. found
+// reports whether an answer named a leader; err is the last failure when
+// no member answered.
+func (c *Client) askLeader(ctx context.Context) (found bool, err error) {
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	answers := make(chan statusAnswer, len(c.endpoints))
+	for i, ep := range c.endpoints {
+		go func() {
+			resp, err := ep.cluster.Status(actx, connect.NewRequest(&concordv1.StatusRequest{}))
+			if err != nil {
+				answers <- statusAnswer{idx: i, err: fromWire(err)}
+				return
+			}
+			answers <- statusAnswer{idx: i, resp: resp.Msg}
+		}()
+	}
+	var best, any *statusAnswer
+	var grace <-chan time.Time
+	for range c.endpoints {
+		var a statusAnswer
+		select {
+		case a = <-answers:
+		case <-grace:
+		case <-actx.Done():
+		}
+		if a.resp == nil && a.err == nil {
+			break // the grace or the budget ran out
+		}
+		switch {
+		case a.err != nil:
+			err = a.err
+			if errors.Is(err, ErrUnauthenticated) {
+				return false, err
+			}
+		case a.resp.GetLeader() == "":
+			if any == nil {
+				any = &a
+			}
+		case best == nil || a.resp.GetTerm() > best.resp.GetTerm() ||
+			a.resp.GetTerm() == best.resp.GetTerm() && c.leaderIndex(a.resp) >= 0 && c.leaderIndex(best.resp) < 0:
+			best = &a
+			if grace == nil {
+				grace = time.After(leaderGrace)
+			}
+		}
+	}
+	choice := best
+	if choice == nil {
+		choice = any
+	}
+	if choice == nil {
+		if err == nil {
+			err = actx.Err()
+		}
+		return false, err
+	}
+	c.current.Store(int32(choice.idx))
+	c.leader.Store(c.leaderIndex(choice.resp))
+	c.lastSync.Store(time.Now().UnixNano())
+	return best != nil, nil
 }
 
 func (c *Client) leaderIndex(st *concordv1.StatusResponse) int32 {
@@ -474,7 +540,11 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 			return nil
 		}
 		if c.ctx.Err() != nil {
-			return ErrClosed // the attempt failed because the client closed
+			// The attempt failed because the client closed.
+			if !unknownSince.IsZero() || !certainlyNotApplied(err) {
+				return closedMidCall()
+			}
+			return ErrClosed
 		}
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
@@ -508,6 +578,9 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		case <-ctx.Done():
 			return lastAttempt(err)
 		case <-c.ctx.Done():
+			if !unknownSince.IsZero() {
+				return closedMidCall()
+			}
 			return ErrClosed
 		case <-time.After(backoff):
 		}
@@ -519,6 +592,13 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 			return lastAttempt(err)
 		}
 	}
+}
+
+// closedMidCall is the error of a call cut short by Client.Close after an
+// attempt whose outcome is unknown: ErrClosed, which alone says the call had
+// no effect, and ErrUnknownOutcome, since a write may have been applied.
+func closedMidCall() error {
+	return fmt.Errorf("%w: the client was closed during the call, after an attempt that may have taken effect: %w", ErrUnknownOutcome, ErrClosed)
 }
 
 // lastAttempt is the error of a call that stops retrying after err: an

@@ -50,7 +50,9 @@ var (
 	// ErrUnsupported: the server does not support the request.
 	ErrUnsupported = errors.New("concord: unsupported")
 	// ErrClosed: the client was closed (or, for a session's Err and the
-	// calls made on it, the session was closed or orphaned).
+	// calls made on it, the session was closed or orphaned). Alone it says
+	// the call had no effect; a call cut short by Close after an attempt
+	// that may have taken effect wraps ErrUnknownOutcome too.
 	ErrClosed = errors.New("concord: client closed")
 	// ErrNotHeld: the lock is not held by this owner, or under another
 	// token (it was lost, or never taken).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -434,9 +435,16 @@ func (k *keepAliver) run() {
 			}
 		}
 		ep := k.c.pick()
-		err := k.stream(ctx, ep)
+		answered, err := k.stream(ctx, ep)
 		if ctx.Err() != nil {
 			return
+		}
+		if answered {
+			// The stream worked before it failed: this failure is a new
+			// one, not the next of a series, and reconnects at once. A
+			// backoff kept from failures long past took up to 500 ms of
+			// every later reconnect, much of a short TTL.
+			backoff = 50 * time.Millisecond
 		}
 		k.c.failover(ep)
 		k.c.log.Debug("keep-alive stream ended", "err", err)
@@ -452,14 +460,16 @@ func (k *keepAliver) run() {
 	}
 }
 
-// stream runs one keep-alive stream until it fails or no session is left.
-func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
+// stream runs one keep-alive stream until it fails or no session is left,
+// and reports whether the member answered any keep-alive on it.
+func (k *keepAliver) stream(ctx context.Context, ep *endpoint) (answered bool, _ error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream := ep.session.KeepAlive(sctx)
 	var pmu sync.Mutex
 	inflight := map[int64][]time.Time{}
 	recvErr := make(chan error, 1)
+	var got atomic.Bool
 	go func() {
 		for {
 			resp, err := stream.Receive()
@@ -467,6 +477,7 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 				recvErr <- err
 				return
 			}
+			got.Store(true)
 			pmu.Lock()
 			q := inflight[resp.GetId()]
 			var sent time.Time
@@ -499,12 +510,12 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 		sessions := k.snapshot()
 		if len(sessions) == 0 {
 			_ = stream.CloseRequest()
-			return nil
+			return got.Load(), nil
 		}
 		// A member that stops answering keeps the stream open: give up on
 		// it when a keep-alive waits too long, and reconnect elsewhere.
 		if oldest, limit := oldestInflight(&pmu, inflight), answerTimeout(sessions); !oldest.IsZero() && now.Sub(oldest) > limit {
-			return fmt.Errorf("%w: %s did not answer a keep-alive within %s", ErrUnavailable, ep.addr, limit)
+			return got.Load(), fmt.Errorf("%w: %s did not answer a keep-alive within %s", ErrUnavailable, ep.addr, limit)
 		}
 		for _, s := range sessions {
 			interval := s.ttl / 3
@@ -521,15 +532,16 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) error {
 				inflight[s.id] = append(inflight[s.id], now)
 				pmu.Unlock()
 				if err := stream.Send(&concordv1.KeepAliveRequest{Id: s.id, Held: held}); err != nil {
-					return <-recvErr
+					err := <-recvErr
+					return got.Load(), err
 				}
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return got.Load(), ctx.Err()
 		case err := <-recvErr:
-			return fromWire(err)
+			return got.Load(), fromWire(err)
 		case <-tick.C:
 		case <-k.wake:
 		}

@@ -41,14 +41,24 @@ type WatchChan <-chan WatchResponse
 // range) from WithRevision, or from the next revision. When a member fails
 // or the connection breaks, the watch resumes on another member from the
 // revision after the last one delivered: no event is lost or repeated.
+//
+// Without WithRevision the watch starts after the revision the member has
+// when the stream opens. If that first stream fails before it says which
+// revision that is (its member paused, say), the watch resumes after the
+// last revision this client had seen when Watch was called: it may then
+// deliver some events from before the call, but misses none after it (it
+// asked "from now" again, on a member that had moved on, and skipped the
+// writes in between).
 func (c *Client) Watch(ctx context.Context, key string, opts ...OpOption) WatchChan {
 	o := applyOpts(opts)
 	ch := make(chan WatchResponse, 64)
-	go c.runWatch(ctx, key, o, ch)
+	go c.runWatch(ctx, key, o, c.LastRevision(), ch)
 	return ch
 }
 
-func (c *Client) runWatch(ctx context.Context, key string, o opOptions, ch chan<- WatchResponse) {
+// runWatch serves a watch; seen is the client's last revision when it was
+// called, the floor for a watch from now whose first stream fails early.
+func (c *Client) runWatch(ctx context.Context, key string, o opOptions, seen uint64, ch chan<- WatchResponse) {
 	defer close(ch)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -108,6 +118,9 @@ func (c *Client) runWatch(ctx context.Context, key string, o opOptions, ch chan<
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if next == 0 && seen > 0 {
+			next = seen + 1
 		}
 		err = fromWire(err)
 		if errors.Is(err, ErrCompacted) {
