@@ -104,6 +104,7 @@ var reasons = map[string]error{
 	"INVALID_ARGUMENT":         ErrInvalidArgument,
 	"SESSION_TTL_OUT_OF_RANGE": ErrInvalidArgument,
 	"BAD_COMMAND":              ErrInvalidArgument,
+	"REQUEST_ID_REUSED":        ErrInvalidArgument,
 	"OUT_OF_RANGE":             ErrOutOfRange,
 	"NOT_A_COUNTER":            ErrNotCounter,
 	"COMPACTED":                ErrCompacted,

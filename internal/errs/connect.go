@@ -27,6 +27,7 @@ var Codes = map[string]connect.Code{
 	"INVALID_ARGUMENT":         connect.CodeInvalidArgument,
 	"SESSION_TTL_OUT_OF_RANGE": connect.CodeInvalidArgument,
 	"BAD_COMMAND":              connect.CodeInvalidArgument,
+	"REQUEST_ID_REUSED":        connect.CodeInvalidArgument,
 	"OUT_OF_RANGE":             connect.CodeFailedPrecondition,
 	"NOT_A_COUNTER":            connect.CodeFailedPrecondition,
 	"COMPACTED":                connect.CodeOutOfRange,

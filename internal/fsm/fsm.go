@@ -26,6 +26,10 @@ var (
 	// ErrBadCommand is the result of a log entry that does not decode to a
 	// known command. Every member reaches the same verdict.
 	ErrBadCommand = errs.New("BAD_COMMAND", "fsm: malformed or unknown command")
+	// ErrRequestIDReused is the result of a write whose request ID its
+	// client already used for a write of another kind: the remembered
+	// result is not an answer to it, and nothing is applied.
+	ErrRequestIDReused = errs.New("REQUEST_ID_REUSED", "fsm: request ID already used by another kind of write")
 	// ErrInternal is the reason given to errors without a sentinel.
 	ErrInternal = errs.New("INTERNAL", "internal error")
 	// ErrSnapshotFormat is a snapshot (a backup file, or one sent by another
@@ -268,6 +272,9 @@ func (f *FSM) applyCommand(index, term uint64, data []byte) *internalv1.Result {
 	client, req := cmd.GetMeta().GetClientId(), cmd.GetMeta().GetRequestId()
 	if client != "" {
 		if res, ok := f.dedupe.lookup(client, req, f.elapsed); ok {
+			if !resultFits(&cmd, res) {
+				return ErrorResult(errs.Wrapf(ErrRequestIDReused, "client %q used request ID %d for another kind of write", client, req))
+			}
 			return res
 		}
 	}
@@ -277,6 +284,35 @@ func (f *FSM) applyCommand(index, term uint64, data []byte) *internalv1.Result {
 		f.dedupe.remember(client, req, res, f.elapsed)
 	}
 	return res
+}
+
+// The oneofs of a command and of its result: a command's result is the
+// field of the command's number, or Empty when the result has none.
+var (
+	commandOps  = (&internalv1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")
+	resultKinds = (&internalv1.Result{}).ProtoReflect().Descriptor().Oneofs().ByName("result")
+	resultError = resultKinds.Fields().ByName("error").Number()
+	resultEmpty = resultKinds.Fields().ByName("empty").Number()
+)
+
+// resultFits reports whether res, remembered for cmd's request ID, can be
+// cmd's own result: an error, or the kind of result cmd's kind yields. A
+// client that reused a request ID for another write (a Txn after a Put)
+// was answered with the other write's result, read as an empty answer.
+func resultFits(cmd *internalv1.Command, res *internalv1.Result) bool {
+	got := res.ProtoReflect().WhichOneof(resultKinds)
+	if got == nil || got.Number() == resultError {
+		return true
+	}
+	op := cmd.ProtoReflect().WhichOneof(commandOps)
+	if op == nil {
+		return false
+	}
+	want := op.Number()
+	if resultKinds.Fields().ByNumber(want) == nil {
+		want = resultEmpty
+	}
+	return got.Number() == want
 }
 
 func header(index uint64) *concordv1.ResponseHeader {

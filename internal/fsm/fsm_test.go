@@ -235,6 +235,33 @@ func TestRetriedWriteAppliesOnce(t *testing.T) {
 	require.EqualValues(t, 2, apply(t, f, 3, add).GetAdd().GetValue())
 }
 
+// A write that reused a request ID of another kind of write was answered
+// with the other's remembered result (a Txn after a Put got an empty,
+// unsucceeded TxnResponse at revision 0, and nothing applied). It is now
+// refused with REQUEST_ID_REUSED; the retry of the first write still gets
+// its result, and a failed write's remembered error answers any kind.
+func TestRequestIDReusedByAnotherKindOfWriteIsRefused(t *testing.T) {
+	f := New(Config{})
+	meta := &concordv1.WriteMeta{ClientId: "c1", RequestId: 1}
+	put := &internalv1.Command{Meta: meta, Op: &internalv1.Command_Put{Put: &concordv1.PutRequest{Key: []byte("k"), Value: []byte("v")}}}
+	first := apply(t, f, 1, put)
+	require.Nil(t, first.GetError())
+	txn := &internalv1.Command{Meta: meta, Op: &internalv1.Command_Txn{Txn: &concordv1.TxnRequest{Success: []*concordv1.RequestOp{
+		{Request: &concordv1.RequestOp_Put{Put: &concordv1.PutRequest{Key: []byte("t"), Value: []byte("x")}}}}}}}
+	res := apply(t, f, 2, txn)
+	require.ErrorIs(t, ResultError(res), ErrRequestIDReused)
+	f.Read(func(s State) {
+		_, ok := s.KV.Get([]byte("t"))
+		require.False(t, ok, "the refused write was applied")
+	})
+	require.True(t, proto.Equal(first, apply(t, f, 3, put)), "the retry of the first write gets its result")
+	// A kind whose result is Empty (a release) after a Noop fits.
+	noop := noopFrom("c2", 1, 1)
+	apply(t, f, 4, noop)
+	rel := &internalv1.Command{Meta: noop.Meta, Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{Names: []string{"l"}, Session: 1, Owner: "o"}}}
+	require.Nil(t, apply(t, f, 5, rel).GetError())
+}
+
 func noopFrom(client string, req uint64, at int64) *internalv1.Command {
 	return &internalv1.Command{TimeUnixNano: at, Meta: &concordv1.WriteMeta{ClientId: client, RequestId: req}, Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}}
 }
