@@ -210,11 +210,22 @@ func (c *Server) Validate() error {
 			bad("%s %q: want host:port: %v", flag, addr, err)
 		}
 	}
+	// An advertised address is dialled by the other members. A wildcard
+	// host (what --listen-* take to listen on every interface, and what
+	// the advertised addresses default to) makes each of them dial
+	// itself: refuse it here rather than after the data dir was written.
+	if unspecifiedHost(c.AdvertisePeer) {
+		bad("--advertise-peer %q is not an address other members can reach: with --listen-peer on every interface, set --advertise-peer to this member's reachable host:port", c.AdvertisePeer)
+	}
+	if unspecifiedHost(c.AdvertiseClient) {
+		bad("--advertise-client %q is not an address other members and clients can reach: with --listen-client on every interface, set --advertise-client to this member's reachable host:port", c.AdvertiseClient)
+	}
 	if len(c.InitialCluster) > 0 && len(c.Join) > 0 {
 		bad("--initial-cluster and --join are exclusive: a new member either starts a cluster or joins one")
 	}
 	if len(c.InitialCluster) > 0 {
 		seen := map[string]bool{}
+		addrs := map[string]string{}
 		self := false
 		for _, p := range c.InitialCluster {
 			if !nameRE.MatchString(p.Name) {
@@ -226,7 +237,13 @@ func (c *Server) Validate() error {
 			seen[p.Name] = true
 			if _, _, err := net.SplitHostPort(p.Addr); err != nil {
 				bad("--initial-cluster: member %q address %q: %v", p.Name, p.Addr, err)
+			} else if unspecifiedHost(p.Addr) {
+				bad("--initial-cluster: member %q address %q is not an address other members can reach (give each member's --advertise-peer)", p.Name, p.Addr)
 			}
+			if other, dup := addrs[p.Addr]; dup {
+				bad("--initial-cluster: members %q and %q have one address %q", other, p.Name, p.Addr)
+			}
+			addrs[p.Addr] = p.Name
 			if p.Name == c.Name {
 				self = true
 				if p.Addr != c.AdvertisePeer {
@@ -266,10 +283,70 @@ func (c *Server) Validate() error {
 	if c.ClockRate <= 0 {
 		bad("clock rate must be positive")
 	}
+	c.validateTimings(bad)
 	if ls := c.Raft.LogStore; ls != "" && ls != "seglog" && ls != "bolt" && ls != "wal" {
 		bad("--raft-log-store %q: want seglog, bolt or wal", ls)
 	}
 	return errors.Join(errs...)
+}
+
+// Raft's lower bounds: its leader lease is half the heartbeat timeout and
+// raft refuses a lease, or a snapshot interval, below 5 ms.
+const (
+	MinHeartbeatTimeout = 10 * time.Millisecond
+	MinSnapshotInterval = 5 * time.Millisecond
+)
+
+// validateTimings checks the Raft timings and the bounds given as
+// durations or counts. Zero means the default everywhere; a negative value
+// was taken for the default in silence, and an election timeout below the
+// heartbeat timeout failed inside raft, after the data dir was written.
+func (c *Server) validateTimings(bad func(format string, args ...any)) {
+	r := c.Raft
+	for flag, v := range map[string]time.Duration{
+		"--heartbeat-timeout": r.HeartbeatTimeout, "--election-timeout": r.ElectionTimeout,
+		"--snapshot-interval": r.SnapshotInterval, "--shutdown-timeout": c.ShutdownTimeout,
+	} {
+		if v < 0 {
+			bad("%s %s is negative", flag, v)
+		}
+	}
+	for flag, v := range map[string]int64{"--watch-history": int64(c.HistoryEvents), "watch history bytes": c.HistoryBytes} {
+		if v < 0 {
+			bad("%s %d is negative", flag, v)
+		}
+	}
+	// The effective values: raftnode takes 1s for either when unset.
+	hb, el := r.HeartbeatTimeout, r.ElectionTimeout
+	if hb == 0 {
+		hb = time.Second
+	}
+	if el == 0 {
+		el = time.Second
+	}
+	if hb > 0 && hb < MinHeartbeatTimeout {
+		bad("--heartbeat-timeout %s is below %s (Raft's leader lease, half of it, must be at least 5ms)", hb, MinHeartbeatTimeout)
+	}
+	if hb > 0 && el > 0 && el < hb {
+		bad("--election-timeout %s is below --heartbeat-timeout %s", el, hb)
+	}
+	if si := r.SnapshotInterval; si > 0 && si < MinSnapshotInterval {
+		bad("--snapshot-interval %s is below Raft's minimum of %s", si, MinSnapshotInterval)
+	}
+}
+
+// unspecifiedHost reports whether addr's host is empty or a wildcard
+// address (0.0.0.0, ::), which others cannot dial.
+func unspecifiedHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false // reported as malformed
+	}
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
 }
 
 // ParseInitialCluster parses "n1=host:port,n2=host:port".
