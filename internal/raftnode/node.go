@@ -306,23 +306,26 @@ func Open(cfg Config, sm StateMachine) (*Node, error) {
 		Timeout: 10 * time.Second,
 		Logger:  newHCLog(cfg.Logger, "raft-net"),
 	})
+	// The transport's accept loop runs from here on: every failure below
+	// closes it with the stores, or it outlives the failed start, retrying
+	// Accept on a closed listener and logging so once a second.
+	fail := func(err error) (*Node, error) {
+		return nil, errors.Join(err, n.transport.Close(), n.closeStores())
+	}
 	rc := cfg.raftConfig()
 	has, err := raft.HasExistingState(logs, store.stable, snaps)
 	if err != nil {
-		n.closeStores()
-		return nil, err
+		return fail(err)
 	}
 	if !has && len(cfg.Bootstrap) > 0 {
 		if err := raft.BootstrapCluster(rc, logs, store.stable, snaps, n.transport, configuration(cfg.Bootstrap)); err != nil {
-			n.closeStores()
-			return nil, fmt.Errorf("bootstrap: %w", err)
+			return fail(fmt.Errorf("bootstrap: %w", err))
 		}
 		cfg.Logger.Info("bootstrapped new cluster", "members", len(cfg.Bootstrap))
 	}
 	r, err := raft.NewRaft(rc, &fsmAdapter{sm: sm, metrics: cfg.Metrics}, logs, store.stable, snaps, n.transport)
 	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("start raft: %w", err)
+		return fail(fmt.Errorf("start raft: %w", err))
 	}
 	n.raft = r
 	n.obsCh = make(chan raft.Observation, 64)

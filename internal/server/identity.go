@@ -42,46 +42,84 @@ func loadIdentity(dir string) (identity, bool, error) {
 	return id, true, nil
 }
 
+// saveIdentity writes member.json durably: the file is synced before it
+// replaces the old one and the directory after, so a crash leaves either
+// no identity or the whole one, never an empty file under the final name.
 func saveIdentity(dir string, id identity) error {
 	b, _ := json.Marshal(id)
 	tmp := filepath.Join(dir, identityFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o640); err != nil {
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dir, identityFile))
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, identityFile)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // resolveIdentity decides this member's Raft ID and, for a new cluster, the
 // bootstrap configuration. A restarted member keeps its stored ID. A member
 // of a new cluster takes its name as ID. A member joining an existing
 // cluster learns the ID that `concord cluster add` assigned to its name.
-func (s *Server) resolveIdentity(ctx context.Context) (identity, []raftnode.Server, error) {
+//
+// fresh reports an identity that is not stored yet: the caller saves it
+// once Raft has opened (and, for a new cluster, bootstrapped). Saving it
+// before let a start that failed in between leave member.json without Raft
+// state, and the next start, finding member.json, took the member for a
+// restarted one, skipped the bootstrap and never elected a leader. The
+// bootstrap is not re-derived for a data dir with member.json: a member
+// that joined and restarts without flags would bootstrap a cluster of its
+// own.
+func (s *Server) resolveIdentity(ctx context.Context) (id identity, boot []raftnode.Server, fresh bool, err error) {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
-		return identity{}, nil, fmt.Errorf("data dir: %w", err)
+		return identity{}, nil, false, fmt.Errorf("data dir: %w", err)
 	}
 	id, ok, err := loadIdentity(s.cfg.DataDir)
 	if err != nil {
-		return identity{}, nil, err
+		return identity{}, nil, false, err
 	}
 	if ok {
 		if id.Name != s.cfg.Name {
-			return identity{}, nil, fmt.Errorf("data dir %s belongs to member %q, not %q", s.cfg.DataDir, id.Name, s.cfg.Name)
+			return identity{}, nil, false, fmt.Errorf("data dir %s belongs to member %q, not %q", s.cfg.DataDir, id.Name, s.cfg.Name)
 		}
-		return id, nil, nil
+		return id, nil, false, nil
 	}
 	if len(s.cfg.Join) > 0 {
 		id, err := s.discoverID(ctx)
 		if err != nil {
-			return identity{}, nil, err
+			return identity{}, nil, false, err
 		}
-		return id, nil, saveIdentity(s.cfg.DataDir, id)
+		return id, nil, true, nil
 	}
 	id = identity{ID: s.cfg.Name, Name: s.cfg.Name}
-	var boot []raftnode.Server
 	for _, p := range s.cfg.InitialCluster {
 		boot = append(boot, raftnode.Server{ID: p.Name, Addr: p.Addr, Voter: true})
 	}
-	return id, boot, saveIdentity(s.cfg.DataDir, id)
+	return id, boot, true, nil
 }
 
 // discoverID asks the cluster at the --join endpoints for the ID assigned to

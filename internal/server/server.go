@@ -139,7 +139,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.mux = mux
 	s.peers = peer.NewClients(mux)
-	id, boot, err := s.resolveIdentity(ctx)
+	id, boot, fresh, err := s.resolveIdentity(ctx)
 	if err != nil {
 		mux.Close()
 		lock.release()
@@ -179,6 +179,11 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		},
 	}, s.fsm)
+	if err == nil && fresh {
+		if err = saveIdentity(s.cfg.DataDir, id); err != nil {
+			err = errors.Join(fmt.Errorf("saving the member's identity: %w", err), node.Shutdown())
+		}
+	}
 	if err != nil {
 		_ = s.peerSrv.Close()
 		mux.Close()
