@@ -61,7 +61,12 @@ then start n4 with --join <client address of any member>.`,
 				logger.Info("shutting down", "reason", "signal")
 			case err := <-d.Served():
 				if err != nil {
-					logger.Error("client API stopped", "err", err)
+					// A member without its client API is of no use, and a
+					// zero exit would tell a supervisor (Restart=on-failure)
+					// and scripts that it stopped cleanly.
+					logger.Error("client API stopped; stopping", "err", err)
+					stop()
+					return errors.Join(fmt.Errorf("client API failed: %w", err), d.Stop(context.Background()))
 				}
 			case err := <-d.Failed():
 				// Fail-stop: exit non-zero so that a supervisor restarts

@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,17 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 		return nil, err
 	}
 	cfg = srv.Config()
+	// Load the certificate before anything starts: loaded by ServeTLS, a
+	// missing or bad file failed only once Raft ran, and the member went
+	// on without its client API.
+	var tlsConfig *tls.Config
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
 	ln, err := net.Listen("tcp", cfg.ListenClient)
 	if err != nil {
 		return nil, fmt.Errorf("client listen %s: %w", cfg.ListenClient, err)
@@ -94,11 +106,12 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsConfig,
 	}
 	go func() {
 		var err error
-		if cfg.TLSCertFile != "" {
-			err = d.http.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
+		if tlsConfig != nil {
+			err = d.http.ServeTLS(ln, "", "")
 		} else {
 			err = d.http.Serve(ln)
 		}

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"bytes"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// runCLI runs the command line in-process and returns its error and output.
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := NewRoot(strings.NewReader(""), &out, &errb)
+	root.SetArgs(args)
+	done := make(chan error, 1)
+	go func() { done <- root.Execute() }()
+	select {
+	case err := <-done:
+		return out.String() + errb.String(), err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("concord %v did not return", args)
+		return "", nil
+	}
+}
+
+// `concord server` whose client API could not be served (a TLS
+// certificate that does not exist: Validate only checks that both flags
+// are given) printed its banner, logged "client API stopped", shut down
+// and exited 0, so a supervisor with Restart=on-failure did not restart
+// it and scripts took it for a clean stop. The key pair is now loaded
+// before the member starts, and a client API that stops with an error
+// stops the member with a non-zero exit.
+func TestServerExitsNonZeroWhenTheClientAPIFails(t *testing.T) {
+	dir := t.TempDir()
+	out, err := runCLI(t, "server", "--data-dir", filepath.Join(dir, "d"), "--listen-client", freeAddr(t), "--listen-peer", freeAddr(t),
+		"--tls-cert", filepath.Join(dir, "missing.pem"), "--tls-key", filepath.Join(dir, "missing.key"), "--log-format", "text")
+	require.Error(t, err, "concord server exited 0 although its client API failed:\n%s", out)
+	require.ErrorContains(t, err, "missing.pem")
+}
