@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -43,22 +42,32 @@ then start each member with the same --name, --data-dir and --initial-cluster.
 			if err != nil {
 				return err
 			}
-			if len(peers) == 0 {
-				peers = []config.Peer{{Name: name, Addr: advertisePeer}}
+			// Check what `concord server` will check of the same flags,
+			// before anything is written: a member listed twice, an
+			// invalid name or address, a mistyped log store.
+			cfg := config.Server{Name: name, DataDir: dataDir, InitialCluster: peers, Raft: config.Raft{LogStore: logStore}}
+			// --advertise-peer serves a single-member restore; with
+			// --initial-cluster, this member's entry gives it.
+			self := advertisePeer
+			if !cmd.Flags().Changed("advertise-peer") {
+				for _, p := range peers {
+					if p.Name == name {
+						self = p.Addr
+					}
+				}
+			}
+			cfg.ListenPeer, cfg.AdvertisePeer = self, self
+			cfg.SetDefaults()
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("invalid restore:\n%w", err)
 			}
 			var servers []raftnode.Server
-			found := false
-			for _, p := range peers {
+			for _, p := range cfg.InitialCluster {
 				servers = append(servers, raftnode.Server{ID: p.Name, Addr: p.Addr, Voter: true})
-				found = found || p.Name == name
 			}
-			if !found {
-				return fmt.Errorf("--initial-cluster does not list --name %s", name)
-			}
-			if err := server.SeedIdentity(dataDir, name); err != nil {
-				return err
-			}
-			if err := raftnode.SeedFromSnapshot(filepath.Join(dataDir, "raft"), logStore, idx, servers, &fresh, nil); err != nil {
+			if err := server.SeedMember(dataDir, name, func(raftDir string) error {
+				return raftnode.SeedFromSnapshot(raftDir, logStore, idx, servers, &fresh, nil)
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "restored revision %d into %s for member %s; start it with the same --name, --data-dir and --initial-cluster\n", idx, dataDir, name)

@@ -187,18 +187,39 @@ func endpointURL(ep string) string {
 	return "http://" + ep
 }
 
-// SeedIdentity prepares the identity of a member of a new cluster restored
-// from a backup; the data dir must be new.
-func SeedIdentity(dataDir, name string) error {
+// SeedMember prepares the data dir of a member of a new cluster restored
+// from a backup: seedRaft fills the Raft dir (dataDir/raft), then the
+// identity is stored. The data dir must be new. Storing the identity first
+// let a seed that failed (a mistyped log store, a full disk) leave a data
+// dir that the corrected command refused as taken and `concord server`
+// took for a restarted member, never bootstrapping it; now whatever a
+// failed seed created is removed, so the command can be run again.
+func SeedMember(dataDir, name string, seedRaft func(raftDir string) error) error {
 	if _, ok, err := loadIdentity(dataDir); err != nil {
 		return err
 	} else if ok {
 		return fmt.Errorf("%s already belongs to a member; restore into a new data dir", dataDir)
 	}
+	raftDir := filepath.Join(dataDir, "raft")
+	remove := ""
+	if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
+		remove = dataDir
+	} else if _, err := os.Stat(raftDir); errors.Is(err, os.ErrNotExist) {
+		remove = raftDir
+	}
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return err
 	}
-	return saveIdentity(dataDir, identity{ID: name, Name: name})
+	err := seedRaft(raftDir)
+	if err == nil {
+		err = saveIdentity(dataDir, identity{ID: name, Name: name})
+	}
+	if err != nil && remove != "" {
+		if rerr := os.RemoveAll(remove); rerr != nil {
+			return errors.Join(err, fmt.Errorf("cleaning up after the failed restore: %w", rerr))
+		}
+	}
+	return err
 }
 
 // dataDirLock holds an exclusive lock on a data dir for the life of the

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
+	"github.com/concord-dev/concord/internal/server"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -46,4 +48,33 @@ func TestFailedFirstStartCanBeRetried(t *testing.T) {
 	require.Eventually(t, func() bool { return d.Server().Ready() }, 10*time.Second, 50*time.Millisecond,
 		"the member never got a leader after a failed first start")
 	require.FileExists(t, filepath.Join(cfg.DataDir, "member.json"))
+}
+
+// A restore whose Raft seed failed (a full disk, a store that would not
+// open) had already stored member.json: the corrected command was refused
+// and `concord server` took the dir for a restarted member. SeedMember now
+// stores the identity last and removes what a failed seed created.
+func TestFailedSeedLeavesTheDataDirNew(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "r1")
+	err := server.SeedMember(dir, "r1", func(raftDir string) error {
+		require.NoError(t, os.MkdirAll(raftDir, 0o750))
+		require.NoError(t, os.WriteFile(filepath.Join(raftDir, "partial"), []byte("x"), 0o640))
+		return errors.New("disk full")
+	})
+	require.ErrorContains(t, err, "disk full")
+	require.NoDirExists(t, dir)
+
+	// A data dir the operator made stays; only what the seed wrote goes.
+	require.NoError(t, os.MkdirAll(dir, 0o750))
+	err = server.SeedMember(dir, "r1", func(raftDir string) error {
+		require.NoError(t, os.MkdirAll(raftDir, 0o750))
+		return errors.New("disk full")
+	})
+	require.Error(t, err)
+	require.DirExists(t, dir)
+	require.NoDirExists(t, filepath.Join(dir, "raft"))
+
+	require.NoError(t, server.SeedMember(dir, "r1", func(raftDir string) error { return os.MkdirAll(raftDir, 0o750) }))
+	require.FileExists(t, filepath.Join(dir, "member.json"))
+	require.ErrorContains(t, server.SeedMember(dir, "r1", func(string) error { return nil }), "already belongs to a member")
 }

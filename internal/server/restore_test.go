@@ -48,9 +48,9 @@ func TestRetryAfterSnapshotRestoreAppliesOnce(t *testing.T) {
 	var fresh bytes.Buffer
 	idx, err := fsm.ForNewCluster(&backup, &fresh)
 	require.NoError(t, err)
-	require.NoError(t, server.SeedIdentity(dir, "r1"))
-	require.NoError(t, raftnode.SeedFromSnapshot(filepath.Join(dir, "raft"), "seglog", idx,
-		[]raftnode.Server{{ID: "r1", Addr: peer, Voter: true}}, &fresh, nil))
+	require.NoError(t, server.SeedMember(dir, "r1", func(raftDir string) error {
+		return raftnode.SeedFromSnapshot(raftDir, "seglog", idx, []raftnode.Server{{ID: "r1", Addr: peer, Voter: true}}, &fresh, nil)
+	}))
 	cfg := config.Server{Name: "r1", DataDir: dir, ListenClient: net.JoinHostPort(ip, strconv.Itoa(testcluster.FreePort(t, ip))),
 		ListenPeer: peer, AdvertisePeer: peer, InitialCluster: []config.Peer{{Name: "r1", Addr: peer}},
 		Raft: c.Members[0].Cfg.Raft, ShutdownTimeout: 5 * time.Second, ClockOffset: time.Hour, ClockRate: 1}
