@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,14 +105,23 @@ func (s *Server) AddMember(ctx context.Context, req *concordv1.AddMemberRequest)
 		}
 		return resp.Msg, nil
 	}
+	// Held from the check to the learner's addition: two adds of one name
+	// (or of two names at one address) both passed the check, both took
+	// the same ID, and the second AddNonvoter moved the first learner to
+	// its address, both told they succeeded.
+	s.membership.Lock()
+	defer s.membership.Unlock()
 	servers, err := s.node.Configuration()
 	if err != nil {
 		return nil, err
 	}
 	var id string
 	var clash error
+	resume := false
 	s.fsm.Read(func(st fsm.State) {
+		configured := map[string]bool{}
 		for _, sv := range servers {
+			configured[sv.ID] = true
 			rec, _ := st.Members.Get(sv.ID)
 			if sv.ID == req.GetName() || rec.Name == req.GetName() {
 				clash = errs.Wrapf(member.ErrExists, "a member named %q is in the cluster", req.GetName())
@@ -118,6 +129,25 @@ func (s *Server) AddMember(ctx context.Context, req *concordv1.AddMemberRequest)
 			}
 			if sv.Addr == req.GetPeerAddr() {
 				clash = errs.Wrapf(member.ErrExists, "member %s already uses peer address %s", sv.ID, sv.Addr)
+				return
+			}
+		}
+		// A member published by an add whose learner is not in the
+		// configuration: an add in flight on a former leader, or one that
+		// failed after the publish. The same name at the same address is
+		// that add again and takes it over; anything else that collides
+		// with it is a clash until it is removed.
+		for _, rec := range st.Members.List() {
+			if rec.Retired || configured[rec.ID] {
+				continue
+			}
+			switch {
+			case rec.Name == req.GetName() && rec.PeerAddr == req.GetPeerAddr():
+				id, resume = rec.ID, true
+				return
+			case rec.Name == req.GetName() || rec.PeerAddr == req.GetPeerAddr():
+				clash = errs.Wrapf(member.ErrExists, "member %q was added at %s and is not in the configuration yet; drop it first with: concord cluster remove %s",
+					rec.Name, rec.PeerAddr, rec.ID)
 				return
 			}
 		}
@@ -138,7 +168,9 @@ func (s *Server) AddMember(ctx context.Context, req *concordv1.AddMemberRequest)
 	if sv, ok := sameEndpoint(ctx, servers, req.GetPeerAddr()); ok {
 		return nil, errs.Wrapf(member.ErrExists, "member %s already uses peer address %s, which %s names too", sv.ID, sv.Addr, clip(req.GetPeerAddr()))
 	}
-	if _, err := s.propose(ctx, &internalv1.Command{Op: &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{
+	if resume {
+		s.log.Info("resuming the addition of a published member", "new", id, "peer", req.GetPeerAddr())
+	} else if _, err := s.propose(ctx, &internalv1.Command{Op: &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{
 		Id: id, Name: req.GetName(), PeerAddr: req.GetPeerAddr()}}}); err != nil {
 		return nil, err
 	}
@@ -163,7 +195,20 @@ func (s *Server) RemoveMember(ctx context.Context, req *concordv1.RemoveMemberRe
 		}
 		return resp.Msg, nil
 	}
+	s.membership.Lock()
+	defer s.membership.Unlock()
 	sv, err := s.findServer(req.GetName())
+	if errors.Is(err, member.ErrNotFound) {
+		// A member published by an add that never reached the
+		// configuration: retire it, so its name and address are free.
+		if rec, ok := s.pendingMember(req.GetName()); ok {
+			if _, err := s.propose(ctx, &internalv1.Command{Op: &internalv1.Command_RetireMember{RetireMember: &internalv1.RetireMember{Id: rec.ID}}}); err != nil {
+				return nil, err
+			}
+			s.log.Info("member removed before it joined", "removed", rec.ID)
+			return &concordv1.RemoveMemberResponse{Header: s.header(s.fsm.AppliedIndex())}, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +246,29 @@ func (s *Server) findServer(nameOrID string) (raftnode.Server, error) {
 		return raftnode.Server{}, errs.Wrapf(member.ErrNotFound, "no member named %s", clip(nameOrID))
 	}
 	return *found, nil
+}
+
+// pendingMember returns the live member record of that name or ID that is
+// not in the Raft configuration: published by an add whose learner was
+// never added.
+func (s *Server) pendingMember(nameOrID string) (member.Member, bool) {
+	servers, err := s.node.Configuration()
+	if err != nil {
+		return member.Member{}, false
+	}
+	var found member.Member
+	ok := false
+	s.fsm.Read(func(st fsm.State) {
+		for _, rec := range st.Members.List() {
+			if rec.Retired || (rec.ID != nameOrID && rec.Name != nameOrID) ||
+				slices.ContainsFunc(servers, func(sv raftnode.Server) bool { return sv.ID == rec.ID }) {
+				continue
+			}
+			found, ok = rec, true
+			return
+		}
+	})
+	return found, ok
 }
 
 // TransferLeader hands leadership to the named voter, or lets Raft pick.

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -219,7 +221,7 @@ func (s *Server) promoteLearners(ctx context.Context) {
 			if resp.Msg.GetAppliedIndex()+learnerLag < s.node.CommitIndex() {
 				continue
 			}
-			if err := s.node.AddVoter(ctx, sv.ID, sv.Addr); err != nil {
+			if err := s.promote(ctx, sv); err != nil {
 				s.log.Warn("promoting learner failed", "learner", sv.ID, "err", err)
 				continue
 			}
@@ -227,6 +229,22 @@ func (s *Server) promoteLearners(ctx context.Context) {
 			s.log.Info("promoted learner to voter", "member", sv.ID, "applied", resp.Msg.GetAppliedIndex())
 		}
 	}
+}
+
+// promote makes the learner sv a voter if it still is a learner at its
+// address: a `cluster remove` between the check and AddVoter had the
+// removed member added back, as a voter.
+func (s *Server) promote(ctx context.Context, sv raftnode.Server) error {
+	s.membership.Lock()
+	defer s.membership.Unlock()
+	servers, err := s.node.Configuration()
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(servers, raftnode.Server{ID: sv.ID, Addr: sv.Addr}) {
+		return fmt.Errorf("%s is no longer a learner at %s", sv.ID, sv.Addr)
+	}
+	return s.node.AddVoter(ctx, sv.ID, sv.Addr)
 }
 
 // publishSelf records this member's name and addresses in the state

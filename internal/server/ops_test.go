@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
+	"github.com/concord-dev/concord/internal/member"
 	"github.com/concord-dev/concord/internal/server"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
@@ -77,4 +80,55 @@ func TestFailedSeedLeavesTheDataDirNew(t *testing.T) {
 	require.NoError(t, server.SeedMember(dir, "r1", func(raftDir string) error { return os.MkdirAll(raftDir, 0o750) }))
 	require.FileExists(t, filepath.Join(dir, "member.json"))
 	require.ErrorContains(t, server.SeedMember(dir, "r1", func(string) error { return nil }), "already belongs to a member")
+}
+
+// Two `cluster add` of one name at once both passed the clash check (each
+// read the configuration before either proposed), both picked the same ID,
+// and both were told they succeeded: the second AddNonvoter silently moved
+// the first learner to its address. The same held for two names at one
+// address. Membership changes are now serialised on the leader: exactly
+// one of two concurrent adds succeeds, the other is MEMBER_EXISTS.
+func TestConcurrentAddsThatClashSucceedOnce(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	srv := c.Members[0].Daemon().Server()
+	for round := 0; round < 5; round++ {
+		for _, sameName := range []bool{true, false} {
+			reqs := make([]*concordv1.AddMemberRequest, 2)
+			for i := range reqs {
+				if sameName {
+					reqs[i] = &concordv1.AddMemberRequest{Name: fmt.Sprintf("x%d", round), PeerAddr: fmt.Sprintf("127.0.1.%d:%d", i+1, 7000+round)}
+				} else {
+					reqs[i] = &concordv1.AddMemberRequest{Name: fmt.Sprintf("y%d-%d", round, i), PeerAddr: fmt.Sprintf("127.0.2.1:%d", 7000+round)}
+				}
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for i := range reqs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errs[i] = srv.AddMember(ctx, reqs[i])
+				}()
+			}
+			wg.Wait()
+			ok := 0
+			for _, err := range errs {
+				if err == nil {
+					ok++
+				} else {
+					require.ErrorIs(t, err, member.ErrExists)
+				}
+			}
+			if ok != 1 {
+				st, err := srv.Status(ctx)
+				require.NoError(t, err)
+				var listed []string
+				for _, m := range st.GetMembers() {
+					listed = append(listed, m.GetId()+"@"+m.GetPeerAddr())
+				}
+				t.Fatalf("%d of two clashing adds %v succeeded (%v); the configuration holds %v", ok, reqs, errs, listed)
+			}
+		}
+	}
 }

@@ -67,6 +67,10 @@ type Server struct {
 	raftMetrics *raftnode.Metrics
 
 	leader leaderState
+	// membership serialises membership changes on the leader (add,
+	// remove, promotion): each reads the configuration, checks it and
+	// changes it, and two at once both passed the check.
+	membership sync.Mutex
 
 	dirLock  *dataDirLock
 	stopping atomic.Bool
