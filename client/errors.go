@@ -114,6 +114,7 @@ var reasons = map[string]error{
 	"NO_LEADER":                ErrUnavailable,
 	"SHUTTING_DOWN":            ErrUnavailable,
 	"UNKNOWN_OUTCOME":          ErrUnknownOutcome,
+	"TRANSFER_FAILED":          ErrUnavailable,
 	"TIMEOUT":                  ErrUnknownOutcome,
 	"UNAUTHENTICATED":          ErrUnauthenticated,
 	"MEMBER_EXISTS":            ErrMemberExists,

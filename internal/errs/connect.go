@@ -40,6 +40,7 @@ var Codes = map[string]connect.Code{
 	"NO_LEADER":                connect.CodeUnavailable,
 	"SHUTTING_DOWN":            connect.CodeUnavailable,
 	"UNKNOWN_OUTCOME":          connect.CodeUnavailable,
+	"TRANSFER_FAILED":          connect.CodeUnavailable,
 	"TIMEOUT":                  connect.CodeDeadlineExceeded,
 	"UNAUTHENTICATED":          connect.CodeUnauthenticated,
 	"LOCK_COMPARE_UNSUPPORTED": connect.CodeUnimplemented,

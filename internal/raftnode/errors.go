@@ -19,6 +19,11 @@ var (
 	// command was appended: it may or may not be applied. A write with a
 	// request ID may be retried safely.
 	ErrUnknownOutcome = errs.New("UNKNOWN_OUTCOME", "raft: leadership lost while committing; the write may or may not be applied")
+	// ErrTransferFailed is returned when leadership could not be handed
+	// over: the target did not answer (down, unreachable) or did not take
+	// over in time. This member may still lead, or an election may
+	// follow; nothing else changed.
+	ErrTransferFailed = errs.New("TRANSFER_FAILED", "raft: leadership transfer failed")
 	// ErrStopped is returned once the node is shutting down.
 	ErrStopped = errs.New("SHUTTING_DOWN", "raft: member is shutting down")
 )

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/concord-dev/concord/internal/errs"
 	"github.com/concord-dev/concord/internal/raftlog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -523,11 +524,23 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 
 // TransferLeadership hands leadership to the member id, or to the most
 // up-to-date voter when id is empty.
+//
+// raft reports a transfer that failed (a TimeoutNow RPC the target did not
+// answer, or a target that did not take over within the election timeout)
+// with untyped errors, which reached clients as INTERNAL, "a bug": they are
+// ErrTransferFailed.
 func (n *Node) TransferLeadership(ctx context.Context, id, addr string) error {
+	var f raft.Future
 	if id == "" {
-		return waitFuture(ctx, n.raft.LeadershipTransfer())
+		f = n.raft.LeadershipTransfer()
+	} else {
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr))
 	}
-	return waitFuture(ctx, n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr)))
+	err := waitFuture(ctx, f)
+	if err == nil || isCtxErr(ctx, err) || errs.ReasonOf(err, "") != "" {
+		return err
+	}
+	return errs.Wrapf(ErrTransferFailed, "%v", err)
 }
 
 // Snapshot takes a snapshot now and compacts the log.

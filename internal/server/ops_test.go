@@ -10,12 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
+	"github.com/concord-dev/concord/internal/errs"
 	"github.com/concord-dev/concord/internal/member"
+	"github.com/concord-dev/concord/internal/raftnode"
 	"github.com/concord-dev/concord/internal/server"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
@@ -103,17 +106,17 @@ func TestConcurrentAddsThatClashSucceedOnce(t *testing.T) {
 				}
 			}
 			var wg sync.WaitGroup
-			errs := make([]error, 2)
+			results := make([]error, 2)
 			for i := range reqs {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, errs[i] = srv.AddMember(ctx, reqs[i])
+					_, results[i] = srv.AddMember(ctx, reqs[i])
 				}()
 			}
 			wg.Wait()
 			ok := 0
-			for _, err := range errs {
+			for _, err := range results {
 				if err == nil {
 					ok++
 				} else {
@@ -127,8 +130,29 @@ func TestConcurrentAddsThatClashSucceedOnce(t *testing.T) {
 				for _, m := range st.GetMembers() {
 					listed = append(listed, m.GetId()+"@"+m.GetPeerAddr())
 				}
-				t.Fatalf("%d of two clashing adds %v succeeded (%v); the configuration holds %v", ok, reqs, errs, listed)
+				t.Fatalf("%d of two clashing adds %v succeeded (%v); the configuration holds %v", ok, reqs, results, listed)
 			}
 		}
 	}
+}
+
+// Handing leadership to a voter that is down failed inside raft with an
+// untyped error ("failed to make TimeoutNow RPC to n3: EOF", or
+// "leadership transfer timeout"), which reached the client as INTERNAL,
+// documented as "a bug: please report it". It is now TRANSFER_FAILED,
+// Unavailable.
+func TestTransferToADownVoterIsATypedError(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	down := (leader + 1) % 3
+	c.Kill(down)
+	_, err := c.Members[leader].Daemon().Server().TransferLeader(ctx, &concordv1.TransferLeaderRequest{Name: c.Members[down].Name})
+	require.Error(t, err)
+	t.Logf("transfer to a down voter: %v", err)
+	require.ErrorIs(t, err, raftnode.ErrTransferFailed)
+	info, ok := errs.InfoOf(errs.ToConnect(err))
+	require.True(t, ok)
+	require.Equal(t, "TRANSFER_FAILED", info.GetReason())
+	require.Equal(t, connect.CodeUnavailable, connect.CodeOf(errs.ToConnect(err)))
 }
