@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/errs"
@@ -155,4 +156,29 @@ func TestTransferToADownVoterIsATypedError(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "TRANSFER_FAILED", info.GetReason())
 	require.Equal(t, connect.CodeUnavailable, connect.CodeOf(errs.ToConnect(err)))
+}
+
+// Removing a member that is down, then the leader itself, leaves a working
+// three-member cluster under a new leader; a transfer to a name the
+// cluster does not know, or to the removed leader, is MEMBER_NOT_FOUND.
+// (Checked in a review of operations: it held.)
+func TestRemoveADownMemberThenTheLeader(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 5})
+	ctx := ctxT(t, 60*time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	down := (leader + 1) % 5
+	c.Kill(down)
+	cl := c.Client()
+	require.NoError(t, cl.RemoveMember(ctx, c.Members[down].Name), "removing a member that is down")
+	require.NoError(t, cl.RemoveMember(ctx, c.Members[leader].Name), "removing the leader")
+	nl := c.WaitNewLeader(leader, 10*time.Second)
+	_, err := c.Client(nl).Put(ctx, "after", []byte("v"))
+	require.NoError(t, err)
+	st, err := c.Client(nl).Status(ctx)
+	require.NoError(t, err)
+	require.Len(t, st.GetMembers(), 3)
+	for _, name := range []string{"nobody", c.Members[leader].Name} {
+		_, err = c.Client(nl).TransferLeader(ctx, name)
+		require.ErrorIs(t, err, client.ErrNotFound, "transfer to %s", name)
+	}
 }
