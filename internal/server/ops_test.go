@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,10 +15,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/faultnet"
 	"github.com/concord-dev/concord/internal/member"
 	"github.com/concord-dev/concord/internal/raftnode"
 	"github.com/concord-dev/concord/internal/server"
@@ -180,5 +183,37 @@ func TestRemoveADownMemberThenTheLeader(t *testing.T) {
 	for _, name := range []string{"nobody", c.Members[leader].Name} {
 		_, err = c.Client(nl).TransferLeader(ctx, name)
 		require.ErrorIs(t, err, client.ErrNotFound, "transfer to %s", name)
+	}
+}
+
+// A graceful stop cancels the requests in flight on the member, a write it
+// is forwarding to the leader included. A raw gRPC or HTTP client got a bare
+// "canceled", a code without a reason that says nothing of whether the
+// write was applied. It now gets UNKNOWN_OUTCOME: retry with the same
+// request ID. (Draining such a write instead is a known gap: see
+// docs/operations.md, Upgrades.)
+func TestStopWhileForwardingAWriteAnswersUnknownOutcome(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	leader := c.WaitLeader(5 * time.Second)
+	f := (leader + 1) % 3
+	c.Members[leader].Proxy.Set(c.Members[f].IP, faultnet.Link{Delay: 700 * time.Millisecond})
+	kvc := concordv1connect.NewKVClient(http.DefaultClient, "http://"+c.Members[f].Cfg.ListenClient)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := kvc.Put(context.Background(), connect.NewRequest(&concordv1.PutRequest{Key: []byte("k"), Value: []byte("v"),
+			Meta: &concordv1.WriteMeta{ClientId: "drain-test", RequestId: 1}}))
+		errc <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	c.Stop(f)
+	select {
+	case err := <-errc:
+		if err != nil {
+			info, ok := errs.InfoOf(err)
+			require.True(t, ok, "an error without a reason: %v", err)
+			require.Equal(t, "UNKNOWN_OUTCOME", info.GetReason(), "%v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer")
 	}
 }

@@ -42,6 +42,9 @@ func (s *Server) propose(ctx context.Context, cmd *internalv1.Command) (*interna
 		return nil, err
 	}
 	backoff := 2 * time.Millisecond
+	// maybe is set once an attempt may have been applied: from then on the
+	// member may not answer that nothing was.
+	maybe := false
 	for {
 		res, err := s.proposeOnce(ctx, cmd)
 		if err == nil {
@@ -50,14 +53,25 @@ func (s *Server) propose(ctx context.Context, cmd *internalv1.Command) (*interna
 			}
 			return res, nil
 		}
+		if s.stopping.Load() && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			// The member's shutdown ended the attempt (a stop cancels the
+			// requests in flight, forwarded ones included): the caller
+			// gets a reason to retry with the same request ID, not a bare
+			// cancellation it never asked for.
+			return nil, errs.Wrapf(raftnode.ErrUnknownOutcome, "this member stopped while the write was on its way (%v); it may or may not be applied: retry it with the same request ID", err)
+		}
 		if !retryable(err) {
 			return nil, err
 		}
+		maybe = maybe || errors.Is(err, raftnode.ErrUnknownOutcome)
 		s.metrics.retries.Inc()
 		select {
 		case <-ctx.Done():
 			return nil, errs.Wrapf(ErrTimeout, "%v (last error: %v); the write may or may not be applied", ctx.Err(), err)
 		case <-s.stopCh:
+			if maybe {
+				return nil, errs.Wrapf(raftnode.ErrUnknownOutcome, "this member stopped after an attempt that may have been applied (%v): retry it with the same request ID", err)
+			}
 			return nil, raftnode.ErrStopped
 		case <-time.After(backoff):
 		}
