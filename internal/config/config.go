@@ -214,11 +214,16 @@ func (c *Server) Validate() error {
 	// host (what --listen-* take to listen on every interface, and what
 	// the advertised addresses default to) makes each of them dial
 	// itself: refuse it here rather than after the data dir was written.
-	if unspecifiedHost(c.AdvertisePeer) {
+	// A single member dials no one, and `concord server --listen-client
+	// 0.0.0.0:7070` (a container's usual command) ran before this check:
+	// it applies to a member with others (several --initial-cluster
+	// members, or --join).
+	multi := len(c.InitialCluster) > 1 || len(c.Join) > 0
+	if multi && unspecifiedHost(c.AdvertisePeer) {
 		bad("--advertise-peer %q is not an address other members can reach: with --listen-peer on every interface, set --advertise-peer to this member's reachable host:port", c.AdvertisePeer)
 	}
-	if unspecifiedHost(c.AdvertiseClient) {
-		bad("--advertise-client %q is not an address other members and clients can reach: with --listen-client on every interface, set --advertise-client to this member's reachable host:port", c.AdvertiseClient)
+	if multi && unspecifiedHost(c.AdvertiseClient) {
+		bad("--advertise-client %q is not an address other members can reach: with --listen-client on every interface, set --advertise-client to this member's reachable host:port", c.AdvertiseClient)
 	}
 	if len(c.InitialCluster) > 0 && len(c.Join) > 0 {
 		bad("--initial-cluster and --join are exclusive: a new member either starts a cluster or joins one")
@@ -237,7 +242,7 @@ func (c *Server) Validate() error {
 			seen[p.Name] = true
 			if _, _, err := net.SplitHostPort(p.Addr); err != nil {
 				bad("--initial-cluster: member %q address %q: %v", p.Name, p.Addr, err)
-			} else if unspecifiedHost(p.Addr) {
+			} else if multi && unspecifiedHost(p.Addr) {
 				bad("--initial-cluster: member %q address %q is not an address other members can reach (give each member's --advertise-peer)", p.Name, p.Addr)
 			}
 			if other, dup := addrs[p.Addr]; dup {

@@ -48,15 +48,17 @@ func TestValidateRefusesNonsenseTimings(t *testing.T) {
 // member waited for an ID under an address `cluster add` refuses. The same
 // held for the client address members use to reach the leader, and for
 // --initial-cluster entries. Validate now refuses a wildcard or empty host
-// in any advertised address and points at --advertise-peer/-client.
+// in an advertised address of a member with others (--join, or several
+// --initial-cluster members) and points at --advertise-peer/-client.
 func TestValidateRefusesUnspecifiedAdvertiseAddresses(t *testing.T) {
+	join := []string{"10.0.0.1:7070"}
 	for name, tc := range map[string]struct {
 		mod  func(c *Server)
 		want string
 	}{
-		"peer":            {func(c *Server) { c.ListenPeer = "0.0.0.0:7080" }, "set --advertise-peer"},
-		"peer, no host":   {func(c *Server) { c.ListenPeer = ":7080" }, "set --advertise-peer"},
-		"client":          {func(c *Server) { c.ListenClient = "[::]:7070" }, "set --advertise-client"},
+		"peer":            {func(c *Server) { c.ListenPeer, c.Join = "0.0.0.0:7080", join }, "set --advertise-peer"},
+		"peer, no host":   {func(c *Server) { c.ListenPeer, c.Join = ":7080", join }, "set --advertise-peer"},
+		"client":          {func(c *Server) { c.ListenClient, c.Join = "[::]:7070", join }, "set --advertise-client"},
 		"initial cluster": {func(c *Server) { c.InitialCluster = []Peer{{"n1", "127.0.0.1:7080"}, {"n2", "0.0.0.0:7080"}} }, `member "n2" address "0.0.0.0:7080" is not an address`},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -67,9 +69,27 @@ func TestValidateRefusesUnspecifiedAdvertiseAddresses(t *testing.T) {
 		})
 	}
 	// Listening on every interface is fine with an address to advertise.
-	c := Server{Name: "n1", ListenPeer: "0.0.0.0:7080", AdvertisePeer: "10.0.0.1:7080", ListenClient: "[::]:7070", AdvertiseClient: "10.0.0.1:7070"}
+	c := Server{Name: "n1", ListenPeer: "0.0.0.0:7080", AdvertisePeer: "10.0.0.1:7080", ListenClient: "[::]:7070", AdvertiseClient: "10.0.0.1:7070", Join: join}
 	c.SetDefaults()
 	require.NoError(t, c.Validate())
+}
+
+// The first version of the check above refused a single member listening
+// on every interface, `concord server --listen-client 0.0.0.0:7070` (a
+// container's usual command), which had run before: an upgraded member
+// did not start on its own data dir. A single member dials no one.
+func TestValidateLetsASingleMemberListenOnEveryInterface(t *testing.T) {
+	for name, c := range map[string]Server{
+		"0.0.0.0":     {ListenClient: "0.0.0.0:7070", ListenPeer: "0.0.0.0:7080"},
+		"[::]":        {ListenClient: "[::]:7070", ListenPeer: "[::]:7080"},
+		"no host":     {ListenClient: ":7070", ListenPeer: ":7080"},
+		"client only": {ListenClient: "0.0.0.0:7070"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c.SetDefaults() // a single member: InitialCluster is itself
+			require.NoError(t, c.Validate())
+		})
+	}
 }
 
 // Two members of --initial-cluster at one address were refused only by

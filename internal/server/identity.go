@@ -86,8 +86,8 @@ func syncDir(dir string) error {
 // of a new cluster takes its name as ID. A member joining an existing
 // cluster learns the ID that `concord cluster add` assigned to its name.
 //
-// fresh reports an identity that is not stored yet: the caller saves it
-// once Raft has opened (and, for a new cluster, bootstrapped). Saving it
+// fresh reports an identity that is not stored yet (a member of a new
+// cluster): the caller saves it once Raft has opened and bootstrapped. Saving it
 // before let a start that failed in between leave member.json without Raft
 // state, and the next start, finding member.json, took the member for a
 // restarted one, skipped the bootstrap and never elected a leader. The
@@ -113,7 +113,16 @@ func (s *Server) resolveIdentity(ctx context.Context) (id identity, boot []raftn
 		if err != nil {
 			return identity{}, nil, false, err
 		}
-		return id, nil, true, nil
+		// A joining member stores its ID before Raft opens: it never
+		// bootstraps, so a failed start leaves nothing a retry would
+		// skip, while an ID stored after Raft opened (the leader reaches
+		// it at once, and its Raft state exists) would be lost to a crash
+		// in between, and the restart, without --join, would take its
+		// bare name as ID and never be promoted.
+		if err := saveIdentity(s.cfg.DataDir, id); err != nil {
+			return identity{}, nil, false, fmt.Errorf("saving the member's identity: %w", err)
+		}
+		return id, nil, false, nil
 	}
 	id = identity{ID: s.cfg.Name, Name: s.cfg.Name}
 	for _, p := range s.cfg.InitialCluster {
