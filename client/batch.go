@@ -233,7 +233,12 @@ func (b *batcher) fail(gen uint64, cancel context.CancelFunc) {
 // kvCall runs one KV call, batched with others unless batching is off.
 func (c *Client) kvCall(ctx context.Context, call *concordv1.BatchCall, unary func(context.Context, *endpoint) (*concordv1.BatchResult, error)) (*concordv1.BatchResult, error) {
 	var out *concordv1.BatchResult
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+	kind := callWrite
+	switch call.GetRequest().(type) {
+	case *concordv1.BatchCall_Range, *concordv1.BatchCall_NextIds:
+		kind = callRead // NextIds carries no request ID: a retry only skips numbers
+	}
+	err := c.call(ctx, kind, func(ctx context.Context, ep *endpoint) error {
 		var r *concordv1.BatchResult
 		var err error
 		if c.cfg.DisableBatching || payload(call) > unaryAbove {

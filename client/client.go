@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		if errors.Is(err, ErrUnauthenticated) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: no endpoint of %v answered within %s: %w", ErrUnavailable, cfg.Endpoints, cfg.DialTimeout, err)
+		return nil, fmt.Errorf("%w: found no leader through %v within %s: %w", ErrUnavailable, cfg.Endpoints, cfg.DialTimeout, err)
 	}
 	return c, nil
 }
@@ -377,12 +377,18 @@ func (c *Client) askLeader(ctx context.Context) (found bool, err error) {
 		if a.resp == nil && a.err == nil {
 			break // the grace or the budget ran out
 		}
-		switch {
-		case a.err != nil:
+		if a.err != nil {
 			err = a.err
 			if errors.Is(err, ErrUnauthenticated) {
 				return false, err
 			}
+			continue
+		}
+		// The member's revision is one the client has now seen: a watch
+		// from now, started before any other call, resumes after it if
+		// its first stream fails early.
+		c.observe(a.resp.GetHeader())
+		switch {
 		case a.resp.GetLeader() == "":
 			if any == nil {
 				any = &a
@@ -474,9 +480,9 @@ var dedupeRetryWindow = 28 * time.Second // of fsm.DedupeMinAgeNanos' 30 s
 // server's fsm.DedupeMaxWindow, 65,536).
 const dedupeRetryWrites = 60000
 
-// withinDedupe reports whether a call whose first attempt of unknown
-// outcome was sent at since, with the request counter at seqThen, may be
-// sent again now that the counter is at seqNow.
+// withinDedupe reports whether a write whose first attempt of unknown
+// outcome was sent at since, its own request ID about seqThen, may be sent
+// again now that the client's counter is at seqNow.
 func withinDedupe(since time.Time, seqThen, seqNow uint64, attempt time.Duration) bool {
 	return time.Since(since)+attempt <= dedupeRetryWindow && seqNow-seqThen < dedupeRetryWrites
 }
@@ -507,15 +513,33 @@ func retryable(err error, idempotent bool) bool {
 	return false
 }
 
+// callKind says how a call may be retried.
+type callKind int
+
+const (
+	// callOnce: sent again only when the server said it did nothing
+	// (membership changes, which carry no request ID).
+	callOnce callKind = iota
+	// callRead: changes nothing; sent again until the deadline.
+	callRead
+	// callWrite: carries a request ID, which the server deduplicates while
+	// it remembers it; sent again only within that guarantee.
+	callWrite
+)
+
 // call runs f against the chosen endpoint, failing over and retrying while
 // it is safe, until ctx (or the retry timeout) ends.
-func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Context, *endpoint) error) error {
+func (c *Client) call(ctx context.Context, kind callKind, f func(context.Context, *endpoint) error) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err // nothing is sent
 	}
+	idempotent := kind != callOnce
+	// The write's request ID was drawn just before: the server's count of
+	// newer writes starts about here.
+	seq := c.seq.Load()
 	// ours: the deadline is the client's RetryTimeout, not the caller's.
 	ours := false
 	if _, ok := ctx.Deadline(); !ok {
@@ -525,11 +549,24 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		ours = true
 	}
 	backoff := 10 * time.Millisecond
-	// unknownSince is when the first attempt whose outcome is unknown was
-	// sent (zero while every failure said nothing was done), and
-	// unknownSeq the client's request ID counter then.
+	// unknownSince is when the first attempt of a write whose outcome is
+	// unknown was sent (zero while every failure said nothing was done).
 	var unknownSince time.Time
-	var unknownSeq uint64
+	// end is the error of a write or read that stops retrying after err:
+	// for a write that may have been applied, an unknown outcome.
+	end := func(err error) error {
+		if kind == callWrite && !unknownSince.IsZero() && !errors.Is(err, ErrUnknownOutcome) {
+			return fmt.Errorf("%w: an attempt may have been applied; the last one: %w", ErrUnknownOutcome, err)
+		}
+		return lastAttempt(err)
+	}
+	// closed is the error of a call cut short by Close after err.
+	closed := func(err error) error {
+		if kind == callWrite && (!unknownSince.IsZero() || !certainlyNotApplied(err)) {
+			return closedMidCall()
+		}
+		return ErrClosed
+	}
 	for {
 		ep := c.pick()
 		sent := time.Now()
@@ -540,11 +577,10 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 			return nil
 		}
 		if c.ctx.Err() != nil {
-			// The attempt failed because the client closed.
-			if !unknownSince.IsZero() || !certainlyNotApplied(err) {
-				return closedMidCall()
+			if reasonOf(err) != "" && !retryable(err, idempotent) {
+				return err // the server's own answer, Close or not
 			}
-			return ErrClosed
+			return closed(err)
 		}
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
@@ -559,16 +595,15 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		if !retryable(err, idempotent) {
 			return err
 		}
-		if unknownSince.IsZero() && !certainlyNotApplied(err) {
-			unknownSince, unknownSeq = sent, c.seq.Load()
+		if kind == callWrite && unknownSince.IsZero() && !certainlyNotApplied(err) {
+			unknownSince = sent
 		}
-		// Past the dedupe guarantee, the call ends as it would at its
-		// deadline.
+		// A write past the dedupe guarantee ends as a call at its deadline.
 		expired := func() bool {
-			return ctx.Err() != nil || !unknownSince.IsZero() && !withinDedupe(unknownSince, unknownSeq, c.seq.Load(), c.cfg.AttemptTimeout)
+			return ctx.Err() != nil || !unknownSince.IsZero() && !withinDedupe(unknownSince, seq, c.seq.Load(), c.cfg.AttemptTimeout)
 		}
 		if expired() {
-			return lastAttempt(err)
+			return end(err)
 		}
 		c.log.Debug("retrying", "endpoint", ep.addr, "err", err)
 		if reasonOf(err) != "NO_LEADER" {
@@ -576,12 +611,9 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		}
 		select {
 		case <-ctx.Done():
-			return lastAttempt(err)
+			return end(err)
 		case <-c.ctx.Done():
-			if !unknownSince.IsZero() {
-				return closedMidCall()
-			}
-			return ErrClosed
+			return closed(err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
@@ -589,7 +621,7 @@ func (c *Client) call(ctx context.Context, idempotent bool, f func(context.Conte
 		_ = c.syncLeader(sctx, false)
 		cancel()
 		if expired() {
-			return lastAttempt(err)
+			return end(err)
 		}
 	}
 }

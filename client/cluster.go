@@ -20,7 +20,7 @@ type Status = concordv1.StatusResponse
 
 // Status asks the cluster (any member) for its status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
-	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.StatusResponse], error) {
+	resp, err := unaryCall(ctx, c, callRead, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.StatusResponse], error) {
 		return ep.cluster.Status(ctx, connect.NewRequest(&concordv1.StatusRequest{}))
 	})
 	return resp, err
@@ -52,7 +52,7 @@ func (c *Client) Endpoints() []string {
 // AddMember adds a member as a learner; the leader promotes it to voter once
 // it has caught up. Start the new member with --join.
 func (c *Client) AddMember(ctx context.Context, name, peerAddr string) (*Member, error) {
-	resp, err := unaryCall(ctx, c, false, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.AddMemberResponse], error) {
+	resp, err := unaryCall(ctx, c, callOnce, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.AddMemberResponse], error) {
 		return ep.cluster.AddMember(ctx, connect.NewRequest(&concordv1.AddMemberRequest{Name: name, PeerAddr: peerAddr}))
 	})
 	if err != nil {
@@ -63,7 +63,7 @@ func (c *Client) AddMember(ctx context.Context, name, peerAddr string) (*Member,
 
 // RemoveMember removes a member by name or ID. Its ID is never reused.
 func (c *Client) RemoveMember(ctx context.Context, name string) error {
-	return c.call(ctx, false, func(ctx context.Context, ep *endpoint) error {
+	return c.call(ctx, callOnce, func(ctx context.Context, ep *endpoint) error {
 		_, err := ep.cluster.RemoveMember(ctx, connect.NewRequest(&concordv1.RemoveMemberRequest{Name: name}))
 		return err
 	})
@@ -73,7 +73,7 @@ func (c *Client) RemoveMember(ctx context.Context, name string) error {
 // and returns the new leader's ID.
 func (c *Client) TransferLeader(ctx context.Context, name string) (string, error) {
 	var leader string
-	err := c.call(ctx, false, func(ctx context.Context, ep *endpoint) error {
+	err := c.call(ctx, callOnce, func(ctx context.Context, ep *endpoint) error {
 		r, err := ep.cluster.TransferLeader(ctx, connect.NewRequest(&concordv1.TransferLeaderRequest{Name: name}))
 		if err != nil {
 			return err

@@ -18,9 +18,9 @@ type WorkerInfo = concordv1.WorkerInfo
 
 // unaryCall runs one unary RPC with failover, retrying while that is safe
 // (see Client.call).
-func unaryCall[Resp any](ctx context.Context, c *Client, idempotent bool, f func(context.Context, *endpoint) (*connect.Response[Resp], error)) (*Resp, error) {
+func unaryCall[Resp any](ctx context.Context, c *Client, kind callKind, f func(context.Context, *endpoint) (*connect.Response[Resp], error)) (*Resp, error) {
 	var out *Resp
-	err := c.call(ctx, idempotent, func(ctx context.Context, ep *endpoint) error {
+	err := c.call(ctx, kind, func(ctx context.Context, ep *endpoint) error {
 		r, err := f(ctx, ep)
 		if err != nil {
 			return err
@@ -36,7 +36,7 @@ func unaryCall[Resp any](ctx context.Context, c *Client, idempotent bool, f func
 // timestamps above it. A freed ID is leased again only after guard.
 func (c *Client) LeaseWorker(ctx context.Context, sess *Session, pool string, bits int, owner string, guard time.Duration) (int64, int64, error) {
 	req := &concordv1.LeaseWorkerRequest{Pool: pool, WorkerBits: int32(bits), Session: sess.ID(), Owner: owner, GuardMs: guard.Milliseconds(), Meta: c.meta()}
-	r, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.LeaseWorkerResponse], error) {
+	r, err := unaryCall(ctx, c, callWrite, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.LeaseWorkerResponse], error) {
 		return ep.ids.LeaseWorker(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
@@ -49,7 +49,7 @@ func (c *Client) LeaseWorker(ctx context.Context, sess *Session, pool string, bi
 // returns the mark.
 func (c *Client) ReserveWorker(ctx context.Context, sess *Session, pool string, id int64, owner string, untilMs int64) (int64, error) {
 	req := &concordv1.ReserveWorkerRequest{Pool: pool, WorkerId: id, Session: sess.ID(), Owner: owner, UntilMs: untilMs, Meta: c.meta()}
-	r, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ReserveWorkerResponse], error) {
+	r, err := unaryCall(ctx, c, callWrite, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ReserveWorkerResponse], error) {
 		return ep.ids.ReserveWorker(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
@@ -61,7 +61,7 @@ func (c *Client) ReserveWorker(ctx context.Context, sess *Session, pool string, 
 // ReleaseWorker frees a worker ID.
 func (c *Client) ReleaseWorker(ctx context.Context, sess *Session, pool string, id int64, owner string) error {
 	req := &concordv1.ReleaseWorkerRequest{Pool: pool, WorkerId: id, Session: sess.ID(), Owner: owner, Meta: c.meta()}
-	_, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ReleaseWorkerResponse], error) {
+	_, err := unaryCall(ctx, c, callWrite, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ReleaseWorkerResponse], error) {
 		return ep.ids.ReleaseWorker(ctx, connect.NewRequest(req))
 	})
 	return err
@@ -69,7 +69,7 @@ func (c *Client) ReleaseWorker(ctx context.Context, sess *Session, pool string, 
 
 // ListWorkers describes the worker IDs of a pool and its worker bits.
 func (c *Client) ListWorkers(ctx context.Context, pool string) ([]*WorkerInfo, int, error) {
-	r, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListWorkersResponse], error) {
+	r, err := unaryCall(ctx, c, callRead, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListWorkersResponse], error) {
 		return ep.ids.ListWorkers(ctx, connect.NewRequest(&concordv1.ListWorkersRequest{Pool: pool}))
 	})
 	if err != nil {
@@ -83,7 +83,7 @@ func (c *Client) ListWorkers(ctx context.Context, pool string) ([]*WorkerInfo, i
 // nothing; with others, ErrTagExists.
 func (c *Client) CreateTag(ctx context.Context, tag string, start, step int64) (*TagInfo, error) {
 	req := &concordv1.CreateTagRequest{Tag: tag, Start: start, Step: step, Meta: c.meta()}
-	r, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.CreateTagResponse], error) {
+	r, err := unaryCall(ctx, c, callWrite, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.CreateTagResponse], error) {
 		return ep.ids.CreateTag(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
@@ -95,7 +95,7 @@ func (c *Client) CreateTag(ctx context.Context, tag string, start, step int64) (
 // AllocSegment hands out the next count IDs of a tag: [start, end).
 func (c *Client) AllocSegment(ctx context.Context, tag string, count int64) (int64, int64, error) {
 	req := &concordv1.AllocSegmentRequest{Tag: tag, Count: count, Meta: c.meta()}
-	r, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.AllocSegmentResponse], error) {
+	r, err := unaryCall(ctx, c, callWrite, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.AllocSegmentResponse], error) {
 		return ep.ids.AllocSegment(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
@@ -106,7 +106,7 @@ func (c *Client) AllocSegment(ctx context.Context, tag string, count int64) (int
 
 // ListTags describes every segment tag.
 func (c *Client) ListTags(ctx context.Context) ([]*TagInfo, error) {
-	r, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListTagsResponse], error) {
+	r, err := unaryCall(ctx, c, callRead, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListTagsResponse], error) {
 		return ep.ids.ListTags(ctx, connect.NewRequest(&concordv1.ListTagsRequest{}))
 	})
 	if err != nil {
@@ -152,7 +152,7 @@ func (c *Client) nextIDs(ctx context.Context, tag string, n int64) ([]int64, err
 // NextSnowflakes returns n snowflake IDs generated by the serving member
 // (default layout).
 func (c *Client) NextSnowflakes(ctx context.Context, n int64) ([]int64, error) {
-	r, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.NextSnowflakesResponse], error) {
+	r, err := unaryCall(ctx, c, callRead, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.NextSnowflakesResponse], error) {
 		return ep.ids.NextSnowflakes(ctx, connect.NewRequest(&concordv1.NextSnowflakesRequest{N: n}))
 	})
 	if err != nil {
@@ -165,7 +165,7 @@ func (c *Client) NextSnowflakes(ctx context.Context, n int64) ([]int64, error) {
 // last. It is the slow path: one Raft write per call.
 func (c *Client) NextSequence(ctx context.Context, name string, n int64) (int64, int64, error) {
 	req := &concordv1.NextSequenceRequest{Name: name, N: n, Meta: c.meta()}
-	r, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.NextSequenceResponse], error) {
+	r, err := unaryCall(ctx, c, callWrite, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.NextSequenceResponse], error) {
 		return ep.ids.NextSequence(ctx, connect.NewRequest(req))
 	})
 	if err != nil {

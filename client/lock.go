@@ -183,7 +183,7 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 // acquireNow sends an acquire and returns the server's first answer.
 func (c *Client) acquireNow(ctx context.Context, req *concordv1.AcquireRequest) (*concordv1.AcquireResponse, error) {
 	var out *concordv1.AcquireResponse
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+	err := c.call(ctx, callWrite, func(ctx context.Context, ep *endpoint) error {
 		if c.cfg.DisableBatching {
 			sctx, cancel := context.WithCancel(ctx)
 			defer cancel()
@@ -529,7 +529,7 @@ func (c *Client) takeBack(sess *Session, owner string, names []string, req *conc
 		}
 	}
 	if token == 0 && waiter != 0 {
-		err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+		err := c.call(ctx, callWrite, func(ctx context.Context, ep *endpoint) error {
 			_, err := ep.lock.Cancel(ctx, connect.NewRequest(&concordv1.CancelWaitRequest{Waiter: waiter, Session: sess.ID(), Owner: owner, Meta: c.meta()}))
 			return err
 		})
@@ -654,7 +654,7 @@ func (c *Client) ReleaseLocks(ctx context.Context, sess *Session, owner string, 
 
 // InspectLock describes a lock and its recent force-releases.
 func (c *Client) InspectLock(ctx context.Context, name string) (*LockInfo, []*ForceReleaseRecord, error) {
-	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.InspectLockResponse], error) {
+	resp, err := unaryCall(ctx, c, callRead, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.InspectLockResponse], error) {
 		return ep.lock.Inspect(ctx, connect.NewRequest(&concordv1.InspectLockRequest{Name: name}))
 	})
 	if err != nil {
@@ -668,7 +668,7 @@ func (c *Client) ListLocks(ctx context.Context, prefix string) ([]*LockInfo, err
 	var out []*LockInfo
 	after := ""
 	for {
-		resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListLocksResponse], error) {
+		resp, err := unaryCall(ctx, c, callRead, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListLocksResponse], error) {
 			return ep.lock.List(ctx, connect.NewRequest(&concordv1.ListLocksRequest{Prefix: prefix, After: after}))
 		})
 		if err != nil {
@@ -687,7 +687,7 @@ func (c *Client) ListLocks(ctx context.Context, prefix string) ([]*LockInfo, err
 func (c *Client) ForceReleaseLock(ctx context.Context, name string, token uint64, reason string) (int64, error) {
 	req := &concordv1.ForceReleaseRequest{Name: name, Token: token, Reason: reason, Meta: c.meta()}
 	var n int64
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+	err := c.call(ctx, callWrite, func(ctx context.Context, ep *endpoint) error {
 		r, err := ep.lock.ForceRelease(ctx, connect.NewRequest(req))
 		if err != nil {
 			return err

@@ -43,6 +43,9 @@ func (k *failingKV) span() (time.Duration, int) {
 	return k.at[len(k.at)-1].Sub(k.at[0]), len(k.ids)
 }
 
+// statusRevision is the revision leaderStatus's answers are at.
+const statusRevision = 3
+
 // leaderStatus names its own server as the leader.
 type leaderStatus struct {
 	concordv1connect.UnimplementedClusterHandler
@@ -51,7 +54,8 @@ type leaderStatus struct {
 
 func (s *leaderStatus) Status(context.Context, *connect.Request[concordv1.StatusRequest]) (*connect.Response[concordv1.StatusResponse], error) {
 	m := &concordv1.Member{Id: "m1", Name: "m1", ClientAddr: s.addr, Role: "leader"}
-	return connect.NewResponse(&concordv1.StatusResponse{Leader: "m1", LeaderId: "m1", Members: []*concordv1.Member{m}, Self: m}), nil
+	return connect.NewResponse(&concordv1.StatusResponse{Header: &concordv1.ResponseHeader{Revision: statusRevision},
+		Leader: "m1", LeaderId: "m1", Members: []*concordv1.Member{m}, Self: m}), nil
 }
 
 func failingMember(t *testing.T, reason string) (*failingKV, *Client) {

@@ -146,7 +146,7 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	}
 	req := &concordv1.CreateSessionRequest{TtlMs: o.ttl.Milliseconds(), Name: o.name, Meta: c.meta()}
 	sent := time.Now()
-	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.CreateSessionResponse], error) {
+	resp, err := unaryCall(ctx, c, callWrite, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.CreateSessionResponse], error) {
 		return ep.session.Create(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
@@ -245,7 +245,7 @@ func (s *Session) Close(ctx context.Context) error {
 	s.c.keepAliver().remove(s)
 	s.end(closedError(fmt.Sprintf("session %d closed", s.id)))
 	req := &concordv1.RevokeSessionRequest{Id: s.id, Meta: s.c.meta()}
-	err := s.c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+	err := s.c.call(ctx, callWrite, func(ctx context.Context, ep *endpoint) error {
 		resp, err := ep.session.Revoke(ctx, connect.NewRequest(req))
 		if err == nil {
 			// The revoke deleted the session's keys at this revision:
@@ -269,7 +269,7 @@ func (s *Session) Orphan() {
 
 // GetSession describes a session.
 func (c *Client) GetSession(ctx context.Context, id int64) (*SessionInfo, error) {
-	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.GetSessionResponse], error) {
+	resp, err := unaryCall(ctx, c, callRead, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.GetSessionResponse], error) {
 		return ep.session.Get(ctx, connect.NewRequest(&concordv1.GetSessionRequest{Id: id}))
 	})
 	if err != nil {
@@ -280,7 +280,7 @@ func (c *Client) GetSession(ctx context.Context, id int64) (*SessionInfo, error)
 
 // ListSessions describes every session.
 func (c *Client) ListSessions(ctx context.Context) ([]*SessionInfo, error) {
-	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListSessionsResponse], error) {
+	resp, err := unaryCall(ctx, c, callRead, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListSessionsResponse], error) {
 		return ep.session.List(ctx, connect.NewRequest(&concordv1.ListSessionsRequest{}))
 	})
 	if err != nil {
@@ -293,7 +293,7 @@ func (c *Client) ListSessions(ctx context.Context) ([]*SessionInfo, error) {
 // it: keys, lock grants and waits, and ID leases.
 func (c *Client) RevokeSession(ctx context.Context, id int64) (int64, error) {
 	req := &concordv1.RevokeSessionRequest{Id: id, Meta: c.meta()}
-	resp, err := unaryCall(ctx, c, true, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.RevokeSessionResponse], error) {
+	resp, err := unaryCall(ctx, c, callWrite, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.RevokeSessionResponse], error) {
 		return ep.session.Revoke(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
@@ -306,7 +306,7 @@ func (c *Client) RevokeSession(ctx context.Context, id int64) (int64, error) {
 // KeepAliveOnce refreshes a session by ID once and returns its TTL.
 func (c *Client) KeepAliveOnce(ctx context.Context, id int64) (time.Duration, error) {
 	var ttl time.Duration
-	err := c.call(ctx, true, func(ctx context.Context, ep *endpoint) error {
+	err := c.call(ctx, callRead, func(ctx context.Context, ep *endpoint) error {
 		r, err := ep.session.KeepAliveOnce(ctx, connect.NewRequest(&concordv1.KeepAliveRequest{Id: id}))
 		if err != nil {
 			return err

@@ -376,7 +376,7 @@ func configuration(servers []Server) raft.Configuration {
 func (n *Node) Propose(ctx context.Context, data []byte) (uint64, any, error) {
 	start := time.Now()
 	f := n.raft.Apply(data, time.Second)
-	err := waitFuture(ctx, f)
+	err := applyErr(waitFuture(ctx, f))
 	reason := ""
 	if isCtxErr(ctx, err) {
 		reason = "context"
@@ -399,7 +399,7 @@ func (n *Node) ProposeAsync(data []byte, done func(index uint64, resp any, err e
 	return n.raft.ApplyNotify(data, func(f raft.ApplyFuture) {
 		err := f.Error()
 		if err != nil {
-			err = mapErr(err)
+			err = applyErr(mapErr(err))
 		}
 		n.observeProposal(start, err, "")
 		if err != nil {
@@ -425,6 +425,19 @@ func (n *Node) observeProposal(start time.Time, err error, reason string) {
 		reason = reasonLabel(err)
 	}
 	m.proposalsFailed.WithLabelValues(reason).Inc()
+}
+
+// applyErr is the error of a proposal whose Raft stopped (ErrStopped):
+// Raft answers its entries in flight, appended or committed but not yet
+// applied, with "shutdown", so the proposal may have been applied (by the
+// next leader, say): an unknown outcome, which a request ID makes safe to
+// retry, not "nothing applied". A member that stops refuses new proposals
+// before they reach Raft.
+func applyErr(err error) error {
+	if errors.Is(err, ErrStopped) {
+		return errs.Wrapf(ErrUnknownOutcome, "the member stopped with the proposal in flight: %v", err)
+	}
+	return err
 }
 
 // waitFuture waits for f and maps its error, or returns ctx's error once

@@ -39,6 +39,9 @@ func (s *Server) Status(ctx context.Context) (*concordv1.StatusResponse, error) 
 	}
 	s.fsm.Read(func(st fsm.State) {
 		out.AppliedIndex = st.Applied
+		// The revision this member's state is at, as every answer's
+		// header gives it: the SDK counts it as seen.
+		out.Header = s.header(st.Applied)
 		out.Keys = int64(st.KV.Len())
 		out.Sessions = int64(st.Sessions.Len())
 		out.StateBytes = st.KV.Bytes()

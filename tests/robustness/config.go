@@ -143,7 +143,7 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		c.Sessions = &workload.SessionConfig{Holders: 3, SDKHolders: 1, TTL: 3 * time.Second}
 		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}, Locks: 3}
 		c.Fence = &workload.FenceConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}}
-		c.IDs = &workload.IDsConfig{AllocClients: 2, NextClients: 2, MemberSnowflakeClients: 2}
+		c.IDs = &workload.IDsConfig{AllocClients: 2, NextClients: 2, MemberSnowflakeClients: 2, SequenceClients: 2}
 		c.Semaphores = &workload.SemaphoreConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}, Semaphores: 2}
 		c.CheckTimeout = 60 * time.Second
 	case ProfileStaleReads:

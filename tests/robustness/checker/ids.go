@@ -26,7 +26,26 @@ const (
 	// KindMemberSnowflake is NextSnowflakes(Count) from a member's
 	// generator.
 	KindMemberSnowflake history.Kind = "id-member-snowflake"
+	// KindIDSequence is NextSequence(Key, Count) of a strict sequence: IDs
+	// is [first, last+1). It is checked as an allocation: a counter whose
+	// calls return contiguous ranges, never applied twice; and, the
+	// sequence being gap-free, every value below the final one was handed
+	// out by an acknowledged call or by one of unknown outcome.
+	KindIDSequence history.Kind = "id-sequence"
 )
+
+// isAlloc reports whether an ID operation allocates a range from a
+// counter (a segment tag or a sequence).
+func isAlloc(k history.Kind) bool { return k == KindIDAlloc || k == KindIDSequence }
+
+// isIDKind reports whether k is an ID operation.
+func isIDKind(k history.Kind) bool {
+	switch k {
+	case KindIDAlloc, KindIDSequence, KindIDNext, KindIDBuffer, KindSnowflake, KindMemberSnowflake:
+		return true
+	}
+	return false
+}
 
 // SnowflakeNamespace is the uniqueness namespace of snowflakes of the
 // default pool (the SDK's generators and the members' share it).
@@ -35,11 +54,16 @@ const SnowflakeNamespace = "snowflake"
 // TagNamespace is the uniqueness namespace of a segment tag's numbers.
 func TagNamespace(tag string) string { return "tag " + tag }
 
+// SequenceNamespace is the uniqueness namespace of a sequence's values.
+func SequenceNamespace(name string) string { return "sequence " + name }
+
 // Namespace returns the uniqueness namespace of an ID operation.
 func Namespace(o history.Op) string {
 	switch o.Kind {
 	case KindSnowflake, KindMemberSnowflake:
 		return SnowflakeNamespace
+	case KindIDSequence:
+		return SequenceNamespace(o.Key)
 	default:
 		return TagNamespace(o.Key)
 	}
@@ -47,7 +71,7 @@ func Namespace(o history.Op) string {
 
 // idRanges returns the IDs an operation returned as ranges [lo, hi).
 func idRanges(o history.Op) [][2]int64 {
-	if o.Kind == KindIDAlloc {
+	if isAlloc(o.Kind) {
 		if len(o.IDs) != 2 {
 			return nil
 		}
@@ -102,7 +126,7 @@ func IDStep(state int64, in IDInput) (bool, int64) {
 	if len(in.IDs) == 0 {
 		return true, state
 	}
-	if in.Kind == KindIDAlloc {
+	if isAlloc(in.Kind) {
 		if len(in.IDs) != 2 || in.IDs[0] <= state || in.IDs[1] <= in.IDs[0] {
 			return false, state
 		}
@@ -136,8 +160,8 @@ var IDModel = porcupine.Model{
 	DescribeOperation: func(input, output interface{}) string {
 		in := input.(IDInput)
 		switch {
-		case in.Kind == KindIDAlloc && len(in.IDs) == 2:
-			return fmt.Sprintf("alloc(%d) -> [%d, %d)", in.Count, in.IDs[0], in.IDs[1])
+		case isAlloc(in.Kind) && len(in.IDs) == 2:
+			return fmt.Sprintf("%s(%d) -> [%d, %d)", in.Kind, in.Count, in.IDs[0], in.IDs[1])
 		case len(in.IDs) > 4:
 			return fmt.Sprintf("%s(%d) -> %d, %d, ..., %d", in.Kind, in.Count, in.IDs[0], in.IDs[1], in.IDs[len(in.IDs)-1])
 		default:
@@ -167,7 +191,7 @@ func IDPartitionName(ops []porcupine.Operation) string {
 	}
 	in := ops[0].Input.(IDInput)
 	if in.Mode == idCounter {
-		return "allocations of tag " + in.Partition
+		return "allocations of " + in.Partition
 	}
 	return "stream " + in.Partition
 }
@@ -179,9 +203,7 @@ func IDPartitionName(ops []porcupine.Operation) string {
 func IDOperations(ops []history.Op) []porcupine.Operation {
 	var out []porcupine.Operation
 	for _, o := range ops {
-		switch o.Kind {
-		case KindIDAlloc, KindIDNext, KindIDBuffer, KindSnowflake, KindMemberSnowflake:
-		default:
+		if !isIDKind(o.Kind) {
 			continue
 		}
 		if o.Status != history.OK || len(o.IDs) == 0 {
@@ -195,18 +217,20 @@ func IDOperations(ops []history.Op) []porcupine.Operation {
 		if o.Stream != "" {
 			add(o.Stream, idMonotonic)
 		}
-		if o.Kind == KindIDAlloc {
-			add(o.Key, idCounter)
+		if isAlloc(o.Kind) {
+			add(Namespace(o), idCounter) // "tag t" or "sequence s": apart
 		}
 	}
 	return out
 }
 
-// TagFinal is a tag as read after the heal.
+// TagFinal is a tag (or a sequence) as read after the heal: it handed out
+// [Start, Next).
 type TagFinal struct {
 	Start, Next int64
-	// Exclusive: only the recorded AllocSegment calls allocate from the
-	// tag, so their counts account for every number it handed out.
+	// Exclusive: only the recorded AllocSegment (NextSequence) calls
+	// allocate from the tag, so their counts account for every number it
+	// handed out.
 	Exclusive bool
 }
 
@@ -220,7 +244,9 @@ type TagFinal struct {
 //   - accounting, for tags only the recorded allocations use: the tag
 //     handed out no more numbers than the acknowledged allocations and
 //     those of unknown outcome asked for (an allocation retried by the SDK
-//     is applied once).
+//     is applied once). For a sequence, gap-free, the same bound says that
+//     every value it passed was handed out by an acknowledged call or may
+//     have been by one of unknown outcome: none was skipped.
 func CheckIDs(ops []history.Op, tags map[string]TagFinal) (Stats, []Violation) {
 	var (
 		stats      Stats
@@ -243,12 +269,10 @@ func CheckIDs(ops []history.Op, tags map[string]TagFinal) (Stats, []Violation) {
 	seen := map[string]map[int64]history.Op{}
 	asked := map[string]int64{} // tag -> numbers asked by acknowledged or unknown allocations
 	for _, o := range ops {
-		switch o.Kind {
-		case KindIDAlloc, KindIDNext, KindIDBuffer, KindSnowflake, KindMemberSnowflake:
-		default:
+		if !isIDKind(o.Kind) {
 			continue
 		}
-		if o.Kind == KindIDAlloc && o.Status != history.Fail {
+		if isAlloc(o.Kind) && o.Status != history.Fail {
 			asked[o.Key] += o.Count
 		}
 		if o.Status != history.OK {
@@ -261,7 +285,7 @@ func CheckIDs(ops []history.Op, tags map[string]TagFinal) (Stats, []Violation) {
 			seen[ns] = m
 		}
 		tag, isTag := tags[o.Key]
-		isTag = isTag && ns == TagNamespace(o.Key)
+		isTag = isTag && (ns == TagNamespace(o.Key) || ns == SequenceNamespace(o.Key))
 		for _, r := range idRanges(o) {
 			for id := r[0]; id < r[1]; id++ {
 				stats.Checked++
@@ -287,8 +311,8 @@ func CheckIDs(ops []history.Op, tags map[string]TagFinal) (Stats, []Violation) {
 			continue
 		}
 		if used := tag.Next - tag.Start; used > asked[name] {
-			report(fmt.Sprintf("%s handed out %d numbers, more than the %d its allocations asked for (acknowledged or of unknown outcome): an allocation applied twice",
-				TagNamespace(name), used, asked[name]))
+			report(fmt.Sprintf("%s handed out %d numbers, more than the %d its allocations asked for (acknowledged or of unknown outcome): an allocation applied twice, or numbers skipped",
+				name, used, asked[name]))
 		}
 	}
 	return stats, violations
@@ -305,7 +329,7 @@ func DescribeIDs(ops []history.Op) string {
 		}
 	}
 	var parts []string
-	for _, k := range []history.Kind{KindIDAlloc, KindIDNext, KindIDBuffer, KindSnowflake, KindMemberSnowflake} {
+	for _, k := range []history.Kind{KindIDAlloc, KindIDSequence, KindIDNext, KindIDBuffer, KindSnowflake, KindMemberSnowflake} {
 		if count[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", k, count[k]))
 		}

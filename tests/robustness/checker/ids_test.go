@@ -88,6 +88,17 @@ func TestCheckIDs(t *testing.T) {
 		return o
 	}
 	tags := map[string]TagFinal{"t": {Start: 100, Next: 200, Exclusive: true}}
+	seqs := map[string]TagFinal{"s": {Start: 1, Next: 11, Exclusive: true}}
+	seq := func(p int, first, end int64) history.Op {
+		o := alloc(p, 0, 1, first, end)
+		o.Kind, o.Key, o.Stream = KindIDSequence, "s", "sequence/"+owner(p)
+		return o
+	}
+	seqUnknown := func(p int, count int64) history.Op {
+		o := allocUnknown(p, 0, 1, count)
+		o.Kind, o.Key, o.Stream = KindIDSequence, "s", "sequence/"+owner(p)
+		return o
+	}
 	tests := []struct {
 		name string
 		ops  []history.Op
@@ -101,6 +112,12 @@ func TestCheckIDs(t *testing.T) {
 		{"a number the tag never handed out", []history.Op{idop(1, KindIDBuffer, "b", 0, 1, 250)}, map[string]TagFinal{"t": {Start: 100, Next: 200}}, "outside"},
 		{"accounted for", []history.Op{alloc(0, 0, 1, 100, 150), allocUnknown(1, 0, 1, 50)}, tags, ""},
 		{"an allocation applied twice", []history.Op{alloc(0, 0, 1, 100, 150), allocUnknown(1, 0, 1, 20)}, tags, "applied twice"},
+		// A sequence is gap-free: [1, 11) handed out by calls asking for
+		// 6 and 4 values (one of unknown outcome) is whole.
+		{"a sequence accounted for", []history.Op{seq(0, 1, 7), seqUnknown(1, 4)}, seqs, ""},
+		{"a sequence that skipped values", []history.Op{seq(0, 1, 7)}, seqs, "numbers skipped"},
+		{"a sequence value twice", []history.Op{seq(0, 1, 7), seq(1, 6, 11)}, seqs, "sequence s: ID 6 returned twice"},
+		{"a sequence and a tag of one name are separate", []history.Op{seq(0, 1, 7), seqUnknown(1, 4), func() history.Op { o := alloc(2, 0, 1, 1, 3); o.Key = "s"; return o }()}, nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

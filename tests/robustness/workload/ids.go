@@ -30,6 +30,8 @@ type IDsConfig struct {
 	// MemberSnowflakeClients call NextSnowflakes, each pinned to one
 	// member (default 1).
 	MemberSnowflakeClients int
+	// SequenceClients call NextSequence on SequenceName (default 1).
+	SequenceClients int
 	// TTL is the snowflake generators' session TTL (default 3s).
 	TTL time.Duration
 	// OpTimeout is each call's deadline (default 3s).
@@ -39,7 +41,7 @@ type IDsConfig struct {
 }
 
 func (c *IDsConfig) setDefaults() {
-	for _, n := range []*int{&c.AllocClients, &c.NextClients, &c.BufferClients, &c.SnowflakeClients, &c.MemberSnowflakeClients} {
+	for _, n := range []*int{&c.AllocClients, &c.NextClients, &c.BufferClients, &c.SnowflakeClients, &c.MemberSnowflakeClients, &c.SequenceClients} {
 		if *n == 0 {
 			*n = 1
 		}
@@ -67,10 +69,15 @@ const (
 	TagBuffered = "robustness/buffered"
 )
 
+// SequenceName is the strict sequence of the ID workload; only its
+// NextSequence clients use it.
+const SequenceName = "robustness/seq"
+
 // IDs is the ID workload: clients allocate segments (AllocSegment), take
 // numbers from the members' buffers (NextIDs, pinned to one member each)
 // and from an SDK buffer, and snowflakes from the members' generators
-// (NextSnowflakes, pinned) and from SDK generators, under faults. Every
+// (NextSnowflakes, pinned) and from SDK generators, and values of a strict
+// sequence (NextSequence), under faults. Every
 // call records the IDs it returned and the stream they belong to: one SDK
 // client (allocations), one member's buffer seen by one client, one SDK
 // buffer, one SDK generator, one member's generators seen by one client
@@ -145,6 +152,9 @@ func (w *IDs) Run(ctx context.Context, env *Env) error {
 	for i := range w.cfg.MemberSnowflakeClients {
 		start(func(ctx context.Context, c *idClient) { c.memberSnowflakes(ctx, (i+1)%size) })
 	}
+	for range w.cfg.SequenceClients {
+		start(func(ctx context.Context, c *idClient) { c.sequence(ctx) })
+	}
 	wg.Wait()
 	return nil
 }
@@ -161,6 +171,16 @@ func (w *IDs) Finish(ctx context.Context, env *Env) error {
 			if t.GetTag() == TagAlloc || t.GetTag() == TagBuffered {
 				out[t.GetTag()] = checker.TagFinal{Start: t.GetStart(), Next: t.GetNext(), Exclusive: t.GetTag() == TagAlloc}
 			}
+		}
+		// A sequence has no read: one more value, taken after the heal,
+		// is the next the sequence would hand out (its own number
+		// belongs to no recorded call).
+		if w.cfg.SequenceClients > 0 {
+			first, _, err := cl.NextSequence(ctx, SequenceName, 1)
+			if err != nil {
+				return err
+			}
+			out[SequenceName] = checker.TagFinal{Start: 1, Next: first, Exclusive: true}
 		}
 		w.mu.Lock()
 		w.tags = out
@@ -204,11 +224,11 @@ func (c *idClient) record(op history.Op, err error) {
 	case err == nil || len(op.IDs) > 0:
 		op.Status, op.Err = history.OK, errText(err)
 		n := len(op.IDs)
-		if op.Kind == checker.KindIDAlloc {
+		if op.Kind == checker.KindIDAlloc || op.Kind == checker.KindIDSequence {
 			n = int(op.Count)
 		}
 		c.w.counters.add(string(op.Kind), n)
-	case op.Kind == checker.KindIDAlloc && !certainFailure(err):
+	case (op.Kind == checker.KindIDAlloc || op.Kind == checker.KindIDSequence) && !certainFailure(err):
 		op.Status, op.Err = history.Unknown, errText(err)
 	default:
 		op.Status, op.Err = history.Fail, errText(err)
@@ -254,6 +274,27 @@ func (c *idClient) alloc(ctx context.Context) {
 		cancel()
 		if err == nil {
 			op.IDs = []int64{start, end}
+		}
+		c.record(op, err)
+	}
+}
+
+// sequence takes values of SequenceName, a few at a time.
+func (c *idClient) sequence(ctx context.Context) {
+	cl, err := newClient(ctx, c.env.Cluster.Endpoints())
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	c.proc = c.env.Recorder.NewProcess()
+	stream := fmt.Sprintf("sequence/c%d", c.index)
+	for c.pace(ctx) {
+		op := c.begin(checker.KindIDSequence, SequenceName, stream, 1+c.rng.Int64N(5))
+		octx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
+		first, last, err := cl.NextSequence(octx, SequenceName, op.Count)
+		cancel()
+		if err == nil {
+			op.IDs = []int64{first, last + 1}
 		}
 		c.record(op, err)
 	}
