@@ -54,13 +54,17 @@ const inlineResult = 30
 // a million of them and the collector took a tenth of the CPU); encoded, a
 // small one is none and a large one a single object without pointers.
 type storedResult struct {
-	n      uint8
+	n uint8
+	// op is the field number of the operation (Command.op) answered, 0
+	// when unknown (an entry restored from an older snapshot). It sits in
+	// what would be padding.
+	op     uint8
 	inline [inlineResult]byte
 	big    []byte
 }
 
-func storeResult(res *internalv1.Result) storedResult {
-	var out storedResult
+func storeResult(op uint8, res *internalv1.Result) storedResult {
+	out := storedResult{op: op}
 	size := res.SizeVT()
 	if size > inlineResult {
 		out.big = make([]byte, size)
@@ -172,20 +176,21 @@ func newDedupe() *dedupe {
 	return &dedupe{clients: map[string]*dedupeClient{}}
 }
 
-func (d *dedupe) lookup(client string, req uint64, now int64) (*internalv1.Result, bool) {
+func (d *dedupe) lookup(client string, req uint64, now int64) (res *internalv1.Result, op uint8, ok bool) {
 	c := d.clients[client]
 	if c == nil {
-		return nil, false
+		return nil, 0, false
 	}
 	i, ok := c.find(req)
 	if !ok {
-		return nil, false
+		return nil, 0, false
 	}
 	c.lastSeen = max(c.lastSeen, now)
-	return c.live()[i].result.load(), true
+	e := &c.live()[i]
+	return e.result.load(), e.result.op, true
 }
 
-func (d *dedupe) remember(client string, req uint64, res *internalv1.Result, now int64) {
+func (d *dedupe) remember(client string, req uint64, op uint8, res *internalv1.Result, now int64) {
 	c := d.clients[client]
 	if c == nil {
 		// The client's ID is kept once, here, not once per entry.
@@ -193,7 +198,7 @@ func (d *dedupe) remember(client string, req uint64, res *internalv1.Result, now
 		d.clients[c.id] = c
 	}
 	c.lastSeen = max(c.lastSeen, now)
-	if !c.insert(dedupeEntry{req: req, at: now, result: storeResult(res)}) {
+	if !c.insert(dedupeEntry{req: req, at: now, result: storeResult(op, res)}) {
 		d.entries++
 	}
 	for c.count() > DedupeWindow {
@@ -241,7 +246,7 @@ func (d *dedupe) capture() (uint64, func(*record.Writer) error) {
 		// clients' counts.
 		for _, c := range clients {
 			for _, e := range live[c.GetClientId()] {
-				if err := w.Write(&internalv1.DedupeRecord{ClientId: c.GetClientId(), RequestId: e.req, AtUnixNano: e.at, Result: e.result.load()}); err != nil {
+				if err := w.Write(&internalv1.DedupeRecord{ClientId: c.GetClientId(), RequestId: e.req, AtUnixNano: e.at, Result: e.result.load(), Op: uint32(e.result.op)}); err != nil {
 					return err
 				}
 			}
@@ -281,10 +286,13 @@ func (d *dedupe) restore(n uint64, r *record.Reader) error {
 		if !ok {
 			return fmt.Errorf("dedupe record %d: %w: unknown client", i, record.ErrCorrupt)
 		}
+		if rec.GetOp() > 255 {
+			return fmt.Errorf("dedupe record %d: %w: operation %d", i, record.ErrCorrupt, rec.GetOp())
+		}
 		if c.entries == nil {
 			c.entries = make([]dedupeEntry, 0, want[c])
 		}
-		if !c.insert(dedupeEntry{req: rec.GetRequestId(), at: rec.GetAtUnixNano(), result: storeResult(rec.GetResult())}) {
+		if !c.insert(dedupeEntry{req: rec.GetRequestId(), at: rec.GetAtUnixNano(), result: storeResult(uint8(rec.GetOp()), rec.GetResult())}) {
 			fresh.entries++
 		}
 	}

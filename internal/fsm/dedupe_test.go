@@ -67,8 +67,8 @@ func TestDedupeAgainstAModel(t *testing.T) {
 					req -= uint64(rng.IntN(20))
 				}
 				next[client]++
-				if _, ok := d.lookup(client, req, now); !ok {
-					d.remember(client, req, &internalv1.Result{}, now)
+				if _, _, ok := d.lookup(client, req, now); !ok {
+					d.remember(client, req, 0, &internalv1.Result{}, now)
 				}
 				if _, ok := ref[client][req]; !ok {
 					ref.remember(client, req, now)
@@ -81,7 +81,7 @@ func TestDedupeAgainstAModel(t *testing.T) {
 			for _, client := range clients {
 				total += len(ref[client])
 				for req := uint64(0); req < next[client]+8; req++ {
-					_, got := d.lookup(client, req, now)
+					_, _, got := d.lookup(client, req, now)
 					_, want := ref[client][req]
 					require.Equal(t, want, got, "client %s request %d", client, req)
 				}
@@ -125,8 +125,8 @@ func TestDedupeSnapshotIsNotChangedByLaterWrites(t *testing.T) {
 	d := newDedupe()
 	res := func(rev uint64) *internalv1.Result { return ErrorResult(fmt.Errorf("result %d", rev)) }
 	for i := uint64(0); i < 3000; i += 2 { // even IDs: odd ones can arrive later
-		d.remember("a", i, res(i), 0)
-		d.remember("b", i, res(i), 0)
+		d.remember("a", i, 0, res(i), 0)
+		d.remember("b", i, 0, res(i), 0)
 	}
 	write := func(w func(*record.Writer) error) []byte {
 		var buf bytes.Buffer
@@ -140,12 +140,12 @@ func TestDedupeSnapshotIsNotChangedByLaterWrites(t *testing.T) {
 	_, later := d.capture()
 
 	old := DedupeMinAgeNanos + 1
-	d.remember("a", 3001, res(3001), old)  // append
-	d.remember("a", 1001, res(1001), old)  // out of order, inside the shared part
-	d.remember("b", 4000, res(4000), old)  // append, then evictions of the oldest
+	d.remember("a", 3001, 0, res(3001), old)  // append
+	d.remember("a", 1001, 0, res(1001), old)  // out of order, inside the shared part
+	d.remember("b", 4000, 0, res(4000), old)  // append, then evictions of the oldest
 	for i := uint64(4001); i < 6000; i++ { // evictions down to the window, compactions
-		d.remember("b", i, res(i), old)
-		d.remember("a", i, res(i), old)
+		d.remember("b", i, 0, res(i), old)
+		d.remember("a", i, 0, res(i), old)
 	}
 	require.Equal(t, want, write(later), "a snapshot changed after it was taken")
 
@@ -174,7 +174,7 @@ func TestStoredResults(t *testing.T) {
 		{"lock acquire at a 2^40 revision", acquire, true},
 		{"long error", big, false},
 	} {
-		s := storeResult(tc.res)
+		s := storeResult(0, tc.res)
 		if got := s.big == nil; got != tc.inline {
 			t.Errorf("%s: kept in place %v, want %v (%d bytes)", tc.name, got, tc.inline, tc.res.SizeVT())
 		}

@@ -270,9 +270,10 @@ func (f *FSM) applyCommand(index, term uint64, data []byte) *internalv1.Result {
 	}
 	f.stamp(term, cmd.GetTimeUnixNano())
 	client, req := cmd.GetMeta().GetClientId(), cmd.GetMeta().GetRequestId()
+	op := opOf(&cmd)
 	if client != "" {
-		if res, ok := f.dedupe.lookup(client, req, f.elapsed); ok {
-			if !resultFits(&cmd, res) {
+		if res, was, ok := f.dedupe.lookup(client, req, f.elapsed); ok {
+			if was != 0 && was != op || was == 0 && !resultFits(&cmd, res) {
 				return ErrorResult(errs.Wrapf(ErrRequestIDReused, "client %q used request ID %d for another kind of write", client, req))
 			}
 			return res
@@ -281,7 +282,7 @@ func (f *FSM) applyCommand(index, term uint64, data []byte) *internalv1.Result {
 	res := f.dispatch(index, &cmd)
 	f.locks.Settle()
 	if client != "" {
-		f.dedupe.remember(client, req, res, f.elapsed)
+		f.dedupe.remember(client, req, op, res, f.elapsed)
 	}
 	return res
 }
@@ -295,10 +296,21 @@ var (
 	resultEmpty = resultKinds.Fields().ByName("empty").Number()
 )
 
-// resultFits reports whether res, remembered for cmd's request ID, can be
-// cmd's own result: an error, or the kind of result cmd's kind yields. A
-// client that reused a request ID for another write (a Txn after a Put)
-// was answered with the other write's result, read as an empty answer.
+// opOf is the field number of cmd's operation, 0 for none; the numbers of
+// Command.op are below 256.
+func opOf(cmd *internalv1.Command) uint8 {
+	if op := cmd.ProtoReflect().WhichOneof(commandOps); op != nil {
+		return uint8(op.Number())
+	}
+	return 0
+}
+
+// resultFits reports whether res, remembered for cmd's request ID by a
+// snapshot that did not keep the operation, can be cmd's own result: an
+// error, or the kind of result cmd's kind yields (kinds whose result is
+// Empty are not told apart). A client that reused a request ID for another
+// write (a Txn after a Put) was answered with the other write's result,
+// read as an empty answer.
 func resultFits(cmd *internalv1.Command, res *internalv1.Result) bool {
 	got := res.ProtoReflect().WhichOneof(resultKinds)
 	if got == nil || got.Number() == resultError {

@@ -239,7 +239,7 @@ func TestRetriedWriteAppliesOnce(t *testing.T) {
 // with the other's remembered result (a Txn after a Put got an empty,
 // unsucceeded TxnResponse at revision 0, and nothing applied). It is now
 // refused with REQUEST_ID_REUSED; the retry of the first write still gets
-// its result, and a failed write's remembered error answers any kind.
+// its result, and so does the retry of a failed write (its error).
 func TestRequestIDReusedByAnotherKindOfWriteIsRefused(t *testing.T) {
 	f := New(Config{})
 	meta := &concordv1.WriteMeta{ClientId: "c1", RequestId: 1}
@@ -255,11 +255,45 @@ func TestRequestIDReusedByAnotherKindOfWriteIsRefused(t *testing.T) {
 		require.False(t, ok, "the refused write was applied")
 	})
 	require.True(t, proto.Equal(first, apply(t, f, 3, put)), "the retry of the first write gets its result")
-	// A kind whose result is Empty (a release) after a Noop fits.
-	noop := noopFrom("c2", 1, 1)
-	apply(t, f, 4, noop)
-	rel := &internalv1.Command{Meta: noop.Meta, Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{Names: []string{"l"}, Session: 1, Owner: "o"}}}
-	require.Nil(t, apply(t, f, 5, rel).GetError())
+	// A failed write's remembered error answers its retry.
+	bad := &internalv1.Command{Meta: &concordv1.WriteMeta{ClientId: "c3", RequestId: 1},
+		Op: &internalv1.Command_RevokeSession{RevokeSession: &internalv1.RevokeSession{Id: 99}}}
+	failed := apply(t, f, 4, bad)
+	require.NotNil(t, failed.GetError())
+	require.True(t, proto.Equal(failed, apply(t, f, 5, bad)))
+}
+
+// The kinds whose result is Empty (a lock release, a wait cancel, a worker
+// release) fitted each other's remembered results: a release that reused a
+// cancel's request ID was answered as done and released nothing. The
+// operation is now remembered with the result, snapshots included.
+func TestRequestIDReusedAmongKindsWithEmptyResults(t *testing.T) {
+	f := New(Config{})
+	sess := apply(t, f, 1, &internalv1.Command{Meta: &concordv1.WriteMeta{ClientId: "s", RequestId: 1},
+		Op: &internalv1.Command_CreateSession{CreateSession: &internalv1.CreateSession{TtlMs: 60000}}}).GetCreateSession().GetId()
+	claim := []*concordv1.LockClaim{{Name: "L", Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}
+	meta := func(id uint64) *concordv1.WriteMeta { return &concordv1.WriteMeta{ClientId: "c", RequestId: id} }
+	g := apply(t, f, 2, &internalv1.Command{Meta: meta(1), Op: &internalv1.Command_LockAcquire{LockAcquire: &concordv1.AcquireRequest{Claims: claim, Session: sess, Owner: "o1"}}})
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, g.GetLockAcquire().GetState())
+	q := apply(t, f, 3, &internalv1.Command{Meta: meta(2), Op: &internalv1.Command_LockAcquire{LockAcquire: &concordv1.AcquireRequest{Claims: claim, Session: sess, Owner: "o2", Wait: true}}})
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, q.GetLockAcquire().GetState())
+	c := apply(t, f, 4, &internalv1.Command{Meta: meta(3), Op: &internalv1.Command_LockCancel{LockCancel: &concordv1.CancelWaitRequest{Waiter: q.GetLockAcquire().GetWaiter(), Session: sess, Owner: "o2"}}})
+	require.Nil(t, c.GetError())
+
+	// The remembered operation survives a snapshot.
+	var buf bytes.Buffer
+	_, err := f.CaptureState().WriteTo(&buf)
+	require.NoError(t, err)
+	g2 := New(Config{})
+	require.NoError(t, g2.Restore(bytes.NewReader(buf.Bytes())))
+	for name, m := range map[string]*FSM{"live": f, "restored": g2} {
+		// Request ID 3 again, for a release of o1's grant.
+		r := apply(t, m, 5, &internalv1.Command{Meta: meta(3), Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{Names: []string{"L"}, Session: sess, Owner: "o1"}}})
+		require.ErrorIs(t, ResultError(r), ErrRequestIDReused, name)
+		m.Read(func(s State) {
+			require.True(t, s.Locks.HeldWithToken([]byte("L"), int64(g.GetLockAcquire().GetToken())), "%s: the refused release changed the lock", name)
+		})
+	}
 }
 
 func noopFrom(client string, req uint64, at int64) *internalv1.Command {
@@ -275,16 +309,16 @@ func TestDedupeWindowAndIdleExpiry(t *testing.T) {
 		apply(t, f, idx, noopFrom("c", uint64(i), 1))
 	}
 	require.Equal(t, DedupeWindow+10, f.dedupe.len())
-	_, remembered := f.dedupe.lookup("c", 0, 1)
+	_, _, remembered := f.dedupe.lookup("c", 0, 1)
 	require.True(t, remembered, "a young result stays although the window is full")
 
 	// Once they are old, only the window's worth remains.
 	idx++
 	apply(t, f, idx, noopFrom("c", uint64(DedupeWindow+10), 1+DedupeMinAgeNanos+1))
 	require.Equal(t, DedupeWindow, f.dedupe.len())
-	_, remembered = f.dedupe.lookup("c", 5, 1)
+	_, _, remembered = f.dedupe.lookup("c", 5, 1)
 	require.False(t, remembered, "the oldest IDs leave the window")
-	_, remembered = f.dedupe.lookup("c", uint64(DedupeWindow+9), 1)
+	_, _, remembered = f.dedupe.lookup("c", uint64(DedupeWindow+9), 1)
 	require.True(t, remembered)
 
 	// Time passes beyond the idle bound and an index crosses a sweep.

@@ -326,7 +326,10 @@ type DedupeRecord struct {
 	RequestId uint64                 `protobuf:"varint,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Result    *Result                `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
 	// at_unix_nano is the state machine time the result was remembered.
-	AtUnixNano    int64 `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	AtUnixNano int64 `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	// op is the field number of the command's operation (Command.op) the
+	// result answers; 0 in snapshots written before it was kept.
+	Op            uint32 `protobuf:"varint,5,opt,name=op,proto3" json:"op,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +388,13 @@ func (x *DedupeRecord) GetResult() *Result {
 func (x *DedupeRecord) GetAtUnixNano() int64 {
 	if x != nil {
 		return x.AtUnixNano
+	}
+	return 0
+}
+
+func (x *DedupeRecord) GetOp() uint32 {
+	if x != nil {
+		return x.Op
 	}
 	return 0
 }
@@ -1332,14 +1342,15 @@ const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\tpeer_addr\x18\x03 \x01(\tR\bpeerAddr\x12\x1f\n" +
 	"\vclient_addr\x18\x04 \x01(\tR\n" +
 	"clientAddr\x12\x18\n" +
-	"\aretired\x18\x05 \x01(\bR\aretired\"\xa1\x01\n" +
+	"\aretired\x18\x05 \x01(\bR\aretired\"\xb1\x01\n" +
 	"\fDedupeRecord\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\x04R\trequestId\x123\n" +
 	"\x06result\x18\x03 \x01(\v2\x1b.concord.internal.v1.ResultR\x06result\x12 \n" +
 	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
-	"atUnixNano\"p\n" +
+	"atUnixNano\x12\x0e\n" +
+	"\x02op\x18\x05 \x01(\rR\x02op\"p\n" +
 	"\fDedupeClient\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12-\n" +
 	"\x13last_seen_unix_nano\x18\x02 \x01(\x03R\x10lastSeenUnixNano\x12\x14\n" +

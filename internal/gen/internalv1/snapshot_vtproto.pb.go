@@ -287,6 +287,11 @@ func (m *DedupeRecord) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.Op != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Op))
+		i--
+		dAtA[i] = 0x28
+	}
 	if m.AtUnixNano != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.AtUnixNano))
 		i--
@@ -1189,6 +1194,9 @@ func (m *DedupeRecord) SizeVT() (n int) {
 	}
 	if m.AtUnixNano != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.AtUnixNano))
+	}
+	if m.Op != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.Op))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -2273,6 +2281,25 @@ func (m *DedupeRecord) UnmarshalVT(dAtA []byte) error {
 				b := dAtA[iNdEx]
 				iNdEx++
 				m.AtUnixNano |= int64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 5:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Op", wireType)
+			}
+			m.Op = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Op |= uint32(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}
