@@ -140,10 +140,10 @@ func TestDedupeSnapshotIsNotChangedByLaterWrites(t *testing.T) {
 	_, later := d.capture()
 
 	old := DedupeMinAgeNanos + 1
-	d.remember("a", 3001, 0, res(3001), old)  // append
-	d.remember("a", 1001, 0, res(1001), old)  // out of order, inside the shared part
-	d.remember("b", 4000, 0, res(4000), old)  // append, then evictions of the oldest
-	for i := uint64(4001); i < 6000; i++ { // evictions down to the window, compactions
+	d.remember("a", 3001, 0, res(3001), old) // append
+	d.remember("a", 1001, 0, res(1001), old) // out of order, inside the shared part
+	d.remember("b", 4000, 0, res(4000), old) // append, then evictions of the oldest
+	for i := uint64(4001); i < 6000; i++ {   // evictions down to the window, compactions
 		d.remember("b", i, 0, res(i), old)
 		d.remember("a", i, 0, res(i), old)
 	}
