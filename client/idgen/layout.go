@@ -66,12 +66,20 @@ func (l Layout) units(t time.Time) int64 { return t.Sub(l.Epoch).Milliseconds() 
 // unixMs converts milliseconds since the epoch to Unix milliseconds.
 func (l Layout) unixMs(units int64) int64 { return l.Epoch.UnixMilli() + units }
 
-// End is when the time field runs out.
-func (l Layout) End() time.Time { return l.Epoch.Add(time.Duration(l.maxTime()) * time.Millisecond) }
+// at returns the time ms milliseconds after the epoch. It adds seconds and
+// nanoseconds rather than a time.Duration, which wraps past 292 years: 44
+// or more time bits reach further than that.
+func (l Layout) at(ms int64) time.Time {
+	return time.Unix(l.Epoch.Unix()+ms/1000, int64(l.Epoch.Nanosecond())+ms%1000*int64(time.Millisecond)).In(l.Epoch.Location())
+}
 
-// YearsLeft is how long the time field lasts from now, in years.
+// End is when the time field runs out.
+func (l Layout) End() time.Time { return l.at(l.maxTime()) }
+
+// YearsLeft is how long the time field lasts from now, in years. It is
+// counted in milliseconds: End().Sub(now) would saturate at 292 years.
 func (l Layout) YearsLeft(now time.Time) float64 {
-	return l.End().Sub(now).Hours() / (24 * 365.25)
+	return float64(l.maxTime()-l.units(now)) / (24 * 365.25 * 3600 * 1000)
 }
 
 // Compose builds an ID.
@@ -93,7 +101,7 @@ func (l Layout) Decode(id int64) (Decoded, error) {
 	}
 	ms := id >> (l.WorkerBits + l.SeqBits)
 	return Decoded{
-		Time:   l.Epoch.Add(time.Duration(ms) * time.Millisecond),
+		Time:   l.at(ms),
 		Worker: (id >> l.SeqBits) & l.maxWorker(),
 		Seq:    id & l.maxSeq(),
 	}, nil

@@ -44,6 +44,25 @@ func TestLayoutValidateAndDecode(t *testing.T) {
 	require.EqualValues(t, 9, d.Seq)
 }
 
+// TestLayoutWithManyTimeBitsDoesNotWrap: End, YearsLeft and Decode
+// multiplied a millisecond count into a time.Duration, which wraps past 292
+// years, so a layout of 44 or more time bits (valid per Validate) reported
+// an End before its epoch and a negative YearsLeft, and decoded late IDs to
+// times before the epoch. They now count in milliseconds.
+func TestLayoutWithManyTimeBitsDoesNotWrap(t *testing.T) {
+	l := Layout{Epoch: DefaultEpoch, TimeBits: 44, WorkerBits: 8, SeqBits: 11}
+	require.NoError(t, l.Validate(t0))
+	end := time.UnixMilli(DefaultEpoch.UnixMilli() + 1<<44 - 1).UTC()
+	require.Equal(t, end, l.End(), "2^44-1 ms (557 years) after the epoch")
+	require.InDelta(t, 556.1, l.YearsLeft(t0), 0.1)
+
+	d, err := l.Decode(l.Compose(l.maxTime(), 200, 7))
+	require.NoError(t, err)
+	require.Equal(t, end, d.Time)
+	require.EqualValues(t, 200, d.Worker)
+	require.EqualValues(t, 7, d.Seq)
+}
+
 func TestSnowflakeIncreasesAndCarriesWorker(t *testing.T) {
 	clk := newFakeClock(t0)
 	g := newGen(t, newFakeWorkers(), clk, Wait)
