@@ -61,7 +61,9 @@ type WorkerSource interface {
 	Done() <-chan struct{}
 }
 
-// SnowflakeConfig configures a generator. Zero fields take the defaults.
+// SnowflakeConfig configures a generator. Zero fields take the defaults;
+// negative durations, and a Reserve under a millisecond, are refused with
+// ErrInvalidArgument.
 type SnowflakeConfig struct {
 	// Layout defaults to DefaultLayout.
 	Layout Layout
@@ -111,6 +113,25 @@ func (c *SnowflakeConfig) setDefaults() {
 	}
 }
 
+// check refuses durations the generator cannot work with: a negative
+// Reserve (or one under a millisecond, the time field's unit) ends every
+// reservation at or before the clock, and Next would wait for it forever;
+// negative bounds make no sense either.
+func (c *SnowflakeConfig) check() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Guard", c.Guard}, {"MaxWait", c.MaxWait}, {"MaxAhead", c.MaxAhead}, {"Reserve", c.Reserve}} {
+		if d.v < 0 {
+			return fmt.Errorf("%w: SnowflakeConfig.%s is negative (%s)", client.ErrInvalidArgument, d.name, d.v)
+		}
+	}
+	if c.Reserve < time.Millisecond {
+		return fmt.Errorf("%w: SnowflakeConfig.Reserve %s is under a millisecond", client.ErrInvalidArgument, c.Reserve)
+	}
+	return nil
+}
+
 // SnowflakeStats counts what a generator did.
 type SnowflakeStats struct {
 	Issued       int64
@@ -152,6 +173,9 @@ type Snowflake struct {
 // reserves the first stretch of time.
 func NewSnowflake(ctx context.Context, src WorkerSource, cfg SnowflakeConfig) (*Snowflake, error) {
 	cfg.setDefaults()
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	if err := cfg.Layout.Validate(cfg.Clock.Now()); err != nil {
 		return nil, err
 	}

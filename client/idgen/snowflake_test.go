@@ -251,3 +251,19 @@ func TestAMarkAtTheEndOfTimeFailsRatherThanSpins(t *testing.T) {
 		require.NoError(t, g.Close(context.Background()))
 	}
 }
+
+// TestNegativeDurationsAreRefused: NewSnowflake took a negative Reserve,
+// whose reservations all end before the clock, and Next then waited for a
+// reservation forever. Negative durations (and a Reserve under a
+// millisecond) are now refused at start.
+func TestNegativeDurationsAreRefused(t *testing.T) {
+	for _, cfg := range []SnowflakeConfig{
+		{Reserve: -time.Second}, {Reserve: time.Microsecond}, {MaxWait: -1}, {MaxAhead: -time.Millisecond}, {Guard: -time.Second},
+	} {
+		cfg.Clock = newFakeClock(t0)
+		src := newFakeWorkers()
+		_, err := NewSnowflake(context.Background(), src, cfg)
+		require.ErrorIs(t, err, client.ErrInvalidArgument, "%+v", cfg)
+		require.Zero(t, src.leases, "refused before leasing a worker ID")
+	}
+}
