@@ -189,7 +189,7 @@ func NewSnowflake(ctx context.Context, src WorkerSource, cfg SnowflakeConfig) (*
 	if cfg.Strategy == SpareWorker {
 		sp, err := g.lease(ctx)
 		if err != nil {
-			_ = src.Release(ctx, cfg.Pool, w.id)
+			g.releaseAll(ctx)
 			return nil, fmt.Errorf("leasing a spare worker ID: %w", err)
 		}
 		g.spare = &sp
@@ -197,11 +197,25 @@ func NewSnowflake(ctx context.Context, src WorkerSource, cfg SnowflakeConfig) (*
 	until := g.reserveUntil(cfg.Layout.units(cfg.Clock.Now()))
 	hw, err := src.Reserve(ctx, cfg.Pool, w.id, cfg.Layout.unixMs(until))
 	if err != nil {
+		g.releaseAll(ctx)
 		return nil, err
 	}
 	g.reserved = hw - cfg.Layout.Epoch.UnixMilli()
 	g.reservations.Add(1)
 	return g, nil
+}
+
+// releaseAll frees, best effort, the worker IDs a failed NewSnowflake
+// leased: held until the session ends, every failed attempt on a session
+// would otherwise take more of the pool. It outlives ctx's cancellation
+// (a start that timed out must still let go), not a few seconds.
+func (g *Snowflake) releaseAll(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = g.src.Release(ctx, g.cfg.Pool, g.cur.id)
+	if g.spare != nil {
+		_ = g.src.Release(ctx, g.cfg.Pool, g.spare.id)
+	}
 }
 
 func (g *Snowflake) lease(ctx context.Context) (worker, error) {

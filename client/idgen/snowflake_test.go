@@ -267,3 +267,30 @@ func TestNegativeDurationsAreRefused(t *testing.T) {
 		require.Zero(t, src.leases, "refused before leasing a worker ID")
 	}
 }
+
+// failingReserve leases like the state machine but refuses every
+// reservation (e.g. the client's clock is over an hour ahead of the
+// leader's).
+type failingReserve struct{ *fakeWorkers }
+
+func (f *failingReserve) Reserve(context.Context, string, int64, int64) (int64, error) {
+	return 0, fmt.Errorf("%w: a reservation until ... is outside [0, now+1h]", client.ErrInvalidArgument)
+}
+
+// TestNewSnowflakeReleasesOnFailure: NewSnowflake leased a worker ID (and a
+// spare), then failed on the first reservation without releasing them, so
+// every attempt on a session took more of the pool until the session
+// ended. A failed start now releases what it leased.
+func TestNewSnowflakeReleasesOnFailure(t *testing.T) {
+	src := &failingReserve{newFakeWorkers()}
+	for i := 0; i < 5; i++ {
+		_, err := NewSnowflake(context.Background(), src, SnowflakeConfig{Clock: newFakeClock(t0), Strategy: SpareWorker})
+		require.ErrorIs(t, err, client.ErrInvalidArgument)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	require.Equal(t, 10, src.leases, "each attempt leased a worker ID and a spare")
+	for id, held := range src.held {
+		require.False(t, held, "worker ID %d still held after the failed starts", id)
+	}
+}
