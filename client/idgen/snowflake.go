@@ -161,7 +161,10 @@ type Snowflake struct {
 	started  bool // the wall clock has caught up with the lease's floor
 	renewing bool
 	renewed  *sync.Cond
+	renewErr error // the last renewal's error; nil after a success
 	lost     error
+
+	renewTimeout time.Duration // bounds one renewal: renewTimeout, shorter in tests
 
 	issued       atomic.Int64
 	rollbacks    [4]atomic.Int64
@@ -179,7 +182,7 @@ func NewSnowflake(ctx context.Context, src WorkerSource, cfg SnowflakeConfig) (*
 	if err := cfg.Layout.Validate(cfg.Clock.Now()); err != nil {
 		return nil, err
 	}
-	g := &Snowflake{cfg: cfg, src: src}
+	g := &Snowflake{cfg: cfg, src: src, renewTimeout: renewTimeout}
 	g.renewed = sync.NewCond(&g.mu)
 	w, err := g.lease(ctx)
 	if err != nil {
@@ -251,6 +254,13 @@ func (g *Snowflake) Stats() SnowflakeStats {
 
 // Next returns a new ID: unique among every generator of the pool, and
 // greater than every ID this generator issued before.
+//
+// When the reservation must be renewed before an ID can be issued, Next
+// waits for it. A renewal the cluster refuses fails Next with the refusal
+// (ErrInvalidArgument when this clock runs over an hour ahead of the
+// leader's); one that fails for a transient reason is retried for MaxWait,
+// then Next fails with ErrUnavailable. Either way the generator stays
+// usable: a later Next renews again.
 func (g *Snowflake) Next() (int64, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -407,6 +417,9 @@ func (g *Snowflake) fail(err error) error {
 	return err
 }
 
+// renewTimeout bounds one renewal of the reservation.
+const renewTimeout = 10 * time.Second
+
 // renewAsync raises the reservation in the background.
 func (g *Snowflake) renewAsync() {
 	if g.renewing {
@@ -416,14 +429,18 @@ func (g *Snowflake) renewAsync() {
 	id := g.cur.id
 	until := g.reserveUntil(g.cfg.Layout.units(g.cfg.Clock.Now()))
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), g.renewTimeout)
 		hw, err := g.src.Reserve(ctx, g.cfg.Pool, id, g.cfg.Layout.unixMs(until))
 		cancel()
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		g.renewing = false
+		g.renewErr = nil
 		if err != nil {
-			_ = g.fail(err)
+			err = g.fail(err)
+			if id == g.cur.id {
+				g.renewErr = fmt.Errorf("idgen: renewing the reservation of worker ID %d: %w", id, err)
+			}
 		} else if id == g.cur.id {
 			g.reserved = max(g.reserved, hw-g.cfg.Layout.Epoch.UnixMilli())
 			g.reservations.Add(1)
@@ -432,24 +449,63 @@ func (g *Snowflake) renewAsync() {
 	}()
 }
 
+// transient reports whether a failed renewal may succeed when retried: the
+// cluster was unavailable or the call ran out of time. Any other refusal
+// (INVALID_ID_REQUEST for a reservation over an hour past the leader's
+// clock, because this clock runs ahead) would be refused again.
+func transient(err error) bool {
+	return errors.Is(err, client.ErrUnavailable) || errors.Is(err, client.ErrUnknownOutcome) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
 // waitReserved blocks until the reservation covers ts. A reservation is
 // capped at the catch-up bound, so when ts sits at the cap the generator
 // also waits for the clock to move.
+//
+// A renewal refused for good fails the wait at once with the refusal; one
+// that failed for a transient reason is retried for up to MaxWait, so the
+// wait (counted on the monotonic clock, not the generator's Clock, which
+// may jump) ends within MaxWait plus one renewal's timeout. Before, both
+// were retried forever and Next never returned.
 func (g *Snowflake) waitReserved(ts int64) error {
+	start := time.Now()
 	for ts >= g.reserved {
 		if err := g.check(); err != nil {
 			return err
 		}
+		if time.Since(start) > g.cfg.MaxWait {
+			return g.notReserved(ts, time.Since(start))
+		}
 		before := g.reserved
 		g.renewAsync()
 		g.renewed.Wait()
+		if g.renewErr != nil && !transient(g.renewErr) {
+			return g.renewErr
+		}
 		if g.reserved == before {
+			pause := time.Millisecond
+			if g.renewErr != nil {
+				pause = 10 * time.Millisecond // do not hammer an unavailable cluster
+			}
 			g.mu.Unlock()
-			g.cfg.Clock.Sleep(time.Millisecond)
+			g.cfg.Clock.Sleep(pause)
 			g.mu.Lock()
 		}
 	}
 	return nil
+}
+
+// notReserved is the error of a wait for a reservation that ran out of
+// time: the renewals kept failing, or they succeeded but the clock stayed
+// so far behind ts that no reservation within the catch-up bound covers
+// it.
+func (g *Snowflake) notReserved(ts int64, waited time.Duration) error {
+	waited = waited.Round(time.Millisecond)
+	if g.renewErr != nil {
+		return fmt.Errorf("%w: waited %s for a reservation: %w", client.ErrUnavailable, waited, g.renewErr)
+	}
+	return fmt.Errorf("%w: waited %s for a reservation covering timestamp %s: the clock is too far behind it",
+		ErrClockRollback, waited, g.cfg.Layout.at(ts).Format(time.RFC3339Nano))
 }
 
 // Close frees the worker IDs. The generator must not be used afterwards.

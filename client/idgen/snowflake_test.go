@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -293,4 +294,80 @@ func TestNewSnowflakeReleasesOnFailure(t *testing.T) {
 	for id, held := range src.held {
 		require.False(t, held, "worker ID %d still held after the failed starts", id)
 	}
+}
+
+// invalidFarAhead refuses reservations more than an hour past a fixed
+// "leader clock", as the state machine does (INVALID_ID_REQUEST).
+type invalidFarAhead struct {
+	*fakeWorkers
+	leaderMs int64
+}
+
+func (f *invalidFarAhead) Reserve(ctx context.Context, pool string, id, until int64) (int64, error) {
+	if until > f.leaderMs+60*60*1000 {
+		return 0, fmt.Errorf("%w: a reservation until %d ms is outside [0, now+1h]", client.ErrInvalidArgument, until)
+	}
+	return f.fakeWorkers.Reserve(ctx, pool, id, until)
+}
+
+// TestRefusedRenewalFailsNext steps the clock two hours ahead of the
+// cluster's while the generator runs (an NTP step, a VM resume). Every
+// renewal was refused with INVALID_ID_REQUEST, the refusal was discarded,
+// and Next retried it forever. Next now returns the refusal, and issues
+// again once the clock is back.
+func TestRefusedRenewalFailsNext(t *testing.T) {
+	clk := newFakeClock(t0)
+	src := &invalidFarAhead{fakeWorkers: newFakeWorkers(), leaderMs: t0.UnixMilli()}
+	g := newGen(t, src, clk, Wait)
+	first, err := g.Next()
+	require.NoError(t, err)
+	clk.Advance(2 * time.Hour)
+	done := make(chan error, 1)
+	go func() { _, err := g.Next(); done <- err }()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, client.ErrInvalidArgument)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next did not return within 5s: the refused renewal is retried forever")
+	}
+	clk.Advance(-2 * time.Hour)
+	id, err := g.Next()
+	require.NoError(t, err, "a refusal is not sticky")
+	require.Greater(t, id, first)
+}
+
+// unavailableReserve refuses every renewal as the cluster does without a
+// leader, after the first reservation.
+type unavailableReserve struct {
+	*fakeWorkers
+	down atomic.Bool
+}
+
+func (f *unavailableReserve) Reserve(ctx context.Context, pool string, id, until int64) (int64, error) {
+	if f.down.Load() {
+		return 0, fmt.Errorf("%w: no leader", client.ErrUnavailable)
+	}
+	return f.fakeWorkers.Reserve(ctx, pool, id, until)
+}
+
+// TestUnavailableRenewalWaitIsBounded: a reservation that could not be
+// renewed (no leader) was waited for forever. Transient failures are now
+// retried for MaxWait, and Next then fails with ErrUnavailable.
+func TestUnavailableRenewalWaitIsBounded(t *testing.T) {
+	clk := newFakeClock(t0)
+	src := &unavailableReserve{fakeWorkers: newFakeWorkers()}
+	g, err := NewSnowflake(context.Background(), src, SnowflakeConfig{Clock: clk, MaxWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	g.renewTimeout = 100 * time.Millisecond
+	_, err = g.Next()
+	require.NoError(t, err)
+	src.down.Store(true)
+	clk.Advance(time.Minute) // past the reservation
+	start := time.Now()
+	_, err = g.Next()
+	require.ErrorIs(t, err, client.ErrUnavailable)
+	require.Less(t, time.Since(start), 2*time.Second, "bounded by MaxWait plus one renewal's timeout")
+	src.down.Store(false)
+	_, err = g.Next()
+	require.NoError(t, err, "issues again once the cluster is back")
 }
