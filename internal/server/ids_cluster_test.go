@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/client/idgen"
+	"github.com/concord-dev/concord/internal/clock"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
@@ -195,4 +198,46 @@ func TestConcurrentNextIDsAreCoalesced(t *testing.T) {
 	wg.Wait()
 	_, err = cl.NextIDs(ctx, "coalesced", 51)
 	require.ErrorIs(t, err, client.ErrInvalidArgument, "a lone call above the limit is still refused")
+}
+
+// stepClock is the real clock plus an offset the test can step.
+type stepClock struct{ off atomic.Int64 }
+
+func (c *stepClock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
+
+// TestMemberClockStepAheadFailsNextSnowflakes steps a follower's clock two
+// hours ahead (an NTP step, a VM resume) after its generator started. Its
+// generator retried the reservation the leader refused forever, and
+// NextSnowflakes never answered. It now answers INVALID_ID_REQUEST at once,
+// drops the generator (revoking its session, which frees the worker ID),
+// and serves again from a fresh one once the clock is back.
+func TestMemberClockStepAheadFailsNextSnowflakes(t *testing.T) {
+	clocks := []*stepClock{{}, {}, {}}
+	c := testcluster.Start(t, testcluster.Options{Clock: func(i int) clock.Clock { return clocks[i] }})
+	leader := c.WaitLeader(20 * time.Second)
+	f := (leader + 1) % len(c.Members)
+	cl := c.Client(f)
+	ctx := ctxT(t, 30*time.Second)
+	first, err := cl.NextSnowflakes(ctx, 1)
+	require.NoError(t, err)
+
+	clocks[f].off.Store(int64(2 * time.Hour))
+	for i := 0; i < 2; i++ { // the second call starts a fresh generator, refused in turn
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = cl.NextSnowflakes(cctx, 1)
+		cancel()
+		var ce *client.Error
+		require.ErrorAs(t, err, &ce, "call %d", i)
+		require.Equal(t, "INVALID_ID_REQUEST", ce.Reason, "call %d: %v", i, err)
+	}
+	workers, _, err := cl.ListWorkers(ctx, "default")
+	require.NoError(t, err)
+	for _, w := range workers {
+		require.Zero(t, w.GetSession(), "worker ID %d is still held: the failed generators' sessions were not revoked", w.GetId())
+	}
+
+	clocks[f].off.Store(0)
+	next, err := cl.NextSnowflakes(ctx, 1)
+	require.NoError(t, err)
+	require.NotEqual(t, first[0], next[0])
 }

@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
@@ -120,11 +122,29 @@ func (s *Server) NextSnowflakes(ctx context.Context, req *concordv1.NextSnowflak
 		if errors.Is(err, idgen.ErrClockRollback) {
 			return nil, errs.Wrapf(ErrClockBehind, "%v", err)
 		}
-		if !errors.Is(err, client.ErrWorkerLost) || attempt > 0 {
-			return nil, err
-		}
+		// A lost worker ID, or a reservation the cluster refused or could
+		// not renew in time: the next call starts a fresh generator, leased
+		// and reserved against the clocks as they are then, rather than
+		// retry this one's worker ID.
 		s.idsrv.drop(g)
+		if !errors.Is(err, client.ErrWorkerLost) || attempt > 0 {
+			return nil, snowflakeError(err)
+		}
 	}
+}
+
+// snowflakeError gives a generator's error a reason for the wire. The
+// cluster's own refusals (INVALID_ID_REQUEST for a reservation over an hour
+// past the leader's clock, NO_LEADER, ...) keep theirs.
+func snowflakeError(err error) error {
+	var e *errs.Error
+	switch {
+	case errors.As(err, &e):
+		return err
+	case errors.Is(err, client.ErrExhausted):
+		return errs.Wrapf(ids.ErrExhausted, "%v", err)
+	}
+	return err
 }
 
 func (d *idServer) snowflake(ctx context.Context) (*idgen.Snowflake, error) {
@@ -139,20 +159,27 @@ func (d *idServer) snowflake(ctx context.Context) (*idgen.Snowflake, error) {
 	}
 	g, err := idgen.NewSnowflake(ctx, &memberWorkers{s: d.s, own: own}, idgen.SnowflakeConfig{Clock: serverClock{d.s}})
 	if err != nil {
-		own.close()
+		d.s.endOwnSession(own)
 		return nil, err
 	}
 	d.snow, d.own = g, own
 	return g, nil
 }
 
+// drop forgets a failed generator, so that the next call starts another.
+// Its session is revoked, which frees its worker IDs: a member whose
+// generator keeps failing (its clock an hour ahead) would otherwise leave
+// a session and worker ID behind on every call until they expired.
 func (d *idServer) drop(g *idgen.Snowflake) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.snow == g {
-		d.own.close()
-		d.snow, d.own = nil, nil
+	if d.snow != g {
+		d.mu.Unlock()
+		return
 	}
+	own := d.own
+	d.snow, d.own = nil, nil
+	d.mu.Unlock()
+	d.s.endOwnSession(own)
 }
 
 func (d *idServer) close() {
@@ -196,6 +223,11 @@ func (m *memberWorkers) Reserve(ctx context.Context, pool string, id, untilMs in
 	if err != nil {
 		if errors.Is(err, ids.ErrWorkerNotHeld) {
 			return 0, client.ErrWorkerLost
+		}
+		if unavailable(err) {
+			// The generator retries these for a while; any other refusal
+			// fails its Next at once.
+			return 0, fmt.Errorf("%w: %w", client.ErrUnavailable, err)
 		}
 		return 0, err
 	}
@@ -256,6 +288,26 @@ func (s *Server) newOwnSession(ctx context.Context) (*ownSession, error) {
 		}
 	}()
 	return o, nil
+}
+
+// endOwnSession stops keeping a session alive and revokes it, best effort:
+// revoking frees its worker IDs now rather than when it expires.
+func (s *Server) endOwnSession(o *ownSession) {
+	o.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, _ = s.RevokeSession(ctx, &concordv1.RevokeSessionRequest{Id: o.id})
+}
+
+// unavailable reports whether an error of this member's request is one the
+// cluster may not give again: no leader, a timeout, a shutdown.
+func unavailable(err error) bool {
+	var e *errs.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	c := errs.Codes[e.Reason()]
+	return c == connect.CodeUnavailable || c == connect.CodeDeadlineExceeded
 }
 
 func (o *ownSession) close() {
