@@ -207,3 +207,54 @@ func TestSegmentStepFollowsTheRate(t *testing.T) {
 	defer slow.mu.Unlock()
 	require.Less(t, slow.counts[len(slow.counts)-1], int64(1000), "a trickle shrinks the step: %v", slow.counts)
 }
+
+// blockingSequence blocks its first call until released.
+type blockingSequence struct {
+	mu      sync.Mutex
+	cur     int64
+	calls   int
+	release chan struct{}
+	entered chan struct{}
+}
+
+func (b *blockingSequence) NextSequence(_ context.Context, _ string, n int64) (int64, int64, error) {
+	b.mu.Lock()
+	b.calls++
+	first := b.calls == 1
+	b.mu.Unlock()
+	if first {
+		close(b.entered)
+		<-b.release
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f := b.cur + 1
+	b.cur += n
+	return f, b.cur, nil
+}
+
+// TestSequenceCanceledWaiterLeavesNoGap: a caller whose ctx ended while it
+// was still queued (its batch not yet sent) stayed in the queue, and the
+// next batch counted a value for it that nobody received: a gap in a
+// sequence documented gap-free. Such a caller now leaves the queue.
+func TestSequenceCanceledWaiterLeavesNoGap(t *testing.T) {
+	src := &blockingSequence{release: make(chan struct{}), entered: make(chan struct{})}
+	s := NewSequence(src, "invoice", 0)
+	got := make(chan int64, 2)
+	go func() { v, _ := s.Next(context.Background()); got <- v }()
+	<-src.entered // batch 1 (one caller) is in flight
+
+	ctx, cancel := context.WithCancel(context.Background())
+	canceled := make(chan error, 1)
+	go func() { _, err := s.Next(ctx); canceled <- err }()
+	queued := func() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.waiting) }
+	require.Eventually(t, func() bool { return queued() == 1 }, time.Second, time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-canceled, context.Canceled)
+
+	go func() { v, _ := s.Next(context.Background()); got <- v }()
+	require.Eventually(t, func() bool { return queued() >= 1 }, time.Second, time.Millisecond)
+	close(src.release)
+	a, b := <-got, <-got
+	require.ElementsMatch(t, []int64{1, 2}, []int64{a, b}, "the values handed out are consecutive")
+}
