@@ -28,6 +28,8 @@ const (
 	Refuse
 	// SpareWorker switches to a spare worker ID leased in advance, whose
 	// high-water mark is below the current time; without one, it waits.
+	// It gives up per-generator order for not waiting: the IDs issued after
+	// the switch carry the rolled-back time and sort below earlier ones.
 	SpareWorker
 	// LogicalClock keeps issuing from a logical clock ahead of the wall
 	// clock, up to MaxAhead; beyond that it fails with ErrClockRollback.
@@ -253,7 +255,10 @@ func (g *Snowflake) Stats() SnowflakeStats {
 }
 
 // Next returns a new ID: unique among every generator of the pool, and
-// greater than every ID this generator issued before.
+// greater than every ID this generator issued before, except across a
+// SpareWorker switch: after a rollback the spare worker ID issues at the
+// rolled-back time, so its IDs sort below those issued before the rollback
+// (unique still, as that worker ID never issued those timestamps).
 //
 // When the reservation must be renewed before an ID can be issued, Next
 // waits for it. A renewal the cluster refuses fails Next with the refusal
