@@ -15,7 +15,8 @@ type SegmentSource interface {
 
 // SegmentConfig configures a segment buffer. Zero fields take the defaults.
 type SegmentConfig struct {
-	// Step is the first segment's size; default 1,000.
+	// Step is the first segment's size; default 1,000. The tag's step (of
+	// CreateTag) is not read: it sizes the members' buffers only.
 	Step int64
 	// MinStep and MaxStep bound the adaptive size; defaults 100 and
 	// 1,000,000,000 (the server's default --max-segment-step).
