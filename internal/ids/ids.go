@@ -251,7 +251,8 @@ func (t *Table) NextSequence(name string, n int64) (int64, int64, error) {
 	return cur + 1, cur + n, nil
 }
 
-// Pools returns the pools by name.
+// Pools returns the pools by name, copied with every worker: for the
+// snapshot. A request about one pool asks Pool or HasPool.
 func (t *Table) Pools() []Pool {
 	names := make([]string, 0, len(t.pools))
 	for n := range t.pools {
@@ -260,15 +261,30 @@ func (t *Table) Pools() []Pool {
 	slices.Sort(names)
 	out := make([]Pool, 0, len(names))
 	for _, n := range names {
-		p := t.pools[n]
-		cp := Pool{Name: p.Name, WorkerBits: p.WorkerBits, Workers: map[int64]*Worker{}}
-		for id, w := range p.Workers {
-			ww := *w
-			cp.Workers[id] = &ww
-		}
-		out = append(out, cp)
+		out = append(out, t.pools[n].copy())
 	}
 	return out
+}
+
+// Pool returns a copy of one pool.
+func (t *Table) Pool(name string) (Pool, bool) {
+	p := t.pools[name]
+	if p == nil {
+		return Pool{}, false
+	}
+	return p.copy(), true
+}
+
+// HasPool reports whether a pool exists, copying nothing.
+func (t *Table) HasPool(name string) bool { return t.pools[name] != nil }
+
+func (p *Pool) copy() Pool {
+	cp := Pool{Name: p.Name, WorkerBits: p.WorkerBits, Workers: make(map[int64]*Worker, len(p.Workers))}
+	for id, w := range p.Workers {
+		ww := *w
+		cp.Workers[id] = &ww
+	}
+	return cp
 }
 
 // Tags returns the tags by name.

@@ -27,6 +27,17 @@ func TestWorkerLeaseGuardAndHighWater(t *testing.T) {
 	_, err = tb.LeaseWorker(1000, "p", 1, 3, "c", 500)
 	require.ErrorIs(t, err, ErrNoWorkerIDs)
 
+	require.True(t, tb.HasPool("p"))
+	require.False(t, tb.HasPool("q"))
+	p, ok := tb.Pool("p")
+	require.True(t, ok)
+	require.Equal(t, 1, p.WorkerBits)
+	p.Workers[0].Owner = "changed"
+	p2, _ := tb.Pool("p")
+	require.Equal(t, "a", p2.Workers[0].Owner, "Pool returns a copy")
+	_, ok = tb.Pool("q")
+	require.False(t, ok)
+
 	hw, err := tb.ReserveWorker(1000, "p", 0, 1, "a", 5000)
 	require.NoError(t, err)
 	require.EqualValues(t, 5000, hw)

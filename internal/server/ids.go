@@ -67,14 +67,9 @@ func (s *Server) LeaseWorker(ctx context.Context, req *concordv1.LeaseWorkerRequ
 	if req.GetSession() <= 0 {
 		return nil, errs.Wrapf(session.ErrNotFound, "session %d", req.GetSession())
 	}
-	if err := s.checkIDRoom(func(st fsm.State) bool {
-		for _, p := range st.IDs.Pools() {
-			if p.Name == req.GetPool() {
-				return true
-			}
-		}
-		return false
-	}); err != nil {
+	// Looked up by name: copying every pool's workers (Pools) on each lease,
+	// under the state machine's read lock, cost O(all worker IDs).
+	if err := s.checkIDRoom(func(st fsm.State) bool { return st.IDs.HasPool(req.GetPool()) }); err != nil {
 		return nil, err
 	}
 	res, err := s.write(ctx, req.GetMeta(), &internalv1.Command{Op: &internalv1.Command_IdLeaseWorker{IdLeaseWorker: &concordv1.LeaseWorkerRequest{
@@ -126,16 +121,15 @@ func (s *Server) ListWorkers(ctx context.Context, req *concordv1.ListWorkersRequ
 	var rev uint64
 	s.fsm.Read(func(st fsm.State) {
 		rev = st.Applied
-		for _, p := range st.IDs.Pools() {
-			if p.Name != req.GetPool() {
-				continue
-			}
-			out.WorkerBits = int32(p.WorkerBits)
-			for id := int64(0); id < int64(1)<<p.WorkerBits; id++ {
-				if w := p.Workers[id]; w != nil {
-					out.Workers = append(out.Workers, &concordv1.WorkerInfo{Id: w.ID, Session: w.Session, Owner: w.Owner,
-						HighWaterMs: w.HighWater, LeasedUnixMs: w.LeasedMs, FreedUnixMs: w.FreedMs})
-				}
+		p, ok := st.IDs.Pool(req.GetPool())
+		if !ok {
+			return
+		}
+		out.WorkerBits = int32(p.WorkerBits)
+		for id := int64(0); id < int64(1)<<p.WorkerBits; id++ {
+			if w := p.Workers[id]; w != nil {
+				out.Workers = append(out.Workers, &concordv1.WorkerInfo{Id: w.ID, Session: w.Session, Owner: w.Owner,
+					HighWaterMs: w.HighWater, LeasedUnixMs: w.LeasedMs, FreedUnixMs: w.FreedMs})
 			}
 		}
 	})
