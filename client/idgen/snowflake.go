@@ -212,8 +212,8 @@ func NewSnowflake(ctx context.Context, src WorkerSource, cfg SnowflakeConfig) (*
 
 // releaseAll frees, best effort, the worker IDs a failed NewSnowflake
 // leased: held until the session ends, every failed attempt on a session
-// would otherwise take more of the pool. It outlives ctx's cancellation
-// (a start that timed out must still let go), not a few seconds.
+// would otherwise take more of the pool. It runs even when ctx has ended
+// (a start that timed out must still let go), for at most 2 s.
 func (g *Snowflake) releaseAll(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
