@@ -3,8 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +14,6 @@ import (
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
-	"github.com/concord-dev/concord/api/vtcodec"
 )
 
 // scriptedKV answers Put, Range and Watch as its funcs say.
@@ -72,28 +69,6 @@ func reasonErr(code connect.Code, reason string) error {
 	return e
 }
 
-// scriptedMember serves kv and names itself the leader.
-func scriptedMember(t *testing.T, kv *scriptedKV, cfg Config) *Client {
-	t.Helper()
-	st := &leaderStatus{}
-	mux := http.NewServeMux()
-	mux.Handle(concordv1connect.NewKVHandler(kv, vtcodec.Option()))
-	mux.Handle(concordv1connect.NewClusterHandler(st, vtcodec.Option()))
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
-	st.addr = strings.TrimPrefix(srv.URL, "http://")
-	cfg.Endpoints = []string{st.addr}
-	cfg.DisableBatching = true
-	c, err := New(context.Background(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 // A write whose attempt went unanswered (the member paused: the SDK's
 // AttemptTimeout) has an unknown outcome. When the dedupe window ended the
 // call, it returned ErrUnavailable, not the ErrUnknownOutcome docs/kv.md
@@ -105,7 +80,7 @@ func TestWriteWhoseAttemptsWentUnansweredEndsAsUnknownOutcome(t *testing.T) {
 		time.Sleep(600 * time.Millisecond) // past AttemptTimeout: unanswered
 		return &concordv1.PutResponse{}, nil
 	}}
-	c := scriptedMember(t, kv, Config{AttemptTimeout: 300 * time.Millisecond})
+	c := fakeMember(t, kv, Config{AttemptTimeout: 300 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := c.Put(ctx, "k", []byte("v"))
@@ -127,7 +102,7 @@ func TestWriteUnknownThenNoLeaderEndsAsUnknownOutcome(t *testing.T) {
 		}
 		return nil, reasonErr(connect.CodeUnavailable, "NO_LEADER")
 	}}
-	c := scriptedMember(t, kv, Config{AttemptTimeout: 300 * time.Millisecond})
+	c := fakeMember(t, kv, Config{AttemptTimeout: 300 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := c.Put(ctx, "k", []byte("v"))
@@ -153,7 +128,7 @@ func TestWriteCountStartsAtTheCallsRequestID(t *testing.T) {
 		}
 		return &concordv1.PutResponse{Header: &concordv1.ResponseHeader{Revision: 9}}, nil
 	}}
-	c = scriptedMember(t, kv, Config{AttemptTimeout: 300 * time.Millisecond})
+	c = fakeMember(t, kv, Config{AttemptTimeout: 300 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := c.Put(ctx, "k", []byte("v"))
@@ -177,7 +152,7 @@ func TestReadRetriesRunToTheDeadline(t *testing.T) {
 		}
 		return nil, connect.NewError(connect.CodeUnavailable, errors.New("member restarting"))
 	}}
-	c := scriptedMember(t, kv, Config{AttemptTimeout: 300 * time.Millisecond})
+	c := fakeMember(t, kv, Config{AttemptTimeout: 300 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, err := c.Get(ctx, "k")
@@ -201,7 +176,7 @@ func TestWatchFromNowOfAFreshClientResumesAfterWhatNewSaw(t *testing.T) {
 		<-time.After(100 * time.Millisecond)
 		return connect.NewError(connect.CodeCanceled, errors.New("done"))
 	}}
-	c := scriptedMember(t, kv, Config{})
+	c := fakeMember(t, kv, Config{})
 	require.EqualValues(t, statusRevision, c.LastRevision(), "New saw the members' revision")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -224,7 +199,7 @@ func TestDefinitiveRefusalAfterCloseIsNotUnknownOutcome(t *testing.T) {
 		<-release
 		return nil, reasonErr(connect.CodeResourceExhausted, "QUOTA_EXCEEDED")
 	}}
-	c := scriptedMember(t, kv, Config{AttemptTimeout: 5 * time.Second})
+	c := fakeMember(t, kv, Config{AttemptTimeout: 5 * time.Second})
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.Put(context.Background(), "k", []byte("v"))

@@ -61,6 +61,13 @@ func (s *leaderStatus) Status(context.Context, *connect.Request[concordv1.Status
 func failingMember(t *testing.T, reason string) (*failingKV, *Client) {
 	t.Helper()
 	kv := &failingKV{reason: reason, ids: map[uint64]bool{}}
+	return kv, fakeMember(t, kv, Config{AttemptTimeout: 500 * time.Millisecond})
+}
+
+// fakeMember serves kv beside a Status that names the server the leader,
+// and returns a client of it (batching off: every KV call is its own RPC).
+func fakeMember(t *testing.T, kv concordv1connect.KVHandler, cfg Config) *Client {
+	t.Helper()
 	st := &leaderStatus{}
 	mux := http.NewServeMux()
 	mux.Handle(concordv1connect.NewKVHandler(kv, vtcodec.Option()))
@@ -72,10 +79,12 @@ func failingMember(t *testing.T, reason string) (*failingKV, *Client) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	st.addr = strings.TrimPrefix(srv.URL, "http://")
-	c, err := New(context.Background(), Config{Endpoints: []string{st.addr}, DisableBatching: true, AttemptTimeout: 500 * time.Millisecond})
+	cfg.Endpoints = []string{st.addr}
+	cfg.DisableBatching = true
+	c, err := New(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	return kv, c
+	return c
 }
 
 // The server recognises a retried write for 30 s (docs/kv.md); the SDK
