@@ -260,41 +260,37 @@ func (c *idClient) begin(kind history.Kind, key, stream string, count int64) his
 
 // alloc allocates segments of TagAlloc.
 func (c *idClient) alloc(ctx context.Context) {
-	cl, err := newClient(ctx, c.env.Cluster.Endpoints())
-	if err != nil {
-		return
-	}
-	defer cl.Close()
-	c.proc = c.env.Recorder.NewProcess()
-	stream := fmt.Sprintf("alloc/c%d", c.index)
-	for c.pace(ctx) {
-		op := c.begin(checker.KindIDAlloc, TagAlloc, stream, 1+c.rng.Int64N(20))
-		octx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
-		start, end, err := cl.AllocSegment(octx, TagAlloc, op.Count)
-		cancel()
-		if err == nil {
-			op.IDs = []int64{start, end}
-		}
-		c.record(op, err)
-	}
+	c.ranges(ctx, checker.KindIDAlloc, TagAlloc, "alloc", 20, func(ctx context.Context, cl *client.Client, n int64) (int64, int64, error) {
+		return cl.AllocSegment(ctx, TagAlloc, n)
+	})
 }
 
 // sequence takes values of SequenceName, a few at a time.
 func (c *idClient) sequence(ctx context.Context) {
+	c.ranges(ctx, checker.KindIDSequence, SequenceName, "sequence", 5, func(ctx context.Context, cl *client.Client, n int64) (int64, int64, error) {
+		first, last, err := cl.NextSequence(ctx, SequenceName, n)
+		return first, last + 1, err
+	})
+}
+
+// ranges runs a client that takes ranges [start, end) of 1 to most numbers
+// of key with take, recorded as kind on its own stream.
+func (c *idClient) ranges(ctx context.Context, kind history.Kind, key, name string, most int64,
+	take func(ctx context.Context, cl *client.Client, n int64) (start, end int64, err error)) {
 	cl, err := newClient(ctx, c.env.Cluster.Endpoints())
 	if err != nil {
 		return
 	}
 	defer cl.Close()
 	c.proc = c.env.Recorder.NewProcess()
-	stream := fmt.Sprintf("sequence/c%d", c.index)
+	stream := fmt.Sprintf("%s/c%d", name, c.index)
 	for c.pace(ctx) {
-		op := c.begin(checker.KindIDSequence, SequenceName, stream, 1+c.rng.Int64N(5))
+		op := c.begin(kind, key, stream, 1+c.rng.Int64N(most))
 		octx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
-		first, last, err := cl.NextSequence(octx, SequenceName, op.Count)
+		start, end, err := take(octx, cl, op.Count)
 		cancel()
 		if err == nil {
-			op.IDs = []int64{first, last + 1}
+			op.IDs = []int64{start, end}
 		}
 		c.record(op, err)
 	}
