@@ -53,7 +53,7 @@ func TestRestoreValidatesTheInitialCluster(t *testing.T) {
 		"bad address":   {[]string{"--name", "n1", "--initial-cluster", "n1=127.0.0.1:7081,n2=nonsense"}, `member "n2" address "nonsense"`},
 		"invalid name":  {[]string{"--name", "n 1", "--initial-cluster", "n 1=127.0.0.1:7081"}, `--name "n 1"`},
 		"not listed":    {[]string{"--name", "n3", "--initial-cluster", "n1=127.0.0.1:7081,n2=127.0.0.1:7082"}, "does not list this member"},
-		"wildcard peer": {[]string{"--name", "n1", "--advertise-peer", "0.0.0.0:7081"}, "--advertise-peer"},
+		"wildcard peer": {[]string{"--name", "n1", "--advertise-peer", "0.0.0.0:7081", "--initial-cluster", "n1=0.0.0.0:7081,n2=127.0.0.1:7082"}, "--advertise-peer"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "d")
