@@ -163,6 +163,13 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if c.ctx.Err() != nil && errors.Is(err, ErrUnknownOutcome) {
+			// Close cut the acquire short after it may have been applied
+			// (queued, or granted): whatever it did ends with the session,
+			// which Close ended, as for an acquire that was waiting.
+			return nil, fmt.Errorf("%w: %s: the client closed while the acquire was on its way; its grant or wait, if any, ends when the session expires on the server",
+				ErrSessionExpired, claimNames(claims))
+		}
 		return nil, err
 	}
 	// A grant this acquire made carries its index as its token (the
