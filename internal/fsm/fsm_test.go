@@ -416,3 +416,22 @@ func TestDedupeSurvivesALeaderClockJump(t *testing.T) {
 	require.True(t, proto.Equal(first, again), "the retry was applied again")
 	require.Less(t, f.elapsed, int64(10*time.Second), "the jump did not count as elapsed time")
 }
+
+// Every operation a command can carry is told apart by opOf, which the
+// dedupe table keeps in a byte: the field numbers must stay below 256 and
+// distinct.
+func TestOpOfNamesEveryOperation(t *testing.T) {
+	fields := commandOps.Fields()
+	seen := map[uint8]bool{}
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		require.Less(t, int(fd.Number()), 256, "Command.op field %s", fd.Name())
+		cmd := &internalv1.Command{}
+		cmd.ProtoReflect().Set(fd, cmd.ProtoReflect().NewField(fd))
+		got := opOf(cmd)
+		require.EqualValues(t, fd.Number(), got, "Command.op field %s", fd.Name())
+		require.False(t, seen[got])
+		seen[got] = true
+	}
+	require.Zero(t, opOf(&internalv1.Command{}))
+}
