@@ -15,6 +15,7 @@ package idgen
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/concord-dev/concord/client"
@@ -60,8 +61,15 @@ func (l Layout) maxTime() int64   { return int64(1)<<l.TimeBits - 1 }
 func (l Layout) maxWorker() int64 { return int64(1)<<l.WorkerBits - 1 }
 func (l Layout) maxSeq() int64    { return int64(1)<<l.SeqBits - 1 }
 
-// units returns milliseconds since the epoch.
-func (l Layout) units(t time.Time) int64 { return t.Sub(l.Epoch).Milliseconds() }
+// units returns milliseconds since the epoch. t.Sub saturates past 292
+// years (an Epoch left at zero): the time field then froze at the limit and
+// Validate took a field that had run out for a young one.
+func (l Layout) units(t time.Time) int64 {
+	if d := t.Sub(l.Epoch); d > math.MinInt64 && d < math.MaxInt64 {
+		return d.Milliseconds()
+	}
+	return t.UnixMilli() - l.Epoch.UnixMilli()
+}
 
 // unixMs converts milliseconds since the epoch to Unix milliseconds.
 func (l Layout) unixMs(units int64) int64 { return l.Epoch.UnixMilli() + units }

@@ -227,7 +227,14 @@ func (d *dedupe) len() int { return d.entries }
 // client's slice is marked shared; results are never modified) and returns
 // its writer: the clients in ID order, then their entries in (client,
 // request ID) order.
-func (d *dedupe) capture() (uint64, func(*record.Writer) error) {
+func (d *dedupe) capture() (uint64, func(*record.Writer) error) { return d.captureWith(true) }
+
+// captureWith is capture, with the operations kept with the results
+// written (ops) or left out (as 0: for the state hash, since they shape the
+// answers to a reused request ID, not the state, and a member that
+// restored a snapshot written before they were kept holds 0 for results a
+// member that applied the same entries holds with their operations).
+func (d *dedupe) captureWith(ops bool) (uint64, func(*record.Writer) error) {
 	clients := make([]*internalv1.DedupeClient, 0, len(d.clients))
 	live := make(map[string][]dedupeEntry, len(d.clients))
 	for id, c := range d.clients {
@@ -246,7 +253,11 @@ func (d *dedupe) capture() (uint64, func(*record.Writer) error) {
 		// clients' counts.
 		for _, c := range clients {
 			for _, e := range live[c.GetClientId()] {
-				if err := w.Write(&internalv1.DedupeRecord{ClientId: c.GetClientId(), RequestId: e.req, AtUnixNano: e.at, Result: e.result.load(), Op: uint32(e.result.op)}); err != nil {
+				rec := &internalv1.DedupeRecord{ClientId: c.GetClientId(), RequestId: e.req, AtUnixNano: e.at, Result: e.result.load()}
+				if ops {
+					rec.Op = uint32(e.result.op)
+				}
+				if err := w.Write(rec); err != nil {
 					return err
 				}
 			}

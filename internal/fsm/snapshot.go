@@ -71,7 +71,11 @@ type capturedSection struct {
 	write func(*record.Writer) error
 }
 
-func (f *FSM) capture() *Capture {
+func (f *FSM) capture() *Capture { return f.captureFor(false) }
+
+// captureFor takes a capture, for the state hash when hash is set (see
+// dedupe.captureWith).
+func (f *FSM) captureFor(hash bool) *Capture {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c := &Capture{
@@ -82,7 +86,11 @@ func (f *FSM) capture() *Capture {
 		metrics: f.cfg.Metrics,
 	}
 	for _, s := range sections(f.kv, f.sessions, f.locks, f.ids, f.members, f.dedupe) {
-		n, w := s.capture()
+		capture := s.capture
+		if hash && s.name == dedupeSection {
+			capture = func() (uint64, func(*record.Writer) error) { return f.dedupe.captureWith(false) }
+		}
+		n, w := capture()
 		c.sections = append(c.sections, capturedSection{name: s.name, count: n, write: w})
 	}
 	return c
@@ -126,7 +134,7 @@ func (c *Capture) Persist(w io.Writer) (int64, error) {
 // encoding of the state machine at that index. Members that applied the same
 // log agree on it.
 func (f *FSM) Hash() (uint64, string, error) {
-	c := f.capture()
+	c := f.captureFor(true)
 	h := sha256.New()
 	if _, err := c.WriteTo(h); err != nil {
 		return 0, "", err

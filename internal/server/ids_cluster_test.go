@@ -222,7 +222,12 @@ func TestMemberClockStepAheadFailsNextSnowflakes(t *testing.T) {
 	require.NoError(t, err)
 
 	clocks[f].off.Store(int64(2 * time.Hour))
-	for i := 0; i < 2; i++ { // the second call starts a fresh generator, refused in turn
+	// Each call is refused; the member keeps its generator, which renews
+	// again on the next call, rather than lease a worker ID per call: a
+	// first fix dropped it, and 30 refused calls used 30 worker IDs (1,024,
+	// the whole pool, in 6 s), each held for its guard, so that the other
+	// members could not serve snowflakes either.
+	for i := range 30 {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err = cl.NextSnowflakes(cctx, 1)
 		cancel()
@@ -232,12 +237,39 @@ func TestMemberClockStepAheadFailsNextSnowflakes(t *testing.T) {
 	}
 	workers, _, err := cl.ListWorkers(ctx, "default")
 	require.NoError(t, err)
-	for _, w := range workers {
-		require.Zero(t, w.GetSession(), "worker ID %d is still held: the failed generators' sessions were not revoked", w.GetId())
-	}
+	require.LessOrEqual(t, len(workers), 2, "refused calls leased worker IDs: %v", workers)
 
 	clocks[f].off.Store(0)
 	next, err := cl.NextSnowflakes(ctx, 1)
 	require.NoError(t, err)
 	require.NotEqual(t, first[0], next[0])
+}
+
+// A member whose clock is an hour ahead before it ever started a generator
+// has each start refused: it answers the refusal from memory for a second
+// rather than start another generator per call, each of which leased a
+// worker ID and held it for its guard (932 worker IDs in 9 s in a review's
+// run).
+func TestRefusedGeneratorStartIsRemembered(t *testing.T) {
+	clocks := []*stepClock{{}, {}, {}}
+	c := testcluster.Start(t, testcluster.Options{Clock: func(i int) clock.Clock { return clocks[i] }})
+	leader := c.WaitLeader(20 * time.Second)
+	f := (leader + 1) % len(c.Members)
+	clocks[f].off.Store(int64(2 * time.Hour))
+	cl := c.Client(f)
+	ctx := ctxT(t, 30*time.Second)
+	start := time.Now()
+	calls := 0
+	for ; calls < 30; calls++ {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := cl.NextSnowflakes(cctx, 1)
+		cancel()
+		var ce *client.Error
+		require.ErrorAs(t, err, &ce, "call %d", calls)
+		require.Equal(t, "INVALID_ID_REQUEST", ce.Reason, "call %d: %v", calls, err)
+	}
+	starts := int(time.Since(start)/time.Second) + 1 // one start per second at most
+	workers, _, err := cl.ListWorkers(ctx, "default")
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(workers), starts, "%d refused calls in %s leased %d worker IDs", calls, time.Since(start), len(workers))
 }

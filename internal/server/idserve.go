@@ -30,7 +30,17 @@ type idServer struct {
 	segments map[string]*idgen.Segments
 	snow     *idgen.Snowflake
 	own      *ownSession
+	// refused is the cluster's refusal of the last generator started
+	// (its reservation, over an hour past the leader's clock), until
+	// refusedUntil: calls meanwhile get it without starting another, each
+	// of which costs Raft writes and a worker ID held for its guard.
+	refused      error
+	refusedUntil time.Time
 }
+
+// refusalMemory is how long a refused generator start is answered from
+// memory.
+const refusalMemory = time.Second
 
 func newIDServer(s *Server) *idServer { return &idServer{s: s, segments: map[string]*idgen.Segments{}} }
 
@@ -122,12 +132,18 @@ func (s *Server) NextSnowflakes(ctx context.Context, req *concordv1.NextSnowflak
 		if errors.Is(err, idgen.ErrClockRollback) {
 			return nil, errs.Wrapf(ErrClockBehind, "%v", err)
 		}
-		// A lost worker ID, or a reservation the cluster refused or could
-		// not renew in time: the next call starts a fresh generator, leased
-		// and reserved against the clocks as they are then, rather than
-		// retry this one's worker ID.
+		if !errors.Is(err, client.ErrWorkerLost) {
+			// A reservation the cluster refused (this member's clock an
+			// hour ahead) or could not renew in time: the generator
+			// stays, and its next call renews again. A fresh one would
+			// be refused just the same, and each would lease another
+			// worker ID and hold it for its guard: a member whose clock
+			// stepped ahead used up the pool in seconds that way.
+			return nil, snowflakeError(err)
+		}
+		// A lost worker ID: the next attempt starts a fresh generator.
 		s.idsrv.drop(g)
-		if !errors.Is(err, client.ErrWorkerLost) || attempt > 0 {
+		if attempt > 0 {
 			return nil, snowflakeError(err)
 		}
 	}
@@ -153,6 +169,9 @@ func (d *idServer) snowflake(ctx context.Context) (*idgen.Snowflake, error) {
 	if d.snow != nil {
 		return d.snow, nil
 	}
+	if d.refused != nil && time.Now().Before(d.refusedUntil) {
+		return nil, d.refused
+	}
 	own, err := d.s.newOwnSession(ctx)
 	if err != nil {
 		return nil, err
@@ -160,16 +179,19 @@ func (d *idServer) snowflake(ctx context.Context) (*idgen.Snowflake, error) {
 	g, err := idgen.NewSnowflake(ctx, &memberWorkers{s: d.s, own: own}, idgen.SnowflakeConfig{Clock: serverClock{d.s}})
 	if err != nil {
 		d.s.endOwnSession(own)
+		if errors.Is(err, ids.ErrInvalid) {
+			d.refused, d.refusedUntil = err, time.Now().Add(refusalMemory)
+		}
 		return nil, err
 	}
+	d.refused = nil
 	d.snow, d.own = g, own
 	return g, nil
 }
 
-// drop forgets a failed generator, so that the next call starts another.
-// Its session is revoked, which frees its worker IDs: a member whose
-// generator keeps failing (its clock an hour ahead) would otherwise leave
-// a session and worker ID behind on every call until they expired.
+// drop forgets a generator whose worker ID was lost, so that the next call
+// starts another. Its session is revoked, which frees its worker IDs at
+// once rather than when the session expires.
 func (d *idServer) drop(g *idgen.Snowflake) {
 	d.mu.Lock()
 	if d.snow != g {
