@@ -455,7 +455,8 @@ func lockRelease(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "confirm the force-release")
-	cmd.Flags().Uint64Var(&token, "token", 0, "release only the grant with this token")
+	// Not --token: that is the global bearer token.
+	cmd.Flags().Uint64Var(&token, "lock-token", 0, "release only the grant with this fencing token (the holder's CONCORD_LOCK_TOKEN)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the release")
 	return cmd
 }

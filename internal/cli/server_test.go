@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,44 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 		t.Fatalf("concord %v did not return", args)
 		return "", nil
 	}
+}
+
+// run is runCLI with separate stdout and stderr.
+func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := NewRoot(strings.NewReader(""), &out, &errb)
+	root.SetArgs(args)
+	err = root.Execute()
+	return out.String(), errb.String(), err
+}
+
+// startMember runs `concord server` in-process and returns its client
+// address; the member stops when the test ends. Its readiness probe sends
+// the bearer token "s3cret", for members started with --auth-token s3cret.
+func startMember(t *testing.T, extra ...string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out bytes.Buffer
+	root := NewRoot(strings.NewReader(""), &out, &out)
+	root.SetArgs(append([]string{"server", "--data-dir", filepath.Join(t.TempDir(), "d"), "--listen-client", addr,
+		"--listen-peer", freeAddr(t), "--log-format", "text", "--log-level", "error"}, extra...))
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("member did not stop")
+		}
+	})
+	require.Eventually(t, func() bool {
+		_, err := runCLI(t, "kv", "ls", "--endpoints", addr, "--timeout", "2s", "--token", "s3cret")
+		return err == nil
+	}, 20*time.Second, 200*time.Millisecond)
+	return addr
 }
 
 // `concord server` whose client API could not be served (a TLS
