@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/concord-dev/concord/client"
 )
@@ -40,6 +41,7 @@ type globals struct {
 	token     string
 	json      bool
 	timeout   time.Duration
+	flags     *pflag.FlagSet // the root's persistent flags
 	stdout    io.Writer
 	stderr    io.Writer
 	stdin     io.Reader
@@ -64,12 +66,14 @@ Write and read a key:    concord kv put greeting hello && concord kv get greetin
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
+	g.flags = pf
 	defaultEndpoints := []string{"127.0.0.1:7070"}
 	if env := os.Getenv("CONCORD_ENDPOINTS"); env != "" {
 		defaultEndpoints = strings.Split(env, ",")
 	}
 	pf.StringSliceVar(&g.endpoints, "endpoints", defaultEndpoints, "client addresses of members, comma separated (env CONCORD_ENDPOINTS)")
-	pf.StringVar(&g.token, "token", os.Getenv("CONCORD_TOKEN"), "bearer token, when the cluster requires one (env CONCORD_TOKEN)")
+	// Not os.Getenv as the default: --help prints defaults.
+	pf.StringVar(&g.token, "token", "", "bearer token, when the cluster requires one (env CONCORD_TOKEN)")
 	pf.BoolVar(&g.json, "json", false, "print JSON for scripts")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "time limit of a command's requests")
 	root.AddCommand(newServerCmd(g), newKVCmd(g), newSessionCmd(g), newLockCmd(g), newSemCmd(g), newIDCmd(g), newClusterCmd(g), newSnapshotCmd(g), newVersionCmd(g))
@@ -110,8 +114,16 @@ func hintFor(err error) string {
 	return ""
 }
 
+// bearerToken is --token, or CONCORD_TOKEN when the flag was not given.
+func (g *globals) bearerToken() string {
+	if g.flags.Changed("token") {
+		return g.token
+	}
+	return os.Getenv("CONCORD_TOKEN")
+}
+
 func (g *globals) client(ctx context.Context) (*client.Client, error) {
-	return client.New(ctx, client.Config{Endpoints: g.endpoints, Token: g.token, DialTimeout: min(g.timeout, 5*time.Second), RetryTimeout: g.timeout})
+	return client.New(ctx, client.Config{Endpoints: g.endpoints, Token: g.bearerToken(), DialTimeout: min(g.timeout, 5*time.Second), RetryTimeout: g.timeout})
 }
 
 // withClient runs f with a connected client and a context bounded by

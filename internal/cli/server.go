@@ -46,6 +46,9 @@ then start n4 with --join <client address of any member>.`,
 				return err
 			}
 			cfg.InitialCluster = peers
+			if !cmd.Flags().Changed("auth-token") {
+				cfg.AuthToken = os.Getenv("CONCORD_AUTH_TOKEN")
+			}
 			logger, err := newLogger(g.stderr, logLevel, logFormat)
 			if err != nil {
 				return err
@@ -110,7 +113,8 @@ then start n4 with --join <client address of any member>.`,
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot for slow followers")
 	f.StringVar(&cfg.Raft.LogStore, "raft-log-store", "", "Raft log storage: seglog (concord's segmented log, one fsync per append), bolt (raft-boltdb, two fsyncs per append) or wal (raft-wal; EXPERIMENTAL: a known upstream bug can leave a member unable to start, see docs/architecture.md); default: what the data dir holds, seglog for a new one")
 	f.IntVar(&cfg.HistoryEvents, "watch-history", 100_000, "events kept for watches that resume from an older revision")
-	f.StringVar(&cfg.AuthToken, "auth-token", os.Getenv("CONCORD_AUTH_TOKEN"), "require this bearer token from clients (env CONCORD_AUTH_TOKEN)")
+	// Not os.Getenv as the default: --help prints defaults.
+	f.StringVar(&cfg.AuthToken, "auth-token", "", "require this bearer token from clients (env CONCORD_AUTH_TOKEN)")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the client API over TLS with this certificate")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "key of --tls-cert")
 	f.BoolVar(&cfg.DisableFramedBatch, "disable-framed-batch", false, "refuse the SDK's framed batch protocol (an HTTP/1.1 Upgrade on the client port); SDK clients then batch over gRPC streams")
