@@ -73,7 +73,7 @@ Write and read a key:    concord kv put greeting hello && concord kv get greetin
 	}
 	pf.StringSliceVar(&g.endpoints, "endpoints", defaultEndpoints, "client addresses of members, comma separated (env CONCORD_ENDPOINTS)")
 	// Not os.Getenv as the default: --help prints defaults.
-	pf.StringVar(&g.token, "token", "", "bearer token, when the cluster requires one (env CONCORD_TOKEN)")
+	pf.StringVar(&g.token, "token", "", "bearer token, when the cluster requires one (env CONCORD_TOKEN, else CONCORD_AUTH_TOKEN)")
 	pf.BoolVar(&g.json, "json", false, "print JSON for scripts")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "time limit of a command's requests")
 	root.AddCommand(newServerCmd(g), newKVCmd(g), newSessionCmd(g), newLockCmd(g), newSemCmd(g), newIDCmd(g), newClusterCmd(g), newSnapshotCmd(g), newVersionCmd(g))
@@ -107,19 +107,24 @@ func hintFor(err error) string {
 	case errors.Is(err, client.ErrUnavailable):
 		return "is concord running? start one with `concord server`, or pass --endpoints"
 	case errors.Is(err, client.ErrUnauthenticated):
-		return "pass the cluster's token with --token or CONCORD_TOKEN"
+		return "pass the cluster's token with --token or CONCORD_TOKEN (or CONCORD_AUTH_TOKEN)"
 	case strings.Contains(err.Error(), "unknown shorthand flag") && strings.ContainsAny(err.Error(), "0123456789"):
 		return "put negative numbers after --, e.g. concord kv add stock --min 0 -- -1"
 	}
 	return ""
 }
 
-// bearerToken is --token, or CONCORD_TOKEN when the flag was not given.
+// bearerToken is --token, or when the flag was not given CONCORD_TOKEN, or
+// when that is unset the server's CONCORD_AUTH_TOKEN (a member's host runs
+// both with one environment).
 func (g *globals) bearerToken() string {
 	if g.flags.Changed("token") {
 		return g.token
 	}
-	return os.Getenv("CONCORD_TOKEN")
+	if t := os.Getenv("CONCORD_TOKEN"); t != "" {
+		return t
+	}
+	return os.Getenv("CONCORD_AUTH_TOKEN")
 }
 
 func (g *globals) client(ctx context.Context) (*client.Client, error) {

@@ -38,3 +38,18 @@ func TestBearerTokensComeFromTheEnvironment(t *testing.T) {
 	_, _, err = run(t, "kv", "ls", "--endpoints", addr, "--token", "wrong")
 	require.ErrorIs(t, err, client.ErrUnauthenticated, "--token did not override CONCORD_TOKEN")
 }
+
+// The client read only --token and CONCORD_TOKEN, so on a member's host
+// whose environment sets CONCORD_AUTH_TOKEN for `concord server` every
+// verb was refused. The client now falls back to CONCORD_AUTH_TOKEN when
+// CONCORD_TOKEN is unset; CONCORD_TOKEN still wins when both are set.
+func TestClientFallsBackToTheServersAuthTokenVariable(t *testing.T) {
+	addr := startMember(t, "--auth-token", "s3cret")
+	t.Setenv("CONCORD_TOKEN", "")
+	t.Setenv("CONCORD_AUTH_TOKEN", "s3cret")
+	out, errOut, err := run(t, "kv", "ls", "--endpoints", addr)
+	require.NoError(t, err, "CONCORD_AUTH_TOKEN was not sent: %s%s", out, errOut)
+	t.Setenv("CONCORD_TOKEN", "wrong")
+	_, _, err = run(t, "kv", "ls", "--endpoints", addr)
+	require.ErrorIs(t, err, client.ErrUnauthenticated, "CONCORD_AUTH_TOKEN won over CONCORD_TOKEN")
+}
