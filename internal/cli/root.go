@@ -68,8 +68,8 @@ Write and read a key:    concord kv put greeting hello && concord kv get greetin
 	pf := root.PersistentFlags()
 	g.flags = pf
 	defaultEndpoints := []string{"127.0.0.1:7070"}
-	if env := os.Getenv("CONCORD_ENDPOINTS"); env != "" {
-		defaultEndpoints = strings.Split(env, ",")
+	if env := cleanEndpoints(strings.Split(os.Getenv("CONCORD_ENDPOINTS"), ",")); len(env) > 0 {
+		defaultEndpoints = env
 	}
 	pf.StringSliceVar(&g.endpoints, "endpoints", defaultEndpoints, "client addresses of members, comma separated (env CONCORD_ENDPOINTS)")
 	// Not os.Getenv as the default: --help prints defaults.
@@ -127,8 +127,20 @@ func (g *globals) bearerToken() string {
 	return os.Getenv("CONCORD_AUTH_TOKEN")
 }
 
+// cleanEndpoints trims spaces around addresses and drops empty ones, so
+// that "a, b" and "a," (from --endpoints or CONCORD_ENDPOINTS) name a and b.
+func cleanEndpoints(eps []string) []string {
+	out := make([]string, 0, len(eps))
+	for _, ep := range eps {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
 func (g *globals) client(ctx context.Context) (*client.Client, error) {
-	return client.New(ctx, client.Config{Endpoints: g.endpoints, Token: g.bearerToken(), DialTimeout: min(g.timeout, 5*time.Second), RetryTimeout: g.timeout})
+	return client.New(ctx, client.Config{Endpoints: cleanEndpoints(g.endpoints), Token: g.bearerToken(), DialTimeout: min(g.timeout, 5*time.Second), RetryTimeout: g.timeout})
 }
 
 // withClient runs f with a connected client and a context bounded by

@@ -53,3 +53,19 @@ func TestClientFallsBackToTheServersAuthTokenVariable(t *testing.T) {
 	_, _, err = run(t, "kv", "ls", "--endpoints", addr)
 	require.ErrorIs(t, err, client.ErrUnauthenticated, "CONCORD_AUTH_TOKEN won over CONCORD_TOKEN")
 }
+
+// "a, b" (a space after the comma) or a trailing comma in --endpoints or
+// CONCORD_ENDPOINTS made an endpoint invalid: " 127.0.0.1:7070" was
+// dialled as a host name with a space, "" failed with "missing port".
+// Spaces around addresses are now trimmed and empty entries dropped.
+func TestEndpointsTolerateSpacesAndEmptyEntries(t *testing.T) {
+	require.Equal(t, []string{"a:1", "b:2"}, cleanEndpoints([]string{" a:1", " b:2 ", "", "  "}))
+	addr := startMember(t)
+	for _, eps := range []string{"127.0.0.1:1, " + addr, addr + ",", " " + addr + " "} {
+		out, errOut, err := run(t, "kv", "ls", "--endpoints", eps, "--timeout", "3s")
+		require.NoError(t, err, "--endpoints %q: %s%s", eps, out, errOut)
+	}
+	t.Setenv("CONCORD_ENDPOINTS", "127.0.0.1:1, "+addr+",")
+	out, errOut, err := run(t, "kv", "ls", "--timeout", "3s")
+	require.NoError(t, err, "CONCORD_ENDPOINTS with a space and a trailing comma: %s%s", out, errOut)
+}
