@@ -164,7 +164,11 @@ func listKeys(cmd *cobra.Command, g *globals, prefix string, c client.Consistenc
 				return err
 			}
 			if g.json {
-				all = append(all, toKVJSON(kv))
+				j := toKVJSON(kv)
+				if keysOnly {
+					j.Value = nil // not fetched: no value rather than ""
+				}
+				all = append(all, j)
 				continue
 			}
 			if keysOnly {

@@ -16,26 +16,29 @@ import (
 )
 
 // kvJSON is the JSON form of a key-value: strings when they are UTF-8,
-// base64 (with encoding set) otherwise.
+// base64 (with encoding set) otherwise. Value is always there, "" for an
+// empty value, except in keys-only listings, which leave it out (nil).
 type kvJSON struct {
-	Key            string `json:"key"`
-	Value          string `json:"value,omitempty"`
-	Encoding       string `json:"encoding,omitempty"`
-	CreateRevision uint64 `json:"create_revision"`
-	ModRevision    uint64 `json:"mod_revision"`
-	Version        int64  `json:"version"`
-	Session        int64  `json:"session,omitempty"`
+	Key            string  `json:"key"`
+	Value          *string `json:"value,omitempty"`
+	Encoding       string  `json:"encoding,omitempty"`
+	CreateRevision uint64  `json:"create_revision"`
+	ModRevision    uint64  `json:"mod_revision"`
+	Version        int64   `json:"version"`
+	Session        int64   `json:"session,omitempty"`
 }
 
 func toKVJSON(kv *client.KeyValue) kvJSON {
 	out := kvJSON{CreateRevision: kv.GetCreateRevision(), ModRevision: kv.GetModRevision(), Version: kv.GetVersion(), Session: kv.GetSession()}
+	var value string
 	if utf8.Valid(kv.GetKey()) && utf8.Valid(kv.GetValue()) {
-		out.Key, out.Value = string(kv.GetKey()), string(kv.GetValue())
+		out.Key, value = string(kv.GetKey()), string(kv.GetValue())
 	} else {
 		out.Key = base64.StdEncoding.EncodeToString(kv.GetKey())
-		out.Value = base64.StdEncoding.EncodeToString(kv.GetValue())
+		value = base64.StdEncoding.EncodeToString(kv.GetValue())
 		out.Encoding = "base64"
 	}
+	out.Value = &value
 	return out
 }
 
