@@ -154,6 +154,9 @@ func clusterTransfer(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if g.json {
+					return writeJSON(g.stdout, map[string]string{"leader": leader})
+				}
 				_, err = fmt.Fprintf(g.stdout, "leader is now %s\n", leader)
 				return err
 			})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -69,6 +70,10 @@ then start each member with the same --name, --data-dir and --initial-cluster.
 				return raftnode.SeedFromSnapshot(raftDir, logStore, idx, servers, &fresh, nil)
 			}); err != nil {
 				return err
+			}
+			if g.json {
+				abs, _ := filepath.Abs(dataDir)
+				return writeJSON(g.stdout, map[string]any{"revision": idx, "data_dir": abs, "name": name})
 			}
 			fmt.Fprintf(g.stdout, "restored revision %d into %s for member %s; start it with the same --name, --data-dir and --initial-cluster\n", idx, dataDir, name)
 			return nil

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -67,4 +68,19 @@ func TestRestoreValidatesTheInitialCluster(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	_, err := runCLI(t, "snapshot", "restore", backup, "--data-dir", dir, "--name", "n2", "--initial-cluster", "n1=127.0.0.1:7081,n2=127.0.0.1:7082")
 	require.NoError(t, err)
+}
+
+// `snapshot restore --json` ignored --json and printed a sentence, which a
+// script could not parse. It now prints a JSON object: the revision
+// restored, the data dir and the member's name.
+func TestSnapshotRestoreHonoursJSON(t *testing.T) {
+	backup := writeEmptyBackup(t)
+	dir := filepath.Join(t.TempDir(), "d1")
+	out, _, err := run(t, "snapshot", "restore", backup, "--name", "n1", "--data-dir", dir, "--json")
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &m), "snapshot restore --json printed:\n%s", out)
+	require.Equal(t, dir, m["data_dir"])
+	require.Equal(t, "n1", m["name"])
+	require.Contains(t, m, "revision")
 }
