@@ -131,7 +131,7 @@ func idTags(g *globals) *cobra.Command {
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "TAG\tSTART\tSTEP\tNEXT\tHANDED OUT\tFETCHES")
 				for _, t := range tags {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", t.GetTag(), t.GetStart(), t.GetStep(), t.GetNext(), t.GetNext()-t.GetStart(), t.GetFetches())
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", display(t.GetTag()), t.GetStart(), t.GetStep(), t.GetNext(), t.GetNext()-t.GetStart(), t.GetFetches())
 				}
 				return tw.Flush()
 			})
@@ -154,7 +154,7 @@ func idCreateTag(g *globals) *cobra.Command {
 				if g.json {
 					return writeJSON(g.stdout, map[string]any{"tag": t.GetTag(), "start": t.GetStart(), "step": t.GetStep(), "next": t.GetNext()})
 				}
-				_, err = fmt.Fprintf(g.stdout, "tag %s starts at %d, step %d (next %d)\n", t.GetTag(), t.GetStart(), t.GetStep(), t.GetNext())
+				_, err = fmt.Fprintf(g.stdout, "tag %s starts at %d, step %d (next %d)\n", display(t.GetTag()), t.GetStart(), t.GetStep(), t.GetNext())
 				return err
 			})
 		},
