@@ -101,18 +101,33 @@ func kvPut(g *globals) *cobra.Command {
 }
 
 func kvDel(g *globals) *cobra.Command {
-	var prefix bool
+	var prefix, all bool
 	cmd := &cobra.Command{
-		Use:   "del KEY",
-		Short: "Delete a key (or every key with a prefix)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "del KEY [--prefix] | del --all",
+		Short: "Delete a key (or every key with a prefix, or with --all every key)",
+		Args:  cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			key := ""
+			switch {
+			case all && len(args) == 1 && args[0] != "":
+				return fmt.Errorf("%w: --all deletes every key: give no KEY with it", client.ErrInvalidArgument)
+			case all:
+				prefix = true
+			case len(args) == 0:
+				return fmt.Errorf("%w: give the KEY to delete (--all deletes every key)", client.ErrInvalidArgument)
+			case args[0] == "" && prefix:
+				// An unset shell variable ("$DIR" --prefix) must not
+				// wipe the cluster.
+				return fmt.Errorf("%w: an empty prefix matches every key: to delete them all, pass --all", client.ErrInvalidArgument)
+			default:
+				key = args[0]
+			}
 			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
 				var opts []client.OpOption
 				if prefix {
 					opts = append(opts, client.WithPrefix())
 				}
-				res, err := cl.Delete(ctx, args[0], opts...)
+				res, err := cl.Delete(ctx, key, opts...)
 				if err != nil {
 					return err
 				}
@@ -124,7 +139,8 @@ func kvDel(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&prefix, "prefix", false, "delete every key with this prefix")
+	cmd.Flags().BoolVar(&prefix, "prefix", false, "delete every key with this prefix (an empty one needs --all)")
+	cmd.Flags().BoolVar(&all, "all", false, "delete every key")
 	return cmd
 }
 

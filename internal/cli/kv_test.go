@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/client"
 )
 
 // `kv get --json` of a key whose value was empty had no "value" field
@@ -37,4 +39,44 @@ func TestKVJSONHasValueWhenEmptyButNotInKeysOnlyListings(t *testing.T) {
 			require.NotContains(t, list[0], "value", "kv ls --json %s:\n%s", args, out)
 		}
 	}
+}
+
+// `kv del "" --prefix` (say, "$DIR" of an unset variable) deleted every
+// key without a word. An empty prefix is now refused, and deleting every
+// key takes --all.
+func TestKVDelRefusesAnEmptyPrefixWithoutAll(t *testing.T) {
+	addr := startMember(t)
+	put := func() {
+		for _, k := range []string{"a", "b"} {
+			_, _, err := run(t, "kv", "put", k, "v", "--endpoints", addr)
+			require.NoError(t, err)
+		}
+	}
+	count := func() int {
+		out, _, err := run(t, "kv", "ls", "--json", "--endpoints", addr)
+		require.NoError(t, err)
+		var list []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &list), out)
+		return len(list)
+	}
+	put()
+	for _, args := range [][]string{{"", "--prefix"}, {}, {"a", "--all"}} {
+		_, _, err := run(t, append([]string{"kv", "del", "--endpoints", addr}, args...)...)
+		require.ErrorIs(t, err, client.ErrInvalidArgument, "kv del %q", args)
+		require.ErrorContains(t, err, "--all")
+		require.Equal(t, 2, count(), "kv del %q deleted keys", args)
+	}
+	out, _, err := run(t, "kv", "del", "--all", "--endpoints", addr)
+	require.NoError(t, err)
+	require.Equal(t, "deleted 2\n", out)
+	require.Equal(t, 0, count())
+	put()
+	out, _, err = run(t, "kv", "del", "", "--prefix", "--all", "--endpoints", addr)
+	require.NoError(t, err)
+	require.Equal(t, "deleted 2\n", out)
+	// A non-empty prefix needs no --all.
+	put()
+	out, _, err = run(t, "kv", "del", "a", "--prefix", "--endpoints", addr)
+	require.NoError(t, err)
+	require.Equal(t, "deleted 1\n", out)
 }
