@@ -1,6 +1,6 @@
 // Package cli is concord's command line: `concord server` runs a member, the
-// other verbs (kv, session, cluster, snapshot) talk to a cluster through the
-// Go SDK. Output is for people by default and JSON with --json.
+// other verbs (kv, session, lock, sem, id, cluster) talk to a cluster through
+// the Go SDK, and `snapshot restore` seeds a new member offline. Output is for people by default and JSON with --json.
 package cli
 
 import (
@@ -54,7 +54,8 @@ func NewRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		Use:   "concord",
 		Short: "concord: a Raft-replicated core for distributed systems, in one binary",
 		Long: `concord runs a replicated key-value core with sessions and watches
-(concord server), and talks to it (kv, session, cluster, snapshot).
+(concord server), and talks to it (kv, session, lock, sem, id, cluster,
+snapshot).
 
 Start a single member:   concord server
 Write and read a key:    concord kv put greeting hello && concord kv get greeting`,

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"io"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -68,4 +70,21 @@ func TestEndpointsTolerateSpacesAndEmptyEntries(t *testing.T) {
 	t.Setenv("CONCORD_ENDPOINTS", "127.0.0.1:1, "+addr+",")
 	out, errOut, err := run(t, "kv", "ls", "--timeout", "3s")
 	require.NoError(t, err, "CONCORD_ENDPOINTS with a space and a trailing comma: %s%s", out, errOut)
+}
+
+// The root command's help named only "kv, session, cluster, snapshot" of
+// its verb groups. It now names every one.
+func TestRootHelpNamesEveryVerbGroup(t *testing.T) {
+	root := NewRoot(strings.NewReader(""), io.Discard, io.Discard)
+	_, list, ok := strings.Cut(root.Long, "talks to it (")
+	require.True(t, ok, root.Long)
+	list, _, _ = strings.Cut(list, ")")
+	named := strings.Split(strings.Join(strings.Fields(list), " "), ", ")
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "server", "version", "help", "completion":
+			continue
+		}
+		require.Contains(t, named, c.Name(), "the root's help does not name %q", c.Name())
+	}
 }
