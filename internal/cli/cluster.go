@@ -98,9 +98,11 @@ func clusterAdd(g *globals) *cobra.Command {
 		Use:   "add NAME PEER_ADDR",
 		Short: "Add a member as a learner (promoted to voter once caught up)",
 		Long: `Add a member. It joins as a learner (a non-voter) and the leader promotes it
-once it has caught up. Then start it with:
+once it has caught up. Then start it, with an empty DATA_DIR and its own
+CLIENT_ADDR, with:
 
-  concord server --name NAME --listen-peer PEER_ADDR --listen-client ... --join <any member's client address>`,
+  concord server --name NAME --data-dir DATA_DIR --listen-peer PEER_ADDR \
+    --listen-client CLIENT_ADDR --join <any member's client address>`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
@@ -111,7 +113,8 @@ once it has caught up. Then start it with:
 				if g.json {
 					return writeProtoJSON(g.stdout, m)
 				}
-				fmt.Fprintf(g.stdout, "added %s (id %s) as a learner at %s\nstart it with: concord server --name %s --listen-peer %s --join %s\n",
+				fmt.Fprintf(g.stdout, "added %s (id %s) as a learner at %s\n"+
+					"start it with: concord server --name %s --data-dir DATA_DIR --listen-peer %s --listen-client CLIENT_ADDR --join %s\n",
 					m.GetName(), m.GetId(), m.GetPeerAddr(), m.GetName(), m.GetPeerAddr(), cl.Endpoints()[0])
 				return nil
 			})
