@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,8 +57,10 @@ func startMember(t *testing.T, extra ...string) string {
 	t.Helper()
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out bytes.Buffer
-	root := NewRoot(strings.NewReader(""), &out, &out)
+	// The member's banner (stdout) and its logs (stderr, from Raft's
+	// goroutines) are written at once: one plain buffer for both raced.
+	out := &lockedBuffer{}
+	root := NewRoot(strings.NewReader(""), out, out)
 	root.SetArgs(append([]string{"server", "--data-dir", filepath.Join(t.TempDir(), "d"), "--listen-client", addr,
 		"--listen-peer", freeAddr(t), "--log-format", "text", "--log-level", "error"}, extra...))
 	done := make(chan error, 1)
@@ -73,8 +76,26 @@ func startMember(t *testing.T, extra ...string) string {
 	require.Eventually(t, func() bool {
 		_, err := runCLI(t, "kv", "ls", "--endpoints", addr, "--timeout", "2s", "--token", "s3cret")
 		return err == nil
-	}, 20*time.Second, 200*time.Millisecond)
+	}, 20*time.Second, 200*time.Millisecond, "the member did not serve:\n%s", out)
 	return addr
+}
+
+// lockedBuffer is a buffer that several goroutines write to.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // `concord server` whose client API could not be served (a TLS
