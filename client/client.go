@@ -365,7 +365,7 @@ func (c *Client) askLeader(ctx context.Context) (found bool, err error) {
 			answers <- statusAnswer{idx: i, resp: resp.Msg}
 		}()
 	}
-	var best, any *statusAnswer
+	var best, some *statusAnswer
 	var grace <-chan time.Time
 	for range c.endpoints {
 		var a statusAnswer
@@ -390,8 +390,8 @@ func (c *Client) askLeader(ctx context.Context) (found bool, err error) {
 		c.observe(a.resp.GetHeader())
 		switch {
 		case a.resp.GetLeader() == "":
-			if any == nil {
-				any = &a
+			if some == nil {
+				some = &a
 			}
 		case best == nil || a.resp.GetTerm() > best.resp.GetTerm() ||
 			a.resp.GetTerm() == best.resp.GetTerm() && c.leaderIndex(a.resp) >= 0 && c.leaderIndex(best.resp) < 0:
@@ -403,7 +403,7 @@ func (c *Client) askLeader(ctx context.Context) (found bool, err error) {
 	}
 	choice := best
 	if choice == nil {
-		choice = any
+		choice = some
 	}
 	if choice == nil {
 		if err == nil {
