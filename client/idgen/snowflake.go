@@ -164,6 +164,9 @@ type Snowflake struct {
 	renewing bool
 	renewed  *sync.Cond
 	renewErr error // the last renewal's error; nil after a success
+	// renewErrUntil is the reservation (in units) the failed renewal asked
+	// for: a refusal for good holds only for a wait that needs as much.
+	renewErrUntil int64
 	lost     error
 
 	renewTimeout time.Duration // bounds one renewal: renewTimeout, shorter in tests
@@ -445,6 +448,7 @@ func (g *Snowflake) renewAsync() {
 			err = g.fail(err)
 			if id == g.cur.id {
 				g.renewErr = fmt.Errorf("idgen: renewing the reservation of worker ID %d: %w", id, err)
+				g.renewErrUntil = until
 			}
 		} else if id == g.cur.id {
 			g.reserved = max(g.reserved, hw-g.cfg.Layout.Epoch.UnixMilli())
@@ -485,7 +489,13 @@ func (g *Snowflake) waitReserved(ts int64) error {
 		g.renewAsync()
 		g.renewed.Wait()
 		if g.renewErr != nil && !transient(g.renewErr) {
-			return g.renewErr
+			if g.renewErrUntil <= g.reserveUntil(ts) {
+				return g.renewErr
+			}
+			// Refused for a reservation further out than this wait
+			// needs (asked by an earlier caller while the clock ran
+			// ahead, and it has come back): ask again for this one.
+			continue
 		}
 		if g.reserved == before {
 			pause := time.Millisecond

@@ -375,3 +375,53 @@ func TestUnavailableRenewalWaitIsBounded(t *testing.T) {
 	_, err = g.Next()
 	require.NoError(t, err, "issues again once the cluster is back")
 }
+
+// gatedFarAhead refuses reservations over an hour past the leader's clock,
+// as the cluster does, and can hold each Reserve at a gate.
+type gatedFarAhead struct {
+	*fakeWorkers
+	leaderMs int64
+	gate     chan struct{} // nil: no gate
+	entered  chan int64
+}
+
+func (f *gatedFarAhead) Reserve(ctx context.Context, pool string, id, until int64) (int64, error) {
+	if f.gate != nil {
+		f.entered <- until
+		<-f.gate
+	}
+	if until > f.leaderMs+60*60*1000 {
+		return 0, fmt.Errorf("%w: a reservation until %d ms is outside [0, now+1h]", client.ErrInvalidArgument, until)
+	}
+	return f.fakeWorkers.Reserve(ctx, pool, id, until)
+}
+
+// A renewal asked for while the clock ran two hours ahead is refused; a
+// caller that came in after the clock was back waited for that renewal
+// and failed with its refusal, although a renewal for its own timestamp
+// would be granted. It now asks again.
+func TestLaterNextDoesNotInheritAStaleRefusal(t *testing.T) {
+	clk := newFakeClock(t0)
+	src := &gatedFarAhead{fakeWorkers: newFakeWorkers(), leaderMs: t0.UnixMilli()}
+	g := newGen(t, src, clk, Wait)
+	_, err := g.Next()
+	require.NoError(t, err)
+
+	src.gate, src.entered = make(chan struct{}), make(chan int64, 4)
+	clk.Advance(2 * time.Hour)
+	a := make(chan error, 1)
+	go func() { _, err := g.Next(); a <- err }()
+	<-src.entered // A's renewal, for two hours ahead, is in flight
+
+	clk.Advance(-2*time.Hour + 10*time.Second) // the clock is back, past the reservation
+	b := make(chan error, 1)
+	go func() { _, err := g.Next(); b <- err }()
+	time.Sleep(100 * time.Millisecond) // B waits for the renewal in flight
+	close(src.gate)                    // A's renewal is refused; later ones pass the gate
+	go func() {
+		for range src.entered {
+		}
+	}()
+	require.ErrorIs(t, <-a, client.ErrInvalidArgument, "A's own timestamp is two hours ahead")
+	require.NoError(t, <-b, "B's timestamp is 10 s past the leader's clock: a renewal for it is granted")
+}
