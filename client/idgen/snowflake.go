@@ -167,7 +167,7 @@ type Snowflake struct {
 	// renewErrUntil is the reservation (in units) the failed renewal asked
 	// for: a refusal for good holds only for a wait that needs as much.
 	renewErrUntil int64
-	lost     error
+	lost          error
 
 	renewTimeout time.Duration // bounds one renewal: renewTimeout, shorter in tests
 
