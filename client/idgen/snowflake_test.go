@@ -301,13 +301,20 @@ func TestNewSnowflakeReleasesOnFailure(t *testing.T) {
 }
 
 // invalidFarAhead refuses reservations more than an hour past a fixed
-// "leader clock", as the state machine does (INVALID_ID_REQUEST).
+// "leader clock", as the state machine does (INVALID_ID_REQUEST). With a
+// gate, each Reserve reports its until on entered and waits for the gate.
 type invalidFarAhead struct {
 	*fakeWorkers
 	leaderMs int64
+	gate     chan struct{} // nil: no gate
+	entered  chan int64
 }
 
 func (f *invalidFarAhead) Reserve(ctx context.Context, pool string, id, until int64) (int64, error) {
+	if f.gate != nil {
+		f.entered <- until
+		<-f.gate
+	}
 	if until > f.leaderMs+60*60*1000 {
 		return 0, fmt.Errorf("%w: a reservation until %d ms is outside [0, now+1h]", client.ErrInvalidArgument, until)
 	}
@@ -376,33 +383,13 @@ func TestUnavailableRenewalWaitIsBounded(t *testing.T) {
 	require.NoError(t, err, "issues again once the cluster is back")
 }
 
-// gatedFarAhead refuses reservations over an hour past the leader's clock,
-// as the cluster does, and can hold each Reserve at a gate.
-type gatedFarAhead struct {
-	*fakeWorkers
-	leaderMs int64
-	gate     chan struct{} // nil: no gate
-	entered  chan int64
-}
-
-func (f *gatedFarAhead) Reserve(ctx context.Context, pool string, id, until int64) (int64, error) {
-	if f.gate != nil {
-		f.entered <- until
-		<-f.gate
-	}
-	if until > f.leaderMs+60*60*1000 {
-		return 0, fmt.Errorf("%w: a reservation until %d ms is outside [0, now+1h]", client.ErrInvalidArgument, until)
-	}
-	return f.fakeWorkers.Reserve(ctx, pool, id, until)
-}
-
 // A renewal asked for while the clock ran two hours ahead is refused; a
 // caller that came in after the clock was back waited for that renewal
 // and failed with its refusal, although a renewal for its own timestamp
 // would be granted. It now asks again.
 func TestLaterNextDoesNotInheritAStaleRefusal(t *testing.T) {
 	clk := newFakeClock(t0)
-	src := &gatedFarAhead{fakeWorkers: newFakeWorkers(), leaderMs: t0.UnixMilli()}
+	src := &invalidFarAhead{fakeWorkers: newFakeWorkers(), leaderMs: t0.UnixMilli()}
 	g := newGen(t, src, clk, Wait)
 	_, err := g.Next()
 	require.NoError(t, err)
