@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/config"
 )
 
 // Version is set at build time.
@@ -39,6 +41,7 @@ func (e *ExitError) Unwrap() error { return e.Err }
 type globals struct {
 	endpoints []string
 	token     string
+	cacert    string
 	json      bool
 	timeout   time.Duration
 	flags     *pflag.FlagSet // the root's persistent flags
@@ -75,6 +78,7 @@ Write and read a key:    concord kv put greeting hello && concord kv get greetin
 	pf.StringSliceVar(&g.endpoints, "endpoints", defaultEndpoints, "client addresses of members, comma separated (env CONCORD_ENDPOINTS)")
 	// Not os.Getenv as the default: --help prints defaults.
 	pf.StringVar(&g.token, "token", "", "bearer token, when the cluster requires one (env CONCORD_TOKEN, else CONCORD_AUTH_TOKEN)")
+	pf.StringVar(&g.cacert, "cacert", os.Getenv("CONCORD_CACERT"), "PEM bundle of the CAs that signed the cluster's certificates (env CONCORD_CACERT; default: the system's roots); with it, host:port endpoints use TLS")
 	pf.BoolVar(&g.json, "json", false, "print JSON for scripts")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "time limit of a command's requests")
 	root.AddCommand(newServerCmd(g), newKVCmd(g), newSessionCmd(g), newLockCmd(g), newSemCmd(g), newIDCmd(g), newClusterCmd(g), newSnapshotCmd(g), newVersionCmd(g))
@@ -141,7 +145,15 @@ func cleanEndpoints(eps []string) []string {
 }
 
 func (g *globals) client(ctx context.Context) (*client.Client, error) {
-	return client.New(ctx, client.Config{Endpoints: cleanEndpoints(g.endpoints), Token: g.bearerToken(), DialTimeout: min(g.timeout, 5*time.Second), RetryTimeout: g.timeout})
+	cfg := client.Config{Endpoints: cleanEndpoints(g.endpoints), Token: g.bearerToken(), DialTimeout: min(g.timeout, 5*time.Second), RetryTimeout: g.timeout}
+	if g.cacert != "" {
+		pool, err := config.LoadCAPool(g.cacert)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert: %w", err)
+		}
+		cfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return client.New(ctx, cfg)
 }
 
 // withClient runs f with a connected client and a context bounded by

@@ -111,6 +111,11 @@ type Server struct {
 	// TLSCertFile and TLSKeyFile serve the client API over TLS.
 	TLSCertFile string
 	TLSKeyFile  string
+	// JoinCACertFile is a PEM bundle of CAs that verifies the client API
+	// certificates of the cluster at the Join endpoints (default: the
+	// system's roots). With it, host:port Join endpoints are asked over
+	// TLS.
+	JoinCACertFile string
 	// DisableFramedBatch refuses the framed batch protocol (api/batchwire)
 	// on the client port; SDK clients then keep their batch streams on
 	// Connect (gRPC over HTTP/2).

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/raftnode"
 )
 
@@ -140,18 +142,35 @@ func (s *Server) resolveIdentity(ctx context.Context) (id identity, boot []raftn
 func (s *Server) discoverID(ctx context.Context) (identity, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	hc, err := s.joinHTTPClient()
+	if err != nil {
+		return identity{}, err
+	}
+	tlsOn := s.cfg.JoinCACertFile != ""
 	logged := false
 	for {
-		candidates := append([]string(nil), s.cfg.Join...)
+		candidates := make([]string, 0, len(s.cfg.Join))
+		for _, ep := range s.cfg.Join {
+			candidates = append(candidates, endpointURL(ep, tlsOn))
+		}
 		for i := 0; i < len(candidates) && i < 16; i++ {
-			st, err := s.askStatus(ctx, candidates[i])
+			st, err := s.askStatus(ctx, hc, candidates[i])
 			if err != nil {
+				if !logged {
+					s.log.Debug("join endpoint did not answer", "endpoint", candidates[i], "err", err)
+				}
 				continue
 			}
 			if st.GetSelf().GetRole() != "leader" {
+				// Members advertise host:port; the leader serves its
+				// client API as the member that answered does (TLS on
+				// every member or on none), so it is asked the same way.
+				// It was asked over plain HTTP, and never answered, when
+				// the cluster served TLS.
+				https := strings.HasPrefix(candidates[i], "https://")
 				for _, m := range st.GetMembers() {
 					if m.GetRole() == "leader" && m.GetClientAddr() != "" {
-						candidates = append(candidates, m.GetClientAddr())
+						candidates = append(candidates, endpointURL(m.GetClientAddr(), https))
 					}
 				}
 				continue
@@ -164,7 +183,7 @@ func (s *Server) discoverID(ctx context.Context) (identity, error) {
 		}
 		if !logged {
 			s.log.Info("waiting to be added to the cluster", "name", s.cfg.Name, "peer", s.cfg.AdvertisePeer,
-				"hint", fmt.Sprintf("run: concord cluster add %s %s --endpoints %s", s.cfg.Name, s.cfg.AdvertisePeer, s.cfg.Join[0]))
+				"hint", s.joinHint())
 			logged = true
 		}
 		select {
@@ -175,8 +194,33 @@ func (s *Server) discoverID(ctx context.Context) (identity, error) {
 	}
 }
 
-func (s *Server) askStatus(ctx context.Context, ep string) (*concordv1.StatusResponse, error) {
-	c := concordv1connect.NewClusterClient(&http.Client{Timeout: 5 * time.Second}, endpointURL(ep))
+// joinHint is the command that adds this member, as the waiting joiner logs
+// it.
+func (s *Server) joinHint() string {
+	h := fmt.Sprintf("run: concord cluster add %s %s --endpoints %s", s.cfg.Name, s.cfg.AdvertisePeer, s.cfg.Join[0])
+	if s.cfg.JoinCACertFile != "" {
+		h += " --cacert " + s.cfg.JoinCACertFile
+	}
+	return h
+}
+
+// joinHTTPClient asks the Join endpoints, verifying their certificates
+// with --join-cacert when it is given.
+func (s *Server) joinHTTPClient() (*http.Client, error) {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	if s.cfg.JoinCACertFile == "" {
+		return hc, nil
+	}
+	pool, err := config.LoadCAPool(s.cfg.JoinCACertFile)
+	if err != nil {
+		return nil, fmt.Errorf("--join-cacert: %w", err)
+	}
+	hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	return hc, nil
+}
+
+func (s *Server) askStatus(ctx context.Context, hc *http.Client, url string) (*concordv1.StatusResponse, error) {
+	c := concordv1connect.NewClusterClient(hc, url)
 	req := connect.NewRequest(&concordv1.StatusRequest{})
 	if s.cfg.AuthToken != "" {
 		req.Header().Set("Authorization", "Bearer "+s.cfg.AuthToken)
@@ -188,10 +232,14 @@ func (s *Server) askStatus(ctx context.Context, ep string) (*concordv1.StatusRes
 	return resp.Msg, nil
 }
 
-// endpointURL turns host:port into an http URL; URLs pass through.
-func endpointURL(ep string) string {
+// endpointURL turns host:port into an http URL, or an https one when tlsOn;
+// URLs pass through.
+func endpointURL(ep string, tlsOn bool) string {
 	if strings.HasPrefix(ep, "http://") || strings.HasPrefix(ep, "https://") {
 		return ep
+	}
+	if tlsOn {
+		return "https://" + ep
 	}
 	return "http://" + ep
 }
