@@ -16,6 +16,7 @@ import (
 
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
+	"github.com/concord-dev/concord/internal/server"
 )
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -72,6 +73,13 @@ then start n4 with --join <client address of any member>.`,
 					return errors.Join(fmt.Errorf("client API failed: %w", err), d.Stop(context.Background()))
 				}
 			case err := <-d.Failed():
+				if errors.Is(err, server.ErrRemoved) {
+					// The stop the removal asked for: exit 0, so that a
+					// supervisor (Restart=on-failure) leaves it stopped.
+					logger.Warn("removed from the cluster; stopping", "err", err)
+					stop()
+					return d.Stop(context.Background())
+				}
 				// Fail-stop: exit non-zero so that a supervisor restarts
 				// the member, which reads its log from the disk again.
 				logger.Error("member failed; stopping", "err", err)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -247,6 +248,52 @@ func (s *Server) promote(ctx context.Context, sv raftnode.Server) error {
 	return s.node.AddVoter(ctx, sv.ID, sv.Addr)
 }
 
+// ErrRemoved stops a member whose ID was removed from the cluster: IDs are
+// retired for good, so the process can never take part again. `concord
+// server` then exits 0: the stop is the one the removal asked for.
+var ErrRemoved = errors.New("this member was removed from the cluster")
+
+// ErrAddedBack stops a process started on the data dir of a member that was
+// removed and then added back under a new ID: the data dir belongs to the
+// retired ID. `concord server` exits non-zero.
+var ErrAddedBack = errors.New("this data dir belongs to a member that was removed and added back under a new ID")
+
+// removedFromConfiguration reports whether this member's ID is missing from
+// the newest Raft configuration it knows. With its ID retired (applied,
+// hence committed), that is a removal the member has seen through: an ID
+// retired by a removal whose configuration change failed is still listed,
+// and the member keeps serving until the removal is finished.
+func (s *Server) removedFromConfiguration() bool {
+	servers, err := s.node.Configuration()
+	if errors.Is(err, raftnode.ErrStopped) {
+		// Raft shuts itself down in a leader that removed itself.
+		return true
+	}
+	if err != nil || len(servers) == 0 {
+		return false
+	}
+	return !slices.ContainsFunc(servers, func(sv raftnode.Server) bool { return sv.ID == s.id.ID })
+}
+
+// reportRemoved stops the member, as etcd stops a removed member. A process
+// started on the data dir of a member that was removed and then added back
+// under a new ID (successor) used to run on, unnoticed, under the retired
+// ID: the leader waited for the new ID at its address and never promoted
+// it.
+func (s *Server) reportRemoved(successor string) {
+	var err error
+	if successor != "" {
+		err = fmt.Errorf("%w: its ID %s is retired and the cluster added %s back as %s: empty --data-dir %s and start the member again with --join",
+			ErrAddedBack, s.id.ID, s.cfg.Name, successor, s.cfg.DataDir)
+	} else {
+		err = fmt.Errorf("%w: its ID %s is retired; to add it back, run `concord cluster add` and start it with an empty --data-dir and --join", ErrRemoved, s.id.ID)
+	}
+	s.log.Error("member removed from the cluster", "err", err)
+	if s.onFatal != nil {
+		s.onFatal(err)
+	}
+}
+
 // publishSelf records this member's name and addresses in the state
 // machine, so every member can report them, and keeps them current.
 func (s *Server) publishSelf() {
@@ -257,13 +304,27 @@ func (s *Server) publishSelf() {
 			return
 		case <-time.After(wait):
 		}
-		current := false
+		current, retired := false, false
+		var successor string
 		s.fsm.Read(func(st fsm.State) {
 			m, ok := st.Members.Get(s.id.ID)
+			retired = ok && m.Retired
 			current = ok && m.Name == s.cfg.Name && m.PeerAddr == s.cfg.AdvertisePeer && m.ClientAddr == s.cfg.AdvertiseClient
+			if retired {
+				for _, o := range st.Members.List() {
+					if !o.Retired && o.Name == s.cfg.Name {
+						successor = o.ID
+					}
+				}
+			}
 		})
+		if retired && s.removedFromConfiguration() {
+			s.reportRemoved(successor)
+			return
+		}
 		if current {
-			wait = 10 * time.Second
+			// Every 2 s: a cheap read, and a removal is noticed soon.
+			wait = 2 * time.Second
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,0 +1,115 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/daemon"
+	"github.com/concord-dev/concord/internal/server"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+// startFourth adds n4 on 127.0.0.4 to c and starts it with --join; it
+// returns the member's configuration (its data dir kept) and daemon once
+// n4 is a voter.
+func startFourth(t *testing.T, c *testcluster.Cluster) (config.Server, *daemon.Daemon) {
+	t.Helper()
+	ctx := ctxT(t, 60*time.Second)
+	ip := "127.0.0.4"
+	peer := fmt.Sprintf("%s:%d", ip, testcluster.FreePort(t, ip))
+	_, err := c.Client().AddMember(ctx, "n4", peer)
+	require.NoError(t, err)
+	cfg := config.Server{
+		Name: "n4", DataDir: filepath.Join(t.TempDir(), "n4"),
+		ListenClient: fmt.Sprintf("%s:%d", ip, testcluster.FreePort(t, ip)), ListenPeer: peer,
+		Join: c.Endpoints(), Raft: c.Members[0].Cfg.Raft, ShutdownTimeout: 5 * time.Second,
+	}
+	d, err := daemon.Start(ctx, cfg, daemon.Options{})
+	require.NoError(t, err)
+	t.Cleanup(d.Kill)
+	waitRole(t, c, "n4", "follower")
+	return cfg, d
+}
+
+func waitRole(t *testing.T, c *testcluster.Cluster, name, role string) {
+	t.Helper()
+	cl := c.Client()
+	require.Eventually(t, func() bool {
+		st, err := cl.Status(context.Background())
+		if err != nil {
+			return false
+		}
+		for _, m := range st.GetMembers() {
+			if m.GetName() == name {
+				return m.GetRole() == role
+			}
+		}
+		return false
+	}, 20*time.Second, 50*time.Millisecond, "%s is not a %s", name, role)
+}
+
+func waitFailed(t *testing.T, d *daemon.Daemon, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-d.Failed():
+		return err
+	case <-time.After(within):
+		t.Fatalf("the member did not stop within %s", within)
+		return nil
+	}
+}
+
+// A member that sees its own removal stops (as etcd's does): it used to run
+// on as a member of nothing.
+func TestRemovedMemberStops(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	_, d4 := startFourth(t, c)
+	require.NoError(t, c.Client().RemoveMember(ctxT(t, 30*time.Second), "n4"))
+	err := waitFailed(t, d4, 20*time.Second)
+	require.ErrorIs(t, err, server.ErrRemoved)
+	require.NotErrorIs(t, err, server.ErrAddedBack)
+}
+
+// A leader that removes itself stops too (its Raft shuts itself down).
+func TestLeaderThatRemovedItselfStops(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	l := c.WaitLeader(10 * time.Second)
+	require.NoError(t, c.Client().RemoveMember(ctxT(t, 30*time.Second), c.Members[l].Name))
+	err := waitFailed(t, c.Members[l].Daemon(), 20*time.Second)
+	require.ErrorIs(t, err, server.ErrRemoved)
+}
+
+// A process started on the data dir of a member that was removed and then
+// added back (a machine that was down while it was replaced, restarted by
+// its supervisor) ran under its retired ID, unnoticed: the leader
+// replicated to the new ID at its address, and waited forever for the
+// process to report that ID before promoting it. It now stops with
+// ErrAddedBack, naming the new ID.
+func TestMemberAddedBackRefusesItsOldDataDir(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	cfg, d4 := startFourth(t, c)
+	oldID := d4.Server().ID()
+	require.NoError(t, d4.Stop(ctxT(t, 10*time.Second)))
+
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	require.NoError(t, cl.RemoveMember(ctx, "n4"))
+	added, err := cl.AddMember(ctx, "n4", cfg.ListenPeer)
+	require.NoError(t, err)
+	require.NotEqual(t, oldID, added.GetId())
+
+	cfg.Join = nil // restarted as a joined member is
+	d, err := daemon.Start(ctx, cfg, daemon.Options{})
+	require.NoError(t, err)
+	t.Cleanup(d.Kill)
+	require.Equal(t, oldID, d.Server().ID())
+	err = waitFailed(t, d, 30*time.Second)
+	require.ErrorIs(t, err, server.ErrAddedBack)
+	require.ErrorContains(t, err, added.GetId())
+}
