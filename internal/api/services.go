@@ -139,7 +139,16 @@ func (ss *sessionService) KeepAlive(ctx context.Context, stream *connect.BidiStr
 	batch := make([]*concordv1.KeepAliveRequest, 0, maxKeepAliveBatch)
 	ids := make([]int64, 0, maxKeepAliveBatch)
 	for {
-		req, ok := <-reqs
+		var req *concordv1.KeepAliveRequest
+		var ok bool
+		select {
+		case req, ok = <-reqs:
+		case <-ctx.Done():
+			// The client went away, or the member is stopping: the
+			// client's next keep-alive may be a third of a TTL away, and
+			// a graceful stop must not wait for it.
+			return wire(ss.s.StreamEnd())
+		}
 		if !ok {
 			if err := <-recvErr; !isEOF(err) {
 				return err

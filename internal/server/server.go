@@ -240,6 +240,17 @@ func (s *Server) Ready() bool {
 // Stopping reports whether shutdown has begun.
 func (s *Server) Stopping() bool { return s.stopping.Load() }
 
+// StreamEnd is the error of a stream whose context ended: SHUTTING_DOWN
+// when the member's shutdown ended it, so that the client resumes on
+// another member rather than take a clean end for the stream's last word;
+// nil when the client went away.
+func (s *Server) StreamEnd() error {
+	if s.stopping.Load() {
+		return raftnode.ErrStopped
+	}
+	return nil
+}
+
 // BeginShutdown makes the member refuse new requests and, if it leads,
 // hands leadership to another voter so the cluster does not wait for an
 // election.
