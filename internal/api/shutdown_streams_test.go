@@ -2,13 +2,63 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+
 	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/errs"
 )
+
+// A member that shuts down ends its open streams with SHUTTING_DOWN
+// (Unavailable), the error a gRPC or HTTP client resumes on another member
+// on, never with a clean end, which says the stream had nothing more to
+// send: a watch would look finished and a queued acquire answered.
+func TestShutdownEndsStreamsWithShuttingDown(t *testing.T) {
+	c, cl := single(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := "http://" + c.Endpoints()[0]
+	kvc := concordv1connect.NewKVClient(http2Client(), base)
+	lc := concordv1connect.NewLockClient(http2Client(), base)
+
+	watch, err := kvc.Watch(ctx, connect.NewRequest(&concordv1.WatchRequest{Key: []byte("w/"), Prefix: true}))
+	require.NoError(t, err)
+	require.True(t, watch.Receive(), "the opening header: %v", watch.Err())
+
+	sess, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+	require.NoError(t, err)
+	claim := []*client.LockClaim{{Name: "l", Kind: client.KindMutex}}
+	held, err := lc.Acquire(ctx, connect.NewRequest(&concordv1.AcquireRequest{Claims: claim, Session: sess.ID(), Owner: "a", Wait: true}))
+	require.NoError(t, err)
+	require.True(t, held.Receive(), "%v", held.Err())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, held.Msg().GetState())
+	queued, err := lc.Acquire(ctx, connect.NewRequest(&concordv1.AcquireRequest{Claims: claim, Session: sess.ID(), Owner: "b", Wait: true}))
+	require.NoError(t, err)
+	require.True(t, queued.Receive(), "%v", queued.Err())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, queued.Msg().GetState())
+
+	c.Stop(0)
+	for name, s := range map[string]interface {
+		Receive() bool
+		Err() error
+	}{"watch": watch, "holder": held, "waiter": queued} {
+		for s.Receive() {
+		}
+		err := s.Err()
+		require.Error(t, err, "%s: the stream ended cleanly at shutdown", name)
+		var ce *connect.Error
+		require.True(t, errors.As(err, &ce), "%s: %v", name, err)
+		require.Equal(t, connect.CodeUnavailable, ce.Code(), "%s: %v", name, err)
+		require.Equal(t, "SHUTTING_DOWN", errs.ReasonOf(errs.FromConnect(err), ""), "%s: %v", name, err)
+	}
+}
 
 // A keep-alive stream waits for the client's next keep-alive (a third of
 // the session's TTL away): a graceful stop must end it rather than wait for

@@ -327,10 +327,10 @@ func (s *Server) Watch(ctx context.Context, req *concordv1.WatchRequest, send fu
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil
+			return s.StreamEnd()
 		case <-s.stopCh:
 			timer.Stop()
-			return nil
+			return raftnode.ErrStopped
 		case <-wait:
 		case <-timer.C:
 		}

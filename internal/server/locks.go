@@ -206,8 +206,11 @@ func (s *Server) AcquireLock(ctx context.Context, req *concordv1.AcquireRequest,
 			return err
 		}
 		token, err := s.awaitGrant(ctx, req, resp.GetWaiter(), resp.GetHeader().GetRevision())
-		if err != nil || token == 0 {
+		if err != nil {
 			return err
+		}
+		if token == 0 {
+			return s.StreamEnd()
 		}
 		if resp, err = s.grantAnswer(req, token); err != nil {
 			return err
@@ -431,7 +434,7 @@ func (s *Server) watchGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 	// it for ended.
 	if err := s.waitApplied(ctx, token); err != nil {
 		if ctx.Err() != nil {
-			return nil
+			return s.StreamEnd()
 		}
 		return err
 	}
@@ -461,7 +464,7 @@ func (s *Server) watchGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 			}
 			return s.sendLost(token, ev.reason, send)
 		case <-ctx.Done():
-			return nil
+			return s.StreamEnd()
 		case <-s.stopCh:
 			return raftnode.ErrStopped
 		}
