@@ -45,7 +45,56 @@ var errTooManyWaits = errs.New("TOO_MANY_WAITS", "api: too many lock waits on on
 // the unary call would; results are sent as they complete, together with
 // whatever else completed meanwhile.
 func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse]) error {
-	return k.serveBatch(ctx, stream)
+	err := k.serveBatch(ctx, receiveUntil(ctx, stream))
+	if err == nil && ctx.Err() != nil {
+		err = wire(k.s.StreamEnd())
+	}
+	return err
+}
+
+// connectBatch is a Connect batch stream whose Receive also ends when the
+// call's context does. A Connect stream's own Receive waits for the
+// client's next message, which an idle client may never send: a graceful
+// stop, which ends calls through their context, waited for it until
+// --shutdown-timeout and failed.
+type connectBatch struct {
+	*connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse]
+	ctx  context.Context
+	msgs chan received
+}
+
+type received struct {
+	req *concordv1.BatchRequest
+	err error
+}
+
+// receiveUntil reads stream on a goroutine of its own, which ends with the
+// stream (a handler that returns closes its request body) or ctx.
+func receiveUntil(ctx context.Context, stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse]) connectBatch {
+	s := connectBatch{BidiStream: stream, ctx: ctx, msgs: make(chan received)}
+	go func() {
+		for {
+			req, err := stream.Receive()
+			select {
+			case s.msgs <- received{req, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return s
+}
+
+func (s connectBatch) Receive() (*concordv1.BatchRequest, error) {
+	select {
+	case r := <-s.msgs:
+		return r.req, r.err
+	case <-s.ctx.Done():
+		return nil, s.ctx.Err()
+	}
 }
 
 // batchStream is a KV.Batch stream as the handler sees it: a Connect

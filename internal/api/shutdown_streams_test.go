@@ -13,6 +13,7 @@ import (
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
 
 	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/errs"
 )
 
@@ -73,5 +74,18 @@ func TestStopEndsAnIdleKeepAliveStream(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return metric(t, addr, `concord_api_open_streams{method="Session/KeepAlive"} 1`) },
 		10*time.Second, 10*time.Millisecond)
+	c.Stop(0) // fails if the stop ran out its time (context deadline exceeded)
+}
+
+// The SDK's batch stream on Connect (a member with --disable-framed-batch,
+// or a client with DisableFramedBatch) waits for the client's next message
+// like a keep-alive stream: a graceful stop ends it too.
+func TestStopEndsAnIdleConnectBatchStream(t *testing.T) {
+	c, cl := single(t, func(cfg *config.Server) { cfg.DisableFramedBatch = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := cl.Put(ctx, "k", []byte("v"))
+	require.NoError(t, err)
+	require.True(t, metric(t, c.Endpoints()[0], `concord_api_open_streams{method="KV/Batch"} 1`))
 	c.Stop(0) // fails if the stop ran out its time (context deadline exceeded)
 }
