@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		reg: reg,
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "concord_raft_leader_changes_total", Help: "Leader changes observed by this member."}),
+			Name: "concord_raft_leader_changes_total", Help: "Leaders this member came to know (a failover counts once)."}),
 		proposalsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "concord_raft_proposals_failed_total", Help: "Proposals that failed, by reason."}, []string{"reason"}),
 		proposeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -349,7 +349,9 @@ func (n *Node) watchLeaders() {
 		case o := <-n.obsCh:
 			lo := o.Data.(raft.LeaderObservation)
 			n.cfg.Logger.Info("leader changed", "leader", string(lo.LeaderID), "term", n.raft.CurrentTerm())
-			if m := n.cfg.Metrics; m != nil {
+			// A leader lost ("" until the next is known) is half of one
+			// change: counted, a failover counted twice.
+			if m := n.cfg.Metrics; m != nil && lo.LeaderID != "" {
 				m.leaderChanges.Inc()
 			}
 		case <-n.stopObs:
