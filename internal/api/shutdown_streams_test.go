@@ -15,6 +15,7 @@ import (
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/testcluster"
 )
 
 // A member that shuts down ends its open streams with SHUTTING_DOWN
@@ -88,4 +89,53 @@ func TestStopEndsAnIdleConnectBatchStream(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, metric(t, c.Endpoints()[0], `concord_api_open_streams{method="KV/Batch"} 1`))
 	c.Stop(0) // fails if the stop ran out its time (context deadline exceeded)
+}
+
+// An SDK client follows a graceful stop of the leader, on which it watches
+// and waits (the SDK uses the leader): the watch resumes on another member
+// without a gap, the queued acquire is granted there, and the stopped
+// member restarts on its data dir with what the others applied.
+func TestSDKStreamsOutliveAGracefulStopAndTheMemberRestarts(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	victim := c.WaitLeader(5 * time.Second)
+	cl := c.Client()
+	watch := cl.Watch(ctx, "g/", client.WithPrefix())
+	_, err := cl.Put(ctx, "g/1", []byte("a"))
+	require.NoError(t, err)
+	resp := <-watch
+	require.NoError(t, resp.Err)
+	require.Len(t, resp.Events, 1)
+
+	mutex := []*client.LockClaim{{Name: "g", Kind: client.KindMutex}}
+	holder, err := cl.NewSession(ctx, client.WithTTL(10*time.Second))
+	require.NoError(t, err)
+	g, err := cl.AcquireLocks(ctx, holder, "h", mutex, client.AcquireOptions{})
+	require.NoError(t, err)
+	waiter, err := cl.NewSession(ctx, client.WithTTL(10*time.Second))
+	require.NoError(t, err)
+	granted := make(chan error, 1)
+	queued := make(chan struct{})
+	go func() {
+		_, err := cl.AcquireLocks(ctx, waiter, "w", mutex, client.AcquireOptions{Wait: true, OnQueued: func(int64) { close(queued) }})
+		granted <- err
+	}()
+	<-queued
+
+	c.Stop(victim)
+	_, err = cl.Put(ctx, "g/2", []byte("b"))
+	require.NoError(t, err)
+	resp = <-watch
+	require.NoError(t, resp.Err)
+	require.Len(t, resp.Events, 1, "the watch resumed after the stop")
+	require.Equal(t, "g/2", string(resp.Events[0].GetKv().GetKey()))
+	require.NoError(t, g.Release(ctx))
+	require.NoError(t, <-granted, "the queued acquire followed its wait on another member")
+
+	c.Restart(victim)
+	c.WaitConverged(20 * time.Second)
+	got, err := c.Client(victim).Get(ctx, "g/2", client.WithConsistency(client.Stale))
+	require.NoError(t, err)
+	require.Equal(t, "b", string(got.GetValue()))
 }
