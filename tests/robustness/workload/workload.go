@@ -103,9 +103,14 @@ func pause(ctx context.Context, d time.Duration) bool {
 }
 
 // certainFailure reports whether a write's error proves it had no effect:
-// the request was malformed. Anything else (timeouts, lost connections,
-// unavailable, unknown outcome) may hide an applied write.
+// the request was malformed, or the client was closed before any attempt.
+// Anything else (timeouts, lost connections, unavailable, unknown outcome)
+// may hide an applied write: a call cut short by Close after an attempt
+// wraps ErrClosed and ErrUnknownOutcome both, and is not a certain failure.
 func certainFailure(err error) bool {
+	if errors.Is(err, client.ErrUnknownOutcome) {
+		return false
+	}
 	return errors.Is(err, client.ErrInvalidArgument) || errors.Is(err, client.ErrTooLarge) ||
 		errors.Is(err, client.ErrEmptyKey) || errors.Is(err, client.ErrClosed)
 }

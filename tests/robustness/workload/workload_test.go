@@ -1,0 +1,35 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/client"
+)
+
+func TestCertainFailure(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		certain bool
+	}{
+		{"malformed request", fmt.Errorf("%w: bad range", client.ErrInvalidArgument), true},
+		{"too large", client.ErrTooLarge, true},
+		{"empty key", client.ErrEmptyKey, true},
+		{"closed before any attempt", client.ErrClosed, true},
+		// The SDK's error for a call cut short by Close after an attempt
+		// that may have taken effect (client.closedMidCall).
+		{"closed after an attempt", fmt.Errorf("%w: the client was closed during the call, after an attempt that may have taken effect: %w", client.ErrUnknownOutcome, client.ErrClosed), false},
+		{"unknown outcome", fmt.Errorf("%w: timeout", client.ErrUnknownOutcome), false},
+		{"unavailable", client.ErrUnavailable, false},
+		{"deadline", context.DeadlineExceeded, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.certain, certainFailure(tt.err), "%v", tt.err)
+		})
+	}
+}
