@@ -19,7 +19,10 @@ import (
 //     the write was acknowledged, at the revision it was acknowledged at,
 //     and never a compare-and-swap whose compare was reported to fail;
 //   - agreement: watchers that saw the same key at the same revision saw
-//     the same event.
+//     the same event, and a segment whose range and prefix cover an event
+//     another watcher delivered delivered it too (so a write of unknown
+//     outcome that a watcher skipped is caught);
+//   - no event of a write that certainly failed.
 //
 // ops are the key-value operations of the run (get, put, cas, delete).
 func CheckWatches(ops []history.Op, segments []*history.WatchSegment) (Stats, []Violation) {
@@ -59,9 +62,12 @@ func CheckWatches(ops []history.Op, segments []*history.WatchSegment) (Stats, []
 	}
 	seenBy := map[writeKey]history.Event{}
 	seenWho := map[writeKey]string{}
-	for _, seg := range segments {
+	names := make([]string, len(segments))
+	delivered := make([]map[writeKey]history.Event, len(segments))
+	for i, seg := range segments {
 		name := fmt.Sprintf("watcher %d segment %d (prefix %q from revision %d%s)", seg.Watcher, seg.Segment, seg.Prefix, seg.StartRev, endpointNote(seg.Endpoint))
 		events := map[writeKey]history.Event{}
+		names[i], delivered[i] = name, events
 		prev := seg.StartRev - 1
 		lastEvent := uint64(0)
 		for _, r := range seg.Resps {
@@ -116,6 +122,25 @@ func CheckWatches(ops []history.Op, segments []*history.WatchSegment) (Stats, []
 			}
 		}
 	}
+	// Every event one watcher delivered must be in every segment that
+	// covers its key and revision: this catches a skipped event of a write
+	// of unknown outcome, which the completeness check above cannot know.
+	for i, seg := range segments {
+		end := seg.EndRev()
+		for k, ev := range seenBy {
+			if k.rev < seg.StartRev || k.rev > end || !strings.HasPrefix(k.key, seg.Prefix) {
+				continue
+			}
+			if _, ok := acked[k]; ok {
+				continue // checked above
+			}
+			stats.Checked++
+			if _, ok := delivered[i][k]; !ok {
+				report(names[i]+": missing an event another watcher delivered",
+					fmt.Sprintf("event %s %q value %q at %d, delivered by %s (segment delivered through %d)", ev.Type, ev.Key, ev.Value, ev.Rev, seenWho[k], end))
+			}
+		}
+	}
 	return stats, violations
 }
 
@@ -134,6 +159,9 @@ func validEvent(ev history.Event, byValue map[string][]history.Op, deletes map[s
 			return "event of a write nobody issued"
 		}
 		for _, w := range onKey {
+			if w.Status == history.Fail {
+				return fmt.Sprintf("event of a write that certainly failed (op %d)", w.ID)
+			}
 			if w.Status != history.OK {
 				return ""
 			}
@@ -150,7 +178,7 @@ func validEvent(ev history.Event, byValue map[string][]history.Op, deletes map[s
 			return ""
 		}
 		for _, d := range deletes[ev.Key] {
-			if d.Status != history.OK {
+			if d.Status == history.Unknown {
 				return ""
 			}
 		}

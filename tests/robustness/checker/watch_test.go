@@ -29,6 +29,7 @@ func TestCheckWatches(t *testing.T) {
 		del(1, "kv/b", 31, 40, 1, 8),
 		cas(1, "kv/a", "zz", "a3", 41, 50, false, 0),
 		putUnknown(2, "kv/c", "c1", 51, 60),
+		op(3, KindPut, "kv/d", 61, 70, history.Fail, func(o *history.Op) { o.Value = "d1" }),
 	}
 	full := seg(0, "kv/", 5,
 		resp(6, ev("put", "kv/a", "a1", 5), ev("put", "kv/b", "b1", 6)),
@@ -65,6 +66,19 @@ func TestCheckWatches(t *testing.T) {
 			seg(0, "kv/c", 5, resp(9, ev("put", "kv/c", "c1", 9))),
 			seg(1, "kv/c", 5, resp(9, ev("delete", "kv/c", "", 9))),
 		}, "disagree"},
+		{"two watchers of an applied write of unknown outcome", []*history.WatchSegment{
+			seg(0, "kv/c", 5, resp(9, ev("put", "kv/c", "c1", 9))),
+			seg(1, "kv/", 9, resp(9, ev("put", "kv/c", "c1", 9))),
+		}, ""},
+		{"a watcher skips an event another delivered", []*history.WatchSegment{
+			seg(0, "kv/c", 5, resp(9, ev("put", "kv/c", "c1", 9))),
+			seg(1, "kv/c", 5, resp(10)),
+		}, "missing an event another watcher delivered"},
+		{"a watcher that ended before the event is not missing it", []*history.WatchSegment{
+			seg(0, "kv/c", 5, resp(9, ev("put", "kv/c", "c1", 9))),
+			seg(1, "kv/c", 5, resp(8)),
+		}, ""},
+		{"event of a write that certainly failed", []*history.WatchSegment{seg(0, "kv/d", 5, resp(9, ev("put", "kv/d", "d1", 9)))}, "certainly failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
