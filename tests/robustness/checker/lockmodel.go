@@ -47,6 +47,9 @@ type LockInput struct {
 	Owner string
 	// Token is the token released or written under.
 	Token uint64
+	// Session is the session the operation acts in (the session seen
+	// gone, for KindLockSessionGone); 0 when not recorded.
+	Session int64
 	// Protected is a clock reading until which the session of Owner's
 	// grant is known to live (0: nothing known). A confirmed keep-alive
 	// vouches for it, as in CheckSessions.
@@ -82,6 +85,8 @@ type LockState struct {
 	// Token is the current grant's token; 0 while unknown (granted to an
 	// acquire of unknown outcome, not read since).
 	Token uint64
+	// Session is the current grant's session (0 when not recorded).
+	Session int64
 	// Protected is the clock reading until which the holder's session is
 	// known to live: until then the grant cannot end but by a release.
 	Protected int64
@@ -162,12 +167,12 @@ func LockStep(s LockState, in LockInput, out LockOutput) (bool, LockState) {
 			if !s.endable(in.Return) {
 				return false, s
 			}
-			return true, LockState{Holder: in.Owner, Floor: s.Floor + 1}
+			return true, LockState{Holder: in.Owner, Session: in.Session, Floor: s.Floor + 1}
 		case out.OK:
 			if !s.endable(in.Return) || out.Token <= s.Floor {
 				return false, s
 			}
-			return true, LockState{Holder: in.Owner, Token: out.Token, Protected: in.Protected, Floor: out.Token}
+			return true, LockState{Holder: in.Owner, Token: out.Token, Session: in.Session, Protected: in.Protected, Floor: out.Token}
 		default:
 			// Not acquired: only while held (for a mutex, somebody
 			// queues only while it is held).
@@ -240,6 +245,13 @@ func LockStep(s LockState, in LockInput, out LockOutput) (bool, LockState) {
 			return true, s.free()
 		}
 		return true, s
+	case KindLockSessionGone:
+		// The session ended (revoked, or expired) within the
+		// observation: its grant ended with it, whatever protected it.
+		if s.Holder != "" && in.Session != 0 && s.Session == in.Session {
+			return true, s.free()
+		}
+		return true, s
 	}
 	return false, s
 }
@@ -263,7 +275,7 @@ var lockModel = porcupine.NondeterministicModel{
 	Hash: func(state interface{}) uint64 {
 		s := state.(LockState)
 		h := fnv.New64a()
-		fmt.Fprintf(h, "%s|%d|%d|%d", s.Holder, s.Token, s.Protected, s.Floor)
+		fmt.Fprintf(h, "%s|%d|%d|%d|%d", s.Holder, s.Token, s.Session, s.Protected, s.Floor)
 		return h.Sum64()
 	},
 	DescribeOperation: func(input, output interface{}) string {
@@ -301,6 +313,8 @@ var lockModel = porcupine.NondeterministicModel{
 			return fmt.Sprintf("trylock(%s) -> %s", in.Owner, res)
 		case KindLockRelease:
 			return fmt.Sprintf("unlock(%s@%d) -> %s", in.Owner, in.Token, res)
+		case KindLockSessionGone:
+			return fmt.Sprintf("session %d gone", in.Session)
 		case KindFencedWrite:
 			return fmt.Sprintf("fenced-write(%s@%d) -> %s", in.Owner, in.Token, res)
 		default:
@@ -320,7 +334,7 @@ var lockModel = porcupine.NondeterministicModel{
 		if s.Protected > 0 {
 			prot = fmt.Sprintf(", session lives until %.3fs", float64(s.Protected)/1e9)
 		}
-		return fmt.Sprintf("held by %s@%s (floor %d%s)", s.Holder, tok, s.Floor, prot)
+		return fmt.Sprintf("held by %s@%s in session %d (floor %d%s)", s.Holder, tok, s.Session, s.Floor, prot)
 	},
 	DescribeOperationMetadata: describeMetadata,
 }
@@ -387,10 +401,15 @@ func (o LockOptions) Hold(op history.Op) int64 {
 // (KindLockSessionGone): then their interval ends there, since no grant of
 // the session exists afterwards. Failed inspections, fenced writes of
 // unknown outcome (they change no lock) and operations that certainly
-// failed are dropped.
+// failed are dropped. An observation that a session is gone goes to every
+// lock's partition: the session's grant ends within it.
 func LockOperations(ops []history.Op, opt LockOptions) []porcupine.Operation {
-	var end int64
+	var (
+		end   int64
+		names []string
+	)
 	gone := map[int64]int64{} // session -> earliest return of an observation that it is gone
+	seenName := map[string]bool{}
 	for _, o := range ops {
 		end = max(end, o.Return, o.Call)
 		if o.Kind == KindLockSessionGone && o.Status == history.OK && o.Session != 0 {
@@ -398,16 +417,33 @@ func LockOperations(ops []history.Op, opt LockOptions) []porcupine.Operation {
 				gone[o.Session] = o.Return
 			}
 		}
+		if o.Key != "" && o.Kind != KindLockSessionGone && !seenName[o.Key] {
+			seenName[o.Key] = true
+			names = append(names, o.Key)
+		}
 	}
 	infinity := end + 1
 	out := make([]porcupine.Operation, 0, len(ops))
 	for _, o := range ops {
+		if o.Kind == KindLockSessionGone {
+			if o.Status != history.OK || o.Session == 0 {
+				continue
+			}
+			for _, n := range names {
+				out = append(out, porcupine.Operation{
+					ClientId: o.Process, Call: o.Call, Return: o.Return, Output: LockOutput{},
+					Input:    LockInput{Kind: o.Kind, Name: n, Session: o.Session, Return: o.Return},
+					Metadata: fmt.Sprintf("op %d, process %d", o.ID, o.Process),
+				})
+			}
+			continue
+		}
 		switch o.Kind {
 		case KindLockAcquire, KindLockTry, KindLockRelease, KindLockInspect, KindFencedWrite:
 		default:
 			continue
 		}
-		in := LockInput{Kind: o.Kind, Name: o.Key, Owner: o.Owner, Token: o.Token, Protected: opt.Protected(o), Return: o.Return}
+		in := LockInput{Kind: o.Kind, Name: o.Key, Owner: o.Owner, Token: o.Token, Session: o.Session, Protected: opt.Protected(o), Return: o.Return}
 		var outp LockOutput
 		ret := o.Return
 		switch o.Status {

@@ -50,6 +50,11 @@ func acquireUnknownIn(p int, sess int64, call, ret int64) history.Op {
 	return lop(p, KindLockAcquire, call, ret, history.Unknown, func(o *history.Op) { o.Session = sess })
 }
 
+// inSession puts an operation in session sess.
+func inSession(sess int64) func(*history.Op) {
+	return func(o *history.Op) { o.Session = sess }
+}
+
 // sessionGone observes that session sess is gone.
 func sessionGone(p int, sess int64, call, ret int64) history.Op {
 	return lop(p, KindLockSessionGone, call, ret, history.OK, func(o *history.Op) { o.Session, o.Owner = sess, "" })
@@ -169,6 +174,18 @@ func TestLockModel(t *testing.T) {
 		{"acquire of unknown outcome, session never seen gone, may apply late", []history.Op{
 			acquireUnknownIn(1, 7, 0, 5), acquired(0, 30, 40, 9, protected(5000)), inspected(2, 50, 51, 1, 12),
 		}, true},
+		{"a grant outlives its session seen gone: an inspection reads it", []history.Op{
+			acquired(0, 0, 10, 5, inSession(3), protected(5000)), sessionGone(1, 3, 20, 30), inspected(2, 40, 41, 0, 5),
+		}, false},
+		{"a grant outlives its session seen gone: its fenced write applies", []history.Op{
+			acquired(0, 0, 10, 5, inSession(3)), sessionGone(1, 3, 20, 30), fenced(0, 40, 50, 5, true),
+		}, false},
+		{"a session seen gone ends its grant, protected or not", []history.Op{
+			acquired(0, 0, 10, 5, inSession(3), protected(5000)), sessionGone(1, 3, 20, 30), acquired(1, 40, 50, 9), inspected(2, 60, 61, 1, 9),
+		}, true},
+		{"a session seen gone ends only its own grant", []history.Op{
+			acquired(0, 0, 10, 5, inSession(3), protected(5000)), sessionGone(1, 4, 20, 30), inspected(2, 40, 41, 0, 5),
+		}, true},
 		{"release of unknown outcome may free the lock", []history.Op{
 			acquired(0, 0, 10, 5, protected(5000)), releaseUnknown(0, 11, 12, 5), acquired(1, 100, 110, 9),
 		}, true},
@@ -203,7 +220,8 @@ func TestLockOperations(t *testing.T) {
 	got := LockOperations(ops, LockOptions{MaxClockRate: 1, Margin: func(time.Duration) time.Duration { return 0 }})
 	require.Len(t, got, 3, "failed inspections and fenced writes of unknown outcome change no lock")
 	bounded := LockOperations([]history.Op{acquireUnknownIn(1, 7, 1, 2), sessionGone(1, 7, 3, 4), acquired(0, 5, 10, 5)}, LockOptions{})
-	require.Len(t, bounded, 2)
+	require.Len(t, bounded, 3, "an observation that a session is gone goes to every lock")
+	require.Equal(t, LockInput{Kind: KindLockSessionGone, Name: "m", Session: 7, Return: 4e6}, bounded[1].Input)
 	require.Equal(t, int64(4e6), bounded[0].Return, "an unknown acquire ends when its session is seen gone")
 	require.True(t, bounded[0].Output.(LockOutput).Bounded)
 	require.Equal(t, int64(900e6), got[0].Input.(LockInput).Protected)
