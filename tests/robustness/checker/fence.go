@@ -66,7 +66,8 @@ func ParseFenceList(list string) ([]FenceItem, error) {
 //   - acknowledgement order: an append acknowledged before another append
 //     was invoked comes before it in the list;
 //   - reads: every list read is a prefix of the final list, and contains
-//     every append acknowledged before the read was invoked.
+//     every append acknowledged, and every element another read saw,
+//     before the read was invoked.
 func CheckFence(ops []history.Op, final string) (Stats, []Violation) {
 	var (
 		stats      Stats
@@ -150,16 +151,30 @@ func CheckFence(ops []history.Op, final string) (Stats, []Violation) {
 		}
 	}
 
-	// Real-time order: every append acknowledged before an append or a
-	// read was invoked precedes it.
+	// Real-time order: every append acknowledged, and every element a
+	// read saw, before an append or a read was invoked precedes it (an
+	// append of unknown outcome is no evidence: it may apply after it
+	// returned).
 	type observer struct {
 		op     history.Op
 		length int // elements the observer must extend past
 	}
-	var observers []observer
+	type evidence struct {
+		op   history.Op
+		need int // elements that existed when op returned
+	}
+	var (
+		observers []observer
+		evidences []evidence
+	)
 	for _, w := range ordered {
 		if p, ok := pos[w.Entry]; ok {
 			observers = append(observers, observer{w, p})
+		}
+	}
+	for _, a := range acked {
+		if p, ok := pos[a.Entry]; ok {
+			evidences = append(evidences, evidence{a, p + 1})
 		}
 	}
 	for _, o := range ops {
@@ -171,34 +186,36 @@ func CheckFence(ops []history.Op, final string) (Stats, []Violation) {
 			report(fmt.Sprintf("a read of the list (%d elements) is not a prefix of the final list", strings.Count(o.Value, ";")), o)
 			continue
 		}
-		observers = append(observers, observer{o, strings.Count(o.Value, ";")})
+		n := strings.Count(o.Value, ";")
+		observers = append(observers, observer{o, n})
+		evidences = append(evidences, evidence{o, n})
 	}
-	byReturn := append([]history.Op(nil), acked...)
-	sort.Slice(byReturn, func(i, j int) bool { return byReturn[i].Return < byReturn[j].Return })
+	sort.SliceStable(evidences, func(i, j int) bool { return evidences[i].op.Return < evidences[j].op.Return })
 	sort.SliceStable(observers, func(i, j int) bool { return observers[i].op.Call < observers[j].op.Call })
-	latest, latestPos := -1, -1
+	next, need := 0, 0
+	var because history.Op
 	for _, ob := range observers {
-		for latest+1 < len(byReturn) && byReturn[latest+1].Return < ob.op.Call {
-			latest++
-			if p, ok := pos[byReturn[latest].Entry]; ok && p > latestPos {
-				latestPos = p
+		for next < len(evidences) && evidences[next].op.Return < ob.op.Call {
+			if e := evidences[next]; e.need > need {
+				need, because = e.need, e.op
 			}
+			next++
 		}
-		if latestPos < 0 || ob.length > latestPos {
+		if ob.length >= need {
 			continue
 		}
-		var before history.Op
-		for _, a := range byReturn[:latest+1] {
-			if pos[a.Entry] == latestPos {
-				before = a
-			}
-		}
-		if ob.op.Kind == KindFenceRead {
+		switch {
+		case ob.op.Kind == KindFenceRead && because.Kind == KindFenceRead:
+			report(fmt.Sprintf("stale read: a read of the list invoked after a read of %d elements returned has only %d elements", need, ob.length), because, ob.op)
+		case ob.op.Kind == KindFenceRead:
 			report(fmt.Sprintf("stale read: a read of the list invoked after append %q (element %d) was acknowledged has only %d elements",
-				before.Entry, latestPos, ob.length), before, ob.op)
-		} else {
+				because.Entry, need-1, ob.length), because, ob.op)
+		case because.Kind == KindFenceRead:
+			report(fmt.Sprintf("append %q (element %d) precedes element %d, which a read that returned before it was invoked saw",
+				ob.op.Entry, ob.length, need-1), because, ob.op)
+		default:
 			report(fmt.Sprintf("append %q (element %d) precedes append %q (element %d), acknowledged before it was invoked",
-				ob.op.Entry, ob.length, before.Entry, latestPos), before, ob.op)
+				ob.op.Entry, ob.length, because.Entry, need-1), because, ob.op)
 		}
 	}
 	return stats, violations

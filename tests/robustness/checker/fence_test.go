@@ -79,6 +79,12 @@ func TestCheckFence(t *testing.T) {
 		{"stale read", []history.Op{
 			appendOp("a", 5, "", 2, 10, history.OK, true, 6), listRead("", 11, 12),
 		}, a, "stale read"},
+		{"a read older than an earlier read (of an append of unknown outcome)", []history.Op{
+			appendOp("a", 5, "", 2, 10, history.Unknown, false, 0), listRead(a, 11, 12), listRead("", 13, 14),
+		}, a, "stale read"},
+		{"concurrent reads may see the append or not", []history.Op{
+			appendOp("a", 5, "", 2, 10, history.Unknown, false, 0), listRead(a, 11, 20), listRead("", 12, 13),
+		}, a, ""},
 		{"read of a list that was lost", []history.Op{
 			appendOp("a", 5, "", 2, 10, history.Unknown, false, 0), listRead(a, 11, 12),
 		}, "", "not a prefix"},
