@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/concord-dev/concord/tests/robustness/checker"
+	"github.com/concord-dev/concord/tests/robustness/history"
 	"github.com/concord-dev/concord/tests/robustness/nemesis"
 )
 
@@ -41,4 +42,23 @@ func TestReportAndSummary(t *testing.T) {
 	require.Contains(t, lines[4], "total: 2 runs")
 	require.Contains(t, lines[4], "| 5 / 6 / 1 | 20 | 3 |")
 	require.Contains(t, pass.Summary(), "clients did: fence stale writes refused 1, locks grants 4")
+}
+
+func TestCheckFaults(t *testing.T) {
+	schedule := nemesis.Schedule{{Kind: nemesis.Kill}, {Kind: nemesis.Pause}, {Kind: nemesis.Bridge}, {Kind: nemesis.SlowLinks}}
+	require.Empty(t, checkFaults(nil, nil), "a run without a schedule injects nothing")
+	require.Empty(t, checkFaults(schedule, map[nemesis.Kind]int{nemesis.Kill: 1, nemesis.Bridge: 1}), "some steps may fail")
+	vs := checkFaults(schedule, nil)
+	require.Len(t, vs, 1, "a run whose faults all failed must not pass")
+	require.Equal(t, "nemesis", vs[0].Checker)
+	require.Contains(t, vs[0].Summary, "only 0 of the 4 scheduled faults were injected")
+	require.Len(t, checkFaults(schedule, map[nemesis.Kind]int{nemesis.Kill: 1}), 1)
+
+	// The timeline counts a fault when it starts, not when it fails.
+	tl := nemesis.NewTimeline(history.NewClock())
+	tl.Add(nemesis.LaneProcess, 0, nemesis.Kill, "error", "no running leader member")
+	tl.Add(nemesis.LaneProcess, 1, nemesis.Pause, "start", "SIGSTOP n1 (leader)")
+	tl.Add(nemesis.LaneProcess, 1, nemesis.Pause, "heal", "SIGCONT n1")
+	require.Equal(t, map[nemesis.Kind]int{nemesis.Pause: 1}, tl.Faults())
+	require.Len(t, checkFaults(schedule, tl.Faults()), 1)
 }

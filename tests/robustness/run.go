@@ -182,6 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.SessionsUnresolved = sessions.Unresolved()
 	}
 	res.Faults = timeline.Faults()
+	violations = append(violations, checkFaults(schedule, res.Faults)...)
 	res.Violations = violations
 	res.Timeline = timeline.String()
 	for _, v := range violations {
@@ -249,4 +250,20 @@ func avoidLeaders(ctx context.Context, c *cluster.Cluster, avoid []int) error {
 		}
 		return fmt.Errorf("leadership moved to %s; checking again", target)
 	})
+}
+
+// checkFaults reports a run whose nemesis injected fewer than half of the
+// faults of its schedule (a step may fail when it finds no member to act
+// on, and says so in the timeline): its checks ran against a cluster that
+// was barely faulted, and would pass whatever the system does under faults.
+func checkFaults(schedule nemesis.Schedule, injected map[nemesis.Kind]int) []checker.Violation {
+	n := 0
+	for _, c := range injected {
+		n += c
+	}
+	if len(schedule) == 0 || 2*n >= len(schedule) {
+		return nil
+	}
+	return []checker.Violation{{Checker: "nemesis",
+		Summary: fmt.Sprintf("only %d of the %d scheduled faults were injected (see the errors in the timeline)", n, len(schedule))}}
 }
