@@ -2,6 +2,8 @@ package robustness
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -13,7 +15,10 @@ import (
 )
 
 // TestProcessControl drives one cluster through every process, network and
-// membership operation the nemesis uses, and checks it converges.
+// membership operation the nemesis uses, checks that each takes effect (a
+// killed member is gone and comes back with its log, a paused one is
+// silent and loses its leadership, a cut-off leader is replaced), and that
+// the cluster converges.
 func TestProcessControl(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -31,19 +36,85 @@ func TestProcessControl(t *testing.T) {
 			return err
 		}))
 	}
+	admin, err := c.NewClient(ctx)
+	require.NoError(t, err)
+	defer admin.Close()
+	// answers reports whether member i's client API answers within a
+	// second: a killed member refuses, a paused one stays silent.
+	answers := func(i int) bool {
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(hctx, http.MethodGet, "http://"+c.Member(i).ClientAddr+"/healthz", nil)
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	lastLog := func(i int) uint64 {
+		st, err := admin.StatusOf(ctx, c.Member(i).ClientAddr)
+		require.NoError(t, err)
+		return st.GetLastLogIndex()
+	}
+	// newLeader waits until a member other than old leads.
+	newLeader := func(old int, why string) {
+		t.Helper()
+		require.NoError(t, cluster.Poll(ctx, 20*time.Second, 100*time.Millisecond, func() error {
+			if l := c.Leader(ctx); l < 0 || l == old {
+				return fmt.Errorf("no other leader than %d (%s)", old, why)
+			}
+			return nil
+		}))
+	}
+	isolate := func(i int, l faultnet.Link) {
+		for to := range 3 {
+			if to != i {
+				c.SetLink(i, to, l)
+				c.SetLink(to, i, l)
+			}
+		}
+	}
 	put("a")
 
 	leader := c.Leader(ctx)
 	require.GreaterOrEqual(t, leader, 0)
+	logged := lastLog(leader)
+	require.Positive(t, logged)
 	require.NoError(t, c.Kill(leader))
+	require.False(t, answers(leader), "a killed member answers")
 	put("b")
+	// Restarted cut off from its peers, the member can only have its log
+	// from its data dir.
+	isolate(leader, faultnet.Link{Mode: faultnet.Reset})
 	require.NoError(t, c.Restart(ctx, leader))
+	require.True(t, answers(leader))
+	require.GreaterOrEqual(t, lastLog(leader), logged, "a restarted member lost its log: not restarted on its data dir")
+	c.HealNetwork()
 
 	leader, err = c.WaitLeader(ctx, 20*time.Second)
 	require.NoError(t, err)
 	require.NoError(t, c.Pause(leader))
+	// SIGSTOP stops the threads of the process as they get scheduled: a
+	// request may still be served right after the signal was sent.
+	require.NoError(t, cluster.Poll(ctx, 10*time.Second, 50*time.Millisecond, func() error {
+		if answers(leader) {
+			return fmt.Errorf("paused %s still answers", c.Member(leader).Name)
+		}
+		return nil
+	}), "a paused member answers")
+	newLeader(leader, "the leader is paused")
 	put("c")
 	require.NoError(t, c.Resume(leader))
+	require.True(t, answers(leader))
+
+	leader, err = c.WaitLeader(ctx, 20*time.Second)
+	require.NoError(t, err)
+	isolate(leader, faultnet.Link{Mode: faultnet.Blackhole})
+	newLeader(leader, "the leader is cut off")
+	put("c2")
+	c.HealNetwork()
 
 	follower := (leader + 1) % 3
 	for to := range 3 {
