@@ -98,6 +98,20 @@ func TestKVModel(t *testing.T) {
 		{"read sees a deleted value", []history.Op{
 			put(0, "a", "x", 0, 10, 5), del(0, "a", 11, 20, 1, 6), get(1, "a", "x", 21, 22, 5),
 		}, false},
+		{"acknowledged write lost", []history.Op{put(0, "a", "x", 0, 10, 5), getMissing(1, "a", 11, 12)}, false},
+		{"acknowledged write lost under a later read of an older value", []history.Op{
+			put(0, "a", "x", 0, 10, 5), put(1, "a", "y", 11, 20, 6), get(2, "a", "y", 21, 22, 6), get(2, "a", "x", 23, 24, 5),
+		}, false},
+		{"a write that certainly failed is read", []history.Op{
+			op(0, KindPut, "a", 0, 10, history.Fail, func(o *history.Op) { o.Value = "x" }), get(1, "a", "x", 11, 12, 5),
+		}, false},
+		{"unknown cas applies only if its compare held", []history.Op{
+			put(0, "a", "x", 0, 10, 5), put(0, "a", "z", 11, 20, 6),
+			op(1, KindCAS, "a", 21, 30, history.Unknown, func(o *history.Op) { o.Old, o.Value = "x", "y" }), get(2, "a", "y", 31, 32, 7),
+		}, false},
+		{"unknown delete may apply late", []history.Op{
+			put(0, "a", "x", 0, 10, 5), op(1, KindDelete, "a", 11, 20, history.Unknown, nil), get(2, "a", "x", 21, 22, 5), getMissing(2, "a", 23, 24),
+		}, true},
 		{"keys are independent", []history.Op{
 			put(0, "a", "x", 0, 10, 5), put(0, "b", "y", 11, 20, 6), get(1, "a", "x", 21, 22, 5), getMissing(1, "c", 21, 22),
 		}, true},
