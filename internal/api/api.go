@@ -69,13 +69,18 @@ func New(srv *server.Server, opts Options) *Handler {
 	// are compressed, and only for clients that ask.
 	compress := connect.WithCompressMinBytes(64 << 10)
 	mux := http.NewServeMux()
+	// RPCs are refused without the token before their body is read (the
+	// interceptor judges a unary call only after decoding it): a client
+	// without it learns nothing from how its input is judged, and cannot
+	// have the member read or decompress a body.
+	rpc := func(path string, h http.Handler) { mux.Handle(path, requireTokenRPC(opts.AuthToken, h)) }
 	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes, token: opts.AuthToken, framedOff: opts.DisableFramedBatch}
 	kvPath, kvHandler := concordv1connect.NewKVHandler(kv, interceptors, readMax, compress)
 	// A batch message carries many calls: it may be larger than one
 	// request, and each call is checked against the request limit instead.
 	batch := connect.NewBidiStreamHandler(concordv1connect.KVBatchProcedure, kv.Batch,
 		interceptors, connect.WithReadMaxBytes(maxBatchMessageBytes), compress)
-	mux.Handle(kvPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rpc(kvPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == concordv1connect.KVBatchProcedure {
 			if !kv.framedOff && batchwire.IsUpgrade(r) {
 				kv.serveFramed(w, r)
@@ -86,10 +91,10 @@ func New(srv *server.Server, opts Options) *Handler {
 		}
 		kvHandler.ServeHTTP(w, r)
 	}))
-	mux.Handle(concordv1connect.NewSessionHandler(&sessionService{s: srv}, interceptors, readMax, compress))
-	mux.Handle(concordv1connect.NewClusterHandler(&clusterService{s: srv}, interceptors, readMax, compress))
-	mux.Handle(concordv1connect.NewLockHandler(&lockService{s: srv}, interceptors, readMax, compress))
-	mux.Handle(concordv1connect.NewIDsHandler(&idsService{s: srv}, interceptors, readMax, compress))
+	rpc(concordv1connect.NewSessionHandler(&sessionService{s: srv}, interceptors, readMax, compress))
+	rpc(concordv1connect.NewClusterHandler(&clusterService{s: srv}, interceptors, readMax, compress))
+	rpc(concordv1connect.NewLockHandler(&lockService{s: srv}, interceptors, readMax, compress))
+	rpc(concordv1connect.NewIDsHandler(&idsService{s: srv}, interceptors, readMax, compress))
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if srv.Stopping() {
@@ -137,6 +142,22 @@ func requireToken(token string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !tokenOK(token, r.Header.Get("Authorization")) {
 			http.Error(w, ErrUnauthenticated.Error(), http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// requireTokenRPC refuses a request without the token as an RPC of its
+// protocol (Connect, gRPC or gRPC-Web) would be, with UNAUTHENTICATED.
+func requireTokenRPC(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	ew := connect.NewErrorWriter()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !tokenOK(token, r.Header.Get("Authorization")) {
+			_ = ew.Write(w, r, errs.ToConnect(ErrUnauthenticated))
 			return
 		}
 		h.ServeHTTP(w, r)

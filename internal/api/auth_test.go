@@ -1,0 +1,77 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/require"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+// A request without the token is refused before its body is read: a
+// client without it learns nothing from how its input is judged, and
+// cannot make the member decompress a body.
+func TestRequestsWithoutTheTokenAreRefusedBeforeTheirBodyIsRead(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) { cfg.AuthToken = "s3cret" }})
+	base := "http://" + c.Endpoints()[0]
+	do := func(body string, hdr map[string]string) (int, map[string]any) {
+		req, err := http.NewRequest(http.MethodPost, base+"/concord.v1.KV/Put", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		return send(t, req)
+	}
+	for name, tc := range map[string]struct {
+		body string
+		hdr  map[string]string
+	}{
+		"malformed json":      {`{"key":`, nil},
+		"unknown field":       {`{"nope":1}`, nil},
+		"not gzip":            {"not gzip at all", map[string]string{"Content-Encoding": "gzip"}},
+		"wrong token":         {`{"key":`, map[string]string{"Authorization": "Bearer wrong"}},
+		"too large for limit": {`{"key":"aGk=","value":"` + strings.Repeat("A", 4<<20) + `"}`, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			status, out := do(tc.body, tc.hdr)
+			require.Equal(t, http.StatusUnauthorized, status, "%v", out)
+			require.Equal(t, "unauthenticated", out["code"])
+			details, _ := out["details"].([]any)
+			require.NotEmpty(t, details, "%v", out)
+			require.Equal(t, "UNAUTHENTICATED", details[0].(map[string]any)["debug"].(map[string]any)["reason"])
+		})
+	}
+	status, out := do(`{"key":`, map[string]string{"Authorization": "Bearer s3cret"})
+	require.Equal(t, http.StatusBadRequest, status, "with the token, the body is judged: %v", out)
+
+	// Over gRPC too, with the reason the SDK maps.
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	h2c := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+	kv := concordv1connect.NewKVClient(h2c, base, connect.WithGRPC())
+	_, err := kv.Put(context.Background(), connect.NewRequest(&concordv1.PutRequest{Key: []byte("k")}))
+	require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(err), "%v", err)
+	require.Equal(t, "UNAUTHENTICATED", errs.ReasonOf(errs.FromConnect(err), ""))
+}
+
+// send sends req and decodes the JSON body of the answer.
+func send(t *testing.T, req *http.Request) (int, map[string]any) {
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return resp.StatusCode, out
+}
