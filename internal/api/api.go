@@ -134,8 +134,11 @@ func tokenOK(want, header string) bool {
 	if want == "" {
 		return true
 	}
-	got, ok := strings.CutPrefix(header, "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+	// The scheme is case-insensitive, and one or more spaces may follow
+	// it (RFC 9110, sections 11.1 and 11.4).
+	scheme, got, ok := strings.Cut(header, " ")
+	got = strings.TrimLeft(got, " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
 func requireToken(token string, h http.Handler) http.Handler {

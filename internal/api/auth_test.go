@@ -75,3 +75,30 @@ func send(t *testing.T, req *http.Request) (int, map[string]any) {
 	_ = json.Unmarshal(b, &out)
 	return resp.StatusCode, out
 }
+
+// The scheme of an Authorization header is case-insensitive (RFC 9110,
+// section 11.1): clients that send "bearer" are let in on every path.
+func TestTheBearerSchemeIsCaseInsensitive(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) { cfg.AuthToken = "s3cret" }})
+	base := "http://" + c.Endpoints()[0]
+	for _, header := range []string{"bearer s3cret", "BEARER s3cret", "Bearer  s3cret"} {
+		req, err := http.NewRequest(http.MethodPost, base+"/concord.v1.KV/Put", strings.NewReader(`{"key":"aw=="}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", header)
+		status, out := send(t, req)
+		require.Equal(t, http.StatusOK, status, "%q: %v", header, out)
+		req, err = http.NewRequest(http.MethodGet, base+"/metrics", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", header)
+		status, _ = send(t, req)
+		require.Equal(t, http.StatusOK, status, "%q on /metrics", header)
+	}
+	for _, header := range []string{"Basic s3cret", "Bearers3cret", "Bearer s3cret2", "Bearer", "s3cret"} {
+		req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", header)
+		status, _ := send(t, req)
+		require.Equal(t, http.StatusUnauthorized, status, "%q on /metrics", header)
+	}
+}
