@@ -114,6 +114,9 @@ func (s *Server) ReleaseWorker(ctx context.Context, req *concordv1.ReleaseWorker
 
 // ListWorkers describes the worker IDs of a pool.
 func (s *Server) ListWorkers(ctx context.Context, req *concordv1.ListWorkersRequest) (*concordv1.ListWorkersResponse, error) {
+	if err := checkIDName("pool", req.GetPool()); err != nil {
+		return nil, err
+	}
 	if err := s.barrier(ctx, concordv1.Consistency_CONSISTENCY_LINEARIZABLE, 0); err != nil {
 		return nil, err
 	}
