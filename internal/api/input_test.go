@@ -38,3 +38,23 @@ func TestListWorkersRefusesAPoolNameNoPoolCanHave(t *testing.T) {
 	status, out := post(t, url, `{"pool":"unknown"}`)
 	require.Equal(t, 200, status, "a pool that may exist is listed: %v", out)
 }
+
+// A consistency the API does not define is refused, as an unknown name of
+// one is by the JSON decoder, rather than served as some other level.
+func TestAnUnknownConsistencyIsRefused(t *testing.T) {
+	c, _ := single(t, nil)
+	base := "http://" + c.Endpoints()[0] + "/concord.v1."
+	for method, body := range map[string]string{
+		"KV/Range":     `{"key":"aw==","consistency":99}`,
+		"Lock/Inspect": `{"name":"l","consistency":-1}`,
+		"Lock/List":    `{"consistency":4}`,
+	} {
+		t.Run(method, func(t *testing.T) {
+			status, out := post(t, base+method, body)
+			require.Equal(t, 400, status, "%v", out)
+			require.Equal(t, "INVALID_ARGUMENT", reasonOf(out), "%v", out)
+		})
+	}
+	status, out := post(t, base+"KV/Range", `{"key":"aw==","consistency":"CONSISTENCY_STALE"}`)
+	require.Equal(t, 200, status, "%v", out)
+}

@@ -114,6 +114,9 @@ func (s *Server) barrier(ctx context.Context, c concordv1.Consistency, minRev ui
 	if s.stopping.Load() {
 		return raftnode.ErrStopped
 	}
+	if _, known := concordv1.Consistency_name[int32(c)]; !known {
+		return errs.Wrapf(ErrInvalidArgument, "consistency %d is not one of LINEARIZABLE, SESSION, STALE (or unspecified)", c)
+	}
 	switch {
 	case c == concordv1.Consistency_CONSISTENCY_STALE || s.cfg.UnsafeStaleLinearizable:
 		return nil
