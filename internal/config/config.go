@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Defaults of a single embedded node.
@@ -286,6 +287,12 @@ func (c *Server) Validate() error {
 	}
 	if l.MinSessionTTL <= 0 || l.MaxSessionTTL < l.MinSessionTTL {
 		bad("session TTL bounds [%s, %s] are invalid", l.MinSessionTTL, l.MaxSessionTTL)
+	}
+	// HTTP trims the whitespace around a header's value and carries no
+	// control characters: no client could present such a token. The
+	// error does not repeat it.
+	if t := c.AuthToken; t != strings.TrimSpace(t) || strings.ContainsFunc(t, unicode.IsControl) {
+		bad("--auth-token (or CONCORD_AUTH_TOKEN) has whitespace at an end or a control character: no client could send it in an Authorization header")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("--tls-cert and --tls-key go together")
