@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -10,8 +11,10 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/api/vtcodec"
 	"github.com/concord-dev/concord/internal/errs"
 	"github.com/concord-dev/concord/internal/server"
 )
@@ -35,7 +38,59 @@ const (
 	// slots of maxBatchInflight: a stream full of waits would stop
 	// reading the releases that end them.
 	maxBatchWaits = 4096
+	// maxBatchCalls bounds the calls of one batch message (the SDK sends
+	// at most 512). It is checked on the wire, before the message is
+	// decoded: a call takes some 100 bytes decoded for 2 on the wire, and
+	// a message of 64 MiB of empty calls took gigabytes.
+	maxBatchCalls = 4096
 )
+
+// batchTooLarge refuses a batch message of more than maxBatchCalls calls.
+type batchTooLarge struct{ calls int }
+
+func (e batchTooLarge) Error() string {
+	return fmt.Sprintf("%v: a batch message of %d calls; the limit is %d", server.ErrRequestTooLarge, e.calls, maxBatchCalls)
+}
+
+func (e batchTooLarge) Unwrap() error { return server.ErrRequestTooLarge }
+
+// checkBatchCalls refuses the encoding of a BatchRequest with more than
+// maxBatchCalls calls, without decoding it. What does not parse is left to
+// the decoder.
+func checkBatchCalls(data []byte) error {
+	calls := 0
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return nil
+		}
+		data = data[n:]
+		if n = protowire.ConsumeFieldValue(num, typ, data); n < 0 {
+			return nil
+		}
+		data = data[n:]
+		if num == 1 {
+			calls++
+		}
+	}
+	if calls > maxBatchCalls {
+		return batchTooLarge{calls: calls}
+	}
+	return nil
+}
+
+// batchCodec is vtcodec's codec with a BatchRequest's calls counted
+// before it is decoded.
+type batchCodec struct{ vtcodec.Codec }
+
+func (c batchCodec) Unmarshal(data []byte, m any) error {
+	if _, ok := m.(*concordv1.BatchRequest); ok {
+		if err := checkBatchCalls(data); err != nil {
+			return err
+		}
+	}
+	return c.Codec.Unmarshal(data, m)
+}
 
 // errTooManyWaits is returned for a lock_wait beyond maxBatchWaits.
 var errTooManyWaits = errs.New("TOO_MANY_WAITS", "api: too many lock waits on one batch stream")
@@ -46,6 +101,12 @@ var errTooManyWaits = errs.New("TOO_MANY_WAITS", "api: too many lock waits on on
 // whatever else completed meanwhile.
 func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concordv1.BatchRequest, concordv1.BatchResponse]) error {
 	err := k.serveBatch(ctx, receiveUntil(ctx, stream))
+	// Connect reports the codec's refusal as a bare decoding error: the
+	// client gets its reason.
+	var tl batchTooLarge
+	if errors.As(err, &tl) {
+		return errs.ToConnect(tl)
+	}
 	if err == nil && ctx.Err() != nil {
 		err = wire(k.s.StreamEnd())
 	}

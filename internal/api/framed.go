@@ -11,7 +11,6 @@ import (
 
 	"github.com/concord-dev/concord/api/batchwire"
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
-	"github.com/concord-dev/concord/api/vtcodec"
 )
 
 // framedMethod labels the framed batch streams in the API's metrics
@@ -124,7 +123,7 @@ func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 		switch typ {
 		case batchwire.FrameMessage:
 			req := &concordv1.BatchRequest{}
-			if err := (vtcodec.Codec{}).Unmarshal(payload, req); err != nil {
+			if err := (batchCodec{}).Unmarshal(payload, req); err != nil {
 				s.refuse(err)
 				return nil, s.bad
 			}

@@ -118,7 +118,9 @@ func TestLockWaitCallsOnTheBatchStream(t *testing.T) {
 	for i := range 4097 {
 		calls = append(calls, waitCall(100+uint64(i), sess[2].ID(), "c", third.GetWaiter(), time.Second))
 	}
-	b.send(calls...)
+	// (In two messages: one carries at most 4096 calls.)
+	b.send(calls[:4096]...)
+	b.send(calls[4096:]...)
 	// A release on the same stream still goes through while it follows
 	// 4096 waits: the waits do not hold the stream's call slots.
 	b.send(&concordv1.BatchCall{Id: 9, Request: &concordv1.BatchCall_LockRelease{LockRelease: &concordv1.ReleaseRequest{
