@@ -3,9 +3,11 @@ package client
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -211,4 +213,24 @@ func TestDefinitiveRefusalAfterCloseIsNotUnknownOutcome(t *testing.T) {
 	err := <-done
 	require.ErrorIs(t, err, ErrQuotaExceeded, "the server's refusal became %v", err)
 	require.NotErrorIs(t, err, ErrUnknownOutcome)
+}
+
+// A member that could not be connected to got nothing: a membership change
+// (sent at most once) goes to another member instead of failing, and a
+// write that only met refused connections has no unknown outcome. Both
+// used to count a refused connection as "may have been applied": `cluster
+// add` failed whenever the SDK's first pick was a stopped member.
+func TestARefusedConnectionIsNotAnUnknownOutcome(t *testing.T) {
+	dial := connect.NewError(connect.CodeUnavailable, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+	err := fromWire(dial)
+	require.ErrorIs(t, err, ErrUnavailable)
+	require.True(t, retryable(err, false), "a call that never left may go to another member")
+	require.True(t, certainlyNotApplied(err))
+
+	reset := connect.NewError(connect.CodeUnavailable, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET})
+	err = fromWire(reset)
+	require.ErrorIs(t, err, ErrUnavailable)
+	require.False(t, retryable(err, false), "a connection reset after the request was written may have applied it")
+	require.False(t, certainlyNotApplied(err))
+	require.True(t, retryable(err, true))
 }

@@ -494,13 +494,13 @@ func certainlyNotApplied(err error) bool {
 	case "NOT_LEADER", "NO_LEADER", "SHUTTING_DOWN":
 		return true
 	}
-	return false
+	return errors.As(err, new(notSent))
 }
 
 // retryable reports whether a failed call may be sent again. Reads always
 // may; writes carry a request ID the server deduplicates, so an unknown
 // outcome may be retried too. Calls without an ID (membership changes) are
-// retried only when the server says it did nothing.
+// retried only when the server says it did nothing, or was never reached.
 func retryable(err error, idempotent bool) bool {
 	switch reasonOf(err) {
 	case "NOT_LEADER", "NO_LEADER", "SHUTTING_DOWN":
@@ -508,7 +508,9 @@ func retryable(err error, idempotent bool) bool {
 	case "UNKNOWN_OUTCOME", "TIMEOUT":
 		return idempotent
 	case "":
-		return idempotent && errors.Is(err, ErrUnavailable)
+		// A member that could not be reached got nothing: any call may
+		// go to another.
+		return errors.Is(err, ErrUnavailable) && (idempotent || errors.As(err, new(notSent)))
 	}
 	return false
 }

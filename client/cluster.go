@@ -61,6 +61,21 @@ func (c *Client) AddMember(ctx context.Context, name, peerAddr string) (*Member,
 	return resp.GetMember(), nil
 }
 
+// UpdateMember moves a member (by name or ID) to a new peer address,
+// keeping its ID, role and data. Stop the member first, then start it on
+// its data dir with the new --advertise-peer. The leader cannot be moved:
+// transfer leadership first (ErrInvalidArgument). Moving a member to the
+// address it has is a no-op, so the call can be repeated.
+func (c *Client) UpdateMember(ctx context.Context, name, peerAddr string) (*Member, error) {
+	resp, err := unaryCall(ctx, c, callOnce, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.UpdateMemberResponse], error) {
+		return ep.cluster.UpdateMember(ctx, connect.NewRequest(&concordv1.UpdateMemberRequest{Name: name, PeerAddr: peerAddr}))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetMember(), nil
+}
+
 // RemoveMember removes a member by name or ID. Its ID is never reused.
 func (c *Client) RemoveMember(ctx context.Context, name string) error {
 	return c.call(ctx, callOnce, func(ctx context.Context, ep *endpoint) error {

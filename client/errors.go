@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 
 	"connectrpc.com/connect"
 
@@ -211,8 +212,22 @@ func fromWire(err error) error {
 	case connect.CodeUnimplemented:
 		return fmt.Errorf("%w: %v", ErrUnsupported, err)
 	default:
+		if notDialed(err) {
+			return fmt.Errorf("%w: %w", ErrUnavailable, notSent{err})
+		}
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+}
+
+// notSent marks an error of a call that never left this process: the
+// connection to the member could not be made.
+type notSent struct{ error }
+
+// notDialed reports whether err is a failure to connect (refused, no
+// route, a dial timeout): the request was never written.
+func notDialed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // reasonOf returns the server reason of a converted error.

@@ -200,6 +200,10 @@ func (c *clusterService) AddMember(ctx context.Context, req *connect.Request[con
 	return unary(ctx, req, c.s.AddMember)
 }
 
+func (c *clusterService) UpdateMember(ctx context.Context, req *connect.Request[concordv1.UpdateMemberRequest]) (*connect.Response[concordv1.UpdateMemberResponse], error) {
+	return unary(ctx, req, c.s.UpdateMember)
+}
+
 func (c *clusterService) RemoveMember(ctx context.Context, req *connect.Request[concordv1.RemoveMemberRequest]) (*connect.Response[concordv1.RemoveMemberResponse], error) {
 	return unary(ctx, req, c.s.RemoveMember)
 }

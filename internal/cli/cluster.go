@@ -14,7 +14,7 @@ import (
 
 func newClusterCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Inspect and change the cluster"}
-	cmd.AddCommand(clusterStatus(g), clusterMembers(g), clusterAdd(g), clusterRemove(g), clusterTransfer(g), clusterSnapshot(g))
+	cmd.AddCommand(clusterStatus(g), clusterMembers(g), clusterAdd(g), clusterUpdatePeer(g), clusterRemove(g), clusterTransfer(g), clusterSnapshot(g))
 	return cmd
 }
 
@@ -117,6 +117,35 @@ CLIENT_ADDR, with:
 					"start it with: concord server --name %s --data-dir DATA_DIR --listen-peer %s --listen-client CLIENT_ADDR --join %s\n",
 					m.GetName(), m.GetId(), m.GetPeerAddr(), m.GetName(), m.GetPeerAddr(), cl.Endpoints()[0])
 				return nil
+			})
+		},
+	}
+}
+
+func clusterUpdatePeer(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "update-peer NAME PEER_ADDR",
+		Short: "Move a member to a new peer address (keeps its ID and data)",
+		Long: `Move a member to a new peer address, keeping its ID, its role and its data.
+Stop the member first, run this, then start it on its data dir with the new
+address:
+
+  concord server --name NAME --data-dir DATA_DIR --listen-peer PEER_ADDR ...
+
+The leader cannot be moved: run concord cluster transfer-leader first.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+				m, err := cl.UpdateMember(ctx, args[0], args[1])
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return writeProtoJSON(g.stdout, m)
+				}
+				_, err = fmt.Fprintf(g.stdout, "moved %s (id %s) to %s\nstart it with --advertise-peer %s (and --listen-peer) on its data dir\n",
+					m.GetName(), m.GetId(), m.GetPeerAddr(), m.GetPeerAddr())
+				return err
 			})
 		},
 	}

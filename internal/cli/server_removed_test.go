@@ -56,3 +56,25 @@ func TestServerOfARemovedMemberExitsZero(t *testing.T) {
 		t.Fatalf("the removed member did not stop:\n%s", out)
 	}
 }
+
+// `concord cluster update-peer` moves a stopped follower and refuses the
+// leader, with the hint to transfer leadership.
+func TestClusterUpdatePeer(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	leader := c.WaitLeader(10 * time.Second)
+	f := (leader + 1) % 3
+	c.Stop(f)
+	eps := strings.Join([]string{c.Members[leader].Cfg.ListenClient}, ",")
+	m := c.Members[f]
+	newPeer := fmt.Sprintf("%s:%d", m.IP, testcluster.FreePort(t, m.IP))
+	out, err := runCLI(t, "--endpoints", eps, "cluster", "update-peer", m.Name, newPeer)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "moved "+m.Name)
+	require.Contains(t, out, newPeer)
+	out, err = runCLI(t, "--endpoints", eps, "--json", "cluster", "members")
+	require.NoError(t, err, out)
+	require.Contains(t, out, newPeer)
+	out, err = runCLI(t, "--endpoints", eps, "cluster", "update-peer", c.Members[leader].Name, newPeer)
+	require.Error(t, err)
+	require.Contains(t, out+err.Error(), "transfer-leader")
+}

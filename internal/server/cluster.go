@@ -79,6 +79,7 @@ func (s *Server) leaderPeer() (client interface {
 	AddMember(context.Context, *connect.Request[concordv1.AddMemberRequest]) (*connect.Response[concordv1.AddMemberResponse], error)
 	RemoveMember(context.Context, *connect.Request[concordv1.RemoveMemberRequest]) (*connect.Response[concordv1.RemoveMemberResponse], error)
 	TransferLeader(context.Context, *connect.Request[concordv1.TransferLeaderRequest]) (*connect.Response[concordv1.TransferLeaderResponse], error)
+	UpdateMember(context.Context, *connect.Request[concordv1.UpdateMemberRequest]) (*connect.Response[concordv1.UpdateMemberResponse], error)
 }, forward bool, err error) {
 	if s.node.IsLeader() {
 		return nil, false, nil
@@ -228,6 +229,98 @@ func (s *Server) RemoveMember(ctx context.Context, req *concordv1.RemoveMemberRe
 	}
 	s.log.Info("member removed", "removed", sv.ID)
 	return &concordv1.RemoveMemberResponse{Header: s.header(s.fsm.AppliedIndex())}, nil
+}
+
+// UpdateMember moves a member to a new peer address, keeping its ID, its
+// role and its data. The member is meant to be stopped: the leader sends
+// to the new address from now on, and the member, started there with the
+// new --advertise-peer on its data dir, takes part again. Raft cannot
+// change the leader's own address in place, so the leader is refused:
+// transfer leadership first. Updating a member to the address it has
+// already is a no-op, so a retry after an unknown outcome is safe.
+func (s *Server) UpdateMember(ctx context.Context, req *concordv1.UpdateMemberRequest) (*concordv1.UpdateMemberResponse, error) {
+	if req.GetName() == "" {
+		return nil, errs.Wrapf(ErrInvalidArgument, "update a member: name or ID is empty")
+	}
+	if err := checkPeerAddr(req.GetPeerAddr()); err != nil {
+		return nil, err
+	}
+	if c, fwd, err := s.leaderPeer(); err != nil {
+		return nil, err
+	} else if fwd {
+		resp, err := c.UpdateMember(ctx, connect.NewRequest(req))
+		if err != nil {
+			return nil, errs.FromConnect(err)
+		}
+		return resp.Msg, nil
+	}
+	s.membership.Lock()
+	defer s.membership.Unlock()
+	sv, err := s.findServer(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	var rec member.Member
+	known := false
+	s.fsm.Read(func(st fsm.State) { rec, known = st.Members.Get(sv.ID) })
+	if !known || rec.Name == "" {
+		// A member of the initial cluster that has not published itself
+		// yet: its ID is its name.
+		rec.ID, rec.Name = sv.ID, sv.ID
+	}
+	role := "learner"
+	if sv.Voter {
+		role = "follower"
+	}
+	done := &concordv1.UpdateMemberResponse{
+		Member: &concordv1.Member{Id: sv.ID, Name: rec.Name, PeerAddr: req.GetPeerAddr(), ClientAddr: rec.ClientAddr, Role: role},
+	}
+	if sv.Addr == req.GetPeerAddr() && rec.PeerAddr == req.GetPeerAddr() {
+		done.Header = s.header(s.fsm.AppliedIndex())
+		return done, nil
+	}
+	if sv.ID == s.id.ID {
+		return nil, errs.Wrapf(ErrInvalidArgument, "%s leads: Raft cannot move the leader's address; run `concord cluster transfer-leader` first", sv.ID)
+	}
+	servers, err := s.node.Configuration()
+	if err != nil {
+		return nil, err
+	}
+	others := slices.DeleteFunc(slices.Clone(servers), func(o raftnode.Server) bool { return o.ID == sv.ID })
+	var clash error
+	s.fsm.Read(func(st fsm.State) {
+		for _, o := range st.Members.List() {
+			if !o.Retired && o.ID != sv.ID && o.PeerAddr == req.GetPeerAddr() {
+				clash = errs.Wrapf(member.ErrExists, "member %s already uses peer address %s", o.ID, o.PeerAddr)
+				return
+			}
+		}
+	})
+	if clash != nil {
+		return nil, clash
+	}
+	if o, ok := sameEndpoint(ctx, others, req.GetPeerAddr()); ok {
+		return nil, errs.Wrapf(member.ErrExists, "member %s already uses peer address %s, which %s names too", o.ID, o.Addr, clip(req.GetPeerAddr()))
+	}
+	// The registry first: a member that published its old address would
+	// otherwise overwrite the new one only after the configuration moved.
+	if _, err := s.propose(ctx, &internalv1.Command{Op: &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{
+		Id: sv.ID, Name: rec.Name, PeerAddr: req.GetPeerAddr(), ClientAddr: rec.ClientAddr}}}); err != nil {
+		return nil, err
+	}
+	// AddVoter and AddNonvoter of an ID already in the configuration
+	// change its address and keep everything else.
+	if sv.Voter {
+		err = s.node.AddVoter(ctx, sv.ID, req.GetPeerAddr())
+	} else {
+		err = s.node.AddNonvoter(ctx, sv.ID, req.GetPeerAddr())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("moving %s to %s: %w", sv.ID, clip(req.GetPeerAddr()), err)
+	}
+	s.log.Info("member moved to a new peer address", "member", sv.ID, "from", sv.Addr, "to", req.GetPeerAddr())
+	done.Header = s.header(s.fsm.AppliedIndex())
+	return done, nil
 }
 
 func (s *Server) findServer(nameOrID string) (raftnode.Server, error) {

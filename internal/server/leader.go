@@ -248,6 +248,21 @@ func (s *Server) promote(ctx context.Context, sv raftnode.Server) error {
 	return s.node.AddVoter(ctx, sv.ID, sv.Addr)
 }
 
+// configuredPeerAddr returns this member's address in the newest Raft
+// configuration it knows.
+func (s *Server) configuredPeerAddr() (string, bool) {
+	servers, err := s.node.Configuration()
+	if err != nil {
+		return "", false
+	}
+	for _, sv := range servers {
+		if sv.ID == s.id.ID {
+			return sv.Addr, true
+		}
+	}
+	return "", false
+}
+
 // ErrRemoved stops a member whose ID was removed from the cluster: IDs are
 // retired for good, so the process can never take part again. `concord
 // server` then exits 0: the stop is the one the removal asked for.
@@ -298,6 +313,7 @@ func (s *Server) reportRemoved(successor string) {
 // machine, so every member can report them, and keeps them current.
 func (s *Server) publishSelf() {
 	wait := 200 * time.Millisecond
+	warnedAddr := ""
 	for {
 		select {
 		case <-s.stopCh:
@@ -324,6 +340,20 @@ func (s *Server) publishSelf() {
 		}
 		if current {
 			// Every 2 s: a cheap read, and a removal is noticed soon.
+			wait = 2 * time.Second
+			continue
+		}
+		if addr, ok := s.configuredPeerAddr(); ok && addr != s.cfg.AdvertisePeer {
+			// The configuration is what the leader dials. A member
+			// restarted on a new address before `cluster update-peer`
+			// is not reached there, and one still running on its old
+			// address after it must not publish that address back.
+			if addr != warnedAddr {
+				s.log.Warn("the cluster reaches this member at another peer address than --advertise-peer",
+					"configured", addr, "advertise_peer", s.cfg.AdvertisePeer,
+					"hint", fmt.Sprintf("run: concord cluster update-peer %s %s, or start this member with --advertise-peer %s", s.cfg.Name, s.cfg.AdvertisePeer, addr))
+				warnedAddr = addr
+			}
 			wait = 2 * time.Second
 			continue
 		}

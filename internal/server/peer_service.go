@@ -81,6 +81,17 @@ func (p *peerService) AddMember(ctx context.Context, req *connect.Request[concor
 	return connect.NewResponse(resp), nil
 }
 
+func (p *peerService) UpdateMember(ctx context.Context, req *connect.Request[concordv1.UpdateMemberRequest]) (*connect.Response[concordv1.UpdateMemberResponse], error) {
+	if err := p.leading(); err != nil {
+		return nil, err
+	}
+	resp, err := p.s.UpdateMember(ctx, req.Msg)
+	if err != nil {
+		return nil, errs.ToConnect(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
 func (p *peerService) RemoveMember(ctx context.Context, req *connect.Request[concordv1.RemoveMemberRequest]) (*connect.Response[concordv1.RemoveMemberResponse], error) {
 	if err := p.leading(); err != nil {
 		return nil, err

@@ -400,6 +400,112 @@ func (x *AddMemberResponse) GetMember() *Member {
 	return nil
 }
 
+type UpdateMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name or id of the member.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// peer_addr is the member's new peer address (host:port).
+	PeerAddr      string `protobuf:"bytes,2,opt,name=peer_addr,json=peerAddr,proto3" json:"peer_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateMemberRequest) Reset() {
+	*x = UpdateMemberRequest{}
+	mi := &file_concord_v1_cluster_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateMemberRequest) ProtoMessage() {}
+
+func (x *UpdateMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_cluster_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateMemberRequest.ProtoReflect.Descriptor instead.
+func (*UpdateMemberRequest) Descriptor() ([]byte, []int) {
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UpdateMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateMemberRequest) GetPeerAddr() string {
+	if x != nil {
+		return x.PeerAddr
+	}
+	return ""
+}
+
+type UpdateMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Member        *Member                `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateMemberResponse) Reset() {
+	*x = UpdateMemberResponse{}
+	mi := &file_concord_v1_cluster_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateMemberResponse) ProtoMessage() {}
+
+func (x *UpdateMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_cluster_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateMemberResponse.ProtoReflect.Descriptor instead.
+func (*UpdateMemberResponse) Descriptor() ([]byte, []int) {
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *UpdateMemberResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *UpdateMemberResponse) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
 type RemoveMemberRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name or id of the member.
@@ -410,7 +516,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_concord_v1_cluster_proto_msgTypes[5]
+	mi := &file_concord_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +528,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_cluster_proto_msgTypes[5]
+	mi := &file_concord_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +541,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RemoveMemberRequest) GetName() string {
@@ -454,7 +560,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_concord_v1_cluster_proto_msgTypes[6]
+	mi := &file_concord_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +572,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_cluster_proto_msgTypes[6]
+	mi := &file_concord_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +585,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RemoveMemberResponse) GetHeader() *ResponseHeader {
@@ -499,7 +605,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_concord_v1_cluster_proto_msgTypes[7]
+	mi := &file_concord_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +617,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_cluster_proto_msgTypes[7]
+	mi := &file_concord_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +630,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TransferLeaderRequest) GetName() string {
@@ -544,7 +650,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_concord_v1_cluster_proto_msgTypes[8]
+	mi := &file_concord_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +662,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_cluster_proto_msgTypes[8]
+	mi := &file_concord_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +675,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TransferLeaderResponse) GetHeader() *ResponseHeader {
@@ -594,7 +700,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_concord_v1_cluster_proto_msgTypes[9]
+	mi := &file_concord_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +712,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_cluster_proto_msgTypes[9]
+	mi := &file_concord_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +725,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 type SnapshotChunk struct {
@@ -636,7 +742,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_concord_v1_cluster_proto_msgTypes[10]
+	mi := &file_concord_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +754,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_cluster_proto_msgTypes[10]
+	mi := &file_concord_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +767,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SnapshotChunk) GetHeader() *ResponseHeader {
@@ -693,7 +799,7 @@ type HashRequest struct {
 
 func (x *HashRequest) Reset() {
 	*x = HashRequest{}
-	mi := &file_concord_v1_cluster_proto_msgTypes[11]
+	mi := &file_concord_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +811,7 @@ func (x *HashRequest) String() string {
 func (*HashRequest) ProtoMessage() {}
 
 func (x *HashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_cluster_proto_msgTypes[11]
+	mi := &file_concord_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +824,7 @@ func (x *HashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRequest.ProtoReflect.Descriptor instead.
 func (*HashRequest) Descriptor() ([]byte, []int) {
-	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 type HashResponse struct {
@@ -733,7 +839,7 @@ type HashResponse struct {
 
 func (x *HashResponse) Reset() {
 	*x = HashResponse{}
-	mi := &file_concord_v1_cluster_proto_msgTypes[12]
+	mi := &file_concord_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +851,7 @@ func (x *HashResponse) String() string {
 func (*HashResponse) ProtoMessage() {}
 
 func (x *HashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_cluster_proto_msgTypes[12]
+	mi := &file_concord_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +864,7 @@ func (x *HashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashResponse.ProtoReflect.Descriptor instead.
 func (*HashResponse) Descriptor() ([]byte, []int) {
-	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HashResponse) GetHeader() *ResponseHeader {
@@ -819,6 +925,12 @@ const file_concord_v1_cluster_proto_rawDesc = "" +
 	"\tpeer_addr\x18\x02 \x01(\tR\bpeerAddr\"s\n" +
 	"\x11AddMemberResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12*\n" +
+	"\x06member\x18\x02 \x01(\v2\x12.concord.v1.MemberR\x06member\"F\n" +
+	"\x13UpdateMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tpeer_addr\x18\x02 \x01(\tR\bpeerAddr\"v\n" +
+	"\x14UpdateMemberResponse\x122\n" +
+	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12*\n" +
 	"\x06member\x18\x02 \x01(\v2\x12.concord.v1.MemberR\x06member\")\n" +
 	"\x13RemoveMemberRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"J\n" +
@@ -838,11 +950,12 @@ const file_concord_v1_cluster_proto_rawDesc = "" +
 	"\fHashResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12#\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x12\n" +
-	"\x04hash\x18\x03 \x01(\tR\x04hash2\xcb\x03\n" +
+	"\x04hash\x18\x03 \x01(\tR\x04hash2\x9e\x04\n" +
 	"\aCluster\x12D\n" +
 	"\x06Status\x12\x19.concord.v1.StatusRequest\x1a\x1a.concord.v1.StatusResponse\"\x03\x90\x02\x01\x12H\n" +
 	"\tAddMember\x12\x1c.concord.v1.AddMemberRequest\x1a\x1d.concord.v1.AddMemberResponse\x12Q\n" +
-	"\fRemoveMember\x12\x1f.concord.v1.RemoveMemberRequest\x1a .concord.v1.RemoveMemberResponse\x12W\n" +
+	"\fRemoveMember\x12\x1f.concord.v1.RemoveMemberRequest\x1a .concord.v1.RemoveMemberResponse\x12Q\n" +
+	"\fUpdateMember\x12\x1f.concord.v1.UpdateMemberRequest\x1a .concord.v1.UpdateMemberResponse\x12W\n" +
 	"\x0eTransferLeader\x12!.concord.v1.TransferLeaderRequest\x1a\".concord.v1.TransferLeaderResponse\x12D\n" +
 	"\bSnapshot\x12\x1b.concord.v1.SnapshotRequest\x1a\x19.concord.v1.SnapshotChunk0\x01\x12>\n" +
 	"\x04Hash\x12\x17.concord.v1.HashRequest\x1a\x18.concord.v1.HashResponse\"\x03\x90\x02\x01B9Z7github.com/concord-dev/concord/api/concord/v1;concordv1b\x06proto3"
@@ -859,50 +972,56 @@ func file_concord_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_concord_v1_cluster_proto_rawDescData
 }
 
-var file_concord_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_concord_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_concord_v1_cluster_proto_goTypes = []any{
 	(*Member)(nil),                 // 0: concord.v1.Member
 	(*StatusRequest)(nil),          // 1: concord.v1.StatusRequest
 	(*StatusResponse)(nil),         // 2: concord.v1.StatusResponse
 	(*AddMemberRequest)(nil),       // 3: concord.v1.AddMemberRequest
 	(*AddMemberResponse)(nil),      // 4: concord.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),    // 5: concord.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),   // 6: concord.v1.RemoveMemberResponse
-	(*TransferLeaderRequest)(nil),  // 7: concord.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 8: concord.v1.TransferLeaderResponse
-	(*SnapshotRequest)(nil),        // 9: concord.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),          // 10: concord.v1.SnapshotChunk
-	(*HashRequest)(nil),            // 11: concord.v1.HashRequest
-	(*HashResponse)(nil),           // 12: concord.v1.HashResponse
-	(*ResponseHeader)(nil),         // 13: concord.v1.ResponseHeader
+	(*UpdateMemberRequest)(nil),    // 5: concord.v1.UpdateMemberRequest
+	(*UpdateMemberResponse)(nil),   // 6: concord.v1.UpdateMemberResponse
+	(*RemoveMemberRequest)(nil),    // 7: concord.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),   // 8: concord.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 9: concord.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 10: concord.v1.TransferLeaderResponse
+	(*SnapshotRequest)(nil),        // 11: concord.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),          // 12: concord.v1.SnapshotChunk
+	(*HashRequest)(nil),            // 13: concord.v1.HashRequest
+	(*HashResponse)(nil),           // 14: concord.v1.HashResponse
+	(*ResponseHeader)(nil),         // 15: concord.v1.ResponseHeader
 }
 var file_concord_v1_cluster_proto_depIdxs = []int32{
-	13, // 0: concord.v1.StatusResponse.header:type_name -> concord.v1.ResponseHeader
+	15, // 0: concord.v1.StatusResponse.header:type_name -> concord.v1.ResponseHeader
 	0,  // 1: concord.v1.StatusResponse.members:type_name -> concord.v1.Member
 	0,  // 2: concord.v1.StatusResponse.self:type_name -> concord.v1.Member
-	13, // 3: concord.v1.AddMemberResponse.header:type_name -> concord.v1.ResponseHeader
+	15, // 3: concord.v1.AddMemberResponse.header:type_name -> concord.v1.ResponseHeader
 	0,  // 4: concord.v1.AddMemberResponse.member:type_name -> concord.v1.Member
-	13, // 5: concord.v1.RemoveMemberResponse.header:type_name -> concord.v1.ResponseHeader
-	13, // 6: concord.v1.TransferLeaderResponse.header:type_name -> concord.v1.ResponseHeader
-	13, // 7: concord.v1.SnapshotChunk.header:type_name -> concord.v1.ResponseHeader
-	13, // 8: concord.v1.HashResponse.header:type_name -> concord.v1.ResponseHeader
-	1,  // 9: concord.v1.Cluster.Status:input_type -> concord.v1.StatusRequest
-	3,  // 10: concord.v1.Cluster.AddMember:input_type -> concord.v1.AddMemberRequest
-	5,  // 11: concord.v1.Cluster.RemoveMember:input_type -> concord.v1.RemoveMemberRequest
-	7,  // 12: concord.v1.Cluster.TransferLeader:input_type -> concord.v1.TransferLeaderRequest
-	9,  // 13: concord.v1.Cluster.Snapshot:input_type -> concord.v1.SnapshotRequest
-	11, // 14: concord.v1.Cluster.Hash:input_type -> concord.v1.HashRequest
-	2,  // 15: concord.v1.Cluster.Status:output_type -> concord.v1.StatusResponse
-	4,  // 16: concord.v1.Cluster.AddMember:output_type -> concord.v1.AddMemberResponse
-	6,  // 17: concord.v1.Cluster.RemoveMember:output_type -> concord.v1.RemoveMemberResponse
-	8,  // 18: concord.v1.Cluster.TransferLeader:output_type -> concord.v1.TransferLeaderResponse
-	10, // 19: concord.v1.Cluster.Snapshot:output_type -> concord.v1.SnapshotChunk
-	12, // 20: concord.v1.Cluster.Hash:output_type -> concord.v1.HashResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	15, // 5: concord.v1.UpdateMemberResponse.header:type_name -> concord.v1.ResponseHeader
+	0,  // 6: concord.v1.UpdateMemberResponse.member:type_name -> concord.v1.Member
+	15, // 7: concord.v1.RemoveMemberResponse.header:type_name -> concord.v1.ResponseHeader
+	15, // 8: concord.v1.TransferLeaderResponse.header:type_name -> concord.v1.ResponseHeader
+	15, // 9: concord.v1.SnapshotChunk.header:type_name -> concord.v1.ResponseHeader
+	15, // 10: concord.v1.HashResponse.header:type_name -> concord.v1.ResponseHeader
+	1,  // 11: concord.v1.Cluster.Status:input_type -> concord.v1.StatusRequest
+	3,  // 12: concord.v1.Cluster.AddMember:input_type -> concord.v1.AddMemberRequest
+	7,  // 13: concord.v1.Cluster.RemoveMember:input_type -> concord.v1.RemoveMemberRequest
+	5,  // 14: concord.v1.Cluster.UpdateMember:input_type -> concord.v1.UpdateMemberRequest
+	9,  // 15: concord.v1.Cluster.TransferLeader:input_type -> concord.v1.TransferLeaderRequest
+	11, // 16: concord.v1.Cluster.Snapshot:input_type -> concord.v1.SnapshotRequest
+	13, // 17: concord.v1.Cluster.Hash:input_type -> concord.v1.HashRequest
+	2,  // 18: concord.v1.Cluster.Status:output_type -> concord.v1.StatusResponse
+	4,  // 19: concord.v1.Cluster.AddMember:output_type -> concord.v1.AddMemberResponse
+	8,  // 20: concord.v1.Cluster.RemoveMember:output_type -> concord.v1.RemoveMemberResponse
+	6,  // 21: concord.v1.Cluster.UpdateMember:output_type -> concord.v1.UpdateMemberResponse
+	10, // 22: concord.v1.Cluster.TransferLeader:output_type -> concord.v1.TransferLeaderResponse
+	12, // 23: concord.v1.Cluster.Snapshot:output_type -> concord.v1.SnapshotChunk
+	14, // 24: concord.v1.Cluster.Hash:output_type -> concord.v1.HashResponse
+	18, // [18:25] is the sub-list for method output_type
+	11, // [11:18] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_concord_v1_cluster_proto_init() }
@@ -917,7 +1036,7 @@ func file_concord_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_v1_cluster_proto_rawDesc), len(file_concord_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -443,7 +443,7 @@ const file_concord_internal_v1_peer_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x1f\n" +
 	"\vclient_addr\x18\x04 \x01(\tR\n" +
-	"clientAddr2\xf1\x04\n" +
+	"clientAddr2\xc4\x05\n" +
 	"\x04Peer\x12T\n" +
 	"\aPropose\x12#.concord.internal.v1.ProposeRequest\x1a$.concord.internal.v1.ProposeResponse\x12Z\n" +
 	"\tReadIndex\x12%.concord.internal.v1.ReadIndexRequest\x1a&.concord.internal.v1.ReadIndexResponse\x12b\n" +
@@ -451,6 +451,7 @@ const file_concord_internal_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"NodeStatus\x12&.concord.internal.v1.NodeStatusRequest\x1a'.concord.internal.v1.NodeStatusResponse\x12H\n" +
 	"\tAddMember\x12\x1c.concord.v1.AddMemberRequest\x1a\x1d.concord.v1.AddMemberResponse\x12Q\n" +
+	"\fUpdateMember\x12\x1f.concord.v1.UpdateMemberRequest\x1a .concord.v1.UpdateMemberResponse\x12Q\n" +
 	"\fRemoveMember\x12\x1f.concord.v1.RemoveMemberRequest\x1a .concord.v1.RemoveMemberResponse\x12W\n" +
 	"\x0eTransferLeader\x12!.concord.v1.TransferLeaderRequest\x1a\".concord.v1.TransferLeaderResponseBCZAgithub.com/concord-dev/concord/internal/gen/internalv1;internalv1b\x06proto3"
 
@@ -479,11 +480,13 @@ var file_concord_internal_v1_peer_proto_goTypes = []any{
 	(*Command)(nil),                   // 8: concord.internal.v1.Command
 	(*Result)(nil),                    // 9: concord.internal.v1.Result
 	(*v1.AddMemberRequest)(nil),       // 10: concord.v1.AddMemberRequest
-	(*v1.RemoveMemberRequest)(nil),    // 11: concord.v1.RemoveMemberRequest
-	(*v1.TransferLeaderRequest)(nil),  // 12: concord.v1.TransferLeaderRequest
-	(*v1.AddMemberResponse)(nil),      // 13: concord.v1.AddMemberResponse
-	(*v1.RemoveMemberResponse)(nil),   // 14: concord.v1.RemoveMemberResponse
-	(*v1.TransferLeaderResponse)(nil), // 15: concord.v1.TransferLeaderResponse
+	(*v1.UpdateMemberRequest)(nil),    // 11: concord.v1.UpdateMemberRequest
+	(*v1.RemoveMemberRequest)(nil),    // 12: concord.v1.RemoveMemberRequest
+	(*v1.TransferLeaderRequest)(nil),  // 13: concord.v1.TransferLeaderRequest
+	(*v1.AddMemberResponse)(nil),      // 14: concord.v1.AddMemberResponse
+	(*v1.UpdateMemberResponse)(nil),   // 15: concord.v1.UpdateMemberResponse
+	(*v1.RemoveMemberResponse)(nil),   // 16: concord.v1.RemoveMemberResponse
+	(*v1.TransferLeaderResponse)(nil), // 17: concord.v1.TransferLeaderResponse
 }
 var file_concord_internal_v1_peer_proto_depIdxs = []int32{
 	8,  // 0: concord.internal.v1.ProposeRequest.command:type_name -> concord.internal.v1.Command
@@ -493,17 +496,19 @@ var file_concord_internal_v1_peer_proto_depIdxs = []int32{
 	4,  // 4: concord.internal.v1.Peer.KeepAlive:input_type -> concord.internal.v1.PeerKeepAliveRequest
 	6,  // 5: concord.internal.v1.Peer.NodeStatus:input_type -> concord.internal.v1.NodeStatusRequest
 	10, // 6: concord.internal.v1.Peer.AddMember:input_type -> concord.v1.AddMemberRequest
-	11, // 7: concord.internal.v1.Peer.RemoveMember:input_type -> concord.v1.RemoveMemberRequest
-	12, // 8: concord.internal.v1.Peer.TransferLeader:input_type -> concord.v1.TransferLeaderRequest
-	1,  // 9: concord.internal.v1.Peer.Propose:output_type -> concord.internal.v1.ProposeResponse
-	3,  // 10: concord.internal.v1.Peer.ReadIndex:output_type -> concord.internal.v1.ReadIndexResponse
-	5,  // 11: concord.internal.v1.Peer.KeepAlive:output_type -> concord.internal.v1.PeerKeepAliveResponse
-	7,  // 12: concord.internal.v1.Peer.NodeStatus:output_type -> concord.internal.v1.NodeStatusResponse
-	13, // 13: concord.internal.v1.Peer.AddMember:output_type -> concord.v1.AddMemberResponse
-	14, // 14: concord.internal.v1.Peer.RemoveMember:output_type -> concord.v1.RemoveMemberResponse
-	15, // 15: concord.internal.v1.Peer.TransferLeader:output_type -> concord.v1.TransferLeaderResponse
-	9,  // [9:16] is the sub-list for method output_type
-	2,  // [2:9] is the sub-list for method input_type
+	11, // 7: concord.internal.v1.Peer.UpdateMember:input_type -> concord.v1.UpdateMemberRequest
+	12, // 8: concord.internal.v1.Peer.RemoveMember:input_type -> concord.v1.RemoveMemberRequest
+	13, // 9: concord.internal.v1.Peer.TransferLeader:input_type -> concord.v1.TransferLeaderRequest
+	1,  // 10: concord.internal.v1.Peer.Propose:output_type -> concord.internal.v1.ProposeResponse
+	3,  // 11: concord.internal.v1.Peer.ReadIndex:output_type -> concord.internal.v1.ReadIndexResponse
+	5,  // 12: concord.internal.v1.Peer.KeepAlive:output_type -> concord.internal.v1.PeerKeepAliveResponse
+	7,  // 13: concord.internal.v1.Peer.NodeStatus:output_type -> concord.internal.v1.NodeStatusResponse
+	14, // 14: concord.internal.v1.Peer.AddMember:output_type -> concord.v1.AddMemberResponse
+	15, // 15: concord.internal.v1.Peer.UpdateMember:output_type -> concord.v1.UpdateMemberResponse
+	16, // 16: concord.internal.v1.Peer.RemoveMember:output_type -> concord.v1.RemoveMemberResponse
+	17, // 17: concord.internal.v1.Peer.TransferLeader:output_type -> concord.v1.TransferLeaderResponse
+	10, // [10:18] is the sub-list for method output_type
+	2,  // [2:10] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name

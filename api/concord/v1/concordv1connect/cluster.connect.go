@@ -39,6 +39,8 @@ const (
 	ClusterAddMemberProcedure = "/concord.v1.Cluster/AddMember"
 	// ClusterRemoveMemberProcedure is the fully-qualified name of the Cluster's RemoveMember RPC.
 	ClusterRemoveMemberProcedure = "/concord.v1.Cluster/RemoveMember"
+	// ClusterUpdateMemberProcedure is the fully-qualified name of the Cluster's UpdateMember RPC.
+	ClusterUpdateMemberProcedure = "/concord.v1.Cluster/UpdateMember"
 	// ClusterTransferLeaderProcedure is the fully-qualified name of the Cluster's TransferLeader RPC.
 	ClusterTransferLeaderProcedure = "/concord.v1.Cluster/TransferLeader"
 	// ClusterSnapshotProcedure is the fully-qualified name of the Cluster's Snapshot RPC.
@@ -56,6 +58,10 @@ type ClusterClient interface {
 	AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error)
 	// RemoveMember removes a member. Its ID is never reused.
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
+	// UpdateMember moves a member to a new peer address: stop the member,
+	// update it, then start it with the new --advertise-peer on its data dir.
+	// The leader's own address cannot be changed: transfer leadership first.
+	UpdateMember(context.Context, *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error)
 	// TransferLeader hands leadership to another voter, or to any if empty.
 	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
 	// Snapshot streams a consistent copy of the state machine for backup.
@@ -95,6 +101,12 @@ func NewClusterClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(clusterMethods.ByName("RemoveMember")),
 			connect.WithClientOptions(opts...),
 		),
+		updateMember: connect.NewClient[v1.UpdateMemberRequest, v1.UpdateMemberResponse](
+			httpClient,
+			baseURL+ClusterUpdateMemberProcedure,
+			connect.WithSchema(clusterMethods.ByName("UpdateMember")),
+			connect.WithClientOptions(opts...),
+		),
 		transferLeader: connect.NewClient[v1.TransferLeaderRequest, v1.TransferLeaderResponse](
 			httpClient,
 			baseURL+ClusterTransferLeaderProcedure,
@@ -122,6 +134,7 @@ type clusterClient struct {
 	status         *connect.Client[v1.StatusRequest, v1.StatusResponse]
 	addMember      *connect.Client[v1.AddMemberRequest, v1.AddMemberResponse]
 	removeMember   *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
+	updateMember   *connect.Client[v1.UpdateMemberRequest, v1.UpdateMemberResponse]
 	transferLeader *connect.Client[v1.TransferLeaderRequest, v1.TransferLeaderResponse]
 	snapshot       *connect.Client[v1.SnapshotRequest, v1.SnapshotChunk]
 	hash           *connect.Client[v1.HashRequest, v1.HashResponse]
@@ -140,6 +153,11 @@ func (c *clusterClient) AddMember(ctx context.Context, req *connect.Request[v1.A
 // RemoveMember calls concord.v1.Cluster.RemoveMember.
 func (c *clusterClient) RemoveMember(ctx context.Context, req *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error) {
 	return c.removeMember.CallUnary(ctx, req)
+}
+
+// UpdateMember calls concord.v1.Cluster.UpdateMember.
+func (c *clusterClient) UpdateMember(ctx context.Context, req *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error) {
+	return c.updateMember.CallUnary(ctx, req)
 }
 
 // TransferLeader calls concord.v1.Cluster.TransferLeader.
@@ -166,6 +184,10 @@ type ClusterHandler interface {
 	AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error)
 	// RemoveMember removes a member. Its ID is never reused.
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
+	// UpdateMember moves a member to a new peer address: stop the member,
+	// update it, then start it with the new --advertise-peer on its data dir.
+	// The leader's own address cannot be changed: transfer leadership first.
+	UpdateMember(context.Context, *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error)
 	// TransferLeader hands leadership to another voter, or to any if empty.
 	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
 	// Snapshot streams a consistent copy of the state machine for backup.
@@ -201,6 +223,12 @@ func NewClusterHandler(svc ClusterHandler, opts ...connect.HandlerOption) (strin
 		connect.WithSchema(clusterMethods.ByName("RemoveMember")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterUpdateMemberHandler := connect.NewUnaryHandler(
+		ClusterUpdateMemberProcedure,
+		svc.UpdateMember,
+		connect.WithSchema(clusterMethods.ByName("UpdateMember")),
+		connect.WithHandlerOptions(opts...),
+	)
 	clusterTransferLeaderHandler := connect.NewUnaryHandler(
 		ClusterTransferLeaderProcedure,
 		svc.TransferLeader,
@@ -228,6 +256,8 @@ func NewClusterHandler(svc ClusterHandler, opts ...connect.HandlerOption) (strin
 			clusterAddMemberHandler.ServeHTTP(w, r)
 		case ClusterRemoveMemberProcedure:
 			clusterRemoveMemberHandler.ServeHTTP(w, r)
+		case ClusterUpdateMemberProcedure:
+			clusterUpdateMemberHandler.ServeHTTP(w, r)
 		case ClusterTransferLeaderProcedure:
 			clusterTransferLeaderHandler.ServeHTTP(w, r)
 		case ClusterSnapshotProcedure:
@@ -253,6 +283,10 @@ func (UnimplementedClusterHandler) AddMember(context.Context, *connect.Request[v
 
 func (UnimplementedClusterHandler) RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.v1.Cluster.RemoveMember is not implemented"))
+}
+
+func (UnimplementedClusterHandler) UpdateMember(context.Context, *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.v1.Cluster.UpdateMember is not implemented"))
 }
 
 func (UnimplementedClusterHandler) TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error) {

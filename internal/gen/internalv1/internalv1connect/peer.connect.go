@@ -44,6 +44,8 @@ const (
 	PeerNodeStatusProcedure = "/concord.internal.v1.Peer/NodeStatus"
 	// PeerAddMemberProcedure is the fully-qualified name of the Peer's AddMember RPC.
 	PeerAddMemberProcedure = "/concord.internal.v1.Peer/AddMember"
+	// PeerUpdateMemberProcedure is the fully-qualified name of the Peer's UpdateMember RPC.
+	PeerUpdateMemberProcedure = "/concord.internal.v1.Peer/UpdateMember"
 	// PeerRemoveMemberProcedure is the fully-qualified name of the Peer's RemoveMember RPC.
 	PeerRemoveMemberProcedure = "/concord.internal.v1.Peer/RemoveMember"
 	// PeerTransferLeaderProcedure is the fully-qualified name of the Peer's TransferLeader RPC.
@@ -61,9 +63,10 @@ type PeerClient interface {
 	KeepAlive(context.Context, *connect.Request[internalv1.PeerKeepAliveRequest]) (*connect.Response[internalv1.PeerKeepAliveResponse], error)
 	// NodeStatus reports the serving node's progress.
 	NodeStatus(context.Context, *connect.Request[internalv1.NodeStatusRequest]) (*connect.Response[internalv1.NodeStatusResponse], error)
-	// AddMember, RemoveMember and TransferLeader run membership changes on
+	// AddMember, UpdateMember, RemoveMember and TransferLeader run membership changes on
 	// the leader.
 	AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error)
+	UpdateMember(context.Context, *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error)
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
 	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
 }
@@ -109,6 +112,12 @@ func NewPeerClient(httpClient connect.HTTPClient, baseURL string, opts ...connec
 			connect.WithSchema(peerMethods.ByName("AddMember")),
 			connect.WithClientOptions(opts...),
 		),
+		updateMember: connect.NewClient[v1.UpdateMemberRequest, v1.UpdateMemberResponse](
+			httpClient,
+			baseURL+PeerUpdateMemberProcedure,
+			connect.WithSchema(peerMethods.ByName("UpdateMember")),
+			connect.WithClientOptions(opts...),
+		),
 		removeMember: connect.NewClient[v1.RemoveMemberRequest, v1.RemoveMemberResponse](
 			httpClient,
 			baseURL+PeerRemoveMemberProcedure,
@@ -131,6 +140,7 @@ type peerClient struct {
 	keepAlive      *connect.Client[internalv1.PeerKeepAliveRequest, internalv1.PeerKeepAliveResponse]
 	nodeStatus     *connect.Client[internalv1.NodeStatusRequest, internalv1.NodeStatusResponse]
 	addMember      *connect.Client[v1.AddMemberRequest, v1.AddMemberResponse]
+	updateMember   *connect.Client[v1.UpdateMemberRequest, v1.UpdateMemberResponse]
 	removeMember   *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
 	transferLeader *connect.Client[v1.TransferLeaderRequest, v1.TransferLeaderResponse]
 }
@@ -160,6 +170,11 @@ func (c *peerClient) AddMember(ctx context.Context, req *connect.Request[v1.AddM
 	return c.addMember.CallUnary(ctx, req)
 }
 
+// UpdateMember calls concord.internal.v1.Peer.UpdateMember.
+func (c *peerClient) UpdateMember(ctx context.Context, req *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error) {
+	return c.updateMember.CallUnary(ctx, req)
+}
+
 // RemoveMember calls concord.internal.v1.Peer.RemoveMember.
 func (c *peerClient) RemoveMember(ctx context.Context, req *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error) {
 	return c.removeMember.CallUnary(ctx, req)
@@ -181,9 +196,10 @@ type PeerHandler interface {
 	KeepAlive(context.Context, *connect.Request[internalv1.PeerKeepAliveRequest]) (*connect.Response[internalv1.PeerKeepAliveResponse], error)
 	// NodeStatus reports the serving node's progress.
 	NodeStatus(context.Context, *connect.Request[internalv1.NodeStatusRequest]) (*connect.Response[internalv1.NodeStatusResponse], error)
-	// AddMember, RemoveMember and TransferLeader run membership changes on
+	// AddMember, UpdateMember, RemoveMember and TransferLeader run membership changes on
 	// the leader.
 	AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error)
+	UpdateMember(context.Context, *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error)
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
 	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
 }
@@ -225,6 +241,12 @@ func NewPeerHandler(svc PeerHandler, opts ...connect.HandlerOption) (string, htt
 		connect.WithSchema(peerMethods.ByName("AddMember")),
 		connect.WithHandlerOptions(opts...),
 	)
+	peerUpdateMemberHandler := connect.NewUnaryHandler(
+		PeerUpdateMemberProcedure,
+		svc.UpdateMember,
+		connect.WithSchema(peerMethods.ByName("UpdateMember")),
+		connect.WithHandlerOptions(opts...),
+	)
 	peerRemoveMemberHandler := connect.NewUnaryHandler(
 		PeerRemoveMemberProcedure,
 		svc.RemoveMember,
@@ -249,6 +271,8 @@ func NewPeerHandler(svc PeerHandler, opts ...connect.HandlerOption) (string, htt
 			peerNodeStatusHandler.ServeHTTP(w, r)
 		case PeerAddMemberProcedure:
 			peerAddMemberHandler.ServeHTTP(w, r)
+		case PeerUpdateMemberProcedure:
+			peerUpdateMemberHandler.ServeHTTP(w, r)
 		case PeerRemoveMemberProcedure:
 			peerRemoveMemberHandler.ServeHTTP(w, r)
 		case PeerTransferLeaderProcedure:
@@ -280,6 +304,10 @@ func (UnimplementedPeerHandler) NodeStatus(context.Context, *connect.Request[int
 
 func (UnimplementedPeerHandler) AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.internal.v1.Peer.AddMember is not implemented"))
+}
+
+func (UnimplementedPeerHandler) UpdateMember(context.Context, *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("concord.internal.v1.Peer.UpdateMember is not implemented"))
 }
 
 func (UnimplementedPeerHandler) RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error) {
