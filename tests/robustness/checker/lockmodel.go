@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -50,6 +53,9 @@ type LockInput struct {
 	// Session is the session the operation acts in (the session seen
 	// gone, for KindLockSessionGone); 0 when not recorded.
 	Session int64
+	// Seals, for KindLockSessionGone, marks a session grants of this lock
+	// were requested in: the state remembers it gone (LockState.Gone).
+	Seals bool
 	// Protected is a clock reading until which the session of Owner's
 	// grant is known to live (0: nothing known). A confirmed keep-alive
 	// vouches for it, as in CheckSessions.
@@ -93,15 +99,54 @@ type LockState struct {
 	// Floor is the highest token granted so far (a lower bound of it when
 	// the last grant's token is unknown): every later grant is above it.
 	Floor uint64
+	// Gone lists the sessions seen gone so far that grants of the lock
+	// were requested in (sorted, comma-separated): none can be granted
+	// afterwards.
+	Gone string
 }
 
-func (s LockState) free() LockState { return LockState{Floor: s.Floor} }
+func (s LockState) free() LockState { return LockState{Floor: s.Floor, Gone: s.Gone} }
 
 // endable reports whether the current grant may have ended, by its
 // session's expiry, at a linearization point no later than ret: a grant
 // ends only when released or when its session ends, and the session lives
 // at least until Protected.
 func (s LockState) endable(ret int64) bool { return s.Holder == "" || ret >= s.Protected }
+
+// goneHas reports whether the sorted, comma-separated session list gone
+// holds session.
+func goneHas(gone string, session int64) bool {
+	if session == 0 || gone == "" {
+		return false
+	}
+	for _, f := range strings.Split(gone, ",") {
+		if f == strconv.FormatInt(session, 10) {
+			return true
+		}
+	}
+	return false
+}
+
+// goneAdd returns the sorted, comma-separated session list gone with
+// session added.
+func goneAdd(gone string, session int64) string {
+	if goneHas(gone, session) {
+		return gone
+	}
+	ids := []int64{session}
+	if gone != "" {
+		for _, f := range strings.Split(gone, ",") {
+			id, _ := strconv.ParseInt(f, 10, 64)
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	fs := make([]string, len(ids))
+	for i, id := range ids {
+		fs[i] = strconv.FormatInt(id, 10)
+	}
+	return strings.Join(fs, ",")
+}
 
 // holds reports whether the current grant is owner's under token (an
 // unknown token matches any).
@@ -150,6 +195,11 @@ func LockSteps(s LockState, in LockInput, out LockOutput) []LockState {
 // that shows a grant alive after another one was made (a successful
 // release, a fenced write applied, an inspection) is a violation, as is a
 // grant made while the holder's session was known to live.
+//
+// A session seen gone (KindLockSessionGone) holds no grant afterwards, and
+// none is made in it: an acquire of unknown outcome in it is placed before
+// the observation or never applies, even when the observation and its
+// interval overlap.
 func LockStep(s LockState, in LockInput, out LockOutput) (bool, LockState) {
 	// A sample of the holder's session deadline extends its protection.
 	if in.Owner != "" && s.Holder == in.Owner && in.Protected > s.Protected {
@@ -157,6 +207,12 @@ func LockStep(s LockState, in LockInput, out LockOutput) (bool, LockState) {
 	}
 	switch in.Kind {
 	case KindLockAcquire, KindLockTry:
+		if (out.Unknown || out.OK) && goneHas(s.Gone, in.Session) {
+			// No grant is made in a session seen gone: an acquire of
+			// unknown outcome never applied (when Bounded, LockSteps
+			// offers that), and one granted is a violation.
+			return false, s
+		}
 		switch {
 		case out.Unknown:
 			// Granted now, with a token above the floor, if at all
@@ -167,12 +223,12 @@ func LockStep(s LockState, in LockInput, out LockOutput) (bool, LockState) {
 			if !s.endable(in.Return) {
 				return false, s
 			}
-			return true, LockState{Holder: in.Owner, Session: in.Session, Floor: s.Floor + 1}
+			return true, LockState{Holder: in.Owner, Session: in.Session, Floor: s.Floor + 1, Gone: s.Gone}
 		case out.OK:
 			if !s.endable(in.Return) || out.Token <= s.Floor {
 				return false, s
 			}
-			return true, LockState{Holder: in.Owner, Token: out.Token, Session: in.Session, Protected: in.Protected, Floor: out.Token}
+			return true, LockState{Holder: in.Owner, Token: out.Token, Session: in.Session, Protected: in.Protected, Floor: out.Token, Gone: s.Gone}
 		default:
 			// Not acquired: only while held (for a mutex, somebody
 			// queues only while it is held).
@@ -247,7 +303,11 @@ func LockStep(s LockState, in LockInput, out LockOutput) (bool, LockState) {
 		return true, s
 	case KindLockSessionGone:
 		// The session ended (revoked, or expired) within the
-		// observation: its grant ended with it, whatever protected it.
+		// observation: its grant ended with it, whatever protected it,
+		// and none can be made in it afterwards.
+		if in.Seals {
+			s.Gone = goneAdd(s.Gone, in.Session)
+		}
 		if s.Holder != "" && in.Session != 0 && s.Session == in.Session {
 			return true, s.free()
 		}
@@ -275,7 +335,7 @@ var lockModel = porcupine.NondeterministicModel{
 	Hash: func(state interface{}) uint64 {
 		s := state.(LockState)
 		h := fnv.New64a()
-		fmt.Fprintf(h, "%s|%d|%d|%d|%d", s.Holder, s.Token, s.Session, s.Protected, s.Floor)
+		fmt.Fprintf(h, "%s|%d|%d|%d|%d|%s", s.Holder, s.Token, s.Session, s.Protected, s.Floor, s.Gone)
 		return h.Sum64()
 	},
 	DescribeOperation: func(input, output interface{}) string {
@@ -323,8 +383,12 @@ var lockModel = porcupine.NondeterministicModel{
 	},
 	DescribeState: func(state interface{}) string {
 		s := state.(LockState)
+		gone := ""
+		if s.Gone != "" {
+			gone = fmt.Sprintf(", sessions gone: %s", s.Gone)
+		}
 		if s.Holder == "" {
-			return fmt.Sprintf("free (floor %d)", s.Floor)
+			return fmt.Sprintf("free (floor %d%s)", s.Floor, gone)
 		}
 		tok := "?"
 		if s.Token != 0 {
@@ -334,7 +398,7 @@ var lockModel = porcupine.NondeterministicModel{
 		if s.Protected > 0 {
 			prot = fmt.Sprintf(", session lives until %.3fs", float64(s.Protected)/1e9)
 		}
-		return fmt.Sprintf("held by %s@%s in session %d (floor %d%s)", s.Holder, tok, s.Session, s.Floor, prot)
+		return fmt.Sprintf("held by %s@%s in session %d (floor %d%s%s)", s.Holder, tok, s.Session, s.Floor, prot, gone)
 	},
 	DescribeOperationMetadata: describeMetadata,
 }
@@ -397,12 +461,13 @@ func (o LockOptions) Hold(op history.Op) int64 {
 
 // LockOperations turns recorded lock operations (and fenced writes) into
 // porcupine operations. Acquires and releases of unknown outcome get an
-// open interval, unless their session was later seen gone
-// (KindLockSessionGone): then their interval ends there, since no grant of
-// the session exists afterwards. Failed inspections, fenced writes of
-// unknown outcome (they change no lock) and operations that certainly
+// open interval, unless their session was seen gone (KindLockSessionGone):
+// then their interval ends there (or at their return, if later), since no
+// grant of the session exists afterwards. Failed inspections, fenced writes
+// of unknown outcome (they change no lock) and operations that certainly
 // failed are dropped. An observation that a session is gone goes to every
-// lock's partition: the session's grant ends within it.
+// lock's partition: the session's grant ends within it, and, when grants of
+// that lock were requested in the session, none is made afterwards.
 func LockOperations(ops []history.Op, opt LockOptions) []porcupine.Operation {
 	var (
 		end   int64
@@ -410,7 +475,15 @@ func LockOperations(ops []history.Op, opt LockOptions) []porcupine.Operation {
 	)
 	gone := map[int64]int64{} // session -> earliest return of an observation that it is gone
 	seenName := map[string]bool{}
+	type nameSession struct {
+		name    string
+		session int64
+	}
+	requested := map[nameSession]bool{} // sessions grants of a lock were requested in
 	for _, o := range ops {
+		if (o.Kind == KindLockAcquire || o.Kind == KindLockTry) && o.Session != 0 {
+			requested[nameSession{o.Key, o.Session}] = true
+		}
 		end = max(end, o.Return, o.Call)
 		if o.Kind == KindLockSessionGone && o.Status == history.OK && o.Session != 0 {
 			if g, ok := gone[o.Session]; !ok || o.Return < g {
@@ -432,7 +505,7 @@ func LockOperations(ops []history.Op, opt LockOptions) []porcupine.Operation {
 			for _, n := range names {
 				out = append(out, porcupine.Operation{
 					ClientId: o.Process, Call: o.Call, Return: o.Return, Output: LockOutput{},
-					Input:    LockInput{Kind: o.Kind, Name: n, Session: o.Session, Return: o.Return},
+					Input:    LockInput{Kind: o.Kind, Name: n, Session: o.Session, Seals: requested[nameSession{n, o.Session}], Return: o.Return},
 					Metadata: fmt.Sprintf("op %d, process %d", o.ID, o.Process),
 				})
 			}
@@ -465,7 +538,8 @@ func LockOperations(ops []history.Op, opt LockOptions) []porcupine.Operation {
 				in.Token = 0
 			}
 			ret, in.Return = infinity, math.MaxInt64
-			if g, ok := gone[o.Session]; ok && o.Session != 0 && g >= o.Return {
+			if g, ok := gone[o.Session]; ok && o.Session != 0 {
+				g = max(g, o.Return)
 				ret, in.Return, outp.Bounded = g, g, true
 			}
 		default:

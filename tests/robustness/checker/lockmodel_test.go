@@ -171,6 +171,15 @@ func TestLockModel(t *testing.T) {
 		{"acquire of unknown outcome cannot apply after its session was seen gone", []history.Op{
 			acquireUnknownIn(1, 7, 0, 5), sessionGone(1, 7, 15, 20), acquired(0, 30, 40, 9, protected(5000)), inspected(2, 50, 51, 1, 12),
 		}, false},
+		{"acquire of unknown outcome granted after its session was seen gone", []history.Op{
+			acquireUnknownIn(1, 7, 0, 5), sessionGone(1, 7, 15, 20), inspected(2, 30, 31, 1, 12),
+		}, false},
+		{"acquire of unknown outcome returning after its session was seen gone, granted later", []history.Op{
+			sessionGone(1, 7, 5, 10), acquireUnknownIn(1, 7, 0, 15), inspected(2, 30, 31, 1, 12),
+		}, false},
+		{"acquire of unknown outcome granted while its session was being revoked", []history.Op{
+			acquireUnknownIn(1, 7, 0, 5), inspected(2, 16, 17, 1, 12), sessionGone(1, 7, 15, 20), inspected(2, 30, 31, -1, 0),
+		}, true},
 		{"acquire of unknown outcome, session never seen gone, may apply late", []history.Op{
 			acquireUnknownIn(1, 7, 0, 5), acquired(0, 30, 40, 9, protected(5000)), inspected(2, 50, 51, 1, 12),
 		}, true},
@@ -221,7 +230,7 @@ func TestLockOperations(t *testing.T) {
 	require.Len(t, got, 3, "failed inspections and fenced writes of unknown outcome change no lock")
 	bounded := LockOperations([]history.Op{acquireUnknownIn(1, 7, 1, 2), sessionGone(1, 7, 3, 4), acquired(0, 5, 10, 5)}, LockOptions{})
 	require.Len(t, bounded, 3, "an observation that a session is gone goes to every lock")
-	require.Equal(t, LockInput{Kind: KindLockSessionGone, Name: "m", Session: 7, Return: 4e6}, bounded[1].Input)
+	require.Equal(t, LockInput{Kind: KindLockSessionGone, Name: "m", Session: 7, Seals: true, Return: 4e6}, bounded[1].Input, "grants of m were requested in session 7")
 	require.Equal(t, int64(4e6), bounded[0].Return, "an unknown acquire ends when its session is seen gone")
 	require.True(t, bounded[0].Output.(LockOutput).Bounded)
 	require.Equal(t, int64(900e6), got[0].Input.(LockInput).Protected)

@@ -94,6 +94,8 @@ type SemInput struct {
 	// Session is the operation's session (the session seen gone, for
 	// KindLockSessionGone).
 	Session int64
+	// Seals: see LockInput.
+	Seals bool
 	// Permits asked for.
 	Permits int
 	// Token released under (or force-released, 0 for every holder).
@@ -160,6 +162,10 @@ type SemState struct {
 	// Sealed: an operation was linearized after the last grant carrying
 	// Floor, so that command is over: later grants are above Floor.
 	Sealed bool
+	// Gone lists the sessions seen gone so far that grants of the
+	// semaphore were requested in (sorted, comma-separated, as
+	// LockState.Gone): none can be granted afterwards.
+	Gone string
 }
 
 func (s SemState) used() int {
@@ -186,7 +192,7 @@ func (s SemState) clone() SemState {
 
 // without returns s without the holders whose bit is set in mask.
 func (s SemState) without(mask int) SemState {
-	out := SemState{Floor: s.Floor, Sealed: s.Sealed}
+	out := SemState{Floor: s.Floor, Sealed: s.Sealed, Gone: s.Gone}
 	for i, h := range s.Holders {
 		if mask&(1<<i) == 0 {
 			out.Holders = append(out.Holders, h)
@@ -277,6 +283,14 @@ func (s SemState) grantNew(in SemInput, out SemOutput, permits int, ownCommand b
 		h.HoldEnd = in.Call + in.Hold
 	}
 	above := s.Sealed || ownCommand
+	if goneHas(s.Gone, in.Session) {
+		// No grant is made in a session seen gone: an acquire of unknown
+		// outcome never applied (when Bounded), one granted cannot be.
+		if out.Unknown {
+			return []SemState{s}
+		}
+		return nil
+	}
 	switch {
 	case out.Unknown:
 		h.Abandoned = true
@@ -323,7 +337,7 @@ func (s SemState) grantNew(in SemInput, out SemOutput, permits int, ownCommand b
 // semaphore has a holder, and forbids it when it has none. A release
 // succeeds exactly when the owner holds under that token. An inspection
 // reads every holder with its permits and token. A session seen gone
-// (KindLockSessionGone) holds nothing afterwards.
+// (KindLockSessionGone) holds nothing afterwards, and is granted nothing.
 //
 // Read-write locks (capacity RWCapacity) add conversions. An upgrade of
 // the only reader makes it the writer under a new token, above every
@@ -415,7 +429,7 @@ func SemSteps(s SemState, in SemInput, out SemOutput) []SemState {
 		if total > in.Capacity {
 			return nil
 		}
-		next := SemState{Floor: s.Floor, Sealed: true}
+		next := SemState{Floor: s.Floor, Sealed: true, Gone: s.Gone}
 		for _, h := range s.Holders {
 			v, ok := seen[h.Owner]
 			if !ok {
@@ -443,7 +457,10 @@ func SemSteps(s SemState, in SemInput, out SemOutput) []SemState {
 		}
 		return []SemState{next}
 	case KindLockSessionGone:
-		next := SemState{Floor: s.Floor, Sealed: true}
+		next := SemState{Floor: s.Floor, Sealed: true, Gone: s.Gone}
+		if in.Seals {
+			next.Gone = goneAdd(s.Gone, in.Session)
+		}
 		for _, h := range s.Holders {
 			if h.Session != in.Session || in.Session == 0 {
 				next.Holders = append(next.Holders, h)
@@ -501,7 +518,7 @@ func (s SemState) convert(in SemInput, out SemOutput) []SemState {
 				if h.Hold > 0 {
 					converted.HoldEnd = in.Call + h.Hold
 				}
-				next = append(next, SemState{Holders: []SemHolder{converted}, Floor: s.Floor, Sealed: true})
+				next = append(next, SemState{Holders: []SemHolder{converted}, Floor: s.Floor, Sealed: true, Gone: s.Gone})
 			}
 		case out.OK:
 			if out.Token <= s.Floor || out.Token <= h.Token || !othersGone {
@@ -511,7 +528,7 @@ func (s SemState) convert(in SemInput, out SemOutput) []SemState {
 			if h.Hold > 0 {
 				converted.HoldEnd = in.Call + h.Hold
 			}
-			next = append(next, SemState{Holders: []SemHolder{converted}, Floor: out.Token, Sealed: true})
+			next = append(next, SemState{Holders: []SemHolder{converted}, Floor: out.Token, Sealed: true, Gone: s.Gone})
 		default:
 			if len(s.Holders) > 1 {
 				next = append(next, s.sealed()) // refused: others read
@@ -593,7 +610,7 @@ func (s SemState) force(in SemInput, out SemOutput) []SemState {
 var SemModel = semModel.ToModel()
 
 func semEqual(a, b SemState) bool {
-	if a.Floor != b.Floor || a.Sealed != b.Sealed || len(a.Holders) != len(b.Holders) {
+	if a.Floor != b.Floor || a.Sealed != b.Sealed || a.Gone != b.Gone || len(a.Holders) != len(b.Holders) {
 		return false
 	}
 	for i := range a.Holders {
@@ -619,7 +636,7 @@ var semModel = porcupine.NondeterministicModel{
 	Hash: func(state interface{}) uint64 {
 		s := state.(SemState)
 		h := fnv.New64a()
-		fmt.Fprintf(h, "%d|%t", s.Floor, s.Sealed)
+		fmt.Fprintf(h, "%d|%t|%s", s.Floor, s.Sealed, s.Gone)
 		for _, x := range s.Holders {
 			fmt.Fprintf(h, "|%s,%d,%d,%d,%d,%d,%d,%d", x.Owner, x.Session, x.Permits, x.Token, x.MinToken, x.Protected, x.Hold, x.HoldEnd)
 			fmt.Fprintf(h, ",%t", x.Abandoned)
@@ -701,6 +718,9 @@ var semModel = porcupine.NondeterministicModel{
 		if s.Sealed {
 			sealed = ", sealed"
 		}
+		if s.Gone != "" {
+			sealed += ", sessions gone: " + s.Gone
+		}
 		return fmt.Sprintf("%d held [%s] (floor %d%s)", s.used(), strings.Join(parts, "; "), s.Floor, sealed)
 	},
 	DescribeOperationMetadata: describeMetadata,
@@ -750,17 +770,29 @@ type SemOptions struct {
 
 // SemOperations turns recorded semaphore operations into porcupine
 // operations, as LockOperations does: operations of unknown outcome get an
-// open interval, closed when their session was later seen gone (Bounded);
-// failed ones and inspections of unknown outcome are dropped. Every
-// observation that a session is gone becomes an operation of every
-// semaphore's partition.
+// open interval, closed when their session was seen gone (Bounded), at the
+// observation's return or theirs if later; failed ones and inspections of
+// unknown outcome are dropped. Every observation that a session is gone
+// becomes an operation of every semaphore's partition, which seals the
+// session (no grant in it afterwards) where grants were requested in it.
 func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 	var end int64
 	gone := map[int64]int64{}
 	var names []string
 	seenName := map[string]bool{}
+	type nameSession struct {
+		name    string
+		session int64
+	}
+	requested := map[nameSession]bool{} // sessions grants of a semaphore were requested in
 	for _, o := range ops {
 		end = max(end, o.Return, o.Call)
+		switch o.Kind {
+		case KindSemAcquire, KindSemTry, KindSemUpgrade, KindSemDowngrade:
+			if o.Session != 0 {
+				requested[nameSession{o.Key, o.Session}] = true
+			}
+		}
 		if o.Kind == KindLockSessionGone && o.Status == history.OK && o.Session != 0 {
 			if g, ok := gone[o.Session]; !ok || o.Return < g {
 				gone[o.Session] = o.Return
@@ -784,8 +816,8 @@ func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 		to := o.Return
 		if o.Status == history.Unknown {
 			to = end + 1
-			if g, ok := gone[o.Session]; ok && o.Session != 0 && g >= o.Return {
-				to = g
+			if g, ok := gone[o.Session]; ok && o.Session != 0 {
+				to = max(g, o.Return)
 			}
 		}
 		multiWaits[o.Key] = append(multiWaits[o.Key], span{o.Call, to})
@@ -803,8 +835,8 @@ func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 		to := o.Return
 		if o.Status != history.OK {
 			to = end + 1
-			if g, ok := gone[o.Session]; ok && o.Session != 0 && g >= o.Return {
-				to = g
+			if g, ok := gone[o.Session]; ok && o.Session != 0 {
+				to = max(g, o.Return)
 			}
 		}
 		waits[o.Key] = append(waits[o.Key], span{o.Call, to})
@@ -847,7 +879,7 @@ func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 			}
 			for _, n := range names {
 				out = append(out, porcupine.Operation{ClientId: o.Process, Call: o.Call, Return: o.Return, Metadata: meta,
-					Input:  SemInput{Kind: o.Kind, Name: n, Capacity: capacity(n), Session: o.Session, Return: o.Return},
+					Input:  SemInput{Kind: o.Kind, Name: n, Capacity: capacity(n), Session: o.Session, Seals: requested[nameSession{n, o.Session}], Return: o.Return},
 					Output: SemOutput{}})
 			}
 			continue
@@ -886,7 +918,8 @@ func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 				in.Token = 0
 			}
 			ret, in.Return = infinity, math.MaxInt64
-			if g, ok := gone[o.Session]; ok && o.Session != 0 && g >= o.Return {
+			if g, ok := gone[o.Session]; ok && o.Session != 0 {
+				g = max(g, o.Return)
 				ret, in.Return, outp.Bounded = g, g, true
 			}
 		default:

@@ -103,6 +103,14 @@ func TestSemModelReadWriteLocks(t *testing.T) {
 			rwRead(0, 0, 10, 5, p), rwRead(1, 11, 20, 8, p), rwInspected(2, 21, 22, reader(0, 5), reader(1, 8)),
 			rwReleased(0, 23, 30, 5), rwReleased(1, 31, 40, 8), rwWrite(2, 41, 50, 12),
 		}, true},
+		{"a write acquire of unknown outcome granted after its session was seen gone", []history.Op{
+			semop(1, KindSemAcquire, 0, 5, history.Unknown, both(onKey("rw"), func(o *history.Op) { o.Count = RWCapacity })),
+			semGone(1, 101, 15, 20), rwInspected(2, 30, 31, writer(1, 12)),
+		}, false},
+		{"an upgrade of unknown outcome granted after its session was seen gone", []history.Op{
+			rwRead(1, 0, 10, 5), semop(1, KindSemUpgrade, 11, 15, history.Unknown, onKey("rw")),
+			semGone(1, 101, 16, 20), rwInspected(2, 30, 31, writer(1, 12)),
+		}, false},
 		{"a writer granted while a reader holds", []history.Op{rwRead(0, 0, 10, 5, p), rwWrite(1, 11, 20, 8)}, false},
 		{"a reader granted while a writer holds", []history.Op{rwWrite(0, 0, 10, 5, p), rwRead(1, 11, 20, 8)}, false},
 		{"a writer granted once the reader's session may have expired", []history.Op{

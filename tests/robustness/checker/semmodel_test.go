@@ -137,6 +137,15 @@ func TestSemModel(t *testing.T) {
 			semGranted(0, 0, 10, 2, 5, protected(5000)), semop(1, KindSemAcquire, 100, 110, history.Unknown, func(o *history.Op) { o.Count = 2 }),
 			semGone(3, 101, 115, 120), semInspected(2, 200, 210, hv(0, 2, 5)),
 		}, true},
+		{"acquire of unknown outcome granted after its session was seen gone", []history.Op{
+			semAcquireUnknown(1, 0, 5, 1), semGone(1, 101, 15, 20), semInspected(2, 30, 31, hv(1, 1, 12)),
+		}, false},
+		{"acquire of unknown outcome returning after its session was seen gone, granted later", []history.Op{
+			semGone(1, 101, 5, 10), semAcquireUnknown(1, 0, 15, 1), semInspected(2, 30, 31, hv(1, 1, 12)),
+		}, false},
+		{"acquire of unknown outcome granted while its session was being revoked", []history.Op{
+			semAcquireUnknown(1, 0, 5, 1), semInspected(2, 16, 17, hv(1, 1, 12)), semGone(1, 101, 15, 20), semInspected(2, 30, 31),
+		}, true},
 		{"a holder of a session seen gone is inspected", []history.Op{
 			semGranted(1, 0, 10, 1, 5), semGone(3, 101, 15, 20), semInspected(2, 30, 31, hv(1, 1, 5)),
 		}, false},
