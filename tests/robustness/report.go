@@ -33,6 +33,10 @@ type Result struct {
 	// locks, ID streams) whose linearizability check timed out.
 	Checked, Inconclusive int
 	CheckedBy             map[string]int
+	// Linearizability is what each workload's linearizability check did,
+	// by workload: its partitions and operations, and those of the
+	// partitions that timed out (see checkInconclusive).
+	Linearizability map[string]checker.Stats
 	// Faults counts injected faults by kind.
 	Faults   map[nemesis.Kind]int
 	Schedule nemesis.Schedule
@@ -89,9 +93,43 @@ func (r *Result) Summary() string {
 	if len(r.Counters) > 0 {
 		counters = fmt.Sprintf(", clients did: %s", r.counters())
 	}
-	return fmt.Sprintf("%s seed %d: %d members, %s of traffic, %d ops (%d ok, %d failed, %d unknown), %d checked (%s), %d inconclusive, %d faults (%s), leader %s after heal, %d watch resets, %d sessions unresolved%s, %d violations",
-		r.Profile, r.Seed, r.Size, r.TrafficDuration, r.Ops, r.OK, r.Failed, r.Unknown, r.Checked, r.checkedKinds(), r.Inconclusive,
+	return fmt.Sprintf("%s seed %d: %d members, %s of traffic, %d ops (%d ok, %d failed, %d unknown), %d checked (%s), inconclusive: %s, %d faults (%s), leader %s after heal, %d watch resets, %d sessions unresolved%s, %d violations",
+		r.Profile, r.Seed, r.Size, r.TrafficDuration, r.Ops, r.OK, r.Failed, r.Unknown, r.Checked, r.checkedKinds(), r.inconclusive(false),
 		r.FaultCount(), r.faultKinds(), r.LeaderAfterHeal.Round(time.Millisecond), r.WatchCompacted, r.SessionsUnresolved, counters, len(r.Violations))
+}
+
+// inconclusive lists, per model, its partitions whose linearizability
+// check timed out, of all it checked (with the operations they hold when
+// long).
+func (r *Result) inconclusive(long bool) string {
+	var models []string
+	for m := range r.Linearizability {
+		models = append(models, m)
+	}
+	sort.Strings(models)
+	var parts []string
+	for _, m := range models {
+		st := r.Linearizability[m]
+		if long {
+			parts = append(parts, fmt.Sprintf("%s %d of %d partitions (%d of %d operations)", m, st.Inconclusive, st.Partitions, st.InconclusiveOps, st.Checked))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %d of %d", m, st.Inconclusive, st.Partitions))
+		}
+	}
+	if len(parts) == 0 {
+		return "none checked"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// partitions returns the partitions the run's linearizability checks
+// checked, and how many of them timed out.
+func (r *Result) partitions() (inconclusive, all int) {
+	for _, st := range r.Linearizability {
+		inconclusive += st.Inconclusive
+		all += st.Partitions
+	}
+	return inconclusive, all
 }
 
 func (r *Result) counters() string {
@@ -133,6 +171,7 @@ func (r *Result) Report() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "robustness run %s seed %d: %d violation(s)\n", r.Profile, r.Seed, len(r.Violations))
 	fmt.Fprintf(&b, "replay: %s\n", r.ReplayCommand())
+	fmt.Fprintf(&b, "inconclusive linearizability checks: %s\n", r.inconclusive(true))
 	fmt.Fprintf(&b, "%s\n\nviolations:\n", r.Summary())
 	for i, v := range r.Violations {
 		if i == 20 {
@@ -160,19 +199,20 @@ func (r *Result) Report() string {
 // SummaryTable renders results as a markdown table.
 func SummaryTable(results []*Result) string {
 	var b strings.Builder
-	b.WriteString("| profile | seed | members | traffic | ops (ok / failed / unknown) | checked (lin / watch / session) | locks (lock ops / list checks / stale writes refused) | IDs checked | faults | leader after heal | watch resets | sessions unresolved | violations |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	var ops, checked, lockOps, fence, stale, ids, faults, violations int
+	b.WriteString("| profile | seed | members | traffic | ops (ok / failed / unknown) | checked (lin / watch / session) | locks (lock ops / list checks / stale writes refused) | IDs checked | faults | leader after heal | watch resets | sessions unresolved | inconclusive partitions | violations |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var ops, checked, lockOps, fence, stale, ids, faults, inconclusive, partitions, violations int
 	for _, r := range results {
 		verdict := "0"
 		if !r.Passed() {
 			verdict = fmt.Sprintf("**%d** (%s)", len(r.Violations), r.Violations[0].Checker)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d (%d / %d / %d) | %d (%d / %d / %d) | %d / %d / %d | %d | %d: %s | %s | %d | %d | %s |\n",
+		inc, parts := r.partitions()
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d (%d / %d / %d) | %d (%d / %d / %d) | %d / %d / %d | %d | %d: %s | %s | %d | %d | %d of %d | %s |\n",
 			r.Profile, r.Seed, r.Size, r.TrafficDuration, r.Ops, r.OK, r.Failed, r.Unknown,
 			r.Checked, r.CheckedBy["linearizability"], r.CheckedBy["kv"], r.CheckedBy["sessions"],
 			r.lockOps(), r.CheckedBy[workload.FenceWorkload], r.Counters[workload.FenceWorkload+" stale writes refused"], r.CheckedBy[workload.IDsWorkload],
-			r.FaultCount(), r.faultKinds(), r.LeaderAfterHeal.Round(time.Millisecond), r.WatchCompacted, r.SessionsUnresolved, verdict)
+			r.FaultCount(), r.faultKinds(), r.LeaderAfterHeal.Round(time.Millisecond), r.WatchCompacted, r.SessionsUnresolved, inc, parts, verdict)
 		ops += r.Ops
 		checked += r.Checked
 		lockOps += r.lockOps()
@@ -180,8 +220,10 @@ func SummaryTable(results []*Result) string {
 		stale += r.Counters[workload.FenceWorkload+" stale writes refused"]
 		ids += r.CheckedBy[workload.IDsWorkload]
 		faults += r.FaultCount()
+		inconclusive += inc
+		partitions += parts
 		violations += len(r.Violations)
 	}
-	fmt.Fprintf(&b, "| **total: %d runs** | | | | %d | %d | %d / %d / %d | %d | %d | | | | %d |\n", len(results), ops, checked, lockOps, fence, stale, ids, faults, violations)
+	fmt.Fprintf(&b, "| **total: %d runs** | | | | %d | %d | %d / %d / %d | %d | %d | | | | %d of %d | %d |\n", len(results), ops, checked, lockOps, fence, stale, ids, faults, inconclusive, partitions, violations)
 	return b.String()
 }

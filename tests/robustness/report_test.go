@@ -62,3 +62,26 @@ func TestCheckFaults(t *testing.T) {
 	require.Equal(t, map[nemesis.Kind]int{nemesis.Pause: 1}, tl.Faults())
 	require.Len(t, checkFaults(schedule, tl.Faults()), 1)
 }
+
+// A run whose linearizability checks mostly timed out has not checked
+// what it claims: it fails with an "inconclusive" violation per model
+// whose inconclusive partitions hold more than a tenth of its operations,
+// and the report names the inconclusive partitions per model.
+func TestCheckInconclusive(t *testing.T) {
+	kv := checker.Stats{Checked: 10000, Partitions: 200, Inconclusive: 1, InconclusiveOps: 400}
+	require.Empty(t, checkInconclusive("kv", kv), "one hot key of 200 timing out is noise")
+	kv.Inconclusive, kv.InconclusiveOps = 10, 5000
+	vs := checkInconclusive("kv", kv)
+	require.Len(t, vs, 1, "the hot keys, half of the operations, went unchecked")
+	require.Equal(t, "inconclusive", vs[0].Checker)
+	require.Contains(t, vs[0].Summary, "kv: 10 of 200 partitions (5000 of 10000 operations)")
+	require.Len(t, checkInconclusive("locks", checker.Stats{Checked: 3000, Partitions: 3, Inconclusive: 1, InconclusiveOps: 1000}), 1,
+		"one lock of three is a third of the lock model's operations")
+	require.Empty(t, checkInconclusive("ids", checker.Stats{Checked: 3000, Partitions: 3}))
+
+	res := &Result{Profile: ProfileShort, Seed: 1, Size: 3,
+		Linearizability: map[string]checker.Stats{"kv": kv, "locks": {Checked: 30, Partitions: 3}}}
+	require.Contains(t, res.Summary(), "inconclusive: kv 10 of 200, locks 0 of 3")
+	require.Contains(t, res.Report(), "inconclusive linearizability checks: kv 10 of 200 partitions (5000 of 10000 operations), locks 0 of 3 partitions (0 of 30 operations)")
+	require.Contains(t, SummaryTable([]*Result{res, res}), "| 20 of 406 |", "the campaign's table counts the inconclusive partitions")
+}

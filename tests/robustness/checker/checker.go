@@ -43,12 +43,18 @@ func (v Violation) String() string {
 type Stats struct {
 	// Checked is the number of operations (or events) checked.
 	Checked int
-	// Inconclusive is the number of partitions whose check timed out.
-	Inconclusive int
+	// Partitions is the number of partitions (keys, locks, ID streams) a
+	// linearizability check checked.
+	Partitions int
+	// Inconclusive is the number of partitions whose check timed out, and
+	// InconclusiveOps the operations they hold: checked for nothing.
+	Inconclusive, InconclusiveOps int
 }
 
 // Add accumulates o into s.
 func (s *Stats) Add(o Stats) {
 	s.Checked += o.Checked
+	s.Partitions += o.Partitions
 	s.Inconclusive += o.Inconclusive
+	s.InconclusiveOps += o.InconclusiveOps
 }

@@ -145,7 +145,8 @@ func TestKVOperationsDropsFailuresAndOpensUnknownWrites(t *testing.T) {
 func TestIllegalHistoryIsVisualized(t *testing.T) {
 	dir := t.TempDir()
 	ops := []history.Op{put(0, "k", "x", 0, 10, 5), put(0, "k", "y", 11, 20, 7), get(1, "k", "x", 21, 22, 5)}
-	_, vs := CheckLinearizable(KVModel, KVOperations(ops), LinearizableOptions{Name: "kv", VisualizationDir: dir, PartitionName: KVPartitionName})
+	st, vs := CheckLinearizable(KVModel, KVOperations(append(ops, put(2, "j", "x", 0, 1, 3))), LinearizableOptions{Name: "kv", VisualizationDir: dir, PartitionName: KVPartitionName})
+	require.Equal(t, Stats{Checked: 4, Partitions: 2}, st, "two keys checked, none timed out")
 	require.Len(t, vs, 1)
 	require.Equal(t, filepath.Join(dir, "kv-key_k.html"), vs[0].Artifact)
 	b, err := os.ReadFile(vs[0].Artifact)

@@ -28,8 +28,10 @@ type LinearizableOptions struct {
 }
 
 // CheckLinearizable checks ops against model with porcupine, one partition
-// (for the KV model: one key) at a time. It returns what it checked and a
-// violation per illegal partition, with a visualization written when asked.
+// (for the KV model: one key) at a time. It returns what it checked (the
+// partitions and operations, and those of the partitions that timed out)
+// and a violation per illegal partition, with a visualization written when
+// asked.
 func CheckLinearizable(model porcupine.Model, ops []porcupine.Operation, opt LinearizableOptions) (Stats, []Violation) {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 30 * time.Second
@@ -52,6 +54,7 @@ func CheckLinearizable(model porcupine.Model, ops []porcupine.Operation, opt Lin
 			continue
 		}
 		stats.Checked += len(part)
+		stats.Partitions++
 		name := fmt.Sprintf("partition-%d", i)
 		if opt.PartitionName != nil {
 			name = opt.PartitionName(part)
@@ -61,6 +64,7 @@ func CheckLinearizable(model porcupine.Model, ops []porcupine.Operation, opt Lin
 			continue
 		case porcupine.Unknown:
 			stats.Inconclusive++
+			stats.InconclusiveOps += len(part)
 			continue
 		}
 		res, info := porcupine.CheckOperationsVerbose(single, part, opt.Timeout)
