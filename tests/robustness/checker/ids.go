@@ -234,7 +234,10 @@ type TagFinal struct {
 	Exclusive bool
 }
 
-// CheckIDs checks what a sequential model cannot see:
+// CheckIDs checks what a sequential model cannot see, with tags holding
+// the tags and sequences as read after the heal, keyed by their namespace
+// (TagNamespace, SequenceNamespace: a tag and a sequence of one name are
+// apart):
 //
 //   - uniqueness: no ID is returned twice, across every client, member
 //     and generator, within its namespace (a segment tag; snowflakes of
@@ -267,25 +270,24 @@ func CheckIDs(ops []history.Op, tags map[string]TagFinal) (Stats, []Violation) {
 		violations = append(violations, Violation{Checker: "ids", Summary: summary, Details: details})
 	}
 	seen := map[string]map[int64]history.Op{}
-	asked := map[string]int64{} // tag -> numbers asked by acknowledged or unknown allocations
+	asked := map[string]int64{} // namespace -> numbers asked by acknowledged or unknown allocations
 	for _, o := range ops {
 		if !isIDKind(o.Kind) {
 			continue
 		}
+		ns := Namespace(o)
 		if isAlloc(o.Kind) && o.Status != history.Fail {
-			asked[o.Key] += o.Count
+			asked[ns] += o.Count
 		}
 		if o.Status != history.OK {
 			continue
 		}
-		ns := Namespace(o)
 		m := seen[ns]
 		if m == nil {
 			m = map[int64]history.Op{}
 			seen[ns] = m
 		}
-		tag, isTag := tags[o.Key]
-		isTag = isTag && (ns == TagNamespace(o.Key) || ns == SequenceNamespace(o.Key))
+		tag, isTag := tags[ns]
 		for _, r := range idRanges(o) {
 			for id := r[0]; id < r[1]; id++ {
 				stats.Checked++

@@ -87,8 +87,10 @@ func TestCheckIDs(t *testing.T) {
 		o.Key = ""
 		return o
 	}
-	tags := map[string]TagFinal{"t": {Start: 100, Next: 200, Exclusive: true}}
-	seqs := map[string]TagFinal{"s": {Start: 1, Next: 11, Exclusive: true}}
+	tags := map[string]TagFinal{TagNamespace("t"): {Start: 100, Next: 200, Exclusive: true}}
+	seqs := map[string]TagFinal{SequenceNamespace("s"): {Start: 1, Next: 11, Exclusive: true}}
+	// tagS allocates [start, end) from tag "s", named as sequence s is.
+	tagS := func(p int, start, end int64) history.Op { o := alloc(p, 0, 1, start, end); o.Key = "s"; return o }
 	seq := func(p int, first, end int64) history.Op {
 		o := alloc(p, 0, 1, first, end)
 		o.Kind, o.Key, o.Stream = KindIDSequence, "s", "sequence/"+owner(p)
@@ -105,11 +107,11 @@ func TestCheckIDs(t *testing.T) {
 		tags map[string]TagFinal
 		want string
 	}{
-		{"unique", []history.Op{alloc(0, 0, 1, 100, 110), idop(1, KindIDNext, "n", 0, 1, 150, 151), snow(2, 150)}, map[string]TagFinal{"t": {Start: 100, Next: 200}}, ""},
+		{"unique", []history.Op{alloc(0, 0, 1, 100, 110), idop(1, KindIDNext, "n", 0, 1, 150, 151), snow(2, 150)}, map[string]TagFinal{TagNamespace("t"): {Start: 100, Next: 200}}, ""},
 		{"a number in a segment and from a buffer", []history.Op{alloc(0, 0, 1, 100, 110), idop(1, KindIDNext, "n", 0, 1, 105)}, nil, "returned twice"},
 		{"a snowflake from the SDK and from a member", []history.Op{snow(0, 7, 8), member(1, 8)}, nil, "snowflake: ID 8 returned twice"},
 		{"tags are separate namespaces", []history.Op{alloc(0, 0, 1, 100, 110), func() history.Op { o := idop(1, KindIDNext, "n", 0, 1, 105); o.Key = "u"; return o }()}, nil, ""},
-		{"a number the tag never handed out", []history.Op{idop(1, KindIDBuffer, "b", 0, 1, 250)}, map[string]TagFinal{"t": {Start: 100, Next: 200}}, "outside"},
+		{"a number the tag never handed out", []history.Op{idop(1, KindIDBuffer, "b", 0, 1, 250)}, map[string]TagFinal{TagNamespace("t"): {Start: 100, Next: 200}}, "outside"},
 		{"accounted for", []history.Op{alloc(0, 0, 1, 100, 150), allocUnknown(1, 0, 1, 50)}, tags, ""},
 		{"an allocation applied twice", []history.Op{alloc(0, 0, 1, 100, 150), allocUnknown(1, 0, 1, 20)}, tags, "applied twice"},
 		// A sequence is gap-free: [1, 11) handed out by calls asking for
@@ -117,7 +119,18 @@ func TestCheckIDs(t *testing.T) {
 		{"a sequence accounted for", []history.Op{seq(0, 1, 7), seqUnknown(1, 4)}, seqs, ""},
 		{"a sequence that skipped values", []history.Op{seq(0, 1, 7)}, seqs, "numbers skipped"},
 		{"a sequence value twice", []history.Op{seq(0, 1, 7), seq(1, 6, 11)}, seqs, "sequence s: ID 6 returned twice"},
-		{"a sequence and a tag of one name are separate", []history.Op{seq(0, 1, 7), seqUnknown(1, 4), func() history.Op { o := alloc(2, 0, 1, 1, 3); o.Key = "s"; return o }()}, nil, ""},
+		{"a sequence and a tag of one name are separate", []history.Op{seq(0, 1, 7), seqUnknown(1, 4), tagS(2, 1, 3)}, nil, ""},
+		// The tag's allocation does not account for the sequence's values.
+		{"a sequence that skipped values, beside a tag of its name", []history.Op{seq(0, 1, 7), tagS(2, 1, 5)}, map[string]TagFinal{
+			SequenceNamespace("s"): {Start: 1, Next: 11, Exclusive: true}, TagNamespace("s"): {Start: 1, Next: 5, Exclusive: true},
+		}, "sequence s handed out 10 numbers, more than the 6"},
+		// Nor is the tag's range the sequence's.
+		{"a tag's numbers checked against its own range, not a sequence's", []history.Op{seq(0, 1, 11), tagS(2, 100, 104)}, map[string]TagFinal{
+			SequenceNamespace("s"): {Start: 1, Next: 11, Exclusive: true}, TagNamespace("s"): {Start: 100, Next: 104, Exclusive: true},
+		}, ""},
+		{"a tag's number outside its range, beside a sequence of its name", []history.Op{seq(0, 1, 11), tagS(2, 100, 105)}, map[string]TagFinal{
+			SequenceNamespace("s"): {Start: 1, Next: 11, Exclusive: true}, TagNamespace("s"): {Start: 100, Next: 104, Exclusive: true},
+		}, "tag s: ID 104 lies outside"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

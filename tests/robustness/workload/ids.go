@@ -90,7 +90,7 @@ type IDs struct {
 	cfg IDsConfig
 
 	mu       sync.Mutex
-	tags     map[string]checker.TagFinal
+	tags     map[string]checker.TagFinal // by namespace (checker.TagNamespace, SequenceNamespace)
 	counters counters
 }
 
@@ -169,7 +169,7 @@ func (w *IDs) Finish(ctx context.Context, env *Env) error {
 		out := map[string]checker.TagFinal{}
 		for _, t := range tags {
 			if t.GetTag() == TagAlloc || t.GetTag() == TagBuffered {
-				out[t.GetTag()] = checker.TagFinal{Start: t.GetStart(), Next: t.GetNext(), Exclusive: t.GetTag() == TagAlloc}
+				out[checker.TagNamespace(t.GetTag())] = checker.TagFinal{Start: t.GetStart(), Next: t.GetNext(), Exclusive: t.GetTag() == TagAlloc}
 			}
 		}
 		// A sequence has no read: one more value, taken after the heal,
@@ -180,7 +180,7 @@ func (w *IDs) Finish(ctx context.Context, env *Env) error {
 			if err != nil {
 				return err
 			}
-			out[SequenceName] = checker.TagFinal{Start: 1, Next: first, Exclusive: true}
+			out[checker.SequenceNamespace(SequenceName)] = checker.TagFinal{Start: 1, Next: first, Exclusive: true}
 		}
 		w.mu.Lock()
 		w.tags = out
