@@ -37,7 +37,8 @@ type Result struct {
 	// by workload: its partitions and operations, and those of the
 	// partitions that timed out (see checkInconclusive).
 	Linearizability map[string]checker.Stats
-	// Faults counts injected faults by kind.
+	// Faults counts injected faults by kind (those that started; the
+	// report shows them against Schedule's count of each kind).
 	Faults   map[nemesis.Kind]int
 	Schedule nemesis.Schedule
 	// LeaderAfterHeal is how long the cluster took to have a single
@@ -156,10 +157,23 @@ func (r *Result) checkedKinds() string {
 	return strings.Join(kinds, ", ")
 }
 
+// faultKinds lists, per kind, the faults that started, and of how many
+// scheduled when some did not start (their steps failed: see the
+// timeline), so that a kind that never started shows as 0 of n.
 func (r *Result) faultKinds() string {
+	scheduled := r.Schedule.Count()
 	var kinds []string
 	for k, n := range r.Faults {
-		kinds = append(kinds, fmt.Sprintf("%s×%d", k, n))
+		if n < scheduled[k] {
+			kinds = append(kinds, fmt.Sprintf("%s×%d of %d", k, n, scheduled[k]))
+		} else {
+			kinds = append(kinds, fmt.Sprintf("%s×%d", k, n))
+		}
+	}
+	for k, n := range scheduled {
+		if _, ok := r.Faults[k]; !ok {
+			kinds = append(kinds, fmt.Sprintf("%s×0 of %d", k, n))
+		}
 	}
 	sort.Strings(kinds)
 	return strings.Join(kinds, " ")

@@ -85,3 +85,13 @@ func TestCheckInconclusive(t *testing.T) {
 	require.Contains(t, res.Report(), "inconclusive linearizability checks: kv 10 of 200 partitions (5000 of 10000 operations), locks 0 of 3 partitions (0 of 30 operations)")
 	require.Contains(t, SummaryTable([]*Result{res, res}), "| 20 of 406 |", "the campaign's table counts the inconclusive partitions")
 }
+
+// The report says, per fault kind, how many of the scheduled faults
+// started: a kind whose every step failed shows as 0 of n, not nothing.
+func TestReportFaultsStartedPerKind(t *testing.T) {
+	res := &Result{Profile: ProfileShort, Seed: 1, Size: 3,
+		Schedule: nemesis.Schedule{{Kind: nemesis.Kill}, {Kind: nemesis.Kill}, {Kind: nemesis.Pause}, {Kind: nemesis.Bridge}},
+		Faults:   map[nemesis.Kind]int{nemesis.Kill: 1, nemesis.Bridge: 1}}
+	require.Contains(t, res.Summary(), "2 faults (bridge×1 kill×1 of 2 pause×0 of 1)")
+	require.Contains(t, SummaryTable([]*Result{res}), "| 2: bridge×1 kill×1 of 2 pause×0 of 1 |")
+}
