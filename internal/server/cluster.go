@@ -398,8 +398,31 @@ func (s *Server) TransferLeader(ctx context.Context, req *concordv1.TransferLead
 	if err := s.node.TransferLeadership(ctx, id, addr); err != nil {
 		return nil, err
 	}
-	newID, _ := s.node.Leader()
-	return &concordv1.TransferLeaderResponse{Header: s.header(s.fsm.AppliedIndex()), Leader: newID}, nil
+	return &concordv1.TransferLeaderResponse{Header: s.header(s.fsm.AppliedIndex()), Leader: s.awaitOtherLeader(ctx)}, nil
+}
+
+// awaitOtherLeader returns the leader that succeeded this member. Raft ends
+// a transfer once the target has started its election; this member learns
+// the winner from its first contact, which it waits for up to an election
+// timeout. It returns "" if none is known by then.
+func (s *Server) awaitOtherLeader(ctx context.Context) string {
+	deadline := time.NewTimer(s.cfg.Raft.ElectionTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if id, _ := s.node.Leader(); id != "" && id != s.id.ID {
+			return id
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			id, _ := s.node.Leader()
+			return id
+		case <-ctx.Done():
+			return ""
+		}
+	}
 }
 
 // Snapshot writes a consistent copy of the state machine to w, after a

@@ -161,6 +161,29 @@ func TestTransferToADownVoterIsATypedError(t *testing.T) {
 	require.Equal(t, connect.CodeUnavailable, connect.CodeOf(errs.ToConnect(err)))
 }
 
+// A transfer answered with the new leader's ID, which the CLI prints
+// ("leader is now n2"), but the old leader answered as soon as Raft's
+// transfer future completed: the target had started its election and this
+// member did not know the winner yet, so the answer was usually empty
+// ("leader is now "). It now waits for the new leader's first contact.
+func TestTransferLeaderAnswersTheNewLeader(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	target := (leader + 1) % 3
+	cl := c.Client()
+	got, err := cl.TransferLeader(ctx, c.Members[target].Name)
+	require.NoError(t, err)
+	require.Equal(t, c.Members[target].Daemon().Server().ID(), got, "a named transfer answers the target")
+	require.Equal(t, target, c.WaitNewLeader(leader, 5*time.Second))
+
+	got, err = cl.TransferLeader(ctx, "")
+	require.NoError(t, err)
+	require.NotEmpty(t, got, "a transfer Raft chose the target of answers who leads now")
+	nl := c.WaitNewLeader(target, 5*time.Second)
+	require.Equal(t, c.Members[nl].Daemon().Server().ID(), got)
+}
+
 // Removing a member that is down, then the leader itself, leaves a working
 // three-member cluster under a new leader; a transfer to a name the
 // cluster does not know, or to the removed leader, is MEMBER_NOT_FOUND.
