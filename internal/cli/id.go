@@ -46,7 +46,7 @@ func idNext(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&tag, "tag", "", "business tag (create it with `concord id create-tag`)")
+	cmd.Flags().StringVar(&tag, "tag", "", "business tag (create it with concord id create-tag)")
 	cmd.Flags().Int64VarP(&n, "n", "n", 1, "how many")
 	_ = cmd.MarkFlagRequired("tag")
 	return cmd

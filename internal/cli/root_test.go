@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
 	"github.com/concord-dev/concord/client"
@@ -87,4 +89,22 @@ func TestRootHelpNamesEveryVerbGroup(t *testing.T) {
 		}
 		require.Contains(t, named, c.Name(), "the root's help does not name %q", c.Name())
 	}
+}
+
+// pflag takes the first `quoted` word of a flag's usage for the name of its
+// value, so `concord session create --help` showed "--name session ls" and
+// `concord id next --help` "--tag concord id create-tag" where the value's
+// type belongs. Every flag's value now shows as one word.
+func TestHelpShowsEveryFlagsValueAsOneWord(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			name, _ := pflag.UnquoteUsage(f)
+			require.NotContains(t, name, " ", "%s --%s shows its value as %q", c.CommandPath(), f.Name, name)
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(NewRoot(strings.NewReader(""), io.Discard, io.Discard))
 }

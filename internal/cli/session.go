@@ -49,7 +49,7 @@ func sessionCreate(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "time to live")
-	cmd.Flags().StringVar(&name, "name", "cli", "label shown by `session ls`")
+	cmd.Flags().StringVar(&name, "name", "cli", "label shown by concord session ls")
 	return cmd
 }
 
