@@ -2,10 +2,13 @@ package raftnode
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -39,7 +42,37 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if level < a.level {
 		return
 	}
-	a.l.Log(context.Background(), toSlog(level), msg, args...)
+	a.l.Log(context.Background(), toSlog(level), msg, hclogValues(args)...)
+}
+
+// hclogValues formats the values of key-value pairs as hclog does: raft
+// logs hclog.Fmt("%+v", servers), and itself as a fmt.Stringer, which slog
+// would print as a slice and as the struct's exported fields.
+func hclogValues(args []any) []any {
+	out := make([]any, len(args))
+	copy(out, args)
+	for i := 1; i < len(out); i += 2 {
+		switch v := out[i].(type) {
+		case hclog.Format:
+			if len(v) > 0 {
+				if f, ok := v[0].(string); ok {
+					out[i] = fmt.Sprintf(f, v[1:]...)
+				}
+			}
+		case hclog.Hex:
+			out[i] = "0x" + strconv.FormatUint(uint64(v), 16)
+		case hclog.Octal:
+			out[i] = "0" + strconv.FormatUint(uint64(v), 8)
+		case hclog.Binary:
+			out[i] = "0b" + strconv.FormatUint(uint64(v), 2)
+		case hclog.Quote:
+			out[i] = strconv.Quote(string(v))
+		case error, time.Time, slog.LogValuer:
+		case fmt.Stringer:
+			out[i] = v.String()
+		}
+	}
+	return out
 }
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
 func (a *hclogAdapter) Debug(msg string, args ...any) { a.Log(hclog.Debug, msg, args...) }
@@ -58,7 +91,7 @@ func (a *hclogAdapter) GetLevel() hclog.Level         { return a.level }
 
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
 	c := *a
-	c.l = a.l.With(args...)
+	c.l = a.l.With(hclogValues(args)...)
 	c.args = append(append([]any{}, a.args...), args...)
 	return &c
 }
