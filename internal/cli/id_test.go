@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"encoding/json"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -21,4 +24,23 @@ func TestIDTagsEscapesTagNames(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, out, "\x1b", "id tags printed the raw tag: %q", out)
 	require.Contains(t, out, display(tag))
+}
+
+// `id decode` checked the layout as a generator's, so an ID made under a
+// layout whose time field has since run out (35 time bits from 2025 ended
+// in February 2026) could not be decoded: "ID range exhausted". Decoding
+// needs only the layout's shape.
+func TestIDDecodeReadsIDsOfALayoutThatRanOut(t *testing.T) {
+	// 2025-06-01T00:00:00Z under 35 time, 16 worker and 12 sequence bits:
+	// 151 days of milliseconds, worker 7, sequence 3.
+	ms := int64(151 * 24 * time.Hour / time.Millisecond)
+	id := ms<<28 | 7<<12 | 3
+	out, _, err := run(t, "id", "decode", strconv.FormatInt(id, 10), "--json",
+		"--time-bits", "35", "--worker-bits", "16", "--seq-bits", "12", "--epoch", "2025-01-01T00:00:00Z")
+	require.NoError(t, err)
+	var d map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &d), out)
+	require.Equal(t, "2025-06-01T00:00:00Z", d["time"])
+	require.Equal(t, 7.0, d["worker"])
+	require.Equal(t, 3.0, d["sequence"])
 }
