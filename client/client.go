@@ -57,6 +57,13 @@ type Config struct {
 	// on its own when a member refuses the switch; the option is for a
 	// proxy in between that passes HTTP/2 but breaks HTTP/1.1 Upgrades.
 	DisableFramedBatch bool
+	// AllowNoLeader lets New succeed when members answer but none has
+	// known a leader within DialTimeout (a lost quorum), where it would
+	// fail with ErrUnavailable. Status and stale reads are served by any
+	// member; calls that need the leader fail with ErrUnavailable until
+	// one is elected. For tools that inspect a cluster, such as
+	// `concord cluster status`.
+	AllowNoLeader bool
 }
 
 // Client talks to a concord cluster. It is safe for concurrent use; create
@@ -311,6 +318,7 @@ func (c *Client) relearnLeader() {
 func (c *Client) syncLeader(ctx context.Context, firstContact bool) error {
 	c.refresh.Lock()
 	defer c.refresh.Unlock()
+	answered := false // a member answered, without naming a leader
 	for {
 		found, err := c.askLeader(ctx)
 		if found || !firstContact && err == nil {
@@ -320,10 +328,14 @@ func (c *Client) syncLeader(ctx context.Context, firstContact bool) error {
 			return err
 		}
 		if err == nil {
+			answered = true
 			err = fmt.Errorf("%w: the members answered but none knows a leader yet", ErrUnavailable)
 		}
 		select {
 		case <-ctx.Done():
+			if answered && c.cfg.AllowNoLeader {
+				return nil
+			}
 			return err
 		case <-time.After(100 * time.Millisecond):
 		}

@@ -24,7 +24,7 @@ func clusterStatus(g *globals) *cobra.Command {
 		Short: "Show the leader, the members and each endpoint's progress",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+			return g.withAnyMember(cmd, func(ctx context.Context, cl *client.Client) error {
 				st, err := cl.Status(ctx)
 				if err != nil {
 					return err
@@ -74,7 +74,7 @@ func clusterMembers(g *globals) *cobra.Command {
 		Short: "List the members",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+			return g.withAnyMember(cmd, func(ctx context.Context, cl *client.Client) error {
 				st, err := cl.Status(ctx)
 				if err != nil {
 					return err

@@ -48,7 +48,7 @@ func kvGet(g *globals) *cobra.Command {
 			if prefix {
 				return listKeys(cmd, g, args[0], c, false)
 			}
-			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+			return g.withReader(cmd, c, func(ctx context.Context, cl *client.Client) error {
 				kv, err := cl.Get(ctx, args[0], client.WithConsistency(c))
 				if err != nil {
 					return err
@@ -168,8 +168,17 @@ func kvLs(g *globals) *cobra.Command {
 	return cmd
 }
 
+// withReader is withClient for reads at consistency c: any member serves
+// a stale one, leader or not.
+func (g *globals) withReader(cmd *cobra.Command, c client.Consistency, f func(ctx context.Context, c *client.Client) error) error {
+	if c == client.Stale {
+		return g.withAnyMember(cmd, f)
+	}
+	return g.withClient(cmd, false, f)
+}
+
 func listKeys(cmd *cobra.Command, g *globals, prefix string, c client.Consistency, keysOnly bool) error {
-	return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
+	return g.withReader(cmd, c, func(ctx context.Context, cl *client.Client) error {
 		var all []kvJSON
 		opts := []client.OpOption{client.WithConsistency(c)}
 		if keysOnly {

@@ -144,14 +144,22 @@ func cleanEndpoints(eps []string) []string {
 	return out
 }
 
-func (g *globals) client(ctx context.Context) (*client.Client, error) {
+func (g *globals) config() (client.Config, error) {
 	cfg := client.Config{Endpoints: cleanEndpoints(g.endpoints), Token: g.bearerToken(), DialTimeout: min(g.timeout, 5*time.Second), RetryTimeout: g.timeout}
 	if g.cacert != "" {
 		pool, err := config.LoadCAPool(g.cacert)
 		if err != nil {
-			return nil, fmt.Errorf("--cacert: %w", err)
+			return cfg, fmt.Errorf("--cacert: %w", err)
 		}
 		cfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return cfg, nil
+}
+
+func (g *globals) client(ctx context.Context) (*client.Client, error) {
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
 	}
 	return client.New(ctx, cfg)
 }
@@ -159,13 +167,34 @@ func (g *globals) client(ctx context.Context) (*client.Client, error) {
 // withClient runs f with a connected client and a context bounded by
 // --timeout (or only by interrupts, for long-running verbs).
 func (g *globals) withClient(cmd *cobra.Command, longRunning bool, f func(ctx context.Context, c *client.Client) error) error {
+	cfg, err := g.config()
+	if err != nil {
+		return err
+	}
+	return g.connect(cmd, longRunning, cfg, f)
+}
+
+// withAnyMember is withClient for verbs any member answers (the cluster's
+// status, stale reads): when no leader is known within the dial timeout
+// (a lost quorum), they are still served.
+func (g *globals) withAnyMember(cmd *cobra.Command, f func(ctx context.Context, c *client.Client) error) error {
+	cfg, err := g.config()
+	if err != nil {
+		return err
+	}
+	cfg.AllowNoLeader = true
+	cfg.DialTimeout = min(g.timeout/2, cfg.DialTimeout) // leave time for the call
+	return g.connect(cmd, false, cfg, f)
+}
+
+func (g *globals) connect(cmd *cobra.Command, longRunning bool, cfg client.Config, f func(ctx context.Context, c *client.Client) error) error {
 	ctx := cmd.Context()
 	if !longRunning {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g.timeout)
 		defer cancel()
 	}
-	c, err := g.client(ctx)
+	c, err := client.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
