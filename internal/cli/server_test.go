@@ -3,7 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"math/big"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -111,4 +119,37 @@ func TestServerExitsNonZeroWhenTheClientAPIFails(t *testing.T) {
 		"--tls-cert", filepath.Join(dir, "missing.pem"), "--tls-key", filepath.Join(dir, "missing.key"), "--log-format", "text")
 	require.Error(t, err, "concord server exited 0 although its client API failed:\n%s", out)
 	require.ErrorContains(t, err, "missing.pem")
+}
+
+// A member serving its client API over TLS printed "try: concord kv put
+// greeting hello --endpoints 127.0.0.1:7070": the CLI dials a bare
+// host:port in plain HTTP, so the suggested commands failed against it
+// ("context deadline exceeded"). They now name the https:// endpoint.
+func TestServerBannerSuggestsTheHTTPSEndpointUnderTLS(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kb, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
+
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	root := NewRoot(strings.NewReader(""), out, io.Discard)
+	root.SetArgs([]string{"server", "--data-dir", filepath.Join(dir, "d"), "--listen-client", addr, "--listen-peer", freeAddr(t),
+		"--tls-cert", certFile, "--tls-key", keyFile, "--log-level", "error"})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "cluster status") }, 20*time.Second, 20*time.Millisecond, "no banner")
+	banner := out.String()
+	require.Contains(t, banner, "--endpoints https://"+addr+"\n", banner)
+	require.NotContains(t, banner, "--endpoints "+addr, banner)
 }

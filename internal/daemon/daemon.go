@@ -140,7 +140,13 @@ func (d *Daemon) printBanner(w io.Writer) {
 	fmt.Fprintf(w, "  metrics     %s://%s/metrics\n", scheme, addr)
 	fmt.Fprintf(w, "  peer/Raft   %s\n", d.cfg.ListenPeer)
 	fmt.Fprintf(w, "  data        %s\n", d.cfg.DataDir)
-	fmt.Fprintf(w, "try:\n  concord kv put greeting hello --endpoints %s\n  concord kv get greeting --endpoints %s\n  concord cluster status --endpoints %s\n", addr, addr, addr)
+	// The CLI dials a bare host:port in plain HTTP: over TLS it needs the
+	// scheme.
+	ep := addr
+	if scheme == "https" {
+		ep = "https://" + addr
+	}
+	fmt.Fprintf(w, "try:\n  concord kv put greeting hello --endpoints %s\n  concord kv get greeting --endpoints %s\n  concord cluster status --endpoints %s\n", ep, ep, ep)
 }
 
 // ClientAddr returns the address the client API listens on.
