@@ -115,7 +115,7 @@ CLIENT_ADDR, with:
 				}
 				fmt.Fprintf(g.stdout, "added %s (id %s) as a learner at %s\n"+
 					"start it with: concord server --name %s --data-dir DATA_DIR --listen-peer %s --listen-client CLIENT_ADDR --join %s\n",
-					m.GetName(), m.GetId(), m.GetPeerAddr(), m.GetName(), m.GetPeerAddr(), cl.Endpoints()[0])
+					m.GetName(), m.GetId(), m.GetPeerAddr(), m.GetName(), m.GetPeerAddr(), cleanEndpoints(g.endpoints)[0]) // with its https://, if any
 				return nil
 			})
 		},

@@ -75,3 +75,18 @@ func TestClusterStatusAndStaleReadsWorkWithoutALeader(t *testing.T) {
 	_, _, err = run(t, "kv", "get", "k", "--endpoints", addr, "--timeout", "2s")
 	require.ErrorIs(t, err, client.ErrUnavailable)
 }
+
+// On a TLS cluster the command `cluster add` printed to start the new
+// member joined through the bare host:port of --endpoints, which the
+// joining member dials in plain HTTP. It now keeps the https:// of the
+// endpoint it was given.
+func TestClusterAddHintKeepsTheHTTPSEndpoint(t *testing.T) {
+	certFile, keyFile := selfSigned(t, t.TempDir())
+	// The system roots are read once per process: this must be the
+	// package's first TLS verification.
+	t.Setenv("SSL_CERT_FILE", certFile)
+	addr := startMember(t, "--name", "n1", "--tls-cert", certFile, "--tls-key", keyFile)
+	out, errOut, err := run(t, "cluster", "add", "n2", freeAddr(t), "--endpoints", "https://"+addr)
+	require.NoError(t, err, errOut)
+	require.Contains(t, out, "--join https://"+addr+"\n", out)
+}
