@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -252,9 +253,34 @@ func isTerminal(r io.Reader) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// maxSessionName is the longest session name a member accepts.
+const maxSessionName = 256
+
+// sessionLabel names the session of a hold, within maxSessionName: a long
+// lock name (they may be up to --max-key-bytes) is cut, and shown whole by
+// lock inspect.
 func sessionLabel(lock string) string {
 	host, _ := os.Hostname()
-	return fmt.Sprintf("lock-hold %s@%s pid %d", lock, host, os.Getpid())
+	const prefix = "lock-hold "
+	suffix := fmt.Sprintf("@%s pid %d", host, os.Getpid())
+	if room := maxSessionName - len(prefix) - len(suffix); len(lock) > room {
+		lock = cutUTF8(lock, room-len("...")) + "..."
+	}
+	return cutUTF8(prefix+lock+suffix, maxSessionName)
+}
+
+// cutUTF8 returns at most n bytes of s, not splitting a character.
+func cutUTF8(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // stopChild terminates the command (its process group, when it has one):

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -23,4 +24,19 @@ func TestLockReleaseTakesTheBearerTokenAndLockToken(t *testing.T) {
 	require.ErrorIs(t, err, client.ErrNotHeld)
 	_, _, err = run(t, "--token", "s3cret", "lock", "release", "x", "--force", "--lock-token", "7", "--endpoints", addr)
 	require.ErrorIs(t, err, client.ErrNotHeld)
+}
+
+// `lock hold` names its session "lock-hold NAME@host pid N", and a session
+// name is at most 256 bytes: a lock name of more than about 220 bytes,
+// valid up to --max-key-bytes, was refused with "session name is 5023
+// bytes; the limit is 256", a name the user never gave. The label is now
+// cut to fit.
+func TestLockHoldTakesALongLockName(t *testing.T) {
+	addr := startMember(t)
+	for _, name := range []string{strings.Repeat("n", 4000), strings.Repeat("é", 200)} {
+		out, errOut, err := run(t, "lock", "hold", name, "--endpoints", addr, "--", "true")
+		require.NoError(t, err, "lock hold of a %d-byte name: %s%s", len(name), out, errOut)
+		out, errOut, err = run(t, "sem", "hold", name+"-sem", "--permits", "2", "--endpoints", addr, "--", "true")
+		require.NoError(t, err, "sem hold of a %d-byte name: %s%s", len(name), out, errOut)
+	}
 }
