@@ -208,6 +208,9 @@ func newVersionCmd(g *globals) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.json {
+				return writeJSON(g.stdout, map[string]string{"version": Version})
+			}
 			fmt.Fprintln(g.stdout, "concord", Version)
 			return nil
 		},

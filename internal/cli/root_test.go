@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"io"
 	"strings"
 	"testing"
@@ -107,4 +108,14 @@ func TestHelpShowsEveryFlagsValueAsOneWord(t *testing.T) {
 		}
 	}
 	walk(NewRoot(strings.NewReader(""), io.Discard, io.Discard))
+}
+
+// `concord version --json` printed "concord dev": --json, a global flag
+// for scripts, did nothing there. It now prints {"version": ...}.
+func TestVersionHonoursJSON(t *testing.T) {
+	out, _, err := run(t, "version", "--json")
+	require.NoError(t, err)
+	var m map[string]string
+	require.NoError(t, json.Unmarshal([]byte(out), &m), out)
+	require.Equal(t, Version, m["version"])
 }
