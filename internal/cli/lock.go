@@ -146,14 +146,22 @@ func runHolding(cmd *cobra.Command, g *globals, claim *client.LockClaim, f holdF
 		case <-ctx.Done():
 		}
 	}()
+	// A signal while connecting ends the hold as one during the wait does.
+	stopped := func(err error) error {
+		var intr interrupted
+		if errors.As(context.Cause(ctx), &intr) {
+			return &ExitError{Code: intr.code(), Err: fmt.Errorf("%v while connecting for lock %q", intr, claim.GetName())}
+		}
+		return err
+	}
 	cl, err := g.client(ctx)
 	if err != nil {
-		return err
+		return stopped(err)
 	}
 	defer cl.Close()
 	sess, err := cl.NewSession(ctx, client.WithTTL(f.ttl), client.WithName(sessionLabel(claim.GetName())))
 	if err != nil {
-		return err
+		return stopped(err)
 	}
 	defer func() {
 		select {

@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -39,4 +42,41 @@ func TestLockHoldTakesALongLockName(t *testing.T) {
 		out, errOut, err = run(t, "sem", "hold", name+"-sem", "--permits", "2", "--endpoints", addr, "--", "true")
 		require.NoError(t, err, "sem hold of a %d-byte name: %s%s", len(name), out, errOut)
 	}
+}
+
+// A SIGTERM (or SIGINT, SIGHUP) that reached `lock hold` while it was
+// still connecting ended it with exit 1 and "unavailable ... is concord
+// running?", where a stopped hold exits 128+n. It now exits 143 for
+// SIGTERM there too.
+func TestLockHoldInterruptedWhileConnectingExitsWithTheSignal(t *testing.T) {
+	// A member that accepts connections and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := run(t, "lock", "hold", "x", "--endpoints", ln.Addr().String(), "--timeout", "20s", "--", "true")
+		done <- err
+	}()
+	select {
+	case c := <-accepted: // past signal.Notify: the hold is connecting
+		defer c.Close()
+	case err := <-done:
+		t.Fatalf("lock hold ended before connecting: %v", err)
+	}
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
+	err = <-done
+	var ee *ExitError
+	require.ErrorAs(t, err, &ee, "%v", err)
+	require.Equal(t, 128+int(syscall.SIGTERM), ee.Code, "%v", err)
 }
