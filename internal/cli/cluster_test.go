@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/testcluster"
 )
 
 // `cluster transfer-leader --json` ignored --json and printed "leader is
@@ -81,12 +82,9 @@ func TestClusterStatusAndStaleReadsWorkWithoutALeader(t *testing.T) {
 // joining member dials in plain HTTP. It now keeps the https:// of the
 // endpoint it was given.
 func TestClusterAddHintKeepsTheHTTPSEndpoint(t *testing.T) {
-	certFile, keyFile := selfSigned(t, t.TempDir())
-	// The system roots are read once per process: this must be the
-	// package's first TLS verification.
-	t.Setenv("SSL_CERT_FILE", certFile)
+	certFile, keyFile, _ := testcluster.SelfSigned(t, t.TempDir())
 	addr := startMember(t, "--name", "n1", "--tls-cert", certFile, "--tls-key", keyFile)
-	out, errOut, err := run(t, "cluster", "add", "n2", freeAddr(t), "--endpoints", "https://"+addr)
+	out, errOut, err := run(t, "cluster", "add", "n2", freeAddr(t), "--endpoints", "https://"+addr, "--cacert", certFile)
 	require.NoError(t, err, errOut)
 	require.Contains(t, out, "--join https://"+addr+"\n", out)
 }

@@ -3,15 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/internal/testcluster"
 )
 
 func freeAddr(t *testing.T) string {
@@ -82,12 +77,13 @@ func startMember(t *testing.T, extra ...string) string {
 			t.Error("member did not stop")
 		}
 	})
-	ep := addr
-	if slices.Contains(extra, "--tls-cert") {
-		ep = "https://" + addr
+	probe := []string{"kv", "ls", "--endpoints", addr, "--timeout", "2s", "--token", "s3cret"}
+	if i := slices.Index(extra, "--tls-cert"); i >= 0 {
+		// The tests' certificates are their own CA.
+		probe = append(probe, "--cacert", extra[i+1])
 	}
 	require.Eventually(t, func() bool {
-		_, err := runCLI(t, "kv", "ls", "--endpoints", ep, "--timeout", "2s", "--token", "s3cret")
+		_, err := runCLI(t, probe...)
 		return err == nil
 	}, 20*time.Second, 200*time.Millisecond, "the member did not serve:\n%s", out)
 	return addr
@@ -132,7 +128,7 @@ func TestServerExitsNonZeroWhenTheClientAPIFails(t *testing.T) {
 // ("context deadline exceeded"). They now name the https:// endpoint.
 func TestServerBannerSuggestsTheHTTPSEndpointUnderTLS(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := selfSigned(t, dir)
+	certFile, keyFile, _ := testcluster.SelfSigned(t, dir)
 
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -147,23 +143,4 @@ func TestServerBannerSuggestsTheHTTPSEndpointUnderTLS(t *testing.T) {
 	banner := out.String()
 	require.Contains(t, banner, "--endpoints https://"+addr+"\n", banner)
 	require.NotContains(t, banner, "--endpoints "+addr, banner)
-}
-
-// selfSigned writes a certificate for 127.0.0.1, which is its own CA, and
-// its key into dir.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	kb, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
-	return certFile, keyFile
 }
