@@ -3,6 +3,7 @@ package fsm
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -150,7 +151,7 @@ func decodeSnapshot(r io.Reader, st *staging) (*internalv1.SnapshotHeader, error
 	rr := record.NewReader(r)
 	var hdr internalv1.SnapshotHeader
 	if err := rr.Read(&hdr); err != nil {
-		return nil, fmt.Errorf("header: %w", err)
+		return nil, fmt.Errorf("header: %w", truncated(err))
 	}
 	if hdr.GetFormat() != snapshotFormat {
 		return nil, fmt.Errorf("%w: format %d, this build reads %d (a snapshot of a newer concord is restored with that version)", ErrSnapshotFormat, hdr.GetFormat(), snapshotFormat)
@@ -159,13 +160,13 @@ func decodeSnapshot(r io.Reader, st *staging) (*internalv1.SnapshotHeader, error
 	for _, s := range want {
 		var sh internalv1.SectionHeader
 		if err := rr.Read(&sh); err != nil {
-			return nil, fmt.Errorf("section %s header: %w", s.name, err)
+			return nil, fmt.Errorf("section %s header: %w", s.name, truncated(err))
 		}
 		if sh.GetName() != s.name {
 			return nil, fmt.Errorf("%w: section %q where %q was expected", record.ErrCorrupt, sh.GetName(), s.name)
 		}
 		if err := s.restore(sh.GetCount(), rr); err != nil {
-			return nil, fmt.Errorf("section %s: %w", s.name, err)
+			return nil, fmt.Errorf("section %s: %w", s.name, truncated(err))
 		}
 	}
 	var extra internalv1.SectionHeader
@@ -173,6 +174,15 @@ func decodeSnapshot(r io.Reader, st *staging) (*internalv1.SnapshotHeader, error
 		return nil, fmt.Errorf("%w: data after the last section", record.ErrCorrupt)
 	}
 	return &hdr, nil
+}
+
+// truncated turns the clean end of the record stream, where a header or a
+// section's record is due, into ErrCorrupt: the stream was cut short.
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) && !errors.Is(err, record.ErrCorrupt) {
+		return fmt.Errorf("%w: the stream ends early (%v)", record.ErrCorrupt, err)
+	}
+	return err
 }
 
 // VerifySnapshot decodes a snapshot stream without applying it and returns

@@ -219,3 +219,18 @@ func TestLockSectionWaiterClaimingALockTwiceIsRefused(t *testing.T) {
 	_, err := VerifySnapshot(bytes.NewReader(snap))
 	require.ErrorContains(t, err, "twice")
 }
+
+// A backup file cut short is refused as damaged (operations.md: "a file
+// that fails is refused with corrupt"), wherever it ends: a file cut at a
+// record boundary was refused with a bare "EOF", which tells an operator
+// nothing, and is no error that errors.Is finds as record.ErrCorrupt.
+func TestTruncatedSnapshotIsCorrupt(t *testing.T) {
+	a := New(Config{})
+	a.ApplyBatch(randomLog(t, 5, 50))
+	snap := snapshotBytes(t, a)
+	for n := 0; n < len(snap); n++ {
+		_, err := VerifySnapshot(bytes.NewReader(snap[:n]))
+		require.ErrorIs(t, err, record.ErrCorrupt, "snapshot cut at %d of %d bytes", n, len(snap))
+		require.ErrorIs(t, New(Config{}).Restore(bytes.NewReader(snap[:n])), record.ErrCorrupt)
+	}
+}
