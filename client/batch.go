@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"time"
@@ -111,6 +112,9 @@ func (b *batcher) do(ctx context.Context, req *concordv1.BatchCall) (*concordv1.
 		if e := r.GetError(); e != nil {
 			return nil, batchErr(e)
 		}
+		if !answers(call, r) {
+			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("the member answered a %T call with a %T result", call.GetRequest(), r.GetResponse()))
+		}
 		return r, nil
 	case <-ctx.Done():
 		b.mu.Lock()
@@ -118,6 +122,33 @@ func (b *batcher) do(ctx context.Context, req *concordv1.BatchCall) (*concordv1.
 		b.mu.Unlock()
 		return nil, ctx.Err()
 	}
+}
+
+// answers reports whether r is a result of call's kind: one of another
+// kind, or none, would read as a success with nothing in it (a Put at
+// revision 0, no IDs).
+func answers(call *concordv1.BatchCall, r *concordv1.BatchResult) bool {
+	switch call.GetRequest().(type) {
+	case *concordv1.BatchCall_Range:
+		return r.GetRange() != nil
+	case *concordv1.BatchCall_Put:
+		return r.GetPut() != nil
+	case *concordv1.BatchCall_DeleteRange:
+		return r.GetDeleteRange() != nil
+	case *concordv1.BatchCall_Txn:
+		return r.GetTxn() != nil
+	case *concordv1.BatchCall_Add:
+		return r.GetAdd() != nil
+	case *concordv1.BatchCall_LockAcquire:
+		return r.GetLockAcquire() != nil
+	case *concordv1.BatchCall_LockRelease:
+		return r.GetLockRelease() != nil
+	case *concordv1.BatchCall_NextIds:
+		return r.GetNextIds() != nil
+	case *concordv1.BatchCall_LockWait:
+		return r.GetLockWait() != nil
+	}
+	return false
 }
 
 // batchErr rebuilds the error a unary call would have returned.
