@@ -234,3 +234,46 @@ func TestTruncatedSnapshotIsCorrupt(t *testing.T) {
 		require.ErrorIs(t, New(Config{}).Restore(bytes.NewReader(snap[:n])), record.ErrCorrupt)
 	}
 }
+
+// A key or a worker ID attached to a session the snapshot does not hold is
+// state commands could not have built (operations.md: every holder belongs
+// to a session of the backup): nothing would ever end that session, and
+// the key stayed for good, the worker ID leased for good. The lock section
+// refused such holders; the kv and ids sections took them.
+func TestKeyOrWorkerOfAnUnknownSessionIsRefused(t *testing.T) {
+	snap := func(kvs []*concordv1.KeyValue, ids []proto.Message) []byte {
+		var buf bytes.Buffer
+		w := record.NewWriter(&buf)
+		wr := func(m proto.Message) { require.NoError(t, w.Write(m)) }
+		wr(&internalv1.SnapshotHeader{Format: snapshotFormat, Index: 10})
+		wr(&internalv1.SectionHeader{Name: "member"})
+		wr(&internalv1.SectionHeader{Name: "session", Count: 1})
+		wr(&internalv1.SessionRecord{Id: 1, TtlMs: 60000})
+		wr(&internalv1.SectionHeader{Name: "kv", Count: uint64(len(kvs))})
+		for _, kv := range kvs {
+			wr(kv)
+		}
+		wr(&internalv1.SectionHeader{Name: "lock"})
+		wr(&internalv1.SectionHeader{Name: "ids", Count: uint64(len(ids))})
+		for _, r := range ids {
+			wr(r)
+		}
+		wr(&internalv1.SectionHeader{Name: "dedupe"})
+		require.NoError(t, w.Flush())
+		return buf.Bytes()
+	}
+	key := func(sess int64) []*concordv1.KeyValue {
+		return []*concordv1.KeyValue{{Key: []byte("k"), Value: []byte("v"), CreateRevision: 3, ModRevision: 3, Version: 1, Session: sess}}
+	}
+	worker := func(sess int64) []proto.Message {
+		return []proto.Message{&internalv1.IDsSectionHeader{Pools: 1},
+			&internalv1.IDPoolRecord{Name: "p", WorkerBits: 2, Workers: []*internalv1.IDWorkerRecord{{Id: 0, Session: sess, Owner: "g", LeasedMs: 1}}}}
+	}
+	// Held by the snapshot's session: taken.
+	_, err := VerifySnapshot(bytes.NewReader(snap(key(1), worker(1))))
+	require.NoError(t, err)
+	_, err = VerifySnapshot(bytes.NewReader(snap(key(2), nil)))
+	require.ErrorIs(t, err, record.ErrCorrupt, "a key of session 2, which the snapshot does not hold")
+	_, err = VerifySnapshot(bytes.NewReader(snap(nil, worker(2))))
+	require.ErrorIs(t, err, record.ErrCorrupt, "a worker ID leased to session 2, which the snapshot does not hold")
+}

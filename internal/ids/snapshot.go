@@ -90,6 +90,10 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 		for _, w := range rec.GetWorkers() {
 			p.Workers[w.GetId()] = &Worker{ID: w.GetId(), Session: w.GetSession(), Owner: w.GetOwner(),
 				HighWater: w.GetHighWaterMs(), LeasedMs: w.GetLeasedMs(), FreedMs: w.GetFreedMs()}
+			if w.GetSession() != 0 && !t.sessions.Exists(w.GetSession()) {
+				// Nothing would ever end the session, and free the ID.
+				return fmt.Errorf("ids pool %d: %w: worker %d of session %d, which the snapshot does not hold", i, record.ErrCorrupt, w.GetId(), w.GetSession())
+			}
 			if w.GetSession() != 0 {
 				fresh.involve(w.GetSession(), workerKey(p.Name, w.GetId()))
 			}

@@ -39,6 +39,10 @@ func (s *Store) Restore(n uint64, r *record.Reader) error {
 		if len(it.Key) == 0 || (i > 0 && compareBytes(last, it.Key) >= 0) {
 			return fmt.Errorf("kv record %d: %w: keys out of order", i, record.ErrCorrupt)
 		}
+		if it.Session != 0 && s.sessions != nil && !s.sessions.Exists(it.Session) {
+			// Nothing would ever end the session, and delete the key.
+			return fmt.Errorf("kv record %d: %w: key of session %d, which the snapshot does not hold", i, record.ErrCorrupt, it.Session)
+		}
 		last = it.Key
 		tree.ReplaceOrInsert(it)
 		fresh.commit([]Event{{Type: EventPut, Item: it}})
