@@ -81,17 +81,26 @@ func storeResult(op uint8, res *internalv1.Result) storedResult {
 }
 
 // load decodes the result. A result that cannot decode never went in: the
-// bytes are this process's own encoding.
+// bytes are this process's own encoding, and restore refuses a snapshot
+// whose results do not decode back.
 func (r *storedResult) load() *internalv1.Result {
+	res, err := r.decode()
+	if err != nil {
+		panic(fmt.Sprintf("fsm: decode a remembered result: %v", err))
+	}
+	return res
+}
+
+func (r *storedResult) decode() (*internalv1.Result, error) {
 	b := r.big
 	if b == nil {
 		b = r.inline[:r.n]
 	}
 	res := &internalv1.Result{}
 	if err := res.UnmarshalVT(b); err != nil {
-		panic(fmt.Sprintf("fsm: decode a remembered result: %v", err))
+		return nil, err
 	}
-	return res
+	return res, nil
 }
 
 // dedupeClient holds one client's remembered results, in request ID order:
@@ -303,7 +312,14 @@ func (d *dedupe) restore(n uint64, r *record.Reader) error {
 		if c.entries == nil {
 			c.entries = make([]dedupeEntry, 0, want[c])
 		}
-		if !c.insert(dedupeEntry{req: rec.GetRequestId(), at: rec.GetAtUnixNano(), result: storeResult(uint8(rec.GetOp()), rec.GetResult())}) {
+		result := storeResult(uint8(rec.GetOp()), rec.GetResult())
+		if _, err := result.decode(); err != nil {
+			// A field of the wrong wire type passes the snapshot's decoder
+			// as an unknown field, and re-encoded it does not decode: the
+			// member panicked at its next snapshot, or at a retry.
+			return fmt.Errorf("dedupe record %d: %w: result: %v", i, record.ErrCorrupt, err)
+		}
+		if !c.insert(dedupeEntry{req: rec.GetRequestId(), at: rec.GetAtUnixNano(), result: result}) {
 			fresh.entries++
 		}
 	}

@@ -277,3 +277,30 @@ func TestKeyOrWorkerOfAnUnknownSessionIsRefused(t *testing.T) {
 	_, err = VerifySnapshot(bytes.NewReader(snap(nil, worker(2))))
 	require.ErrorIs(t, err, record.ErrCorrupt, "a worker ID leased to session 2, which the snapshot does not hold")
 }
+
+// A remembered result in a backup's dedupe section that the snapshot
+// decoder takes (a field of the wrong wire type is kept as an unknown
+// field) but the state machine's own decoder does not, is refused: it
+// passed VerifySnapshot, and the restored member panicked at its next
+// snapshot, or when a client retried that request (found by
+// FuzzRestoreRecord).
+func TestDedupeResultThatDoesNotDecodeIsRefused(t *testing.T) {
+	var buf bytes.Buffer
+	w := record.NewWriter(&buf)
+	wr := func(m proto.Message) { require.NoError(t, w.Write(m)) }
+	wr(&internalv1.SnapshotHeader{Format: snapshotFormat, Index: 10})
+	for _, name := range []string{"member", "session", "kv", "lock", "ids"} {
+		wr(&internalv1.SectionHeader{Name: name})
+	}
+	wr(&internalv1.SectionHeader{Name: "dedupe", Count: 1})
+	wr(&internalv1.DedupeClient{ClientId: "c1", Count: 1})
+	var res internalv1.Result
+	// Field 11 (a message) as a varint.
+	require.NoError(t, proto.Unmarshal([]byte{0x58, 0xd5, 0x30}, &res))
+	wr(&internalv1.DedupeRecord{ClientId: "c1", RequestId: 1, Result: &res})
+	require.NoError(t, w.Flush())
+
+	_, err := VerifySnapshot(bytes.NewReader(buf.Bytes()))
+	require.ErrorIs(t, err, record.ErrCorrupt)
+	require.ErrorIs(t, New(Config{}).Restore(bytes.NewReader(buf.Bytes())), record.ErrCorrupt)
+}
