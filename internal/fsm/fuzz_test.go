@@ -71,6 +71,12 @@ func checkRestore(t *testing.T, data []byte) {
 	m2 := New(Config{})
 	require.NoError(t, m2.Restore(bytes.NewReader(again)))
 	require.Equal(t, again, snapshotBytes(t, m2), "a restored snapshot does not encode back to itself")
+	// What `concord snapshot restore` writes for a new cluster restores.
+	var fresh bytes.Buffer
+	_, err := ForNewCluster(bytes.NewReader(data), &fresh)
+	require.NoError(t, err)
+	_, err = VerifySnapshot(&fresh)
+	require.NoError(t, err)
 	next := m.AppliedIndex() + 1
 	var logs []raftnode.Entry
 	for _, l := range randomLog(t, uint64(len(data)), 30) {
@@ -86,7 +92,7 @@ func checkRestore(t *testing.T, data []byte) {
 		}
 	})
 	expire := &internalv1.Command{Op: &internalv1.Command_ExpireSessions{ExpireSessions: &internalv1.ExpireSessions{Ids: ids}}}
-	data, err := expire.MarshalVT()
+	data, err = expire.MarshalVT()
 	require.NoError(t, err)
 	res := m.ApplyBatch([]raftnode.Entry{{Index: next, Type: raftnode.EntryCommand, Data: data}})[0]
 	require.IsType(t, &internalv1.Result{}, res)
