@@ -169,6 +169,11 @@ func decodeSnapshot(r io.Reader, st *staging) (*internalv1.SnapshotHeader, error
 			return nil, fmt.Errorf("section %s: %w", s.name, truncated(err))
 		}
 	}
+	// A revision is the index of the entry that made it: none is past the
+	// index the snapshot reflects.
+	if rev := max(st.kv.MaxRevision(), st.locks.MaxToken()); rev > hdr.GetIndex() {
+		return nil, fmt.Errorf("%w: revision %d in a snapshot of index %d", record.ErrCorrupt, rev, hdr.GetIndex())
+	}
 	var extra internalv1.SectionHeader
 	if err := rr.Read(&extra); err != io.EOF {
 		return nil, fmt.Errorf("%w: data after the last section", record.ErrCorrupt)

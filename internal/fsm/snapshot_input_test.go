@@ -304,3 +304,37 @@ func TestDedupeResultThatDoesNotDecodeIsRefused(t *testing.T) {
 	require.ErrorIs(t, err, record.ErrCorrupt)
 	require.ErrorIs(t, New(Config{}).Restore(bytes.NewReader(buf.Bytes())), record.ErrCorrupt)
 }
+
+// A revision in a snapshot past the index it claims to reflect is state
+// commands could not have built (a revision is the index of the entry that
+// made it): a key modified at 50 in a snapshot of index 10 was read at
+// Applied 10 (Read's promise: never a state newer than its index), and a
+// lock token of 50 there outranked the tokens of the next 40 grants, so a
+// fenced write of a later holder lost to the stale one.
+func TestRevisionPastTheSnapshotIndexIsRefused(t *testing.T) {
+	key := func(mod uint64) []byte {
+		var buf bytes.Buffer
+		w := record.NewWriter(&buf)
+		wr := func(m proto.Message) { require.NoError(t, w.Write(m)) }
+		wr(&internalv1.SnapshotHeader{Format: snapshotFormat, Index: 10})
+		wr(&internalv1.SectionHeader{Name: "member"})
+		wr(&internalv1.SectionHeader{Name: "session"})
+		wr(&internalv1.SectionHeader{Name: "kv", Count: 1})
+		wr(&concordv1.KeyValue{Key: []byte("k"), Value: []byte("v"), CreateRevision: 3, ModRevision: mod, Version: 1})
+		for _, name := range []string{"lock", "ids", "dedupe"} {
+			wr(&internalv1.SectionHeader{Name: name})
+		}
+		require.NoError(t, w.Flush())
+		return buf.Bytes()
+	}
+	_, err := VerifySnapshot(bytes.NewReader(key(10)))
+	require.NoError(t, err)
+	_, err = VerifySnapshot(bytes.NewReader(key(50)))
+	require.ErrorIs(t, err, record.ErrCorrupt, "a key modified at 50 in a snapshot of index 10")
+
+	holder := []*internalv1.LockHolderRecord{{Session: 1, Owner: "o", Token: 50, Mode: 1, Permits: 1}}
+	_, err = VerifySnapshot(bytes.NewReader(lockSectionSnapshot(t,
+		&internalv1.LockSectionHeader{Locks: 1},
+		&internalv1.LockRecord{Name: "a", Kind: 1, Capacity: 1, Holders: holder})))
+	require.ErrorIs(t, err, record.ErrCorrupt, "a lock token of 50 in a snapshot of index 10")
+}

@@ -51,6 +51,17 @@ func (s *Store) Restore(n uint64, r *record.Reader) error {
 	return nil
 }
 
+// MaxRevision returns the highest revision a key of the store was created
+// or modified at: a restore checks it against the snapshot's index.
+func (s *Store) MaxRevision() uint64 {
+	var rev uint64
+	s.tree.Ascend(func(it *Item) bool {
+		rev = max(rev, it.CreateRev, it.ModRev)
+		return true
+	})
+	return rev
+}
+
 // Reset empties the store.
 func (s *Store) Reset() {
 	s.tree = newIndex()

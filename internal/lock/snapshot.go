@@ -215,6 +215,18 @@ func (t *Table) checkRestored() error {
 	return nil
 }
 
+// MaxToken returns the highest token a holder holds: a restore checks it
+// against the snapshot's index (a token is the revision of its grant).
+func (t *Table) MaxToken() uint64 {
+	var tok uint64
+	for _, l := range t.locks {
+		for _, h := range l.Holders {
+			tok = max(tok, h.Token)
+		}
+	}
+	return tok
+}
+
 // Adopt takes over the content of other, keeping t's wiring.
 func (t *Table) Adopt(other *Table) {
 	t.locks, t.waiters, t.bySession, t.forced, t.holders, t.queued = other.locks, other.waiters, other.bySession, other.forced, other.holders, other.queued
