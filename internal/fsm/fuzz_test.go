@@ -65,6 +65,11 @@ func checkRestore(t *testing.T, data []byte) {
 	}
 	m := New(Config{})
 	require.NoError(t, m.Restore(bytes.NewReader(data)))
+	m.Read(func(s State) {
+		// Read never shows a state newer than its index.
+		require.LessOrEqual(t, s.KV.MaxRevision(), s.Applied)
+		require.LessOrEqual(t, s.Locks.MaxToken(), s.Applied)
+	})
 	// What a state machine restored writes back is what it restored:
 	// a member that installs it gets the same state, the same hash.
 	again := snapshotBytes(t, m)
