@@ -338,3 +338,43 @@ func TestRevisionPastTheSnapshotIndexIsRefused(t *testing.T) {
 		&internalv1.LockRecord{Name: "a", Kind: 1, Capacity: 1, Holders: holder})))
 	require.ErrorIs(t, err, record.ErrCorrupt, "a lock token of 50 in a snapshot of index 10")
 }
+
+// An ID pool in a backup that LeaseWorker could not have built (worker
+// bits outside 1..16, a worker ID outside the pool's bits, a pool twice)
+// or a tag of step below 1 is refused: it was restored, a worker ID no
+// snowflake of its pool's layout can encode among them.
+func TestImpossibleIDsSectionIsRefused(t *testing.T) {
+	snap := func(recs ...proto.Message) []byte {
+		var buf bytes.Buffer
+		w := record.NewWriter(&buf)
+		wr := func(m proto.Message) { require.NoError(t, w.Write(m)) }
+		wr(&internalv1.SnapshotHeader{Format: snapshotFormat, Index: 10})
+		for _, name := range []string{"member", "session", "kv", "lock"} {
+			wr(&internalv1.SectionHeader{Name: name})
+		}
+		wr(&internalv1.SectionHeader{Name: "ids", Count: uint64(len(recs))})
+		for _, r := range recs {
+			wr(r)
+		}
+		wr(&internalv1.SectionHeader{Name: "dedupe"})
+		require.NoError(t, w.Flush())
+		return buf.Bytes()
+	}
+	pool := func(name string, bits int32, id int64) *internalv1.IDPoolRecord {
+		return &internalv1.IDPoolRecord{Name: name, WorkerBits: bits, Workers: []*internalv1.IDWorkerRecord{{Id: id, FreedMs: 1}}}
+	}
+	_, err := VerifySnapshot(bytes.NewReader(snap(&internalv1.IDsSectionHeader{Pools: 1, Tags: 1},
+		pool("p", 3, 7), &internalv1.IDTagRecord{Name: "t", Start: 1, Step: 1, Next: 1})))
+	require.NoError(t, err)
+	for name, recs := range map[string][]proto.Message{
+		"worker 8 of 3 bits": {&internalv1.IDsSectionHeader{Pools: 1}, pool("p", 3, 8)},
+		"worker -1":          {&internalv1.IDsSectionHeader{Pools: 1}, pool("p", 3, -1)},
+		"0 worker bits":      {&internalv1.IDsSectionHeader{Pools: 1}, pool("p", 0, 0)},
+		"17 worker bits":     {&internalv1.IDsSectionHeader{Pools: 1}, pool("p", 17, 0)},
+		"a pool twice":       {&internalv1.IDsSectionHeader{Pools: 2}, pool("p", 3, 1), pool("p", 3, 2)},
+		"a tag of step 0":    {&internalv1.IDsSectionHeader{Tags: 1}, &internalv1.IDTagRecord{Name: "t", Start: 1, Next: 1}},
+	} {
+		_, err := VerifySnapshot(bytes.NewReader(snap(recs...)))
+		require.ErrorIs(t, err, record.ErrCorrupt, name)
+	}
+}

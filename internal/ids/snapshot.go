@@ -87,7 +87,15 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 			return fmt.Errorf("ids pool %d: %w", i, err)
 		}
 		p := &Pool{Name: rec.GetName(), WorkerBits: int(rec.GetWorkerBits()), Workers: map[int64]*Worker{}}
+		// What LeaseWorker could have built: a pool once, of 1 to
+		// MaxWorkerBits bits, its worker IDs within them, each once.
+		if p.WorkerBits < 1 || p.WorkerBits > MaxWorkerBits || fresh.pools[p.Name] != nil {
+			return fmt.Errorf("ids pool %d: %w: pool %q of %d worker bits, or twice", i, record.ErrCorrupt, p.Name, p.WorkerBits)
+		}
 		for _, w := range rec.GetWorkers() {
+			if w.GetId() < 0 || w.GetId() >= int64(1)<<p.WorkerBits || p.Workers[w.GetId()] != nil {
+				return fmt.Errorf("ids pool %d: %w: worker %d of pool %q (%d bits), or twice", i, record.ErrCorrupt, w.GetId(), p.Name, p.WorkerBits)
+			}
 			p.Workers[w.GetId()] = &Worker{ID: w.GetId(), Session: w.GetSession(), Owner: w.GetOwner(),
 				HighWater: w.GetHighWaterMs(), LeasedMs: w.GetLeasedMs(), FreedMs: w.GetFreedMs()}
 			if w.GetSession() != 0 && !t.sessions.Exists(w.GetSession()) {
@@ -104,6 +112,9 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 		var rec internalv1.IDTagRecord
 		if err := r.Read(&rec); err != nil {
 			return fmt.Errorf("ids tag %d: %w", i, err)
+		}
+		if rec.GetStep() < 1 || fresh.tags[rec.GetName()] != nil {
+			return fmt.Errorf("ids tag %d: %w: tag %q of step %d, or twice", i, record.ErrCorrupt, rec.GetName(), rec.GetStep())
 		}
 		fresh.tags[rec.GetName()] = &Tag{Name: rec.GetName(), Start: rec.GetStart(), Step: rec.GetStep(), Next: rec.GetNext(),
 			Fetches: rec.GetFetches(), CreatedMs: rec.GetCreatedMs(), LastMs: rec.GetLastMs()}
