@@ -209,15 +209,24 @@ func clusterSnapshot(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				// The backup is synced before it takes its name and the
+				// directory after: "saved" means a crash cannot leave a
+				// short or empty FILE.
 				idx, err := cl.Snapshot(ctx, f)
+				if err == nil {
+					err = f.Sync()
+				}
 				if cerr := f.Close(); err == nil {
 					err = cerr
+				}
+				if err == nil {
+					err = os.Rename(tmp, args[0])
 				}
 				if err != nil {
 					os.Remove(tmp)
 					return err
 				}
-				if err := os.Rename(tmp, args[0]); err != nil {
+				if err := syncDir(filepath.Dir(args[0])); err != nil {
 					return err
 				}
 				abs, _ := filepath.Abs(args[0])
@@ -230,4 +239,17 @@ func clusterSnapshot(g *globals) *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
