@@ -68,7 +68,12 @@ func checkRestore(t *testing.T, data []byte) {
 	m.Read(func(s State) {
 		// Read never shows a state newer than its index.
 		require.LessOrEqual(t, s.KV.MaxRevision(), s.Applied)
-		require.LessOrEqual(t, s.Locks.MaxToken(), s.Applied)
+		require.LessOrEqual(t, s.Locks.MaxRevision(), s.Applied)
+		require.LessOrEqual(t, uint64(s.Sessions.MaxID()), s.Applied)
+		// Every session ID is one an entry could have made.
+		for _, sess := range s.Sessions.List() {
+			require.Positive(t, sess.ID)
+		}
 	})
 	// What a state machine restored writes back is what it restored:
 	// a member that installs it gets the same state, the same hash.

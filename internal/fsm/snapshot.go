@@ -171,7 +171,7 @@ func decodeSnapshot(r io.Reader, st *staging) (*internalv1.SnapshotHeader, error
 	}
 	// A revision is the index of the entry that made it: none is past the
 	// index the snapshot reflects.
-	if rev := max(st.kv.MaxRevision(), st.locks.MaxToken()); rev > hdr.GetIndex() {
+	if rev := max(st.kv.MaxRevision(), st.locks.MaxRevision(), uint64(st.sessions.MaxID())); rev > hdr.GetIndex() {
 		return nil, fmt.Errorf("%w: revision %d in a snapshot of index %d", record.ErrCorrupt, rev, hdr.GetIndex())
 	}
 	var extra internalv1.SectionHeader

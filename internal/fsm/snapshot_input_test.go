@@ -378,3 +378,79 @@ func TestImpossibleIDsSectionIsRefused(t *testing.T) {
 		require.ErrorIs(t, err, record.ErrCorrupt, name)
 	}
 }
+
+// Session, lock and member records that commands could not have built
+// are refused as corrupt, like the other impossible data of a backup. A
+// session's ID is the index that created it: one of ID 0 or below was
+// restored and vouched for lock holders of "session 0", and one past the
+// snapshot's index for a session created after it. A waiter's ID is the
+// index of its acquire, a force-release record's revision the index of the
+// release and its token that of the ended grant: past the index, they
+// outranked later entries. A member ID listed twice or empty was taken
+// (the last record of an ID won).
+func TestImpossibleSessionLockOrMemberRecordIsRefused(t *testing.T) {
+	type sections struct{ members, sessions, locks []proto.Message }
+	snap := func(s sections) []byte {
+		var buf bytes.Buffer
+		w := record.NewWriter(&buf)
+		wr := func(m proto.Message) { require.NoError(t, w.Write(m)) }
+		wr(&internalv1.SnapshotHeader{Format: snapshotFormat, Index: 10})
+		for _, sec := range []struct {
+			name string
+			recs []proto.Message
+		}{{"member", s.members}, {"session", s.sessions}, {"kv", nil}, {"lock", s.locks}, {"ids", nil}, {"dedupe", nil}} {
+			wr(&internalv1.SectionHeader{Name: sec.name, Count: uint64(len(sec.recs))})
+			for _, r := range sec.recs {
+				wr(r)
+			}
+		}
+		require.NoError(t, w.Flush())
+		return buf.Bytes()
+	}
+	session := func(id int64) *internalv1.SessionRecord { return &internalv1.SessionRecord{Id: id, TtlMs: 60000} }
+	member := func(id string) *internalv1.MemberRecord {
+		return &internalv1.MemberRecord{Id: id, Name: "n" + id, PeerAddr: "127.0.0.1:7081"}
+	}
+	heldBy := func(sess int64) []proto.Message {
+		return []proto.Message{&internalv1.LockSectionHeader{Locks: 1},
+			&internalv1.LockRecord{Name: "a", Kind: 1, Capacity: 1,
+				Holders: []*internalv1.LockHolderRecord{{Session: sess, Owner: "o", Token: 2, Mode: 1, Permits: 1}}}}
+	}
+	waiter := func(id uint64) []proto.Message {
+		claim := &internalv1.LockClaimRecord{Name: "a", Kind: 1, Mode: 1, Permits: 1, Capacity: 1}
+		return []proto.Message{&internalv1.LockSectionHeader{Locks: 1, Waiters: 1},
+			&internalv1.LockRecord{Name: "a", Kind: 1, Capacity: 1, Queue: []uint64{id},
+				Holders: []*internalv1.LockHolderRecord{{Session: 1, Owner: "o", Token: 2, Mode: 1, Permits: 1}}},
+			&internalv1.LockWaiterRecord{Id: id, Session: 1, Owner: "w", Claims: []*internalv1.LockClaimRecord{claim}}}
+	}
+	forced := func(token, rev uint64) []proto.Message {
+		return []proto.Message{&internalv1.LockSectionHeader{Forced: 1},
+			&internalv1.LockForceRecord{Name: "a", Token: token, Session: 1, Owner: "o", Reason: "r", Revision: rev}}
+	}
+	// What commands could have built is taken.
+	for name, s := range map[string]sections{
+		"a session, its lock, a waiter": {members: []proto.Message{member("1"), member("2")}, sessions: []proto.Message{session(1), session(10)}, locks: waiter(10)},
+		"a force-release record":        {sessions: []proto.Message{session(1)}, locks: forced(3, 10)},
+	} {
+		_, err := VerifySnapshot(bytes.NewReader(snap(s)))
+		require.NoError(t, err, name)
+	}
+	for name, s := range map[string]sections{
+		"session 0 holding a lock":         {sessions: []proto.Message{session(0)}, locks: heldBy(0)},
+		"session -1":                       {sessions: []proto.Message{session(-1)}},
+		"session 11 in a snapshot of 10":   {sessions: []proto.Message{session(11)}},
+		"a session twice":                  {sessions: []proto.Message{session(1), session(1)}},
+		"waiter 50 in a snapshot of 10":    {sessions: []proto.Message{session(1)}, locks: waiter(50)},
+		"a force-release at 50":            {sessions: []proto.Message{session(1)}, locks: forced(3, 50)},
+		"a force-release of token 50":      {sessions: []proto.Message{session(1)}, locks: forced(50, 50)},
+		"a force-release before its grant": {sessions: []proto.Message{session(1)}, locks: forced(8, 5)},
+		"a force-release of token 0":       {sessions: []proto.Message{session(1)}, locks: forced(0, 5)},
+		"a member without an ID":           {members: []proto.Message{member("")}},
+		"a member ID twice":                {members: []proto.Message{member("1"), member("1")}},
+	} {
+		data := snap(s)
+		_, err := VerifySnapshot(bytes.NewReader(data))
+		require.ErrorIs(t, err, record.ErrCorrupt, name)
+		require.ErrorIs(t, New(Config{}).Restore(bytes.NewReader(data)), record.ErrCorrupt, name)
+	}
+}

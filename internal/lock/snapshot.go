@@ -123,6 +123,11 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 		if err := r.Read(&rec); err != nil {
 			return fmt.Errorf("lock force record %d: %w", i, err)
 		}
+		// Its token is that of the grant it ended, its revision the index
+		// of the release: a grant precedes its release.
+		if rec.GetToken() == 0 || rec.GetToken() > rec.GetRevision() {
+			return fmt.Errorf("%w: force-release record %d of token %d at revision %d", record.ErrCorrupt, i, rec.GetToken(), rec.GetRevision())
+		}
 		fresh.forced = append(fresh.forced, ForceRecord{Name: rec.GetName(), Token: rec.GetToken(), Session: rec.GetSession(), Owner: rec.GetOwner(),
 			AtUnixMs: rec.GetAtUnixMs(), Reason: rec.GetReason(), Revision: rec.GetRevision(), HeldSince: rec.GetHeldSinceUnixMs(), ByClient: rec.GetByClient()})
 	}
@@ -215,16 +220,24 @@ func (t *Table) checkRestored() error {
 	return nil
 }
 
-// MaxToken returns the highest token a holder holds: a restore checks it
-// against the snapshot's index (a token is the revision of its grant).
-func (t *Table) MaxToken() uint64 {
-	var tok uint64
+// MaxRevision returns the highest revision the table holds: a holder's
+// token (the revision of its grant), a waiter's ID (that of its acquire), a
+// force-release record's revision. A restore checks it against the
+// snapshot's index.
+func (t *Table) MaxRevision() uint64 {
+	var rev uint64
 	for _, l := range t.locks {
 		for _, h := range l.Holders {
-			tok = max(tok, h.Token)
+			rev = max(rev, h.Token)
 		}
 	}
-	return tok
+	for id := range t.waiters {
+		rev = max(rev, id)
+	}
+	for _, f := range t.forced {
+		rev = max(rev, f.Revision)
+	}
+	return rev
 }
 
 // Adopt takes over the content of other, keeping t's wiring.

@@ -102,6 +102,9 @@ func (r *Registry) Restore(n uint64, rd *record.Reader) error {
 		if err := rd.Read(&rec); err != nil {
 			return fmt.Errorf("member record %d: %w", i, err)
 		}
+		if rec.GetId() == "" || byID[rec.GetId()] != nil {
+			return fmt.Errorf("%w: member ID %q is empty or twice", record.ErrCorrupt, rec.GetId())
+		}
 		byID[rec.GetId()] = &Member{ID: rec.GetId(), Name: rec.GetName(), PeerAddr: rec.GetPeerAddr(), ClientAddr: rec.GetClientAddr(), Retired: rec.GetRetired()}
 	}
 	r.byID = byID

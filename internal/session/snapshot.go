@@ -30,11 +30,19 @@ func (t *Table) RestoreRecords(n uint64, r *record.Reader) error {
 	// n comes from the file (operator input, for a restore): a hint, not
 	// trusted as an allocation size.
 	list := make([]Session, 0, min(n, record.MaxPrealloc))
+	seen := make(map[int64]bool, min(n, record.MaxPrealloc))
 	for i := uint64(0); i < n; i++ {
 		var rec internalv1.SessionRecord
 		if err := r.Read(&rec); err != nil {
 			return fmt.Errorf("session record %d: %w", i, err)
 		}
+		// A session's ID is the index that created it: never 0 or below
+		// (a session 0 vouched for lock holders and keys of "no
+		// session"), never twice.
+		if rec.GetId() <= 0 || seen[rec.GetId()] {
+			return fmt.Errorf("%w: session ID %d is not positive or twice", record.ErrCorrupt, rec.GetId())
+		}
+		seen[rec.GetId()] = true
 		list = append(list, Session{ID: rec.GetId(), Name: rec.GetName(), TTLMillis: rec.GetTtlMs(), CreatedUnixMs: rec.GetCreatedUnixMs()})
 	}
 	t.Restore(list)

@@ -94,6 +94,16 @@ func (t *Table) End(rev uint64, id int64) (int64, error) {
 	return n, nil
 }
 
+// MaxID returns the highest live session ID (0 for none): a restore checks
+// it against the snapshot's index (an ID is the index that created it).
+func (t *Table) MaxID() int64 {
+	var id int64
+	for sid := range t.sessions {
+		id = max(id, sid)
+	}
+	return id
+}
+
 // Restore replaces the table's content; hooks and observer stay.
 func (t *Table) Restore(sessions []Session) {
 	t.sessions = make(map[int64]*Session, len(sessions))
