@@ -278,15 +278,40 @@ func (c *Client) GetSession(ctx context.Context, id int64) (*SessionInfo, error)
 	return resp.GetSession(), nil
 }
 
-// ListSessions describes every session.
+// ListSessions describes every session, in ID order. It reads them a page
+// at a time (ListSessionsPage): each page is linearizable, the whole is not
+// one snapshot (a session created while it reads is listed if its ID comes
+// after the pages read; one that ends may be listed).
 func (c *Client) ListSessions(ctx context.Context) ([]*SessionInfo, error) {
+	var (
+		out   []*SessionInfo
+		after int64
+	)
+	for {
+		page, more, err := c.ListSessionsPage(ctx, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if !more || len(page) == 0 {
+			return out, nil
+		}
+		after = page[len(page)-1].GetId()
+	}
+}
+
+// ListSessionsPage describes up to limit sessions whose IDs are above
+// after, in ID order (limit 0 or above the server's maximum of 1,000 reads
+// that many). more reports sessions beyond the page: read the next one
+// after the last ID returned.
+func (c *Client) ListSessionsPage(ctx context.Context, after, limit int64) (sessions []*SessionInfo, more bool, err error) {
 	resp, err := unaryCall(ctx, c, callRead, func(ctx context.Context, ep *endpoint) (*connect.Response[concordv1.ListSessionsResponse], error) {
-		return ep.session.List(ctx, connect.NewRequest(&concordv1.ListSessionsRequest{}))
+		return ep.session.List(ctx, connect.NewRequest(&concordv1.ListSessionsRequest{After: after, Limit: limit}))
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return resp.GetSessions(), nil
+	return resp.GetSessions(), resp.GetMore(), nil
 }
 
 // RevokeSession ends a session by ID and returns how many holds ended with

@@ -70,11 +70,7 @@ func (ss *sessionService) Get(ctx context.Context, req *connect.Request[concordv
 }
 
 func (ss *sessionService) List(ctx context.Context, req *connect.Request[concordv1.ListSessionsRequest]) (*connect.Response[concordv1.ListSessionsResponse], error) {
-	resp, err := ss.s.ListSessions(ctx)
-	if err != nil {
-		return nil, wire(err)
-	}
-	return connect.NewResponse(resp), nil
+	return unary(ctx, req, ss.s.ListSessions)
 }
 
 func (ss *sessionService) KeepAliveOnce(ctx context.Context, req *connect.Request[concordv1.KeepAliveRequest]) (*connect.Response[concordv1.KeepAliveResponse], error) {

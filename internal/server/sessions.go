@@ -134,16 +134,34 @@ func (s *Server) GetSession(ctx context.Context, req *concordv1.GetSessionReques
 	return out, nil
 }
 
-// ListSessions describes every session (linearizable).
-func (s *Server) ListSessions(ctx context.Context) (*concordv1.ListSessionsResponse, error) {
+// maxListSessions bounds a page of ListSessions (its default too); a
+// larger limit gets this many, with more set when there are others. A page
+// of 1,000 sessions of 256-byte names is far below a client's read limit;
+// every session at once (up to a million) was not.
+const maxListSessions = 1000
+
+// ListSessions describes the sessions after an ID, a page at a time
+// (linearizable).
+func (s *Server) ListSessions(ctx context.Context, req *concordv1.ListSessionsRequest) (*concordv1.ListSessionsResponse, error) {
+	if req.GetLimit() < 0 {
+		return nil, errs.Wrapf(ErrInvalidArgument, "limit %d is negative", req.GetLimit())
+	}
 	if err := s.barrier(ctx, concordv1.Consistency_CONSISTENCY_LINEARIZABLE, 0); err != nil {
 		return nil, err
+	}
+	limit := int(min(req.GetLimit(), maxListSessions))
+	if limit == 0 {
+		limit = maxListSessions
 	}
 	out := &concordv1.ListSessionsResponse{}
 	var rev uint64
 	s.fsm.Read(func(st fsm.State) {
 		rev = st.Applied
-		for _, sess := range st.Sessions.List() {
+		page := st.Sessions.Page(req.GetAfter(), limit+1)
+		if len(page) > limit {
+			page, out.More = page[:limit], true
+		}
+		for _, sess := range page {
 			out.Sessions = append(out.Sessions, s.sessionInfo(st, sess))
 		}
 	})

@@ -1,8 +1,9 @@
 package session
 
 import (
-	"cmp"
-	"slices"
+	"math"
+
+	"github.com/google/btree"
 )
 
 // Session is a live session.
@@ -21,7 +22,9 @@ type EndHook func(rev uint64, id int64) int64
 // concurrent use; the state machine serializes access.
 type Table struct {
 	sessions map[int64]*Session
-	hooks    []EndHook
+	// ids orders the sessions' IDs, for List and paged listings.
+	ids   *btree.BTreeG[int64]
+	hooks []EndHook
 	// observer is told of creations and ends so the leader's tracker can
 	// follow them without scanning; it must not block.
 	observer Observer
@@ -34,7 +37,9 @@ type Observer interface {
 }
 
 // NewTable returns an empty table.
-func NewTable() *Table { return &Table{sessions: map[int64]*Session{}} }
+func NewTable() *Table { return &Table{sessions: map[int64]*Session{}, ids: newIDs()} }
+
+func newIDs() *btree.BTreeG[int64] { return btree.NewOrderedG[int64](32) }
 
 // OnEnd registers a hook run when a session ends.
 func (t *Table) OnEnd(h EndHook) { t.hooks = append(t.hooks, h) }
@@ -60,10 +65,27 @@ func (t *Table) Len() int { return len(t.sessions) }
 // List returns the live sessions ordered by ID.
 func (t *Table) List() []Session {
 	out := make([]Session, 0, len(t.sessions))
-	for _, s := range t.sessions {
-		out = append(out, *s)
+	t.ids.Ascend(func(id int64) bool {
+		out = append(out, *t.sessions[id])
+		return true
+	})
+	return out
+}
+
+// Page returns up to limit live sessions whose IDs are above after,
+// ordered by ID.
+func (t *Table) Page(after int64, limit int) []Session {
+	var out []Session
+	if after == math.MaxInt64 {
+		return nil
 	}
-	slices.SortFunc(out, func(a, b Session) int { return cmp.Compare(a.ID, b.ID) })
+	t.ids.AscendGreaterOrEqual(after+1, func(id int64) bool {
+		if len(out) >= limit {
+			return false
+		}
+		out = append(out, *t.sessions[id])
+		return true
+	})
 	return out
 }
 
@@ -71,6 +93,7 @@ func (t *Table) List() []Session {
 func (t *Table) Create(rev uint64, ttlMillis int64, name string, nowUnixMs int64) Session {
 	s := &Session{ID: int64(rev), Name: name, TTLMillis: ttlMillis, CreatedUnixMs: nowUnixMs}
 	t.sessions[s.ID] = s
+	t.ids.ReplaceOrInsert(s.ID)
 	if t.observer != nil {
 		t.observer.Created(*s)
 	}
@@ -84,6 +107,7 @@ func (t *Table) End(rev uint64, id int64) (int64, error) {
 		return 0, ErrNotFound
 	}
 	delete(t.sessions, id)
+	t.ids.Delete(id)
 	var n int64
 	for _, h := range t.hooks {
 		n += h(rev, id)
@@ -107,8 +131,10 @@ func (t *Table) MaxID() int64 {
 // Restore replaces the table's content; hooks and observer stay.
 func (t *Table) Restore(sessions []Session) {
 	t.sessions = make(map[int64]*Session, len(sessions))
+	t.ids = newIDs()
 	for i := range sessions {
 		s := sessions[i]
 		t.sessions[s.ID] = &s
+		t.ids.ReplaceOrInsert(s.ID)
 	}
 }

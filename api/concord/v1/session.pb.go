@@ -704,7 +704,12 @@ func (x *GetSessionResponse) GetSession() *SessionInfo {
 }
 
 type ListSessionsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// after lists the sessions whose IDs are above this one, for paging.
+	After int64 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
+	// limit caps the number of sessions returned; 0 means the server
+	// maximum (1,000), which also bounds a larger limit.
+	Limit         int64 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,10 +744,28 @@ func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
 	return file_concord_v1_session_proto_rawDescGZIP(), []int{11}
 }
 
+func (x *ListSessionsRequest) GetAfter() int64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ListSessionsRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 type ListSessionsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Sessions      []*SessionInfo         `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// sessions are in ID order.
+	Sessions []*SessionInfo `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// more is true when sessions beyond the limit remain; read the next page
+	// after the last ID returned.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -789,6 +812,13 @@ func (x *ListSessionsResponse) GetSessions() []*SessionInfo {
 		return x.Sessions
 	}
 	return nil
+}
+
+func (x *ListSessionsResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 var File_concord_v1_session_proto protoreflect.FileDescriptor
@@ -840,11 +870,14 @@ const file_concord_v1_session_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\"{\n" +
 	"\x12GetSessionResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x121\n" +
-	"\asession\x18\x02 \x01(\v2\x17.concord.v1.SessionInfoR\asession\"\x15\n" +
-	"\x13ListSessionsRequest\"\x7f\n" +
+	"\asession\x18\x02 \x01(\v2\x17.concord.v1.SessionInfoR\asession\"A\n" +
+	"\x13ListSessionsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\x03R\x05after\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x03R\x05limit\"\x93\x01\n" +
 	"\x14ListSessionsResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x123\n" +
-	"\bsessions\x18\x02 \x03(\v2\x17.concord.v1.SessionInfoR\bsessions2\xde\x03\n" +
+	"\bsessions\x18\x02 \x03(\v2\x17.concord.v1.SessionInfoR\bsessions\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more2\xde\x03\n" +
 	"\aSession\x12M\n" +
 	"\x06Create\x12 .concord.v1.CreateSessionRequest\x1a!.concord.v1.CreateSessionResponse\x12L\n" +
 	"\tKeepAlive\x12\x1c.concord.v1.KeepAliveRequest\x1a\x1d.concord.v1.KeepAliveResponse(\x010\x01\x12L\n" +

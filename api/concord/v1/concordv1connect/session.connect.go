@@ -60,7 +60,8 @@ type SessionClient interface {
 	Revoke(context.Context, *connect.Request[v1.RevokeSessionRequest]) (*connect.Response[v1.RevokeSessionResponse], error)
 	// Get describes one session.
 	Get(context.Context, *connect.Request[v1.GetSessionRequest]) (*connect.Response[v1.GetSessionResponse], error)
-	// List describes every session.
+	// List describes the sessions in ID order, a page at a time: read the
+	// next page after the last ID returned while more is set.
 	List(context.Context, *connect.Request[v1.ListSessionsRequest]) (*connect.Response[v1.ListSessionsResponse], error)
 }
 
@@ -169,7 +170,8 @@ type SessionHandler interface {
 	Revoke(context.Context, *connect.Request[v1.RevokeSessionRequest]) (*connect.Response[v1.RevokeSessionResponse], error)
 	// Get describes one session.
 	Get(context.Context, *connect.Request[v1.GetSessionRequest]) (*connect.Response[v1.GetSessionResponse], error)
-	// List describes every session.
+	// List describes the sessions in ID order, a page at a time: read the
+	// next page after the last ID returned while more is set.
 	List(context.Context, *connect.Request[v1.ListSessionsRequest]) (*connect.Response[v1.ListSessionsResponse], error)
 }
 
