@@ -411,11 +411,12 @@ func TestImpossibleSessionLockOrMemberRecordIsRefused(t *testing.T) {
 	member := func(id string) *internalv1.MemberRecord {
 		return &internalv1.MemberRecord{Id: id, Name: "n" + id, PeerAddr: "127.0.0.1:7081"}
 	}
-	heldBy := func(sess int64) []proto.Message {
+	heldByToken := func(sess int64, token uint64) []proto.Message {
 		return []proto.Message{&internalv1.LockSectionHeader{Locks: 1},
 			&internalv1.LockRecord{Name: "a", Kind: 1, Capacity: 1,
-				Holders: []*internalv1.LockHolderRecord{{Session: sess, Owner: "o", Token: 2, Mode: 1, Permits: 1}}}}
+				Holders: []*internalv1.LockHolderRecord{{Session: sess, Owner: "o", Token: token, Mode: 1, Permits: 1}}}}
 	}
+	heldBy := func(sess int64) []proto.Message { return heldByToken(sess, 2) }
 	waiter := func(id uint64) []proto.Message {
 		claim := &internalv1.LockClaimRecord{Name: "a", Kind: 1, Mode: 1, Permits: 1, Capacity: 1}
 		return []proto.Message{&internalv1.LockSectionHeader{Locks: 1, Waiters: 1},
@@ -445,6 +446,7 @@ func TestImpossibleSessionLockOrMemberRecordIsRefused(t *testing.T) {
 		"a force-release of token 50":      {sessions: []proto.Message{session(1)}, locks: forced(50, 50)},
 		"a force-release before its grant": {sessions: []proto.Message{session(1)}, locks: forced(8, 5)},
 		"a force-release of token 0":       {sessions: []proto.Message{session(1)}, locks: forced(0, 5)},
+		"a holder of token 0":              {sessions: []proto.Message{session(1)}, locks: heldByToken(1, 0)},
 		"a member without an ID":           {members: []proto.Message{member("")}},
 		"a member ID twice":                {members: []proto.Message{member("1"), member("1")}},
 	} {

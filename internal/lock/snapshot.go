@@ -161,6 +161,11 @@ func (t *Table) checkRestored() error {
 			if !t.sessions.Exists(h.Session) {
 				return bad("lock %q is held by session %d, which the snapshot does not hold", name, h.Session)
 			}
+			// A token is the revision of its grant: never 0 (which fenced
+			// writes and releases take for "no token").
+			if h.Token == 0 {
+				return bad("lock %q has a holder of token 0", name)
+			}
 			if h.Permits < 1 || h.Permits > MaxCapacity || (h.Mode != Exclusive && h.Mode != Shared) {
 				return bad("lock %q has a holder with mode %d and %d permits", name, h.Mode, h.Permits)
 			}
