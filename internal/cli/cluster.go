@@ -113,9 +113,15 @@ CLIENT_ADDR, with:
 				if g.json {
 					return writeProtoJSON(g.stdout, m)
 				}
+				join := cleanEndpoints(g.endpoints)[0] // with its https://, if any
+				if g.cacert != "" {
+					// The joiner verifies the cluster with the same private
+					// CA (and asks a host:port endpoint over TLS with it).
+					join += " --join-cacert " + g.cacert
+				}
 				fmt.Fprintf(g.stdout, "added %s (id %s) as a learner at %s\n"+
 					"start it with: concord server --name %s --data-dir DATA_DIR --listen-peer %s --listen-client CLIENT_ADDR --join %s\n",
-					m.GetName(), m.GetId(), m.GetPeerAddr(), m.GetName(), m.GetPeerAddr(), cleanEndpoints(g.endpoints)[0]) // with its https://, if any
+					m.GetName(), m.GetId(), m.GetPeerAddr(), m.GetName(), m.GetPeerAddr(), join)
 				return nil
 			})
 		},

@@ -86,5 +86,22 @@ func TestClusterAddHintKeepsTheHTTPSEndpoint(t *testing.T) {
 	addr := startMember(t, "--name", "n1", "--tls-cert", certFile, "--tls-key", keyFile)
 	out, errOut, err := run(t, "cluster", "add", "n2", freeAddr(t), "--endpoints", "https://"+addr, "--cacert", certFile)
 	require.NoError(t, err, errOut)
-	require.Contains(t, out, "--join https://"+addr+"\n", out)
+	require.Contains(t, out, "--join https://"+addr+" ", out)
+}
+
+// With a private CA (--cacert) the start hint of `cluster add` joined
+// without --join-cacert: the new member verified the cluster's certificate
+// against the system's roots and, given a host:port endpoint, did not even
+// ask over TLS. It waited five minutes and gave up. The hint now passes the
+// CA on.
+func TestClusterAddHintPassesThePrivateCA(t *testing.T) {
+	certFile, keyFile, _ := testcluster.SelfSigned(t, t.TempDir())
+	addr := startMember(t, "--name", "n1", "--tls-cert", certFile, "--tls-key", keyFile)
+	for _, ep := range []string{addr, "https://" + addr} {
+		out, errOut, err := run(t, "cluster", "add", "n2", freeAddr(t), "--endpoints", ep, "--cacert", certFile)
+		require.NoError(t, err, errOut)
+		require.Contains(t, out, "--join "+ep+" --join-cacert "+certFile+"\n", out)
+		_, _, err = run(t, "cluster", "remove", "n2", "--endpoints", ep, "--cacert", certFile)
+		require.NoError(t, err)
+	}
 }
