@@ -14,8 +14,10 @@ import (
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/concord-dev/concord/api/batchwire"
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
 	"github.com/concord-dev/concord/api/vtcodec"
 	"github.com/concord-dev/concord/internal/errs"
@@ -73,7 +75,8 @@ func New(srv *server.Server, opts Options) *Handler {
 	// interceptor judges a unary call only after decoding it): a client
 	// without it learns nothing from how its input is judged, and cannot
 	// have the member read or decompress a body.
-	rpc := func(path string, h http.Handler) { mux.Handle(path, requireTokenRPC(opts.AuthToken, h)) }
+	refused := m.refusedToken()
+	rpc := func(path string, h http.Handler) { mux.Handle(path, requireTokenRPC(opts.AuthToken, h, refused)) }
 	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes, token: opts.AuthToken, framedOff: opts.DisableFramedBatch}
 	kvPath, kvHandler := concordv1connect.NewKVHandler(kv, interceptors, readMax, compress)
 	// A batch message carries many calls: it may be larger than one
@@ -152,19 +155,45 @@ func requireToken(token string, h http.Handler) http.Handler {
 }
 
 // requireTokenRPC refuses a request without the token as an RPC of its
-// protocol (Connect, gRPC or gRPC-Web) would be, with UNAUTHENTICATED.
-func requireTokenRPC(token string, h http.Handler) http.Handler {
+// protocol (Connect, gRPC or gRPC-Web) would be, with UNAUTHENTICATED, and
+// tells refused its path.
+func requireTokenRPC(token string, h http.Handler, refused func(path string)) http.Handler {
 	if token == "" {
 		return h
 	}
 	ew := connect.NewErrorWriter()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !tokenOK(token, r.Header.Get("Authorization")) {
+			refused(r.URL.Path)
 			_ = ew.Write(w, r, errs.ToConnect(ErrUnauthenticated))
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// refusedToken returns what counts an RPC refused for its token, as the
+// interceptor counted it when it judged the token: under its method, with
+// code unauthenticated. A path that names no method of the API is not
+// counted: its label would be the caller's to choose.
+func (m *metrics) refusedToken() func(path string) {
+	known := map[string]bool{}
+	for _, sd := range []protoreflect.ServiceDescriptor{
+		concordv1.File_concord_v1_kv_proto.Services().ByName("KV"),
+		concordv1.File_concord_v1_session_proto.Services().ByName("Session"),
+		concordv1.File_concord_v1_cluster_proto.Services().ByName("Cluster"),
+		concordv1.File_concord_v1_lock_proto.Services().ByName("Lock"),
+		concordv1.File_concord_v1_id_proto.Services().ByName("IDs"),
+	} {
+		for i := range sd.Methods().Len() {
+			known["/"+string(sd.FullName())+"/"+string(sd.Methods().Get(i).Name())] = true
+		}
+	}
+	return func(path string) {
+		if known[path] {
+			m.requests.WithLabelValues(method(path), codeOf(errs.ToConnect(ErrUnauthenticated))).Inc()
+		}
+	}
 }
 
 type authInterceptorT struct{ token string }

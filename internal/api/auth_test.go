@@ -102,3 +102,38 @@ func TestTheBearerSchemeIsCaseInsensitive(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, status, "%q on /metrics", header)
 	}
 }
+
+// A call refused for its token is counted in concord_api_requests_total
+// with code unauthenticated, as every RPC is (docs/kv.md): refusing it
+// before its body is read dropped it from the metrics, and a client with
+// a wrong token went unseen. A path that names no method is not counted
+// (its name would be a label value of the caller's choosing).
+func TestRefusedTokensAreCounted(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) { cfg.AuthToken = "s3cret" }})
+	base := "http://" + c.Endpoints()[0]
+	for _, path := range []string{"/concord.v1.KV/Put", "/concord.v1.KV/Put", "/concord.v1.Session/Create", "/concord.v1.KV/NoSuchMethod"} {
+		req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(`{}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		status, out := send(t, req)
+		require.Equal(t, http.StatusUnauthorized, status, "%s: %v", path, out)
+	}
+	req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	var counted []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, `concord_api_requests_total{code="unauthenticated"`) {
+			counted = append(counted, line)
+		}
+	}
+	require.ElementsMatch(t, []string{
+		`concord_api_requests_total{code="unauthenticated",method="KV/Put"} 2`,
+		`concord_api_requests_total{code="unauthenticated",method="Session/Create"} 1`,
+	}, counted)
+}
