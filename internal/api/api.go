@@ -82,7 +82,8 @@ func New(srv *server.Server, opts Options) *Handler {
 	// A batch message carries many calls: it may be larger than one
 	// request, and each call is checked against the request limit instead.
 	batch := connect.NewBidiStreamHandler(concordv1connect.KVBatchProcedure, kv.Batch,
-		interceptors, connect.WithReadMaxBytes(maxBatchMessageBytes), compress, connect.WithCodec(batchCodec{}))
+		interceptors, connect.WithReadMaxBytes(maxBatchMessageBytes), compress, connect.WithCodec(batchCodec{}),
+		connect.WithCodec(batchJSON{strictJSON{"json"}}), connect.WithCodec(batchJSON{strictJSON{"json; charset=utf-8"}}))
 	rpc(kvPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == concordv1connect.KVBatchProcedure {
 			if !kv.framedOff && batchwire.IsUpgrade(r) {

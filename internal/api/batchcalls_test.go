@@ -67,3 +67,35 @@ func TestABatchMessageOfTooManyCallsIsRefused(t *testing.T) {
 	}
 	require.NoError(t, stream.CloseRequest())
 }
+
+// The bound holds for a batch message in JSON too (a Connect stream with
+// the JSON codec): counted only in the binary encoding, a JSON message of
+// 64 MiB of empty calls ({},) was decoded whole, into gigabytes.
+func TestAJSONBatchMessageOfTooManyCallsIsRefused(t *testing.T) {
+	c, cl := single(t, nil)
+	before := visible(t, cl)
+	kv := concordv1connect.NewKVClient(http2Client(), "http://"+c.Endpoints()[0], connect.WithProtoJSON())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream := kv.Batch(ctx)
+	require.NoError(t, stream.Send(manyCalls(4097)))
+	resp, err := stream.Receive()
+	require.Error(t, err, "%d calls ran", len(resp.GetResults()))
+	require.Equal(t, "REQUEST_TOO_LARGE", errs.ReasonOf(errs.FromConnect(err), ""), "%v", err)
+	require.Contains(t, err.Error(), "the limit is 4096")
+	require.Equal(t, before, visible(t, cl), "a refused message ran calls")
+
+	// 4096 calls pass.
+	stream = kv.Batch(ctx)
+	require.NoError(t, stream.Send(manyCalls(4096)))
+	got := 0
+	for got < 4096 {
+		resp, err = stream.Receive()
+		require.NoError(t, err)
+		for _, res := range resp.GetResults() {
+			require.NotNil(t, res.GetPut(), "%v", res)
+			got++
+		}
+	}
+	require.NoError(t, stream.CloseRequest())
+}
