@@ -69,11 +69,14 @@ func hclogValues(args []any) []any {
 			out[i] = strconv.Quote(string(v))
 		case error, time.Time, slog.LogValuer:
 		case fmt.Stringer:
-			out[i] = v.String()
+			// Through fmt, which turns a panicking String (a nil
+			// pointer with a value receiver) into text, as slog would.
+			out[i] = fmt.Sprint(v)
 		}
 	}
 	return out
 }
+
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
 func (a *hclogAdapter) Debug(msg string, args ...any) { a.Log(hclog.Debug, msg, args...) }
 func (a *hclogAdapter) Info(msg string, args ...any)  { a.Log(hclog.Info, msg, args...) }

@@ -38,3 +38,18 @@ func TestHCLogAdapterFormatsValuesAsHCLogDoes(t *testing.T) {
 	require.Equal(t, "boom", got["err"])
 	require.Equal(t, 7.0, got["n"])
 }
+
+type valueStringer struct{ name string }
+
+func (v valueStringer) String() string { return v.name }
+
+// A typed nil pointer to a type whose String has a value receiver panics
+// when String is called on it; the adapter called it directly, so such a
+// log value would have crashed the member. fmt recovers and prints it.
+func TestHCLogAdapterSurvivesANilStringer(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHCLog(slog.New(slog.NewJSONHandler(&buf, nil)), "raft")
+	var nilPtr *valueStringer
+	require.NotPanics(t, func() { l.Info("x", "peer", nilPtr) })
+	require.Contains(t, buf.String(), `"peer":"<nil>"`)
+}
