@@ -30,7 +30,9 @@ type Config struct {
 	// TLS, if set, is used for https endpoints (host:port endpoints are
 	// then dialed with TLS).
 	TLS *tls.Config
-	// Token is sent as a bearer token when the cluster requires one.
+	// Token is sent as a bearer token when the cluster requires one. New
+	// refuses one with a control character (a line break would add
+	// headers) with ErrInvalidArgument.
 	Token string
 	// DialTimeout bounds New's first contact with the cluster; default 5s.
 	DialTimeout time.Duration
@@ -137,6 +139,11 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if len(cfg.ClientID) > MaxClientIDBytes {
 		return nil, fmt.Errorf("%w: ClientID is %d bytes; the limit is %d", ErrInvalidArgument, len(cfg.ClientID), MaxClientIDBytes)
+	}
+	// The token goes into a header, written raw by the framed batch
+	// upgrade: a line break in it would add headers.
+	if i := strings.IndexFunc(cfg.Token, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }); i >= 0 {
+		return nil, fmt.Errorf("%w: Token has a control character (%q at byte %d), which no header value may hold", ErrInvalidArgument, cfg.Token[i], i)
 	}
 	if cfg.ClientID == "" {
 		var b [12]byte

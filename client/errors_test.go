@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
@@ -120,4 +121,14 @@ func TestNewValidatesConfig(t *testing.T) {
 	_, err = New(context.Background(), Config{Endpoints: []string{"127.0.0.1:1"}, ClientID: strings.Repeat("c", MaxClientIDBytes+1)})
 	require.ErrorIs(t, err, ErrInvalidArgument)
 	require.ErrorContains(t, err, "ClientID")
+}
+
+// The framed batch upgrade writes the token into a raw HTTP request: a
+// token with a line break would add headers of its caller's choosing.
+func TestNewRefusesATokenThatIsNotAHeaderValue(t *testing.T) {
+	for _, token := range []string{"a\r\nX-Injected: 1", "a\nb", "a\rb", "a\x00b", "a\x7fb"} {
+		_, err := New(context.Background(), Config{Endpoints: []string{"127.0.0.1:1"}, Token: token, DialTimeout: 100 * time.Millisecond})
+		require.ErrorIs(t, err, ErrInvalidArgument, "%q", token)
+		require.ErrorContains(t, err, "Token", "%q", token)
+	}
 }
