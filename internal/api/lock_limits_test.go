@@ -134,6 +134,8 @@ func TestRefusedRequestsKeepTheirReasonAndProposeNothing(t *testing.T) {
 		{"a lease of 63 worker bits", "IDs/LeaseWorker", `{"pool":"p","worker_bits":63,"session":"1","owner":"o"}`, "INVALID_ID_REQUEST"},
 		{"a lease guard that wraps", "IDs/LeaseWorker", `{"pool":"p","worker_bits":4,"session":"1","owner":"o","guard_ms":"-18446744073709"}`, "INVALID_ID_REQUEST"},
 		{"a reservation to the end of time", "IDs/ReserveWorker", `{"pool":"p","worker_id":"0","session":"1","owner":"o","until_ms":"9223372036854775807"}`, "INVALID_ID_REQUEST"},
+		{"a tag that can hand out no ID", "IDs/CreateTag", `{"tag":"t","start":"9223372036854775807","step":"1"}`, "INVALID_ID_REQUEST"},
+		{"a tag without room for one step", "IDs/CreateTag", `{"tag":"t","start":"9223372036854775800","step":"8"}`, "INVALID_ID_REQUEST"},
 		{"a negative reservation", "IDs/ReserveWorker", `{"pool":"p","worker_id":"0","session":"1","owner":"o","until_ms":"-1"}`, "INVALID_ID_REQUEST"},
 		{"a release of worker -1", "IDs/ReleaseWorker", `{"pool":"p","worker_id":"-1","session":"1","owner":"o"}`, "INVALID_ID_REQUEST"},
 		{"a release without an owner", "IDs/ReleaseWorker", `{"pool":"p","worker_id":"0","session":"1"}`, "INVALID_ID_REQUEST"},

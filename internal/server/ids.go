@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"math"
 	"strings"
 	"time"
 
@@ -150,6 +151,11 @@ func (s *Server) CreateTag(ctx context.Context, req *concordv1.CreateTagRequest)
 	}
 	if req.GetStart() < 0 {
 		return nil, errs.Wrapf(ids.ErrInvalid, "start %d is negative", req.GetStart())
+	}
+	// A tag hands out IDs below MaxInt64: one at MaxInt64 could hand out
+	// none.
+	if req.GetStart() > math.MaxInt64-req.GetStep() {
+		return nil, errs.Wrapf(ids.ErrInvalid, "start %d leaves no room for one step of %d below %d", req.GetStart(), req.GetStep(), int64(math.MaxInt64))
 	}
 	if err := s.checkIDRoom(func(st fsm.State) bool { _, ok := st.IDs.Tag(req.GetTag()); return ok }); err != nil {
 		return nil, err
