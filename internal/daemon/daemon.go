@@ -23,6 +23,13 @@ import (
 	"github.com/concord-dev/concord/internal/server"
 )
 
+// idleTimeout closes a client connection without a call in progress: an
+// HTTP/1.1 connection between requests, an HTTP/2 connection without open
+// streams. Streams (watches, lock waits, keep-alives) keep theirs open
+// however long they last, and a connection switched to the framed batch
+// protocol is no longer the http.Server's.
+var idleTimeout = 2 * time.Minute
+
 // Options are a daemon's dependencies.
 type Options struct {
 	Logger  *slog.Logger
@@ -104,6 +111,7 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 		Handler:           d.api,
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       idleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 		TLSConfig:         tlsConfig,
