@@ -8,6 +8,11 @@
 // be valid UTF-8, and nesting is limited to 10,000 levels, so input refused
 // by the default codec is refused here too, with an error. A Connect peer
 // sees no difference on the wire.
+//
+// A codec with MaxMessages also bounds what a message decodes to: an empty
+// nested message takes 2 bytes on the wire and some 100 decoded, so a
+// request of a few MiB of them took hundreds of MB before anything judged
+// it. Servers set it; the zero value, which clients use, bounds nothing.
 package vtcodec
 
 import (
@@ -33,6 +38,11 @@ var ErrInvalidUTF8 = errors.New("string field contains invalid UTF-8")
 // ErrTooDeep is returned when messages nest deeper than proto allows.
 var ErrTooDeep = errors.New("exceeded maximum recursion depth")
 
+// ErrTooManyMessages is returned when a message holds more nested messages
+// (and elements of repeated string and bytes fields) than the codec's
+// MaxMessages.
+var ErrTooManyMessages = errors.New("too many nested messages")
+
 // errMalformed is returned when the wire data does not parse.
 var errMalformed = errors.New("malformed protobuf wire data")
 
@@ -45,7 +55,13 @@ type vtMessage interface {
 }
 
 // Codec implements connect.Codec. The zero value is ready to use.
-type Codec struct{}
+type Codec struct {
+	// MaxMessages, if above 0, bounds the nested messages of a message
+	// Unmarshal decodes, and the elements of its repeated string and
+	// bytes fields, counted at every depth (the message itself is not):
+	// more are refused with ErrTooManyMessages before anything is decoded.
+	MaxMessages int
+}
 
 var _ connect.Codec = Codec{}
 
@@ -96,19 +112,24 @@ func (Codec) MarshalStable(m any) ([]byte, error) {
 }
 
 // Unmarshal implements connect.Codec: it replaces m's contents with data's.
-func (Codec) Unmarshal(data []byte, m any) error {
+func (c Codec) Unmarshal(data []byte, m any) error {
 	pm, ok := m.(proto.Message)
 	if !ok {
 		return fmt.Errorf("%T is not a protobuf message", m)
 	}
 	vt, ok := m.(vtMessage)
 	if !ok {
+		if c.MaxMessages > 0 {
+			if err := CheckLimit(data, pm.ProtoReflect().Descriptor(), c.MaxMessages); err != nil {
+				return fmt.Errorf("unmarshal into %T: %w", m, err)
+			}
+		}
 		if err := proto.Unmarshal(data, pm); err != nil {
 			return fmt.Errorf("unmarshal into %T: %w", m, err)
 		}
 		return nil
 	}
-	if err := Check(data, pm.ProtoReflect().Descriptor()); err != nil {
+	if err := CheckLimit(data, pm.ProtoReflect().Descriptor(), c.MaxMessages); err != nil {
 		return fmt.Errorf("unmarshal into %T: %w", m, err)
 	}
 	proto.Reset(pm)
@@ -124,10 +145,29 @@ func (Codec) Unmarshal(data []byte, m any) error {
 // the descriptor does not know are skipped, as the decoder keeps them as
 // unknown fields.
 func Check(data []byte, md protoreflect.MessageDescriptor) error {
-	return check(data, md, 0)
+	return CheckLimit(data, md, 0)
 }
 
-func check(b []byte, md protoreflect.MessageDescriptor, depth int) error {
+// CheckLimit is Check that also refuses, with ErrTooManyMessages, more than
+// maxMessages nested messages and elements of repeated string and bytes
+// fields, counted at every depth; 0 bounds nothing.
+func CheckLimit(data []byte, md protoreflect.MessageDescriptor, maxMessages int) error {
+	left := -1
+	if maxMessages > 0 {
+		left = maxMessages
+	}
+	if err := check(data, md, 0, &left); err != nil {
+		if errors.Is(err, ErrTooManyMessages) {
+			return fmt.Errorf("%w: more than %d", ErrTooManyMessages, maxMessages)
+		}
+		return err
+	}
+	return nil
+}
+
+// check walks b; left counts down the messages and elements still allowed
+// (below 0: no bound).
+func check(b []byte, md protoreflect.MessageDescriptor, depth int, left *int) error {
 	if depth > maxDepth {
 		return ErrTooDeep
 	}
@@ -155,13 +195,19 @@ func check(b []byte, md protoreflect.MessageDescriptor, depth int) error {
 		if fd == nil {
 			continue
 		}
+		if *left >= 0 && (fd.Kind() == protoreflect.MessageKind || fd.IsList()) {
+			if *left == 0 {
+				return ErrTooManyMessages
+			}
+			*left--
+		}
 		switch fd.Kind() {
 		case protoreflect.StringKind:
 			if fd.ParentFile().Syntax() == protoreflect.Proto3 && !utf8.Valid(v) {
 				return fmt.Errorf("%w: %s", ErrInvalidUTF8, fd.FullName())
 			}
 		case protoreflect.MessageKind:
-			if err := check(v, fd.Message(), depth+1); err != nil {
+			if err := check(v, fd.Message(), depth+1, left); err != nil {
 				return err
 			}
 		}

@@ -212,3 +212,43 @@ func BenchmarkCheckBatch(b *testing.B) {
 		}
 	}
 }
+
+// A codec with MaxMessages refuses a message of more nested messages (and
+// repeated string elements) before decoding it, allocating nothing for
+// them; the zero codec, which clients use, bounds nothing.
+func TestMaxMessagesRefusesBeforeDecoding(t *testing.T) {
+	var data []byte
+	for range 1 << 17 {
+		data = protowire.AppendTag(data, 1, protowire.BytesType) // an empty compare
+		data = protowire.AppendBytes(data, nil)
+	}
+	limited := Codec{MaxMessages: 1 << 16}
+	var m concordv1.TxnRequest
+	var err error
+	allocs := testing.AllocsPerRun(3, func() { err = limited.Unmarshal(data, &m) })
+	if !errors.Is(err, ErrTooManyMessages) {
+		t.Fatalf("got %v, want ErrTooManyMessages", err)
+	}
+	if allocs > 10 {
+		t.Fatalf("refusing took %v allocations", allocs)
+	}
+	if err := (Codec{}).Unmarshal(data, &m); err != nil || len(m.GetCompare()) != 1<<17 {
+		t.Fatalf("the zero codec: %v, %d compares", err, len(m.GetCompare()))
+	}
+	// Exactly the limit passes, nested messages and repeated strings
+	// counted at every depth.
+	at := &concordv1.BatchRequest{}
+	for range 4 {
+		at.Calls = append(at.Calls, &concordv1.BatchCall{Request: &concordv1.BatchCall_LockRelease{LockRelease: &concordv1.ReleaseRequest{Names: []string{"a", "b"}}}})
+	}
+	b, err := proto.Marshal(at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (Codec{MaxMessages: 16}).Unmarshal(b, &concordv1.BatchRequest{}); err != nil {
+		t.Fatalf("16 messages and elements at a limit of 16: %v", err)
+	}
+	if err := (Codec{MaxMessages: 15}).Unmarshal(b, &concordv1.BatchRequest{}); !errors.Is(err, ErrTooManyMessages) {
+		t.Fatalf("16 messages and elements at a limit of 15: %v", err)
+	}
+}

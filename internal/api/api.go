@@ -63,8 +63,12 @@ func New(srv *server.Server, opts Options) *Handler {
 	// vtprotobuf's generated code, with proto's checks on input
 	// (api/vtcodec), and a JSON codec that refuses unknown fields
 	// (strictJSON).
+	// Both refuse a message of more nested messages than a client sends
+	// before decoding it (messageLimits).
+	maxMessages, maxBatch := messageLimits(srv.Config().Limits.MaxTxnOps)
 	interceptors := connect.WithHandlerOptions(
-		connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken)), vtcodec.Option(), strictJSONOption())
+		connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken)),
+		connect.WithCodec(vtcodec.Codec{MaxMessages: maxMessages}), strictJSONOption(maxMessages, false))
 	readMax := connect.WithReadMaxBytes(opts.MaxRequestBytes)
 	// Compressing small messages costs far more CPU than it saves on the
 	// networks concord runs on; only large responses (ranges, snapshots)
@@ -77,13 +81,13 @@ func New(srv *server.Server, opts Options) *Handler {
 	// have the member read or decompress a body.
 	refused := m.refusedToken()
 	rpc := func(path string, h http.Handler) { mux.Handle(path, requireTokenRPC(opts.AuthToken, h, refused)) }
-	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes, token: opts.AuthToken, framedOff: opts.DisableFramedBatch}
+	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes, token: opts.AuthToken, framedOff: opts.DisableFramedBatch,
+		batchCodec: batchCodec{vtcodec.Codec{MaxMessages: maxBatch}}}
 	kvPath, kvHandler := concordv1connect.NewKVHandler(kv, interceptors, readMax, compress)
 	// A batch message carries many calls: it may be larger than one
 	// request, and each call is checked against the request limit instead.
 	batch := connect.NewBidiStreamHandler(concordv1connect.KVBatchProcedure, kv.Batch,
-		interceptors, connect.WithReadMaxBytes(maxBatchMessageBytes), compress, connect.WithCodec(batchCodec{}),
-		connect.WithCodec(batchJSON{strictJSON{"json"}}), connect.WithCodec(batchJSON{strictJSON{"json; charset=utf-8"}}))
+		interceptors, connect.WithReadMaxBytes(maxBatchMessageBytes), compress, connect.WithCodec(kv.batchCodec), strictJSONOption(maxBatch, true))
 	rpc(kvPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == concordv1connect.KVBatchProcedure {
 			if !kv.framedOff && batchwire.IsUpgrade(r) {
@@ -132,6 +136,27 @@ func New(srv *server.Server, opts Options) *Handler {
 	debug.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/debug/", requireToken(opts.AuthToken, debug))
 	return &Handler{Handler: mux, kv: kv}
+}
+
+const (
+	// minRequestMessages and minBatchMessages bound the nested messages
+	// (and elements of repeated strings) of a request message and of a
+	// KV.Batch message: an empty one takes 2 bytes on the wire and some
+	// 100 decoded, so that a request of 3 MiB of empty compares took
+	// hundreds of MB before --max-txn-ops judged it. The bounds are
+	// checked on the wire, before decoding.
+	minRequestMessages = 1 << 16
+	minBatchMessages   = 1 << 20
+)
+
+// messageLimits returns the nested messages a request message and a batch
+// message may hold: at least minRequestMessages and minBatchMessages, and
+// room for a transaction of maxTxnOps compares and operations in each
+// branch (some 5 messages an operation), 512 of them in a batch message
+// (the SDK's largest).
+func messageLimits(maxTxnOps int) (request, batch int) {
+	txn := 8 * maxTxnOps
+	return max(minRequestMessages, txn), max(minBatchMessages, 512*txn)
 }
 
 func tokenOK(want, header string) bool {

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -94,62 +92,6 @@ func (c batchCodec) Unmarshal(data []byte, m any) error {
 	return c.Codec.Unmarshal(data, m)
 }
 
-// batchJSON is strictJSON with a BatchRequest's calls counted before it is
-// decoded, as batchCodec counts them in the binary encoding.
-type batchJSON struct{ strictJSON }
-
-func (c batchJSON) Unmarshal(data []byte, m any) error {
-	if _, ok := m.(*concordv1.BatchRequest); ok {
-		if err := checkBatchCallsJSON(data); err != nil {
-			return err
-		}
-	}
-	return c.strictJSON.Unmarshal(data, m)
-}
-
-// checkBatchCallsJSON refuses the JSON of a BatchRequest with more than
-// maxBatchCalls calls, skipping over each call without keeping it. What
-// does not parse is left to the decoder.
-func checkBatchCallsJSON(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil
-	}
-	calls := 0
-	var skip json.RawMessage // reused: one call's bytes at a time
-	for dec.More() {
-		key, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		if key != "calls" {
-			if err := dec.Decode(&skip); err != nil {
-				return nil
-			}
-			continue
-		}
-		if t, err := dec.Token(); err != nil || t != json.Delim('[') {
-			if err == nil && t == nil {
-				continue // null: no calls
-			}
-			return nil
-		}
-		for dec.More() {
-			if err := dec.Decode(&skip); err != nil {
-				return nil
-			}
-			calls++
-		}
-		if _, err := dec.Token(); err != nil {
-			return nil
-		}
-	}
-	if calls > maxBatchCalls {
-		return batchTooLarge{calls: calls}
-	}
-	return nil
-}
-
 // errTooManyWaits is returned for a lock_wait beyond maxBatchWaits.
 var errTooManyWaits = errs.New("TOO_MANY_WAITS", "api: too many lock waits on one batch stream")
 
@@ -164,6 +106,9 @@ func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concor
 	var tl batchTooLarge
 	if errors.As(err, &tl) {
 		return errs.ToConnect(tl)
+	}
+	if errors.Is(err, vtcodec.ErrTooManyMessages) {
+		return errs.ToConnect(errs.Wrapf(server.ErrRequestTooLarge, "%v: a batch message of more than %d nested messages", server.ErrRequestTooLarge, k.batchCodec.MaxMessages))
 	}
 	if err == nil && ctx.Err() != nil {
 		err = wire(k.s.StreamEnd())

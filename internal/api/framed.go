@@ -78,7 +78,7 @@ func (k *kvService) serveFramed(w http.ResponseWriter, r *http.Request) {
 	g.Inc()
 	defer g.Dec()
 	s := &framedStream{conn: conn, r: batchwire.NewReader(brw.Reader, maxBatchMessageBytes), w: batchwire.NewWriter(conn), gone: cancel,
-		idle: batchwire.IdleTimeout}
+		idle: batchwire.IdleTimeout, codec: k.batchCodec}
 	err = k.serveBatch(ctx, s)
 	if s.bad != nil {
 		// The results of the calls it had started are out; say why the
@@ -104,6 +104,8 @@ type framedStream struct {
 	gone context.CancelFunc
 	// idle is batchwire.IdleTimeout (shorter in tests).
 	idle time.Duration
+	// codec decodes the messages.
+	codec batchCodec
 }
 
 // Receive returns the next BatchRequest, answering pings on the way. A
@@ -123,7 +125,7 @@ func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 		switch typ {
 		case batchwire.FrameMessage:
 			req := &concordv1.BatchRequest{}
-			if err := (batchCodec{}).Unmarshal(payload, req); err != nil {
+			if err := s.codec.Unmarshal(payload, req); err != nil {
 				s.refuse(err)
 				return nil, s.bad
 			}

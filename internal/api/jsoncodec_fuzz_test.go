@@ -13,7 +13,7 @@ import (
 // the client sent is dropped or changed on the way); a body it refuses gets
 // an error that says why.
 func FuzzStrictJSON(f *testing.F) {
-	c := strictJSON{"json"}
+	c := strictJSON{name: "json", maxMessages: minRequestMessages}
 	for _, m := range []proto.Message{
 		&concordv1.TxnRequest{
 			Compare: []*concordv1.Compare{{Key: []byte("k"), Target: concordv1.Compare_TARGET_VERSION, Result: concordv1.Compare_RESULT_GREATER, Number: 3}},

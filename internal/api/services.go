@@ -21,6 +21,8 @@ type kvService struct {
 	// older release does (tests).
 	framedOff bool
 	framed    framedConns
+	// batchCodec decodes batch messages, on either transport.
+	batchCodec batchCodec
 }
 
 func unary[Req, Resp any](ctx context.Context, req *connect.Request[Req], f func(context.Context, *Req) (*Resp, error)) (*connect.Response[Resp], error) {
