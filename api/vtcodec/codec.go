@@ -39,8 +39,7 @@ var ErrInvalidUTF8 = errors.New("string field contains invalid UTF-8")
 var ErrTooDeep = errors.New("exceeded maximum recursion depth")
 
 // ErrTooManyMessages is returned when a message holds more nested messages
-// (and elements of repeated string and bytes fields) than the codec's
-// MaxMessages.
+// and elements of repeated fields than the codec's MaxMessages.
 var ErrTooManyMessages = errors.New("too many nested messages")
 
 // errMalformed is returned when the wire data does not parse.
@@ -57,9 +56,9 @@ type vtMessage interface {
 // Codec implements connect.Codec. The zero value is ready to use.
 type Codec struct {
 	// MaxMessages, if above 0, bounds the nested messages of a message
-	// Unmarshal decodes, and the elements of its repeated string and
-	// bytes fields, counted at every depth (the message itself is not):
-	// more are refused with ErrTooManyMessages before anything is decoded.
+	// Unmarshal decodes, and the elements of its repeated fields, counted
+	// at every depth (the message itself is not): more are refused with
+	// ErrTooManyMessages before anything is decoded.
 	MaxMessages int
 }
 
@@ -149,8 +148,8 @@ func Check(data []byte, md protoreflect.MessageDescriptor) error {
 }
 
 // CheckLimit is Check that also refuses, with ErrTooManyMessages, more than
-// maxMessages nested messages and elements of repeated string and bytes
-// fields, counted at every depth; 0 bounds nothing.
+// maxMessages nested messages and elements of repeated fields, counted at
+// every depth; 0 bounds nothing.
 func CheckLimit(data []byte, md protoreflect.MessageDescriptor, maxMessages int) error {
 	left := -1
 	if maxMessages > 0 {
@@ -163,6 +162,36 @@ func CheckLimit(data []byte, md protoreflect.MessageDescriptor, maxMessages int)
 		return err
 	}
 	return nil
+}
+
+// spend takes n from left, or reports that fewer are left.
+func spend(left *int, n int) error {
+	if n > *left {
+		return ErrTooManyMessages
+	}
+	*left -= n
+	return nil
+}
+
+// elements returns how many elements v, the length-delimited value of fd,
+// decodes to: each varint of a packed list of varints, each value of a
+// packed list of fixed-size numbers, one message, string or bytes.
+func elements(fd protoreflect.FieldDescriptor, v []byte) int {
+	switch fd.Kind() {
+	case protoreflect.MessageKind, protoreflect.GroupKind, protoreflect.StringKind, protoreflect.BytesKind:
+		return 1
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		return len(v) / 4
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+		return len(v) / 8
+	}
+	n := 0
+	for _, c := range v {
+		if c < 0x80 {
+			n++
+		}
+	}
+	return n
 }
 
 // check walks b; left counts down the messages and elements still allowed
@@ -184,6 +213,13 @@ func check(b []byte, md protoreflect.MessageDescriptor, depth int, left *int) er
 				return errMalformed
 			}
 			b = b[n:]
+			if *left >= 0 {
+				if fd := fields.ByNumber(num); fd != nil && fd.IsList() {
+					if err := spend(left, 1); err != nil {
+						return err
+					}
+				}
+			}
 			continue
 		}
 		v, n := protowire.ConsumeBytes(b)
@@ -196,10 +232,9 @@ func check(b []byte, md protoreflect.MessageDescriptor, depth int, left *int) er
 			continue
 		}
 		if *left >= 0 && (fd.Kind() == protoreflect.MessageKind || fd.IsList()) {
-			if *left == 0 {
-				return ErrTooManyMessages
+			if err := spend(left, elements(fd, v)); err != nil {
+				return err
 			}
-			*left--
 		}
 		switch fd.Kind() {
 		case protoreflect.StringKind:

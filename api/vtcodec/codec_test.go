@@ -252,3 +252,30 @@ func TestMaxMessagesRefusesBeforeDecoding(t *testing.T) {
 		t.Fatalf("16 messages and elements at a limit of 15: %v", err)
 	}
 }
+
+// Elements of repeated scalar fields count too, packed or not: an unpacked
+// varint takes 2 bytes on the wire and 8 decoded, with the slice's growth
+// some 40 MB for 2 MiB.
+func TestMaxMessagesCountsRepeatedScalars(t *testing.T) {
+	var unpacked, packed []byte
+	for range 1 << 17 {
+		unpacked = protowire.AppendTag(unpacked, 2, protowire.VarintType) // held_tokens
+		unpacked = protowire.AppendVarint(unpacked, 0)
+		packed = protowire.AppendVarint(packed, 1<<20)
+	}
+	packed = protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), packed)
+	limited := Codec{MaxMessages: 1 << 16}
+	for name, data := range map[string][]byte{"unpacked": unpacked, "packed": packed} {
+		var m concordv1.KeepAliveRequest
+		if err := limited.Unmarshal(data, &m); !errors.Is(err, ErrTooManyMessages) {
+			t.Errorf("%s: got %v (%d tokens), want ErrTooManyMessages", name, err, len(m.GetHeldTokens()))
+		}
+	}
+	ok, err := proto.Marshal(&concordv1.KeepAliveRequest{HeldTokens: make([]uint64, 1<<16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := limited.Unmarshal(ok, &concordv1.KeepAliveRequest{}); err != nil {
+		t.Fatalf("1<<16 tokens at a limit of 1<<16: %v", err)
+	}
+}

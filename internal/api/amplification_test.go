@@ -50,16 +50,20 @@ func TestRequestsOfManyEmptyMessagesAreRefusedBeforeTheyAreDecoded(t *testing.T)
 	binaryTxn := bytes.Repeat([]byte{0x0a, 0x00}, size/2) // compare: {}
 	jsonTxn := []byte(`{"compare":[{}` + strings.Repeat(`,{}`, size/3-6) + `]}`)
 	for _, tc := range []struct {
-		name, contentType string
-		body              []byte
+		name, contentType, path string
+		body                    []byte
 	}{
-		{"binary", "application/proto", binaryTxn},
-		{"json", "application/json", jsonTxn},
+		{"binary", "application/proto", concordv1connect.KVTxnProcedure, binaryTxn},
+		{"json", "application/json", concordv1connect.KVTxnProcedure, jsonTxn},
+		// Elements of repeated fields count too: a JSON array of a
+		// million empty strings took some 100 MB.
+		{"binary strings", "application/proto", concordv1connect.LockReleaseProcedure, binaryTxn},
+		{"json strings", "application/json", concordv1connect.LockReleaseProcedure, []byte(`{"names":[""` + strings.Repeat(`,""`, size/3-6) + `]}`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var status int
 			var out string
-			n := allocated(func() { status, out = post(tc.contentType, concordv1connect.KVTxnProcedure, tc.body) })
+			n := allocated(func() { status, out = post(tc.contentType, tc.path, tc.body) })
 			require.Equal(t, http.StatusBadRequest, status, "%.300s", out)
 			require.Less(t, n, uint64(48<<20), "a request of %d bytes took %d MB to refuse", len(tc.body), n>>20)
 			require.Contains(t, out, "nested messages", "%.300s", out)

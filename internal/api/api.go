@@ -140,7 +140,7 @@ func New(srv *server.Server, opts Options) *Handler {
 
 const (
 	// minRequestMessages and minBatchMessages bound the nested messages
-	// (and elements of repeated strings) of a request message and of a
+	// (and elements of repeated fields) of a request message and of a
 	// KV.Batch message: an empty one takes 2 bytes on the wire and some
 	// 100 decoded, so that a request of 3 MiB of empty compares took
 	// hundreds of MB before --max-txn-ops judged it. The bounds are

@@ -17,8 +17,9 @@ import (
 // one, and a misspelt "wait" an acquire that queues into a try-lock.
 //
 // Like the binary codec of the API, it refuses a message of more than
-// maxMessages nested messages (JSON objects) before it is decoded, and a
-// batch message of more than maxBatchCalls calls.
+// maxMessages nested messages and elements of repeated fields (countJSON)
+// before it is decoded, and a batch message of more than maxBatchCalls
+// calls.
 type strictJSON struct {
 	name        string
 	maxMessages int
@@ -32,14 +33,23 @@ func strictJSONOption(maxMessages int, batch bool) connect.Option {
 		connect.WithCodec(strictJSON{"json; charset=utf-8", maxMessages, batch}))
 }
 
-// countJSON counts the objects of a JSON text below its top-level one, and
-// the objects that are elements of an array that is a member of the
-// top-level object (a BatchRequest's calls), without decoding it. What is
-// not JSON is left to the decoder.
-func countJSON(data []byte) (objects, calls int) {
+// maxJSONDepth is protojson's nesting limit: countJSON stops deeper, and
+// leaves the text to the decoder, which refuses it.
+const maxJSONDepth = 10000
+
+// countJSON counts, without decoding it, the values of a JSON text that
+// decode to a message or an element each: objects that are members of an
+// object (a message field's value) and elements of arrays (a repeated
+// field's), the top-level value aside; and the objects that are elements of
+// an array that is a member of the top-level object (a BatchRequest's
+// calls). What is not JSON is left to the decoder.
+func countJSON(data []byte) (values, calls int) {
+	var stack [maxJSONDepth]byte
 	depth := 0
-	var kinds [2]byte // the containers at depths 1 and 2
 	inString, escaped := false, false
+	// first is set after '[': the next value is the array's first
+	// element.
+	first := false
 	for _, c := range data {
 		if inString {
 			switch {
@@ -52,25 +62,37 @@ func countJSON(data []byte) (objects, calls int) {
 			}
 			continue
 		}
+		if first && c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			first = false
+			if c != ']' {
+				values++
+			}
+		}
 		switch c {
 		case '"':
 			inString = true
+		case ',':
+			if depth > 0 && stack[depth-1] == '[' {
+				values++
+			}
 		case '{', '[':
-			if c == '{' && depth > 0 {
-				objects++
-				if depth == 2 && kinds[0] == '{' && kinds[1] == '[' {
-					calls++
-				}
+			if c == '{' && depth > 0 && stack[depth-1] == '{' {
+				values++
 			}
-			if depth < len(kinds) {
-				kinds[depth] = c
+			if c == '{' && depth == 2 && stack[0] == '{' && stack[1] == '[' {
+				calls++
 			}
+			if depth == len(stack) {
+				return values, calls
+			}
+			stack[depth] = c
 			depth++
+			first = c == '['
 		case '}', ']':
 			depth = max(depth-1, 0)
 		}
 	}
-	return objects, calls
+	return values, calls
 }
 
 func (c strictJSON) Name() string { return c.name }
@@ -92,12 +114,12 @@ func (c strictJSON) Unmarshal(data []byte, m any) error {
 		return errors.New("an empty body is not a JSON object")
 	}
 	if c.maxMessages > 0 {
-		objects, calls := countJSON(data)
+		values, calls := countJSON(data)
 		if c.batch && calls > maxBatchCalls {
 			return batchTooLarge{calls: calls}
 		}
-		if objects > c.maxMessages {
-			return fmt.Errorf("unmarshal into %T: %w: %d objects; the limit is %d", m, vtcodec.ErrTooManyMessages, objects, c.maxMessages)
+		if values > c.maxMessages {
+			return fmt.Errorf("unmarshal into %T: %w: %d objects and array elements; the limit is %d", m, vtcodec.ErrTooManyMessages, values, c.maxMessages)
 		}
 	}
 	if err := (protojson.UnmarshalOptions{}).Unmarshal(data, pm); err != nil {

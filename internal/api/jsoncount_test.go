@@ -1,23 +1,29 @@
 package api
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestCountJSON(t *testing.T) {
 	for _, tc := range []struct {
-		in             string
-		objects, calls int
+		in            string
+		values, calls int
 	}{
 		{`{}`, 0, 0},
 		{`{"calls":[{},{"txn":{"compare":[{},{}]}}]}`, 5, 2},
 		{`{"calls":[{"put":{"key":"e30=","value":"{{{[[["}}]}`, 2, 1},
 		{`{"a":"\"{","calls":[{}]}`, 1, 1},
-		{`{"calls":[[{}]]}`, 1, 0},
+		{`{"calls":[[{}]]}`, 2, 0},
 		{`[{},{}]`, 2, 0},
 		{`}}}{`, 0, 0},
+		{`{"names":["a", "b" ,"c"],"held":[ ],"x":{"y":{}}}`, 5, 0},
+		{`{"names":[ "a,b" ]}`, 1, 0},
+		{strings.Repeat("[", 20000) + "1" + strings.Repeat("]", 20000), 10000, 0},
 	} {
-		objects, calls := countJSON([]byte(tc.in))
-		if objects != tc.objects || calls != tc.calls {
-			t.Errorf("%s: %d objects and %d calls, want %d and %d", tc.in, objects, calls, tc.objects, tc.calls)
+		values, calls := countJSON([]byte(tc.in))
+		if values != tc.values || calls != tc.calls {
+			t.Errorf("%.60s: %d values and %d calls, want %d and %d", tc.in, values, calls, tc.values, tc.calls)
 		}
 	}
 }
