@@ -43,7 +43,8 @@
 // IdleTimeout, or does not read its answers for as long. An unknown frame type, a frame above the reader's limit or a
 // payload that does not decode ends the connection with a GoAway that says
 // why; calls in flight on it have an unknown outcome, as with any broken
-// stream.
+// stream. A member that shuts down gracefully stops reading, answers the
+// calls in flight (as on its unary path), then sends a GoAway.
 package batchwire
 
 import (

@@ -52,8 +52,9 @@ type Handler struct {
 }
 
 // WaitFramed waits until the connections switched to the framed batch
-// protocol have closed, or ctx ends. They close when the base context of
-// the http.Server ends; http.Server.Shutdown does not wait for them.
+// protocol have closed, or ctx ends, and then closes those left. When the
+// base context of the http.Server ends, they stop reading, answer the
+// calls in flight and close; http.Server.Shutdown does not wait for them.
 func (h *Handler) WaitFramed(ctx context.Context) error { return h.kv.framed.wait(ctx) }
 
 // New returns the client API handler of srv.

@@ -22,21 +22,24 @@ const framedMethod = "KV/BatchFramed"
 // (Not a WaitGroup: a handler may still be switching one while Stop
 // waits.)
 type framedConns struct {
-	mu   sync.Mutex
-	n    int
-	zero chan struct{} // closed when n drops to 0; nil when nobody waits
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	zero  chan struct{} // closed when none is left; nil when nobody waits
 }
 
-func (f *framedConns) add() {
+func (f *framedConns) add(c net.Conn) {
 	f.mu.Lock()
-	f.n++
+	if f.conns == nil {
+		f.conns = map[net.Conn]struct{}{}
+	}
+	f.conns[c] = struct{}{}
 	f.mu.Unlock()
 }
 
-func (f *framedConns) done() {
+func (f *framedConns) done(c net.Conn) {
 	f.mu.Lock()
-	f.n--
-	if f.n == 0 && f.zero != nil {
+	delete(f.conns, c)
+	if len(f.conns) == 0 && f.zero != nil {
 		close(f.zero)
 		f.zero = nil
 	}
@@ -56,8 +59,8 @@ func (k *kvService) serveFramed(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the framed batch protocol needs an HTTP/1.1 connection: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	k.framed.add()
-	defer k.framed.done()
+	k.framed.add(conn)
+	defer k.framed.done(conn)
 	defer conn.Close()
 	// The server's header timeout may have left a deadline on the
 	// connection; from here the protocol's own idle timeout applies.
@@ -68,23 +71,33 @@ func (k *kvService) serveFramed(w http.ResponseWriter, r *http.Request) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	// A client that goes away ends its calls, as on an HTTP/2 stream.
+	// A client that goes away ends its calls, as on an HTTP/2 stream. When
+	// ctx ends (the client went away, or the member shuts down), the
+	// stream stops reading: its calls in flight end through ctx, and their
+	// answers go out before the connection closes (a graceful stop closes
+	// what is left when --shutdown-timeout runs out: WaitFramed).
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 
 	g := k.m.streams.WithLabelValues(framedMethod)
 	g.Inc()
 	defer g.Dec()
-	s := &framedStream{conn: conn, r: batchwire.NewReader(brw.Reader, maxBatchMessageBytes), w: batchwire.NewWriter(conn), gone: cancel,
+	s := &framedStream{ctx: ctx, conn: conn, r: batchwire.NewReader(brw.Reader, maxBatchMessageBytes), w: batchwire.NewWriter(conn), gone: cancel,
 		idle: batchwire.IdleTimeout, codec: k.batchCodec}
 	err = k.serveBatch(ctx, s)
-	if s.bad != nil {
+	switch {
+	case s.bad != nil:
 		// The results of the calls it had started are out; say why the
 		// connection ends before it does.
 		_ = s.w.WriteGoAway(s.bad.Error())
 		err = s.bad
+	case ctx.Err() != nil && k.s.StreamEnd() != nil:
+		// The member's shutdown ended the stream: calls the client sent
+		// after the last answer were not read.
+		err = k.s.StreamEnd()
+		_ = s.w.WriteGoAway(err.Error())
 	}
 	k.m.requests.WithLabelValues(framedMethod, codeOf(wire(err))).Inc()
 }
@@ -95,6 +108,8 @@ var errBadFrame = errors.New("api: bad frame on a framed batch stream")
 // framedStream is a KV.Batch stream on a connection switched to the framed
 // protocol.
 type framedStream struct {
+	// ctx ends the stream's input.
+	ctx  context.Context
 	conn net.Conn
 	r    *batchwire.Reader
 	w    *batchwire.Writer
@@ -113,6 +128,10 @@ type framedStream struct {
 func (s *framedStream) Receive() (*concordv1.BatchRequest, error) {
 	for {
 		_ = s.conn.SetReadDeadline(time.Now().Add(s.idle))
+		// (After the deadline: ctx's end sets one in the past.)
+		if err := s.ctx.Err(); err != nil {
+			return nil, err
+		}
 		typ, payload, err := s.r.Next()
 		if err != nil {
 			if errors.Is(err, batchwire.ErrFrameTooLarge) || errors.Is(err, batchwire.ErrUnknownFrame) {
@@ -166,10 +185,12 @@ func (s *framedStream) Send(resp *concordv1.BatchResponse) error {
 	return s.w.WriteMessage(resp)
 }
 
-// wait waits until every framed connection has closed or ctx ends.
+// wait waits until every framed connection has closed or ctx ends; then
+// it closes those left (their calls' answers are lost: the client's
+// stream breaks).
 func (f *framedConns) wait(ctx context.Context) error {
 	f.mu.Lock()
-	if f.n == 0 {
+	if len(f.conns) == 0 {
 		f.mu.Unlock()
 		return nil
 	}
@@ -182,6 +203,12 @@ func (f *framedConns) wait(ctx context.Context) error {
 	case <-zero:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("framed batch connections still open: %w", ctx.Err())
+		f.mu.Lock()
+		n := len(f.conns)
+		for c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
+		return fmt.Errorf("%d framed batch connections still open, closed: %w", n, ctx.Err())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -17,22 +18,33 @@ func TestFramedConnsWaitForTheLastOne(t *testing.T) {
 	if err := f.wait(context.Background()); err != nil {
 		t.Fatalf("no connection open: %v", err)
 	}
-	f.add()
-	f.add()
+	a, peerA := net.Pipe()
+	b, peerB := net.Pipe()
+	defer peerA.Close()
+	defer peerB.Close()
+	f.add(a)
+	f.add(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if err := f.wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("two open, wait ended with %v", err)
 	}
+	// A wait that runs out closes the connections left: their handlers
+	// end (and call done) rather than outlive the member's stop.
+	for _, c := range []net.Conn{a, b} {
+		if _, err := c.Write([]byte{1}); !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("a connection left when the wait ran out is still open: %v", err)
+		}
+	}
 	got := make(chan error, 1)
 	go func() { got <- f.wait(context.Background()) }()
-	f.done()
+	f.done(a)
 	select {
 	case err := <-got:
 		t.Fatalf("one still open, wait ended with %v", err)
 	case <-time.After(20 * time.Millisecond):
 	}
-	f.done()
+	f.done(b)
 	select {
 	case err := <-got:
 		if err != nil {
@@ -42,13 +54,13 @@ func TestFramedConnsWaitForTheLastOne(t *testing.T) {
 		t.Fatal("the last connection closed and wait did not end")
 	}
 	// A connection switched after a wait ended is counted again.
-	f.add()
+	f.add(a)
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel2()
 	if err := f.wait(ctx2); err == nil {
 		t.Fatal("one open, wait returned nil")
 	}
-	f.done()
+	f.done(a)
 }
 
 // A framed stream drops a client that sends nothing, and one that reads
@@ -57,7 +69,7 @@ func TestFramedStreamIdleTimeouts(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
 	cancelled := make(chan struct{})
-	s := &framedStream{conn: server, r: batchwire.NewReader(bufio.NewReader(server), 1<<20), w: batchwire.NewWriter(server),
+	s := &framedStream{ctx: context.Background(), conn: server, r: batchwire.NewReader(bufio.NewReader(server), 1<<20), w: batchwire.NewWriter(server),
 		gone: func() { close(cancelled) }, idle: 400 * time.Millisecond}
 	got := make(chan error, 1)
 	go func() {

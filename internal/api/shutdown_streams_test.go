@@ -3,18 +3,26 @@ package api_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 
+	"github.com/concord-dev/concord/api/batchwire"
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
 
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/faultnet"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -138,4 +146,127 @@ func TestSDKStreamsOutliveAGracefulStopAndTheMemberRestarts(t *testing.T) {
 	got, err := c.Client(victim).Get(ctx, "g/2", client.WithConsistency(client.Stale))
 	require.NoError(t, err)
 	require.Equal(t, "b", string(got.GetValue()))
+}
+
+// A write in flight on a framed batch connection when its member stops
+// gracefully is answered, as on the unary path and the Connect stream
+// (UNKNOWN_OUTCOME: the stop cut it on its way), and the member then
+// ends the connection with a GoAway that says why, rather than closing it
+// at once with the call unanswered.
+func TestGracefulStopAnswersFramedCallsInFlight(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	leader := c.WaitLeader(5 * time.Second)
+	f := (leader + 1) % len(c.Members)
+	addr := c.Members[f].Cfg.ListenClient
+	// (The member forwards writes of its own, its address for one.)
+	proposed := func() string { return metricLine(t, addr, `concord_server_forwarded_total{kind="propose"}`) }
+	before := proposed()
+	// The follower's calls to the leader go unanswered (the leader's own
+	// connections to it, Raft's, still pass): a write it forwards stays
+	// on its way until the stop cuts it.
+	c.Members[leader].Proxy.Set(c.Members[f].IP, faultnet.Link{Mode: faultnet.Blackhole})
+	b := openRaw(t, addr)
+	b.send(&concordv1.BatchCall{Id: 1, Request: &concordv1.BatchCall_Put{Put: &concordv1.PutRequest{Key: []byte("k"), Value: []byte("v")}}})
+	require.Eventually(t, func() bool { return proposed() != before }, 10*time.Second, 10*time.Millisecond)
+
+	c.Stop(f)
+	res := b.results(1)[1]
+	require.Equal(t, "UNKNOWN_OUTCOME", res.GetError().GetInfo().GetReason(), "%v", res)
+	_, _, err := b.r.Next()
+	require.ErrorIs(t, err, batchwire.ErrGoAway)
+	require.Contains(t, err.Error(), "shutting down")
+	_, _, err = b.r.Next()
+	require.ErrorIs(t, err, io.EOF, "the member closes the connection after its goaway")
+}
+
+// metricLine returns the value of the metric series named line on addr,
+// "" when it has none.
+func metricLine(t *testing.T, addr, series string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// SDK writes that run while the leader stops gracefully each end in a
+// success or ErrUnknownOutcome (the SDK lands the others on the new
+// leader), never in a bare cancellation or a broken stream, and none
+// hangs: on the framed batch transport and on the Connect stream.
+func TestSDKWritesThroughAGracefulStopOfTheLeader(t *testing.T) {
+	for _, framedOff := range []bool{false, true} {
+		t.Run(fmt.Sprintf("DisableFramedBatch=%v", framedOff), func(t *testing.T) {
+			c := testcluster.Start(t, testcluster.Options{})
+			leader := c.WaitLeader(5 * time.Second)
+			cl, err := client.New(context.Background(), client.Config{Endpoints: c.Endpoints(), DialTimeout: 10 * time.Second, DisableFramedBatch: framedOff})
+			require.NoError(t, err)
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			_, err = cl.Put(ctx, "warm", []byte("up"))
+			require.NoError(t, err)
+
+			var (
+				mu       sync.Mutex
+				ok       []string
+				unknown  int
+				bad      []error
+				stopping = make(chan struct{})
+				wg       sync.WaitGroup
+			)
+			var started atomic.Int64
+			for w := range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					after := -1 // writes left once the stop is done
+					for i := 0; after != 0; i++ {
+						select {
+						case <-stopping:
+							if after < 0 {
+								after = 20
+							}
+						default:
+						}
+						if after > 0 {
+							after--
+						}
+						key := fmt.Sprintf("w%d/%d", w, i)
+						wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+						_, err := cl.Put(wctx, key, []byte("v"))
+						wcancel()
+						started.Add(1)
+						mu.Lock()
+						switch {
+						case err == nil:
+							ok = append(ok, key)
+						case errors.Is(err, client.ErrUnknownOutcome):
+							unknown++
+						default:
+							bad = append(bad, fmt.Errorf("%s: %w", key, err))
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+			require.Eventually(t, func() bool { return started.Load() > 200 }, 20*time.Second, time.Millisecond)
+			c.Stop(leader)
+			close(stopping)
+			wg.Wait()
+			require.Empty(t, bad, "writes that ended in neither a success nor an unknown outcome")
+			t.Logf("%d writes applied, %d unknown", len(ok), unknown)
+			for _, key := range ok {
+				got, err := cl.Get(ctx, key)
+				require.NoError(t, err)
+				require.Equal(t, "v", string(got.GetValue()), key)
+			}
+		})
+	}
 }

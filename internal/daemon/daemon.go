@@ -175,7 +175,8 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		_ = d.http.Close()
 	}
 	// Framed batch connections were hijacked from the HTTP server; the
-	// cancelled base context closes them once their calls are done.
+	// cancelled base context ends their input, and they close once their
+	// calls are answered (WaitFramed closes those left at the deadline).
 	herr = errors.Join(herr, d.api.WaitFramed(ctx))
 	serr := d.srv.Stop(ctx)
 	d.log.Info("member stopped", "name", d.cfg.Name)
