@@ -253,7 +253,7 @@ func (s *Server) StreamEnd() error {
 
 // BeginShutdown makes the member refuse new requests and, if it leads,
 // hands leadership to another voter so the cluster does not wait for an
-// election.
+// election. The handover takes at most half of the time ctx leaves.
 func (s *Server) BeginShutdown(ctx context.Context) {
 	if s.stopping.Swap(true) {
 		return
@@ -274,7 +274,15 @@ func (s *Server) BeginShutdown(ctx context.Context) {
 	if voters < 2 {
 		return
 	}
-	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// The handover takes at most half of what is left of the stop's
+	// budget (--shutdown-timeout), and 5 s: one that no voter answers
+	// (Raft gives up after its election timeout) must leave the drain
+	// that follows its share.
+	limit := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		limit = min(limit, time.Until(d)/2)
+	}
+	tctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	if err := s.node.TransferLeadership(tctx, "", ""); err != nil {
 		s.log.Warn("leadership transfer before shutdown failed", "err", err)
