@@ -157,6 +157,7 @@ type Node struct {
 	store     *stores
 	snaps     *raft.FileSnapshotStore
 	transport *raft.NetworkTransport
+	stream    *streamLayer
 	observer  *raft.Observer
 	obsCh     chan raft.Observation
 	stopObs   chan struct{}
@@ -301,8 +302,9 @@ func Open(cfg Config, sm StateMachine) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
+	n.stream = &streamLayer{s: cfg.Streams, advertise: cfg.Advertise, conns: map[*trackedConn]struct{}{}}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{s: cfg.Streams, advertise: cfg.Advertise},
+		Stream:  n.stream,
 		MaxPool: 4,
 		Timeout: 10 * time.Second,
 		Logger:  newHCLog(cfg.Logger, "raft-net"),
@@ -571,7 +573,13 @@ func (n *Node) Snapshot(ctx context.Context) error {
 func (n *Node) Shutdown() error {
 	var err error
 	n.closeOnce.Do(func() {
-		err = n.raft.Shutdown().Error()
+		f := n.raft.Shutdown()
+		// Raft waits for its goroutines, and a replication goroutine
+		// waits on a peer that went silent (paused, cut off) for the
+		// transport's timeout: the connections close first, so that a
+		// graceful stop of a cut-off leader does not take 10 s more.
+		n.stream.closeConns()
+		err = f.Error()
 		n.raft.DeregisterObserver(n.observer)
 		close(n.stopObs)
 		if cerr := n.transport.Close(); err == nil {
@@ -586,16 +594,72 @@ func (n *Node) Shutdown() error {
 
 func (n *Node) closeStores() error { return n.store.Close() }
 
+// streamLayer is the transport's network. It keeps the connections it
+// dialed and accepted, for closeConns.
 type streamLayer struct {
 	s         Streams
 	advertise string
+
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
 }
 
-func (l *streamLayer) Accept() (net.Conn, error) { return l.s.Accept() }
-func (l *streamLayer) Close() error              { return l.s.Close() }
-func (l *streamLayer) Addr() net.Addr            { return advertiseAddr(l.advertise) }
+func (l *streamLayer) Accept() (net.Conn, error) {
+	c, err := l.s.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.track(c), nil
+}
+
+func (l *streamLayer) Close() error   { return l.s.Close() }
+func (l *streamLayer) Addr() net.Addr { return advertiseAddr(l.advertise) }
 func (l *streamLayer) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return l.s.DialTimeout(string(a), timeout)
+	c, err := l.s.DialTimeout(string(a), timeout)
+	if err != nil {
+		return nil, err
+	}
+	return l.track(c), nil
+}
+
+// track keeps c until it closes; after closeConns it closes c at once.
+func (l *streamLayer) track(c net.Conn) net.Conn {
+	t := &trackedConn{Conn: c, l: l}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		_ = c.Close()
+		return t
+	}
+	l.conns[t] = struct{}{}
+	l.mu.Unlock()
+	return t
+}
+
+// closeConns closes every connection of the transport, and those it
+// makes from now on.
+func (l *streamLayer) closeConns() {
+	l.mu.Lock()
+	l.closed = true
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	l *streamLayer
+}
+
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
 }
 
 type advertiseAddr string
