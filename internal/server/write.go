@@ -239,7 +239,15 @@ func start[Q, R any](ctx context.Context, s *Server, prepare func(Q) (prepared[R
 		}
 	}
 	// The AfterFunc may run before AfterFunc returns: it must not use stop.
-	stop := context.AfterFunc(ctx, func() { answer(zero, ctx.Err()) })
+	stop := context.AfterFunc(ctx, func() {
+		err := ctx.Err()
+		if s.stopping.Load() {
+			// The member's shutdown ended the wait, as in propose: the
+			// write was proposed, and may yet be applied.
+			err = errs.Wrapf(raftnode.ErrUnknownOutcome, "this member stopped while the write was on its way (%v); it may or may not be applied: retry it with the same request ID", err)
+		}
+		answer(zero, err)
+	})
 	settle := func(r R, err error) {
 		stop()
 		answer(r, err)
