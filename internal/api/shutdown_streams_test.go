@@ -270,3 +270,48 @@ func TestSDKWritesThroughAGracefulStopOfTheLeader(t *testing.T) {
 		})
 	}
 }
+
+// A write the leader had proposed when it handed leadership over before
+// its stop, and whose commit it did not see before it stepped down, may be
+// applied by the new leader: it is answered UNKNOWN_OUTCOME, never
+// SHUTTING_DOWN, which says nothing was applied.
+func TestWritesCutByTheHandoverAreNotAnsweredAsUnapplied(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	l := c.WaitLeader(5 * time.Second)
+	a, b := (l+1)%3, (l+2)%3
+	// The leader commits with a alone, slowly: writes stay in flight.
+	c.Isolate(b)
+	c.Members[a].Proxy.Set(c.Members[l].IP, faultnet.Link{Delay: 100 * time.Millisecond})
+	c.Members[l].Proxy.Set(c.Members[a].IP, faultnet.Link{Delay: 100 * time.Millisecond})
+	addr := c.Members[l].Cfg.ListenClient
+	raw := openRaw(t, addr)
+	const n = 64
+	var calls []*concordv1.BatchCall
+	for i := range n {
+		calls = append(calls, &concordv1.BatchCall{Id: uint64(i + 1), Request: &concordv1.BatchCall_Put{Put: &concordv1.PutRequest{
+			Key: []byte(fmt.Sprintf("h/%d", i)), Value: []byte("v"), Meta: &concordv1.WriteMeta{ClientId: "handover", RequestId: uint64(i + 1)}}}})
+	}
+	raw.send(calls...)
+	require.Eventually(t, func() bool {
+		return metricLine(t, addr, "concord_raft_last_log_index") != metricLine(t, addr, "concord_raft_commit_index")
+	}, 10*time.Second, time.Millisecond)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		c.Stop(l)
+	}()
+	res := raw.results(n)
+	<-stopped
+	cl := c.Client(a)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range n {
+		r := res[uint64(i+1)]
+		if r.GetError().GetInfo().GetReason() != "SHUTTING_DOWN" {
+			continue
+		}
+		got, err := cl.Get(ctx, fmt.Sprintf("h/%d", i))
+		require.NoError(t, err)
+		require.Nil(t, got, "h/%d was answered SHUTTING_DOWN (nothing applied) and is applied", i)
+	}
+}

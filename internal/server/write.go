@@ -35,16 +35,23 @@ func (m *selfMeta) next() *concordv1.WriteMeta {
 // whose outcome is unknown because it carries a request ID the state
 // machine deduplicates.
 func (s *Server) propose(ctx context.Context, cmd *internalv1.Command) (*internalv1.Result, error) {
-	if s.stopping.Load() {
+	return s.proposeAfter(ctx, cmd, false)
+}
+
+// proposeAfter is propose; maybe says that an earlier attempt (start's)
+// may have been applied: a stop that began meanwhile does not refuse it
+// then (SHUTTING_DOWN says nothing was applied), and it is retried as
+// propose retries its own.
+func (s *Server) proposeAfter(ctx context.Context, cmd *internalv1.Command, maybe bool) (*internalv1.Result, error) {
+	if s.stopping.Load() && !maybe {
 		return nil, raftnode.ErrStopped
 	}
 	if err := identify(cmd); err != nil {
 		return nil, err
 	}
 	backoff := 2 * time.Millisecond
-	// maybe is set once an attempt may have been applied: from then on the
-	// member may not answer that nothing was.
-	maybe := false
+	// maybe is set once an attempt may have been applied (here or before):
+	// from then on the member may not answer that nothing was.
 	for {
 		res, err := s.proposeOnce(ctx, cmd)
 		if err == nil {
@@ -252,7 +259,18 @@ func start[Q, R any](ctx context.Context, s *Server, prepare func(Q) (prepared[R
 		stop()
 		answer(r, err)
 	}
-	wait := func() { go func() { settle(commit(ctx, s, p, nil)) }() }
+	// wait hands the write to propose; maybe: the attempt so far may
+	// have been applied.
+	wait := func(maybe bool) {
+		go func() {
+			res, err := s.proposeAfter(ctx, p.cmd, maybe)
+			if err != nil {
+				settle(zero, err)
+				return
+			}
+			settle(p.answer(res), nil)
+		}()
+	}
 	took := s.node.ProposeAsync(data, func(_ uint64, resp any, err error) {
 		if err != nil {
 			if !retryable(err) {
@@ -260,7 +278,7 @@ func start[Q, R any](ctx context.Context, s *Server, prepare func(Q) (prepared[R
 				return
 			}
 			s.metrics.retries.Inc()
-			wait()
+			wait(errors.Is(err, raftnode.ErrUnknownOutcome))
 			return
 		}
 		res, err := asResult(resp)
@@ -274,7 +292,7 @@ func start[Q, R any](ctx context.Context, s *Server, prepare func(Q) (prepared[R
 		settle(p.answer(res), nil)
 	})
 	if !took {
-		wait()
+		wait(false)
 	}
 	return true
 }
