@@ -167,7 +167,16 @@ type Snowflake struct {
 	// renewErrUntil is the reservation (in units) the failed renewal asked
 	// for: a refusal for good holds only for a wait that needs as much.
 	renewErrUntil int64
-	lost          error
+	// refused, refusedUntil and refusedAt keep the last refusal for good
+	// for a while, even after a later renewal began or succeeded: another
+	// waiter, woken first, may have asked again for a nearer timestamp,
+	// and a waiter that needs the refused reservation must still get the
+	// refusal (it used to wait out MaxWait instead, depending on which
+	// waiter the broadcast woke first).
+	refused      error
+	refusedUntil int64
+	refusedAt    time.Time
+	lost         error
 
 	renewTimeout time.Duration // bounds one renewal: renewTimeout, shorter in tests
 
@@ -425,6 +434,11 @@ func (g *Snowflake) fail(err error) error {
 	return err
 }
 
+// refusalMemory is how long a refusal for good answers the waits that need
+// as much: a refusal is of a reservation over an hour past the leader's
+// clock, which stays refused far longer.
+const refusalMemory = 2 * time.Second
+
 // renewTimeout bounds one renewal of the reservation.
 const renewTimeout = 10 * time.Second
 
@@ -449,6 +463,9 @@ func (g *Snowflake) renewAsync() {
 			if id == g.cur.id {
 				g.renewErr = fmt.Errorf("idgen: renewing the reservation of worker ID %d: %w", id, err)
 				g.renewErrUntil = until
+				if !transient(err) {
+					g.refused, g.refusedUntil, g.refusedAt = g.renewErr, until, time.Now()
+				}
 			}
 		} else if id == g.cur.id {
 			g.reserved = max(g.reserved, hw-g.cfg.Layout.Epoch.UnixMilli())
@@ -488,6 +505,11 @@ func (g *Snowflake) waitReserved(ts int64) error {
 		before := g.reserved
 		g.renewAsync()
 		g.renewed.Wait()
+		if g.refused != nil && g.refusedUntil <= g.reserveUntil(ts) && time.Since(g.refusedAt) < refusalMemory {
+			// Refused for a reservation this wait needs, even if another
+			// waiter, woken first, has asked again since for less.
+			return g.refused
+		}
 		if g.renewErr != nil && !transient(g.renewErr) {
 			if g.renewErrUntil <= g.reserveUntil(ts) {
 				return g.renewErr
