@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/durable"
 )
 
 func newClusterCmd(g *globals) *cobra.Command {
@@ -232,7 +233,7 @@ func clusterSnapshot(g *globals) *cobra.Command {
 					os.Remove(tmp)
 					return err
 				}
-				if err := syncDir(filepath.Dir(args[0])); err != nil {
+				if err := durable.SyncDir(filepath.Dir(args[0])); err != nil {
 					return err
 				}
 				abs, _ := filepath.Abs(args[0])
@@ -245,17 +246,4 @@ func clusterSnapshot(g *globals) *cobra.Command {
 		},
 	})
 	return cmd
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/concord-dev/concord/internal/durable"
 )
 
 const (
@@ -793,13 +795,8 @@ func (s *Store) closeFiles() error {
 // syncDir makes the creations, renames and removals of files in dir
 // durable. A variable so that tests can see when it runs.
 var syncDir = func(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("raftlog: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("raftlog: sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
 	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/durable"
 	"github.com/concord-dev/concord/internal/raftnode"
 )
 
@@ -68,19 +69,7 @@ func saveIdentity(dir string, id identity) error {
 	if err := os.Rename(tmp, filepath.Join(dir, identityFile)); err != nil {
 		return err
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return durable.SyncDir(dir)
 }
 
 // resolveIdentity decides this member's Raft ID and, for a new cluster, the
