@@ -57,6 +57,10 @@ type Handler struct {
 // calls in flight and close; http.Server.Shutdown does not wait for them.
 func (h *Handler) WaitFramed(ctx context.Context) error { return h.kv.framed.wait(ctx) }
 
+// CloseFramed closes the framed batch connections at once, answering none
+// of their calls (Daemon.Kill: a crash, for in-process tests).
+func (h *Handler) CloseFramed() { h.kv.framed.closeAll() }
+
 // New returns the client API handler of srv.
 func New(srv *server.Server, opts Options) *Handler {
 	m := newMetrics(opts.Registerer)

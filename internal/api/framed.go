@@ -185,6 +185,16 @@ func (s *framedStream) Send(resp *concordv1.BatchResponse) error {
 	return s.w.WriteMessage(resp)
 }
 
+// closeAll closes every framed connection at once, answering nothing, as
+// a crash would.
+func (f *framedConns) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		c.Close()
+	}
+}
+
 // wait waits until every framed connection has closed or ctx ends; then
 // it closes those left (their calls' answers are lost: the client's
 // stream breaks).

@@ -315,3 +315,24 @@ func TestWritesCutByTheHandoverAreNotAnsweredAsUnapplied(t *testing.T) {
 		require.Nil(t, got, "h/%d was answered SHUTTING_DOWN (nothing applied) and is applied", i)
 	}
 }
+
+// Daemon.Kill is a crash for in-process tests: a framed call in flight gets
+// no answer and the connection just ends, with no GoAway. Since graceful
+// stops answer framed calls in flight, Kill (which cancels the same
+// context) answered them too, and a test's "crash" was a polite stop.
+func TestKillAnswersNoFramedCall(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	leader := c.WaitLeader(5 * time.Second)
+	f := (leader + 1) % len(c.Members)
+	addr := c.Members[f].Cfg.ListenClient
+	proposed := func() string { return metricLine(t, addr, `concord_server_forwarded_total{kind="propose"}`) }
+	before := proposed()
+	c.Members[leader].Proxy.Set(c.Members[f].IP, faultnet.Link{Mode: faultnet.Blackhole})
+	b := openRaw(t, addr)
+	b.send(&concordv1.BatchCall{Id: 1, Request: &concordv1.BatchCall_Put{Put: &concordv1.PutRequest{Key: []byte("k"), Value: []byte("v")}}})
+	require.Eventually(t, func() bool { return proposed() != before }, 10*time.Second, 10*time.Millisecond)
+
+	c.Kill(f)
+	_, _, err := b.r.Next()
+	require.True(t, err != nil && !errors.Is(err, batchwire.ErrGoAway), "a killed member sent a frame after the kill: %v", err)
+}
