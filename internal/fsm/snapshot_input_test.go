@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -424,6 +425,13 @@ func TestImpossibleSessionLockOrMemberRecordIsRefused(t *testing.T) {
 				Holders: []*internalv1.LockHolderRecord{{Session: 1, Owner: "o", Token: 2, Mode: 1, Permits: 1}}},
 			&internalv1.LockWaiterRecord{Id: id, Session: 1, Owner: "w", Claims: []*internalv1.LockClaimRecord{claim}}}
 	}
+	manyForced := func(n int) []proto.Message {
+		out := []proto.Message{&internalv1.LockSectionHeader{Forced: uint64(n)}}
+		for range n {
+			out = append(out, &internalv1.LockForceRecord{Name: "a", Token: 3, Session: 1, Owner: "o", Reason: "r", Revision: 10})
+		}
+		return out
+	}
 	forced := func(token, rev uint64) []proto.Message {
 		return []proto.Message{&internalv1.LockSectionHeader{Forced: 1},
 			&internalv1.LockForceRecord{Name: "a", Token: token, Session: 1, Owner: "o", Reason: "r", Revision: rev}}
@@ -432,6 +440,9 @@ func TestImpossibleSessionLockOrMemberRecordIsRefused(t *testing.T) {
 	for name, s := range map[string]sections{
 		"a session, its lock, a waiter": {members: []proto.Message{member("1"), member("2")}, sessions: []proto.Message{session(1), session(10)}, locks: waiter(10)},
 		"a force-release record":        {sessions: []proto.Message{session(1)}, locks: forced(3, 10)},
+		"100 force-release records":     {sessions: []proto.Message{session(1)}, locks: manyForced(100)},
+		"a session name of 256 bytes": {sessions: []proto.Message{&internalv1.SessionRecord{Id: 1, TtlMs: 60000,
+			Name: strings.Repeat("n", 256)}}},
 	} {
 		_, err := VerifySnapshot(bytes.NewReader(snap(s)))
 		require.NoError(t, err, name)
@@ -449,6 +460,11 @@ func TestImpossibleSessionLockOrMemberRecordIsRefused(t *testing.T) {
 		"a holder of token 0":              {sessions: []proto.Message{session(1)}, locks: heldByToken(1, 0)},
 		"a member without an ID":           {members: []proto.Message{member("")}},
 		"a member ID twice":                {members: []proto.Message{member("1"), member("1")}},
+		"a session of TTL 0":               {sessions: []proto.Message{&internalv1.SessionRecord{Id: 1}}},
+		"a session of TTL -1 ms":           {sessions: []proto.Message{&internalv1.SessionRecord{Id: 1, TtlMs: -1}}},
+		"a session name of 257 bytes": {sessions: []proto.Message{&internalv1.SessionRecord{Id: 1, TtlMs: 60000,
+			Name: strings.Repeat("n", 257)}}},
+		"101 force-release records": {sessions: []proto.Message{session(1)}, locks: manyForced(101)},
 	} {
 		data := snap(s)
 		_, err := VerifySnapshot(bytes.NewReader(data))

@@ -118,6 +118,10 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 	if err := fresh.checkRestored(); err != nil {
 		return err
 	}
+	// The table keeps the last forceHistory records.
+	if hdr.GetForced() > forceHistory {
+		return fmt.Errorf("%w: %d force-release records; the table keeps %d", record.ErrCorrupt, hdr.GetForced(), forceHistory)
+	}
 	for i := uint64(0); i < hdr.GetForced(); i++ {
 		var rec internalv1.LockForceRecord
 		if err := r.Read(&rec); err != nil {

@@ -20,8 +20,8 @@ func (s *Server) CreateSession(ctx context.Context, req *concordv1.CreateSession
 	if ms := req.GetTtlMs(); ms < s.cfg.Limits.MinSessionTTL.Milliseconds() || ms > s.cfg.Limits.MaxSessionTTL.Milliseconds() {
 		return nil, errs.Wrapf(session.ErrTTLOutOfRange, "ttl %d ms is outside [%s, %s]", ms, s.cfg.Limits.MinSessionTTL, s.cfg.Limits.MaxSessionTTL)
 	}
-	if len(req.GetName()) > 256 {
-		return nil, errs.Wrapf(ErrInvalidArgument, "session name is %d bytes; the limit is 256", len(req.GetName()))
+	if len(req.GetName()) > session.MaxNameBytes {
+		return nil, errs.Wrapf(ErrInvalidArgument, "session name is %d bytes; the limit is %d", len(req.GetName()), session.MaxNameBytes)
 	}
 	var full bool
 	s.fsm.Read(func(st fsm.State) { full = st.Sessions.Len() >= s.cfg.Limits.MaxSessions })

@@ -43,6 +43,13 @@ func (t *Table) RestoreRecords(n uint64, r *record.Reader) error {
 			return fmt.Errorf("%w: session ID %d is not positive or twice", record.ErrCorrupt, rec.GetId())
 		}
 		seen[rec.GetId()] = true
+		// CreateSession refuses a TTL not positive (the session would
+		// expire at once, or never be swept) and the API a name over
+		// MaxNameBytes.
+		if rec.GetTtlMs() <= 0 || len(rec.GetName()) > MaxNameBytes {
+			return fmt.Errorf("%w: session %d: TTL %d ms not positive or a name of %d bytes (the limit is %d)",
+				record.ErrCorrupt, rec.GetId(), rec.GetTtlMs(), len(rec.GetName()), MaxNameBytes)
+		}
 		list = append(list, Session{ID: rec.GetId(), Name: rec.GetName(), TTLMillis: rec.GetTtlMs(), CreatedUnixMs: rec.GetCreatedUnixMs()})
 	}
 	t.Restore(list)

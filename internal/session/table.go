@@ -6,6 +6,10 @@ import (
 	"github.com/google/btree"
 )
 
+// MaxNameBytes bounds a session's name (Session/Create refuses a longer
+// one).
+const MaxNameBytes = 256
+
 // Session is a live session.
 type Session struct {
 	ID            int64
