@@ -16,6 +16,8 @@ import (
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/client/concurrency"
 	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/faultnet"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -281,4 +283,43 @@ func TestHandoffIsTimedOncePerGrant(t *testing.T) {
 		require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, (<-done).GetState())
 	}
 	require.Equal(t, 1.0, metric(t, c.Members[0], "concord_lock_handoff_seconds_count")-before)
+}
+
+// A lock wait cut by the member's graceful stop while the member waits to
+// apply the command that queued it (a follower behind the leader) ends
+// SHUTTING_DOWN, as a wait cut later does: the client resumes it on
+// another member. It ended TIMEOUT (DEADLINE_EXCEEDED), which a client
+// takes for the end of its own deadline, and the SDK for a write whose
+// outcome is unknown.
+func TestLockWaitCutByAStopBeforeItsQueueEntryAppliedEndsShuttingDown(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	v := (leader + 1) % len(c.Members)
+	cl := c.Client(leader)
+	s := session(t, cl, 5*time.Second)
+	holder := concurrency.NewMutex(s, "cut")
+	require.NoError(t, holder.Lock(ctx))
+	m := c.Members[v]
+	lead := c.Members[leader].Daemon().Server().FSM()
+	require.Eventually(t, func() bool { return m.Daemon().Server().FSM().AppliedIndex() >= lead.AppliedIndex() },
+		5*time.Second, time.Millisecond)
+	// v applies what the leader sends it 700 ms late.
+	m.Proxy.Set(c.Members[leader].IP, faultnet.Link{Delay: 700 * time.Millisecond})
+	lc := concordv1connect.NewLockClient(http.DefaultClient, "http://"+m.Cfg.ListenClient)
+	req := &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: "cut", Kind: client.KindMutex}},
+		Session: s.ID(), Owner: "w", Wait: true}
+	stream, err := lc.Acquire(ctx, connect.NewRequest(req))
+	require.NoError(t, err)
+	require.True(t, stream.Receive(), "%v", stream.Err())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, stream.Msg().GetState())
+	// v now waits to apply the acquire before following the waiter.
+	c.Stop(v)
+	require.False(t, stream.Receive())
+	err = stream.Err()
+	require.Error(t, err)
+	info, ok := errs.InfoOf(err)
+	require.True(t, ok, "%v", err)
+	assert.Equal(t, "SHUTTING_DOWN", info.GetReason(), "%v", err)
+	assert.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "%v", err)
 }

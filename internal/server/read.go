@@ -138,6 +138,12 @@ func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
 		return nil
 	}
 	if err := s.fsm.WaitApplied(ctx, idx); err != nil {
+		if s.stopping.Load() {
+			// The member's shutdown ended the wait (it cancels the
+			// requests in flight): the caller resumes on another
+			// member. A wait writes nothing.
+			return raftnode.ErrStopped
+		}
 		return errs.Wrapf(ErrTimeout, "waiting for this member to apply revision %d (it has %d): %v", idx, s.fsm.AppliedIndex(), err)
 	}
 	return nil
