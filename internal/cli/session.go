@@ -2,9 +2,9 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -122,33 +122,82 @@ func sessionLs(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "ls",
 		Short: "List sessions",
-		Args:  cobra.NoArgs,
+		Long: "List sessions, a page (1,000 sessions) at a time as they are read: the table in fixed-width columns\n" +
+			"under one header, --json a JSON array written element by element.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withClient(cmd, false, func(ctx context.Context, cl *client.Client) error {
-				list, err := cl.ListSessions(ctx)
-				if err != nil {
-					return err
-				}
-				if g.json {
-					out := make([]map[string]any, 0, len(list))
-					for _, s := range list {
-						out = append(out, map[string]any{"id": s.GetId(), "name": s.GetName(), "ttl_ms": s.GetTtlMs(),
-							"remaining_ms": s.GetRemainingMs(), "keys": s.GetKeys(), "created_unix_ms": s.GetCreatedUnixMs()})
+				var (
+					after int64
+					n     int
+				)
+				for {
+					page, more, err := cl.ListSessionsPage(ctx, after, 0)
+					if err != nil {
+						return err
 					}
-					return writeJSON(g.stdout, out)
-				}
-				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tNAME\tTTL\tREMAINING\tKEYS\tCREATED")
-				for _, s := range list {
-					rem := "-"
-					if s.GetRemainingMs() >= 0 {
-						rem = (time.Duration(s.GetRemainingMs()) * time.Millisecond).String()
+					for _, s := range page {
+						if err := printSession(g, s, n); err != nil {
+							return err
+						}
+						n++
 					}
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", s.GetId(), display(s.GetName()), time.Duration(s.GetTtlMs())*time.Millisecond,
-						rem, s.GetKeys(), time.UnixMilli(s.GetCreatedUnixMs()).UTC().Format(time.RFC3339))
+					if !more || len(page) == 0 {
+						break
+					}
+					after = page[len(page)-1].GetId()
 				}
-				return tw.Flush()
+				return endSessions(g, n)
 			})
 		},
 	}
+}
+
+// sessionColumns lays out `session ls`'s table: it is printed a page at a
+// time, so its columns cannot be sized to the whole list.
+const sessionColumns = "%-12s  %-24s  %-10s  %-12s  %-6s  %s\n"
+
+// printSession prints the i-th session of `session ls`: the header (or the
+// JSON array's opening) before the first.
+func printSession(g *globals, s *client.SessionInfo, i int) error {
+	if g.json {
+		b, err := json.MarshalIndent(map[string]any{"id": s.GetId(), "name": s.GetName(), "ttl_ms": s.GetTtlMs(),
+			"remaining_ms": s.GetRemainingMs(), "keys": s.GetKeys(), "created_unix_ms": s.GetCreatedUnixMs()}, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n  "
+		if i == 0 {
+			sep = "[\n  "
+		}
+		_, err = fmt.Fprintf(g.stdout, "%s%s", sep, b)
+		return err
+	}
+	if i == 0 {
+		if _, err := fmt.Fprintf(g.stdout, sessionColumns, "ID", "NAME", "TTL", "REMAINING", "KEYS", "CREATED"); err != nil {
+			return err
+		}
+	}
+	rem := "-"
+	if s.GetRemainingMs() >= 0 {
+		rem = (time.Duration(s.GetRemainingMs()) * time.Millisecond).String()
+	}
+	_, err := fmt.Fprintf(g.stdout, sessionColumns, strconv.FormatInt(s.GetId(), 10), display(s.GetName()),
+		time.Duration(s.GetTtlMs())*time.Millisecond, rem, strconv.FormatInt(s.GetKeys(), 10),
+		time.UnixMilli(s.GetCreatedUnixMs()).UTC().Format(time.RFC3339))
+	return err
+}
+
+// endSessions ends `session ls`'s output of n sessions.
+func endSessions(g *globals, n int) error {
+	var err error
+	switch {
+	case g.json && n == 0:
+		_, err = fmt.Fprintln(g.stdout, "[]")
+	case g.json:
+		_, err = fmt.Fprintln(g.stdout, "\n]")
+	case n == 0:
+		_, err = fmt.Fprintf(g.stdout, sessionColumns, "ID", "NAME", "TTL", "REMAINING", "KEYS", "CREATED")
+	}
+	return err
 }
