@@ -419,6 +419,11 @@ func (f *FSM) dispatch(index uint64, cmd *internalv1.Command) *internalv1.Result
 		f.members.Publish(member.Member{ID: p.GetId(), Name: p.GetName(), PeerAddr: p.GetPeerAddr(), ClientAddr: p.GetClientAddr()})
 		return emptyResult()
 	case *internalv1.Command_RetireMember:
+		if op.RetireMember.GetId() == "" {
+			// It would store a member record every later restore of a
+			// snapshot refuses as corrupt.
+			return ErrorResult(errs.Wrapf(ErrBadCommand, "retire a member without id"))
+		}
 		f.members.Retire(op.RetireMember.GetId())
 		return emptyResult()
 	case *internalv1.Command_Noop:

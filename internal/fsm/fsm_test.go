@@ -369,6 +369,21 @@ func TestBadCommandChangesNothing(t *testing.T) {
 	res = apply(t, f, 102, &internalv1.Command{})
 	require.ErrorIs(t, ResultError(res), ErrBadCommand)
 	f.Read(func(s State) { require.Equal(t, before, snapshotKV(t, s.KV)) })
+
+	// A member record without an ID would make every later snapshot
+	// unrestorable (restore refuses it as corrupt).
+	for i, op := range []*internalv1.Command{
+		{Op: &internalv1.Command_PublishMember{PublishMember: &internalv1.PublishMember{Name: "n"}}},
+		{Op: &internalv1.Command_RetireMember{RetireMember: &internalv1.RetireMember{}}},
+	} {
+		res = apply(t, f, uint64(103+i), op)
+		require.ErrorIs(t, ResultError(res), ErrBadCommand, "%v", op)
+	}
+	var buf bytes.Buffer
+	_, err := f.CaptureState().WriteTo(&buf)
+	require.NoError(t, err)
+	_, err = VerifySnapshot(bytes.NewReader(buf.Bytes()))
+	require.NoError(t, err, "a refused member command left a record no restore takes")
 }
 
 func snapshotKV(t testing.TB, s *kv.Store) []byte {
