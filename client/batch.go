@@ -75,6 +75,16 @@ func newBatcher(c *Client, ep *endpoint) *batcher {
 // result came: the outcome is unknown.
 var errStreamBroke = connect.NewError(connect.CodeUnavailable, errors.New("batch stream broke before the result came"))
 
+// errBatchNotSent is how a call learns that its stream could not be opened
+// (the member refused the connection, say): it was never sent, so it may
+// go to another member whatever its kind, and a write is not an unknown
+// outcome.
+var errBatchNotSent = connect.NewError(connect.CodeUnavailable, notSent{errors.New("the batch stream could not be opened; the call was not sent")})
+
+// notSentResult is the result a call gets when its stream could not be
+// opened (compared by address).
+var notSentResult = &concordv1.BatchResult{}
+
 // do sends one call and waits for its result. A failed call comes back as
 // the *connect.Error a unary call would have returned. Each attempt gets its
 // own BatchCall, so a retry never touches a message a failed stream may
@@ -108,6 +118,9 @@ func (b *batcher) do(ctx context.Context, req *concordv1.BatchCall) (*concordv1.
 	case r := <-ch:
 		if r == nil {
 			return nil, errStreamBroke
+		}
+		if r == notSentResult {
+			return nil, errBatchNotSent
 		}
 		if e := r.GetError(); e != nil {
 			return nil, batchErr(e)
@@ -177,7 +190,7 @@ func (b *batcher) run(ctx context.Context, gen uint64, wake <-chan struct{}, can
 	stream, err := b.c.openBatch(ctx, b.ep)
 	if err != nil {
 		b.c.log.Debug("cannot open the batch stream", "endpoint", b.ep.addr, "err", err)
-		b.fail(gen, cancel)
+		b.failWith(gen, cancel, notSentResult)
 		return
 	}
 	go b.receive(gen, stream, cancel)
@@ -245,7 +258,12 @@ func (b *batcher) receive(gen uint64, stream batchStream, cancel context.CancelF
 // fail ends a stream generation: every call sent or queued on it fails as
 // a broken connection (its outcome unknown), and the next call opens a new
 // stream.
-func (b *batcher) fail(gen uint64, cancel context.CancelFunc) {
+func (b *batcher) fail(gen uint64, cancel context.CancelFunc) { b.failWith(gen, cancel, nil) }
+
+// failWith ends generation gen, answering every call waiting on it with r:
+// nil when the stream broke (the outcome is unknown), notSentResult when
+// it never opened.
+func (b *batcher) failWith(gen uint64, cancel context.CancelFunc, r *concordv1.BatchResult) {
 	cancel()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -255,7 +273,7 @@ func (b *batcher) fail(gen uint64, cancel context.CancelFunc) {
 	b.live = false
 	b.gen++
 	for id, ch := range b.waiting {
-		ch <- nil
+		ch <- r
 		delete(b.waiting, id)
 	}
 	b.queue, b.sizes = nil, nil

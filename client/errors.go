@@ -212,6 +212,9 @@ func fromWire(err error) error {
 	case connect.CodeUnimplemented:
 		return fmt.Errorf("%w: %v", ErrUnsupported, err)
 	default:
+		if errors.As(err, new(notSent)) {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		if notDialed(err) {
 			return fmt.Errorf("%w: %w", ErrUnavailable, notSent{err})
 		}
