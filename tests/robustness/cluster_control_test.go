@@ -144,3 +144,95 @@ func TestProcessControl(t *testing.T) {
 	_, err = c.WaitConverged(ctx, 30*time.Second)
 	require.NoError(t, err)
 }
+
+// TestMoveMember moves a follower to a new peer address the way the
+// nemesis's move fault does (kill -9, UpdateMember to a new proxy, restart
+// on its data dir) and checks that the partitions set against the member
+// still cut it at its new proxy, and that it votes there: with another
+// member stopped, writes commit only with its vote.
+func TestMoveMember(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Options{Binary: binary(t), Size: 3, Dir: t.TempDir(), Logf: t.Logf})
+	require.NoError(t, err)
+	defer c.Close()
+
+	put := func(key string) {
+		t.Helper()
+		require.NoError(t, c.Do(ctx, 30*time.Second, 3*time.Second, func(ctx context.Context, cl *client.Client) error {
+			_, err := cl.Put(ctx, key, []byte("v"))
+			return err
+		}))
+	}
+	rejoined := func(i int) {
+		t.Helper()
+		require.NoError(t, cluster.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() error { return c.Rejoined(ctx, i) }))
+	}
+	put("a")
+	leader, err := c.WaitLeader(ctx, 20*time.Second)
+	require.NoError(t, err)
+	v := (leader + 1) % 3
+	before := c.Info(v)
+
+	// Cut the member off before the move: the links it has must follow it
+	// to its new proxy.
+	for to := range 3 {
+		if to != v {
+			c.SetLink(v, to, faultnet.Link{Mode: faultnet.Blackhole})
+			c.SetLink(to, v, faultnet.Link{Mode: faultnet.Blackhole})
+		}
+	}
+	require.NoError(t, c.Kill(v))
+	from, to, err := c.Move(ctx, v, 30*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, before.ProxyAddr, from)
+	require.NotEqual(t, from, to)
+	require.Equal(t, to, c.Info(v).ProxyAddr)
+	require.NoError(t, c.Restart(ctx, v))
+	require.Equal(t, before.ID, c.Info(v).ID, "a moved member keeps its ID")
+
+	// Still cut off at its new address: with one more member down, no
+	// write can commit.
+	other := (v + 1) % 3
+	require.NoError(t, c.Kill(other))
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	cl, err := c.NewClient(ctx)
+	require.NoError(t, err)
+	_, err = cl.Put(wctx, "cut", []byte("v"))
+	wcancel()
+	cl.Close()
+	require.Error(t, err, "a write committed while the moved member was cut off: the partition does not apply to its new proxy")
+	c.HealNetwork()
+	require.NoError(t, c.Restart(ctx, other))
+	rejoined(v)
+	put("b")
+
+	// It votes at its new address: stop another member, the leader if it
+	// is not the moved one; writes still commit.
+	leader, err = c.WaitLeader(ctx, 20*time.Second)
+	require.NoError(t, err)
+	stop := leader
+	if stop == v {
+		stop = (v + 1) % 3
+	}
+	require.NoError(t, c.Kill(stop))
+	put("c")
+	st, err := func() (*client.Status, error) {
+		cl, err := c.NewClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		return cl.StatusOf(ctx, c.Member(v).ClientAddr)
+	}()
+	require.NoError(t, err)
+	require.Equal(t, to, st.GetSelf().GetPeerAddr(), "the moved member advertises its new address")
+	require.NoError(t, c.Restart(ctx, stop))
+	rejoined(stop)
+	rejoined(v)
+	_, err = c.WaitConverged(ctx, 30*time.Second)
+	require.NoError(t, err)
+}

@@ -9,7 +9,8 @@
 // The package controls processes (kill -9 and restart on the same data dir,
 // SIGSTOP/SIGCONT, restart with a skewed lease clock), links, and
 // membership (remove a member, re-add it under a new ID with an empty data
-// dir), and answers questions about the cluster: who leads, what each member
+// dir; move a stopped member to a new proxy, keeping its ID and data), and
+// answers questions about the cluster: who leads, what each member
 // applied and its state hash.
 package cluster
 
@@ -93,18 +94,21 @@ func (s State) String() string {
 	return [...]string{"running", "stopped", "paused", "removed"}[s]
 }
 
-// Member is one member slot. Its addresses are fixed for the cluster's
-// life; its process, state, clock and Raft ID change.
+// Member is one member slot. Its IP, client address and peer listener are
+// fixed for the cluster's life; its process, state, clock, Raft ID and
+// advertised peer address (Move puts a new proxy in front of its peer
+// listener) change.
 type Member struct {
 	Index      int // 0-based
 	Name       string
 	IP         string
 	ClientAddr string
 	PeerAddr   string // the member's own peer listener
-	ProxyAddr  string // advertised peer address, the proxy in front of PeerAddr
-	Proxy      *faultnet.Proxy
 
 	// Guarded by Cluster.mu.
+	proxyAddr   string          // advertised peer address, the proxy in front of PeerAddr
+	proxy       *faultnet.Proxy // the proxy at proxyAddr
+	moving      *faultnet.Proxy // the proxy a Move in progress moves the member to
 	state       State
 	clock       Clock
 	incarnation int
@@ -171,7 +175,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			c.Close()
 			return nil, fmt.Errorf("proxy for %s: %w", m.Name, err)
 		}
-		m.Proxy, m.ProxyAddr = proxy, proxy.Addr()
+		m.proxy, m.proxyAddr = proxy, proxy.Addr()
 		m.id = m.Name
 		m.clock = opts.Clock
 		c.members = append(c.members, m)
@@ -252,19 +256,23 @@ func (c *Cluster) close() {
 	}
 	c.mu.Lock()
 	var procs []*process
+	var proxies []*faultnet.Proxy
 	for _, m := range c.members {
 		if m.proc != nil {
 			procs = append(procs, m.proc)
+		}
+		for _, p := range []*faultnet.Proxy{m.proxy, m.moving} {
+			if p != nil {
+				proxies = append(proxies, p)
+			}
 		}
 	}
 	c.mu.Unlock()
 	for _, p := range procs {
 		p.kill()
 	}
-	for _, m := range c.members {
-		if m.Proxy != nil {
-			m.Proxy.Close()
-		}
+	for _, p := range proxies {
+		p.Close()
 	}
 	c.spawner.stop()
 }
@@ -316,6 +324,8 @@ type MemberInfo struct {
 	Clock       Clock
 	Incarnation int
 	DataDir     string
+	// ProxyAddr is the member's advertised peer address.
+	ProxyAddr string
 }
 
 // Info returns member i's current state.
@@ -323,7 +333,7 @@ func (c *Cluster) Info(i int) MemberInfo {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.members[i]
-	return MemberInfo{Index: i, Name: m.Name, ID: m.id, State: m.state, Clock: m.clock, Incarnation: m.incarnation, DataDir: c.dataDir(m)}
+	return MemberInfo{Index: i, Name: m.Name, ID: m.id, State: m.state, Clock: m.clock, Incarnation: m.incarnation, DataDir: c.dataDir(m), ProxyAddr: m.proxyAddr}
 }
 
 // DataDirs lists every data dir the members used, in order.
@@ -355,7 +365,7 @@ func (c *Cluster) args(m *Member) []string {
 		"--data-dir", c.dataDir(m),
 		"--listen-client", m.ClientAddr,
 		"--listen-peer", m.PeerAddr,
-		"--advertise-peer", m.ProxyAddr,
+		"--advertise-peer", m.proxyAddr,
 		"--heartbeat-timeout", o.HeartbeatTimeout.String(),
 		"--election-timeout", o.ElectionTimeout.String(),
 		"--shutdown-timeout", "5s",
@@ -372,7 +382,7 @@ func (c *Cluster) args(m *Member) []string {
 	} else {
 		var initial []string
 		for _, p := range c.members {
-			initial = append(initial, p.Name+"="+p.ProxyAddr)
+			initial = append(initial, p.Name+"="+p.proxyAddr)
 		}
 		a = append(a, "--initial-cluster", strings.Join(initial, ","))
 	}
@@ -529,16 +539,25 @@ func (c *Cluster) Resume(i int) error {
 }
 
 // SetLink sets the behaviour of the directed link from member from to
-// member to: connections from's IP opens to to's proxy.
+// member to: connections from's IP opens to to's proxy (and to the proxy a
+// Move in progress moves it to).
 func (c *Cluster) SetLink(from, to int, l faultnet.Link) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if l == (faultnet.Link{}) {
 		delete(c.links, [2]int{from, to})
 	} else {
 		c.links[[2]int{from, to}] = l
 	}
-	c.mu.Unlock()
-	c.members[to].Proxy.Set(c.members[from].IP, l)
+	c.setProxies(c.members[to], c.members[from].IP, l)
+}
+
+// setProxies sets the link from src on m's proxies; the caller holds c.mu.
+func (c *Cluster) setProxies(m *Member, src string, l faultnet.Link) {
+	m.proxy.Set(src, l)
+	if m.moving != nil {
+		m.moving.Set(src, l)
+	}
 }
 
 // HealNetwork passes every link again. Connections that were blackholed
@@ -546,17 +565,75 @@ func (c *Cluster) SetLink(from, to int, l faultnet.Link) {
 // never does, so they must not carry traffic again.
 func (c *Cluster) HealNetwork() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	links := c.links
 	c.links = map[[2]int]faultnet.Link{}
-	c.mu.Unlock()
 	for l, link := range links {
 		if link.Mode == faultnet.Blackhole {
-			c.members[l[1]].Proxy.Set(c.members[l[0]].IP, faultnet.Link{Mode: faultnet.Reset})
+			c.setProxies(c.members[l[1]], c.members[l[0]].IP, faultnet.Link{Mode: faultnet.Reset})
 		}
 	}
 	for _, m := range c.members {
-		m.Proxy.Heal()
+		m.proxy.Heal()
+		if m.moving != nil {
+			m.moving.Heal()
+		}
 	}
+}
+
+// Move moves stopped member i to a new peer address, keeping its Raft ID,
+// vote and data dir: a new proxy on its IP, in front of its peer listener,
+// takes the old one's place, and the cluster is told with UpdateMember.
+// The links set to the member apply to the new proxy from the start (and
+// SetLink sets both while the move is in progress), so partitions keep
+// cutting the member wherever it is reached. A call whose outcome was
+// unknown is retried (moving a member to the address it has is a no-op);
+// when the retries fail, the leader's Status decides whether the move took
+// effect. Restart then starts the member with the new --advertise-peer
+// (and its --initial-cluster entry changed). It returns the old and the new
+// address.
+func (c *Cluster) Move(ctx context.Context, i int, timeout time.Duration) (from, to string, err error) {
+	m := c.members[i]
+	c.mu.Lock()
+	st, from := m.state, m.proxyAddr
+	c.mu.Unlock()
+	if st != Stopped {
+		return "", "", fmt.Errorf("%s is %s, not stopped", m.Name, st)
+	}
+	proxy, err := faultnet.Listen(net.JoinHostPort(m.IP, "0"), m.PeerAddr)
+	if err != nil {
+		return "", "", fmt.Errorf("new proxy for %s: %w", m.Name, err)
+	}
+	to = proxy.Addr()
+	c.mu.Lock()
+	for l, link := range c.links {
+		if l[1] == i {
+			proxy.Set(c.members[l[0]].IP, link)
+		}
+	}
+	m.moving = proxy
+	c.mu.Unlock()
+	err = c.Do(ctx, timeout, 5*time.Second, func(ctx context.Context, cl *client.Client) error {
+		_, err := cl.UpdateMember(ctx, m.Name, to)
+		return err
+	})
+	if err != nil {
+		if addr, _, lerr := c.listed(ctx, i); lerr == nil && addr == to {
+			err = nil
+		}
+	}
+	c.mu.Lock()
+	m.moving = nil
+	old := proxy
+	if err == nil {
+		old, m.proxy, m.proxyAddr = m.proxy, proxy, to
+	}
+	c.mu.Unlock()
+	old.Close()
+	if err != nil {
+		return "", "", fmt.Errorf("move %s to %s: %w", m.Name, to, err)
+	}
+	return from, to, nil
 }
 
 // Remove removes member i from the cluster, then kills its process. A
@@ -603,8 +680,11 @@ func (c *Cluster) Readd(ctx context.Context, i int, timeout time.Duration) error
 	if st != Removed {
 		return fmt.Errorf("%s is %s, not removed", m.Name, st)
 	}
+	c.mu.Lock()
+	addr := m.proxyAddr
+	c.mu.Unlock()
 	err := c.Do(ctx, timeout, 5*time.Second, func(ctx context.Context, cl *client.Client) error {
-		_, err := cl.AddMember(ctx, m.Name, m.ProxyAddr)
+		_, err := cl.AddMember(ctx, m.Name, addr)
 		if errors.Is(err, client.ErrMemberExists) {
 			return nil
 		}
@@ -629,8 +709,23 @@ func (c *Cluster) Readd(ctx context.Context, i int, timeout time.Duration) error
 var ErrNotMember = errors.New("not a member of the configuration")
 
 // Promoted reports whether member i is a voter of the cluster, and records
-// its current Raft ID.
+// its current Raft ID. A member the leader lists at another peer address
+// than the one it advertises (a Move whose outcome was misjudged) is an
+// error: the leader does not reach it.
 func (c *Cluster) Promoted(ctx context.Context, i int) (bool, error) {
+	addr, voter, err := c.listed(ctx, i)
+	if err != nil {
+		return false, err
+	}
+	if want := c.Info(i).ProxyAddr; addr != want {
+		return false, fmt.Errorf("the leader lists %s at %s, not at %s", c.members[i].Name, addr, want)
+	}
+	return voter, nil
+}
+
+// listed returns the peer address at which the leader lists member i and
+// whether it is a voter, and records its current Raft ID.
+func (c *Cluster) listed(ctx context.Context, i int) (addr string, voter bool, err error) {
 	m := c.members[i]
 	for _, s := range c.Statuses(ctx) {
 		if s.Err != nil || s.Role != "leader" {
@@ -643,11 +738,62 @@ func (c *Cluster) Promoted(ctx context.Context, i int) (bool, error) {
 			c.mu.Lock()
 			m.id = mb.GetId()
 			c.mu.Unlock()
-			return mb.GetRole() != "learner", nil
+			return mb.GetPeerAddr(), mb.GetRole() != "learner", nil
 		}
-		return false, ErrNotMember
+		return "", false, ErrNotMember
 	}
-	return false, errors.New("no leader answers")
+	return "", false, errors.New("no leader answers")
+}
+
+// Rejoined reports nil once member i takes part again at its advertised
+// peer address: the leader lists it there as a voter, and the member
+// itself advertises that address, follows that leader and has applied
+// every entry the leader had committed when asked.
+func (c *Cluster) Rejoined(ctx context.Context, i int) error {
+	m := c.members[i]
+	want := c.Info(i).ProxyAddr
+	sts := c.Statuses(ctx)
+	var leader *Status
+	for k := range sts {
+		if sts[k].Err == nil && sts[k].Role == "leader" {
+			leader = &sts[k]
+		}
+	}
+	if leader == nil {
+		return errors.New("no leader answers")
+	}
+	var listed bool
+	for _, mb := range leader.raw.GetMembers() {
+		if mb.GetName() != m.Name {
+			continue
+		}
+		if mb.GetPeerAddr() != want || mb.GetRole() == "learner" {
+			return fmt.Errorf("the leader lists %s as %s at %s, not as a voter at %s", m.Name, mb.GetRole(), mb.GetPeerAddr(), want)
+		}
+		listed = true
+	}
+	if !listed {
+		return ErrNotMember
+	}
+	if sts[i].Err != nil {
+		return fmt.Errorf("%s does not answer: %w", m.Name, sts[i].Err)
+	}
+	// Asked after the leader, the member has applied what the leader had
+	// committed if it takes part.
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	self, err := c.admin.StatusOf(sctx, m.ClientAddr)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s does not answer: %w", m.Name, err)
+	case self.GetSelf().GetPeerAddr() != want:
+		return fmt.Errorf("%s advertises %s, not %s", m.Name, self.GetSelf().GetPeerAddr(), want)
+	case self.GetLeaderId() != leader.ID:
+		return fmt.Errorf("%s follows %q, not the leader %s", m.Name, self.GetLeaderId(), leader.ID)
+	case self.GetAppliedIndex() < leader.raw.GetCommitIndex():
+		return fmt.Errorf("%s applied %d of the leader's %d committed entries", m.Name, self.GetAppliedIndex(), leader.raw.GetCommitIndex())
+	}
+	return nil
 }
 
 // MarkRemoved records that member i is out of the configuration although
