@@ -356,6 +356,42 @@ func (n *Nemesis) apply(ctx context.Context, st Step) (func(context.Context) err
 			n.timeline.Add(st.Lane, st.Index, st.Kind, "note", "%s promoted to voter as %s", n.name(i), n.c.Info(i).ID)
 			return nil
 		}, nil
+
+	case Move:
+		i, err := n.choose(ctx, Step{Lane: st.Lane, Target: TargetFollower, Pick: st.Pick})
+		if err != nil {
+			return nil, err
+		}
+		if err := n.c.Kill(i); err != nil {
+			n.release(i)
+			return nil, err
+		}
+		from, to, err := n.c.Move(ctx, i, 20*time.Second)
+		if err != nil {
+			// Back at its old address; the final heal restarts it if
+			// this fails.
+			rerr := n.c.Restart(ctx, i)
+			n.release(i)
+			return nil, errors.Join(err, rerr)
+		}
+		n.timeline.Add(st.Lane, st.Index, st.Kind, "start", "kill -9 %s (id %s), moved from %s to %s", n.name(i), n.c.Info(i).ID, from, to)
+		if err := n.c.Restart(ctx, i); err != nil {
+			// Restarted by the final heal.
+			n.release(i)
+			return nil, err
+		}
+		n.timeline.Add(st.Lane, st.Index, st.Kind, "note", "restarted %s on its data dir, advertising %s", n.name(i), to)
+		return func(ctx context.Context) error {
+			defer n.release(i)
+			err := cluster.Poll(ctx, 30*time.Second, 250*time.Millisecond, func() error {
+				return n.c.Rejoined(ctx, i)
+			})
+			if err != nil {
+				return fmt.Errorf("%s not back at %s: %w", n.name(i), to, err)
+			}
+			n.timeline.Add(st.Lane, st.Index, st.Kind, "heal", "%s votes at %s as %s", n.name(i), to, n.c.Info(i).ID)
+			return nil
+		}, nil
 	}
 	return nil, fmt.Errorf("unknown fault %q", st.Kind)
 }
@@ -369,8 +405,9 @@ func describeLinks(n *Nemesis, links []Link) string {
 }
 
 // Heal undoes every fault still in effect, whatever the lanes left: it
-// passes every link, resumes paused members, restarts stopped ones and
-// re-adds removed ones, waiting until they are voters again. Clock skews
+// passes every link, resumes paused members, restarts stopped ones (a
+// moved one at its new address) and re-adds removed ones, waiting until
+// they are voters again at the address they advertise. Clock skews
 // stay: a member's clock is fixed for its process's life.
 func (n *Nemesis) Heal(ctx context.Context) error {
 	n.c.HealNetwork()

@@ -67,6 +67,12 @@ const (
 	// RemoveReadd removes a non-leader from the cluster and, after the
 	// step's duration, adds it back under a new ID with an empty data dir.
 	RemoveReadd Kind = "remove-readd"
+	// Move kills a non-leader, moves it to a new peer address (a new
+	// proxy in front of it) with UpdateMember, keeping its ID, vote and
+	// data, and restarts it there on its data dir; after the step's
+	// duration it is healed by waiting until it takes part at the new
+	// address.
+	Move Kind = "move"
 )
 
 // Target says which member a process fault hits.
@@ -211,7 +217,7 @@ func Generate(seed int64, p Profile) Schedule {
 		q := p
 		q.MinGap, q.MaxGap = every/2, every
 		q.MinFault, q.MaxFault = 2*time.Second, 4*time.Second
-		out = append(out, lane(seed, 3, LaneMembership, []Kind{RemoveReadd}, q, every/3)...)
+		out = append(out, lane(seed, 3, LaneMembership, []Kind{RemoveReadd, Move}, q, every/3)...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At < out[j].At })
 	if p.Solo {
