@@ -33,10 +33,15 @@ func TestLeaderChangesCountOncePerNewLeader(t *testing.T) {
 			return metric(t, c.Members[i], "concord_raft_term") == term && metric(t, c.Members[i], "concord_raft_has_leader") == 1
 		}, 10*time.Second, 10*time.Millisecond)
 	}
-	if metric(t, c.Members[leader], "concord_raft_term") != term {
-		t.Skip("another election followed; the count is not that of one failover")
-	}
+	// Each new leader has a term of its own: a member counts at most one
+	// change per term, at least the one it saw. (Usually one failover,
+	// one term: the double count showed as 2 there; if another election
+	// followed, the bound is its term.)
 	for _, i := range survivors {
-		require.Equal(t, 1.0, metric(t, c.Members[i], "concord_raft_leader_changes_total")-before[i], "member %d", i)
+		// Changes first: a term read after them covers every change read.
+		changes := metric(t, c.Members[i], "concord_raft_leader_changes_total") - before[i]
+		terms := metric(t, c.Members[i], "concord_raft_term") - oldTerm
+		require.GreaterOrEqual(t, changes, 1.0, "member %d", i)
+		require.LessOrEqual(t, changes, terms, "member %d counted %v leader changes over %v new terms", i, changes, terms)
 	}
 }
