@@ -25,6 +25,7 @@ import (
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/faultnet"
+	"github.com/concord-dev/concord/internal/fsm"
 )
 
 // Options shape a test cluster.
@@ -134,7 +135,35 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	t.Cleanup(c.Close)
 	c.WaitLeader(10 * time.Second)
+	c.WaitPublished(10 * time.Second)
 	return c
+}
+
+// WaitPublished waits until every running member has applied its own
+// published attributes (name and addresses). A member publishes them with a
+// log entry shortly after it starts; tests that compare applied indexes
+// start after it, so that entry cannot land between their calls.
+func (c *Cluster) WaitPublished(timeout time.Duration) {
+	c.t.Helper()
+	require.Eventually(c.t, func() bool {
+		for _, m := range c.Members {
+			d := m.Daemon()
+			if d == nil {
+				continue
+			}
+			s := d.Server()
+			cfg := s.Config()
+			published := false
+			s.FSM().Read(func(st fsm.State) {
+				rec, ok := st.Members.Get(s.ID())
+				published = ok && rec.Name == cfg.Name && rec.PeerAddr == cfg.AdvertisePeer && rec.ClientAddr == cfg.AdvertiseClient
+			})
+			if !published {
+				return false
+			}
+		}
+		return true
+	}, timeout, 20*time.Millisecond, "members did not publish their addresses within %s", timeout)
 }
 
 func (c *Cluster) logger(m *Member) *slog.Logger {
