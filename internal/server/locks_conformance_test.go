@@ -1,0 +1,269 @@
+package server_test
+
+// Tests that walk the lock feature's promises (issue 3, docs/locks.md)
+// against real members, where no other test pinned them.
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/client/concurrency"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+// inspect returns the holders' owners and the waiters' owners of a lock, in
+// the member's order.
+func inspect(t *testing.T, cl *client.Client, name string) (holders, waiters []string) {
+	t.Helper()
+	info, _, err := cl.InspectLock(context.Background(), name)
+	require.NoError(t, err)
+	for _, h := range info.GetHolders() {
+		holders = append(holders, h.GetOwner())
+	}
+	for _, w := range info.GetWaiters() {
+		waiters = append(waiters, w.GetOwner())
+	}
+	return holders, waiters
+}
+
+// A LockAll that cannot get every lock before its ctx ends leaves nothing
+// behind: no lock of the set held, no place in any queue, so the free lock
+// of the set is free to others at once and the busy one passes to nobody
+// when its holder lets go.
+func TestLockAllGivenUpLeavesNothingHeldOrQueued(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	holder := concurrency.NewMutex(session(t, cl, 5*time.Second), "giveup-b")
+	require.NoError(t, holder.Lock(ctx))
+
+	s := session(t, cl, 5*time.Second)
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	all, err := concurrency.LockAll(short, s, []string{"giveup-a", "giveup-b"})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Nil(t, all)
+
+	require.Eventually(t, func() bool {
+		ha, wa := inspect(t, cl, "giveup-a")
+		hb, wb := inspect(t, cl, "giveup-b")
+		return len(ha) == 0 && len(wa) == 0 && len(hb) == 1 && len(wb) == 0
+	}, 10*time.Second, 20*time.Millisecond, "the given-up LockAll still holds or queues")
+	_, wb := inspect(t, cl, "giveup-b")
+	require.Empty(t, wb)
+
+	other := concurrency.NewMutex(session(t, cl, 5*time.Second), "giveup-a")
+	ok, err := other.TryLock(ctx)
+	require.NoError(t, err)
+	require.True(t, ok, "the free lock of the set is free to others")
+	require.NoError(t, other.Unlock(ctx))
+
+	require.NoError(t, holder.Unlock(ctx))
+	hb, wb := inspect(t, cl, "giveup-b")
+	require.Empty(t, hb, "the busy lock passed to the given-up LockAll")
+	require.Empty(t, wb)
+}
+
+// queueUp starts acquire in the background and returns once the lock shows
+// one more waiter than before, so that the waiters' order is known.
+func queueUp(t *testing.T, cl *client.Client, name string, acquire func() (*client.Grant, error)) <-chan *client.Grant {
+	t.Helper()
+	_, before := inspect(t, cl, name)
+	got := make(chan *client.Grant, 1)
+	go func() {
+		g, err := acquire()
+		if err != nil {
+			t.Errorf("acquire of %q: %v", name, err)
+		}
+		got <- g
+	}()
+	require.Eventually(t, func() bool {
+		_, ws := inspect(t, cl, name)
+		return len(ws) == len(before)+1
+	}, 10*time.Second, 10*time.Millisecond, "the acquire did not queue")
+	return got
+}
+
+func granted(t *testing.T, ch <-chan *client.Grant) *client.Grant {
+	t.Helper()
+	select {
+	case g := <-ch:
+		require.NotNil(t, g)
+		return g
+	case <-time.After(20 * time.Second):
+		t.Fatal("not granted")
+		return nil
+	}
+}
+
+func notGranted(t *testing.T, ch <-chan *client.Grant) {
+	t.Helper()
+	select {
+	case g := <-ch:
+		t.Fatalf("granted out of turn (token %d)", g.Token)
+	default:
+	}
+}
+
+// A semaphore's queue is strict FIFO on a real member: a large waiter at
+// the head is not overtaken by a small one behind it even when the small
+// one would fit, and one release grants every waiter that then fits, in
+// queue order, in the same applied command (they share its token).
+func TestSemaphoreQueueIsFIFOAndOneReleaseGrantsSeveral(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	sem := func() *concurrency.Semaphore {
+		return concurrency.NewSemaphore(session(t, cl, 10*time.Second), "fifo-sem", 3)
+	}
+	first := sem()
+	_, err := first.Acquire(ctx, 2)
+	require.NoError(t, err)
+
+	big, small := sem(), sem()
+	bigCh := queueUp(t, cl, "fifo-sem", func() (*client.Grant, error) { return big.Acquire(ctx, 3) })
+	smallCh := queueUp(t, cl, "fifo-sem", func() (*client.Grant, error) { return small.Acquire(ctx, 1) })
+	_, ok, err := sem().TryAcquire(ctx, 1)
+	require.NoError(t, err)
+	require.False(t, ok, "a try-acquire barged past the queue")
+	notGranted(t, smallCh)
+	hs, ws := inspect(t, cl, "fifo-sem")
+	require.Len(t, hs, 1, "one permit is free, yet only the first holder holds")
+	require.Len(t, ws, 2)
+
+	require.NoError(t, first.Release(ctx))
+	bigGrant := granted(t, bigCh)
+	hs, ws = inspect(t, cl, "fifo-sem")
+	require.Len(t, hs, 1)
+	require.Len(t, ws, 1)
+	notGranted(t, smallCh)
+	require.NoError(t, bigGrant.Release(ctx))
+	require.NoError(t, granted(t, smallCh).Release(ctx))
+
+	// Three small waiters behind a full semaphore: one release lets them
+	// all in, in their order, with one token.
+	full := sem()
+	fullGrant, err := full.Acquire(ctx, 3)
+	require.NoError(t, err)
+	var chans []<-chan *client.Grant
+	var owners []string
+	for range 3 {
+		w := sem()
+		chans = append(chans, queueUp(t, cl, "fifo-sem", func() (*client.Grant, error) { return w.Acquire(ctx, 1) }))
+	}
+	_, owners = inspect(t, cl, "fifo-sem")
+	require.NoError(t, fullGrant.Release(ctx))
+	var tokens []uint64
+	for _, ch := range chans {
+		tokens = append(tokens, granted(t, ch).Token)
+	}
+	require.Greater(t, tokens[0], fullGrant.Token)
+	require.Equal(t, []uint64{tokens[0], tokens[0], tokens[0]}, tokens, "granted by one applied command")
+	hs, ws = inspect(t, cl, "fifo-sem")
+	require.Equal(t, owners, hs, "granted in queue order")
+	require.Empty(t, ws)
+}
+
+// A queued writer blocks readers that arrive after it, on a real member:
+// they queue behind it, and are let in when the writer is done.
+func TestQueuedWriterBlocksLaterReaders(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	rw := func() *concurrency.RWMutex { return concurrency.NewRWMutex(session(t, cl, 10*time.Second), "starve") }
+	r1 := rw()
+	require.NoError(t, r1.RLock(ctx))
+	w, r2 := rw(), rw()
+	wCh := queueUp(t, cl, "starve", func() (*client.Grant, error) { return nil, w.Lock(ctx) })
+	r2Ch := queueUp(t, cl, "starve", func() (*client.Grant, error) { return nil, r2.RLock(ctx) })
+	// queueUp saw r2 join the queue: it was not let in beside r1.
+	hs, ws := inspect(t, cl, "starve")
+	require.Len(t, hs, 1)
+	require.Len(t, ws, 2)
+	ok, err := rw().TryLock(ctx)
+	require.NoError(t, err)
+	require.False(t, ok)
+
+	require.NoError(t, r1.RUnlock(ctx))
+	<-wCh
+	require.NotZero(t, w.Token())
+	select {
+	case <-r2Ch:
+		t.Fatal("a reader was let in while the writer holds")
+	default:
+	}
+	require.NoError(t, w.Unlock(ctx))
+	<-r2Ch
+	require.Greater(t, r2.Token(), w.Token())
+	require.NoError(t, r2.RUnlock(ctx))
+}
+
+// Every lock metric docs/locks.md lists moves on a real member's /metrics
+// when what it counts happens: grants, holders and waiters, the wait, hold
+// and handoff histograms, and releases by each reason (expiries included).
+func TestLockMetricsMoveOnARealMember(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	m := c.Members[0]
+	get := func(sample string) float64 { return metric(t, m, sample) }
+	released := func(reason string) float64 {
+		return get(`concord_lock_releases_total{reason="` + reason + `"}`)
+	}
+	before := map[string]float64{}
+	for _, s := range []string{"concord_lock_grants_total", "concord_lock_wait_seconds_count", "concord_lock_wait_seconds_sum",
+		"concord_lock_hold_seconds_count", "concord_lock_handoff_seconds_count", "concord_lock_force_releases_total"} {
+		before[s] = get(s)
+	}
+	for _, r := range []string{"released", "session ended", "hold time ended", "force-released"} {
+		before[r] = released(r)
+	}
+
+	// A hold and a queued waiter: the gauges show them.
+	holder := concurrency.NewMutex(session(t, cl, 10*time.Second), "metrics")
+	require.NoError(t, holder.Lock(ctx))
+	waiter := concurrency.NewMutex(session(t, cl, 10*time.Second), "metrics")
+	got := queueUp(t, cl, "metrics", func() (*client.Grant, error) { return nil, waiter.Lock(ctx) })
+	require.Equal(t, 1.0, get("concord_lock_holders"))
+	require.Equal(t, 1.0, get("concord_lock_waiters"))
+	require.Equal(t, 1.0, get("concord_lock_locks"))
+	time.Sleep(100 * time.Millisecond) // a wait long enough to show in the sum
+	require.NoError(t, holder.Unlock(ctx))
+	<-got
+	require.NoError(t, waiter.Unlock(ctx))
+	require.Equal(t, 0.0, get("concord_lock_holders"))
+	require.Equal(t, 0.0, get("concord_lock_waiters"))
+	require.Equal(t, 0.0, get("concord_lock_locks"))
+	require.Equal(t, before["concord_lock_grants_total"]+2, get("concord_lock_grants_total"))
+	require.Equal(t, before["concord_lock_wait_seconds_count"]+1, get("concord_lock_wait_seconds_count"), "one granted waiter")
+	require.GreaterOrEqual(t, get("concord_lock_wait_seconds_sum")-before["concord_lock_wait_seconds_sum"], 0.1)
+	require.Eventually(t, func() bool {
+		return get("concord_lock_handoff_seconds_count") == before["concord_lock_handoff_seconds_count"]+1
+	}, 10*time.Second, 10*time.Millisecond, "the handoff to the waiter is timed")
+	require.Equal(t, before["concord_lock_hold_seconds_count"]+2, get("concord_lock_hold_seconds_count"))
+	require.Equal(t, before["released"]+2, released("released"))
+
+	// Expiries: a hold time that ends, a session that ends, a force-release.
+	held := concurrency.NewMutex(session(t, cl, 10*time.Second), "metrics-hold", concurrency.WithHoldTime(300*time.Millisecond))
+	require.NoError(t, held.Lock(ctx))
+	require.Eventually(t, func() bool { return released("hold time ended") == before["hold time ended"]+1 },
+		10*time.Second, 20*time.Millisecond, "hold time expiry")
+
+	lostSess := session(t, cl, time.Second)
+	require.NoError(t, concurrency.NewMutex(lostSess, "metrics-sess").Lock(ctx))
+	lostSess.Orphan()
+	require.Eventually(t, func() bool { return released("session ended") == before["session ended"]+1 },
+		15*time.Second, 20*time.Millisecond, "session expiry")
+
+	forced := concurrency.NewMutex(session(t, cl, 10*time.Second), "metrics-force")
+	require.NoError(t, forced.Lock(ctx))
+	_, err := cl.ForceReleaseLock(ctx, "metrics-force", 0, "metrics test")
+	require.NoError(t, err)
+	require.Equal(t, before["force-released"]+1, released("force-released"))
+	require.Equal(t, before["concord_lock_force_releases_total"]+1, get("concord_lock_force_releases_total"))
+	require.Equal(t, before["concord_lock_hold_seconds_count"]+5, get("concord_lock_hold_seconds_count"), "every ended grant's hold is timed")
+}
