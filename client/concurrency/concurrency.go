@@ -415,6 +415,18 @@ func (rw *RWMutex) Context() context.Context {
 	return rw.read.context()
 }
 
+// Lost is closed when the grant the handle holds ends (at once when it
+// holds none), as Mutex.Lost is.
+func (rw *RWMutex) Lost() <-chan struct{} { return rw.Context().Done() }
+
+// Txn starts a transaction fenced by the grant the handle holds: it applies
+// only while the lock is held under the grant's token. Readers granted by
+// one command share its token, so for a read lock the check is that a
+// grant with this token still holds (see docs/locks.md).
+func (rw *RWMutex) Txn() *client.Txn {
+	return rw.read.sess.Client().Txn().If(client.LockHeld(rw.read.claims[0].GetName(), rw.Token()))
+}
+
 // Semaphore hands out up to capacity permits; a holder may take several.
 type Semaphore struct {
 	s        *client.Session
@@ -528,3 +540,18 @@ func (m *Multi) Token() uint64 { return m.h.token() }
 
 // Context is the set's grant context.
 func (m *Multi) Context() context.Context { return m.h.context() }
+
+// Lost is closed when the set's grant ends: the locks a LockAll took end
+// together.
+func (m *Multi) Lost() <-chan struct{} { return m.h.context().Done() }
+
+// Txn starts a transaction fenced by the set's grant: it applies only
+// while every lock of the set is held under its token.
+func (m *Multi) Txn() *client.Txn {
+	token := m.Token()
+	cmps := make([]client.Cmp, len(m.h.claims))
+	for i, c := range m.h.claims {
+		cmps[i] = client.LockHeld(c.GetName(), token)
+	}
+	return m.h.sess.Client().Txn().If(cmps...)
+}

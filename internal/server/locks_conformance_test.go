@@ -267,3 +267,62 @@ func TestLockMetricsMoveOnARealMember(t *testing.T) {
 	require.Equal(t, before["concord_lock_force_releases_total"]+1, get("concord_lock_force_releases_total"))
 	require.Equal(t, before["concord_lock_hold_seconds_count"]+5, get("concord_lock_hold_seconds_count"), "every ended grant's hold is timed")
 }
+
+// RWMutex and the set LockAll returns offer what Mutex does (issue 3:
+// "RWMutex and Semaphore in the same style"): Lost, closed when the grant
+// ends, and Txn, a transaction fenced by the grant.
+func TestRWMutexAndLockAllTellLossLikeMutex(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	s := session(t, cl, 3*time.Second) // a keep-alive a second tells a force-release
+
+	rw := concurrency.NewRWMutex(s, "style-rw")
+	require.NoError(t, rw.Lock(ctx))
+	res, err := rw.Txn().Then(client.OpPut("style/rw", []byte("w"))).Commit(ctx)
+	require.NoError(t, err)
+	require.True(t, res.Succeeded, "a write fenced by the held write lock applies")
+	select {
+	case <-rw.Lost():
+		t.Fatal("Lost is closed while the write lock is held")
+	default:
+	}
+	_, err = cl.ForceReleaseLock(ctx, "style-rw", 0, "style test")
+	require.NoError(t, err)
+	select {
+	case <-rw.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("RWMutex.Lost was not closed when the write lock was force-released")
+	}
+	require.ErrorIs(t, context.Cause(rw.Context()), client.ErrLockLost)
+	res, err = rw.Txn().Then(client.OpPut("style/rw", []byte("late"))).Commit(ctx)
+	require.NoError(t, err)
+	require.False(t, res.Succeeded, "a write fenced by a lost grant is refused")
+	require.ErrorIs(t, rw.Unlock(ctx), client.ErrLockLost)
+
+	require.NoError(t, rw.RLock(ctx))
+	res, err = rw.Txn().Then(client.OpPut("style/rw", []byte("r"))).Commit(ctx)
+	require.NoError(t, err)
+	require.True(t, res.Succeeded, "a write fenced by the held read lock applies")
+	require.NoError(t, rw.RUnlock(ctx))
+	<-rw.Lost() // not held: closed, as Mutex.Lost is
+
+	all, err := concurrency.LockAll(ctx, s, []string{"style-a", "style-b"})
+	require.NoError(t, err)
+	res, err = all.Txn().Then(client.OpPut("style/all", []byte("x"))).Commit(ctx)
+	require.NoError(t, err)
+	require.True(t, res.Succeeded)
+	_, err = cl.ForceReleaseLock(ctx, "style-b", 0, "style test")
+	require.NoError(t, err)
+	select {
+	case <-all.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Multi.Lost was not closed when one of its locks was force-released")
+	}
+	res, err = all.Txn().Then(client.OpPut("style/all", []byte("late"))).Commit(ctx)
+	require.NoError(t, err)
+	require.False(t, res.Succeeded)
+	kv, err := cl.Get(ctx, "style/all")
+	require.NoError(t, err)
+	require.Equal(t, "x", string(kv.GetValue()))
+}
