@@ -326,3 +326,85 @@ func TestRWMutexAndLockAllTellLossLikeMutex(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "x", string(kv.GetValue()))
 }
+
+// Each bad input of issue 3 gets its typed error from a real member and
+// changes nothing: every lock looks the same to Inspect and List
+// afterwards, holders, tokens, times and queues alike.
+func TestLockBadInputChangesNothing(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	s1, s2 := session(t, cl, 30*time.Second), session(t, cl, 30*time.Second)
+
+	m := concurrency.NewMutex(s1, "bad-m")
+	require.NoError(t, m.Lock(ctx))
+	a, b := concurrency.NewRWMutex(s1, "bad-rw"), concurrency.NewRWMutex(s2, "bad-rw")
+	require.NoError(t, a.RLock(ctx))
+	require.NoError(t, b.RLock(ctx))
+	sem := concurrency.NewSemaphore(s2, "bad-s", 2)
+	_, err := sem.Acquire(ctx, 1)
+	require.NoError(t, err)
+	waiting := concurrency.NewMutex(s2, "bad-m")
+	queued := queueUp(t, cl, "bad-m", func() (*client.Grant, error) { return nil, waiting.Lock(ctx) })
+
+	state := func() []string {
+		locks, err := cl.ListLocks(ctx, "")
+		require.NoError(t, err)
+		var out []string
+		for _, l := range locks {
+			out = append(out, l.String())
+		}
+		return out
+	}
+	before := state()
+	require.Len(t, before, 3)
+	info, _, err := cl.InspectLock(ctx, "bad-m")
+	require.NoError(t, err)
+	owner := info.GetHolders()[0].GetOwner()
+
+	revoked := session(t, cl, 30*time.Second)
+	_, err = c.Client().RevokeSession(ctx, revoked.ID()) // another client: this one's SDK does not know yet
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"release of a lock nobody holds", func() error { return cl.ReleaseLocks(ctx, s1, owner, []string{"bad-none"}, 0) }, client.ErrNotHeld},
+		{"release of a lock another session holds", func() error { return cl.ReleaseLocks(ctx, s2, owner, []string{"bad-m"}, 0) }, client.ErrNotHeld},
+		{"release by another owner", func() error { return cl.ReleaseLocks(ctx, s1, cl.NewOwner(), []string{"bad-m"}, 0) }, client.ErrNotHeld},
+		{"release under another token", func() error { return cl.ReleaseLocks(ctx, s1, owner, []string{"bad-m"}, m.Token()+1) }, client.ErrNotHeld},
+		{"unlock of a handle that holds nothing", func() error { return concurrency.NewMutex(s1, "bad-m").Unlock(ctx) }, client.ErrNotHeld},
+		{"semaphore request above its permits", func() error { _, err := sem.Acquire(ctx, 3); return err }, client.ErrTooManyPermits},
+		{"upgrade while another reader holds", func() error { return a.Upgrade(ctx) }, client.ErrWouldDeadlock},
+		{"write lock on a handle holding a read lock", func() error { return a.Lock(ctx) }, client.ErrWouldDeadlock},
+		{"read lock on a handle holding the write lock", func() error { return waitingRLockOnWriter(ctx, s1) }, client.ErrWouldDeadlock},
+		{"acquire on a session the cluster ended", func() error { return concurrency.NewMutex(revoked, "bad-new").Lock(ctx) }, client.ErrSessionExpired},
+		{"acquire on a session the cluster ended, of a held lock", func() error { return concurrency.NewMutex(revoked, "bad-m").Lock(ctx) }, client.ErrSessionExpired},
+		{"empty name", func() error { return concurrency.NewMutex(s1, "").Lock(ctx) }, client.ErrInvalidArgument},
+		{"empty name in a LockAll", func() error { _, err := concurrency.LockAll(ctx, s1, []string{"bad-x", ""}); return err }, client.ErrInvalidArgument},
+	} {
+		err := tc.call()
+		require.ErrorIs(t, err, tc.want, "%s: %v", tc.name, err)
+		require.Equal(t, before, state(), "%s changed the locks", tc.name)
+	}
+	notGranted(t, queued)
+	require.NoError(t, m.Unlock(ctx))
+	<-queued
+	require.NoError(t, waiting.Unlock(ctx))
+}
+
+// waitingRLockOnWriter takes the write lock of a fresh read-write lock on a
+// handle, tries RLock on the same handle, and gives the write lock back.
+func waitingRLockOnWriter(ctx context.Context, s *client.Session) error {
+	rw := concurrency.NewRWMutex(s, "bad-w")
+	if err := rw.Lock(ctx); err != nil {
+		return err
+	}
+	err := rw.RLock(ctx)
+	if uerr := rw.Unlock(ctx); uerr != nil {
+		return uerr
+	}
+	return err
+}
