@@ -297,3 +297,61 @@ func TestLockHoldEndsPromptlyWithoutQuorum(t *testing.T) {
 		t.Fatalf("concord did not end 40 s after the quorum was lost: %s", out.String())
 	}
 }
+
+// TestSemHoldSharesPermits runs `concord sem hold` for real: two commands
+// taking one permit each of a semaphore of two run together, each with the
+// fencing token of its grant in CONCORD_LOCK_TOKEN; a third cannot get in
+// within --wait (4), one claiming another capacity is refused (1, not 4),
+// and the permits are back once the commands end.
+func TestSemHoldSharesPermits(t *testing.T) {
+	c := startCluster(t, 1)
+	cl := newClient(t, c.endpoints())
+	eps := "--endpoints=" + strings.Join(c.endpoints(), ",")
+	dir := t.TempDir()
+	release := filepath.Join(dir, "release")
+	var holders []*exec.Cmd
+	for i := range 2 {
+		tokenFile := filepath.Join(dir, fmt.Sprintf("token%d", i))
+		script := fmt.Sprintf(`echo "$CONCORD_LOCK_NAME $CONCORD_LOCK_TOKEN" > %[1]q.tmp && mv %[1]q.tmp %[1]q
+while [ ! -e %[2]q ]; do sleep 0.05; done`, tokenFile, release)
+		cmd := exec.Command(binary, "sem", "hold", "gpu", eps, "--permits", "2", "--take", "1", "--", "sh", "-c", script)
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		holders = append(holders, cmd)
+		require.Eventually(t, func() bool { _, err := os.Stat(tokenFile); return err == nil }, 20*time.Second, 20*time.Millisecond,
+			"holder %d did not start its command", i)
+	}
+	info, _, err := cl.InspectLock(t.Context(), "gpu")
+	require.NoError(t, err)
+	require.Len(t, info.GetHolders(), 2, "both commands hold a permit at once")
+	tokens := map[uint64]bool{}
+	for _, h := range info.GetHolders() {
+		require.EqualValues(t, 1, h.GetPermits())
+		tokens[h.GetToken()] = true
+	}
+	for i := range 2 {
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("token%d", i)))
+		require.NoError(t, err)
+		f := strings.Fields(string(b))
+		require.Len(t, f, 2, "%q", b)
+		require.Equal(t, "gpu", f[0])
+		tok, err := strconv.ParseUint(f[1], 10, 64)
+		require.NoError(t, err)
+		require.True(t, tokens[tok], "command %d got token %d, not one of the grants %v", i, tok, tokens)
+	}
+
+	out, code := run(t, "sem", "hold", "gpu", eps, "--permits", "2", "--take", "1", "--wait", "300ms", "--", "true")
+	require.Equal(t, ExitNotAcquiredForTest, code, out)
+	out, code = run(t, "sem", "hold", "gpu", eps, "--permits", "3", "--take", "1", "--wait", "300ms", "--", "true")
+	require.Equal(t, 1, code, "another capacity is a refusal, not a timeout: %s", out)
+
+	require.NoError(t, os.WriteFile(release, nil, 0o644))
+	for i, h := range holders {
+		require.NoError(t, h.Wait(), "holder %d", i)
+	}
+	info, _, err = cl.InspectLock(t.Context(), "gpu")
+	require.NoError(t, err)
+	require.Empty(t, info.GetHolders(), "the permits are given back when the commands end")
+	out, code = run(t, "sem", "hold", "gpu", eps, "--permits", "2", "--take", "2", "--wait", "5s", "--", "sh", "-c", "exit 3")
+	require.Equal(t, 3, code, "all the permits are free again, and the command's code is concord's: %s", out)
+}
