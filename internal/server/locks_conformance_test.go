@@ -408,3 +408,32 @@ func waitingRLockOnWriter(ctx context.Context, s *client.Session) error {
 	}
 	return err
 }
+
+// A session ended by the cluster rather than by the holder's own count (an
+// operator revoked it from another client) still loses the holder's lock
+// loudly: its context ends with ErrLockLost, by the next keep-alive, and
+// the lock passes on.
+func TestHeldLockIsLostWhenAnotherClientRevokesItsSession(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	s := session(t, cl, 3*time.Second) // a keep-alive a second
+	m := concurrency.NewMutex(s, "revoked")
+	require.NoError(t, m.Lock(ctx))
+	next := concurrency.NewMutex(session(t, cl, 10*time.Second), "revoked")
+	got := queueUp(t, cl, "revoked", func() (*client.Grant, error) { return nil, next.Lock(ctx) })
+
+	_, err := c.Client().RevokeSession(ctx, s.ID())
+	require.NoError(t, err)
+	<-got
+	require.Greater(t, next.Token(), m.Token())
+	select {
+	case <-m.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the holder was not told its session was revoked")
+	}
+	require.ErrorIs(t, context.Cause(m.Context()), client.ErrLockLost)
+	require.ErrorIs(t, context.Cause(m.Context()), client.ErrSessionExpired)
+	require.ErrorIs(t, m.Unlock(ctx), client.ErrLockLost)
+	require.NoError(t, next.Unlock(ctx))
+}
