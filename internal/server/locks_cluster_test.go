@@ -236,7 +236,7 @@ func TestLockAllCannotDeadlock(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 	cl := c.Client()
 	var wg sync.WaitGroup
-	var inside atomic.Int32
+	inside := map[string]*atomic.Int32{"a": {}, "b": {}}
 	for i, names := range [][]string{{"a", "b"}, {"b", "a"}, {"a"}, {"b"}} {
 		wg.Add(1)
 		go func() {
@@ -248,9 +248,18 @@ func TestLockAllCannotDeadlock(t *testing.T) {
 					t.Errorf("worker %d: %v", i, err)
 					return
 				}
-				inside.Add(1)
-				inside.Add(-1)
-				require.NoError(t, m.Unlock(ctx))
+				for _, n := range names {
+					if inside[n].Add(1) != 1 {
+						t.Errorf("worker %d: two holders of %s at once", i, n)
+					}
+				}
+				for _, n := range names {
+					inside[n].Add(-1)
+				}
+				if err := m.Unlock(ctx); err != nil {
+					t.Errorf("worker %d: unlock: %v", i, err)
+					return
+				}
 			}
 		}()
 	}
