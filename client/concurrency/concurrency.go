@@ -328,6 +328,20 @@ func (rw *RWMutex) RLock(ctx context.Context) error {
 	return err
 }
 
+// TryRLock takes a read lock if only readers hold it and nobody queues (a
+// queued writer is not starved), and reports whether it did. While this
+// handle holds the write lock it fails with ErrWouldDeadlock: use
+// Downgrade.
+func (rw *RWMutex) TryRLock(ctx context.Context) (bool, error) {
+	done, err := rw.claim(rw.read, "this handle holds or is taking the write lock; Downgrade instead")
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	_, err = rw.read.acquire(ctx, false, nil, 1)
+	return try(err)
+}
+
 // RUnlock releases a read lock.
 func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.read.release(ctx) }
 

@@ -437,3 +437,38 @@ func TestHeldLockIsLostWhenAnotherClientRevokesItsSession(t *testing.T) {
 	require.ErrorIs(t, m.Unlock(ctx), client.ErrLockLost)
 	require.NoError(t, next.Unlock(ctx))
 }
+
+// RWMutex.TryRLock, which docs/errors.md names beside TryLock: a read lock
+// taken at once while only readers hold and nobody queues, false while a
+// writer holds or queues (a queued writer is not starved by try-readers
+// either), and ErrWouldDeadlock on a handle holding the write lock.
+func TestRWMutexTryRLock(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	rw := func() *concurrency.RWMutex { return concurrency.NewRWMutex(session(t, cl, 10*time.Second), "try-r") }
+	r1, r2, w := rw(), rw(), rw()
+	ok, err := r1.TryRLock(ctx)
+	require.NoError(t, err)
+	require.True(t, ok, "a free lock")
+	ok, err = r2.TryRLock(ctx)
+	require.NoError(t, err)
+	require.True(t, ok, "readers share")
+	require.NoError(t, r2.RUnlock(ctx))
+
+	queued := queueUp(t, cl, "try-r", func() (*client.Grant, error) { return nil, w.Lock(ctx) })
+	ok, err = r2.TryRLock(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "a try-reader barged past the queued writer")
+	require.NoError(t, r1.RUnlock(ctx))
+	<-queued
+	ok, err = r2.TryRLock(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "the writer holds")
+	_, err = w.TryRLock(ctx)
+	require.ErrorIs(t, err, client.ErrWouldDeadlock, "the handle holds the write lock: Downgrade instead")
+	require.NoError(t, w.Unlock(ctx))
+	hs, ws := inspect(t, cl, "try-r")
+	require.Empty(t, hs)
+	require.Empty(t, ws)
+}
