@@ -355,3 +355,102 @@ while [ ! -e %[2]q ]; do sleep 0.05; done`, tokenFile, release)
 	out, code = run(t, "sem", "hold", "gpu", eps, "--permits", "2", "--take", "2", "--wait", "5s", "--", "sh", "-c", "exit 3")
 	require.Equal(t, 3, code, "all the permits are free again, and the command's code is concord's: %s", out)
 }
+
+// TestLockInspectShowsWhoHoldsWhoWaitsAndWhoForced walks the CLI's
+// introspection end to end: `lock inspect --json` names the holder's
+// session (labelled with the host and pid of the `lock hold` that holds it),
+// its owner, its token (the one the command got) and since when it holds,
+// and the waiters in their order; `lock ls` lists the lock; a force-release
+// is recorded with its reason and caller, and shown by inspect afterwards.
+func TestLockInspectShowsWhoHoldsWhoWaitsAndWhoForced(t *testing.T) {
+	c := startCluster(t, 1)
+	newClient(t, c.endpoints())
+	eps := "--endpoints=" + strings.Join(c.endpoints(), ",")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	holder := exec.Command(binary, "lock", "hold", "intro", eps, "--", "sh", "-c",
+		fmt.Sprintf(`echo "$CONCORD_LOCK_TOKEN" > %[1]q.tmp && mv %[1]q.tmp %[1]q; sleep 60`, tokenFile))
+	require.NoError(t, holder.Start())
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	require.Eventually(t, func() bool { _, err := os.Stat(tokenFile); return err == nil }, 20*time.Second, 20*time.Millisecond)
+	var waiters []*exec.Cmd
+	for i := range 2 {
+		w := exec.Command(binary, "lock", "hold", "intro", eps, "--", "true")
+		require.NoError(t, w.Start())
+		t.Cleanup(func() { _ = w.Process.Kill(); _ = w.Wait() })
+		waiters = append(waiters, w)
+		require.Eventually(t, func() bool {
+			out, _ := run(t, "lock", "inspect", "intro", eps, "--json")
+			return strings.Count(out, `"since_unix_ms"`) == i+1
+		}, 20*time.Second, 20*time.Millisecond, "waiter %d did not queue", i)
+	}
+
+	type entry struct {
+		Token       uint64 `json:"token"`
+		ID          uint64 `json:"id"`
+		Session     int64  `json:"session"`
+		SessionName string `json:"session_name"`
+		Owner       string `json:"owner"`
+		HeldSince   int64  `json:"held_since_unix_ms"`
+		Since       int64  `json:"since_unix_ms"`
+	}
+	var inspected struct {
+		Lock struct {
+			Holders []entry `json:"holders"`
+			Waiters []entry `json:"waiters"`
+		} `json:"lock"`
+		ForceReleases []struct {
+			Token    uint64 `json:"token"`
+			Reason   string `json:"reason"`
+			ByClient string `json:"by_client"`
+			Owner    string `json:"owner"`
+		} `json:"force_releases"`
+	}
+	out, code := run(t, "lock", "inspect", "intro", eps, "--json")
+	require.Zero(t, code, out)
+	require.NoError(t, json.Unmarshal([]byte(out), &inspected), out)
+	b, err := os.ReadFile(tokenFile)
+	require.NoError(t, err)
+	token, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	require.NoError(t, err)
+	require.Len(t, inspected.Lock.Holders, 1, out)
+	h := inspected.Lock.Holders[0]
+	require.Equal(t, token, h.Token, "inspect shows the token the command got")
+	require.Positive(t, h.Session)
+	require.Contains(t, h.SessionName, fmt.Sprintf("pid %d", holder.Process.Pid), "the session names the process that holds")
+	require.NotEmpty(t, h.Owner)
+	require.Positive(t, h.HeldSince)
+	require.Len(t, inspected.Lock.Waiters, 2, out)
+	for i, w := range inspected.Lock.Waiters {
+		require.Contains(t, w.SessionName, fmt.Sprintf("pid %d", waiters[i].Process.Pid), "waiters in the order they queued")
+		require.GreaterOrEqual(t, w.Since, h.HeldSince)
+	}
+	require.Less(t, inspected.Lock.Waiters[0].ID, inspected.Lock.Waiters[1].ID)
+
+	out, code = run(t, "lock", "ls", eps)
+	require.Zero(t, code, out)
+	require.Regexp(t, `(?m)^intro\s+mutex\s+1\s+2\s+`+strconv.FormatUint(token, 10)+`\s*$`, out)
+
+	out, code = run(t, "lock", "release", "intro", eps, "--force", "--lock-token", strconv.FormatUint(token, 10), "--reason", "e2e: hung")
+	require.Zero(t, code, out)
+	err = holder.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, ExitLockLostForTest, ee.ExitCode(), "the holder learns it lost the lock")
+	for i, w := range waiters {
+		require.NoError(t, w.Wait(), "waiter %d runs once the lock is free", i)
+	}
+	out, code = run(t, "lock", "inspect", "intro", eps, "--json")
+	require.Zero(t, code, out)
+	inspected.ForceReleases = nil
+	require.NoError(t, json.Unmarshal([]byte(out), &inspected), out)
+	require.Len(t, inspected.ForceReleases, 1, out)
+	f := inspected.ForceReleases[0]
+	require.Equal(t, token, f.Token)
+	require.Equal(t, "e2e: hung", f.Reason)
+	require.Equal(t, h.Owner, f.Owner)
+	require.NotEmpty(t, f.ByClient, "the CLI sends its client ID")
+	out, code = run(t, "lock", "inspect", "intro", eps)
+	require.Zero(t, code, out)
+	require.Contains(t, out, "force-releases:")
+	require.Contains(t, out, "e2e: hung")
+}
