@@ -472,3 +472,46 @@ func TestRWMutexTryRLock(t *testing.T) {
 	require.Empty(t, hs)
 	require.Empty(t, ws)
 }
+
+// Read-write locks and semaphores are bound to their session as mutexes
+// are: when a session expires (its client paused: no keep-alives), its
+// read grant and its permits vanish, each holder's context ends with
+// ErrLockLost, and the waiters they blocked are granted.
+func TestReadersAndPermitsVanishWithTheirSession(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	paused := session(t, cl, time.Second)
+	reader := concurrency.NewRWMutex(paused, "vanish-rw")
+	require.NoError(t, reader.RLock(ctx))
+	sem := concurrency.NewSemaphore(paused, "vanish-sem", 2)
+	permits, err := sem.Acquire(ctx, 2)
+	require.NoError(t, err)
+
+	live := session(t, cl, 10*time.Second)
+	writer := concurrency.NewRWMutex(live, "vanish-rw")
+	wrote := queueUp(t, cl, "vanish-rw", func() (*client.Grant, error) { return nil, writer.Lock(ctx) })
+	other := concurrency.NewSemaphore(live, "vanish-sem", 2)
+	got := queueUp(t, cl, "vanish-sem", func() (*client.Grant, error) { return other.Acquire(ctx, 2) })
+
+	paused.Orphan()
+	for name, lost := range map[string]<-chan struct{}{"read lock": reader.Lost(), "permits": permits.Lost()} {
+		select {
+		case <-lost:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("the %s of the lost session were not lost", name)
+		}
+	}
+	require.ErrorIs(t, context.Cause(reader.Context()), client.ErrLockLost)
+	require.ErrorIs(t, permits.Err(), client.ErrLockLost)
+	<-wrote
+	g := granted(t, got)
+	require.NotZero(t, writer.Token())
+	require.NotZero(t, g.Token)
+	hs, _ := inspect(t, cl, "vanish-rw")
+	require.Len(t, hs, 1, "the expired session's reader is gone: only the writer holds")
+	hs, _ = inspect(t, cl, "vanish-sem")
+	require.Len(t, hs, 1, "the expired session's permits are back")
+	require.NoError(t, writer.Unlock(ctx))
+	require.NoError(t, g.Release(ctx))
+}
