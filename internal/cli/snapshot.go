@@ -14,10 +14,17 @@ import (
 	"github.com/concord-dev/concord/internal/server"
 )
 
+// DefaultIndexBump is snapshot restore's default --bump-index: a billion
+// entries, more than a cluster applies in a day at 10,000 writes a second,
+// and far from the index's limit however often a cluster is restored.
+const DefaultIndexBump = 1_000_000_000
+
 func newSnapshotCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "snapshot", Short: "Offline snapshot tools"}
 	var (
 		dataDir, name, initialCluster, advertisePeer, logStore string
+		bump                                                   uint64
+		idBump                                                 int64
 	)
 	restore := &cobra.Command{
 		Use:   "restore FILE",
@@ -27,7 +34,14 @@ Run it for every member of the new cluster, with the same --initial-cluster,
 then start each member with the same --name, --data-dir and --initial-cluster.
 
   concord snapshot restore backup.snap --name n1 --data-dir d1 \
-    --initial-cluster n1=127.0.0.1:7081,n2=127.0.0.1:7082,n3=127.0.0.1:7083`,
+    --initial-cluster n1=127.0.0.1:7081,n2=127.0.0.1:7082,n3=127.0.0.1:7083
+
+The new cluster's index starts --bump-index (default 1,000,000,000) past the
+backup's: the old cluster went on after the backup, and its lock holders'
+fencing tokens and its watchers' revisions must stay below the new
+cluster's. Segment tags and strict sequences have the same problem and no
+safe default: when the backup holds any, --bump-ids N is required, and
+moves each N past the backup's value. Give every member the same flags.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, err := os.ReadFile(args[0])
@@ -35,9 +49,20 @@ then start each member with the same --name, --data-dir and --initial-cluster.
 				return err
 			}
 			var fresh bytes.Buffer
-			idx, err := fsm.ForNewCluster(bytes.NewReader(data), &fresh)
+			if bump > fsm.MaxIndexBump || idBump < 0 {
+				return fmt.Errorf("--bump-index must be within [0, %d] and --bump-ids at least 0", uint64(fsm.MaxIndexBump))
+			}
+			sum, err := fsm.ForNewCluster(bytes.NewReader(data), &fresh, fsm.NewClusterOptions{IndexBump: bump, IDBump: idBump})
 			if err != nil {
 				return fmt.Errorf("%s is not a valid concord snapshot: %w", args[0], err)
+			}
+			idx := sum.Index
+			if sum.Tags+sum.Sequences > 0 && !cmd.Flags().Changed("bump-ids") {
+				// No default is safe: how far the old cluster went after
+				// the backup is known only to whoever ran it.
+				return fmt.Errorf("the backup holds %d segment tags and %d strict sequences, and the old cluster may have handed out values of them after the backup, which the restored cluster would hand out again: "+
+					"pass --bump-ids N to move each N past the backup's value (above what the old cluster handed out since; `concord id tags` on it shows where each tag stands), "+
+					"or --bump-ids 0 if it handed out none", sum.Tags, sum.Sequences)
 			}
 			peers, err := config.ParseInitialCluster(initialCluster)
 			if err != nil {
@@ -73,9 +98,9 @@ then start each member with the same --name, --data-dir and --initial-cluster.
 			}
 			if g.json {
 				abs, _ := filepath.Abs(dataDir)
-				return writeJSON(g.stdout, map[string]any{"revision": idx, "data_dir": abs, "name": name})
+				return writeJSON(g.stdout, map[string]any{"revision": idx, "bump_index": bump, "bump_ids": idBump, "tags": sum.Tags, "sequences": sum.Sequences, "data_dir": abs, "name": name})
 			}
-			fmt.Fprintf(g.stdout, "restored revision %d into %s for member %s; start it with the same --name, --data-dir and --initial-cluster\n", idx, dataDir, name)
+			fmt.Fprintf(g.stdout, "restored the backup into %s for member %s at revision %d (the backup's, plus --bump-index %d); start it with the same --name, --data-dir and --initial-cluster\n", dataDir, name, idx, bump)
 			return nil
 		},
 	}
@@ -84,6 +109,10 @@ then start each member with the same --name, --data-dir and --initial-cluster.
 	restore.Flags().StringVar(&initialCluster, "initial-cluster", "", "members of the new cluster (default: this member alone)")
 	restore.Flags().StringVar(&advertisePeer, "advertise-peer", config.DefaultPeerAddr, "the member's peer address, for a single-member restore")
 	restore.Flags().StringVar(&logStore, "raft-log-store", "seglog", "the Raft log store the member will run with (seglog, bolt or wal)")
+	restore.Flags().Uint64Var(&bump, "bump-index", DefaultIndexBump,
+		"start the new cluster's index (revisions, lock tokens) this far past the backup's, above what the old cluster handed out after it; the same on every member; 0 keeps the backup's")
+	restore.Flags().Int64Var(&idBump, "bump-ids", 0,
+		"move every segment tag and strict sequence this far past the backup's value (required when the backup holds any; the same on every member)")
 	cmd.AddCommand(restore)
 	return cmd
 }

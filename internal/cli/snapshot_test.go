@@ -117,3 +117,38 @@ func TestSnapshotSaveWritesAVerifiedFileOrNothing(t *testing.T) {
 	require.NoFileExists(t, taken+".part", "a failed save left its partial file")
 	require.DirExists(t, filepath.Join(taken, "x"))
 }
+
+// A backup holding segment tags or strict sequences cannot be restored
+// without --bump-ids: the old cluster may have handed out values after the
+// backup, and without a bump the restored cluster handed them out again
+// (IDs repeated). Nothing is written until the operator says how far to
+// move them; then the next values start that far past the backup's.
+func TestRestoreOfIDsNeedsBumpIDs(t *testing.T) {
+	addr := startMember(t, "--name", "n1")
+	for _, args := range [][]string{{"id", "create-tag", "orders", "--start", "1", "--step", "10"}, {"id", "next", "--tag", "orders"}, {"id", "seq", "invoices", "-n", "3"}} {
+		out, err := runCLI(t, append(args, "--endpoints", addr)...)
+		require.NoError(t, err, out)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.snap")
+	out, err := runCLI(t, "cluster", "snapshot", "save", backup, "--endpoints", addr)
+	require.NoError(t, err, out)
+
+	dir := filepath.Join(t.TempDir(), "d1")
+	_, err = runCLI(t, "snapshot", "restore", backup, "--name", "n1", "--data-dir", dir)
+	require.ErrorContains(t, err, "--bump-ids")
+	require.ErrorContains(t, err, "1 segment tags and 1 strict sequences")
+	require.NoDirExists(t, dir, "a refused restore wrote the data dir")
+	_, err = runCLI(t, "snapshot", "restore", backup, "--name", "n1", "--data-dir", dir, "--bump-ids", "-1")
+	require.ErrorContains(t, err, "--bump-ids")
+	require.NoDirExists(t, dir)
+
+	out, _, err = run(t, "snapshot", "restore", backup, "--name", "n1", "--data-dir", dir, "--bump-ids", "1000", "--json")
+	require.NoError(t, err, out)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &m), out)
+	require.EqualValues(t, 1, m["tags"])
+	require.EqualValues(t, 1, m["sequences"])
+	require.EqualValues(t, 1000, m["bump_ids"])
+	require.EqualValues(t, DefaultIndexBump, m["bump_index"])
+	require.Greater(t, m["revision"], float64(DefaultIndexBump))
+}

@@ -83,7 +83,7 @@ func checkRestore(t *testing.T, data []byte) {
 	require.Equal(t, again, snapshotBytes(t, m2), "a restored snapshot does not encode back to itself")
 	// What `concord snapshot restore` writes for a new cluster restores.
 	var fresh bytes.Buffer
-	_, err := ForNewCluster(bytes.NewReader(data), &fresh)
+	_, err := ForNewCluster(bytes.NewReader(data), &fresh, NewClusterOptions{})
 	require.NoError(t, err)
 	_, err = VerifySnapshot(&fresh)
 	require.NoError(t, err)

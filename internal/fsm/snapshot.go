@@ -211,15 +211,57 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// MaxIndexBump bounds a restore's index bump: session IDs are indexes and
+// signed 64-bit, so the restored index must stay far below 2^63.
+const MaxIndexBump = 1 << 60
+
+// NewClusterOptions say how a backup is moved for a new cluster.
+type NewClusterOptions struct {
+	// IndexBump moves the index this many entries past the backup's, so
+	// that the new cluster's revisions and lock tokens start above every
+	// one the old cluster may have handed out after the backup (etcd's
+	// --bump-revision): a fence the old cluster's holders wrote stays below
+	// the new holders' tokens, and a watch resuming from a revision of that
+	// gap gets ErrCompacted instead of the new cluster's different events.
+	IndexBump uint64
+	// IDBump moves every segment tag and strict sequence this far past the
+	// backup's value, for the same reason: values the old cluster handed
+	// out after the backup are not handed out again.
+	IDBump int64
+}
+
+// NewClusterSummary describes a backup moved for a new cluster.
+type NewClusterSummary struct {
+	// Index is the new cluster's first index: the backup's plus the bump.
+	Index uint64
+	// Tags and Sequences count the backup's segment tags and strict
+	// sequences (each moved by IDBump).
+	Tags, Sequences int
+}
+
 // ForNewCluster rewrites a backup for a new cluster: the state is kept, the
 // old cluster's member registry is dropped (the new members publish
-// themselves). It returns the backup's index.
-func ForNewCluster(r io.Reader, w io.Writer) (uint64, error) {
+// themselves), and the index, tags and sequences move as opts say.
+func ForNewCluster(r io.Reader, w io.Writer, opts NewClusterOptions) (NewClusterSummary, error) {
+	var sum NewClusterSummary
+	if opts.IndexBump > MaxIndexBump {
+		return sum, fmt.Errorf("fsm: an index bump of %d is above the limit of %d", opts.IndexBump, uint64(MaxIndexBump))
+	}
+	if opts.IDBump < 0 {
+		return sum, fmt.Errorf("fsm: an ID bump of %d is negative", opts.IDBump)
+	}
 	st := newStaging()
 	hdr, err := decodeSnapshot(r, st)
 	if err != nil {
-		return 0, err
+		return sum, err
 	}
+	if hdr.GetIndex() > MaxIndexBump {
+		return sum, fmt.Errorf("fsm: the backup's index %d is already above %d: it cannot be bumped", hdr.GetIndex(), uint64(MaxIndexBump))
+	}
+	hdr.Index += opts.IndexBump
+	sum.Index = hdr.GetIndex()
+	sum.Tags, sum.Sequences = st.ids.Counters()
+	st.ids.Bump(opts.IDBump)
 	st.members = member.NewRegistry()
 	// The new cluster's terms restart: its first leader's term may equal
 	// the backup's last stamped term, and the elapsed clock would then
@@ -234,7 +276,7 @@ func ForNewCluster(r io.Reader, w io.Writer) (uint64, error) {
 		c.sections = append(c.sections, capturedSection{name: s.name, count: n, write: wr})
 	}
 	if _, err := c.WriteTo(w); err != nil {
-		return 0, err
+		return sum, err
 	}
-	return hdr.GetIndex(), nil
+	return sum, nil
 }

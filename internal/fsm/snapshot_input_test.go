@@ -32,7 +32,8 @@ func TestRestoredBackupKeepsRequestIDs(t *testing.T) {
 				Op: &internalv1.Command_Add{Add: &concordv1.AddRequest{Key: []byte("n"), Delta: 1}}}
 			first := old.ApplyBatch([]raftnode.Entry{{Index: 10, Term: 2, Type: raftnode.EntryCommand, Data: encode(t, add)}})[0].(*internalv1.Result)
 			var fresh bytes.Buffer
-			idx, err := ForNewCluster(bytes.NewReader(snapshotBytes(t, old)), &fresh)
+			sum, err := ForNewCluster(bytes.NewReader(snapshotBytes(t, old)), &fresh, NewClusterOptions{})
+			idx := sum.Index
 			require.NoError(t, err)
 
 			nc := New(Config{})

@@ -319,3 +319,27 @@ func (t *Table) Sequence(name string) int64 { return t.sequences[name] }
 
 // Len returns the number of pools, tags and sequences.
 func (t *Table) Len() int { return len(t.pools) + len(t.tags) + len(t.sequences) }
+
+// Bump moves every segment tag's next value and every strict sequence n
+// past where it stands (capped at the end of the int64 range), for a
+// cluster restored from a backup: the old cluster may have handed out
+// values after the backup, and the restored one must not hand them out
+// again. It returns how many tags and sequences moved.
+func (t *Table) Bump(n int64) (tags, sequences int) {
+	if n <= 0 {
+		return 0, 0
+	}
+	for _, tg := range t.tags {
+		tg.Next += min(n, math.MaxInt64-tg.Next)
+		tags++
+	}
+	for name, v := range t.sequences {
+		t.sequences[name] = v + min(n, math.MaxInt64-v)
+		sequences++
+	}
+	return tags, sequences
+}
+
+// Counters returns how many segment tags and strict sequences the table
+// holds.
+func (t *Table) Counters() (tags, sequences int) { return len(t.tags), len(t.sequences) }

@@ -129,3 +129,35 @@ func TestSegmentsAndSequences(t *testing.T) {
 	require.Equal(t, tb.Tags(), got.Tags())
 	require.EqualValues(t, 4, got.Sequence("invoice"))
 }
+
+// A restore's bump moves every tag and sequence past the values the old
+// cluster may have handed out, never past the int64 range; 0 moves none.
+func TestBumpMovesTagsAndSequences(t *testing.T) {
+	tb := NewTable(live{})
+	_, err := tb.CreateTag(0, "orders", 100, 10)
+	require.NoError(t, err)
+	_, err = tb.CreateTag(0, "edge", math.MaxInt64-5, 1)
+	require.NoError(t, err)
+	start, _, err := tb.AllocSegment(0, "orders", 10)
+	require.NoError(t, err)
+	require.EqualValues(t, 100, start)
+	_, last, err := tb.NextSequence("invoices", 3)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, last)
+
+	tags, seqs := tb.Bump(0)
+	require.Zero(t, tags+seqs)
+	tags, seqs = tb.Bump(1000)
+	require.Equal(t, 2, tags)
+	require.Equal(t, 1, seqs)
+	start, _, err = tb.AllocSegment(0, "orders", 10)
+	require.NoError(t, err)
+	require.EqualValues(t, 1110, start, "the next segment starts the bump past the last one handed out")
+	first, _, err := tb.NextSequence("invoices", 1)
+	require.NoError(t, err)
+	require.EqualValues(t, 1004, first)
+	tg, _ := tb.Tag("edge")
+	require.EqualValues(t, int64(math.MaxInt64), tg.Next, "capped at the end of the range")
+	_, _, err = tb.AllocSegment(0, "edge", 1)
+	require.ErrorIs(t, err, ErrExhausted)
+}

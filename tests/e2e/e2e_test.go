@@ -305,4 +305,9 @@ func TestCLI(t *testing.T) {
 		kv, err := rc.Get(context.Background(), "cli/a")
 		return err == nil && string(kv.GetValue()) == "1"
 	}, 20*time.Second, 100*time.Millisecond, "the restored cluster serves the backup's keys")
+	// By default the restored cluster's revisions (and lock tokens) start a
+	// billion past the backup's, above what the old cluster went on to use.
+	res, err := rc.Put(context.Background(), "cli/after-restore", []byte("x"))
+	require.NoError(t, err)
+	require.Greater(t, res.Revision, uint64(1_000_000_000), "snapshot restore bumps the index by default")
 }
