@@ -565,6 +565,9 @@ func (w *propWorld) step(rev uint64) {
 	if c.op == pAcquire && res.err == nil {
 		w.checkOutcome(msg, rev, c.req, res.out, before, after)
 	}
+	if !refused {
+		w.checkEnded(msg, c, before, after)
+	}
 	w.checkGrants(msg, c, rev, before, after, w.rec.grants[grantsBefore:])
 	w.checkState(msg, after)
 }
@@ -839,6 +842,64 @@ func (w *propWorld) count(c propCmd, res propResult, before propView) {
 			if h.Permits > 1 {
 				w.seen["permits > 1"]++
 			}
+		}
+	}
+}
+
+// checkEnded checks that a command ended exactly the grants it names: a
+// release the owner's grants of the named locks; a force-release the grants
+// of the lock (with the token, when given) and a hold expiry the grant its
+// ref names, each on every lock the grant took; a session's end every
+// grant of the session; an acquire none (but the read grant an upgrade
+// replaces).
+func (w *propWorld) checkEnded(msg stepMsg, c propCmd, before, after propView) {
+	type grant struct {
+		sess  int64
+		owner string
+		token uint64
+	}
+	whole := map[grant]bool{} // grants that end on every lock
+	must := map[holdKey]bool{}
+	for name, l := range before.locks {
+		for _, h := range l.Holders {
+			g := grant{h.Session, h.Owner, h.Token}
+			switch c.op {
+			case pRelease:
+				if h.Session == c.sess && h.Owner == c.owner && slices.Contains(c.names, name) {
+					must[holdKey{name, g.sess, g.owner, g.token}] = true
+				}
+			case pForce:
+				if name == c.name && (c.token == 0 || h.Token == c.token) {
+					whole[g] = true
+				}
+			case pExpire:
+				exact := c.ref.Session != 0 || c.ref.Owner != ""
+				if name == c.ref.Name && h.Token == c.ref.Token && h.HoldMs > 0 && (!exact || (h.Session == c.ref.Session && h.Owner == c.ref.Owner)) {
+					whole[g] = true
+				}
+			case pEnd:
+				if slices.Contains(c.sessions, h.Session) {
+					must[holdKey{name, g.sess, g.owner, g.token}] = true
+				}
+			}
+		}
+	}
+	for name, l := range before.locks {
+		for _, h := range l.Holders {
+			if whole[grant{h.Session, h.Owner, h.Token}] {
+				must[holdKey{name, h.Session, h.Owner, h.Token}] = true
+			}
+		}
+	}
+	for name, l := range before.locks {
+		for _, h := range l.Holders {
+			k := holdKey{name, h.Session, h.Owner, h.Token}
+			a := after.holder(name, h.Session, h.Owner)
+			gone := a == nil || a.Token != h.Token
+			if c.op == pAcquire && gone && h.Session == c.req.Session && h.Owner == c.req.Owner && a != nil && a.Mode == Exclusive && h.Mode == Shared {
+				continue // an upgrade
+			}
+			require.Equal(w.t, must[k], gone, "%s: grant %+v on %s ended: %v, should have: %v", msg, *h, name, gone, must[k])
 		}
 	}
 }
