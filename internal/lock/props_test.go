@@ -345,6 +345,9 @@ func (w *propWorld) gen() propCmd {
 			return w.gen()
 		}
 		p := held[rng.IntN(len(held))]
+		if i := slices.IndexFunc(held, func(p propHeld) bool { return p.name == "rw" }); i >= 0 && rng.IntN(2) == 0 {
+			p = held[i] // conversions, most of the time
+		}
 		return propCmd{op: pAcquire, req: Request{Session: p.h.Session, Owner: p.h.Owner, Wait: rng.IntN(2) == 0, HoldMs: p.h.HoldMs,
 			Claims: []Claim{w.claim(p.name)}}, what: "again"}
 	case k < 49:
@@ -397,9 +400,13 @@ func (w *propWorld) gen() propCmd {
 		}
 		return c
 	case k < 83:
+		// Mostly grants with a hold time; now and then one without (a ref
+		// without session and owner names every grant of the lock with
+		// its token, and readers granted by one command share it, some
+		// with a hold time and some without): it must not end.
 		var timed []propHeld
 		for _, p := range held {
-			if p.h.HoldMs > 0 {
+			if p.h.HoldMs > 0 || rng.IntN(4) == 0 {
 				timed = append(timed, p)
 			}
 		}
