@@ -473,3 +473,61 @@ func TestImpossibleSessionLockOrMemberRecordIsRefused(t *testing.T) {
 		require.ErrorIs(t, New(Config{}).Restore(bytes.NewReader(data)), record.ErrCorrupt, name)
 	}
 }
+
+// A waiter no acquire could have queued is refused: one whose claim has a
+// mode, permits or kind that the lock's kind (or the acquire's checks)
+// does not allow. A restore took it, and once its lock was released the
+// waiter became a holder no restore takes (a read-write holder of mode 0,
+// a semaphore holder of 0 permits, a shared holder of a mutex): every
+// snapshot the cluster took from then on was refused, so no member could
+// be restored or catch up from one. A claim of more permits than the
+// semaphore has could never be granted and blocked its queue for good.
+func TestLockSectionWaiterNoAcquireCouldQueueIsRefused(t *testing.T) {
+	holder := []*internalv1.LockHolderRecord{{Session: 1, Owner: "o", Token: 2, Mode: 1, Permits: 1}}
+	for _, tc := range []struct {
+		name  string
+		lock  *internalv1.LockRecord
+		claim *internalv1.LockClaimRecord
+	}{
+		{"read-write claim without a mode",
+			&internalv1.LockRecord{Name: "rw", Kind: 2, Holders: holder},
+			&internalv1.LockClaimRecord{Name: "rw", Kind: 2, Mode: 0, Permits: 1}},
+		{"semaphore claim of 0 permits",
+			&internalv1.LockRecord{Name: "s", Kind: 3, Capacity: 1, Holders: []*internalv1.LockHolderRecord{{Session: 1, Owner: "o", Token: 2, Mode: 2, Permits: 1}}},
+			&internalv1.LockClaimRecord{Name: "s", Kind: 3, Mode: 2, Permits: 0, Capacity: 1}},
+		{"semaphore claim on a mutex",
+			&internalv1.LockRecord{Name: "m", Kind: 1, Capacity: 1, Holders: holder},
+			&internalv1.LockClaimRecord{Name: "m", Kind: 3, Mode: 2, Permits: 1, Capacity: 1}},
+		{"more permits than the semaphore has",
+			&internalv1.LockRecord{Name: "s", Kind: 3, Capacity: 3, Holders: []*internalv1.LockHolderRecord{{Session: 1, Owner: "o", Token: 2, Mode: 2, Permits: 1}}},
+			&internalv1.LockClaimRecord{Name: "s", Kind: 3, Mode: 2, Permits: 4, Capacity: 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.lock.Queue = []uint64{5}
+			snap := lockSectionSnapshot(t, &internalv1.LockSectionHeader{Locks: 1, Waiters: 1}, tc.lock,
+				&internalv1.LockWaiterRecord{Id: 5, Session: 1, Owner: "w", Claims: []*internalv1.LockClaimRecord{tc.claim}})
+			_, err := VerifySnapshot(bytes.NewReader(snap))
+			harm := ""
+			if err == nil {
+				// What a restore of it led to: the holder releases, the
+				// waiter is granted, and the next snapshot is refused.
+				f := New(Config{})
+				require.NoError(t, f.Restore(bytes.NewReader(snap)))
+				res := apply(t, f, 11, &internalv1.Command{Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{
+					Names: []string{tc.lock.Name}, Session: 1, Owner: "o"}}})
+				require.NoError(t, ResultError(res))
+				var buf bytes.Buffer
+				_, err := f.CaptureState().WriteTo(&buf)
+				require.NoError(t, err)
+				_, err = VerifySnapshot(bytes.NewReader(buf.Bytes()))
+				var held int
+				f.Read(func(s State) {
+					l, _, _ := s.Locks.Get(tc.lock.Name)
+					held = len(l.Holders)
+				})
+				harm = fmt.Sprintf("after the holder released, the lock has %d holders and the next snapshot verifies with %v", held, err)
+			}
+			require.ErrorIs(t, err, record.ErrCorrupt, "a waiter no acquire could queue was restored; %s", harm)
+		})
+	}
+}

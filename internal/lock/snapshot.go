@@ -143,10 +143,13 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 // have built, and on which they could fail (a snapshot file is operator
 // input): every lock is of a known kind and holds what its kind allows,
 // every queue entry is a waiter that claims that lock, once, every claim of
-// a waiter is queued on its lock, and every holder and waiter belongs to a
-// session of the snapshot (or nothing would ever release it). A waiter
-// queued on a lock it did not claim made the restored cluster's members
-// all crash at the same entry.
+// a waiter is queued on its lock, every waiter claims what an acquire
+// queues (normalized claims of its locks' kinds and capacities), and every
+// holder and waiter belongs to a session of the snapshot (or nothing would
+// ever release it). A waiter queued on a lock it did not claim made the
+// restored cluster's members all crash at the same entry; one claiming a
+// mode, permits or kind its lock does not take became, once granted, a
+// holder that made every later snapshot unrestorable.
 func (t *Table) checkRestored() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: lock section: %s", record.ErrCorrupt, fmt.Sprintf(format, args...))
@@ -223,6 +226,22 @@ func (t *Table) checkRestored() error {
 			}
 			if !slices.Contains(queuedOn[id], c.Name) {
 				return bad("waiter %d claims lock %q but is not queued on it", id, c.Name)
+			}
+		}
+		// Its claims are those an acquire queues (normalized, of the kind
+		// and capacity of their locks): granted, any other would become
+		// a holder this check refuses (and every later snapshot with it),
+		// or never be granted and block its queue.
+		claims, err := normalize(Request{Claims: w.Claims, Session: w.Session, Owner: w.Owner, HoldMs: w.HoldMs})
+		if err != nil {
+			return bad("waiter %d is no request an acquire queues: %v", id, err)
+		}
+		if !slices.Equal(claims, w.Claims) {
+			return bad("waiter %d claims %+v, not as an acquire queues them", id, w.Claims)
+		}
+		for _, c := range claims {
+			if l := t.locks[c.Name]; l.Kind != c.Kind || (l.Kind == KindSemaphore && l.Capacity != c.Capacity) {
+				return bad("waiter %d claims %q as a %s of capacity %d; it is a %s of capacity %d", id, c.Name, c.Kind, c.Capacity, l.Kind, l.Capacity)
 			}
 		}
 	}
