@@ -64,6 +64,9 @@ import (
 // longer sequences) than the default few seconds.
 func TestLockTableProperties(t *testing.T) {
 	seeds, steps := envInt("CONCORD_LOCK_PROPS_SEEDS", 20), envInt("CONCORD_LOCK_PROPS_STEPS", 500)
+	if testing.Short() && os.Getenv("CONCORD_LOCK_PROPS_SEEDS") == "" {
+		seeds = 8
+	}
 	seen := map[string]int{}
 	for seed := 1; seed <= seeds; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { runProps(t, uint64(seed), steps, seen) })
@@ -805,6 +808,26 @@ func (w *propWorld) checkState(msg stepMsg, v propView) {
 			require.Nil(t, v.holder(c.Name, x.Session, x.Owner), "%s: waiter %d holds %s it waits for", msg, id, c.Name)
 		}
 	}
+	// The table's index of sessions names exactly the locks each session
+	// holds or waits for (ending a session, and Involvement, go by it).
+	involved := map[int64]map[string]struct{}{}
+	involve := func(s int64, name string) {
+		if involved[s] == nil {
+			involved[s] = map[string]struct{}{}
+		}
+		involved[s][name] = struct{}{}
+	}
+	for name, l := range v.locks {
+		for _, h := range l.Holders {
+			involve(h.Session, name)
+		}
+	}
+	for _, x := range v.waiters {
+		for _, c := range x.Claims {
+			involve(x.Session, c.Name)
+		}
+	}
+	require.Equal(t, involved, w.tb.bySession, "%s: the index of sessions drifted", msg)
 	for _, s := range w.ended {
 		_, involved := w.tb.bySession[s]
 		require.False(t, involved, "%s: ended session %d still involved", msg, s)
