@@ -531,3 +531,39 @@ func TestLockSectionWaiterNoAcquireCouldQueueIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// A queue out of the order its waiters queued in is refused: commands
+// append waiters in the order of their IDs, so every queue is in that order
+// and the oldest waiter heads every queue it is in. Two waiters for the same
+// two mutexes, queued in opposite orders, each headed one queue and waited
+// for the other: once the holders released, both locks stayed free and
+// both waiters waited for good (a deadlock only a cancel or a session's end
+// broke).
+func TestLockSectionQueueOutOfOrderIsRefused(t *testing.T) {
+	holder := func(tok uint64) []*internalv1.LockHolderRecord {
+		return []*internalv1.LockHolderRecord{{Session: 1, Owner: "o", Token: tok, Mode: 1, Permits: 1}}
+	}
+	both := []*internalv1.LockClaimRecord{{Name: "a", Kind: 1, Mode: 1, Permits: 1, Capacity: 1}, {Name: "b", Kind: 1, Mode: 1, Permits: 1, Capacity: 1}}
+	snap := lockSectionSnapshot(t,
+		&internalv1.LockSectionHeader{Locks: 2, Waiters: 2},
+		&internalv1.LockRecord{Name: "a", Kind: 1, Capacity: 1, Holders: holder(2), Queue: []uint64{5, 6}},
+		&internalv1.LockRecord{Name: "b", Kind: 1, Capacity: 1, Holders: holder(2), Queue: []uint64{6, 5}},
+		&internalv1.LockWaiterRecord{Id: 5, Session: 1, Owner: "v", Claims: both},
+		&internalv1.LockWaiterRecord{Id: 6, Session: 1, Owner: "u", Claims: both})
+	_, err := VerifySnapshot(bytes.NewReader(snap))
+	harm := ""
+	if err == nil {
+		f := New(Config{})
+		require.NoError(t, f.Restore(bytes.NewReader(snap)))
+		res := apply(t, f, 11, &internalv1.Command{Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{
+			Names: []string{"a", "b"}, Session: 1, Owner: "o"}}})
+		require.NoError(t, ResultError(res))
+		f.Read(func(s State) {
+			for _, n := range []string{"a", "b"} {
+				l, ws, _ := s.Locks.Get(n)
+				harm += fmt.Sprintf("%s: %d holders, %d waiters; ", n, len(l.Holders), len(ws))
+			}
+		})
+	}
+	require.ErrorIs(t, err, record.ErrCorrupt, "a queue out of order was restored; after the holder released both locks: %s", harm)
+}

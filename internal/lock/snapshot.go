@@ -142,7 +142,8 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 // checkRestored refuses a restored table that applying commands could not
 // have built, and on which they could fail (a snapshot file is operator
 // input): every lock is of a known kind and holds what its kind allows,
-// every queue entry is a waiter that claims that lock, once, every claim of
+// every queue entry is a waiter that claims that lock, once, in the order
+// of their IDs (the order they queued in), every claim of
 // a waiter is queued on its lock, every waiter claims what an acquire
 // queues (normalized claims of its locks' kinds and capacities), and every
 // holder and waiter belongs to a session of the snapshot (or nothing would
@@ -198,10 +199,16 @@ func (t *Table) checkRestored() error {
 			return bad("lock %q is of unknown kind %d", name, l.Kind)
 		}
 		seen := map[uint64]bool{}
-		for _, id := range l.Queue {
+		for i, id := range l.Queue {
 			w := t.waiters[id]
 			if w == nil || seen[id] {
 				return bad("lock %q queues waiter %d, unknown or twice", name, id)
+			}
+			// Waiters queue in the order of their IDs: out of it, two
+			// waiters for the same locks could each head one queue and
+			// wait for the other for good.
+			if i > 0 && id < l.Queue[i-1] {
+				return bad("lock %q queues waiter %d after waiter %d, which queued later", name, id, l.Queue[i-1])
 			}
 			seen[id] = true
 			if !slices.ContainsFunc(w.Claims, func(c Claim) bool { return c.Name == name }) {
