@@ -567,3 +567,47 @@ func TestLockSectionQueueOutOfOrderIsRefused(t *testing.T) {
 	}
 	require.ErrorIs(t, err, record.ErrCorrupt, "a queue out of order was restored; after the holder released both locks: %s", harm)
 }
+
+// An owner holding a lock twice, or waiting for a lock it holds, is
+// refused: an acquire of an owner that holds or waits is answered with what
+// it has. Restored, the owner's release ended one of its grants and left
+// the other holding (a read lock or permits kept until its session ended).
+func TestLockSectionOwnerHoldingTwiceIsRefused(t *testing.T) {
+	reader := func(tok uint64) *internalv1.LockHolderRecord {
+		return &internalv1.LockHolderRecord{Session: 1, Owner: "o", Token: tok, Mode: 2, Permits: 1}
+	}
+	for _, tc := range []struct {
+		name    string
+		records []proto.Message
+	}{
+		{"two grants", []proto.Message{&internalv1.LockSectionHeader{Locks: 1},
+			&internalv1.LockRecord{Name: "rw", Kind: 2, Holders: []*internalv1.LockHolderRecord{reader(2), reader(3)}}}},
+		{"a waiter that holds", []proto.Message{&internalv1.LockSectionHeader{Locks: 1, Waiters: 1},
+			&internalv1.LockRecord{Name: "s", Kind: 3, Capacity: 2, Queue: []uint64{5}, Holders: []*internalv1.LockHolderRecord{
+				reader(2), {Session: 1, Owner: "p", Token: 3, Mode: 2, Permits: 1}}},
+			&internalv1.LockWaiterRecord{Id: 5, Session: 1, Owner: "o", Claims: []*internalv1.LockClaimRecord{{Name: "s", Kind: 3, Mode: 2, Permits: 1, Capacity: 2}}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := lockSectionSnapshot(t, tc.records...)
+			_, err := VerifySnapshot(bytes.NewReader(snap))
+			harm := ""
+			if err == nil {
+				f := New(Config{})
+				require.NoError(t, f.Restore(bytes.NewReader(snap)))
+				name := tc.records[1].(*internalv1.LockRecord).GetName()
+				res := apply(t, f, 11, &internalv1.Command{Op: &internalv1.Command_LockRelease{LockRelease: &concordv1.ReleaseRequest{
+					Names: []string{name}, Session: 1, Owner: "o"}}})
+				require.NoError(t, ResultError(res))
+				f.Read(func(s State) {
+					l, _, _ := s.Locks.Get(name)
+					for _, h := range l.Holders {
+						if h.Owner == "o" {
+							harm = fmt.Sprintf("after its release the owner still holds %s under token %d", name, h.Token)
+						}
+					}
+				})
+			}
+			require.ErrorIs(t, err, record.ErrCorrupt, "an owner holding a lock twice was restored; %s", harm)
+		})
+	}
+}

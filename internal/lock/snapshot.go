@@ -139,15 +139,21 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 	return nil
 }
 
+// sessionOwner names an owner of a session.
+type sessionOwner struct {
+	session int64
+	owner   string
+}
+
 // checkRestored refuses a restored table that applying commands could not
 // have built, and on which they could fail (a snapshot file is operator
 // input): every lock is of a known kind and holds what its kind allows,
 // every queue entry is a waiter that claims that lock, once, in the order
-// of their IDs (the order they queued in), every claim of
-// a waiter is queued on its lock, every waiter claims what an acquire
-// queues (normalized claims of its locks' kinds and capacities), and every
-// holder and waiter belongs to a session of the snapshot (or nothing would
-// ever release it). A waiter queued on a lock it did not claim made the
+// of their IDs (the order they queued in), no owner holds a lock twice or
+// waits for one it holds, every claim of a waiter is queued on its lock,
+// every waiter claims what an acquire queues (normalized claims of its
+// locks' kinds and capacities), and every holder and waiter belongs to a
+// session of the snapshot (or nothing would ever release it). A waiter queued on a lock it did not claim made the
 // restored cluster's members all crash at the same entry; one claiming a
 // mode, permits or kind its lock does not take became, once granted, a
 // holder that made every later snapshot unrestorable.
@@ -165,7 +171,14 @@ func (t *Table) checkRestored() error {
 		}
 		var permits int64
 		exclusive := 0
+		// An owner holds a lock once, and does not wait for what it holds:
+		// its acquire is answered with what it has.
+		owners := map[sessionOwner]bool{}
 		for _, h := range l.Holders {
+			if owners[sessionOwner{h.Session, h.Owner}] {
+				return bad("lock %q is held twice by owner %q of session %d", name, h.Owner, h.Session)
+			}
+			owners[sessionOwner{h.Session, h.Owner}] = true
 			if !t.sessions.Exists(h.Session) {
 				return bad("lock %q is held by session %d, which the snapshot does not hold", name, h.Session)
 			}
@@ -213,6 +226,9 @@ func (t *Table) checkRestored() error {
 			seen[id] = true
 			if !slices.ContainsFunc(w.Claims, func(c Claim) bool { return c.Name == name }) {
 				return bad("lock %q queues waiter %d, which does not claim it", name, id)
+			}
+			if owners[sessionOwner{w.Session, w.Owner}] {
+				return bad("lock %q queues waiter %d of owner %q of session %d, which holds it", name, id, w.Owner, w.Session)
 			}
 			queuedOn[id] = append(queuedOn[id], name)
 		}
