@@ -2,6 +2,7 @@ package interop_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -328,4 +329,71 @@ func TestGRPCOversizedMessagesAreRefused(t *testing.T) {
 	require.NoError(t, conn.Invoke(ctx, kvRange, &concordv1.RangeRequest{Key: []byte("big")}, &rng))
 	require.Empty(t, rng.GetKvs())
 	require.NoError(t, conn.Invoke(ctx, kvPut, &concordv1.PutRequest{Key: []byte("big"), Value: []byte("small")}, new(concordv1.PutResponse)))
+}
+
+// A range page may be larger than the 4 MiB most gRPC libraries accept by
+// default (pages hold up to 8 MiB, docs/kv.md#limits): with grpc-go's
+// defaults the client refuses it, with a larger receive limit, or with a
+// smaller page (limit), it reads it. docs/kv.md says so.
+func TestGRPCLargeRangeNeedsTheClientsReceiveLimit(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	conn := dial(t, c.Endpoints()[0])
+	ctx := ctxT(t, 60*time.Second)
+	value := make([]byte, 1<<20-64)
+	for i := range 6 {
+		require.NoError(t, conn.Invoke(ctx, kvPut, &concordv1.PutRequest{Key: fmt.Appendf(nil, "big/%d", i), Value: value}, new(concordv1.PutResponse)))
+	}
+	all := &concordv1.RangeRequest{Key: []byte("big/"), Prefix: true}
+	var rng concordv1.RangeResponse
+	err := conn.Invoke(ctx, kvRange, all, &rng)
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "grpc-go's default receive limit is 4 MiB: %v", err)
+
+	require.NoError(t, conn.Invoke(ctx, kvRange, all, &rng, grpc.MaxCallRecvMsgSize(16<<20)))
+	require.Len(t, rng.GetKvs(), 6)
+	require.NoError(t, conn.Invoke(ctx, kvRange, &concordv1.RangeRequest{Key: []byte("big/"), Prefix: true, Limit: 3}, &rng))
+	require.Len(t, rng.GetKvs(), 3)
+	require.True(t, rng.GetMore())
+}
+
+// A waiting Lock.Acquire call that the client gives up (its deadline, a
+// cancel, a broken connection) leaves its wait queued, so that a client
+// whose stream broke re-attaches by calling Acquire again with the same
+// session and owner, keeping its place. A client that gives up for good
+// cancels the wait with Lock/Cancel (docs/locks.md, "Other languages").
+func TestGRPCAbandonedWaitStaysQueuedUntilCancelled(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	conn := dial(t, c.Endpoints()[0])
+	ctx := ctxT(t, 60*time.Second)
+	s1 := createSession(t, ctx, conn, 30*time.Second)
+	s2 := createSession(t, ctx, conn, 30*time.Second)
+	held := acquire(t, ctx, conn, &concordv1.AcquireRequest{Claims: mutex("m"), Session: s1, Owner: "a"})
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, recvAcquire(t, held).GetState())
+
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st := acquire(t, short, conn, &concordv1.AcquireRequest{Claims: mutex("m"), Session: s2, Owner: "b", Wait: true})
+	queued := recvAcquire(t, st)
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, queued.GetState())
+	err := st.RecvMsg(new(concordv1.AcquireResponse))
+	require.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+
+	var info concordv1.InspectLockResponse
+	require.NoError(t, conn.Invoke(ctx, lockInspect, &concordv1.InspectLockRequest{Name: "m"}, &info))
+	require.Len(t, info.GetLock().GetWaiters(), 1, "the wait outlives its stream")
+	require.Equal(t, queued.GetWaiter(), info.GetLock().GetWaiters()[0].GetId())
+
+	// Acquire again: the same wait, in the same place.
+	again := acquire(t, ctx, conn, &concordv1.AcquireRequest{Claims: mutex("m"), Session: s2, Owner: "b", Wait: true})
+	requeued := recvAcquire(t, again)
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_QUEUED, requeued.GetState())
+	require.Equal(t, queued.GetWaiter(), requeued.GetWaiter())
+
+	// Lock/Cancel ends it: the stream following it ends, the queue is empty.
+	require.NoError(t, conn.Invoke(ctx, "/concord.v1.Lock/Cancel", &concordv1.CancelWaitRequest{Waiter: queued.GetWaiter(), Session: s2, Owner: "b"}, new(concordv1.CancelWaitResponse)))
+	code, reason := reasonOf(t, again.RecvMsg(new(concordv1.AcquireResponse)))
+	require.Equal(t, codes.FailedPrecondition, code)
+	require.Equal(t, "LOCK_NOT_WAITING", reason)
+	require.NoError(t, conn.Invoke(ctx, lockInspect, &concordv1.InspectLockRequest{Name: "m"}, &info))
+	require.Empty(t, info.GetLock().GetWaiters())
+	require.Equal(t, "a", info.GetLock().GetHolders()[0].GetOwner())
 }
