@@ -85,7 +85,13 @@ func New(srv *server.Server, opts Options) *Handler {
 	// without it learns nothing from how its input is judged, and cannot
 	// have the member read or decompress a body.
 	refused := m.refusedToken()
-	rpc := func(path string, h http.Handler) { mux.Handle(path, requireTokenRPC(opts.AuthToken, h, refused)) }
+	// A request Connect cannot serve at all (a Content-Type the call does
+	// not take, a bidirectional stream over HTTP/1.1) gets a typed error
+	// that says how to call it, not an empty 415 or 505.
+	methods := procedures(services()...)
+	rpc := func(path string, h http.Handler) {
+		mux.Handle(path, requireTokenRPC(opts.AuthToken, typedRefusals(methods, h), refused))
+	}
 	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes, token: opts.AuthToken, framedOff: opts.DisableFramedBatch,
 		batchCodec: batchCodec{vtcodec.Codec{MaxMessages: maxBatch}}}
 	kvPath, kvHandler := concordv1connect.NewKVHandler(kv, interceptors, readMax, compress)
@@ -208,22 +214,22 @@ func requireTokenRPC(token string, h http.Handler, refused func(path string)) ht
 // code unauthenticated. A path that names no method of the API is not
 // counted: its label would be the caller's to choose.
 func (m *metrics) refusedToken() func(path string) {
-	known := map[string]bool{}
-	for _, sd := range []protoreflect.ServiceDescriptor{
+	known := procedures(services()...)
+	return func(path string) {
+		if _, ok := known[path]; ok {
+			m.requests.WithLabelValues(method(path), codeOf(errs.ToConnect(ErrUnauthenticated))).Inc()
+		}
+	}
+}
+
+// services are the services of the client API.
+func services() []protoreflect.ServiceDescriptor {
+	return []protoreflect.ServiceDescriptor{
 		concordv1.File_concord_v1_kv_proto.Services().ByName("KV"),
 		concordv1.File_concord_v1_session_proto.Services().ByName("Session"),
 		concordv1.File_concord_v1_cluster_proto.Services().ByName("Cluster"),
 		concordv1.File_concord_v1_lock_proto.Services().ByName("Lock"),
 		concordv1.File_concord_v1_id_proto.Services().ByName("IDs"),
-	} {
-		for i := range sd.Methods().Len() {
-			known["/"+string(sd.FullName())+"/"+string(sd.Methods().Get(i).Name())] = true
-		}
-	}
-	return func(path string) {
-		if known[path] {
-			m.requests.WithLabelValues(method(path), codeOf(errs.ToConnect(ErrUnauthenticated))).Inc()
-		}
 	}
 }
 

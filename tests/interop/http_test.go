@@ -239,6 +239,61 @@ func TestHTTPJSONLockAcquireStream(t *testing.T) {
 	require.Equal(t, "INVALID_LOCK_REQUEST", reasonAt(t, e))
 }
 
+// A call posted with a Content-Type it does not take (a streaming call
+// posted the way the unary calls are, with application/json, as
+// docs/locks.md shows for Release and Inspect; a unary call posted with
+// curl -d and no Content-Type) is refused with Connect's 415 and a typed
+// error that says how to call it, not with an empty body; a bidirectional
+// stream over HTTP/1.1 likewise, with 505. Nothing is applied.
+func TestHTTPStreamingCallsPostedAsUnaryGetATypedError(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	base := "http://" + c.Endpoints()[0]
+	status, out := postJSON(t, base, "/concord.v1.Session/Create", `{"ttl_ms":"30000"}`)
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	sess := out["id"].(string)
+
+	for _, tc := range []struct {
+		procedure, body, ct string
+		status              int
+		hint                string
+	}{
+		{"/concord.v1.Lock/Acquire", fmt.Sprintf(`{"claims":[{"name":"m","kind":"LOCK_KIND_MUTEX"}],"session":%q,"owner":"o"}`, sess), "application/json", 415, "application/connect+json"},
+		{"/concord.v1.Lock/Acquire", "", "application/proto", 415, "application/connect+json"},
+		{"/concord.v1.KV/Watch", `{"key":"aGk="}`, "application/json; charset=utf-8", 415, "application/connect+json"},
+		{"/concord.v1.Lock/Inspect", `{"name":"m"}`, "application/x-www-form-urlencoded", 415, "application/json"},
+		{"/concord.v1.Session/KeepAlive", fmt.Sprintf(`{"id":%q}`, sess), "application/json", 505, "KeepAliveOnce"},
+	} {
+		t.Run(tc.procedure+" "+tc.ct, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, base+tc.procedure, strings.NewReader(tc.body))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", tc.ct)
+			resp, err := http1.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			require.Equal(t, tc.status, resp.StatusCode, "%s", b)
+			var e map[string]any
+			require.NoError(t, json.Unmarshal(b, &e), "a JSON error body: %q", b)
+			require.Equal(t, "invalid_argument", e["code"])
+			require.Equal(t, "INVALID_ARGUMENT", reasonAt(t, e))
+			require.Contains(t, e["message"], tc.hint)
+		})
+	}
+	// A bidirectional stream needs HTTP/2: over HTTP/1.1 the stream ends
+	// at once with a typed error naming the unary alternative.
+	ka := openStream(t, base, "/concord.v1.Session/KeepAlive", fmt.Sprintf(`{"id":%q}`, sess))
+	end := ka.end()
+	e, _ := end["error"].(map[string]any)
+	require.Equal(t, "invalid_argument", e["code"], "%v", end)
+	require.Equal(t, "INVALID_ARGUMENT", reasonAt(t, e))
+	require.Contains(t, e["message"], "KeepAliveOnce")
+
+	// Nothing was applied: the lock is free.
+	status, out = postJSON(t, base, "/concord.v1.Lock/Inspect", `{"name":"m"}`)
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	require.Nil(t, out["lock"].(map[string]any)["holders"])
+}
+
 // With --auth-token, a plain HTTP client sends "Authorization: Bearer
 // ...": a unary call without it is 401 with reason UNAUTHENTICATED, a
 // stream without it answers 200 and ends with that error.
