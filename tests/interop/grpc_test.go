@@ -2,6 +2,7 @@ package interop_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -396,4 +397,53 @@ func TestGRPCAbandonedWaitStaysQueuedUntilCancelled(t *testing.T) {
 	require.NoError(t, conn.Invoke(ctx, lockInspect, &concordv1.InspectLockRequest{Name: "m"}, &info))
 	require.Empty(t, info.GetLock().GetWaiters())
 	require.Equal(t, "a", info.GetLock().GetHolders()[0].GetOwner())
+}
+
+// A gRPC client keeps one HTTP/2 connection per member and queues the
+// streams the member's SETTINGS_MAX_CONCURRENT_STREAMS does not let it
+// open (grpc-go, gRPC C-core and grpc-java do; Go's net/http transport,
+// which the SDK uses, dials another connection instead). Streams of
+// concord last: a watch, a waiting or held Lock.Acquire, a keep-alive.
+// With Go's default of 250 streams per connection, a client watching 250
+// prefixes could not acquire a lock on the same connection: its Acquire
+// was never sent. A member takes many more.
+func TestGRPCOneConnectionCarriesManyLongStreams(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	conn := dial(t, c.Endpoints()[0])
+	ctx := ctxT(t, 120*time.Second)
+	sess := createSession(t, ctx, conn, 60*time.Second)
+	const watches = 300
+	// open opens a stream, sends req and reads the first answer, within
+	// 15 s: a stream the client holds back never gets there.
+	open := func(method string, req proto.Message, resp proto.Message) error {
+		got := make(chan error, 1)
+		go func() {
+			st, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, method)
+			if err == nil {
+				err = st.SendMsg(req)
+			}
+			if err == nil {
+				err = st.CloseSend()
+			}
+			if err == nil {
+				err = st.RecvMsg(resp)
+			}
+			got <- err
+		}()
+		select {
+		case err := <-got:
+			return err
+		case <-time.After(15 * time.Second):
+			return errors.New("no answer in 15 s")
+		}
+	}
+	for i := range watches {
+		err := open("/concord.v1.KV/Watch", &concordv1.WatchRequest{Key: fmt.Appendf(nil, "w/%d/", i), Prefix: true}, new(concordv1.WatchResponse))
+		require.NoError(t, err, "watch %d, with %d streams open on the connection", i, i)
+	}
+	// And a lock, on the same connection.
+	var granted concordv1.AcquireResponse
+	err := open(lockAcquire, &concordv1.AcquireRequest{Claims: mutex("m"), Session: sess, Owner: "o", Wait: true}, &granted)
+	require.NoError(t, err, "Acquire with %d watches open on the connection", watches)
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, granted.GetState())
 }
