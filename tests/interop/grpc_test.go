@@ -127,7 +127,9 @@ func TestGRPCSessionKeepAliveStream(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Size: 1})
 	conn := dial(t, c.Endpoints()[0])
 	ctx := ctxT(t, 60*time.Second)
-	const ttl = 2 * time.Second
+	// Keep-alives every sixth of the TTL leave 2.5 s for a slow answer
+	// on a loaded machine.
+	const ttl = 3 * time.Second
 	id := createSession(t, ctx, conn, ttl)
 
 	sctx, stop := context.WithCancel(ctx)
@@ -141,7 +143,7 @@ func TestGRPCSessionKeepAliveStream(t *testing.T) {
 		require.Equal(t, id, resp.GetId())
 		require.False(t, resp.GetExpired())
 		require.Equal(t, ttl.Milliseconds(), resp.GetTtlMs())
-		time.Sleep(ttl / 5)
+		time.Sleep(ttl / 6)
 	}
 	var got concordv1.GetSessionResponse
 	require.NoError(t, conn.Invoke(ctx, sessionGet, &concordv1.GetSessionRequest{Id: id}, &got), "kept alive for three TTLs")
@@ -370,7 +372,7 @@ func TestGRPCAbandonedWaitStaysQueuedUntilCancelled(t *testing.T) {
 	held := acquire(t, ctx, conn, &concordv1.AcquireRequest{Claims: mutex("m"), Session: s1, Owner: "a"})
 	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, recvAcquire(t, held).GetState())
 
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st := acquire(t, short, conn, &concordv1.AcquireRequest{Claims: mutex("m"), Session: s2, Owner: "b", Wait: true})
 	queued := recvAcquire(t, st)
