@@ -2,6 +2,7 @@ package interop_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -448,4 +450,19 @@ func TestGRPCOneConnectionCarriesManyLongStreams(t *testing.T) {
 	err := open(lockAcquire, &concordv1.AcquireRequest{Claims: mutex("m"), Session: sess, Owner: "o", Wait: true}, &granted)
 	require.NoError(t, err, "Acquire with %d watches open on the connection", watches)
 	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, granted.GetState())
+}
+
+// Over TLS (--tls-cert), a grpc-go client with TLS credentials negotiates
+// HTTP/2 by ALPN, as grpc-go requires, and sends its token over it.
+func TestGRPCOverTLS(t *testing.T) {
+	certFile, keyFile, pool := testcluster.SelfSigned(t, t.TempDir())
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) {
+		cfg.TLSCertFile, cfg.TLSKeyFile, cfg.AuthToken = certFile, keyFile, "s3cret"
+	}})
+	conn := dial(t, c.Endpoints()[0], grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	ctx := metadata.AppendToOutgoingContext(ctxT(t, 30*time.Second), "authorization", "Bearer s3cret")
+	require.NoError(t, conn.Invoke(ctx, kvPut, &concordv1.PutRequest{Key: []byte("tls"), Value: []byte("v")}, new(concordv1.PutResponse)))
+	sess := createSession(t, ctx, conn, 10*time.Second)
+	st := acquire(t, ctx, conn, &concordv1.AcquireRequest{Claims: mutex("m"), Session: sess, Owner: "o"})
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, recvAcquire(t, st).GetState())
 }
