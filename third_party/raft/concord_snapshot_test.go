@@ -208,3 +208,67 @@ func TestSnapshotBelowFollowersLogEndsItsLog(t *testing.T) {
 	c.WaitForReplication(170)
 	c.EnsureSame(t)
 }
+
+// TestFollowerRefusesEntriesOfAnotherHistory: members of a new cluster
+// seeded from one backup at different indexes (concord's `snapshot restore`
+// with different --bump-index) hold snapshots of different histories. A
+// follower took a leader's entries at or below its snapshot for entries it
+// had applied (they are committed, so the same), skipped them and answered
+// success, though their terms were later than its snapshot's, which no
+// single history allows: the leader counted it in quorums for entries it
+// never held. It now refuses them.
+func TestFollowerRefusesEntriesOfAnotherHistory(t *testing.T) {
+	conf := inmemConfig(t)
+	conf.SnapshotThreshold = 1 << 30 // only the snapshot the test takes
+	c, err := makeCluster(t, &MakeClusterOpts{Peers: 3, Bootstrap: true, Conf: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	leader := c.Leader()
+	for i := range 50 {
+		if err := leader.Apply([]byte{byte(i)}, time.Second).Error(); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+	}
+	c.WaitForReplication(50)
+	follower := c.Followers()[0]
+	if err := follower.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	snapIdx, snapTerm := follower.getLastSnapshot()
+	fsm := getMockFSM(c.fsms[c.IndexOf(follower)])
+	before := len(fsm.Logs())
+
+	send := func(prev, prevTerm, term uint64) bool {
+		t.Helper()
+		req := &AppendEntriesRequest{
+			RPCHeader:         leader.getRPCHeader(),
+			Term:              leader.getCurrentTerm(),
+			PrevLogEntry:      prev,
+			PrevLogTerm:       prevTerm,
+			LeaderCommitIndex: prev,
+		}
+		for i := prev + 1; i <= snapIdx; i++ {
+			req.Entries = append(req.Entries, &Log{Index: i, Term: term, Type: LogCommand, Data: []byte("other")})
+		}
+		var resp AppendEntriesResponse
+		if err := leader.trans.AppendEntries(follower.localID, follower.localAddr, req, &resp); err != nil {
+			t.Fatalf("append entries: %v", err)
+		}
+		return resp.Success
+	}
+	var prevLog Log
+	if err := follower.logs.GetLog(snapIdx-5, &prevLog); err != nil {
+		t.Fatal(err)
+	}
+	if !send(snapIdx-5, prevLog.Term, snapTerm) {
+		t.Fatal("the follower refused entries of its own history")
+	}
+	if send(snapIdx-5, prevLog.Term, snapTerm+1) {
+		t.Fatalf("the follower took entries of term %d at or below its snapshot of term %d at %d", snapTerm+1, snapTerm, snapIdx)
+	}
+	if got := len(fsm.Logs()); got != before {
+		t.Fatalf("the follower applied %d entries", got-before)
+	}
+}

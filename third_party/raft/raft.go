@@ -1503,6 +1503,29 @@ func (r *Raft) processHeartbeat(rpc RPC) {
 	}
 }
 
+// entryBeyondSnapshot (concord) checks the previous entry and the entries of
+// an append against this member's last snapshot: at or below its index, an
+// entry's term is at most the snapshot's, and at its index equal to it. It
+// returns the first entry that breaks the rule and false.
+func (r *Raft) entryBeyondSnapshot(a *AppendEntriesRequest) (index, term uint64, ok bool) {
+	snapIdx, snapTerm := r.getLastSnapshot()
+	bad := func(idx, t uint64) bool {
+		return idx > 0 && idx <= snapIdx && (t > snapTerm || (idx == snapIdx && t != snapTerm))
+	}
+	if bad(a.PrevLogEntry, a.PrevLogTerm) {
+		return a.PrevLogEntry, a.PrevLogTerm, false
+	}
+	for _, e := range a.Entries {
+		if e.Index > snapIdx {
+			break
+		}
+		if bad(e.Index, e.Term) {
+			return e.Index, e.Term, false
+		}
+	}
+	return 0, 0, true
+}
+
 // appendEntries is invoked when we get an append entries RPC call. This must
 // only be called from the main thread.
 func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
@@ -1539,6 +1562,19 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		r.setLeader(r.trans.DecodePeer(a.Addr), ServerID(a.ID))
 	} else {
 		r.setLeader(r.trans.DecodePeer(a.Leader), ServerID(a.ID))
+	}
+	// concord: the entries at or below this follower's snapshot are
+	// committed, and their terms never pass the snapshot's: an entry there
+	// with a later term comes from another history. Members seeded from one
+	// backup at different indexes (`concord snapshot restore` with
+	// different --bump-index) have such histories; the checks below would
+	// take the leader's entries for ones this member applied, and it would
+	// acknowledge entries it never holds. It refuses them, loudly.
+	if idx, term, ok := r.entryBeyondSnapshot(a); !ok {
+		snapIdx, snapTerm := r.getLastSnapshot()
+		r.logger.Error("refusing entries from a different history: the leader sends an entry at or below this member's snapshot with a later term (members seeded from one backup at different indexes?)",
+			"entry-index", idx, "entry-term", term, "snapshot-index", snapIdx, "snapshot-term", snapTerm, "leader", a.ID)
+		return
 	}
 	// Verify the last log entry
 	if a.PrevLogEntry > 0 {

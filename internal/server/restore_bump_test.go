@@ -1,0 +1,217 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/daemon"
+	"github.com/concord-dev/concord/internal/fsm"
+	"github.com/concord-dev/concord/internal/raftnode"
+	"github.com/concord-dev/concord/internal/server"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+// syncBuffer collects a member's log lines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// seededMember is a member of a restored cluster, seeded, not yet started.
+type seededMember struct {
+	cfg  config.Server
+	logs *syncBuffer
+	d    *daemon.Daemon
+}
+
+func (m *seededMember) start(t *testing.T) *server.Server {
+	t.Helper()
+	ctx := context.Background()
+	d, err := daemon.Start(ctx, m.cfg, daemon.Options{Logger: slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	require.NoError(t, err)
+	m.d = d
+	t.Cleanup(func() { _ = d.Stop(ctx) })
+	return d.Server()
+}
+
+func (m *seededMember) stop(t *testing.T) {
+	require.NoError(t, m.d.Stop(context.Background()))
+	m.d = nil
+}
+
+// seedMembers does what `concord snapshot restore --bump-index bumps[i]`
+// does for member i of a new cluster of len(bumps) members.
+func seedMembers(t *testing.T, backup []byte, bumps []uint64) []*seededMember {
+	base := t.TempDir()
+	var (
+		initial []config.Peer
+		servers []raftnode.Server
+		members []*seededMember
+	)
+	for i := range bumps {
+		ip := "127.0.0." + strconv.Itoa(41+i)
+		name := fmt.Sprintf("n%d", i+1)
+		peer := net.JoinHostPort(ip, strconv.Itoa(testcluster.FreePort(t, ip)))
+		initial = append(initial, config.Peer{Name: name, Addr: peer})
+		servers = append(servers, raftnode.Server{ID: name, Addr: peer, Voter: true})
+		members = append(members, &seededMember{logs: &syncBuffer{}, cfg: config.Server{
+			Name: name, DataDir: filepath.Join(base, name),
+			ListenClient: net.JoinHostPort(ip, strconv.Itoa(testcluster.FreePort(t, ip))),
+			ListenPeer:   peer, AdvertisePeer: peer,
+			Raft:   config.Raft{HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond},
+			Limits: config.Limits{MinSessionTTL: 100 * time.Millisecond}, ShutdownTimeout: 5 * time.Second,
+		}})
+	}
+	for i, m := range members {
+		m.cfg.InitialCluster = initial
+		var fresh bytes.Buffer
+		sum, err := fsm.ForNewCluster(bytes.NewReader(backup), &fresh, fsm.NewClusterOptions{IndexBump: bumps[i]})
+		require.NoError(t, err)
+		require.NoError(t, server.SeedMember(m.cfg.DataDir, m.cfg.Name, func(raftDir string) error {
+			return raftnode.SeedFromSnapshot(raftDir, "seglog", sum.Index, servers, &fresh, nil)
+		}))
+	}
+	return members
+}
+
+// smallBackup is a backup of a one-member cluster holding a few keys.
+func smallBackup(t *testing.T) []byte {
+	ctx := ctxT(t, 30*time.Second)
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	old := c.Members[0].Daemon().Server()
+	for i := range 5 {
+		_, err := old.Put(ctx, &concordv1.PutRequest{Key: []byte(fmt.Sprint("backup/", i)), Value: []byte("v")})
+		require.NoError(t, err)
+	}
+	var backup bytes.Buffer
+	_, err := old.Snapshot(ctx, &backup)
+	require.NoError(t, err)
+	return backup.Bytes()
+}
+
+func putN(t *testing.T, ctx context.Context, srv *server.Server, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		_, err := srv.Put(ctx, &concordv1.PutRequest{Key: []byte(fmt.Sprint(prefix, i)), Value: []byte("v")})
+		require.NoError(t, err)
+	}
+}
+
+func staleHas(ctx context.Context, srv *server.Server, key string) bool {
+	r, err := srv.Range(ctx, &concordv1.RangeRequest{Key: []byte(key), Consistency: concordv1.Consistency_CONSISTENCY_STALE})
+	return err == nil && len(r.GetKvs()) == 1
+}
+
+func waitLeaderAmong(t *testing.T, srvs ...*server.Server) *server.Server {
+	t.Helper()
+	var leader *server.Server
+	require.Eventually(t, func() bool {
+		for _, s := range srvs {
+			if st, err := s.Status(context.Background()); err == nil && st.GetSelf().GetRole() == "leader" && s.Barrier(context.Background()) == nil {
+				leader = s
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 50*time.Millisecond, "no leader")
+	return leader
+}
+
+// Members restored with different --bump-index (an operator's mistake).
+//
+// A member seeded below the others cannot lead (its log is behind theirs)
+// and catches up by installing the leader's snapshot: the cluster converges
+// on one state.
+//
+// A member seeded above the leader took the leader's entries up to its own
+// seed index for entries it had already applied (concord's patch to
+// installSnapshot and appendEntries: "applied, so committed, so the same
+// entry"), skipped them and acknowledged them. The leader then counted it
+// in every quorum: with the third member down, a write was acknowledged
+// while only the leader held it, and the member that acknowledged it
+// served reads without it. Such a member now refuses those entries, loudly:
+// an entry at or below its snapshot carries a later term than the snapshot,
+// which no single history allows.
+func TestRestoreMembersSeededWithDifferentBumps(t *testing.T) {
+	backup := smallBackup(t)
+
+	t.Run("one member below the others converges", func(t *testing.T) {
+		ctx := ctxT(t, 90*time.Second)
+		ms := seedMembers(t, backup, []uint64{1000, 1_000_000_000, 1_000_000_000})
+		var srvs []*server.Server
+		for _, m := range ms {
+			srvs = append(srvs, m.start(t))
+		}
+		leader := waitLeaderAmong(t, srvs...)
+		require.NotSame(t, srvs[0], leader, "the member seeded below the others led")
+		putN(t, ctx, leader, "after/", 20)
+		var last []string
+		require.Eventually(t, func() bool {
+			last = last[:0]
+			idx0, h0, _ := srvs[0].Hash(ctx)
+			same := true
+			for i, s := range srvs {
+				idx, h, err := s.Hash(ctx)
+				last = append(last, fmt.Sprintf("n%d: %d %.12s %v", i+1, idx, h, err))
+				same = same && err == nil && idx == idx0 && h == h0
+			}
+			return same
+		}, 30*time.Second, 100*time.Millisecond, "members did not converge: %v", last)
+		idx, _, _ := srvs[0].Hash(ctx)
+		require.Greater(t, idx, uint64(1_000_000_000), "n1 converged on the leader's index")
+		require.True(t, staleHas(ctx, srvs[0], "after/19"))
+	})
+
+	t.Run("one member above the leader is refused, not counted", func(t *testing.T) {
+		ctx := ctxT(t, 90*time.Second)
+		ms := seedMembers(t, backup, []uint64{1_000_000_000, 1000, 1000})
+		n2, n3 := ms[1].start(t), ms[2].start(t)
+		leader := waitLeaderAmong(t, n2, n3)
+		putN(t, ctx, leader, "before-n1/", 5)
+		n1 := ms[0].start(t)
+		putN(t, ctx, leader, "with-n1/", 5)
+		// Stop the other member of the leader's seed: n1 is the only
+		// other voter.
+		other := 2
+		if leader == n3 {
+			other = 1
+		}
+		ms[other].stop(t)
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := leader.Put(wctx, &concordv1.PutRequest{Key: []byte("two-of-three"), Value: []byte("v")})
+		cancel()
+		if err == nil {
+			require.Eventually(t, func() bool { return staleHas(ctx, n1, "two-of-three") }, 10*time.Second, 50*time.Millisecond,
+				"a write was acknowledged with n1 in its quorum, and n1 does not hold it")
+		}
+		require.Error(t, err, "a write was acknowledged by a quorum of members seeded at different indexes")
+		require.False(t, staleHas(ctx, n1, "with-n1/4"), "n1 applied the leader's entries on top of a different seed")
+		require.Eventually(t, func() bool { return strings.Contains(ms[0].logs.String(), "different history") }, 10*time.Second, 50*time.Millisecond,
+			"n1 refused silently")
+	})
+}
