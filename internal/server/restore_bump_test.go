@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/client/concurrency"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/fsm"
@@ -214,4 +217,109 @@ func TestRestoreMembersSeededWithDifferentBumps(t *testing.T) {
 		require.Eventually(t, func() bool { return strings.Contains(ms[0].logs.String(), "different history") }, 10*time.Second, 50*time.Millisecond,
 			"n1 refused silently")
 	})
+}
+
+// A three-member cluster restored with the default bump goes on from the
+// bumped index in everything that depends on it: a retry of a write made
+// before the backup is answered from the remembered request IDs, a watch
+// from the first new revision sees the new writes, a follower that missed
+// writes catches up to the same state (Hash), and a backup of the restored
+// cluster restores again, its bump added to the first; a backup whose index
+// is already past MaxIndexBump is refused, and sessions and lock tokens
+// near that bound still work.
+func TestRestoredClusterGoesOnAfterTheBump(t *testing.T) {
+	ctx := ctxT(t, 120*time.Second)
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	old := c.Members[0].Daemon().Server()
+	add := func() *concordv1.AddRequest {
+		return &concordv1.AddRequest{Key: []byte("n"), Delta: 1, Meta: &concordv1.WriteMeta{ClientId: "c", RequestId: 1}}
+	}
+	first, err := old.Add(ctx, add())
+	require.NoError(t, err)
+	var backup bytes.Buffer
+	backupIdx, err := old.Snapshot(ctx, &backup)
+	require.NoError(t, err)
+
+	const bump = 1_000_000_000
+	ms := seedMembers(t, backup.Bytes(), []uint64{bump, bump, bump})
+	var srvs []*server.Server
+	for _, m := range ms {
+		srvs = append(srvs, m.start(t))
+	}
+	leader := waitLeaderAmong(t, srvs...)
+	again, err := leader.Add(ctx, add())
+	require.NoError(t, err)
+	require.Equal(t, first.GetValue(), again.GetValue(), "a retry of a write made before the backup applied again")
+
+	// A watch from the first revision of the restored cluster sees its writes.
+	cl, err := client.New(ctx, client.Config{Endpoints: []string{leader.Config().ListenClient}})
+	require.NoError(t, err)
+	defer cl.Close()
+	seed := backupIdx + bump
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	wch := cl.Watch(wctx, "w", client.WithRevision(seed+1))
+	put, err := cl.Put(ctx, "w", []byte("new"))
+	require.NoError(t, err)
+	require.Greater(t, put.Revision, seed)
+	for got := false; !got; {
+		select {
+		case r, ok := <-wch:
+			require.True(t, ok, "the watch ended")
+			require.NoError(t, r.Err, "a watch from the first revision of the restored cluster")
+			for _, ev := range r.Events {
+				got = got || ev.Kv.ModRevision == put.Revision
+			}
+		case <-wctx.Done():
+			t.Fatal("a watch from the first revision of the restored cluster saw nothing")
+		}
+	}
+
+	// A follower that misses writes, and a log compacted meanwhile.
+	f := 0
+	for i, s := range srvs {
+		if s != leader {
+			f = i
+		}
+	}
+	ms[f].stop(t)
+	putN(t, ctx, leader, "missed/", 30)
+	require.NoError(t, leader.CompactLog(ctx))
+	srvs[f] = ms[f].start(t)
+	var last []string
+	require.Eventually(t, func() bool {
+		last = last[:0]
+		idx0, h0, _ := leader.Hash(ctx)
+		same := true
+		for i, s := range srvs {
+			idx, h, err := s.Hash(ctx)
+			last = append(last, fmt.Sprintf("n%d: %d %.12s %v", i+1, idx, h, err))
+			same = same && err == nil && idx == idx0 && h == h0
+		}
+		return same
+	}, 30*time.Second, 100*time.Millisecond, "members did not converge: %v", last)
+
+	// A backup of the restored cluster restores again: the bumps add up.
+	var second bytes.Buffer
+	secondIdx, err := leader.Snapshot(ctx, &second)
+	require.NoError(t, err)
+	require.Greater(t, secondIdx, seed)
+	sum, err := fsm.ForNewCluster(bytes.NewReader(second.Bytes()), io.Discard, fsm.NewClusterOptions{IndexBump: bump})
+	require.NoError(t, err)
+	require.Equal(t, secondIdx+bump, sum.Index)
+
+	// At the bound: a cluster restored MaxIndexBump past the backup still
+	// hands out sessions and tokens; a backup of it cannot be bumped again.
+	top := restoreInto(t, second.Bytes(), fsm.NewClusterOptions{IndexBump: fsm.MaxIndexBump}, c.Members[0].Cfg.Raft, 0)
+	tcl, err := client.New(ctx, client.Config{Endpoints: []string{top.Config().ListenClient}})
+	require.NoError(t, err)
+	defer tcl.Close()
+	m := concurrency.NewMutex(session(t, tcl, 30*time.Second), "top")
+	require.NoError(t, m.Lock(ctx))
+	require.Greater(t, m.Token(), uint64(fsm.MaxIndexBump))
+	var third bytes.Buffer
+	_, err = top.Snapshot(ctx, &third)
+	require.NoError(t, err)
+	_, err = fsm.ForNewCluster(bytes.NewReader(third.Bytes()), io.Discard, fsm.NewClusterOptions{})
+	require.ErrorContains(t, err, "cannot be bumped")
 }
