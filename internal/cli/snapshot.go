@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,6 +54,9 @@ moves each N past the backup's value. Give every member the same flags.`,
 				return fmt.Errorf("--bump-index must be within [0, %d] and --bump-ids at least 0", uint64(fsm.MaxIndexBump))
 			}
 			sum, err := fsm.ForNewCluster(bytes.NewReader(data), &fresh, fsm.NewClusterOptions{IndexBump: bump, IDBump: idBump})
+			if errors.Is(err, fsm.ErrIndexBump) {
+				return fmt.Errorf("cannot restore %s with --bump-index %d: %w; --bump-index 0 restores it at its own index", args[0], bump, err)
+			}
 			if err != nil {
 				return fmt.Errorf("%s is not a valid concord snapshot: %w", args[0], err)
 			}

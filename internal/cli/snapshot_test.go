@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -151,4 +153,38 @@ func TestRestoreOfIDsNeedsBumpIDs(t *testing.T) {
 	require.EqualValues(t, 1000, m["bump_ids"])
 	require.EqualValues(t, DefaultIndexBump, m["bump_index"])
 	require.Greater(t, m["revision"], float64(DefaultIndexBump))
+}
+
+// A backup whose index is already past fsm.MaxIndexBump (a backup of a
+// cluster restored that far up) is a valid snapshot: it was refused as
+// "not a valid concord snapshot", even with --bump-index 0, which the help
+// says keeps the backup's index. Any bump of it is refused, saying why; 0
+// restores it at its own index.
+func TestRestoreOfABackupPastTheBumpLimit(t *testing.T) {
+	var top, past bytes.Buffer
+	_, err := fsm.New(fsm.Config{}).CaptureState().WriteTo(&top)
+	require.NoError(t, err)
+	_, err = fsm.ForNewCluster(&top, &past, fsm.NewClusterOptions{IndexBump: fsm.MaxIndexBump})
+	require.NoError(t, err)
+	var b bytes.Buffer
+	sum, err := fsm.ForNewCluster(&past, &b, fsm.NewClusterOptions{IndexBump: 1})
+	require.NoError(t, err)
+	require.Greater(t, sum.Index, uint64(fsm.MaxIndexBump))
+	backup := filepath.Join(t.TempDir(), "backup.snap")
+	require.NoError(t, os.WriteFile(backup, b.Bytes(), 0o600))
+
+	dir := filepath.Join(t.TempDir(), "d1")
+	out, err := runCLI(t, "snapshot", "restore", backup, "--name", "n1", "--data-dir", dir)
+	require.Error(t, err, out)
+	require.NotContains(t, err.Error(), "not a valid concord snapshot")
+	require.ErrorContains(t, err, "--bump-index 0")
+	require.NoDirExists(t, dir)
+
+	stdout, _, err := run(t, "snapshot", "restore", backup, "--name", "n1", "--data-dir", dir, "--bump-index", "0", "--json")
+	require.NoError(t, err)
+	var m map[string]any
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	dec.UseNumber()
+	require.NoError(t, dec.Decode(&m), stdout)
+	require.Equal(t, json.Number(strconv.FormatUint(sum.Index, 10)), m["revision"])
 }

@@ -215,6 +215,12 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // signed 64-bit, so the restored index must stay far below 2^63.
 const MaxIndexBump = 1 << 60
 
+// ErrIndexBump is a restore's bump that would carry the index past its
+// limit: a bump above MaxIndexBump, or any bump of a backup whose index is
+// already above it (a backup of a cluster restored that far up). The
+// backup itself is valid, and restores at its own index without a bump.
+var ErrIndexBump = errors.New("fsm: the index cannot be bumped that far")
+
 // NewClusterOptions say how a backup is moved for a new cluster.
 type NewClusterOptions struct {
 	// IndexBump moves the index this many entries past the backup's, so
@@ -245,7 +251,7 @@ type NewClusterSummary struct {
 func ForNewCluster(r io.Reader, w io.Writer, opts NewClusterOptions) (NewClusterSummary, error) {
 	var sum NewClusterSummary
 	if opts.IndexBump > MaxIndexBump {
-		return sum, fmt.Errorf("fsm: an index bump of %d is above the limit of %d", opts.IndexBump, uint64(MaxIndexBump))
+		return sum, fmt.Errorf("%w: a bump of %d is above the limit of %d", ErrIndexBump, opts.IndexBump, uint64(MaxIndexBump))
 	}
 	if opts.IDBump < 0 {
 		return sum, fmt.Errorf("fsm: an ID bump of %d is negative", opts.IDBump)
@@ -255,8 +261,8 @@ func ForNewCluster(r io.Reader, w io.Writer, opts NewClusterOptions) (NewCluster
 	if err != nil {
 		return sum, err
 	}
-	if hdr.GetIndex() > MaxIndexBump {
-		return sum, fmt.Errorf("fsm: the backup's index %d is already above %d: it cannot be bumped", hdr.GetIndex(), uint64(MaxIndexBump))
+	if opts.IndexBump > 0 && hdr.GetIndex() > MaxIndexBump {
+		return sum, fmt.Errorf("%w: the backup's index %d is already above %d: it cannot be bumped (a bump of 0 keeps it)", ErrIndexBump, hdr.GetIndex(), uint64(MaxIndexBump))
 	}
 	hdr.Index += opts.IndexBump
 	sum.Index = hdr.GetIndex()
