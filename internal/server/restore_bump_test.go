@@ -259,6 +259,7 @@ func TestRestoredClusterGoesOnAfterTheBump(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	wch := cl.Watch(wctx, "w", client.WithRevision(seed+1))
+	wseed := cl.Watch(wctx, "w", client.WithRevision(seed))
 	put, err := cl.Put(ctx, "w", []byte("new"))
 	require.NoError(t, err)
 	require.Greater(t, put.Revision, seed)
@@ -273,6 +274,16 @@ func TestRestoredClusterGoesOnAfterTheBump(t *testing.T) {
 		case <-wctx.Done():
 			t.Fatal("a watch from the first revision of the restored cluster saw nothing")
 		}
+	}
+
+	// The restored index itself is below the first revision kept, as every
+	// revision of the gap (etcd's restore marks its bumped revision
+	// compacted too).
+	select {
+	case r := <-wseed:
+		require.ErrorIs(t, r.Err, client.ErrCompacted, "a watch from the restored index")
+	case <-wctx.Done():
+		t.Fatal("a watch from the restored index got nothing")
 	}
 
 	// A follower that misses writes, and a log compacted meanwhile.
