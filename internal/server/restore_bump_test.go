@@ -338,3 +338,43 @@ func TestRestoredClusterGoesOnAfterTheBump(t *testing.T) {
 	_, err = fsm.ForNewCluster(bytes.NewReader(third.Bytes()), io.Discard, fsm.NewClusterOptions{})
 	require.NoError(t, err, "a bump of 0 keeps the backup's index")
 }
+
+// Every Raft log store takes a log that starts a billion entries up, and a
+// member restored there restarts with its writes.
+func TestRestoreBumpOnEveryLogStore(t *testing.T) {
+	backup := smallBackup(t)
+	for _, store := range []string{"seglog", "bolt", "wal"} {
+		t.Run(store, func(t *testing.T) {
+			ctx := ctxT(t, 60*time.Second)
+			base := t.TempDir()
+			ip := "127.0.0.44"
+			peer := net.JoinHostPort(ip, strconv.Itoa(testcluster.FreePort(t, ip)))
+			m := &seededMember{logs: &syncBuffer{}, cfg: config.Server{
+				Name: "r1", DataDir: filepath.Join(base, "r1"),
+				ListenClient: net.JoinHostPort(ip, strconv.Itoa(testcluster.FreePort(t, ip))),
+				ListenPeer:   peer, AdvertisePeer: peer, InitialCluster: []config.Peer{{Name: "r1", Addr: peer}},
+				Raft:            config.Raft{HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LogStore: store, TrailingLogs: 5, SnapshotThreshold: 20},
+				ShutdownTimeout: 5 * time.Second,
+			}}
+			var fresh bytes.Buffer
+			sum, err := fsm.ForNewCluster(bytes.NewReader(backup), &fresh, fsm.NewClusterOptions{IndexBump: 1_000_000_000})
+			require.NoError(t, err)
+			require.NoError(t, server.SeedMember(m.cfg.DataDir, "r1", func(raftDir string) error {
+				return raftnode.SeedFromSnapshot(raftDir, store, sum.Index, []raftnode.Server{{ID: "r1", Addr: peer, Voter: true}}, &fresh, nil)
+			}))
+			srv := waitLeaderAmong(t, m.start(t))
+			putN(t, ctx, srv, "after/", 50)
+			idx, h, err := srv.Hash(ctx)
+			require.NoError(t, err)
+			require.Greater(t, idx, sum.Index)
+			m.stop(t)
+			srv = waitLeaderAmong(t, m.start(t))
+			require.Eventually(t, func() bool {
+				i2, h2, err := srv.Hash(ctx)
+				return err == nil && i2 >= idx && (i2 > idx || h2 == h)
+			}, 20*time.Second, 50*time.Millisecond)
+			require.True(t, staleHas(ctx, srv, "after/49"))
+			require.True(t, staleHas(ctx, srv, "backup/4"))
+		})
+	}
+}
