@@ -104,7 +104,11 @@ moves each N past the backup's value. Give every member the same flags.`,
 				abs, _ := filepath.Abs(dataDir)
 				return writeJSON(g.stdout, map[string]any{"revision": idx, "bump_index": bump, "bump_ids": idBump, "tags": sum.Tags, "sequences": sum.Sequences, "data_dir": abs, "name": name})
 			}
-			fmt.Fprintf(g.stdout, "restored the backup into %s for member %s at revision %d (the backup's, plus --bump-index %d); start it with the same --name, --data-dir and --initial-cluster\n", dataDir, name, idx, bump)
+			moved := ""
+			if sum.Tags+sum.Sequences > 0 {
+				moved = fmt.Sprintf(", with its %d segment tags and %d strict sequences moved --bump-ids %d past the backup's values", sum.Tags, sum.Sequences, idBump)
+			}
+			fmt.Fprintf(g.stdout, "restored the backup into %s for member %s at revision %d (the backup's, plus --bump-index %d)%s; start it with the same --name, --data-dir and --initial-cluster\n", dataDir, name, idx, bump, moved)
 			return nil
 		},
 	}

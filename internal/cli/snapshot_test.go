@@ -153,6 +153,12 @@ func TestRestoreOfIDsNeedsBumpIDs(t *testing.T) {
 	require.EqualValues(t, 1000, m["bump_ids"])
 	require.EqualValues(t, DefaultIndexBump, m["bump_index"])
 	require.Greater(t, m["revision"], float64(DefaultIndexBump))
+
+	// The human output says the IDs moved too, not only the index.
+	out, _, err = run(t, "snapshot", "restore", backup, "--name", "n1", "--data-dir", filepath.Join(t.TempDir(), "d2"), "--bump-ids", "1000")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "1 segment tags and 1 strict sequences")
+	require.Contains(t, out, "--bump-ids 1000")
 }
 
 // A backup whose index is already past fsm.MaxIndexBump (a backup of a
