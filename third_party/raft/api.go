@@ -140,6 +140,11 @@ type Raft struct {
 	// on.
 	candidateFromLeadershipTransfer atomic.Bool
 
+	// concord: foreignTerm is the term of a leader whose entries this
+	// follower refused as another history (see entryBeyondSnapshot); 0
+	// when none. Only the main thread uses it.
+	foreignTerm uint64
+
 	// Stores our local server ID, used to avoid sending RPCs to ourself
 	localID ServerID
 

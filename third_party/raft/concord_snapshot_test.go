@@ -271,4 +271,41 @@ func TestFollowerRefusesEntriesOfAnotherHistory(t *testing.T) {
 	if got := len(fsm.Logs()); got != before {
 		t.Fatalf("the follower applied %d entries", got-before)
 	}
+
+	// That leader's snapshot, below what the follower applied, is refused
+	// too: answered with success, it reset the leader's backoff, and the
+	// leader sent it again at once, over and over.
+	if err := leader.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	metas, err := leader.snapshots.List()
+	if err != nil || len(metas) == 0 {
+		t.Fatalf("the leader's snapshots: %v, %v", metas, err)
+	}
+	meta, data, err := leader.snapshots.Open(metas[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	sreq := &InstallSnapshotRequest{
+		RPCHeader:          leader.getRPCHeader(),
+		SnapshotVersion:    meta.Version,
+		Term:               leader.getCurrentTerm(),
+		Leader:             leader.trans.EncodePeer(leader.localID, leader.localAddr),
+		LastLogIndex:       meta.Index,
+		LastLogTerm:        meta.Term,
+		Configuration:      EncodeConfiguration(meta.Configuration),
+		ConfigurationIndex: meta.ConfigurationIndex,
+		Size:               meta.Size,
+	}
+	if meta.Index > follower.getLastApplied() {
+		t.Fatalf("the leader's snapshot at %d is above the follower's last applied %d", meta.Index, follower.getLastApplied())
+	}
+	var sresp InstallSnapshotResponse
+	if err := leader.trans.InstallSnapshot(follower.localID, follower.localAddr, sreq, &sresp, data); err != nil {
+		t.Fatalf("install snapshot: %v", err)
+	}
+	if sresp.Success {
+		t.Fatal("the follower took a snapshot from a leader whose entries it refused as another history")
+	}
 }

@@ -1571,6 +1571,7 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	// take the leader's entries for ones this member applied, and it would
 	// acknowledge entries it never holds. It refuses them, loudly.
 	if idx, term, ok := r.entryBeyondSnapshot(a); !ok {
+		r.foreignTerm = a.Term
 		snapIdx, snapTerm := r.getLastSnapshot()
 		r.logger.Error("refusing entries from a different history: the leader sends an entry at or below this member's snapshot with a later term (members seeded from one backup at different indexes?)",
 			"entry-index", idx, "entry-term", term, "snapshot-index", snapIdx, "snapshot-term", snapTerm, "leader", a.ID)
@@ -2001,6 +2002,15 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 	// the leader then replicates from there, and entries this follower has
 	// applied pass the consistency check (appendEntries).
 	if applied := r.getLastApplied(); req.LastLogIndex <= applied {
+		if r.foreignTerm == req.Term {
+			// concord: this leader's entries are of another history (see
+			// entryBeyondSnapshot). Answering success reset its backoff,
+			// and it sent the snapshot again at once, about seventy times
+			// a second; a refusal lets its backoff grow.
+			r.logger.Error("refusing a snapshot from a leader of a different history",
+				"snapshot-index", req.LastLogIndex, "last-applied", applied, "term", req.Term)
+			return
+		}
 		r.logger.Info("ignoring a snapshot that ends at or below the last applied index",
 			"snapshot-index", req.LastLogIndex, "last-applied", applied)
 		resp.Success = true
