@@ -188,6 +188,13 @@ func TestRestoreMembersSeededWithDifferentBumps(t *testing.T) {
 		idx, _, _ := srvs[0].Hash(ctx)
 		require.Greater(t, idx, uint64(1_000_000_000), "n1 converged on the leader's index")
 		require.True(t, staleHas(ctx, srvs[0], "after/19"))
+		// And stays there across a restart (its own seed, lower, is not
+		// taken for its latest snapshot).
+		ms[0].stop(t)
+		putN(t, ctx, leader, "while-down/", 5)
+		srvs[0] = ms[0].start(t)
+		require.Eventually(t, func() bool { return staleHas(ctx, srvs[0], "while-down/4") }, 30*time.Second, 50*time.Millisecond)
+		require.True(t, staleHas(ctx, srvs[0], "after/19"))
 	})
 
 	t.Run("one member above the leader is refused, not counted", func(t *testing.T) {
