@@ -45,25 +45,30 @@ func TestRetryAfterSnapshotRestoreAppliesOnce(t *testing.T) {
 	_, err = old.Snapshot(ctx, &backup)
 	require.NoError(t, err)
 
-	srv := restoreInto(t, backup.Bytes(), fsm.NewClusterOptions{}, c.Members[0].Cfg.Raft, time.Hour)
-	nst, _ := srv.Status(ctx)
-	t.Logf("old cluster term %d, restored cluster term %d", st.GetTerm(), nst.GetTerm())
-	// Ordinary traffic carries the index past a sweep (every 4096).
-	var wg sync.WaitGroup
-	for g := 0; g < 16; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 4200/16; i++ {
-				_, err := srv.Put(ctx, &concordv1.PutRequest{Key: []byte("k"), Value: []byte("v")})
-				require.NoError(t, err)
+	// Without a bump, and with the default of `concord snapshot restore`.
+	for _, bump := range []uint64{0, 1_000_000_000} {
+		t.Run(fmt.Sprint("bump-", bump), func(t *testing.T) {
+			srv := restoreInto(t, backup.Bytes(), fsm.NewClusterOptions{IndexBump: bump}, c.Members[0].Cfg.Raft, time.Hour)
+			nst, _ := srv.Status(ctx)
+			t.Logf("old cluster term %d, restored cluster term %d", st.GetTerm(), nst.GetTerm())
+			// Ordinary traffic carries the index past a sweep (every 4096).
+			var wg sync.WaitGroup
+			for g := 0; g < 16; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 4200/16; i++ {
+						_, err := srv.Put(ctx, &concordv1.PutRequest{Key: []byte("k"), Value: []byte("v")})
+						require.NoError(t, err)
+					}
+				}()
 			}
-		}()
+			wg.Wait()
+			again, err := srv.Add(ctx, add())
+			require.NoError(t, err)
+			require.Equal(t, first.GetValue(), again.GetValue(), "the retried add was applied a second time")
+		})
 	}
-	wg.Wait()
-	again, err := srv.Add(ctx, add())
-	require.NoError(t, err)
-	require.Equal(t, first.GetValue(), again.GetValue(), "the retried add was applied a second time")
 }
 
 // restoreInto does what `concord snapshot restore --bump-index bump` and
