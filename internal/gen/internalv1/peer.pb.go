@@ -350,11 +350,15 @@ func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type NodeStatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	AppliedIndex  uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	ClientAddr    string                 `protobuf:"bytes,4,opt,name=client_addr,json=clientAddr,proto3" json:"client_addr,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	ClientAddr   string                 `protobuf:"bytes,4,opt,name=client_addr,json=clientAddr,proto3" json:"client_addr,omitempty"`
+	// seed is the digest of the state `concord snapshot restore` seeded the
+	// member with ("" for a member that was not restored from a backup):
+	// members of one restored cluster must hold the same.
+	Seed          string `protobuf:"bytes,5,opt,name=seed,proto3" json:"seed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,6 +421,13 @@ func (x *NodeStatusResponse) GetClientAddr() string {
 	return ""
 }
 
+func (x *NodeStatusResponse) GetSeed() string {
+	if x != nil {
+		return x.Seed
+	}
+	return ""
+}
+
 var File_concord_internal_v1_peer_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_peer_proto_rawDesc = "" +
@@ -437,13 +448,14 @@ const file_concord_internal_v1_peer_proto_rawDesc = "" +
 	"\x15PeerKeepAliveResponse\x12\x15\n" +
 	"\x06ttl_ms\x18\x01 \x03(\x03R\x05ttlMs\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\"\x13\n" +
-	"\x11NodeStatusRequest\"~\n" +
+	"\x11NodeStatusRequest\"\x92\x01\n" +
 	"\x12NodeStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x1f\n" +
 	"\vclient_addr\x18\x04 \x01(\tR\n" +
-	"clientAddr2\xc4\x05\n" +
+	"clientAddr\x12\x12\n" +
+	"\x04seed\x18\x05 \x01(\tR\x04seed2\xc4\x05\n" +
 	"\x04Peer\x12T\n" +
 	"\aPropose\x12#.concord.internal.v1.ProposeRequest\x1a$.concord.internal.v1.ProposeResponse\x12Z\n" +
 	"\tReadIndex\x12%.concord.internal.v1.ReadIndexRequest\x1a&.concord.internal.v1.ReadIndexResponse\x12b\n" +
