@@ -80,6 +80,13 @@ then start n4 with --join <client address of any member>.`,
 					stop()
 					return d.Stop(context.Background())
 				}
+				if errors.Is(err, server.ErrSeedMismatch) {
+					// A restart fails the same way: the data dir must be
+					// restored again. Exit non-zero all the same.
+					logger.Error("seeded unlike another member; stopping", "err", err)
+					stop()
+					return errors.Join(fmt.Errorf("member failed: %w", err), d.Stop(context.Background()))
+				}
 				// Fail-stop: exit non-zero so that a supervisor restarts
 				// the member, which reads its log from the disk again.
 				logger.Error("member failed; stopping", "err", err)

@@ -42,7 +42,9 @@ backup's: the old cluster went on after the backup, and its lock holders'
 fencing tokens and its watchers' revisions must stay below the new
 cluster's. Segment tags and strict sequences have the same problem and no
 safe default: when the backup holds any, --bump-ids N is required, and
-moves each N past the backup's value. Give every member the same flags.`,
+moves each N past the backup's value. Give every member the same flags:
+each records the digest of the state it was seeded with, and a member that
+finds a voter seeded with another state stops at start.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, err := os.ReadFile(args[0])
@@ -95,20 +97,24 @@ moves each N past the backup's value. Give every member the same flags.`,
 			for _, p := range cfg.InitialCluster {
 				servers = append(servers, raftnode.Server{ID: p.Name, Addr: p.Addr, Voter: true})
 			}
-			if err := server.SeedMember(dataDir, name, func(raftDir string) error {
+			// The seed's digest, taken before the seed consumes fresh:
+			// members restored with the same backup and flags record the
+			// same, and each checks the others' at start.
+			seed := server.NewSeed(idx, fresh.Bytes())
+			if err := server.SeedMember(dataDir, name, seed, func(raftDir string) error {
 				return raftnode.SeedFromSnapshot(raftDir, logStore, idx, servers, &fresh, nil)
 			}); err != nil {
 				return err
 			}
 			if g.json {
 				abs, _ := filepath.Abs(dataDir)
-				return writeJSON(g.stdout, map[string]any{"revision": idx, "bump_index": bump, "bump_ids": idBump, "tags": sum.Tags, "sequences": sum.Sequences, "data_dir": abs, "name": name})
+				return writeJSON(g.stdout, map[string]any{"revision": idx, "bump_index": bump, "bump_ids": idBump, "tags": sum.Tags, "sequences": sum.Sequences, "data_dir": abs, "name": name, "seed": seed.Digest()})
 			}
 			moved := ""
 			if sum.Tags+sum.Sequences > 0 {
 				moved = fmt.Sprintf(", with its %d segment tags and %d strict sequences moved --bump-ids %d past the backup's values", sum.Tags, sum.Sequences, idBump)
 			}
-			fmt.Fprintf(g.stdout, "restored the backup into %s for member %s at revision %d (the backup's, plus --bump-index %d)%s; start it with the same --name, --data-dir and --initial-cluster\n", dataDir, name, idx, bump, moved)
+			fmt.Fprintf(g.stdout, "restored the backup into %s for member %s at revision %d (the backup's, plus --bump-index %d)%s; start it with the same --name, --data-dir and --initial-cluster; its seed is %s (every member restored with the same backup and flags has the same)\n", dataDir, name, idx, bump, moved, seed.Digest())
 			return nil
 		},
 	}

@@ -159,6 +159,29 @@ func TestRestoreOfIDsNeedsBumpIDs(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Contains(t, out, "1 segment tags and 1 strict sequences")
 	require.Contains(t, out, "--bump-ids 1000")
+
+	// Each member records the digest of its seed in member.json, and
+	// members restored alike record the same: another --bump-ids moves
+	// the tag and the sequence, and gives another seed.
+	seed := func(dir string) string {
+		b, err := os.ReadFile(filepath.Join(dir, "member.json"))
+		require.NoError(t, err)
+		var id struct {
+			SHA256 string `json:"seed_sha256"`
+			Index  uint64 `json:"seed_index"`
+		}
+		require.NoError(t, json.Unmarshal(b, &id))
+		require.Len(t, id.SHA256, 64)
+		return strconv.FormatUint(id.Index, 10) + ":" + id.SHA256
+	}
+	require.Equal(t, m["seed"], seed(dir), "--json prints the seed member.json holds")
+	d3, d4 := filepath.Join(t.TempDir(), "d3"), filepath.Join(t.TempDir(), "d4")
+	_, err = runCLI(t, "snapshot", "restore", backup, "--name", "n2", "--data-dir", d3, "--bump-ids", "1000")
+	require.NoError(t, err)
+	_, err = runCLI(t, "snapshot", "restore", backup, "--name", "n3", "--data-dir", d4, "--bump-ids", "1001")
+	require.NoError(t, err)
+	require.Equal(t, seed(dir), seed(d3), "members restored alike record different seeds")
+	require.NotEqual(t, seed(dir), seed(d4), "members restored with different --bump-ids record the same seed")
 }
 
 // A backup whose index is already past fsm.MaxIndexBump (a backup of a

@@ -1,6 +1,10 @@
 package server
 
-import "github.com/concord-dev/concord/internal/errs"
+import (
+	"errors"
+
+	"github.com/concord-dev/concord/internal/errs"
+)
 
 var (
 	// ErrQuotaExceeded is returned for a write that would grow the state
@@ -21,3 +25,11 @@ var (
 	// streams on this member.
 	ErrTooManyWatches = errs.New("TOO_MANY_WATCHES", "server: too many watch streams on this member")
 )
+
+// ErrSeedMismatch stops a member restored from a backup (`concord snapshot
+// restore`) when another voter was seeded with a different state: another
+// backup, or another --bump-index or --bump-ids. Such members start at
+// the same index with different states and would diverge silently.
+// `concord server` exits non-zero. It is a member's fatal error, never an
+// API error.
+var ErrSeedMismatch = errors.New("this member and another voter were restored with different states")

@@ -26,6 +26,17 @@ import (
 type identity struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+	// SeedSHA256 and SeedIndex are the Seed of a member that `concord
+	// snapshot restore` seeded; a member of a new cluster, one that joined
+	// and one seeded before the seed was recorded have none, and check
+	// nothing (seedcheck.go).
+	SeedSHA256 string `json:"seed_sha256,omitempty"`
+	SeedIndex  uint64 `json:"seed_index,omitempty"`
+}
+
+// seed returns the digest of the member's seed, "" when it has none.
+func (id identity) seed() string {
+	return Seed{Index: id.SeedIndex, SHA256: id.SeedSHA256}.Digest()
 }
 
 const identityFile = "member.json"
@@ -41,6 +52,9 @@ func loadIdentity(dir string) (identity, bool, error) {
 	var id identity
 	if err := json.Unmarshal(b, &id); err != nil || id.ID == "" {
 		return identity{}, false, fmt.Errorf("%s is corrupt: %v", filepath.Join(dir, identityFile), err)
+	}
+	if id.SeedSHA256 != "" && !validSHA256(id.SeedSHA256) {
+		return identity{}, false, fmt.Errorf("%s is corrupt: seed_sha256 %q is not a hex SHA-256", filepath.Join(dir, identityFile), id.SeedSHA256)
 	}
 	return id, true, nil
 }
@@ -235,12 +249,18 @@ func endpointURL(ep string, tlsOn bool) string {
 
 // SeedMember prepares the data dir of a member of a new cluster restored
 // from a backup: seedRaft fills the Raft dir (dataDir/raft), then the
-// identity is stored. The data dir must be new. Storing the identity first
-// let a seed that failed (a mistyped log store, a full disk) leave a data
+// identity is stored with seed (NewSeed of the state seedRaft seeds), which
+// the member checks against the other voters' at every start: members
+// seeded with different states stop with ErrSeedMismatch. A zero seed
+// records none. The data dir must be new. Storing the identity first let a
+// seed that failed (a mistyped log store, a full disk) leave a data
 // dir that the corrected command refused as taken and `concord server`
 // took for a restarted member, never bootstrapping it; now whatever a
 // failed seed created is removed, so the command can be run again.
-func SeedMember(dataDir, name string, seedRaft func(raftDir string) error) error {
+func SeedMember(dataDir, name string, seed Seed, seedRaft func(raftDir string) error) error {
+	if seed.SHA256 != "" && !validSHA256(seed.SHA256) {
+		return fmt.Errorf("seed %q is not a hex SHA-256", seed.SHA256)
+	}
 	if _, ok, err := loadIdentity(dataDir); err != nil {
 		return err
 	} else if ok {
@@ -258,7 +278,7 @@ func SeedMember(dataDir, name string, seedRaft func(raftDir string) error) error
 	}
 	err := seedRaft(raftDir)
 	if err == nil {
-		err = saveIdentity(dataDir, identity{ID: name, Name: name})
+		err = saveIdentity(dataDir, identity{ID: name, Name: name, SeedSHA256: seed.SHA256, SeedIndex: seed.Index})
 	}
 	if err != nil && remove != "" {
 		if rerr := os.RemoveAll(remove); rerr != nil {

@@ -14,6 +14,10 @@ import (
 func FuzzLoadIdentity(f *testing.F) {
 	good, _ := json.Marshal(identity{ID: "n1-3f2a", Name: "n1"})
 	f.Add(good)
+	seeded, _ := json.Marshal(identity{ID: "n1", Name: "n1", SeedSHA256: NewSeed(1000, []byte("state")).SHA256, SeedIndex: 1000})
+	f.Add(seeded)
+	f.Add([]byte(`{"id":"n1","name":"n1","seed_sha256":"not hex"}`))
+	f.Add([]byte(`{"id":"n1","name":"n1","seed_sha256":"ABCD"}`))
 	f.Add([]byte(`{"id":"","name":"n1"}`))
 	f.Add([]byte(`{"id":"a","id":"b"}`))
 	f.Add([]byte(`null`))

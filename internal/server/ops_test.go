@@ -66,7 +66,7 @@ func TestFailedFirstStartCanBeRetried(t *testing.T) {
 // stores the identity last and removes what a failed seed created.
 func TestFailedSeedLeavesTheDataDirNew(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "r1")
-	err := server.SeedMember(dir, "r1", func(raftDir string) error {
+	err := server.SeedMember(dir, "r1", server.Seed{}, func(raftDir string) error {
 		require.NoError(t, os.MkdirAll(raftDir, 0o750))
 		require.NoError(t, os.WriteFile(filepath.Join(raftDir, "partial"), []byte("x"), 0o640))
 		return errors.New("disk full")
@@ -76,7 +76,7 @@ func TestFailedSeedLeavesTheDataDirNew(t *testing.T) {
 
 	// A data dir the operator made stays; only what the seed wrote goes.
 	require.NoError(t, os.MkdirAll(dir, 0o750))
-	err = server.SeedMember(dir, "r1", func(raftDir string) error {
+	err = server.SeedMember(dir, "r1", server.Seed{}, func(raftDir string) error {
 		require.NoError(t, os.MkdirAll(raftDir, 0o750))
 		return errors.New("disk full")
 	})
@@ -84,9 +84,9 @@ func TestFailedSeedLeavesTheDataDirNew(t *testing.T) {
 	require.DirExists(t, dir)
 	require.NoDirExists(t, filepath.Join(dir, "raft"))
 
-	require.NoError(t, server.SeedMember(dir, "r1", func(raftDir string) error { return os.MkdirAll(raftDir, 0o750) }))
+	require.NoError(t, server.SeedMember(dir, "r1", server.Seed{}, func(raftDir string) error { return os.MkdirAll(raftDir, 0o750) }))
 	require.FileExists(t, filepath.Join(dir, "member.json"))
-	require.ErrorContains(t, server.SeedMember(dir, "r1", func(string) error { return nil }), "already belongs to a member")
+	require.ErrorContains(t, server.SeedMember(dir, "r1", server.Seed{}, func(string) error { return nil }), "already belongs to a member")
 }
 
 // Two `cluster add` of one name at once both passed the clash check (each

@@ -70,13 +70,23 @@ func (m *seededMember) stop(t *testing.T) {
 // seedMembers does what `concord snapshot restore --bump-index bumps[i]`
 // does for member i of a new cluster of len(bumps) members.
 func seedMembers(t *testing.T, backup []byte, bumps []uint64) []*seededMember {
+	opts := make([]fsm.NewClusterOptions, len(bumps))
+	for i, b := range bumps {
+		opts[i].IndexBump = b
+	}
+	return seedMembersWith(t, backup, opts)
+}
+
+// seedMembersWith seeds member i as `concord snapshot restore` with
+// opts[i].
+func seedMembersWith(t *testing.T, backup []byte, opts []fsm.NewClusterOptions) []*seededMember {
 	base := t.TempDir()
 	var (
 		initial []config.Peer
 		servers []raftnode.Server
 		members []*seededMember
 	)
-	for i := range bumps {
+	for i := range opts {
 		ip := "127.0.0." + strconv.Itoa(41+i)
 		name := fmt.Sprintf("n%d", i+1)
 		peer := net.JoinHostPort(ip, strconv.Itoa(testcluster.FreePort(t, ip)))
@@ -93,9 +103,9 @@ func seedMembers(t *testing.T, backup []byte, bumps []uint64) []*seededMember {
 	for i, m := range members {
 		m.cfg.InitialCluster = initial
 		var fresh bytes.Buffer
-		sum, err := fsm.ForNewCluster(bytes.NewReader(backup), &fresh, fsm.NewClusterOptions{IndexBump: bumps[i]})
+		sum, err := fsm.ForNewCluster(bytes.NewReader(backup), &fresh, opts[i])
 		require.NoError(t, err)
-		require.NoError(t, server.SeedMember(m.cfg.DataDir, m.cfg.Name, func(raftDir string) error {
+		require.NoError(t, server.SeedMember(m.cfg.DataDir, m.cfg.Name, server.NewSeed(sum.Index, fresh.Bytes()), func(raftDir string) error {
 			return raftnode.SeedFromSnapshot(raftDir, "seglog", sum.Index, servers, &fresh, nil)
 		}))
 	}
@@ -372,7 +382,7 @@ func TestRestoreBumpOnEveryLogStore(t *testing.T) {
 			var fresh bytes.Buffer
 			sum, err := fsm.ForNewCluster(bytes.NewReader(backup), &fresh, fsm.NewClusterOptions{IndexBump: 1_000_000_000})
 			require.NoError(t, err)
-			require.NoError(t, server.SeedMember(m.cfg.DataDir, "r1", func(raftDir string) error {
+			require.NoError(t, server.SeedMember(m.cfg.DataDir, "r1", server.NewSeed(sum.Index, fresh.Bytes()), func(raftDir string) error {
 				return raftnode.SeedFromSnapshot(raftDir, store, sum.Index, []raftnode.Server{{ID: "r1", Addr: peer, Voter: true}}, &fresh, nil)
 			}))
 			srv := waitLeaderAmong(t, m.start(t))

@@ -83,7 +83,7 @@ func restoreInto(t *testing.T, backup []byte, opts fsm.NewClusterOptions, rc con
 	sum, err := fsm.ForNewCluster(bytes.NewReader(backup), &fresh, opts)
 	idx := sum.Index
 	require.NoError(t, err)
-	require.NoError(t, server.SeedMember(dir, "r1", func(raftDir string) error {
+	require.NoError(t, server.SeedMember(dir, "r1", server.NewSeed(idx, fresh.Bytes()), func(raftDir string) error {
 		return raftnode.SeedFromSnapshot(raftDir, "seglog", idx, []raftnode.Server{{ID: "r1", Addr: peer, Voter: true}}, &fresh, nil)
 	}))
 	cfg := config.Server{Name: "r1", DataDir: dir, ListenClient: net.JoinHostPort(ip, strconv.Itoa(testcluster.FreePort(t, ip))),

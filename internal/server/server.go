@@ -38,8 +38,10 @@ type Options struct {
 	Clock clock.Clock
 	// Version is reported by Status.
 	Version string
-	// OnFatal, if set, is called once when the member can no longer serve
-	// and must be restarted (its Raft log failed for good).
+	// OnFatal, if set, is called when the member can no longer serve: its
+	// Raft log failed for good and it must be restarted, it was removed
+	// (ErrRemoved, ErrAddedBack), or it was restored unlike another voter
+	// (ErrSeedMismatch) and must be restored again.
 	OnFatal func(error)
 }
 
@@ -197,6 +199,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.node = node
 	s.goLoop(s.watchLeadership)
 	s.goLoop(s.publishSelf)
+	s.goLoop(s.checkSeed)
 	return nil
 }
 
