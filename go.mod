@@ -9,6 +9,8 @@ replace (
 
 require (
 	connectrpc.com/connect v1.21.1
+	connectrpc.com/grpchealth v1.5.0
+	connectrpc.com/grpcreflect v1.3.0
 	github.com/anishathalye/porcupine v1.3.1
 	github.com/concord-dev/concord/api v0.0.0
 	github.com/concord-dev/concord/client v0.0.0-00010101000000-000000000000

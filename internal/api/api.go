@@ -34,8 +34,8 @@ type Options struct {
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	// AuthToken, when set, is required as "Authorization: Bearer <token>"
-	// on every RPC, /metrics and the debug endpoints; /healthz and /readyz
-	// are open.
+	// on every RPC, /metrics, gRPC server reflection and the debug
+	// endpoints; /healthz, /readyz and the gRPC health service are open.
 	AuthToken string
 	// MaxRequestBytes bounds a request message.
 	MaxRequestBytes int
@@ -114,6 +114,7 @@ func New(srv *server.Server, opts Options) *Handler {
 	rpc(concordv1connect.NewClusterHandler(&clusterService{s: srv}, interceptors, readMax, compress))
 	rpc(concordv1connect.NewLockHandler(&lockService{s: srv}, interceptors, readMax, compress))
 	rpc(concordv1connect.NewIDsHandler(&idsService{s: srv}, interceptors, readMax, compress))
+	handleHealthAndReflection(mux, srv, opts.AuthToken, refused)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if srv.Stopping() {

@@ -1,0 +1,107 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+
+	"github.com/concord-dev/concord/internal/server"
+)
+
+// healthPollInterval is how often a health Watch stream looks at the
+// member's readiness: the server has no event for it, and a change is
+// sent within this much.
+var healthPollInterval = time.Second
+
+// healthChecker answers the gRPC health protocol (grpc.health.v1.Health)
+// with the member's readiness, what GET /readyz answers: SERVING when the
+// member knows a leader (and, if it leads, has committed an entry of its
+// term), NOT_SERVING otherwise and once shutdown began. It answers so for
+// the empty service name (the whole member) and for each service of the
+// client API; another name is NOT_FOUND.
+type healthChecker struct {
+	s     *server.Server
+	names map[string]bool
+}
+
+func newHealthChecker(s *server.Server) *healthChecker {
+	names := map[string]bool{"": true}
+	for _, sd := range services() {
+		names[string(sd.FullName())] = true
+	}
+	return &healthChecker{s: s, names: names}
+}
+
+func (h *healthChecker) known(service string) error {
+	if !h.names[service] {
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q: ask for \"\" (the member) or a concord.v1 service", service))
+	}
+	return nil
+}
+
+// Check implements grpchealth.Checker.
+func (h *healthChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	if err := h.known(req.Service); err != nil {
+		return nil, err
+	}
+	if h.s.Ready() {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+}
+
+// Watch implements grpchealth.Watcher: it polls the member's readiness
+// every healthPollInterval; the handler sends a status only when it
+// changed.
+func (h *healthChecker) Watch(_ context.Context, req *grpchealth.CheckRequest, onChange func()) (func(), error) {
+	if err := h.known(req.Service); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(healthPollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				onChange()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }, nil
+}
+
+// reflectedServices are the services gRPC server reflection lists: the
+// client API, the health service and reflection itself, as grpc-go's
+// reflection lists them.
+func reflectedServices() []string {
+	var names []string
+	for _, sd := range services() {
+		names = append(names, string(sd.FullName()))
+	}
+	return append(names, grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
+}
+
+// handleHealthAndReflection serves the gRPC health protocol, open like
+// /healthz and /readyz so that probes need no token, and gRPC server
+// reflection (v1 and v1alpha), which needs the token as the API does: it
+// describes the whole API.
+func handleHealthAndReflection(mux *http.ServeMux, srv *server.Server, token string, refused func(string)) {
+	mux.Handle(grpchealth.NewHandler(newHealthChecker(srv)))
+	reflector := grpcreflect.NewStaticReflector(reflectedServices()...)
+	for _, newHandler := range []func(*grpcreflect.Reflector, ...connect.HandlerOption) (string, http.Handler){
+		grpcreflect.NewHandlerV1, grpcreflect.NewHandlerV1Alpha,
+	} {
+		path, h := newHandler(reflector)
+		mux.Handle(path, requireTokenRPC(token, h, refused))
+	}
+}
