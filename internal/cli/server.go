@@ -133,6 +133,7 @@ then start n4 with --join <client address of any member>.`,
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the client API over TLS with this certificate")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "key of --tls-cert")
 	f.StringVar(&cfg.JoinCACertFile, "join-cacert", "", "PEM bundle of the CAs that signed the cluster's client certificates, to verify --join endpoints (default: the system's roots; with it, host:port endpoints are asked over TLS)")
+	f.IntVar(&cfg.MaxConcurrentStreams, "max-concurrent-streams", config.DefaultMaxConcurrentStreams, fmt.Sprintf("HTTP/2 streams one client connection may have open at once (watches, lock waits, keep-alives); 1 to %d", config.MaxMaxConcurrentStreams))
 	f.BoolVar(&cfg.DisableFramedBatch, "disable-framed-batch", false, "refuse the SDK's framed batch protocol (an HTTP/1.1 Upgrade on the client port); SDK clients then batch over gRPC streams")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on a graceful shutdown")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

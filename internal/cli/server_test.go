@@ -144,3 +144,15 @@ func TestServerBannerSuggestsTheHTTPSEndpointUnderTLS(t *testing.T) {
 	require.Contains(t, banner, "--endpoints https://"+addr+"\n", banner)
 	require.NotContains(t, banner, "--endpoints "+addr, banner)
 }
+
+// --max-concurrent-streams reaches the config, and a value outside 1 to
+// 1,000,000 stops `concord server` before it writes its data dir.
+func TestServerRefusesMaxConcurrentStreamsOutOfRange(t *testing.T) {
+	for _, v := range []string{"-1", "1000001"} {
+		dir := filepath.Join(t.TempDir(), "d")
+		out, err := runCLI(t, "server", "--data-dir", dir, "--listen-client", freeAddr(t), "--listen-peer", freeAddr(t),
+			"--max-concurrent-streams", v, "--log-format", "text")
+		require.ErrorContains(t, err, "--max-concurrent-streams "+v, "%s", out)
+		require.NoDirExists(t, dir)
+	}
+}

@@ -35,6 +35,11 @@ const (
 	DefaultMaxTTL        = 24 * time.Hour
 	// DefaultMaxRequestBytes bounds one request on the wire.
 	DefaultMaxRequestBytes = 3 << 20
+	// DefaultMaxConcurrentStreams is the HTTP/2 streams one client
+	// connection may have open at once: as many as --max-watches' default.
+	DefaultMaxConcurrentStreams = 10_000
+	// MaxMaxConcurrentStreams bounds --max-concurrent-streams.
+	MaxMaxConcurrentStreams = 1_000_000
 )
 
 // Peer is one member of the initial cluster.
@@ -121,6 +126,10 @@ type Server struct {
 	// on the client port; SDK clients then keep their batch streams on
 	// Connect (gRPC over HTTP/2).
 	DisableFramedBatch bool
+	// MaxConcurrentStreams bounds the HTTP/2 streams one client
+	// connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS);
+	// default DefaultMaxConcurrentStreams, at most MaxMaxConcurrentStreams.
+	MaxConcurrentStreams int
 
 	// ShutdownTimeout bounds a graceful shutdown; default 10s.
 	ShutdownTimeout time.Duration
@@ -187,6 +196,7 @@ func (c *Server) SetDefaults() {
 	if l.MaxSessionTTL == 0 {
 		l.MaxSessionTTL = DefaultMaxTTL
 	}
+	setInt(&c.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
@@ -293,6 +303,10 @@ func (c *Server) Validate() error {
 	// error does not repeat it.
 	if t := c.AuthToken; t != strings.TrimSpace(t) || strings.ContainsFunc(t, unicode.IsControl) {
 		bad("--auth-token (or CONCORD_AUTH_TOKEN) has whitespace at an end or a control character: no client could send it in an Authorization header")
+	}
+	// 0 means the default, as for the limits.
+	if n := c.MaxConcurrentStreams; n < 0 || n > MaxMaxConcurrentStreams {
+		bad("--max-concurrent-streams %d: want 1 to %d", n, MaxMaxConcurrentStreams)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("--tls-cert and --tls-key go together")

@@ -99,3 +99,23 @@ func TestValidateRefusesOneAddressForTwoInitialMembers(t *testing.T) {
 	c.SetDefaults()
 	require.ErrorContains(t, c.Validate(), `members "n1" and "n2" have one address`)
 }
+
+// --max-concurrent-streams (the HTTP/2 streams of one client connection)
+// was a constant 10,000; as a flag it is 1 to 1,000,000, 0 the default.
+func TestValidateMaxConcurrentStreams(t *testing.T) {
+	for _, n := range []int{-1, MaxMaxConcurrentStreams + 1} {
+		c := Server{MaxConcurrentStreams: n}
+		c.SetDefaults()
+		require.ErrorContains(t, c.Validate(), "--max-concurrent-streams", "%d", n)
+	}
+	for _, n := range []int{1, MaxMaxConcurrentStreams} {
+		c := Server{MaxConcurrentStreams: n}
+		c.SetDefaults()
+		require.NoError(t, c.Validate(), "%d", n)
+		require.Equal(t, n, c.MaxConcurrentStreams)
+	}
+	var c Server
+	c.SetDefaults()
+	require.Equal(t, DefaultMaxConcurrentStreams, c.MaxConcurrentStreams)
+	require.Equal(t, 10_000, c.MaxConcurrentStreams)
+}

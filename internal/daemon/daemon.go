@@ -30,14 +30,13 @@ import (
 // protocol is no longer the http.Server's.
 var idleTimeout = 2 * time.Minute
 
-// maxConcurrentStreams is the HTTP/2 streams one client connection may
-// have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). Streams of concord
-// last (watches, waiting and held Lock.Acquire calls, keep-alives), and
-// gRPC clients (grpc-go, gRPC C-core, grpc-java) keep one connection to a
-// member and hold back the streams past the limit rather than dial another:
-// with Go's default of 250, a client watching 250 prefixes could not
-// acquire a lock, its call never sent. As many as --max-watches' default.
-const maxConcurrentStreams = 10000
+// The HTTP/2 streams one client connection may have open at once
+// (SETTINGS_MAX_CONCURRENT_STREAMS) are --max-concurrent-streams, 10,000 by
+// default. Streams of concord last (watches, waiting and held Lock.Acquire
+// calls, keep-alives), and gRPC clients (grpc-go, gRPC C-core, grpc-java)
+// keep one connection to a member and hold back the streams past the limit
+// rather than dial another: with Go's default of 250, a client watching
+// 250 prefixes could not acquire a lock, its call never sent.
 
 // Options are a daemon's dependencies.
 type Options struct {
@@ -117,9 +116,11 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 		DisableFramedBatch: cfg.DisableFramedBatch,
 	})
 	d.http = &http.Server{
-		Handler:           d.api,
-		Protocols:         &protocols,
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
+		Handler:   d.api,
+		Protocols: &protocols,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		},
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       idleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },

@@ -1,0 +1,77 @@
+package daemon_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/protobuf/proto"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+// h2cWatch opens a raw h2c connection to addr, reads the member's SETTINGS
+// and opens a gRPC KV.Watch stream of a key nobody writes: a quiet stream.
+// It returns the framer and the member's SETTINGS_MAX_CONCURRENT_STREAMS.
+func h2cWatch(t *testing.T, addr string) (net.Conn, *http2.Framer, uint32) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(30*time.Second)))
+	_, err = io.WriteString(conn, http2.ClientPreface)
+	require.NoError(t, err)
+	fr := http2.NewFramer(conn, conn)
+	require.NoError(t, fr.WriteSettings())
+	var maxStreams uint32
+	for {
+		f, err := fr.ReadFrame()
+		require.NoError(t, err)
+		sf, ok := f.(*http2.SettingsFrame)
+		if !ok || sf.IsAck() {
+			continue
+		}
+		v, ok := sf.Value(http2.SettingMaxConcurrentStreams)
+		require.True(t, ok, "the member's SETTINGS give no SETTINGS_MAX_CONCURRENT_STREAMS")
+		maxStreams = v
+		require.NoError(t, fr.WriteSettingsAck())
+		break
+	}
+	var hdr bytes.Buffer
+	enc := hpack.NewEncoder(&hdr)
+	for _, kv := range [][2]string{
+		{":method", "POST"}, {":scheme", "http"}, {":path", "/concord.v1.KV/Watch"}, {":authority", addr},
+		{"content-type", "application/grpc"}, {"te", "trailers"},
+	} {
+		require.NoError(t, enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]}))
+	}
+	require.NoError(t, fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hdr.Bytes(), EndHeaders: true}))
+	msg, err := proto.Marshal(&concordv1.WatchRequest{Key: []byte("quiet")})
+	require.NoError(t, err)
+	body := make([]byte, 5, 5+len(msg))
+	binary.BigEndian.PutUint32(body[1:], uint32(len(msg)))
+	require.NoError(t, fr.WriteData(1, true, append(body, msg...)))
+	return conn, fr, maxStreams
+}
+
+// --max-concurrent-streams is what the member's SETTINGS give.
+func TestMaxConcurrentStreamsFlag(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) { cfg.MaxConcurrentStreams = 1234 }})
+	_, _, maxStreams := h2cWatch(t, c.Endpoints()[0])
+	require.Equal(t, uint32(1234), maxStreams, "SETTINGS_MAX_CONCURRENT_STREAMS")
+}
+
+// The default is 10,000 streams a connection, as before the flag.
+func TestDefaultMaxConcurrentStreams(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	_, _, maxStreams := h2cWatch(t, c.Endpoints()[0])
+	require.Equal(t, uint32(10_000), maxStreams)
+}
