@@ -30,13 +30,18 @@ import (
 // protocol is no longer the http.Server's.
 var idleTimeout = 2 * time.Minute
 
-// The HTTP/2 streams one client connection may have open at once
-// (SETTINGS_MAX_CONCURRENT_STREAMS) are --max-concurrent-streams, 10,000 by
-// default. Streams of concord last (watches, waiting and held Lock.Acquire
-// calls, keep-alives), and gRPC clients (grpc-go, gRPC C-core, grpc-java)
-// keep one connection to a member and hold back the streams past the limit
-// rather than dial another: with Go's default of 250, a client watching
-// 250 prefixes could not acquire a lock, its call never sent.
+// pingInterval and pingTimeout are the server's HTTP/2 pings: a connection
+// on which no frame arrived for pingInterval gets a PING, and is closed if
+// the client does not answer it within pingTimeout. A stream can be quiet
+// for long (a Lock.Acquire wait, a watch of a key nobody writes), and a
+// NAT or load balancer between client and member drops a connection idle
+// for a few minutes without telling either end: the pings keep it open,
+// and a member whose client is gone for good frees the connection's
+// streams within pingInterval+pingTimeout rather than never.
+var (
+	pingInterval = 30 * time.Second
+	pingTimeout  = 15 * time.Second
+)
 
 // Options are a daemon's dependencies.
 type Options struct {
@@ -119,7 +124,17 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 		Handler:   d.api,
 		Protocols: &protocols,
 		HTTP2: &http.HTTP2Config{
+			// The streams one client connection may have open at once
+			// (SETTINGS_MAX_CONCURRENT_STREAMS), 10,000 by default.
+			// Streams of concord last (watches, waiting and held
+			// Lock.Acquire calls, keep-alives), and gRPC clients
+			// (grpc-go, gRPC C-core, grpc-java) keep one connection to a
+			// member and hold back the streams past the limit rather than
+			// dial another: with Go's default of 250, a client watching
+			// 250 prefixes could not acquire a lock, its call never sent.
 			MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+			SendPingTimeout:      pingInterval,
+			PingTimeout:          pingTimeout,
 		},
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       idleTimeout,

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -60,6 +62,56 @@ func h2cWatch(t *testing.T, addr string) (net.Conn, *http2.Framer, uint32) {
 	binary.BigEndian.PutUint32(body[1:], uint32(len(msg)))
 	require.NoError(t, fr.WriteData(1, true, append(body, msg...)))
 	return conn, fr, maxStreams
+}
+
+// nextPing reads frames until a PING from the member (not an ACK) and
+// fails if the stream ends first.
+func nextPing(t *testing.T, fr *http2.Framer) *http2.PingFrame {
+	t.Helper()
+	for {
+		f, err := fr.ReadFrame()
+		require.NoError(t, err, "no PING before the connection ended")
+		switch f := f.(type) {
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				return f
+			}
+		case *http2.HeadersFrame:
+			require.False(t, f.StreamEnded(), "the member ended the watch stream")
+		case *http2.RSTStreamFrame:
+			t.Fatalf("the member reset the watch stream: %v", f.ErrCode)
+		case *http2.GoAwayFrame:
+			t.Fatalf("the member sent GOAWAY: %v", f.ErrCode)
+		}
+	}
+}
+
+// A quiet stream (a watch of a key nobody writes, a Lock.Acquire wait)
+// got no HTTP/2 traffic from the member, and a NAT or load balancer
+// between client and member dropped its connection in silence. The
+// member now pings a connection on which nothing arrived for its ping
+// interval (30 s; shortened here), and closes it when the client does not
+// answer.
+func TestQuietStreamsArePinged(t *testing.T) {
+	defer daemon.SetPings(300*time.Millisecond, 500*time.Millisecond)()
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	conn, fr, _ := h2cWatch(t, c.Endpoints()[0])
+	// Answered pings keep the connection and its stream open.
+	for range 3 {
+		p := nextPing(t, fr)
+		require.NoError(t, fr.WritePing(true, p.Data))
+	}
+	// A client that answers no more is cut off: the member closes the
+	// connection within the ping timeout.
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	for {
+		_, err := fr.ReadFrame()
+		if err != nil {
+			var ne net.Error
+			require.False(t, errors.As(err, &ne) && ne.Timeout(), "the member kept a connection that answers no ping")
+			break
+		}
+	}
 }
 
 // --max-concurrent-streams is what the member's SETTINGS give.
