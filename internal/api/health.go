@@ -96,12 +96,34 @@ func reflectedServices() []string {
 // reflection (v1 and v1alpha), which needs the token as the API does: it
 // describes the whole API.
 func handleHealthAndReflection(mux *http.ServeMux, srv *server.Server, token string, refused func(string)) {
-	mux.Handle(grpchealth.NewHandler(newHealthChecker(srv)))
+	mux.Handle(grpchealth.NewHandler(newHealthChecker(srv), connect.WithInterceptors(streamEnd{srv})))
 	reflector := grpcreflect.NewStaticReflector(reflectedServices()...)
 	for _, newHandler := range []func(*grpcreflect.Reflector, ...connect.HandlerOption) (string, http.Handler){
 		grpcreflect.NewHandlerV1, grpcreflect.NewHandlerV1Alpha,
 	} {
 		path, h := newHandler(reflector)
 		mux.Handle(path, requireTokenRPC(token, h, refused))
+	}
+}
+
+// streamEnd ends a health Watch stream that its context ended as the
+// client API's streams end: with SHUTTING_DOWN (Unavailable) when the
+// member stops, so that a client takes it for a member going away rather
+// than for a watch that had nothing more to send.
+type streamEnd struct{ s *server.Server }
+
+func (e streamEnd) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc { return next }
+
+func (e streamEnd) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (e streamEnd) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		err := next(ctx, conn)
+		if err == nil && ctx.Err() != nil {
+			return wire(e.s.StreamEnd())
+		}
+		return err
 	}
 }

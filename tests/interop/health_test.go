@@ -134,3 +134,28 @@ func TestGRPCHealthAndReflection(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, next.GetStatus(), "the watch's next status")
 }
+
+// A health Watch open when its member stops gracefully ends with
+// Unavailable (SHUTTING_DOWN), as the API's streams do, and does not hold
+// up the stop.
+func TestGRPCHealthWatchEndsAtShutdown(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 60*time.Second)
+	conn := dial(t, c.Endpoints()[0])
+	watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: "concord.v1.Lock"})
+	require.NoError(t, err)
+	first, err := watch.Recv()
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, first.GetStatus())
+	c.Stop(0) // fails if the stop ran out its time
+	for {
+		resp, err := watch.Recv()
+		if err != nil {
+			code, reason := reasonOf(t, err)
+			require.Equal(t, codes.Unavailable, code, "%v", err)
+			require.Equal(t, "SHUTTING_DOWN", reason)
+			break
+		}
+		require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, resp.GetStatus())
+	}
+}
