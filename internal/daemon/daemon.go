@@ -170,7 +170,7 @@ func (d *Daemon) printBanner(w io.Writer) {
 	addr := d.ln.Addr().String()
 	fmt.Fprintf(w, "concord member %q is up\n", d.cfg.Name)
 	fmt.Fprintf(w, "  client API  %s://%s  (gRPC, gRPC-Web and HTTP/JSON)\n", scheme, addr)
-	fmt.Fprintf(w, "  health      %s://%s/healthz  %s://%s/readyz\n", scheme, addr, scheme, addr)
+	fmt.Fprintf(w, "  health      %s://%s/healthz  %s://%s/readyz  (gRPC: grpc.health.v1.Health)\n", scheme, addr, scheme, addr)
 	fmt.Fprintf(w, "  metrics     %s://%s/metrics\n", scheme, addr)
 	fmt.Fprintf(w, "  peer/Raft   %s\n", d.cfg.ListenPeer)
 	fmt.Fprintf(w, "  data        %s\n", d.cfg.DataDir)
