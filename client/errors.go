@@ -70,6 +70,9 @@ var (
 	// ErrAlreadyWaiting: the owner (the lock handle) already waits for the
 	// lock with another request (another mode, other permits or locks).
 	ErrAlreadyWaiting = errors.New("concord: owner already waits with another request")
+	// ErrAlreadyHeld: the owner (the lock handle) already holds the lock
+	// with another request (other permits, another hold time).
+	ErrAlreadyHeld = errors.New("concord: owner already holds the lock with another request")
 	// ErrLockKindMismatch: the lock exists as another kind (or a
 	// semaphore of another capacity).
 	ErrLockKindMismatch = errors.New("concord: lock exists with another kind")
@@ -123,6 +126,7 @@ var reasons = map[string]error{
 	"LOCK_NOT_HELD":            ErrNotHeld,
 	"LOCK_NOT_WAITING":         ErrNotHeld,
 	"LOCK_ALREADY_WAITING":     ErrAlreadyWaiting,
+	"LOCK_ALREADY_HELD":        ErrAlreadyHeld,
 	"LOCK_KIND_MISMATCH":       ErrLockKindMismatch,
 	"TOO_MANY_PERMITS":         ErrTooManyPermits,
 	"WOULD_DEADLOCK":           ErrWouldDeadlock,

@@ -52,6 +52,7 @@ var Codes = map[string]connect.Code{
 	"INVALID_LOCK_REQUEST":     connect.CodeInvalidArgument,
 	"LOCK_NOT_WAITING":         connect.CodeFailedPrecondition,
 	"LOCK_ALREADY_WAITING":     connect.CodeFailedPrecondition,
+	"LOCK_ALREADY_HELD":        connect.CodeFailedPrecondition,
 	"UNKNOWN_TAG":              connect.CodeNotFound,
 	"TAG_EXISTS":               connect.CodeAlreadyExists,
 	"NO_WORKER_IDS":            connect.CodeResourceExhausted,

@@ -24,6 +24,11 @@ var (
 	// permits, other locks or hold time): answering with the queued wait
 	// would grant what it did not ask for.
 	ErrAlreadyWaiting = errs.New("LOCK_ALREADY_WAITING", "lock: this owner already waits with another request")
+	// ErrAlreadyHeld is returned when an owner that holds a lock asks for
+	// it again with another request (other permits, another hold time, or
+	// a read-write conversion with another hold time): answering with the
+	// grant would leave it believing it has what it did not get.
+	ErrAlreadyHeld = errs.New("LOCK_ALREADY_HELD", "lock: this owner already holds the lock under another request")
 	// ErrNotWaiting is returned when cancelling a wait that is not queued.
 	ErrNotWaiting = errs.New("LOCK_NOT_WAITING", "lock: no such waiter")
 )

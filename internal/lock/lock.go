@@ -422,11 +422,15 @@ func (t *Table) Acquire(rev uint64, nowMs int64, r Request) (Outcome, error) {
 
 // existing handles a request from an owner that already holds or waits:
 // acquiring again is idempotent, and a read-write holder may downgrade, or
-// upgrade when it is the only holder.
+// upgrade when it is the only holder. A holder asking for anything else
+// (other permits, another hold time) is refused with ErrAlreadyHeld, as a
+// waiter is with ErrAlreadyWaiting: answered with its grant, it would
+// take it for what it asked.
 func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 	held := 0
 	var token uint64
 	mixed := false
+	var otherHold *Holder
 	for _, c := range claims {
 		l := t.locks[c.Name]
 		if l == nil {
@@ -441,12 +445,19 @@ func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 		}
 		held++
 		token = h.Token
+		if h.HoldMs != r.HoldMs && otherHold == nil {
+			otherHold = h
+		}
 		if len(claims) > 1 {
 			continue
 		}
 		switch {
 		case l.Kind == KindSemaphore && h.Permits != c.Permits:
-			return Outcome{}, true, invalid("owner already holds %d permits of %q; release them first", h.Permits, c.Name)
+			return Outcome{}, true, errs.Wrapf(ErrAlreadyHeld, "owner %q already holds %d permits of %q; release them first, or use another owner",
+				r.Owner, h.Permits, c.Name)
+		case otherHold != nil:
+			return Outcome{}, true, errs.Wrapf(ErrAlreadyHeld, "owner %q already holds %q (token %d) with %s, not %s; release it first, or use another owner",
+				r.Owner, c.Name, h.Token, describeHold(h.HoldMs), describeHold(r.HoldMs))
 		case l.Kind == KindRW && h.Mode == Shared && c.Mode == Exclusive:
 			if len(l.Holders) > 1 {
 				return Outcome{}, true, errs.Wrapf(ErrWouldDeadlock, "%d other readers hold %q; release the read lock and acquire the write lock", len(l.Holders)-1, c.Name)
@@ -469,6 +480,10 @@ func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 	if held == len(claims) && held > 0 {
 		if mixed {
 			return Outcome{}, true, invalid("owner holds these locks under different grants; release them or claim them one by one")
+		}
+		if otherHold != nil {
+			return Outcome{}, true, errs.Wrapf(ErrAlreadyHeld, "owner %q already holds these %d locks (token %d) with %s, not %s; release them first, or use another owner",
+				r.Owner, len(claims), token, describeHold(otherHold.HoldMs), describeHold(r.HoldMs))
 		}
 		return Outcome{State: Granted, Token: token}, true, nil
 	}
@@ -496,6 +511,14 @@ func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 		}
 	}
 	return Outcome{}, false, nil
+}
+
+// describeHold names a hold time, for errors.
+func describeHold(ms int64) string {
+	if ms <= 0 {
+		return "no hold time"
+	}
+	return fmt.Sprintf("a hold time of %d ms", ms)
 }
 
 // sameClaims reports whether two normalized claim lists ask for the same.
@@ -639,6 +662,14 @@ func (t *Table) Release(rev uint64, nowMs int64, names []string, sess int64, own
 		}
 		victims = append(victims, victim{l, h})
 	}
+	// A grant ends whole: the locks one acquire took together are
+	// released together, or none is (a grant holding part of its locks
+	// would be followed, and reported lost, by a part it no longer holds).
+	for _, v := range victims {
+		if rest := t.grantLocks(sess, owner, v.h.Token, names); rest != "" {
+			return invalid("%q is one lock of a grant (token %d) that also holds %q: release all its locks together", v.l.Name, v.h.Token, rest)
+		}
+	}
 	touched := map[string]bool{}
 	for _, v := range victims {
 		t.removeHolder(v.l, v.h, ReasonReleased)
@@ -646,6 +677,23 @@ func (t *Table) Release(rev uint64, nowMs int64, names []string, sess int64, own
 	}
 	t.grantPass(touched)
 	return nil
+}
+
+// grantLocks returns the first lock, in name order, other than those in
+// names, that owner of session holds under token; "" if none.
+func (t *Table) grantLocks(session int64, owner string, token uint64, names []string) string {
+	first := ""
+	for n := range t.bySession[session] {
+		if (first != "" && n >= first) || slices.Contains(names, n) {
+			continue
+		}
+		if l := t.locks[n]; l != nil {
+			if h := l.holder(session, owner); h != nil && h.Token == token {
+				first = n
+			}
+		}
+	}
+	return first
 }
 
 // Cancel takes a waiter off every queue.

@@ -611,7 +611,10 @@ func TestUpgradeEndsTheReadGrant(t *testing.T) {
 	tb, _, rec := newTable()
 	_, err := tb.Acquire(1, 1, Request{Claims: []Claim{reader("rw")}, Session: 1, Owner: "a", HoldMs: 100})
 	require.NoError(t, err)
-	require.Equal(t, Outcome{State: Granted, Token: 5}, acq(t, tb, 5, 1, "a", true, writer("rw")))
+	// The upgrade carries the grant's hold time (another is ErrAlreadyHeld).
+	out, err := tb.Acquire(5, 5, Request{Claims: []Claim{writer("rw")}, Session: 1, Owner: "a", Wait: true, HoldMs: 100})
+	require.NoError(t, err)
+	require.Equal(t, Outcome{State: Granted, Token: 5}, out)
 	require.Equal(t, []Release{{Name: "rw", Session: 1, Owner: "a", Token: 1, Reason: ReasonUpgraded, HeldMs: 4, HoldMs: 100}}, rec.releases)
 	last := rec.grants[len(rec.grants)-1]
 	require.Equal(t, uint64(5), last.Token)
@@ -672,4 +675,83 @@ func TestGrantTimesAndParts(t *testing.T) {
 		parts = append(parts, g.Part)
 	}
 	require.Equal(t, []int{0, 1, 2}, parts)
+}
+
+// An owner that holds a lock and asks for it again with another request
+// (another hold time, other permits) is refused with ErrAlreadyHeld and
+// changes nothing, as a waiter doing the same gets ErrAlreadyWaiting. The
+// new hold time used to be silently ignored: the owner got its grant back
+// and believed it had the hold time it asked for. The same request again
+// stays idempotent, and a read-write conversion must carry the grant's
+// hold time too.
+func TestAnotherRequestOfAHoldingOwnerIsRefused(t *testing.T) {
+	tb, _, rec := newTable()
+	hold := func(rev uint64, owner string, holdMs int64, claims ...Claim) Outcome {
+		t.Helper()
+		out, err := tb.Acquire(rev, int64(rev), Request{Claims: claims, Session: 1, Owner: owner, Wait: true, HoldMs: holdMs})
+		require.NoError(t, err)
+		return out
+	}
+	hold(1, "m", 0, mutex("m"))
+	hold(2, "s", 1_000, sem("s", 2, 5))
+	hold(3, "r", 100, reader("rw"))
+	hold(4, "multi", 100, mutex("x"), mutex("y"))
+	hold(5, "w", 100, writer("rw2"))
+
+	_, before := encode(t, tb)
+	grants, releases := len(rec.grants), len(rec.releases)
+	for _, c := range []struct {
+		what   string
+		owner  string
+		holdMs int64
+		claims []Claim
+	}{
+		{"a mutex with a hold time it was granted without", "m", 500, []Claim{mutex("m")}},
+		{"permits with another hold time", "s", 5_000, []Claim{sem("s", 2, 5)}},
+		{"permits with no hold time", "s", 0, []Claim{sem("s", 2, 5)}},
+		{"other permits", "s", 1_000, []Claim{sem("s", 1, 5)}},
+		{"a read lock with another hold time", "r", 200, []Claim{reader("rw")}},
+		{"an upgrade with another hold time", "r", 0, []Claim{writer("rw")}},
+		{"a downgrade with another hold time", "w", 200, []Claim{reader("rw2")}},
+		{"a multi-lock grant with another hold time", "multi", 0, []Claim{mutex("x"), mutex("y")}},
+	} {
+		_, err := tb.Acquire(9, 9, Request{Claims: c.claims, Session: 1, Owner: c.owner, Wait: true, HoldMs: c.holdMs})
+		require.ErrorIs(t, err, ErrAlreadyHeld, c.what)
+	}
+	_, after := encode(t, tb)
+	require.Equal(t, before, after, "a refused acquire changed the table")
+	require.Len(t, rec.grants, grants, "a refused acquire told a grant")
+	require.Len(t, rec.releases, releases, "a refused acquire told a release")
+
+	// The same request again is answered with the grant; a conversion
+	// with the grant's hold time converts.
+	require.Equal(t, Outcome{State: Granted, Token: 1}, hold(10, "m", 0, mutex("m")))
+	require.Equal(t, Outcome{State: Granted, Token: 2}, hold(11, "s", 1_000, sem("s", 2, 5)))
+	require.Equal(t, Outcome{State: Granted, Token: 4}, hold(12, "multi", 100, mutex("x"), mutex("y")))
+	require.Equal(t, Outcome{State: Granted, Token: 13}, hold(13, "r", 100, writer("rw")))
+	require.Equal(t, Outcome{State: Granted, Token: 5}, hold(14, "w", 100, reader("rw2")))
+}
+
+// The locks a LockAll took are one grant, and a grant ends whole: a
+// release naming only some of them is refused (ErrInvalidClaim) and
+// changes nothing. It used to end them one by one, leaving a grant that
+// held part of its locks: a Lock.Acquire stream that followed it by its
+// first lock ended as released, and the rest's later loss (force-release,
+// hold time) was never told on it.
+func TestReleaseOfPartOfAMultiLockGrantIsRefused(t *testing.T) {
+	tb, _, rec := newTable()
+	require.Equal(t, Outcome{State: Granted, Token: 1}, acq(t, tb, 1, 1, "multi", true, mutex("x"), mutex("y"), mutex("z")))
+	_, before := encode(t, tb)
+	for _, names := range [][]string{{"x"}, {"y", "z"}} {
+		for _, token := range []uint64{0, 1} {
+			err := tb.Release(2, 2, names, 1, "multi", token)
+			require.ErrorIs(t, err, ErrInvalidClaim, "release of %v under token %d", names, token)
+		}
+	}
+	_, after := encode(t, tb)
+	require.Equal(t, before, after)
+	require.Empty(t, rec.releases)
+	require.NoError(t, tb.Release(3, 3, []string{"z", "x", "y"}, 1, "multi", 1), "the whole grant, in any order")
+	require.Len(t, rec.releases, 3)
+	require.Equal(t, 0, tb.Holders())
 }

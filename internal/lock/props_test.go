@@ -76,7 +76,7 @@ func TestLockTableProperties(t *testing.T) {
 		"semaphore shared", "permits > 1", "restore", "session end ended", "session end granted", "force several locks",
 		"hold expired", "hold expired legacy", "NotAcquired", "resume Granted", "resume Lost", "reattach",
 		"err LOCK_NOT_HELD", "err LOCK_KIND_MISMATCH", "err TOO_MANY_PERMITS", "err WOULD_DEADLOCK", "err INVALID_LOCK_REQUEST",
-		"err LOCK_ALREADY_WAITING", "err LOCK_NOT_WAITING", "err SESSION_NOT_FOUND"} {
+		"err LOCK_ALREADY_WAITING", "err LOCK_ALREADY_HELD", "err LOCK_NOT_WAITING", "err SESSION_NOT_FOUND", "release part of a grant"} {
 		require.Positive(t, seen[what], "no step did %q: %v", what, seen)
 	}
 	t.Logf("%v", seen)
@@ -164,7 +164,7 @@ func applyProp(tb *Table, live liveSessions, rev uint64, c propCmd) propResult {
 
 // documented are the sentinels the lock table refuses with (docs/errors.md).
 var documented = []error{ErrNotHeld, ErrKindMismatch, ErrTooManyPermits, ErrWouldDeadlock, ErrInvalidClaim,
-	ErrAlreadyWaiting, ErrNotWaiting, session.ErrNotFound}
+	ErrAlreadyWaiting, ErrAlreadyHeld, ErrNotWaiting, session.ErrNotFound}
 
 // propView is a deep copy of what the table holds.
 type propView struct {
@@ -351,8 +351,15 @@ func (w *propWorld) gen() propCmd {
 		if i := slices.IndexFunc(held, func(p propHeld) bool { return p.name == "rw" }); i >= 0 && rng.IntN(2) == 0 {
 			p = held[i] // conversions, most of the time
 		}
-		return propCmd{op: pAcquire, req: Request{Session: p.h.Session, Owner: p.h.Owner, Wait: rng.IntN(2) == 0, HoldMs: p.h.HoldMs,
+		c := propCmd{op: pAcquire, req: Request{Session: p.h.Session, Owner: p.h.Owner, Wait: rng.IntN(2) == 0, HoldMs: p.h.HoldMs,
 			Claims: []Claim{w.claim(p.name)}}, what: "again"}
+		if rng.IntN(6) == 0 {
+			// Another hold time than the grant's: refused, whatever else
+			// it asks (a grant holds the hold time it was granted with).
+			c.req.HoldMs = (p.h.HoldMs + 1 + rng.Int64N(2)) % 3
+			c.want, c.what = ErrAlreadyHeld, "again with another hold time"
+		}
+		return c
 	case k < 49:
 		// A resume: of a held grant, or of a token it does not hold.
 		req := Request{Session: w.session(), Owner: w.owner(), ResumeToken: uint64(1 + rng.IntN(50))}
@@ -376,6 +383,12 @@ func (w *propWorld) gen() propCmd {
 		for _, o := range held {
 			if o.name != p.name && o.h.Session == p.h.Session && o.h.Owner == p.h.Owner && o.h.Token == p.h.Token && rng.IntN(2) == 0 {
 				c.names = append(c.names, o.name)
+			}
+		}
+		// A grant ends whole: naming part of it is refused.
+		for _, o := range held {
+			if o.h.Session == p.h.Session && o.h.Owner == p.h.Owner && o.h.Token == p.h.Token && !slices.Contains(c.names, o.name) {
+				c.want, c.what = ErrInvalidClaim, "release part of a grant"
 			}
 		}
 		switch rng.IntN(4) {
@@ -843,6 +856,8 @@ func (w *propWorld) count(c propCmd, res propResult, before propView) {
 		w.seen["NotAcquired"]++
 	case c.op == pAcquire && res.out.State == Queued && res.out.Waiter != 0 && before.waiters[res.out.Waiter].ID != 0:
 		w.seen["reattach"]++
+	case c.op == pRelease && c.what == "release part of a grant":
+		w.seen["release part of a grant"]++
 	case c.op == pEnd && res.n > 0:
 		w.seen["session end ended"]++
 	case c.op == pExpire && res.ok:

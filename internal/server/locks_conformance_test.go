@@ -515,3 +515,35 @@ func TestReadersAndPermitsVanishWithTheirSession(t *testing.T) {
 	require.NoError(t, writer.Unlock(ctx))
 	require.NoError(t, g.Release(ctx))
 }
+
+// An owner that holds a lock and acquires it again with another hold time
+// got its grant back with the new hold time ignored: through the SDK, an
+// acquire without a hold time was handed a Grant whose Context had no
+// deadline while the server would end the grant when the first hold time
+// ran out. It is now refused with ErrAlreadyHeld and changes nothing; the
+// same request again is still answered with the grant.
+func TestReacquireWithAnotherHoldTimeIsRefused(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	sess, err := cl.NewSession(ctx, client.WithTTL(10*time.Second))
+	require.NoError(t, err)
+	for _, claim := range []*client.LockClaim{
+		{Name: "hm", Kind: client.KindMutex},
+		{Name: "hs", Kind: client.KindSemaphore, Permits: 2, Capacity: 3},
+	} {
+		g, err := cl.AcquireLocks(ctx, sess, "o", []*client.LockClaim{claim}, client.AcquireOptions{Wait: true, Hold: 20 * time.Second})
+		require.NoError(t, err)
+		for _, hold := range []time.Duration{0, 40 * time.Second} {
+			again, err := cl.AcquireLocks(ctx, sess, "o", []*client.LockClaim{claim}, client.AcquireOptions{Wait: true, Hold: hold})
+			require.ErrorIs(t, err, client.ErrAlreadyHeld, "%s again with a hold time of %s (got a grant: %v)", claim.GetName(), hold, again != nil)
+		}
+		info, _, err := cl.InspectLock(ctx, claim.GetName())
+		require.NoError(t, err)
+		require.Len(t, info.GetHolders(), 1)
+		require.Equal(t, g.Token, info.GetHolders()[0].GetToken())
+		require.Equal(t, int64(20_000), info.GetHolders()[0].GetHoldMs())
+		require.NoError(t, g.Err(), "the grant is still held")
+		require.NoError(t, g.Release(ctx))
+	}
+}

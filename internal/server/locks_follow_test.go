@@ -18,6 +18,7 @@ import (
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/errs"
 	"github.com/concord-dev/concord/internal/faultnet"
+	"github.com/concord-dev/concord/internal/lock"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -322,4 +323,44 @@ func TestLockWaitCutByAStopBeforeItsQueueEntryAppliedEndsShuttingDown(t *testing
 	require.True(t, ok, "%v", err)
 	assert.Equal(t, "SHUTTING_DOWN", info.GetReason(), "%v", err)
 	assert.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "%v", err)
+}
+
+// A Lock.Acquire stream follows a LockAll grant by its first lock. The
+// raw API let the owner release one lock of the grant: the stream then
+// ended as released, and when the rest of the grant was force-released
+// later, nobody on the stream was told (the loss was silent). A grant now
+// ends whole: releasing part of it is refused, and the stream reports the
+// force-release of any of its locks as LOST.
+func TestAcquireStreamTellsTheLossOfAMultiLockGrantAfterAPartialRelease(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	s := session(t, cl, 10*time.Second)
+	lc := concordv1connect.NewLockClient(http.DefaultClient, "http://"+c.Members[0].Cfg.ListenClient)
+	req := &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: "px", Kind: client.KindMutex}, {Name: "py", Kind: client.KindMutex}},
+		Session: s.ID(), Owner: "multi", Wait: true}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	stream, err := lc.Acquire(sctx, connect.NewRequest(req))
+	require.NoError(t, err)
+	defer stream.Close()
+	require.True(t, stream.Receive(), "%v", stream.Err())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, stream.Msg().GetState())
+	token := stream.Msg().GetToken()
+
+	_, relErr := lc.Release(ctx, connect.NewRequest(&concordv1.ReleaseRequest{Names: []string{"px"}, Session: s.ID(), Owner: "multi", Token: token}))
+	_, err = cl.ForceReleaseLock(ctx, "py", token, "test")
+	require.NoError(t, err, "py is held under the grant's token")
+
+	require.True(t, stream.Receive(), "the stream ended without telling the loss of py (release of px: %v): %v", relErr, stream.Err())
+	assert.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, stream.Msg().GetState())
+	assert.Contains(t, stream.Msg().GetReason(), lock.ReasonForced)
+	info, ok := errs.InfoOf(relErr)
+	require.True(t, ok, "the release of part of the grant: %v", relErr)
+	assert.Equal(t, "INVALID_LOCK_REQUEST", info.GetReason())
+	for _, name := range []string{"px", "py"} {
+		li, _, err := cl.InspectLock(ctx, name)
+		require.NoError(t, err)
+		assert.Empty(t, li.GetHolders(), "%s still held", name)
+	}
 }
