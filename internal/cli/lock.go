@@ -445,14 +445,20 @@ func lockLs(g *globals) *cobra.Command {
 					return writeJSON(g.stdout, out)
 				}
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tKIND\tHOLDERS\tWAITERS\tTOKEN")
+				// Every holder's token, in the order they hold: readers or
+				// semaphore holders are several grants (those granted by
+				// one command share its token, and appear once each).
+				fmt.Fprintln(tw, "NAME\tKIND\tHOLDERS\tWAITERS\tTOKENS")
 				for _, l := range locks {
-					var token uint64
-					if len(l.GetHolders()) > 0 {
-						token = l.GetHolders()[0].GetToken()
+					tokens := make([]string, 0, len(l.GetHolders()))
+					for _, h := range l.GetHolders() {
+						tokens = append(tokens, strconv.FormatUint(h.GetToken(), 10))
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", display(l.GetName()), strings.ToLower(strings.TrimPrefix(l.GetKind().String(), "LOCK_KIND_")),
-						len(l.GetHolders()), len(l.GetWaiters()), token)
+					if len(tokens) == 0 {
+						tokens = append(tokens, "-")
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", display(l.GetName()), strings.ToLower(strings.TrimPrefix(l.GetKind().String(), "LOCK_KIND_")),
+						len(l.GetHolders()), len(l.GetWaiters()), strings.Join(tokens, ","))
 				}
 				return tw.Flush()
 			})

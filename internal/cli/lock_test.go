@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -79,4 +83,66 @@ func TestLockHoldInterruptedWhileConnectingExitsWithTheSignal(t *testing.T) {
 	var ee *ExitError
 	require.ErrorAs(t, err, &ee, "%v", err)
 	require.Equal(t, 128+int(syscall.SIGTERM), ee.Code, "%v", err)
+}
+
+// `lock ls` showed one token per lock, the first holder's: a read-write
+// lock or a semaphore held by several grants listed only one of them. It
+// now shows every holder's token (the HOLDERS count says how many), and
+// --json lists every holder.
+func TestLockLsShowsEveryHoldersToken(t *testing.T) {
+	addr := startMember(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.New(ctx, client.Config{Endpoints: []string{addr}})
+	require.NoError(t, err)
+	defer cl.Close()
+	sess, err := cl.NewSession(ctx, client.WithTTL(30*time.Second))
+	require.NoError(t, err)
+	want := map[string][]uint64{}
+	for i, owner := range []string{"a", "b", "c"} {
+		for _, claim := range []*client.LockClaim{
+			{Name: "ls-sem", Kind: client.KindSemaphore, Permits: 1, Capacity: 5},
+			{Name: "ls-rw", Kind: client.KindRWLock, Mode: client.ModeShared},
+		} {
+			if claim.GetKind() == client.KindRWLock && i == 2 {
+				continue // two readers
+			}
+			g, err := cl.AcquireLocks(ctx, sess, owner, []*client.LockClaim{claim}, client.AcquireOptions{Wait: true})
+			require.NoError(t, err)
+			want[claim.GetName()] = append(want[claim.GetName()], g.Token)
+		}
+	}
+	out, errOut, err := run(t, "lock", "ls", "ls-", "--endpoints", addr)
+	require.NoError(t, err, errOut)
+	for name, tokens := range want {
+		line := ""
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, name+" ") {
+				line = l
+			}
+		}
+		require.NotEmpty(t, line, "no line for %s in:\n%s", name, out)
+		fields := strings.Fields(line)
+		require.Equal(t, fmt.Sprint(len(tokens)), fields[2], "holders of %s: %s", name, line)
+		for _, tok := range tokens {
+			require.Contains(t, strings.Split(fields[len(fields)-1], ","), fmt.Sprint(tok), "%s: token %d missing from %q", name, tok, line)
+		}
+	}
+	out, errOut, err = run(t, "lock", "ls", "ls-", "--json", "--endpoints", addr)
+	require.NoError(t, err, errOut)
+	var locks []struct {
+		Name    string `json:"name"`
+		Holders []struct {
+			Token uint64 `json:"token"`
+		} `json:"holders"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &locks), out)
+	require.Len(t, locks, 2)
+	for _, l := range locks {
+		var got []uint64
+		for _, h := range l.Holders {
+			got = append(got, h.Token)
+		}
+		require.ElementsMatch(t, want[l.Name], got, l.Name)
+	}
 }
