@@ -57,7 +57,8 @@ func apply(opts []Option) options {
 // flight (busy) before it starts: its outcome depends on that one's (a
 // Lock counts one more hold of the grant the Lock in flight takes), and the
 // server answers an owner's acquire with what the owner already has, so
-// the handle never sends two at once.
+// the handle never sends two at once. A try-lock does not wait for a Lock
+// known to queue: the lock is taken, and it fails at once (lockFor).
 type handle struct {
 	sess   *client.Session
 	owner  string
@@ -69,7 +70,14 @@ type handle struct {
 	grant *client.Grant
 	// busy is closed when the call in flight ends; nil when none is.
 	busy chan struct{}
+	// queued is closed when the acquire in flight (a Lock) is known to
+	// wait in the queue; nil when no acquire that may wait is in flight.
+	queued chan struct{}
 }
+
+// errOwnWaitQueued answers a try-lock of a handle whose own Lock waits in
+// the queue: the lock is taken, or others queue ahead.
+var errOwnWaitQueued = fmt.Errorf("%w: this handle's own Lock waits in the queue", client.ErrLocked)
 
 func newHandle(s *client.Session, claims []*client.LockClaim, opts []Option) *handle {
 	return &handle{sess: s, owner: s.Client().NewOwner(), opts: apply(opts), claims: claims}
@@ -77,16 +85,29 @@ func newHandle(s *client.Session, claims []*client.LockClaim, opts []Option) *ha
 
 // lock locks h.mu once no call of the handle is in flight, unless ctx ends
 // first.
-func (h *handle) lock(ctx context.Context) error {
+func (h *handle) lock(ctx context.Context) error { return h.lockFor(ctx, false) }
+
+// lockFor is lock; for a try-lock (try), it fails with errOwnWaitQueued
+// instead of waiting once the handle's acquire in flight is known to
+// queue: a try-lock fails at once when the lock is taken or anyone queues,
+// and the handle's own wait does. An acquire in flight whose answer has
+// not come yet is waited for (it may be granted at once, and the try-lock
+// then counts one more hold).
+func (h *handle) lockFor(ctx context.Context, try bool) error {
 	for {
 		h.mu.Lock()
-		busy := h.busy
+		busy, queued := h.busy, h.queued
 		if busy == nil {
 			return nil
 		}
 		h.mu.Unlock()
+		if !try {
+			queued = nil // never ready
+		}
 		select {
 		case <-busy:
+		case <-queued:
+			return errOwnWaitQueued
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -101,7 +122,7 @@ func (h *handle) begin() (end func()) {
 	h.mu.Unlock()
 	return func() {
 		h.mu.Lock()
-		h.busy = nil
+		h.busy, h.queued = nil, nil
 		close(busy)
 	}
 }
@@ -112,7 +133,7 @@ func (h *handle) begin() (end func()) {
 // grant's count), set with the grant under h.mu: a release of the handle
 // must never see the grant without its count.
 func (h *handle) acquire(ctx context.Context, wait bool, converts *client.Grant, holds int) (*client.Grant, error) {
-	if err := h.lock(ctx); err != nil {
+	if err := h.lockFor(ctx, !wait); err != nil {
 		return nil, err
 	}
 	defer h.mu.Unlock()
@@ -123,9 +144,15 @@ func (h *handle) acquire(ctx context.Context, wait bool, converts *client.Grant,
 		h.count++
 		return h.grant, nil
 	}
+	opts := client.AcquireOptions{Wait: wait, Hold: h.opts.hold, Converts: converts}
+	if wait {
+		queued := make(chan struct{})
+		var once sync.Once
+		opts.OnQueued = func(int64) { once.Do(func() { close(queued) }) }
+		h.queued = queued
+	}
 	end := h.begin()
-	g, err := h.sess.Client().AcquireLocks(ctx, h.sess, h.owner, h.claims,
-		client.AcquireOptions{Wait: wait, Hold: h.opts.hold, Converts: converts})
+	g, err := h.sess.Client().AcquireLocks(ctx, h.sess, h.owner, h.claims, opts)
 	end()
 	if err != nil {
 		return nil, err
@@ -226,7 +253,10 @@ func (m *Mutex) Lock(ctx context.Context) error {
 }
 
 // TryLock takes the mutex if it is free and nobody queues, and reports
-// whether it did.
+// whether it did. On a handle that holds the mutex it only counts; while
+// the handle's own Lock waits in the queue (in another goroutine) it
+// reports false at once, and while that Lock's first answer is on its way
+// it waits for it (its ctx bounds the wait).
 func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
 	_, err := m.h.acquire(ctx, false, nil, 1)
 	return try(err)
