@@ -40,13 +40,34 @@ func typedRefusals(methods map[string]protoreflect.MethodDescriptor, h http.Hand
 	ew := connect.NewErrorWriter()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		md, known := methods[r.URL.Path]
-		if !known || batchwire.IsUpgrade(r) ||
+		if !known || served(r, md) || batchwire.IsUpgrade(r) ||
 			strings.HasPrefix(strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Type"))), "application/grpc") {
 			h.ServeHTTP(w, r)
 			return
 		}
 		h.ServeHTTP(&refusalWriter{ResponseWriter: w, r: r, md: md, ew: ew}, r)
 	})
+}
+
+// served reports whether Connect serves r as it comes, so that it answers
+// it with neither 415 nor 505: a unary call posted as application/json or
+// application/proto, a stream as application/connect+json or
+// application/connect+proto (a bidirectional one over HTTP/2), spelled as
+// clients send them. Those, the calls of Connect clients, pass without the
+// writer the wrapper would allocate for every call; anything else goes
+// through it.
+func served(r *http.Request, md protoreflect.MethodDescriptor) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	ct := r.Header.Get("Content-Type")
+	if !md.IsStreamingClient() && !md.IsStreamingServer() {
+		return ct == "application/json" || ct == "application/proto"
+	}
+	if md.IsStreamingClient() && md.IsStreamingServer() && r.ProtoMajor < 2 {
+		return false
+	}
+	return ct == "application/connect+json" || ct == "application/connect+proto"
 }
 
 // refusalWriter replaces Connect's empty 415 and 505 answers with typed
