@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -135,6 +136,9 @@ func refusal(r *http.Request, md protoreflect.MethodDescriptor, code int) string
 	name := string(md.Parent().FullName()) + "/" + string(md.Name())
 	var b strings.Builder
 	switch {
+	case r.Method == http.MethodGet && !slices.Contains([]string{"json", "json; charset=utf-8", "proto"}, r.URL.Query().Get("encoding")):
+		// Connect refuses a GET for its encoding, or for a body.
+		fmt.Fprintf(&b, "a GET of %s takes encoding=json (or encoding=proto) in its URL, not %q", name, r.URL.Query().Get("encoding"))
 	case r.Method == http.MethodGet:
 		fmt.Fprintf(&b, "a GET of %s carries its request in the URL (?encoding=json&message=...), not in a body", name)
 	case code == http.StatusHTTPVersionNotSupported:

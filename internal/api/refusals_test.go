@@ -2,8 +2,11 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -89,4 +92,38 @@ func TestRefusalsKeepConnectCallsWorking(t *testing.T) {
 
 	// (A connect-go client refuses a bidirectional stream over HTTP/1.1
 	// itself, as unimplemented, before it reads the member's answer.)
+}
+
+// A Connect GET of an idempotent call with an encoding the member does not
+// take (no body at all) was told that it carried its request in a body;
+// it is told which encodings the call takes. A GET with a body is still
+// told to put the request in the URL.
+func TestRefusedGetSaysWhatIsWrong(t *testing.T) {
+	c, _ := single(t, nil)
+	base := "http://" + c.Endpoints()[0] + concordv1connect.KVRangeProcedure
+	refused := func(req *http.Request) string {
+		t.Helper()
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode, "%s", body)
+		var e struct{ Code, Message string }
+		require.NoError(t, json.Unmarshal(body, &e), "%s", body)
+		require.Equal(t, "invalid_argument", e.Code)
+		return e.Message
+	}
+	q := url.Values{"connect": {"v1"}, "encoding": {"xml"}, "message": {`{"key":"YQ=="}`}}
+	req, err := http.NewRequest(http.MethodGet, base+"?"+q.Encode(), nil)
+	require.NoError(t, err)
+	msg := refused(req)
+	require.NotContains(t, msg, "not in a body", "a GET without a body")
+	require.Contains(t, msg, `"xml"`)
+	require.Contains(t, msg, "encoding=json")
+
+	q.Set("encoding", "json")
+	req, err = http.NewRequest(http.MethodGet, base+"?"+q.Encode(), strings.NewReader("{}"))
+	require.NoError(t, err)
+	require.Contains(t, refused(req), "not in a body")
 }
