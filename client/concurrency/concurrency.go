@@ -460,7 +460,9 @@ func (rw *RWMutex) Context() context.Context {
 }
 
 // Lost is closed when the grant the handle holds ends (at once when it
-// holds none), as Mutex.Lost is.
+// holds none), as Mutex.Lost is. A successful Upgrade or Downgrade ends
+// the grant it converts, and the handle follows the new one: a channel
+// (or Context) taken before a conversion closes at it; take it again.
 func (rw *RWMutex) Lost() <-chan struct{} { return rw.Context().Done() }
 
 // Txn starts a transaction fenced by the grant the handle holds: it applies
