@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -102,7 +103,11 @@ finds a voter seeded with another state stops at start.`,
 			// same, and each checks the others' at start.
 			seed := server.NewSeed(idx, fresh.Bytes())
 			if err := server.SeedMember(dataDir, name, seed, func(raftDir string) error {
-				return raftnode.SeedFromSnapshot(raftDir, logStore, idx, servers, &fresh, nil)
+				// Raft's snapshot store logs each snapshot it creates at
+				// info: only its warnings and errors concern the user of
+				// this command, whose answer is its output.
+				logger := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+				return raftnode.SeedFromSnapshot(raftDir, logStore, idx, servers, &fresh, logger)
 			}); err != nil {
 				return err
 			}
