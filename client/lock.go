@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,6 +91,13 @@ type Grant struct {
 	done    chan struct{}
 	// released: Release ended the grant (released it, or reported it lost).
 	released atomic.Bool
+	// afterEnd are the functions AfterEnd registered, run when the grant
+	// ends; ended is set once they are taken to run, and endRun closed
+	// once they have.
+	mu       sync.Mutex
+	afterEnd []*func()
+	ended    bool
+	endRun   chan struct{}
 }
 
 // Released reports whether Release has ended the grant: released it, or
@@ -109,7 +118,58 @@ func (g *Grant) Err() error {
 	return context.Cause(g.ctx)
 }
 
-func (g *Grant) lose(err error) { g.cancel(err) }
+func (g *Grant) lose(err error) { g.end(err) }
+
+// end ends the grant's Context with cause (unless it has ended already)
+// and runs the functions AfterEnd registered, before it returns.
+// A second call waits for the first one's functions.
+func (g *Grant) end(cause error) {
+	g.cancel(cause)
+	g.mu.Lock()
+	if g.ended {
+		run := g.endRun
+		g.mu.Unlock()
+		<-run
+		return
+	}
+	fs, run := g.afterEnd, make(chan struct{})
+	g.afterEnd, g.ended, g.endRun = nil, true, run
+	g.mu.Unlock()
+	for _, f := range fs {
+		(*f)()
+	}
+	close(run)
+}
+
+// AfterEnd arranges for f to run once the grant's Context has ended (its
+// cause is set by then), in the call that ends it: before Release, Detach,
+// Client.Close or Session.Close return, unlike context.AfterFunc, whose
+// function runs later on a goroutine of its own. f must be quick, and must
+// neither block nor call the grant's methods; it runs at once if the grant
+// has ended already. stop unregisters f; it reports false when f has run
+// or is running. The SDK's RWMutex follows its grants with it, so that its
+// Context ends exactly when a Mutex's would.
+func (g *Grant) AfterEnd(f func()) (stop func() bool) {
+	g.mu.Lock()
+	if g.ended {
+		g.mu.Unlock()
+		f()
+		return func() bool { return false }
+	}
+	p := &f
+	g.afterEnd = append(g.afterEnd, p)
+	g.mu.Unlock()
+	return func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		i := slices.Index(g.afterEnd, p)
+		if i < 0 {
+			return false
+		}
+		g.afterEnd = slices.Delete(g.afterEnd, i, i+1)
+		return true
+	}
+}
 
 // sessionEnded loses the grant to the end of its session.
 func (g *Grant) sessionEnded() {
@@ -601,7 +661,7 @@ func (c *Client) watchGrant(sess *Session, owner string, claims []*LockClaim, to
 // read-write upgrade or downgrade), which the new grant then follows.
 func (g *Grant) Detach() {
 	g.sess.untrack(g)
-	g.cancel(fmt.Errorf("%w: converted", ErrNotHeld))
+	g.end(fmt.Errorf("%w: converted", ErrNotHeld))
 }
 
 // Release releases the grant and stops watching it. When the release fails
@@ -624,10 +684,10 @@ func (g *Grant) Release(ctx context.Context) error {
 		// the next keep-alive): the grant was lost while held.
 		lost := fmt.Errorf("%w: %s (token %d) had ended before its release (force-released, or its hold time or session over): %w",
 			ErrLockLost, namesOf(g.Names), g.Token, err)
-		g.cancel(lost)
+		g.end(lost)
 		return lost
 	}
-	g.cancel(fmt.Errorf("%w: released", ErrNotHeld))
+	g.end(fmt.Errorf("%w: released", ErrNotHeld))
 	if cause := context.Cause(g.ctx); (err != nil || !live) && errors.Is(cause, ErrLockLost) {
 		// Ended before the release by the SDK's count (its hold time or
 		// its session), even if the server held it still and released

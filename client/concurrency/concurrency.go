@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -64,6 +65,9 @@ type handle struct {
 	owner  string
 	opts   options
 	claims []*client.LockClaim
+	// follow, if set, is told each grant the handle starts to hold, and
+	// the grant it converts (nil for a new hold), under h.mu.
+	follow func(g, converts *client.Grant)
 
 	mu    sync.Mutex
 	count int
@@ -158,6 +162,9 @@ func (h *handle) acquire(ctx context.Context, wait bool, converts *client.Grant,
 		return nil, err
 	}
 	h.grant, h.count = g, holds
+	if h.follow != nil {
+		h.follow(g, converts)
+	}
 	return g, nil
 }
 
@@ -305,6 +312,50 @@ type RWMutex struct {
 	// per mode (a conversion counts as one of the mode it converts to).
 	mu      sync.Mutex
 	pending map[*handle]int
+
+	// hold is the current (or last) hold: from the acquire that starts
+	// it to the release that ends it, across conversions.
+	hmu  sync.Mutex
+	hold *rwHold
+}
+
+// rwHold is an RWMutex's hold. Its context follows the grant the handle
+// holds, and a conversion moves it to the new grant before the converted
+// one is detached: it ends when the hold ends for a real reason (a loss,
+// the last release), with the grant's cause, never at a conversion.
+type rwHold struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// stop stops following the current grant; rw.hmu guards it.
+	stop func() bool
+}
+
+// follow makes the hold follow g, which the read handle (shared) or the
+// write handle acquired: a new hold when converts is nil, else the hold of
+// the grant g converts. It runs under the acquiring handle's mu, before
+// anyone can release g.
+func (rw *RWMutex) follow(g, converts *client.Grant, shared bool) {
+	rw.hmu.Lock()
+	defer rw.hmu.Unlock()
+	hd := rw.hold
+	if converts == nil || hd == nil {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		hd = &rwHold{ctx: ctx, cancel: cancel}
+		rw.hold = hd
+	} else {
+		// If the converted grant ended meanwhile (lost while the
+		// conversion was on its way), its end has ended the hold.
+		hd.stop()
+		if shared && g.Token != converts.Token {
+			// A downgrade in place keeps the grant's token: this read
+			// lock was granted anew, so the write grant had ended before
+			// the downgrade reached the server (force-released, say,
+			// before a keep-alive told the SDK).
+			hd.cancel(fmt.Errorf("%w: %s (token %d) had ended before its downgrade reached the server, which granted a read lock anew (token %d)",
+				client.ErrLockLost, strconv.Quote(rw.read.claims[0].GetName()), converts.Token, g.Token))
+		}
+	}
+	hd.stop = g.AfterEnd(func() { hd.cancel(context.Cause(g.Context())) })
 }
 
 // claim marks an acquire of h's mode in flight, unless the other mode is
@@ -343,6 +394,8 @@ func NewRWMutex(s *client.Session, name string, opts ...Option) *RWMutex {
 	// One owner for both: the server sees an upgrade or a downgrade, not
 	// two strangers.
 	rw.write.owner = rw.read.owner
+	rw.read.follow = func(g, converts *client.Grant) { rw.follow(g, converts, true) }
+	rw.write.follow = func(g, converts *client.Grant) { rw.follow(g, converts, false) }
 	return rw
 }
 
@@ -372,8 +425,9 @@ func (rw *RWMutex) TryRLock(ctx context.Context) (bool, error) {
 	return try(err)
 }
 
-// RUnlock releases a read lock.
-func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.read.release(ctx) }
+// RUnlock releases a read lock. It reports ErrLockLost, as Unlock does,
+// when the hold was lost (see Lost).
+func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.release(ctx, rw.read) }
 
 // Lock takes the write lock. While this handle holds a read lock it fails
 // with ErrWouldDeadlock (it would wait for itself): use Upgrade.
@@ -398,8 +452,26 @@ func (rw *RWMutex) TryLock(ctx context.Context) (bool, error) {
 	return try(err)
 }
 
-// Unlock releases the write lock.
-func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.write.release(ctx) }
+// Unlock releases the write lock. It reports ErrLockLost when the hold was
+// lost (see Lost), as a Mutex's does, even when the grant it released was
+// live: a conversion may have ended the hold while its grant was lost and
+// then moved the handle to a grant made anew.
+func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.release(ctx, rw.write) }
+
+// release gives back one hold of h.
+func (rw *RWMutex) release(ctx context.Context, h *handle) error {
+	rw.hmu.Lock()
+	hd := rw.hold
+	rw.hmu.Unlock()
+	err := h.release(ctx)
+	if err != nil || hd == nil || hd.ctx.Err() == nil {
+		return err
+	}
+	if cause := context.Cause(hd.ctx); errors.Is(cause, client.ErrLockLost) {
+		return fmt.Errorf("%w: %v", client.ErrLockLost, cause)
+	}
+	return nil
+}
 
 // convert moves the grant of from into to through the server's in-place
 // conversion, with its reentrancy count: a conversion changes the mode of
@@ -451,18 +523,25 @@ func (rw *RWMutex) Token() uint64 {
 	return rw.read.token()
 }
 
-// Context is the context of the grant the handle holds.
+// Context is the context of the handle's hold, from the RLock or Lock
+// that starts it to the RUnlock or Unlock that ends it, across Upgrade and
+// Downgrade: a successful conversion does not end it. It is cancelled, as
+// a Mutex's is, with a cause wrapping ErrLockLost when the lock is lost
+// (the session, the hold time, a force-release, a conversion whose outcome
+// is unknown), and with ErrNotHeld once released. While the handle holds
+// nothing it is cancelled already.
 func (rw *RWMutex) Context() context.Context {
-	if rw.write.held() {
-		return rw.write.context()
+	if !rw.write.held() && !rw.read.held() {
+		return closedCtx
 	}
-	return rw.read.context()
+	rw.hmu.Lock()
+	defer rw.hmu.Unlock()
+	return rw.hold.ctx
 }
 
-// Lost is closed when the grant the handle holds ends (at once when it
-// holds none), as Mutex.Lost is. A successful Upgrade or Downgrade ends
-// the grant it converts, and the handle follows the new one: a channel
-// (or Context) taken before a conversion closes at it; take it again.
+// Lost is closed when the handle's hold ends (at once when it holds
+// nothing): Context().Done(). It stays open across a successful Upgrade or
+// Downgrade, so a channel taken before one still tells the loss after it.
 func (rw *RWMutex) Lost() <-chan struct{} { return rw.Context().Done() }
 
 // Txn starts a transaction fenced by the grant the handle holds: it applies

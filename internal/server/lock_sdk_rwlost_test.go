@@ -1,0 +1,264 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/client/concurrency"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+// An RWMutex's Lost and Context are the hold's, not the grant object's: a
+// successful Upgrade or Downgrade does not end them (the lock is held
+// throughout); they end only when the hold does, with its reason as the
+// cause, as a Mutex's do. They closed at every conversion (the converted
+// grant's context ended with "ErrNotHeld: converted"), so a caller that
+// aborts on <-rw.Lost() around a Downgrade aborted for nothing.
+
+// open fails the test if ctx has ended.
+func open(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	require.NoError(t, ctx.Err(), "%s: the lock is held, yet the context taken before ended (cause: %v)", what, context.Cause(ctx))
+}
+
+// endsWithin waits up to d for ctx to end and returns its cause.
+func endsWithin(t *testing.T, ctx context.Context, d time.Duration, what string) error {
+	t.Helper()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-time.After(d):
+		t.Fatalf("%s: the context has not ended after %s", what, d)
+		return nil
+	}
+}
+
+// convertTwice converts rw, which holds the lock in mode first, into the
+// other mode and back.
+func convertTwice(t *testing.T, ctx context.Context, rw *concurrency.RWMutex, write bool) {
+	t.Helper()
+	if write {
+		require.NoError(t, rw.Downgrade(ctx))
+		require.NoError(t, rw.Upgrade(ctx))
+		return
+	}
+	require.NoError(t, rw.Upgrade(ctx))
+	require.NoError(t, rw.Downgrade(ctx))
+}
+
+// A channel and a context taken before a Downgrade, or an Upgrade, stay
+// open after it, and close when another client revokes the session, with
+// ErrLockLost.
+func TestSDKRWMutexLostSpansConversionsUntilTheSessionIsRevoked(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		take    func(*concurrency.RWMutex, context.Context) error
+		convert func(*concurrency.RWMutex, context.Context) error
+	}{
+		{"downgrade", (*concurrency.RWMutex).Lock, (*concurrency.RWMutex).Downgrade},
+		{"upgrade", (*concurrency.RWMutex).RLock, (*concurrency.RWMutex).Upgrade},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testcluster.Start(t, testcluster.Options{Size: 1})
+			ctx := ctxT(t, 30*time.Second)
+			cl := c.Client()
+			s := session(t, cl, 3*time.Second)
+			rw := concurrency.NewRWMutex(s, "rws")
+			require.NoError(t, tc.take(rw, ctx))
+			lost, hold := rw.Lost(), rw.Context()
+			require.NoError(t, tc.convert(rw, ctx))
+			select {
+			case <-lost:
+				t.Fatalf("Lost taken before the %s closed at it, though the lock is held (cause: %v)", tc.name, context.Cause(hold))
+			default:
+			}
+			open(t, hold, tc.name)
+			require.Equal(t, rw.Context(), hold, "the handle's Context after the %s is the one taken before", tc.name)
+
+			_, err := c.Client().RevokeSession(ctx, s.ID())
+			require.NoError(t, err)
+			select {
+			case <-lost:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Lost has not closed after the session was revoked")
+			}
+			cause := context.Cause(hold)
+			require.ErrorIs(t, cause, client.ErrLockLost)
+			require.ErrorIs(t, cause, client.ErrSessionExpired, "the cause says why: %v", cause)
+		})
+	}
+}
+
+// A force-release after conversions ends the hold with the force-release's
+// reason.
+func TestSDKRWMutexForceReleaseAfterConversionsEndsTheHold(t *testing.T) {
+	for _, write := range []bool{false, true} {
+		name := map[bool]string{false: "read", true: "write"}[write]
+		t.Run(name, func(t *testing.T) {
+			c := testcluster.Start(t, testcluster.Options{Size: 1})
+			ctx := ctxT(t, 30*time.Second)
+			cl := c.Client()
+			rw := concurrency.NewRWMutex(session(t, cl, 3*time.Second), "rwf")
+			if write {
+				require.NoError(t, rw.Lock(ctx))
+			} else {
+				require.NoError(t, rw.RLock(ctx))
+			}
+			hold := rw.Context()
+			convertTwice(t, ctx, rw, write)
+			open(t, hold, "after two conversions")
+
+			n, err := cl.ForceReleaseLock(ctx, "rwf", rw.Token(), "operator drill 7")
+			require.NoError(t, err)
+			require.EqualValues(t, 1, n)
+			cause := endsWithin(t, hold, 10*time.Second, "force-released")
+			require.ErrorIs(t, cause, client.ErrLockLost)
+			require.ErrorContains(t, cause, "operator drill 7")
+			require.Equal(t, cause, context.Cause(rw.Context()), "the handle's Context is the ended hold until the unlock")
+			require.ErrorIs(t, rw.Unlock(ctx), map[bool]error{true: client.ErrLockLost, false: client.ErrNotHeld}[write])
+			if !write {
+				require.ErrorIs(t, rw.RUnlock(ctx), client.ErrLockLost)
+			}
+			require.ErrorIs(t, context.Cause(rw.Context()), client.ErrNotHeld, "nothing is held")
+		})
+	}
+}
+
+// The last Unlock (or RUnlock) after conversions ends the hold, before it
+// returns, with ErrNotHeld as a Mutex's does; an inner one does not.
+func TestSDKRWMutexUnlockAfterConversionsEndsTheHold(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	rw := concurrency.NewRWMutex(session(t, cl, 30*time.Second), "rwu")
+	require.NoError(t, rw.RLock(ctx))
+	require.NoError(t, rw.RLock(ctx))
+	hold := rw.Context()
+	require.NoError(t, rw.Upgrade(ctx))
+	open(t, hold, "after the upgrade")
+	require.NoError(t, rw.Unlock(ctx))
+	open(t, hold, "after the inner Unlock")
+	require.NoError(t, rw.Downgrade(ctx))
+	open(t, hold, "after the downgrade")
+	require.NoError(t, rw.RUnlock(ctx))
+	require.Error(t, hold.Err(), "the hold ended when the last RUnlock returned")
+	cause := context.Cause(hold)
+	require.ErrorIs(t, cause, client.ErrNotHeld)
+	require.NotErrorIs(t, cause, client.ErrLockLost)
+	require.ErrorIs(t, rw.Context().Err(), context.Canceled, "nothing is held")
+
+	// A new hold has a context of its own.
+	require.NoError(t, rw.Lock(ctx))
+	again := rw.Context()
+	require.NoError(t, again.Err())
+	require.NoError(t, rw.Downgrade(ctx))
+	open(t, again, "the next hold, after its downgrade")
+	require.NoError(t, rw.RUnlock(ctx))
+	require.ErrorIs(t, context.Cause(again), client.ErrNotHeld)
+}
+
+// Client.Close after a conversion ends the hold before it returns, with
+// ErrLockLost and ErrClosed, as it does a Mutex's.
+func TestSDKRWMutexClientCloseAfterAConversionEndsTheHold(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl, err := client.New(ctx, client.Config{Endpoints: c.Endpoints()})
+	require.NoError(t, err)
+	sess, err := cl.NewSession(ctx, client.WithTTL(time.Second))
+	require.NoError(t, err)
+	rw := concurrency.NewRWMutex(sess, "rwc")
+	require.NoError(t, rw.Lock(ctx))
+	hold := rw.Context()
+	require.NoError(t, rw.Downgrade(ctx))
+	open(t, hold, "after the downgrade")
+	require.NoError(t, cl.Close())
+	require.Error(t, hold.Err(), "the hold ended when Close returned")
+	cause := context.Cause(hold)
+	require.ErrorIs(t, cause, client.ErrLockLost)
+	require.ErrorIs(t, cause, client.ErrClosed)
+}
+
+// A conversion whose outcome is unknown (its ctx ended in flight) ends the
+// hold with ErrLockLost; one that succeeds, or is given up before anything
+// was sent, leaves it open.
+func TestSDKRWMutexUnknownConversionEndsTheHold(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	rw := concurrency.NewRWMutex(session(t, cl, 30*time.Second), "rwx")
+	abandoned, converted := 0, 0
+	for i := 0; i < 60 && (abandoned < 3 || converted < 1); i++ {
+		require.NoError(t, rw.Lock(ctx))
+		hold := rw.Context()
+		short, cancel := context.WithTimeout(ctx, time.Duration(1+i%8)*150*time.Microsecond)
+		err := rw.Downgrade(short)
+		cancel()
+		if err == nil {
+			converted++
+			open(t, hold, "after a downgrade that succeeded")
+			require.NoError(t, rw.RUnlock(ctx))
+			continue
+		}
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		if hold.Err() == nil {
+			// Given up before anything was sent: the write lock is held.
+			require.NoError(t, rw.Unlock(ctx))
+			continue
+		}
+		abandoned++
+		require.ErrorIs(t, context.Cause(hold), client.ErrLockLost)
+		require.Equal(t, context.Cause(hold), context.Cause(rw.Context()))
+		require.Eventually(t, released(ctx, cl, "rwx"), 5*time.Second, 5*time.Millisecond, "taken back")
+		err = rw.Unlock(ctx)
+		require.True(t, err == nil || errors.Is(err, client.ErrLockLost), "%v", err)
+	}
+	require.NotZero(t, abandoned, "no downgrade was abandoned in flight")
+	require.NotZero(t, converted, "no downgrade succeeded")
+}
+
+// The hold time ends the hold after a downgrade (which keeps the grant and
+// its clock) with ErrLockLost and the hold time as its cause.
+func TestSDKRWMutexHoldTimeEndsTheHoldAfterADowngrade(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	rw := concurrency.NewRWMutex(session(t, cl, 30*time.Second), "rwh", concurrency.WithHoldTime(time.Second))
+	require.NoError(t, rw.Lock(ctx))
+	hold := rw.Context()
+	require.NoError(t, rw.Downgrade(ctx))
+	open(t, hold, "after the downgrade")
+	cause := endsWithin(t, hold, 10*time.Second, "hold time")
+	require.ErrorIs(t, cause, client.ErrLockLost)
+	require.ErrorContains(t, cause, "hold time")
+}
+
+// A Downgrade of a write lock force-released before the SDK learned it (a
+// keep-alive tells it within a third of the TTL) reaches the server as a
+// plain read acquire, granted anew under another token: the hold was lost,
+// and Lost says so at once, as does the RUnlock. The handle followed the
+// new grant as if the write lock had been held throughout.
+func TestSDKRWMutexDowngradeOfAnUnseenForceReleaseEndsTheHold(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	rw := concurrency.NewRWMutex(session(t, cl, 30*time.Second), "rwd")
+	require.NoError(t, rw.Lock(ctx))
+	hold, token := rw.Context(), rw.Token()
+	_, err := cl.ForceReleaseLock(ctx, "rwd", token, "drill")
+	require.NoError(t, err)
+	require.NoError(t, hold.Err(), "the SDK learns of the force-release at the next keep-alive, 10s away")
+	require.NoError(t, rw.Downgrade(ctx))
+	require.NotEqual(t, token, rw.Token(), "granted anew")
+	require.Error(t, hold.Err(), "the write lock was lost before the downgrade, yet the hold looks unbroken")
+	cause := context.Cause(hold)
+	require.ErrorIs(t, cause, client.ErrLockLost)
+	require.ErrorContains(t, cause, "before its downgrade")
+	require.Equal(t, cause, context.Cause(rw.Context()))
+	require.ErrorIs(t, rw.RUnlock(ctx), client.ErrLockLost)
+	require.True(t, released(ctx, cl, "rwd")(), "the RUnlock released the read lock granted anew")
+}
