@@ -458,12 +458,15 @@ func (rw *RWMutex) TryLock(ctx context.Context) (bool, error) {
 // then moved the handle to a grant made anew.
 func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.release(ctx, rw.write) }
 
-// release gives back one hold of h.
+// release gives back one hold of h. The hold it reports on is the
+// current one once the release is over (a release waits for a call in
+// flight, which may start a hold): the one it released, unless another
+// goroutine has started a new one since.
 func (rw *RWMutex) release(ctx context.Context, h *handle) error {
+	err := h.release(ctx)
 	rw.hmu.Lock()
 	hd := rw.hold
 	rw.hmu.Unlock()
-	err := h.release(ctx)
 	if err != nil || hd == nil || hd.ctx.Err() == nil {
 		return err
 	}
