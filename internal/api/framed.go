@@ -93,10 +93,10 @@ func (k *kvService) serveFramed(w http.ResponseWriter, r *http.Request) {
 		// connection ends before it does.
 		_ = s.w.WriteGoAway(s.bad.Error())
 		err = s.bad
-	case ctx.Err() != nil && k.s.StreamEnd() != nil:
+	case ctx.Err() != nil && k.s.Stopping():
 		// The member's shutdown ended the stream: calls the client sent
 		// after the last answer were not read.
-		err = k.s.StreamEnd()
+		err = k.s.StreamEnd(ctx)
 		_ = s.w.WriteGoAway(err.Error())
 	}
 	k.m.requests.WithLabelValues(framedMethod, codeOf(wire(err))).Inc()

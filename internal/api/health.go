@@ -122,7 +122,7 @@ func (e streamEnd) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		err := next(ctx, conn)
 		if err == nil && ctx.Err() != nil {
-			return wire(e.s.StreamEnd())
+			return wire(e.s.StreamEnd(ctx))
 		}
 		return err
 	}

@@ -145,7 +145,7 @@ func (ss *sessionService) KeepAlive(ctx context.Context, stream *connect.BidiStr
 			// The client went away, or the member is stopping: the
 			// client's next keep-alive may be a third of a TTL away, and
 			// a graceful stop must not wait for it.
-			return wire(ss.s.StreamEnd())
+			return wire(ss.s.StreamEnd(ctx))
 		}
 		if !ok {
 			if err := <-recvErr; !isEOF(err) {

@@ -327,7 +327,7 @@ func (s *Server) Watch(ctx context.Context, req *concordv1.WatchRequest, send fu
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return s.StreamEnd()
+			return s.StreamEnd(ctx)
 		case <-s.stopCh:
 			timer.Stop()
 			return raftnode.ErrStopped

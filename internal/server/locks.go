@@ -210,7 +210,7 @@ func (s *Server) AcquireLock(ctx context.Context, req *concordv1.AcquireRequest,
 			return err
 		}
 		if token == 0 {
-			return s.StreamEnd()
+			return s.StreamEnd(ctx)
 		}
 		if resp, err = s.grantAnswer(req, token); err != nil {
 			return err
@@ -434,7 +434,7 @@ func (s *Server) watchGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 	// it for ended.
 	if err := s.waitApplied(ctx, token); err != nil {
 		if ctx.Err() != nil {
-			return s.StreamEnd()
+			return s.StreamEnd(ctx)
 		}
 		return err
 	}
@@ -464,7 +464,7 @@ func (s *Server) watchGrant(ctx context.Context, req *concordv1.AcquireRequest, 
 			}
 			return s.sendLost(token, ev.reason, send)
 		case <-ctx.Done():
-			return s.StreamEnd()
+			return s.StreamEnd(ctx)
 		case <-s.stopCh:
 			return raftnode.ErrStopped
 		}

@@ -246,12 +246,16 @@ func (s *Server) Stopping() bool { return s.stopping.Load() }
 // StreamEnd is the error of a stream whose context ended: SHUTTING_DOWN
 // when the member's shutdown ended it, so that the client resumes on
 // another member rather than take a clean end for the stream's last word;
-// nil when the client went away.
-func (s *Server) StreamEnd() error {
+// otherwise the context's own error. A client whose deadline passed
+// (gRPC's grpc-timeout, Connect's timeout header) must not read a clean
+// end: a lock wait ended by its deadline answered OK, and a grpc-go client
+// whose own timer fired a moment later read io.EOF, the sign of a stream
+// that ended normally, instead of DeadlineExceeded.
+func (s *Server) StreamEnd(ctx context.Context) error {
 	if s.stopping.Load() {
 		return raftnode.ErrStopped
 	}
-	return nil
+	return ctx.Err()
 }
 
 // BeginShutdown makes the member refuse new requests and, if it leads,

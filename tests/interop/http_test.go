@@ -314,3 +314,43 @@ func TestHTTPBearerToken(t *testing.T) {
 	require.Equal(t, "ACQUIRE_STATE_GRANTED", s.message()["state"])
 	require.Nil(t, s.end()["error"])
 }
+
+// A lock wait and a watch whose deadline (Connect-Timeout-Ms, as gRPC's
+// grpc-timeout) passes on the member end with deadline_exceeded, not with
+// a clean end: the member ended them with none, and a grpc-go client whose
+// own timer fired a moment after the member's read io.EOF, the sign of a
+// stream that ended normally (CI, TestGRPCAbandonedWaitStaysQueuedUntilCancelled).
+func TestStreamsEndedByTheirDeadlineSaySo(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	base := "http://" + c.Endpoints()[0]
+	session := func() string {
+		status, out := postJSON(t, base, "/concord.v1.Session/Create", `{"ttl_ms":"30000"}`)
+		require.Equal(t, http.StatusOK, status, "%v", out)
+		return out["id"].(string)
+	}
+	s1, s2 := session(), session()
+	holder := openStream(t, base, "/concord.v1.Lock/Acquire",
+		fmt.Sprintf(`{"claims":[{"name":"d","kind":"LOCK_KIND_MUTEX"}],"session":%q,"owner":"a","wait":true}`, s1))
+	require.Equal(t, "ACQUIRE_STATE_GRANTED", holder.message()["state"])
+
+	for name, s := range map[string]*connectStream{
+		"a queued lock wait": openStream(t, base, "/concord.v1.Lock/Acquire",
+			fmt.Sprintf(`{"claims":[{"name":"d","kind":"LOCK_KIND_MUTEX"}],"session":%q,"owner":"b","wait":true}`, s2),
+			"Connect-Timeout-Ms", "500"),
+		"a granted lock followed": openStream(t, base, "/concord.v1.Lock/Acquire",
+			fmt.Sprintf(`{"claims":[{"name":"e","kind":"LOCK_KIND_MUTEX"}],"session":%q,"owner":"c","wait":true}`, s2),
+			"Connect-Timeout-Ms", "500"),
+		"a watch": openStream(t, base, "/concord.v1.KV/Watch", `{"key":"`+b64("w")+`"}`, "Connect-Timeout-Ms", "500"),
+	} {
+		var end map[string]any
+		for {
+			m, last := s.next()
+			if last {
+				end = m
+				break
+			}
+		}
+		e, _ := end["error"].(map[string]any)
+		require.Equal(t, "deadline_exceeded", e["code"], "%s ended with %v", name, end)
+	}
+}
