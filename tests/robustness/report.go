@@ -29,7 +29,9 @@ type Result struct {
 	// against a model, and "linearizability/<workload>" those of each
 	// workload; "kv" watch events and writes, "sessions" expiry
 	// observations, "fence" list elements, appends and reads, "ids" IDs
-	// checked for uniqueness); Inconclusive counts partitions (keys,
+	// checked for uniqueness, "loss notice" SDK grants checked for their
+	// holders being told of their loss before the lock went to others:
+	// see checker.CheckLossNotice); Inconclusive counts partitions (keys,
 	// locks, ID streams) whose linearizability check timed out.
 	Checked, Inconclusive int
 	CheckedBy             map[string]int
@@ -213,31 +215,32 @@ func (r *Result) Report() string {
 // SummaryTable renders results as a markdown table.
 func SummaryTable(results []*Result) string {
 	var b strings.Builder
-	b.WriteString("| profile | seed | members | traffic | ops (ok / failed / unknown) | checked (lin / watch / session) | locks (lock ops / list checks / stale writes refused) | IDs checked | faults | leader after heal | watch resets | sessions unresolved | inconclusive partitions | violations |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	var ops, checked, lockOps, fence, stale, ids, faults, inconclusive, partitions, violations int
+	b.WriteString("| profile | seed | members | traffic | ops (ok / failed / unknown) | checked (lin / watch / session) | locks (lock ops / list checks / stale writes refused) | IDs checked | grants notice-checked | faults | leader after heal | watch resets | sessions unresolved | inconclusive partitions | violations |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var ops, checked, lockOps, fence, stale, ids, notices, faults, inconclusive, partitions, violations int
 	for _, r := range results {
 		verdict := "0"
 		if !r.Passed() {
 			verdict = fmt.Sprintf("**%d** (%s)", len(r.Violations), r.Violations[0].Checker)
 		}
 		inc, parts := r.partitions()
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d (%d / %d / %d) | %d (%d / %d / %d) | %d / %d / %d | %d | %d: %s | %s | %d | %d | %d of %d | %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d (%d / %d / %d) | %d (%d / %d / %d) | %d / %d / %d | %d | %d | %d: %s | %s | %d | %d | %d of %d | %s |\n",
 			r.Profile, r.Seed, r.Size, r.TrafficDuration, r.Ops, r.OK, r.Failed, r.Unknown,
 			r.Checked, r.CheckedBy["linearizability"], r.CheckedBy["kv"], r.CheckedBy["sessions"],
 			r.lockOps(), r.CheckedBy[workload.FenceWorkload], r.Counters[workload.FenceWorkload+" stale writes refused"], r.CheckedBy[workload.IDsWorkload],
-			r.FaultCount(), r.faultKinds(), r.LeaderAfterHeal.Round(time.Millisecond), r.WatchCompacted, r.SessionsUnresolved, inc, parts, verdict)
+			r.CheckedBy[lossNoticeChecked], r.FaultCount(), r.faultKinds(), r.LeaderAfterHeal.Round(time.Millisecond), r.WatchCompacted, r.SessionsUnresolved, inc, parts, verdict)
 		ops += r.Ops
 		checked += r.Checked
 		lockOps += r.lockOps()
 		fence += r.CheckedBy[workload.FenceWorkload]
 		stale += r.Counters[workload.FenceWorkload+" stale writes refused"]
 		ids += r.CheckedBy[workload.IDsWorkload]
+		notices += r.CheckedBy[lossNoticeChecked]
 		faults += r.FaultCount()
 		inconclusive += inc
 		partitions += parts
 		violations += len(r.Violations)
 	}
-	fmt.Fprintf(&b, "| **total: %d runs** | | | | %d | %d | %d / %d / %d | %d | %d | | | | %d of %d | %d |\n", len(results), ops, checked, lockOps, fence, stale, ids, faults, inconclusive, partitions, violations)
+	fmt.Fprintf(&b, "| **total: %d runs** | | | | %d | %d | %d / %d / %d | %d | %d | %d | | | | %d of %d | %d |\n", len(results), ops, checked, lockOps, fence, stale, ids, notices, faults, inconclusive, partitions, violations)
 	return b.String()
 }

@@ -15,7 +15,7 @@ import (
 func TestReportAndSummary(t *testing.T) {
 	pass := &Result{Profile: ProfileShort, Seed: 1, Size: 3, TrafficDuration: 30 * time.Second, Ops: 10, OK: 9, Unknown: 1,
 		Checked: 40, CheckedBy: map[string]int{"linearizability": 9, "linearizability/locks": 3, "linearizability/fence": 2,
-			"kv": 2, "sessions": 1, "fence": 6, "ids": 20},
+			"kv": 2, "sessions": 1, "fence": 6, "ids": 20, lossNoticeChecked: 7},
 		Counters: map[string]int{"fence stale writes refused": 1, "locks grants": 4},
 		Faults:   map[nemesis.Kind]int{nemesis.Kill: 2, nemesis.Bridge: 1}}
 	fail := &Result{Profile: ProfileLong, Seed: 7, Size: 5, TrafficDuration: 2 * time.Minute, Ops: 5, OK: 5,
@@ -37,10 +37,10 @@ func TestReportAndSummary(t *testing.T) {
 	table := SummaryTable([]*Result{pass, fail})
 	lines := strings.Split(strings.TrimSpace(table), "\n")
 	require.Len(t, lines, 5, "header, separator, two runs, total")
-	require.Contains(t, lines[2], "| short | 1 | 3 | 30s | 10 (9 / 0 / 1) | 40 (9 / 2 / 1) | 5 / 6 / 1 | 20 | 3: bridge×1 kill×2 |")
+	require.Contains(t, lines[2], "| short | 1 | 3 | 30s | 10 (9 / 0 / 1) | 40 (9 / 2 / 1) | 5 / 6 / 1 | 20 | 7 | 3: bridge×1 kill×2 |")
 	require.Contains(t, lines[3], "**1** (linearizability)")
 	require.Contains(t, lines[4], "total: 2 runs")
-	require.Contains(t, lines[4], "| 5 / 6 / 1 | 20 | 3 |")
+	require.Contains(t, lines[4], "| 5 / 6 / 1 | 20 | 7 | 3 |")
 	require.Contains(t, pass.Summary(), "clients did: fence stale writes refused 1, locks grants 4")
 }
 
@@ -94,4 +94,20 @@ func TestReportFaultsStartedPerKind(t *testing.T) {
 		Faults:   map[nemesis.Kind]int{nemesis.Kill: 1, nemesis.Bridge: 1}}
 	require.Contains(t, res.Summary(), "2 faults (bridge×1 kill×1 of 2 pause×0 of 1)")
 	require.Contains(t, SummaryTable([]*Result{res}), "| 2: bridge×1 kill×1 of 2 pause×0 of 1 |")
+}
+
+func TestCheckLossNoticeNeedsGrants(t *testing.T) {
+	h := &history.History{}
+	st, vs := checkLossNotice(h, 1, false)
+	require.Empty(t, vs, "a run without lock workloads holds no grant")
+	require.Zero(t, st.Checked)
+	_, vs = checkLossNotice(h, 1, true)
+	require.Len(t, vs, 1, "a run whose lock clients held no grant must not pass")
+	require.Equal(t, "loss-notice", vs[0].Checker)
+
+	h.Grants = []history.Grant{{Workload: "locks", Owner: "a", Locks: []string{"lock/m0"}, Capacity: 1, Permits: 1, Token: 1,
+		Granted: int64(time.Millisecond), Ended: int64(2 * time.Millisecond), Released: true}}
+	st, vs = checkLossNotice(h, 1, true)
+	require.Empty(t, vs)
+	require.Equal(t, 1, st.Checked)
 }

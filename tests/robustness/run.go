@@ -176,6 +176,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		}
 	}
+	st, vs := checkLossNotice(h, fastest, cfg.Locks != nil || cfg.Fence != nil || cfg.Semaphores != nil)
+	res.Checked += st.Checked
+	res.CheckedBy[lossNoticeChecked] = st.Checked
+	violations = append(violations, vs...)
 	res.WatchResets = kv.Compacted()
 	res.WatchCompacted = len(res.WatchResets)
 	for _, r := range res.WatchResets {
@@ -217,6 +221,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Dir = ""
 	}
 	return res, nil
+}
+
+// lossNoticeChecked names, in Result.CheckedBy, the grants the loss-notice
+// checker checked.
+const lossNoticeChecked = "loss notice"
+
+// checkLossNotice runs the loss-notice checker (checker.CheckLossNotice) on
+// the grants the lock, fence and semaphore clients held, with the server's
+// lease clocks running up to rate fast. A run with lock workloads (holders)
+// whose clients held no grant fails: the check would pass whatever the SDK
+// does.
+func checkLossNotice(h *history.History, rate float64, holders bool) (checker.Stats, []checker.Violation) {
+	st, vs := checker.CheckLossNotice(h.Grants, h.Ops, checker.NoticeOptions{MaxClockRate: rate})
+	if holders && st.Checked == 0 {
+		vs = append(vs, checker.Violation{Checker: "loss-notice",
+			Summary: "the lock workloads' clients held no grant: nothing was checked for loss notices"})
+	}
+	return st, vs
 }
 
 // counter is a workload that counts what its clients did, for the report.

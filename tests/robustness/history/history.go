@@ -186,6 +186,7 @@ type Recorder struct {
 	mu       sync.Mutex
 	ops      []Op
 	segments []*WatchSegment
+	grants   []*GrantTrack
 	process  int
 }
 
@@ -229,13 +230,20 @@ func (r *Recorder) AddSegment(s *WatchSegment) {
 func (r *Recorder) Snapshot() *History {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return &History{Ops: slices.Clone(r.ops), Watches: slices.Clone(r.segments)}
+	h := &History{Ops: slices.Clone(r.ops), Watches: slices.Clone(r.segments)}
+	for _, t := range r.grants {
+		h.Grants = append(h.Grants, t.Snapshot())
+	}
+	return h
 }
 
 // History is a recorded run.
 type History struct {
 	Ops     []Op
 	Watches []*WatchSegment
+	// Grants are the grants the SDK handed to the clients, as the clients
+	// saw them end (see Grant).
+	Grants []Grant
 }
 
 // Of returns the operations of one workload.
@@ -268,6 +276,7 @@ func (h *History) Counts() (ok, fail, unknown int) {
 type record struct {
 	Op    *Op           `json:"op,omitempty"`
 	Watch *WatchSegment `json:"watch,omitempty"`
+	Grant *Grant        `json:"grant,omitempty"`
 }
 
 // Write writes the history as JSON lines: one operation or watch segment
@@ -285,7 +294,23 @@ func (h *History) Write(w io.Writer) error {
 			return err
 		}
 	}
+	for i := range h.Grants {
+		if err := enc.Encode(record{Grant: &h.Grants[i]}); err != nil {
+			return err
+		}
+	}
 	return bw.Flush()
+}
+
+// OfGrants returns the grants of one workload.
+func (h *History) OfGrants(workload string) []Grant {
+	var out []Grant
+	for _, g := range h.Grants {
+		if g.Workload == workload {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // WriteFile writes the history to path.
@@ -317,6 +342,8 @@ func Read(r io.Reader) (*History, error) {
 			h.Ops = append(h.Ops, *rec.Op)
 		case rec.Watch != nil:
 			h.Watches = append(h.Watches, rec.Watch)
+		case rec.Grant != nil:
+			h.Grants = append(h.Grants, *rec.Grant)
 		}
 	}
 }

@@ -62,3 +62,31 @@ func TestClockAt(t *testing.T) {
 	require.InDelta(t, float64(c.Now()), float64(at), float64(time.Second))
 	require.Less(t, c.At(now.Add(-time.Second)), at)
 }
+
+func TestGrantTrack(t *testing.T) {
+	rec := NewRecorder(NewClock())
+	tr := rec.TrackGrant(Grant{Workload: "locks", Owner: "a", Locks: []string{"lock/m0"}, Capacity: 1, Permits: 1, Token: 3, Call: 1, Granted: 2})
+	other := rec.TrackGrant(Grant{Workload: "fence", Owner: "b", Locks: []string{"fence/lock"}, Token: 4})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); tr.Lost(10, "session ended", 9) }()
+	go func() { defer wg.Done(); tr.End(12, 9); tr.Released() }()
+	wg.Wait()
+	tr.Lost(20, "released", 30) // only the first call counts
+	tr.End(21, 31)
+	other.End(5, 6)
+
+	h := rec.Snapshot()
+	require.Len(t, h.Grants, 2)
+	g := h.Grants[0]
+	require.Equal(t, [3]int64{10, 9, 12}, [3]int64{g.Lost, g.LostDeadline, g.Ended})
+	require.Equal(t, "session ended", g.Cause)
+	require.True(t, g.Released)
+	require.Len(t, h.OfGrants("fence"), 1)
+
+	var buf bytes.Buffer
+	require.NoError(t, h.Write(&buf))
+	back, err := Read(&buf)
+	require.NoError(t, err)
+	require.Equal(t, h.Grants, back.Grants)
+}

@@ -195,9 +195,13 @@ func (c *fenceClient) run(ctx context.Context) {
 		default:
 			op.Status, op.Err = history.Unknown, errText(err)
 		}
-		c.record(op)
+		op = c.record(op)
 		if err == nil {
-			c.appendAll(ctx, sess, m, owner, op.Token)
+			hctx := m.Context()
+			tr := trackGrant(c.env, sess, history.Grant{Workload: FenceWorkload, Process: op.Process, Owner: owner, Locks: []string{FenceLock},
+				Capacity: 1, Permits: 1, Token: op.Token, Call: op.Call, Granted: op.Return},
+				hctx, func(f func()) { context.AfterFunc(hctx, f) })
+			c.appendAll(ctx, sess, m, owner, op.Token, tr)
 		}
 		c.settle()
 	}
@@ -231,7 +235,7 @@ func (c *fenceClient) settle() {
 // appendAll appends once or twice under the grant, then unlocks. A write of
 // unknown outcome or a refused one ends the appends: a write of this
 // holder still in flight could land after a later one of its own.
-func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *concurrency.Mutex, owner string, token uint64) {
+func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *concurrency.Mutex, owner string, token uint64, tr *grantTracker) {
 	stall := c.stalls < c.w.cfg.Stalls && c.rng.IntN(8) == 0
 	appends := 1 + c.rng.IntN(2)
 	for k := 1; k <= appends && ctx.Err() == nil; k++ {
@@ -288,12 +292,14 @@ func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *co
 	// Unlock even after ctx ended: a client stopping releases its grant.
 	rel := c.ss.begin(checker.KindLockRelease, sess, FenceLock)
 	rel.Owner, rel.Token = owner, token
+	tr.end()
 	uctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
 	err := m.Unlock(uctx)
 	cancel()
 	switch {
 	case err == nil:
 		rel.Status, rel.Succeeded = history.OK, true
+		tr.released()
 	case errors.Is(err, client.ErrNotHeld):
 		rel.Status = history.OK
 	case certainFailure(err):

@@ -332,20 +332,20 @@ func (c *lockClient) run(ctx context.Context) {
 		case r < 15:
 			c.inspect(ctx, sess, name, "")
 		case r < 40:
-			if g, owner := c.acquire(ctx, sess, name, false); g != nil {
-				c.hold(ctx, sess, name, owner, g)
+			if g, owner, tr := c.acquire(ctx, sess, name, false); g != nil {
+				c.hold(ctx, sess, name, owner, g, tr)
 			}
 		default:
-			if g, owner := c.acquire(ctx, sess, name, true); g != nil {
-				c.hold(ctx, sess, name, owner, g)
+			if g, owner, tr := c.acquire(ctx, sess, name, true); g != nil {
+				c.hold(ctx, sess, name, owner, g, tr)
 			}
 		}
 	}
 }
 
-// acquire takes name with a new owner, waiting or not; it returns the grant
-// and its owner when granted.
-func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name string, wait bool) (*client.Grant, string) {
+// acquire takes name with a new owner, waiting or not; it returns the grant,
+// its owner and its tracker when granted.
+func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name string, wait bool) (*client.Grant, string, *grantTracker) {
 	kind, timeout := checker.KindLockTry, c.w.cfg.OpTimeout
 	if wait {
 		kind, timeout = checker.KindLockAcquire, c.w.cfg.Wait
@@ -369,17 +369,19 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name str
 		// turned out gone. The client ends the session, which bounds it.
 		op.Status, op.Err = history.Unknown, errText(err)
 	}
-	c.ss.record(op)
+	op = c.ss.record(op)
 	if err != nil {
-		return nil, ""
+		return nil, "", nil
 	}
 	c.w.counters.add("grants", 1)
-	return g, owner
+	tr := trackSDKGrant(c.env, sess, history.Grant{Workload: LockWorkload, Process: op.Process, Owner: owner, Locks: []string{name},
+		Capacity: 1, Permits: 1, Token: g.Token, Call: op.Call, Granted: op.Return}, g)
+	return g, owner, tr
 }
 
 // hold keeps the grant a little, sometimes inspecting the lock, sometimes
 // stalling past the session's TTL, then releases it.
-func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner string, g *client.Grant) {
+func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner string, g *client.Grant, tr *grantTracker) {
 	defer g.Detach()
 	if c.stalls < c.w.cfg.Stalls && c.rng.IntN(12) == 0 {
 		c.stalls++
@@ -389,7 +391,7 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 		c.ss.orphan()
 		pause(ctx, stallFor(c.env, c.w.cfg.TTL))
 		c.inspect(ctx, sess, name, owner)
-		if op := c.release(sess, name, owner, g.Token); op.Status == history.OK && !op.Succeeded {
+		if op := c.release(sess, name, owner, g.Token, tr); op.Status == history.OK && !op.Succeeded {
 			c.w.counters.add("stale releases refused", 1)
 		}
 		return
@@ -405,12 +407,13 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 	case <-ctx.Done():
 	}
 	t.Stop()
-	c.release(sess, name, owner, g.Token)
+	c.release(sess, name, owner, g.Token, tr)
 }
 
 // release releases owner's grant of name under token, even after ctx
-// ended (a client stopping releases what it holds).
-func (c *lockClient) release(sess *client.Session, name, owner string, token uint64) history.Op {
+// ended (a client stopping releases what it holds); tr follows the grant.
+func (c *lockClient) release(sess *client.Session, name, owner string, token uint64, tr *grantTracker) history.Op {
+	tr.end()
 	op := c.ss.begin(checker.KindLockRelease, sess, name)
 	op.Owner, op.Token = owner, token
 	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
@@ -419,6 +422,7 @@ func (c *lockClient) release(sess *client.Session, name, owner string, token uin
 	switch {
 	case err == nil:
 		op.Status, op.Succeeded = history.OK, true
+		tr.released()
 	case errors.Is(err, client.ErrNotHeld):
 		op.Status = history.OK
 	case certainFailure(err):

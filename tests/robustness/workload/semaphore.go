@@ -210,6 +210,10 @@ type semGrant struct {
 	permits int
 	hold    time.Duration
 	g       *client.Grant
+	// call is when the acquire that started the grant's hold clock was
+	// invoked; tr follows the grant for the loss-notice checker.
+	call int64
+	tr   *grantTracker
 }
 
 func (g *semGrant) names() []string {
@@ -341,20 +345,29 @@ func (c *semClient) acquire(ctx context.Context, sess *client.Session, targets [
 			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
 		}
 	}
-	c.ss.recordAll(ops)
+	ops = c.ss.recordAll(ops)
 	if err != nil {
 		if !wait && errors.Is(err, client.ErrLocked) {
 			c.w.counters.add("try refused", 1)
 		}
 		return nil
 	}
-	sg := &semGrant{targets: targets, owner: owner, permits: permits, hold: hold, g: g}
+	sg := &semGrant{targets: targets, owner: owner, permits: permits, hold: hold, g: g, call: ops[0].Call}
+	sg.track(c.env, sess, ops[0].Process, ops[0].Return)
 	c.w.counters.add("grants", 1)
 	c.w.counters.add(sg.describe(), 1)
 	if hold > 0 {
 		c.w.counters.add("grants with a hold time", 1)
 	}
 	return sg
+}
+
+// track starts following the grant for the loss-notice checker; granted is
+// when its acquire (or conversion) returned it.
+func (g *semGrant) track(env *Env, sess *client.Session, process int, granted int64) {
+	g.tr = trackSDKGrant(env, sess, history.Grant{Workload: SemaphoreWorkload, Process: process, Owner: g.owner, Locks: g.names(),
+		Capacity: g.targets[0].capacity, Permits: g.permits, Token: g.g.Token, HoldMs: g.hold.Milliseconds(),
+		Call: g.call, Granted: granted}, g.g)
 }
 
 // describe names a grant's kind, for the counters.
@@ -438,12 +451,19 @@ func (c *semClient) convert(ctx context.Context, sess *client.Session, g *semGra
 	default:
 		op.Status, op.Err = history.Unknown, errText(err)
 	}
-	c.ss.record(op)
+	op = c.ss.record(op)
 	switch {
 	case err == nil:
 		c.w.counters.add(string(kind)+"s", 1)
+		// The old grant was given up when the conversion was invoked: the
+		// server may have applied it (and granted others a read) at once.
+		g.tr.endAt(op.Call)
 		g.g.Detach() // the SDK made a new Grant for the converted grant
+		if ng.Token != g.g.Token {
+			g.call = op.Call // a new grant, its hold timed anew
+		}
 		g.g, g.permits = ng, permits
+		g.track(c.env, sess, op.Process, op.Return)
 	case errors.Is(err, client.ErrWouldDeadlock):
 		c.w.counters.add("upgrades refused (others read)", 1)
 	}
@@ -452,6 +472,7 @@ func (c *semClient) convert(ctx context.Context, sess *client.Session, g *semGra
 // release releases a grant under its token, even after ctx ended: one
 // operation per lock.
 func (c *semClient) release(sess *client.Session, g *semGrant) []history.Op {
+	g.tr.end()
 	ops := make([]history.Op, len(g.targets))
 	for i, t := range g.targets {
 		ops[i] = c.ss.begin(checker.KindSemRelease, sess, t.name)
@@ -463,6 +484,9 @@ func (c *semClient) release(sess *client.Session, g *semGrant) []history.Op {
 	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
 	err := c.cl.ReleaseLocks(rctx, sess, g.owner, g.names(), g.g.Token)
 	cancel()
+	if err == nil {
+		g.tr.released()
+	}
 	for i := range ops {
 		switch {
 		case err == nil:
