@@ -58,7 +58,14 @@ const DefaultNoticeSlack = time.Second
 // have closed no later than Slack past the SDK's deadline then (the
 // session's, or its hold time's counted from the acquire's return); a
 // grant its holder gave up with Lost still open must not have been past
-// that deadline by more than Slack.
+// that deadline by more than Slack. A grant force-released (by a
+// force-release acknowledged, invoked after the grant was returned) must
+// have seen Lost close within a TTL and Slack of the acknowledgement,
+// unless its holder gave it up first: a keep-alive confirmed after the
+// force-release names the grant as ended, and without one the session's
+// deadline, at most a TTL after the force-release, ends it (docs/locks.md
+// promises a third of the TTL when keep-alives are answered; under
+// faults they may not be).
 //
 // Stats.Checked counts the grants checked.
 func CheckLossNotice(grants []history.Grant, ops []history.Op, opt NoticeOptions) (Stats, []Violation) {
@@ -79,7 +86,6 @@ func CheckLossNotice(grants []history.Grant, ops []history.Op, opt NoticeOptions
 			}
 			byLock[k] = append(byLock[k], g)
 		}
-		vs = append(vs, noticeLiveness(g, opt.Slack)...)
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].workload != keys[j].workload {
@@ -92,6 +98,9 @@ func CheckLossNotice(grants []history.Grant, ops []history.Op, opt NoticeOptions
 		if o.Kind == KindSemForce && o.Status != history.Fail && (o.Status == history.Unknown || o.Succeeded) {
 			forces[o.Key] = append(forces[o.Key], o)
 		}
+	}
+	for i := range grants {
+		vs = append(vs, noticeLiveness(&grants[i], forces, opt.Slack)...)
 	}
 	for _, k := range keys {
 		gs := byLock[k]
@@ -154,7 +163,7 @@ func NoticedBy(g *history.Grant, rate float64) int64 {
 
 // noticeLiveness checks that g's Lost closed, or was open when its holder
 // gave it up, within slack of the SDK's deadline then.
-func noticeLiveness(g *history.Grant, slack time.Duration) []Violation {
+func noticeLiveness(g *history.Grant, forces map[string][]history.Op, slack time.Duration) []Violation {
 	holdEnd := int64(0)
 	if g.HoldMs > 0 {
 		// The SDK counts the hold from when it sent the acquire, before
@@ -179,13 +188,31 @@ func noticeLiveness(g *history.Grant, slack time.Duration) []Violation {
 	default:
 		return nil
 	}
-	if by <= 0 || at <= by+int64(slack) {
-		return nil
+	var vs []Violation
+	if by > 0 && at > by+int64(slack) {
+		vs = append(vs, Violation{Checker: "loss-notice",
+			Summary: fmt.Sprintf("%s: grant of %s to %s (token %d): %s at %s, %s past the SDK's deadline of %s (more than the %s allowed)",
+				g.Workload, strings.Join(g.Locks, ","), g.Owner, g.Token, what, fmtAt(at), time.Duration(at-by).Round(time.Millisecond), fmtAt(by), slack),
+			Details: grantJSON(g)})
 	}
-	return []Violation{{Checker: "loss-notice",
-		Summary: fmt.Sprintf("%s: grant of %s to %s (token %d): %s at %s, %s past the SDK's deadline of %s (more than the %s allowed)",
-			g.Workload, strings.Join(g.Locks, ","), g.Owner, g.Token, what, fmtAt(at), time.Duration(at-by).Round(time.Millisecond), fmtAt(by), slack),
-		Details: grantJSON(g)}}
+	ttl := time.Duration(g.TTL) * time.Millisecond
+	for _, name := range g.Locks {
+		for _, f := range forces[name] {
+			if f.Status != history.OK || !f.Succeeded || (f.Token != 0 && f.Token != g.Token) || f.Call <= g.Granted {
+				continue
+			}
+			by := f.Return + int64(ttl+slack)
+			if (g.Lost > 0 && g.Lost <= by) || (g.Ended > 0 && g.Ended <= by) {
+				continue
+			}
+			vs = append(vs, Violation{Checker: "loss-notice",
+				Summary: fmt.Sprintf("%s: grant of %s to %s (token %d): force-released at %s, and its Lost still open at %s, a TTL of %s and %s later",
+					g.Workload, name, g.Owner, g.Token, fmtAt(f.Return), fmtAt(by), ttl, slack),
+				Details: grantJSON(g) + "\nforce-release: " + f.String()})
+			return vs
+		}
+	}
+	return vs
 }
 
 // forceReleased reports whether a force-release of the lock, of g or of

@@ -169,3 +169,27 @@ func TestLossNoticeLiveness(t *testing.T) {
 	_, vs = CheckLossNotice([]history.Grant{a, b}, nil, NoticeOptions{})
 	require.Empty(t, vs)
 }
+
+func TestLossNoticeForceReleaseLiveness(t *testing.T) {
+	a := mutexGrant("a", 7, ms(100))
+	a.Ended, a.EndDeadline = ms(5000), ms(6000)
+	force := history.Op{Workload: "locks", Kind: KindSemForce, Key: "lock/m0", Token: 7, Call: ms(500), Return: ms(550),
+		Status: history.OK, Succeeded: true}
+	_, vs := CheckLossNotice([]history.Grant{a}, []history.Op{force}, NoticeOptions{})
+	require.Len(t, vs, 1, "never told of the force-release while held for 4.4s more")
+	require.Contains(t, vs[0].Summary, "force-released at 0.550s, and its Lost still open at 3.550s")
+
+	a.Lost, a.Cause = ms(1200), "force-released"
+	_, vs = CheckLossNotice([]history.Grant{a}, []history.Op{force}, NoticeOptions{})
+	require.Empty(t, vs, "told at the next keep-alive")
+
+	a.Lost = 0
+	early := force
+	early.Call = ms(50) // may have applied before a was granted
+	_, vs = CheckLossNotice([]history.Grant{a}, []history.Op{early}, NoticeOptions{})
+	require.Empty(t, vs)
+
+	a.Ended = ms(900) // the holder gave it up first
+	_, vs = CheckLossNotice([]history.Grant{a}, []history.Op{force}, NoticeOptions{})
+	require.Empty(t, vs)
+}
