@@ -15,6 +15,11 @@
 //     carry increasing fencing tokens and may end when their session may
 //     have expired; a shared list appended to through fenced writes loses
 //     nothing, and its tokens never go back;
+//   - lock loss is not silent: no lock is granted to a client while another
+//     client's grant that conflicts with it is still held as its holder
+//     saw it (its Lost not closed, nor due by the SDK's own deadline or
+//     hold time), and a grant's Lost closes within a bound of that
+//     deadline;
 //   - IDs: segment allocations behave as a counter, every stream of IDs
 //     (a client, a member's buffer, a generator) increases, and no ID is
 //     returned twice;

@@ -3,7 +3,9 @@
 // mutexes with fencing tokens, ID allocation), the linearizability check
 // itself (partitioned per key, lock or ID stream, with an HTML
 // visualization on failure), the watch checker, the session checker, the
-// fenced-list checker and the ID uniqueness checker. Checkers take a
+// fenced-list checker, the ID uniqueness checker and the loss-notice
+// checker (the SDK tells a holder its lock is lost before the lock goes to
+// someone else). Checkers take a
 // recorded history and return violations; they never talk to the cluster.
 package checker
 
