@@ -51,7 +51,10 @@ const LockWorkload = "locks"
 // the session's Deadline(), which bounds how early its grants may end.
 // Clients sometimes stall while holding: they stop keeping the session
 // alive and wait past its TTL, then inspect and release (which the server
-// must refuse unless a leader change restarted the TTL). After an
+// must refuse unless a leader change restarted the TTL). Now and then a
+// client holds long, until the SDK tells it the lock is lost (see holdFor).
+// Every grant is followed until it ends as its holder saw it, for the
+// loss-notice checker (history.Grant). After an
 // operation of unknown outcome a client revokes the operation's session and
 // records when it is seen gone, which bounds the operation. The history is
 // checked against checker.LockModel, per lock.
@@ -399,7 +402,7 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 	if c.rng.IntN(2) == 0 {
 		c.inspect(ctx, sess, name, owner)
 	}
-	t := time.NewTimer(time.Duration(c.rng.Int64N(int64(c.w.cfg.Hold) + 1)))
+	t := time.NewTimer(holdFor(c.rng, c.w.cfg.Hold, c.w.cfg.TTL, &c.w.counters))
 	select {
 	case <-t.C:
 	case <-g.Lost():
@@ -408,6 +411,20 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 	}
 	t.Stop()
 	c.release(sess, name, owner, g.Token, tr)
+}
+
+// holdFor draws how long a client keeps a grant: up to hold, or, one time
+// in ten, a long hold of 1.5 TTL, during which the client works until the
+// SDK tells it the lock is lost. Faults that cut the session's keep-alives
+// then end the grant while it is held, by the SDK's session deadline, which
+// the loss-notice checker (checker.CheckLossNotice) holds against the
+// grants the lock went to next; short holds end before the faults do.
+func holdFor(rng *rand.Rand, hold, ttl time.Duration, counters *counters) time.Duration {
+	if rng.IntN(10) == 0 {
+		counters.add("long holds", 1)
+		return ttl * 3 / 2
+	}
+	return time.Duration(rng.Int64N(int64(hold) + 1))
 }
 
 // release releases owner's grant of name under token, even after ctx

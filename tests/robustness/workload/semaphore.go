@@ -414,7 +414,7 @@ func (c *semClient) hold(ctx context.Context, sess *client.Session, held []*semG
 		g := held[c.rng.IntN(len(held))]
 		c.inspect(ctx, sess, g.targets[c.rng.IntN(len(g.targets))], g.owner)
 	}
-	t := time.NewTimer(time.Duration(c.rng.Int64N(int64(c.w.cfg.Hold) + 1)))
+	t := time.NewTimer(holdFor(c.rng, c.w.cfg.Hold, c.w.cfg.TTL, &c.w.counters))
 	select {
 	case <-t.C:
 	case <-held[0].g.Lost():
