@@ -51,7 +51,9 @@ const LockWorkload = "locks"
 // the session's Deadline(), which bounds how early its grants may end.
 // Clients sometimes stall while holding: they stop keeping the session
 // alive and wait past its TTL, then inspect and release (which the server
-// must refuse unless a leader change restarted the TTL). Now and then a
+// must refuse unless a leader change restarted the TTL), or they cut
+// themselves off from the cluster (see cutOff) and wait until the SDK
+// tells them the lock is lost, then release. Now and then a
 // client holds long, until the SDK tells it the lock is lost (see holdFor).
 // Every grant is followed until it ends as its holder saw it, for the
 // loss-notice checker (history.Grant). After an
@@ -303,10 +305,24 @@ type lockClient struct {
 	inspector *client.Client // the client inspections go through
 	ss        *lockSessions
 	stalls    int
+	// cut is the client's way to the members, which it cuts while
+	// holding now and then (cutOffs times so far).
+	cut     *cutOff
+	cutOffs int
 }
 
 func (c *lockClient) run(ctx context.Context) {
-	cl, err := newClient(ctx, c.env.Cluster.Endpoints())
+	endpoints := c.env.Cluster.Endpoints()
+	if c.w.cfg.Stalls > 0 {
+		cut, err := newCutOff(endpoints)
+		if err != nil {
+			c.env.Logf("lock client %d: %v", c.index, err)
+			return
+		}
+		defer cut.close()
+		c.cut, endpoints = cut, cut.endpoints()
+	}
+	cl, err := newClient(ctx, endpoints)
 	if err != nil {
 		return
 	}
@@ -394,6 +410,29 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 		c.ss.orphan()
 		pause(ctx, stallFor(c.env, c.w.cfg.TTL))
 		c.inspect(ctx, sess, name, owner)
+		if op := c.release(sess, name, owner, g.Token, tr); op.Status == history.OK && !op.Succeeded {
+			c.w.counters.add("stale releases refused", 1)
+		}
+		return
+	}
+	if c.cut != nil && c.cutOffs < c.w.cfg.Stalls && c.rng.IntN(12) == 0 {
+		c.cutOffs++
+		c.w.counters.add("cut-offs", 1)
+		// Cut off from the cluster, the client keeps working until the
+		// SDK tells it the lock is lost: by its own count of the session's
+		// deadline, as no keep-alive gets through. The server expires
+		// the session and grants the lock to a waiter: the loss-notice
+		// checker holds the SDK's deadline against that grant.
+		c.cut.cut()
+		t := time.NewTimer(2 * stallFor(c.env, c.w.cfg.TTL))
+		select {
+		case <-g.Lost():
+			c.w.counters.add("cut-offs told", 1)
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		c.cut.heal()
 		if op := c.release(sess, name, owner, g.Token, tr); op.Status == history.OK && !op.Succeeded {
 			c.w.counters.add("stale releases refused", 1)
 		}
