@@ -103,7 +103,9 @@ func (t semTarget) permitsOf(h *client.LockHolder) int {
 // InspectLock, ForceReleaseLock) so that every outcome is recorded
 // exactly. Each grant has its own owner. As in the lock workload, every
 // operation records its session's Deadline(), clients sometimes stall
-// past their session's TTL while holding, and a session in which an
+// past their session's TTL while holding, or cut themselves off from the
+// cluster until the SDK says their grants are lost, sometimes hold long,
+// every grant is followed for the loss-notice checker, and a session in which an
 // operation's outcome is unknown is revoked and recorded as seen gone. The
 // history is checked against checker.SemModel, per lock; a grant of both
 // mutexes is checked as one grant of each, under one token.
@@ -233,10 +235,24 @@ type semClient struct {
 	cl     *client.Client
 	ss     *lockSessions
 	stalls int
+	// cut is the client's way to the members, which it cuts while
+	// holding now and then (cutOffs times so far).
+	cut     *cutOff
+	cutOffs int
 }
 
 func (c *semClient) run(ctx context.Context) {
-	cl, err := newClient(ctx, c.env.Cluster.Endpoints())
+	endpoints := c.env.Cluster.Endpoints()
+	if c.w.cfg.Stalls > 0 {
+		cut, err := newCutOff(endpoints)
+		if err != nil {
+			c.env.Logf("semaphore client: %v", err)
+			return
+		}
+		defer cut.close()
+		c.cut, endpoints = cut, cut.endpoints()
+	}
+	cl, err := newClient(ctx, endpoints)
 	if err != nil {
 		return
 	}
@@ -386,8 +402,8 @@ func (g *semGrant) describe() string {
 }
 
 // hold keeps the grants a little, sometimes converting a read-write
-// grant, inspecting, or stalling past the session's TTL, then releases
-// them (last first).
+// grant, inspecting, stalling past the session's TTL, or cut off from the
+// cluster, then releases them (last first).
 func (c *semClient) hold(ctx context.Context, sess *client.Session, held []*semGrant) {
 	defer func() {
 		for _, g := range held {
@@ -404,6 +420,26 @@ func (c *semClient) hold(ctx context.Context, sess *client.Session, held []*semG
 			if ops := c.release(sess, held[i]); ops[0].Status == history.OK && !ops[0].Succeeded {
 				c.w.counters.add("stale releases refused", 1)
 			}
+		}
+		return
+	}
+	if c.cut != nil && c.cutOffs < c.w.cfg.Stalls && c.rng.IntN(12) == 0 {
+		c.cutOffs++
+		c.w.counters.add("cut-offs", 1)
+		// Cut off from the cluster until the SDK says the grants are lost
+		// (see lockClient.hold).
+		c.cut.cut()
+		t := time.NewTimer(2 * stallFor(c.env, c.w.cfg.TTL))
+		select {
+		case <-held[0].g.Lost():
+			c.w.counters.add("cut-offs told", 1)
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		c.cut.heal()
+		for i := len(held) - 1; i >= 0; i-- {
+			c.release(sess, held[i])
 		}
 		return
 	}
