@@ -398,8 +398,9 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name str
 	return g, owner, tr
 }
 
-// hold keeps the grant a little, sometimes inspecting the lock, sometimes
-// stalling past the session's TTL, then releases it.
+// hold keeps the grant a little (now and then long), sometimes inspecting
+// the lock, sometimes stalling past the session's TTL or cut off from the
+// cluster until the SDK says the lock is lost, then releases it.
 func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner string, g *client.Grant, tr *grantTracker) {
 	defer g.Detach()
 	if c.stalls < c.w.cfg.Stalls && c.rng.IntN(12) == 0 {
