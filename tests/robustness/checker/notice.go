@@ -49,6 +49,16 @@ const DefaultNoticeSlack = time.Second
 //     of the SDK's count, which starts when it sends the acquire), on a
 //     clock running MaxClockRate fast.
 //
+// The safety check has no tolerance: the server counts a session's TTL
+// from after a keep-alive arrived at the leader (anew at a leader change), a
+// hold from the grant's application: never earlier than the SDK counts them
+// (from when it sent them), so with lease clocks no faster than
+// MaxClockRate the SDK's deadline always comes first; and it is the
+// deadline that is checked, not when the SDK's timer fired, so the timer's
+// latency needs no allowance. A holder that stops keeping its session
+// alive on purpose (Session.Orphan, as the workloads' stalls do) is told at
+// once.
+//
 // A grant an operator force-released (a force-release of the lock, of
 // every holder or of its token, that may have applied after the grant was
 // asked for and before t2) is exempt: the SDK learns of a force-release at
