@@ -35,15 +35,16 @@ func WithName(n string) SessionOption { return func(o *sessionOptions) { o.name 
 // Session is a lease kept alive in the background. Keys, locks and other
 // holds bound to it end when it ends. Done is closed the moment the SDK can
 // no longer be sure the session lives: when the server reports it expired,
-// when a full TTL has passed since the last keep-alive the leader
-// confirmed, or when its client is closed (nothing keeps it alive then).
+// when a TTL (less a 0.5% margin for clock rates, see clockRateMargin) has
+// passed since the send of the last keep-alive the leader confirmed, or
+// when its client is closed (nothing keeps it alive then).
 type Session struct {
 	c   *Client
 	id  int64
 	ttl time.Duration
 
 	mu       sync.Mutex
-	deadline time.Time // sent time of the last confirmed keep-alive + TTL
+	deadline time.Time // leaseEnd(send time of the last confirmed keep-alive, TTL)
 	// expiry fires at the deadline, whatever the keep-alive stream is doing
 	// (open, broken, backing off, looking for the leader): see
 	// checkDeadline.
@@ -155,11 +156,29 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	c.observe(resp.GetHeader())
 	s := &Session{c: c, id: resp.GetId(), ttl: time.Duration(resp.GetTtlMs()) * time.Millisecond, done: make(chan struct{})}
 	s.mu.Lock()
-	s.deadline = sent.Add(s.ttl)
+	s.deadline = leaseEnd(sent, s.ttl)
 	s.expiry = time.AfterFunc(time.Until(s.deadline), s.checkDeadline)
 	s.mu.Unlock()
 	c.keepAliver().add(s)
 	return s, nil
+}
+
+// clockRateMargin is the share of a TTL or hold time the SDK takes off
+// its count, so that it stops vouching for a hold before the server can
+// end it even when the leader's clock runs faster than the client's. The
+// leader times a session from when it received a keep-alive and a hold
+// from when it applied the grant, both after the SDK's starting point
+// (the send), so without this margin the SDK's only slack is the
+// request's one-way latency, a few milliseconds: less than a leader clock
+// running 0.1% fast takes from a 10 s TTL. 0.5% is ten times the rate
+// error NTP allows a clock to slew by (500 ppm) and five times two such
+// clocks slewing apart; it costs a 10 s session 50 ms of notice.
+const clockRateMargin = 200 // 1/200 = 0.5%
+
+// leaseEnd is the moment until which the SDK counts a hold of length d,
+// started by a request sent at sent, as certainly alive.
+func leaseEnd(sent time.Time, d time.Duration) time.Time {
+	return sent.Add(d - d/clockRateMargin)
 }
 
 // checkDeadline ends the session once its deadline has passed without a
@@ -234,7 +253,7 @@ func (s *Session) end(err error) {
 func (s *Session) confirmed(sent time.Time, ttl time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d := sent.Add(ttl); d.After(s.deadline) {
+	if d := leaseEnd(sent, ttl); d.After(s.deadline) {
 		s.deadline = d
 	}
 }
