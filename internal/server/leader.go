@@ -294,14 +294,20 @@ func (s *Server) removedFromConfiguration() bool {
 // started on the data dir of a member that was removed and then added back
 // under a new ID (successor) used to run on, unnoticed, under the retired
 // ID: the leader waited for the new ID at its address and never promoted
-// it.
-func (s *Server) reportRemoved(successor string) {
+// it. source, when not empty, says how the member learnt of its removal
+// when it did not apply the removal itself (checkRemoved).
+func (s *Server) reportRemoved(successor, source string) {
+	how := ""
+	if source != "" {
+		how = " (" + source + ")"
+	}
 	var err error
 	if successor != "" {
-		err = fmt.Errorf("%w: its ID %s is retired and the cluster added %s back as %s: empty --data-dir %s and start the member again with --join",
-			ErrAddedBack, s.id.ID, s.cfg.Name, successor, s.cfg.DataDir)
+		err = fmt.Errorf("%w: its ID %s is retired and the cluster added %s back as %s%s: empty --data-dir %s and start the member again with --join",
+			ErrAddedBack, s.id.ID, s.cfg.Name, successor, how, s.cfg.DataDir)
 	} else {
-		err = fmt.Errorf("%w: its ID %s is retired; to add it back, run `concord cluster add` and start it with an empty --data-dir and --join", ErrRemoved, s.id.ID)
+		err = fmt.Errorf("%w: its ID %s is retired%s; to add it back, run `concord cluster add` and start it with an empty --data-dir and --join",
+			ErrRemoved, s.id.ID, how)
 	}
 	s.log.Error("member removed from the cluster", "err", err)
 	if s.onFatal != nil {
@@ -335,7 +341,7 @@ func (s *Server) publishSelf() {
 			}
 		})
 		if retired && s.removedFromConfiguration() {
-			s.reportRemoved(successor)
+			s.reportRemoved(successor, "")
 			return
 		}
 		if current {

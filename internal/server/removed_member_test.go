@@ -113,3 +113,69 @@ func TestMemberAddedBackRefusesItsOldDataDir(t *testing.T) {
 	require.ErrorIs(t, err, server.ErrAddedBack)
 	require.ErrorContains(t, err, added.GetId())
 }
+
+// A member that was down while it was removed restarted on its data dir
+// with a configuration that still listed it, and ran on for good as a
+// stranger: no leader talks to it any more, its elections are ignored, and
+// a client that asked it got no leader. It now asks the cluster's leader
+// and stops with ErrRemoved, while the others keep serving.
+func TestMemberRemovedWhileDownStopsOnRestart(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	cfg, d4 := startFourth(t, c)
+	oldID := d4.Server().ID()
+	require.NoError(t, d4.Stop(ctxT(t, 10*time.Second)))
+
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	require.NoError(t, cl.RemoveMember(ctx, "n4"))
+	// Raft's leader makes one last attempt to send the removal to n4,
+	// after a back-off: n4 restarted within it learns of its removal from
+	// the log, as a member that was up does. A leader stopped gracefully
+	// has ended that attempt, and its successor never sends n4 anything.
+	l := c.WaitLeader(10 * time.Second)
+	c.Stop(l)
+	c.WaitNewLeader(l, 10*time.Second)
+	c.Restart(l)
+
+	cfg.Join = nil // restarted as a joined member is
+	d, err := daemon.Start(ctx, cfg, daemon.Options{})
+	require.NoError(t, err)
+	t.Cleanup(d.Kill)
+	require.Equal(t, oldID, d.Server().ID())
+	err = waitFailed(t, d, 30*time.Second)
+	require.ErrorIs(t, err, server.ErrRemoved)
+	require.NotErrorIs(t, err, server.ErrAddedBack)
+	require.ErrorContains(t, err, oldID)
+	require.ErrorContains(t, err, "removed while it was down")
+
+	_, err = cl.Put(ctx, "after", []byte("removal"))
+	require.NoError(t, err)
+	st, err := cl.Status(ctx)
+	require.NoError(t, err)
+	require.Len(t, st.GetMembers(), 3)
+}
+
+// A member stopped and restarted on its data dir without being removed
+// asks nobody anything it could misread: it rejoins as a follower and
+// keeps running past several removal checks.
+func TestMemberRestartedWithoutRemovalKeepsRunning(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	cfg, d4 := startFourth(t, c)
+	require.NoError(t, d4.Stop(ctxT(t, 10*time.Second)))
+	ctx := ctxT(t, 60*time.Second)
+	// The cluster moves on while n4 is down.
+	for i := range 20 {
+		_, err := c.Client().Put(ctx, fmt.Sprintf("k%d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+	cfg.Join = nil
+	d, err := daemon.Start(ctx, cfg, daemon.Options{})
+	require.NoError(t, err)
+	t.Cleanup(d.Kill)
+	waitRole(t, c, "n4", "follower")
+	select {
+	case err := <-d.Failed():
+		t.Fatalf("a member that was not removed stopped: %v", err)
+	case <-time.After(3 * server.RemovedCheckInterval):
+	}
+}

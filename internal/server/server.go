@@ -200,6 +200,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.goLoop(s.watchLeadership)
 	s.goLoop(s.publishSelf)
 	s.goLoop(s.checkSeed)
+	s.goLoop(s.checkRemoved)
 	return nil
 }
 

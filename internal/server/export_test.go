@@ -1,0 +1,4 @@
+package server
+
+// RemovedCheckInterval is removedCheckInterval, for the tests.
+const RemovedCheckInterval = removedCheckInterval
