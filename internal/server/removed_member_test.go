@@ -179,3 +179,59 @@ func TestMemberRestartedWithoutRemovalKeepsRunning(t *testing.T) {
 	case <-time.After(3 * server.RemovedCheckInterval):
 	}
 }
+
+// The removal check finds nothing against a member that was not removed:
+// reachable, the leader lists it; cut off, nobody answers.
+func TestRemovalCheckSparesMembers(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	l := c.WaitLeader(10 * time.Second)
+	f := (l + 1) % len(c.Members)
+	ctx := ctxT(t, 30*time.Second)
+	require.False(t, c.Members[f].Daemon().Server().AskRemoved(ctx), "a follower")
+	require.False(t, c.Members[l].Daemon().Server().AskRemoved(ctx), "the leader")
+
+	c.Isolate(f)
+	require.False(t, c.Members[f].Daemon().Server().AskRemoved(ctx), "a follower cut off")
+	c.Heal()
+	select {
+	case err := <-c.Members[f].Daemon().Failed():
+		t.Fatalf("a member that was not removed stopped: %v", err)
+	case err := <-c.Members[l].Daemon().Failed():
+		t.Fatalf("a member that was not removed stopped: %v", err)
+	default:
+	}
+}
+
+// A member that was down while it was removed and added back at another
+// address (a machine replaced by one with another address), restarted on
+// its old data dir at its old address, hears from no leader: the removal
+// check stops it with ErrAddedBack, naming the new ID.
+func TestMemberAddedBackElsewhereRefusesItsOldDataDir(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	cfg, d4 := startFourth(t, c)
+	oldID := d4.Server().ID()
+	require.NoError(t, d4.Stop(ctxT(t, 10*time.Second)))
+
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	require.NoError(t, cl.RemoveMember(ctx, "n4"))
+	ip := "127.0.0.5"
+	added, err := cl.AddMember(ctx, "n4", fmt.Sprintf("%s:%d", ip, testcluster.FreePort(t, ip)))
+	require.NoError(t, err)
+	require.NotEqual(t, oldID, added.GetId())
+	// As in TestMemberRemovedWhileDownStopsOnRestart: no leader's last
+	// attempt reaches n4's old address.
+	l := c.WaitLeader(10 * time.Second)
+	c.Stop(l)
+	c.WaitNewLeader(l, 10*time.Second)
+	c.Restart(l)
+
+	cfg.Join = nil
+	d, err := daemon.Start(ctx, cfg, daemon.Options{})
+	require.NoError(t, err)
+	t.Cleanup(d.Kill)
+	err = waitFailed(t, d, 30*time.Second)
+	require.ErrorIs(t, err, server.ErrAddedBack)
+	require.ErrorContains(t, err, added.GetId())
+	require.ErrorContains(t, err, "removed while it was down")
+}

@@ -1,0 +1,77 @@
+package server
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/internal/raftnode"
+)
+
+// removedBy concludes a removal only from the leader's committed
+// configuration, no older than the member's own, that leaves the member
+// out, and only for a member whose membership was committed.
+func TestRemovedByProvesTheRemoval(t *testing.T) {
+	four := []raftnode.Server{{ID: "n1", Voter: true}, {ID: "n2", Voter: true}, {ID: "n3", Voter: true}, {ID: "n4", Voter: true}}
+	learner := []raftnode.Server{{ID: "n1", Voter: true}, {ID: "n2", Voter: true}, {ID: "n3", Voter: true}, {ID: "n4"}}
+	three := []raftnode.Server{{ID: "n1", Voter: true}, {ID: "n2", Voter: true}, {ID: "n3", Voter: true}}
+	latest := raftnode.Configuration{Index: 20, Servers: four}
+	committed := raftnode.Configuration{Index: 12, Servers: learner}
+	members := func(ids ...string) []*concordv1.Member {
+		var out []*concordv1.Member
+		for _, id := range ids {
+			role := "follower"
+			if id == "n1" {
+				role = "leader"
+			}
+			out = append(out, &concordv1.Member{Id: id, Name: id, Role: role})
+		}
+		return out
+	}
+	leader := func(commit, last uint64, ids ...string) *concordv1.StatusResponse {
+		ms := members(ids...)
+		return &concordv1.StatusResponse{
+			State: "Leader", LeaderId: "n1", Self: ms[0], Members: ms,
+			CommitIndex: commit, LastLogIndex: last, AppliedIndex: commit,
+		}
+	}
+	removed := leader(25, 25, "n1", "n2", "n3")
+	require.True(t, removedBy("n4", latest, committed, removed))
+
+	follower := leader(25, 25, "n1", "n2", "n3")
+	follower.State, follower.Self = "Follower", follower.Members[1]
+	stale := leader(25, 25, "n1", "n2", "n3")
+	stale.LeaderId = ""
+	notInItsOwn := leader(25, 25, "n1", "n2", "n3")
+	notInItsOwn.Self = &concordv1.Member{Id: "n1", Role: "removed"}
+	for name, tc := range map[string]struct {
+		latest, committed raftnode.Configuration
+		st                *concordv1.StatusResponse
+	}{
+		// The leader lists the member: it is a member.
+		"listed": {latest, committed, leader(25, 25, "n1", "n2", "n3", "n4")},
+		// A leader behind the member's configuration (a stale leader cut
+		// off from the others, a cluster that lost writes) may not have
+		// the member's addition yet.
+		"leader behind":             {latest, committed, leader(19, 19, "n1", "n2", "n3")},
+		"leader behind commit only": {latest, committed, leader(19, 25, "n1", "n2", "n3")},
+		// A configuration the leader has not committed yet may be lost.
+		"uncommitted": {latest, committed, leader(25, 26, "n1", "n2", "n3")},
+		// Only the leader's answer counts.
+		"follower":                 {latest, committed, follower},
+		"no leader":                {latest, committed, stale},
+		"leader out of its config": {latest, committed, notInItsOwn},
+		// A member being added, or whose addition was lost with its
+		// leader (and may be resumed under its ID): its membership is
+		// not committed.
+		"being added": {raftnode.Configuration{Index: 20, Servers: learner}, raftnode.Configuration{Index: 12, Servers: three}, removed},
+		// A removal the member applied itself is publishSelf's.
+		"already out": {raftnode.Configuration{Index: 30, Servers: three}, latest, removed},
+		"no log":      {raftnode.Configuration{}, raftnode.Configuration{}, removed},
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.False(t, removedBy("n4", tc.latest, tc.committed, tc.st))
+		})
+	}
+}
