@@ -34,7 +34,9 @@ func (c Configuration) Lists(id string) bool {
 // committed is latest.
 //
 // It reads the log from its end back to the second configuration entry, so
-// it is meant for rare checks, not for every request.
+// it is meant for rare checks, not for every request; it keeps the answer
+// while the log's last entry stays the same (a member without a leader,
+// asking again and again, reads the log once).
 func (n *Node) LogConfigurations() (latest, committed Configuration, err error) {
 	logs := n.store.logs
 	first, err := logs.FirstIndex()
@@ -45,6 +47,39 @@ func (n *Node) LogConfigurations() (latest, committed Configuration, err error) 
 	if err != nil {
 		return Configuration{}, Configuration{}, fmt.Errorf("reading the log's last index: %w", err)
 	}
+	var lastTerm uint64
+	if last > 0 {
+		var entry raft.Log
+		if err := logs.GetLog(last, &entry); err != nil {
+			return Configuration{}, Configuration{}, fmt.Errorf("reading log entry %d: %w", last, err)
+		}
+		lastTerm = entry.Term
+	}
+	n.configsMu.Lock()
+	defer n.configsMu.Unlock()
+	if c := &n.configs; c.valid && c.lastIndex == last && c.lastTerm == lastTerm {
+		// A log rewritten by a leader of a later term ends with an entry
+		// of that term.
+		return c.latest, c.committed, nil
+	}
+	latest, committed, err = n.scanConfigurations(first, last)
+	if err == nil {
+		n.configs = configCache{valid: true, lastIndex: last, lastTerm: lastTerm, latest: latest, committed: committed}
+	}
+	return latest, committed, err
+}
+
+// configCache is LogConfigurations' last answer and the log's last entry
+// it was read at.
+type configCache struct {
+	valid             bool
+	lastIndex         uint64
+	lastTerm          uint64
+	latest, committed Configuration
+}
+
+func (n *Node) scanConfigurations(first, last uint64) (latest, committed Configuration, err error) {
+	logs := n.store.logs
 	metas, err := n.snaps.List()
 	if err != nil {
 		return Configuration{}, Configuration{}, fmt.Errorf("listing snapshots: %w", err)

@@ -162,6 +162,8 @@ type Node struct {
 	obsCh     chan raft.Observation
 	stopObs   chan struct{}
 	closeOnce sync.Once
+	configsMu sync.Mutex // guards configs
+	configs   configCache
 }
 
 func (c *Config) raftConfig() *raft.Config {
