@@ -235,3 +235,41 @@ func TestMemberAddedBackElsewhereRefusesItsOldDataDir(t *testing.T) {
 	require.ErrorContains(t, err, added.GetId())
 	require.ErrorContains(t, err, "removed while it was down")
 }
+
+// The same with three members, as an operator meets it: one is down, it is
+// removed, and it comes back on its data dir; the other two go on serving.
+func TestOneOfThreeRemovedWhileDownStopsOnRestart(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	l := c.WaitLeader(10 * time.Second)
+	down := (l + 1) % len(c.Members)
+	name := c.Members[down].Name
+	c.Stop(down)
+
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client(l)
+	require.NoError(t, cl.RemoveMember(ctx, name))
+	// No last attempt of the leader reaches the member (see
+	// TestMemberRemovedWhileDownStopsOnRestart); with two voters left, the
+	// cluster has no leader until the stopped one is back.
+	c.Stop(l)
+	c.Restart(l)
+	c.WaitLeader(20 * time.Second)
+
+	c.Restart(down)
+	err := waitFailed(t, c.Members[down].Daemon(), 30*time.Second)
+	require.ErrorIs(t, err, server.ErrRemoved)
+	require.NotErrorIs(t, err, server.ErrAddedBack)
+	require.ErrorContains(t, err, "removed while it was down")
+
+	for i := range c.Members {
+		if i == down {
+			continue
+		}
+		cl := c.Client(i)
+		_, err := cl.Put(ctx, "after", []byte(c.Members[i].Name))
+		require.NoError(t, err)
+		st, err := cl.Status(ctx)
+		require.NoError(t, err)
+		require.Len(t, st.GetMembers(), 2)
+	}
+}
