@@ -66,10 +66,15 @@ type AcquireOptions struct {
 	// OnQueued, if set, is told the waiter's place in the queue.
 	OnQueued func(position int64)
 	// Converts, if set, is the grant of the same owner that this acquire
-	// converts in place (a read-write upgrade or downgrade). A conversion
-	// answered with that grant's token (a downgrade) keeps the grant, and
-	// the hold clock the server started for it: the new Grant keeps its
-	// hold deadline. A new token (an upgrade) is a new grant, timed anew.
+	// converts in place (a read-write upgrade or downgrade; the request is
+	// sent with conversion set). A conversion answered with that grant's
+	// token (a downgrade) keeps the grant, and the hold clock the server
+	// started for it: the new Grant keeps its hold deadline. A new token
+	// (an upgrade) is a new grant, timed anew. If the grant had ended on
+	// the server before the conversion applied (force-released, its hold
+	// time over, before a keep-alive told the SDK), the server takes
+	// nothing: the acquire fails with ErrLockLost and ends Converts with
+	// that cause. A conversion never waits in the queue.
 	Converts *Grant
 }
 
@@ -204,7 +209,7 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 		opts.Hold = max(opts.Hold.Truncate(time.Millisecond), time.Millisecond)
 	}
 	req := &concordv1.AcquireRequest{Claims: claims, Session: sess.ID(), Owner: owner, Wait: opts.Wait,
-		HoldMs: opts.Hold.Milliseconds(), Meta: c.meta()}
+		HoldMs: opts.Hold.Milliseconds(), Conversion: opts.Converts != nil, Meta: c.meta()}
 	sent := time.Now()
 	resp, err := c.acquireNow(ctx, req)
 	if err != nil {
@@ -230,6 +235,14 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 			return nil, fmt.Errorf("%w: %s: the client closed while the acquire was on its way; its grant or wait, if any, ends when the session expires on the server",
 				ErrSessionExpired, claimNames(claims))
 		}
+		return nil, err
+	}
+	if g := opts.Converts; g != nil && resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_LOST {
+		// The grant to convert had ended on the server, unseen by the
+		// SDK so far, and the server took nothing for the conversion.
+		err := fmt.Errorf("%w: %s (token %d) had ended on the server before its conversion reached it (%s); nothing was granted",
+			ErrLockLost, namesOf(g.Names), g.Token, resp.GetReason())
+		g.lose(err)
 		return nil, err
 	}
 	// A grant this acquire made carries its index as its token (the

@@ -21,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -334,7 +333,7 @@ type rwHold struct {
 // write handle acquired: a new hold when converts is nil, else the hold of
 // the grant g converts. It runs under the acquiring handle's mu, before
 // anyone can release g.
-func (rw *RWMutex) follow(g, converts *client.Grant, shared bool) {
+func (rw *RWMutex) follow(g, converts *client.Grant) {
 	rw.hmu.Lock()
 	defer rw.hmu.Unlock()
 	hd := rw.hold
@@ -344,16 +343,11 @@ func (rw *RWMutex) follow(g, converts *client.Grant, shared bool) {
 		rw.hold = hd
 	} else {
 		// If the converted grant ended meanwhile (lost while the
-		// conversion was on its way), its end has ended the hold.
+		// conversion was on its way), its end has ended the hold. A
+		// grant that had ended on the server before the conversion
+		// applied is never converted: the server takes nothing and the
+		// acquire fails (see RWMutex.convert).
 		hd.stop()
-		if shared && g.Token != converts.Token {
-			// A downgrade in place keeps the grant's token: this read
-			// lock was granted anew, so the write grant had ended before
-			// the downgrade reached the server (force-released, say,
-			// before a keep-alive told the SDK).
-			hd.cancel(fmt.Errorf("%w: %s (token %d) had ended before its downgrade reached the server, which granted a read lock anew (token %d)",
-				client.ErrLockLost, strconv.Quote(rw.read.claims[0].GetName()), converts.Token, g.Token))
-		}
 	}
 	hd.stop = g.AfterEnd(func() { hd.cancel(context.Cause(g.Context())) })
 }
@@ -394,8 +388,8 @@ func NewRWMutex(s *client.Session, name string, opts ...Option) *RWMutex {
 	// One owner for both: the server sees an upgrade or a downgrade, not
 	// two strangers.
 	rw.write.owner = rw.read.owner
-	rw.read.follow = func(g, converts *client.Grant) { rw.follow(g, converts, true) }
-	rw.write.follow = func(g, converts *client.Grant) { rw.follow(g, converts, false) }
+	rw.read.follow = rw.follow
+	rw.write.follow = rw.follow
 	return rw
 }
 
@@ -479,6 +473,20 @@ func (rw *RWMutex) release(ctx context.Context, h *handle) error {
 // convert moves the grant of from into to through the server's in-place
 // conversion, with its reentrancy count: a conversion changes the mode of
 // the holds taken, not how many were.
+//
+// The acquire is sent as a conversion (client.AcquireOptions.Converts), so
+// the server converts the owner's grant or takes nothing. A grant that had
+// ended on the server before the conversion applied (force-released, its
+// hold time over, before a keep-alive told the SDK) would otherwise come
+// back as a grant made anew: an upgrade's token looks the same either way,
+// and the loss would stay silent, the caller believing it held the lock
+// from the first mode through the second. The server decides in the one
+// command that would have granted it, so no grant exists even for a
+// moment, nobody is made to wait for one, and the conversion never queues
+// behind another holder. The SDK then fails the conversion with
+// ErrLockLost and ends from's grant with that cause, which ends the hold
+// (Lost, Context); from keeps its count until RUnlock or Unlock reports
+// the loss, as a lost grant does.
 func (rw *RWMutex) convert(ctx context.Context, from, to *handle) error {
 	// The conversion is an acquire of to's mode: an acquire of from's mode
 	// racing it (which would count a hold of the grant being converted, or
@@ -509,13 +517,21 @@ func (rw *RWMutex) convert(ctx context.Context, from, to *handle) error {
 	return nil
 }
 
-// Upgrade turns this handle's read lock into the write lock, at once. It
-// fails with ErrWouldDeadlock while other readers hold the lock (two
-// readers upgrading would wait for each other forever).
+// Upgrade turns this handle's read lock into the write lock, at once: it
+// never waits in the queue. It fails with ErrWouldDeadlock while other
+// readers hold the lock (two readers upgrading would wait for each other
+// forever), and with ErrLockLost if the read lock had ended on the server
+// (force-released, its hold time over) before a keep-alive told the SDK:
+// then the server grants nothing, Lost and Context end with that cause,
+// and RUnlock reports the loss. A successful Upgrade gives the write lock a
+// new fencing token.
 func (rw *RWMutex) Upgrade(ctx context.Context) error { return rw.convert(ctx, rw.read, rw.write) }
 
-// Downgrade turns this handle's write lock into a read lock; readers queued
-// behind it are let in.
+// Downgrade turns this handle's write lock into a read lock, at once, with
+// the same fencing token; readers queued behind it are let in. Like
+// Upgrade, it fails with ErrLockLost, and takes nothing, if the write lock
+// had ended on the server before the SDK learned it; Unlock then reports
+// the loss.
 func (rw *RWMutex) Downgrade(ctx context.Context) error { return rw.convert(ctx, rw.write, rw.read) }
 
 // Token returns the fencing token of the grant the handle holds.

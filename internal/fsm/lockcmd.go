@@ -15,13 +15,14 @@ func (f *FSM) applyLock(index uint64, cmd *internalv1.Command) *internalv1.Resul
 		r := op.LockAcquire
 		out, err := f.locks.Acquire(index, nowMs, lock.Request{
 			Claims: lock.ClaimsFromProto(r.GetClaims()), Session: r.GetSession(), Owner: r.GetOwner(),
-			Wait: r.GetWait(), HoldMs: r.GetHoldMs(), ResumeToken: r.GetResumeToken(),
+			Wait: r.GetWait(), HoldMs: r.GetHoldMs(), ResumeToken: r.GetResumeToken(), Conversion: r.GetConversion(),
 		})
 		if err != nil {
 			return ErrorResult(err)
 		}
 		return &internalv1.Result{Result: &internalv1.Result_LockAcquire{LockAcquire: &concordv1.AcquireResponse{
 			Header: header(index), State: lock.StateProto(out.State), Token: out.Token, Waiter: out.Waiter, Position: int64(out.Position),
+			Reason: out.Reason, Converted: out.Converted,
 		}}}
 	case *internalv1.Command_LockRelease:
 		r := op.LockRelease

@@ -125,6 +125,13 @@ type Outcome struct {
 	Token    uint64
 	Waiter   uint64
 	Position int
+	// Converted, for a grant that converted the owner's grant in place, is
+	// the token of the grant converted: the read grant an upgrade replaced,
+	// or the write grant a downgrade kept (then Token too). It is 0 for a
+	// grant made anew or held already in the mode asked.
+	Converted uint64
+	// Reason explains Lost, when the table gives one.
+	Reason string
 }
 
 // Request asks for one or more locks.
@@ -139,6 +146,11 @@ type Request struct {
 	// ResumeToken, when set, only confirms an existing grant with that
 	// token (Granted) or reports it gone (Lost); it never queues.
 	ResumeToken uint64
+	// Conversion marks a request that converts the owner's grant of its
+	// one read-write lock in place (an upgrade or a downgrade): if the
+	// owner holds no grant of the lock, it is Lost (ReasonConvertedEnded)
+	// and takes nothing, rather than being granted anew or queued.
+	Conversion bool
 }
 
 // Release reasons, as reported to observers.
@@ -150,6 +162,9 @@ const (
 	// ReasonUpgraded ends a read grant its owner upgraded in place: the
 	// write grant that replaces it has a token of its own.
 	ReasonUpgraded = "upgraded"
+	// ReasonConvertedEnded answers a conversion whose owner holds no grant
+	// of the lock any more: the grant it was to convert had ended.
+	ReasonConvertedEnded = "converted grant ended"
 )
 
 // Grant tells an observer a waiter or requester was granted a lock.
@@ -252,6 +267,14 @@ func normalize(r Request) ([]Claim, error) {
 	}
 	if r.HoldMs < 0 {
 		return nil, invalid("negative hold time")
+	}
+	if r.Conversion {
+		switch {
+		case r.ResumeToken != 0:
+			return nil, invalid("a conversion converts the grant the owner holds; it takes no resume token")
+		case len(r.Claims) != 1 || r.Claims[0].Kind != KindRW:
+			return nil, invalid("a conversion claims exactly one read-write lock")
+		}
 	}
 	claims := slices.Clone(r.Claims)
 	slices.SortFunc(claims, func(a, b Claim) int { return cmp.Compare(a.Name, b.Name) })
@@ -393,6 +416,13 @@ func (t *Table) Acquire(rev uint64, nowMs int64, r Request) (Outcome, error) {
 	if out, done, err := t.existing(claims, r); done || err != nil {
 		return out, err
 	}
+	if r.Conversion {
+		// The owner holds nothing to convert (and waits for nothing: a
+		// conversion never queues): its grant ended before the conversion
+		// applied. Granting the lock anew would pass for the conversion
+		// and hide the loss; the conversion takes nothing instead.
+		return Outcome{State: Lost, Reason: ReasonConvertedEnded}, nil
+	}
 	free := true
 	for _, c := range claims {
 		l := t.locks[c.Name]
@@ -467,13 +497,14 @@ func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 					HeldMs: t.now - h.SinceUnixMs, HoldMs: h.HoldMs})
 			}
 			// A new grant: its token, and its time, start now.
+			converted := h.Token
 			h.Mode, h.Token, h.SinceUnixMs = Exclusive, t.rev, t.now
 			t.notifyGrant(l.Name, h, 0, 0, 0)
-			return Outcome{State: Granted, Token: t.rev}, true, nil
+			return Outcome{State: Granted, Token: t.rev, Converted: converted}, true, nil
 		case l.Kind == KindRW && h.Mode == Exclusive && c.Mode == Shared:
 			h.Mode = Shared
 			t.grantPass(map[string]bool{l.Name: true})
-			return Outcome{State: Granted, Token: h.Token}, true, nil
+			return Outcome{State: Granted, Token: h.Token, Converted: h.Token}, true, nil
 		}
 		return Outcome{State: Granted, Token: h.Token}, true, nil
 	}

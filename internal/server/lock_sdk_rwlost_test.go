@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/client/concurrency"
+	"github.com/concord-dev/concord/internal/lock"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -237,28 +239,61 @@ func TestSDKRWMutexHoldTimeEndsTheHoldAfterADowngrade(t *testing.T) {
 	require.ErrorContains(t, cause, "hold time")
 }
 
-// A Downgrade of a write lock force-released before the SDK learned it (a
-// keep-alive tells it within a third of the TTL) reaches the server as a
-// plain read acquire, granted anew under another token: the hold was lost,
-// and Lost says so at once, as does the RUnlock. The handle followed the
-// new grant as if the write lock had been held throughout.
-func TestSDKRWMutexDowngradeOfAnUnseenForceReleaseEndsTheHold(t *testing.T) {
+// A conversion of a grant force-released before the SDK learned it (a
+// keep-alive tells it within a third of the TTL) reached the server as a
+// plain acquire and was granted anew. An Upgrade's new grant got a token
+// like an in-place upgrade's, so the read lock's loss stayed silent: the
+// caller believed it held the lock from the RLock through the write lock.
+// A Downgrade's got another token, which the SDK caught, but only after the
+// read lock was granted. The SDK sends a conversion as one (conversion in
+// the request): the server takes nothing, and the conversion fails with
+// ErrLockLost, ends the hold with that cause, and leaves the handle holding
+// nothing on the server. On the batch stream and on Lock.Acquire streams.
+func TestSDKRWMutexConversionOfAnUnseenForceReleaseFails(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Size: 1})
-	ctx := ctxT(t, 30*time.Second)
-	cl := c.Client()
-	rw := concurrency.NewRWMutex(session(t, cl, 30*time.Second), "rwd")
-	require.NoError(t, rw.Lock(ctx))
-	hold, token := rw.Context(), rw.Token()
-	_, err := cl.ForceReleaseLock(ctx, "rwd", token, "drill")
-	require.NoError(t, err)
-	require.NoError(t, hold.Err(), "the SDK learns of the force-release at the next keep-alive, 10s away")
-	require.NoError(t, rw.Downgrade(ctx))
-	require.NotEqual(t, token, rw.Token(), "granted anew")
-	require.Error(t, hold.Err(), "the write lock was lost before the downgrade, yet the hold looks unbroken")
-	cause := context.Cause(hold)
-	require.ErrorIs(t, cause, client.ErrLockLost)
-	require.ErrorContains(t, cause, "before its downgrade")
-	require.Equal(t, cause, context.Cause(rw.Context()))
-	require.ErrorIs(t, rw.RUnlock(ctx), client.ErrLockLost)
-	require.True(t, released(ctx, cl, "rwd")(), "the RUnlock released the read lock granted anew")
+	ctx := ctxT(t, 60*time.Second)
+	admin := c.Client()
+	for _, batching := range []bool{true, false} {
+		cl, err := client.New(ctx, client.Config{Endpoints: c.Endpoints(), DisableBatching: !batching})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cl.Close() })
+		for _, tc := range []struct {
+			name    string
+			take    func(*concurrency.RWMutex, context.Context) error
+			convert func(*concurrency.RWMutex, context.Context) error
+			release func(*concurrency.RWMutex, context.Context) error
+			other   func(*concurrency.RWMutex, context.Context) error
+		}{
+			{"upgrade", (*concurrency.RWMutex).RLock, (*concurrency.RWMutex).Upgrade, (*concurrency.RWMutex).RUnlock, (*concurrency.RWMutex).Unlock},
+			{"downgrade", (*concurrency.RWMutex).Lock, (*concurrency.RWMutex).Downgrade, (*concurrency.RWMutex).Unlock, (*concurrency.RWMutex).RUnlock},
+		} {
+			name := fmt.Sprintf("rw-%s-batching-%v", tc.name, batching)
+			t.Run(name, func(t *testing.T) {
+				rw := concurrency.NewRWMutex(session(t, cl, 30*time.Second), name)
+				require.NoError(t, tc.take(rw, ctx))
+				hold, lost, token := rw.Context(), rw.Lost(), rw.Token()
+				_, err := admin.ForceReleaseLock(ctx, name, token, "drill")
+				require.NoError(t, err)
+				require.NoError(t, hold.Err(), "the SDK learns of the force-release at the next keep-alive, 10s away")
+				err = tc.convert(rw, ctx)
+				require.ErrorIs(t, err, client.ErrLockLost, "the lock was lost before the conversion, yet the conversion succeeded")
+				require.ErrorContains(t, err, "before its conversion")
+				require.ErrorContains(t, err, lock.ReasonConvertedEnded)
+				select {
+				case <-lost:
+				default:
+					t.Fatal("Lost taken before the conversion is still open")
+				}
+				cause := context.Cause(hold)
+				require.ErrorIs(t, cause, client.ErrLockLost)
+				require.Equal(t, cause, context.Cause(rw.Context()))
+				require.True(t, released(ctx, admin, name)(), "the server holds a grant the failed conversion took")
+				require.ErrorIs(t, tc.release(rw, ctx), client.ErrLockLost)
+				require.ErrorIs(t, tc.other(rw, ctx), client.ErrNotHeld, "the handle holds nothing in the other mode")
+				// The handle is usable again.
+				require.NoError(t, rw.Lock(ctx))
+				require.NoError(t, rw.Unlock(ctx))
+			})
+		}
+	}
 }

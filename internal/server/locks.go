@@ -68,7 +68,8 @@ func (s *Server) checkAcquireShape(req *concordv1.AcquireRequest) error {
 	// it, so that a request it would refuse whatever the table holds is
 	// refused before anything is proposed.
 	if err := lock.Validate(lock.Request{Claims: lock.ClaimsFromProto(req.GetClaims()), Session: req.GetSession(),
-		Owner: req.GetOwner(), Wait: req.GetWait(), HoldMs: req.GetHoldMs(), ResumeToken: req.GetResumeToken()}); err != nil {
+		Owner: req.GetOwner(), Wait: req.GetWait(), HoldMs: req.GetHoldMs(), ResumeToken: req.GetResumeToken(),
+		Conversion: req.GetConversion()}); err != nil {
 		return err
 	}
 	return nil
@@ -257,7 +258,7 @@ func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concor
 	p.answer = func(res *internalv1.Result) *concordv1.AcquireResponse {
 		out := res.GetLockAcquire()
 		return &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
-			Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition()}
+			Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition(), Reason: out.GetReason(), Converted: out.GetConverted()}
 	}
 	return p, nil
 }
@@ -374,7 +375,7 @@ func (s *Server) LostGrants(session int64, tokens []uint64, held []*concordv1.He
 
 func acquireCommand(r *concordv1.AcquireRequest) *concordv1.AcquireRequest {
 	return &concordv1.AcquireRequest{Claims: r.GetClaims(), Session: r.GetSession(), Owner: r.GetOwner(),
-		Wait: r.GetWait(), HoldMs: r.GetHoldMs(), ResumeToken: r.GetResumeToken()}
+		Wait: r.GetWait(), HoldMs: r.GetHoldMs(), ResumeToken: r.GetResumeToken(), Conversion: r.GetConversion()}
 }
 
 // awaitGrant waits until waiter id is granted (returning its token) or

@@ -283,7 +283,17 @@ type AcquireRequest struct {
 	// then GRANTED when the waiter is granted, or fails (FAILED_PRECONDITION,
 	// reason LOCK_NOT_WAITING) if it left the queue. The claims, session and owner must be the queued
 	// request's.
-	ResumeWaiter  uint64 `protobuf:"varint,8,opt,name=resume_waiter,json=resumeWaiter,proto3" json:"resume_waiter,omitempty"`
+	ResumeWaiter uint64 `protobuf:"varint,8,opt,name=resume_waiter,json=resumeWaiter,proto3" json:"resume_waiter,omitempty"`
+	// conversion marks an acquire that converts, in place, the read-write
+	// grant its owner holds on the one claimed lock: an upgrade (the claim
+	// asks for LOCK_MODE_EXCLUSIVE) or a downgrade (LOCK_MODE_SHARED). If the
+	// owner no longer holds the lock (its grant ended: force-released, hold
+	// time over) the acquire takes nothing, queues nothing and answers LOST
+	// (reason "converted grant ended"), rather than granting the lock anew
+	// under a token that would pass for the conversion's. It needs exactly
+	// one claim, of a read-write lock, and no resume_token. A conversion
+	// never waits in the queue.
+	Conversion    bool `protobuf:"varint,9,opt,name=conversion,proto3" json:"conversion,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,6 +384,13 @@ func (x *AcquireRequest) GetResumeWaiter() uint64 {
 	return 0
 }
 
+func (x *AcquireRequest) GetConversion() bool {
+	if x != nil {
+		return x.Conversion
+	}
+	return false
+}
+
 type AcquireResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -386,8 +403,14 @@ type AcquireResponse struct {
 	// position in the queue of the first lock, 0 = next.
 	Position int64 `protobuf:"varint,5,opt,name=position,proto3" json:"position,omitempty"`
 	// reason explains LOST: released, session ended, hold time ended,
-	// force-released.
-	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// force-released; for a conversion, converted grant ended.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// converted, on GRANTED, is the token of the owner's grant this acquire
+	// converted in place: the read grant an upgrade replaced (the answer's
+	// token is the write grant's, new), or the write grant a downgrade
+	// turned into a read grant (the same token). It is 0 for a grant made
+	// anew, and for a grant the owner held already in the mode asked.
+	Converted     uint64 `protobuf:"varint,7,opt,name=converted,proto3" json:"converted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -462,6 +485,13 @@ func (x *AcquireResponse) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *AcquireResponse) GetConverted() uint64 {
+	if x != nil {
+		return x.Converted
+	}
+	return 0
 }
 
 type ReleaseRequest struct {
@@ -1468,7 +1498,7 @@ const file_concord_v1_lock_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.concord.v1.LockKindR\x04kind\x12(\n" +
 	"\x04mode\x18\x03 \x01(\x0e2\x14.concord.v1.LockModeR\x04mode\x12\x18\n" +
 	"\apermits\x18\x04 \x01(\x03R\apermits\x12\x1a\n" +
-	"\bcapacity\x18\x05 \x01(\x03R\bcapacity\"\x8f\x02\n" +
+	"\bcapacity\x18\x05 \x01(\x03R\bcapacity\"\xaf\x02\n" +
 	"\x0eAcquireRequest\x12-\n" +
 	"\x06claims\x18\x01 \x03(\v2\x15.concord.v1.LockClaimR\x06claims\x12\x18\n" +
 	"\asession\x18\x02 \x01(\x03R\asession\x12\x14\n" +
@@ -1477,14 +1507,18 @@ const file_concord_v1_lock_proto_rawDesc = "" +
 	"\ahold_ms\x18\x05 \x01(\x03R\x06holdMs\x12!\n" +
 	"\fresume_token\x18\x06 \x01(\x04R\vresumeToken\x12)\n" +
 	"\x04meta\x18\a \x01(\v2\x15.concord.v1.WriteMetaR\x04meta\x12#\n" +
-	"\rresume_waiter\x18\b \x01(\x04R\fresumeWaiter\"\xd7\x01\n" +
+	"\rresume_waiter\x18\b \x01(\x04R\fresumeWaiter\x12\x1e\n" +
+	"\n" +
+	"conversion\x18\t \x01(\bR\n" +
+	"conversion\"\xf5\x01\n" +
 	"\x0fAcquireResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.concord.v1.AcquireStateR\x05state\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x16\n" +
 	"\x06waiter\x18\x04 \x01(\x04R\x06waiter\x12\x1a\n" +
 	"\bposition\x18\x05 \x01(\x03R\bposition\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x97\x01\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1c\n" +
+	"\tconverted\x18\a \x01(\x04R\tconverted\"\x97\x01\n" +
 	"\x0eReleaseRequest\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12\x18\n" +
 	"\asession\x18\x02 \x01(\x03R\asession\x12\x14\n" +

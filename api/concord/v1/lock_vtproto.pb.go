@@ -108,6 +108,16 @@ func (m *AcquireRequest) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.Conversion {
+		i--
+		if m.Conversion {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x48
+	}
 	if m.ResumeWaiter != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.ResumeWaiter))
 		i--
@@ -199,6 +209,11 @@ func (m *AcquireResponse) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 	if m.unknownFields != nil {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
+	}
+	if m.Converted != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Converted))
+		i--
+		dAtA[i] = 0x38
 	}
 	if len(m.Reason) > 0 {
 		i -= len(m.Reason)
@@ -1176,6 +1191,9 @@ func (m *AcquireRequest) SizeVT() (n int) {
 	if m.ResumeWaiter != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.ResumeWaiter))
 	}
+	if m.Conversion {
+		n += 2
+	}
 	n += len(m.unknownFields)
 	return n
 }
@@ -1205,6 +1223,9 @@ func (m *AcquireResponse) SizeVT() (n int) {
 	l = len(m.Reason)
 	if l > 0 {
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	if m.Converted != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.Converted))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -1956,6 +1977,26 @@ func (m *AcquireRequest) UnmarshalVT(dAtA []byte) error {
 					break
 				}
 			}
+		case 9:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Conversion", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.Conversion = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -2151,6 +2192,25 @@ func (m *AcquireResponse) UnmarshalVT(dAtA []byte) error {
 			}
 			m.Reason = string(dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
+		case 7:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Converted", wireType)
+			}
+			m.Converted = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Converted |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
