@@ -20,7 +20,8 @@ import (
 // Lock commands through the whole state machine: random logs of every lock
 // command (acquires of mutexes, read-write locks, semaphores of k of N
 // permits and several mutexes at once, waiting or trying, with hold times;
-// resumes; releases with and without a token; cancels; force-releases;
+// resumes; conversions of read-write grants held or ended; releases with
+// and without a token; cancels; force-releases;
 // hold expiries of several grants in one entry) among sessions created,
 // revoked and expired in batches, and bad lock commands. After every entry:
 // no lock holds more than its kind allows, no holder or waiter belongs to a
@@ -40,7 +41,7 @@ func TestLockLogProperties(t *testing.T) {
 	// The logs reach what the properties are about.
 	for _, what := range []string{"granted at once", "granted from the queue", "granted several locks",
 		lock.ReasonReleased, lock.ReasonSessionEnded, lock.ReasonHoldTime, lock.ReasonForced, lock.ReasonUpgraded,
-		"dequeued " + lock.ReasonSessionEnded, "dequeued cancelled", "refused"} {
+		"dequeued " + lock.ReasonSessionEnded, "dequeued cancelled", "refused", "conversion of an ended grant", "converted in place"} {
 		require.Positive(t, seen[what], "no entry did %q: %v", what, seen)
 	}
 	t.Logf("%v", seen)
@@ -123,6 +124,16 @@ func runLockLog(t *testing.T, seed uint64, n int, seen map[string]int) {
 			seen["refused"]++
 			require.Equal(t, before, stateDigest(t, w.f), "entry %d was refused (%v) but changed the state: %v", i, err, cmd)
 		}
+		if a := res.GetLockAcquire(); a != nil && cmd.GetLockAcquire().GetConversion() {
+			switch {
+			case a.GetState() == concordv1.AcquireState_ACQUIRE_STATE_LOST:
+				seen["conversion of an ended grant"]++
+				require.Equal(t, lock.ReasonConvertedEnded, a.GetReason(), "entry %d: %v", i, cmd)
+				require.Equal(t, before, stateDigest(t, w.f), "entry %d: a conversion of an ended grant changed the state: %v", i, cmd)
+			case a.GetConverted() != 0:
+				seen["converted in place"]++
+			}
+		}
 		w.check(i, cmd)
 		if i%100 == uint64(seed) {
 			snaps[i] = snapshotBytes(t, w.f)
@@ -194,7 +205,7 @@ func (w *lockLogWorld) held() (holders []*concordv1.LockHolder, names []string, 
 		for _, n := range s.Locks.Names("", "", 0) {
 			l, ws, _ := s.Locks.Get(n)
 			for _, h := range l.Holders {
-				holders = append(holders, &concordv1.LockHolder{Session: h.Session, Owner: h.Owner, Token: h.Token, HoldMs: h.HoldMs})
+				holders = append(holders, &concordv1.LockHolder{Session: h.Session, Owner: h.Owner, Token: h.Token, HoldMs: h.HoldMs, Mode: concordv1.LockMode(h.Mode)})
 				names = append(names, n)
 			}
 			for _, x := range ws {
@@ -253,6 +264,20 @@ func (w *lockLogWorld) next() (*internalv1.Command, error) {
 			i := rng.IntN(len(holders))
 			r.Session, r.Owner, r.ResumeToken = holders[i].Session, holders[i].Owner, holders[i].Token
 			r.Claims = []*concordv1.LockClaim{w.claim(names[i])}
+		} else if len(r.Claims) == 1 && r.Claims[0].GetKind() == concordv1.LockKind_LOCK_KIND_RWLOCK && rng.IntN(3) == 0 {
+			// A conversion: of the owner's grant if it holds one, else
+			// of one that ended (Lost, nothing taken).
+			r.Conversion = true
+			for i, h := range holders {
+				if names[i] == r.Claims[0].GetName() && rng.IntN(4) != 0 {
+					// Into the other mode, most of the time.
+					r.Session, r.Owner, r.HoldMs = h.Session, h.Owner, h.HoldMs
+					if rng.IntN(4) != 0 {
+						r.Claims[0].Mode = concordv1.LockMode_LOCK_MODE_EXCLUSIVE + concordv1.LockMode_LOCK_MODE_SHARED - h.GetMode()
+					}
+					break
+				}
+			}
 		}
 		return op(r), nil
 	case k < 62:
@@ -300,7 +325,9 @@ func (w *lockLogWorld) next() (*internalv1.Command, error) {
 	if len(w.sessions) > 0 {
 		s = w.sessions[len(w.sessions)-1]
 	}
-	switch rng.IntN(5) {
+	switch rng.IntN(6) {
+	case 4:
+		return op(&concordv1.AcquireRequest{Session: s, Owner: "a", Conversion: true, Claims: []*concordv1.LockClaim{w.claim("m1")}}), lock.ErrInvalidClaim
 	case 0:
 		return op(&concordv1.AcquireRequest{Session: s, Owner: "a", Claims: []*concordv1.LockClaim{{Name: "s4", Kind: concordv1.LockKind_LOCK_KIND_SEMAPHORE, Permits: 5, Capacity: 4}}}), lock.ErrTooManyPermits
 	case 1:

@@ -122,12 +122,53 @@ func TestUpgradeAndDowngrade(t *testing.T) {
 	require.ErrorIs(t, err, ErrWouldDeadlock)
 	require.NoError(t, tb.Release(4, 4, []string{"rw"}, 2, "b", 0))
 	out := acq(t, tb, 5, 1, "a", true, writer("rw"))
-	require.Equal(t, Outcome{State: Granted, Token: 5}, out, "a sole reader upgrades with a new token")
+	require.Equal(t, Outcome{State: Granted, Token: 5, Converted: 1}, out, "a sole reader upgrades with a new token, naming the read grant")
 	acq(t, tb, 6, 2, "b", true, reader("rw"))
 	out = acq(t, tb, 7, 1, "a", true, reader("rw"))
-	require.Equal(t, Outcome{State: Granted, Token: 5}, out)
+	require.Equal(t, Outcome{State: Granted, Token: 5, Converted: 5}, out, "a downgrade keeps the token")
 	l, _, _ := tb.Get("rw")
 	require.Len(t, l.Holders, 2, "the downgrade let the waiting reader in")
+	// Asked again in the mode held, the grant is no conversion.
+	require.Equal(t, Outcome{State: Granted, Token: 5}, acq(t, tb, 8, 1, "a", true, reader("rw")))
+}
+
+// A conversion whose grant had ended (force-released before its owner
+// knew) takes nothing: without the mark it would be granted anew (an
+// upgrade's new token looks like an in-place upgrade's) or queue. Bad
+// conversions are refused.
+func TestConversionOfAnEndedGrantTakesNothing(t *testing.T) {
+	tb, _, rec := newTable()
+	acq(t, tb, 1, 1, "a", true, reader("rw"))
+	_, err := tb.ForceRelease(2, 2, "rw", 1, "drill", "")
+	require.NoError(t, err)
+	acq(t, tb, 3, 2, "c", true, writer("rw2"))
+	for _, c := range []struct {
+		name  string
+		claim Claim
+	}{{"rw", writer("rw")}, {"rw", reader("rw")}, {"rw2", writer("rw2")}} {
+		_, before := encode(t, tb)
+		grants, releases := len(rec.grants), len(rec.releases)
+		out, err := tb.Acquire(4, 4, Request{Claims: []Claim{c.claim}, Session: 1, Owner: "a", Wait: true, Conversion: true})
+		require.NoError(t, err)
+		require.Equal(t, Outcome{State: Lost, Reason: ReasonConvertedEnded}, out, "%s: a conversion of nothing held", c.name)
+		_, after := encode(t, tb)
+		require.Equal(t, before, after, "%s: a conversion of nothing held changed the table", c.name)
+		require.Len(t, rec.grants, grants, "%s: told a grant", c.name)
+		require.Len(t, rec.releases, releases, "%s: told a release", c.name)
+	}
+	// A held grant converts as without the mark.
+	acq(t, tb, 5, 1, "a", true, reader("rw"))
+	out, err := tb.Acquire(6, 6, Request{Claims: []Claim{writer("rw")}, Session: 1, Owner: "a", Wait: true, Conversion: true})
+	require.NoError(t, err)
+	require.Equal(t, Outcome{State: Granted, Token: 6, Converted: 5}, out)
+	for _, r := range []Request{
+		{Claims: []Claim{mutex("m")}, Session: 1, Owner: "a", Conversion: true},
+		{Claims: []Claim{sem("s", 1, 2)}, Session: 1, Owner: "a", Conversion: true},
+		{Claims: []Claim{writer("rw")}, Session: 1, Owner: "a", Conversion: true, ResumeToken: 6},
+	} {
+		_, err := tb.Acquire(7, 7, r)
+		require.ErrorIs(t, err, ErrInvalidClaim, "%+v", r)
+	}
 }
 
 func TestSemaphorePermits(t *testing.T) {
@@ -614,7 +655,7 @@ func TestUpgradeEndsTheReadGrant(t *testing.T) {
 	// The upgrade carries the grant's hold time (another is ErrAlreadyHeld).
 	out, err := tb.Acquire(5, 5, Request{Claims: []Claim{writer("rw")}, Session: 1, Owner: "a", Wait: true, HoldMs: 100})
 	require.NoError(t, err)
-	require.Equal(t, Outcome{State: Granted, Token: 5}, out)
+	require.Equal(t, Outcome{State: Granted, Token: 5, Converted: 1}, out)
 	require.Equal(t, []Release{{Name: "rw", Session: 1, Owner: "a", Token: 1, Reason: ReasonUpgraded, HeldMs: 4, HoldMs: 100}}, rec.releases)
 	last := rec.grants[len(rec.grants)-1]
 	require.Equal(t, uint64(5), last.Token)
@@ -728,8 +769,8 @@ func TestAnotherRequestOfAHoldingOwnerIsRefused(t *testing.T) {
 	require.Equal(t, Outcome{State: Granted, Token: 1}, hold(10, "m", 0, mutex("m")))
 	require.Equal(t, Outcome{State: Granted, Token: 2}, hold(11, "s", 1_000, sem("s", 2, 5)))
 	require.Equal(t, Outcome{State: Granted, Token: 4}, hold(12, "multi", 100, mutex("x"), mutex("y")))
-	require.Equal(t, Outcome{State: Granted, Token: 13}, hold(13, "r", 100, writer("rw")))
-	require.Equal(t, Outcome{State: Granted, Token: 5}, hold(14, "w", 100, reader("rw2")))
+	require.Equal(t, Outcome{State: Granted, Token: 13, Converted: 3}, hold(13, "r", 100, writer("rw")))
+	require.Equal(t, Outcome{State: Granted, Token: 5, Converted: 5}, hold(14, "w", 100, reader("rw2")))
 }
 
 // The locks a LockAll took are one grant, and a grant ends whole: a

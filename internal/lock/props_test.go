@@ -49,8 +49,11 @@ import (
 //   - outcomes: a new acquire is granted iff every lock it claims has an
 //     empty queue and room (by the test's rules), queued when it waits,
 //     refused (NotAcquired) when it tries; a resume is Granted iff the
-//     grant is held;
-//   - a refused command (an error, NotAcquired, a stale hold expiry)
+//     grant is held; a conversion whose owner neither holds nor waits for
+//     the lock is Lost and changes nothing; a grant names the grant it
+//     converted in place (Converted) exactly when the owner held the
+//     read-write lock in the other mode, and a downgrade keeps its token;
+//   - a refused command (an error, NotAcquired, Lost, a stale hold expiry)
 //     changes nothing: the table's encoding before equals after, and the
 //     observer hears nothing; the error is one of the documented sentinels,
 //     the one expected for deliberately bad input;
@@ -74,7 +77,7 @@ func TestLockTableProperties(t *testing.T) {
 	// The sequences reach what the properties are about.
 	for _, what := range []string{"queued grant", "LockAll queued grant", "grant of several waiters", "upgrade", "downgrade",
 		"semaphore shared", "permits > 1", "restore", "session end ended", "session end granted", "force several locks",
-		"hold expired", "hold expired legacy", "NotAcquired", "resume Granted", "resume Lost", "reattach",
+		"hold expired", "hold expired legacy", "NotAcquired", "resume Granted", "resume Lost", "reattach", "conversion Lost", "conversion converted",
 		"err LOCK_NOT_HELD", "err LOCK_KIND_MISMATCH", "err TOO_MANY_PERMITS", "err WOULD_DEADLOCK", "err INVALID_LOCK_REQUEST",
 		"err LOCK_ALREADY_WAITING", "err LOCK_ALREADY_HELD", "err LOCK_NOT_WAITING", "err SESSION_NOT_FOUND", "release part of a grant"} {
 		require.Positive(t, seen[what], "no step did %q: %v", what, seen)
@@ -353,6 +356,12 @@ func (w *propWorld) gen() propCmd {
 		if rng.IntN(3) == 0 {
 			req.HoldMs = 1 + rng.Int64N(2)
 		}
+		if req.Claims[0].Kind == KindRW && rng.IntN(4) == 0 {
+			// A conversion, mostly of a grant the owner does not hold
+			// (it ended before the conversion applied).
+			req.Conversion = true
+			return propCmd{op: pAcquire, req: req, what: "conversion"}
+		}
 		return propCmd{op: pAcquire, req: req, what: "acquire"}
 	case k < 45:
 		// A holder acquires again: reentrant, a conversion of a read-write
@@ -371,6 +380,9 @@ func (w *propWorld) gen() propCmd {
 			// it asks (a grant holds the hold time it was granted with).
 			c.req.HoldMs = (p.h.HoldMs + 1 + rng.Int64N(2)) % 3
 			c.want, c.what = ErrAlreadyHeld, "again with another hold time"
+		}
+		if p.name == "rw" && rng.IntN(2) == 0 {
+			c.req.Conversion = true
 		}
 		return c
 	case k < 49:
@@ -487,6 +499,19 @@ func (w *propWorld) bad() propCmd {
 			return acq("a name twice", ErrInvalidClaim, func(r *Request) { r.Claims = []Claim{mutex("m1"), mutex("m2"), mutex("m1")} })
 		},
 		func() propCmd { return acq("negative hold", ErrInvalidClaim, func(r *Request) { r.HoldMs = -1 }) },
+		func() propCmd {
+			return acq("conversion of a mutex", ErrInvalidClaim, func(r *Request) { r.Claims, r.Conversion = []Claim{mutex("m1")}, true })
+		},
+		func() propCmd {
+			return acq("conversion of several locks", ErrInvalidClaim, func(r *Request) {
+				r.Claims, r.Conversion = []Claim{mutex("m1"), mutex("m2")}, true
+			})
+		},
+		func() propCmd {
+			return acq("conversion with a resume token", ErrInvalidClaim, func(r *Request) {
+				r.Claims, r.Conversion, r.ResumeToken = []Claim{writer("rw")}, true, 1
+			})
+		},
 		func() propCmd { return acq("no kind", ErrInvalidClaim, func(r *Request) { r.Claims[0].Kind = 0 }) },
 		func() propCmd {
 			return acq("rw without mode", ErrInvalidClaim, func(r *Request) { r.Claims = []Claim{{Name: "rw", Kind: KindRW}} })
@@ -583,7 +608,7 @@ func (w *propWorld) step(rev uint64) {
 		"%s: the twin told other releases", msg)
 
 	after := viewOf(w.tb)
-	refused := res.err != nil || (c.op == pExpire && !res.ok) || (c.op == pAcquire && res.out.State == NotAcquired)
+	refused := res.err != nil || (c.op == pExpire && !res.ok) || (c.op == pAcquire && (res.out.State == NotAcquired || res.out.State == Lost))
 	if c.want != nil {
 		require.ErrorIs(t, res.err, c.want, msg)
 	}
@@ -636,6 +661,37 @@ func (w *propWorld) checkOutcome(msg stepMsg, rev uint64, r Request, out Outcome
 			if x := before.waiters[id]; x.Session == r.Session && x.Owner == r.Owner {
 				involved = true
 			}
+		}
+	}
+	// A grant converts the owner's grant in place when the owner held the
+	// read-write lock in the other mode; it says so, with the converted
+	// grant's token, and only then.
+	var converted uint64
+	if len(claims) == 1 && claims[0].Kind == KindRW {
+		if h := before.holder(claims[0].Name, r.Session, r.Owner); h != nil && h.Mode != claims[0].Mode {
+			converted = h.Token
+		}
+	}
+	if out.State == Granted {
+		require.Equal(t, converted, out.Converted, "%s: a grant that converted %d in place, or none (0), said otherwise", msg, converted)
+		if converted != 0 && claims[0].Mode == Shared {
+			require.Equal(t, converted, out.Token, "%s: a downgrade changed the token", msg)
+		}
+	} else {
+		require.Zero(t, out.Converted, "%s: converted, but not granted", msg)
+	}
+	if r.Conversion {
+		// A conversion of nothing held (the grant ended) takes nothing,
+		// unless the owner waits (answered with its wait, as any request).
+		waits := false
+		for _, id := range before.locks[claims[0].Name].Queue {
+			if x := before.waiters[id]; x.Session == r.Session && x.Owner == r.Owner {
+				waits = true
+			}
+		}
+		if before.holder(claims[0].Name, r.Session, r.Owner) == nil && !waits {
+			require.Equal(t, Outcome{State: Lost, Reason: ReasonConvertedEnded}, out, "%s: a conversion of a grant that ended", msg)
+			return
 		}
 	}
 	switch out.State {
@@ -865,6 +921,10 @@ func (w *propWorld) count(c propCmd, res propResult, before propView) {
 	switch {
 	case c.op == pAcquire && res.err == nil && c.req.ResumeToken != 0:
 		w.seen[map[State]string{Granted: "resume Granted", Lost: "resume Lost"}[res.out.State]]++
+	case c.op == pAcquire && res.err == nil && c.req.Conversion && res.out.State == Lost:
+		w.seen["conversion Lost"]++
+	case c.op == pAcquire && res.err == nil && c.req.Conversion && res.out.Converted != 0:
+		w.seen["conversion converted"]++
 	case c.op == pAcquire && res.out.State == NotAcquired:
 		w.seen["NotAcquired"]++
 	case c.op == pAcquire && res.out.State == Queued && res.out.Waiter != 0 && before.waiters[res.out.Waiter].ID != 0:
