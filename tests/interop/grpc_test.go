@@ -466,3 +466,58 @@ func TestGRPCOverTLS(t *testing.T) {
 	st := acquire(t, ctx, conn, &concordv1.AcquireRequest{Claims: mutex("m"), Session: sess, Owner: "o"})
 	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, recvAcquire(t, st).GetState())
 }
+
+// rwClaim is a claim of read-write lock name in mode.
+func rwClaim(name string, mode concordv1.LockMode) []*concordv1.LockClaim {
+	return []*concordv1.LockClaim{{Name: name, Kind: concordv1.LockKind_LOCK_KIND_RWLOCK, Mode: mode}}
+}
+
+// A grpc-go client sees what a conversion did: converted names the grant an
+// upgrade or a downgrade converted in place (0 for a grant made anew), and
+// an acquire sent with conversion whose grant had ended (force-released)
+// answers LOST, reason "converted grant ended", and takes nothing; the
+// same acquire without conversion is granted anew, converted 0.
+func TestGRPCLockConversionSaysWhatItConverted(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	conn := dial(t, c.Endpoints()[0])
+	ctx := ctxT(t, 60*time.Second)
+	s := createSession(t, ctx, conn, 30*time.Second)
+	shared, exclusive := concordv1.LockMode_LOCK_MODE_SHARED, concordv1.LockMode_LOCK_MODE_EXCLUSIVE
+	once := func(req *concordv1.AcquireRequest) *concordv1.AcquireResponse {
+		t.Helper()
+		req.Session, req.Owner = s, "o"
+		return recvAcquire(t, acquire(t, ctx, conn, req))
+	}
+
+	read := once(&concordv1.AcquireRequest{Claims: rwClaim("rw", shared)})
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, read.GetState())
+	require.Zero(t, read.GetConverted(), "granted anew")
+	up := once(&concordv1.AcquireRequest{Claims: rwClaim("rw", exclusive), Conversion: true})
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, up.GetState())
+	require.Equal(t, read.GetToken(), up.GetConverted(), "an upgrade names the read grant it converted")
+	require.Greater(t, up.GetToken(), read.GetToken(), "an upgrade's write grant has a token of its own")
+	down := once(&concordv1.AcquireRequest{Claims: rwClaim("rw", shared), Conversion: true})
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, down.GetState())
+	require.Equal(t, up.GetToken(), down.GetToken(), "a downgrade keeps the token")
+	require.Equal(t, up.GetToken(), down.GetConverted())
+
+	var fr concordv1.ForceReleaseResponse
+	require.NoError(t, conn.Invoke(ctx, "/concord.v1.Lock/ForceRelease", &concordv1.ForceReleaseRequest{Name: "rw", Reason: "drill"}, &fr))
+	require.EqualValues(t, 1, fr.GetReleased())
+	lost := once(&concordv1.AcquireRequest{Claims: rwClaim("rw", exclusive), Conversion: true})
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, lost.GetState())
+	require.Equal(t, "converted grant ended", lost.GetReason())
+	var info concordv1.InspectLockResponse
+	require.NoError(t, conn.Invoke(ctx, lockInspect, &concordv1.InspectLockRequest{Name: "rw"}, &info))
+	require.Empty(t, info.GetLock().GetHolders(), "a conversion of an ended grant took the lock")
+
+	fresh := once(&concordv1.AcquireRequest{Claims: rwClaim("rw", exclusive)})
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, fresh.GetState())
+	require.Zero(t, fresh.GetConverted(), "a grant made anew converted nothing")
+
+	// A conversion needs one read-write claim.
+	st := acquire(t, ctx, conn, &concordv1.AcquireRequest{Claims: mutex("m"), Session: s, Owner: "o", Conversion: true})
+	code, reason := reasonOf(t, st.RecvMsg(new(concordv1.AcquireResponse)))
+	require.Equal(t, codes.InvalidArgument, code)
+	require.Equal(t, "INVALID_LOCK_REQUEST", reason)
+}

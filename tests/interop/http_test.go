@@ -354,3 +354,38 @@ func TestStreamsEndedByTheirDeadlineSaySo(t *testing.T) {
 		require.Equal(t, "deadline_exceeded", e["code"], "%s ended with %v", name, end)
 	}
 }
+
+// Over HTTP/JSON, as curl sends it: an upgrade sent with "conversion"
+// answers "converted" (the read grant's token); once the grant is
+// force-released, the same conversion answers LOST with reason
+// "converted grant ended" and takes nothing.
+func TestHTTPJSONLockConversion(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	base := "http://" + c.Endpoints()[0]
+	status, out := postJSON(t, base, "/concord.v1.Session/Create", `{"ttl_ms":"30000","name":"curl"}`)
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	s := out["id"].(string)
+	acquire := func(mode string, conversion bool) map[string]any {
+		t.Helper()
+		st := openStream(t, base, "/concord.v1.Lock/Acquire",
+			fmt.Sprintf(`{"claims":[{"name":"rw","kind":"LOCK_KIND_RWLOCK","mode":%q}],"session":%q,"owner":"o","conversion":%v}`, mode, s, conversion))
+		return st.message()
+	}
+	read := acquire("LOCK_MODE_SHARED", false)
+	require.Equal(t, "ACQUIRE_STATE_GRANTED", read["state"], "%v", read)
+	require.Nil(t, read["converted"], "granted anew: %v", read)
+	up := acquire("LOCK_MODE_EXCLUSIVE", true)
+	require.Equal(t, "ACQUIRE_STATE_GRANTED", up["state"], "%v", up)
+	require.Equal(t, read["token"], up["converted"], "an upgrade names the read grant it converted: %v", up)
+	require.NotEqual(t, read["token"], up["token"])
+
+	status, out = postJSON(t, base, "/concord.v1.Lock/ForceRelease", `{"name":"rw","reason":"drill"}`)
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	lost := acquire("LOCK_MODE_SHARED", true)
+	require.Equal(t, "ACQUIRE_STATE_LOST", lost["state"], "%v", lost)
+	require.Equal(t, "converted grant ended", lost["reason"], "%v", lost)
+	status, out = postJSON(t, base, "/concord.v1.Lock/Inspect", `{"name":"rw"}`)
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	lk, _ := out["lock"].(map[string]any)
+	require.Empty(t, lk["holders"], "a conversion of an ended grant took the lock: %v", out)
+}
