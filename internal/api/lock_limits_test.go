@@ -339,6 +339,25 @@ func TestMaxLocksLetsThroughWhatAddsNothing(t *testing.T) {
 	require.NoError(t, rw.Upgrade(ctx), "an upgrade at the limit")
 }
 
+// At the --max-locks limit, a conversion of a grant that had ended is
+// told so (ErrLockLost: it takes nothing, so adds nothing), not refused as
+// past the limit, which counted it as a new lock and grant.
+func TestMaxLocksLetsThroughAConversionOfAnEndedGrant(t *testing.T) {
+	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 3 })
+	ctx := context.Background()
+	s := liveSession(t, cl)
+	rw := concurrency.NewRWMutex(s, "rw")
+	require.NoError(t, rw.RLock(ctx))
+	_, err := cl.ForceReleaseLock(ctx, "rw", rw.Token(), "drill")
+	require.NoError(t, err)
+	m := concurrency.NewMutex(s, "m")
+	require.NoError(t, m.Lock(ctx), "the lock and its grant: 2 entries of 3")
+	err = rw.Upgrade(ctx)
+	require.ErrorIs(t, err, client.ErrLockLost)
+	require.NotErrorIs(t, err, client.ErrQuotaExceeded)
+	require.ErrorContains(t, err, "converted grant ended")
+}
+
 // --max-locks counts a LockAll waiter's place in each queue it joins: it
 // becomes one grant per lock. Counted as one entry while it waited, two
 // waiters of 64 locks each grew the table to 256 entries under

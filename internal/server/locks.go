@@ -39,6 +39,11 @@ func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
 	if req.GetResumeToken() != 0 || req.GetResumeWaiter() != 0 {
 		return nil // follows what exists: adds nothing
 	}
+	if req.GetConversion() {
+		// Converts the owner's grant in place, or takes nothing when the
+		// grant has ended (and never queues): it adds nothing either way.
+		return nil
+	}
 	return s.checkLockQuota(req)
 }
 
