@@ -297,3 +297,30 @@ func TestSDKRWMutexConversionOfAnUnseenForceReleaseFails(t *testing.T) {
 		}
 	}
 }
+
+// An Upgrade of a read lock that had ended, while another handle holds the
+// write lock, queued behind it (Upgrade's doc said "at once"), and was
+// granted the write lock anew once the other released it, the loss never
+// told. It fails with ErrLockLost at once, queues nothing, and the other
+// handle's release leaves the lock free.
+func TestSDKRWMutexUpgradeOfAnEndedReadLockNeverQueues(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	rw := concurrency.NewRWMutex(session(t, cl, 30*time.Second), "rwq")
+	require.NoError(t, rw.RLock(ctx))
+	_, err := cl.ForceReleaseLock(ctx, "rwq", rw.Token(), "drill")
+	require.NoError(t, err)
+	other := concurrency.NewRWMutex(session(t, cl, 30*time.Second), "rwq")
+	require.NoError(t, other.Lock(ctx))
+	// Bounded so that a regression fails rather than hangs: the upgrade
+	// must not wait for other's Unlock, which never comes before it ends.
+	uctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = rw.Upgrade(uctx)
+	require.ErrorIs(t, err, client.ErrLockLost, "the upgrade of an ended read lock waited in the queue")
+	require.True(t, waiters(ctx, cl, "rwq", 0)(), "the upgrade queued")
+	require.NoError(t, other.Unlock(ctx))
+	require.True(t, released(ctx, cl, "rwq")(), "the lock was granted to the failed upgrade")
+	require.ErrorIs(t, rw.RUnlock(ctx), client.ErrLockLost)
+}
