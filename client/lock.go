@@ -503,10 +503,12 @@ func (c *Client) granted(sess *Session, owner string, claims []*LockClaim,
 // leader starts the hold clock when it applies the grant (a new leader
 // starts it afresh, which only lengthens it). The SDK cannot see that
 // moment. The last one it knows to precede it is sent, when it sent the
-// acquire, provided the grant was made for this acquire (fresh): a grant
-// the owner held already started its clock earlier, at a moment the SDK
-// does not know, unless it is the grant being converted (a downgrade keeps
-// the grant, its token, and the clock the leader started for it).
+// acquire (the SDK counts the hold from there, less the clockRateMargin
+// that covers a leader clock running fast), provided the grant was made
+// for this acquire (fresh): a grant the owner held already started its
+// clock earlier, at a moment the SDK does not know, unless it is the grant
+// being converted (a downgrade keeps the grant, its token, and the clock
+// the leader started for it).
 //
 // For a grant that queued, sent is early by the whole wait, and nothing
 // the server answers tells more: a lock_wait answer (or a Lock.Acquire
@@ -523,7 +525,7 @@ func holdDeadline(token uint64, opts AcquireOptions, sent time.Time, fresh bool)
 	case !fresh:
 		return time.Time{}, false
 	}
-	return sent.Add(opts.Hold), true
+	return leaseEnd(sent, opts.Hold), true
 }
 
 func claimNames(claims []*LockClaim) string {
