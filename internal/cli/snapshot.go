@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -33,7 +35,10 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 		Short: "Seed a new member's data dir from a backup (run once per member, then start them)",
 		Long: `Restore a backup made with "concord cluster snapshot save" into a new cluster.
 Run it for every member of the new cluster, with the same --initial-cluster,
-then start each member with the same --name, --data-dir and --initial-cluster.
+then start each member with the same --name, --data-dir and --initial-cluster,
+and with --listen-peer at its address in --initial-cluster (for a single
+member restored without --initial-cluster, its --advertise-peer): the
+restored cluster reaches each member there. The restore prints the command.
 
   concord snapshot restore backup.snap --name n1 --data-dir d1 \
     --initial-cluster n1=127.0.0.1:7081,n2=127.0.0.1:7082,n3=127.0.0.1:7083
@@ -113,13 +118,19 @@ finds a voter seeded with another state stops at start.`,
 			}
 			if g.json {
 				abs, _ := filepath.Abs(dataDir)
-				return writeJSON(g.stdout, map[string]any{"revision": idx, "bump_index": bump, "bump_ids": idBump, "tags": sum.Tags, "sequences": sum.Sequences, "data_dir": abs, "name": name, "seed": seed.Digest()})
+				return writeJSON(g.stdout, map[string]any{"revision": idx, "bump_index": bump, "bump_ids": idBump, "tags": sum.Tags, "sequences": sum.Sequences, "data_dir": abs, "name": name, "seed": seed.Digest(),
+					"start_command": restoredStartCommand(name, dataDir, self, initialCluster)})
 			}
 			moved := ""
 			if sum.Tags+sum.Sequences > 0 {
 				moved = fmt.Sprintf(", with its %d segment tags and %d strict sequences moved --bump-ids %d past the backup's values", sum.Tags, sum.Sequences, idBump)
 			}
-			fmt.Fprintf(g.stdout, "restored the backup into %s for member %s at revision %d (the backup's, plus --bump-index %d)%s; start it with the same --name, --data-dir and --initial-cluster; its seed is %s (every member restored with the same backup and flags has the same)\n", dataDir, name, idx, bump, moved, seed.Digest())
+			fmt.Fprintf(g.stdout, "restored the backup into %s for member %s at revision %d (the backup's, plus --bump-index %d)%s; its seed is %s (every member restored with the same backup and flags has the same)\n", dataDir, name, idx, bump, moved, seed.Digest())
+			fmt.Fprintf(g.stdout, "start it with: %s\n", restoredStartCommand(name, dataDir, self, initialCluster))
+			if _, port, err := net.SplitHostPort(self); err == nil {
+				fmt.Fprintf(g.stdout, "  (add --listen-client and the other flags it runs with; to take peers on every interface, "+
+					"give --listen-peer %s --advertise-peer %s instead)\n", net.JoinHostPort("0.0.0.0", port), self)
+			}
 			return nil
 		},
 	}
@@ -134,4 +145,33 @@ finds a voter seeded with another state stops at start.`,
 		"move every segment tag and strict sequence this far past the backup's value (required when the backup holds any; the same on every member)")
 	cmd.AddCommand(restore)
 	return cmd
+}
+
+// restoredStartCommand returns the `concord server` command that starts a
+// member restored by `concord snapshot restore`: its name and data dir,
+// --listen-peer at the peer address the restored cluster configuration
+// gives it (peer, which --advertise-peer defaults to: a member that
+// listened elsewhere left the configured address unserved, and warned that
+// the cluster reaches it at another address), and the --initial-cluster it
+// was restored with, which `concord server` checks again at every start.
+func restoredStartCommand(name, dataDir, peer, initialCluster string) string {
+	args := []string{"concord", "server", "--name", name, "--data-dir", dataDir, "--listen-peer", peer}
+	if initialCluster != "" {
+		args = append(args, "--initial-cluster", initialCluster)
+	}
+	for i, a := range args {
+		args[i] = shellQuote(a)
+	}
+	return strings.Join(args, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but
+// characters no shell treats specially.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@%+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
