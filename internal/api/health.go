@@ -19,12 +19,26 @@ import (
 // sent within this much.
 var healthPollInterval = time.Second
 
+// statusServiceUnknown is grpc.health.v1's SERVICE_UNKNOWN, which
+// grpchealth.Status does not name: its handler sends a Status as the
+// enum's number.
+const statusServiceUnknown grpchealth.Status = 3
+
+// watching marks the context of a health Watch stream (streamEnd sets
+// it): Check answers an unknown service there with SERVICE_UNKNOWN rather
+// than NOT_FOUND.
+type watching struct{}
+
 // healthChecker answers the gRPC health protocol (grpc.health.v1.Health)
 // with the member's readiness, what GET /readyz answers: SERVING when the
 // member knows a leader (and, if it leads, has committed an entry of its
 // term), NOT_SERVING otherwise and once shutdown began. It answers so for
 // the empty service name (the whole member) and for each service of the
-// client API; another name is NOT_FOUND.
+// client API. Check of another name is NOT_FOUND; Watch of one sends
+// SERVICE_UNKNOWN and stays open, as the protocol
+// (grpc/doc/health-checking.md) says: the client may watch a service
+// before its server serves it. A member's services are fixed, so nothing
+// follows until the stream ends.
 type healthChecker struct {
 	s     *server.Server
 	names map[string]bool
@@ -45,9 +59,13 @@ func (h *healthChecker) known(service string) error {
 	return nil
 }
 
-// Check implements grpchealth.Checker.
-func (h *healthChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+// Check implements grpchealth.Checker. The handler calls it for a Watch
+// stream's statuses too, with the stream's context.
+func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
 	if err := h.known(req.Service); err != nil {
+		if ctx.Value(watching{}) != nil {
+			return &grpchealth.CheckResponse{Status: statusServiceUnknown}, nil
+		}
 		return nil, err
 	}
 	if h.s.Ready() {
@@ -58,10 +76,12 @@ func (h *healthChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (
 
 // Watch implements grpchealth.Watcher: it polls the member's readiness
 // every healthPollInterval; the handler sends a status only when it
-// changed.
+// changed. An unknown service is not polled: the handler sends its
+// SERVICE_UNKNOWN, and the stream stays open until the client or the
+// member ends it.
 func (h *healthChecker) Watch(_ context.Context, req *grpchealth.CheckRequest, onChange func()) (func(), error) {
-	if err := h.known(req.Service); err != nil {
-		return nil, err
+	if !h.names[req.Service] {
+		return func() {}, nil
 	}
 	done := make(chan struct{})
 	go func() {
@@ -106,10 +126,11 @@ func handleHealthAndReflection(mux *http.ServeMux, srv *server.Server, token str
 	}
 }
 
-// streamEnd ends a health Watch stream that its context ended as the
-// client API's streams end: with SHUTTING_DOWN (Unavailable) when the
-// member stops, so that a client takes it for a member going away rather
-// than for a watch that had nothing more to send.
+// streamEnd marks a health Watch stream's context (watching), and ends a
+// stream that its context ended as the client API's streams end: with
+// SHUTTING_DOWN (Unavailable) when the member stops, so that a client
+// takes it for a member going away rather than for a watch that had
+// nothing more to send.
 type streamEnd struct{ s *server.Server }
 
 func (e streamEnd) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc { return next }
@@ -120,6 +141,7 @@ func (e streamEnd) WrapStreamingClient(next connect.StreamingClientFunc) connect
 
 func (e streamEnd) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		ctx = context.WithValue(ctx, watching{}, true)
 		err := next(ctx, conn)
 		if err == nil && ctx.Err() != nil {
 			return wire(e.s.StreamEnd(ctx))

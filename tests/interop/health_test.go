@@ -159,3 +159,36 @@ func TestGRPCHealthWatchEndsAtShutdown(t *testing.T) {
 		require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, resp.GetStatus())
 	}
 }
+
+// A health Watch of a service the member does not serve ended at once
+// with NOT_FOUND (connectrpc.com/grpchealth's answer). The gRPC health
+// protocol (grpc/doc/health-checking.md) says otherwise: the watch sends
+// SERVICE_UNKNOWN and stays open, to send a status should the service
+// become known, so that a client may watch a service before it is served.
+// Check of an unknown service stays NOT_FOUND, as the protocol says; and
+// the watch, like every stream, ends with SHUTTING_DOWN when the member
+// stops.
+func TestGRPCHealthWatchOfAnUnknownServiceStaysOpen(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 60*time.Second)
+	health := healthpb.NewHealthClient(dial(t, c.Endpoints()[0]))
+	watch, err := health.Watch(ctx, &healthpb.HealthCheckRequest{Service: "no.such.Service"})
+	require.NoError(t, err)
+	first, err := watch.Recv()
+	require.NoError(t, err, "the watch of an unknown service ended")
+	require.Equal(t, healthpb.HealthCheckResponse_SERVICE_UNKNOWN, first.GetStatus())
+
+	_, err = health.Check(ctx, &healthpb.HealthCheckRequest{Service: "no.such.Service"})
+	require.Equal(t, codes.NotFound, status.Code(err), "Check of an unknown service: %v", err)
+	resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+
+	// The watch is still open: what ends it is the member's stop, and it
+	// sent nothing more before.
+	c.Stop(0)
+	_, err = watch.Recv()
+	code, reason := reasonOf(t, err)
+	require.Equal(t, codes.Unavailable, code, "%v", err)
+	require.Equal(t, "SHUTTING_DOWN", reason)
+}
