@@ -156,3 +156,20 @@ func TestServerRefusesMaxConcurrentStreamsOutOfRange(t *testing.T) {
 		require.NoDirExists(t, dir)
 	}
 }
+
+// --http2-ping-interval and --http2-ping-timeout reach the config: a
+// negative value, or one below a second, stops `concord server` before it
+// writes its data dir.
+func TestServerRefusesNonsenseHTTP2Pings(t *testing.T) {
+	for flag, v := range map[string]string{
+		"--http2-ping-interval": "-1s", "--http2-ping-timeout": "-5s",
+	} {
+		for _, v := range []string{v, "500ms"} {
+			dir := filepath.Join(t.TempDir(), "d")
+			out, err := runCLI(t, "server", "--data-dir", dir, "--listen-client", freeAddr(t), "--listen-peer", freeAddr(t),
+				flag, v, "--log-format", "text")
+			require.ErrorContains(t, err, flag+" "+v, "%s", out)
+			require.NoDirExists(t, dir)
+		}
+	}
+}

@@ -40,6 +40,18 @@ const (
 	DefaultMaxConcurrentStreams = 10_000
 	// MaxMaxConcurrentStreams bounds --max-concurrent-streams.
 	MaxMaxConcurrentStreams = 1_000_000
+	// DefaultHTTP2PingInterval and DefaultHTTP2PingTimeout are the
+	// client port's HTTP/2 pings: a connection on which no frame arrived
+	// for the interval gets a PING, and is closed if the client does not
+	// answer it within the timeout.
+	DefaultHTTP2PingInterval = 30 * time.Second
+	DefaultHTTP2PingTimeout  = 15 * time.Second
+	// MinHTTP2PingInterval and MinHTTP2PingTimeout bound
+	// --http2-ping-interval and --http2-ping-timeout from below: grpc-go's
+	// server pings no more often than once a second either, and a timeout
+	// shorter than a round trip closes every connection it pings.
+	MinHTTP2PingInterval = time.Second
+	MinHTTP2PingTimeout  = time.Second
 )
 
 // Peer is one member of the initial cluster.
@@ -130,6 +142,18 @@ type Server struct {
 	// connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS);
 	// default DefaultMaxConcurrentStreams, at most MaxMaxConcurrentStreams.
 	MaxConcurrentStreams int
+	// HTTP2PingInterval and HTTP2PingTimeout are the client port's HTTP/2
+	// pings: a connection on which no frame arrived for HTTP2PingInterval
+	// gets a PING, and is closed if the client does not answer it within
+	// HTTP2PingTimeout. Defaults DefaultHTTP2PingInterval and
+	// DefaultHTTP2PingTimeout; at least MinHTTP2PingInterval and
+	// MinHTTP2PingTimeout.
+	HTTP2PingInterval time.Duration
+	HTTP2PingTimeout  time.Duration
+	// DisableHTTP2Pings sends no pings: a quiet connection is kept until
+	// the client or the network closes it. HTTP2PingInterval and
+	// HTTP2PingTimeout are then unused.
+	DisableHTTP2Pings bool
 
 	// ShutdownTimeout bounds a graceful shutdown; default 10s.
 	ShutdownTimeout time.Duration
@@ -197,6 +221,12 @@ func (c *Server) SetDefaults() {
 		l.MaxSessionTTL = DefaultMaxTTL
 	}
 	setInt(&c.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+	if c.HTTP2PingInterval == 0 {
+		c.HTTP2PingInterval = DefaultHTTP2PingInterval
+	}
+	if c.HTTP2PingTimeout == 0 {
+		c.HTTP2PingTimeout = DefaultHTTP2PingTimeout
+	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
@@ -307,6 +337,21 @@ func (c *Server) Validate() error {
 	// 0 means the default, as for the limits.
 	if n := c.MaxConcurrentStreams; n < 0 || n > MaxMaxConcurrentStreams {
 		bad("--max-concurrent-streams %d: want 1 to %d", n, MaxMaxConcurrentStreams)
+	}
+	// 0 means the default here too; --disable-http2-pings turns them off.
+	for _, p := range []struct {
+		flag     string
+		v, floor time.Duration
+	}{
+		{"--http2-ping-interval", c.HTTP2PingInterval, MinHTTP2PingInterval},
+		{"--http2-ping-timeout", c.HTTP2PingTimeout, MinHTTP2PingTimeout},
+	} {
+		switch {
+		case p.v < 0:
+			bad("%s %s is negative (0 is the default; --disable-http2-pings turns the pings off)", p.flag, p.v)
+		case p.v > 0 && p.v < p.floor && !c.DisableHTTP2Pings:
+			bad("%s %s is below %s", p.flag, p.v, p.floor)
+		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("--tls-cert and --tls-key go together")

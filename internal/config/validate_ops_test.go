@@ -119,3 +119,43 @@ func TestValidateMaxConcurrentStreams(t *testing.T) {
 	require.Equal(t, DefaultMaxConcurrentStreams, c.MaxConcurrentStreams)
 	require.Equal(t, 10_000, c.MaxConcurrentStreams)
 }
+
+// --http2-ping-interval and --http2-ping-timeout (the client port's HTTP/2
+// pings, fixed at 30 s and 15 s before) refuse a negative value and one
+// below a second, naming the flag; 0 is the default, and
+// --disable-http2-pings turns the pings off (a negative value is refused
+// all the same).
+func TestValidateHTTP2Pings(t *testing.T) {
+	for name, tc := range map[string]struct {
+		mod  func(c *Server)
+		want string
+	}{
+		"negative interval":          {func(c *Server) { c.HTTP2PingInterval = -time.Second }, "--http2-ping-interval -1s is negative"},
+		"negative timeout":           {func(c *Server) { c.HTTP2PingTimeout = -time.Second }, "--http2-ping-timeout -1s is negative"},
+		"interval below a second":    {func(c *Server) { c.HTTP2PingInterval = time.Millisecond }, "--http2-ping-interval 1ms is below 1s"},
+		"timeout below a second":     {func(c *Server) { c.HTTP2PingTimeout = time.Nanosecond }, "--http2-ping-timeout 1ns is below 1s"},
+		"negative, pings turned off": {func(c *Server) { c.HTTP2PingTimeout, c.DisableHTTP2Pings = -time.Second, true }, "--http2-ping-timeout -1s is negative"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var c Server
+			c.SetDefaults()
+			tc.mod(&c)
+			require.ErrorContains(t, c.Validate(), tc.want)
+		})
+	}
+	var c Server
+	c.SetDefaults()
+	require.NoError(t, c.Validate())
+	require.Equal(t, 30*time.Second, c.HTTP2PingInterval)
+	require.Equal(t, 15*time.Second, c.HTTP2PingTimeout)
+	for _, ok := range []Server{
+		{HTTP2PingInterval: MinHTTP2PingInterval, HTTP2PingTimeout: MinHTTP2PingTimeout},
+		{HTTP2PingInterval: time.Hour, HTTP2PingTimeout: time.Hour},
+		{HTTP2PingInterval: time.Millisecond, DisableHTTP2Pings: true},
+	} {
+		want := ok
+		ok.SetDefaults()
+		require.NoError(t, ok.Validate(), "%+v", want)
+		require.Equal(t, want.HTTP2PingInterval, ok.HTTP2PingInterval)
+	}
+}

@@ -30,19 +30,6 @@ import (
 // protocol is no longer the http.Server's.
 var idleTimeout = 2 * time.Minute
 
-// pingInterval and pingTimeout are the server's HTTP/2 pings: a connection
-// on which no frame arrived for pingInterval gets a PING, and is closed if
-// the client does not answer it within pingTimeout. A stream can be quiet
-// for long (a Lock.Acquire wait, a watch of a key nobody writes), and a
-// NAT or load balancer between client and member drops a connection idle
-// for a few minutes without telling either end: the pings keep it open,
-// and a member whose client is gone for good frees the connection's
-// streams within pingInterval+pingTimeout rather than never.
-var (
-	pingInterval = 30 * time.Second
-	pingTimeout  = 15 * time.Second
-)
-
 // Options are a daemon's dependencies.
 type Options struct {
 	Logger  *slog.Logger
@@ -120,6 +107,20 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 		Gatherer: reg, Registerer: reg, AuthToken: cfg.AuthToken, MaxRequestBytes: cfg.Limits.MaxRequestBytes,
 		DisableFramedBatch: cfg.DisableFramedBatch,
 	})
+	// The server's HTTP/2 pings (--http2-ping-interval, 30 s, and
+	// --http2-ping-timeout, 15 s): a connection on which no frame arrived
+	// for the interval gets a PING, and is closed if the client does not
+	// answer it within the timeout. A stream can be quiet for long (a
+	// Lock.Acquire wait, a watch of a key nobody writes), and a NAT or load
+	// balancer between client and member drops a connection idle for a
+	// few minutes without telling either end: the pings keep it open, and
+	// a member whose client is gone for good frees the connection's
+	// streams within interval+timeout rather than never. A zero
+	// SendPingTimeout sends none (--disable-http2-pings).
+	sendPingTimeout := cfg.HTTP2PingInterval
+	if cfg.DisableHTTP2Pings {
+		sendPingTimeout = 0
+	}
 	d.http = &http.Server{
 		Handler:   d.api,
 		Protocols: &protocols,
@@ -133,8 +134,8 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 			// dial another: with Go's default of 250, a client watching
 			// 250 prefixes could not acquire a lock, its call never sent.
 			MaxConcurrentStreams: cfg.MaxConcurrentStreams,
-			SendPingTimeout:      pingInterval,
-			PingTimeout:          pingTimeout,
+			SendPingTimeout:      sendPingTimeout,
+			PingTimeout:          cfg.HTTP2PingTimeout,
 		},
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       idleTimeout,

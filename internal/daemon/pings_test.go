@@ -16,7 +16,6 @@ import (
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/config"
-	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -89,27 +88,57 @@ func nextPing(t *testing.T, fr *http2.Framer) *http2.PingFrame {
 // A quiet stream (a watch of a key nobody writes, a Lock.Acquire wait)
 // got no HTTP/2 traffic from the member, and a NAT or load balancer
 // between client and member dropped its connection in silence. The
-// member now pings a connection on which nothing arrived for its ping
-// interval (30 s; shortened here), and closes it when the client does not
-// answer.
+// member now pings a connection on which nothing arrived for
+// --http2-ping-interval (30 s; 1 s here), and closes it when the client
+// does not answer within --http2-ping-timeout (15 s; 1 s here): the
+// configured values are the server's, as neither default would ping, or
+// close the connection, before the deadlines below.
 func TestQuietStreamsArePinged(t *testing.T) {
-	defer daemon.SetPings(300*time.Millisecond, 500*time.Millisecond)()
-	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) {
+		cfg.HTTP2PingInterval, cfg.HTTP2PingTimeout = time.Second, time.Second
+	}})
 	conn, fr, _ := h2cWatch(t, c.Endpoints()[0])
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
 	// Answered pings keep the connection and its stream open.
 	for range 3 {
 		p := nextPing(t, fr)
 		require.NoError(t, fr.WritePing(true, p.Data))
 	}
 	// A client that answers no more is cut off: the member closes the
-	// connection within the ping timeout.
-	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	// connection within the ping interval and timeout.
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
 	for {
 		_, err := fr.ReadFrame()
 		if err != nil {
 			var ne net.Error
 			require.False(t, errors.As(err, &ne) && ne.Timeout(), "the member kept a connection that answers no ping")
 			break
+		}
+	}
+}
+
+// --disable-http2-pings sends none, whatever the interval: a quiet
+// stream's connection gets no PING (and is not closed for not answering
+// one).
+func TestHTTP2PingsCanBeTurnedOff(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) {
+		cfg.HTTP2PingInterval, cfg.HTTP2PingTimeout, cfg.DisableHTTP2Pings = time.Second, time.Second, true
+	}})
+	conn, fr, _ := h2cWatch(t, c.Endpoints()[0])
+	// Three intervals and a timeout, without a ping.
+	require.NoError(t, conn.SetDeadline(time.Now().Add(4*time.Second)))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			var ne net.Error
+			require.True(t, errors.As(err, &ne) && ne.Timeout(), "the connection ended: %v", err)
+			break
+		}
+		if p, ok := f.(*http2.PingFrame); ok {
+			require.True(t, p.IsAck(), "the member pinged with --disable-http2-pings")
+		}
+		if h, ok := f.(*http2.HeadersFrame); ok {
+			require.False(t, h.StreamEnded(), "the member ended the watch stream")
 		}
 	}
 }
