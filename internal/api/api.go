@@ -72,7 +72,7 @@ func New(srv *server.Server, opts Options) *Handler {
 	// before decoding it (messageLimits).
 	maxMessages, maxBatch := messageLimits(srv.Config().Limits.MaxTxnOps)
 	interceptors := connect.WithHandlerOptions(
-		connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken)),
+		connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken), decodeBound{maxMessages}),
 		connect.WithCodec(vtcodec.Codec{MaxMessages: maxMessages}), strictJSONOption(maxMessages, false))
 	readMax := connect.WithReadMaxBytes(opts.MaxRequestBytes)
 	// Compressing small messages costs far more CPU than it saves on the
@@ -87,10 +87,12 @@ func New(srv *server.Server, opts Options) *Handler {
 	refused := m.refusedToken()
 	// A request Connect cannot serve at all (a Content-Type the call does
 	// not take, a bidirectional stream over HTTP/1.1) gets a typed error
-	// that says how to call it, not an empty 415 or 505.
+	// that says how to call it, not an empty 415 or 505; a unary request
+	// over the decoding bound gets REQUEST_TOO_LARGE, not Connect's bare
+	// decoding error.
 	methods := procedures(services()...)
 	rpc := func(path string, h http.Handler) {
-		mux.Handle(path, requireTokenRPC(opts.AuthToken, typedRefusals(methods, h), refused))
+		mux.Handle(path, requireTokenRPC(opts.AuthToken, typedRefusals(methods, decodeRefusals(methods, maxMessages, h)), refused))
 	}
 	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes, token: opts.AuthToken, framedOff: opts.DisableFramedBatch,
 		batchCodec: batchCodec{vtcodec.Codec{MaxMessages: maxBatch}}}
