@@ -140,6 +140,10 @@ func TestABinaryBatchMessageOfTooManyMessagesIsRefused(t *testing.T) {
 	resp, err := stream.Receive()
 	require.Error(t, err, "%d calls ran", len(resp.GetResults()))
 	require.Equal(t, "REQUEST_TOO_LARGE", errs.ReasonOf(errs.FromConnect(err), ""), "%v", err)
+	// The message says what was refused, once ("request too large:
+	// request too large: ..." repeated the sentinel's text).
+	require.Equal(t, 1, strings.Count(err.Error(), "request too large"), "%v", err)
+	require.Contains(t, err.Error(), "nested messages", "%v", err)
 
 	largest := &concordv1.BatchRequest{}
 	for i := range 512 {

@@ -108,7 +108,7 @@ func (k *kvService) Batch(ctx context.Context, stream *connect.BidiStream[concor
 		return errs.ToConnect(tl)
 	}
 	if errors.Is(err, vtcodec.ErrTooManyMessages) {
-		return errs.ToConnect(errs.Wrapf(server.ErrRequestTooLarge, "%v: a batch message of more than %d nested messages", server.ErrRequestTooLarge, k.batchCodec.MaxMessages))
+		return errs.ToConnect(errs.Wrapf(server.ErrRequestTooLarge, "a batch message of more than %d nested messages", k.batchCodec.MaxMessages))
 	}
 	if err == nil && ctx.Err() != nil {
 		err = wire(k.s.StreamEnd(ctx))
