@@ -79,9 +79,15 @@ func TestRequestsOverTheDecodingBoundGetATypedError(t *testing.T) {
 	require.Contains(t, string(out), `"reason":"REQUEST_TOO_LARGE"`, "%s", out)
 	require.Contains(t, string(out), "nested messages", "%s", out)
 
-	// A request within the bound is unaffected, and its errors keep
-	// their own reason.
-	_, err = concordv1connect.NewKVClient(http2Client(), base, connect.WithGRPC()).Txn(ctx, connect.NewRequest(&concordv1.TxnRequest{Compare: txn.Compare[:5]}))
-	require.Equal(t, "TOO_MANY_OPS", errs.ReasonOf(errs.FromConnect(err), ""), "%v", err)
 	require.Equal(t, before, visible(t, cl), "a refused request changed the state")
+
+	// A request within the bound is unaffected, and its errors (invalid
+	// argument too) keep their own reason and message.
+	for _, opts := range [][]connect.ClientOption{nil, {connect.WithProtoJSON()}, {connect.WithGRPC()}, {connect.WithGRPCWeb()}} {
+		_, err = concordv1connect.NewKVClient(http2Client(), base, opts...).Txn(ctx, connect.NewRequest(&concordv1.TxnRequest{Compare: txn.Compare[:5]}))
+		require.Equal(t, "TOO_MANY_OPS", errs.ReasonOf(errs.FromConnect(err), ""), "%v", err)
+		require.NotContains(t, err.Error(), "nested messages", "%v", err)
+		_, err = concordv1connect.NewKVClient(http2Client(), base, opts...).Put(ctx, connect.NewRequest(&concordv1.PutRequest{Key: []byte("k")}))
+		require.NoError(t, err)
+	}
 }
