@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -333,7 +334,7 @@ type rwHold struct {
 // write handle acquired: a new hold when converts is nil, else the hold of
 // the grant g converts. It runs under the acquiring handle's mu, before
 // anyone can release g.
-func (rw *RWMutex) follow(g, converts *client.Grant) {
+func (rw *RWMutex) follow(g, converts *client.Grant, shared bool) {
 	rw.hmu.Lock()
 	defer rw.hmu.Unlock()
 	hd := rw.hold
@@ -345,9 +346,18 @@ func (rw *RWMutex) follow(g, converts *client.Grant) {
 		// If the converted grant ended meanwhile (lost while the
 		// conversion was on its way), its end has ended the hold. A
 		// grant that had ended on the server before the conversion
-		// applied is never converted: the server takes nothing and the
-		// acquire fails (see RWMutex.convert).
+		// applied is never converted: a member that knows conversions
+		// takes nothing and the acquire fails (see RWMutex.convert).
 		hd.stop()
+		if shared && g.Token != converts.Token {
+			// A downgrade in place keeps the grant's token: this read
+			// lock was granted anew, by a member of a release that
+			// ignores conversion, so the write grant had ended before
+			// the downgrade reached it (force-released, say, before a
+			// keep-alive told the SDK).
+			hd.cancel(fmt.Errorf("%w: %s (token %d) had ended before its downgrade reached the server, which granted a read lock anew (token %d)",
+				client.ErrLockLost, strconv.Quote(rw.read.claims[0].GetName()), converts.Token, g.Token))
+		}
 	}
 	hd.stop = g.AfterEnd(func() { hd.cancel(context.Cause(g.Context())) })
 }
@@ -388,8 +398,8 @@ func NewRWMutex(s *client.Session, name string, opts ...Option) *RWMutex {
 	// One owner for both: the server sees an upgrade or a downgrade, not
 	// two strangers.
 	rw.write.owner = rw.read.owner
-	rw.read.follow = rw.follow
-	rw.write.follow = rw.follow
+	rw.read.follow = func(g, converts *client.Grant) { rw.follow(g, converts, true) }
+	rw.write.follow = func(g, converts *client.Grant) { rw.follow(g, converts, false) }
 	return rw
 }
 
@@ -531,7 +541,9 @@ func (rw *RWMutex) Upgrade(ctx context.Context) error { return rw.convert(ctx, r
 // the same fencing token; readers queued behind it are let in. Like
 // Upgrade, it fails with ErrLockLost, and takes nothing, if the write lock
 // had ended on the server before the SDK learned it; Unlock then reports
-// the loss.
+// the loss. (A member of a release before conversions grants a read lock
+// anew instead, under another token: Downgrade returns, and the hold ends
+// at once with ErrLockLost.)
 func (rw *RWMutex) Downgrade(ctx context.Context) error { return rw.convert(ctx, rw.write, rw.read) }
 
 // Token returns the fencing token of the grant the handle holds.
