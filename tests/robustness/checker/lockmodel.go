@@ -424,9 +424,11 @@ type LockOptions struct {
 
 // Protected returns the clock reading until which an operation's session
 // is known to live: the operation carries the SDK's Session.Deadline()
-// (the send time of the last confirmed keep-alive plus the TTL) sampled
-// when it was invoked; the session lives at least TTL/MaxClockRate − margin
-// past that send time (see CheckSessions). 0 when the operation carries no
+// (the send time of the last confirmed keep-alive plus the TTL, less the
+// SDK's 0.5% margin) sampled when it was invoked; the session lives at
+// least TTL/MaxClockRate − margin past that send time (see CheckSessions).
+// Deadline − TTL, taken for the send time, is early by the SDK's margin,
+// which only shortens the window. 0 when the operation carries no
 // deadline.
 func (o LockOptions) Protected(op history.Op) int64 {
 	if op.Deadline == 0 || op.TTL <= 0 {

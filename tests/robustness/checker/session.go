@@ -52,7 +52,8 @@ func (o SessionOptions) margin(ttl time.Duration) time.Duration {
 // granted it confirmed its leadership after s and measures the TTL from
 // then on its own clock, and any later leader restarts every TTL when it
 // takes over. For sessions kept alive by the SDK, s is the SDK's
-// Session.Deadline() − TTL, sampled when each operation was invoked. A
+// Session.Deadline() − TTL, sampled when each operation was invoked (early
+// by the 0.5% the SDK takes off the TTL, which only shortens the window). A
 // session kept alive on time up to T is one whose protection reaches T.
 //
 //   - not expired early: no observation that the session is gone (a session
