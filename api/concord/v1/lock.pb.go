@@ -292,7 +292,8 @@ type AcquireRequest struct {
 	// (reason "converted grant ended"), rather than granting the lock anew
 	// under a token that would pass for the conversion's. It needs exactly
 	// one claim, of a read-write lock, and no resume_token. A conversion
-	// never waits in the queue.
+	// never joins the queue; as any repeated request, one from an owner that
+	// already waits with the same claims is answered with that wait (QUEUED).
 	Conversion    bool `protobuf:"varint,9,opt,name=conversion,proto3" json:"conversion,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
