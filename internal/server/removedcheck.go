@@ -27,15 +27,8 @@ const removedCheckInterval = 2 * time.Second
 // ErrRemoved (or ErrAddedBack, naming the new ID) on an answer that proves
 // the removal (removedBy).
 func (s *Server) checkRemoved() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := s.untilStop()
 	defer cancel()
-	go func() {
-		select {
-		case <-s.stopCh:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	t := time.NewTicker(removedCheckInterval)
 	defer t.Stop()
 	for {

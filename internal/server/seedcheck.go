@@ -60,15 +60,8 @@ func (s *Server) checkSeed() {
 	if mine == "" {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := s.untilStop()
 	defer cancel()
-	go func() {
-		select {
-		case <-s.stopCh:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	s.log.Info("checking that every voter was seeded alike", "seed", mine)
 	confirmed := map[string]bool{}
 	waiting := map[string]bool{}
@@ -143,4 +136,18 @@ func (s *Server) reportSeedMismatch(mine, theirs string, sv raftnode.Server) {
 	if s.onFatal != nil {
 		s.onFatal(err)
 	}
+}
+
+// untilStop returns a context that ends when the server stops (or cancel
+// is called), for the background checks that ask other members.
+func (s *Server) untilStop() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-s.stopCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
