@@ -40,12 +40,17 @@ const (
 	// KindSemUpgrade converts Owner's read grant of a read-write lock into
 	// the write grant, in place: Succeeded with the write grant's Token,
 	// or not Succeeded when refused because others read
-	// (ErrWouldDeadlock). An owner that no longer holds is queued for the
-	// write lock, as a new acquire.
+	// (ErrWouldDeadlock), or not Succeeded and Lost when the server
+	// answered LOST (ErrLockLost): the owner's grant had ended, and the
+	// conversion took nothing. An owner that no longer holds is queued for
+	// the write lock, as a new acquire, by a server that predates the
+	// LOST answer.
 	KindSemUpgrade history.Kind = "sem-upgrade"
 	// KindSemDowngrade converts Owner's write grant into a read grant:
 	// Succeeded with its Token (the write grant's; a new one when the
-	// owner no longer held and was granted a read lock anew).
+	// owner no longer held and was granted a read lock anew by a server
+	// that predates the LOST answer), or not Succeeded and Lost as for
+	// KindSemUpgrade.
 	KindSemDowngrade history.Kind = "sem-downgrade"
 	// KindSemForce is an operator's force-release of the lock's holders
 	// under Token (every holder when 0): Succeeded with Holders the number
@@ -130,6 +135,9 @@ type SemOutput struct {
 	Holders []SemHolderView
 	// Released is the number of holders a force-release ended.
 	Released int
+	// Lost: a conversion answered LOST (the converted grant had ended; it
+	// took nothing). OK is then false.
+	Lost bool
 }
 
 // SemHolder is one grant of the model's semaphore.
@@ -345,7 +353,14 @@ func (s SemState) grantNew(in SemInput, out SemOutput, permits int, ownCommand b
 // writer's token. An owner whose grant ended meanwhile (a force-release,
 // its hold time) converts nothing: its request is a new acquire. A
 // force-release ends every holder under its token (every holder when 0)
-// and says how many; it is refused when none holds.
+// and says how many; it is refused when none holds. A conversion answered
+// LOST says that the owner's grant had ended (force-released, its hold
+// time or its session over): it is legal only where the owner holds
+// nothing, or holds a grant that may have ended by the answer (as the
+// model ends grants lazily, it ends that grant then), and it takes
+// nothing. A grant that provably still lasts (its session vouched for,
+// its hold time not over, not released or force-released since) cannot be
+// answered LOST.
 //
 // As in LockStep, grants may end at any time their session may have
 // expired (the operation's linearization point may lie past Protected) or
@@ -481,6 +496,16 @@ func (s SemState) convert(in SemInput, out SemOutput) []SemState {
 	}
 	var next []SemState
 	i := s.find(in.Owner)
+	if out.Lost {
+		// The owner's grant had ended: the conversion took nothing.
+		switch {
+		case i < 0:
+			return []SemState{s.sealed()}
+		case s.Holders[i].endable(in.Return):
+			return []SemState{s.without(1 << i).sealed()}
+		}
+		return nil // the owner still held
+	}
 	// The owner's grant may be gone (never held, force-released, its
 	// hold time over): the request is then a new acquire that waits.
 	if i < 0 {
@@ -657,6 +682,8 @@ var semModel = porcupine.NondeterministicModel{
 				parts = append(parts, fmt.Sprintf("%s:%s@%d", v.Owner, describePermits(v.Permits, in.Capacity), v.Token))
 			}
 			res = "[" + strings.Join(parts, " ") + "]"
+		case out.Lost:
+			res = "lost (converted grant ended)"
 		case in.Kind == KindSemForce && out.OK:
 			res = fmt.Sprintf("%d released", out.Released)
 		case in.Kind == KindSemUpgrade && !out.OK:
@@ -896,6 +923,8 @@ func SemOperations(ops []history.Op, opt SemOptions) []porcupine.Operation {
 		switch o.Status {
 		case history.OK:
 			outp.OK = o.Succeeded
+			// Only a conversion that did not succeed is answered LOST.
+			outp.Lost = o.Lost && !o.Succeeded && (o.Kind == KindSemUpgrade || o.Kind == KindSemDowngrade)
 			switch o.Kind {
 			case KindSemAcquire, KindSemTry, KindSemUpgrade, KindSemDowngrade:
 				outp.Token, in.Token = o.Token, 0

@@ -115,6 +115,12 @@ type Op struct {
 	// Entry is the element a fenced append adds to a shared list (Value
 	// is then the whole list it writes).
 	Entry string `json:"entry,omitempty"`
+	// Lost reports, for a conversion (a read-write upgrade or downgrade)
+	// that did not succeed, that the server answered LOST: the grant it
+	// converted had ended (force-released, its hold time or its session
+	// over), and the conversion took nothing. Histories written before
+	// the field existed record such an answer as an unknown outcome.
+	Lost bool `json:"lost,omitempty"`
 
 	// ID fields (a segment tag is Key).
 	//

@@ -2,6 +2,7 @@ package history
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,4 +90,24 @@ func TestGrantTrack(t *testing.T) {
 	back, err := Read(&buf)
 	require.NoError(t, err)
 	require.Equal(t, h.Grants, back.Grants)
+}
+
+// TestOpLostIsBackwardCompatible checks that the Lost marker of a
+// conversion round-trips, is left out when false, and that a history
+// written before it existed reads as not lost.
+func TestOpLostIsBackwardCompatible(t *testing.T) {
+	lost := &History{Ops: []Op{{Kind: "sem-upgrade", Status: OK, Owner: "a", Lost: true}, {Kind: "sem-upgrade", Status: OK, Owner: "b"}}}
+	var buf bytes.Buffer
+	require.NoError(t, lost.Write(&buf))
+	require.Equal(t, 1, strings.Count(buf.String(), `"lost":true`))
+	require.NotContains(t, buf.String(), `"lost":false`)
+	back, err := Read(&buf)
+	require.NoError(t, err)
+	require.Equal(t, lost.Ops, back.Ops)
+
+	old, err := Read(strings.NewReader(`{"op":{"id":0,"process":1,"workload":"semaphores","kind":"sem-upgrade","call":1,"return":2,"status":"unknown","owner":"a"}}` + "\n"))
+	require.NoError(t, err)
+	require.Len(t, old.Ops, 1)
+	require.False(t, old.Ops[0].Lost)
+	require.Equal(t, Unknown, old.Ops[0].Status)
 }
