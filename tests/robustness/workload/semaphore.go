@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -94,7 +95,8 @@ func (t semTarget) permitsOf(h *client.LockHolder) int {
 // Semaphores is the semaphore workload, which also drives the locks that
 // share the semaphore's model: clients take 1 to N permits of one or two
 // counting semaphores of capacity N (2 or 3), read or write a read-write
-// lock and convert their grant (upgrade, downgrade), and take two mutexes
+// lock and convert their grant (upgrade, downgrade; a conversion of a
+// grant that had ended is answered LOST, recorded as Lost), and take two mutexes
 // one at a time or both at once (LockAll), waiting or trying, sometimes
 // with a hold time (Redisson's leaseTime) shorter than they keep the
 // grant. They hold briefly, sometimes inspect, sometimes force-release a
@@ -482,6 +484,9 @@ func (c *semClient) convert(ctx context.Context, sess *client.Session, g *semGra
 		op.Status, op.Succeeded, op.Token = history.OK, true, ng.Token
 	case errors.Is(err, client.ErrWouldDeadlock):
 		op.Status = history.OK
+	case conversionLost(err, g.g):
+		// The grant had ended on the server: the conversion took nothing.
+		op.Status, op.Lost = history.OK, true
 	case certainFailure(err):
 		op.Status, op.Err = history.Fail, errText(err)
 	default:
@@ -502,7 +507,32 @@ func (c *semClient) convert(ctx context.Context, sess *client.Session, g *semGra
 		g.track(c.env, sess, op.Process, op.Return)
 	case errors.Is(err, client.ErrWouldDeadlock):
 		c.w.counters.add("upgrades refused (others read)", 1)
+	case op.Lost:
+		c.w.counters.add("conversions lost", 1)
 	}
+}
+
+// conversionLostText is what the SDK says of a conversion the server
+// answered LOST (client/lock.go, AcquireLocks).
+const conversionLostText = "before its conversion reached it"
+
+// conversionLost reports whether err, returned by a conversion of
+// converts, is the server's LOST answer: the converted grant had ended on
+// the server (force-released, its hold time or its session over), and the
+// conversion took nothing and queued nothing. The SDK then returns an
+// error wrapping client.ErrLockLost and ends converts with that very
+// error, unless converts had ended before (the SDK learned of the loss
+// first): that answer is known by its text. No other error of a
+// conversion is taken for it: a transport error or a call given up never
+// wraps ErrLockLost (the SDK returns it, or the context's error, and ends
+// converts with an error of its own), and the SDK's other ErrLockLost
+// answers to an acquire follow a grant the server made (one it cannot
+// vouch for, or gave back past its hold time), which changed the lock.
+func conversionLost(err error, converts *client.Grant) bool {
+	if !errors.Is(err, client.ErrLockLost) {
+		return false
+	}
+	return errors.Is(converts.Err(), err) || strings.Contains(err.Error(), conversionLostText)
 }
 
 // release releases a grant under its token, even after ctx ended: one
