@@ -446,6 +446,7 @@ func (c *semClient) hold(ctx context.Context, sess *client.Session, held []*semG
 		return
 	}
 	if g := held[0]; g.targets[0].kind == client.KindRWLock && c.rng.IntN(3) == 0 {
+		c.endBeforeConvert(ctx, g)
 		c.convert(ctx, sess, g)
 	}
 	if c.rng.IntN(2) == 0 {
@@ -462,6 +463,29 @@ func (c *semClient) hold(ctx context.Context, sess *client.Session, held []*semG
 	t.Stop()
 	for i := len(held) - 1; i >= 0; i-- {
 		c.release(sess, held[i])
+	}
+}
+
+// endBeforeConvert sometimes ends a grant before it is converted, so that
+// the server answers the conversion LOST: it waits until the SDK counts the
+// grant's hold time over, and a little longer (the leader starts the hold
+// clock when it applies the grant, after the SDK does), or force-releases
+// the grant as an operator would.
+func (c *semClient) endBeforeConvert(ctx context.Context, g *semGrant) {
+	switch n := c.rng.IntN(4); {
+	case n == 0 && g.hold > 0:
+		c.w.counters.add("conversions after the hold time", 1)
+		t := time.NewTimer(2*g.hold + time.Second)
+		select {
+		case <-g.g.Lost():
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		pause(ctx, g.hold/2)
+	case n == 1:
+		c.w.counters.add("conversions after a force-release", 1)
+		c.forceRelease(ctx, g.targets[0], g.g.Token)
 	}
 }
 
@@ -603,6 +627,12 @@ func (c *semClient) force(ctx context.Context, sess *client.Session, t semTarget
 		}
 		token = hs[c.rng.IntN(len(hs))].Token
 	}
+	c.forceRelease(ctx, t, token)
+}
+
+// forceRelease force-releases the holder of a lock under token (every
+// holder when 0).
+func (c *semClient) forceRelease(ctx context.Context, t semTarget, token uint64) {
 	op := history.Op{Kind: checker.KindSemForce, Key: t.name, Token: token, Call: c.env.Recorder.Now()}
 	fctx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
 	n, err := c.cl.ForceReleaseLock(fctx, t.name, token, "robustness workload")
