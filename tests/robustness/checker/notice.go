@@ -62,7 +62,11 @@ const DefaultNoticeSlack = time.Second
 // A grant an operator force-released (a force-release of the lock, of
 // every holder or of its token, that may have applied after the grant was
 // asked for and before t2) is exempt: the SDK learns of a force-release at
-// the session's next keep-alive, after the lock may be granted again.
+// the session's next keep-alive, after the lock may be granted again. So
+// is a grant returned at t2 that such a force-release may have ended
+// before it was returned: its holder holds nothing, and learns so at the
+// next keep-alive, while the lock's next holder may already hold it. (A
+// grant that overlaps another on the server is the lock model's to find.)
 //
 // Liveness: a grant whose Lost closed before its holder gave it up must
 // have closed no later than Slack past the SDK's deadline then (the
@@ -117,6 +121,14 @@ func CheckLossNotice(grants []history.Grant, ops []history.Op, opt NoticeOptions
 		sort.SliceStable(gs, func(i, j int) bool { return gs[i].Granted < gs[j].Granted })
 		for j, g2 := range gs {
 			t2 := g2.Granted
+			if forceReleased(forces[k.name], g2, t2) {
+				// g2 may have been force-released before its answer
+				// reached its holder (a member lagging behind serves
+				// the grant it applied before the force-release): it is
+				// not held, however the SDK sees it, until the next
+				// keep-alive says so (noticeLiveness bounds that).
+				continue
+			}
 			var live []*history.Grant
 			permits := g2.Permits
 			for _, g1 := range gs[:j] {

@@ -105,6 +105,33 @@ func TestLossNoticeForceRelease(t *testing.T) {
 	require.Len(t, vs, 1, "a force-release that released nothing does not end a's")
 }
 
+// Seed 1156 of the long campaign: b's wait was granted, the lock was
+// force-released (of every holder), a took it, and only then did b's
+// answer reach b, from a member that served the grant it had applied
+// before the force-release. b held nothing; the SDK learns so at the
+// next keep-alive.
+func TestLossNoticeGrantForceReleasedBeforeItsAnswer(t *testing.T) {
+	b := mutexGrant("b", 5, ms(834))
+	b.Call = ms(485)
+	b.Ended, b.EndDeadline = ms(1015), ms(3500)
+	b.Lost, b.LostDeadline, b.Cause = ms(1017), ms(3500), "lock not held"
+	a := mutexGrant("a", 9, ms(829))
+	a.Ended, a.EndDeadline, a.Released = ms(863), ms(3575), true
+	a.Lost, a.Cause = ms(865), "released"
+	force := history.Op{Workload: "locks", Kind: KindSemForce, Key: "lock/m0", Call: ms(673), Return: ms(677),
+		Status: history.OK, Succeeded: true}
+	_, vs := CheckLossNotice([]history.Grant{a, b}, []history.Op{force}, NoticeOptions{MaxClockRate: 1})
+	require.Empty(t, vs, "b may have been force-released before its answer reached it")
+
+	// A force-release acknowledged before b even asked ended nothing of
+	// b's: b held the lock with a.
+	before := force
+	before.Call, before.Return = ms(400), ms(450)
+	_, vs = CheckLossNotice([]history.Grant{a, b}, []history.Op{before}, NoticeOptions{MaxClockRate: 1})
+	require.Len(t, vs, 1)
+	require.Contains(t, vs[0].Summary, "lock/m0 granted to b (token 5) at 0.834s")
+}
+
 func TestLossNoticeSemaphorePermits(t *testing.T) {
 	sem := func(owner string, token uint64, granted int64, permits int) history.Grant {
 		g := mutexGrant(owner, token, granted)
