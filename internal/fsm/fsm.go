@@ -51,6 +51,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives apply and snapshot measurements; nil disables them.
 	Metrics *Metrics
+	// MaxRulesVersion lowers the highest rules version this state machine
+	// applies below the build's MaxRulesVersion, so that tests can run a
+	// member as a build of an older release; 0 (or a value above the
+	// build's) means MaxRulesVersion.
+	MaxRulesVersion uint32
+	// OnHalt, if set, is called once, outside the state machine's lock,
+	// when the state machine stops applying entries: a RaiseRules entry
+	// or a snapshot asks for a rules version above MaxRulesVersion
+	// (ErrRulesTooNew). The member must stop; its binary must be upgraded.
+	OnHalt func(error)
 }
 
 func (c *Config) setDefaults() {
@@ -62,6 +72,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MaxRulesVersion == 0 || c.MaxRulesVersion > MaxRulesVersion {
+		c.MaxRulesVersion = MaxRulesVersion
 	}
 }
 
@@ -83,6 +96,10 @@ type FSM struct {
 	now       int64
 	lastSweep uint64
 	pending   []kv.Event
+	// rules is the rules version entries are applied by (RaiseRules).
+	rules uint32
+	// halted, once set, stops every further apply (ErrRulesTooNew).
+	halted error
 
 	// The elapsed clock ages dedupe records. It advances by the time a
 	// leader measured between two commands of its own term, so that an
@@ -107,6 +124,7 @@ func New(cfg Config) *FSM {
 		sessions:  session.NewTable(),
 		members:   member.NewRegistry(),
 		dedupe:    newDedupe(),
+		rules:     BaselineRulesVersion,
 		history:   kv.NewHistory(cfg.HistoryEvents, cfg.HistoryBytes),
 		appliedCh: make(chan struct{}),
 	}
@@ -147,6 +165,8 @@ type State struct {
 	Applied uint64
 	// NowUnixNano is the state machine's time.
 	NowUnixNano int64
+	// RulesVersion is the rules version entries are applied by.
+	RulesVersion uint32
 }
 
 // Read runs fn with a consistent view of the state. fn must not keep
@@ -155,7 +175,7 @@ type State struct {
 func (f *FSM) Read(fn func(State)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	fn(State{KV: f.kv, Sessions: f.sessions, Locks: f.locks, IDs: f.ids, Members: f.members, Applied: f.applied.Load(), NowUnixNano: f.now})
+	fn(State{KV: f.kv, Sessions: f.sessions, Locks: f.locks, IDs: f.ids, Members: f.members, Applied: f.applied.Load(), NowUnixNano: f.now, RulesVersion: f.rules})
 }
 
 // Remembered reports whether the state machine holds the result of the
@@ -214,18 +234,30 @@ func (f *FSM) ApplyBatch(logs []raftnode.Entry) []any {
 	start := time.Now()
 	out := make([]any, len(logs))
 	f.mu.Lock()
+	wasHalted := f.halted != nil
 	prev := f.applied.Load()
+	last := prev
 	for i, l := range logs {
+		if f.halted != nil {
+			// Applied by older rules, this entry and every later one
+			// could leave a state the other members do not have.
+			out[i] = ErrorResult(f.halted)
+			continue
+		}
 		if l.Type == raftnode.EntryCommand {
 			out[i] = f.applyCommand(l.Index, l.Term, l.Data)
+			if f.halted != nil {
+				continue
+			}
 		}
 		f.maybeSweep(prev, l.Index)
 		prev = l.Index
+		last = l.Index
 	}
 	evs := f.pending
 	f.pending = nil
-	last := logs[len(logs)-1].Index
 	f.applied.Store(last)
+	halted := f.halted
 	f.mu.Unlock()
 
 	f.history.Append(evs)
@@ -234,7 +266,18 @@ func (f *FSM) ApplyBatch(logs []raftnode.Entry) []any {
 	if m := f.cfg.Metrics; m != nil {
 		m.observeApply(len(logs), time.Since(start))
 	}
+	if halted != nil && !wasHalted {
+		f.halt(halted)
+	}
 	return out
+}
+
+// halt reports the error that stopped the state machine.
+func (f *FSM) halt(err error) {
+	f.cfg.Logger.Error("the state machine stopped applying entries: upgrade this member's binary to a release that applies the cluster's rules version, then start it again", "err", err)
+	if f.cfg.OnHalt != nil {
+		f.cfg.OnHalt(err)
+	}
 }
 
 func (f *FSM) maybeSweep(prev, index uint64) {
@@ -268,6 +311,15 @@ func (f *FSM) applyCommand(index, term uint64, data []byte) *internalv1.Result {
 	var cmd internalv1.Command
 	if err := cmd.UnmarshalVT(data); err != nil {
 		return ErrorResult(errs.Wrapf(ErrBadCommand, "decode: %v", err))
+	}
+	if r, ok := cmd.GetOp().(*internalv1.Command_RaiseRules); ok {
+		// Checked before the entry changes anything, its time stamp
+		// included: the state stays the one of the entry before.
+		if v := r.RaiseRules.GetVersion(); v > f.cfg.MaxRulesVersion {
+			f.halted = fmt.Errorf("%w: entry %d raises the rules version to %d, and this build applies up to %d",
+				ErrRulesTooNew, index, v, f.cfg.MaxRulesVersion)
+			return ErrorResult(f.halted)
+		}
 	}
 	f.stamp(term, cmd.GetTimeUnixNano())
 	client, req := cmd.GetMeta().GetClientId(), cmd.GetMeta().GetRequestId()
@@ -428,6 +480,13 @@ func (f *FSM) dispatch(index uint64, cmd *internalv1.Command) *internalv1.Result
 		return emptyResult()
 	case *internalv1.Command_Noop:
 		return emptyResult()
+	case *internalv1.Command_RaiseRules:
+		// A version above this build's was refused by applyCommand.
+		if v := op.RaiseRules.GetVersion(); v > f.rules {
+			f.cfg.Logger.Info("rules version raised", "from", f.rules, "to", v, "index", index)
+			f.rules = v
+		}
+		return emptyResult()
 	case *internalv1.Command_LockAcquire,
 		*internalv1.Command_LockRelease,
 		*internalv1.Command_LockCancel,
@@ -471,6 +530,10 @@ func ResultError(res *internalv1.Result) error {
 // Snapshot captures the state for Raft. It implements
 // raftnode.StateMachine.
 func (f *FSM) Snapshot() (raftnode.Snapshot, error) {
+	if err := f.Halted(); err != nil {
+		// The state is not the one of the index Raft would record.
+		return nil, fmt.Errorf("fsm snapshot: %w", err)
+	}
 	return f.capture(), nil
 }
 
@@ -480,9 +543,21 @@ func (f *FSM) Snapshot() (raftnode.Snapshot, error) {
 func (f *FSM) Restore(rc io.Reader) error {
 	start := time.Now()
 	st := newStaging()
-	hdr, err := decodeSnapshot(rc, st)
+	hdr, err := decodeSnapshot(rc, st, f.cfg.MaxRulesVersion)
 	if err != nil {
-		return fmt.Errorf("fsm restore: %w", err)
+		err = fmt.Errorf("fsm restore: %w", err)
+		if errors.Is(err, ErrRulesTooNew) {
+			f.mu.Lock()
+			wasHalted := f.halted != nil
+			if !wasHalted {
+				f.halted = err
+			}
+			f.mu.Unlock()
+			if !wasHalted {
+				f.halt(err)
+			}
+		}
+		return err
 	}
 	f.mu.Lock()
 	f.kv.Adopt(st.kv)
@@ -492,6 +567,7 @@ func (f *FSM) Restore(rc io.Reader) error {
 	*f.members = *st.members
 	*f.dedupe = *st.dedupe
 	f.now = hdr.GetTimeUnixNano()
+	f.rules = rulesOf(hdr)
 	f.lastSweep = hdr.GetLastSweepIndex()
 	f.elapsed, f.stampTerm, f.stampNanos = hdr.GetElapsedNanos(), hdr.GetLastStampTerm(), hdr.GetLastStampNanos()
 	f.pending = nil

@@ -33,18 +33,32 @@ import (
 // batches, and one restored from a snapshot taken midway and fed the rest,
 // give the same results and the same state hash. (The lock package's
 // TestLockTableProperties checks the table itself in depth.)
+//
+// The logs run under each rules version, raised by their first entry.
+// Under the baseline a conversion is applied as the same acquire without
+// it, as members of a release before conversions apply it: a state machine
+// fed the log with every conversion field cleared gives the same results
+// and the same state hash.
 func TestLockLogProperties(t *testing.T) {
-	seen := map[string]int{}
-	for seed := uint64(1); seed <= 6; seed++ {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { runLockLog(t, seed, 700, seen) })
+	for rules := uint32(BaselineRulesVersion); rules <= MaxRulesVersion; rules++ {
+		t.Run(fmt.Sprint("rules", rules), func(t *testing.T) {
+			seen := map[string]int{}
+			for seed := uint64(1); seed <= 6; seed++ {
+				t.Run(fmt.Sprint(seed), func(t *testing.T) { runLockLog(t, seed, 700, rules, seen) })
+			}
+			// The logs reach what the properties are about.
+			conv := "conversion of an ended grant"
+			if rules < RulesConversion {
+				conv = "conversion of an ended grant granted anew"
+			}
+			for _, what := range []string{"granted at once", "granted from the queue", "granted several locks",
+				lock.ReasonReleased, lock.ReasonSessionEnded, lock.ReasonHoldTime, lock.ReasonForced, lock.ReasonUpgraded,
+				"dequeued " + lock.ReasonSessionEnded, "dequeued cancelled", "refused", conv, "converted in place"} {
+				require.Positive(t, seen[what], "no entry did %q: %v", what, seen)
+			}
+			t.Logf("%v", seen)
+		})
 	}
-	// The logs reach what the properties are about.
-	for _, what := range []string{"granted at once", "granted from the queue", "granted several locks",
-		lock.ReasonReleased, lock.ReasonSessionEnded, lock.ReasonHoldTime, lock.ReasonForced, lock.ReasonUpgraded,
-		"dequeued " + lock.ReasonSessionEnded, "dequeued cancelled", "refused", "conversion of an ended grant", "converted in place"} {
-		require.Positive(t, seen[what], "no entry did %q: %v", what, seen)
-	}
-	t.Logf("%v", seen)
 }
 
 // lockCounter counts what the lock table tells its observer, and keeps the
@@ -89,6 +103,7 @@ func stateDigest(t testing.TB, f *FSM) [32]byte {
 type lockLogWorld struct {
 	t        *testing.T
 	rng      *rand.Rand
+	rules    uint32
 	f        *FSM
 	sessions []int64 // created, perhaps ended
 	// lastToken is the highest token each lock ever granted; known are the
@@ -98,8 +113,8 @@ type lockLogWorld struct {
 	told      *lockCounter
 }
 
-func runLockLog(t *testing.T, seed uint64, n int, seen map[string]int) {
-	w := &lockLogWorld{t: t, rng: rand.New(rand.NewPCG(seed, 11)), f: New(Config{}), lastToken: map[string]uint64{}, known: map[string]bool{}}
+func runLockLog(t *testing.T, seed uint64, n int, rules uint32, seen map[string]int) {
+	w := &lockLogWorld{t: t, rng: rand.New(rand.NewPCG(seed, 11)), rules: rules, f: New(Config{}), lastToken: map[string]uint64{}, known: map[string]bool{}}
 	w.told = &lockCounter{seen: seen}
 	w.f.SetLockObserver(w.told)
 	var logs []raftnode.Entry
@@ -108,6 +123,9 @@ func runLockLog(t *testing.T, seed uint64, n int, seen map[string]int) {
 	snaps := map[uint64][]byte{}
 	for i := uint64(1); i <= uint64(n); i++ {
 		cmd, bad := w.next()
+		if i == 1 {
+			cmd, bad = &internalv1.Command{Op: &internalv1.Command_RaiseRules{RaiseRules: &internalv1.RaiseRules{Version: rules}}}, nil
+		}
 		cmd.TimeUnixNano = int64(i) * 1e6
 		before := stateDigest(t, w.f)
 		e := raftnode.Entry{Index: i, Term: 1, Type: raftnode.EntryCommand, Data: encode(t, cmd)}
@@ -124,7 +142,20 @@ func runLockLog(t *testing.T, seed uint64, n int, seen map[string]int) {
 			seen["refused"]++
 			require.Equal(t, before, stateDigest(t, w.f), "entry %d was refused (%v) but changed the state: %v", i, err, cmd)
 		}
-		if a := res.GetLockAcquire(); a != nil && cmd.GetLockAcquire().GetConversion() {
+		if i == 1 {
+			require.NoError(t, err)
+			require.Equal(t, rules, w.f.RulesVersion())
+		}
+		if a := res.GetLockAcquire(); a != nil && cmd.GetLockAcquire().GetConversion() && rules < RulesConversion {
+			require.NotEqual(t, lock.ReasonConvertedEnded, a.GetReason(), "entry %d: a conversion under rules %d: %v", i, rules, cmd)
+			if a.GetState() == concordv1.AcquireState_ACQUIRE_STATE_GRANTED && a.GetConverted() == 0 {
+				seen["conversion of an ended grant granted anew"]++
+			}
+			if a.GetConverted() != 0 {
+				seen["converted in place"]++
+			}
+		}
+		if a := res.GetLockAcquire(); a != nil && cmd.GetLockAcquire().GetConversion() && rules >= RulesConversion {
 			switch {
 			case a.GetState() == concordv1.AcquireState_ACQUIRE_STATE_LOST:
 				seen["conversion of an ended grant"]++
@@ -149,6 +180,24 @@ func runLockLog(t *testing.T, seed uint64, n int, seen map[string]int) {
 	}
 	_, hb := hashOf(t, b)
 	require.Equal(t, want, hb, "the same log in other batches ended otherwise")
+
+	if rules < RulesConversion {
+		// The log as a member of a release before conversions applies
+		// it: without the field.
+		old := New(Config{})
+		for i, e := range logs {
+			var cmd internalv1.Command
+			require.NoError(t, cmd.UnmarshalVT(e.Data))
+			if a := cmd.GetLockAcquire(); a != nil {
+				a.Conversion = false
+			}
+			e.Data = encode(t, &cmd)
+			res := old.ApplyBatch([]raftnode.Entry{e})[0].(*internalv1.Result)
+			require.True(t, proto.Equal(results[i], res), "entry %d under rules %d: %v, and without conversion %v", i+1, rules, results[i], res)
+		}
+		_, ho := hashOf(t, old)
+		require.Equal(t, want, ho, "the log without conversions ended otherwise under rules %d", rules)
+	}
 
 	// A member restored from a snapshot taken on the way continues alike.
 	require.NotEmpty(t, snaps)
@@ -327,6 +376,10 @@ func (w *lockLogWorld) next() (*internalv1.Command, error) {
 	}
 	switch rng.IntN(6) {
 	case 4:
+		if w.rules < RulesConversion {
+			// An acquire of m1: the conversion field is ignored.
+			return op(&concordv1.AcquireRequest{Session: s, Owner: "a", Conversion: true, Claims: []*concordv1.LockClaim{w.claim("m1")}}), nil
+		}
 		return op(&concordv1.AcquireRequest{Session: s, Owner: "a", Conversion: true, Claims: []*concordv1.LockClaim{w.claim("m1")}}), lock.ErrInvalidClaim
 	case 0:
 		return op(&concordv1.AcquireRequest{Session: s, Owner: "a", Claims: []*concordv1.LockClaim{{Name: "s4", Kind: concordv1.LockKind_LOCK_KIND_SEMAPHORE, Permits: 5, Capacity: 4}}}), lock.ErrTooManyPermits

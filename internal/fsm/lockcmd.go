@@ -13,9 +13,11 @@ func (f *FSM) applyLock(index uint64, cmd *internalv1.Command) *internalv1.Resul
 	switch op := cmd.GetOp().(type) {
 	case *internalv1.Command_LockAcquire:
 		r := op.LockAcquire
+		// Below RulesConversion the conversion field is ignored, as
+		// members of a release before it ignore it.
 		out, err := f.locks.Acquire(index, nowMs, lock.Request{
 			Claims: lock.ClaimsFromProto(r.GetClaims()), Session: r.GetSession(), Owner: r.GetOwner(),
-			Wait: r.GetWait(), HoldMs: r.GetHoldMs(), ResumeToken: r.GetResumeToken(), Conversion: r.GetConversion(),
+			Wait: r.GetWait(), HoldMs: r.GetHoldMs(), ResumeToken: r.GetResumeToken(), Conversion: r.GetConversion() && f.rules >= RulesConversion,
 		})
 		if err != nil {
 			return ErrorResult(err)

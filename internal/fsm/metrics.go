@@ -57,6 +57,10 @@ func (m *Metrics) attach(f *FSM) {
 		gauge("concord_fsm_state_bytes", "Accounted bytes of keys and values in memory.", func(s State) float64 { return float64(s.KV.Bytes()) }),
 		gauge("concord_fsm_sessions", "Live sessions.", func(s State) float64 { return float64(s.Sessions.Len()) }),
 		gauge("concord_fsm_applied_index", "Last applied Raft index.", func(s State) float64 { return float64(s.Applied) }),
+		gauge("concord_fsm_rules_version", "Rules version the state machine applies entries by (raised by the leader once every member's build applies it).",
+			func(s State) float64 { return float64(s.RulesVersion) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "concord_fsm_max_rules_version", Help: "Highest rules version this member's build applies."},
+			func() float64 { return float64(f.MaxRulesVersion()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "concord_fsm_dedupe_entries", Help: "Remembered client request results."},
 			func() float64 {
 				f.mu.RLock()

@@ -17,8 +17,12 @@ import (
 	"github.com/concord-dev/concord/internal/session"
 )
 
-// snapshotFormat is the version of the snapshot encoding.
-const snapshotFormat = 1
+// snapshotFormat is the newest version of the snapshot encoding; this
+// build reads formats 1 to snapshotFormat. Format 2 adds the rules version
+// to the header: a snapshot whose rules version is above the baseline is
+// written in it, and one at the baseline in format 1 (formatFor), so that
+// members of a release before rules versions read it and refuse the other.
+const snapshotFormat = 2
 
 // section is one capability's part of a snapshot.
 type section struct {
@@ -79,10 +83,11 @@ func (f *FSM) capture() *Capture { return f.captureFor(false) }
 func (f *FSM) captureFor(hash bool) *Capture {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	format, rules := formatFor(f.rules)
 	c := &Capture{
 		header: &internalv1.SnapshotHeader{
-			Format: snapshotFormat, Index: f.applied.Load(), TimeUnixNano: f.now, LastSweepIndex: f.lastSweep,
-			ElapsedNanos: f.elapsed, LastStampTerm: f.stampTerm, LastStampNanos: f.stampNanos,
+			Format: format, Index: f.applied.Load(), TimeUnixNano: f.now, LastSweepIndex: f.lastSweep,
+			ElapsedNanos: f.elapsed, LastStampTerm: f.stampTerm, LastStampNanos: f.stampNanos, RulesVersion: rules,
 		},
 		metrics: f.cfg.Metrics,
 	}
@@ -147,14 +152,19 @@ func (f *FSM) Hash() (uint64, string, error) {
 // backups.
 func (f *FSM) CaptureState() *Capture { return f.capture() }
 
-func decodeSnapshot(r io.Reader, st *staging) (*internalv1.SnapshotHeader, error) {
+// decodeSnapshot decodes a snapshot into st. A snapshot whose rules
+// version is above maxRules is refused with ErrRulesTooNew.
+func decodeSnapshot(r io.Reader, st *staging, maxRules uint32) (*internalv1.SnapshotHeader, error) {
 	rr := record.NewReader(r)
 	var hdr internalv1.SnapshotHeader
 	if err := rr.Read(&hdr); err != nil {
 		return nil, fmt.Errorf("header: %w", truncated(err))
 	}
-	if hdr.GetFormat() != snapshotFormat {
-		return nil, fmt.Errorf("%w: format %d, this build reads %d (a snapshot of a newer concord is restored with that version)", ErrSnapshotFormat, hdr.GetFormat(), snapshotFormat)
+	if hdr.GetFormat() < 1 || hdr.GetFormat() > snapshotFormat {
+		return nil, fmt.Errorf("%w: format %d, this build reads 1 to %d (a snapshot of a newer concord is restored with that version)", ErrSnapshotFormat, hdr.GetFormat(), snapshotFormat)
+	}
+	if v := rulesOf(&hdr); v > maxRules {
+		return nil, fmt.Errorf("%w: the snapshot of index %d is at rules version %d, and this build applies up to %d", ErrRulesTooNew, hdr.GetIndex(), v, maxRules)
 	}
 	want := sections(st.kv, st.sessions, st.locks, st.ids, st.members, st.dedupe)
 	for _, s := range want {
@@ -193,7 +203,7 @@ func truncated(err error) error {
 // VerifySnapshot decodes a snapshot stream without applying it and returns
 // its index, for `concord snapshot restore` and backups.
 func VerifySnapshot(r io.Reader) (uint64, error) {
-	hdr, err := decodeSnapshot(r, newStaging())
+	hdr, err := decodeSnapshot(r, newStaging(), MaxRulesVersion)
 	if err != nil {
 		return 0, err
 	}
@@ -257,7 +267,7 @@ func ForNewCluster(r io.Reader, w io.Writer, opts NewClusterOptions) (NewCluster
 		return sum, fmt.Errorf("fsm: an ID bump of %d is negative", opts.IDBump)
 	}
 	st := newStaging()
-	hdr, err := decodeSnapshot(r, st)
+	hdr, err := decodeSnapshot(r, st, MaxRulesVersion)
 	if err != nil {
 		return sum, err
 	}

@@ -157,8 +157,13 @@ type StatusResponse struct {
 	Keys              int64  `protobuf:"varint,13,opt,name=keys,proto3" json:"keys,omitempty"`
 	Sessions          int64  `protobuf:"varint,14,opt,name=sessions,proto3" json:"sessions,omitempty"`
 	StateBytes        int64  `protobuf:"varint,15,opt,name=state_bytes,json=stateBytes,proto3" json:"state_bytes,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// rules_version is the version of the rules by which the serving
+	// member's state machine applies the log: raised by the leader once
+	// every member's build applies the higher version (docs/operations.md,
+	// Upgrades). 0 from a member of a release before it.
+	RulesVersion  uint32 `protobuf:"varint,16,opt,name=rules_version,json=rulesVersion,proto3" json:"rules_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -292,6 +297,13 @@ func (x *StatusResponse) GetSessions() int64 {
 func (x *StatusResponse) GetStateBytes() int64 {
 	if x != nil {
 		return x.StateBytes
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetRulesVersion() uint32 {
+	if x != nil {
+		return x.RulesVersion
 	}
 	return 0
 }
@@ -901,7 +913,7 @@ const file_concord_v1_cluster_proto_rawDesc = "" +
 	"\vclient_addr\x18\x04 \x01(\tR\n" +
 	"clientAddr\x12\x12\n" +
 	"\x04role\x18\x05 \x01(\tR\x04role\"\x0f\n" +
-	"\rStatusRequest\"\x82\x04\n" +
+	"\rStatusRequest\"\xa7\x04\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x1b\n" +
@@ -919,7 +931,8 @@ const file_concord_v1_cluster_proto_rawDesc = "" +
 	"\x04keys\x18\r \x01(\x03R\x04keys\x12\x1a\n" +
 	"\bsessions\x18\x0e \x01(\x03R\bsessions\x12\x1f\n" +
 	"\vstate_bytes\x18\x0f \x01(\x03R\n" +
-	"stateBytes\"C\n" +
+	"stateBytes\x12#\n" +
+	"\rrules_version\x18\x10 \x01(\rR\frulesVersion\"C\n" +
 	"\x10AddMemberRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tpeer_addr\x18\x02 \x01(\tR\bpeerAddr\"s\n" +

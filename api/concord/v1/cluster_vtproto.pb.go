@@ -149,6 +149,13 @@ func (m *StatusResponse) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.RulesVersion != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.RulesVersion))
+		i--
+		dAtA[i] = 0x1
+		i--
+		dAtA[i] = 0x80
+	}
 	if m.StateBytes != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.StateBytes))
 		i--
@@ -902,6 +909,9 @@ func (m *StatusResponse) SizeVT() (n int) {
 	}
 	if m.StateBytes != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.StateBytes))
+	}
+	if m.RulesVersion != 0 {
+		n += 2 + protohelpers.SizeOfVarint(uint64(m.RulesVersion))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -1775,6 +1785,25 @@ func (m *StatusResponse) UnmarshalVT(dAtA []byte) error {
 				b := dAtA[iNdEx]
 				iNdEx++
 				m.StateBytes |= int64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 16:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field RulesVersion", wireType)
+			}
+			m.RulesVersion = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.RulesVersion |= uint32(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}

@@ -358,9 +358,12 @@ type NodeStatusResponse struct {
 	// seed is the digest of the state `concord snapshot restore` seeded the
 	// member with ("" for a member that was not restored from a backup):
 	// members of one restored cluster must hold the same.
-	Seed          string `protobuf:"bytes,5,opt,name=seed,proto3" json:"seed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Seed string `protobuf:"bytes,5,opt,name=seed,proto3" json:"seed,omitempty"`
+	// max_rules_version is the highest rules version this member's build
+	// applies (RaiseRules); 0, from a build before the rules version, means 1.
+	MaxRulesVersion uint32 `protobuf:"varint,6,opt,name=max_rules_version,json=maxRulesVersion,proto3" json:"max_rules_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeStatusResponse) Reset() {
@@ -428,6 +431,13 @@ func (x *NodeStatusResponse) GetSeed() string {
 	return ""
 }
 
+func (x *NodeStatusResponse) GetMaxRulesVersion() uint32 {
+	if x != nil {
+		return x.MaxRulesVersion
+	}
+	return 0
+}
+
 var File_concord_internal_v1_peer_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_peer_proto_rawDesc = "" +
@@ -448,14 +458,15 @@ const file_concord_internal_v1_peer_proto_rawDesc = "" +
 	"\x15PeerKeepAliveResponse\x12\x15\n" +
 	"\x06ttl_ms\x18\x01 \x03(\x03R\x05ttlMs\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\"\x13\n" +
-	"\x11NodeStatusRequest\"\x92\x01\n" +
+	"\x11NodeStatusRequest\"\xbe\x01\n" +
 	"\x12NodeStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x1f\n" +
 	"\vclient_addr\x18\x04 \x01(\tR\n" +
 	"clientAddr\x12\x12\n" +
-	"\x04seed\x18\x05 \x01(\tR\x04seed2\xc4\x05\n" +
+	"\x04seed\x18\x05 \x01(\tR\x04seed\x12*\n" +
+	"\x11max_rules_version\x18\x06 \x01(\rR\x0fmaxRulesVersion2\xc4\x05\n" +
 	"\x04Peer\x12T\n" +
 	"\aPropose\x12#.concord.internal.v1.ProposeRequest\x1a$.concord.internal.v1.ProposeResponse\x12Z\n" +
 	"\tReadIndex\x12%.concord.internal.v1.ReadIndexRequest\x1a&.concord.internal.v1.ReadIndexResponse\x12b\n" +

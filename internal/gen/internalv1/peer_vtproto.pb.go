@@ -366,6 +366,11 @@ func (m *NodeStatusResponse) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.MaxRulesVersion != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.MaxRulesVersion))
+		i--
+		dAtA[i] = 0x30
+	}
 	if len(m.Seed) > 0 {
 		i -= len(m.Seed)
 		copy(dAtA[i:], m.Seed)
@@ -533,6 +538,9 @@ func (m *NodeStatusResponse) SizeVT() (n int) {
 	l = len(m.Seed)
 	if l > 0 {
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	if m.MaxRulesVersion != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.MaxRulesVersion))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -1390,6 +1398,25 @@ func (m *NodeStatusResponse) UnmarshalVT(dAtA []byte) error {
 			}
 			m.Seed = string(dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
+		case 6:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field MaxRulesVersion", wireType)
+			}
+			m.MaxRulesVersion = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.MaxRulesVersion |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])

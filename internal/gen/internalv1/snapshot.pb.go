@@ -37,8 +37,13 @@ type SnapshotHeader struct {
 	ElapsedNanos   int64  `protobuf:"varint,5,opt,name=elapsed_nanos,json=elapsedNanos,proto3" json:"elapsed_nanos,omitempty"`
 	LastStampTerm  uint64 `protobuf:"varint,6,opt,name=last_stamp_term,json=lastStampTerm,proto3" json:"last_stamp_term,omitempty"`
 	LastStampNanos int64  `protobuf:"varint,7,opt,name=last_stamp_nanos,json=lastStampNanos,proto3" json:"last_stamp_nanos,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// rules_version is the rules version the state machine applies entries
+	// by (RaiseRules). 0, as in a snapshot of a build before the rules
+	// version, reads as the baseline, 1; it is written only above 1, in a
+	// snapshot of format 2.
+	RulesVersion  uint32 `protobuf:"varint,8,opt,name=rules_version,json=rulesVersion,proto3" json:"rules_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SnapshotHeader) Reset() {
@@ -116,6 +121,13 @@ func (x *SnapshotHeader) GetLastStampTerm() uint64 {
 func (x *SnapshotHeader) GetLastStampNanos() int64 {
 	if x != nil {
 		return x.LastStampNanos
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetRulesVersion() uint32 {
+	if x != nil {
+		return x.RulesVersion
 	}
 	return 0
 }
@@ -1319,7 +1331,7 @@ var File_concord_internal_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"\"concord/internal/v1/snapshot.proto\x12\x13concord.internal.v1\x1a!concord/internal/v1/command.proto\"\x85\x02\n" +
+	"\"concord/internal/v1/snapshot.proto\x12\x13concord.internal.v1\x1a!concord/internal/v1/command.proto\"\xaa\x02\n" +
 	"\x0eSnapshotHeader\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\rR\x06format\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12$\n" +
@@ -1327,7 +1339,8 @@ const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\x10last_sweep_index\x18\x04 \x01(\x04R\x0elastSweepIndex\x12#\n" +
 	"\relapsed_nanos\x18\x05 \x01(\x03R\felapsedNanos\x12&\n" +
 	"\x0flast_stamp_term\x18\x06 \x01(\x04R\rlastStampTerm\x12(\n" +
-	"\x10last_stamp_nanos\x18\a \x01(\x03R\x0elastStampNanos\"9\n" +
+	"\x10last_stamp_nanos\x18\a \x01(\x03R\x0elastStampNanos\x12#\n" +
+	"\rrules_version\x18\b \x01(\rR\frulesVersion\"9\n" +
 	"\rSectionHeader\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"r\n" +

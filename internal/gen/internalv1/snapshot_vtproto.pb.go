@@ -48,6 +48,11 @@ func (m *SnapshotHeader) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.RulesVersion != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.RulesVersion))
+		i--
+		dAtA[i] = 0x40
+	}
 	if m.LastStampNanos != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.LastStampNanos))
 		i--
@@ -1102,6 +1107,9 @@ func (m *SnapshotHeader) SizeVT() (n int) {
 	if m.LastStampNanos != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.LastStampNanos))
 	}
+	if m.RulesVersion != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.RulesVersion))
+	}
 	n += len(m.unknownFields)
 	return n
 }
@@ -1683,6 +1691,25 @@ func (m *SnapshotHeader) UnmarshalVT(dAtA []byte) error {
 				b := dAtA[iNdEx]
 				iNdEx++
 				m.LastStampNanos |= int64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 8:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field RulesVersion", wireType)
+			}
+			m.RulesVersion = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.RulesVersion |= uint32(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}
