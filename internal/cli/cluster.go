@@ -37,8 +37,8 @@ func clusterStatus(g *globals) *cobra.Command {
 				if leader == "" {
 					leader = "(none)"
 				}
-				fmt.Fprintf(g.stdout, "leader: %s  term: %d  keys: %d  sessions: %d  state bytes: %d\n\n",
-					leader, st.GetTerm(), st.GetKeys(), st.GetSessions(), st.GetStateBytes())
+				fmt.Fprintf(g.stdout, "leader: %s  term: %d  keys: %d  sessions: %d  state bytes: %d  rules version: %d\n\n",
+					leader, st.GetTerm(), st.GetKeys(), st.GetSessions(), st.GetStateBytes(), st.GetRulesVersion())
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ENDPOINT\tMEMBER\tSTATE\tTERM\tCOMMIT\tAPPLIED\tSNAPSHOT")
 				for _, ep := range cl.Endpoints() {

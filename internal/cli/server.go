@@ -16,6 +16,7 @@ import (
 
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
+	"github.com/concord-dev/concord/internal/fsm"
 	"github.com/concord-dev/concord/internal/server"
 )
 
@@ -79,6 +80,13 @@ then start n4 with --join <client address of any member>.`,
 					logger.Warn("removed from the cluster; stopping", "err", err)
 					stop()
 					return d.Stop(context.Background())
+				}
+				if errors.Is(err, fsm.ErrRulesTooNew) {
+					// A restart stops the same way: the binary must be
+					// upgraded. Exit non-zero.
+					logger.Error("the cluster applies rules this build does not know; stopping: upgrade this member's binary", "err", err)
+					stop()
+					return errors.Join(fmt.Errorf("member failed, upgrade its binary: %w", err), d.Stop(context.Background()))
 				}
 				if errors.Is(err, server.ErrSeedMismatch) {
 					// A restart fails the same way: the data dir must be

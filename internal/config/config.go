@@ -163,6 +163,11 @@ type Server struct {
 	ClockOffset time.Duration
 	ClockRate   float64
 
+	// MaxRulesVersion, for tests only (no flag sets it), makes the member
+	// report and apply rules versions up to this one only, as a build of
+	// an older release would; 0 means the build's fsm.MaxRulesVersion.
+	MaxRulesVersion uint32
+
 	// UnsafeStaleLinearizable serves linearizable reads from local state
 	// without a read barrier. It breaks linearizability on purpose, so the
 	// robustness checker can show that it catches such a bug. Never use it.

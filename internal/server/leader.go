@@ -121,8 +121,8 @@ func (s *Server) stopDuties() {
 }
 
 // runDuties establishes the term (a no-op entry, then every session TTL
-// restarted) and runs session expiry and learner promotion until the term
-// ends.
+// restarted) and runs session and hold expiry, learner promotion and the
+// rules version's raise until the term ends.
 func (s *Server) runDuties(ctx context.Context, term uint64) {
 	for {
 		_, err := s.proposeLocal(ctx, &internalv1.Command{Op: &internalv1.Command_Noop{Noop: &internalv1.Noop{}}})
@@ -153,10 +153,11 @@ func (s *Server) runDuties(ctx context.Context, term uint64) {
 	s.log.Info("leader ready", "term", term, "applied", s.fsm.AppliedIndex())
 
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); s.expireSessions(ctx) }()
 	go func() { defer wg.Done(); s.expireHolds(ctx) }()
 	go func() { defer wg.Done(); s.promoteLearners(ctx) }()
+	go func() { defer wg.Done(); s.raiseRules(ctx) }()
 	wg.Wait()
 }
 

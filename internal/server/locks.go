@@ -39,9 +39,10 @@ func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
 	if req.GetResumeToken() != 0 || req.GetResumeWaiter() != 0 {
 		return nil // follows what exists: adds nothing
 	}
-	if req.GetConversion() {
+	if req.GetConversion() && s.fsm.RulesVersion() >= fsm.RulesConversion {
 		// Converts the owner's grant in place, or takes nothing when the
 		// grant has ended (and never queues): it adds nothing either way.
+		// Below that rules version it is an acquire like any other.
 		return nil
 	}
 	return s.checkLockQuota(req)

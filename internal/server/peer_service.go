@@ -67,7 +67,7 @@ func (p *peerService) KeepAlive(ctx context.Context, req *connect.Request[intern
 func (p *peerService) NodeStatus(context.Context, *connect.Request[internalv1.NodeStatusRequest]) (*connect.Response[internalv1.NodeStatusResponse], error) {
 	return connect.NewResponse(&internalv1.NodeStatusResponse{
 		Id: p.s.id.ID, Name: p.s.cfg.Name, AppliedIndex: p.s.fsm.AppliedIndex(), ClientAddr: p.s.cfg.AdvertiseClient,
-		Seed: p.s.id.seed(),
+		Seed: p.s.id.seed(), MaxRulesVersion: p.s.fsm.MaxRulesVersion(),
 	}), nil
 }
 

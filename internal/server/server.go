@@ -40,8 +40,10 @@ type Options struct {
 	Version string
 	// OnFatal, if set, is called when the member can no longer serve: its
 	// Raft log failed for good and it must be restarted, it was removed
-	// (ErrRemoved, ErrAddedBack), or it was restored unlike another voter
-	// (ErrSeedMismatch) and must be restored again.
+	// (ErrRemoved, ErrAddedBack), it was restored unlike another voter
+	// (ErrSeedMismatch) and must be restored again, or the cluster applies
+	// a rules version its build does not (fsm.ErrRulesTooNew) and its
+	// binary must be upgraded.
 	OnFatal func(error)
 }
 
@@ -116,6 +118,14 @@ func New(cfg config.Server, opts Options) (*Server, error) {
 		HistoryBytes:  cfg.HistoryBytes,
 		Logger:        s.log,
 		Metrics:       fsm.NewMetrics(opts.Registerer),
+		// A test runs a member as a build of an older release.
+		MaxRulesVersion: cfg.MaxRulesVersion,
+		// The state machine logged it; the member must stop.
+		OnHalt: func(err error) {
+			if s.onFatal != nil {
+				s.onFatal(err)
+			}
+		},
 	})
 	s.fsm.SetSessionObserver(s.tracker)
 	s.holds = lock.NewHoldTracker(opts.Clock)

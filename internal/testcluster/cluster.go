@@ -136,7 +136,32 @@ func Start(t testing.TB, opts Options) *Cluster {
 	t.Cleanup(c.Close)
 	c.WaitLeader(10 * time.Second)
 	c.WaitPublished(10 * time.Second)
+	c.WaitRules(10 * time.Second)
 	return c
+}
+
+// WaitRules waits until every running member applies entries by the rules
+// version the leader raises the cluster to: the highest that every
+// member's build (Config.MaxRulesVersion) applies. The leader raises it
+// with a log entry shortly after it is ready; tests start after it, so
+// that they run under the rules of the members' builds and that entry
+// cannot land between their calls.
+func (c *Cluster) WaitRules(timeout time.Duration) {
+	c.t.Helper()
+	want := uint32(fsm.MaxRulesVersion)
+	for _, m := range c.Members {
+		if v := m.Cfg.MaxRulesVersion; v != 0 && v < want {
+			want = v
+		}
+	}
+	require.Eventually(c.t, func() bool {
+		for _, m := range c.Members {
+			if d := m.Daemon(); d != nil && d.Server().FSM().RulesVersion() != want {
+				return false
+			}
+		}
+		return true
+	}, timeout, 20*time.Millisecond, "members did not reach rules version %d within %s", want, timeout)
 }
 
 // WaitPublished waits until every running member has applied its own
