@@ -74,7 +74,9 @@ type AcquireOptions struct {
 	// the server before the conversion applied (force-released, its hold
 	// time over, before a keep-alive told the SDK), the server takes
 	// nothing: the acquire fails with ErrLockLost and ends Converts with
-	// that cause. A conversion never waits in the queue.
+	// that cause. A conversion never waits in the queue. Both need the
+	// cluster at rules version 2: a cluster still at 1 applies the request
+	// as a plain acquire, granted anew or queued (docs/locks.md).
 	Converts *Grant
 }
 

@@ -534,16 +534,19 @@ func (rw *RWMutex) convert(ctx context.Context, from, to *handle) error {
 // (force-released, its hold time over) before a keep-alive told the SDK:
 // then the server grants nothing, Lost and Context end with that cause,
 // and RUnlock reports the loss. A successful Upgrade gives the write lock a
-// new fencing token.
+// new fencing token. The ErrLockLost answer needs the cluster at rules
+// version 2 (docs/operations.md, Upgrades): a cluster still at 1 (a member
+// of a release before conversions in it) grants the write lock anew, and
+// Upgrade returns as if the read lock had been held throughout.
 func (rw *RWMutex) Upgrade(ctx context.Context) error { return rw.convert(ctx, rw.read, rw.write) }
 
 // Downgrade turns this handle's write lock into a read lock, at once, with
 // the same fencing token; readers queued behind it are let in. Like
 // Upgrade, it fails with ErrLockLost, and takes nothing, if the write lock
 // had ended on the server before the SDK learned it; Unlock then reports
-// the loss. (A member of a release before conversions grants a read lock
-// anew instead, under another token: Downgrade returns, and the hold ends
-// at once with ErrLockLost.)
+// the loss. (A cluster at rules version 1, where a member of a release
+// before conversions runs, grants a read lock anew instead, under another
+// token: Downgrade returns, and the hold ends at once with ErrLockLost.)
 func (rw *RWMutex) Downgrade(ctx context.Context) error { return rw.convert(ctx, rw.write, rw.read) }
 
 // Token returns the fencing token of the grant the handle holds.
