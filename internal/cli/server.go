@@ -20,6 +20,10 @@ import (
 	"github.com/concord-dev/concord/internal/server"
 )
 
+// testConfigure, set by tests only, adjusts `concord server`'s
+// configuration past the flags (config.Server.MaxRulesVersion has none).
+var testConfigure func(*config.Server)
+
 func newServerCmd(g *globals) *cobra.Command {
 	var (
 		cfg            config.Server
@@ -57,6 +61,9 @@ then start n4 with --join <client address of any member>.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if testConfigure != nil {
+				testConfigure(&cfg)
+			}
 			d, err := daemon.Start(ctx, cfg, daemon.Options{Logger: logger, Version: Version, Banner: g.stdout})
 			if err != nil {
 				return err
