@@ -69,7 +69,10 @@ func (s *Server) raiseRulesOnce(ctx context.Context) error {
 	if target <= current {
 		return nil
 	}
-	if _, err := s.proposeLocal(ctx, &internalv1.Command{Op: &internalv1.Command_RaiseRules{RaiseRules: &internalv1.RaiseRules{Version: target}}}); err != nil {
+	// Bounded: membership changes wait for it.
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.proposeLocal(pctx, &internalv1.Command{Op: &internalv1.Command_RaiseRules{RaiseRules: &internalv1.RaiseRules{Version: target}}}); err != nil {
 		return fmt.Errorf("proposing rules version %d: %w", target, err)
 	}
 	s.log.Info("raised the cluster's rules version: every member applies it", "from", current, "to", target, "members", len(servers))
