@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/client/concurrency"
 	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/fsm"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
@@ -173,4 +176,23 @@ func TestMemberOfAnOlderBuildStopsAtASnapshotOfNewerRules(t *testing.T) {
 		t.Fatal("the member of an older build did not stop at the snapshot")
 	}
 	require.Zero(t, d4.Server().FSM().AppliedIndex(), "it restored nothing")
+}
+
+// A member of an older build started on a data dir whose snapshot is at
+// rules version 2 refuses to start, with ErrRulesTooNew.
+func TestMemberOfAnOlderBuildRefusesToStartFromASnapshotOfNewerRules(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	_, err := c.Client().Put(ctx, "k", []byte("v"))
+	require.NoError(t, err)
+	require.NoError(t, c.Members[0].Daemon().Server().CompactLog(ctx))
+	c.Stop(0)
+	cfg := c.Members[0].Cfg
+	cfg.MaxRulesVersion = fsm.BaselineRulesVersion
+	d, err := daemon.Start(ctx, cfg, daemon.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if d != nil {
+		d.Kill()
+	}
+	require.ErrorIs(t, err, fsm.ErrRulesTooNew)
+	require.ErrorContains(t, err, "is at rules version 2, and this build applies up to 1")
 }

@@ -195,6 +195,11 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		},
 	}, s.fsm)
+	if err != nil && s.fsm.Halted() != nil {
+		// Raft says only that no snapshot could be restored; the state
+		// machine says why.
+		err = fmt.Errorf("%w (%v)", s.fsm.Halted(), err)
+	}
 	if err == nil && fresh {
 		if err = saveIdentity(s.cfg.DataDir, id); err != nil {
 			err = errors.Join(fmt.Errorf("saving the member's identity: %w", err), node.Shutdown())
