@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/concord-dev/concord/internal/fsm"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
+	"github.com/concord-dev/concord/internal/raftnode"
 )
 
 // rulesCheckInterval is how often the leader looks for a rules version it
@@ -39,12 +41,13 @@ func (s *Server) raiseRules(ctx context.Context) {
 }
 
 // raiseRulesOnce proposes a RaiseRules to the version every member
-// applies, if that is above the cluster's. Membership changes wait for it:
-// a member added between the check and the raise could be of an older
-// build.
+// applies, if that is above the cluster's. The members are asked without
+// the membership lock (a member that does not answer takes a second, and
+// a membership change, such as removing that member, should not wait for
+// it); the raise itself holds the lock and goes ahead only if the
+// configuration is still the one asked, so no member added meanwhile, of
+// an older build perhaps, is left out.
 func (s *Server) raiseRulesOnce(ctx context.Context) error {
-	s.membership.Lock()
-	defer s.membership.Unlock()
 	servers, err := s.node.Configuration()
 	if err != nil {
 		return err
@@ -69,6 +72,15 @@ func (s *Server) raiseRulesOnce(ctx context.Context) error {
 	if target <= current {
 		return nil
 	}
+	s.membership.Lock()
+	defer s.membership.Unlock()
+	now, err := s.node.Configuration()
+	if err != nil {
+		return err
+	}
+	if !sameServers(servers, now) {
+		return errors.New("the configuration changed while its members were asked; asking again")
+	}
 	// Bounded: membership changes wait for it.
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -77,4 +89,22 @@ func (s *Server) raiseRulesOnce(ctx context.Context) error {
 	}
 	s.log.Info("raised the cluster's rules version: every member applies it", "from", current, "to", target, "members", len(servers))
 	return nil
+}
+
+// sameServers reports whether a and b list the same members at the same
+// addresses (a promotion changes neither).
+func sameServers(a, b []raftnode.Server) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	addrs := make(map[string]string, len(a))
+	for _, sv := range a {
+		addrs[sv.ID] = sv.Addr
+	}
+	for _, sv := range b {
+		if addr, ok := addrs[sv.ID]; !ok || addr != sv.Addr {
+			return false
+		}
+	}
+	return true
 }
