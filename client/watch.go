@@ -40,7 +40,10 @@ type WatchChan <-chan WatchResponse
 // Watch streams the changes of a key (or with WithPrefix or WithRange, a
 // range) from WithRevision, or from the next revision. When a member fails
 // or the connection breaks, the watch resumes on another member from the
-// revision after the last one delivered: no event is lost or repeated.
+// revision after the last one delivered: no event is lost or repeated. A
+// stream the member ends with Canceled or DeadlineExceeded while ctx is live
+// is such a failure (a killed member cancels its own streams), not the end
+// of the watch.
 //
 // Without WithRevision the watch starts after the revision the member has
 // when the stream opens. If that first stream fails before it says which
@@ -123,6 +126,14 @@ func (c *Client) runWatch(ctx context.Context, key string, o opOptions, seen uin
 			next = seen + 1
 		}
 		err = fromWire(err)
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			// The watch's ctx is live: the member (or a proxy) ended
+			// the stream, not the caller. A member that is killed
+			// cancels its own requests, and its stream ends with
+			// Canceled before the connection drops. The watch resumes
+			// elsewhere, as when the connection breaks.
+			err = nil
+		}
 		if errors.Is(err, ErrCompacted) {
 			// A member restored from a snapshot (or restarted) keeps
 			// history only from there; another member may still hold it.
