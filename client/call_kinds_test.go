@@ -91,6 +91,30 @@ func TestWriteWhoseAttemptsWentUnansweredEndsAsUnknownOutcome(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnknownOutcome, "a write whose attempts went unanswered ended with %v", err)
 }
 
+// A killed member cancels the requests it serves and may answer a write
+// with a bare Canceled before its connections drop. The SDK took that for
+// the caller's cancellation and returned "context canceled" to a caller
+// whose ctx was live, for a write that may have been applied: neither
+// retried under its request ID nor ErrUnknownOutcome.
+func TestWriteTheMemberCancelledIsRetriedUnderItsRequestID(t *testing.T) {
+	kv := &scriptedKV{put: func(n int, _ *concordv1.PutRequest) (*concordv1.PutResponse, error) {
+		if n == 1 {
+			return nil, connect.NewError(connect.CodeCanceled, context.Canceled)
+		}
+		return &concordv1.PutResponse{Header: &concordv1.ResponseHeader{Revision: 7}}, nil
+	}}
+	c := fakeMember(t, kv, Config{AttemptTimeout: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.Put(ctx, "k", []byte("v"))
+	require.NoError(t, err, "a write the member cancelled ended the call")
+	require.Equal(t, uint64(7), res.Revision)
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	require.Len(t, kv.putsSeen, 2)
+	require.Equal(t, kv.putsSeen[0], kv.putsSeen[1], "the retry must carry the first attempt's request ID")
+}
+
 // The first attempt's outcome is unknown (UNKNOWN_OUTCOME); the later ones
 // are refused by members without a leader (NO_LEADER). When the window
 // ended, the call returned the last error, NO_LEADER: "nothing was applied"

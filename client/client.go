@@ -607,6 +607,13 @@ func (c *Client) call(ctx context.Context, kind callKind, f func(context.Context
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			// This member did not answer in time: its outcome is unknown.
 			err = fmt.Errorf("%w: %s did not answer within %s", ErrUnavailable, ep.addr, c.cfg.AttemptTimeout)
+		case errors.Is(err, context.Canceled) && ctx.Err() == nil:
+			// Neither the caller nor Close cancelled it: the member did
+			// (a killed member cancels the requests it serves, and may
+			// answer before its connections drop), or a proxy. Whatever
+			// it did is unknown; the call goes on elsewhere, a write
+			// under its request ID.
+			err = fmt.Errorf("%w: %s ended the call as cancelled", ErrUnavailable, ep.addr)
 		case errors.Is(err, context.DeadlineExceeded) && ours:
 			// The client's own bound ended the call, not the caller's:
 			// the outcome is unknown just the same, and the caller, who
