@@ -109,8 +109,13 @@ func TestSDKStreamsOutliveAGracefulStopAndTheMemberRestarts(t *testing.T) {
 	defer cancel()
 	victim := c.WaitLeader(5 * time.Second)
 	cl := c.Client()
-	watch := cl.Watch(ctx, "g/", client.WithPrefix())
-	_, err := cl.Put(ctx, "g/1", []byte("a"))
+	// The watch names its start: a watch "from now" opens its stream in
+	// the background, and a Put that is applied first is before it (CI
+	// once waited out the test's minute for that event).
+	before, err := cl.Put(ctx, "before", []byte("x"))
+	require.NoError(t, err)
+	watch := cl.Watch(ctx, "g/", client.WithPrefix(), client.WithRevision(before.Revision+1))
+	_, err = cl.Put(ctx, "g/1", []byte("a"))
 	require.NoError(t, err)
 	resp := <-watch
 	require.NoError(t, resp.Err)
