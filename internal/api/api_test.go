@@ -377,9 +377,15 @@ func TestMaxWatchesBoundsTheStreamsAMemberServes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	addr := c.Endpoints()[0]
+	// The watches that must deliver w/k name their start: the stream
+	// gauge counts a stream before the member fixes where "now" is, so a
+	// watch from now could start after the Put.
+	before, err := cl.Put(ctx, "before", []byte("x"))
+	require.NoError(t, err)
+	from := client.WithRevision(before.Revision + 1)
 	first, stopFirst := context.WithCancel(ctx)
 	w1 := cl.Watch(first, "w/", client.WithPrefix())
-	w2 := cl.Watch(ctx, "w/", client.WithPrefix())
+	w2 := cl.Watch(ctx, "w/", client.WithPrefix(), from)
 	require.Eventually(t, func() bool { return metric(t, addr, `concord_api_open_streams{method="KV/Watch"} 2`) },
 		10*time.Second, 20*time.Millisecond)
 	select {
@@ -393,10 +399,10 @@ func TestMaxWatchesBoundsTheStreamsAMemberServes(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return metric(t, addr, `concord_api_open_streams{method="KV/Watch"} 1`) },
 		10*time.Second, 20*time.Millisecond)
-	w3 := cl.Watch(ctx, "w/", client.WithPrefix())
+	w3 := cl.Watch(ctx, "w/", client.WithPrefix(), from)
 	require.Eventually(t, func() bool { return metric(t, addr, `concord_api_open_streams{method="KV/Watch"} 2`) },
 		10*time.Second, 20*time.Millisecond)
-	_, err := cl.Put(ctx, "w/k", []byte("v"))
+	_, err = cl.Put(ctx, "w/k", []byte("v"))
 	require.NoError(t, err)
 	for _, w := range []<-chan client.WatchResponse{w2, w3} {
 		resp := <-w
