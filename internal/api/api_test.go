@@ -131,6 +131,37 @@ func TestWatchFromCompactedRevision(t *testing.T) {
 	require.Greater(t, ce.Revision, first.Revision, "the error names the compacted revision")
 }
 
+// TestAWatchFromNowWithProgressConfirmsItsStart pins what docs/kv.md tells
+// a user who must not miss a write made right after Watch: with
+// WithProgressNotify, the first response is a progress report sent once the
+// member has fixed where "now" is, and a write made after it is delivered.
+func TestAWatchFromNowWithProgressConfirmsItsStart(t *testing.T) {
+	_, cl := single(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before, err := cl.Put(ctx, "p/before", []byte("0"))
+	require.NoError(t, err)
+	w := cl.Watch(ctx, "p/", client.WithPrefix(), client.WithProgressNotify())
+	first := <-w
+	require.NoError(t, first.Err)
+	require.True(t, first.Progress, "the first response confirms the start")
+	require.Empty(t, first.Events)
+	require.GreaterOrEqual(t, first.Revision, before.Revision, "now is at or after the last write the client saw")
+	after, err := cl.Put(ctx, "p/after", []byte("1"))
+	require.NoError(t, err)
+	for resp := range w {
+		require.NoError(t, resp.Err)
+		if resp.Progress {
+			continue
+		}
+		require.Len(t, resp.Events, 1)
+		require.Equal(t, "p/after", string(resp.Events[0].GetKv().GetKey()))
+		require.Equal(t, after.Revision, resp.Revision)
+		return
+	}
+	t.Fatal("the watch ended without the write made after its first response")
+}
+
 func TestQuotaRefusesGrowthButAllowsDeletes(t *testing.T) {
 	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.QuotaBytes = 2000 })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
