@@ -89,7 +89,11 @@ func WithMax(v int64) OpOption { return func(o *opOptions) { o.max = &v } }
 // WithRevision starts a watch at a revision.
 func WithRevision(rev uint64) OpOption { return func(o *opOptions) { o.startRev = rev } }
 
-// WithProgressNotify asks a watch for periodic progress responses.
+// WithProgressNotify asks a watch for periodic progress responses. The
+// first response of such a watch is a progress report, sent once the member
+// has fixed where the watch starts: every write made after it is received
+// is delivered (a watch without WithRevision starts "now", which Watch's
+// return does not yet fix).
 func WithProgressNotify() OpOption { return func(o *opOptions) { o.progress = true } }
 
 func (c *Client) rangeRequest(key string, o opOptions) *concordv1.RangeRequest {
