@@ -11,6 +11,7 @@ import (
 
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/faultnet"
+	"github.com/concord-dev/concord/internal/fsm"
 	"github.com/concord-dev/concord/tests/robustness/cluster"
 )
 
@@ -235,4 +236,27 @@ func TestMoveMember(t *testing.T) {
 	rejoined(v)
 	_, err = c.WaitConverged(ctx, 30*time.Second)
 	require.NoError(t, err)
+}
+
+// TestWaitRulesVersion checks the wait Run makes before its workloads
+// start: every member of a new cluster reaches the build's rules version
+// (the leader raises it), and a version no member's build applies is never
+// reached, which the wait reports with each member's version.
+func TestWaitRulesVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Options{Binary: binary(t), Size: 3, Dir: t.TempDir(), Logf: t.Logf})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.WaitRulesVersion(ctx, fsm.RulesConversion, rulesVersionTimeout))
+	for _, s := range c.Statuses(ctx) {
+		require.NoError(t, s.Err)
+		require.GreaterOrEqual(t, s.RulesVersion, uint32(fsm.RulesConversion), s.Name)
+	}
+	err = c.WaitRulesVersion(ctx, fsm.MaxRulesVersion+1, time.Second)
+	require.Error(t, err)
+	require.ErrorContains(t, err, fmt.Sprintf("members below rules version %d: %s at %d", fsm.MaxRulesVersion+1, c.Member(0).Name, fsm.MaxRulesVersion))
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/fsm"
 	"github.com/concord-dev/concord/tests/robustness/checker"
 	"github.com/concord-dev/concord/tests/robustness/cluster"
 	"github.com/concord-dev/concord/tests/robustness/history"
@@ -50,10 +51,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("starting the cluster (logs in %s): %w", filepath.Join(dir, "logs"), err)
 	}
 	defer c.Close()
+	// The workloads run under the rules the build applies: a conversion of
+	// an ended grant is answered LOST from rules version 2 on, and the
+	// semaphore model holds conversions to that (checker.SemSteps). The
+	// leader raises the version about a second after it is ready.
+	if err := c.WaitRulesVersion(ctx, fsm.RulesConversion, rulesVersionTimeout); err != nil {
+		return res, fmt.Errorf("the cluster did not reach rules version %d (conversions answered LOST), which the semaphore model assumes (logs in %s): %w",
+			fsm.RulesConversion, filepath.Join(dir, "logs"), err)
+	}
 	if err := avoidLeaders(ctx, c, cfg.AvoidLeader); err != nil {
 		return res, err
 	}
-	timeline.Add("run", 0, "start", "note", "%d members up; schedule of %d faults", cfg.Size, len(schedule))
+	timeline.Add("run", 0, "start", "note", "%d members up, at rules version %d or later; schedule of %d faults", cfg.Size, fsm.RulesConversion, len(schedule))
 
 	fastest, slowest := schedule.ClockRates()
 	if r := cfg.MemberClock.Rate; r > 0 {
@@ -222,6 +231,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	return res, nil
 }
+
+// rulesVersionTimeout bounds the wait, once the cluster is up, for every
+// member to apply the build's rules version.
+const rulesVersionTimeout = 30 * time.Second
 
 // lossNoticeChecked names, in Result.CheckedBy, the grants the loss-notice
 // checker checked.

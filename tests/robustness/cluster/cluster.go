@@ -825,7 +825,10 @@ type Status struct {
 	Members  int
 	Err      error
 	Learners int
-	raw      *client.Status
+	// RulesVersion is the rules version the member's state machine
+	// applies entries by.
+	RulesVersion uint32
+	raw          *client.Status
 }
 
 // Statuses asks every running member for its view, concurrently.
@@ -858,6 +861,7 @@ func (c *Cluster) Statuses(ctx context.Context) []Status {
 			out[i].Term = s.GetTerm()
 			out[i].Applied = s.GetAppliedIndex()
 			out[i].Members = len(s.GetMembers())
+			out[i].RulesVersion = s.GetRulesVersion()
 			for _, mb := range s.GetMembers() {
 				if mb.GetRole() == "learner" {
 					out[i].Learners++
@@ -918,6 +922,29 @@ func (c *Cluster) WaitLeader(ctx context.Context, timeout time.Duration) (int, e
 		return nil
 	})
 	return leader, err
+}
+
+// WaitRulesVersion waits until every running member reports that its state
+// machine applies rules version v or later: the leader raises the
+// cluster's version once every member reports that its build applies it,
+// and every entry proposed after that applies by those rules. The error
+// names the members still below v, with the version each reports.
+func (c *Cluster) WaitRulesVersion(ctx context.Context, v uint32, timeout time.Duration) error {
+	return poll(ctx, timeout, 200*time.Millisecond, func() error {
+		var behind []string
+		for _, s := range c.Statuses(ctx) {
+			switch {
+			case s.Err != nil:
+				behind = append(behind, fmt.Sprintf("%s (no status: %v)", s.Name, s.Err))
+			case s.RulesVersion < v:
+				behind = append(behind, fmt.Sprintf("%s at %d", s.Name, s.RulesVersion))
+			}
+		}
+		if len(behind) > 0 {
+			return fmt.Errorf("members below rules version %d: %s", v, strings.Join(behind, ", "))
+		}
+		return nil
+	})
 }
 
 // Hash is one member's applied index and state machine hash.
