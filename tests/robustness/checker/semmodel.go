@@ -41,16 +41,15 @@ const (
 	// the write grant, in place: Succeeded with the write grant's Token,
 	// or not Succeeded when refused because others read
 	// (ErrWouldDeadlock), or not Succeeded and Lost when the server
-	// answered LOST (ErrLockLost): the owner's grant had ended, and the
-	// conversion took nothing. An owner that no longer holds is queued for
-	// the write lock, as a new acquire, by a server that predates the
-	// LOST answer.
+	// answered LOST (client.ErrConversionLost): the owner's grant had
+	// ended, and the conversion took nothing. The model holds the cluster
+	// to rules version 2 or later (the harness waits for it before the
+	// workloads start): an owner that no longer holds is answered LOST,
+	// never granted or queued anew.
 	KindSemUpgrade history.Kind = "sem-upgrade"
 	// KindSemDowngrade converts Owner's write grant into a read grant:
-	// Succeeded with its Token (the write grant's; a new one when the
-	// owner no longer held and was granted a read lock anew by a server
-	// that predates the LOST answer), or not Succeeded and Lost as for
-	// KindSemUpgrade.
+	// Succeeded with the write grant's Token, or not Succeeded and Lost as
+	// for KindSemUpgrade.
 	KindSemDowngrade history.Kind = "sem-downgrade"
 	// KindSemForce is an operator's force-release of the lock's holders
 	// under Token (every holder when 0): Succeeded with Holders the number
@@ -350,17 +349,23 @@ func (s SemState) grantNew(in SemInput, out SemOutput, permits int, ownCommand b
 // Read-write locks (capacity RWCapacity) add conversions. An upgrade of
 // the only reader makes it the writer under a new token, above every
 // earlier one; it is refused while others hold. A downgrade keeps the
-// writer's token. An owner whose grant ended meanwhile (a force-release,
-// its hold time) converts nothing: its request is a new acquire. A
-// force-release ends every holder under its token (every holder when 0)
-// and says how many; it is refused when none holds. A conversion answered
-// LOST says that the owner's grant had ended (force-released, its hold
-// time or its session over): it is legal only where the owner holds
+// writer's token. A conversion converts the owner's grant or nothing (the
+// rules of cluster rules version 2, which the harness waits for before
+// the workloads start): one that succeeds is legal only where the owner
+// still holds the grant it converts, so that an owner whose grant ended
+// meanwhile (a force-release, its hold time, its session) is never
+// granted anew; and one refused (others read) only where the owner still
+// holds. A force-release ends every holder under its token (every holder
+// when 0) and says how many; it is refused when none holds. A conversion
+// answered LOST says that the owner's grant had ended (force-released, its
+// hold time or its session over): it is legal only where the owner holds
 // nothing, or holds a grant that may have ended by the answer (as the
 // model ends grants lazily, it ends that grant then), and it takes
 // nothing. A grant that provably still lasts (its session vouched for,
 // its hold time not over, not released or force-released since) cannot be
-// answered LOST.
+// answered LOST. A conversion of unknown outcome may have done either:
+// the owner's grant, converted or not, may end at any time (the SDK takes
+// it back).
 //
 // As in LockStep, grants may end at any time their session may have
 // expired (the operation's linearization point may lie past Protected) or
@@ -506,24 +511,30 @@ func (s SemState) convert(in SemInput, out SemOutput) []SemState {
 		}
 		return nil // the owner still held
 	}
-	// The owner's grant may be gone (never held, force-released, its
-	// hold time over): the request is then a new acquire that waits.
 	if i < 0 {
-		return s.grantNew(in, out, permits, false)
+		// The owner holds nothing to convert: the server answers LOST and
+		// takes nothing, so a conversion granted (or refused because
+		// others read) cannot be; one of unknown outcome changed nothing.
+		if out.Unknown {
+			return []SemState{s}
+		}
+		return nil
 	}
 	h := s.Holders[i]
 	if out.Unknown {
 		// The SDK takes the conversion back, ending the owner's grant
-		// (converted or not) whenever its take-back applies.
+		// (converted or not) whenever its take-back applies; if the grant
+		// had ended first, the conversion took nothing, which ending the
+		// abandoned grant lazily covers.
 		h.Abandoned = true
 		s = s.replaced(i, h)
 	}
-	if h.endable(in.Return) {
-		next = append(next, s.without(1<<i).grantNew(in, out, permits, false)...)
-	}
 	if h.Permits == permits {
 		// Already held so: acquiring again answers with the grant.
-		if out.Unknown || (out.OK && out.Token == h.Token) {
+		switch {
+		case out.Unknown:
+			next = append(next, s)
+		case out.OK && out.Token == h.Token:
 			next = append(next, s.sealed())
 		}
 		return next

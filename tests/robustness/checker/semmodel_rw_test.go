@@ -159,10 +159,6 @@ func TestSemModelReadWriteLocks(t *testing.T) {
 		{"an upgraded grant ends its hold time after the upgrade", []history.Op{
 			rwRead(0, 0, 10, 5, p, held(100)), rwConvert(0, KindSemUpgrade, 80, 90, true, 7, p), rwWrite(1, 200, 210, 9, p),
 		}, true},
-		{"an upgrade after a force-release is a new acquire", []history.Op{
-			rwRead(0, 0, 10, 5, p), rwRead(1, 0, 10, 5, p), forced(3, "rw", 11, 12, 0, 2),
-			rwConvert(0, KindSemUpgrade, 20, 30, true, 14, p), rwInspected(2, 31, 32, writer(0, 14)),
-		}, true},
 	}
 	runSemCases(t, tests, checkShared, "read-write lock rw")
 }
