@@ -61,6 +61,15 @@ var (
 	// ErrLockLost: a held lock ended other than by Unlock: its session
 	// expired, its hold time ended, or an operator force-released it.
 	ErrLockLost = errors.New("concord: lock lost")
+	// ErrConversionLost: a conversion (AcquireOptions.Converts: an
+	// RWMutex's Upgrade or Downgrade) reached the server after the grant it
+	// converts had ended there (force-released, its hold time or its
+	// session over) unseen by the SDK: the server answered LOST (reason
+	// "converted grant ended") and took nothing. It wraps ErrLockLost, and
+	// the converted grant ends with it as its cause. No other error is it:
+	// a conversion that fails before reaching the server, or whose outcome
+	// is unknown, is not. Needs the cluster at rules version 2.
+	ErrConversionLost = fmt.Errorf("%w: converted grant ended", ErrLockLost)
 	// ErrLocked: a try-lock found the lock taken (or others queued).
 	ErrLocked = errors.New("concord: lock is taken")
 	// ErrTooManyPermits: a semaphore request above its capacity.

@@ -73,10 +73,11 @@ type AcquireOptions struct {
 	// (an upgrade) is a new grant, timed anew. If the grant had ended on
 	// the server before the conversion applied (force-released, its hold
 	// time over, before a keep-alive told the SDK), the server takes
-	// nothing: the acquire fails with ErrLockLost and ends Converts with
-	// that cause. A conversion never waits in the queue. Both need the
-	// cluster at rules version 2: a cluster still at 1 applies the request
-	// as a plain acquire, granted anew or queued (docs/locks.md).
+	// nothing: the acquire fails with ErrConversionLost (an ErrLockLost)
+	// and ends Converts with that cause. A conversion never waits in the
+	// queue. Both need the cluster at rules version 2: a cluster still at
+	// 1 applies the request as a plain acquire, granted anew or queued
+	// (docs/locks.md).
 	Converts *Grant
 }
 
@@ -242,8 +243,8 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 	if g := opts.Converts; g != nil && resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_LOST {
 		// The grant to convert had ended on the server, unseen by the
 		// SDK so far, and the server took nothing for the conversion.
-		err := fmt.Errorf("%w: %s (token %d) had ended on the server before its conversion reached it (%s); nothing was granted",
-			ErrLockLost, namesOf(g.Names), g.Token, resp.GetReason())
+		err := fmt.Errorf("%w: %s (token %d) had ended on the server before its conversion reached it; nothing was granted",
+			ErrConversionLost, namesOf(g.Names), g.Token)
 		g.lose(err)
 		return nil, err
 	}

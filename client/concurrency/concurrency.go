@@ -494,9 +494,9 @@ func (rw *RWMutex) release(ctx context.Context, h *handle) error {
 // command that would have granted it, so no grant exists even for a
 // moment, nobody is made to wait for one, and the conversion never queues
 // behind another holder. The SDK then fails the conversion with
-// ErrLockLost and ends from's grant with that cause, which ends the hold
-// (Lost, Context); from keeps its count until RUnlock or Unlock reports
-// the loss, as a lost grant does.
+// client.ErrConversionLost (an ErrLockLost) and ends from's grant with
+// that cause, which ends the hold (Lost, Context); from keeps its count
+// until RUnlock or Unlock reports the loss, as a lost grant does.
 func (rw *RWMutex) convert(ctx context.Context, from, to *handle) error {
 	// The conversion is an acquire of to's mode: an acquire of from's mode
 	// racing it (which would count a hold of the grant being converted, or
@@ -530,11 +530,13 @@ func (rw *RWMutex) convert(ctx context.Context, from, to *handle) error {
 // Upgrade turns this handle's read lock into the write lock, at once: it
 // never waits in the queue. It fails with ErrWouldDeadlock while other
 // readers hold the lock (two readers upgrading would wait for each other
-// forever), and with ErrLockLost if the read lock had ended on the server
-// (force-released, its hold time over) before a keep-alive told the SDK:
-// then the server grants nothing, Lost and Context end with that cause,
-// and RUnlock reports the loss. A successful Upgrade gives the write lock a
-// new fencing token. The ErrLockLost answer needs the cluster at rules
+// forever), and with client.ErrConversionLost (an ErrLockLost) if the read
+// lock had ended on the server (force-released, its hold time over) before
+// a keep-alive told the SDK: then the server grants nothing, Lost and
+// Context end with that cause, and RUnlock reports the loss. (If the SDK
+// had learned of the loss first, Upgrade sends nothing and returns the
+// loss, an ErrLockLost.) A successful Upgrade gives the write lock a new
+// fencing token. The ErrConversionLost answer needs the cluster at rules
 // version 2 (docs/operations.md, Upgrades): a cluster still at 1 (a member
 // of a release before conversions in it) grants the write lock anew, and
 // Upgrade returns as if the read lock had been held throughout.
@@ -542,9 +544,9 @@ func (rw *RWMutex) Upgrade(ctx context.Context) error { return rw.convert(ctx, r
 
 // Downgrade turns this handle's write lock into a read lock, at once, with
 // the same fencing token; readers queued behind it are let in. Like
-// Upgrade, it fails with ErrLockLost, and takes nothing, if the write lock
-// had ended on the server before the SDK learned it; Unlock then reports
-// the loss. (A cluster at rules version 1, where a member of a release
+// Upgrade, it fails with client.ErrConversionLost, and takes nothing, if
+// the write lock had ended on the server before the SDK learned it; Unlock
+// then reports the loss. (A cluster at rules version 1, where a member of a release
 // before conversions runs, grants a read lock anew instead, under another
 // token: Downgrade returns, and the hold ends at once with ErrLockLost.)
 func (rw *RWMutex) Downgrade(ctx context.Context) error { return rw.convert(ctx, rw.write, rw.read) }

@@ -277,6 +277,7 @@ func TestSDKRWMutexConversionOfAnUnseenForceReleaseFails(t *testing.T) {
 				require.NoError(t, hold.Err(), "the SDK learns of the force-release at the next keep-alive, 10s away")
 				err = tc.convert(rw, ctx)
 				require.ErrorIs(t, err, client.ErrLockLost, "the lock was lost before the conversion, yet the conversion succeeded")
+				require.ErrorIs(t, err, client.ErrConversionLost, "the server's LOST answer is not told by its error value")
 				require.ErrorContains(t, err, "before its conversion")
 				require.ErrorContains(t, err, lock.ReasonConvertedEnded)
 				select {
@@ -285,7 +286,7 @@ func TestSDKRWMutexConversionOfAnUnseenForceReleaseFails(t *testing.T) {
 					t.Fatal("Lost taken before the conversion is still open")
 				}
 				cause := context.Cause(hold)
-				require.ErrorIs(t, cause, client.ErrLockLost)
+				require.ErrorIs(t, cause, client.ErrConversionLost)
 				require.Equal(t, cause, context.Cause(rw.Context()))
 				require.True(t, released(ctx, admin, name)(), "the server holds a grant the failed conversion took")
 				require.ErrorIs(t, tc.release(rw, ctx), client.ErrLockLost)
@@ -323,4 +324,72 @@ func TestSDKRWMutexUpgradeOfAnEndedReadLockNeverQueues(t *testing.T) {
 	require.NoError(t, other.Unlock(ctx))
 	require.True(t, released(ctx, cl, "rwq")(), "the lock was granted to the failed upgrade")
 	require.ErrorIs(t, rw.RUnlock(ctx), client.ErrLockLost)
+}
+
+// ErrConversionLost is the server's LOST answer to a conversion, and
+// nothing else: the workloads and callers tell it by value (errors.Is),
+// not by the error's text. A conversion through AcquireLocks of a
+// force-released grant is answered LOST whether or not the SDK had learned
+// of the loss first; a granted conversion, an upgrade refused because
+// others read, an RWMutex conversion of a grant the SDK knows lost (it
+// sends nothing) and the SDK's other ErrLockLost errors are not it.
+func TestSDKConversionLostIsTypedAndOnlyTheServersLostAnswer(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 60*time.Second)
+	cl := c.Client()
+	sess := session(t, cl, 30*time.Second)
+	read := &client.LockClaim{Name: "rwc", Kind: client.KindRWLock, Mode: client.ModeShared}
+	write := &client.LockClaim{Name: "rwc", Kind: client.KindRWLock, Mode: client.ModeExclusive}
+	acquire := func(owner string, claim *client.LockClaim, converts *client.Grant) (*client.Grant, error) {
+		return cl.AcquireLocks(ctx, sess, owner, []*client.LockClaim{claim}, client.AcquireOptions{Wait: true, Converts: converts})
+	}
+
+	// Granted: an upgrade of the only reader.
+	g, err := acquire("a", read, nil)
+	require.NoError(t, err)
+	up, err := acquire("a", write, g)
+	require.NoError(t, err)
+
+	// LOST: the write grant force-released, unseen by the SDK.
+	_, err = cl.ForceReleaseLock(ctx, "rwc", up.Token, "test")
+	require.NoError(t, err)
+	require.NoError(t, up.Err(), "the SDK learns of the force-release at the next keep-alive")
+	_, err = acquire("a", read, up)
+	require.ErrorIs(t, err, client.ErrConversionLost)
+	require.ErrorIs(t, err, client.ErrLockLost)
+	require.ErrorIs(t, up.Err(), client.ErrConversionLost, "the converted grant ends with the answer as its cause")
+	require.True(t, released(ctx, cl, "rwc")(), "the LOST conversion took the lock")
+
+	// LOST, the SDK having ended the grant before (its Release saw it
+	// gone): the grant keeps its first cause, the answer is still typed.
+	g, err = acquire("b", read, nil)
+	require.NoError(t, err)
+	_, err = cl.ForceReleaseLock(ctx, "rwc", g.Token, "test")
+	require.NoError(t, err)
+	relErr := g.Release(ctx)
+	require.ErrorIs(t, relErr, client.ErrLockLost)
+	require.NotErrorIs(t, relErr, client.ErrConversionLost, "a release of a lost grant is no conversion")
+	_, err = acquire("b", write, g)
+	require.ErrorIs(t, err, client.ErrConversionLost)
+	require.NotErrorIs(t, g.Err(), client.ErrConversionLost, "the grant ended before the conversion")
+
+	// Refused: others read.
+	g1, err := acquire("c", read, nil)
+	require.NoError(t, err)
+	_, err = acquire("d", read, nil)
+	require.NoError(t, err)
+	_, err = acquire("c", write, g1)
+	require.ErrorIs(t, err, client.ErrWouldDeadlock)
+	require.NotErrorIs(t, err, client.ErrConversionLost)
+
+	// An RWMutex whose SDK learned of the loss first sends nothing: its
+	// Upgrade returns the loss, an ErrLockLost that is no LOST answer.
+	rw := concurrency.NewRWMutex(session(t, cl, 3*time.Second), "rwk")
+	require.NoError(t, rw.RLock(ctx))
+	_, err = cl.ForceReleaseLock(ctx, "rwk", rw.Token(), "test")
+	require.NoError(t, err)
+	require.ErrorIs(t, endsWithin(t, rw.Context(), 10*time.Second, "the read hold after a force-release"), client.ErrLockLost)
+	err = rw.Upgrade(ctx)
+	require.ErrorIs(t, err, client.ErrLockLost)
+	require.NotErrorIs(t, err, client.ErrConversionLost, "the SDK sent nothing: no server answered LOST")
 }

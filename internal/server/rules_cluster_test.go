@@ -104,7 +104,7 @@ func TestRulesVersionWaitsForEveryMemberThenGatesConversions(t *testing.T) {
 	_, err = admin.ForceReleaseLock(ctx, "rw-v2", token, "drill")
 	require.NoError(t, err)
 	err = rw.Downgrade(ctx)
-	require.ErrorIs(t, err, client.ErrLockLost)
+	require.ErrorIs(t, err, client.ErrConversionLost)
 	require.ErrorContains(t, err, "before its conversion reached it")
 	c.WaitConverged(20 * time.Second)
 }
