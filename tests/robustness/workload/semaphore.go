@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -508,8 +507,14 @@ func (c *semClient) convert(ctx context.Context, sess *client.Session, g *semGra
 		op.Status, op.Succeeded, op.Token = history.OK, true, ng.Token
 	case errors.Is(err, client.ErrWouldDeadlock):
 		op.Status = history.OK
-	case conversionLost(err, g.g):
-		// The grant had ended on the server: the conversion took nothing.
+	case errors.Is(err, client.ErrConversionLost):
+		// The server answered LOST: the grant had ended there (force-
+		// released, its hold time or its session over), and the
+		// conversion took nothing and queued nothing. No other error of
+		// a conversion is that answer: a transport error or a call given
+		// up leaves the outcome unknown (the SDK ends g.g with an error
+		// of its own), and the SDK's other ErrLockLost answers follow a
+		// grant the server made.
 		op.Status, op.Lost = history.OK, true
 	case certainFailure(err):
 		op.Status, op.Err = history.Fail, errText(err)
@@ -534,29 +539,6 @@ func (c *semClient) convert(ctx context.Context, sess *client.Session, g *semGra
 	case op.Lost:
 		c.w.counters.add("conversions lost", 1)
 	}
-}
-
-// conversionLostText is what the SDK says of a conversion the server
-// answered LOST (client/lock.go, AcquireLocks).
-const conversionLostText = "before its conversion reached it"
-
-// conversionLost reports whether err, returned by a conversion of
-// converts, is the server's LOST answer: the converted grant had ended on
-// the server (force-released, its hold time or its session over), and the
-// conversion took nothing and queued nothing. The SDK then returns an
-// error wrapping client.ErrLockLost and ends converts with that very
-// error, unless converts had ended before (the SDK learned of the loss
-// first): that answer is known by its text. No other error of a
-// conversion is taken for it: a transport error or a call given up never
-// wraps ErrLockLost (the SDK returns it, or the context's error, and ends
-// converts with an error of its own), and the SDK's other ErrLockLost
-// answers to an acquire follow a grant the server made (one it cannot
-// vouch for, or gave back past its hold time), which changed the lock.
-func conversionLost(err error, converts *client.Grant) bool {
-	if !errors.Is(err, client.ErrLockLost) {
-		return false
-	}
-	return errors.Is(converts.Err(), err) || strings.Contains(err.Error(), conversionLostText)
 }
 
 // release releases a grant under its token, even after ctx ended: one
