@@ -53,7 +53,7 @@ type Config struct {
 	Fence *workload.FenceConfig
 	IDs   *workload.IDsConfig
 	// Semaphores configures the semaphore workload; nil leaves it out
-	// (only the long profile runs it).
+	// (both profiles run it; the short one with two clients).
 	Semaphores *workload.SemaphoreConfig
 	// ExtraFlags are added to every member's command line.
 	ExtraFlags []string
