@@ -961,6 +961,16 @@ func (t *Table) HoldsGrant(session int64, owner string, token uint64) bool {
 	return false
 }
 
+// HoldsLock reports whether owner of session holds lock name under token.
+// It copies nothing: answers to acquires check it on the hand-off path.
+func (t *Table) HoldsLock(name string, session int64, owner string, token uint64) bool {
+	if l := t.locks[name]; l != nil {
+		h := l.holder(session, owner)
+		return h != nil && h.Token == token
+	}
+	return false
+}
+
 // EndReason says why the grant with token of session (and owner, when
 // given), no longer held, ended, as far as the table remembers: a recent
 // force-release names its reason. Grants of other sessions or owners may

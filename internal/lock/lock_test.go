@@ -796,3 +796,19 @@ func TestReleaseOfPartOfAMultiLockGrantIsRefused(t *testing.T) {
 	require.Len(t, rec.releases, 3)
 	require.Equal(t, 0, tb.Holders())
 }
+
+// HoldsLock names one holder: readers granted by one command share its
+// token, and each holds only as itself; a grant that ended holds nothing.
+func TestHoldsLockNamesOneHolder(t *testing.T) {
+	tb, _, _ := newTable()
+	acq(t, tb, 10, 1, "a", false, reader("rw"))
+	acq(t, tb, 10, 2, "b", false, reader("rw"))
+	require.True(t, tb.HoldsLock("rw", 1, "a", 10))
+	require.True(t, tb.HoldsLock("rw", 2, "b", 10))
+	require.False(t, tb.HoldsLock("rw", 1, "b", 10), "another owner of the session")
+	require.False(t, tb.HoldsLock("rw", 1, "a", 11), "another token")
+	require.False(t, tb.HoldsLock("other", 1, "a", 10), "another lock")
+	_, err := tb.ForceRelease(12, 12, "rw", 0, "op", "")
+	require.NoError(t, err)
+	require.False(t, tb.HoldsLock("rw", 1, "a", 10))
+}

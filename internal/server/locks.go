@@ -131,15 +131,7 @@ func checkWaiterRef(waiter uint64, session int64, owner string) error {
 // token.
 func holdStatus(st fsm.State, req *concordv1.AcquireRequest, token uint64) bool {
 	for _, c := range req.GetClaims() {
-		if !st.Locks.HeldWithToken([]byte(c.GetName()), int64(token)) {
-			return false
-		}
-		l, _, _ := st.Locks.Get(c.GetName())
-		held := false
-		for _, h := range l.Holders {
-			held = held || (h.Session == req.GetSession() && h.Owner == req.GetOwner() && h.Token == token)
-		}
-		if !held {
+		if !st.Locks.HoldsLock(c.GetName(), req.GetSession(), req.GetOwner(), token) {
 			return false
 		}
 	}
