@@ -138,6 +138,27 @@ func holdStatus(st fsm.State, req *concordv1.AcquireRequest, token uint64) bool 
 	return true
 }
 
+// judgeGrant answers GRANTED with resp if the grant it carries is still
+// held in st, and otherwise LOST at st's applied index with how it ended:
+// a member can apply a grant and its end (a force-release, the session's
+// expiry, the hold time) before it answers, in one batch or while the
+// answer waits for its turn, and a retried acquire is answered with the
+// first attempt's GRANTED however long ago that was. Answered GRANTED, the
+// client would believe in a grant this member knows to be over, until a
+// keep-alive told it. A grant at an index st has not applied (an acquire a
+// follower forwarded) is not judged: its end cannot have been applied.
+func (s *Server) judgeGrant(st fsm.State, req *concordv1.AcquireRequest, resp *concordv1.AcquireResponse) *concordv1.AcquireResponse {
+	token := resp.GetToken()
+	if resp.GetHeader().GetRevision() > st.Applied || holdStatus(st, req, token) {
+		return resp
+	}
+	reason := lock.ReasonSessionEnded
+	if st.Sessions.Exists(req.GetSession()) {
+		reason = st.Locks.EndReason(token, req.GetSession(), req.GetOwner())
+	}
+	return &concordv1.AcquireResponse{Header: s.header(st.Applied), State: concordv1.AcquireState_ACQUIRE_STATE_LOST, Token: token, Reason: reason}
+}
+
 // waiterStatus reports whether waiter id is still queued for the request's
 // session and owner, and the grant's token if it has been granted to them
 // meanwhile. A waiter of another session or owner is neither: a follower
@@ -255,8 +276,18 @@ func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concor
 	p.cmd = &internalv1.Command{Meta: req.GetMeta(), Op: &internalv1.Command_LockAcquire{LockAcquire: acquireCommand(req)}}
 	p.answer = func(res *internalv1.Result) *concordv1.AcquireResponse {
 		out := res.GetLockAcquire()
-		return &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
+		resp := &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
 			Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition(), Reason: out.GetReason(), Converted: out.GetConverted()}
+		if resp.GetState() != concordv1.AcquireState_ACQUIRE_STATE_GRANTED {
+			return resp
+		}
+		if h := s.beforeGrantJudged.Load(); h != nil {
+			(*h)(req)
+		}
+		// On a leader's batch stream this runs on the state machine's
+		// goroutine, after the batch's apply: the read does not wait.
+		s.fsm.Read(func(st fsm.State) { resp = s.judgeGrant(st, req, resp) })
+		return resp
 	}
 	return p, nil
 }
@@ -322,10 +353,8 @@ func (s *Server) AwaitWaiter(ctx context.Context, req *concordv1.AcquireRequest)
 
 // grantAnswer answers a wait whose waiter was granted token: GRANTED if
 // the grant still holds at this member's applied index (the answer's
-// revision), else LOST with how it ended. A member can apply a grant and
-// its end in one batch (a force-release, a session expiry, a hold time),
-// after a partition for instance; answered GRANTED, the client would hold
-// a grant the answer's own revision had ended, until a keep-alive told it.
+// revision), else LOST with how it ended (judgeGrant), or SESSION_NOT_FOUND
+// once the session has ended, as for a wait that follows it.
 func (s *Server) grantAnswer(req *concordv1.AcquireRequest, token uint64) (*concordv1.AcquireResponse, error) {
 	var resp *concordv1.AcquireResponse
 	var err error
@@ -334,12 +363,7 @@ func (s *Server) grantAnswer(req *concordv1.AcquireRequest, token uint64) (*conc
 			err = errs.Wrapf(session.ErrNotFound, "session %d ended, and its grant (token %d) with it", req.GetSession(), token)
 			return
 		}
-		if holdStatus(st, req, token) {
-			resp = &concordv1.AcquireResponse{Header: s.header(st.Applied), State: concordv1.AcquireState_ACQUIRE_STATE_GRANTED, Token: token}
-			return
-		}
-		resp = &concordv1.AcquireResponse{Header: s.header(st.Applied), State: concordv1.AcquireState_ACQUIRE_STATE_LOST, Token: token,
-			Reason: st.Locks.EndReason(token, req.GetSession(), req.GetOwner())}
+		resp = s.judgeGrant(st, req, &concordv1.AcquireResponse{Header: s.header(st.Applied), State: concordv1.AcquireState_ACQUIRE_STATE_GRANTED, Token: token})
 	})
 	return resp, err
 }

@@ -83,6 +83,11 @@ type Server struct {
 	stopCh   chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
+
+	// beforeGrantJudged, set only by tests (export_test.go), runs when an
+	// acquire answered GRANTED is about to be checked against the applied
+	// state (judgeGrant), so that a test can apply the grant's end first.
+	beforeGrantJudged atomic.Pointer[func(*concordv1.AcquireRequest)]
 }
 
 // New checks the configuration and prepares a member; Start runs it.

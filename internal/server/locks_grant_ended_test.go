@@ -1,0 +1,176 @@
+package server_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/client/concurrency"
+	"github.com/concord-dev/concord/internal/lock"
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+// An acquire granted at once is answered after its command applied, and a
+// member may have applied the grant's end by then (here an operator's
+// force-release, applied on the leader and on the follower that serves the
+// acquire while its answer waits). The answer is LOST with the reason, not
+// GRANTED: the SDK's Lock fails with ErrLockLost and holds nothing, and a
+// Lock.Acquire stream's one answer is LOST. Both were GRANTED, and the SDK
+// held a grant the cluster had given up, until a keep-alive told it.
+func TestAcquireAnsweredAfterItsGrantEndedIsLost(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	leader := c.WaitLeader(10 * time.Second)
+	f := (leader + 1) % len(c.Members)
+	srvL, srvF := c.Members[leader].Daemon().Server(), c.Members[f].Daemon().Server()
+	cl := c.Client(f) // acquires are forwarded, and answered by the follower
+	sess := session(t, cl, 30*time.Second)
+	t.Cleanup(func() { srvF.SetBeforeGrantJudged(nil) })
+
+	// endBeforeAnswer runs acquire (of lock name, by the session) and,
+	// when the follower is about to answer GRANTED, force-releases the
+	// grant and lets the follower apply that first.
+	endBeforeAnswer := func(t *testing.T, name string, acquire func()) {
+		reached, proceed := make(chan struct{}), make(chan struct{})
+		srvF.SetBeforeGrantJudged(func(r *concordv1.AcquireRequest) {
+			if r.GetSession() == sess.ID() && r.GetClaims()[0].GetName() == name {
+				close(reached)
+				<-proceed
+			}
+		})
+		defer srvF.SetBeforeGrantJudged(nil)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			acquire()
+		}()
+		select {
+		case <-reached:
+		case <-time.After(15 * time.Second):
+			t.Fatal("the acquire was not answered GRANTED")
+		}
+		info, err := srvL.InspectLock(ctx, &concordv1.InspectLockRequest{Name: name})
+		require.NoError(t, err)
+		require.Len(t, info.GetLock().GetHolders(), 1)
+		fr, err := srvL.ForceReleaseLock(ctx, &concordv1.ForceReleaseRequest{Name: name, Token: info.GetLock().GetHolders()[0].GetToken(), Reason: "op"})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, fr.GetReleased())
+		require.NoError(t, srvF.FSM().WaitApplied(ctx, fr.GetHeader().GetRevision()))
+		close(proceed)
+		<-done
+	}
+
+	t.Run("SDK", func(t *testing.T) {
+		m := concurrency.NewMutex(sess, "sdk")
+		var err error
+		endBeforeAnswer(t, "sdk", func() { err = m.Lock(ctx) })
+		require.ErrorIs(t, err, client.ErrLockLost)
+		require.Contains(t, err.Error(), lock.ReasonForced+": op")
+		info, ierr := srvL.InspectLock(ctx, &concordv1.InspectLockRequest{Name: "sdk"})
+		require.NoError(t, ierr)
+		require.Empty(t, info.GetLock().GetHolders())
+		// The mutex holds nothing, and takes the lock again.
+		require.NoError(t, m.Lock(ctx))
+		require.NoError(t, m.Unlock(ctx))
+	})
+
+	t.Run("stream", func(t *testing.T) {
+		req := &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: "raw", Kind: client.KindMutex}}, Session: sess.ID(), Owner: "raw"}
+		var sent []*concordv1.AcquireResponse
+		var err error
+		endBeforeAnswer(t, "raw", func() {
+			err = srvF.AcquireLock(ctx, req, func(r *concordv1.AcquireResponse) error {
+				sent = append(sent, r)
+				return nil
+			})
+		})
+		require.NoError(t, err)
+		require.Len(t, sent, 1)
+		require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, sent[0].GetState(), "answered %v", sent[0])
+		require.NotZero(t, sent[0].GetToken())
+		require.Equal(t, lock.ReasonForced+": op", sent[0].GetReason())
+	})
+}
+
+// A retried acquire is answered with its first attempt's outcome, however
+// long ago it applied: a GRANTED whose grant has ended since is answered
+// LOST with how it ended, on the unary call and on the batch stream's path
+// (StartAcquireNow) alike. The retry answered GRANTED.
+func TestRetriedAcquireOfAGrantEndedSinceIsLost(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	srv := c.Members[0].Daemon().Server()
+	cl := c.Client()
+	for i, tc := range []struct {
+		name   string
+		end    func(t *testing.T, s *client.Session, token uint64)
+		reason string
+	}{
+		{"force-released", func(t *testing.T, _ *client.Session, token uint64) {
+			_, err := srv.ForceReleaseLock(ctx, &concordv1.ForceReleaseRequest{Name: "force-released", Token: token, Reason: "op"})
+			require.NoError(t, err)
+		}, lock.ReasonForced + ": op"},
+		{"session-ended", func(t *testing.T, s *client.Session, _ uint64) {
+			require.NoError(t, s.Close(ctx))
+		}, lock.ReasonSessionEnded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := session(t, cl, 30*time.Second)
+			req := func() *concordv1.AcquireRequest {
+				return &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: tc.name, Kind: client.KindMutex}}, Session: s.ID(), Owner: "o",
+					Meta: &concordv1.WriteMeta{ClientId: "retrying-client", RequestId: uint64(i + 1)}}
+			}
+			first, err := srv.AcquireNow(ctx, req())
+			require.NoError(t, err)
+			require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, first.GetState())
+			tc.end(t, s, first.GetToken())
+
+			check := func(r *concordv1.AcquireResponse) {
+				t.Helper()
+				require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, r.GetState(), "answered %v", r)
+				require.Equal(t, first.GetToken(), r.GetToken())
+				require.Equal(t, tc.reason, r.GetReason())
+				require.Greater(t, r.GetHeader().GetRevision(), first.GetHeader().GetRevision())
+			}
+			again, err := srv.AcquireNow(ctx, req())
+			require.NoError(t, err)
+			check(again)
+
+			type answer struct {
+				r   *concordv1.AcquireResponse
+				err error
+			}
+			got := make(chan answer, 1)
+			require.True(t, srv.StartAcquireNow(ctx, req(), func(r *concordv1.AcquireResponse, err error) { got <- answer{r, err} }))
+			a := <-got
+			require.NoError(t, a.err)
+			check(a.r)
+		})
+	}
+}
+
+// A grant that still holds is answered GRANTED when retried, and the
+// answer keeps the revision of the command that made it.
+func TestRetriedAcquireOfAGrantStillHeldIsGranted(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	srv := c.Members[0].Daemon().Server()
+	s := session(t, c.Client(), 30*time.Second)
+	req := func() *concordv1.AcquireRequest {
+		return &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: "held", Kind: client.KindMutex}}, Session: s.ID(), Owner: "o",
+			Meta: &concordv1.WriteMeta{ClientId: "retrying-client", RequestId: 1}}
+	}
+	first, err := srv.AcquireNow(ctx, req())
+	require.NoError(t, err)
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, first.GetState())
+	_, err = c.Client().Put(ctx, "k", []byte("v")) // the applied index moves on
+	require.NoError(t, err)
+	again, err := srv.AcquireNow(ctx, req())
+	require.NoError(t, err)
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, again.GetState())
+	require.Equal(t, first.GetToken(), again.GetToken())
+	require.Equal(t, first.GetHeader().GetRevision(), again.GetHeader().GetRevision())
+}
