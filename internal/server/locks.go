@@ -278,7 +278,10 @@ func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concor
 		out := res.GetLockAcquire()
 		resp := &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
 			Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition(), Reason: out.GetReason(), Converted: out.GetConverted()}
-		if resp.GetState() != concordv1.AcquireState_ACQUIRE_STATE_GRANTED {
+		if resp.GetState() != concordv1.AcquireState_ACQUIRE_STATE_GRANTED || resp.GetConverted() != 0 {
+			// A conversion answered LOST says that it took nothing
+			// (the grant to convert had ended): one applied in place
+			// is not judged, and its end reaches the keep-alives.
 			return resp
 		}
 		if h := s.beforeGrantJudged.Load(); h != nil {
