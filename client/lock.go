@@ -241,6 +241,14 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 		return nil, err
 	}
 	if g := opts.Converts; g != nil && resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_LOST {
+		if resp.GetConverted() != 0 {
+			// The conversion took the lock in place, and the member had
+			// applied the converted grant's end before it answered.
+			err := fmt.Errorf("%w: %s (token %d) was converted, and the converted grant (token %d) ended before the answer: %s",
+				ErrLockLost, namesOf(g.Names), g.Token, resp.GetToken(), resp.GetReason())
+			g.lose(err)
+			return nil, err
+		}
 		// The grant to convert had ended on the server, unseen by the
 		// SDK so far, and the server took nothing for the conversion.
 		err := fmt.Errorf("%w: %s (token %d) had ended on the server before its conversion reached it; nothing was granted",

@@ -156,7 +156,12 @@ func (s *Server) judgeGrant(st fsm.State, req *concordv1.AcquireRequest, resp *c
 	if st.Sessions.Exists(req.GetSession()) {
 		reason = st.Locks.EndReason(token, req.GetSession(), req.GetOwner())
 	}
-	return &concordv1.AcquireResponse{Header: s.header(st.Applied), State: concordv1.AcquireState_ACQUIRE_STATE_LOST, Token: token, Reason: reason}
+	// A conversion applied in place keeps its converted token: LOST with
+	// converted set says the conversion took the lock and the new grant
+	// has ended since, where LOST without it says the grant to convert had
+	// ended and the conversion took nothing.
+	return &concordv1.AcquireResponse{Header: s.header(st.Applied), State: concordv1.AcquireState_ACQUIRE_STATE_LOST, Token: token,
+		Reason: reason, Converted: resp.GetConverted()}
 }
 
 // waiterStatus reports whether waiter id is still queued for the request's
@@ -278,10 +283,7 @@ func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concor
 		out := res.GetLockAcquire()
 		resp := &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),
 			Token: out.GetToken(), Waiter: out.GetWaiter(), Position: out.GetPosition(), Reason: out.GetReason(), Converted: out.GetConverted()}
-		if resp.GetState() != concordv1.AcquireState_ACQUIRE_STATE_GRANTED || resp.GetConverted() != 0 {
-			// A conversion answered LOST says that it took nothing
-			// (the grant to convert had ended): one applied in place
-			// is not judged, and its end reaches the keep-alives.
+		if resp.GetState() != concordv1.AcquireState_ACQUIRE_STATE_GRANTED {
 			return resp
 		}
 		if h := s.beforeGrantJudged.Load(); h != nil {

@@ -77,6 +77,48 @@ func TestAcquireAnsweredAfterItsGrantEndedIsLost(t *testing.T) {
 		require.NoError(t, m.Unlock(ctx))
 	})
 
+	// A conversion applied in place whose new grant ended before the
+	// answer is LOST with converted set: it took the lock, so it is not
+	// ErrConversionLost (which says nothing was taken), and both the old
+	// and the new grant are over for the SDK. It was answered GRANTED.
+	t.Run("conversion", func(t *testing.T) {
+		read := &client.LockClaim{Name: "conv", Kind: client.KindRWLock, Mode: client.ModeShared}
+		write := &client.LockClaim{Name: "conv", Kind: client.KindRWLock, Mode: client.ModeExclusive}
+		g, err := cl.AcquireLocks(ctx, sess, "up", []*client.LockClaim{read}, client.AcquireOptions{Wait: true})
+		require.NoError(t, err)
+		endBeforeAnswer(t, "conv", func() {
+			_, err = cl.AcquireLocks(ctx, sess, "up", []*client.LockClaim{write}, client.AcquireOptions{Wait: true, Converts: g})
+		})
+		require.ErrorIs(t, err, client.ErrLockLost)
+		require.NotErrorIs(t, err, client.ErrConversionLost, "the conversion took the lock before its grant ended")
+		require.Contains(t, err.Error(), lock.ReasonForced+": op")
+		require.ErrorIs(t, g.Err(), client.ErrLockLost, "the converted grant is over for the SDK")
+		info, ierr := srvL.InspectLock(ctx, &concordv1.InspectLockRequest{Name: "conv"})
+		require.NoError(t, ierr)
+		require.Empty(t, info.GetLock().GetHolders())
+	})
+
+	t.Run("conversion stream", func(t *testing.T) {
+		claim := func(mode concordv1.LockMode) []*client.LockClaim {
+			return []*client.LockClaim{{Name: "rawconv", Kind: client.KindRWLock, Mode: mode}}
+		}
+		var sent []*concordv1.AcquireResponse
+		collect := func(r *concordv1.AcquireResponse) error { sent = append(sent, r); return nil }
+		require.NoError(t, srvF.AcquireLock(ctx, &concordv1.AcquireRequest{Claims: claim(client.ModeShared), Session: sess.ID(), Owner: "rawconv"}, collect))
+		require.Len(t, sent, 1)
+		readToken := sent[0].GetToken()
+		sent = nil
+		var err error
+		endBeforeAnswer(t, "rawconv", func() {
+			err = srvF.AcquireLock(ctx, &concordv1.AcquireRequest{Claims: claim(client.ModeExclusive), Session: sess.ID(), Owner: "rawconv", Conversion: true}, collect)
+		})
+		require.NoError(t, err)
+		require.Len(t, sent, 1)
+		require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, sent[0].GetState(), "answered %v", sent[0])
+		require.Equal(t, readToken, sent[0].GetConverted(), "LOST names the grant the conversion replaced")
+		require.Greater(t, sent[0].GetToken(), readToken)
+	})
+
 	t.Run("stream", func(t *testing.T) {
 		req := &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: "raw", Kind: client.KindMutex}}, Session: sess.ID(), Owner: "raw"}
 		var sent []*concordv1.AcquireResponse
