@@ -306,22 +306,18 @@ type lockClient struct {
 	ss        *lockSessions
 	stalls    int
 	// cut is the client's way to the members, which it cuts while
-	// holding now and then (cutOffs times so far).
-	cut     *cutOff
-	cutOffs int
+	// holding now and then.
+	cut *cutOff
 }
 
 func (c *lockClient) run(ctx context.Context) {
-	endpoints := c.env.Cluster.Endpoints()
-	if c.w.cfg.Stalls > 0 {
-		cut, err := newCutOff(endpoints)
-		if err != nil {
-			c.env.Logf("lock client %d: %v", c.index, err)
-			return
-		}
-		defer cut.close()
-		c.cut, endpoints = cut, cut.endpoints()
+	cut, endpoints, err := holderCutOff(c.env, c.w.cfg.HolderConfig, &c.w.counters)
+	if err != nil {
+		c.env.Logf("lock client %d: %v", c.index, err)
+		return
 	}
+	defer cut.close()
+	c.cut = cut
 	cl, err := newClient(ctx, endpoints)
 	if err != nil {
 		return
@@ -416,24 +412,7 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 		}
 		return
 	}
-	if c.cut != nil && c.cutOffs < c.w.cfg.Stalls && c.rng.IntN(12) == 0 {
-		c.cutOffs++
-		c.w.counters.add("cut-offs", 1)
-		// Cut off from the cluster, the client keeps working until the
-		// SDK tells it the lock is lost: by its own count of the session's
-		// deadline, as no keep-alive gets through. The server expires
-		// the session and grants the lock to a waiter: the loss-notice
-		// checker holds the SDK's deadline against that grant.
-		c.cut.cut()
-		t := time.NewTimer(2 * stallFor(c.env, c.w.cfg.TTL))
-		select {
-		case <-g.Lost():
-			c.w.counters.add("cut-offs told", 1)
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-		c.cut.heal()
+	if c.cut.whileHolding(ctx, c.rng, g.Lost()) {
 		if op := c.release(sess, name, owner, g.Token, tr); op.Status == history.OK && !op.Succeeded {
 			c.w.counters.add("stale releases refused", 1)
 		}

@@ -237,22 +237,18 @@ type semClient struct {
 	ss     *lockSessions
 	stalls int
 	// cut is the client's way to the members, which it cuts while
-	// holding now and then (cutOffs times so far).
-	cut     *cutOff
-	cutOffs int
+	// holding now and then.
+	cut *cutOff
 }
 
 func (c *semClient) run(ctx context.Context) {
-	endpoints := c.env.Cluster.Endpoints()
-	if c.w.cfg.Stalls > 0 {
-		cut, err := newCutOff(endpoints)
-		if err != nil {
-			c.env.Logf("semaphore client: %v", err)
-			return
-		}
-		defer cut.close()
-		c.cut, endpoints = cut, cut.endpoints()
+	cut, endpoints, err := holderCutOff(c.env, c.w.cfg.HolderConfig, &c.w.counters)
+	if err != nil {
+		c.env.Logf("semaphore client: %v", err)
+		return
 	}
+	defer cut.close()
+	c.cut = cut
 	cl, err := newClient(ctx, endpoints)
 	if err != nil {
 		return
@@ -424,21 +420,7 @@ func (c *semClient) hold(ctx context.Context, sess *client.Session, held []*semG
 		}
 		return
 	}
-	if c.cut != nil && c.cutOffs < c.w.cfg.Stalls && c.rng.IntN(12) == 0 {
-		c.cutOffs++
-		c.w.counters.add("cut-offs", 1)
-		// Cut off from the cluster until the SDK says the grants are lost
-		// (see lockClient.hold).
-		c.cut.cut()
-		t := time.NewTimer(2 * stallFor(c.env, c.w.cfg.TTL))
-		select {
-		case <-held[0].g.Lost():
-			c.w.counters.add("cut-offs told", 1)
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-		c.cut.heal()
+	if c.cut.whileHolding(ctx, c.rng, held[0].g.Lost()) {
 		for i := len(held) - 1; i >= 0; i-- {
 			c.release(sess, held[i])
 		}
