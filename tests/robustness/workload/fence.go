@@ -15,9 +15,10 @@ import (
 )
 
 // FenceConfig shapes the fenced-resource workload: Clients append to the
-// list (default 3); each stalls between reading the list and writing it
-// back, so that its write comes from a stale holder and must be refused;
-// Pace (default 200ms) bounds the list's length.
+// list (default 3); each stalls, or cuts itself off from the cluster,
+// between reading the list and writing it back, so that its write comes
+// from a stale holder and must be refused; Pace (default 200ms) bounds the
+// list's length.
 type FenceConfig struct {
 	HolderConfig
 	// ReadMembers, if set, sends the list reads through these members
@@ -43,8 +44,11 @@ const (
 // mutex's fenced transaction (Mutex.Txn: it applies only while the mutex is
 // held under the token), once or twice, then unlocks. Clients sometimes
 // stall between the read and the write, past their session's TTL, with
-// their session no longer kept alive: their write comes from a stale
-// holder and must be refused. After the heal the list is read once more;
+// their session no longer kept alive, or cut themselves off from the
+// cluster there until the SDK tells them the mutex is lost (see
+// cutOff.whileHolding): their write comes from a stale holder and must be
+// refused. Every grant is followed until it ends as its holder saw it,
+// for the loss-notice checker (history.Grant). After the heal the list is read once more;
 // checker.CheckFence checks it against every append, and the mutex's
 // operations (the fenced writes included) are checked against
 // checker.LockModel.
@@ -72,7 +76,7 @@ func (w *Fence) Name() string { return FenceWorkload }
 func (w *Fence) Model() *Model { return lockModel(w.env) }
 
 // Counters returns what the clients did: appends acknowledged, stale
-// writes refused, stalls.
+// writes refused, stalls, cut-offs.
 func (w *Fence) Counters() map[string]int {
 	return w.counters.snapshot(FenceWorkload)
 }
@@ -145,10 +149,20 @@ type fenceClient struct {
 	grants    int
 	stalls    int
 	unsettled int64 // session of an operation of unknown outcome in this round
+	// cut is the client's way to the members, which it cuts while
+	// holding now and then.
+	cut *cutOff
 }
 
 func (c *fenceClient) run(ctx context.Context) {
-	cl, err := newClient(ctx, c.env.Cluster.Endpoints())
+	cut, endpoints, err := holderCutOff(c.env, c.w.cfg.HolderConfig, &c.w.counters)
+	if err != nil {
+		c.env.Logf("fence client %d: %v", c.index, err)
+		return
+	}
+	defer cut.close()
+	c.cut = cut
+	cl, err := newClient(ctx, endpoints)
 	if err != nil {
 		return
 	}
@@ -232,11 +246,14 @@ func (c *fenceClient) settle() {
 	}
 }
 
-// appendAll appends once or twice under the grant, then unlocks. A write of
-// unknown outcome or a refused one ends the appends: a write of this
-// holder still in flight could land after a later one of its own.
+// appendAll appends once or twice under the grant, then unlocks. Before its
+// first write it sometimes stalls, or is cut off until the SDK says the
+// mutex is lost. A write of unknown outcome or a refused one ends the
+// appends: a write of this holder still in flight could land after a later
+// one of its own.
 func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *concurrency.Mutex, owner string, token uint64, tr *grantTracker) {
 	stall := c.stalls < c.w.cfg.Stalls && c.rng.IntN(8) == 0
+	cut := false
 	appends := 1 + c.rng.IntN(2)
 	for k := 1; k <= appends && ctx.Err() == nil; k++ {
 		read := c.ss.begin(checker.KindFenceRead, sess, FenceList)
@@ -263,6 +280,14 @@ func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *co
 				break
 			}
 		}
+		if !stall && k == 1 {
+			// Cut off, the client writes back what it read under a mutex
+			// its SDK says is lost: unless its session outlived the cut
+			// on the server, the token check refuses the write.
+			if cut = c.cut.whileHolding(ctx, c.rng, m.Lost()); cut && ctx.Err() != nil {
+				break
+			}
+		}
 		entry := checker.FenceEntry(fmt.Sprintf("%s.%d", owner, k), token)
 		op := c.ss.begin(checker.KindFencedWrite, sess, FenceLock)
 		op.Owner, op.Token, op.Entry, op.Value = owner, token, entry, read.Value+entry
@@ -284,6 +309,8 @@ func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *co
 			continue
 		case op.Status == history.OK && stall:
 			c.w.counters.add("stale writes refused", 1)
+		case op.Status == history.OK && cut:
+			c.w.counters.add("writes refused after a cut-off", 1)
 		case op.Status == history.OK:
 			c.w.counters.add("writes refused", 1)
 		}
