@@ -306,6 +306,11 @@ func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *co
 		switch {
 		case op.Status == history.OK && op.Succeeded:
 			c.w.counters.add("appends acknowledged", 1)
+			if cut {
+				// The session outlived the cut on the server: the
+				// mutex was still held under the token.
+				c.w.counters.add("writes acknowledged after a cut-off", 1)
+			}
 			continue
 		case op.Status == history.OK && stall:
 			c.w.counters.add("stale writes refused", 1)
