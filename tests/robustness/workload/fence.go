@@ -47,11 +47,12 @@ const (
 // their session no longer kept alive, or cut themselves off from the
 // cluster there until the SDK tells them the mutex is lost (see
 // cutOff.whileHolding): their write comes from a stale holder and must be
-// refused. Every grant is followed until it ends as its holder saw it,
-// for the loss-notice checker (history.Grant). After the heal the list is read once more;
-// checker.CheckFence checks it against every append, and the mutex's
-// operations (the fenced writes included) are checked against
-// checker.LockModel.
+// refused (after a cut-off, unless the server had not yet expired the
+// session when the write arrived). Every grant is followed until it ends
+// as its holder saw it, for the loss-notice checker (history.Grant). After
+// the heal the list is read once more; checker.CheckFence checks it
+// against every append, and the mutex's operations (the fenced writes
+// included) are checked against checker.LockModel.
 type Fence struct {
 	cfg    FenceConfig
 	env    *Env
@@ -253,7 +254,6 @@ func (c *fenceClient) settle() {
 // one of its own.
 func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *concurrency.Mutex, owner string, token uint64, tr *grantTracker) {
 	stall := c.stalls < c.w.cfg.Stalls && c.rng.IntN(8) == 0
-	cut := false
 	appends := 1 + c.rng.IntN(2)
 	for k := 1; k <= appends && ctx.Err() == nil; k++ {
 		read := c.ss.begin(checker.KindFenceRead, sess, FenceList)
@@ -280,13 +280,12 @@ func (c *fenceClient) appendAll(ctx context.Context, sess *client.Session, m *co
 				break
 			}
 		}
-		if !stall && k == 1 {
-			// Cut off, the client writes back what it read under a mutex
-			// its SDK says is lost: unless its session outlived the cut
-			// on the server, the token check refuses the write.
-			if cut = c.cut.whileHolding(ctx, c.rng, m.Lost()); cut && ctx.Err() != nil {
-				break
-			}
+		// Cut off, the client writes back what it read under a mutex its
+		// SDK says is lost: unless its session outlived the cut on the
+		// server, the token check refuses the write.
+		cut := !stall && k == 1 && c.cut.whileHolding(ctx, c.rng, m.Lost())
+		if cut && ctx.Err() != nil {
+			break
 		}
 		entry := checker.FenceEntry(fmt.Sprintf("%s.%d", owner, k), token)
 		op := c.ss.begin(checker.KindFencedWrite, sess, FenceLock)
