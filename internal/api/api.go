@@ -71,8 +71,9 @@ func New(srv *server.Server, opts Options) *Handler {
 	// Both refuse a message of more nested messages than a client sends
 	// before decoding it (messageLimits).
 	maxMessages, maxBatch := messageLimits(srv.Config().Limits.MaxTxnOps)
+	bound := decodeBound{maxMessages: maxMessages, maxBytes: opts.MaxRequestBytes}
 	interceptors := connect.WithHandlerOptions(
-		connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken), decodeBound{maxMessages}),
+		connect.WithInterceptors(m.interceptor(), authInterceptor(opts.AuthToken), bound),
 		connect.WithCodec(vtcodec.Codec{MaxMessages: maxMessages}), strictJSONOption(maxMessages, false))
 	readMax := connect.WithReadMaxBytes(opts.MaxRequestBytes)
 	// Compressing small messages costs far more CPU than it saves on the
@@ -88,11 +89,11 @@ func New(srv *server.Server, opts Options) *Handler {
 	// A request Connect cannot serve at all (a Content-Type the call does
 	// not take, a bidirectional stream over HTTP/1.1) gets a typed error
 	// that says how to call it, not an empty 415 or 505; a unary request
-	// over the decoding bound gets REQUEST_TOO_LARGE, not Connect's bare
-	// decoding error.
+	// over the decoding bound or --max-request-bytes gets
+	// REQUEST_TOO_LARGE, not Connect's bare decoding or size error.
 	methods := procedures(services()...)
 	rpc := func(path string, h http.Handler) {
-		mux.Handle(path, requireTokenRPC(opts.AuthToken, typedRefusals(methods, decodeRefusals(methods, maxMessages, h)), refused))
+		mux.Handle(path, requireTokenRPC(opts.AuthToken, typedRefusals(methods, decodeRefusals(methods, bound, h)), refused))
 	}
 	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes, token: opts.AuthToken, framedOff: opts.DisableFramedBatch,
 		batchCodec: batchCodec{vtcodec.Codec{MaxMessages: maxBatch}}}

@@ -75,7 +75,7 @@ func TestBadInputGetsTypedErrorsAndChangesNothing(t *testing.T) {
 		{"empty key", func() error { _, err := cl.Put(ctx, "", []byte("v")); return err }, client.ErrEmptyKey, "EMPTY_KEY"},
 		{"key too large", func() error { _, err := cl.Put(ctx, strings.Repeat("k", 65), nil); return err }, client.ErrTooLarge, "KEY_TOO_LARGE"},
 		{"value too large", func() error { _, err := cl.Put(ctx, "k", make([]byte, 1025)); return err }, client.ErrTooLarge, "VALUE_TOO_LARGE"},
-		{"request too large", func() error { _, err := cl.Put(ctx, "k", make([]byte, 8192)); return err }, client.ErrTooLarge, ""},
+		{"request too large", func() error { _, err := cl.Put(ctx, "k", make([]byte, 8192)); return err }, client.ErrTooLarge, "REQUEST_TOO_LARGE"},
 		{"unknown session", func() error { _, err := cl.Put(ctx, "k", nil, client.WithSessionID(424242)); return err }, client.ErrSessionExpired, "SESSION_NOT_FOUND"},
 		{"revoke unknown session", func() error { _, err := cl.RevokeSession(ctx, 424242); return err }, client.ErrSessionExpired, "SESSION_NOT_FOUND"},
 		{"keep alive unknown session", func() error { _, err := cl.KeepAliveOnce(ctx, 424242); return err }, client.ErrSessionExpired, "SESSION_NOT_FOUND"},
