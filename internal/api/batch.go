@@ -384,13 +384,32 @@ func (k *kvService) start(ctx context.Context, call *concordv1.BatchCall, result
 }
 
 // tooLarge is the answer to a call over the size limit, nil for others.
+// The limit holds for the call's request, as it does for the message of
+// the unary call: a request of exactly --max-request-bytes passes on
+// either path. (The call's size also counts its id, its timeout and the
+// request's tag and length; only a call over the limit by that size is
+// measured again.)
 func (k *kvService) tooLarge(call *concordv1.BatchCall) *concordv1.BatchResult {
 	size := call.SizeVT()
 	if k.maxCallBytes <= 0 || size <= k.maxCallBytes {
 		return nil
 	}
+	if size = requestSize(call); size <= k.maxCallBytes {
+		return nil
+	}
 	return &concordv1.BatchResult{Id: call.GetId(), Response: &concordv1.BatchResult_Error{Error: batchError(errs.Wrapf(server.ErrRequestTooLarge,
-		"call is %d bytes; the limit is %d (--max-request-bytes)", size, k.maxCallBytes))}}
+		"the call's request is %d bytes; the limit is %d (--max-request-bytes)", size, k.maxCallBytes))}}
+}
+
+// requestSize is the size of call's request on the wire, as the message
+// of its unary call.
+func requestSize(call *concordv1.BatchCall) int {
+	m := call.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("request"))
+	if fd == nil {
+		return 0
+	}
+	return m.Get(fd).Message().Interface().(interface{ SizeVT() int }).SizeVT()
 }
 
 // run runs one call of a batch, with the metrics of the unary method.

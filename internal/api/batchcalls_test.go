@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/concord-dev/concord/api/batchwire"
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+	"github.com/concord-dev/concord/api/vtcodec"
+	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/errs"
 )
 
@@ -98,4 +101,62 @@ func TestAJSONBatchMessageOfTooManyCallsIsRefused(t *testing.T) {
 		}
 	}
 	require.NoError(t, stream.CloseRequest())
+}
+
+// A call of a KV.Batch stream was held to --max-request-bytes by its own
+// size, which also counts its id, its timeout and its request's tag and
+// length: a Put of exactly the limit, which the unary call takes, failed
+// with REQUEST_TOO_LARGE in a batch, as the SDK sends it. The limit now
+// holds for the call's request, on either transport: a request of the
+// limit runs, one byte more fails alone, naming the limit and the flag.
+func TestBatchCallsAreHeldToMaxRequestBytesAsUnaryCallsAre(t *testing.T) {
+	const limit = 4096
+	c, _ := single(t, func(cfg *config.Server) { cfg.Limits.MaxValueBytes = limit - 64 })
+	key := strings.Repeat("k", 60)
+	calls := &concordv1.BatchRequest{Calls: []*concordv1.BatchCall{
+		{Id: 1, TimeoutMs: 20000, Request: &concordv1.BatchCall_Put{Put: putOfSize(t, key, limit)}},
+		{Id: 2, TimeoutMs: 20000, Request: &concordv1.BatchCall_Put{Put: putOfSize(t, key, limit+1)}},
+	}}
+	check := func(t *testing.T, results map[uint64]*concordv1.BatchResult) {
+		t.Helper()
+		require.NotNil(t, results[1].GetPut(), "a request of the limit runs: %.300v", results[1])
+		require.Equal(t, "REQUEST_TOO_LARGE", results[2].GetError().GetInfo().GetReason(), "%.300v", results[2])
+		require.Contains(t, results[2].GetError().GetMessage(), "the limit is 4096 (--max-request-bytes)")
+	}
+	collect := func(t *testing.T, next func() *concordv1.BatchResponse) map[uint64]*concordv1.BatchResult {
+		results := map[uint64]*concordv1.BatchResult{}
+		for len(results) < 2 {
+			for _, res := range next().GetResults() {
+				results[res.GetId()] = res
+			}
+		}
+		return results
+	}
+
+	t.Run("connect", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		stream := concordv1connect.NewKVClient(http2Client(), "http://"+c.Endpoints()[0], connect.WithGRPC()).Batch(ctx)
+		require.NoError(t, stream.Send(calls))
+		check(t, collect(t, func() *concordv1.BatchResponse {
+			resp, err := stream.Receive()
+			require.NoError(t, err)
+			return resp
+		}))
+		require.NoError(t, stream.CloseRequest())
+	})
+	t.Run("framed", func(t *testing.T) {
+		conn, br, status := upgrade(t, c.Endpoints()[0], "")
+		require.Equal(t, http.StatusSwitchingProtocols, status)
+		require.NoError(t, batchwire.NewWriter(conn).WriteMessage(calls))
+		r := batchwire.NewReader(br, 1<<20)
+		check(t, collect(t, func() *concordv1.BatchResponse {
+			typ, payload, err := r.Next()
+			require.NoError(t, err)
+			require.Equal(t, batchwire.FrameMessage, typ)
+			var resp concordv1.BatchResponse
+			require.NoError(t, (vtcodec.Codec{}).Unmarshal(payload, &resp))
+			return &resp
+		}))
+	})
 }
