@@ -304,7 +304,8 @@ func TestGRPCBearerTokenMetadata(t *testing.T) {
 }
 
 // A gRPC message above --max-request-bytes is refused with
-// ResourceExhausted (docs/kv.md#limits) and the member goes on serving; a
+// REQUEST_TOO_LARGE, InvalidArgument (docs/kv.md#limits), and the member
+// goes on serving; a
 // value above --max-value-bytes in a message within the limit is
 // VALUE_TOO_LARGE.
 func TestGRPCOversizedMessagesAreRefused(t *testing.T) {
@@ -316,15 +317,19 @@ func TestGRPCOversizedMessagesAreRefused(t *testing.T) {
 		maxReq = 3 << 20
 	}
 
-	err := conn.Invoke(ctx, kvPut, &concordv1.PutRequest{Key: []byte("big"), Value: make([]byte, maxReq+1)}, new(concordv1.PutResponse))
-	require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
-	err = conn.Invoke(ctx, kvPut, &concordv1.PutRequest{Key: []byte("big"), Value: make([]byte, 64<<20)}, new(concordv1.PutResponse))
-	require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+	tooLarge := func(err error) {
+		t.Helper()
+		code, reason := reasonOf(t, err)
+		require.Equal(t, codes.InvalidArgument, code, "%v", err)
+		require.Equal(t, "REQUEST_TOO_LARGE", reason, "%v", err)
+		require.Contains(t, status.Convert(err).Message(), fmt.Sprintf("the limit is %d (--max-request-bytes)", maxReq))
+	}
+	tooLarge(conn.Invoke(ctx, kvPut, &concordv1.PutRequest{Key: []byte("big"), Value: make([]byte, maxReq+1)}, new(concordv1.PutResponse)))
+	tooLarge(conn.Invoke(ctx, kvPut, &concordv1.PutRequest{Key: []byte("big"), Value: make([]byte, 64<<20)}, new(concordv1.PutResponse)))
 	st := acquire(t, ctx, conn, &concordv1.AcquireRequest{Claims: mutex(strings.Repeat("n", maxReq+1)), Session: 1, Owner: "o"})
-	err = st.RecvMsg(new(concordv1.AcquireResponse))
-	require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+	tooLarge(st.RecvMsg(new(concordv1.AcquireResponse)))
 
-	err = conn.Invoke(ctx, kvPut, &concordv1.PutRequest{Key: []byte("big"), Value: make([]byte, 2<<20)}, new(concordv1.PutResponse))
+	err := conn.Invoke(ctx, kvPut, &concordv1.PutRequest{Key: []byte("big"), Value: make([]byte, 2<<20)}, new(concordv1.PutResponse))
 	code, reason := reasonOf(t, err)
 	require.Equal(t, codes.InvalidArgument, code, "%v", err)
 	require.Equal(t, "VALUE_TOO_LARGE", reason)
