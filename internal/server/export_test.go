@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"testing"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 )
@@ -23,4 +24,11 @@ func (s *Server) SetBeforeGrantJudged(f func(*concordv1.AcquireRequest)) {
 		return
 	}
 	s.beforeGrantJudged.Store(&f)
+}
+
+// HoldLearners keeps the leaders of the process from promoting learners
+// until t ends.
+func HoldLearners(t testing.TB) {
+	learnersHeld.Store(true)
+	t.Cleanup(func() { learnersHeld.Store(false) })
 }

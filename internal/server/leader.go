@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -196,6 +197,10 @@ func (s *Server) expireSessions(ctx context.Context) {
 // promoted to voter.
 const learnerLag = 64
 
+// learnersHeld keeps every leader of the process from promoting learners:
+// tests set it (HoldLearners, export_test.go) to keep a member a learner.
+var learnersHeld atomic.Bool
+
 // promoteLearners makes non-voters voters once they have caught up.
 func (s *Server) promoteLearners(ctx context.Context) {
 	tick := time.NewTicker(500 * time.Millisecond)
@@ -207,7 +212,7 @@ func (s *Server) promoteLearners(ctx context.Context) {
 		case <-tick.C:
 		}
 		servers, err := s.node.Configuration()
-		if err != nil {
+		if err != nil || learnersHeld.Load() {
 			continue
 		}
 		for _, sv := range servers {

@@ -7,6 +7,7 @@ import (
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/fsm"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	"github.com/concord-dev/concord/internal/raftnode"
 )
@@ -64,11 +65,28 @@ func (p *peerService) KeepAlive(ctx context.Context, req *connect.Request[intern
 	return connect.NewResponse(&internalv1.PeerKeepAliveResponse{TtlMs: ttls, Term: p.s.node.Term()}), nil
 }
 
-func (p *peerService) NodeStatus(context.Context, *connect.Request[internalv1.NodeStatusRequest]) (*connect.Response[internalv1.NodeStatusResponse], error) {
-	return connect.NewResponse(&internalv1.NodeStatusResponse{
+// NodeStatus answers any member. Asked about a removal (removal_of), it
+// adds what the removal check of that member needs (removedcheck.go), so
+// that the check needs only the peer port, which the asking member already
+// reaches, not the client API with its TLS and token.
+func (p *peerService) NodeStatus(ctx context.Context, req *connect.Request[internalv1.NodeStatusRequest]) (*connect.Response[internalv1.NodeStatusResponse], error) {
+	out := &internalv1.NodeStatusResponse{
 		Id: p.s.id.ID, Name: p.s.cfg.Name, AppliedIndex: p.s.fsm.AppliedIndex(), ClientAddr: p.s.cfg.AdvertiseClient,
 		Seed: p.s.id.seed(), MaxRulesVersion: p.s.fsm.MaxRulesVersion(),
-	}), nil
+	}
+	if id := req.Msg.GetRemovalOf(); id != "" {
+		st, err := p.s.Status(ctx)
+		if err != nil {
+			return nil, errs.ToConnect(err)
+		}
+		out.Status = st
+		_, out.LeaderPeerAddr = p.s.node.Leader()
+		p.s.fsm.Read(func(st fsm.State) {
+			m, ok := st.Members.Get(id)
+			out.Retired = ok && m.Retired
+		})
+	}
+	return connect.NewResponse(out), nil
 }
 
 func (p *peerService) AddMember(ctx context.Context, req *connect.Request[concordv1.AddMemberRequest]) (*connect.Response[concordv1.AddMemberResponse], error) {

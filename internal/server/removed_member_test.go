@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/server"
@@ -19,6 +20,12 @@ import (
 // returns the member's configuration (its data dir kept) and daemon once
 // n4 is a voter.
 func startFourth(t *testing.T, c *testcluster.Cluster) (config.Server, *daemon.Daemon) {
+	return startFourthAs(t, c, "follower")
+}
+
+// startFourthAs is startFourth, returning once n4 has role in the
+// cluster's status and in its own (its log holds its membership).
+func startFourthAs(t *testing.T, c *testcluster.Cluster, role string) (config.Server, *daemon.Daemon) {
 	t.Helper()
 	ctx := ctxT(t, 60*time.Second)
 	ip := "127.0.0.4"
@@ -33,7 +40,11 @@ func startFourth(t *testing.T, c *testcluster.Cluster) (config.Server, *daemon.D
 	d, err := daemon.Start(ctx, cfg, daemon.Options{})
 	require.NoError(t, err)
 	t.Cleanup(d.Kill)
-	waitRole(t, c, "n4", "follower")
+	waitRole(t, c, "n4", role)
+	require.Eventually(t, func() bool {
+		st, err := d.Server().Status(ctx)
+		return err == nil && st.GetSelf().GetRole() == role
+	}, 20*time.Second, 50*time.Millisecond, "n4 does not see itself as a %s", role)
 	return cfg, d
 }
 
@@ -269,6 +280,88 @@ func TestOneOfThreeRemovedWhileDownStopsOnRestart(t *testing.T) {
 		_, err := cl.Put(ctx, "after", []byte(c.Members[i].Name))
 		require.NoError(t, err)
 		st, err := cl.Status(ctx)
+		require.NoError(t, err)
+		require.Len(t, st.GetMembers(), 2)
+	}
+}
+
+// A learner stopped before its promotion and removed while it was down
+// restarted on a log whose newest configuration is its own addition, which
+// the removal check took for an addition in progress (its membership was
+// never committed in its eyes): it ran on for good as a stranger. The
+// leader now tells it that its ID is retired, which no addition in
+// progress is, and it stops with ErrRemoved; a learner that was not
+// removed is spared.
+func TestLearnerRemovedBeforePromotionStopsOnRestart(t *testing.T) {
+	server.HoldLearners(t)
+	c := testcluster.Start(t, testcluster.Options{})
+	cfg, d4 := startFourthAs(t, c, "learner")
+	oldID := d4.Server().ID()
+	ctx := ctxT(t, 60*time.Second)
+	require.False(t, d4.Server().AskRemoved(ctx), "a learner that was not removed")
+	require.NoError(t, d4.Stop(ctxT(t, 10*time.Second)))
+
+	cl := c.Client()
+	require.NoError(t, cl.RemoveMember(ctx, "n4"))
+	// As in TestMemberRemovedWhileDownStopsOnRestart: no leader's last
+	// attempt reaches n4.
+	l := c.WaitLeader(10 * time.Second)
+	c.Stop(l)
+	c.WaitNewLeader(l, 10*time.Second)
+	c.Restart(l)
+
+	cfg.Join = nil
+	d, err := daemon.Start(ctx, cfg, daemon.Options{})
+	require.NoError(t, err)
+	t.Cleanup(d.Kill)
+	require.Equal(t, oldID, d.Server().ID())
+	err = waitFailed(t, d, 30*time.Second)
+	require.ErrorIs(t, err, server.ErrRemoved)
+	require.NotErrorIs(t, err, server.ErrAddedBack)
+	require.ErrorContains(t, err, "removed while it was down")
+
+	_, err = cl.Put(ctx, "after", []byte("removal"))
+	require.NoError(t, err)
+	st, err := cl.Status(ctx)
+	require.NoError(t, err)
+	require.Len(t, st.GetMembers(), 3)
+}
+
+// The removal check asked the others' client API, as a joiner does: in a
+// cluster that serves it over TLS with a private CA, a member without
+// --join-cacert never got an answer (nor one without the cluster's
+// --auth-token), and ran on as a stranger. It now asks at the peer port,
+// which it reaches for Raft already, and stops.
+func TestMemberRemovedWhileDownStopsOnRestartInATLSCluster(t *testing.T) {
+	certFile, keyFile, _ := testcluster.SelfSigned(t, t.TempDir())
+	c := testcluster.Start(t, testcluster.Options{Configure: func(_ int, cfg *config.Server) {
+		cfg.TLSCertFile, cfg.TLSKeyFile = certFile, keyFile
+		cfg.AuthToken = "secret"
+	}})
+	l := c.WaitLeader(10 * time.Second)
+	down := (l + 1) % len(c.Members)
+	name := c.Members[down].Name
+	c.Stop(down)
+
+	ctx := ctxT(t, 60*time.Second)
+	_, err := c.Members[l].Daemon().Server().RemoveMember(ctx, &concordv1.RemoveMemberRequest{Name: name})
+	require.NoError(t, err)
+	// As in TestOneOfThreeRemovedWhileDownStopsOnRestart.
+	c.Stop(l)
+	c.Restart(l)
+	c.WaitLeader(20 * time.Second)
+
+	c.Members[down].Cfg.AuthToken = "another" // its own token proves nothing to the others
+	c.Restart(down)
+	err = waitFailed(t, c.Members[down].Daemon(), 30*time.Second)
+	require.ErrorIs(t, err, server.ErrRemoved)
+	require.NotErrorIs(t, err, server.ErrAddedBack)
+	require.ErrorContains(t, err, "removed while it was down")
+	for i, m := range c.Members {
+		if i == down {
+			continue
+		}
+		st, err := m.Daemon().Server().Status(ctx)
 		require.NoError(t, err)
 		require.Len(t, st.GetMembers(), 2)
 	}

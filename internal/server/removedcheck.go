@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -23,9 +21,10 @@ const removedCheckInterval = 2 * time.Second
 // leader talks to it any more, so publishSelf never sees the removal, and
 // it used to run on for good as a stranger. While it knows no leader, the
 // member asks the voters of its configuration, as the seed check does,
-// then the leader they name, for the cluster's status, and stops with
-// ErrRemoved (or ErrAddedBack, naming the new ID) on an answer that proves
-// the removal (removedBy).
+// then the leader they name, for the cluster's status, at their peer
+// addresses (the peer service, which needs none of the client API's TLS
+// and token), and stops with ErrRemoved (or ErrAddedBack, naming the new
+// ID) on an answer that proves the removal (removedBy).
 func (s *Server) checkRemoved() {
 	ctx, cancel := s.untilStop()
 	defer cancel()
@@ -54,23 +53,16 @@ func (s *Server) askRemoved(ctx context.Context) bool {
 		s.log.Debug("removal check: reading the log's configurations failed", "err", err)
 		return false
 	}
-	if !latest.Lists(s.id.ID) || !committed.Lists(s.id.ID) {
-		// Not a member yet (an addition in progress, or one that was
-		// lost with its leader and may be resumed under this ID), or a
-		// removal this member has seen itself (publishSelf).
+	if !latest.Lists(s.id.ID) {
+		// Not a member yet, or a removal this member has seen itself
+		// (publishSelf).
 		return false
 	}
-	hc, err := s.joinHTTPClient()
-	if err != nil {
-		s.log.Debug("removal check: no client for the other members' client API", "err", err)
-		return false
-	}
-	tlsOn := s.cfg.TLSCertFile != "" || s.cfg.JoinCACertFile != ""
 	for _, sv := range latest.Servers {
 		if !sv.Voter || sv.ID == s.id.ID {
 			continue
 		}
-		st, err := s.leaderStatusVia(ctx, hc, tlsOn, sv)
+		st, retired, err := s.leaderStatusVia(ctx, sv)
 		if ctx.Err() != nil {
 			return false
 		}
@@ -78,7 +70,7 @@ func (s *Server) askRemoved(ctx context.Context) bool {
 			s.log.Debug("removal check: no answer", "voter", sv.ID, "addr", sv.Addr, "err", err)
 			continue
 		}
-		if !removedBy(s.id.ID, latest, committed, st) {
+		if !removedBy(s.id.ID, latest, committed, st, retired) {
 			continue
 		}
 		successor := ""
@@ -94,71 +86,79 @@ func (s *Server) askRemoved(ctx context.Context) bool {
 	return false
 }
 
-// leaderStatusVia asks the voter sv, at its peer address, for its ID, seed
-// and client address, then its client API for the cluster's status, and
-// returns the leader's status: sv's if sv leads, else that of the leader sv
-// names. An answer from another member than the one asked (sv moved,
-// another took its address), or from a member seeded unlike this one (a
-// cluster restored from a backup, which is another history), is no answer.
-func (s *Server) leaderStatusVia(ctx context.Context, hc *http.Client, tlsOn bool, sv raftnode.Server) (*concordv1.StatusResponse, error) {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	ns, err := s.peers.For(sv.Addr).NodeStatus(cctx, connect.NewRequest(&internalv1.NodeStatusRequest{}))
-	cancel()
+// leaderStatusVia asks the voter sv, at its peer address, for its status,
+// and returns the leader's, with whether the leader holds this member's ID
+// retired: sv's if sv leads, else that of the leader sv names, asked at its
+// peer address. An answer from another member than the one asked (sv
+// moved, another took its address), from a member seeded unlike this one
+// (a cluster restored from a backup, which is another history), or without
+// a status (a build before the removal check asked the peer service) is no
+// answer.
+func (s *Server) leaderStatusVia(ctx context.Context, sv raftnode.Server) (*concordv1.StatusResponse, bool, error) {
+	ns, err := s.removalStatus(ctx, sv.ID, sv.Addr)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if ns.Msg.GetId() != sv.ID {
-		return nil, fmt.Errorf("member %q answers at %s", ns.Msg.GetId(), sv.Addr)
-	}
-	if ns.Msg.GetSeed() != s.id.seed() {
-		return nil, fmt.Errorf("%s was seeded with %q and this member with %q", sv.ID, ns.Msg.GetSeed(), s.id.seed())
-	}
-	if ns.Msg.GetClientAddr() == "" {
-		return nil, fmt.Errorf("%s has no client address", sv.ID)
-	}
-	st, err := s.askStatus(ctx, hc, endpointURL(ns.Msg.GetClientAddr(), tlsOn))
-	if err != nil {
-		return nil, err
-	}
-	if st.GetSelf().GetId() != sv.ID {
-		return nil, fmt.Errorf("member %q answers at %s", st.GetSelf().GetId(), ns.Msg.GetClientAddr())
-	}
+	st := ns.GetStatus()
 	if st.GetLeaderId() == "" || st.GetLeaderId() == sv.ID {
-		return st, nil
+		return st, ns.GetRetired(), nil
 	}
-	for _, m := range st.GetMembers() {
-		if m.GetId() != st.GetLeaderId() || m.GetClientAddr() == "" {
-			continue
-		}
-		https := strings.HasPrefix(endpointURL(ns.Msg.GetClientAddr(), tlsOn), "https://")
-		lst, err := s.askStatus(ctx, hc, endpointURL(m.GetClientAddr(), https))
-		if err != nil {
-			return nil, fmt.Errorf("leader %s named by %s: %w", m.GetId(), sv.ID, err)
-		}
-		if lst.GetSelf().GetId() != m.GetId() {
-			return nil, fmt.Errorf("member %q answers at %s, the address of leader %s", lst.GetSelf().GetId(), m.GetClientAddr(), m.GetId())
-		}
-		return lst, nil
+	if ns.GetLeaderPeerAddr() == "" {
+		return nil, false, fmt.Errorf("%s names leader %s without a peer address", sv.ID, st.GetLeaderId())
 	}
-	return nil, fmt.Errorf("%s names leader %s without a client address", sv.ID, st.GetLeaderId())
+	ls, err := s.removalStatus(ctx, st.GetLeaderId(), ns.GetLeaderPeerAddr())
+	if err != nil {
+		return nil, false, fmt.Errorf("leader %s named by %s: %w", st.GetLeaderId(), sv.ID, err)
+	}
+	return ls.GetStatus(), ls.GetRetired(), nil
+}
+
+// removalStatus asks the member id at the peer address addr for its status
+// and whether this member's ID is retired, and checks that the answer is
+// that member's, of this member's history.
+func (s *Server) removalStatus(ctx context.Context, id, addr string) (*internalv1.NodeStatusResponse, error) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := s.peers.For(addr).NodeStatus(cctx, connect.NewRequest(&internalv1.NodeStatusRequest{RemovalOf: s.id.ID}))
+	if err != nil {
+		return nil, err
+	}
+	ns := resp.Msg
+	switch {
+	case ns.GetId() != id:
+		return nil, fmt.Errorf("member %q answers at %s", ns.GetId(), addr)
+	case ns.GetSeed() != s.id.seed():
+		return nil, fmt.Errorf("%s was seeded with %q and this member with %q", id, ns.GetSeed(), s.id.seed())
+	case ns.GetStatus() == nil:
+		return nil, fmt.Errorf("%s gives no status (a build before the removal check asked the peer port)", id)
+	case ns.GetStatus().GetSelf().GetId() != id:
+		return nil, fmt.Errorf("member %s reports itself as %q", id, ns.GetStatus().GetSelf().GetId())
+	}
+	return ns, nil
 }
 
 // removedBy reports whether st, a member's status, proves that the member
 // id was removed. latest is the newest configuration in id's log, committed
-// the one before it (raftnode.Node.LogConfigurations); both list id.
+// the one before it (raftnode.Node.LogConfigurations); latest lists id.
+// retired is whether the member that answered st holds id retired.
 //
 // st must come from the leader (a member that says it leads, listed in its
 // own configuration), whose configuration, leaving id out, is committed
 // (its commit index covers its whole log) and is no older than id's own:
-// the leader's commit index reaches latest's index. Then the leader's log
-// holds committed, which lists id, and a later configuration that does not:
-// one that only a RemoveServer of id makes, which `cluster remove` runs
-// once the ID's retirement is committed, and IDs are never reused. A
+// the leader's commit index reaches latest's index. Then, if committed
+// lists id too, the leader's log holds committed, and a later
+// configuration that does not list id: one that only a RemoveServer of id
+// makes, which `cluster remove` runs once the ID's retirement is
+// committed, and IDs are never reused. If committed does not list id (a
+// learner stopped before its promotion: its newest configuration is its
+// addition, which may not have been committed, and an addition lost with
+// its leader may be resumed under the same ID), only the ID's retirement,
+// applied on the leader, proves it: a retired ID never comes back. A
 // leader that lags behind id's configuration (a stale leader cut off from
 // the others, a cluster that lost writes), a follower, and an answer that
 // lists id prove nothing.
-func removedBy(id string, latest, committed raftnode.Configuration, st *concordv1.StatusResponse) bool {
-	if !latest.Lists(id) || !committed.Lists(id) {
+func removedBy(id string, latest, committed raftnode.Configuration, st *concordv1.StatusResponse, retired bool) bool {
+	if !latest.Lists(id) || (!committed.Lists(id) && !retired) {
 		return false
 	}
 	self := st.GetSelf()

@@ -11,7 +11,8 @@ import (
 
 // removedBy concludes a removal only from the leader's committed
 // configuration, no older than the member's own, that leaves the member
-// out, and only for a member whose membership was committed.
+// out, and only for a member whose membership was committed, or whose ID
+// the leader holds retired (a learner removed before its promotion).
 func TestRemovedByProvesTheRemoval(t *testing.T) {
 	four := []raftnode.Server{{ID: "n1", Voter: true}, {ID: "n2", Voter: true}, {ID: "n3", Voter: true}, {ID: "n4", Voter: true}}
 	learner := []raftnode.Server{{ID: "n1", Voter: true}, {ID: "n2", Voter: true}, {ID: "n3", Voter: true}, {ID: "n4"}}
@@ -37,7 +38,13 @@ func TestRemovedByProvesTheRemoval(t *testing.T) {
 		}
 	}
 	removed := leader(25, 25, "n1", "n2", "n3")
-	require.True(t, removedBy("n4", latest, committed, removed))
+	require.True(t, removedBy("n4", latest, committed, removed, false))
+	require.True(t, removedBy("n4", latest, committed, removed, true))
+	// A learner stopped before its promotion, its addition its newest
+	// configuration, then removed: its ID is retired.
+	added := raftnode.Configuration{Index: 20, Servers: learner}
+	before := raftnode.Configuration{Index: 12, Servers: three}
+	require.True(t, removedBy("n4", added, before, removed, true))
 
 	follower := leader(25, 25, "n1", "n2", "n3")
 	follower.State, follower.Self = "Follower", follower.Members[1]
@@ -48,30 +55,42 @@ func TestRemovedByProvesTheRemoval(t *testing.T) {
 	for name, tc := range map[string]struct {
 		latest, committed raftnode.Configuration
 		st                *concordv1.StatusResponse
+		// retiredProves: the ID's retirement would prove the removal
+		// (checked above); none of the others proves it even so.
+		retiredProves bool
 	}{
 		// The leader lists the member: it is a member.
-		"listed": {latest, committed, leader(25, 25, "n1", "n2", "n3", "n4")},
+		"listed": {latest, committed, leader(25, 25, "n1", "n2", "n3", "n4"), false},
 		// A leader behind the member's configuration (a stale leader cut
 		// off from the others, a cluster that lost writes) may not have
 		// the member's addition yet.
-		"leader behind":             {latest, committed, leader(19, 19, "n1", "n2", "n3")},
-		"leader behind commit only": {latest, committed, leader(19, 25, "n1", "n2", "n3")},
+		"leader behind":             {latest, committed, leader(19, 19, "n1", "n2", "n3"), false},
+		"leader behind commit only": {latest, committed, leader(19, 25, "n1", "n2", "n3"), false},
 		// A configuration the leader has not committed yet may be lost.
-		"uncommitted": {latest, committed, leader(25, 26, "n1", "n2", "n3")},
+		"uncommitted": {latest, committed, leader(25, 26, "n1", "n2", "n3"), false},
 		// Only the leader's answer counts.
-		"follower":                 {latest, committed, follower},
-		"no leader":                {latest, committed, stale},
-		"leader out of its config": {latest, committed, notInItsOwn},
+		"follower":                 {latest, committed, follower, false},
+		"no leader":                {latest, committed, stale, false},
+		"leader out of its config": {latest, committed, notInItsOwn, false},
 		// A member being added, or whose addition was lost with its
 		// leader (and may be resumed under its ID): its membership is
 		// not committed.
-		"being added": {raftnode.Configuration{Index: 20, Servers: learner}, raftnode.Configuration{Index: 12, Servers: three}, removed},
+		"being added": {added, before, removed, true},
+		// The retirement of a learner's ID is not enough from a leader
+		// that lists it, lags, or has not committed its configuration.
+		"learner listed":      {added, before, leader(25, 25, "n1", "n2", "n3", "n4"), false},
+		"learner uncommitted": {added, before, leader(25, 26, "n1", "n2", "n3"), false},
+		"learner behind":      {added, before, leader(19, 19, "n1", "n2", "n3"), false},
+		"learner follower":    {added, before, follower, false},
 		// A removal the member applied itself is publishSelf's.
-		"already out": {raftnode.Configuration{Index: 30, Servers: three}, latest, removed},
-		"no log":      {raftnode.Configuration{}, raftnode.Configuration{}, removed},
+		"already out": {raftnode.Configuration{Index: 30, Servers: three}, latest, removed, false},
+		"no log":      {raftnode.Configuration{}, raftnode.Configuration{}, removed, false},
 	} {
 		t.Run(name, func(t *testing.T) {
-			require.False(t, removedBy("n4", tc.latest, tc.committed, tc.st))
+			require.False(t, removedBy("n4", tc.latest, tc.committed, tc.st, false))
+			if !tc.retiredProves {
+				require.False(t, removedBy("n4", tc.latest, tc.committed, tc.st, true), "retired")
+			}
 		})
 	}
 }

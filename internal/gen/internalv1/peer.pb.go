@@ -314,7 +314,11 @@ func (x *PeerKeepAliveResponse) GetTerm() uint64 {
 }
 
 type NodeStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// removal_of, when set, asks for what the removal check of the member
+	// of that ID needs (internal/server/removedcheck.go): the node's cluster
+	// status, the leader it knows, and whether that ID is retired.
+	RemovalOf     string `protobuf:"bytes,1,opt,name=removal_of,json=removalOf,proto3" json:"removal_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -349,6 +353,13 @@ func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
 	return file_concord_internal_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
+func (x *NodeStatusRequest) GetRemovalOf() string {
+	if x != nil {
+		return x.RemovalOf
+	}
+	return ""
+}
+
 type NodeStatusResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -362,8 +373,17 @@ type NodeStatusResponse struct {
 	// max_rules_version is the highest rules version this member's build
 	// applies (RaiseRules); 0, from a build before the rules version, means 1.
 	MaxRulesVersion uint32 `protobuf:"varint,6,opt,name=max_rules_version,json=maxRulesVersion,proto3" json:"max_rules_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// status is the node's cluster status, as Cluster.Status answers it;
+	// set only when the request names removal_of (not by a build before).
+	Status *v1.StatusResponse `protobuf:"bytes,7,opt,name=status,proto3" json:"status,omitempty"`
+	// leader_peer_addr is the peer address of the leader the node knows, ""
+	// when it knows none; set only when the request names removal_of.
+	LeaderPeerAddr string `protobuf:"bytes,8,opt,name=leader_peer_addr,json=leaderPeerAddr,proto3" json:"leader_peer_addr,omitempty"`
+	// retired reports whether the ID removal_of is retired in the node's
+	// state: its removal (or that of its pending addition) was applied.
+	Retired       bool `protobuf:"varint,9,opt,name=retired,proto3" json:"retired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatusResponse) Reset() {
@@ -438,6 +458,27 @@ func (x *NodeStatusResponse) GetMaxRulesVersion() uint32 {
 	return 0
 }
 
+func (x *NodeStatusResponse) GetStatus() *v1.StatusResponse {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetLeaderPeerAddr() string {
+	if x != nil {
+		return x.LeaderPeerAddr
+	}
+	return ""
+}
+
+func (x *NodeStatusResponse) GetRetired() bool {
+	if x != nil {
+		return x.Retired
+	}
+	return false
+}
+
 var File_concord_internal_v1_peer_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_peer_proto_rawDesc = "" +
@@ -457,8 +498,10 @@ const file_concord_internal_v1_peer_proto_rawDesc = "" +
 	"\x03ids\x18\x01 \x03(\x03R\x03ids\"B\n" +
 	"\x15PeerKeepAliveResponse\x12\x15\n" +
 	"\x06ttl_ms\x18\x01 \x03(\x03R\x05ttlMs\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term\"\x13\n" +
-	"\x11NodeStatusRequest\"\xbe\x01\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"2\n" +
+	"\x11NodeStatusRequest\x12\x1d\n" +
+	"\n" +
+	"removal_of\x18\x01 \x01(\tR\tremovalOf\"\xb6\x02\n" +
 	"\x12NodeStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
@@ -466,7 +509,10 @@ const file_concord_internal_v1_peer_proto_rawDesc = "" +
 	"\vclient_addr\x18\x04 \x01(\tR\n" +
 	"clientAddr\x12\x12\n" +
 	"\x04seed\x18\x05 \x01(\tR\x04seed\x12*\n" +
-	"\x11max_rules_version\x18\x06 \x01(\rR\x0fmaxRulesVersion2\xc4\x05\n" +
+	"\x11max_rules_version\x18\x06 \x01(\rR\x0fmaxRulesVersion\x122\n" +
+	"\x06status\x18\a \x01(\v2\x1a.concord.v1.StatusResponseR\x06status\x12(\n" +
+	"\x10leader_peer_addr\x18\b \x01(\tR\x0eleaderPeerAddr\x12\x18\n" +
+	"\aretired\x18\t \x01(\bR\aretired2\xc4\x05\n" +
 	"\x04Peer\x12T\n" +
 	"\aPropose\x12#.concord.internal.v1.ProposeRequest\x1a$.concord.internal.v1.ProposeResponse\x12Z\n" +
 	"\tReadIndex\x12%.concord.internal.v1.ReadIndexRequest\x1a&.concord.internal.v1.ReadIndexResponse\x12b\n" +
@@ -502,39 +548,41 @@ var file_concord_internal_v1_peer_proto_goTypes = []any{
 	(*NodeStatusResponse)(nil),        // 7: concord.internal.v1.NodeStatusResponse
 	(*Command)(nil),                   // 8: concord.internal.v1.Command
 	(*Result)(nil),                    // 9: concord.internal.v1.Result
-	(*v1.AddMemberRequest)(nil),       // 10: concord.v1.AddMemberRequest
-	(*v1.UpdateMemberRequest)(nil),    // 11: concord.v1.UpdateMemberRequest
-	(*v1.RemoveMemberRequest)(nil),    // 12: concord.v1.RemoveMemberRequest
-	(*v1.TransferLeaderRequest)(nil),  // 13: concord.v1.TransferLeaderRequest
-	(*v1.AddMemberResponse)(nil),      // 14: concord.v1.AddMemberResponse
-	(*v1.UpdateMemberResponse)(nil),   // 15: concord.v1.UpdateMemberResponse
-	(*v1.RemoveMemberResponse)(nil),   // 16: concord.v1.RemoveMemberResponse
-	(*v1.TransferLeaderResponse)(nil), // 17: concord.v1.TransferLeaderResponse
+	(*v1.StatusResponse)(nil),         // 10: concord.v1.StatusResponse
+	(*v1.AddMemberRequest)(nil),       // 11: concord.v1.AddMemberRequest
+	(*v1.UpdateMemberRequest)(nil),    // 12: concord.v1.UpdateMemberRequest
+	(*v1.RemoveMemberRequest)(nil),    // 13: concord.v1.RemoveMemberRequest
+	(*v1.TransferLeaderRequest)(nil),  // 14: concord.v1.TransferLeaderRequest
+	(*v1.AddMemberResponse)(nil),      // 15: concord.v1.AddMemberResponse
+	(*v1.UpdateMemberResponse)(nil),   // 16: concord.v1.UpdateMemberResponse
+	(*v1.RemoveMemberResponse)(nil),   // 17: concord.v1.RemoveMemberResponse
+	(*v1.TransferLeaderResponse)(nil), // 18: concord.v1.TransferLeaderResponse
 }
 var file_concord_internal_v1_peer_proto_depIdxs = []int32{
 	8,  // 0: concord.internal.v1.ProposeRequest.command:type_name -> concord.internal.v1.Command
 	9,  // 1: concord.internal.v1.ProposeResponse.result:type_name -> concord.internal.v1.Result
-	0,  // 2: concord.internal.v1.Peer.Propose:input_type -> concord.internal.v1.ProposeRequest
-	2,  // 3: concord.internal.v1.Peer.ReadIndex:input_type -> concord.internal.v1.ReadIndexRequest
-	4,  // 4: concord.internal.v1.Peer.KeepAlive:input_type -> concord.internal.v1.PeerKeepAliveRequest
-	6,  // 5: concord.internal.v1.Peer.NodeStatus:input_type -> concord.internal.v1.NodeStatusRequest
-	10, // 6: concord.internal.v1.Peer.AddMember:input_type -> concord.v1.AddMemberRequest
-	11, // 7: concord.internal.v1.Peer.UpdateMember:input_type -> concord.v1.UpdateMemberRequest
-	12, // 8: concord.internal.v1.Peer.RemoveMember:input_type -> concord.v1.RemoveMemberRequest
-	13, // 9: concord.internal.v1.Peer.TransferLeader:input_type -> concord.v1.TransferLeaderRequest
-	1,  // 10: concord.internal.v1.Peer.Propose:output_type -> concord.internal.v1.ProposeResponse
-	3,  // 11: concord.internal.v1.Peer.ReadIndex:output_type -> concord.internal.v1.ReadIndexResponse
-	5,  // 12: concord.internal.v1.Peer.KeepAlive:output_type -> concord.internal.v1.PeerKeepAliveResponse
-	7,  // 13: concord.internal.v1.Peer.NodeStatus:output_type -> concord.internal.v1.NodeStatusResponse
-	14, // 14: concord.internal.v1.Peer.AddMember:output_type -> concord.v1.AddMemberResponse
-	15, // 15: concord.internal.v1.Peer.UpdateMember:output_type -> concord.v1.UpdateMemberResponse
-	16, // 16: concord.internal.v1.Peer.RemoveMember:output_type -> concord.v1.RemoveMemberResponse
-	17, // 17: concord.internal.v1.Peer.TransferLeader:output_type -> concord.v1.TransferLeaderResponse
-	10, // [10:18] is the sub-list for method output_type
-	2,  // [2:10] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	10, // 2: concord.internal.v1.NodeStatusResponse.status:type_name -> concord.v1.StatusResponse
+	0,  // 3: concord.internal.v1.Peer.Propose:input_type -> concord.internal.v1.ProposeRequest
+	2,  // 4: concord.internal.v1.Peer.ReadIndex:input_type -> concord.internal.v1.ReadIndexRequest
+	4,  // 5: concord.internal.v1.Peer.KeepAlive:input_type -> concord.internal.v1.PeerKeepAliveRequest
+	6,  // 6: concord.internal.v1.Peer.NodeStatus:input_type -> concord.internal.v1.NodeStatusRequest
+	11, // 7: concord.internal.v1.Peer.AddMember:input_type -> concord.v1.AddMemberRequest
+	12, // 8: concord.internal.v1.Peer.UpdateMember:input_type -> concord.v1.UpdateMemberRequest
+	13, // 9: concord.internal.v1.Peer.RemoveMember:input_type -> concord.v1.RemoveMemberRequest
+	14, // 10: concord.internal.v1.Peer.TransferLeader:input_type -> concord.v1.TransferLeaderRequest
+	1,  // 11: concord.internal.v1.Peer.Propose:output_type -> concord.internal.v1.ProposeResponse
+	3,  // 12: concord.internal.v1.Peer.ReadIndex:output_type -> concord.internal.v1.ReadIndexResponse
+	5,  // 13: concord.internal.v1.Peer.KeepAlive:output_type -> concord.internal.v1.PeerKeepAliveResponse
+	7,  // 14: concord.internal.v1.Peer.NodeStatus:output_type -> concord.internal.v1.NodeStatusResponse
+	15, // 15: concord.internal.v1.Peer.AddMember:output_type -> concord.v1.AddMemberResponse
+	16, // 16: concord.internal.v1.Peer.UpdateMember:output_type -> concord.v1.UpdateMemberResponse
+	17, // 17: concord.internal.v1.Peer.RemoveMember:output_type -> concord.v1.RemoveMemberResponse
+	18, // 18: concord.internal.v1.Peer.TransferLeader:output_type -> concord.v1.TransferLeaderResponse
+	11, // [11:19] is the sub-list for method output_type
+	3,  // [3:11] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_concord_internal_v1_peer_proto_init() }
