@@ -526,6 +526,16 @@ func (n *Node) Configuration() ([]Server, error) {
 	return out, nil
 }
 
+// ConfigurationIndex returns the log index of the configuration in use
+// (the latest, committed or not).
+func (n *Node) ConfigurationIndex() (uint64, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return 0, mapErr(err)
+	}
+	return f.Index(), nil
+}
+
 // AddNonvoter adds a member that receives the log but does not vote.
 func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
 	return waitFuture(ctx, n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 5*time.Second))

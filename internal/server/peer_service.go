@@ -79,6 +79,11 @@ func (p *peerService) NodeStatus(ctx context.Context, req *connect.Request[inter
 		if err != nil {
 			return nil, errs.ToConnect(err)
 		}
+		// Read after the status: the configuration it lists is at this
+		// index or before.
+		if out.ConfigurationIndex, err = p.s.node.ConfigurationIndex(); err != nil {
+			return nil, errs.ToConnect(err)
+		}
 		out.Status = st
 		_, out.LeaderPeerAddr = p.s.node.Leader()
 		p.s.fsm.Read(func(st fsm.State) {

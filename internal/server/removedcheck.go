@@ -7,7 +7,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	"github.com/concord-dev/concord/internal/raftnode"
 )
@@ -62,7 +61,7 @@ func (s *Server) askRemoved(ctx context.Context) bool {
 		if !sv.Voter || sv.ID == s.id.ID {
 			continue
 		}
-		st, retired, err := s.leaderStatusVia(ctx, sv)
+		ns, err := s.leaderStatusVia(ctx, sv)
 		if ctx.Err() != nil {
 			return false
 		}
@@ -70,9 +69,10 @@ func (s *Server) askRemoved(ctx context.Context) bool {
 			s.log.Debug("removal check: no answer", "voter", sv.ID, "addr", sv.Addr, "err", err)
 			continue
 		}
-		if !removedBy(s.id.ID, latest, committed, st, retired) {
+		if !removedBy(s.id.ID, latest, committed, ns) {
 			continue
 		}
+		st := ns.GetStatus()
 		successor := ""
 		for _, m := range st.GetMembers() {
 			if m.GetName() == s.cfg.Name && m.GetId() != s.id.ID {
@@ -87,30 +87,29 @@ func (s *Server) askRemoved(ctx context.Context) bool {
 }
 
 // leaderStatusVia asks the voter sv, at its peer address, for its status,
-// and returns the leader's, with whether the leader holds this member's ID
-// retired: sv's if sv leads, else that of the leader sv names, asked at its
-// peer address. An answer from another member than the one asked (sv
+// and returns the leader's answer: sv's if sv leads, else that of the
+// leader sv names, asked at its peer address. An answer from another member than the one asked (sv
 // moved, another took its address), from a member seeded unlike this one
 // (a cluster restored from a backup, which is another history), or without
 // a status (a build before the removal check asked the peer service) is no
 // answer.
-func (s *Server) leaderStatusVia(ctx context.Context, sv raftnode.Server) (*concordv1.StatusResponse, bool, error) {
+func (s *Server) leaderStatusVia(ctx context.Context, sv raftnode.Server) (*internalv1.NodeStatusResponse, error) {
 	ns, err := s.removalStatus(ctx, sv.ID, sv.Addr)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	st := ns.GetStatus()
 	if st.GetLeaderId() == "" || st.GetLeaderId() == sv.ID {
-		return st, ns.GetRetired(), nil
+		return ns, nil
 	}
 	if ns.GetLeaderPeerAddr() == "" {
-		return nil, false, fmt.Errorf("%s names leader %s without a peer address", sv.ID, st.GetLeaderId())
+		return nil, fmt.Errorf("%s names leader %s without a peer address", sv.ID, st.GetLeaderId())
 	}
 	ls, err := s.removalStatus(ctx, st.GetLeaderId(), ns.GetLeaderPeerAddr())
 	if err != nil {
-		return nil, false, fmt.Errorf("leader %s named by %s: %w", st.GetLeaderId(), sv.ID, err)
+		return nil, fmt.Errorf("leader %s named by %s: %w", st.GetLeaderId(), sv.ID, err)
 	}
-	return ls.GetStatus(), ls.GetRetired(), nil
+	return ls, nil
 }
 
 // removalStatus asks the member id at the peer address addr for its status
@@ -137,14 +136,17 @@ func (s *Server) removalStatus(ctx context.Context, id, addr string) (*internalv
 	return ns, nil
 }
 
-// removedBy reports whether st, a member's status, proves that the member
-// id was removed. latest is the newest configuration in id's log, committed
-// the one before it (raftnode.Node.LogConfigurations); latest lists id.
-// retired is whether the member that answered st holds id retired.
+// removedBy reports whether ns, a member's answer to the removal check
+// (its status, whether it holds id retired, and the index of its
+// configuration), proves that the member id was removed. latest is the
+// newest configuration in id's log, committed the one before it
+// (raftnode.Node.LogConfigurations); latest lists id.
 //
-// st must come from the leader (a member that says it leads, listed in its
+// It must come from the leader (a member that says it leads, listed in its
 // own configuration), whose configuration, leaving id out, is committed
-// (its commit index covers its whole log) and is no older than id's own:
+// (its commit index reaches the configuration's index; without that index,
+// covers its whole log, which a busy leader's seldom does) and is no older
+// than id's own:
 // the leader's commit index reaches latest's index. Then, if committed
 // lists id too, the leader's log holds committed, and a later
 // configuration that does not list id: one that only a RemoveServer of id
@@ -157,15 +159,20 @@ func (s *Server) removalStatus(ctx context.Context, id, addr string) (*internalv
 // leader that lags behind id's configuration (a stale leader cut off from
 // the others, a cluster that lost writes), a follower, and an answer that
 // lists id prove nothing.
-func removedBy(id string, latest, committed raftnode.Configuration, st *concordv1.StatusResponse, retired bool) bool {
-	if !latest.Lists(id) || (!committed.Lists(id) && !retired) {
+func removedBy(id string, latest, committed raftnode.Configuration, ns *internalv1.NodeStatusResponse) bool {
+	if !latest.Lists(id) || (!committed.Lists(id) && !ns.GetRetired()) {
 		return false
 	}
+	st := ns.GetStatus()
 	self := st.GetSelf()
 	if st.GetState() != "Leader" || self.GetId() == "" || st.GetLeaderId() != self.GetId() || self.GetRole() != "leader" {
 		return false
 	}
-	if st.GetCommitIndex() < latest.Index || st.GetCommitIndex() < committed.Index || st.GetCommitIndex() < st.GetLastLogIndex() {
+	configIndex := ns.GetConfigurationIndex()
+	if configIndex == 0 {
+		configIndex = st.GetLastLogIndex()
+	}
+	if st.GetCommitIndex() < latest.Index || st.GetCommitIndex() < committed.Index || st.GetCommitIndex() < configIndex {
 		return false
 	}
 	for _, m := range st.GetMembers() {

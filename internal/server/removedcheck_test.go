@@ -6,11 +6,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	"github.com/concord-dev/concord/internal/raftnode"
 )
 
 // removedBy concludes a removal only from the leader's committed
-// configuration, no older than the member's own, that leaves the member
+// configuration (its commit index reaches the configuration's index, or
+// covers the log), no older than the member's own, that leaves the member
 // out, and only for a member whose membership was committed, or whose ID
 // the leader holds retired (a learner removed before its promotion).
 func TestRemovedByProvesTheRemoval(t *testing.T) {
@@ -37,14 +39,24 @@ func TestRemovedByProvesTheRemoval(t *testing.T) {
 			CommitIndex: commit, LastLogIndex: last, AppliedIndex: commit,
 		}
 	}
+	answer := func(st *concordv1.StatusResponse, retired bool, configIndex uint64) *internalv1.NodeStatusResponse {
+		return &internalv1.NodeStatusResponse{Status: st, Retired: retired, ConfigurationIndex: configIndex}
+	}
 	removed := leader(25, 25, "n1", "n2", "n3")
-	require.True(t, removedBy("n4", latest, committed, removed, false))
-	require.True(t, removedBy("n4", latest, committed, removed, true))
+	require.True(t, removedBy("n4", latest, committed, answer(removed, false, 0)))
+	require.True(t, removedBy("n4", latest, committed, answer(removed, true, 0)))
+	// A busy leader's commit index trails its log: its configuration,
+	// at index 22, is committed all the same.
+	busy := leader(25, 26, "n1", "n2", "n3")
+	require.True(t, removedBy("n4", latest, committed, answer(busy, false, 22)))
+	require.True(t, removedBy("n4", latest, committed, answer(busy, false, 25)))
+	require.False(t, removedBy("n4", latest, committed, answer(busy, false, 26)), "its configuration is not committed")
+	require.False(t, removedBy("n4", latest, committed, answer(leader(19, 26, "n1", "n2", "n3"), false, 18)), "the leader is behind")
 	// A learner stopped before its promotion, its addition its newest
 	// configuration, then removed: its ID is retired.
 	added := raftnode.Configuration{Index: 20, Servers: learner}
 	before := raftnode.Configuration{Index: 12, Servers: three}
-	require.True(t, removedBy("n4", added, before, removed, true))
+	require.True(t, removedBy("n4", added, before, answer(removed, true, 0)))
 
 	follower := leader(25, 25, "n1", "n2", "n3")
 	follower.State, follower.Self = "Follower", follower.Members[1]
@@ -87,9 +99,9 @@ func TestRemovedByProvesTheRemoval(t *testing.T) {
 		"no log":      {raftnode.Configuration{}, raftnode.Configuration{}, removed, false},
 	} {
 		t.Run(name, func(t *testing.T) {
-			require.False(t, removedBy("n4", tc.latest, tc.committed, tc.st, false))
+			require.False(t, removedBy("n4", tc.latest, tc.committed, answer(tc.st, false, 0)))
 			if !tc.retiredProves {
-				require.False(t, removedBy("n4", tc.latest, tc.committed, tc.st, true), "retired")
+				require.False(t, removedBy("n4", tc.latest, tc.committed, answer(tc.st, true, 0)), "retired")
 			}
 		})
 	}

@@ -381,9 +381,14 @@ type NodeStatusResponse struct {
 	LeaderPeerAddr string `protobuf:"bytes,8,opt,name=leader_peer_addr,json=leaderPeerAddr,proto3" json:"leader_peer_addr,omitempty"`
 	// retired reports whether the ID removal_of is retired in the node's
 	// state: its removal (or that of its pending addition) was applied.
-	Retired       bool `protobuf:"varint,9,opt,name=retired,proto3" json:"retired,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Retired bool `protobuf:"varint,9,opt,name=retired,proto3" json:"retired,omitempty"`
+	// configuration_index is the log index of the configuration the node
+	// uses, read after status: with status.commit_index at or past it, the
+	// configuration status lists is committed. Set only when the request
+	// names removal_of.
+	ConfigurationIndex uint64 `protobuf:"varint,10,opt,name=configuration_index,json=configurationIndex,proto3" json:"configuration_index,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *NodeStatusResponse) Reset() {
@@ -479,6 +484,13 @@ func (x *NodeStatusResponse) GetRetired() bool {
 	return false
 }
 
+func (x *NodeStatusResponse) GetConfigurationIndex() uint64 {
+	if x != nil {
+		return x.ConfigurationIndex
+	}
+	return 0
+}
+
 var File_concord_internal_v1_peer_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_peer_proto_rawDesc = "" +
@@ -501,7 +513,7 @@ const file_concord_internal_v1_peer_proto_rawDesc = "" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\"2\n" +
 	"\x11NodeStatusRequest\x12\x1d\n" +
 	"\n" +
-	"removal_of\x18\x01 \x01(\tR\tremovalOf\"\xb6\x02\n" +
+	"removal_of\x18\x01 \x01(\tR\tremovalOf\"\xe7\x02\n" +
 	"\x12NodeStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
@@ -512,7 +524,9 @@ const file_concord_internal_v1_peer_proto_rawDesc = "" +
 	"\x11max_rules_version\x18\x06 \x01(\rR\x0fmaxRulesVersion\x122\n" +
 	"\x06status\x18\a \x01(\v2\x1a.concord.v1.StatusResponseR\x06status\x12(\n" +
 	"\x10leader_peer_addr\x18\b \x01(\tR\x0eleaderPeerAddr\x12\x18\n" +
-	"\aretired\x18\t \x01(\bR\aretired2\xc4\x05\n" +
+	"\aretired\x18\t \x01(\bR\aretired\x12/\n" +
+	"\x13configuration_index\x18\n" +
+	" \x01(\x04R\x12configurationIndex2\xc4\x05\n" +
 	"\x04Peer\x12T\n" +
 	"\aPropose\x12#.concord.internal.v1.ProposeRequest\x1a$.concord.internal.v1.ProposeResponse\x12Z\n" +
 	"\tReadIndex\x12%.concord.internal.v1.ReadIndexRequest\x1a&.concord.internal.v1.ReadIndexResponse\x12b\n" +

@@ -375,6 +375,11 @@ func (m *NodeStatusResponse) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.ConfigurationIndex != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.ConfigurationIndex))
+		i--
+		dAtA[i] = 0x50
+	}
 	if m.Retired {
 		i--
 		if m.Retired {
@@ -610,6 +615,9 @@ func (m *NodeStatusResponse) SizeVT() (n int) {
 	}
 	if m.Retired {
 		n += 2
+	}
+	if m.ConfigurationIndex != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.ConfigurationIndex))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -1614,6 +1622,25 @@ func (m *NodeStatusResponse) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			m.Retired = bool(v != 0)
+		case 10:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ConfigurationIndex", wireType)
+			}
+			m.ConfigurationIndex = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.ConfigurationIndex |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
