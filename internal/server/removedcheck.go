@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"connectrpc.com/connect"
-
 	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	"github.com/concord-dev/concord/internal/raftnode"
 )
@@ -116,16 +114,11 @@ func (s *Server) leaderStatusVia(ctx context.Context, sv raftnode.Server) (*inte
 // and whether this member's ID is retired, and checks that the answer is
 // that member's, of this member's history.
 func (s *Server) removalStatus(ctx context.Context, id, addr string) (*internalv1.NodeStatusResponse, error) {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	resp, err := s.peers.For(addr).NodeStatus(cctx, connect.NewRequest(&internalv1.NodeStatusRequest{RemovalOf: s.id.ID}))
+	ns, err := s.nodeStatus(ctx, id, addr, &internalv1.NodeStatusRequest{RemovalOf: s.id.ID})
 	if err != nil {
 		return nil, err
 	}
-	ns := resp.Msg
 	switch {
-	case ns.GetId() != id:
-		return nil, fmt.Errorf("member %q answers at %s", ns.GetId(), addr)
 	case ns.GetSeed() != s.id.seed():
 		return nil, fmt.Errorf("%s was seeded with %q and this member with %q", id, ns.GetSeed(), s.id.seed())
 	case ns.GetStatus() == nil:

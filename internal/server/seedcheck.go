@@ -111,19 +111,29 @@ func (s *Server) checkSeed() {
 	}
 }
 
-// peerSeed asks the voter sv for its seed. An answer from another member
-// than sv (sv moved, another took its address) is no answer.
+// peerSeed asks the voter sv for its seed.
 func (s *Server) peerSeed(ctx context.Context, sv raftnode.Server) (string, error) {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	resp, err := s.peers.For(sv.Addr).NodeStatus(cctx, connect.NewRequest(&internalv1.NodeStatusRequest{}))
+	ns, err := s.nodeStatus(ctx, sv.ID, sv.Addr, &internalv1.NodeStatusRequest{})
 	if err != nil {
 		return "", err
 	}
-	if resp.Msg.GetId() != sv.ID {
-		return "", fmt.Errorf("member %q answers at %s", resp.Msg.GetId(), sv.Addr)
+	return ns.GetSeed(), nil
+}
+
+// nodeStatus asks the member id at the peer address addr for its
+// NodeStatus. An answer from another member than id (id moved, another
+// took its address) is no answer.
+func (s *Server) nodeStatus(ctx context.Context, id, addr string, req *internalv1.NodeStatusRequest) (*internalv1.NodeStatusResponse, error) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := s.peers.For(addr).NodeStatus(cctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, err
 	}
-	return resp.Msg.GetSeed(), nil
+	if resp.Msg.GetId() != id {
+		return nil, fmt.Errorf("member %q answers at %s", resp.Msg.GetId(), addr)
+	}
+	return resp.Msg, nil
 }
 
 // reportSeedMismatch stops the member, as reportRemoved does.
