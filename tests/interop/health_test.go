@@ -2,6 +2,8 @@ package interop_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"sort"
 	"testing"
 	"time"
@@ -22,6 +24,22 @@ import (
 // concordServices are the services of the client API.
 var concordServices = []string{"concord.v1.Cluster", "concord.v1.IDs", "concord.v1.KV", "concord.v1.Lock", "concord.v1.Session"}
 
+// sendErr is the error of a stream whose Send failed with err. grpc-go's
+// Send returns io.EOF once the server has ended the stream (here, a member
+// that refused the call before the client's first message went out: the
+// token check answers at once), and the stream's status then comes from
+// RecvMsg. Returning the EOF made TestGRPCHealthAndReflection flaky under
+// load.
+func sendErr[T any](st interface{ Recv() (T, error) }, err error) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	if _, err := st.Recv(); err != nil {
+		return err
+	}
+	return status.Error(codes.Internal, "the stream ended its send side and then answered")
+}
+
 // listV1 lists the services of conn by gRPC server reflection v1.
 func listV1(ctx context.Context, conn *grpc.ClientConn) ([]string, error) {
 	st, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
@@ -29,7 +47,7 @@ func listV1(ctx context.Context, conn *grpc.ClientConn) ([]string, error) {
 		return nil, err
 	}
 	if err := st.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}}); err != nil {
-		return nil, err
+		return nil, sendErr(st, err)
 	}
 	resp, err := st.Recv()
 	if err != nil {
@@ -41,7 +59,7 @@ func listV1(ctx context.Context, conn *grpc.ClientConn) ([]string, error) {
 	}
 	// The descriptor of a service resolves too, as grpcurl asks for it.
 	if err := st.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "concord.v1.KV"}}); err != nil {
-		return nil, err
+		return nil, sendErr(st, err)
 	}
 	resp, err = st.Recv()
 	if err != nil {
@@ -60,7 +78,7 @@ func listV1Alpha(ctx context.Context, conn *grpc.ClientConn) ([]string, error) {
 		return nil, err
 	}
 	if err := st.Send(&reflectionv1alpha.ServerReflectionRequest{MessageRequest: &reflectionv1alpha.ServerReflectionRequest_ListServices{}}); err != nil {
-		return nil, err
+		return nil, sendErr(st, err)
 	}
 	resp, err := st.Recv()
 	if err != nil {
