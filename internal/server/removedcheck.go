@@ -139,21 +139,21 @@ func (s *Server) removalStatus(ctx context.Context, id, addr string) (*internalv
 // own configuration), whose configuration, leaving id out, is committed
 // (its commit index reaches the configuration's index; without that index,
 // covers its whole log, which a busy leader's seldom does) and is no older
-// than id's own:
-// the leader's commit index reaches latest's index. Then, if committed
-// lists id too, the leader's log holds committed, and a later
-// configuration that does not list id: one that only a RemoveServer of id
-// makes, which `cluster remove` runs once the ID's retirement is
-// committed, and IDs are never reused. If committed does not list id (a
-// learner stopped before its promotion: its newest configuration is its
-// addition, which may not have been committed, and an addition lost with
-// its leader may be resumed under the same ID), only the ID's retirement,
-// applied on the leader, proves it: a retired ID never comes back. A
-// leader that lags behind id's configuration (a stale leader cut off from
-// the others, a cluster that lost writes), a follower, and an answer that
-// lists id prove nothing.
+// than id's own: the leader's commit index reaches latest's index. And the
+// leader must hold id retired: every removal retires the ID before it
+// removes it from the configuration (`cluster remove`, for a member and for
+// a pending addition alike), and a retired ID never comes back. Without
+// the retirement, a leader that does not list id may be one of another
+// history: a cluster bootstrapped afresh at a voter's address has the same
+// empty seed, and its members the same IDs (their names), as this one's.
+// The retirement also covers a learner stopped before its promotion (its
+// newest configuration is its addition, which may not have been committed,
+// and an addition lost with its leader may be resumed under the same ID,
+// which is then not retired). A leader that lags behind id's
+// configuration (a stale leader cut off from the others, a cluster that
+// lost writes), a follower, and an answer that lists id prove nothing.
 func removedBy(id string, latest, committed raftnode.Configuration, ns *internalv1.NodeStatusResponse) bool {
-	if !latest.Lists(id) || (!committed.Lists(id) && !ns.GetRetired()) {
+	if !latest.Lists(id) || !ns.GetRetired() {
 		return false
 	}
 	st := ns.GetStatus()

@@ -1,0 +1,57 @@
+package server_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/internal/testcluster"
+)
+
+// The removal check trusts a leader that names the asked voter's ID, with
+// the asking member's seed: every member of a cluster bootstrapped afresh
+// has the empty seed, and the usual names (n1, n2, ...) are its IDs, so a
+// member of another cluster at a voter's address passes both checks. Here
+// n3 of a four-member cluster, which knows no leader (n1 and n4 down, as
+// in an election), asks n2's address, now another cluster's n2: that
+// cluster's leader does not list n3, and is past n3's configuration. n3
+// was never removed, and must not stop: only a leader that holds n3's ID
+// retired (every removal retires the ID first) proves a removal.
+func TestRemovalCheckIgnoresAnotherClusterAtAVotersAddress(t *testing.T) {
+	a := testcluster.Start(t, testcluster.Options{})
+	_, d4 := startFourth(t, a) // n3's log: n4's addition, then its promotion
+	ctx := ctxT(t, 60*time.Second)
+	x := a.Members[2].Daemon().Server()
+	st, err := x.Status(ctx)
+	require.NoError(t, err)
+	xLast := st.GetLastLogIndex()
+
+	for _, i := range []int{0, 1} {
+		a.Stop(i)
+	}
+	require.NoError(t, d4.Stop(ctxT(t, 10*time.Second)))
+
+	// Another cluster, bootstrapped afresh: n1 and n2. Its n2 answers at
+	// the address n3 knows for its own cluster's n2.
+	b := testcluster.Start(t, testcluster.Options{Size: 2})
+	a.Members[1].Proxy.Retarget(b.Members[1].Cfg.ListenPeer)
+	cl := b.Client()
+	for i := 0; ; i++ {
+		bs, err := cl.Status(ctx)
+		require.NoError(t, err)
+		if bs.GetCommitIndex() > xLast {
+			break
+		}
+		_, err = cl.Put(ctx, fmt.Sprintf("k%d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+
+	require.False(t, x.AskRemoved(ctx), "n3 was never removed: another cluster's leader proves nothing about it")
+	select {
+	case err := <-a.Members[2].Daemon().Failed():
+		t.Fatalf("n3 stopped: %v", err)
+	default:
+	}
+}
