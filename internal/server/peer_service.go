@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 
 	"connectrpc.com/connect"
 
@@ -75,6 +76,10 @@ func (p *peerService) NodeStatus(ctx context.Context, req *connect.Request[inter
 		Seed: p.s.id.seed(), MaxRulesVersion: p.s.fsm.MaxRulesVersion(),
 	}
 	if id := req.Msg.GetRemovalOf(); id != "" {
+		if !p.s.raftOpen.Load() {
+			// Start serves the peer port before it opens Raft.
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New("this member has not opened its Raft log yet"))
+		}
 		st, err := p.s.Status(ctx)
 		if err != nil {
 			return nil, errs.ToConnect(err)

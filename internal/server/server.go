@@ -83,6 +83,9 @@ type Server struct {
 	stopCh   chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
+	// raftOpen is set once Start has set node: the peer port is served
+	// before, and a handler that reads node checks it first.
+	raftOpen atomic.Bool
 
 	// beforeGrantJudged, set only by tests (export_test.go), runs when an
 	// acquire answered GRANTED is about to be checked against the applied
@@ -217,6 +220,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.node = node
+	s.raftOpen.Store(true)
 	s.goLoop(s.watchLeadership)
 	s.goLoop(s.publishSelf)
 	s.goLoop(s.checkSeed)
