@@ -23,7 +23,9 @@ func (p *peerService) leading() error {
 	if p.s.stopping.Load() {
 		return errs.ToConnect(raftnode.ErrStopped)
 	}
-	if !p.s.node.IsLeader() {
+	// Start serves the peer port before it opens Raft: a member that has
+	// not opened it yet leads nothing, and the sender retries elsewhere.
+	if !p.s.raftOpen.Load() || !p.s.node.IsLeader() {
 		return errs.ToConnect(raftnode.ErrNotLeader)
 	}
 	return nil
