@@ -537,7 +537,7 @@ func (r *Raft) pipelineSend(s *followerReplication, p AppendPipeline, nextIdx *u
 
 	// Pipeline the append entries
 	if _, err := p.AppendEntries(req, new(AppendEntriesResponse)); err != nil {
-		r.logger.Error("failed to pipeline appendEntries", "peer", s.peer, "error", err)
+		r.logger.Error("failed to pipeline appendEntries", "peer", s.currentPeer(), "error", err) // concord: was s.peer, unlocked
 		return true
 	}
 
@@ -670,9 +670,21 @@ func appendStats(peer string, start time.Time, logs float32, skipLegacy bool) {
 	}
 }
 
+// currentPeer reads s.peer under peerLock: the leader loop replaces it when
+// the peer's address changes (startStopReplication), while the replication
+// goroutines run. concord: upstream read it unlocked in three places, a
+// data race the race detector reported when a member's peer address was
+// updated while a pipelined send to it failed.
+func (s *followerReplication) currentPeer() Server {
+	s.peerLock.RLock()
+	defer s.peerLock.RUnlock()
+	return s.peer
+}
+
 // handleStaleTerm is used when a follower indicates that we have a stale term.
 func (r *Raft) handleStaleTerm(s *followerReplication) {
-	r.logger.Error("peer has newer term, stopping replication", "peer", s.peer)
+	// concord: was s.peer, unlocked
+	r.logger.Error("peer has newer term, stopping replication", "peer", s.currentPeer())
 	s.notifyAll(false, time.Time{}) // No longer leader
 	asyncNotifyCh(s.stepDown)
 }
@@ -685,7 +697,7 @@ func updateLastAppended(s *followerReplication, req *AppendEntriesRequest, sent 
 	if logs := req.Entries; len(logs) > 0 {
 		last := logs[len(logs)-1]
 		atomic.StoreUint64(&s.nextIndex, last.Index+1)
-		s.commitment.match(s.peer.ID, last.Index)
+		s.commitment.match(s.currentPeer().ID, last.Index) // concord: was s.peer.ID, unlocked
 	}
 
 	// Notify still leader
