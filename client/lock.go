@@ -241,10 +241,12 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 		return nil, err
 	}
 	if g := opts.Converts; g != nil && resp.GetState() == concordv1.AcquireState_ACQUIRE_STATE_LOST {
-		if resp.GetConverted() != 0 {
-			// The conversion took the lock in place, and the member had
-			// applied the converted grant's end before it answered.
-			err := fmt.Errorf("%w: %s (token %d) was converted, and the converted grant (token %d) ended before the answer: %s",
+		if resp.GetConverted() != 0 || resp.GetToken() != 0 {
+			// The conversion took the lock (in place, or, on a cluster
+			// at rules version 1, anew), and the member had applied the
+			// new grant's end before it answered. The state machine's
+			// refusal of a conversion of an ended grant carries no token.
+			err := fmt.Errorf("%w: %s (token %d): the conversion's grant (token %d) ended before the answer: %s",
 				ErrLockLost, namesOf(g.Names), g.Token, resp.GetToken(), resp.GetReason())
 			g.lose(err)
 			return nil, err

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/client/concurrency"
 	"github.com/concord-dev/concord/internal/lock"
+	"github.com/concord-dev/concord/internal/server"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -28,45 +30,10 @@ func TestAcquireAnsweredAfterItsGrantEndedIsLost(t *testing.T) {
 	srvL, srvF := c.Members[leader].Daemon().Server(), c.Members[f].Daemon().Server()
 	cl := c.Client(f) // acquires are forwarded, and answered by the follower
 	sess := session(t, cl, 30*time.Second)
-	t.Cleanup(func() { srvF.SetBeforeGrantJudged(nil) })
-
-	// endBeforeAnswer runs acquire (of lock name, by the session) and,
-	// when the follower is about to answer GRANTED, force-releases the
-	// grant and lets the follower apply that first.
-	endBeforeAnswer := func(t *testing.T, name string, acquire func()) {
-		reached, proceed := make(chan struct{}), make(chan struct{})
-		srvF.SetBeforeGrantJudged(func(r *concordv1.AcquireRequest) {
-			if r.GetSession() == sess.ID() && r.GetClaims()[0].GetName() == name {
-				close(reached)
-				<-proceed
-			}
-		})
-		defer srvF.SetBeforeGrantJudged(nil)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			acquire()
-		}()
-		select {
-		case <-reached:
-		case <-time.After(15 * time.Second):
-			t.Fatal("the acquire was not answered GRANTED")
-		}
-		info, err := srvL.InspectLock(ctx, &concordv1.InspectLockRequest{Name: name})
-		require.NoError(t, err)
-		require.Len(t, info.GetLock().GetHolders(), 1)
-		fr, err := srvL.ForceReleaseLock(ctx, &concordv1.ForceReleaseRequest{Name: name, Token: info.GetLock().GetHolders()[0].GetToken(), Reason: "op"})
-		require.NoError(t, err)
-		require.EqualValues(t, 1, fr.GetReleased())
-		require.NoError(t, srvF.FSM().WaitApplied(ctx, fr.GetHeader().GetRevision()))
-		close(proceed)
-		<-done
-	}
-
 	t.Run("SDK", func(t *testing.T) {
 		m := concurrency.NewMutex(sess, "sdk")
 		var err error
-		endBeforeAnswer(t, "sdk", func() { err = m.Lock(ctx) })
+		endBeforeAnswer(t, ctx, srvL, srvF, sess.ID(), "sdk", func() { err = m.Lock(ctx) })
 		require.ErrorIs(t, err, client.ErrLockLost)
 		require.Contains(t, err.Error(), lock.ReasonForced+": op")
 		info, ierr := srvL.InspectLock(ctx, &concordv1.InspectLockRequest{Name: "sdk"})
@@ -86,7 +53,7 @@ func TestAcquireAnsweredAfterItsGrantEndedIsLost(t *testing.T) {
 		write := &client.LockClaim{Name: "conv", Kind: client.KindRWLock, Mode: client.ModeExclusive}
 		g, err := cl.AcquireLocks(ctx, sess, "up", []*client.LockClaim{read}, client.AcquireOptions{Wait: true})
 		require.NoError(t, err)
-		endBeforeAnswer(t, "conv", func() {
+		endBeforeAnswer(t, ctx, srvL, srvF, sess.ID(), "conv", func() {
 			_, err = cl.AcquireLocks(ctx, sess, "up", []*client.LockClaim{write}, client.AcquireOptions{Wait: true, Converts: g})
 		})
 		require.ErrorIs(t, err, client.ErrLockLost)
@@ -109,7 +76,7 @@ func TestAcquireAnsweredAfterItsGrantEndedIsLost(t *testing.T) {
 		readToken := sent[0].GetToken()
 		sent = nil
 		var err error
-		endBeforeAnswer(t, "rawconv", func() {
+		endBeforeAnswer(t, ctx, srvL, srvF, sess.ID(), "rawconv", func() {
 			err = srvF.AcquireLock(ctx, &concordv1.AcquireRequest{Claims: claim(client.ModeExclusive), Session: sess.ID(), Owner: "rawconv", Conversion: true}, collect)
 		})
 		require.NoError(t, err)
@@ -123,7 +90,7 @@ func TestAcquireAnsweredAfterItsGrantEndedIsLost(t *testing.T) {
 		req := &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: "raw", Kind: client.KindMutex}}, Session: sess.ID(), Owner: "raw"}
 		var sent []*concordv1.AcquireResponse
 		var err error
-		endBeforeAnswer(t, "raw", func() {
+		endBeforeAnswer(t, ctx, srvL, srvF, sess.ID(), "raw", func() {
 			err = srvF.AcquireLock(ctx, req, func(r *concordv1.AcquireResponse) error {
 				sent = append(sent, r)
 				return nil
@@ -135,6 +102,69 @@ func TestAcquireAnsweredAfterItsGrantEndedIsLost(t *testing.T) {
 		require.NotZero(t, sent[0].GetToken())
 		require.Equal(t, lock.ReasonForced+": op", sent[0].GetReason())
 	})
+}
+
+// endBeforeAnswer runs acquire (of lock name, by session sessID) and, when
+// the member answering is about to answer GRANTED, force-releases the grant
+// on leader and lets answering apply that first.
+func endBeforeAnswer(t *testing.T, ctx context.Context, leader, answering *server.Server, sessID int64, name string, acquire func()) {
+	t.Helper()
+	reached, proceed := make(chan struct{}), make(chan struct{})
+	answering.SetBeforeGrantJudged(func(r *concordv1.AcquireRequest) {
+		if r.GetSession() == sessID && r.GetClaims()[0].GetName() == name {
+			close(reached)
+			<-proceed
+		}
+	})
+	defer answering.SetBeforeGrantJudged(nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		acquire()
+	}()
+	select {
+	case <-reached:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the acquire was not answered GRANTED")
+	}
+	info, err := leader.InspectLock(ctx, &concordv1.InspectLockRequest{Name: name})
+	require.NoError(t, err)
+	require.Len(t, info.GetLock().GetHolders(), 1)
+	fr, err := leader.ForceReleaseLock(ctx, &concordv1.ForceReleaseRequest{Name: name, Token: info.GetLock().GetHolders()[0].GetToken(), Reason: "op"})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, fr.GetReleased())
+	require.NoError(t, answering.FSM().WaitApplied(ctx, fr.GetHeader().GetRevision()))
+	close(proceed)
+	<-done
+}
+
+// On a cluster at rules version 1 (here, a member of an older release
+// behind olderMemberProxy), an Upgrade of a read grant that had ended is
+// granted anew; if that new grant ends before the answer, the answer is
+// LOST with its token and no converted. A grant was made, so it is not
+// ErrConversionLost ("nothing was granted"), which the SDK said when it
+// read every LOST of a conversion without converted as the state
+// machine's refusal (that answer carries no token).
+func TestConversionGrantedAnewThenEndedIsNoConversionLost(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	srv := c.Members[0].Daemon().Server()
+	cl, err := client.New(ctx, client.Config{Endpoints: []string{olderMemberProxy(t, c.Endpoints()[0])}, DisableBatching: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cl.Close() })
+	sess := session(t, cl, 30*time.Second)
+	read := &client.LockClaim{Name: "anew", Kind: client.KindRWLock, Mode: client.ModeShared}
+	write := &client.LockClaim{Name: "anew", Kind: client.KindRWLock, Mode: client.ModeExclusive}
+	g, err := cl.AcquireLocks(ctx, sess, "up", []*client.LockClaim{read}, client.AcquireOptions{Wait: true})
+	require.NoError(t, err)
+	_, err = srv.ForceReleaseLock(ctx, &concordv1.ForceReleaseRequest{Name: "anew", Token: g.Token, Reason: "drill"})
+	require.NoError(t, err)
+	endBeforeAnswer(t, ctx, srv, srv, sess.ID(), "anew", func() {
+		_, err = cl.AcquireLocks(ctx, sess, "up", []*client.LockClaim{write}, client.AcquireOptions{Wait: true, Converts: g})
+	})
+	require.ErrorIs(t, err, client.ErrLockLost)
+	require.NotErrorIs(t, err, client.ErrConversionLost, "the older member granted anew before the grant ended")
+	require.ErrorIs(t, g.Err(), client.ErrLockLost)
 }
 
 // A retried acquire is answered with its first attempt's outcome, however

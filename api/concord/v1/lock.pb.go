@@ -411,9 +411,10 @@ type AcquireResponse struct {
 	// token is the write grant's, new), or the write grant a downgrade
 	// turned into a read grant (the same token). It is 0 for a grant made
 	// anew, and for a grant the owner held already in the mode asked. On
-	// LOST of a conversion, converted set says the conversion was applied
-	// in place and the grant it made (token) had ended before the answer;
-	// 0 says the grant to convert had ended and nothing was taken.
+	// LOST of a conversion, a token says the conversion made a grant (in
+	// place, with converted set; or anew, on a cluster at rules version 1)
+	// that had ended before the answer; no token (reason "converted grant
+	// ended") says the grant to convert had ended and nothing was taken.
 	Converted     uint64 `protobuf:"varint,7,opt,name=converted,proto3" json:"converted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
