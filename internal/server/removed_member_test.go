@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/server"
@@ -148,22 +149,7 @@ func TestMemberRemovedWhileDownStopsOnRestart(t *testing.T) {
 	c.WaitNewLeader(l, 10*time.Second)
 	c.Restart(l)
 
-	cfg.Join = nil // restarted as a joined member is
-	d, err := daemon.Start(ctx, cfg, daemon.Options{})
-	require.NoError(t, err)
-	t.Cleanup(d.Kill)
-	require.Equal(t, oldID, d.Server().ID())
-	err = waitFailed(t, d, 30*time.Second)
-	require.ErrorIs(t, err, server.ErrRemoved)
-	require.NotErrorIs(t, err, server.ErrAddedBack)
-	require.ErrorContains(t, err, oldID)
-	require.ErrorContains(t, err, "removed while it was down")
-
-	_, err = cl.Put(ctx, "after", []byte("removal"))
-	require.NoError(t, err)
-	st, err := cl.Status(ctx)
-	require.NoError(t, err)
-	require.Len(t, st.GetMembers(), 3)
+	restartRemoved(t, ctx, cfg, oldID, cl)
 }
 
 // A member stopped and restarted on its data dir without being removed
@@ -310,21 +296,7 @@ func TestLearnerRemovedBeforePromotionStopsOnRestart(t *testing.T) {
 	c.WaitNewLeader(l, 10*time.Second)
 	c.Restart(l)
 
-	cfg.Join = nil
-	d, err := daemon.Start(ctx, cfg, daemon.Options{})
-	require.NoError(t, err)
-	t.Cleanup(d.Kill)
-	require.Equal(t, oldID, d.Server().ID())
-	err = waitFailed(t, d, 30*time.Second)
-	require.ErrorIs(t, err, server.ErrRemoved)
-	require.NotErrorIs(t, err, server.ErrAddedBack)
-	require.ErrorContains(t, err, "removed while it was down")
-
-	_, err = cl.Put(ctx, "after", []byte("removal"))
-	require.NoError(t, err)
-	st, err := cl.Status(ctx)
-	require.NoError(t, err)
-	require.Len(t, st.GetMembers(), 3)
+	restartRemoved(t, ctx, cfg, oldID, cl)
 }
 
 // The removal check asked the others' client API, as a joiner does: in a
@@ -365,4 +337,27 @@ func TestMemberRemovedWhileDownStopsOnRestartInATLSCluster(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, st.GetMembers(), 2)
 	}
+}
+
+// restartRemoved restarts the member of cfg (ID oldID) on its data dir, as
+// a member removed while it was down is restarted, and requires it to stop
+// with ErrRemoved; the cluster of cl then serves on with its three members.
+func restartRemoved(t *testing.T, ctx context.Context, cfg config.Server, oldID string, cl *client.Client) {
+	t.Helper()
+	cfg.Join = nil // restarted as a joined member is
+	d, err := daemon.Start(ctx, cfg, daemon.Options{})
+	require.NoError(t, err)
+	t.Cleanup(d.Kill)
+	require.Equal(t, oldID, d.Server().ID())
+	err = waitFailed(t, d, 30*time.Second)
+	require.ErrorIs(t, err, server.ErrRemoved)
+	require.NotErrorIs(t, err, server.ErrAddedBack)
+	require.ErrorContains(t, err, oldID)
+	require.ErrorContains(t, err, "removed while it was down")
+
+	_, err = cl.Put(ctx, "after", []byte("removal"))
+	require.NoError(t, err)
+	st, err := cl.Status(ctx)
+	require.NoError(t, err)
+	require.Len(t, st.GetMembers(), 3)
 }
