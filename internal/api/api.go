@@ -85,7 +85,7 @@ func New(srv *server.Server, opts Options) *Handler {
 	// interceptor judges a unary call only after decoding it): a client
 	// without it learns nothing from how its input is judged, and cannot
 	// have the member read or decompress a body.
-	refused := m.refusedToken()
+	refused, undecoded := m.refusedToken(), m.refusedBeforeHandling()
 	// A request Connect cannot serve at all (a Content-Type the call does
 	// not take, a bidirectional stream over HTTP/1.1) gets a typed error
 	// that says how to call it, not an empty 415 or 505; a unary request
@@ -93,7 +93,7 @@ func New(srv *server.Server, opts Options) *Handler {
 	// REQUEST_TOO_LARGE, not Connect's bare decoding or size error.
 	methods := procedures(services()...)
 	rpc := func(path string, h http.Handler) {
-		mux.Handle(path, requireTokenRPC(opts.AuthToken, typedRefusals(methods, decodeRefusals(methods, bound, h)), refused))
+		mux.Handle(path, requireTokenRPC(opts.AuthToken, typedRefusals(methods, decodeRefusals(methods, bound, undecoded, h)), refused))
 	}
 	kv := &kvService{s: srv, m: m, maxCallBytes: opts.MaxRequestBytes, token: opts.AuthToken, framedOff: opts.DisableFramedBatch,
 		batchCodec: batchCodec{vtcodec.Codec{MaxMessages: maxBatch}}}
@@ -218,10 +218,20 @@ func requireTokenRPC(token string, h http.Handler, refused func(path string)) ht
 // code unauthenticated. A path that names no method of the API is not
 // counted: its label would be the caller's to choose.
 func (m *metrics) refusedToken() func(path string) {
+	refused := m.refusedBeforeHandling()
+	return func(path string) { refused(path, errs.ToConnect(ErrUnauthenticated)) }
+}
+
+// refusedBeforeHandling returns what counts an RPC refused before the
+// interceptors ran (for its token, or before its request was decoded:
+// over --max-request-bytes or the decoding bound), under its method and
+// err's code. A path that names no method of the API is not counted: its
+// label would be the caller's to choose.
+func (m *metrics) refusedBeforeHandling() func(path string, err error) {
 	known := procedures(services()...)
-	return func(path string) {
+	return func(path string, err error) {
 		if _, ok := known[path]; ok {
-			m.requests.WithLabelValues(method(path), codeOf(errs.ToConnect(ErrUnauthenticated))).Inc()
+			m.requests.WithLabelValues(method(path), codeOf(err)).Inc()
 		}
 	}
 }

@@ -121,8 +121,9 @@ func (d decodeBound) refusal(code connect.Code, msg string) error {
 // M"; neither with an ErrorInfo. Such an answer (that code, that message,
 // no details: no handler answers so) is replaced with d.refusal's typed
 // error in the protocol the request speaks; any other answer passes as it
-// is written.
-func decodeRefusals(methods map[string]protoreflect.MethodDescriptor, d decodeBound, h http.Handler) http.Handler {
+// is written. refused counts a replaced answer: the metrics interceptor
+// never saw the call.
+func decodeRefusals(methods map[string]protoreflect.MethodDescriptor, d decodeBound, refused func(path string, err error), h http.Handler) http.Handler {
 	ew := connect.NewErrorWriter()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		md, known := methods[r.URL.Path]
@@ -133,6 +134,9 @@ func decodeRefusals(methods map[string]protoreflect.MethodDescriptor, d decodeBo
 		bw := &boundWriter{ResponseWriter: w, r: r, ew: ew, bound: d}
 		h.ServeHTTP(bw, r)
 		bw.finish()
+		if bw.replaced != nil {
+			refused(r.URL.Path, bw.replaced)
+		}
 	})
 }
 
@@ -150,6 +154,8 @@ type boundWriter struct {
 	r     *http.Request
 	ew    *connect.ErrorWriter
 	bound decodeBound
+	// replaced is the refusal that replaced Connect's answer, if one did.
+	replaced error
 	// passed is set once the answer is known not to be the refusal: what
 	// follows goes through.
 	passed bool
@@ -269,7 +275,7 @@ func refusedMessage(msg string) bool {
 
 // replace answers refusal instead, in the request's protocol.
 func (bw *boundWriter) replace(refusal error) {
-	bw.passed = true
+	bw.passed, bw.replaced = true, refusal
 	bw.body = nil
 	_ = bw.ew.Write(bw.ResponseWriter, bw.r, refusal)
 }

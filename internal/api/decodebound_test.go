@@ -165,6 +165,11 @@ func TestRequestsOverMaxRequestBytesGetATypedError(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode, "%s", out)
 	require.Contains(t, string(out), `"reason":"REQUEST_TOO_LARGE"`, "%s", out)
 	require.Contains(t, string(out), "a request message of 4097 bytes; the limit is 4096 (--max-request-bytes)", "%s", out)
+	// Connect refused the unary Puts before any interceptor ran; each is
+	// counted under its method and code all the same (six protocols and
+	// curl).
+	require.True(t, metric(t, c.Endpoints()[0], `concord_api_requests_total{code="invalid_argument",method="KV/Put"} 7`+"\n"),
+		"the refused Puts are counted")
 
 	// The SDK returns ErrTooLarge, with the reason.
 	_, err = cl.Put(ctx, key, make([]byte, limit))
