@@ -412,6 +412,10 @@ func (c *Client) awaitGrant(ctx context.Context, sess *Session, owner string, cl
 	}
 }
 
+// reasonSessionEnded is the reason of a LOST answer whose grant ended with
+// its session (AcquireResponse.reason).
+const reasonSessionEnded = "session ended"
+
 // settle turns a final answer to an acquire (GRANTED, NOT_ACQUIRED, LOST)
 // into its outcome; done is false for any other. fresh tells that a grant
 // was made after the acquire was sent, rather than held by the owner
@@ -425,6 +429,12 @@ func (c *Client) settle(sess *Session, owner string, claims []*LockClaim,
 	case concordv1.AcquireState_ACQUIRE_STATE_NOT_ACQUIRED:
 		return nil, true, fmt.Errorf("%w: %s", ErrLocked, claimNames(claims))
 	case concordv1.AcquireState_ACQUIRE_STATE_LOST:
+		if resp.GetReason() == reasonSessionEnded {
+			// The grant ended with its session, which a followed wait
+			// reports as ErrSessionExpired: both hold here.
+			return nil, true, fmt.Errorf("%w: %w: %s: its grant (token %d) ended with the session before the answer",
+				ErrSessionExpired, ErrLockLost, claimNames(claims), resp.GetToken())
+		}
 		return nil, true, fmt.Errorf("%w: %s: %s", ErrLockLost, claimNames(claims), resp.GetReason())
 	}
 	return nil, false, nil

@@ -246,3 +246,40 @@ func TestRetriedAcquireOfAGrantStillHeldIsGranted(t *testing.T) {
 	require.Equal(t, first.GetToken(), again.GetToken())
 	require.Equal(t, first.GetHeader().GetRevision(), again.GetHeader().GetRevision())
 }
+
+// A Lock whose session ends between the grant and the answer is answered
+// LOST with reason "session ended"; the SDK reports it as a followed wait
+// reports its session's end, ErrSessionExpired, and as the lost grant it
+// is, ErrLockLost. It was ErrLockLost alone, so a caller that renews its
+// session on ErrSessionExpired did not.
+func TestLockWhoseSessionEndedBeforeItsAnswerIsSessionExpired(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	srv := c.Members[0].Daemon().Server()
+	// Without batching, the answer is given on the Lock.Acquire stream's
+	// goroutine, which the hook may block.
+	cl, err := client.New(ctx, client.Config{Endpoints: c.Endpoints(), DisableBatching: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cl.Close() })
+	sess := session(t, cl, 30*time.Second)
+	revoked := make(chan error, 1)
+	srv.SetBeforeGrantJudged(func(r *concordv1.AcquireRequest) {
+		if r.GetSession() != sess.ID() {
+			return
+		}
+		rv, err := srv.RevokeSession(ctx, &concordv1.RevokeSessionRequest{Id: sess.ID()})
+		if err == nil {
+			err = srv.FSM().WaitApplied(ctx, rv.GetHeader().GetRevision())
+		}
+		revoked <- err
+	})
+	t.Cleanup(func() { srv.SetBeforeGrantJudged(nil) })
+
+	err = concurrency.NewMutex(sess, "gone").Lock(ctx)
+	require.NoError(t, <-revoked)
+	require.ErrorIs(t, err, client.ErrSessionExpired)
+	require.ErrorIs(t, err, client.ErrLockLost)
+	info, ierr := srv.InspectLock(ctx, &concordv1.InspectLockRequest{Name: "gone"})
+	require.NoError(t, ierr)
+	require.Empty(t, info.GetLock().GetHolders())
+}
