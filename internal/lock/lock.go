@@ -108,6 +108,22 @@ type ForceRecord struct {
 // forceHistory bounds the force-release records kept.
 const forceHistory = 100
 
+// endHistory bounds the recent ends of grants that their owners did not
+// release (hold time, session, upgrade) the table remembers to name them.
+const endHistory = 4096
+
+// endRecord is a grant's end its owner did not ask for, kept to say how
+// the grant ended when its owner asks after it (EndReason). Unlike the
+// force-release records it is not replicated state: it is neither in
+// snapshots nor in the state hash, starts empty on every member, and only
+// words answers.
+type endRecord struct {
+	token   uint64
+	session int64
+	owner   string
+	reason  string
+}
+
 // State is what an acquire achieved.
 type State uint8
 
@@ -219,10 +235,14 @@ type Table struct {
 	waiters   map[uint64]*Waiter
 	bySession map[int64]map[string]struct{}
 	forced    []ForceRecord
-	holders   int // grants held, summed over locks
-	queued    int // places in queues, summed over locks (a waiter of n locks takes n)
-	sessions  SessionChecker
-	observer  Observer
+	// ends is a ring of the latest endHistory endRecords; endNext is the
+	// slot the next one takes.
+	ends     []endRecord
+	endNext  int
+	holders  int // grants held, summed over locks
+	queued   int // places in queues, summed over locks (a waiter of n locks takes n)
+	sessions SessionChecker
+	observer Observer
 	// now and rev of the command being applied.
 	now int64
 	rev uint64
@@ -492,6 +512,7 @@ func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 			if len(l.Holders) > 1 {
 				return Outcome{}, true, errs.Wrapf(ErrWouldDeadlock, "%d other readers hold %q; release the read lock and acquire the write lock", len(l.Holders)-1, c.Name)
 			}
+			t.recordEnd(h, ReasonUpgraded)
 			if t.observer != nil {
 				t.observer.Released(Release{Name: l.Name, Session: h.Session, Owner: h.Owner, Token: h.Token, Reason: ReasonUpgraded,
 					HeldMs: t.now - h.SinceUnixMs, HoldMs: h.HoldMs})
@@ -658,6 +679,9 @@ func (t *Table) removeHolder(l *Lock, h *Holder, reason string) {
 	l.Holders = slices.DeleteFunc(l.Holders, func(x *Holder) bool { return x == h })
 	t.holders -= n - len(l.Holders)
 	t.uninvolve(h.Session, l.Name)
+	if reason != ReasonReleased && reason != ReasonForced {
+		t.recordEnd(h, reason)
+	}
 	if t.observer != nil {
 		t.observer.Released(Release{Name: l.Name, Session: h.Session, Owner: h.Owner, Token: h.Token, Reason: reason,
 			HeldMs: t.now - h.SinceUnixMs, HoldMs: h.HoldMs, Revoked: reason != ReasonReleased})
@@ -971,9 +995,28 @@ func (t *Table) HoldsLock(name string, session int64, owner string, token uint64
 	return false
 }
 
+// recordEnd remembers that h ended for reason (not a release by its owner,
+// nor a force-release, which has a replicated record of its own).
+func (t *Table) recordEnd(h *Holder, reason string) {
+	r := endRecord{token: h.Token, session: h.Session, owner: h.Owner, reason: reason}
+	if len(t.ends) < endHistory {
+		t.ends = append(t.ends, r)
+		return
+	}
+	t.ends[t.endNext] = r
+	t.endNext = (t.endNext + 1) % endHistory
+}
+
+// ReasonUnknownEnd words the end of a grant the table has no record of:
+// its owner released it, or it ended longer ago than the table remembers
+// (endHistory ends back, or before this member installed a snapshot or
+// restarted).
+const ReasonUnknownEnd = "no longer held (released, or ended before what this member remembers)"
+
 // EndReason says why the grant with token of session (and owner, when
 // given), no longer held, ended, as far as the table remembers: a recent
-// force-release names its reason. Grants of other sessions or owners may
+// force-release names its reason, and a recent end by the hold time, the
+// session or an upgrade says so. Grants of other sessions or owners may
 // share the token (one command granted them all), and their ends are not
 // this one's.
 func (t *Table) EndReason(token uint64, session int64, owner string) string {
@@ -982,7 +1025,14 @@ func (t *Table) EndReason(token uint64, session int64, owner string) string {
 			return ReasonForced + ": " + f.Reason
 		}
 	}
-	return "no longer held (released, or its hold time ended)"
+	// Newest first: slots endNext-1 down to 0, then the ring's older end.
+	for i := range t.ends {
+		j := (t.endNext - 1 - i + 2*len(t.ends)) % len(t.ends)
+		if e := t.ends[j]; e.token == token && e.session == session && (owner == "" || e.owner == owner) {
+			return e.reason
+		}
+	}
+	return ReasonUnknownEnd
 }
 
 // Involvement reports whether lock name exists, and whether owner of

@@ -267,6 +267,51 @@ func TestHoldingAndEndReason(t *testing.T) {
 	require.Contains(t, tb.EndReason(2, 1, "b"), "no longer held")
 }
 
+// The table remembers the ends its owners did not ask for, to name them:
+// a hold time, a session's end, an upgrade. A release is not recorded
+// (its owner knows), nor is anything older than endHistory ends back, or
+// from before the table was replaced.
+func TestEndReasonNamesHoldTimeSessionAndUpgrade(t *testing.T) {
+	tb, _, _ := newTable()
+	_, err := tb.Acquire(1, 1, Request{Claims: []Claim{mutex("m")}, Session: 1, Owner: "a", HoldMs: 500})
+	require.NoError(t, err)
+	require.True(t, tb.ExpireHold(2, 2, HoldRef{Name: "m", Token: 1, Session: 1, Owner: "a"}))
+	require.Equal(t, ReasonHoldTime, tb.EndReason(1, 1, "a"))
+	require.Equal(t, ReasonHoldTime, tb.EndReason(1, 1, ""), "any owner of the session")
+	require.Equal(t, ReasonUnknownEnd, tb.EndReason(1, 1, "b"), "not another owner's grant")
+	require.Equal(t, ReasonUnknownEnd, tb.EndReason(1, 2, "a"), "nor another session's")
+
+	acq(t, tb, 3, 2, "b", false, reader("rw"))
+	out := acq(t, tb, 4, 2, "b", false, writer("rw"))
+	require.Equal(t, Outcome{State: Granted, Token: 4, Converted: 3}, out)
+	require.Equal(t, ReasonUpgraded, tb.EndReason(3, 2, "b"), "the read grant the upgrade replaced")
+
+	acq(t, tb, 5, 3, "c", false, mutex("n"))
+	require.EqualValues(t, 1, tb.EndSession(6, 6, 3))
+	tb.Settle()
+	require.Equal(t, ReasonSessionEnded, tb.EndReason(5, 3, "c"))
+
+	acq(t, tb, 7, 4, "d", false, mutex("o"))
+	require.NoError(t, tb.Release(8, 8, []string{"o"}, 4, "d", 7))
+	require.Equal(t, ReasonUnknownEnd, tb.EndReason(7, 4, "d"), "a release is not recorded")
+
+	// endHistory hold-time ends later, the first is forgotten and the
+	// latest are still named.
+	rev := uint64(10)
+	for i := 0; i < endHistory; i++ {
+		_, err := tb.Acquire(rev, int64(rev), Request{Claims: []Claim{mutex("h")}, Session: 4, Owner: "d", HoldMs: 1})
+		require.NoError(t, err)
+		require.True(t, tb.ExpireHold(rev+1, int64(rev+1), HoldRef{Name: "h", Token: rev, Session: 4, Owner: "d"}))
+		rev += 2
+	}
+	require.Equal(t, ReasonUnknownEnd, tb.EndReason(1, 1, "a"), "the oldest end fell out of the ring")
+	require.Equal(t, ReasonHoldTime, tb.EndReason(rev-2, 4, "d"), "the newest is there")
+	require.Equal(t, ReasonHoldTime, tb.EndReason(10, 4, "d"), "and the oldest of those endHistory")
+
+	tb.Reset()
+	require.Equal(t, ReasonUnknownEnd, tb.EndReason(rev-2, 4, "d"), "a replaced table remembers nothing of the old one's ends")
+}
+
 func TestBadRequests(t *testing.T) {
 	tb, _, _ := newTable()
 	for _, r := range []Request{

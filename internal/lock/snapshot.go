@@ -294,6 +294,8 @@ func (t *Table) MaxRevision() uint64 {
 // Adopt takes over the content of other, keeping t's wiring.
 func (t *Table) Adopt(other *Table) {
 	t.locks, t.waiters, t.bySession, t.forced, t.holders, t.queued = other.locks, other.waiters, other.bySession, other.forced, other.holders, other.queued
+	// The ends remembered belong to the history the table leaves.
+	t.ends, t.endNext = other.ends, other.endNext
 	if t.observer != nil {
 		t.observer.Replaced(t.Holds())
 	}

@@ -283,3 +283,48 @@ func TestLockWhoseSessionEndedBeforeItsAnswerIsSessionExpired(t *testing.T) {
 	require.NoError(t, ierr)
 	require.Empty(t, info.GetLock().GetHolders())
 }
+
+// A grant its hold time ended is named so: in a keep-alive's lost grants
+// and in the LOST answer to a retried acquire. Both said "no longer held
+// (released, or its hold time ended)" before, the table recording only
+// force-releases; a grant its owner released is still not named.
+func TestGrantEndedByItsHoldTimeIsNamed(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	srv := c.Members[0].Daemon().Server()
+	cl := c.Client(0)
+	sess := session(t, cl, 30*time.Second)
+	req := &concordv1.AcquireRequest{Claims: []*concordv1.LockClaim{{Name: "ht", Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}, Session: sess.ID(), Owner: "o",
+		HoldMs: 200, Meta: &concordv1.WriteMeta{ClientId: "ht-test", RequestId: 77}}
+	var first *concordv1.AcquireResponse
+	require.NoError(t, srv.AcquireLock(ctx, req, func(r *concordv1.AcquireResponse) error { first = r; return nil }))
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, first.GetState())
+	token := first.GetToken()
+	require.Eventually(t, func() bool {
+		info, err := srv.InspectLock(ctx, &concordv1.InspectLockRequest{Name: "ht"})
+		return err == nil && len(info.GetLock().GetHolders()) == 0
+	}, 10*time.Second, 20*time.Millisecond, "the hold time ends the grant")
+
+	lost := srv.LostGrants(sess.ID(), nil, []*concordv1.HeldGrant{{Token: token, Owner: "o"}})
+	require.Len(t, lost, 1)
+	require.Equal(t, lock.ReasonHoldTime, lost[0].GetReason())
+	lost = srv.LostGrants(sess.ID(), []uint64{token}, nil)
+	require.Len(t, lost, 1)
+	require.Equal(t, lock.ReasonHoldTime, lost[0].GetReason(), "asked by token alone")
+
+	var again *concordv1.AcquireResponse
+	require.NoError(t, srv.AcquireLock(ctx, req, func(r *concordv1.AcquireResponse) error { again = r; return nil }))
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, again.GetState(), "the retry under the request ID")
+	require.Equal(t, token, again.GetToken())
+	require.Equal(t, lock.ReasonHoldTime, again.GetReason())
+
+	// A grant its owner released is not recorded: the owner knows.
+	rel := &concordv1.AcquireRequest{Claims: []*concordv1.LockClaim{{Name: "rel", Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}, Session: sess.ID(), Owner: "o"}
+	var g *concordv1.AcquireResponse
+	require.NoError(t, srv.AcquireLock(ctx, rel, func(r *concordv1.AcquireResponse) error { g = r; return nil }))
+	_, err := srv.ReleaseLock(ctx, &concordv1.ReleaseRequest{Names: []string{"rel"}, Session: sess.ID(), Owner: "o", Token: g.GetToken()})
+	require.NoError(t, err)
+	lost = srv.LostGrants(sess.ID(), []uint64{g.GetToken()}, nil)
+	require.Len(t, lost, 1)
+	require.Equal(t, lock.ReasonUnknownEnd, lost[0].GetReason())
+}
