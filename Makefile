@@ -85,6 +85,7 @@ fuzz:
 	cd third_party/raft && $(GO) test . -run '^$$' -fuzz FuzzBinaryAppendResponse -fuzztime $(FUZZTIME)
 	cd api && $(GO) test ./vtcodec -run '^$$' -fuzz FuzzUnmarshalAgreesWithProto -fuzztime $(FUZZTIME)
 	cd api && $(GO) test ./batchwire -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/peer -run '^$$' -fuzz FuzzHandshake -fuzztime $(FUZZTIME)
 
 ## robustness: the long fault-injection campaign (see docs/robustness.md)
 robustness:

@@ -37,8 +37,12 @@ func clusterStatus(g *globals) *cobra.Command {
 				if leader == "" {
 					leader = "(none)"
 				}
-				fmt.Fprintf(g.stdout, "leader: %s  term: %d  keys: %d  sessions: %d  state bytes: %d  rules version: %d\n\n",
-					leader, st.GetTerm(), st.GetKeys(), st.GetSessions(), st.GetStateBytes(), st.GetRulesVersion())
+				clusterID := st.GetClusterId()
+				if clusterID == "" {
+					clusterID = "(not set yet)"
+				}
+				fmt.Fprintf(g.stdout, "leader: %s  term: %d  keys: %d  sessions: %d  state bytes: %d  rules version: %d  cluster ID: %s\n\n",
+					leader, st.GetTerm(), st.GetKeys(), st.GetSessions(), st.GetStateBytes(), st.GetRulesVersion(), clusterID)
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ENDPOINT\tMEMBER\tSTATE\tTERM\tCOMMIT\tAPPLIED\tSNAPSHOT")
 				for _, ep := range cl.Endpoints() {

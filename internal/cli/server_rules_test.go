@@ -16,14 +16,15 @@ import (
 )
 
 // `concord server` of a build that applies rules up to 1, joining a
-// cluster at rules version 2, stops at the raise in the log it catches up
+// cluster at the build's rules version, stops at the raise in the log it catches up
 // on and exits non-zero, saying to upgrade its binary. `concord cluster
-// status` shows the cluster's rules version.
+// status` shows the cluster's rules version and its ID.
 func TestServerOfAnOlderBuildExitsNonZeroAtNewerRules(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
 	out, err := runCLI(t, "--endpoints", strings.Join(c.Endpoints(), ","), "cluster", "status")
 	require.NoError(t, err, out)
-	require.Contains(t, out, "rules version: 2")
+	require.Contains(t, out, fmt.Sprintf("rules version: %d", fsm.MaxRulesVersion))
+	require.Regexp(t, "cluster ID: [0-9a-f]{32}\n", out)
 
 	testConfigure = func(cfg *config.Server) { cfg.MaxRulesVersion = fsm.BaselineRulesVersion }
 	t.Cleanup(func() { testConfigure = nil })

@@ -98,6 +98,11 @@ type FSM struct {
 	pending   []kv.Event
 	// rules is the rules version entries are applied by (RaiseRules).
 	rules uint32
+	// clusterID is the cluster's ID (SetClusterID), "" until one is
+	// applied. It is replicated state, under mu like the rest; clusterIDv
+	// mirrors it for readers on the peer connections' path.
+	clusterID  string
+	clusterIDv atomic.Pointer[string]
 	// halted, once set, stops every further apply (ErrRulesTooNew).
 	halted error
 
@@ -167,6 +172,8 @@ type State struct {
 	NowUnixNano int64
 	// RulesVersion is the rules version entries are applied by.
 	RulesVersion uint32
+	// ClusterID is the cluster's ID, "" until one is applied.
+	ClusterID string
 }
 
 // Read runs fn with a consistent view of the state. fn must not keep
@@ -175,7 +182,7 @@ type State struct {
 func (f *FSM) Read(fn func(State)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	fn(State{KV: f.kv, Sessions: f.sessions, Locks: f.locks, IDs: f.ids, Members: f.members, Applied: f.applied.Load(), NowUnixNano: f.now, RulesVersion: f.rules})
+	fn(State{KV: f.kv, Sessions: f.sessions, Locks: f.locks, IDs: f.ids, Members: f.members, Applied: f.applied.Load(), NowUnixNano: f.now, RulesVersion: f.rules, ClusterID: f.clusterID})
 }
 
 // Remembered reports whether the state machine holds the result of the
@@ -487,6 +494,20 @@ func (f *FSM) dispatch(index uint64, cmd *internalv1.Command) *internalv1.Result
 			f.rules = v
 		}
 		return emptyResult()
+	case *internalv1.Command_SetClusterId:
+		id := op.SetClusterId.GetId()
+		switch {
+		case f.rules < RulesClusterID:
+			// As a member of a release before the entry, which does not
+			// know it: nothing changes.
+			return ErrorResult(errs.Wrapf(ErrBadCommand, "unknown command at index %d", index))
+		case !ValidClusterID(id):
+			return ErrorResult(errs.Wrapf(ErrBadCommand, "cluster ID %q is not %d hex digits", id, clusterIDHexLen))
+		case f.clusterID == "":
+			f.cfg.Logger.Info("cluster ID set", "cluster_id", id, "index", index)
+			f.setClusterID(id)
+		}
+		return emptyResult()
 	case *internalv1.Command_LockAcquire,
 		*internalv1.Command_LockRelease,
 		*internalv1.Command_LockCancel,
@@ -568,6 +589,7 @@ func (f *FSM) Restore(rc io.Reader) error {
 	*f.dedupe = *st.dedupe
 	f.now = hdr.GetTimeUnixNano()
 	f.rules = rulesOf(hdr)
+	f.setClusterID(hdr.GetClusterId())
 	f.lastSweep = hdr.GetLastSweepIndex()
 	f.elapsed, f.stampTerm, f.stampNanos = hdr.GetElapsedNanos(), hdr.GetLastStampTerm(), hdr.GetLastStampNanos()
 	f.pending = nil

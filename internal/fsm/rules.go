@@ -23,8 +23,13 @@ const (
 	// ignored, as members of a release before it ignore it: the request is
 	// an acquire, granted anew when the grant has ended.
 	RulesConversion = 2
+	// RulesClusterID is the rules version from which a SetClusterID entry
+	// names the cluster (the first one applied; later ones change
+	// nothing). Below it the entry changes nothing, as members of a
+	// release before it, which do not know the entry, change nothing.
+	RulesClusterID = 3
 	// MaxRulesVersion is the highest rules version this build applies.
-	MaxRulesVersion = RulesConversion
+	MaxRulesVersion = RulesClusterID
 )
 
 // ErrRulesTooNew stops a member asked to apply a rules version above the

@@ -88,6 +88,7 @@ func (f *FSM) captureFor(hash bool) *Capture {
 		header: &internalv1.SnapshotHeader{
 			Format: format, Index: f.applied.Load(), TimeUnixNano: f.now, LastSweepIndex: f.lastSweep,
 			ElapsedNanos: f.elapsed, LastStampTerm: f.stampTerm, LastStampNanos: f.stampNanos, RulesVersion: rules,
+			ClusterId: f.clusterID,
 		},
 		metrics: f.cfg.Metrics,
 	}
@@ -165,6 +166,9 @@ func decodeSnapshot(r io.Reader, st *staging, maxRules uint32) (*internalv1.Snap
 	}
 	if v := rulesOf(&hdr); v > maxRules {
 		return nil, fmt.Errorf("%w: the snapshot of index %d is at rules version %d, and this build applies up to %d", ErrRulesTooNew, hdr.GetIndex(), v, maxRules)
+	}
+	if id := hdr.GetClusterId(); id != "" && !ValidClusterID(id) {
+		return nil, fmt.Errorf("%w: cluster ID %q is not %d hex digits", record.ErrCorrupt, id, clusterIDHexLen)
 	}
 	want := sections(st.kv, st.sessions, st.locks, st.ids, st.members, st.dedupe)
 	for _, s := range want {
@@ -286,6 +290,9 @@ func ForNewCluster(r io.Reader, w io.Writer, opts NewClusterOptions) (NewCluster
 	// sweep, and a retried write applied twice). No term is 0, so the
 	// first command of the new cluster starts a new stamp.
 	hdr.LastStampTerm, hdr.LastStampNanos = 0, 0
+	// The new cluster is another cluster: its first leader names it anew,
+	// and the old cluster's members refuse its Raft connections.
+	hdr.ClusterId = ""
 	c := &Capture{header: hdr}
 	for _, s := range sections(st.kv, st.sessions, st.locks, st.ids, st.members, st.dedupe) {
 		n, wr := s.capture()

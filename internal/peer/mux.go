@@ -13,13 +13,26 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 const (
 	kindRaft byte = 'R'
 	kindRPC  byte = 'P'
+	// kindClusterRaft is a Raft stream that names its dialer's cluster ID
+	// (one length byte, then the ID) before Raft's own bytes. A member
+	// dials it once it has applied its cluster's ID, which takes a rules
+	// version every member of the configuration applies, so no member
+	// that does not know it is dialed so.
+	kindClusterRaft byte = 'C'
 )
+
+// maxClusterIDBytes bounds the cluster ID a dialer names.
+const maxClusterIDBytes = 64
+
+// refusalLogEvery bounds how often refused Raft streams are logged.
+const refusalLogEvery = 10 * time.Second
 
 // handshakeTimeout bounds how long an accepted connection may take to say
 // what it carries.
@@ -33,6 +46,39 @@ type Mux struct {
 	rpc    *subListener
 	logger *slog.Logger
 	wg     sync.WaitGroup
+
+	clusterID  atomic.Pointer[func() string]
+	onRefused  atomic.Pointer[func()]
+	refused    atomic.Uint64
+	lastLogged atomic.Int64
+}
+
+// SetClusterID gives the mux the member's cluster ID, as it stands when a
+// connection is made ("" while the member has none). From then on it names
+// the ID on the Raft streams it dials, and refuses a Raft stream that names
+// another: a member of another cluster, at an address this cluster's
+// members know (an address reused, a data dir left from an old cluster),
+// would otherwise take part in its elections and replication, and a leader
+// of either would overwrite the other's log. A stream that names no ID
+// (from a member that has not applied its cluster's ID yet, such as one
+// that just joined) is accepted. refused, when not nil, is called for
+// every stream refused.
+func (m *Mux) SetClusterID(get func() string, refused func()) {
+	if refused != nil {
+		m.onRefused.Store(&refused)
+	}
+	m.clusterID.Store(&get)
+}
+
+// RefusedRaftStreams returns how many Raft streams the mux refused for
+// naming another cluster ID.
+func (m *Mux) RefusedRaftStreams() uint64 { return m.refused.Load() }
+
+func (m *Mux) ownClusterID() string {
+	if get := m.clusterID.Load(); get != nil {
+		return (*get)()
+	}
+	return ""
 }
 
 // Listen opens the peer port. Outgoing dials bind to the listen address's IP
@@ -86,9 +132,20 @@ func (m *Mux) route(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	_ = conn.SetReadDeadline(time.Time{})
 	var target *subListener
 	switch b[0] {
+	case kindClusterRaft:
+		theirs, err := readClusterID(conn)
+		if err != nil {
+			m.logger.Warn("peer connection with a malformed cluster ID", "remote", conn.RemoteAddr().String(), "err", err)
+			conn.Close()
+			return
+		}
+		if mine := m.ownClusterID(); mine != "" && theirs != mine {
+			m.refuse(conn, theirs, mine)
+			return
+		}
+		target = m.raft
 	case kindRaft:
 		target = m.raft
 	case kindRPC:
@@ -98,9 +155,41 @@ func (m *Mux) route(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	_ = conn.SetReadDeadline(time.Time{})
 	if !target.deliver(conn) {
 		conn.Close()
 	}
+}
+
+// readClusterID reads the cluster ID a kindClusterRaft stream names.
+func readClusterID(conn net.Conn) (string, error) {
+	var n [1]byte
+	if _, err := io.ReadFull(conn, n[:]); err != nil {
+		return "", err
+	}
+	if n[0] == 0 || n[0] > maxClusterIDBytes {
+		return "", fmt.Errorf("cluster ID of %d bytes (1 to %d)", n[0], maxClusterIDBytes)
+	}
+	id := make([]byte, n[0])
+	if _, err := io.ReadFull(conn, id); err != nil {
+		return "", err
+	}
+	return string(id), nil
+}
+
+// refuse closes a Raft stream from a member of another cluster, counts it,
+// and logs it at most every refusalLogEvery.
+func (m *Mux) refuse(conn net.Conn, theirs, mine string) {
+	m.refused.Add(1)
+	if f := m.onRefused.Load(); f != nil {
+		(*f)()
+	}
+	now := time.Now().UnixNano()
+	if last := m.lastLogged.Load(); now-last >= int64(refusalLogEvery) && m.lastLogged.CompareAndSwap(last, now) {
+		m.logger.Error("refused a Raft connection from a member of another cluster: a member of this cluster's configuration is at an address another cluster uses, or a member started on an old cluster's data dir",
+			"remote", conn.RemoteAddr().String(), "their_cluster_id", theirs, "cluster_id", mine, "refused_so_far", m.refused.Load())
+	}
+	conn.Close()
 }
 
 // Close stops accepting connections.
@@ -115,7 +204,13 @@ func (m *Mux) dial(ctx context.Context, addr string, kind byte) (net.Conn, error
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Write([]byte{kind}); err != nil {
+	hello := []byte{kind}
+	if kind == kindRaft {
+		if id := m.ownClusterID(); id != "" && len(id) <= maxClusterIDBytes {
+			hello = append([]byte{kindClusterRaft, byte(len(id))}, id...)
+		}
+	}
+	if _, err := conn.Write(hello); err != nil {
 		conn.Close()
 		return nil, err
 	}

@@ -46,6 +46,7 @@ func (s *Server) Status(ctx context.Context) (*concordv1.StatusResponse, error) 
 		out.Sessions = int64(st.Sessions.Len())
 		out.StateBytes = st.KV.Bytes()
 		out.RulesVersion = st.RulesVersion
+		out.ClusterId = st.ClusterID
 		for _, sv := range servers {
 			m := &concordv1.Member{Id: sv.ID, Name: sv.ID, PeerAddr: sv.Addr, Role: "follower"}
 			if rec, ok := st.Members.Get(sv.ID); ok {

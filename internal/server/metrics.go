@@ -12,6 +12,7 @@ type metrics struct {
 	keepAliveMiss  prometheus.Counter
 	expiryProposed prometheus.Counter
 	promotions     prometheus.Counter
+	foreignStreams prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,7 +34,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "concord_server_session_expiries_proposed_total", Help: "Sessions whose expiry this leader proposed."}),
 		promotions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "concord_server_learner_promotions_total", Help: "Learners promoted to voters by this leader."}),
+		foreignStreams: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concord_peer_raft_streams_refused_total", Help: "Raft connections this member refused because they came from a member of another cluster ID."}),
 	}
-	reg.MustRegister(m.forwarded, m.retries, m.readRounds, m.readBatch, m.keepAlives, m.keepAliveMiss, m.expiryProposed, m.promotions)
+	reg.MustRegister(m.forwarded, m.retries, m.readRounds, m.readBatch, m.keepAlives, m.keepAliveMiss, m.expiryProposed, m.promotions, m.foreignStreams)
 	return m
 }

@@ -121,6 +121,8 @@ func (s *Server) removalStatus(ctx context.Context, id, addr string) (*internalv
 	switch {
 	case ns.GetSeed() != s.id.seed():
 		return nil, fmt.Errorf("%s was seeded with %q and this member with %q", id, ns.GetSeed(), s.id.seed())
+	case !sameCluster(s.fsm.ClusterID(), ns.GetStatus().GetClusterId()):
+		return nil, fmt.Errorf("%s is a member of cluster %s and this member of cluster %s", id, ns.GetStatus().GetClusterId(), s.fsm.ClusterID())
 	case ns.GetStatus() == nil:
 		return nil, fmt.Errorf("%s gives no status (a build before the removal check asked the peer port)", id)
 	case ns.GetStatus().GetSelf().GetId() != id:
@@ -174,4 +176,11 @@ func removedBy(id string, latest, committed raftnode.Configuration, ns *internal
 		}
 	}
 	return true
+}
+
+// sameCluster reports whether members that applied the cluster IDs mine
+// and theirs may be of one cluster: a member that has not applied its
+// cluster's ID yet (it has none, or its build predates them) may be of any.
+func sameCluster(mine, theirs string) bool {
+	return mine == "" || theirs == "" || mine == theirs
 }

@@ -23,6 +23,9 @@ const rulesCheckInterval = time.Second
 // configuration (voters and learners) reports that its build applies. A
 // member that does not answer holds the raise back; one of a release
 // before rules versions reports none, which reads as the baseline.
+//
+// Once the cluster is at RulesClusterID, the same loop names the cluster
+// if it has no ID yet (nameCluster).
 func (s *Server) raiseRules(ctx context.Context) {
 	tick := time.NewTicker(rulesCheckInterval)
 	defer tick.Stop()
@@ -30,6 +33,11 @@ func (s *Server) raiseRules(ctx context.Context) {
 		if s.fsm.RulesVersion() < s.fsm.MaxRulesVersion() {
 			if err := s.raiseRulesOnce(ctx); err != nil && ctx.Err() == nil {
 				s.log.Debug("rules version not raised", "err", err)
+			}
+		}
+		if s.fsm.RulesVersion() >= fsm.RulesClusterID && s.fsm.ClusterID() == "" {
+			if err := s.nameCluster(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("cluster ID not set", "err", err)
 			}
 		}
 		select {
@@ -107,4 +115,20 @@ func sameServers(a, b []raftnode.Server) bool {
 		}
 	}
 	return true
+}
+
+// nameCluster proposes a random cluster ID. The state machine keeps the
+// first one applied, so a leader that proposes one after another leader's
+// (which it had not applied yet) changes nothing. From then on members
+// refuse Raft connections from members of another cluster ID (peer.Mux),
+// and the removal check refuses another cluster's proof (removedcheck.go).
+func (s *Server) nameCluster(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	id := fsm.NewClusterID()
+	if _, err := s.proposeLocal(pctx, &internalv1.Command{Op: &internalv1.Command_SetClusterId{SetClusterId: &internalv1.SetClusterID{Id: id}}}); err != nil {
+		return fmt.Errorf("proposing cluster ID %s: %w", id, err)
+	}
+	s.log.Info("named the cluster", "cluster_id", s.fsm.ClusterID())
+	return nil
 }

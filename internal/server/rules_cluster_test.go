@@ -93,9 +93,9 @@ func TestRulesVersionWaitsForEveryMemberThenGatesConversions(t *testing.T) {
 	c.Members[2].Cfg.MaxRulesVersion = 0
 	c.Restart(2)
 	c.WaitRules(20 * time.Second)
-	require.Equal(t, []uint32{2, 2, 2}, rulesOf(t, c, cl))
+	require.Equal(t, []uint32{fsm.MaxRulesVersion, fsm.MaxRulesVersion, fsm.MaxRulesVersion}, rulesOf(t, c, cl))
 	for _, m := range c.Members {
-		require.EqualValues(t, 2, metric(t, m, "concord_fsm_rules_version"))
+		require.EqualValues(t, fsm.MaxRulesVersion, metric(t, m, "concord_fsm_rules_version"))
 	}
 
 	rw := concurrency.NewRWMutex(s, "rw-v2")
@@ -115,7 +115,7 @@ func TestMemberOfAnOlderBuildStopsAtARaiseInTheLog(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
 	ctx := ctxT(t, 60*time.Second)
 	cl := c.Client()
-	require.Equal(t, []uint32{2, 2, 2}, rulesOf(t, c, cl))
+	require.Equal(t, []uint32{fsm.MaxRulesVersion, fsm.MaxRulesVersion, fsm.MaxRulesVersion}, rulesOf(t, c, cl))
 	old := (c.WaitLeader(5*time.Second) + 1) % 3
 	c.Stop(old)
 	c.Members[old].Cfg.MaxRulesVersion = fsm.BaselineRulesVersion
@@ -124,7 +124,7 @@ func TestMemberOfAnOlderBuildStopsAtARaiseInTheLog(t *testing.T) {
 	select {
 	case err := <-d.Failed():
 		require.ErrorIs(t, err, fsm.ErrRulesTooNew)
-		require.ErrorContains(t, err, "raises the rules version to 2, and this build applies up to 1")
+		require.ErrorContains(t, err, fmt.Sprintf("raises the rules version to %d, and this build applies up to 1", fsm.MaxRulesVersion))
 	case <-time.After(20 * time.Second):
 		t.Fatal("the member of an older build did not stop at the raise")
 	}
@@ -171,7 +171,7 @@ func TestMemberOfAnOlderBuildStopsAtASnapshotOfNewerRules(t *testing.T) {
 	select {
 	case err := <-d4.Failed():
 		require.ErrorIs(t, err, fsm.ErrRulesTooNew)
-		require.ErrorContains(t, err, "is at rules version 2, and this build applies up to 1")
+		require.ErrorContains(t, err, fmt.Sprintf("is at rules version %d, and this build applies up to 1", fsm.MaxRulesVersion))
 	case <-time.After(20 * time.Second):
 		t.Fatal("the member of an older build did not stop at the snapshot")
 	}
@@ -194,5 +194,5 @@ func TestMemberOfAnOlderBuildRefusesToStartFromASnapshotOfNewerRules(t *testing.
 		d.Kill()
 	}
 	require.ErrorIs(t, err, fsm.ErrRulesTooNew)
-	require.ErrorContains(t, err, "is at rules version 2, and this build applies up to 1")
+	require.ErrorContains(t, err, fmt.Sprintf("is at rules version %d, and this build applies up to 1", fsm.MaxRulesVersion))
 }

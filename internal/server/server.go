@@ -161,6 +161,7 @@ func (s *Server) Start(ctx context.Context) error {
 		lock.release()
 		return err
 	}
+	mux.SetClusterID(s.fsm.ClusterID, s.metrics.foreignStreams.Inc)
 	s.mux = mux
 	s.peers = peer.NewClients(mux)
 	id, boot, fresh, err := s.resolveIdentity(ctx)

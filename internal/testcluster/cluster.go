@@ -142,7 +142,8 @@ func Start(t testing.TB, opts Options) *Cluster {
 
 // WaitRules waits until every running member applies entries by the rules
 // version the leader raises the cluster to: the highest that every
-// member's build (Config.MaxRulesVersion) applies. The leader raises it
+// member's build (Config.MaxRulesVersion) applies, and, from
+// fsm.RulesClusterID, until each has applied the cluster's ID. The leader raises it
 // with a log entry shortly after it is ready; tests start after it, so
 // that they run under the rules of the members' builds and that entry
 // cannot land between their calls.
@@ -154,14 +155,17 @@ func (c *Cluster) WaitRules(timeout time.Duration) {
 			want = v
 		}
 	}
+	// From RulesClusterID the leader names the cluster right after the
+	// raise, with another entry: it is waited for too.
+	named := want >= fsm.RulesClusterID
 	require.Eventually(c.t, func() bool {
 		for _, m := range c.Members {
-			if d := m.Daemon(); d != nil && d.Server().FSM().RulesVersion() != want {
+			if d := m.Daemon(); d != nil && (d.Server().FSM().RulesVersion() != want || named && d.Server().FSM().ClusterID() == "") {
 				return false
 			}
 		}
 		return true
-	}, timeout, 20*time.Millisecond, "members did not reach rules version %d within %s", want, timeout)
+	}, timeout, 20*time.Millisecond, "members did not reach rules version %d (and a cluster ID) within %s", want, timeout)
 }
 
 // WaitPublished waits until every running member has applied its own

@@ -256,6 +256,12 @@ func TestWaitRulesVersion(t *testing.T) {
 		require.NoError(t, s.Err)
 		require.GreaterOrEqual(t, s.RulesVersion, uint32(fsm.RulesConversion), s.Name)
 	}
+	id, err := c.WaitClusterID(ctx, rulesVersionTimeout)
+	require.NoError(t, err)
+	require.True(t, fsm.ValidClusterID(id), id)
+	for _, s := range c.Statuses(ctx) {
+		require.Equal(t, id, s.ClusterID, s.Name)
+	}
 	err = c.WaitRulesVersion(ctx, fsm.MaxRulesVersion+1, time.Second)
 	require.Error(t, err)
 	require.ErrorContains(t, err, fmt.Sprintf("members below rules version %d: %s at %d", fsm.MaxRulesVersion+1, c.Member(0).Name, fsm.MaxRulesVersion))

@@ -59,10 +59,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("the cluster did not reach rules version %d (conversions answered LOST), which the semaphore model assumes (logs in %s): %w",
 			fsm.RulesConversion, filepath.Join(dir, "logs"), err)
 	}
+	// And with the cluster named, so that every Raft connection of the
+	// run names the cluster ID (peer.Mux), through the faults.
+	clusterID, err := c.WaitClusterID(ctx, rulesVersionTimeout)
+	if err != nil {
+		return res, fmt.Errorf("the cluster was not named (logs in %s): %w", filepath.Join(dir, "logs"), err)
+	}
 	if err := avoidLeaders(ctx, c, cfg.AvoidLeader); err != nil {
 		return res, err
 	}
-	timeline.Add("run", 0, "start", "note", "%d members up, at rules version %d or later; schedule of %d faults", cfg.Size, fsm.RulesConversion, len(schedule))
+	timeline.Add("run", 0, "start", "note", "%d members up, at rules version %d or later, cluster ID %s; schedule of %d faults", cfg.Size, fsm.RulesConversion, clusterID, len(schedule))
 
 	fastest, slowest := schedule.ClockRates()
 	if r := cfg.MemberClock.Rate; r > 0 {

@@ -161,7 +161,12 @@ type StatusResponse struct {
 	// member's state machine applies the log: raised by the leader once
 	// every member's build applies the higher version (docs/operations.md,
 	// Upgrades). 0 from a member of a release before it.
-	RulesVersion  uint32 `protobuf:"varint,16,opt,name=rules_version,json=rulesVersion,proto3" json:"rules_version,omitempty"`
+	RulesVersion uint32 `protobuf:"varint,16,opt,name=rules_version,json=rulesVersion,proto3" json:"rules_version,omitempty"`
+	// cluster_id is the ID the cluster's first leader at rules version 3
+	// gave it (random, replicated, never changed); members refuse Raft
+	// connections from members of another cluster ID. Empty until the
+	// serving member has applied it, and from a member of a release before it.
+	ClusterId     string `protobuf:"bytes,17,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -306,6 +311,13 @@ func (x *StatusResponse) GetRulesVersion() uint32 {
 		return x.RulesVersion
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 type AddMemberRequest struct {
@@ -913,7 +925,7 @@ const file_concord_v1_cluster_proto_rawDesc = "" +
 	"\vclient_addr\x18\x04 \x01(\tR\n" +
 	"clientAddr\x12\x12\n" +
 	"\x04role\x18\x05 \x01(\tR\x04role\"\x0f\n" +
-	"\rStatusRequest\"\xa7\x04\n" +
+	"\rStatusRequest\"\xc6\x04\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x1b\n" +
@@ -932,7 +944,9 @@ const file_concord_v1_cluster_proto_rawDesc = "" +
 	"\bsessions\x18\x0e \x01(\x03R\bsessions\x12\x1f\n" +
 	"\vstate_bytes\x18\x0f \x01(\x03R\n" +
 	"stateBytes\x12#\n" +
-	"\rrules_version\x18\x10 \x01(\rR\frulesVersion\"C\n" +
+	"\rrules_version\x18\x10 \x01(\rR\frulesVersion\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x11 \x01(\tR\tclusterId\"C\n" +
 	"\x10AddMemberRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tpeer_addr\x18\x02 \x01(\tR\bpeerAddr\"s\n" +

@@ -44,6 +44,7 @@ type Command struct {
 	//	*Command_RetireMember
 	//	*Command_Noop
 	//	*Command_RaiseRules
+	//	*Command_SetClusterId
 	//	*Command_LockAcquire
 	//	*Command_LockRelease
 	//	*Command_LockCancel
@@ -210,6 +211,15 @@ func (x *Command) GetRaiseRules() *RaiseRules {
 	return nil
 }
 
+func (x *Command) GetSetClusterId() *SetClusterID {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetClusterId); ok {
+			return x.SetClusterId
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetLockAcquire() *v1.AcquireRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_LockAcquire); ok {
@@ -357,6 +367,10 @@ type Command_RaiseRules struct {
 	RaiseRules *RaiseRules `protobuf:"bytes,41,opt,name=raise_rules,json=raiseRules,proto3,oneof"`
 }
 
+type Command_SetClusterId struct {
+	SetClusterId *SetClusterID `protobuf:"bytes,42,opt,name=set_cluster_id,json=setClusterId,proto3,oneof"`
+}
+
 type Command_LockAcquire struct {
 	LockAcquire *v1.AcquireRequest `protobuf:"bytes,50,opt,name=lock_acquire,json=lockAcquire,proto3,oneof"`
 }
@@ -422,6 +436,8 @@ func (*Command_RetireMember) isCommand_Op() {}
 func (*Command_Noop) isCommand_Op() {}
 
 func (*Command_RaiseRules) isCommand_Op() {}
+
+func (*Command_SetClusterId) isCommand_Op() {}
 
 func (*Command_LockAcquire) isCommand_Op() {}
 
@@ -906,6 +922,54 @@ func (x *RaiseRules) GetVersion() uint32 {
 	return 0
 }
 
+// SetClusterID names the cluster, once: the leader proposes a random ID
+// when the rules version allows it (fsm.RulesClusterID) and the state has
+// none; the first one applied stays, and every later one changes nothing.
+// Members refuse Raft connections from members of another cluster ID.
+type SetClusterID struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClusterID) Reset() {
+	*x = SetClusterID{}
+	mi := &file_concord_internal_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClusterID) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClusterID) ProtoMessage() {}
+
+func (x *SetClusterID) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClusterID.ProtoReflect.Descriptor instead.
+func (*SetClusterID) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetClusterID) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // Error is a failed command's outcome.
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -918,7 +982,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[10]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +994,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[10]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1007,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Error) GetReason() string {
@@ -994,7 +1058,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[11]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1070,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[11]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1083,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Result) GetResult() isResult_Result {
@@ -1267,7 +1331,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[12]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1343,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[12]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,14 +1356,14 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 var File_concord_internal_v1_command_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!concord/internal/v1/command.proto\x12\x13concord.internal.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/id.proto\x1a\x13concord/v1/kv.proto\x1a\x15concord/v1/lock.proto\x1a\x18concord/v1/session.proto\"\xd0\f\n" +
+	"!concord/internal/v1/command.proto\x12\x13concord.internal.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/id.proto\x1a\x13concord/v1/kv.proto\x1a\x15concord/v1/lock.proto\x1a\x18concord/v1/session.proto\"\x9b\r\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.concord.v1.WriteMetaR\x04meta\x12*\n" +
@@ -1315,7 +1379,8 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\rretire_member\x18\x1f \x01(\v2!.concord.internal.v1.RetireMemberH\x00R\fretireMember\x12/\n" +
 	"\x04noop\x18( \x01(\v2\x19.concord.internal.v1.NoopH\x00R\x04noop\x12B\n" +
 	"\vraise_rules\x18) \x01(\v2\x1f.concord.internal.v1.RaiseRulesH\x00R\n" +
-	"raiseRules\x12?\n" +
+	"raiseRules\x12I\n" +
+	"\x0eset_cluster_id\x18* \x01(\v2!.concord.internal.v1.SetClusterIDH\x00R\fsetClusterId\x12?\n" +
 	"\flock_acquire\x182 \x01(\v2\x1a.concord.v1.AcquireRequestH\x00R\vlockAcquire\x12?\n" +
 	"\flock_release\x183 \x01(\v2\x1a.concord.v1.ReleaseRequestH\x00R\vlockRelease\x12@\n" +
 	"\vlock_cancel\x184 \x01(\v2\x1d.concord.v1.CancelWaitRequestH\x00R\n" +
@@ -1354,7 +1419,9 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\x04Noop\"&\n" +
 	"\n" +
 	"RaiseRules\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\rR\aversion\"U\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\"\x1e\n" +
+	"\fSetClusterID\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
 	"\x05Error\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
@@ -1391,7 +1458,7 @@ func file_concord_internal_v1_command_proto_rawDescGZIP() []byte {
 	return file_concord_internal_v1_command_proto_rawDescData
 }
 
-var file_concord_internal_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_concord_internal_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_concord_internal_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                  // 0: concord.internal.v1.Command
 	(*ExpireLockHolds)(nil),          // 1: concord.internal.v1.ExpireLockHolds
@@ -1403,44 +1470,45 @@ var file_concord_internal_v1_command_proto_goTypes = []any{
 	(*RetireMember)(nil),             // 7: concord.internal.v1.RetireMember
 	(*Noop)(nil),                     // 8: concord.internal.v1.Noop
 	(*RaiseRules)(nil),               // 9: concord.internal.v1.RaiseRules
-	(*Error)(nil),                    // 10: concord.internal.v1.Error
-	(*Result)(nil),                   // 11: concord.internal.v1.Result
-	(*Empty)(nil),                    // 12: concord.internal.v1.Empty
-	(*v1.WriteMeta)(nil),             // 13: concord.v1.WriteMeta
-	(*v1.PutRequest)(nil),            // 14: concord.v1.PutRequest
-	(*v1.DeleteRangeRequest)(nil),    // 15: concord.v1.DeleteRangeRequest
-	(*v1.TxnRequest)(nil),            // 16: concord.v1.TxnRequest
-	(*v1.AddRequest)(nil),            // 17: concord.v1.AddRequest
-	(*v1.AcquireRequest)(nil),        // 18: concord.v1.AcquireRequest
-	(*v1.ReleaseRequest)(nil),        // 19: concord.v1.ReleaseRequest
-	(*v1.CancelWaitRequest)(nil),     // 20: concord.v1.CancelWaitRequest
-	(*v1.ForceReleaseRequest)(nil),   // 21: concord.v1.ForceReleaseRequest
-	(*v1.LeaseWorkerRequest)(nil),    // 22: concord.v1.LeaseWorkerRequest
-	(*v1.ReserveWorkerRequest)(nil),  // 23: concord.v1.ReserveWorkerRequest
-	(*v1.ReleaseWorkerRequest)(nil),  // 24: concord.v1.ReleaseWorkerRequest
-	(*v1.CreateTagRequest)(nil),      // 25: concord.v1.CreateTagRequest
-	(*v1.AllocSegmentRequest)(nil),   // 26: concord.v1.AllocSegmentRequest
-	(*v1.NextSequenceRequest)(nil),   // 27: concord.v1.NextSequenceRequest
-	(*v1.PutResponse)(nil),           // 28: concord.v1.PutResponse
-	(*v1.DeleteRangeResponse)(nil),   // 29: concord.v1.DeleteRangeResponse
-	(*v1.TxnResponse)(nil),           // 30: concord.v1.TxnResponse
-	(*v1.AddResponse)(nil),           // 31: concord.v1.AddResponse
-	(*v1.CreateSessionResponse)(nil), // 32: concord.v1.CreateSessionResponse
-	(*v1.RevokeSessionResponse)(nil), // 33: concord.v1.RevokeSessionResponse
-	(*v1.AcquireResponse)(nil),       // 34: concord.v1.AcquireResponse
-	(*v1.ForceReleaseResponse)(nil),  // 35: concord.v1.ForceReleaseResponse
-	(*v1.LeaseWorkerResponse)(nil),   // 36: concord.v1.LeaseWorkerResponse
-	(*v1.ReserveWorkerResponse)(nil), // 37: concord.v1.ReserveWorkerResponse
-	(*v1.CreateTagResponse)(nil),     // 38: concord.v1.CreateTagResponse
-	(*v1.AllocSegmentResponse)(nil),  // 39: concord.v1.AllocSegmentResponse
-	(*v1.NextSequenceResponse)(nil),  // 40: concord.v1.NextSequenceResponse
+	(*SetClusterID)(nil),             // 10: concord.internal.v1.SetClusterID
+	(*Error)(nil),                    // 11: concord.internal.v1.Error
+	(*Result)(nil),                   // 12: concord.internal.v1.Result
+	(*Empty)(nil),                    // 13: concord.internal.v1.Empty
+	(*v1.WriteMeta)(nil),             // 14: concord.v1.WriteMeta
+	(*v1.PutRequest)(nil),            // 15: concord.v1.PutRequest
+	(*v1.DeleteRangeRequest)(nil),    // 16: concord.v1.DeleteRangeRequest
+	(*v1.TxnRequest)(nil),            // 17: concord.v1.TxnRequest
+	(*v1.AddRequest)(nil),            // 18: concord.v1.AddRequest
+	(*v1.AcquireRequest)(nil),        // 19: concord.v1.AcquireRequest
+	(*v1.ReleaseRequest)(nil),        // 20: concord.v1.ReleaseRequest
+	(*v1.CancelWaitRequest)(nil),     // 21: concord.v1.CancelWaitRequest
+	(*v1.ForceReleaseRequest)(nil),   // 22: concord.v1.ForceReleaseRequest
+	(*v1.LeaseWorkerRequest)(nil),    // 23: concord.v1.LeaseWorkerRequest
+	(*v1.ReserveWorkerRequest)(nil),  // 24: concord.v1.ReserveWorkerRequest
+	(*v1.ReleaseWorkerRequest)(nil),  // 25: concord.v1.ReleaseWorkerRequest
+	(*v1.CreateTagRequest)(nil),      // 26: concord.v1.CreateTagRequest
+	(*v1.AllocSegmentRequest)(nil),   // 27: concord.v1.AllocSegmentRequest
+	(*v1.NextSequenceRequest)(nil),   // 28: concord.v1.NextSequenceRequest
+	(*v1.PutResponse)(nil),           // 29: concord.v1.PutResponse
+	(*v1.DeleteRangeResponse)(nil),   // 30: concord.v1.DeleteRangeResponse
+	(*v1.TxnResponse)(nil),           // 31: concord.v1.TxnResponse
+	(*v1.AddResponse)(nil),           // 32: concord.v1.AddResponse
+	(*v1.CreateSessionResponse)(nil), // 33: concord.v1.CreateSessionResponse
+	(*v1.RevokeSessionResponse)(nil), // 34: concord.v1.RevokeSessionResponse
+	(*v1.AcquireResponse)(nil),       // 35: concord.v1.AcquireResponse
+	(*v1.ForceReleaseResponse)(nil),  // 36: concord.v1.ForceReleaseResponse
+	(*v1.LeaseWorkerResponse)(nil),   // 37: concord.v1.LeaseWorkerResponse
+	(*v1.ReserveWorkerResponse)(nil), // 38: concord.v1.ReserveWorkerResponse
+	(*v1.CreateTagResponse)(nil),     // 39: concord.v1.CreateTagResponse
+	(*v1.AllocSegmentResponse)(nil),  // 40: concord.v1.AllocSegmentResponse
+	(*v1.NextSequenceResponse)(nil),  // 41: concord.v1.NextSequenceResponse
 }
 var file_concord_internal_v1_command_proto_depIdxs = []int32{
-	13, // 0: concord.internal.v1.Command.meta:type_name -> concord.v1.WriteMeta
-	14, // 1: concord.internal.v1.Command.put:type_name -> concord.v1.PutRequest
-	15, // 2: concord.internal.v1.Command.delete_range:type_name -> concord.v1.DeleteRangeRequest
-	16, // 3: concord.internal.v1.Command.txn:type_name -> concord.v1.TxnRequest
-	17, // 4: concord.internal.v1.Command.add:type_name -> concord.v1.AddRequest
+	14, // 0: concord.internal.v1.Command.meta:type_name -> concord.v1.WriteMeta
+	15, // 1: concord.internal.v1.Command.put:type_name -> concord.v1.PutRequest
+	16, // 2: concord.internal.v1.Command.delete_range:type_name -> concord.v1.DeleteRangeRequest
+	17, // 3: concord.internal.v1.Command.txn:type_name -> concord.v1.TxnRequest
+	18, // 4: concord.internal.v1.Command.add:type_name -> concord.v1.AddRequest
 	3,  // 5: concord.internal.v1.Command.create_session:type_name -> concord.internal.v1.CreateSession
 	4,  // 6: concord.internal.v1.Command.revoke_session:type_name -> concord.internal.v1.RevokeSession
 	5,  // 7: concord.internal.v1.Command.expire_sessions:type_name -> concord.internal.v1.ExpireSessions
@@ -1448,38 +1516,39 @@ var file_concord_internal_v1_command_proto_depIdxs = []int32{
 	7,  // 9: concord.internal.v1.Command.retire_member:type_name -> concord.internal.v1.RetireMember
 	8,  // 10: concord.internal.v1.Command.noop:type_name -> concord.internal.v1.Noop
 	9,  // 11: concord.internal.v1.Command.raise_rules:type_name -> concord.internal.v1.RaiseRules
-	18, // 12: concord.internal.v1.Command.lock_acquire:type_name -> concord.v1.AcquireRequest
-	19, // 13: concord.internal.v1.Command.lock_release:type_name -> concord.v1.ReleaseRequest
-	20, // 14: concord.internal.v1.Command.lock_cancel:type_name -> concord.v1.CancelWaitRequest
-	21, // 15: concord.internal.v1.Command.lock_force_release:type_name -> concord.v1.ForceReleaseRequest
-	1,  // 16: concord.internal.v1.Command.lock_expire_holds:type_name -> concord.internal.v1.ExpireLockHolds
-	22, // 17: concord.internal.v1.Command.id_lease_worker:type_name -> concord.v1.LeaseWorkerRequest
-	23, // 18: concord.internal.v1.Command.id_reserve_worker:type_name -> concord.v1.ReserveWorkerRequest
-	24, // 19: concord.internal.v1.Command.id_release_worker:type_name -> concord.v1.ReleaseWorkerRequest
-	25, // 20: concord.internal.v1.Command.id_create_tag:type_name -> concord.v1.CreateTagRequest
-	26, // 21: concord.internal.v1.Command.id_alloc_segment:type_name -> concord.v1.AllocSegmentRequest
-	27, // 22: concord.internal.v1.Command.id_next_sequence:type_name -> concord.v1.NextSequenceRequest
-	2,  // 23: concord.internal.v1.ExpireLockHolds.holds:type_name -> concord.internal.v1.LockHoldRef
-	10, // 24: concord.internal.v1.Result.error:type_name -> concord.internal.v1.Error
-	28, // 25: concord.internal.v1.Result.put:type_name -> concord.v1.PutResponse
-	29, // 26: concord.internal.v1.Result.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	30, // 27: concord.internal.v1.Result.txn:type_name -> concord.v1.TxnResponse
-	31, // 28: concord.internal.v1.Result.add:type_name -> concord.v1.AddResponse
-	32, // 29: concord.internal.v1.Result.create_session:type_name -> concord.v1.CreateSessionResponse
-	33, // 30: concord.internal.v1.Result.revoke_session:type_name -> concord.v1.RevokeSessionResponse
-	12, // 31: concord.internal.v1.Result.empty:type_name -> concord.internal.v1.Empty
-	34, // 32: concord.internal.v1.Result.lock_acquire:type_name -> concord.v1.AcquireResponse
-	35, // 33: concord.internal.v1.Result.lock_force_release:type_name -> concord.v1.ForceReleaseResponse
-	36, // 34: concord.internal.v1.Result.id_lease_worker:type_name -> concord.v1.LeaseWorkerResponse
-	37, // 35: concord.internal.v1.Result.id_reserve_worker:type_name -> concord.v1.ReserveWorkerResponse
-	38, // 36: concord.internal.v1.Result.id_create_tag:type_name -> concord.v1.CreateTagResponse
-	39, // 37: concord.internal.v1.Result.id_alloc_segment:type_name -> concord.v1.AllocSegmentResponse
-	40, // 38: concord.internal.v1.Result.id_next_sequence:type_name -> concord.v1.NextSequenceResponse
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	10, // 12: concord.internal.v1.Command.set_cluster_id:type_name -> concord.internal.v1.SetClusterID
+	19, // 13: concord.internal.v1.Command.lock_acquire:type_name -> concord.v1.AcquireRequest
+	20, // 14: concord.internal.v1.Command.lock_release:type_name -> concord.v1.ReleaseRequest
+	21, // 15: concord.internal.v1.Command.lock_cancel:type_name -> concord.v1.CancelWaitRequest
+	22, // 16: concord.internal.v1.Command.lock_force_release:type_name -> concord.v1.ForceReleaseRequest
+	1,  // 17: concord.internal.v1.Command.lock_expire_holds:type_name -> concord.internal.v1.ExpireLockHolds
+	23, // 18: concord.internal.v1.Command.id_lease_worker:type_name -> concord.v1.LeaseWorkerRequest
+	24, // 19: concord.internal.v1.Command.id_reserve_worker:type_name -> concord.v1.ReserveWorkerRequest
+	25, // 20: concord.internal.v1.Command.id_release_worker:type_name -> concord.v1.ReleaseWorkerRequest
+	26, // 21: concord.internal.v1.Command.id_create_tag:type_name -> concord.v1.CreateTagRequest
+	27, // 22: concord.internal.v1.Command.id_alloc_segment:type_name -> concord.v1.AllocSegmentRequest
+	28, // 23: concord.internal.v1.Command.id_next_sequence:type_name -> concord.v1.NextSequenceRequest
+	2,  // 24: concord.internal.v1.ExpireLockHolds.holds:type_name -> concord.internal.v1.LockHoldRef
+	11, // 25: concord.internal.v1.Result.error:type_name -> concord.internal.v1.Error
+	29, // 26: concord.internal.v1.Result.put:type_name -> concord.v1.PutResponse
+	30, // 27: concord.internal.v1.Result.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	31, // 28: concord.internal.v1.Result.txn:type_name -> concord.v1.TxnResponse
+	32, // 29: concord.internal.v1.Result.add:type_name -> concord.v1.AddResponse
+	33, // 30: concord.internal.v1.Result.create_session:type_name -> concord.v1.CreateSessionResponse
+	34, // 31: concord.internal.v1.Result.revoke_session:type_name -> concord.v1.RevokeSessionResponse
+	13, // 32: concord.internal.v1.Result.empty:type_name -> concord.internal.v1.Empty
+	35, // 33: concord.internal.v1.Result.lock_acquire:type_name -> concord.v1.AcquireResponse
+	36, // 34: concord.internal.v1.Result.lock_force_release:type_name -> concord.v1.ForceReleaseResponse
+	37, // 35: concord.internal.v1.Result.id_lease_worker:type_name -> concord.v1.LeaseWorkerResponse
+	38, // 36: concord.internal.v1.Result.id_reserve_worker:type_name -> concord.v1.ReserveWorkerResponse
+	39, // 37: concord.internal.v1.Result.id_create_tag:type_name -> concord.v1.CreateTagResponse
+	40, // 38: concord.internal.v1.Result.id_alloc_segment:type_name -> concord.v1.AllocSegmentResponse
+	41, // 39: concord.internal.v1.Result.id_next_sequence:type_name -> concord.v1.NextSequenceResponse
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_concord_internal_v1_command_proto_init() }
@@ -1499,6 +1568,7 @@ func file_concord_internal_v1_command_proto_init() {
 		(*Command_RetireMember)(nil),
 		(*Command_Noop)(nil),
 		(*Command_RaiseRules)(nil),
+		(*Command_SetClusterId)(nil),
 		(*Command_LockAcquire)(nil),
 		(*Command_LockRelease)(nil),
 		(*Command_LockCancel)(nil),
@@ -1511,7 +1581,7 @@ func file_concord_internal_v1_command_proto_init() {
 		(*Command_IdAllocSegment)(nil),
 		(*Command_IdNextSequence)(nil),
 	}
-	file_concord_internal_v1_command_proto_msgTypes[11].OneofWrappers = []any{
+	file_concord_internal_v1_command_proto_msgTypes[12].OneofWrappers = []any{
 		(*Result_Error)(nil),
 		(*Result_Put)(nil),
 		(*Result_DeleteRange)(nil),
@@ -1534,7 +1604,7 @@ func file_concord_internal_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_internal_v1_command_proto_rawDesc), len(file_concord_internal_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

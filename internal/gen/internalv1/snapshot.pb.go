@@ -41,7 +41,10 @@ type SnapshotHeader struct {
 	// by (RaiseRules). 0, as in a snapshot of a build before the rules
 	// version, reads as the baseline, 1; it is written only above 1, in a
 	// snapshot of format 2.
-	RulesVersion  uint32 `protobuf:"varint,8,opt,name=rules_version,json=rulesVersion,proto3" json:"rules_version,omitempty"`
+	RulesVersion uint32 `protobuf:"varint,8,opt,name=rules_version,json=rulesVersion,proto3" json:"rules_version,omitempty"`
+	// cluster_id is the cluster's ID (SetClusterID), "" until one is set;
+	// written only once set, which needs rules version 3 or above.
+	ClusterId     string `protobuf:"bytes,9,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -130,6 +133,13 @@ func (x *SnapshotHeader) GetRulesVersion() uint32 {
 		return x.RulesVersion
 	}
 	return 0
+}
+
+func (x *SnapshotHeader) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 // SectionHeader opens one capability's section; count records follow.
@@ -1331,7 +1341,7 @@ var File_concord_internal_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"\"concord/internal/v1/snapshot.proto\x12\x13concord.internal.v1\x1a!concord/internal/v1/command.proto\"\xaa\x02\n" +
+	"\"concord/internal/v1/snapshot.proto\x12\x13concord.internal.v1\x1a!concord/internal/v1/command.proto\"\xc9\x02\n" +
 	"\x0eSnapshotHeader\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\rR\x06format\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12$\n" +
@@ -1340,7 +1350,9 @@ const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\relapsed_nanos\x18\x05 \x01(\x03R\felapsedNanos\x12&\n" +
 	"\x0flast_stamp_term\x18\x06 \x01(\x04R\rlastStampTerm\x12(\n" +
 	"\x10last_stamp_nanos\x18\a \x01(\x03R\x0elastStampNanos\x12#\n" +
-	"\rrules_version\x18\b \x01(\rR\frulesVersion\"9\n" +
+	"\rrules_version\x18\b \x01(\rR\frulesVersion\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\t \x01(\tR\tclusterId\"9\n" +
 	"\rSectionHeader\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"r\n" +

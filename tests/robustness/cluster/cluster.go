@@ -828,7 +828,9 @@ type Status struct {
 	// RulesVersion is the rules version the member's state machine
 	// applies entries by.
 	RulesVersion uint32
-	raw          *client.Status
+	// ClusterID is the cluster ID the member has applied, "" before.
+	ClusterID string
+	raw       *client.Status
 }
 
 // Statuses asks every running member for its view, concurrently.
@@ -862,6 +864,7 @@ func (c *Cluster) Statuses(ctx context.Context) []Status {
 			out[i].Applied = s.GetAppliedIndex()
 			out[i].Members = len(s.GetMembers())
 			out[i].RulesVersion = s.GetRulesVersion()
+			out[i].ClusterID = s.GetClusterId()
 			for _, mb := range s.GetMembers() {
 				if mb.GetRole() == "learner" {
 					out[i].Learners++
@@ -945,6 +948,38 @@ func (c *Cluster) WaitRulesVersion(ctx context.Context, v uint32, timeout time.D
 		}
 		return nil
 	})
+}
+
+// WaitClusterID waits until every running member reports one cluster ID
+// and returns it. The error names the members without one, and every ID
+// reported when they disagree (which they never may).
+func (c *Cluster) WaitClusterID(ctx context.Context, timeout time.Duration) (string, error) {
+	var id string
+	err := poll(ctx, timeout, 200*time.Millisecond, func() error {
+		var without []string
+		seen := map[string][]string{}
+		for _, s := range c.Statuses(ctx) {
+			switch {
+			case s.Err != nil:
+				without = append(without, fmt.Sprintf("%s (no status: %v)", s.Name, s.Err))
+			case s.ClusterID == "":
+				without = append(without, s.Name)
+			default:
+				seen[s.ClusterID] = append(seen[s.ClusterID], s.Name)
+			}
+		}
+		if len(seen) > 1 {
+			return fmt.Errorf("members report different cluster IDs: %v", seen)
+		}
+		if len(without) > 0 {
+			return fmt.Errorf("members without a cluster ID: %s", strings.Join(without, ", "))
+		}
+		for k := range seen {
+			id = k
+		}
+		return nil
+	})
+	return id, err
 }
 
 // Hash is one member's applied index and state machine hash.
