@@ -46,11 +46,11 @@ func TestClusterIsNamedOnce(t *testing.T) {
 }
 
 // A member of another cluster at an address this cluster's leader
-// replicates to (here n3's, retargeted to the other cluster's one member)
-// refuses the leader's Raft streams: neither cluster's leader takes part in
-// the other's replication. Without the check, the leader of the higher
-// term would make the other's member its follower and overwrite its log,
-// and the other would force an election on it.
+// replicates to (a follower's, retargeted to the other cluster's one
+// member) refuses the leader's Raft streams: neither cluster's leader takes
+// part in the other's replication. Without the check, a's leader, of the
+// higher term, made b's member its follower (this test then fails on b's
+// state) and would overwrite its log.
 func TestMemberOfAnotherClusterRefusesRaftStreams(t *testing.T) {
 	a := testcluster.Start(t, testcluster.Options{})
 	b := testcluster.Start(t, testcluster.Options{Size: 1})
@@ -77,8 +77,6 @@ func TestMemberOfAnotherClusterRefusesRaftStreams(t *testing.T) {
 	}
 	l := a.WaitLeader(10 * time.Second)
 	x := (l + 1) % 3
-	aBefore, err := a.Members[l].Daemon().Server().Status(ctx)
-	require.NoError(t, err)
 
 	a.Stop(x)
 	a.Members[x].Proxy.Retarget(b.Members[0].Cfg.ListenPeer)
@@ -101,10 +99,9 @@ func TestMemberOfAnotherClusterRefusesRaftStreams(t *testing.T) {
 	_, err = bcl.Put(ctx, "still", []byte("b"))
 	require.NoError(t, err)
 
-	aAfter, err := a.Members[l].Daemon().Server().Status(ctx)
-	require.NoError(t, err)
-	require.Equal(t, aBefore.GetTerm(), aAfter.GetTerm(), "b's member did not push a's leader out")
-	require.Equal(t, "Leader", aAfter.GetState())
+	// a went on committing with its two other members (the Puts above);
+	// its term is not asserted: with one member down, a missed heartbeat
+	// on a loaded machine may start an election of its own.
 	require.Eventually(t, func() bool { return metric(t, b.Members[0], "concord_peer_raft_streams_refused_total") > 0 },
 		10*time.Second, 50*time.Millisecond, "b's member refused a's leader")
 }

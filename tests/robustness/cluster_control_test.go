@@ -266,3 +266,53 @@ func TestWaitRulesVersion(t *testing.T) {
 	require.Error(t, err)
 	require.ErrorContains(t, err, fmt.Sprintf("members below rules version %d: %s at %d", fsm.MaxRulesVersion+1, c.Member(0).Name, fsm.MaxRulesVersion))
 }
+
+// TestImpostor runs the impostor fault's steps by hand: a one-member
+// cluster of its own, under a follower's ID, at the follower's address,
+// while the cluster writes. The impostor refuses the cluster's Raft
+// streams (its counter says so), its own cluster is unchanged (Check), the
+// cluster commits with its two other members, and the follower, restarted
+// at its address, catches up with the others.
+func TestImpostor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Options{Binary: binary(t), Size: 3, Dir: t.TempDir(), Logf: t.Logf})
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.WaitClusterID(ctx, rulesVersionTimeout)
+	require.NoError(t, err)
+	leader, err := c.WaitLeader(ctx, 30*time.Second)
+	require.NoError(t, err)
+	victim := (leader + 1) % 3
+
+	imp, err := c.StartImpostor(ctx, victim)
+	require.NoError(t, err)
+	defer imp.Stop()
+	require.Equal(t, c.Info(victim).ID, imp.Name, "the impostor takes the member's Raft ID")
+	require.NoError(t, c.Kill(victim))
+	c.Impersonate(victim, imp)
+	for i := 0; i < 20; i++ {
+		require.NoError(t, c.Do(ctx, 10*time.Second, 3*time.Second, func(ctx context.Context, cl *client.Client) error {
+			_, err := cl.Put(ctx, fmt.Sprintf("k%d", i), []byte("v"))
+			return err
+		}))
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.NoError(t, cluster.Poll(ctx, 10*time.Second, 100*time.Millisecond, func() error {
+		n, err := imp.Refused(ctx)
+		if err == nil && n == 0 {
+			err = fmt.Errorf("no Raft connection refused yet")
+		}
+		return err
+	}), "the leader reaches the impostor at the member's address, and is refused")
+	require.NoError(t, imp.Check(ctx), "the impostor's cluster is unchanged")
+
+	c.Unimpersonate(victim)
+	imp.Stop()
+	require.NoError(t, c.Restart(ctx, victim))
+	_, err = c.WaitConverged(ctx, 30*time.Second)
+	require.NoError(t, err, "the member, back at its address, catches up")
+}

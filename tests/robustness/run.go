@@ -59,11 +59,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("the cluster did not reach rules version %d (conversions answered LOST), which the semaphore model assumes (logs in %s): %w",
 			fsm.RulesConversion, filepath.Join(dir, "logs"), err)
 	}
-	// And with the cluster named, so that every Raft connection of the
-	// run names the cluster ID (peer.Mux), through the faults.
-	clusterID, err := c.WaitClusterID(ctx, rulesVersionTimeout)
-	if err != nil {
-		return res, fmt.Errorf("the cluster was not named (logs in %s): %w", filepath.Join(dir, "logs"), err)
+	// And, at rules version 3, with the cluster named, so that every Raft
+	// connection of the run names the cluster ID (peer.Mux), through the
+	// faults. A binary of a release before (cfg.Binary) stays at 2, and
+	// names none.
+	clusterID := "(none: below rules version 3)"
+	if named(c.Statuses(ctx)) {
+		if clusterID, err = c.WaitClusterID(ctx, rulesVersionTimeout); err != nil {
+			return res, fmt.Errorf("the cluster was not named (logs in %s): %w", filepath.Join(dir, "logs"), err)
+		}
 	}
 	if err := avoidLeaders(ctx, c, cfg.AvoidLeader); err != nil {
 		return res, err
@@ -125,6 +129,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if err := nem.Heal(ctx); err != nil {
 		fail("liveness", fmt.Errorf("healing: %w", err))
+	}
+	for _, v := range nem.Violations() {
+		fail("impostor", errors.New(v))
 	}
 	healed := time.Now()
 	leader, err := c.WaitLeader(ctx, cfg.LivenessTimeout)
@@ -332,4 +339,15 @@ func checkFaults(schedule nemesis.Schedule, injected map[nemesis.Kind]int) []che
 	}
 	return []checker.Violation{{Checker: "nemesis",
 		Summary: fmt.Sprintf("only %d of the %d scheduled faults were injected (see the errors in the timeline)", n, len(schedule))}}
+}
+
+// named reports whether the cluster is to be named: no member that
+// answers applies a rules version below 3, from which the leader names it.
+func named(statuses []cluster.Status) bool {
+	for _, s := range statuses {
+		if s.Err == nil && s.RulesVersion < fsm.RulesClusterID {
+			return false
+		}
+	}
+	return true
 }

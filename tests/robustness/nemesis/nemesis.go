@@ -88,8 +88,25 @@ type Nemesis struct {
 	timeline *Timeline
 	logf     func(string, ...any)
 
-	mu   sync.Mutex
-	busy map[int]Lane // members a lane is acting on
+	mu         sync.Mutex
+	busy       map[int]Lane // members a lane is acting on
+	violations []string
+}
+
+// violate records a safety violation a step found.
+func (n *Nemesis) violate(format string, args ...any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.violations = append(n.violations, fmt.Sprintf(format, args...))
+}
+
+// Violations returns the safety violations the steps found (an impostor's
+// cluster that changed); a step that could not run is an error in the
+// timeline, not a violation.
+func (n *Nemesis) Violations() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.violations)
 }
 
 // New returns a nemesis for c recording into timeline.
@@ -392,8 +409,51 @@ func (n *Nemesis) apply(ctx context.Context, st Step) (func(context.Context) err
 			n.timeline.Add(st.Lane, st.Index, st.Kind, "heal", "%s votes at %s as %s", n.name(i), to, n.c.Info(i).ID)
 			return nil
 		}, nil
+	case Impostor:
+		return n.impostor(ctx, st)
 	}
 	return nil, fmt.Errorf("unknown fault %q", st.Kind)
+}
+
+// impostor runs an Impostor step: the impostor starts first, so that the
+// member is down only while it is impersonated.
+func (n *Nemesis) impostor(ctx context.Context, st Step) (func(context.Context) error, error) {
+	i, err := n.choose(ctx, Step{Lane: st.Lane, Target: TargetFollower, Pick: st.Pick})
+	if err != nil {
+		return nil, err
+	}
+	imp, err := n.c.StartImpostor(ctx, i)
+	if err != nil {
+		n.release(i)
+		return nil, err
+	}
+	if err := n.c.Kill(i); err != nil {
+		imp.Stop()
+		n.release(i)
+		return nil, err
+	}
+	n.c.Impersonate(i, imp)
+	n.timeline.Add(st.Lane, st.Index, st.Kind, "start", "kill -9 %s; a one-member cluster of its own (ID %s, cluster ID %.8s, term %d) answers at its address",
+		n.name(i), imp.Name, imp.Before.GetClusterId(), imp.Before.GetTerm())
+	return func(ctx context.Context) error {
+		defer n.release(i)
+		n.c.Unimpersonate(i)
+		if err := imp.Check(ctx); err != nil {
+			n.violate("the impostor of %s (a cluster of its own at its address) was changed by this cluster: %v", n.name(i), err)
+		}
+		refused, err := imp.Refused(ctx)
+		imp.Stop()
+		if err != nil {
+			n.timeline.Add(st.Lane, st.Index, st.Kind, "note", "the impostor's refusals unknown: %v", err)
+		} else {
+			n.timeline.Add(st.Lane, st.Index, st.Kind, "note", "the impostor refused %d Raft connections of this cluster", refused)
+		}
+		if err := n.c.Restart(ctx, i); err != nil {
+			return err
+		}
+		n.timeline.Add(st.Lane, st.Index, st.Kind, "heal", "impostor stopped; restarted %s on its data dir", n.name(i))
+		return nil
+	}, nil
 }
 
 func describeLinks(n *Nemesis, links []Link) string {

@@ -58,6 +58,13 @@ const (
 	Kill Kind = "kill"
 	// Pause stops a member with SIGSTOP for the step's duration.
 	Pause Kind = "pause"
+	// Impostor kills a non-leader and puts a one-member cluster of its
+	// own, under the member's ID, at the member's address for the step's
+	// duration (an address reused by another cluster, a member started on
+	// another cluster's data dir); then checks that the impostor's cluster
+	// is unchanged (same term, still its own leader, its data intact),
+	// stops it and restarts the member on its data dir.
+	Impostor Kind = "impostor"
 	// ClockFastLeader restarts the leader with a lease clock running fast
 	// (and offset) and hands leadership back to it.
 	ClockFastLeader Kind = "clock-fast-leader"
@@ -202,7 +209,7 @@ func Generate(seed int64, p Profile) Schedule {
 	if p.Process || p.Clock {
 		var kinds []Kind
 		if p.Process {
-			kinds = append(kinds, Kill, Pause)
+			kinds = append(kinds, Kill, Pause, Impostor)
 		}
 		if p.Clock {
 			kinds = append(kinds, ClockFastLeader, ClockSlowFollower)
