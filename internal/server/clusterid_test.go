@@ -1,13 +1,18 @@
 package server_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/concord-dev/concord/internal/fsm"
+	"github.com/concord-dev/concord/internal/peer"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -104,4 +109,51 @@ func TestMemberOfAnotherClusterRefusesRaftStreams(t *testing.T) {
 	// on a loaded machine may start an election of its own.
 	require.Eventually(t, func() bool { return metric(t, b.Members[0], "concord_peer_raft_streams_refused_total") > 0 },
 		10*time.Second, 50*time.Millisecond, "b's member refused a's leader")
+}
+
+// A member stores the cluster ID it applied (member.json) and, restarted,
+// names it from its first Raft stream: here, cut off from its peers, it has
+// applied nothing of its log again, and still refuses a Raft stream that
+// names another cluster ID. Before, a restarted member named none until it
+// had applied its log, and took any cluster's streams meanwhile.
+func TestRestartedMemberNamesItsClusterBeforeApplying(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	x := (c.WaitLeader(10*time.Second) + 1) % 3
+	srv := c.Members[x].Daemon().Server()
+	id := srv.FSM().ClusterID()
+	require.True(t, fsm.ValidClusterID(id))
+	stored := func() string {
+		b, err := os.ReadFile(filepath.Join(c.Members[x].Cfg.DataDir, "member.json"))
+		require.NoError(t, err)
+		var m struct {
+			ClusterID string `json:"cluster_id"`
+		}
+		require.NoError(t, json.Unmarshal(b, &m))
+		return m.ClusterID
+	}
+	require.Eventually(t, func() bool { return stored() == id }, 10*time.Second, 20*time.Millisecond, "member.json stores the cluster ID")
+
+	c.Isolate(x)
+	c.Stop(x)
+	c.Restart(x)
+	srv = c.Members[x].Daemon().Server()
+	require.Empty(t, srv.FSM().ClusterID(), "cut off, the member has applied nothing of its log again")
+
+	other := strings.Repeat("f", 32)
+	m, err := peer.Listen("127.0.0.1:0", nil)
+	require.NoError(t, err)
+	defer m.Close()
+	m.SetClusterID(func() string { return other }, nil)
+	conn, err := m.Raft().DialTimeout(c.Members[x].Cfg.ListenPeer, time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = conn.Read(make([]byte, 1))
+	require.Error(t, err)
+	require.Eventually(t, func() bool { return metric(t, c.Members[x], "concord_peer_raft_streams_refused_total") == 1 },
+		5*time.Second, 20*time.Millisecond, "the restarted member refused the stream of another cluster")
+
+	c.Heal()
+	require.Eventually(t, func() bool { return srv.FSM().ClusterID() == id }, 20*time.Second, 20*time.Millisecond)
+	c.WaitConverged(20 * time.Second)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/durable"
+	"github.com/concord-dev/concord/internal/fsm"
 	"github.com/concord-dev/concord/internal/raftnode"
 )
 
@@ -32,6 +33,10 @@ type identity struct {
 	// nothing (seedcheck.go).
 	SeedSHA256 string `json:"seed_sha256,omitempty"`
 	SeedIndex  uint64 `json:"seed_index,omitempty"`
+	// ClusterID is the cluster ID the member applied, stored once it has
+	// (keepClusterID), so that a restarted member names it, and refuses
+	// another cluster's Raft streams, before it applies its log again.
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 // seed returns the digest of the member's seed, "" when it has none.
@@ -55,6 +60,9 @@ func loadIdentity(dir string) (identity, bool, error) {
 	}
 	if id.SeedSHA256 != "" && !validSHA256(id.SeedSHA256) {
 		return identity{}, false, fmt.Errorf("%s is corrupt: seed_sha256 %q is not a hex SHA-256", filepath.Join(dir, identityFile), id.SeedSHA256)
+	}
+	if id.ClusterID != "" && !fsm.ValidClusterID(id.ClusterID) {
+		return identity{}, false, fmt.Errorf("%s is corrupt: cluster_id %q is not a cluster ID", filepath.Join(dir, identityFile), id.ClusterID)
 	}
 	return id, true, nil
 }

@@ -51,6 +51,10 @@ func TestRetryAfterSnapshotRestoreAppliesOnce(t *testing.T) {
 			srv := restoreInto(t, backup.Bytes(), fsm.NewClusterOptions{IndexBump: bump}, c.Members[0].Cfg.Raft, time.Hour)
 			nst, _ := srv.Status(ctx)
 			t.Logf("old cluster term %d, restored cluster term %d", st.GetTerm(), nst.GetTerm())
+			// A new cluster: named anew, not with the backup's ID.
+			require.True(t, fsm.ValidClusterID(st.GetClusterId()), "the old cluster is named")
+			require.Eventually(t, func() bool { return fsm.ValidClusterID(srv.FSM().ClusterID()) }, 10*time.Second, 20*time.Millisecond)
+			require.NotEqual(t, st.GetClusterId(), srv.FSM().ClusterID())
 			// Ordinary traffic carries the index past a sweep (every 4096).
 			var wg sync.WaitGroup
 			for g := 0; g < 16; g++ {

@@ -55,18 +55,21 @@ type Server struct {
 	version string
 	onFatal func(error)
 
-	id      identity
-	fsm     *fsm.FSM
-	node    *raftnode.Node
-	mux     *peer.Mux
-	peers   *peer.Clients
-	peerSrv *http.Server
-	tracker *session.Tracker
-	holds   *lock.HoldTracker
-	locks   *lockHub
-	idsrv   *idServer
-	reads   *batcher
-	metrics *metrics
+	id identity
+	// storedClusterID is id.ClusterID, for the peer mux, which serves
+	// before id is resolved.
+	storedClusterID atomic.Pointer[string]
+	fsm             *fsm.FSM
+	node            *raftnode.Node
+	mux             *peer.Mux
+	peers           *peer.Clients
+	peerSrv         *http.Server
+	tracker         *session.Tracker
+	holds           *lock.HoldTracker
+	locks           *lockHub
+	idsrv           *idServer
+	reads           *batcher
+	metrics         *metrics
 
 	raftMetrics *raftnode.Metrics
 
@@ -161,7 +164,7 @@ func (s *Server) Start(ctx context.Context) error {
 		lock.release()
 		return err
 	}
-	mux.SetClusterID(s.fsm.ClusterID, s.metrics.foreignStreams.Inc)
+	mux.SetClusterID(s.clusterID, s.metrics.foreignStreams.Inc)
 	s.mux = mux
 	s.peers = peer.NewClients(mux)
 	id, boot, fresh, err := s.resolveIdentity(ctx)
@@ -171,6 +174,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.id = id
+	s.storedClusterID.Store(&id.ClusterID)
 	s.log = s.log.With("id", id.ID)
 
 	path, handler := internalv1connect.NewPeerHandler(&peerService{s: s}, connect.WithCompressMinBytes(64<<10), vtcodec.Option())
@@ -226,6 +230,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.goLoop(s.publishSelf)
 	s.goLoop(s.checkSeed)
 	s.goLoop(s.checkRemoved)
+	s.goLoop(s.keepClusterID)
 	return nil
 }
 

@@ -301,6 +301,7 @@ func TestImpostor(t *testing.T) {
 		}))
 		time.Sleep(50 * time.Millisecond)
 	}
+	require.NoError(t, imp.Check(ctx), "the impostor's cluster is unchanged")
 	require.NoError(t, cluster.Poll(ctx, 10*time.Second, 100*time.Millisecond, func() error {
 		n, err := imp.Refused(ctx)
 		if err == nil && n == 0 {
@@ -308,7 +309,6 @@ func TestImpostor(t *testing.T) {
 		}
 		return err
 	}), "the leader reaches the impostor at the member's address, and is refused")
-	require.NoError(t, imp.Check(ctx), "the impostor's cluster is unchanged")
 
 	c.Unimpersonate(victim)
 	imp.Stop()
