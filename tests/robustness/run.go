@@ -210,6 +210,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if sessions != nil {
 		res.SessionsUnresolved = sessions.Unresolved()
 	}
+	if k := timeline.Faults()[nemesis.Impostor]; k > 0 {
+		if res.Counters == nil {
+			res.Counters = map[string]int{}
+		}
+		res.Counters["nemesis impostor Raft streams refused"] = nem.ImpostorRefusals()
+	}
 	res.Faults = timeline.Faults()
 	violations = append(violations, checkFaults(schedule, res.Faults)...)
 	res.Violations = violations

@@ -91,6 +91,16 @@ type Nemesis struct {
 	mu         sync.Mutex
 	busy       map[int]Lane // members a lane is acting on
 	violations []string
+	refused    int // Raft streams the impostors refused
+}
+
+// ImpostorRefusals returns how many Raft streams of the cluster the
+// impostors refused, summed over the impostor steps: none would mean the
+// cluster never reached them, and their checks proved nothing.
+func (n *Nemesis) ImpostorRefusals() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.refused
 }
 
 // violate records a safety violation a step found.
@@ -446,6 +456,9 @@ func (n *Nemesis) impostor(ctx context.Context, st Step) (func(context.Context) 
 		if err != nil {
 			n.timeline.Add(st.Lane, st.Index, st.Kind, "note", "the impostor's refusals unknown: %v", err)
 		} else {
+			n.mu.Lock()
+			n.refused += refused
+			n.mu.Unlock()
 			n.timeline.Add(st.Lane, st.Index, st.Kind, "note", "the impostor refused %d Raft connections of this cluster", refused)
 		}
 		if err := n.c.Restart(ctx, i); err != nil {
