@@ -22,9 +22,9 @@ const (
 	kindRPC  byte = 'P'
 	// kindClusterRaft is a Raft stream that names its dialer's cluster ID
 	// (one length byte, then the ID) before Raft's own bytes. A member
-	// dials it once it has applied its cluster's ID, which takes a rules
-	// version every member of the configuration applies, so no member
-	// that does not know it is dialed so.
+	// dials it once it has applied (or stored) its cluster's ID, which
+	// takes a rules version every member of the configuration applies, so
+	// no member that does not know it is dialed so.
 	kindClusterRaft byte = 'C'
 )
 
@@ -60,7 +60,7 @@ type Mux struct {
 // members know (an address reused, a data dir left from an old cluster),
 // would otherwise take part in its elections and replication, and a leader
 // of either would overwrite the other's log. A stream that names no ID
-// (from a member that has not applied its cluster's ID yet, such as one
+// (from a member that has never applied its cluster's ID, such as one
 // that just joined) is accepted. refused, when not nil, is called for
 // every stream refused.
 func (m *Mux) SetClusterID(get func() string, refused func()) {
