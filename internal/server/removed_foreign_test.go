@@ -55,3 +55,55 @@ func TestRemovalCheckIgnoresAnotherClusterAtAVotersAddress(t *testing.T) {
 	default:
 	}
 }
+
+// As above, but the other cluster did remove a member n3 of its own, so
+// its leader holds the ID n3 retired and does not list it: every check
+// but the cluster ID's passes. a's n3 is restarted with its peers down, so
+// it has applied nothing of its log again, and only the ID it stored
+// (member.json) tells the clusters apart. Without it, n3 stopped as
+// removed, though it never was.
+func TestRemovalCheckIgnoresAnotherClusterThatRetiredTheID(t *testing.T) {
+	a := testcluster.Start(t, testcluster.Options{})
+	_, d4 := startFourth(t, a)
+	ctx := ctxT(t, 90*time.Second)
+	const xi = 2
+	st, err := a.Members[xi].Daemon().Server().Status(ctx)
+	require.NoError(t, err)
+	xLast := st.GetLastLogIndex()
+	aID := a.Members[xi].Daemon().Server().FSM().ClusterID()
+	require.NotEmpty(t, aID)
+
+	b := testcluster.Start(t, testcluster.Options{})
+	bcl := b.Client(0, 1)
+	require.NoError(t, bcl.RemoveMember(ctx, "n3"))
+	require.Eventually(t, func() bool {
+		bs, err := bcl.Status(ctx)
+		return err == nil && len(bs.GetMembers()) == 2 && bs.GetLeader() != ""
+	}, 30*time.Second, 50*time.Millisecond, "b removes its n3")
+	for i := 0; ; i++ {
+		bs, err := bcl.Status(ctx)
+		require.NoError(t, err)
+		if bs.GetCommitIndex() > xLast {
+			break
+		}
+		_, err = bcl.Put(ctx, fmt.Sprintf("k%d", i), []byte("v"))
+		require.NoError(t, err)
+	}
+
+	for _, i := range []int{0, 1} {
+		a.Stop(i)
+	}
+	require.NoError(t, d4.Stop(ctxT(t, 10*time.Second)))
+	a.Stop(xi)
+	a.Members[1].Proxy.Retarget(b.Members[1].Cfg.ListenPeer)
+	a.Restart(xi)
+	x := a.Members[xi].Daemon().Server()
+	require.Empty(t, x.FSM().ClusterID(), "restarted with its peers down, n3 has applied nothing again")
+
+	require.False(t, x.AskRemoved(ctx), "n3 was never removed: a leader of another cluster ID proves nothing about it")
+	select {
+	case err := <-a.Members[xi].Daemon().Failed():
+		t.Fatalf("n3 stopped: %v", err)
+	default:
+	}
+}

@@ -121,8 +121,10 @@ func (s *Server) removalStatus(ctx context.Context, id, addr string) (*internalv
 	switch {
 	case ns.GetSeed() != s.id.seed():
 		return nil, fmt.Errorf("%s was seeded with %q and this member with %q", id, ns.GetSeed(), s.id.seed())
-	case !sameCluster(s.fsm.ClusterID(), ns.GetStatus().GetClusterId()):
-		return nil, fmt.Errorf("%s is a member of cluster %s and this member of cluster %s", id, ns.GetStatus().GetClusterId(), s.fsm.ClusterID())
+	case !sameCluster(s.clusterID(), ns.GetStatus().GetClusterId()):
+		// The stored ID counts too: a member that was removed while it
+		// was down checks before it has applied its log again.
+		return nil, fmt.Errorf("%s is a member of cluster %s and this member of cluster %s", id, ns.GetStatus().GetClusterId(), s.clusterID())
 	case ns.GetStatus() == nil:
 		return nil, fmt.Errorf("%s gives no status (a build before the removal check asked the peer port)", id)
 	case ns.GetStatus().GetSelf().GetId() != id:
