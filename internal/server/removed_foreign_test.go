@@ -1,12 +1,14 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -38,15 +40,7 @@ func TestRemovalCheckIgnoresAnotherClusterAtAVotersAddress(t *testing.T) {
 	b := testcluster.Start(t, testcluster.Options{Size: 2})
 	a.Members[1].Proxy.Retarget(b.Members[1].Cfg.ListenPeer)
 	cl := b.Client()
-	for i := 0; ; i++ {
-		bs, err := cl.Status(ctx)
-		require.NoError(t, err)
-		if bs.GetCommitIndex() > xLast {
-			break
-		}
-		_, err = cl.Put(ctx, fmt.Sprintf("k%d", i), []byte("v"))
-		require.NoError(t, err)
-	}
+	commitPast(t, ctx, cl, xLast)
 
 	require.False(t, x.AskRemoved(ctx), "n3 was never removed: another cluster's leader proves nothing about it")
 	select {
@@ -80,15 +74,7 @@ func TestRemovalCheckIgnoresAnotherClusterThatRetiredTheID(t *testing.T) {
 		bs, err := bcl.Status(ctx)
 		return err == nil && len(bs.GetMembers()) == 2 && bs.GetLeader() != ""
 	}, 30*time.Second, 50*time.Millisecond, "b removes its n3")
-	for i := 0; ; i++ {
-		bs, err := bcl.Status(ctx)
-		require.NoError(t, err)
-		if bs.GetCommitIndex() > xLast {
-			break
-		}
-		_, err = bcl.Put(ctx, fmt.Sprintf("k%d", i), []byte("v"))
-		require.NoError(t, err)
-	}
+	commitPast(t, ctx, bcl, xLast)
 
 	for _, i := range []int{0, 1} {
 		a.Stop(i)
@@ -105,5 +91,21 @@ func TestRemovalCheckIgnoresAnotherClusterThatRetiredTheID(t *testing.T) {
 	case err := <-a.Members[xi].Daemon().Failed():
 		t.Fatalf("n3 stopped: %v", err)
 	default:
+	}
+}
+
+// commitPast writes through cl until its cluster's commit index is past
+// index: the other cluster's leader is then past the asking member's
+// configuration, as a leader must be to prove anything.
+func commitPast(t *testing.T, ctx context.Context, cl *client.Client, index uint64) {
+	t.Helper()
+	for i := 0; ; i++ {
+		st, err := cl.Status(ctx)
+		require.NoError(t, err)
+		if st.GetCommitIndex() > index {
+			return
+		}
+		_, err = cl.Put(ctx, fmt.Sprintf("k%d", i), []byte("v"))
+		require.NoError(t, err)
 	}
 }
