@@ -1,6 +1,8 @@
 // Package peer carries the traffic between members on one peer port: Raft's
 // streams and the members' internal RPC (forwarded writes, read-index
 // requests, keep-alives), told apart by the first byte of each connection.
+// Once a member knows its cluster's ID, the connections it dials name it
+// and the ones it accepts must not name another.
 // Outgoing connections are dialed from the member's own listen address, so a
 // test can run members on 127.0.0.1, .2 and .3 and cut one link.
 package peer
@@ -26,6 +28,21 @@ const (
 	// takes a rules version every member of the configuration applies, so
 	// no member that does not know it is dialed so.
 	kindClusterRaft byte = 'C'
+	// kindClusterRPC is an RPC connection that names its dialer's cluster
+	// ID, as kindClusterRaft does: a forwarded write, read index,
+	// keep-alive or membership change from a member of another cluster
+	// would otherwise be served as this cluster's.
+	kindClusterRPC byte = 'Q'
+)
+
+// Stream names the two kinds of peer connection in refusals.
+type Stream string
+
+const (
+	// StreamRaft is a Raft stream.
+	StreamRaft Stream = "raft"
+	// StreamRPC is an internal RPC connection.
+	StreamRPC Stream = "rpc"
 )
 
 // maxClusterIDBytes bounds the cluster ID a dialer names.
@@ -48,22 +65,24 @@ type Mux struct {
 	wg     sync.WaitGroup
 
 	clusterID  atomic.Pointer[func() string]
-	onRefused  atomic.Pointer[func()]
-	refused    atomic.Uint64
+	onRefused  atomic.Pointer[func(Stream)]
+	refused    atomic.Uint64 // Raft streams
+	refusedRPC atomic.Uint64
 	lastLogged atomic.Int64
 }
 
 // SetClusterID gives the mux the member's cluster ID, as it stands when a
 // connection is made ("" while the member has none). From then on it names
-// the ID on the Raft streams it dials, and refuses a Raft stream that names
-// another: a member of another cluster, at an address this cluster's
-// members know (an address reused, a data dir left from an old cluster),
-// would otherwise take part in its elections and replication, and a leader
-// of either would overwrite the other's log. A stream that names no ID
-// (from a member that has never applied its cluster's ID, such as one
-// that just joined) is accepted. refused, when not nil, is called for
-// every stream refused.
-func (m *Mux) SetClusterID(get func() string, refused func()) {
+// the ID on the Raft streams and RPC connections it dials, and refuses one
+// that names another: a member of another cluster, at an address this
+// cluster's members know (an address reused, a data dir left from an old
+// cluster), would otherwise take part in its elections and replication (a
+// leader of either would overwrite the other's log), or have its forwarded
+// writes, keep-alives and membership changes served as this cluster's. A
+// connection that names no ID (from a member that has never applied its
+// cluster's ID, such as one that just joined) is accepted. refused, when
+// not nil, is called for every connection refused.
+func (m *Mux) SetClusterID(get func() string, refused func(Stream)) {
 	if refused != nil {
 		m.onRefused.Store(&refused)
 	}
@@ -73,6 +92,10 @@ func (m *Mux) SetClusterID(get func() string, refused func()) {
 // RefusedRaftStreams returns how many Raft streams the mux refused for
 // naming another cluster ID.
 func (m *Mux) RefusedRaftStreams() uint64 { return m.refused.Load() }
+
+// RefusedRPCConnections returns how many RPC connections the mux refused
+// for naming another cluster ID.
+func (m *Mux) RefusedRPCConnections() uint64 { return m.refusedRPC.Load() }
 
 func (m *Mux) ownClusterID() string {
 	if get := m.clusterID.Load(); get != nil {
@@ -134,18 +157,22 @@ func (m *Mux) route(conn net.Conn) {
 	}
 	var target *subListener
 	switch b[0] {
-	case kindClusterRaft:
+	case kindClusterRaft, kindClusterRPC:
+		stream, to := StreamRaft, m.raft
+		if b[0] == kindClusterRPC {
+			stream, to = StreamRPC, m.rpc
+		}
 		theirs, err := readClusterID(conn)
 		if err != nil {
-			m.logger.Warn("peer connection with a malformed cluster ID", "remote", conn.RemoteAddr().String(), "err", err)
+			m.logger.Warn("peer connection with a malformed cluster ID", "remote", conn.RemoteAddr().String(), "stream", string(stream), "err", err)
 			conn.Close()
 			return
 		}
 		if mine := m.ownClusterID(); mine != "" && theirs != mine {
-			m.refuse(conn, theirs, mine)
+			m.refuse(conn, stream, theirs, mine)
 			return
 		}
-		target = m.raft
+		target = to
 	case kindRaft:
 		target = m.raft
 	case kindRPC:
@@ -161,7 +188,8 @@ func (m *Mux) route(conn net.Conn) {
 	}
 }
 
-// readClusterID reads the cluster ID a kindClusterRaft stream names.
+// readClusterID reads the cluster ID a kindClusterRaft or kindClusterRPC
+// connection names.
 func readClusterID(conn net.Conn) (string, error) {
 	var n [1]byte
 	if _, err := io.ReadFull(conn, n[:]); err != nil {
@@ -177,17 +205,22 @@ func readClusterID(conn net.Conn) (string, error) {
 	return string(id), nil
 }
 
-// refuse closes a Raft stream from a member of another cluster, counts it,
+// refuse closes a connection from a member of another cluster, counts it,
 // and logs it at most every refusalLogEvery.
-func (m *Mux) refuse(conn net.Conn, theirs, mine string) {
-	m.refused.Add(1)
+func (m *Mux) refuse(conn net.Conn, stream Stream, theirs, mine string) {
+	if stream == StreamRPC {
+		m.refusedRPC.Add(1)
+	} else {
+		m.refused.Add(1)
+	}
 	if f := m.onRefused.Load(); f != nil {
-		(*f)()
+		(*f)(stream)
 	}
 	now := time.Now().UnixNano()
 	if last := m.lastLogged.Load(); now-last >= int64(refusalLogEvery) && m.lastLogged.CompareAndSwap(last, now) {
-		m.logger.Error("refused a Raft connection from a member of another cluster: a member of this cluster's configuration is at an address another cluster uses, or a member started on an old cluster's data dir",
-			"remote", conn.RemoteAddr().String(), "their_cluster_id", theirs, "cluster_id", mine, "refused_so_far", m.refused.Load())
+		m.logger.Error("refused a peer connection from a member of another cluster: a member of this cluster's configuration is at an address another cluster uses, or a member started on an old cluster's data dir",
+			"remote", conn.RemoteAddr().String(), "stream", string(stream), "their_cluster_id", theirs, "cluster_id", mine,
+			"raft_refused_so_far", m.refused.Load(), "rpc_refused_so_far", m.refusedRPC.Load())
 	}
 	conn.Close()
 }
@@ -205,10 +238,12 @@ func (m *Mux) dial(ctx context.Context, addr string, kind byte) (net.Conn, error
 		return nil, err
 	}
 	hello := []byte{kind}
-	if kind == kindRaft {
-		if id := m.ownClusterID(); id != "" && len(id) <= maxClusterIDBytes {
-			hello = append([]byte{kindClusterRaft, byte(len(id))}, id...)
+	if id := m.ownClusterID(); id != "" && len(id) <= maxClusterIDBytes {
+		named := kindClusterRaft
+		if kind == kindRPC {
+			named = kindClusterRPC
 		}
+		hello = append([]byte{named, byte(len(id))}, id...)
 	}
 	if _, err := conn.Write(hello); err != nil {
 		conn.Close()

@@ -6,24 +6,20 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
-func listen(t *testing.T, clusterID string, refused *atomic.Int64) *Mux {
+func listen(t *testing.T, clusterID string, refused func(Stream)) *Mux {
 	t.Helper()
 	m, err := Listen("127.0.0.1:0", nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	if clusterID != "-" {
-		var hook func()
-		if refused != nil {
-			hook = func() { refused.Add(1) }
-		}
-		m.SetClusterID(func() string { return clusterID }, hook)
+		m.SetClusterID(func() string { return clusterID }, refused)
 	}
 	return m
 }
@@ -58,65 +54,79 @@ func requireClosed(t *testing.T, conn net.Conn) {
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the connection was not closed: %v", err)
 }
 
-// A Raft stream passes between members of one cluster ID, or when either
-// side has none yet, and carries Raft's bytes untouched after the
-// handshake; one from another cluster ID is closed and counted.
-func TestRaftStreamsNameTheirClusterID(t *testing.T) {
+// A Raft stream or RPC connection passes between members of one cluster
+// ID, or when either side has none yet, and carries its bytes untouched
+// after the handshake; one from another cluster ID is closed and counted
+// under its kind.
+func TestPeerConnectionsNameTheirClusterID(t *testing.T) {
 	idA, idB := strings.Repeat("a", 32), strings.Repeat("b", 32)
-	for _, tc := range []struct {
-		name       string
-		dialer, to string // "-": SetClusterID never called
-		pass       bool
+	kinds := []struct {
+		stream  Stream
+		dial    func(from, to *Mux) (net.Conn, error)
+		accept  func(to *Mux) net.Listener
+		refused func(to *Mux) uint64
 	}{
-		{"same cluster", idA, idA, true},
-		{"dialer has none yet", "", idA, true},
-		{"dialer never set", "-", idA, true},
-		{"acceptor has none yet", idA, "", true},
-		{"another cluster", idA, idB, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var refused atomic.Int64
-			to := listen(t, tc.to, &refused)
-			from := listen(t, tc.dialer, nil)
-			raft := to.Raft()
-			conn, err := from.Raft().DialTimeout(to.Addr().String(), time.Second)
-			require.NoError(t, err)
-			defer conn.Close()
-			_, err = conn.Write([]byte("raft-bytes"))
-			require.NoError(t, err)
-			got := accepted(t, raft, time.Second)
-			if !tc.pass {
-				require.Nil(t, got, "a stream from another cluster reaches Raft")
-				requireClosed(t, conn)
-				require.EqualValues(t, 1, to.RefusedRaftStreams())
-				require.EqualValues(t, 1, refused.Load(), "the hook counts it")
-				return
-			}
-			require.NotNil(t, got, "the stream reaches Raft")
-			b := make([]byte, len("raft-bytes"))
-			_, err = io.ReadFull(got, b)
-			require.NoError(t, err)
-			require.Equal(t, "raft-bytes", string(b), "Raft reads its own bytes, not the handshake's")
-			require.Zero(t, to.RefusedRaftStreams())
-		})
+		{StreamRaft,
+			func(from, to *Mux) (net.Conn, error) { return from.Raft().DialTimeout(to.Addr().String(), time.Second) },
+			func(to *Mux) net.Listener { return to.Raft() }, (*Mux).RefusedRaftStreams},
+		{StreamRPC,
+			func(from, to *Mux) (net.Conn, error) { return from.DialRPC(t.Context(), to.Addr().String()) },
+			(*Mux).RPC, (*Mux).RefusedRPCConnections},
+	}
+	for _, k := range kinds {
+		for _, tc := range []struct {
+			name       string
+			dialer, to string // "-": SetClusterID never called
+			pass       bool
+		}{
+			{"same cluster", idA, idA, true},
+			{"dialer has none yet", "", idA, true},
+			{"dialer never set", "-", idA, true},
+			{"acceptor has none yet", idA, "", true},
+			{"another cluster", idA, idB, false},
+		} {
+			t.Run(string(k.stream)+"/"+tc.name, func(t *testing.T) {
+				var refused []Stream
+				var mu sync.Mutex
+				to := listen(t, tc.to, func(s Stream) { mu.Lock(); refused = append(refused, s); mu.Unlock() })
+				from := listen(t, tc.dialer, nil)
+				l := k.accept(to)
+				conn, err := k.dial(from, to)
+				require.NoError(t, err)
+				defer conn.Close()
+				_, err = conn.Write([]byte("peer-bytes"))
+				require.NoError(t, err)
+				got := accepted(t, l, time.Second)
+				if !tc.pass {
+					require.Nil(t, got, "a %s connection from another cluster was served", k.stream)
+					requireClosed(t, conn)
+					require.EqualValues(t, 1, k.refused(to))
+					require.EqualValues(t, 1, to.RefusedRaftStreams()+to.RefusedRPCConnections(), "counted under its own kind only")
+					mu.Lock()
+					defer mu.Unlock()
+					require.Equal(t, []Stream{k.stream}, refused, "the hook names the kind")
+					return
+				}
+				require.NotNil(t, got, "the connection is served")
+				b := make([]byte, len("peer-bytes"))
+				_, err = io.ReadFull(got, b)
+				require.NoError(t, err)
+				require.Equal(t, "peer-bytes", string(b), "the server reads its own bytes, not the handshake's")
+				require.Zero(t, to.RefusedRaftStreams()+to.RefusedRPCConnections())
+			})
+		}
 	}
 }
 
-// RPC connections are not checked: the removal and seed checks ask members
-// whatever cluster they are of, and judge the answer themselves.
-func TestRPCConnectionsNameNoCluster(t *testing.T) {
-	to := listen(t, strings.Repeat("b", 32), nil)
-	from := listen(t, strings.Repeat("a", 32), nil)
-	conn, err := from.DialRPC(t.Context(), to.Addr().String())
-	require.NoError(t, err)
-	defer conn.Close()
-	require.NotNil(t, accepted(t, to.RPC(), time.Second))
-}
-
-// A malformed cluster ID ends the connection before Raft sees it.
+// A malformed cluster ID ends the connection before Raft or the RPC server
+// sees it.
 func TestMalformedClusterIDIsRefused(t *testing.T) {
 	to := listen(t, strings.Repeat("b", 32), nil)
-	for _, hello := range [][]byte{{kindClusterRaft, 0}, {kindClusterRaft, maxClusterIDBytes + 1}, {kindClusterRaft, 5, 'a', 'b'}} {
+	var hellos [][]byte
+	for _, kind := range []byte{kindClusterRaft, kindClusterRPC} {
+		hellos = append(hellos, []byte{kind, 0}, []byte{kind, maxClusterIDBytes + 1}, []byte{kind, 5, 'a', 'b'})
+	}
+	for _, hello := range hellos {
 		conn, err := net.Dial("tcp", to.Addr().String())
 		require.NoError(t, err)
 		_, err = conn.Write(hello)
@@ -126,21 +136,27 @@ func TestMalformedClusterIDIsRefused(t *testing.T) {
 			// side instead of waiting for it.
 			require.NoError(t, conn.(*net.TCPConn).CloseWrite())
 		}
-		require.Nil(t, accepted(t, to.Raft(), 500*time.Millisecond), "%v reached Raft", hello)
+		var served net.Listener = to.Raft()
+		if hello[0] == kindClusterRPC {
+			served = to.RPC()
+		}
+		require.Nil(t, accepted(t, served, 500*time.Millisecond), "%v was served", hello)
 		requireClosed(t, conn)
 		conn.Close()
 	}
-	require.Zero(t, to.RefusedRaftStreams(), "a malformed ID is not another cluster's")
+	require.Zero(t, to.RefusedRaftStreams()+to.RefusedRPCConnections(), "a malformed ID is not another cluster's")
 }
 
 // FuzzHandshake feeds arbitrary first bytes to the peer port: the
 // connection reaches Raft only after a well-formed Raft handshake (a bare
 // 'R', or 'C' with this member's cluster ID), reaches the RPC server only
-// after 'P', and is closed otherwise, without a panic or a hang.
+// after 'P' or 'Q' with this member's cluster ID, and is closed otherwise,
+// without a panic or a hang.
 func FuzzHandshake(f *testing.F) {
 	own := strings.Repeat("c", 32)
 	for _, seed := range [][]byte{{kindRaft}, {kindRPC}, append([]byte{kindClusterRaft, 32}, own...),
-		append([]byte{kindClusterRaft, 32}, strings.Repeat("d", 32)...), {kindClusterRaft, 0}, {kindClusterRaft, 255}, {'x'}, {}} {
+		append([]byte{kindClusterRaft, 32}, strings.Repeat("d", 32)...), {kindClusterRaft, 0}, {kindClusterRaft, 255},
+		append([]byte{kindClusterRPC, 32}, own...), append([]byte{kindClusterRPC, 32}, strings.Repeat("d", 32)...), {kindClusterRPC, 0}, {'x'}, {}} {
 		f.Add(seed)
 	}
 	m := &Mux{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -175,8 +191,10 @@ func FuzzHandshake(f *testing.F) {
 			want = kindRaft
 		case len(hello) >= 1 && hello[0] == kindRPC:
 			want = kindRPC
-		case len(hello) >= 2 && hello[0] == kindClusterRaft && int(hello[1]) == len(own) && len(hello) >= 2+len(own) && string(hello[2:2+len(own)]) == own:
+		case len(hello) >= 2+len(own) && hello[0] == kindClusterRaft && int(hello[1]) == len(own) && string(hello[2:2+len(own)]) == own:
 			want = kindRaft
+		case len(hello) >= 2+len(own) && hello[0] == kindClusterRPC && int(hello[1]) == len(own) && string(hello[2:2+len(own)]) == own:
+			want = kindRPC
 		}
 		require.Equal(t, want, got, "%q", hello)
 	})

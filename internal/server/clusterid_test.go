@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,9 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 
+	concordv1 "github.com/concord-dev/concord/api/concord/v1"
+	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/fsm"
+	internalv1 "github.com/concord-dev/concord/internal/gen/internalv1"
 	"github.com/concord-dev/concord/internal/peer"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
@@ -109,6 +114,57 @@ func TestMemberOfAnotherClusterRefusesRaftStreams(t *testing.T) {
 	// on a loaded machine may start an election of its own.
 	require.Eventually(t, func() bool { return metric(t, b.Members[0], "concord_peer_raft_streams_refused_total") > 0 },
 		10*time.Second, 50*time.Millisecond, "b's member refused a's leader")
+}
+
+// A member of another cluster that calls this cluster's leader on the peer
+// port (as a follower forwards a client's write to the leader it knows,
+// here at an address this cluster now uses) is refused before any handler
+// runs: its write is not applied here. Before, only Raft streams were
+// checked and the forwarded Put landed in this cluster's data. A caller
+// that names this cluster's ID, or none yet (a member that has not
+// applied the ID), is served.
+func TestMemberOfAnotherClusterHasItsCallsRefused(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1})
+	ctx := ctxT(t, 30*time.Second)
+	addr := c.Members[0].Cfg.ListenPeer
+	own := c.Members[0].Daemon().Server().FSM().ClusterID()
+	require.True(t, fsm.ValidClusterID(own))
+	propose := func(callerID, key string) error {
+		m, err := peer.Listen("127.0.0.1:0", nil)
+		require.NoError(t, err)
+		defer m.Close()
+		if callerID != "-" {
+			m.SetClusterID(func() string { return callerID }, nil)
+		}
+		clients := peer.NewClients(m)
+		defer clients.Close()
+		put := &internalv1.Command{Op: &internalv1.Command_Put{Put: &concordv1.PutRequest{Key: []byte(key), Value: []byte("v")}}}
+		_, err = clients.For(addr).Propose(ctx, connect.NewRequest(&internalv1.ProposeRequest{Command: put}))
+		return err
+	}
+	cl := c.Client()
+	value := func(key string) *concordv1.KeyValue {
+		kv, err := cl.Get(ctx, key)
+		if errors.Is(err, client.ErrNotFound) {
+			return nil
+		}
+		require.NoError(t, err)
+		return kv
+	}
+
+	err := propose(strings.Repeat("f", 32), "foreign")
+	require.Error(t, err, "another cluster's forwarded write was served")
+	var ce *connect.Error
+	require.True(t, errors.As(err, &ce) && ce.Meta().Get("Content-Type") == "", "the connection was closed before any handler answered: %v", err)
+	require.Nil(t, value("foreign"), "another cluster's write was applied")
+	require.EqualValues(t, 1, metric(t, c.Members[0], "concord_peer_rpc_connections_refused_total"))
+	require.Zero(t, metric(t, c.Members[0], "concord_peer_raft_streams_refused_total"), "counted under its own kind")
+
+	require.NoError(t, propose(own, "named"), "a caller of this cluster is served")
+	require.NotNil(t, value("named"))
+	require.NoError(t, propose("-", "unnamed"), "a caller that knows no ID yet is served")
+	require.NotNil(t, value("unnamed"))
+	require.EqualValues(t, 1, metric(t, c.Members[0], "concord_peer_rpc_connections_refused_total"))
 }
 
 // A member stores the cluster ID it applied (member.json) and, restarted,

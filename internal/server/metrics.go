@@ -13,6 +13,7 @@ type metrics struct {
 	expiryProposed prometheus.Counter
 	promotions     prometheus.Counter
 	foreignStreams prometheus.Counter
+	foreignRPC     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,7 +37,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "concord_server_learner_promotions_total", Help: "Learners promoted to voters by this leader."}),
 		foreignStreams: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "concord_peer_raft_streams_refused_total", Help: "Raft connections this member refused because they came from a member of another cluster ID."}),
+		foreignRPC: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concord_peer_rpc_connections_refused_total", Help: "Internal RPC connections (forwarded writes, read index, keep-alives, membership changes) this member refused because they came from a member of another cluster ID."}),
 	}
-	reg.MustRegister(m.forwarded, m.retries, m.readRounds, m.readBatch, m.keepAlives, m.keepAliveMiss, m.expiryProposed, m.promotions, m.foreignStreams)
+	reg.MustRegister(m.forwarded, m.retries, m.readRounds, m.readBatch, m.keepAlives, m.keepAliveMiss, m.expiryProposed, m.promotions, m.foreignStreams, m.foreignRPC)
 	return m
 }

@@ -164,7 +164,13 @@ func (s *Server) Start(ctx context.Context) error {
 		lock.release()
 		return err
 	}
-	mux.SetClusterID(s.clusterID, s.metrics.foreignStreams.Inc)
+	mux.SetClusterID(s.clusterID, func(stream peer.Stream) {
+		if stream == peer.StreamRPC {
+			s.metrics.foreignRPC.Inc()
+		} else {
+			s.metrics.foreignStreams.Inc()
+		}
+	})
 	s.mux = mux
 	s.peers = peer.NewClients(mux)
 	id, boot, fresh, err := s.resolveIdentity(ctx)
