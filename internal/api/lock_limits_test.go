@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -405,4 +407,85 @@ func TestMaxLocksCountsEveryPlaceAMultiLockWaiterTakes(t *testing.T) {
 	n := entries()
 	t.Logf("entries after the gates were released: %d (--max-locks %d)", n, max)
 	require.LessOrEqual(t, n, max, "the lock table grew past --max-locks")
+}
+
+// --max-locks holds however many acquires race: each member checks an
+// acquire against its state before proposing, and acquires sent together
+// all passed that check against the same state, so 64 acquires of new
+// locks under --max-locks 10 created up to 64. The state machine now
+// checks again against the limit the command carries (rules version 4),
+// in log order: at most five locks, each with its grant, are made, and
+// every other acquire is refused with QUOTA_EXCEEDED.
+func TestMaxLocksHoldsUnderRacingAcquires(t *testing.T) {
+	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 10 })
+	ctx := context.Background()
+	s := liveSession(t, cl)
+	const racers = 64
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		granted atomic.Int64
+		refused atomic.Int64
+		other   = make(chan error, racers)
+	)
+	for i := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := cl.AcquireLocks(ctx, s, cl.NewOwner(), []*client.LockClaim{{Name: fmt.Sprintf("l%02d", i), Kind: client.KindMutex}}, client.AcquireOptions{})
+			switch {
+			case err == nil:
+				granted.Add(1)
+			case errors.Is(err, client.ErrQuotaExceeded):
+				refused.Add(1)
+			default:
+				other <- err
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(other)
+	for err := range other {
+		t.Fatalf("an acquire failed otherwise: %v", err)
+	}
+	locks, err := cl.ListLocks(ctx, "")
+	require.NoError(t, err)
+	require.Len(t, locks, 5, "five locks and their grants fill --max-locks 10")
+	require.EqualValues(t, len(locks), granted.Load())
+	require.EqualValues(t, racers, granted.Load()+refused.Load())
+}
+
+// At the --max-locks limit, a retry of an acquire applied earlier (the
+// same request ID) is answered from the first application, even after its
+// grant ended and other locks filled the table: LOST, with its token, as
+// any retry of a grant that ended. The member's check counted it as a new
+// lock and refused it, telling the caller it had never taken effect.
+func TestMaxLocksAnswersARetryOfAnEndedGrant(t *testing.T) {
+	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 2 })
+	ctx := context.Background()
+	s := liveSession(t, cl)
+	b := openRaw(t, c.Endpoints()[0])
+	try := &concordv1.BatchCall{Id: 1, Request: &concordv1.BatchCall_LockAcquire{LockAcquire: &concordv1.AcquireRequest{
+		Claims: []*concordv1.LockClaim{{Name: "m", Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}, Session: s.ID(), Owner: "o",
+		Meta: &concordv1.WriteMeta{ClientId: "retrying-client", RequestId: 7}}}}
+	b.send(try)
+	first := b.results(1)[1]
+	require.Nil(t, first.GetError())
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, first.GetLockAcquire().GetState())
+	require.NoError(t, cl.ReleaseLocks(ctx, s, "o", []string{"m"}, 0))
+	_, err := cl.AcquireLocks(ctx, s, "other", []*client.LockClaim{{Name: "n", Kind: client.KindMutex}}, client.AcquireOptions{})
+	require.NoError(t, err, "another lock and its grant fill --max-locks 2")
+
+	try.Id = 2
+	b.send(try)
+	again := b.results(1)[2]
+	require.Nil(t, again.GetError(), "the retry at the limit was refused")
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, again.GetLockAcquire().GetState(), "the grant ended since")
+	require.Equal(t, first.GetLockAcquire().GetToken(), again.GetLockAcquire().GetToken(), "the first application's grant")
+	require.Contains(t, again.GetLockAcquire().GetReason(), "no longer held")
+	locks, err := cl.ListLocks(ctx, "")
+	require.NoError(t, err)
+	require.Len(t, locks, 1, "the retry took nothing")
 }

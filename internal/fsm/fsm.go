@@ -33,6 +33,11 @@ var (
 	ErrRequestIDReused = errs.New("REQUEST_ID_REUSED", "fsm: request ID already used by another kind of write")
 	// ErrInternal is the reason given to errors without a sentinel.
 	ErrInternal = errs.New("INTERNAL", "internal error")
+	// ErrQuotaExceeded is returned for a write that would grow the state
+	// beyond its configured bounds: refused by a member before it
+	// proposes (--quota-bytes, --max-keys, --max-locks) or, for
+	// --max-locks from RulesLockLimit, by the state machine itself.
+	ErrQuotaExceeded = errs.New("QUOTA_EXCEEDED", "state quota exceeded")
 	// ErrSnapshotFormat is a snapshot (a backup file, or one sent by another
 	// member) in an encoding this build does not read: made by a newer
 	// concord, not damaged. It is refused whole.

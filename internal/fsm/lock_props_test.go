@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -55,6 +56,9 @@ func TestLockLogProperties(t *testing.T) {
 				lock.ReasonReleased, lock.ReasonSessionEnded, lock.ReasonHoldTime, lock.ReasonForced, lock.ReasonUpgraded,
 				"dequeued " + lock.ReasonSessionEnded, "dequeued cancelled", "refused", conv, "converted in place"} {
 				require.Positive(t, seen[what], "no entry did %q: %v", what, seen)
+			}
+			if rules >= RulesLockLimit {
+				require.Positive(t, seen["refused past the lock limit"], "no acquire met the lock limit: %v", seen)
 			}
 			t.Logf("%v", seen)
 		})
@@ -117,6 +121,7 @@ func runLockLog(t *testing.T, seed uint64, n int, rules uint32, seen map[string]
 	w := &lockLogWorld{t: t, rng: rand.New(rand.NewPCG(seed, 11)), rules: rules, f: New(Config{}), lastToken: map[string]uint64{}, known: map[string]bool{}}
 	w.told = &lockCounter{seen: seen}
 	w.f.SetLockObserver(w.told)
+	limits := rand.New(rand.NewPCG(seed, 13))
 	var logs []raftnode.Entry
 	var results []*internalv1.Result
 	// Snapshots taken along the way, by the index they reflect.
@@ -127,6 +132,14 @@ func runLockLog(t *testing.T, seed uint64, n int, rules uint32, seen map[string]
 			cmd, bad = &internalv1.Command{Op: &internalv1.Command_RaiseRules{RaiseRules: &internalv1.RaiseRules{Version: rules}}}, nil
 		}
 		cmd.TimeUnixNano = int64(i) * 1e6
+		entriesBefore := 0
+		w.f.Read(func(st State) { entriesBefore = st.Locks.Entries() })
+		if cmd.GetLockAcquire() != nil && limits.IntN(3) == 0 {
+			// The proposing member's --max-locks, near the table's size
+			// (drawn apart, so that the logs are the ones they were).
+			// Bad input still gets its own error first.
+			cmd.LockLimit = int64(entriesBefore + limits.IntN(4))
+		}
 		before := stateDigest(t, w.f)
 		e := raftnode.Entry{Index: i, Term: 1, Type: raftnode.EntryCommand, Data: encode(t, cmd)}
 		res := w.f.ApplyBatch([]raftnode.Entry{e})[0].(*internalv1.Result)
@@ -145,6 +158,16 @@ func runLockLog(t *testing.T, seed uint64, n int, rules uint32, seen map[string]
 		if i == 1 {
 			require.NoError(t, err)
 			require.Equal(t, rules, w.f.RulesVersion())
+		}
+		if errors.Is(err, ErrQuotaExceeded) {
+			require.GreaterOrEqual(t, rules, uint32(RulesLockLimit), "entry %d: the lock limit was kept below its rules version: %v", i, cmd)
+			seen["refused past the lock limit"]++
+		}
+		if limit := cmd.GetLockLimit(); limit > 0 && rules >= RulesLockLimit {
+			entriesAfter := 0
+			w.f.Read(func(st State) { entriesAfter = st.Locks.Entries() })
+			require.LessOrEqual(t, int64(entriesAfter), max(int64(entriesBefore), limit),
+				"entry %d: an acquire under a lock limit of %d took the table from %d to %d entries: %v", i, limit, entriesBefore, entriesAfter, cmd)
 		}
 		if a := res.GetLockAcquire(); a != nil && cmd.GetLockAcquire().GetConversion() && rules < RulesConversion {
 			require.NotEqual(t, lock.ReasonConvertedEnded, a.GetReason(), "entry %d: a conversion under rules %d: %v", i, rules, cmd)
@@ -180,6 +203,22 @@ func runLockLog(t *testing.T, seed uint64, n int, rules uint32, seen map[string]
 	}
 	_, hb := hashOf(t, b)
 	require.Equal(t, want, hb, "the same log in other batches ended otherwise")
+
+	if rules < RulesLockLimit {
+		// The log as a member of a release before the lock limit applies
+		// it: without the field.
+		old := New(Config{})
+		for i, e := range logs {
+			var cmd internalv1.Command
+			require.NoError(t, cmd.UnmarshalVT(e.Data))
+			cmd.LockLimit = 0
+			e.Data = encode(t, &cmd)
+			res := old.ApplyBatch([]raftnode.Entry{e})[0].(*internalv1.Result)
+			require.True(t, proto.Equal(results[i], res), "entry %d under rules %d: %v, and without the lock limit %v", i+1, rules, results[i], res)
+		}
+		_, ho := hashOf(t, old)
+		require.Equal(t, want, ho, "the log without lock limits ended otherwise under rules %d", rules)
+	}
 
 	if rules < RulesConversion {
 		// The log as a member of a release before conversions applies

@@ -7,6 +7,25 @@ import (
 	"github.com/concord-dev/concord/internal/lock"
 )
 
+// lockLimit returns, from RulesLockLimit, the lock table's admission of
+// an acquire under limit (the proposing member's --max-locks; 0 is none):
+// one that could take the table's entries past it is refused. The table
+// asks it only of an acquire that is valid and takes something new, so a
+// resumed grant, a conversion, a try-lock that fails and an acquire of
+// what the owner holds or waits for pass whatever the limit.
+func (f *FSM) lockLimit(limit int64) func(entries, adds int) error {
+	if limit <= 0 || f.rules < RulesLockLimit {
+		return nil
+	}
+	return func(entries, adds int) error {
+		if adds > 0 && int64(entries+adds) > limit {
+			return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks, grants and waiters and this acquire could add %d; the maximum is %d (--max-locks)",
+				entries, adds, limit)
+		}
+		return nil
+	}
+}
+
 // applyLock applies the lock commands.
 func (f *FSM) applyLock(index uint64, cmd *internalv1.Command) *internalv1.Result {
 	nowMs := f.now / 1e6
@@ -15,10 +34,12 @@ func (f *FSM) applyLock(index uint64, cmd *internalv1.Command) *internalv1.Resul
 		r := op.LockAcquire
 		// Below RulesConversion the conversion field is ignored, as
 		// members of a release before it ignore it.
-		out, err := f.locks.Acquire(index, nowMs, lock.Request{
+		req := lock.Request{
 			Claims: lock.ClaimsFromProto(r.GetClaims()), Session: r.GetSession(), Owner: r.GetOwner(),
 			Wait: r.GetWait(), HoldMs: r.GetHoldMs(), ResumeToken: r.GetResumeToken(), Conversion: r.GetConversion() && f.rules >= RulesConversion,
-		})
+			Admit: f.lockLimit(cmd.GetLockLimit()),
+		}
+		out, err := f.locks.Acquire(index, nowMs, req)
 		if err != nil {
 			return ErrorResult(err)
 		}

@@ -28,8 +28,23 @@ const (
 	// nothing). Below it the entry changes nothing, as members of a
 	// release before it, which do not know the entry, change nothing.
 	RulesClusterID = 3
+	// RulesLockLimit is the rules version from which a Lock/Acquire
+	// command's lock_limit (the proposing member's --max-locks) is a bound
+	// the state machine keeps: an acquire that could take the lock table's
+	// entries past it is refused with QUOTA_EXCEEDED and takes nothing.
+	// Below it the field is ignored, as members of a release before it,
+	// which do not know it, ignore it; the bound is then the members'
+	// check before proposing, which acquires racing each other can pass
+	// together.
+	RulesLockLimit = 4
+	// RulesRPCClusterID is the rules version from which members name the
+	// cluster ID on their internal RPC connections too, not only on Raft
+	// streams: every member's build then knows that handshake, where the
+	// build before it closes such a connection. It changes nothing in how
+	// entries are applied, and comes with version 4.
+	RulesRPCClusterID = RulesLockLimit
 	// MaxRulesVersion is the highest rules version this build applies.
-	MaxRulesVersion = RulesClusterID
+	MaxRulesVersion = RulesLockLimit
 )
 
 // ErrRulesTooNew stops a member asked to apply a rules version above the

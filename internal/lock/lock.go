@@ -3,6 +3,7 @@ package lock
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"slices"
 
 	"github.com/concord-dev/concord/internal/errs"
@@ -167,6 +168,13 @@ type Request struct {
 	// owner holds no grant of the lock, it is Lost (ReasonConvertedEnded)
 	// and takes nothing, rather than being granted anew or queued.
 	Conversion bool
+	// Admit, when set, is asked before the request takes anything new (a
+	// grant or a place in a queue, and the locks it creates), once it is
+	// known to be valid and to take something, with the table's entries
+	// and what the request adds (Entries; Additions counts alike). An error refuses the
+	// request, which then takes nothing. It must decide from its arguments
+	// and the log entry alone: every member asks it.
+	Admit func(entries, adds int) error
 }
 
 // Release reasons, as reported to observers.
@@ -451,13 +459,29 @@ func (t *Table) Acquire(rev uint64, nowMs int64, r Request) (Outcome, error) {
 			break
 		}
 	}
+	if !free && !r.Wait {
+		return Outcome{State: NotAcquired}, nil
+	}
+	if r.Admit != nil {
+		// The owner neither holds nor waits for any of the claims (existing
+		// answered those): each takes a grant or a place in a queue, and
+		// a lock that does not exist yet counts too (Additions, without
+		// its look-ups).
+		adds := 0
+		for _, c := range claims {
+			adds++
+			if t.locks[c.Name] == nil {
+				adds++
+			}
+		}
+		if err := r.Admit(t.Entries(), adds); err != nil {
+			return Outcome{}, err
+		}
+	}
 	if free {
 		w := &Waiter{Session: r.Session, Owner: r.Owner, Claims: claims, HoldMs: r.HoldMs, SinceUnixMs: nowMs}
 		t.grant(w)
 		return Outcome{State: Granted, Token: rev}, nil
-	}
-	if !r.Wait {
-		return Outcome{State: NotAcquired}, nil
 	}
 	w := &Waiter{ID: rev, Session: r.Session, Owner: r.Owner, Claims: claims, HoldMs: r.HoldMs, SinceUnixMs: nowMs}
 	t.waiters[w.ID] = w
@@ -1098,6 +1122,31 @@ func (t *Table) Holders() int { return t.holders }
 // Queued returns the places taken in the locks' queues: a waiter for
 // several locks (LockAll) takes one in each, and becomes as many grants.
 func (t *Table) Queued() int { return t.queued }
+
+// Entries returns the table's entries as --max-locks counts them: lock
+// objects, grants held and places taken in queues.
+func (t *Table) Entries() int { return len(t.locks) + t.holders + t.queued }
+
+// Additions returns how many entries an acquire of the named locks by
+// session and owner could add: two for a lock that does not exist yet (the
+// lock and its grant), one for a lock that exists (a grant or a place in
+// its queue), none for a lock the owner holds or waits for already (a
+// retry, a reentrant acquire, a conversion). Grants count: a read lock or
+// a semaphore takes one per owner, and one session may use any number of
+// owners.
+func (t *Table) Additions(session int64, owner string, names iter.Seq[string]) int {
+	adds := 0
+	for name := range names {
+		switch exists, involved := t.Involvement(name, session, owner); {
+		case involved:
+		case exists:
+			adds++
+		default:
+			adds += 2
+		}
+	}
+	return adds
+}
 
 // Forced returns the recent force-release records, oldest first.
 func (t *Table) Forced() []ForceRecord { return slices.Clone(t.forced) }

@@ -4,12 +4,13 @@ import (
 	"errors"
 
 	"github.com/concord-dev/concord/internal/errs"
+	"github.com/concord-dev/concord/internal/fsm"
 )
 
 var (
 	// ErrQuotaExceeded is returned for a write that would grow the state
 	// beyond its configured bounds. Deletes are always accepted.
-	ErrQuotaExceeded = errs.New("QUOTA_EXCEEDED", "server: state quota exceeded")
+	ErrQuotaExceeded = fsm.ErrQuotaExceeded
 	// ErrRequestTooLarge is returned for a request above the size limit.
 	ErrRequestTooLarge = errs.New("REQUEST_TOO_LARGE", "server: request too large")
 	// ErrInvalidArgument is returned for a malformed request.

@@ -39,6 +39,12 @@ func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
 	if req.GetResumeToken() != 0 || req.GetResumeWaiter() != 0 {
 		return nil // follows what exists: adds nothing
 	}
+	if s.retryOfApplied(req.GetMeta()) {
+		// A retry of an applied acquire is answered as the first time
+		// (even when its grant has ended since): refusing it here would
+		// tell the caller it never took effect.
+		return nil
+	}
 	if req.GetConversion() && s.fsm.RulesVersion() >= fsm.RulesConversion {
 		// Converts the owner's grant in place, or takes nothing when the
 		// grant has ended (and never queues): it adds nothing either way.
@@ -82,29 +88,23 @@ func (s *Server) checkAcquireShape(req *concordv1.AcquireRequest) error {
 }
 
 // checkLockQuota refuses an acquire that could take the lock table's
-// entries (lock objects, grants and queued waiters) past --max-locks: each
-// claim of a lock that does not exist yet adds the lock and its grant, and
-// each claim of a lock that exists adds a grant or a place in its queue.
-// Grants count: a read lock or a semaphore takes one per owner, and one
-// session may use any number of owners. It is checked against this
-// member's state before proposing, so requests racing each other may pass
-// it together: the bound is soft by at most that.
+// entries (lock objects, grants and queued waiters) past --max-locks
+// (lock.Table.Additions says what counts), against this member's state
+// before proposing, so that a refusal costs no log entry. Requests racing
+// each other may pass it together: from fsm.RulesLockLimit the state
+// machine checks again, against the limit the command carries, and the
+// bound is exact.
 func (s *Server) checkLockQuota(req *concordv1.AcquireRequest) error {
 	var held, adds int
 	s.fsm.Read(func(st fsm.State) {
-		l, _ := st.Locks.Len()
-		held = l + st.Locks.Queued() + st.Locks.Holders()
-		for _, c := range req.GetClaims() {
-			switch exists, involved := st.Locks.Involvement(c.GetName(), req.GetSession(), req.GetOwner()); {
-			case involved:
-				// The owner holds it or waits for it: a retry, a
-				// reentrant acquire or a conversion adds nothing.
-			case exists:
-				adds++
-			default:
-				adds += 2
+		held = st.Locks.Entries()
+		adds = st.Locks.Additions(req.GetSession(), req.GetOwner(), func(yield func(string) bool) {
+			for _, c := range req.GetClaims() {
+				if !yield(c.GetName()) {
+					return
+				}
 			}
-		}
+		})
 	})
 	if adds > 0 && held+adds > s.cfg.Limits.MaxLocks {
 		return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks, grants and waiters and this acquire could add %d; the maximum is %d (--max-locks)",
@@ -278,7 +278,7 @@ func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concor
 	if err := s.checkAcquire(req); err != nil {
 		return p, err
 	}
-	p.cmd = &internalv1.Command{Meta: req.GetMeta(), Op: &internalv1.Command_LockAcquire{LockAcquire: acquireCommand(req)}}
+	p.cmd = &internalv1.Command{Meta: req.GetMeta(), LockLimit: int64(s.cfg.Limits.MaxLocks), Op: &internalv1.Command_LockAcquire{LockAcquire: acquireCommand(req)}}
 	p.answer = func(res *internalv1.Result) *concordv1.AcquireResponse {
 		out := res.GetLockAcquire()
 		resp := &concordv1.AcquireResponse{Header: s.header(out.GetHeader().GetRevision()), State: out.GetState(),

@@ -31,6 +31,13 @@ type Command struct {
 	TimeUnixNano int64 `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	// meta deduplicates retried client writes.
 	Meta *v1.WriteMeta `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	// lock_limit is, for lock_acquire, the --max-locks of the member that
+	// built the command. From rules version 4 (fsm.RulesLockLimit) the state
+	// machine refuses, with QUOTA_EXCEEDED, an acquire that could take the
+	// lock table's entries (locks, grants, places in queues) past it, so the
+	// bound holds however many acquires race. 0, or a rules version below
+	// 4: no bound in the state machine.
+	LockLimit int64 `protobuf:"varint,3,opt,name=lock_limit,json=lockLimit,proto3" json:"lock_limit,omitempty"`
 	// Types that are valid to be assigned to Op:
 	//
 	//	*Command_Put
@@ -103,6 +110,13 @@ func (x *Command) GetMeta() *v1.WriteMeta {
 		return x.Meta
 	}
 	return nil
+}
+
+func (x *Command) GetLockLimit() int64 {
+	if x != nil {
+		return x.LockLimit
+	}
+	return 0
 }
 
 func (x *Command) GetOp() isCommand_Op {
@@ -1363,10 +1377,12 @@ var File_concord_internal_v1_command_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!concord/internal/v1/command.proto\x12\x13concord.internal.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/id.proto\x1a\x13concord/v1/kv.proto\x1a\x15concord/v1/lock.proto\x1a\x18concord/v1/session.proto\"\x9b\r\n" +
+	"!concord/internal/v1/command.proto\x12\x13concord.internal.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/id.proto\x1a\x13concord/v1/kv.proto\x1a\x15concord/v1/lock.proto\x1a\x18concord/v1/session.proto\"\xba\r\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12)\n" +
-	"\x04meta\x18\x02 \x01(\v2\x15.concord.v1.WriteMetaR\x04meta\x12*\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.concord.v1.WriteMetaR\x04meta\x12\x1d\n" +
+	"\n" +
+	"lock_limit\x18\x03 \x01(\x03R\tlockLimit\x12*\n" +
 	"\x03put\x18\n" +
 	" \x01(\v2\x16.concord.v1.PutRequestH\x00R\x03put\x12C\n" +
 	"\fdelete_range\x18\v \x01(\v2\x1e.concord.v1.DeleteRangeRequestH\x00R\vdeleteRange\x12*\n" +

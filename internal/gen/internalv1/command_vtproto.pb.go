@@ -59,6 +59,11 @@ func (m *Command) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		}
 		i -= size
 	}
+	if m.LockLimit != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.LockLimit))
+		i--
+		dAtA[i] = 0x18
+	}
 	if m.Meta != nil {
 		if vtmsg, ok := interface{}(m.Meta).(interface {
 			MarshalToSizedBufferVT([]byte) (int, error)
@@ -1790,6 +1795,9 @@ func (m *Command) SizeVT() (n int) {
 		}
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 	}
+	if m.LockLimit != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.LockLimit))
+	}
 	if vtmsg, ok := m.Op.(interface{ SizeVT() int }); ok {
 		n += vtmsg.SizeVT()
 	}
@@ -2715,6 +2723,25 @@ func (m *Command) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			iNdEx = postIndex
+		case 3:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field LockLimit", wireType)
+			}
+			m.LockLimit = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.LockLimit |= int64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		case 10:
 			if wireType != 2 {
 				return fmt.Errorf("proto: wrong wireType = %d for field Put", wireType)
