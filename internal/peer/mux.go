@@ -31,7 +31,10 @@ const (
 	// kindClusterRPC is an RPC connection that names its dialer's cluster
 	// ID, as kindClusterRaft does: a forwarded write, read index,
 	// keep-alive or membership change from a member of another cluster
-	// would otherwise be served as this cluster's.
+	// would otherwise be served as this cluster's. A member dials it only
+	// when told every member knows it (SetClusterID's nameRPC): a cluster
+	// already named by a build that knows only kindClusterRaft would
+	// refuse it from its upgraded members.
 	kindClusterRPC byte = 'Q'
 )
 
@@ -48,7 +51,7 @@ const (
 // maxClusterIDBytes bounds the cluster ID a dialer names.
 const maxClusterIDBytes = 64
 
-// refusalLogEvery bounds how often refused Raft streams are logged.
+// refusalLogEvery bounds how often refused connections are logged.
 const refusalLogEvery = 10 * time.Second
 
 // handshakeTimeout bounds how long an accepted connection may take to say
@@ -65,6 +68,7 @@ type Mux struct {
 	wg     sync.WaitGroup
 
 	clusterID  atomic.Pointer[func() string]
+	nameRPC    atomic.Pointer[func() bool]
 	onRefused  atomic.Pointer[func(Stream)]
 	refused    atomic.Uint64 // Raft streams
 	refusedRPC atomic.Uint64
@@ -73,8 +77,9 @@ type Mux struct {
 
 // SetClusterID gives the mux the member's cluster ID, as it stands when a
 // connection is made ("" while the member has none). From then on it names
-// the ID on the Raft streams and RPC connections it dials, and refuses one
-// that names another: a member of another cluster, at an address this
+// the ID on the Raft streams it dials, and on the RPC connections it dials
+// while nameRPC (when not nil) says every member knows how, and refuses a
+// connection of either kind that names another: a member of another cluster, at an address this
 // cluster's members know (an address reused, a data dir left from an old
 // cluster), would otherwise take part in its elections and replication (a
 // leader of either would overwrite the other's log), or have its forwarded
@@ -82,9 +87,12 @@ type Mux struct {
 // connection that names no ID (from a member that has never applied its
 // cluster's ID, such as one that just joined) is accepted. refused, when
 // not nil, is called for every connection refused.
-func (m *Mux) SetClusterID(get func() string, refused func(Stream)) {
+func (m *Mux) SetClusterID(get func() string, nameRPC func() bool, refused func(Stream)) {
 	if refused != nil {
 		m.onRefused.Store(&refused)
+	}
+	if nameRPC != nil {
+		m.nameRPC.Store(&nameRPC)
 	}
 	m.clusterID.Store(&get)
 }
@@ -238,11 +246,14 @@ func (m *Mux) dial(ctx context.Context, addr string, kind byte) (net.Conn, error
 		return nil, err
 	}
 	hello := []byte{kind}
-	if id := m.ownClusterID(); id != "" && len(id) <= maxClusterIDBytes {
-		named := kindClusterRaft
-		if kind == kindRPC {
-			named = kindClusterRPC
+	named := kindClusterRaft
+	if kind == kindRPC {
+		named = kindClusterRPC
+		if f := m.nameRPC.Load(); f == nil || !(*f)() {
+			named = 0
 		}
+	}
+	if id := m.ownClusterID(); named != 0 && id != "" && len(id) <= maxClusterIDBytes {
 		hello = append([]byte{named, byte(len(id))}, id...)
 	}
 	if _, err := conn.Write(hello); err != nil {

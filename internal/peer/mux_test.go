@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ func listen(t *testing.T, clusterID string, refused func(Stream)) *Mux {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	if clusterID != "-" {
-		m.SetClusterID(func() string { return clusterID }, refused)
+		m.SetClusterID(func() string { return clusterID }, func() bool { return true }, refused)
 	}
 	return m
 }
@@ -118,6 +119,47 @@ func TestPeerConnectionsNameTheirClusterID(t *testing.T) {
 	}
 }
 
+// Until nameRPC says every member knows the named RPC handshake, a member
+// with a cluster ID dials its RPC connections unnamed ('P'), as the build
+// before it did, while its Raft streams name the ID: a member of that
+// build closes a connection whose first byte it does not know, and a
+// rolling upgrade of a named cluster cut the upgraded members' forwarded
+// writes and status calls off from the others.
+func TestRPCConnectionsNamedOnlyOnceEveryMemberKnowsHow(t *testing.T) {
+	id := strings.Repeat("a", 32)
+	var every atomic.Bool
+	from, err := Listen("127.0.0.1:0", nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = from.Close() })
+	from.SetClusterID(func() string { return id }, every.Load, nil)
+
+	// A bare listener reads the first bytes as a member of the build
+	// before would.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	first := func(n int, dial func() (net.Conn, error)) []byte {
+		t.Helper()
+		conn, err := dial()
+		require.NoError(t, err)
+		defer conn.Close()
+		got, err := ln.Accept()
+		require.NoError(t, err)
+		defer got.Close()
+		b := make([]byte, n)
+		_ = got.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = io.ReadFull(got, b)
+		require.NoError(t, err)
+		return b
+	}
+	rpc := func() (net.Conn, error) { return from.DialRPC(t.Context(), ln.Addr().String()) }
+	raft := func() (net.Conn, error) { return from.Raft().DialTimeout(ln.Addr().String(), time.Second) }
+	require.Equal(t, []byte{kindRPC}, first(1, rpc), "an RPC connection before every member knows the named handshake")
+	require.Equal(t, []byte{kindClusterRaft, 32}, first(2, raft), "Raft streams name the ID regardless")
+	every.Store(true)
+	require.Equal(t, []byte{kindClusterRPC, 32}, first(2, rpc), "once every member knows how")
+}
+
 // A malformed cluster ID ends the connection before Raft or the RPC server
 // sees it.
 func TestMalformedClusterIDIsRefused(t *testing.T) {
@@ -162,7 +204,7 @@ func FuzzHandshake(f *testing.F) {
 	m := &Mux{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	m.raft = newSubListener(nil, kindRaft, m)
 	m.rpc = newSubListener(nil, kindRPC, m)
-	m.SetClusterID(func() string { return own }, nil)
+	m.SetClusterID(func() string { return own }, nil, nil)
 	f.Fuzz(func(t *testing.T, hello []byte) {
 		server, client := net.Pipe()
 		defer client.Close()

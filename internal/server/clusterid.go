@@ -29,9 +29,9 @@ func (s *Server) nameCluster(ctx context.Context) error {
 // to store until it has applied it.
 const clusterIDCheckInterval = 500 * time.Millisecond
 
-// clusterID is the cluster ID the member names on its Raft streams and
-// checks on those it accepts: the one it applied, or, until it has applied
-// it again after a restart, the one it stored (member.json).
+// clusterID is the cluster ID the member names on its peer connections
+// and checks on those it accepts: the one it applied, or, until it has
+// applied it again after a restart, the one it stored (member.json).
 func (s *Server) clusterID() string {
 	if id := s.fsm.ClusterID(); id != "" {
 		return id
@@ -41,6 +41,14 @@ func (s *Server) clusterID() string {
 	}
 	return ""
 }
+
+// nameClusterOnRPC reports whether the member names its cluster ID on the
+// RPC connections it dials: once the cluster is at fsm.RulesRPCClusterID,
+// when every member's build knows that handshake. A member restarted on a
+// state below it (it has not applied its log again) dials unnamed, which
+// every member accepts; it still refuses named connections of another
+// cluster.
+func (s *Server) nameClusterOnRPC() bool { return s.fsm.RulesVersion() >= fsm.RulesRPCClusterID }
 
 // keepClusterID stores the cluster ID in member.json once the member has
 // applied it, as etcd keeps its cluster ID in its WAL: restarted, the

@@ -134,7 +134,7 @@ func TestMemberOfAnotherClusterHasItsCallsRefused(t *testing.T) {
 		require.NoError(t, err)
 		defer m.Close()
 		if callerID != "-" {
-			m.SetClusterID(func() string { return callerID }, nil)
+			m.SetClusterID(func() string { return callerID }, func() bool { return true }, nil)
 		}
 		clients := peer.NewClients(m)
 		defer clients.Close()
@@ -199,7 +199,7 @@ func TestRestartedMemberNamesItsClusterBeforeApplying(t *testing.T) {
 	m, err := peer.Listen("127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer m.Close()
-	m.SetClusterID(func() string { return other }, nil)
+	m.SetClusterID(func() string { return other }, nil, nil)
 	conn, err := m.Raft().DialTimeout(c.Members[x].Cfg.ListenPeer, time.Second)
 	require.NoError(t, err)
 	defer conn.Close()

@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/fsm"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -21,32 +23,53 @@ import (
 // cluster's leader does not list n3, and is past n3's configuration. n3
 // was never removed, and must not stop: only a leader that holds n3's ID
 // retired (every removal retires the ID first) proves a removal.
+//
+// When the other cluster is named, its members refuse n3's calls, which
+// name another cluster ID (peer.Mux), and n3 hears no answer at all; when
+// it is not (a cluster below rules version 3 has no ID, and takes any
+// caller), n3 reads its leader's answer, and only the retirement rule
+// tells it apart.
 func TestRemovalCheckIgnoresAnotherClusterAtAVotersAddress(t *testing.T) {
-	a := testcluster.Start(t, testcluster.Options{})
-	_, d4 := startFourth(t, a) // n3's log: n4's addition, then its promotion
-	ctx := ctxT(t, 60*time.Second)
-	x := a.Members[2].Daemon().Server()
-	st, err := x.Status(ctx)
-	require.NoError(t, err)
-	xLast := st.GetLastLogIndex()
+	for _, named := range []bool{false, true} {
+		t.Run(fmt.Sprintf("other cluster named %v", named), func(t *testing.T) {
+			a := testcluster.Start(t, testcluster.Options{})
+			_, d4 := startFourth(t, a) // n3's log: n4's addition, then its promotion
+			ctx := ctxT(t, 60*time.Second)
+			x := a.Members[2].Daemon().Server()
+			st, err := x.Status(ctx)
+			require.NoError(t, err)
+			xLast := st.GetLastLogIndex()
 
-	for _, i := range []int{0, 1} {
-		a.Stop(i)
-	}
-	require.NoError(t, d4.Stop(ctxT(t, 10*time.Second)))
+			for _, i := range []int{0, 1} {
+				a.Stop(i)
+			}
+			require.NoError(t, d4.Stop(ctxT(t, 10*time.Second)))
 
-	// Another cluster, bootstrapped afresh: n1 and n2. Its n2 answers at
-	// the address n3 knows for its own cluster's n2.
-	b := testcluster.Start(t, testcluster.Options{Size: 2})
-	a.Members[1].Proxy.Retarget(b.Members[1].Cfg.ListenPeer)
-	cl := b.Client()
-	commitPast(t, ctx, cl, xLast)
+			// Another cluster, bootstrapped afresh: n1 and n2. Its n2
+			// answers at the address n3 knows for its own cluster's n2.
+			opts := testcluster.Options{Size: 2}
+			if !named {
+				opts.Configure = func(_ int, cfg *config.Server) { cfg.MaxRulesVersion = fsm.RulesConversion }
+			}
+			b := testcluster.Start(t, opts)
+			require.Equal(t, named, b.Members[1].Daemon().Server().FSM().ClusterID() != "")
+			a.Members[1].Proxy.Retarget(b.Members[1].Cfg.ListenPeer)
+			cl := b.Client()
+			commitPast(t, ctx, cl, xLast)
 
-	require.False(t, x.AskRemoved(ctx), "n3 was never removed: another cluster's leader proves nothing about it")
-	select {
-	case err := <-a.Members[2].Daemon().Failed():
-		t.Fatalf("n3 stopped: %v", err)
-	default:
+			require.False(t, x.AskRemoved(ctx), "n3 was never removed: another cluster's leader proves nothing about it")
+			select {
+			case err := <-a.Members[2].Daemon().Failed():
+				t.Fatalf("n3 stopped: %v", err)
+			default:
+			}
+			refused := metric(t, b.Members[1], "concord_peer_rpc_connections_refused_total")
+			if named {
+				require.Positive(t, refused, "the other cluster's n2 refused n3's calls")
+			} else {
+				require.Zero(t, refused, "the unnamed cluster took n3's calls: the retirement rule judged the answer")
+			}
+		})
 	}
 }
 
@@ -91,6 +114,12 @@ func TestRemovalCheckIgnoresAnotherClusterThatRetiredTheID(t *testing.T) {
 	case err := <-a.Members[xi].Daemon().Failed():
 		t.Fatalf("n3 stopped: %v", err)
 	default:
+	}
+	// Below the rules version of named RPC calls (it has applied nothing),
+	// n3 calls unnamed, b's members take the calls, and only the stored ID
+	// refuses b's answer.
+	for _, m := range b.Members {
+		require.Zero(t, metric(t, m, "concord_peer_rpc_connections_refused_total"), "%s refused n3's calls", m.Cfg.Name)
 	}
 }
 

@@ -164,7 +164,7 @@ func (s *Server) Start(ctx context.Context) error {
 		lock.release()
 		return err
 	}
-	mux.SetClusterID(s.clusterID, func(stream peer.Stream) {
+	mux.SetClusterID(s.clusterID, s.nameClusterOnRPC, func(stream peer.Stream) {
 		if stream == peer.StreamRPC {
 			s.metrics.foreignRPC.Inc()
 		} else {
