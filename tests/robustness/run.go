@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := avoidLeaders(ctx, c, cfg.AvoidLeader); err != nil {
 		return res, err
 	}
-	timeline.Add("run", 0, "start", "note", "%d members up, at rules version %d or later, cluster ID %s; schedule of %d faults", cfg.Size, fsm.RulesConversion, clusterID, len(schedule))
+	timeline.Add("run", 0, "start", "note", "%d members up, at rules version %s, cluster ID %s; schedule of %d faults", cfg.Size, rulesVersions(c.Statuses(ctx)), clusterID, len(schedule))
 
 	fastest, slowest := schedule.ClockRates()
 	if r := cfg.MemberClock.Rate; r > 0 {
@@ -345,6 +345,28 @@ func checkFaults(schedule nemesis.Schedule, injected map[nemesis.Kind]int) []che
 	}
 	return []checker.Violation{{Checker: "nemesis",
 		Summary: fmt.Sprintf("only %d of the %d scheduled faults were injected (see the errors in the timeline)", n, len(schedule))}}
+}
+
+// rulesVersions names the rules versions the answering members apply:
+// "4", or "3 to 4" while a raise is on its way.
+func rulesVersions(statuses []cluster.Status) string {
+	lo, hi := uint32(0), uint32(0)
+	for _, s := range statuses {
+		if s.Err != nil {
+			continue
+		}
+		if lo == 0 || s.RulesVersion < lo {
+			lo = s.RulesVersion
+		}
+		hi = max(hi, s.RulesVersion)
+	}
+	switch {
+	case hi == 0:
+		return "unknown (no member answered)"
+	case lo == hi:
+		return fmt.Sprint(lo)
+	}
+	return fmt.Sprintf("%d to %d", lo, hi)
 }
 
 // named reports whether the cluster is to be named: no member that
