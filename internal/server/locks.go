@@ -164,6 +164,26 @@ func (s *Server) judgeGrant(st fsm.State, req *concordv1.AcquireRequest, resp *c
 		Reason: reason, Converted: resp.GetConverted()}
 }
 
+// judgeForwardedGrant judges, on the leader, the grant of a follower's
+// forwarded acquire as judgeGrant judges its own, right after applying it:
+// the follower may get the answer before it has applied the grant itself,
+// and then leaves it unjudged (judgeGrant cannot judge a revision it has
+// not applied), so a grant that ended in the same batch was answered
+// GRANTED. res is the state machine's result, which stays as it is (the
+// state machine remembers it for retries).
+func (s *Server) judgeForwardedGrant(req *concordv1.AcquireRequest, res *internalv1.Result) *internalv1.Result {
+	if h := s.beforeGrantJudged.Load(); h != nil {
+		(*h)(req)
+	}
+	out := res.GetLockAcquire()
+	judged := out
+	s.fsm.Read(func(st fsm.State) { judged = s.judgeGrant(st, req, out) })
+	if judged == out {
+		return res
+	}
+	return &internalv1.Result{Result: &internalv1.Result_LockAcquire{LockAcquire: judged}}
+}
+
 // waiterStatus reports whether waiter id is still queued for the request's
 // session and owner, and the grant's token if it has been granted to them
 // meanwhile. A waiter of another session or owner is neither: a follower

@@ -10,6 +10,7 @@ import (
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/client/concurrency"
+	"github.com/concord-dev/concord/internal/faultnet"
 	"github.com/concord-dev/concord/internal/lock"
 	"github.com/concord-dev/concord/internal/server"
 	"github.com/concord-dev/concord/internal/testcluster"
@@ -327,4 +328,34 @@ func TestGrantEndedByItsHoldTimeIsNamed(t *testing.T) {
 	lost = srv.LostGrants(sess.ID(), []uint64{g.GetToken()}, nil)
 	require.Len(t, lost, 1)
 	require.Equal(t, lock.ReasonUnknownEnd, lost[0].GetReason())
+}
+
+// A follower gets the answer to its forwarded acquire from the leader, and
+// may get it before it has applied the grant itself: then it cannot judge
+// the grant (judgeGrant leaves a revision it has not applied alone), and a
+// grant that had ended by then was answered GRANTED. Here the follower
+// hears none of the leader's Raft traffic (its calls to the leader still
+// pass), and the grant is force-released on the leader after it applied
+// the acquire and before it answers. The leader now judges the grant of a
+// forwarded acquire as it judges its own: LOST, with the reason.
+func TestForwardedAcquireIsJudgedByTheLeader(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	leader := c.WaitLeader(10 * time.Second)
+	f := (leader + 1) % len(c.Members)
+	srvL, srvF := c.Members[leader].Daemon().Server(), c.Members[f].Daemon().Server()
+	sess := session(t, c.Client(leader), 30*time.Second)
+	c.WaitConverged(10 * time.Second)
+
+	c.Members[f].Proxy.Set(c.Members[leader].IP, faultnet.Link{Mode: faultnet.Blackhole})
+	defer c.Heal()
+	req := &concordv1.AcquireRequest{Claims: []*client.LockClaim{{Name: "lagging", Kind: client.KindMutex}}, Session: sess.ID(), Owner: "o"}
+	var resp *concordv1.AcquireResponse
+	var err error
+	endBeforeAnswer(t, ctx, srvL, srvL, sess.ID(), "lagging", func() { resp, err = srvF.AcquireNow(ctx, req) })
+	require.NoError(t, err)
+	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_LOST, resp.GetState(), "answered %v", resp)
+	require.Equal(t, lock.ReasonForced+": op", resp.GetReason())
+	require.NotZero(t, resp.GetToken())
+	require.Less(t, srvF.FSM().AppliedIndex(), resp.GetToken(), "the follower had not applied the grant when it answered")
 }

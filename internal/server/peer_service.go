@@ -43,6 +43,9 @@ func (p *peerService) Propose(ctx context.Context, req *connect.Request[internal
 	if err != nil {
 		return nil, errs.ToConnect(err)
 	}
+	if a := cmd.GetLockAcquire(); a != nil && res.GetLockAcquire().GetState() == concordv1.AcquireState_ACQUIRE_STATE_GRANTED {
+		res = p.s.judgeForwardedGrant(a, res)
+	}
 	return connect.NewResponse(&internalv1.ProposeResponse{Result: res, Term: p.s.node.Term()}), nil
 }
 
