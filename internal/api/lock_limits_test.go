@@ -16,6 +16,7 @@ import (
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/client/concurrency"
 	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/testcluster"
 )
 
 // --max-locks bounds lock objects, grants and waiters; a lock_acquire call
@@ -312,14 +313,11 @@ func TestMaxLocksCountsSharedGrants(t *testing.T) {
 	require.Len(t, info.GetHolders(), 9)
 }
 
-// At the --max-locks limit, acquires that add nothing to the table pass:
-// a retry of an applied acquire (same request ID; the SDK retries after an
-// unknown outcome) and a conversion of a held grant. Counting every claim
-// of an existing lock refused both.
-func TestMaxLocksLetsThroughWhatAddsNothing(t *testing.T) {
-	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 2 })
-	ctx := context.Background()
-	s := liveSession(t, cl)
+// grantedWithRequestID acquires mutex m for owner o of s on a raw batch
+// stream, under request ID 7 of client "retrying-client", and returns the
+// stream, the call (to send again as a retry) and its GRANTED result.
+func grantedWithRequestID(t *testing.T, c *testcluster.Cluster, s *client.Session) (*rawBatch, *concordv1.BatchCall, *concordv1.BatchResult) {
+	t.Helper()
 	b := openRaw(t, c.Endpoints()[0])
 	try := &concordv1.BatchCall{Id: 1, Request: &concordv1.BatchCall_LockAcquire{LockAcquire: &concordv1.AcquireRequest{
 		Claims: []*concordv1.LockClaim{{Name: "m", Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}, Session: s.ID(), Owner: "o",
@@ -328,6 +326,18 @@ func TestMaxLocksLetsThroughWhatAddsNothing(t *testing.T) {
 	first := b.results(1)[1]
 	require.Nil(t, first.GetError())
 	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, first.GetLockAcquire().GetState())
+	return b, try, first
+}
+
+// At the --max-locks limit, acquires that add nothing to the table pass:
+// a retry of an applied acquire (same request ID; the SDK retries after an
+// unknown outcome) and a conversion of a held grant. Counting every claim
+// of an existing lock refused both.
+func TestMaxLocksLetsThroughWhatAddsNothing(t *testing.T) {
+	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 2 })
+	ctx := context.Background()
+	s := liveSession(t, cl)
+	b, try, first := grantedWithRequestID(t, c, s)
 	try.Id = 2
 	b.send(try)
 	again := b.results(1)[2]
@@ -466,14 +476,7 @@ func TestMaxLocksAnswersARetryOfAnEndedGrant(t *testing.T) {
 	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 2 })
 	ctx := context.Background()
 	s := liveSession(t, cl)
-	b := openRaw(t, c.Endpoints()[0])
-	try := &concordv1.BatchCall{Id: 1, Request: &concordv1.BatchCall_LockAcquire{LockAcquire: &concordv1.AcquireRequest{
-		Claims: []*concordv1.LockClaim{{Name: "m", Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}, Session: s.ID(), Owner: "o",
-		Meta: &concordv1.WriteMeta{ClientId: "retrying-client", RequestId: 7}}}}
-	b.send(try)
-	first := b.results(1)[1]
-	require.Nil(t, first.GetError())
-	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, first.GetLockAcquire().GetState())
+	b, try, first := grantedWithRequestID(t, c, s)
 	require.NoError(t, cl.ReleaseLocks(ctx, s, "o", []string{"m"}, 0))
 	_, err := cl.AcquireLocks(ctx, s, "other", []*client.LockClaim{{Name: "n", Kind: client.KindMutex}}, client.AcquireOptions{})
 	require.NoError(t, err, "another lock and its grant fill --max-locks 2")
