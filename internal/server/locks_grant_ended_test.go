@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/client/concurrency"
+	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/faultnet"
 	"github.com/concord-dev/concord/internal/lock"
 	"github.com/concord-dev/concord/internal/server"
@@ -111,10 +113,14 @@ func TestAcquireAnsweredAfterItsGrantEndedIsLost(t *testing.T) {
 func endBeforeAnswer(t *testing.T, ctx context.Context, leader, answering *server.Server, sessID int64, name string, acquire func()) {
 	t.Helper()
 	reached, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
 	answering.SetBeforeGrantJudged(func(r *concordv1.AcquireRequest) {
 		if r.GetSession() == sessID && r.GetClaims()[0].GetName() == name {
-			close(reached)
-			<-proceed
+			once.Do(func() { close(reached) })
+			select {
+			case <-proceed:
+			case <-ctx.Done():
+			}
 		}
 	})
 	defer answering.SetBeforeGrantJudged(nil)
@@ -125,6 +131,8 @@ func endBeforeAnswer(t *testing.T, ctx context.Context, leader, answering *serve
 	}()
 	select {
 	case <-reached:
+	case <-done:
+		t.Fatal("the acquire was answered before the member judged its grant")
 	case <-time.After(15 * time.Second):
 		t.Fatal("the acquire was not answered GRANTED")
 	}
@@ -339,7 +347,11 @@ func TestGrantEndedByItsHoldTimeIsNamed(t *testing.T) {
 // the acquire and before it answers. The leader now judges the grant of a
 // forwarded acquire as it judges its own: LOST, with the reason.
 func TestForwardedAcquireIsJudgedByTheLeader(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{})
+	// Long timeouts: cut off from the leader's heartbeats, the follower
+	// must still know it as the leader when it forwards the acquire.
+	c := testcluster.Start(t, testcluster.Options{Configure: func(_ int, cfg *config.Server) {
+		cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout = 3*time.Second, 3*time.Second
+	}})
 	ctx := ctxT(t, 30*time.Second)
 	leader := c.WaitLeader(10 * time.Second)
 	f := (leader + 1) % len(c.Members)
