@@ -171,9 +171,9 @@ type Request struct {
 	// Admit, when set, is asked before the request takes anything new (a
 	// grant or a place in a queue, and the locks it creates), once it is
 	// known to be valid and to take something, with the table's entries
-	// and what the request adds (Entries; Additions counts alike). An error refuses the
-	// request, which then takes nothing. It must decide from its arguments
-	// and the log entry alone: every member asks it.
+	// and what the request adds (Entries; Additions counts alike). An
+	// error refuses the request, which then takes nothing. It must decide
+	// from its arguments and the log entry alone: every member asks it.
 	Admit func(entries, adds int) error
 }
 

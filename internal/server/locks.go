@@ -146,7 +146,8 @@ func holdStatus(st fsm.State, req *concordv1.AcquireRequest, token uint64) bool 
 // first attempt's GRANTED however long ago that was. Answered GRANTED, the
 // client would believe in a grant this member knows to be over, until a
 // keep-alive told it. A grant at an index st has not applied (an acquire a
-// follower forwarded) is not judged: its end cannot have been applied.
+// follower forwarded) is not judged: its end cannot have been applied; the
+// leader judged it before answering the follower (judgeForwardedGrant).
 func (s *Server) judgeGrant(st fsm.State, req *concordv1.AcquireRequest, resp *concordv1.AcquireResponse) *concordv1.AcquireResponse {
 	token := resp.GetToken()
 	if resp.GetHeader().GetRevision() > st.Applied || holdStatus(st, req, token) {

@@ -92,7 +92,9 @@ type Server struct {
 
 	// beforeGrantJudged, set only by tests (export_test.go), runs when an
 	// acquire answered GRANTED is about to be checked against the applied
-	// state (judgeGrant), so that a test can apply the grant's end first.
+	// state (judgeGrant, on the member that answers the client, and on the
+	// leader for a follower's forwarded acquire), so that a test can apply
+	// the grant's end first.
 	beforeGrantJudged atomic.Pointer[func(*concordv1.AcquireRequest)]
 }
 
