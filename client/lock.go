@@ -216,9 +216,12 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 	sent := time.Now()
 	resp, err := c.acquireNow(ctx, req)
 	if err != nil {
-		// A refusal by --max-locks may answer a retry whose first attempt
-		// is still on its way to being applied: take it back too (the
-		// take-back of an acquire that never applied releases nothing).
+		// On a cluster below rules version 4, a member's refusal by
+		// --max-locks may answer a retry whose first attempt is still on
+		// its way to being applied: take it back too (the take-back of
+		// an acquire that never applied releases nothing). From rules
+		// version 4 the state machine refuses in log order, and every
+		// attempt gets the same answer.
 		if ctx.Err() != nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrQuotaExceeded) {
 			// The acquire may have been applied: take it back. A
 			// conversion taken back ends the grant it converted.

@@ -492,3 +492,57 @@ func TestMaxLocksAnswersARetryOfAnEndedGrant(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, locks, 1, "the retry took nothing")
 }
+
+// At the --max-locks limit, a try-lock of a held mutex fails as locked,
+// as the state machine answers it, not as over the limit: the member's
+// own check counted a place in the lock's queue that a try-lock never
+// takes, and answered QUOTA_EXCEEDED (the lock table's campaign,
+// tests/robustness ProfileLockLimit, seed 1).
+func TestMaxLocksAnswersATryLockOfAHeldMutexAsLocked(t *testing.T) {
+	_, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 4 })
+	ctx := context.Background()
+	s := liveSession(t, cl)
+	for _, name := range []string{"a", "b"} {
+		_, err := cl.AcquireLocks(ctx, s, cl.NewOwner(), []*client.LockClaim{{Name: name, Kind: client.KindMutex}}, client.AcquireOptions{})
+		require.NoError(t, err, "two locks and their grants fill --max-locks 4")
+	}
+	_, err := cl.AcquireLocks(ctx, s, cl.NewOwner(), []*client.LockClaim{{Name: "a", Kind: client.KindMutex}}, client.AcquireOptions{})
+	require.ErrorIs(t, err, client.ErrLocked)
+	require.NotErrorIs(t, err, client.ErrQuotaExceeded)
+	_, err = cl.AcquireLocks(ctx, s, cl.NewOwner(), []*client.LockClaim{{Name: "c", Kind: client.KindMutex}}, client.AcquireOptions{})
+	require.ErrorIs(t, err, client.ErrQuotaExceeded, "a new lock does not fit")
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = cl.AcquireLocks(wctx, s, cl.NewOwner(), []*client.LockClaim{{Name: "a", Kind: client.KindMutex}}, client.AcquireOptions{Wait: true})
+	require.ErrorIs(t, err, client.ErrQuotaExceeded, "a wait would take a place in the queue, past the limit")
+}
+
+// At the --max-locks limit, an acquire with a request ID is refused by
+// the state machine, in log order, and its refusal is remembered: a retry
+// is refused again even once there is room, as its first attempt would be
+// if it reached the log after the retry. The member refused such acquires
+// from its own state, before the log: a first attempt still on its way was
+// then granted after its caller had been told no (the lock table's
+// campaign, tests/robustness ProfileLockLimit, seed 1, where the SDK's
+// take-back released it again soon after).
+func TestMaxLocksRefusesARequestWithAnIDInLogOrder(t *testing.T) {
+	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 2 })
+	ctx := context.Background()
+	s := liveSession(t, cl)
+	b, _, first := grantedWithRequestID(t, c, s)
+	over := &concordv1.BatchCall{Id: 2, Request: &concordv1.BatchCall_LockAcquire{LockAcquire: &concordv1.AcquireRequest{
+		Claims: []*concordv1.LockClaim{{Name: "n", Kind: concordv1.LockKind_LOCK_KIND_MUTEX}}, Session: s.ID(), Owner: "p",
+		Meta: &concordv1.WriteMeta{ClientId: "retrying-client", RequestId: 8}}}}
+	b.send(over)
+	refused := b.results(1)[2]
+	require.Equal(t, "QUOTA_EXCEEDED", refused.GetError().GetInfo().GetReason())
+
+	require.NoError(t, cl.ReleaseLocks(ctx, s, "o", []string{"m"}, first.GetLockAcquire().GetToken()))
+	over.Id = 3
+	b.send(over)
+	again := b.results(1)[3]
+	require.Equal(t, "QUOTA_EXCEEDED", again.GetError().GetInfo().GetReason(), "the retry, with room now, is answered as the first attempt")
+	locks, err := cl.ListLocks(ctx, "")
+	require.NoError(t, err)
+	require.Empty(t, locks, "the retry took nothing")
+}

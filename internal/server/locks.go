@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -32,7 +33,7 @@ func (s *Server) checkLockName(name string) error {
 	return nil
 }
 
-func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
+func (s *Server) checkAcquire(req *concordv1.AcquireRequest, confirmed bool) error {
 	if err := s.checkAcquireShape(req); err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func (s *Server) checkAcquire(req *concordv1.AcquireRequest) error {
 		// Below that rules version it is an acquire like any other.
 		return nil
 	}
-	return s.checkLockQuota(req)
+	return s.checkLockQuota(req, confirmed)
 }
 
 // checkAcquireShape refuses what the state machine would refuse whatever
@@ -94,9 +95,38 @@ func (s *Server) checkAcquireShape(req *concordv1.AcquireRequest) error {
 // each other may pass it together: from fsm.RulesLockLimit the state
 // machine checks again, against the limit the command carries, and the
 // bound is exact.
-func (s *Server) checkLockQuota(req *concordv1.AcquireRequest) error {
+//
+// From fsm.RulesLockLimit the member does not refuse from its own state
+// alone; the lock table's campaign (tests/robustness, ProfileLockLimit)
+// found both ways that went wrong:
+//   - A request with a request ID (every SDK request) may be a retry whose
+//     first attempt is still on its way to the log: refused here, it was
+//     granted there after its caller had been told no. It goes to the
+//     state machine, which refuses it in log order and answers every
+//     attempt alike (a refusal then costs a log entry).
+//   - This member's state may lack writes acknowledged before the call (a
+//     follower behind its leader, a leader just elected or deposed): a
+//     refusal read from it could come after the release that made room.
+//     A request without an ID is refused only once confirmed (confirmed,
+//     after a read-index round: see confirmLockLimit); until then
+//     checkLockQuota returns errUnconfirmed.
+//
+// Below that rules version the state machine does not check, and the
+// member refuses at once, as the releases before it did.
+//
+// A try-lock that names a lock that exists may fail as not acquired, which
+// the state machine answers before the limit: the member leaves it to the
+// state machine, so that the answer is the same whoever gives it.
+func (s *Server) checkLockQuota(req *concordv1.AcquireRequest, confirmed bool) error {
 	var held, adds int
 	s.fsm.Read(func(st fsm.State) {
+		if !req.GetWait() {
+			for _, c := range req.GetClaims() {
+				if exists, _ := st.Locks.Involvement(c.GetName(), req.GetSession(), req.GetOwner()); exists {
+					return
+				}
+			}
+		}
 		held = st.Locks.Entries()
 		adds = st.Locks.Additions(req.GetSession(), req.GetOwner(), func(yield func(string) bool) {
 			for _, c := range req.GetClaims() {
@@ -106,11 +136,38 @@ func (s *Server) checkLockQuota(req *concordv1.AcquireRequest) error {
 			}
 		})
 	})
-	if adds > 0 && held+adds > s.cfg.Limits.MaxLocks {
-		return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks, grants and waiters and this acquire could add %d; the maximum is %d (--max-locks)",
-			held, adds, s.cfg.Limits.MaxLocks)
+	if adds == 0 || held+adds <= s.cfg.Limits.MaxLocks {
+		return nil
 	}
-	return nil
+	if s.fsm.RulesVersion() >= fsm.RulesLockLimit {
+		if meta := req.GetMeta(); meta.GetClientId() != "" && meta.GetRequestId() != 0 {
+			// A request ID says the request may be a retry, whose first
+			// attempt may still be on its way to the log: refused here,
+			// it could be granted there after its caller was told no.
+			// The state machine decides in log order, where its dedupe
+			// table answers every attempt alike.
+			return nil
+		}
+		if !confirmed {
+			return errUnconfirmed
+		}
+	}
+	return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks, grants and waiters and this acquire could add %d; the maximum is %d (--max-locks)",
+		held, adds, s.cfg.Limits.MaxLocks)
+}
+
+// confirmLockLimit prepares an acquire that this member's state put over
+// --max-locks (errUnconfirmed) again, once the member has applied every
+// write acknowledged before the call: after a read-index round (as a
+// linearizable read), the check is answered as it stands. So a refusal
+// needs no log entry and reads a state no older than the call, and an
+// acquire that fits after all is prepared and proposed as usual.
+func (s *Server) confirmLockLimit(ctx context.Context, req *concordv1.AcquireRequest) (prepared[*concordv1.AcquireResponse], error) {
+	s.metrics.lockLimitConfirmations.Inc()
+	if err := s.barrier(ctx, concordv1.Consistency_CONSISTENCY_LINEARIZABLE, 0); err != nil {
+		return prepared[*concordv1.AcquireResponse]{}, err
+	}
+	return s.prepareAcquireAs(req, true)
 }
 
 // checkWaiterRef refuses a reference to a waiter (a cancel) that no waiter
@@ -280,6 +337,9 @@ func (s *Server) AcquireLock(ctx context.Context, req *concordv1.AcquireRequest,
 // its place. The KV.Batch stream serves acquires this way.
 func (s *Server) AcquireNow(ctx context.Context, req *concordv1.AcquireRequest) (*concordv1.AcquireResponse, error) {
 	p, err := s.prepareAcquire(req)
+	if errors.Is(err, errUnconfirmed) {
+		p, err = s.confirmLockLimit(ctx, req)
+	}
 	return commit(ctx, s, p, err)
 }
 
@@ -289,6 +349,13 @@ func (s *Server) StartAcquireNow(ctx context.Context, req *concordv1.AcquireRequ
 }
 
 func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concordv1.AcquireResponse], error) {
+	return s.prepareAcquireAs(req, false)
+}
+
+// prepareAcquireAs prepares an acquire; confirmed says whether this
+// member's state is known to hold every write acknowledged before the call
+// (checkLockQuota).
+func (s *Server) prepareAcquireAs(req *concordv1.AcquireRequest, confirmed bool) (prepared[*concordv1.AcquireResponse], error) {
 	var p prepared[*concordv1.AcquireResponse]
 	if req.GetResumeWaiter() != 0 {
 		// Following a wait writes nothing (AwaitWaiter, AcquireLock); an
@@ -296,7 +363,7 @@ func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concor
 		// past --max-locks, which checkAcquire waives for followers.
 		return p, errs.Wrapf(lock.ErrInvalidClaim, "resume_waiter follows a queued acquire: send it as a lock wait, or on Lock.Acquire")
 	}
-	if err := s.checkAcquire(req); err != nil {
+	if err := s.checkAcquire(req, confirmed); err != nil {
 		return p, err
 	}
 	p.cmd = &internalv1.Command{Meta: req.GetMeta(), LockLimit: int64(s.cfg.Limits.MaxLocks), Op: &internalv1.Command_LockAcquire{LockAcquire: acquireCommand(req)}}
@@ -323,7 +390,7 @@ func (s *Server) prepareAcquire(req *concordv1.AcquireRequest) (prepared[*concor
 // waiter's ID is that command's index). Nothing is written; awaitGrant
 // then reports the grant, or that the waiter left the queue.
 func (s *Server) resumeWait(ctx context.Context, req *concordv1.AcquireRequest) (*concordv1.AcquireResponse, error) {
-	if err := s.checkAcquire(req); err != nil {
+	if err := s.checkAcquire(req, true); err != nil {
 		return nil, err
 	}
 	id := req.GetResumeWaiter()

@@ -14,6 +14,9 @@ type metrics struct {
 	promotions     prometheus.Counter
 	foreignStreams prometheus.Counter
 	foreignRPC     prometheus.Counter
+	// lockLimitConfirmations counts acquires this member's state put
+	// over --max-locks, confirmed by a read-index round before a refusal.
+	lockLimitConfirmations prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,7 +42,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "concord_peer_raft_streams_refused_total", Help: "Raft connections this member refused because they came from a member of another cluster ID."}),
 		foreignRPC: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "concord_peer_rpc_connections_refused_total", Help: "Internal RPC connections (forwarded writes, read index, keep-alives, membership changes) this member refused because they came from a member of another cluster ID."}),
+		lockLimitConfirmations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concord_server_lock_limit_confirmations_total", Help: "Acquires this member's state put over --max-locks, checked again after a read-index round before being refused."}),
 	}
-	reg.MustRegister(m.forwarded, m.retries, m.readRounds, m.readBatch, m.keepAlives, m.keepAliveMiss, m.expiryProposed, m.promotions, m.foreignStreams, m.foreignRPC)
+	reg.MustRegister(m.forwarded, m.retries, m.readRounds, m.readBatch, m.keepAlives, m.keepAliveMiss, m.expiryProposed, m.promotions, m.foreignStreams, m.foreignRPC,
+		m.lockLimitConfirmations)
 	return m
 }

@@ -209,6 +209,12 @@ func commit[R any](ctx context.Context, s *Server, p prepared[R], err error) (R,
 	return p.answer(res), nil
 }
 
+// errUnconfirmed is a prepare's answer that it cannot decide from this
+// member's state alone and that a read-index round must confirm it first
+// (checkLockQuota). It never reaches a client: start hands such a request
+// back to its caller's synchronous path, which confirms.
+var errUnconfirmed = errors.New("unconfirmed: needs a read-index round")
+
 // start is commit without a goroutine waiting for the apply. It reports
 // whether it took the write; if it did, done is called exactly once with
 // the answer commit would give, from whichever goroutine settles it (the
@@ -226,6 +232,11 @@ func start[Q, R any](ctx context.Context, s *Server, prepare func(Q) (prepared[R
 		return false
 	}
 	p, err := prepare(req)
+	if errors.Is(err, errUnconfirmed) {
+		// The request needs a read round first: commit's caller does it
+		// (prepare moved nothing out of req before it answered this).
+		return false
+	}
 	if err != nil {
 		done(zero, err)
 		return true
