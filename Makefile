@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/concord-dev/concord/internal/cli.Version=$(VERSION)
 
-.PHONY: all build run test test-short test-raft lint gen check-generated tools fuzz robustness bench bench-kv bench-locks bench-ids clean
+.PHONY: all build run test test-short test-raft lint gen check-generated tools fuzz robustness robustness-limit bench bench-kv bench-locks bench-ids clean
 
 all: lint test
 
@@ -90,6 +90,10 @@ fuzz:
 ## robustness: the long fault-injection campaign (see docs/robustness.md)
 robustness:
 	CONCORD_ROBUSTNESS_LONG=1 $(GO) test ./tests/robustness -run TestLongCampaign -timeout 4h -v
+
+## robustness-limit: the lock table held to a small --max-locks under faults, seeds 1-10, 2 minutes each
+robustness-limit:
+	CONCORD_ROBUSTNESS_LIMIT_SEEDS=1,2,3,4,5,6,7,8,9,10 CONCORD_ROBUSTNESS_DURATION=2m $(GO) test ./tests/robustness -run TestLockLimitCampaign -timeout 2h -v
 
 ## bench: concord side by side with its peers, all three suites (see docs/benchmarks.md)
 bench: bench-kv bench-locks bench-ids

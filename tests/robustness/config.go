@@ -29,7 +29,15 @@ const (
 	// writes go through the majority and reads (of keys, of locks, of the
 	// fenced list) through the follower.
 	ProfileStaleReads = "stale-reads"
+	// ProfileLockLimit holds the whole lock table to a small --max-locks
+	// under faults of every class: the lock workload alone takes locks,
+	// with try-locks only, checked against the lock-table model.
+	ProfileLockLimit = "lock-limit"
 )
+
+// lockLimit is ProfileLockLimit's --max-locks: two held mutexes (a lock
+// and its grant each) of the workload's three.
+const lockLimit = 4
 
 // Config is one run.
 type Config struct {
@@ -146,6 +154,23 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		c.IDs = &workload.IDsConfig{AllocClients: 2, NextClients: 2, MemberSnowflakeClients: 2, SequenceClients: 2}
 		c.Semaphores = &workload.SemaphoreConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}, Semaphores: 2}
 		c.CheckTimeout = 60 * time.Second
+	case ProfileLockLimit:
+		c.Size = 3
+		if seed%3 == 0 {
+			c.Size = 5
+		}
+		c.Duration = 30 * time.Second
+		c.Faults = nemesis.Profile{
+			Network: true, Process: true, Clock: true, Membership: true,
+			MinFault: 1500 * time.Millisecond, MaxFault: 4 * time.Second,
+			MinGap: 500 * time.Millisecond, MaxGap: 2 * time.Second,
+			MaxClockOffset: 2 * time.Second, FastRate: 1.5, SlowRate: 0.7,
+			MembershipEvery: 14 * time.Second,
+			Solo:            seed%3 == 2,
+		}
+		c.ExtraFlags = []string{fmt.Sprintf("--max-locks=%d", lockLimit)}
+		c.KV = workload.KVConfig{Keys: 20, HotKeys: 5, Clients: 1, Watchers: -1}
+		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 2 * time.Second, Stalls: 2}, Locks: 3, Limit: lockLimit}
 	case ProfileStaleReads:
 		c.Size = 3
 		c.Duration = 10 * time.Second
@@ -175,7 +200,7 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		// believes the sessions protected.
 		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 3, Stalls: -1}, Locks: 1}
 	default:
-		return c, fmt.Errorf("unknown profile %q (want %s, %s, %s or %s)", profile, ProfileShort, ProfileLong, ProfileStaleReads, ProfileEarlyExpiry)
+		return c, fmt.Errorf("unknown profile %q (want %s, %s, %s, %s or %s)", profile, ProfileShort, ProfileLong, ProfileLockLimit, ProfileStaleReads, ProfileEarlyExpiry)
 	}
 	if duration > 0 {
 		c.Duration = duration

@@ -145,9 +145,10 @@ func (r *Result) counters() string {
 }
 
 // lockOps counts the lock operations checked against the lock model (the
-// lock and fenced-resource workloads').
+// lock, lock-limit and fenced-resource workloads').
 func (r *Result) lockOps() int {
-	return r.CheckedBy["linearizability/"+workload.LockWorkload] + r.CheckedBy["linearizability/"+workload.FenceWorkload]
+	return r.CheckedBy["linearizability/"+workload.LockWorkload] + r.CheckedBy["linearizability/"+workload.FenceWorkload] +
+		r.CheckedBy["linearizability/"+workload.LockLimitWorkload]
 }
 
 func (r *Result) checkedKinds() string {

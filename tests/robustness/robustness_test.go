@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/concord-dev/concord/tests/robustness/cluster"
+	"github.com/concord-dev/concord/tests/robustness/workload"
 )
 
 // Environment variables and flags of the campaigns.
@@ -35,6 +36,8 @@ const (
 	envProfile = "CONCORD_ROBUSTNESS_PROFILE"
 	// envShortSeeds overrides the short campaign's seeds ("1,2,3").
 	envShortSeeds = "CONCORD_ROBUSTNESS_SHORT_SEEDS"
+	// envLimitSeeds overrides the lock-limit campaign's seeds ("1").
+	envLimitSeeds = "CONCORD_ROBUSTNESS_LIMIT_SEEDS"
 	// envDir is where runs keep artifacts (default $TMPDIR/concord-robustness).
 	envDir = "CONCORD_ROBUSTNESS_DIR"
 	// envKeep keeps the artifacts of successful runs too.
@@ -128,22 +131,48 @@ func TestShortCampaign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real clusters for about three minutes")
 	}
-	seeds := shortSeeds
-	if s := os.Getenv(envShortSeeds); s != "" {
-		seeds = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
-			require.NoError(t, err, envShortSeeds)
-			seeds = append(seeds, n)
-		}
-	}
-	for _, seed := range seeds {
+	for _, seed := range seedsFrom(t, envShortSeeds, shortSeeds) {
 		t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
 			cfg, err := ConfigFor(ProfileShort, seed, envDurationOr(t, 0))
 			require.NoError(t, err)
 			runOne(t, cfg)
 		})
 	}
+}
+
+// TestLockLimitCampaign holds the whole lock table to a small --max-locks
+// under faults (ProfileLockLimit): no grant past the limit, and a refusal
+// over it only while the table is full. One seed, about a minute, in the
+// default test run; CONCORD_ROBUSTNESS_LIMIT_SEEDS=1,2,3 runs more.
+func TestLockLimitCampaign(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a real cluster for about a minute")
+	}
+	for _, seed := range seedsFrom(t, envLimitSeeds, []int64{1}) {
+		t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
+			cfg, err := ConfigFor(ProfileLockLimit, seed, envDurationOr(t, 0))
+			require.NoError(t, err)
+			res := runOne(t, cfg)
+			require.Positive(t, res.Counters[workload.LockLimitWorkload+" refused over the limit"],
+				"no acquire met the limit: the run did not test it")
+		})
+	}
+}
+
+// seedsFrom returns the comma-separated seeds in environment variable env,
+// or def when it is not set.
+func seedsFrom(t *testing.T, env string, def []int64) []int64 {
+	s := os.Getenv(env)
+	if s == "" {
+		return def
+	}
+	var seeds []int64
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+		require.NoError(t, err, env)
+		seeds = append(seeds, n)
+	}
+	return seeds
 }
 
 // TestLongCampaign is the long randomized campaign, opt-in:

@@ -76,6 +76,9 @@ type LockOutput struct {
 	// OK: acquire and try-lock granted, release released, fenced write
 	// applied.
 	OK bool
+	// Quota: an acquire refused over the cluster's lock limit
+	// (QUOTA_EXCEEDED). Only the lock-table model (LockTable) allows it.
+	Quota bool
 	// Token is the token an acquire was granted.
 	Token uint64
 	// Holders, Holder and HolderToken are what an inspection read.
@@ -207,6 +210,10 @@ func LockStep(s LockState, in LockInput, out LockOutput) (bool, LockState) {
 	}
 	switch in.Kind {
 	case KindLockAcquire, KindLockTry:
+		if out.Quota {
+			// One mutex alone knows no limit (LockTable does).
+			return false, s
+		}
 		if (out.Unknown || out.OK) && goneHas(s.Gone, in.Session) {
 			// No grant is made in a session seen gone: an acquire of
 			// unknown outcome never applied (when Bounded, LockSteps
@@ -526,7 +533,7 @@ func LockOperations(ops []history.Op, opt LockOptions) []porcupine.Operation {
 			outp.OK = o.Succeeded
 			switch o.Kind {
 			case KindLockAcquire, KindLockTry:
-				outp.Token, in.Token = o.Token, 0
+				outp.Token, in.Token, outp.Quota = o.Token, 0, o.Quota
 			case KindLockInspect:
 				in.Owner, in.Token = o.Self, 0
 				outp = LockOutput{Holders: o.Holders, Holder: o.Owner, HolderToken: o.Token}

@@ -99,6 +99,9 @@ type Op struct {
 	// Token is the fencing token of a grant: granted, released, written
 	// under, or read by an inspection.
 	Token uint64 `json:"token,omitempty"`
+	// Quota reports that an acquire was refused over the cluster's lock
+	// limit (QUOTA_EXCEEDED): it took nothing.
+	Quota bool `json:"quota,omitempty"`
 	// Holders is the number of holders an inspection read.
 	Holders int `json:"holders,omitempty"`
 	// Self is, for an inspection, the owner of the grant the inspecting

@@ -27,6 +27,13 @@ type LockConfig struct {
 	// InspectMembers, if set, sends the inspections through these members
 	// alone (client i through InspectMembers[i mod len]).
 	InspectMembers []int
+	// Limit, if set, is the cluster's --max-locks, and no other workload
+	// takes locks: the clients then only try-lock (so that no waiter is
+	// ever queued), at most checker.MaxTableLocks mutexes, refusals over
+	// the limit are recorded, and the history is checked against the
+	// lock-table model (checker.LockTable), which holds the whole table to
+	// the limit, under the name LockLimitWorkload.
+	Limit int
 }
 
 func (c *LockConfig) setDefaults() {
@@ -37,10 +44,17 @@ func (c *LockConfig) setDefaults() {
 	if c.Hold <= 0 {
 		c.Hold = 200 * time.Millisecond
 	}
+	if c.Limit > 0 {
+		c.Locks = min(c.Locks, checker.MaxTableLocks)
+	}
 }
 
 // LockWorkload names the lock workload in histories.
 const LockWorkload = "locks"
+
+// LockLimitWorkload names the lock workload under a lock limit
+// (LockConfig.Limit).
+const LockLimitWorkload = "lock-limit"
 
 // Locks is the lock workload: clients contend for a few mutexes with Lock
 // (waiting), TryLock and InspectLock, through the SDK's low-level calls
@@ -74,16 +88,40 @@ func NewLocks(cfg LockConfig) *Locks {
 }
 
 // Name implements Workload.
-func (w *Locks) Name() string { return LockWorkload }
+func (w *Locks) Name() string {
+	if w.cfg.Limit > 0 {
+		return LockLimitWorkload
+	}
+	return LockWorkload
+}
 
 // Model implements Workload.
-func (w *Locks) Model() *Model { return lockModel(w.env) }
+func (w *Locks) Model() *Model {
+	if w.cfg.Limit == 0 {
+		return lockModel(w.env)
+	}
+	table := checker.LockTable{Limit: w.cfg.Limit}
+	for i := 0; i < w.cfg.Locks; i++ {
+		table.Names = append(table.Names, w.lockName(i))
+	}
+	opt := lockOptions(w.env)
+	return &Model{
+		Porcupine:     table.Model(),
+		Operations:    func(ops []history.Op) []porcupine.Operation { return table.Operations(ops, opt) },
+		PartitionName: checker.LockTablePartitionName,
+	}
+}
 
-func lockModel(env *Env) *Model {
+func lockOptions(env *Env) checker.LockOptions {
 	opt := checker.LockOptions{MaxClockRate: 1}
 	if env != nil {
 		opt.MaxClockRate = env.FastestClock
 	}
+	return opt
+}
+
+func lockModel(env *Env) *Model {
+	opt := lockOptions(env)
 	return &Model{
 		Porcupine:     checker.LockModel,
 		Operations:    func(ops []history.Op) []porcupine.Operation { return checker.LockOperations(ops, opt) },
@@ -96,7 +134,7 @@ func (w *Locks) lockName(i int) string { return fmt.Sprintf("lock/m%d", i) }
 // Counters returns what the clients did: grants, stalls, releases the
 // server refused.
 func (w *Locks) Counters() map[string]int {
-	return w.counters.snapshot(LockWorkload)
+	return w.counters.snapshot(w.Name())
 }
 
 // Run implements Workload.
@@ -114,7 +152,7 @@ func (w *Locks) Finish(ctx context.Context, env *Env) error {
 	w.enders.wait()
 	var errs []error
 	for i := 0; i < w.cfg.Locks; i++ {
-		if err := finalLock(ctx, env, LockWorkload, w.lockName(i)); err != nil {
+		if err := finalLock(ctx, env, w.Name(), w.lockName(i)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -124,7 +162,7 @@ func (w *Locks) Finish(ctx context.Context, env *Env) error {
 // Check implements Workload: beyond the model, no token may be granted
 // twice (the model rejects that too; this names the two grants).
 func (w *Locks) Check(env *Env, h *history.History) (checker.Stats, []checker.Violation) {
-	_, vs := checker.CheckLockTokens(h.Of(LockWorkload))
+	_, vs := checker.CheckLockTokens(h.Of(w.Name()))
 	return checker.Stats{}, vs
 }
 
@@ -330,7 +368,7 @@ func (c *lockClient) run(ctx context.Context) {
 		}
 		defer c.inspector.Close()
 	}
-	c.ss = &lockSessions{env: c.env, cl: cl, ttl: c.w.cfg.TTL, workload: LockWorkload, enders: &c.w.enders}
+	c.ss = &lockSessions{env: c.env, cl: cl, ttl: c.w.cfg.TTL, workload: c.w.Name(), enders: &c.w.enders}
 	defer func() {
 		c.ss.close()
 		cl.Close()
@@ -346,7 +384,7 @@ func (c *lockClient) run(ctx context.Context) {
 		switch {
 		case r < 15:
 			c.inspect(ctx, sess, name, "")
-		case r < 40:
+		case r < 40 || c.w.cfg.Limit > 0:
 			if g, owner, tr := c.acquire(ctx, sess, name, false); g != nil {
 				c.hold(ctx, sess, name, owner, g, tr)
 			}
@@ -376,6 +414,9 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name str
 		op.Status, op.Succeeded, op.Token = history.OK, true, g.Token
 	case !wait && errors.Is(err, client.ErrLocked):
 		op.Status = history.OK
+	case c.w.cfg.Limit > 0 && overLimit(err):
+		op.Status, op.Quota, op.Err = history.OK, true, errText(err)
+		c.w.counters.add("refused over the limit", 1)
 	case certainFailure(err):
 		op.Status, op.Err = history.Fail, errText(err)
 	default:
@@ -389,9 +430,17 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name str
 		return nil, "", nil
 	}
 	c.w.counters.add("grants", 1)
-	tr := trackSDKGrant(c.env, sess, history.Grant{Workload: LockWorkload, Process: op.Process, Owner: owner, Locks: []string{name},
+	tr := trackSDKGrant(c.env, sess, history.Grant{Workload: c.w.Name(), Process: op.Process, Owner: owner, Locks: []string{name},
 		Capacity: 1, Permits: 1, Token: g.Token, Call: op.Call, Granted: op.Return}, g)
 	return g, owner, tr
+}
+
+// overLimit reports whether an acquire was refused over the cluster's
+// lock limit: QUOTA_EXCEEDED, not another refusal that wraps the same
+// sentinel (too many sessions, too many waits).
+func overLimit(err error) bool {
+	var ce *client.Error
+	return errors.As(err, &ce) && ce.Reason == "QUOTA_EXCEEDED"
 }
 
 // hold keeps the grant a little (now and then long), sometimes inspecting

@@ -1,0 +1,127 @@
+package checker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/concord-dev/concord/tests/robustness/history"
+)
+
+// on puts an operation on lock name.
+func on(name string) func(*history.Op) {
+	return func(o *history.Op) { o.Key = name }
+}
+
+// tryQuota is a try-lock of name refused over the lock limit.
+func tryQuota(p int, name string, call, ret int64) history.Op {
+	return lop(p, KindLockTry, call, ret, history.OK, func(o *history.Op) { o.Key, o.Quota = name, true })
+}
+
+func tryGrantedOn(p int, name string, call, ret int64, token uint64, f ...func(*history.Op)) history.Op {
+	return lop(p, KindLockTry, call, ret, history.OK, both(append(f, func(o *history.Op) { o.Key, o.Succeeded, o.Token = name, true, token })...))
+}
+
+func TestLockTableModel(t *testing.T) {
+	// Limit 4: two held mutexes fill it (a lock and its grant each).
+	table := LockTable{Names: []string{"a", "b", "c"}, Limit: 4}
+	tests := []struct {
+		name  string
+		ops   []history.Op
+		legal bool
+	}{
+		{"two grants fit, the third is refused", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5), tryGrantedOn(1, "b", 11, 20, 6), tryQuota(2, "c", 21, 30),
+		}, true},
+		{"a third grant past the limit", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryGrantedOn(1, "b", 11, 20, 6, protected(5000)),
+			tryGrantedOn(2, "c", 21, 30, 7),
+		}, false},
+		{"a refusal while there was room", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5), tryQuota(2, "c", 21, 30),
+		}, false},
+		{"a refusal after a release made room", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5), tryGrantedOn(1, "b", 11, 20, 6), released(1, 21, 30, 6, on("b")),
+			tryQuota(2, "c", 31, 40),
+		}, false},
+		{"a refusal concurrent with the release that made room", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5), tryGrantedOn(1, "b", 11, 20, 6), released(1, 21, 30, 6, on("b")),
+			tryQuota(2, "c", 25, 40),
+		}, true},
+		{"a try-lock of a held mutex at the limit fails as locked", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryGrantedOn(1, "b", 11, 20, 6, protected(5000)),
+			lop(2, KindLockTry, 21, 30, history.OK, on("a")),
+		}, true},
+		{"a try-lock of a held mutex at the limit refused as over it", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryGrantedOn(1, "b", 11, 20, 6, protected(5000)),
+			tryQuota(2, "a", 21, 30),
+		}, false},
+		{"a grant past the limit once another grant's session may have expired", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5, protected(100)), tryGrantedOn(1, "b", 11, 20, 6, protected(5000)),
+			tryGrantedOn(2, "c", 200, 210, 7),
+			notHeld(0, 300, 310, 5),
+		}, true},
+		{"the grant that made room shows alive afterwards", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5, protected(100)), tryGrantedOn(1, "b", 11, 20, 6, protected(5000)),
+			tryGrantedOn(2, "c", 200, 210, 7),
+			released(0, 300, 310, 5, on("a")),
+		}, false},
+		{"an acquire of unknown outcome may have been refused", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5), lop(1, KindLockTry, 11, 20, history.Unknown, on("b")),
+			tryGrantedOn(2, "c", 21, 30, 7), tryQuota(3, "b", 31, 40),
+		}, true},
+		{"a session seen gone frees its grants on every mutex", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5, inSession(3), protected(5000)), tryGrantedOn(1, "b", 11, 20, 6, inSession(3), protected(5000)),
+			sessionGone(2, 3, 21, 30), tryGrantedOn(2, "c", 31, 40, 7), tryGrantedOn(4, "a", 41, 50, 8),
+		}, true},
+		{"a session seen gone cannot leave a grant behind", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5, inSession(3), protected(5000)), tryGrantedOn(1, "b", 11, 20, 6, inSession(3), protected(5000)),
+			sessionGone(2, 3, 21, 30), tryQuota(2, "c", 31, 40),
+		}, false},
+	}
+	opt := LockOptions{MaxClockRate: 1, Margin: func(time.Duration) time.Duration { return 0 }}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ops := make([]history.Op, len(tt.ops))
+			for i, o := range tt.ops {
+				if o.Key == "m" {
+					o.Key = "a"
+				}
+				ops[i] = o
+			}
+			_, vs := CheckLinearizable(table.Model(), table.Operations(ops, opt), LinearizableOptions{Name: "lock-limit", Timeout: 10 * time.Second, PartitionName: LockTablePartitionName})
+			if tt.legal {
+				require.Empty(t, vs)
+			} else {
+				require.NotEmpty(t, vs)
+				require.Equal(t, "linearizability", vs[0].Checker)
+				require.Contains(t, vs[0].Summary, "lock table")
+			}
+		})
+	}
+}
+
+func TestLockModelKnowsNoLimit(t *testing.T) {
+	_, vs := CheckLinearizable(LockModel, LockOperations([]history.Op{tryQuota(0, "m", 0, 10)}, LockOptions{}),
+		LinearizableOptions{Name: "locks", Timeout: 10 * time.Second, PartitionName: LockPartitionName})
+	require.NotEmpty(t, vs, "a refusal over a limit is a violation where no limit is set")
+}
+
+func TestLockTableOperations(t *testing.T) {
+	table := LockTable{Names: []string{"a", "b"}, Limit: 4}
+	ops := []history.Op{
+		tryGrantedOn(0, "a", 0, 10, 5, inSession(7)),
+		lop(1, KindLockTry, 1, 2, history.Unknown, both(on("b"), inSession(7))),
+		tryGrantedOn(2, "z", 3, 4, 9),
+		sessionGone(3, 7, 5, 6),
+		sessionGone(3, 8, 7, 8),
+	}
+	got := table.Operations(ops, LockOptions{})
+	require.Len(t, got, 4, "an operation on a lock the model does not follow is dropped; an observation is one operation")
+	require.Equal(t, 1, got[1].Input.(LockTableInput).Index)
+	gone := got[2].Input.(LockTableInput)
+	require.Equal(t, KindLockSessionGone, gone.Kind)
+	require.Equal(t, uint32(0b11), gone.Seals, "grants of both locks were requested in session 7")
+	require.Equal(t, uint32(0), got[3].Input.(LockTableInput).Seals)
+}
