@@ -216,13 +216,14 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 	sent := time.Now()
 	resp, err := c.acquireNow(ctx, req)
 	if err != nil {
-		// On a cluster below rules version 4, a member's refusal by
-		// --max-locks may answer a retry whose first attempt is still on
-		// its way to being applied: take it back too (the take-back of
-		// an acquire that never applied releases nothing). From rules
-		// version 4 the state machine refuses in log order, and every
-		// attempt gets the same answer.
-		if ctx.Err() != nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrQuotaExceeded) {
+		// A refusal (by --max-locks, say) is taken back only when an
+		// earlier attempt may have been applied, which call reports as
+		// ErrUnknownOutcome. A plain refusal took nothing, and the
+		// take-back sends the acquire again to learn what it took: after
+		// a member's refusal, which left no trace in the log, that was
+		// a new acquire, granted once there was room and then released
+		// (the lock-limit fault campaign saw the lock held meanwhile).
+		if ctx.Err() != nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) {
 			// The acquire may have been applied: take it back. A
 			// conversion taken back ends the grant it converted.
 			c.abandon(sess, owner, claims, req, 0, 0)

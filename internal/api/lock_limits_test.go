@@ -546,3 +546,24 @@ func TestMaxLocksRefusesARequestWithAnIDInLogOrder(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, locks, "the retry took nothing")
 }
+
+// A refusal over --max-locks sends nothing after it: the SDK takes back
+// only an acquire that may have been applied (ErrUnknownOutcome). It took
+// back every refusal by sending the acquire again to learn what it took;
+// after a member's refusal, which left nothing in the log, that was a new
+// acquire, granted once there was room, then released (the lock-limit
+// fault campaign found the lock held by a refused acquire's owner).
+func TestMaxLocksRefusalIsNotTakenBack(t *testing.T) {
+	c, cl := single(t, func(cfg *config.Server) { cfg.Limits.MaxLocks = 2 })
+	ctx := context.Background()
+	s := liveSession(t, cl)
+	_, err := cl.AcquireLocks(ctx, s, "holder", []*client.LockClaim{{Name: "a", Kind: client.KindMutex}}, client.AcquireOptions{})
+	require.NoError(t, err)
+	fsm := c.Members[0].Daemon().Server().FSM()
+	before := fsm.AppliedIndex()
+	_, err = cl.AcquireLocks(ctx, s, "refused", []*client.LockClaim{{Name: "b", Kind: client.KindMutex}}, client.AcquireOptions{})
+	require.ErrorIs(t, err, client.ErrQuotaExceeded)
+	require.NotErrorIs(t, err, client.ErrUnknownOutcome)
+	time.Sleep(300 * time.Millisecond) // a take-back runs in the background
+	require.Equal(t, before+1, fsm.AppliedIndex(), "the refusal is one entry of the log, and nothing follows it")
+}

@@ -99,11 +99,13 @@ func (s *Server) checkAcquireShape(req *concordv1.AcquireRequest) error {
 // From fsm.RulesLockLimit the member does not refuse from its own state
 // alone; the lock table's campaign (tests/robustness, ProfileLockLimit)
 // found both ways that went wrong:
-//   - A request with a request ID (every SDK request) may be a retry whose
-//     first attempt is still on its way to the log: refused here, it was
-//     granted there after its caller had been told no. It goes to the
-//     state machine, which refuses it in log order and answers every
-//     attempt alike (a refusal then costs a log entry).
+//   - A request with a request ID (every SDK request) may be sent again
+//     under that ID (a retry; the take-back of an SDK that predates this
+//     one resent every refused acquire to learn what it took). Refused
+//     here, it left nothing for the state machine's dedupe table to answer
+//     with, and the attempt sent again was granted once there was room. It
+//     goes to the state machine, which refuses it in log order and
+//     answers every attempt alike (a refusal then costs a log entry).
 //   - This member's state may lack writes acknowledged before the call (a
 //     follower behind its leader, a leader just elected or deposed): a
 //     refusal read from it could come after the release that made room.
@@ -141,11 +143,10 @@ func (s *Server) checkLockQuota(req *concordv1.AcquireRequest, confirmed bool) e
 	}
 	if s.fsm.RulesVersion() >= fsm.RulesLockLimit {
 		if meta := req.GetMeta(); meta.GetClientId() != "" && meta.GetRequestId() != 0 {
-			// A request ID says the request may be a retry, whose first
-			// attempt may still be on its way to the log: refused here,
-			// it could be granted there after its caller was told no.
-			// The state machine decides in log order, where its dedupe
-			// table answers every attempt alike.
+			// The request may be sent again under its ID: refused here,
+			// a later attempt would be a new acquire, granted once there
+			// is room. The state machine decides in log order, where its
+			// dedupe table answers every attempt alike.
 			return nil
 		}
 		if !confirmed {
