@@ -437,10 +437,12 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name str
 
 // overLimit reports whether an acquire was refused over the cluster's
 // lock limit: QUOTA_EXCEEDED, not another refusal that wraps the same
-// sentinel (too many sessions, too many waits).
+// sentinel (too many sessions, too many waits), and not the last answer
+// of a call whose earlier attempt may have been applied (the SDK wraps
+// that in ErrUnknownOutcome).
 func overLimit(err error) bool {
 	var ce *client.Error
-	return errors.As(err, &ce) && ce.Reason == "QUOTA_EXCEEDED"
+	return !errors.Is(err, client.ErrUnknownOutcome) && errors.As(err, &ce) && ce.Reason == "QUOTA_EXCEEDED"
 }
 
 // hold keeps the grant a little (now and then long), sometimes inspecting

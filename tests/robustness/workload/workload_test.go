@@ -33,3 +33,13 @@ func TestCertainFailure(t *testing.T) {
 		})
 	}
 }
+
+func TestOverLimit(t *testing.T) {
+	quota := &client.Error{Reason: "QUOTA_EXCEEDED", Message: "the cluster holds 4 locks"}
+	require.True(t, overLimit(quota))
+	require.True(t, overLimit(fmt.Errorf("acquire: %w", quota)))
+	require.False(t, overLimit(fmt.Errorf("%w: an attempt may have been applied; the last one: %w", client.ErrUnknownOutcome, quota)),
+		"the last answer of a call whose earlier attempt may have applied")
+	require.False(t, overLimit(&client.Error{Reason: "TOO_MANY_WAITS"}))
+	require.False(t, overLimit(client.ErrQuotaExceeded), "no reason: not known to be the lock limit")
+}
