@@ -621,6 +621,13 @@ func (c *Client) call(ctx context.Context, kind callKind, f func(context.Context
 			err = fmt.Errorf("%w: %s did not answer within the retry timeout of %s (%w)", ErrUnavailable, ep.addr, c.cfg.RetryTimeout, err)
 		}
 		if !retryable(err, idempotent) {
+			if kind == callWrite && !unknownSince.IsZero() && errors.Is(err, ErrQuotaExceeded) {
+				// A member may refuse over a quota from its own state,
+				// before the log, where the dedupe table would have
+				// answered this attempt as the earlier one: that one
+				// may still be applied.
+				return end(err)
+			}
 			return err
 		}
 		if kind == callWrite && unknownSince.IsZero() && !certainlyNotApplied(err) {

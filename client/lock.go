@@ -222,7 +222,9 @@ func (c *Client) AcquireLocks(ctx context.Context, sess *Session, owner string, 
 		// take-back sends the acquire again to learn what it took: after
 		// a member's refusal, which left no trace in the log, that was
 		// a new acquire, granted once there was room and then released
-		// (the lock-limit fault campaign saw the lock held meanwhile).
+		// (the lock-limit fault campaign saw the lock held meanwhile). A
+		// cluster from rules version 4 answers it from the state
+		// machine's dedupe table instead.
 		if ctx.Err() != nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownOutcome) {
 			// The acquire may have been applied: take it back. A
 			// conversion taken back ends the grant it converted.

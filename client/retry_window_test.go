@@ -122,3 +122,42 @@ func TestRetriesOfRefusedWritesRunToTheDeadline(t *testing.T) {
 	span, _ := kv.span()
 	require.Greater(t, span, 2*time.Second, "a write refused by every attempt stopped before the caller's deadline")
 }
+
+// refusing answers a Put with reason, with the gRPC code the server gives
+// it.
+func refusing(reason string) error {
+	code := connect.CodeUnavailable
+	if reason == "QUOTA_EXCEEDED" {
+		code = connect.CodeResourceExhausted
+	}
+	e := connect.NewError(code, nil)
+	d, _ := connect.NewErrorDetail(&concordv1.ErrorInfo{Reason: reason})
+	e.AddDetail(d)
+	return e
+}
+
+// A member refuses a write over a quota from its own state, before the
+// log: the refusal of a retry says nothing of an earlier attempt whose
+// outcome is unknown, which may still be applied. The SDK returned the
+// refusal alone, and AcquireLocks took its acquire for one that took
+// nothing.
+func TestAQuotaRefusalOfARetryLeavesTheOutcomeUnknown(t *testing.T) {
+	kv := &scriptedKV{put: func(n int, _ *concordv1.PutRequest) (*concordv1.PutResponse, error) {
+		if n == 1 {
+			return nil, refusing("UNKNOWN_OUTCOME")
+		}
+		return nil, refusing("QUOTA_EXCEEDED")
+	}}
+	c := fakeMember(t, kv, Config{AttemptTimeout: 500 * time.Millisecond})
+	_, err := c.Put(context.Background(), "k", []byte("v"))
+	require.ErrorIs(t, err, ErrUnknownOutcome)
+	require.ErrorIs(t, err, ErrQuotaExceeded)
+
+	kv = &scriptedKV{put: func(int, *concordv1.PutRequest) (*concordv1.PutResponse, error) {
+		return nil, refusing("QUOTA_EXCEEDED")
+	}}
+	c = fakeMember(t, kv, Config{AttemptTimeout: 500 * time.Millisecond})
+	_, err = c.Put(context.Background(), "k", []byte("v"))
+	require.ErrorIs(t, err, ErrQuotaExceeded)
+	require.NotErrorIs(t, err, ErrUnknownOutcome, "a first attempt refused took nothing")
+}

@@ -91,38 +91,39 @@ func (s *Server) checkAcquireShape(req *concordv1.AcquireRequest) error {
 // checkLockQuota refuses an acquire that could take the lock table's
 // entries (lock objects, grants and queued waiters) past --max-locks
 // (lock.Table.Additions says what counts), against this member's state
-// before proposing, so that a refusal costs no log entry. Requests racing
-// each other may pass it together: from fsm.RulesLockLimit the state
-// machine checks again, against the limit the command carries, and the
-// bound is exact.
+// before proposing. Requests racing each other may pass it together: from
+// fsm.RulesLockLimit the state machine checks again, against the limit the
+// command carries, and the bound is exact.
 //
-// From fsm.RulesLockLimit the member does not refuse from its own state
-// alone; the lock table's campaign (tests/robustness, ProfileLockLimit)
-// found both ways that went wrong:
-//   - A request with a request ID (every SDK request) may be sent again
-//     under that ID (a retry; the take-back of an SDK that predates this
-//     one resent every refused acquire to learn what it took). Refused
-//     here, it left nothing for the state machine's dedupe table to answer
-//     with, and the attempt sent again was granted once there was room. It
-//     goes to the state machine, which refuses it in log order and
-//     answers every attempt alike (a refusal then costs a log entry).
+// The member never refuses from its own state alone; the lock table's
+// campaign (tests/robustness, ProfileLockLimit) found the ways that went
+// wrong:
 //   - This member's state may lack writes acknowledged before the call (a
 //     follower behind its leader, a leader just elected or deposed): a
-//     refusal read from it could come after the release that made room.
-//     A request without an ID is refused only once confirmed (confirmed,
-//     after a read-index round: see confirmLockLimit); until then
-//     checkLockQuota returns errUnconfirmed.
-//
-// Below that rules version the state machine does not check, and the
-// member refuses at once, as the releases before it did.
-//
-// A try-lock that names a lock that exists may fail as not acquired, which
-// the state machine answers before the limit: the member leaves it to the
-// state machine, so that the answer is the same whoever gives it.
+//     refusal read from it could come after the release that made room. A
+//     refusal is answered only once confirmed (after a read-index round,
+//     see confirmLockLimit); until then checkLockQuota returns
+//     errUnconfirmed. The round also brings the member's rules version up
+//     to the cluster's (a member restarted from an older snapshot).
+//   - From fsm.RulesLockLimit, a request with a request ID (every SDK
+//     request) may be sent again under that ID (a retry; the take-back of
+//     an SDK that predates this one resent every refused acquire to learn
+//     what it took). Refused here, it left nothing for the state machine's
+//     dedupe table to answer with, and the attempt sent again was granted
+//     once there was room. It goes to the state machine, which refuses it
+//     in log order and answers every attempt alike (a refusal then costs a
+//     log entry). Below that version the state machine does not check,
+//     and the confirmed refusal is the member's.
+//   - From fsm.RulesLockLimit, a try-lock that names a lock that exists may
+//     fail as not acquired, which the state machine answers before the
+//     limit: the member leaves it to the state machine, so that the answer
+//     is the same whoever gives it. Below that version it is counted, as
+//     the only check there is (a shared grant of a held read lock counts).
 func (s *Server) checkLockQuota(req *concordv1.AcquireRequest, confirmed bool) error {
+	stateMachineChecks := s.fsm.RulesVersion() >= fsm.RulesLockLimit
 	var held, adds int
 	s.fsm.Read(func(st fsm.State) {
-		if !req.GetWait() {
+		if stateMachineChecks && !req.GetWait() {
 			for _, c := range req.GetClaims() {
 				if exists, _ := st.Locks.Involvement(c.GetName(), req.GetSession(), req.GetOwner()); exists {
 					return
@@ -141,17 +142,11 @@ func (s *Server) checkLockQuota(req *concordv1.AcquireRequest, confirmed bool) e
 	if adds == 0 || held+adds <= s.cfg.Limits.MaxLocks {
 		return nil
 	}
-	if s.fsm.RulesVersion() >= fsm.RulesLockLimit {
-		if meta := req.GetMeta(); meta.GetClientId() != "" && meta.GetRequestId() != 0 {
-			// The request may be sent again under its ID: refused here,
-			// a later attempt would be a new acquire, granted once there
-			// is room. The state machine decides in log order, where its
-			// dedupe table answers every attempt alike.
-			return nil
-		}
-		if !confirmed {
-			return errUnconfirmed
-		}
+	if meta := req.GetMeta(); stateMachineChecks && meta.GetClientId() != "" && meta.GetRequestId() != 0 {
+		return nil
+	}
+	if !confirmed {
+		return errUnconfirmed
 	}
 	return errs.Wrapf(ErrQuotaExceeded, "the cluster holds %d locks, grants and waiters and this acquire could add %d; the maximum is %d (--max-locks)",
 		held, adds, s.cfg.Limits.MaxLocks)

@@ -10,6 +10,8 @@ import (
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/faultnet"
+	"github.com/concord-dev/concord/internal/fsm"
+	"github.com/concord-dev/concord/internal/server"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -65,4 +67,32 @@ func TestLockLimitRefusalIsConfirmedAgainstTheLeader(t *testing.T) {
 	a := <-got
 	require.NoError(t, a.err)
 	require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, a.resp.GetState())
+}
+
+// Below rules version 4 the state machine does not check --max-locks, and
+// the member's check is the only one: it counts a try-lock of a lock that
+// exists (a shared grant of a held read lock adds one), and refuses itself,
+// with or without a request ID. Leaving such try-locks to the state
+// machine, as from version 4, let every new reader through.
+func TestLockLimitBelowRulesVersion4IsTheMembersCheck(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) {
+		cfg.MaxRulesVersion = fsm.RulesLockLimit - 1
+		cfg.Limits.MaxLocks = 3
+	}})
+	c.WaitRules(10 * time.Second)
+	ctx := ctxT(t, 30*time.Second)
+	srv := c.Members[0].Daemon().Server()
+	require.Less(t, srv.FSM().RulesVersion(), uint32(fsm.RulesLockLimit))
+	sess := session(t, c.Client(0), 30*time.Second)
+	shared := []*client.LockClaim{{Name: "rw", Kind: client.KindRWLock, Mode: client.ModeShared}}
+	for i, owner := range []string{"r1", "r2"} {
+		resp, err := srv.AcquireNow(ctx, &concordv1.AcquireRequest{Claims: shared, Session: sess.ID(), Owner: owner})
+		require.NoError(t, err, "reader %d: the lock and two grants fit --max-locks 3", i)
+		require.Equal(t, concordv1.AcquireState_ACQUIRE_STATE_GRANTED, resp.GetState())
+	}
+	_, err := srv.AcquireNow(ctx, &concordv1.AcquireRequest{Claims: shared, Session: sess.ID(), Owner: "r3"})
+	require.ErrorIs(t, err, server.ErrQuotaExceeded, "a third reader's grant")
+	_, err = srv.AcquireNow(ctx, &concordv1.AcquireRequest{Claims: shared, Session: sess.ID(), Owner: "r4",
+		Meta: &concordv1.WriteMeta{ClientId: "c", RequestId: 1}})
+	require.ErrorIs(t, err, server.ErrQuotaExceeded, "with a request ID too")
 }

@@ -15,7 +15,8 @@ type metrics struct {
 	foreignStreams prometheus.Counter
 	foreignRPC     prometheus.Counter
 	// lockLimitConfirmations counts acquires this member's state put
-	// over --max-locks, confirmed by a read-index round before a refusal.
+	// over --max-locks, confirmed by a read-index round before a refusal
+	// (checkLockQuota).
 	lockLimitConfirmations prometheus.Counter
 }
 
@@ -43,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		foreignRPC: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "concord_peer_rpc_connections_refused_total", Help: "Internal RPC connections (forwarded writes, read index, keep-alives, membership changes) this member refused because they came from a member of another cluster ID."}),
 		lockLimitConfirmations: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "concord_server_lock_limit_confirmations_total", Help: "Acquires this member's state put over --max-locks, checked again after a read-index round before being refused."}),
+			Name: "concord_server_lock_limit_confirmations_total", Help: "Acquires this member's state put over --max-locks that the state machine does not decide (no request ID, or below rules version 4), checked again after a read-index round before being refused."}),
 	}
 	reg.MustRegister(m.forwarded, m.retries, m.readRounds, m.readBatch, m.keepAlives, m.keepAliveMiss, m.expiryProposed, m.promotions, m.foreignStreams, m.foreignRPC,
 		m.lockLimitConfirmations)
