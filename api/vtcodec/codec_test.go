@@ -229,7 +229,11 @@ func TestMaxMessagesRefusesBeforeDecoding(t *testing.T) {
 	if !errors.Is(err, ErrTooManyMessages) {
 		t.Fatalf("got %v, want ErrTooManyMessages", err)
 	}
-	if allocs > 10 {
+	// Decoding would allocate for each of the 1<<17 compares. Refusing
+	// takes a few (5; under -race, whose sync.Pool drops a quarter
+	// of what is put back, up to 12 were seen, failing 3 runs in 30
+	// against a bound of 10).
+	if allocs > 64 {
 		t.Fatalf("refusing took %v allocations", allocs)
 	}
 	if err := (Codec{}).Unmarshal(data, &m); err != nil || len(m.GetCompare()) != 1<<17 {
