@@ -106,20 +106,7 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 	}
 	switch profile {
 	case ProfileShort:
-		c.Size = 3
-		if seed%3 == 0 {
-			c.Size = 5
-		}
-		c.Duration = 30 * time.Second
-		c.Faults = nemesis.Profile{
-			Network: true, Process: true, Clock: true, Membership: true,
-			MinFault: 1500 * time.Millisecond, MaxFault: 4 * time.Second,
-			MinGap: 500 * time.Millisecond, MaxGap: 2 * time.Second,
-			MaxClockOffset: 2 * time.Second, FastRate: 1.5, SlowRate: 0.7,
-			MembershipEvery: 14 * time.Second,
-			// Seeds 2, 5, 8, ... inject one fault at a time.
-			Solo: seed%3 == 2,
-		}
+		c.shortFaults()
 		c.KV = workload.KVConfig{Keys: 200, HotKeys: 10, Clients: 5, Watchers: 3}
 		if c.Size == 5 {
 			c.KV.Clients = 4
@@ -155,19 +142,7 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		c.Semaphores = &workload.SemaphoreConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 3 * time.Second, Stalls: 3}, Semaphores: 2}
 		c.CheckTimeout = 60 * time.Second
 	case ProfileLockLimit:
-		c.Size = 3
-		if seed%3 == 0 {
-			c.Size = 5
-		}
-		c.Duration = 30 * time.Second
-		c.Faults = nemesis.Profile{
-			Network: true, Process: true, Clock: true, Membership: true,
-			MinFault: 1500 * time.Millisecond, MaxFault: 4 * time.Second,
-			MinGap: 500 * time.Millisecond, MaxGap: 2 * time.Second,
-			MaxClockOffset: 2 * time.Second, FastRate: 1.5, SlowRate: 0.7,
-			MembershipEvery: 14 * time.Second,
-			Solo:            seed%3 == 2,
-		}
+		c.shortFaults()
 		c.ExtraFlags = []string{fmt.Sprintf("--max-locks=%d", lockLimit)}
 		c.KV = workload.KVConfig{Keys: 20, HotKeys: 5, Clients: 1, Watchers: -1}
 		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 2 * time.Second, Stalls: 2}, Locks: 3, Limit: lockLimit}
@@ -208,6 +183,25 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 	c.Faults.Size = c.Size
 	c.Faults.Duration = c.Duration
 	return c, nil
+}
+
+// shortFaults sets the short profile's size, duration and faults (the
+// lock-limit profile's too): 3 members, 5 when the seed is a multiple of
+// 3; 30 s; faults of every class, one at a time for seeds 2, 5, 8, ...
+func (c *Config) shortFaults() {
+	c.Size = 3
+	if c.Seed%3 == 0 {
+		c.Size = 5
+	}
+	c.Duration = 30 * time.Second
+	c.Faults = nemesis.Profile{
+		Network: true, Process: true, Clock: true, Membership: true,
+		MinFault: 1500 * time.Millisecond, MaxFault: 4 * time.Second,
+		MinGap: 500 * time.Millisecond, MaxGap: 2 * time.Second,
+		MaxClockOffset: 2 * time.Second, FastRate: 1.5, SlowRate: 0.7,
+		MembershipEvery: 14 * time.Second,
+		Solo:            c.Seed%3 == 2,
+	}
 }
 
 // schedule returns the run's fault schedule.

@@ -47,3 +47,20 @@ func TestLongProfileSchedulesEveryMembershipChange(t *testing.T) {
 		}
 	}
 }
+
+// The lock-limit profile runs the short profile's cluster sizes and faults,
+// with --max-locks and the lock workload under it alone.
+func TestLockLimitProfileIsTheShortOnesFaults(t *testing.T) {
+	for _, seed := range []int64{1, 2, 3} {
+		short, err := ConfigFor(ProfileShort, seed, 0)
+		require.NoError(t, err)
+		limit, err := ConfigFor(ProfileLockLimit, seed, 0)
+		require.NoError(t, err)
+		require.Equal(t, short.Size, limit.Size)
+		require.Equal(t, short.Faults, limit.Faults)
+		require.Equal(t, []string{"--max-locks=4"}, limit.ExtraFlags)
+		require.Equal(t, 4, limit.Locks.Limit)
+		require.Nil(t, limit.Fence, "no other workload takes locks")
+		require.Nil(t, limit.Semaphores)
+	}
+}
