@@ -59,7 +59,8 @@ type LockTableInput struct {
 // nondeterministic), and a refusal needs the grants alive, which the model
 // keeps alive until an operation needs them ended. An acquire of unknown
 // outcome may have been refused over the limit, so it may have changed
-// nothing.
+// nothing. A refusal needs the acquire's session alive, as a grant does:
+// none is answered in a session seen gone.
 type LockTable struct {
 	// Names are the mutexes, at most MaxTableLocks.
 	Names []string
@@ -86,9 +87,14 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 	acquire := in.Kind == KindLockAcquire || in.Kind == KindLockTry
 	switch {
 	case acquire && out.Quota:
-		// Refused over the limit: the mutex was free (its grant, if
-		// any, ended) and the others' grants fill the limit.
+		// Refused over the limit: the session lived (the state machine
+		// answers SESSION_NOT_FOUND before it counts), the mutex was
+		// free (its grant, if any, ended) and the others' grants fill
+		// the limit.
 		s := t.Locks[i]
+		if goneHas(s.Gone, in.Session) {
+			return nil
+		}
 		if s.Holder != "" {
 			if !s.endable(in.Return) {
 				return nil

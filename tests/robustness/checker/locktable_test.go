@@ -79,6 +79,14 @@ func TestLockTableModel(t *testing.T) {
 			tryGrantedOn(0, "a", 0, 10, 5, inSession(3), protected(5000)), tryGrantedOn(1, "b", 11, 20, 6, inSession(3), protected(5000)),
 			sessionGone(2, 3, 21, 30), tryQuota(2, "c", 31, 40),
 		}, false},
+		{"a refusal in a session seen gone", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryGrantedOn(1, "b", 11, 20, 6, protected(5000)),
+			sessionGone(2, 9, 21, 30), lop(2, KindLockTry, 31, 40, history.OK, both(on("c"), inSession(9), func(o *history.Op) { o.Quota = true })),
+		}, false},
+		{"a refusal in a session seen gone, concurrent with the observation", []history.Op{
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryGrantedOn(1, "b", 11, 20, 6, protected(5000)),
+			sessionGone(2, 9, 21, 30), lop(3, KindLockTry, 25, 40, history.OK, both(on("c"), inSession(9), func(o *history.Op) { o.Quota = true })),
+		}, true},
 	}
 	opt := LockOptions{MaxClockRate: 1, Margin: func(time.Duration) time.Duration { return 0 }}
 	for _, tt := range tests {
