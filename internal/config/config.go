@@ -52,6 +52,12 @@ const (
 	// shorter than a round trip closes every connection it pings.
 	MinHTTP2PingInterval = time.Second
 	MinHTTP2PingTimeout  = time.Second
+	// DefaultLockHoldCheckpoint is how often the leader checkpoints what it
+	// has counted of each lock grant's hold time (--lock-hold-checkpoint),
+	// and MinLockHoldCheckpoint the shortest interval accepted: each
+	// checkpoint is a log entry per 256 grants.
+	DefaultLockHoldCheckpoint = 5 * time.Second
+	MinLockHoldCheckpoint     = 50 * time.Millisecond
 )
 
 // Peer is one member of the initial cluster.
@@ -155,6 +161,13 @@ type Server struct {
 	// HTTP2PingTimeout are then unused.
 	DisableHTTP2Pings bool
 
+	// LockHoldCheckpoint is how often the leader records, in the log, how
+	// much it has counted of each grant's hold time that has more than
+	// that left, so that a new leader counts only the rest: a leader
+	// change then lengthens a hold by at most this much. Default
+	// DefaultLockHoldCheckpoint, at least MinLockHoldCheckpoint.
+	LockHoldCheckpoint time.Duration
+
 	// ShutdownTimeout bounds a graceful shutdown; default 10s.
 	ShutdownTimeout time.Duration
 
@@ -231,6 +244,9 @@ func (c *Server) SetDefaults() {
 	}
 	if c.HTTP2PingTimeout == 0 {
 		c.HTTP2PingTimeout = DefaultHTTP2PingTimeout
+	}
+	if c.LockHoldCheckpoint == 0 {
+		c.LockHoldCheckpoint = DefaultLockHoldCheckpoint
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
@@ -357,6 +373,9 @@ func (c *Server) Validate() error {
 		case p.v > 0 && p.v < p.floor && !c.DisableHTTP2Pings:
 			bad("%s %s is below %s", p.flag, p.v, p.floor)
 		}
+	}
+	if c.LockHoldCheckpoint != 0 && c.LockHoldCheckpoint < MinLockHoldCheckpoint {
+		bad("--lock-hold-checkpoint %s is below %s", c.LockHoldCheckpoint, MinLockHoldCheckpoint)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("--tls-cert and --tls-key go together")

@@ -517,7 +517,8 @@ func (f *FSM) dispatch(index uint64, cmd *internalv1.Command) *internalv1.Result
 		*internalv1.Command_LockRelease,
 		*internalv1.Command_LockCancel,
 		*internalv1.Command_LockForceRelease,
-		*internalv1.Command_LockExpireHolds:
+		*internalv1.Command_LockExpireHolds,
+		*internalv1.Command_LockCheckpointHolds:
 		return f.applyLock(index, cmd)
 	case *internalv1.Command_IdLeaseWorker,
 		*internalv1.Command_IdReserveWorker,

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -59,6 +60,9 @@ func TestLockLogProperties(t *testing.T) {
 			}
 			if rules >= RulesLockLimit {
 				require.Positive(t, seen["refused past the lock limit"], "no acquire met the lock limit: %v", seen)
+			}
+			if rules >= RulesHoldCheckpoint {
+				require.Positive(t, seen["hold time checkpointed"], "no checkpoint counted a hold time: %v", seen)
 			}
 			t.Logf("%v", seen)
 		})
@@ -115,10 +119,14 @@ type lockLogWorld struct {
 	lastToken map[string]uint64
 	known     map[string]bool
 	told      *lockCounter
+	// checkpoints draws the hold-time checkpoints, apart from rng so that
+	// the other commands are drawn as they were.
+	checkpoints *rand.Rand
 }
 
 func runLockLog(t *testing.T, seed uint64, n int, rules uint32, seen map[string]int) {
 	w := &lockLogWorld{t: t, rng: rand.New(rand.NewPCG(seed, 11)), rules: rules, f: New(Config{}), lastToken: map[string]uint64{}, known: map[string]bool{}}
+	w.checkpoints = rand.New(rand.NewPCG(seed, 17))
 	w.told = &lockCounter{seen: seen}
 	w.f.SetLockObserver(w.told)
 	limits := rand.New(rand.NewPCG(seed, 13))
@@ -141,6 +149,7 @@ func runLockLog(t *testing.T, seed uint64, n int, rules uint32, seen map[string]
 			cmd.LockLimit = int64(entriesBefore + limits.IntN(4))
 		}
 		before := stateDigest(t, w.f)
+		countedBefore := w.counted()
 		e := raftnode.Entry{Index: i, Term: 1, Type: raftnode.EntryCommand, Data: encode(t, cmd)}
 		res := w.f.ApplyBatch([]raftnode.Entry{e})[0].(*internalv1.Result)
 		logs, results = append(logs, e), append(results, res)
@@ -187,6 +196,9 @@ func runLockLog(t *testing.T, seed uint64, n int, rules uint32, seen map[string]
 			case a.GetConverted() != 0:
 				seen["converted in place"]++
 			}
+		}
+		if cp := cmd.GetLockCheckpointHolds(); cp != nil {
+			w.checkCheckpoint(i, cp, err, countedBefore, seen)
 		}
 		w.check(i, cmd)
 		if i%100 == uint64(seed) {
@@ -324,6 +336,8 @@ func (w *lockLogWorld) next() (*internalv1.Command, error) {
 			cmd.Op = &internalv1.Command_LockForceRelease{LockForceRelease: o}
 		case *internalv1.ExpireLockHolds:
 			cmd.Op = &internalv1.Command_LockExpireHolds{LockExpireHolds: o}
+		case *internalv1.CheckpointLockHolds:
+			cmd.Op = &internalv1.Command_LockCheckpointHolds{LockCheckpointHolds: o}
 		case *internalv1.CreateSession:
 			cmd.Op = &internalv1.Command_CreateSession{CreateSession: o}
 		case *internalv1.RevokeSession:
@@ -332,6 +346,28 @@ func (w *lockLogWorld) next() (*internalv1.Command, error) {
 			cmd.Op = &internalv1.Command_ExpireSessions{ExpireSessions: o}
 		}
 		return cmd
+	}
+	if cp := w.checkpoints; cp.IntN(10) == 0 {
+		// Hold-time checkpoints, as the leader batches them: of grants
+		// with a hold time, counts below and past it, and now and then of
+		// a grant that is not there.
+		r := &internalv1.CheckpointLockHolds{}
+		for i, h := range holders {
+			if h.HoldMs > 0 && cp.IntN(2) == 0 {
+				ref := &internalv1.LockHoldRef{Name: names[i], Token: h.Token, Session: h.Session, Owner: h.Owner}
+				if cp.IntN(6) == 0 {
+					ref.Token++
+				}
+				r.Holds = append(r.Holds, &internalv1.LockHoldCheckpoint{Ref: ref, CountedMs: cp.Int64N(2 * h.HoldMs)})
+			}
+		}
+		if len(r.Holds) == 0 {
+			r.Holds = append(r.Holds, &internalv1.LockHoldCheckpoint{Ref: &internalv1.LockHoldRef{Name: "m1", Token: 1, Session: 1, Owner: "a"}, CountedMs: 50})
+		}
+		if w.rules < RulesHoldCheckpoint {
+			return op(r), ErrBadCommand
+		}
+		return op(r), nil
 	}
 	switch k := rng.IntN(100); {
 	case k < 8:
@@ -430,6 +466,52 @@ func (w *lockLogWorld) next() (*internalv1.Command, error) {
 		return op(&concordv1.ReleaseRequest{Session: s, Owner: "a"}), lock.ErrInvalidClaim
 	}
 	return op(&concordv1.CancelWaitRequest{Session: s, Owner: "a"}), lock.ErrNotWaiting
+}
+
+// counted returns every grant's checkpointed hold time, by its reference.
+func (w *lockLogWorld) counted() map[lock.HoldRef]int64 {
+	out := map[lock.HoldRef]int64{}
+	w.f.Read(func(s State) {
+		for _, n := range s.Locks.Names("", "", 0) {
+			l, _, _ := s.Locks.Get(n)
+			for _, h := range l.Holders {
+				out[lock.HoldRef{Name: n, Token: h.Token, Session: h.Session, Owner: h.Owner}] = h.HoldCountedMs
+			}
+		}
+	})
+	return out
+}
+
+// checkCheckpoint checks a hold-time checkpoint (entry i): below its rules
+// version it changed nothing (the caller checks the state is unchanged);
+// from it each grant it names exactly counts the highest of what it
+// counted and what the entry says, up to its hold time, and the others
+// did not change.
+func (w *lockLogWorld) checkCheckpoint(i uint64, cp *internalv1.CheckpointLockHolds, err error, before map[lock.HoldRef]int64, seen map[string]int) {
+	t := w.t
+	if w.rules < RulesHoldCheckpoint {
+		require.ErrorIs(t, err, ErrBadCommand, "entry %d: a checkpoint under rules %d", i, w.rules)
+		return
+	}
+	require.NoError(t, err, "entry %d", i)
+	want := maps.Clone(before)
+	holds := map[lock.HoldRef]int64{}
+	w.f.Read(func(s State) {
+		for _, g := range s.Locks.Holds() {
+			holds[lock.HoldRef{Name: g.Name, Token: g.Token, Session: g.Session, Owner: g.Owner}] = g.HoldMs
+		}
+	})
+	for _, h := range cp.GetHolds() {
+		r := h.GetRef()
+		ref := lock.HoldRef{Name: r.GetName(), Token: r.GetToken(), Session: r.GetSession(), Owner: r.GetOwner()}
+		if c, ok := want[ref]; ok && holds[ref] > 0 {
+			if n := min(h.GetCountedMs(), holds[ref]); n > c {
+				want[ref] = n
+				seen["hold time checkpointed"]++
+			}
+		}
+	}
+	require.Equal(t, want, w.counted(), "entry %d: %v", i, cp)
 }
 
 // check checks the lock table after entry i.

@@ -73,6 +73,17 @@ func (f *FSM) applyLock(index uint64, cmd *internalv1.Command) *internalv1.Resul
 			f.locks.ExpireHold(index, nowMs, lock.HoldRef{Name: h.GetName(), Token: h.GetToken(), Session: h.GetSession(), Owner: h.GetOwner()})
 		}
 		return emptyResult()
+	case *internalv1.Command_LockCheckpointHolds:
+		// Below RulesHoldCheckpoint it changes nothing, as on members of
+		// a release before it, which do not know it.
+		if f.rules < RulesHoldCheckpoint {
+			return ErrorResult(errs.Wrapf(ErrBadCommand, "unknown command at index %d", index))
+		}
+		for _, h := range op.LockCheckpointHolds.GetHolds() {
+			r := h.GetRef()
+			f.locks.CheckpointHold(index, nowMs, lock.HoldRef{Name: r.GetName(), Token: r.GetToken(), Session: r.GetSession(), Owner: r.GetOwner()}, h.GetCountedMs())
+		}
+		return emptyResult()
 	}
 	return ErrorResult(errs.Wrapf(ErrBadCommand, "not a lock command"))
 }

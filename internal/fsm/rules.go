@@ -43,8 +43,15 @@ const (
 	// build before it closes such a connection. It changes nothing in how
 	// entries are applied, and comes with version 4.
 	RulesRPCClusterID = RulesLockLimit
+	// RulesHoldCheckpoint is the rules version from which a
+	// CheckpointLockHolds entry records how much of grants' hold times the
+	// leader has counted (lock.Holder.HoldCountedMs), which a new leader
+	// then does not count again. Below it the entry changes nothing, and
+	// leaders do not propose it: members of a release before it do not
+	// know it.
+	RulesHoldCheckpoint = 5
 	// MaxRulesVersion is the highest rules version this build applies.
-	MaxRulesVersion = RulesLockLimit
+	MaxRulesVersion = RulesHoldCheckpoint
 )
 
 // ErrRulesTooNew stops a member asked to apply a rules version above the

@@ -70,6 +70,9 @@ type Holder struct {
 	// HoldMs, when positive, is how long the grant lasts before the leader
 	// releases it even though its session lives.
 	HoldMs int64
+	// HoldCountedMs is the part of HoldMs a leader has counted and
+	// checkpointed (CheckpointHold): a new leader counts only the rest.
+	HoldCountedMs int64
 }
 
 // Waiter is one queued request. Its ID is the index of the command that
@@ -200,6 +203,9 @@ type Grant struct {
 	Token   uint64
 	HoldMs  int64
 	Since   int64
+	// HoldCountedMs is the part of HoldMs leaders have counted and
+	// checkpointed (0 for a grant just made).
+	HoldCountedMs int64
 	// WaitedMs is how long the waiter queued, in state machine time.
 	WaitedMs int64
 	// Part is the lock's place among those the grant took (0 for the
@@ -543,7 +549,7 @@ func (t *Table) existing(claims []Claim, r Request) (Outcome, bool, error) {
 			}
 			// A new grant: its token, and its time, start now.
 			converted := h.Token
-			h.Mode, h.Token, h.SinceUnixMs = Exclusive, t.rev, t.now
+			h.Mode, h.Token, h.SinceUnixMs, h.HoldCountedMs = Exclusive, t.rev, t.now, 0
 			t.notifyGrant(l.Name, h, 0, 0, 0)
 			return Outcome{State: Granted, Token: t.rev, Converted: converted}, true, nil
 		case l.Kind == KindRW && h.Mode == Exclusive && c.Mode == Shared:
@@ -930,6 +936,29 @@ func (t *Table) ExpireHold(rev uint64, nowMs int64, ref HoldRef) bool {
 	return true
 }
 
+// CheckpointHold records that leaders have counted countedMs of the hold
+// time of the grant ref names exactly (its lock, token, session and
+// owner), so that a new leader counts only the rest. The count only grows,
+// and never past the hold time. It changes nothing for a grant that has
+// ended or has no hold time, and reports whether it changed the count.
+func (t *Table) CheckpointHold(rev uint64, nowMs int64, ref HoldRef, countedMs int64) bool {
+	t.rev, t.now = rev, nowMs
+	l := t.locks[ref.Name]
+	if l == nil {
+		return false
+	}
+	h := l.holder(ref.Session, ref.Owner)
+	if h == nil || h.Token != ref.Token || h.HoldMs <= 0 {
+		return false
+	}
+	counted := min(countedMs, h.HoldMs)
+	if counted <= h.HoldCountedMs {
+		return false
+	}
+	h.HoldCountedMs = counted
+	return true
+}
+
 // ForceRelease ends the grants of a lock on an operator's request (only
 // those with token, when given: readers or semaphore holders granted by one
 // command share its token), and records it. A grant that took several locks
@@ -1157,7 +1186,8 @@ func (t *Table) Holds() []Grant {
 	for _, name := range t.Names("", "", 0) {
 		for _, h := range t.locks[name].Holders {
 			if h.HoldMs > 0 {
-				out = append(out, Grant{Name: name, Session: h.Session, Owner: h.Owner, Token: h.Token, HoldMs: h.HoldMs, Since: h.SinceUnixMs})
+				out = append(out, Grant{Name: name, Session: h.Session, Owner: h.Owner, Token: h.Token, HoldMs: h.HoldMs, Since: h.SinceUnixMs,
+					HoldCountedMs: h.HoldCountedMs})
 			}
 		}
 	}

@@ -21,7 +21,7 @@ func (t *Table) Capture() (uint64, func(*record.Writer) error) {
 		rec := &internalv1.LockRecord{Name: l.Name, Kind: uint32(l.Kind), Capacity: l.Capacity, Queue: slices.Clone(l.Queue)}
 		for _, h := range l.Holders {
 			rec.Holders = append(rec.Holders, &internalv1.LockHolderRecord{Session: h.Session, Owner: h.Owner, Token: h.Token,
-				Mode: uint32(h.Mode), Permits: h.Permits, SinceUnixMs: h.SinceUnixMs, HoldMs: h.HoldMs})
+				Mode: uint32(h.Mode), Permits: h.Permits, SinceUnixMs: h.SinceUnixMs, HoldMs: h.HoldMs, HoldCountedMs: h.HoldCountedMs})
 		}
 		locks = append(locks, rec)
 	}
@@ -89,8 +89,11 @@ func (t *Table) Restore(n uint64, r *record.Reader) error {
 		}
 		l := &Lock{Name: rec.GetName(), Kind: Kind(rec.GetKind()), Capacity: rec.GetCapacity(), Queue: rec.GetQueue()}
 		for _, h := range rec.GetHolders() {
+			if c := h.GetHoldCountedMs(); c < 0 || c > max(h.GetHoldMs(), 0) {
+				return fmt.Errorf("%w: lock %q: a holder counted %d ms of a hold time of %d ms", record.ErrCorrupt, l.Name, c, h.GetHoldMs())
+			}
 			l.Holders = append(l.Holders, &Holder{Session: h.GetSession(), Owner: h.GetOwner(), Token: h.GetToken(), Mode: Mode(h.GetMode()),
-				Permits: h.GetPermits(), SinceUnixMs: h.GetSinceUnixMs(), HoldMs: h.GetHoldMs()})
+				Permits: h.GetPermits(), SinceUnixMs: h.GetSinceUnixMs(), HoldMs: h.GetHoldMs(), HoldCountedMs: h.GetHoldCountedMs()})
 			fresh.involve(h.GetSession(), l.Name)
 		}
 		fresh.holders += len(l.Holders)

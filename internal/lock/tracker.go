@@ -25,30 +25,64 @@ func (h HoldRef) key() string {
 	return strconv.Itoa(len(h.Name)) + ":" + h.Name + "\x00" + strconv.FormatUint(h.Token, 10) + "\x00" + strconv.FormatInt(h.Session, 10) + "\x00" + h.Owner
 }
 
+// HoldCheckpoint is a grant's hold time as far as leaders have counted it.
+type HoldCheckpoint struct {
+	Ref       HoldRef
+	CountedMs int64
+}
+
 // HoldTracker is the leader's timer of grants with a hold time. Like session
-// TTLs, hold times restart on a new leader: Start gives every such grant its
-// full hold time from then, so a leader change never shortens one.
+// TTLs, hold times are counted on the leader's clock, and a new leader
+// cannot know how far its predecessor's clock had counted: Start gives
+// every such grant the rest of its hold time after what leaders
+// checkpointed (Grant.HoldCountedMs), so a leader change never shortens
+// one. With checkpoints every d (SetCheckpointEvery), the leader reports
+// how much it has counted of each grant whose hold time has more than d
+// left (DueCheckpoints), so that a leader change lengthens a hold by at
+// most d (and the time without a leader), not by a whole hold time.
 type HoldTracker struct {
 	clock clock.Clock
 
 	mu     sync.Mutex
 	active bool
-	refs   map[string]HoldRef
-	queue  *deadline.Queue[string]
+	every  time.Duration
+	refs   map[string]*tracked
+	queue  *deadline.Queue[string] // hold times' ends
+	checks *deadline.Queue[string] // checkpoints due
 	wake   chan struct{}
 }
 
-// NewHoldTracker returns an inactive tracker.
+// tracked is a grant the tracker counts the hold time of.
+type tracked struct {
+	ref    HoldRef
+	holdMs int64
+	// start is when this leader began counting; base is what leaders had
+	// counted and checkpointed before (the grant's HoldCountedMs then).
+	start time.Time
+	base  int64
+	// sent is the highest count proposed as a checkpoint.
+	sent int64
+}
+
+// NewHoldTracker returns an inactive tracker, without checkpoints.
 func NewHoldTracker(c clock.Clock) *HoldTracker {
-	return &HoldTracker{clock: c, refs: map[string]HoldRef{}, queue: deadline.New[string](), wake: make(chan struct{}, 1)}
+	return &HoldTracker{clock: c, refs: map[string]*tracked{}, queue: deadline.New[string](), checks: deadline.New[string](),
+		wake: make(chan struct{}, 1)}
+}
+
+// SetCheckpointEvery sets how often a grant's count is checkpointed (0:
+// never). It applies to grants tracked from then on.
+func (t *HoldTracker) SetCheckpointEvery(d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.every = max(d, 0)
 }
 
 // Start activates the tracker with every grant that has a hold time.
 func (t *HoldTracker) Start(holds []Grant) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.refs = map[string]HoldRef{}
-	t.queue.Clear()
+	t.clearLocked()
 	now := t.clock.Now()
 	for _, g := range holds {
 		t.addLocked(g, now)
@@ -59,7 +93,7 @@ func (t *HoldTracker) Start(holds []Grant) {
 
 // Replace restarts an active tracker with holds, the grants of a state
 // that replaced the one it followed (a snapshot the leader restored): like
-// Start, every grant gets its full hold time from now.
+// Start, every grant gets the rest of its hold time from now.
 func (t *HoldTracker) Replace(holds []Grant) {
 	t.mu.Lock()
 	active := t.active
@@ -74,14 +108,31 @@ func (t *HoldTracker) Stop() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.active = false
-	t.refs = map[string]HoldRef{}
+	t.clearLocked()
+}
+
+func (t *HoldTracker) clearLocked() {
+	t.refs = map[string]*tracked{}
 	t.queue.Clear()
+	t.checks.Clear()
 }
 
 func (t *HoldTracker) addLocked(g Grant, now time.Time) {
 	ref := HoldRef{Name: g.Name, Token: g.Token, Session: g.Session, Owner: g.Owner}
-	t.refs[ref.key()] = ref
-	t.queue.Set(ref.key(), now.Add(time.Duration(g.HoldMs)*time.Millisecond))
+	base := min(max(g.HoldCountedMs, 0), g.HoldMs)
+	k := ref.key()
+	t.refs[k] = &tracked{ref: ref, holdMs: g.HoldMs, start: now, base: base, sent: base}
+	t.queue.Set(k, now.Add(time.Duration(g.HoldMs-base)*time.Millisecond))
+	t.checks.Remove(k)
+	t.scheduleLocked(k, g.HoldMs-base, now)
+}
+
+// scheduleLocked sets the next checkpoint of the grant at key k, whose
+// hold time has leftMs to go at now, unless it ends before.
+func (t *HoldTracker) scheduleLocked(k string, leftMs int64, now time.Time) {
+	if t.every > 0 && time.Duration(leftMs)*time.Millisecond > t.every {
+		t.checks.Set(k, now.Add(t.every))
+	}
 }
 
 // Granted follows a new grant.
@@ -111,6 +162,7 @@ func (t *HoldTracker) Released(r Release) {
 	key := HoldRef{Name: r.Name, Token: r.Token, Session: r.Session, Owner: r.Owner}.key()
 	delete(t.refs, key)
 	t.queue.Remove(key)
+	t.checks.Remove(key)
 }
 
 // Due returns the grants whose hold time ran out and the time until the
@@ -124,8 +176,9 @@ func (t *HoldTracker) Due(limit int) ([]HoldRef, time.Duration) {
 	now := t.clock.Now()
 	var out []HoldRef
 	for _, k := range t.queue.PopDue(now, limit) {
-		out = append(out, t.refs[k])
+		out = append(out, t.refs[k].ref)
 		delete(t.refs, k)
+		t.checks.Remove(k)
 	}
 	next := time.Second
 	if at, ok := t.queue.Next(); ok {
@@ -140,10 +193,42 @@ func (t *HoldTracker) Retry(refs []HoldRef) {
 	defer t.mu.Unlock()
 	now := t.clock.Now()
 	for _, r := range refs {
-		t.refs[r.key()] = r
+		t.refs[r.key()] = &tracked{ref: r, start: now}
 		t.queue.Set(r.key(), now)
 	}
 	t.signal()
+}
+
+// DueCheckpoints returns the grants whose count is due to be checkpointed,
+// with what this leader has counted of them (what leaders checkpointed
+// before it began, and the whole milliseconds since), and the time until
+// the next one is due (at most a second). Each is due again after the
+// interval, while its hold time has more than that left.
+func (t *HoldTracker) DueCheckpoints(limit int) ([]HoldCheckpoint, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.active {
+		return nil, time.Second
+	}
+	now := t.clock.Now()
+	var out []HoldCheckpoint
+	for _, k := range t.checks.PopDue(now, limit) {
+		tr := t.refs[k]
+		if tr == nil {
+			continue
+		}
+		counted := min(tr.base+now.Sub(tr.start).Milliseconds(), tr.holdMs)
+		if counted > tr.sent {
+			out = append(out, HoldCheckpoint{Ref: tr.ref, CountedMs: counted})
+			tr.sent = counted
+		}
+		t.scheduleLocked(k, tr.holdMs-counted, now)
+	}
+	next := time.Second
+	if at, ok := t.checks.Next(); ok {
+		next = min(next, at.Sub(now))
+	}
+	return out, max(next, time.Millisecond)
 }
 
 // Wake is signalled when deadlines change.

@@ -166,6 +166,36 @@ func (s *Server) confirmLockLimit(ctx context.Context, req *concordv1.AcquireReq
 	return s.prepareAcquireAs(req, true)
 }
 
+// checkpointHolds proposes the checkpoints that are due, 256 grants an
+// entry, and returns the time until the next ones. A checkpoint that fails
+// is not retried: the grant's next one follows an interval later, and a
+// leader that follows counts from the last one that applied, which only
+// lengthens the hold. Below fsm.RulesHoldCheckpoint none is proposed.
+func (s *Server) checkpointHolds(ctx context.Context) time.Duration {
+	for {
+		due, next := s.holds.DueCheckpoints(256)
+		if len(due) == 0 {
+			return next
+		}
+		if s.fsm.RulesVersion() < fsm.RulesHoldCheckpoint {
+			continue
+		}
+		holds := make([]*internalv1.LockHoldCheckpoint, len(due))
+		for i, d := range due {
+			holds[i] = &internalv1.LockHoldCheckpoint{CountedMs: d.CountedMs,
+				Ref: &internalv1.LockHoldRef{Name: d.Ref.Name, Token: d.Ref.Token, Session: d.Ref.Session, Owner: d.Ref.Owner}}
+		}
+		if _, err := s.proposeLocal(ctx, &internalv1.Command{Op: &internalv1.Command_LockCheckpointHolds{
+			LockCheckpointHolds: &internalv1.CheckpointLockHolds{Holds: holds}}}); err != nil {
+			if ctx.Err() == nil {
+				s.log.Debug("proposing lock hold checkpoints failed", "holds", len(due), "err", err)
+			}
+			return next
+		}
+		s.metrics.holdCheckpoints.Add(float64(len(due)))
+	}
+}
+
 // checkWaiterRef refuses a reference to a waiter (a cancel) that no waiter
 // could match, before anything is proposed.
 func checkWaiterRef(waiter uint64, session int64, owner string) error {
@@ -736,7 +766,8 @@ func (s *Server) ListLocks(ctx context.Context, req *concordv1.ListLocksRequest)
 	return out, nil
 }
 
-// expireHolds proposes the release of grants whose hold time ran out.
+// expireHolds proposes the release of grants whose hold time ran out, and
+// the checkpoints of what this leader has counted of the others'.
 func (s *Server) expireHolds(ctx context.Context) {
 	for {
 		due, next := s.holds.Due(256)
@@ -756,6 +787,9 @@ func (s *Server) expireHolds(ctx context.Context) {
 			}
 			s.log.Warn("proposing lock hold expiry failed", "holds", len(due), "err", err)
 			next = 50 * time.Millisecond
+		}
+		if cnext := s.checkpointHolds(ctx); cnext < next {
+			next = cnext
 		}
 		t := time.NewTimer(next)
 		select {

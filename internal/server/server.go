@@ -142,6 +142,11 @@ func New(cfg config.Server, opts Options) (*Server, error) {
 	})
 	s.fsm.SetSessionObserver(s.tracker)
 	s.holds = lock.NewHoldTracker(opts.Clock)
+	if every := cfg.LockHoldCheckpoint; every != 0 {
+		s.holds.SetCheckpointEvery(every)
+	} else {
+		s.holds.SetCheckpointEvery(config.DefaultLockHoldCheckpoint)
+	}
 	s.locks = newLockHub(s.holds, newLockMetrics(opts.Registerer))
 	s.fsm.SetLockObserver(s.locks)
 	opts.Registerer.MustRegister(lockCollector{s: s})

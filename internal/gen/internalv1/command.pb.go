@@ -57,6 +57,7 @@ type Command struct {
 	//	*Command_LockCancel
 	//	*Command_LockForceRelease
 	//	*Command_LockExpireHolds
+	//	*Command_LockCheckpointHolds
 	//	*Command_IdLeaseWorker
 	//	*Command_IdReserveWorker
 	//	*Command_IdReleaseWorker
@@ -279,6 +280,15 @@ func (x *Command) GetLockExpireHolds() *ExpireLockHolds {
 	return nil
 }
 
+func (x *Command) GetLockCheckpointHolds() *CheckpointLockHolds {
+	if x != nil {
+		if x, ok := x.Op.(*Command_LockCheckpointHolds); ok {
+			return x.LockCheckpointHolds
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetIdLeaseWorker() *v1.LeaseWorkerRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_IdLeaseWorker); ok {
@@ -405,6 +415,10 @@ type Command_LockExpireHolds struct {
 	LockExpireHolds *ExpireLockHolds `protobuf:"bytes,54,opt,name=lock_expire_holds,json=lockExpireHolds,proto3,oneof"`
 }
 
+type Command_LockCheckpointHolds struct {
+	LockCheckpointHolds *CheckpointLockHolds `protobuf:"bytes,55,opt,name=lock_checkpoint_holds,json=lockCheckpointHolds,proto3,oneof"`
+}
+
 type Command_IdLeaseWorker struct {
 	IdLeaseWorker *v1.LeaseWorkerRequest `protobuf:"bytes,60,opt,name=id_lease_worker,json=idLeaseWorker,proto3,oneof"`
 }
@@ -463,6 +477,8 @@ func (*Command_LockForceRelease) isCommand_Op() {}
 
 func (*Command_LockExpireHolds) isCommand_Op() {}
 
+func (*Command_LockCheckpointHolds) isCommand_Op() {}
+
 func (*Command_IdLeaseWorker) isCommand_Op() {}
 
 func (*Command_IdReserveWorker) isCommand_Op() {}
@@ -520,6 +536,107 @@ func (x *ExpireLockHolds) GetHolds() []*LockHoldRef {
 	return nil
 }
 
+// CheckpointLockHolds records how much of grants' hold times the leader has
+// counted, so that a later leader counts only the rest (from rules version
+// 5, fsm.RulesHoldCheckpoint; below it the entry changes nothing).
+type CheckpointLockHolds struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Holds         []*LockHoldCheckpoint  `protobuf:"bytes,1,rep,name=holds,proto3" json:"holds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointLockHolds) Reset() {
+	*x = CheckpointLockHolds{}
+	mi := &file_concord_internal_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointLockHolds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointLockHolds) ProtoMessage() {}
+
+func (x *CheckpointLockHolds) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointLockHolds.ProtoReflect.Descriptor instead.
+func (*CheckpointLockHolds) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckpointLockHolds) GetHolds() []*LockHoldCheckpoint {
+	if x != nil {
+		return x.Holds
+	}
+	return nil
+}
+
+// LockHoldCheckpoint is one grant's counted hold time: at most the time
+// that has passed since the grant was applied, as leaders' clocks count it.
+type LockHoldCheckpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           *LockHoldRef           `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	CountedMs     int64                  `protobuf:"varint,2,opt,name=counted_ms,json=countedMs,proto3" json:"counted_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockHoldCheckpoint) Reset() {
+	*x = LockHoldCheckpoint{}
+	mi := &file_concord_internal_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockHoldCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockHoldCheckpoint) ProtoMessage() {}
+
+func (x *LockHoldCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_internal_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockHoldCheckpoint.ProtoReflect.Descriptor instead.
+func (*LockHoldCheckpoint) Descriptor() ([]byte, []int) {
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LockHoldCheckpoint) GetRef() *LockHoldRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *LockHoldCheckpoint) GetCountedMs() int64 {
+	if x != nil {
+		return x.CountedMs
+	}
+	return 0
+}
+
 // LockHoldRef names one grant.
 type LockHoldRef struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -536,7 +653,7 @@ type LockHoldRef struct {
 
 func (x *LockHoldRef) Reset() {
 	*x = LockHoldRef{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[2]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +665,7 @@ func (x *LockHoldRef) String() string {
 func (*LockHoldRef) ProtoMessage() {}
 
 func (x *LockHoldRef) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[2]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +678,7 @@ func (x *LockHoldRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockHoldRef.ProtoReflect.Descriptor instead.
 func (*LockHoldRef) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LockHoldRef) GetName() string {
@@ -603,7 +720,7 @@ type CreateSession struct {
 
 func (x *CreateSession) Reset() {
 	*x = CreateSession{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[3]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +732,7 @@ func (x *CreateSession) String() string {
 func (*CreateSession) ProtoMessage() {}
 
 func (x *CreateSession) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[3]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +745,7 @@ func (x *CreateSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSession.ProtoReflect.Descriptor instead.
 func (*CreateSession) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateSession) GetTtlMs() int64 {
@@ -655,7 +772,7 @@ type RevokeSession struct {
 
 func (x *RevokeSession) Reset() {
 	*x = RevokeSession{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[4]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +784,7 @@ func (x *RevokeSession) String() string {
 func (*RevokeSession) ProtoMessage() {}
 
 func (x *RevokeSession) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[4]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +797,7 @@ func (x *RevokeSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSession.ProtoReflect.Descriptor instead.
 func (*RevokeSession) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RevokeSession) GetId() int64 {
@@ -700,7 +817,7 @@ type ExpireSessions struct {
 
 func (x *ExpireSessions) Reset() {
 	*x = ExpireSessions{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[5]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +829,7 @@ func (x *ExpireSessions) String() string {
 func (*ExpireSessions) ProtoMessage() {}
 
 func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[5]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +842,7 @@ func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireSessions.ProtoReflect.Descriptor instead.
 func (*ExpireSessions) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExpireSessions) GetIds() []int64 {
@@ -748,7 +865,7 @@ type PublishMember struct {
 
 func (x *PublishMember) Reset() {
 	*x = PublishMember{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[6]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +877,7 @@ func (x *PublishMember) String() string {
 func (*PublishMember) ProtoMessage() {}
 
 func (x *PublishMember) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[6]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +890,7 @@ func (x *PublishMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishMember.ProtoReflect.Descriptor instead.
 func (*PublishMember) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PublishMember) GetId() string {
@@ -814,7 +931,7 @@ type RetireMember struct {
 
 func (x *RetireMember) Reset() {
 	*x = RetireMember{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[7]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +943,7 @@ func (x *RetireMember) String() string {
 func (*RetireMember) ProtoMessage() {}
 
 func (x *RetireMember) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[7]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +956,7 @@ func (x *RetireMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireMember.ProtoReflect.Descriptor instead.
 func (*RetireMember) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RetireMember) GetId() string {
@@ -858,7 +975,7 @@ type Noop struct {
 
 func (x *Noop) Reset() {
 	*x = Noop{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[8]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +987,7 @@ func (x *Noop) String() string {
 func (*Noop) ProtoMessage() {}
 
 func (x *Noop) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[8]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1000,7 @@ func (x *Noop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Noop.ProtoReflect.Descriptor instead.
 func (*Noop) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 // RaiseRules raises the rules version the state machine applies entries
@@ -901,7 +1018,7 @@ type RaiseRules struct {
 
 func (x *RaiseRules) Reset() {
 	*x = RaiseRules{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[9]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1030,7 @@ func (x *RaiseRules) String() string {
 func (*RaiseRules) ProtoMessage() {}
 
 func (x *RaiseRules) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[9]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1043,7 @@ func (x *RaiseRules) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaiseRules.ProtoReflect.Descriptor instead.
 func (*RaiseRules) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RaiseRules) GetVersion() uint32 {
@@ -949,7 +1066,7 @@ type SetClusterID struct {
 
 func (x *SetClusterID) Reset() {
 	*x = SetClusterID{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[10]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1078,7 @@ func (x *SetClusterID) String() string {
 func (*SetClusterID) ProtoMessage() {}
 
 func (x *SetClusterID) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[10]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1091,7 @@ func (x *SetClusterID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterID.ProtoReflect.Descriptor instead.
 func (*SetClusterID) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetClusterID) GetId() string {
@@ -996,7 +1113,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[11]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1125,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[11]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1138,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Error) GetReason() string {
@@ -1072,7 +1189,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[12]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1201,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[12]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1214,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Result) GetResult() isResult_Result {
@@ -1345,7 +1462,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_concord_internal_v1_command_proto_msgTypes[13]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1474,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_internal_v1_command_proto_msgTypes[13]
+	mi := &file_concord_internal_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,14 +1487,14 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_concord_internal_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 var File_concord_internal_v1_command_proto protoreflect.FileDescriptor
 
 const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!concord/internal/v1/command.proto\x12\x13concord.internal.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/id.proto\x1a\x13concord/v1/kv.proto\x1a\x15concord/v1/lock.proto\x1a\x18concord/v1/session.proto\"\xba\r\n" +
+	"!concord/internal/v1/command.proto\x12\x13concord.internal.v1\x1a\x17concord/v1/common.proto\x1a\x13concord/v1/id.proto\x1a\x13concord/v1/kv.proto\x1a\x15concord/v1/lock.proto\x1a\x18concord/v1/session.proto\"\x9a\x0e\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.concord.v1.WriteMetaR\x04meta\x12\x1d\n" +
@@ -1402,7 +1519,8 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\vlock_cancel\x184 \x01(\v2\x1d.concord.v1.CancelWaitRequestH\x00R\n" +
 	"lockCancel\x12O\n" +
 	"\x12lock_force_release\x185 \x01(\v2\x1f.concord.v1.ForceReleaseRequestH\x00R\x10lockForceRelease\x12R\n" +
-	"\x11lock_expire_holds\x186 \x01(\v2$.concord.internal.v1.ExpireLockHoldsH\x00R\x0flockExpireHolds\x12H\n" +
+	"\x11lock_expire_holds\x186 \x01(\v2$.concord.internal.v1.ExpireLockHoldsH\x00R\x0flockExpireHolds\x12^\n" +
+	"\x15lock_checkpoint_holds\x187 \x01(\v2(.concord.internal.v1.CheckpointLockHoldsH\x00R\x13lockCheckpointHolds\x12H\n" +
 	"\x0fid_lease_worker\x18< \x01(\v2\x1e.concord.v1.LeaseWorkerRequestH\x00R\ridLeaseWorker\x12N\n" +
 	"\x11id_reserve_worker\x18= \x01(\v2 .concord.v1.ReserveWorkerRequestH\x00R\x0fidReserveWorker\x12N\n" +
 	"\x11id_release_worker\x18> \x01(\v2 .concord.v1.ReleaseWorkerRequestH\x00R\x0fidReleaseWorker\x12B\n" +
@@ -1411,7 +1529,13 @@ const file_concord_internal_v1_command_proto_rawDesc = "" +
 	"\x10id_next_sequence\x18A \x01(\v2\x1f.concord.v1.NextSequenceRequestH\x00R\x0eidNextSequenceB\x04\n" +
 	"\x02op\"I\n" +
 	"\x0fExpireLockHolds\x126\n" +
-	"\x05holds\x18\x01 \x03(\v2 .concord.internal.v1.LockHoldRefR\x05holds\"g\n" +
+	"\x05holds\x18\x01 \x03(\v2 .concord.internal.v1.LockHoldRefR\x05holds\"T\n" +
+	"\x13CheckpointLockHolds\x12=\n" +
+	"\x05holds\x18\x01 \x03(\v2'.concord.internal.v1.LockHoldCheckpointR\x05holds\"g\n" +
+	"\x12LockHoldCheckpoint\x122\n" +
+	"\x03ref\x18\x01 \x01(\v2 .concord.internal.v1.LockHoldRefR\x03ref\x12\x1d\n" +
+	"\n" +
+	"counted_ms\x18\x02 \x01(\x03R\tcountedMs\"g\n" +
 	"\vLockHoldRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x18\n" +
@@ -1474,97 +1598,102 @@ func file_concord_internal_v1_command_proto_rawDescGZIP() []byte {
 	return file_concord_internal_v1_command_proto_rawDescData
 }
 
-var file_concord_internal_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_concord_internal_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_concord_internal_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                  // 0: concord.internal.v1.Command
 	(*ExpireLockHolds)(nil),          // 1: concord.internal.v1.ExpireLockHolds
-	(*LockHoldRef)(nil),              // 2: concord.internal.v1.LockHoldRef
-	(*CreateSession)(nil),            // 3: concord.internal.v1.CreateSession
-	(*RevokeSession)(nil),            // 4: concord.internal.v1.RevokeSession
-	(*ExpireSessions)(nil),           // 5: concord.internal.v1.ExpireSessions
-	(*PublishMember)(nil),            // 6: concord.internal.v1.PublishMember
-	(*RetireMember)(nil),             // 7: concord.internal.v1.RetireMember
-	(*Noop)(nil),                     // 8: concord.internal.v1.Noop
-	(*RaiseRules)(nil),               // 9: concord.internal.v1.RaiseRules
-	(*SetClusterID)(nil),             // 10: concord.internal.v1.SetClusterID
-	(*Error)(nil),                    // 11: concord.internal.v1.Error
-	(*Result)(nil),                   // 12: concord.internal.v1.Result
-	(*Empty)(nil),                    // 13: concord.internal.v1.Empty
-	(*v1.WriteMeta)(nil),             // 14: concord.v1.WriteMeta
-	(*v1.PutRequest)(nil),            // 15: concord.v1.PutRequest
-	(*v1.DeleteRangeRequest)(nil),    // 16: concord.v1.DeleteRangeRequest
-	(*v1.TxnRequest)(nil),            // 17: concord.v1.TxnRequest
-	(*v1.AddRequest)(nil),            // 18: concord.v1.AddRequest
-	(*v1.AcquireRequest)(nil),        // 19: concord.v1.AcquireRequest
-	(*v1.ReleaseRequest)(nil),        // 20: concord.v1.ReleaseRequest
-	(*v1.CancelWaitRequest)(nil),     // 21: concord.v1.CancelWaitRequest
-	(*v1.ForceReleaseRequest)(nil),   // 22: concord.v1.ForceReleaseRequest
-	(*v1.LeaseWorkerRequest)(nil),    // 23: concord.v1.LeaseWorkerRequest
-	(*v1.ReserveWorkerRequest)(nil),  // 24: concord.v1.ReserveWorkerRequest
-	(*v1.ReleaseWorkerRequest)(nil),  // 25: concord.v1.ReleaseWorkerRequest
-	(*v1.CreateTagRequest)(nil),      // 26: concord.v1.CreateTagRequest
-	(*v1.AllocSegmentRequest)(nil),   // 27: concord.v1.AllocSegmentRequest
-	(*v1.NextSequenceRequest)(nil),   // 28: concord.v1.NextSequenceRequest
-	(*v1.PutResponse)(nil),           // 29: concord.v1.PutResponse
-	(*v1.DeleteRangeResponse)(nil),   // 30: concord.v1.DeleteRangeResponse
-	(*v1.TxnResponse)(nil),           // 31: concord.v1.TxnResponse
-	(*v1.AddResponse)(nil),           // 32: concord.v1.AddResponse
-	(*v1.CreateSessionResponse)(nil), // 33: concord.v1.CreateSessionResponse
-	(*v1.RevokeSessionResponse)(nil), // 34: concord.v1.RevokeSessionResponse
-	(*v1.AcquireResponse)(nil),       // 35: concord.v1.AcquireResponse
-	(*v1.ForceReleaseResponse)(nil),  // 36: concord.v1.ForceReleaseResponse
-	(*v1.LeaseWorkerResponse)(nil),   // 37: concord.v1.LeaseWorkerResponse
-	(*v1.ReserveWorkerResponse)(nil), // 38: concord.v1.ReserveWorkerResponse
-	(*v1.CreateTagResponse)(nil),     // 39: concord.v1.CreateTagResponse
-	(*v1.AllocSegmentResponse)(nil),  // 40: concord.v1.AllocSegmentResponse
-	(*v1.NextSequenceResponse)(nil),  // 41: concord.v1.NextSequenceResponse
+	(*CheckpointLockHolds)(nil),      // 2: concord.internal.v1.CheckpointLockHolds
+	(*LockHoldCheckpoint)(nil),       // 3: concord.internal.v1.LockHoldCheckpoint
+	(*LockHoldRef)(nil),              // 4: concord.internal.v1.LockHoldRef
+	(*CreateSession)(nil),            // 5: concord.internal.v1.CreateSession
+	(*RevokeSession)(nil),            // 6: concord.internal.v1.RevokeSession
+	(*ExpireSessions)(nil),           // 7: concord.internal.v1.ExpireSessions
+	(*PublishMember)(nil),            // 8: concord.internal.v1.PublishMember
+	(*RetireMember)(nil),             // 9: concord.internal.v1.RetireMember
+	(*Noop)(nil),                     // 10: concord.internal.v1.Noop
+	(*RaiseRules)(nil),               // 11: concord.internal.v1.RaiseRules
+	(*SetClusterID)(nil),             // 12: concord.internal.v1.SetClusterID
+	(*Error)(nil),                    // 13: concord.internal.v1.Error
+	(*Result)(nil),                   // 14: concord.internal.v1.Result
+	(*Empty)(nil),                    // 15: concord.internal.v1.Empty
+	(*v1.WriteMeta)(nil),             // 16: concord.v1.WriteMeta
+	(*v1.PutRequest)(nil),            // 17: concord.v1.PutRequest
+	(*v1.DeleteRangeRequest)(nil),    // 18: concord.v1.DeleteRangeRequest
+	(*v1.TxnRequest)(nil),            // 19: concord.v1.TxnRequest
+	(*v1.AddRequest)(nil),            // 20: concord.v1.AddRequest
+	(*v1.AcquireRequest)(nil),        // 21: concord.v1.AcquireRequest
+	(*v1.ReleaseRequest)(nil),        // 22: concord.v1.ReleaseRequest
+	(*v1.CancelWaitRequest)(nil),     // 23: concord.v1.CancelWaitRequest
+	(*v1.ForceReleaseRequest)(nil),   // 24: concord.v1.ForceReleaseRequest
+	(*v1.LeaseWorkerRequest)(nil),    // 25: concord.v1.LeaseWorkerRequest
+	(*v1.ReserveWorkerRequest)(nil),  // 26: concord.v1.ReserveWorkerRequest
+	(*v1.ReleaseWorkerRequest)(nil),  // 27: concord.v1.ReleaseWorkerRequest
+	(*v1.CreateTagRequest)(nil),      // 28: concord.v1.CreateTagRequest
+	(*v1.AllocSegmentRequest)(nil),   // 29: concord.v1.AllocSegmentRequest
+	(*v1.NextSequenceRequest)(nil),   // 30: concord.v1.NextSequenceRequest
+	(*v1.PutResponse)(nil),           // 31: concord.v1.PutResponse
+	(*v1.DeleteRangeResponse)(nil),   // 32: concord.v1.DeleteRangeResponse
+	(*v1.TxnResponse)(nil),           // 33: concord.v1.TxnResponse
+	(*v1.AddResponse)(nil),           // 34: concord.v1.AddResponse
+	(*v1.CreateSessionResponse)(nil), // 35: concord.v1.CreateSessionResponse
+	(*v1.RevokeSessionResponse)(nil), // 36: concord.v1.RevokeSessionResponse
+	(*v1.AcquireResponse)(nil),       // 37: concord.v1.AcquireResponse
+	(*v1.ForceReleaseResponse)(nil),  // 38: concord.v1.ForceReleaseResponse
+	(*v1.LeaseWorkerResponse)(nil),   // 39: concord.v1.LeaseWorkerResponse
+	(*v1.ReserveWorkerResponse)(nil), // 40: concord.v1.ReserveWorkerResponse
+	(*v1.CreateTagResponse)(nil),     // 41: concord.v1.CreateTagResponse
+	(*v1.AllocSegmentResponse)(nil),  // 42: concord.v1.AllocSegmentResponse
+	(*v1.NextSequenceResponse)(nil),  // 43: concord.v1.NextSequenceResponse
 }
 var file_concord_internal_v1_command_proto_depIdxs = []int32{
-	14, // 0: concord.internal.v1.Command.meta:type_name -> concord.v1.WriteMeta
-	15, // 1: concord.internal.v1.Command.put:type_name -> concord.v1.PutRequest
-	16, // 2: concord.internal.v1.Command.delete_range:type_name -> concord.v1.DeleteRangeRequest
-	17, // 3: concord.internal.v1.Command.txn:type_name -> concord.v1.TxnRequest
-	18, // 4: concord.internal.v1.Command.add:type_name -> concord.v1.AddRequest
-	3,  // 5: concord.internal.v1.Command.create_session:type_name -> concord.internal.v1.CreateSession
-	4,  // 6: concord.internal.v1.Command.revoke_session:type_name -> concord.internal.v1.RevokeSession
-	5,  // 7: concord.internal.v1.Command.expire_sessions:type_name -> concord.internal.v1.ExpireSessions
-	6,  // 8: concord.internal.v1.Command.publish_member:type_name -> concord.internal.v1.PublishMember
-	7,  // 9: concord.internal.v1.Command.retire_member:type_name -> concord.internal.v1.RetireMember
-	8,  // 10: concord.internal.v1.Command.noop:type_name -> concord.internal.v1.Noop
-	9,  // 11: concord.internal.v1.Command.raise_rules:type_name -> concord.internal.v1.RaiseRules
-	10, // 12: concord.internal.v1.Command.set_cluster_id:type_name -> concord.internal.v1.SetClusterID
-	19, // 13: concord.internal.v1.Command.lock_acquire:type_name -> concord.v1.AcquireRequest
-	20, // 14: concord.internal.v1.Command.lock_release:type_name -> concord.v1.ReleaseRequest
-	21, // 15: concord.internal.v1.Command.lock_cancel:type_name -> concord.v1.CancelWaitRequest
-	22, // 16: concord.internal.v1.Command.lock_force_release:type_name -> concord.v1.ForceReleaseRequest
+	16, // 0: concord.internal.v1.Command.meta:type_name -> concord.v1.WriteMeta
+	17, // 1: concord.internal.v1.Command.put:type_name -> concord.v1.PutRequest
+	18, // 2: concord.internal.v1.Command.delete_range:type_name -> concord.v1.DeleteRangeRequest
+	19, // 3: concord.internal.v1.Command.txn:type_name -> concord.v1.TxnRequest
+	20, // 4: concord.internal.v1.Command.add:type_name -> concord.v1.AddRequest
+	5,  // 5: concord.internal.v1.Command.create_session:type_name -> concord.internal.v1.CreateSession
+	6,  // 6: concord.internal.v1.Command.revoke_session:type_name -> concord.internal.v1.RevokeSession
+	7,  // 7: concord.internal.v1.Command.expire_sessions:type_name -> concord.internal.v1.ExpireSessions
+	8,  // 8: concord.internal.v1.Command.publish_member:type_name -> concord.internal.v1.PublishMember
+	9,  // 9: concord.internal.v1.Command.retire_member:type_name -> concord.internal.v1.RetireMember
+	10, // 10: concord.internal.v1.Command.noop:type_name -> concord.internal.v1.Noop
+	11, // 11: concord.internal.v1.Command.raise_rules:type_name -> concord.internal.v1.RaiseRules
+	12, // 12: concord.internal.v1.Command.set_cluster_id:type_name -> concord.internal.v1.SetClusterID
+	21, // 13: concord.internal.v1.Command.lock_acquire:type_name -> concord.v1.AcquireRequest
+	22, // 14: concord.internal.v1.Command.lock_release:type_name -> concord.v1.ReleaseRequest
+	23, // 15: concord.internal.v1.Command.lock_cancel:type_name -> concord.v1.CancelWaitRequest
+	24, // 16: concord.internal.v1.Command.lock_force_release:type_name -> concord.v1.ForceReleaseRequest
 	1,  // 17: concord.internal.v1.Command.lock_expire_holds:type_name -> concord.internal.v1.ExpireLockHolds
-	23, // 18: concord.internal.v1.Command.id_lease_worker:type_name -> concord.v1.LeaseWorkerRequest
-	24, // 19: concord.internal.v1.Command.id_reserve_worker:type_name -> concord.v1.ReserveWorkerRequest
-	25, // 20: concord.internal.v1.Command.id_release_worker:type_name -> concord.v1.ReleaseWorkerRequest
-	26, // 21: concord.internal.v1.Command.id_create_tag:type_name -> concord.v1.CreateTagRequest
-	27, // 22: concord.internal.v1.Command.id_alloc_segment:type_name -> concord.v1.AllocSegmentRequest
-	28, // 23: concord.internal.v1.Command.id_next_sequence:type_name -> concord.v1.NextSequenceRequest
-	2,  // 24: concord.internal.v1.ExpireLockHolds.holds:type_name -> concord.internal.v1.LockHoldRef
-	11, // 25: concord.internal.v1.Result.error:type_name -> concord.internal.v1.Error
-	29, // 26: concord.internal.v1.Result.put:type_name -> concord.v1.PutResponse
-	30, // 27: concord.internal.v1.Result.delete_range:type_name -> concord.v1.DeleteRangeResponse
-	31, // 28: concord.internal.v1.Result.txn:type_name -> concord.v1.TxnResponse
-	32, // 29: concord.internal.v1.Result.add:type_name -> concord.v1.AddResponse
-	33, // 30: concord.internal.v1.Result.create_session:type_name -> concord.v1.CreateSessionResponse
-	34, // 31: concord.internal.v1.Result.revoke_session:type_name -> concord.v1.RevokeSessionResponse
-	13, // 32: concord.internal.v1.Result.empty:type_name -> concord.internal.v1.Empty
-	35, // 33: concord.internal.v1.Result.lock_acquire:type_name -> concord.v1.AcquireResponse
-	36, // 34: concord.internal.v1.Result.lock_force_release:type_name -> concord.v1.ForceReleaseResponse
-	37, // 35: concord.internal.v1.Result.id_lease_worker:type_name -> concord.v1.LeaseWorkerResponse
-	38, // 36: concord.internal.v1.Result.id_reserve_worker:type_name -> concord.v1.ReserveWorkerResponse
-	39, // 37: concord.internal.v1.Result.id_create_tag:type_name -> concord.v1.CreateTagResponse
-	40, // 38: concord.internal.v1.Result.id_alloc_segment:type_name -> concord.v1.AllocSegmentResponse
-	41, // 39: concord.internal.v1.Result.id_next_sequence:type_name -> concord.v1.NextSequenceResponse
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	2,  // 18: concord.internal.v1.Command.lock_checkpoint_holds:type_name -> concord.internal.v1.CheckpointLockHolds
+	25, // 19: concord.internal.v1.Command.id_lease_worker:type_name -> concord.v1.LeaseWorkerRequest
+	26, // 20: concord.internal.v1.Command.id_reserve_worker:type_name -> concord.v1.ReserveWorkerRequest
+	27, // 21: concord.internal.v1.Command.id_release_worker:type_name -> concord.v1.ReleaseWorkerRequest
+	28, // 22: concord.internal.v1.Command.id_create_tag:type_name -> concord.v1.CreateTagRequest
+	29, // 23: concord.internal.v1.Command.id_alloc_segment:type_name -> concord.v1.AllocSegmentRequest
+	30, // 24: concord.internal.v1.Command.id_next_sequence:type_name -> concord.v1.NextSequenceRequest
+	4,  // 25: concord.internal.v1.ExpireLockHolds.holds:type_name -> concord.internal.v1.LockHoldRef
+	3,  // 26: concord.internal.v1.CheckpointLockHolds.holds:type_name -> concord.internal.v1.LockHoldCheckpoint
+	4,  // 27: concord.internal.v1.LockHoldCheckpoint.ref:type_name -> concord.internal.v1.LockHoldRef
+	13, // 28: concord.internal.v1.Result.error:type_name -> concord.internal.v1.Error
+	31, // 29: concord.internal.v1.Result.put:type_name -> concord.v1.PutResponse
+	32, // 30: concord.internal.v1.Result.delete_range:type_name -> concord.v1.DeleteRangeResponse
+	33, // 31: concord.internal.v1.Result.txn:type_name -> concord.v1.TxnResponse
+	34, // 32: concord.internal.v1.Result.add:type_name -> concord.v1.AddResponse
+	35, // 33: concord.internal.v1.Result.create_session:type_name -> concord.v1.CreateSessionResponse
+	36, // 34: concord.internal.v1.Result.revoke_session:type_name -> concord.v1.RevokeSessionResponse
+	15, // 35: concord.internal.v1.Result.empty:type_name -> concord.internal.v1.Empty
+	37, // 36: concord.internal.v1.Result.lock_acquire:type_name -> concord.v1.AcquireResponse
+	38, // 37: concord.internal.v1.Result.lock_force_release:type_name -> concord.v1.ForceReleaseResponse
+	39, // 38: concord.internal.v1.Result.id_lease_worker:type_name -> concord.v1.LeaseWorkerResponse
+	40, // 39: concord.internal.v1.Result.id_reserve_worker:type_name -> concord.v1.ReserveWorkerResponse
+	41, // 40: concord.internal.v1.Result.id_create_tag:type_name -> concord.v1.CreateTagResponse
+	42, // 41: concord.internal.v1.Result.id_alloc_segment:type_name -> concord.v1.AllocSegmentResponse
+	43, // 42: concord.internal.v1.Result.id_next_sequence:type_name -> concord.v1.NextSequenceResponse
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_concord_internal_v1_command_proto_init() }
@@ -1590,6 +1719,7 @@ func file_concord_internal_v1_command_proto_init() {
 		(*Command_LockCancel)(nil),
 		(*Command_LockForceRelease)(nil),
 		(*Command_LockExpireHolds)(nil),
+		(*Command_LockCheckpointHolds)(nil),
 		(*Command_IdLeaseWorker)(nil),
 		(*Command_IdReserveWorker)(nil),
 		(*Command_IdReleaseWorker)(nil),
@@ -1597,7 +1727,7 @@ func file_concord_internal_v1_command_proto_init() {
 		(*Command_IdAllocSegment)(nil),
 		(*Command_IdNextSequence)(nil),
 	}
-	file_concord_internal_v1_command_proto_msgTypes[12].OneofWrappers = []any{
+	file_concord_internal_v1_command_proto_msgTypes[14].OneofWrappers = []any{
 		(*Result_Error)(nil),
 		(*Result_Put)(nil),
 		(*Result_DeleteRange)(nil),
@@ -1620,7 +1750,7 @@ func file_concord_internal_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_internal_v1_command_proto_rawDesc), len(file_concord_internal_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -561,14 +561,17 @@ func (x *LockRecord) GetQueue() []uint64 {
 
 // LockHolderRecord is one grant.
 type LockHolderRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       int64                  `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
-	Owner         string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
-	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
-	Mode          uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
-	Permits       int64                  `protobuf:"varint,5,opt,name=permits,proto3" json:"permits,omitempty"`
-	SinceUnixMs   int64                  `protobuf:"varint,6,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
-	HoldMs        int64                  `protobuf:"varint,7,opt,name=hold_ms,json=holdMs,proto3" json:"hold_ms,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Session     int64                  `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	Owner       string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	Token       uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	Mode        uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	Permits     int64                  `protobuf:"varint,5,opt,name=permits,proto3" json:"permits,omitempty"`
+	SinceUnixMs int64                  `protobuf:"varint,6,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	HoldMs      int64                  `protobuf:"varint,7,opt,name=hold_ms,json=holdMs,proto3" json:"hold_ms,omitempty"`
+	// hold_counted_ms is the part of hold_ms a leader has counted and
+	// checkpointed (CheckpointLockHolds); a new leader counts the rest.
+	HoldCountedMs int64 `protobuf:"varint,8,opt,name=hold_counted_ms,json=holdCountedMs,proto3" json:"hold_counted_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -648,6 +651,13 @@ func (x *LockHolderRecord) GetSinceUnixMs() int64 {
 func (x *LockHolderRecord) GetHoldMs() int64 {
 	if x != nil {
 		return x.HoldMs
+	}
+	return 0
+}
+
+func (x *LockHolderRecord) GetHoldCountedMs() int64 {
+	if x != nil {
+		return x.HoldCountedMs
 	}
 	return 0
 }
@@ -1386,7 +1396,7 @@ const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\rR\x04kind\x12\x1a\n" +
 	"\bcapacity\x18\x03 \x01(\x03R\bcapacity\x12?\n" +
 	"\aholders\x18\x04 \x03(\v2%.concord.internal.v1.LockHolderRecordR\aholders\x12\x14\n" +
-	"\x05queue\x18\x05 \x03(\x04R\x05queue\"\xc3\x01\n" +
+	"\x05queue\x18\x05 \x03(\x04R\x05queue\"\xeb\x01\n" +
 	"\x10LockHolderRecord\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x03R\asession\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x14\n" +
@@ -1394,7 +1404,8 @@ const file_concord_internal_v1_snapshot_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x18\n" +
 	"\apermits\x18\x05 \x01(\x03R\apermits\x12\"\n" +
 	"\rsince_unix_ms\x18\x06 \x01(\x03R\vsinceUnixMs\x12\x17\n" +
-	"\ahold_ms\x18\a \x01(\x03R\x06holdMs\"\xcd\x01\n" +
+	"\ahold_ms\x18\a \x01(\x03R\x06holdMs\x12&\n" +
+	"\x0fhold_counted_ms\x18\b \x01(\x03R\rholdCountedMs\"\xcd\x01\n" +
 	"\x10LockWaiterRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\asession\x18\x02 \x01(\x03R\asession\x12\x14\n" +

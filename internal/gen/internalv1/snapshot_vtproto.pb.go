@@ -496,6 +496,11 @@ func (m *LockHolderRecord) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.HoldCountedMs != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.HoldCountedMs))
+		i--
+		dAtA[i] = 0x40
+	}
 	if m.HoldMs != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.HoldMs))
 		i--
@@ -1301,6 +1306,9 @@ func (m *LockHolderRecord) SizeVT() (n int) {
 	}
 	if m.HoldMs != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.HoldMs))
+	}
+	if m.HoldCountedMs != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.HoldCountedMs))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -2919,6 +2927,25 @@ func (m *LockHolderRecord) UnmarshalVT(dAtA []byte) error {
 				b := dAtA[iNdEx]
 				iNdEx++
 				m.HoldMs |= int64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 8:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field HoldCountedMs", wireType)
+			}
+			m.HoldCountedMs = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.HoldCountedMs |= int64(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}

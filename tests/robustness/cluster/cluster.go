@@ -54,6 +54,9 @@ type Options struct {
 	TrailingLogs      uint64
 	// MinSessionTTL is passed as --min-session-ttl when set.
 	MinSessionTTL time.Duration
+	// LockHoldCheckpoint is passed as --lock-hold-checkpoint when set (a
+	// binary of a release before the flag needs it unset).
+	LockHoldCheckpoint time.Duration
 	// Clock is every member's lease clock at the start (default normal).
 	Clock Clock
 	// Logf receives progress messages; default discards.
@@ -397,6 +400,9 @@ func (c *Cluster) args(m *Member) []string {
 	}
 	if o.MinSessionTTL > 0 {
 		a = append(a, "--min-session-ttl", o.MinSessionTTL.String())
+	}
+	if o.LockHoldCheckpoint > 0 {
+		a = append(a, "--lock-hold-checkpoint", o.LockHoldCheckpoint.String())
 	}
 	if !m.clock.Normal() {
 		rate := m.clock.Rate
