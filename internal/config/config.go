@@ -164,7 +164,8 @@ type Server struct {
 	// LockHoldCheckpoint is how often the leader records, in the log, how
 	// much it has counted of each grant's hold time that has more than
 	// that left, so that a new leader counts only the rest: a leader
-	// change then lengthens a hold by at most this much. Default
+	// change then lengthens a hold by about this much (and the time
+	// without a leader), not by a whole hold time. Default
 	// DefaultLockHoldCheckpoint, at least MinLockHoldCheckpoint.
 	LockHoldCheckpoint time.Duration
 

@@ -144,3 +144,31 @@ func TestTrackerCountsOnFromTheCheckpoint(t *testing.T) {
 	cps, _ = off.DueCheckpoints(10)
 	require.Empty(t, cps)
 }
+
+// A leader that restores a snapshot counts on from the counts in it; a
+// grant put back after a failed expiry proposal is due at once and is not
+// checkpointed.
+func TestTrackerReplaceAndRetry(t *testing.T) {
+	fc := clock.NewFake(time.Unix(1_000, 0))
+	tr := NewHoldTracker(fc)
+	tr.SetCheckpointEvery(time.Second)
+	tr.Start(nil)
+	ref := HoldRef{Name: "m", Token: 5, Session: 1, Owner: "a"}
+	tr.Replace([]Grant{{Name: "m", Token: 5, Session: 1, Owner: "a", HoldMs: 10_000, HoldCountedMs: 8_000}})
+	fc.Advance(time.Second)
+	cps, _ := tr.DueCheckpoints(10)
+	require.Equal(t, []HoldCheckpoint{{Ref: ref, CountedMs: 9_000}}, cps)
+	due, _ := tr.Due(10)
+	require.Empty(t, due)
+	fc.Advance(time.Second)
+	due, _ = tr.Due(10)
+	require.Equal(t, []HoldRef{ref}, due, "8 s counted in the snapshot, 2 s since")
+
+	tr.Retry(due)
+	due, _ = tr.Due(10)
+	require.Equal(t, []HoldRef{ref}, due, "a retried expiry is due at once")
+	tr.Retry(due)
+	fc.Advance(5 * time.Second)
+	cps, _ = tr.DueCheckpoints(10)
+	require.Empty(t, cps, "a grant whose hold time is over is not checkpointed")
+}

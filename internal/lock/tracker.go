@@ -38,8 +38,8 @@ type HoldCheckpoint struct {
 // checkpointed (Grant.HoldCountedMs), so a leader change never shortens
 // one. With checkpoints every d (SetCheckpointEvery), the leader reports
 // how much it has counted of each grant whose hold time has more than d
-// left (DueCheckpoints), so that a leader change lengthens a hold by at
-// most d (and the time without a leader), not by a whole hold time.
+// left (DueCheckpoints), so that a leader change lengthens a hold by about
+// d (and the time without a leader), not by a whole hold time.
 type HoldTracker struct {
 	clock clock.Clock
 

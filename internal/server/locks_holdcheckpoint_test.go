@@ -8,6 +8,7 @@ import (
 
 	"github.com/concord-dev/concord/client"
 	"github.com/concord-dev/concord/internal/config"
+	"github.com/concord-dev/concord/internal/fsm"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
@@ -53,4 +54,28 @@ func TestHoldTimeOutlivesALeaderChangeByTheCheckpointOnly(t *testing.T) {
 	require.GreaterOrEqual(t, took, hold, "the grant ended before its hold time")
 	require.Less(t, took, hold+leaderless+1500*time.Millisecond,
 		"a leader change lengthened the hold by more than the time without a leader and the checkpoint interval")
+}
+
+// Below rules version 5 the leader proposes no checkpoint (members of a
+// release before it could not decode one), and hold times end as before.
+func TestNoHoldCheckpointsBelowTheirRulesVersion(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) {
+		cfg.LockHoldCheckpoint = 50 * time.Millisecond
+		cfg.MaxRulesVersion = fsm.RulesHoldCheckpoint - 1
+	}})
+	ctx := ctxT(t, 30*time.Second)
+	cl := c.Client()
+	sess := session(t, cl, 20*time.Second)
+	const hold = 1500 * time.Millisecond
+	sent := time.Now()
+	g, err := cl.AcquireLocks(ctx, sess, cl.NewOwner(), []*client.LockClaim{{Name: "old", Kind: client.KindMutex}}, client.AcquireOptions{Hold: hold})
+	require.NoError(t, err)
+	defer g.Detach()
+	require.Less(t, c.Members[0].Daemon().Server().FSM().RulesVersion(), uint32(fsm.RulesHoldCheckpoint))
+	require.Eventually(t, func() bool {
+		info, _, err := cl.InspectLock(ctx, "old")
+		return err == nil && len(info.GetHolders()) == 0
+	}, 10*time.Second, 20*time.Millisecond, "the grant never ended")
+	require.GreaterOrEqual(t, time.Since(sent), hold)
+	require.Zero(t, metric(t, c.Members[0], "concord_server_lock_hold_checkpoints_total"))
 }

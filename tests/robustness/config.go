@@ -78,6 +78,11 @@ type Config struct {
 	AvoidLeader []int
 	// SessionTTLFloor is the members' --min-session-ttl.
 	SessionTTLFloor time.Duration
+	// LockHoldCheckpoint is the members' --lock-hold-checkpoint (every
+	// profile: 100ms, so that the 100-400 ms hold times of the semaphore
+	// workload are checkpointed); 0 passes no flag, as a binary of a
+	// release before it needs.
+	LockHoldCheckpoint time.Duration
 	// CheckTimeout bounds the linearizability check of one key.
 	CheckTimeout time.Duration
 	// LivenessTimeout bounds the wait for a leader, and for a write,
@@ -98,11 +103,12 @@ type Config struct {
 // if not zero, overrides the profile's traffic duration.
 func ConfigFor(profile string, seed int64, duration time.Duration) (Config, error) {
 	c := Config{
-		Profile:         profile,
-		Seed:            seed,
-		CheckTimeout:    30 * time.Second,
-		LivenessTimeout: 20 * time.Second,
-		SessionTTLFloor: 500 * time.Millisecond,
+		Profile:            profile,
+		Seed:               seed,
+		CheckTimeout:       30 * time.Second,
+		LivenessTimeout:    20 * time.Second,
+		SessionTTLFloor:    500 * time.Millisecond,
+		LockHoldCheckpoint: 100 * time.Millisecond,
 	}
 	switch profile {
 	case ProfileShort:

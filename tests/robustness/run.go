@@ -46,11 +46,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Binary: cfg.Binary, Size: cfg.Size, Dir: dir, ExtraFlags: cfg.ExtraFlags,
 		SnapshotThreshold: 1024, SnapshotInterval: 2 * time.Second, TrailingLogs: 256,
 		MinSessionTTL: cfg.SessionTTLFloor, Clock: cfg.MemberClock, Logf: logf,
-		// Hold times of 100-400 ms (the semaphore workload) get
-		// checkpoints, which a leader after a fault counts on from: one
-		// that counted more than the time that passed would end a grant
-		// early, which the model's lower bound on hold times catches.
-		LockHoldCheckpoint: 100 * time.Millisecond,
+		// Hold times get checkpoints, which a leader after a fault counts
+		// on from: one that counted more than the time that passed would
+		// end a grant early, which the model's lower bound on hold times
+		// catches.
+		LockHoldCheckpoint: cfg.LockHoldCheckpoint,
 	})
 	if err != nil {
 		return res, fmt.Errorf("starting the cluster (logs in %s): %w", filepath.Join(dir, "logs"), err)
