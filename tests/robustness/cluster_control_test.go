@@ -3,7 +3,10 @@ package robustness
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -315,4 +318,60 @@ func TestImpostor(t *testing.T) {
 	require.NoError(t, c.Restart(ctx, victim))
 	_, err = c.WaitConverged(ctx, 30*time.Second)
 	require.NoError(t, err, "the member, back at its address, catches up")
+}
+
+// The harness's members checkpoint hold times as every profile asks
+// (Config.LockHoldCheckpoint, passed as --lock-hold-checkpoint), so that
+// the campaigns' leaders elected after a fault count on from checkpoints.
+func TestMembersCheckpointHoldTimes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	for _, p := range []string{ProfileShort, ProfileLong, ProfileLockLimit} {
+		cfg, err := ConfigFor(p, 1, 0)
+		require.NoError(t, err)
+		require.Equal(t, 100*time.Millisecond, cfg.LockHoldCheckpoint, "profile %s", p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Options{Binary: binary(t), Size: 3, Dir: t.TempDir(), Logf: t.Logf, LockHoldCheckpoint: 100 * time.Millisecond})
+	require.NoError(t, err)
+	defer c.Close()
+	cl, err := c.NewClient(ctx)
+	require.NoError(t, err)
+	defer cl.Close()
+	sess, err := cl.NewSession(ctx, client.WithTTL(10*time.Second))
+	require.NoError(t, err)
+	defer sess.Close(context.Background())
+	g, err := cl.AcquireLocks(ctx, sess, cl.NewOwner(), []*client.LockClaim{{Name: "held", Kind: client.KindMutex}}, client.AcquireOptions{Hold: 3 * time.Second})
+	require.NoError(t, err)
+	defer g.Detach()
+	require.Eventually(t, func() bool {
+		for i := range 3 {
+			if counterOf(t, c.Member(i).ClientAddr, "concord_server_lock_hold_checkpoints_total") > 0 {
+				return true
+			}
+		}
+		return false
+	}, 2*time.Second, 50*time.Millisecond, "no member checkpointed the grant's hold time")
+}
+
+// counterOf reads one unlabelled sample from a member's /metrics (0 when
+// absent or unreachable).
+func counterOf(t *testing.T, addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			require.NoError(t, err)
+			return f
+		}
+	}
+	return 0
 }
