@@ -166,34 +166,6 @@ func (s *Server) confirmLockLimit(ctx context.Context, req *concordv1.AcquireReq
 	return s.prepareAcquireAs(req, true)
 }
 
-// checkpointHolds proposes one entry of the checkpoints that are due (256
-// grants at most), and returns the time until the next ones: expireHolds
-// checks the hold times that ended between entries, so that a pass over
-// many grants never holds up their expiry. A checkpoint that fails is not
-// retried: the grant's next one follows an interval later, and a leader
-// that follows counts from the last one that applied, which only
-// lengthens the hold. Below fsm.RulesHoldCheckpoint none is proposed.
-func (s *Server) checkpointHolds(ctx context.Context) time.Duration {
-	due, next := s.holds.DueCheckpoints(256)
-	if len(due) == 0 || s.fsm.RulesVersion() < fsm.RulesHoldCheckpoint {
-		return next
-	}
-	holds := make([]*internalv1.LockHoldCheckpoint, len(due))
-	for i, d := range due {
-		holds[i] = &internalv1.LockHoldCheckpoint{CountedMs: d.CountedMs,
-			Ref: &internalv1.LockHoldRef{Name: d.Ref.Name, Token: d.Ref.Token, Session: d.Ref.Session, Owner: d.Ref.Owner}}
-	}
-	if _, err := s.proposeLocal(ctx, &internalv1.Command{Op: &internalv1.Command_LockCheckpointHolds{
-		LockCheckpointHolds: &internalv1.CheckpointLockHolds{Holds: holds}}}); err != nil {
-		if ctx.Err() == nil {
-			s.log.Debug("proposing lock hold checkpoints failed", "holds", len(due), "err", err)
-		}
-		return next
-	}
-	s.metrics.holdCheckpoints.Add(float64(len(due)))
-	return next
-}
-
 // checkWaiterRef refuses a reference to a waiter (a cancel) that no waiter
 // could match, before anything is proposed.
 func checkWaiterRef(waiter uint64, session int64, owner string) error {
@@ -799,4 +771,32 @@ func (s *Server) expireHolds(ctx context.Context) {
 		}
 		t.Stop()
 	}
+}
+
+// checkpointHolds proposes one entry of the checkpoints that are due (256
+// grants at most), and returns the time until the next ones: expireHolds
+// checks the hold times that ended between entries, so that a pass over
+// many grants never holds up their expiry. A checkpoint that fails is not
+// retried: the grant's next one follows an interval later, and a leader
+// that follows counts from the last one that applied, which only
+// lengthens the hold. Below fsm.RulesHoldCheckpoint none is proposed.
+func (s *Server) checkpointHolds(ctx context.Context) time.Duration {
+	due, next := s.holds.DueCheckpoints(256)
+	if len(due) == 0 || s.fsm.RulesVersion() < fsm.RulesHoldCheckpoint {
+		return next
+	}
+	holds := make([]*internalv1.LockHoldCheckpoint, len(due))
+	for i, d := range due {
+		holds[i] = &internalv1.LockHoldCheckpoint{CountedMs: d.CountedMs,
+			Ref: &internalv1.LockHoldRef{Name: d.Ref.Name, Token: d.Ref.Token, Session: d.Ref.Session, Owner: d.Ref.Owner}}
+	}
+	if _, err := s.proposeLocal(ctx, &internalv1.Command{Op: &internalv1.Command_LockCheckpointHolds{
+		LockCheckpointHolds: &internalv1.CheckpointLockHolds{Holds: holds}}}); err != nil {
+		if ctx.Err() == nil {
+			s.log.Debug("proposing lock hold checkpoints failed", "holds", len(due), "err", err)
+		}
+		return next
+	}
+	s.metrics.holdCheckpoints.Add(float64(len(due)))
+	return next
 }
