@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -157,5 +158,26 @@ func TestValidateHTTP2Pings(t *testing.T) {
 		ok.SetDefaults()
 		require.NoError(t, ok.Validate(), "%+v", want)
 		require.Equal(t, want.HTTP2PingInterval, ok.HTTP2PingInterval)
+	}
+}
+
+// --lock-hold-checkpoint is at least 50ms (a negative value too); 0 is the
+// default, 5 s.
+func TestValidateLockHoldCheckpoint(t *testing.T) {
+	for _, bad := range []time.Duration{-time.Second, time.Millisecond, MinLockHoldCheckpoint - 1} {
+		var c Server
+		c.SetDefaults()
+		c.LockHoldCheckpoint = bad
+		require.ErrorContains(t, c.Validate(), fmt.Sprintf("--lock-hold-checkpoint %s is below 50ms", bad))
+	}
+	var c Server
+	c.SetDefaults()
+	require.NoError(t, c.Validate())
+	require.Equal(t, 5*time.Second, c.LockHoldCheckpoint)
+	for _, ok := range []time.Duration{MinLockHoldCheckpoint, time.Hour} {
+		c := Server{LockHoldCheckpoint: ok}
+		c.SetDefaults()
+		require.NoError(t, c.Validate())
+		require.Equal(t, ok, c.LockHoldCheckpoint)
 	}
 }
