@@ -153,6 +153,8 @@ then start n4 with --join <client address of any member>.`,
 	f.DurationVar(&cfg.HTTP2PingTimeout, "http2-ping-timeout", config.DefaultHTTP2PingTimeout, fmt.Sprintf("close a pinged client connection that does not answer within this long; at least %s", config.MinHTTP2PingTimeout))
 	f.BoolVar(&cfg.DisableHTTP2Pings, "disable-http2-pings", false, "ping no client connection: a quiet one stays open until the client or the network closes it")
 	f.BoolVar(&cfg.DisableFramedBatch, "disable-framed-batch", false, "refuse the SDK's framed batch protocol (an HTTP/1.1 Upgrade on the client port); SDK clients then batch over gRPC streams")
+	f.DurationVar(&cfg.LockQueueDefer, "lock-queue-defer", config.DefaultLockQueueDefer, fmt.Sprintf("how long the leader may hold back the write of a lock acquire that will queue behind others, to write it with the next write (the release that hands the lock on); delays only its QUEUED answer; at most %s", config.MaxLockQueueDefer))
+	f.BoolVar(&cfg.DisableLockQueueDefer, "disable-lock-queue-defer", false, "write every lock acquire at once, even one that will queue")
 	f.DurationVar(&cfg.LockHoldCheckpoint, "lock-hold-checkpoint", config.DefaultLockHoldCheckpoint, fmt.Sprintf("how often the leader records how much of each lock grant's hold time it has counted, so that a leader change lengthens a hold by about this, not a whole hold time; at least %s", config.MinLockHoldCheckpoint))
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on a graceful shutdown")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -58,6 +58,13 @@ const (
 	// checkpoint is a log entry per 256 grants.
 	DefaultLockHoldCheckpoint = 5 * time.Second
 	MinLockHoldCheckpoint     = 50 * time.Millisecond
+
+	// DefaultLockQueueDefer is how long the leader may hold back the write
+	// of an acquire that will queue (--lock-queue-defer), and
+	// MaxLockQueueDefer the longest accepted: the wait delays the acquire's
+	// QUEUED answer when nothing else is written.
+	DefaultLockQueueDefer = 2 * time.Millisecond
+	MaxLockQueueDefer     = 100 * time.Millisecond
 )
 
 // Peer is one member of the initial cluster.
@@ -169,6 +176,17 @@ type Server struct {
 	// DefaultLockHoldCheckpoint, at least MinLockHoldCheckpoint.
 	LockHoldCheckpoint time.Duration
 
+	// LockQueueDefer is how long the leader may hold back the write of an
+	// acquire that will queue behind other waiters or holders, so that it
+	// shares one write of every member's log with the next write (the
+	// release that hands the lock on, usually) instead of taking a write
+	// of its own on the same disks. A queued acquire is on no one's
+	// critical path: this delays its QUEUED answer, never a grant.
+	// Default DefaultLockQueueDefer, at most MaxLockQueueDefer;
+	// DisableLockQueueDefer writes every acquire at once.
+	LockQueueDefer        time.Duration
+	DisableLockQueueDefer bool
+
 	// ShutdownTimeout bounds a graceful shutdown; default 10s.
 	ShutdownTimeout time.Duration
 
@@ -248,6 +266,9 @@ func (c *Server) SetDefaults() {
 	}
 	if c.LockHoldCheckpoint == 0 {
 		c.LockHoldCheckpoint = DefaultLockHoldCheckpoint
+	}
+	if c.LockQueueDefer == 0 {
+		c.LockQueueDefer = DefaultLockQueueDefer
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
@@ -374,6 +395,9 @@ func (c *Server) Validate() error {
 		case p.v > 0 && p.v < p.floor && !c.DisableHTTP2Pings:
 			bad("%s %s is below %s", p.flag, p.v, p.floor)
 		}
+	}
+	if c.LockQueueDefer < 0 || c.LockQueueDefer > MaxLockQueueDefer {
+		bad("--lock-queue-defer %s is outside (0, %s]; --disable-lock-queue-defer writes every acquire at once", c.LockQueueDefer, MaxLockQueueDefer)
 	}
 	if c.LockHoldCheckpoint != 0 && c.LockHoldCheckpoint < MinLockHoldCheckpoint {
 		bad("--lock-hold-checkpoint %s is below %s", c.LockHoldCheckpoint, MinLockHoldCheckpoint)

@@ -181,3 +181,23 @@ func TestValidateLockHoldCheckpoint(t *testing.T) {
 		require.Equal(t, ok, c.LockHoldCheckpoint)
 	}
 }
+
+// --lock-queue-defer is positive and at most 100ms; 0 is the default, 2ms.
+func TestValidateLockQueueDefer(t *testing.T) {
+	for _, bad := range []time.Duration{-time.Millisecond, MaxLockQueueDefer + 1, time.Second} {
+		var c Server
+		c.SetDefaults()
+		c.LockQueueDefer = bad
+		require.ErrorContains(t, c.Validate(), fmt.Sprintf("--lock-queue-defer %s is outside (0, 100ms]", bad))
+	}
+	var c Server
+	c.SetDefaults()
+	require.NoError(t, c.Validate())
+	require.Equal(t, 2*time.Millisecond, c.LockQueueDefer)
+	for _, ok := range []time.Duration{time.Microsecond, MaxLockQueueDefer} {
+		c := Server{LockQueueDefer: ok}
+		c.SetDefaults()
+		require.NoError(t, c.Validate())
+		require.Equal(t, ok, c.LockQueueDefer)
+	}
+}

@@ -1111,6 +1111,39 @@ func (t *Table) Involvement(name string, session int64, owner string) (exists, i
 	return true, false
 }
 
+// WouldQueue reports whether r, applied now, would be queued: it waits,
+// converts nothing, resumes nothing, its owner neither holds nor waits for
+// any of its locks, and at least one of them has waiters or holders it
+// cannot join. It is a hint for the leader (a queued acquire is on no
+// one's critical path, so its write can wait for company): the table may
+// change before r applies, and any doubt answers false. It copies nothing.
+func (t *Table) WouldQueue(r Request) bool {
+	if !r.Wait || r.Conversion || r.ResumeToken != 0 {
+		return false
+	}
+	claims, err := normalize(r)
+	if err != nil {
+		return false
+	}
+	queue := false
+	for _, c := range claims {
+		l := t.locks[c.Name]
+		if l == nil {
+			continue
+		}
+		if l.Kind != c.Kind || (l.Kind == KindSemaphore && l.Capacity != c.Capacity) {
+			return false // refused at once
+		}
+		if _, ok := t.bySession[r.Session][c.Name]; ok {
+			return false // answered from what the owner's session has
+		}
+		if len(l.Queue) > 0 || !l.compatible(c) {
+			queue = true
+		}
+	}
+	return queue
+}
+
 // Get returns a copy of a lock and its waiters, in queue order.
 func (t *Table) Get(name string) (Lock, []Waiter, bool) {
 	l := t.locks[name]

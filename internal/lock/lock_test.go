@@ -857,3 +857,43 @@ func TestHoldsLockNamesOneHolder(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, tb.HoldsLock("rw", 1, "a", 10))
 }
+
+// TestWouldQueue: the leader's hint says an acquire would queue only when
+// it would (the property test checks that on random tables); here, the
+// cases it must not hold back: a free lock, a reader joining readers,
+// permits still free, a try-lock, an owner whose session is already
+// involved, a kind mismatch (refused at once), a conversion, a resume.
+func TestWouldQueue(t *testing.T) {
+	tb, _, _ := newTable()
+	acq(t, tb, 10, 1, "a", false, mutex("m"))
+	acq(t, tb, 11, 1, "a", false, reader("rw"))
+	acq(t, tb, 12, 1, "a", false, sem("s", 1, 3))
+	req := func(sess int64, owner string, claims ...Claim) Request {
+		return Request{Claims: claims, Session: sess, Owner: owner, Wait: true}
+	}
+	for _, c := range []struct {
+		name string
+		r    Request
+		want bool
+	}{
+		{"held mutex", req(2, "b", mutex("m")), true},
+		{"free mutex", req(2, "b", mutex("free")), false},
+		{"one of several held", req(2, "b", mutex("free"), mutex("m")), true},
+		{"reader beside a reader", req(2, "b", reader("rw")), false},
+		{"writer behind a reader", req(2, "b", writer("rw")), true},
+		{"free permits", req(2, "b", sem("s", 2, 3)), false},
+		{"too few permits", req(2, "b", sem("s", 3, 3)), true},
+		{"try-lock", Request{Claims: []Claim{mutex("m")}, Session: 2, Owner: "b"}, false},
+		{"same session, other owner", req(1, "b", mutex("m")), false},
+		{"kind mismatch", req(2, "b", reader("m")), false},
+		{"conversion", Request{Claims: []Claim{writer("rw")}, Session: 2, Owner: "b", Wait: true, Conversion: true}, false},
+		{"resume", Request{Claims: []Claim{mutex("m")}, Session: 2, Owner: "b", Wait: true, ResumeToken: 10}, false},
+		{"invalid", req(2, "", mutex("m")), false},
+	} {
+		require.Equal(t, c.want, tb.WouldQueue(c.r), c.name)
+	}
+	// Behind a waiter, even a compatible reader queues (writers are not
+	// starved), and so does any acquire of the mutex.
+	acq(t, tb, 13, 2, "b", true, writer("rw"))
+	require.True(t, tb.WouldQueue(req(3, "c", reader("rw"))), "reader behind a queued writer")
+}

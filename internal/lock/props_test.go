@@ -79,7 +79,7 @@ func TestLockTableProperties(t *testing.T) {
 		"semaphore shared", "permits > 1", "restore", "session end ended", "session end granted", "force several locks",
 		"hold expired", "hold expired legacy", "NotAcquired", "resume Granted", "resume Lost", "reattach", "conversion Lost", "conversion converted",
 		"err LOCK_NOT_HELD", "err LOCK_KIND_MISMATCH", "err TOO_MANY_PERMITS", "err WOULD_DEADLOCK", "err INVALID_LOCK_REQUEST",
-		"err LOCK_ALREADY_WAITING", "err LOCK_ALREADY_HELD", "err LOCK_NOT_WAITING", "err SESSION_NOT_FOUND", "release part of a grant"} {
+		"err LOCK_ALREADY_WAITING", "err LOCK_ALREADY_HELD", "err LOCK_NOT_WAITING", "err SESSION_NOT_FOUND", "release part of a grant", "would queue"} {
 		require.Positive(t, seen[what], "no step did %q: %v", what, seen)
 	}
 	t.Logf("%v", seen)
@@ -592,6 +592,7 @@ func (w *propWorld) step(rev uint64) {
 	grantsBefore, releasesBefore, dequeuedBefore := len(w.rec.grants), len(w.rec.releases), len(w.rec.dequeued)
 	twinGrants, twinReleases := len(w.twinRc.grants), len(w.twinRc.releases)
 
+	wouldQueue := c.op == pAcquire && w.tb.WouldQueue(c.req)
 	res := applyProp(w.tb, w.live, rev, c)
 	twinRes := applyProp(w.twin, w.live, rev, c)
 	msg := stepMsg{rev, &c, &res}
@@ -625,6 +626,12 @@ func (w *propWorld) step(rev uint64) {
 	}
 	if c.op == pAcquire && res.err == nil {
 		w.checkOutcome(msg, rev, c.req, res.out, before, after)
+		// The leader's hint (--lock-queue-defer) holds back only what
+		// queues: a grant held back would wait for nothing.
+		if wouldQueue {
+			require.Equal(t, Queued, res.out.State, "%s: WouldQueue said it would queue", msg)
+			w.seen["would queue"]++
+		}
 	}
 	if !refused {
 		w.checkEnded(msg, c, before, after)

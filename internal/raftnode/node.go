@@ -394,6 +394,30 @@ func (n *Node) Propose(ctx context.Context, data []byte) (uint64, any, error) {
 	return f.Index(), f.Response(), nil
 }
 
+// ProposeWithin is Propose for a proposal the leader may hold back up to
+// within, as ProposeDeferred describes; within 0 is Propose.
+func (n *Node) ProposeWithin(ctx context.Context, data []byte, within time.Duration) (uint64, any, error) {
+	if within <= 0 {
+		return n.Propose(ctx, data)
+	}
+	type outcome struct {
+		index uint64
+		resp  any
+		err   error
+	}
+	ch := make(chan outcome, 1)
+	if !n.ProposeDeferred(data, within, func(index uint64, resp any, err error) { ch <- outcome{index, resp, err} }) {
+		return n.Propose(ctx, data)
+	}
+	select {
+	case o := <-ch:
+		return o.index, o.resp, o.err
+	case <-ctx.Done():
+		n.observeProposal(time.Now(), ctx.Err(), "context")
+		return 0, nil, ctx.Err()
+	}
+}
+
 // ProposeAsync is Propose without a goroutine waiting: it reports whether
 // the leader took data at once (false when this node does not run or its
 // queue is full: use Propose then). If it did, done is called exactly once
@@ -401,8 +425,20 @@ func (n *Node) Propose(ctx context.Context, data []byte) (uint64, any, error) {
 // must not block. It is not bounded in time: on a node that shuts down it
 // may never be called, and the caller bounds its wait.
 func (n *Node) ProposeAsync(data []byte, done func(index uint64, resp any, err error)) bool {
+	return n.proposeAsync(data, 0, done)
+}
+
+// ProposeDeferred is ProposeAsync for a proposal that nothing waits on
+// urgently: the leader may hold it back up to within and write it with the
+// next proposal, so that both share one write of every member's log
+// (third_party/raft, concord_defer.go). within must be positive.
+func (n *Node) ProposeDeferred(data []byte, within time.Duration, done func(index uint64, resp any, err error)) bool {
+	return n.proposeAsync(data, within, done)
+}
+
+func (n *Node) proposeAsync(data []byte, within time.Duration, done func(index uint64, resp any, err error)) bool {
 	start := time.Now()
-	return n.raft.ApplyNotify(data, func(f raft.ApplyFuture) {
+	settle := func(f raft.ApplyFuture) {
 		err := f.Error()
 		if err != nil {
 			err = applyErr(mapErr(err))
@@ -413,7 +449,11 @@ func (n *Node) ProposeAsync(data []byte, done func(index uint64, resp any, err e
 			return
 		}
 		done(f.Index(), f.Response(), nil)
-	})
+	}
+	if within > 0 {
+		return n.raft.ApplyNotifyDeferred(data, within, settle)
+	}
+	return n.raft.ApplyNotify(data, settle)
 }
 
 // observeProposal records a proposal started at start: its time, or why

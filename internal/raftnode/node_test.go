@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"context"
 	"io"
 	"net"
 	"runtime"
@@ -49,4 +50,49 @@ func TestFailedOpenClosesItsTransport(t *testing.T) {
 	require.ErrorContains(t, err, "bootstrap")
 	require.Eventually(t, func() bool { return listeners() == before }, 2*time.Second, 20*time.Millisecond,
 		"the failed Open left its Raft transport running")
+}
+
+func openSingle(t *testing.T) *Node {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	n, err := Open(Config{
+		ID: "n1", Dir: t.TempDir(), Advertise: ln.Addr().String(), Streams: tcpStreams{ln},
+		Bootstrap: []Server{{ID: "n1", Addr: ln.Addr().String(), Voter: true}},
+	}, nopFSM{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = n.Shutdown(); ln.Close() })
+	require.Eventually(t, n.IsLeader, 10*time.Second, 10*time.Millisecond)
+	return n
+}
+
+// TestProposeWithin: a deferred proposal waits for the next one and is
+// written just before it; its caller's context bounds the wait.
+func TestProposeWithin(t *testing.T) {
+	n := openSingle(t)
+	type outcome struct {
+		index uint64
+		err   error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		index, _, err := n.ProposeWithin(context.Background(), []byte("deferred"), time.Minute)
+		done <- outcome{index, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case o := <-done:
+		t.Fatalf("a deferred proposal with nothing after it returned at once: %+v", o)
+	default:
+	}
+	index, _, err := n.Propose(context.Background(), []byte("company"))
+	require.NoError(t, err)
+	o := <-done
+	require.NoError(t, o.err)
+	require.Equal(t, index-1, o.index, "the deferred proposal is written just before the one that took it along")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, _, err = n.ProposeWithin(ctx, []byte("bounded"), time.Minute)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 }

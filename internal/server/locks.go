@@ -80,12 +80,15 @@ func (s *Server) checkAcquireShape(req *concordv1.AcquireRequest) error {
 	// The shape of the claims is checked here as the state machine checks
 	// it, so that a request it would refuse whatever the table holds is
 	// refused before anything is proposed.
-	if err := lock.Validate(lock.Request{Claims: lock.ClaimsFromProto(req.GetClaims()), Session: req.GetSession(),
+	return lock.Validate(lockRequest(req))
+}
+
+// lockRequest is req as the lock table takes it (without Admit, which the
+// state machine adds).
+func lockRequest(req *concordv1.AcquireRequest) lock.Request {
+	return lock.Request{Claims: lock.ClaimsFromProto(req.GetClaims()), Session: req.GetSession(),
 		Owner: req.GetOwner(), Wait: req.GetWait(), HoldMs: req.GetHoldMs(), ResumeToken: req.GetResumeToken(),
-		Conversion: req.GetConversion()}); err != nil {
-		return err
-	}
-	return nil
+		Conversion: req.GetConversion()}
 }
 
 // checkLockQuota refuses an acquire that could take the lock table's

@@ -162,11 +162,30 @@ func (s *Server) proposeLocal(ctx context.Context, cmd *internalv1.Command) (*in
 	if err != nil {
 		return nil, err
 	}
-	_, resp, err := s.node.Propose(ctx, data)
+	_, resp, err := s.node.ProposeWithin(ctx, data, s.deferWithin(cmd))
 	if err != nil {
 		return nil, err
 	}
 	return asResult(resp)
+}
+
+// deferWithin is how long the leader may hold cmd back to write it with
+// the next write (--lock-queue-defer): an acquire that will queue, by the
+// leader's state now, is on no one's critical path; it joins the write of
+// the release that hands the lock on (or another), instead of taking a
+// write of its own on the same disks just before it. 0 for anything else.
+func (s *Server) deferWithin(cmd *internalv1.Command) time.Duration {
+	a := cmd.GetLockAcquire()
+	if a == nil || !a.GetWait() || s.cfg.DisableLockQueueDefer || s.cfg.LockQueueDefer <= 0 {
+		return 0
+	}
+	var queue bool
+	s.fsm.Read(func(st fsm.State) { queue = st.Locks.WouldQueue(lockRequest(a)) })
+	if !queue {
+		return 0
+	}
+	s.metrics.deferredWrites.Inc()
+	return s.cfg.LockQueueDefer
 }
 
 // encode stamps the leader's time into cmd and encodes it.
@@ -282,7 +301,7 @@ func start[Q, R any](ctx context.Context, s *Server, prepare func(Q) (prepared[R
 			settle(p.answer(res), nil)
 		}()
 	}
-	took := s.node.ProposeAsync(data, func(_ uint64, resp any, err error) {
+	settleApplied := func(_ uint64, resp any, err error) {
 		if err != nil {
 			if !retryable(err) {
 				settle(zero, err)
@@ -301,7 +320,13 @@ func start[Q, R any](ctx context.Context, s *Server, prepare func(Q) (prepared[R
 			return
 		}
 		settle(p.answer(res), nil)
-	})
+	}
+	var took bool
+	if within := s.deferWithin(p.cmd); within > 0 {
+		took = s.node.ProposeDeferred(data, within, settleApplied)
+	} else {
+		took = s.node.ProposeAsync(data, settleApplied)
+	}
 	if !took {
 		wait(false)
 	}

@@ -322,7 +322,9 @@ func TestImpostor(t *testing.T) {
 
 // The harness's members checkpoint hold times as every profile asks
 // (Config.LockHoldCheckpoint, passed as --lock-hold-checkpoint), so that
-// the campaigns' leaders elected after a fault count on from checkpoints.
+// the campaigns' leaders elected after a fault count on from checkpoints;
+// and they hold back the write of an acquire that will queue (the default
+// --lock-queue-defer), so that the campaigns' waits run through it.
 func TestMembersCheckpointHoldTimes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -354,6 +356,28 @@ func TestMembersCheckpointHoldTimes(t *testing.T) {
 		}
 		return false
 	}, 2*time.Second, 50*time.Millisecond, "no member checkpointed the grant's hold time")
+
+	waiter, err := cl.NewSession(ctx, client.WithTTL(10*time.Second))
+	require.NoError(t, err)
+	defer waiter.Close(context.Background())
+	queued := make(chan struct{}, 1)
+	go func() {
+		w, err := cl.AcquireLocks(ctx, waiter, cl.NewOwner(), []*client.LockClaim{{Name: "held", Kind: client.KindMutex}},
+			client.AcquireOptions{Wait: true, OnQueued: func(int64) { queued <- struct{}{} }})
+		if err == nil {
+			w.Detach()
+		}
+	}()
+	select {
+	case <-queued:
+	case <-ctx.Done():
+		t.Fatal("the waiter was never queued")
+	}
+	deferred := 0.0
+	for i := range 3 {
+		deferred += counterOf(t, c.Member(i).ClientAddr, "concord_server_lock_deferred_writes_total")
+	}
+	require.Equal(t, 1.0, deferred, "the acquire that queued was not held back for company")
 }
 
 // counterOf reads one unlabelled sample from a member's /metrics (0 when

@@ -900,6 +900,11 @@ func newApplyFuture(log Log) *logFuture {
 func (r *Raft) ApplyNotify(cmd []byte, done func(ApplyFuture)) bool {
 	f := newApplyFuture(Log{Data: cmd})
 	f.notify = func(error) { done(f) }
+	return r.offer(f)
+}
+
+// offer hands f to the leader if it can take it at once (concord).
+func (r *Raft) offer(f *logFuture) bool {
 	select {
 	case <-r.shutdownCh:
 		return false

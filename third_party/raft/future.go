@@ -186,6 +186,9 @@ type logFuture struct {
 	log      Log
 	response interface{}
 	dispatch time.Time
+	// concord: deferFor is how long the leader may hold the entry back
+	// to write it with the next one (ApplyNotifyDeferred); 0: not at all.
+	deferFor time.Duration
 }
 
 func (l *logFuture) Response() interface{} {

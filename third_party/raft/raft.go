@@ -98,6 +98,9 @@ type leaderState struct {
 	// concord: writer writes this leader's new entries to its log store
 	// off the leader loop (concord_logwriter.go).
 	writer *logWriter
+	// concord: deferred holds entries parked by ApplyNotifyDeferred
+	// (concord_defer.go).
+	deferred deferred
 }
 
 // setLeader is used to modify the current leader Address and ID of the cluster
@@ -543,6 +546,9 @@ func (r *Raft) runLeader() {
 			close(p.stopCh)
 		}
 
+		// concord: parked entries were never dispatched.
+		r.leaderState.deferred.refuse(ErrNotLeader)
+
 		// Respond to all inflight operations
 		for e := r.leaderState.inflight.Front(); e != nil; e = e.Next() {
 			e.Value.(*logFuture).respond(ErrLeadershipLost)
@@ -967,8 +973,22 @@ func (r *Raft) leaderLoop() {
 				for i := range ready {
 					ready[i].respond(ErrNotLeader)
 				}
-			} else {
-				r.dispatchLogs(ready)
+				r.leaderState.deferred.refuse(ErrNotLeader)
+			} else if !r.leaderState.deferred.park(ready, r.config().MaxAppendEntries) {
+				// concord: parked entries go first, in their order.
+				r.dispatchLogs(r.leaderState.deferred.take(ready))
+			}
+
+		case <-r.leaderState.deferred.due():
+			// concord: the parked entries' time is up.
+			r.mainThreadSaturation.working()
+			switch {
+			case stepDown:
+				r.leaderState.deferred.refuse(ErrNotLeader)
+			case r.getLeadershipTransferInProgress():
+				r.leaderState.deferred.refuse(ErrLeadershipTransferInProgress)
+			default:
+				r.dispatchLogs(r.leaderState.deferred.take(nil))
 			}
 
 		case <-lease:

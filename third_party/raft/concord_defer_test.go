@@ -1,0 +1,174 @@
+package raft
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+type deferredOutcome struct {
+	index uint64
+	err   error
+	at    time.Time
+}
+
+func applyDeferred(t *testing.T, r *Raft, data []byte, within time.Duration) <-chan deferredOutcome {
+	t.Helper()
+	ch := make(chan deferredOutcome, 1)
+	// The leader takes an entry only when its loop is ready for it (the
+	// apply channel may have no buffer): offer it until it does.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if r.ApplyNotifyDeferred(data, within, func(f ApplyFuture) {
+			ch <- deferredOutcome{f.Index(), f.Error(), time.Now()}
+		}) {
+			return ch
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ApplyNotifyDeferred: the leader did not take the entry")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func fsmHas(r *Raft, data []byte) bool {
+	m := getMockFSM(r.fsm)
+	m.Lock()
+	defer m.Unlock()
+	for _, l := range m.logs {
+		if bytes.Equal(l, data) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDeferredEntriesWaitForCompany: entries applied with
+// ApplyNotifyDeferred wait, in their order, for the next entry that is not
+// deferred, and are dispatched with it in one batch, ahead of it.
+func TestDeferredEntriesWaitForCompany(t *testing.T) {
+	c := MakeCluster(3, t, nil)
+	defer c.Close()
+	leader := c.Leader()
+
+	first := applyDeferred(t, leader, []byte("deferred-1"), time.Minute)
+	second := applyDeferred(t, leader, []byte("deferred-2"), time.Minute)
+	// Long enough for the leader loop to have dispatched them, had it not
+	// parked them; parking is what the check below can see fail.
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case o := <-first:
+		t.Fatalf("a deferred entry with nothing after it was settled at once: index %d, %v", o.index, o.err)
+	default:
+	}
+	for _, r := range c.rafts {
+		if fsmHas(r, []byte("deferred-1")) {
+			t.Fatal("a parked entry was applied")
+		}
+	}
+
+	f := leader.Apply([]byte("company"), 0)
+	if err := f.Error(); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	o1, o2 := <-first, <-second
+	if o1.err != nil || o2.err != nil {
+		t.Fatalf("deferred entries: %v, %v", o1.err, o2.err)
+	}
+	if o1.index+1 != o2.index || o2.index+1 != f.Index() {
+		t.Fatalf("indexes %d, %d, then the company at %d: want consecutive, in the order applied", o1.index, o2.index, f.Index())
+	}
+	var l1, l3 Log
+	if err := leader.logs.GetLog(o1.index, &l1); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.logs.GetLog(f.Index(), &l3); err != nil {
+		t.Fatal(err)
+	}
+	if !l1.AppendedAt.Equal(l3.AppendedAt) {
+		t.Fatalf("the deferred entry was dispatched at %v, its company at %v: want one batch", l1.AppendedAt, l3.AppendedAt)
+	}
+	c.WaitForReplication(3)
+	for _, r := range c.rafts {
+		m := getMockFSM(r.fsm)
+		m.Lock()
+		got := append([][]byte(nil), m.logs...)
+		m.Unlock()
+		want := [][]byte{[]byte("deferred-1"), []byte("deferred-2"), []byte("company")}
+		if len(got) != len(want) {
+			t.Fatalf("%s applied %q, want %q", r.localID, got, want)
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("%s applied %q, want %q", r.localID, got, want)
+			}
+		}
+	}
+}
+
+// TestDeferredEntryDispatchedWhenDue: with nothing else to write, a
+// deferred entry is written once its time is up, not before.
+func TestDeferredEntryDispatchedWhenDue(t *testing.T) {
+	c := MakeCluster(3, t, nil)
+	defer c.Close()
+	leader := c.Leader()
+
+	const within = 200 * time.Millisecond
+	start := time.Now()
+	long := applyDeferred(t, leader, []byte("long"), time.Minute)
+	short := applyDeferred(t, leader, []byte("short"), within)
+	// The earliest deadline decides for every parked entry.
+	var got []deferredOutcome
+	for _, ch := range []<-chan deferredOutcome{long, short} {
+		select {
+		case o := <-ch:
+			if o.err != nil {
+				t.Fatalf("deferred entry: %v", o.err)
+			}
+			got = append(got, o)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a deferred entry was not written when its time was up")
+		}
+	}
+	if waited := got[1].at.Sub(start); waited < within {
+		t.Fatalf("the entry was settled %v after it was applied, before its %v were up", waited, within)
+	}
+	if got[0].index+1 != got[1].index {
+		t.Fatalf("indexes %d, %d: want consecutive, in the order applied", got[0].index, got[1].index)
+	}
+}
+
+// TestDeferredEntriesRefusedWhenLeadershipEnds: a leader that loses its
+// leadership with entries parked answers them ErrNotLeader, and no member
+// ever applies them.
+func TestDeferredEntriesRefusedWhenLeadershipEnds(t *testing.T) {
+	conf := inmemConfig(t)
+	conf.LeaderLeaseTimeout = 50 * time.Millisecond
+	conf.HeartbeatTimeout = 100 * time.Millisecond
+	conf.ElectionTimeout = 100 * time.Millisecond
+	c := MakeCluster(3, t, conf)
+	defer c.Close()
+	leader := c.Leader()
+
+	parked := applyDeferred(t, leader, []byte("parked"), time.Minute)
+	c.Disconnect(leader.localAddr)
+	select {
+	case o := <-parked:
+		if !errors.Is(o.err, ErrNotLeader) {
+			t.Fatalf("parked entry of a leader that stepped down: %v, want ErrNotLeader", o.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked entry of a leader that stepped down was never answered")
+	}
+	c.FullyConnect()
+	newLeader := c.Leader()
+	if err := newLeader.Apply([]byte("after"), 0).Error(); err != nil {
+		t.Fatalf("apply on the new leader: %v", err)
+	}
+	c.WaitForReplication(1)
+	for _, r := range c.rafts {
+		if fsmHas(r, []byte("parked")) {
+			t.Fatalf("%s applied an entry its leader refused", r.localID)
+		}
+	}
+}
