@@ -60,7 +60,7 @@ func parseFlags(args []string) (options, error) {
 	var nodes, systems, workloads string
 	fs.StringVar(&o.root, "root", "..", "root of the concord repository (the bench module is its bench/ directory)")
 	fs.StringVar(&nodes, "nodes", "1,3", "cluster sizes to measure, in order (redis is a single instance, measured once)")
-	fs.StringVar(&systems, "systems", "concord,concord-bolt,etcd,redis", "systems to measure, in order: concord (its default seglog log store), concord-bolt (--raft-log-store bolt), concord-wal (--raft-log-store wal), etcd, redis (redsync)")
+	fs.StringVar(&systems, "systems", "concord,concord-bolt,etcd,redis", "systems to measure, in order: concord (its default seglog log store), concord-bolt (--raft-log-store bolt), concord-wal (--raft-log-store wal), concord-nodefer (--disable-lock-queue-defer), etcd, redis (redsync)")
 	fs.StringVar(&workloads, "workloads", "distinct,hot", "workloads to measure, in order: distinct, hot")
 	fs.IntVar(&o.rounds, "rounds", 1, "measure every system this many times per cluster size, interleaved (concord, etcd, concord, etcd, ...); ratios and goals use the median of the rounds' ratios")
 	fs.IntVar(&o.clients, "clients", 64, "workers of the distinct workload, each locking its own key")

@@ -39,6 +39,7 @@ var allSystems = []system{
 	{name: "concord", flavor: cluster.Concord, pkg: "./cmd/concord", dir: ".", dial: dialConcord},
 	{name: "concord-bolt", flavor: cluster.ConcordBolt, pkg: "./cmd/concord", dir: ".", dial: dialConcord},
 	{name: "concord-wal", flavor: cluster.ConcordWAL, pkg: "./cmd/concord", dir: ".", dial: dialConcord},
+	{name: "concord-nodefer", flavor: cluster.ConcordNoDefer, pkg: "./cmd/concord", dir: ".", dial: dialConcord},
 	{name: "etcd", flavor: cluster.Etcd, pkg: "go.etcd.io/etcd/server/v3", dir: "bench", dial: dialEtcd},
 	{name: "redis"},
 }

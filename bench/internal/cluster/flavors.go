@@ -15,6 +15,11 @@ var ConcordBolt Flavor = concordFlavor{extra: []string{"--raft-log-store", "bolt
 // ConcordWAL runs `concord server` members with --raft-log-store wal.
 var ConcordWAL Flavor = concordFlavor{extra: []string{"--raft-log-store", "wal"}}
 
+// ConcordNoDefer runs `concord server` members with
+// --disable-lock-queue-defer: every acquire is written at once, as before
+// the leader held back the ones that queue (lockbench's A/B of it).
+var ConcordNoDefer Flavor = concordFlavor{extra: []string{"--disable-lock-queue-defer"}}
+
 // Etcd runs etcd members with etcd's defaults (fsync on).
 var Etcd Flavor = etcdFlavor{}
 
