@@ -17,6 +17,7 @@ type Metrics struct {
 	proposeSeconds  prometheus.Histogram
 	appendSeconds   prometheus.Histogram
 	appendEntries   prometheus.Histogram
+	deferred        prometheus.Counter
 }
 
 // NewMetrics declares the node's metrics on reg.
@@ -36,8 +37,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		appendEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "concord_raft_log_append_entries", Help: "Entries per append to the Raft log store.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 13)}),
+		deferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "concord_raft_proposals_deferred_total", Help: "Proposals the leader took to hold back and write with the next one (lock acquires that will queue, --lock-queue-defer)."}),
 	}
-	reg.MustRegister(m.leaderChanges, m.proposalsFailed, m.proposeSeconds, m.appendSeconds, m.appendEntries)
+	reg.MustRegister(m.leaderChanges, m.proposalsFailed, m.proposeSeconds, m.appendSeconds, m.appendEntries, m.deferred)
 	return m
 }
 

@@ -451,7 +451,11 @@ func (n *Node) proposeAsync(data []byte, within time.Duration, done func(index u
 		done(f.Index(), f.Response(), nil)
 	}
 	if within > 0 {
-		return n.raft.ApplyNotifyDeferred(data, within, settle)
+		took := n.raft.ApplyNotifyDeferred(data, within, settle)
+		if took && n.cfg.Metrics != nil {
+			n.cfg.Metrics.deferred.Inc()
+		}
+		return took
 	}
 	return n.raft.ApplyNotify(data, settle)
 }

@@ -26,7 +26,7 @@ func TestQueuedAcquireIsDeferred(t *testing.T) {
 			ctx := ctxT(t, 30*time.Second)
 			cl := c.Client()
 			m := c.Members[0]
-			const deferred = "concord_server_lock_deferred_writes_total"
+			const deferred = "concord_raft_proposals_deferred_total"
 			mutex := []*client.LockClaim{{Name: "m", Kind: client.KindMutex}}
 
 			holder, err := cl.AcquireLocks(ctx, session(t, cl, 20*time.Second), cl.NewOwner(), mutex, client.AcquireOptions{Wait: true})

@@ -21,9 +21,6 @@ type metrics struct {
 	// holdCheckpoints counts grants whose counted hold time this leader
 	// checkpointed (expireHolds).
 	holdCheckpoints prometheus.Counter
-	// deferredWrites counts acquires the leader took to write with the
-	// next write (--lock-queue-defer).
-	deferredWrites prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -51,12 +48,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "concord_peer_rpc_connections_refused_total", Help: "Internal RPC connections (forwarded writes, read index, keep-alives, membership changes) this member refused because they came from a member of another cluster ID."}),
 		lockLimitConfirmations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "concord_server_lock_limit_confirmations_total", Help: "Acquires this member's state put over --max-locks that the state machine does not decide (no request ID, or below rules version 4), checked again after a read-index round before being refused."}),
-		deferredWrites: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "concord_server_lock_deferred_writes_total", Help: "Lock acquires that would queue, which this leader held back to write with the next write (--lock-queue-defer)."}),
 		holdCheckpoints: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "concord_server_lock_hold_checkpoints_total", Help: "Lock grants whose counted hold time this leader recorded in the log (--lock-hold-checkpoint), so that a new leader counts only the rest."}),
 	}
 	reg.MustRegister(m.forwarded, m.retries, m.readRounds, m.readBatch, m.keepAlives, m.keepAliveMiss, m.expiryProposed, m.promotions, m.foreignStreams, m.foreignRPC,
-		m.lockLimitConfirmations, m.holdCheckpoints, m.deferredWrites)
+		m.lockLimitConfirmations, m.holdCheckpoints)
 	return m
 }

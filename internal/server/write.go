@@ -184,7 +184,6 @@ func (s *Server) deferWithin(cmd *internalv1.Command) time.Duration {
 	if !queue {
 		return 0
 	}
-	s.metrics.deferredWrites.Inc()
 	return s.cfg.LockQueueDefer
 }
 

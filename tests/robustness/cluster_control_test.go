@@ -375,7 +375,7 @@ func TestMembersCheckpointHoldTimes(t *testing.T) {
 	}
 	deferred := 0.0
 	for i := range 3 {
-		deferred += counterOf(t, c.Member(i).ClientAddr, "concord_server_lock_deferred_writes_total")
+		deferred += counterOf(t, c.Member(i).ClientAddr, "concord_raft_proposals_deferred_total")
 	}
 	require.Equal(t, 1.0, deferred, "the acquire that queued was not held back for company")
 }

@@ -166,6 +166,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	} else if len(hashes) > 0 {
 		timeline.Add("run", 0, "converged", "note", "every member at applied index %d, hash %.16s", hashes[0].Applied, hashes[0].Hash)
 	}
+	// How many acquires the leaders held back to write with the next
+	// entry (--lock-queue-defer): the members' counters, each since its
+	// last start, so a lower bound on the run's.
+	deferred := 0
+	for i := range c.Size() {
+		if v, err := c.Counter(ctx, i, "concord_raft_proposals_deferred_total"); err == nil {
+			deferred += int(v)
+		}
+	}
+	if deferred > 0 {
+		if res.Counters == nil {
+			res.Counters = map[string]int{}
+		}
+		res.Counters["members acquires deferred (at least)"] = deferred
+	}
 
 	// Checks.
 	h := rec.Snapshot()

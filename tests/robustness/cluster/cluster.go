@@ -15,6 +15,7 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -473,6 +474,31 @@ func (c *Cluster) get(ctx context.Context, m *Member, path string) ([]byte, erro
 		return nil, fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(buf[:n])))
 	}
 	return buf[:n], nil
+}
+
+// Counter reads one unlabelled sample from member i's /metrics; 0 when
+// the member does not report it.
+func (c *Cluster) Counter(ctx context.Context, i int, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.members[i].ClientAddr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, sc.Err()
 }
 
 // Kill sends SIGKILL to member i and waits for it to exit.
