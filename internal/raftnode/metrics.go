@@ -38,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "concord_raft_log_append_entries", Help: "Entries per append to the Raft log store.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 13)}),
 		deferred: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "concord_raft_proposals_deferred_total", Help: "Proposals the leader took to hold back and write with the next one (lock acquires that will queue, --lock-queue-defer)."}),
+			Name: "concord_raft_proposals_deferred_total", Help: "Proposals handed to this leader as deferrable, to be written with the next one (lock acquires that will queue, --lock-queue-defer); concord_raft_proposals_parked_total counts those it held back."}),
 	}
 	reg.MustRegister(m.leaderChanges, m.proposalsFailed, m.proposeSeconds, m.appendSeconds, m.appendEntries, m.deferred)
 	return m
@@ -48,6 +48,10 @@ func (m *Metrics) attach(n *Node) {
 	g := func(name, help string, f func() float64) {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "concord_raft_proposals_parked_total",
+		Help: "Deferrable proposals this member's leader loop held back for company (the others arrived with a proposal that is not deferrable, and were written with it at once).",
+	}, func() float64 { return float64(n.raft.DeferredParked()) }))
 	g("concord_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 {
 		switch n.raft.State() {
 		case raft.Candidate:

@@ -413,8 +413,14 @@ func (n *Node) ProposeWithin(ctx context.Context, data []byte, within time.Durat
 	case o := <-ch:
 		return o.index, o.resp, o.err
 	case <-ctx.Done():
-		n.observeProposal(time.Now(), ctx.Err(), "context")
-		return 0, nil, ctx.Err()
+		// An answer that is in already wins, as Propose's does; the
+		// proposal's own outcome is observed when it settles.
+		select {
+		case o := <-ch:
+			return o.index, o.resp, o.err
+		default:
+			return 0, nil, ctx.Err()
+		}
 	}
 }
 

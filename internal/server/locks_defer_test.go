@@ -26,15 +26,19 @@ func TestQueuedAcquireIsDeferred(t *testing.T) {
 			ctx := ctxT(t, 30*time.Second)
 			cl := c.Client()
 			m := c.Members[0]
-			const deferred = "concord_raft_proposals_deferred_total"
+			const deferred, parked = "concord_raft_proposals_deferred_total", "concord_raft_proposals_parked_total"
 			mutex := []*client.LockClaim{{Name: "m", Kind: client.KindMutex}}
 
 			holder, err := cl.AcquireLocks(ctx, session(t, cl, 20*time.Second), cl.NewOwner(), mutex, client.AcquireOptions{Wait: true})
 			require.NoError(t, err)
 			require.Zero(t, metric(t, m, deferred), "an acquire granted at once was held back")
 
+			type grant struct {
+				waiter int
+				g      *client.Grant
+			}
 			queued := make(chan int64, 2)
-			granted := make(chan *client.Grant, 2)
+			granted := make(chan grant, 2)
 			for i := range 2 {
 				sess := session(t, cl, 20*time.Second)
 				go func() {
@@ -42,7 +46,7 @@ func TestQueuedAcquireIsDeferred(t *testing.T) {
 					if err != nil {
 						t.Errorf("waiter %d: %v", i, err)
 					}
-					granted <- g
+					granted <- grant{i, g}
 				}()
 				// Queued with nothing else written: the deferral ends.
 				select {
@@ -54,17 +58,23 @@ func TestQueuedAcquireIsDeferred(t *testing.T) {
 			}
 			if disabled {
 				require.Zero(t, metric(t, m, deferred))
+				require.Zero(t, metric(t, m, parked))
 			} else {
 				require.Equal(t, 2.0, metric(t, m, deferred), "both waiters' acquires would queue")
+				// Each came alone, so the leader held each back until
+				// its time was up.
+				require.Equal(t, 2.0, metric(t, m, parked), "the leader parked them")
 			}
 
 			require.NoError(t, holder.Release(ctx))
 			first := <-granted
-			require.Greater(t, first.Token, holder.Token)
-			require.NoError(t, first.Release(ctx))
+			require.Equal(t, 0, first.waiter, "the first waiter is granted first")
+			require.Greater(t, first.g.Token, holder.Token)
+			require.NoError(t, first.g.Release(ctx))
 			second := <-granted
-			require.Greater(t, second.Token, first.Token)
-			require.NoError(t, second.Release(ctx))
+			require.Equal(t, 1, second.waiter)
+			require.Greater(t, second.g.Token, first.g.Token)
+			require.NoError(t, second.g.Release(ctx))
 		})
 	}
 }

@@ -373,11 +373,11 @@ func TestMembersCheckpointHoldTimes(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the waiter was never queued")
 	}
-	deferred := 0.0
+	parked := 0.0
 	for i := range 3 {
-		deferred += counterOf(t, c.Member(i).ClientAddr, "concord_raft_proposals_deferred_total")
+		parked += counterOf(t, c.Member(i).ClientAddr, "concord_raft_proposals_parked_total")
 	}
-	require.Equal(t, 1.0, deferred, "the acquire that queued was not held back for company")
+	require.GreaterOrEqual(t, parked, 1.0, "the acquire that queued was not held back for company")
 }
 
 // counterOf reads one unlabelled sample from a member's /metrics (0 when

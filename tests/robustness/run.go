@@ -166,20 +166,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	} else if len(hashes) > 0 {
 		timeline.Add("run", 0, "converged", "note", "every member at applied index %d, hash %.16s", hashes[0].Applied, hashes[0].Hash)
 	}
-	// How many acquires the leaders held back to write with the next
-	// entry (--lock-queue-defer): the members' counters, each since its
-	// last start, so a lower bound on the run's.
-	deferred := 0
-	for i := range c.Size() {
-		if v, err := c.Counter(ctx, i, "concord_raft_proposals_deferred_total"); err == nil {
-			deferred += int(v)
+	// How many acquires the leaders took as deferrable, and how many of
+	// those they held back to write with a later entry
+	// (--lock-queue-defer): the members' counters, each since its last
+	// start, so lower bounds on the run's.
+	for name, metric := range map[string]string{
+		"members acquires deferred (at least)": "concord_raft_proposals_deferred_total",
+		"members acquires parked (at least)":   "concord_raft_proposals_parked_total",
+	} {
+		n := 0
+		for i := range c.Size() {
+			if v, err := c.Counter(ctx, i, metric); err == nil {
+				n += int(v)
+			}
 		}
-	}
-	if deferred > 0 {
-		if res.Counters == nil {
-			res.Counters = map[string]int{}
+		if n > 0 {
+			if res.Counters == nil {
+				res.Counters = map[string]int{}
+			}
+			res.Counters[name] = n
 		}
-		res.Counters["members acquires deferred (at least)"] = deferred
 	}
 
 	// Checks.

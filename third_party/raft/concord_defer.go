@@ -1,6 +1,9 @@
 package raft
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // concord: deferred entries.
 //
@@ -11,18 +14,27 @@ import "time"
 // not deferred, ahead of it, so that both share one write of the leader's
 // log and one append to each follower, instead of two writes in a row on
 // the same disks. Parked entries are dispatched when their time is up,
-// when a batch arrives that holds any entry not deferred, or when
-// maxAppendEntries of them wait. They are never dispatched out of their
-// arrival order relative to each other or to later entries, and a leader
-// that steps down answers them ErrNotLeader: none was dispatched, so none
-// can be applied.
+// when a batch arrives that holds any entry not deferred, before a
+// configuration change, or when maxAppendEntries of them wait. They are
+// never dispatched out of their arrival order relative to each other or
+// to later entries. A leader that steps down answers them ErrNotLeader
+// (none was dispatched, so none can be applied), a user restore
+// ErrAbortedByRestore, and a leadership transfer in progress, when they
+// come due, ErrLeadershipTransferInProgress.
 
 // deferred is the leader's set of parked entries. Main goroutine only.
 type deferred struct {
 	parked   []*logFuture
 	deadline time.Time
 	timer    *time.Timer
+	// total counts the entries ever parked; read by DeferredParked.
+	total atomic.Uint64
 }
+
+// DeferredParked reports how many entries this node's leader loop has
+// parked (ApplyNotifyDeferred) since it started: those that arrived in a
+// batch of deferred entries only. Safe to call from any goroutine.
+func (r *Raft) DeferredParked() uint64 { return r.leaderState.deferred.total.Load() }
 
 // ApplyNotifyDeferred is ApplyNotify for an entry that may wait up to
 // within for company before the leader writes it (see above). within must
@@ -57,6 +69,7 @@ func (d *deferred) park(ready []*logFuture, max int) bool {
 		}
 		d.parked = append(d.parked, f)
 	}
+	d.total.Add(uint64(len(ready)))
 	return true
 }
 

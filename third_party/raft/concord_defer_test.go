@@ -47,7 +47,7 @@ func fsmHas(r *Raft, data []byte) bool {
 // ApplyNotifyDeferred wait, in their order, for the next entry that is not
 // deferred, and are dispatched with it in one batch, ahead of it.
 func TestDeferredEntriesWaitForCompany(t *testing.T) {
-	c := MakeCluster(3, t, nil)
+	c := MakeCluster(3, t, steadyConfig(t))
 	defer c.Close()
 	leader := c.Leader()
 
@@ -109,13 +109,13 @@ func TestDeferredEntriesWaitForCompany(t *testing.T) {
 // TestDeferredEntryDispatchedWhenDue: with nothing else to write, a
 // deferred entry is written once its time is up, not before.
 func TestDeferredEntryDispatchedWhenDue(t *testing.T) {
-	c := MakeCluster(3, t, nil)
+	c := MakeCluster(3, t, steadyConfig(t))
 	defer c.Close()
 	leader := c.Leader()
 
 	const within = 200 * time.Millisecond
-	start := time.Now()
 	long := applyDeferred(t, leader, []byte("long"), time.Minute)
+	start := time.Now() // before the leader could have parked the next one
 	short := applyDeferred(t, leader, []byte("short"), within)
 	// The earliest deadline decides for every parked entry.
 	var got []deferredOutcome
@@ -170,5 +170,49 @@ func TestDeferredEntriesRefusedWhenLeadershipEnds(t *testing.T) {
 		if fsmHas(r, []byte("parked")) {
 			t.Fatalf("%s applied an entry its leader refused", r.localID)
 		}
+	}
+}
+
+// steadyConfig keeps a test cluster's leader in place on a loaded machine
+// for the seconds a test holds entries parked: the default test timeouts
+// (50 ms) let a slow scheduler start an election, which would answer the
+// parked entries ErrNotLeader.
+func steadyConfig(t *testing.T) *Config {
+	conf := inmemConfig(t)
+	conf.HeartbeatTimeout = 500 * time.Millisecond
+	conf.ElectionTimeout = 500 * time.Millisecond
+	conf.LeaderLeaseTimeout = 500 * time.Millisecond
+	return conf
+}
+
+// TestDeferredEntriesGoBeforeAConfigurationChange: a configuration change
+// is not deferred and arrives after the parked entries, so they are
+// written before it; and the leader counts what it parked.
+func TestDeferredEntriesGoBeforeAConfigurationChange(t *testing.T) {
+	c := MakeCluster(3, t, steadyConfig(t))
+	defer c.Close()
+	leader := c.Leader()
+	before := leader.DeferredParked()
+
+	parked := applyDeferred(t, leader, []byte("parked"), time.Minute)
+	time.Sleep(100 * time.Millisecond)
+	follower := c.Followers()[0]
+	change := leader.RemoveServer(follower.localID, 0, 0)
+	if err := change.Error(); err != nil {
+		t.Fatalf("remove server: %v", err)
+	}
+	select {
+	case o := <-parked:
+		if o.err != nil {
+			t.Fatalf("parked entry: %v", o.err)
+		}
+		if o.index >= change.Index() {
+			t.Fatalf("the parked entry got index %d, the configuration change that came after it %d", o.index, change.Index())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked entry was not written with the configuration change")
+	}
+	if got := leader.DeferredParked() - before; got != 1 {
+		t.Fatalf("DeferredParked grew by %d, want 1", got)
 	}
 }

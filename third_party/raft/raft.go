@@ -942,6 +942,10 @@ func (r *Raft) leaderLoop() {
 				future.respond(ErrLeadershipTransferInProgress)
 				continue
 			}
+			// concord: parked entries arrived first; they go first.
+			if parked := r.leaderState.deferred.take(nil); len(parked) > 0 {
+				r.dispatchLogs(parked)
+			}
 			r.appendConfigurationEntry(future)
 
 		case b := <-r.bootstrapCh:
@@ -973,7 +977,6 @@ func (r *Raft) leaderLoop() {
 				for i := range ready {
 					ready[i].respond(ErrNotLeader)
 				}
-				r.leaderState.deferred.refuse(ErrNotLeader)
 			} else if !r.leaderState.deferred.park(ready, r.config().MaxAppendEntries) {
 				// concord: parked entries go first, in their order.
 				r.dispatchLogs(r.leaderState.deferred.take(ready))
@@ -982,12 +985,9 @@ func (r *Raft) leaderLoop() {
 		case <-r.leaderState.deferred.due():
 			// concord: the parked entries' time is up.
 			r.mainThreadSaturation.working()
-			switch {
-			case stepDown:
-				r.leaderState.deferred.refuse(ErrNotLeader)
-			case r.getLeadershipTransferInProgress():
+			if r.getLeadershipTransferInProgress() {
 				r.leaderState.deferred.refuse(ErrLeadershipTransferInProgress)
-			default:
+			} else {
 				r.dispatchLogs(r.leaderState.deferred.take(nil))
 			}
 
@@ -1185,6 +1185,10 @@ func (r *Raft) restoreUserSnapshot(meta *SnapshotMeta, reader io.Reader) error {
 
 	// concord: let every dispatched entry reach the log store first.
 	r.leaderState.writer.flush()
+
+	// concord: and refuse the parked ones, which would apply on top of
+	// the restored state.
+	r.leaderState.deferred.refuse(ErrAbortedByRestore)
 
 	// Cancel any inflight requests.
 	for {
