@@ -216,3 +216,109 @@ func TestDeferredEntriesGoBeforeAConfigurationChange(t *testing.T) {
 		t.Fatalf("DeferredParked grew by %d, want 1", got)
 	}
 }
+
+// TestDeferredEntriesRefusedByARestore: a user restore answers the parked
+// entries ErrAbortedByRestore (they would apply on top of the restored
+// state), and no member ever applies them.
+func TestDeferredEntriesRefusedByARestore(t *testing.T) {
+	c := MakeCluster(3, t, steadyConfig(t))
+	defer c.Close()
+	leader := c.Leader()
+	if err := leader.Apply([]byte("before"), 0).Error(); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	snap := leader.Snapshot()
+	if err := snap.Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+
+	parked := applyDeferred(t, leader, []byte("parked"), time.Minute)
+	meta, reader, err := snap.Open()
+	if err != nil {
+		t.Fatalf("open snapshot: %v", err)
+	}
+	defer func() { _ = reader.Close() }()
+	if err := leader.Restore(meta, reader, 5*time.Second); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	select {
+	case o := <-parked:
+		if !errors.Is(o.err, ErrAbortedByRestore) {
+			t.Fatalf("parked entry at a restore: %v, want ErrAbortedByRestore", o.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked entry was not answered at the restore")
+	}
+	if err := leader.Apply([]byte("after"), 0).Error(); err != nil {
+		t.Fatalf("apply after the restore: %v", err)
+	}
+	waitApplied(t, c, []byte("after"))
+	for _, r := range c.rafts {
+		if fsmHas(r, []byte("parked")) {
+			t.Fatalf("%s applied an entry the restore refused", r.localID)
+		}
+	}
+}
+
+// TestDeferredEntriesRefusedDuringATransfer: parked entries that come due
+// while a leadership transfer is in progress are answered
+// ErrLeadershipTransferInProgress, as entries applied then are, and no
+// member ever applies them. The transfer's target is cut off, so the
+// transfer stays in progress until its timeout (ElectionTimeout), past
+// the entry's deadline.
+func TestDeferredEntriesRefusedDuringATransfer(t *testing.T) {
+	c := MakeCluster(3, t, steadyConfig(t))
+	defer c.Close()
+	leader := c.Leader()
+	target := c.Followers()[0]
+
+	// The target misses an entry, so the transfer first tries to bring it
+	// up to date, and keeps trying until it times out.
+	c.Disconnect(target.localAddr)
+	if err := leader.Apply([]byte("missed"), 0).Error(); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	parked := applyDeferred(t, leader, []byte("parked"), 200*time.Millisecond)
+	transfer := leader.LeadershipTransferToServer(target.localID, target.localAddr)
+	select {
+	case o := <-parked:
+		if !errors.Is(o.err, ErrLeadershipTransferInProgress) {
+			t.Fatalf("parked entry that came due during a transfer: %v, want ErrLeadershipTransferInProgress", o.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked entry was never answered")
+	}
+	if err := transfer.Error(); err == nil {
+		t.Fatal("the transfer to a member cut off succeeded")
+	}
+	c.FullyConnect()
+	newLeader := c.Leader()
+	if err := newLeader.Apply([]byte("after"), 0).Error(); err != nil {
+		t.Fatalf("apply after the transfer: %v", err)
+	}
+	waitApplied(t, c, []byte("after"))
+	for _, r := range c.rafts {
+		if fsmHas(r, []byte("parked")) {
+			t.Fatalf("%s applied an entry refused during the transfer", r.localID)
+		}
+	}
+}
+
+// waitApplied waits until every member of c has applied data (after a
+// restore the followers catch up by snapshot, and their FSMs' logs no
+// longer count every entry, so WaitForReplication cannot tell).
+func waitApplied(t *testing.T, c *cluster, data []byte) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		all := true
+		for _, r := range c.rafts {
+			all = all && fsmHas(r, data)
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q was not applied on every member", data)
+		}
+	}
+}
