@@ -37,17 +37,31 @@ func (t LockTableState) held() int {
 // LockTableInput is one operation of the lock-table model: a lock
 // operation on the mutex at Index, or, for KindLockSessionGone, on every
 // mutex, with Seals holding a bit for each one grants of which were
-// requested in the session.
+// requested in the session. An acquire of several mutexes at once
+// (LockAll) is one operation: Also holds a bit for each mutex it claims
+// besides the one at Index.
 type LockTableInput struct {
 	LockInput
 	Index int
 	Seals uint32
+	Also  uint32
 }
+
+// claims is the set of mutexes the operation acts on, as bits.
+func (in LockTableInput) claims() uint32 { return in.Also | 1<<in.Index }
 
 // LockTable is the sequential specification of concord's mutexes under a
 // lock limit, for a workload whose clients only try-lock (no waiter is
 // ever queued): a held mutex is two entries of the limit (the lock and its
 // grant), a free one none.
+//
+// A try-lock of several mutexes at once (LockAll) takes all of them or
+// none: it fails as locked when any of them is held; otherwise it is
+// granted, with one token for all, exactly when the entries of all of
+// them fit (2·held + 2·k ≤ Limit), and refused over the limit when they
+// do not, even when some of them alone would fit. Its release is taken
+// one mutex at a time, which accepts every history the atomic release
+// would.
 //
 // Every mutex behaves as in LockStep. In addition, as the state machine
 // admits an acquire (lock.Request.Admit): a try-lock of a free mutex is
@@ -85,6 +99,9 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 	}
 	i := in.Index
 	acquire := in.Kind == KindLockAcquire || in.Kind == KindLockTry
+	if acquire && in.Also != 0 {
+		return m.stepsAll(t, in, out)
+	}
 	switch {
 	case acquire && out.Quota:
 		// Refused over the limit: the session lived (the state machine
@@ -117,7 +134,7 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 			}
 			g := t
 			g.Locks[i] = s
-			next = append(next, m.admit(g, i, in.Return)...)
+			next = append(next, m.admit(g, 1<<i, in.Return)...)
 		}
 		return next
 	default:
@@ -131,17 +148,83 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 	}
 }
 
-// admit returns the states in which t, just after a grant of mutex i,
-// fits the limit: t itself, or t with as few other grants ended as the
-// limit needs, among those that may have ended by ret (every such choice).
-func (m LockTable) admit(t LockTableState, i int, ret int64) []LockTableState {
+// stepsAll is Steps for an acquire of several mutexes at once (the bits
+// of in.claims()).
+func (m LockTable) stepsAll(t LockTableState, in LockTableInput, out LockOutput) []LockTableState {
+	set := in.claims()
+	for i := range m.Names {
+		if set&(1<<i) != 0 && goneHas(t.Locks[i].Gone, in.Session) {
+			// No grant and no refusal over the limit in a session seen
+			// gone: an acquire of unknown outcome never applied.
+			switch {
+			case out.Unknown:
+				return []LockTableState{t}
+			case out.OK || out.Quota:
+				return nil
+			}
+		}
+	}
+	switch {
+	case out.Quota:
+		// Every claimed mutex was free (a held one fails the call as
+		// locked before the limit is counted) and their entries did not
+		// fit.
+		for i := range m.Names {
+			if set&(1<<i) == 0 || t.Locks[i].Holder == "" {
+				continue
+			}
+			if !t.Locks[i].endable(in.Return) {
+				return nil
+			}
+			t.Locks[i] = t.Locks[i].free()
+		}
+		if 2*t.held()+2*bits.OnesCount32(set) <= m.Limit {
+			return nil
+		}
+		return []LockTableState{t}
+	case out.OK || out.Unknown:
+		var next []LockTableState
+		if out.Unknown {
+			// Refused over the limit, or never applied: nothing changed.
+			next = append(next, t)
+		}
+		g := t
+		for i := range m.Names {
+			if set&(1<<i) == 0 {
+				continue
+			}
+			li := in.LockInput
+			li.Name = m.Names[i]
+			ok, s := LockStep(t.Locks[i], li, LockOutput{Unknown: out.Unknown, OK: out.OK, Token: out.Token})
+			if !ok || s.Holder != in.Owner {
+				return next
+			}
+			g.Locks[i] = s
+		}
+		return append(next, m.admit(g, set, in.Return)...)
+	default:
+		// Not acquired: at least one of them was held.
+		for i := range m.Names {
+			if set&(1<<i) != 0 && t.Locks[i].Holder != "" {
+				return []LockTableState{t}
+			}
+		}
+		return nil
+	}
+}
+
+// admit returns the states in which t, just after a grant of the mutexes
+// in set, fits the limit: t itself, or t with as few other grants ended
+// as the limit needs, among those that may have ended by ret (every such
+// choice).
+func (m LockTable) admit(t LockTableState, set uint32, ret int64) []LockTableState {
 	over := t.held() - m.Limit/2
 	if over <= 0 {
 		return []LockTableState{t}
 	}
 	var endable []int
 	for j := range m.Names {
-		if j != i && t.Locks[j].Holder != "" && t.Locks[j].endable(ret) {
+		if set&(1<<j) == 0 && t.Locks[j].Holder != "" && t.Locks[j].endable(ret) {
 			endable = append(endable, j)
 		}
 	}
@@ -183,14 +266,14 @@ func (m LockTable) Model() porcupine.Model {
 		},
 		DescribeOperation: func(input, output interface{}) string {
 			in, out := input.(LockTableInput), output.(LockOutput)
-			if in.Kind != KindLockSessionGone && out.Quota {
-				return fmt.Sprintf("trylock %s (%s) -> over the limit", m.Names[in.Index], in.Owner)
-			}
-			d := lockModel.DescribeOperation(in.LockInput, out)
 			if in.Kind == KindLockSessionGone {
-				return d
+				return lockModel.DescribeOperation(in.LockInput, out)
 			}
-			return m.Names[in.Index] + ": " + d
+			names := m.namesOf(in.claims())
+			if out.Quota {
+				return fmt.Sprintf("trylock %s (%s) -> over the limit", names, in.Owner)
+			}
+			return names + ": " + lockModel.DescribeOperation(in.LockInput, out)
 		},
 		DescribeState: func(state interface{}) string {
 			t := state.(LockTableState)
@@ -205,9 +288,23 @@ func (m LockTable) Model() porcupine.Model {
 	return nm.ToModel()
 }
 
+// namesOf joins the names of the mutexes in set with "+".
+func (m LockTable) namesOf(set uint32) string {
+	var names []string
+	for i, n := range m.Names {
+		if set&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, "+")
+}
+
 // Operations turns recorded operations into the model's (as LockOperations
 // does): an observation that a session is gone becomes one operation on
-// the whole table. Operations on other locks than Names are dropped.
+// the whole table, and so does an acquire of several mutexes at once (the
+// workload records one operation per mutex, each with the call's owner,
+// which no other call uses, and its return). Operations on other locks
+// than Names are dropped.
 func (m LockTable) Operations(ops []history.Op, opt LockOptions) []porcupine.Operation {
 	lops := LockOperations(ops, opt)
 	out := make([]porcupine.Operation, 0, len(lops))
@@ -218,11 +315,29 @@ func (m LockTable) Operations(ops []history.Op, opt LockOptions) []porcupine.Ope
 		metadataText string
 	}
 	gone := map[observation]int{} // an observation -> its operation in out
+	type call struct {
+		process int
+		ret     int64
+		kind    history.Kind
+		owner   string
+	}
+	acquires := map[call]int{} // an acquire -> its operation in out
 	for _, op := range lops {
 		in := op.Input.(LockInput)
 		i := slices.Index(m.Names, in.Name)
 		if i < 0 {
 			continue
+		}
+		if in.Kind == KindLockAcquire || in.Kind == KindLockTry {
+			key := call{op.ClientId, op.Return, in.Kind, in.Owner}
+			if k, seen := acquires[key]; seen {
+				t := out[k].Input.(LockTableInput)
+				t.Also |= 1 << i
+				out[k].Input = t
+				out[k].Call = min(out[k].Call, op.Call)
+				continue
+			}
+			acquires[key] = len(out)
 		}
 		if in.Kind != KindLockSessionGone {
 			op.Input = LockTableInput{LockInput: in, Index: i}

@@ -23,6 +23,39 @@ func tryGrantedOn(p int, name string, call, ret int64, token uint64, f ...func(*
 	return lop(p, KindLockTry, call, ret, history.OK, both(append(f, func(o *history.Op) { o.Key, o.Succeeded, o.Token = name, true, token })...))
 }
 
+// tryAll is a try-lock of several mutexes at once by process p, as the
+// workload records it: one operation per mutex, with the call's owner and
+// return (each part's call a little later than the one before); f shapes
+// each.
+func tryAll(p int, names []string, call, ret int64, status history.Status, f ...func(*history.Op)) []history.Op {
+	ops := make([]history.Op, len(names))
+	for i, n := range names {
+		ops[i] = lop(p, KindLockTry, call, ret, status, both(append(f, func(o *history.Op) { o.Key, o.Locks, o.Call = n, len(names), o.Call+int64(i) })...))
+	}
+	return ops
+}
+
+func tryAllGranted(p int, names []string, call, ret int64, token uint64, f ...func(*history.Op)) []history.Op {
+	return tryAll(p, names, call, ret, history.OK, append(f, func(o *history.Op) { o.Succeeded, o.Token = true, token })...)
+}
+
+func tryAllQuota(p int, names []string, call, ret int64) []history.Op {
+	return tryAll(p, names, call, ret, history.OK, func(o *history.Op) { o.Quota = true })
+}
+
+func ops(parts ...any) []history.Op {
+	var out []history.Op
+	for _, p := range parts {
+		switch p := p.(type) {
+		case history.Op:
+			out = append(out, p)
+		case []history.Op:
+			out = append(out, p...)
+		}
+	}
+	return out
+}
+
 func TestLockTableModel(t *testing.T) {
 	// Limit 4: two held mutexes fill it (a lock and its grant each).
 	table := LockTable{Names: []string{"a", "b", "c"}, Limit: 4}
@@ -87,6 +120,36 @@ func TestLockTableModel(t *testing.T) {
 			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryGrantedOn(1, "b", 11, 20, 6, protected(5000)),
 			sessionGone(2, 9, 21, 30), lop(3, KindLockTry, 25, 40, history.OK, both(on("c"), inSession(9), func(o *history.Op) { o.Quota = true })),
 		}, true},
+		{"an acquire of two fills the limit, a third mutex is refused", ops(
+			tryAllGranted(0, []string{"a", "b"}, 0, 10, 5, protected(5000)), tryQuota(1, "c", 11, 20),
+		), true},
+		{"an acquire of two refused over the limit where one alone would fit", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryAllQuota(1, []string{"b", "c"}, 11, 20),
+		), true},
+		{"an acquire of two refused while both fit", ops(
+			tryAllQuota(1, []string{"b", "c"}, 0, 10),
+		), false},
+		{"an acquire of two granted past the limit", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryAllGranted(1, []string{"b", "c"}, 11, 20, 6),
+		), false},
+		{"an acquire of two fails as locked while one of them is held", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryAll(1, []string{"a", "b"}, 11, 20, history.OK),
+		), true},
+		{"an acquire of two fails as locked while both are free", ops(
+			tryAll(1, []string{"a", "b"}, 0, 10, history.OK),
+		), false},
+		{"an acquire of two takes both", ops(
+			tryAllGranted(0, []string{"a", "b"}, 0, 10, 5, protected(5000)), tryGrantedOn(1, "b", 11, 20, 6),
+		), false},
+		{"an acquire of two released one mutex at a time", ops(
+			tryAllGranted(0, []string{"a", "b"}, 0, 10, 5, protected(5000)),
+			released(0, 11, 20, 5, on("a")), released(0, 11, 20, 5, on("b")),
+			tryAllGranted(1, []string{"b", "c"}, 21, 30, 6),
+		), true},
+		{"an acquire of two of unknown outcome may have been refused", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryAll(1, []string{"b", "c"}, 11, 20, history.Unknown),
+			tryGrantedOn(2, "b", 21, 30, 7, protected(5000)),
+		), true},
 	}
 	opt := LockOptions{MaxClockRate: 1, Margin: func(time.Duration) time.Duration { return 0 }}
 	for _, tt := range tests {
@@ -127,9 +190,26 @@ func TestLockTableOperations(t *testing.T) {
 	}
 	got := table.Operations(ops, LockOptions{})
 	require.Len(t, got, 4, "an operation on a lock the model does not follow is dropped; an observation is one operation")
+	require.Zero(t, got[0].Input.(LockTableInput).Also, "a try-lock of one mutex claims no other")
 	require.Equal(t, 1, got[1].Input.(LockTableInput).Index)
 	gone := got[2].Input.(LockTableInput)
 	require.Equal(t, KindLockSessionGone, gone.Kind)
 	require.Equal(t, uint32(0b11), gone.Seals, "grants of both locks were requested in session 7")
 	require.Equal(t, uint32(0), got[3].Input.(LockTableInput).Seals)
+}
+
+func TestLockTableOperationsJoinAnAcquireOfSeveral(t *testing.T) {
+	table := LockTable{Names: []string{"a", "b", "c"}, Limit: 6}
+	got := table.Operations(ops(
+		tryAllGranted(0, []string{"c", "a"}, 0, 10, 5),
+		tryAllGranted(1, []string{"a", "b"}, 20, 30, 6), // another call: another owner and call
+		released(0, 11, 12, 5, on("c")), released(0, 11, 12, 5, on("a")),
+	), LockOptions{})
+	require.Len(t, got, 4, "each acquire of several mutexes is one operation; its release is one per mutex")
+	first := got[0].Input.(LockTableInput)
+	require.Equal(t, 2, first.Index)
+	require.Equal(t, int64(0), got[0].Call, "the call starts with its first part")
+	require.Equal(t, uint32(0b101), first.claims())
+	require.Equal(t, uint32(0b011), got[1].Input.(LockTableInput).claims())
+	require.Zero(t, got[2].Input.(LockTableInput).Also)
 }

@@ -29,10 +29,11 @@ type LockConfig struct {
 	InspectMembers []int
 	// Limit, if set, is the cluster's --max-locks, and no other workload
 	// takes locks: the clients then only try-lock (so that no waiter is
-	// ever queued), at most checker.MaxTableLocks mutexes, refusals over
-	// the limit are recorded, and the history is checked against the
-	// lock-table model (checker.LockTable), which holds the whole table to
-	// the limit, under the name LockLimitWorkload.
+	// ever queued), one mutex or two at once (LockAll), at most
+	// checker.MaxTableLocks mutexes, refusals over the limit are
+	// recorded, and the history is checked against the lock-table model
+	// (checker.LockTable), which holds the whole table to the limit,
+	// under the name LockLimitWorkload.
 	Limit int
 }
 
@@ -384,6 +385,15 @@ func (c *lockClient) run(ctx context.Context) {
 		switch {
 		case r < 15:
 			c.inspect(ctx, sess, name, "")
+		case r < 40 && c.w.cfg.Limit > 0 && c.w.cfg.Locks >= 2:
+			// Two mutexes at once (LockAll): all or none, and both
+			// counted against the limit.
+			i := c.rng.IntN(c.w.cfg.Locks)
+			j := (i + 1 + c.rng.IntN(c.w.cfg.Locks-1)) % c.w.cfg.Locks
+			names := []string{c.w.lockName(i), c.w.lockName(j)}
+			if g, owner, tr := c.acquireAll(ctx, sess, names); g != nil {
+				c.holdAll(ctx, sess, names, owner, g, tr)
+			}
 		case r < 40 || c.w.cfg.Limit > 0:
 			if g, owner, tr := c.acquire(ctx, sess, name, false); g != nil {
 				c.hold(ctx, sess, name, owner, g, tr)
@@ -433,6 +443,91 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name str
 	tr := trackSDKGrant(c.env, sess, history.Grant{Workload: c.w.Name(), Process: op.Process, Owner: owner, Locks: []string{name},
 		Capacity: 1, Permits: 1, Token: g.Token, Call: op.Call, Granted: op.Return}, g)
 	return g, owner, tr
+}
+
+// acquireAll try-locks every mutex of names at once, with a new owner
+// (under a lock limit only: the lock-table model checks such calls); it
+// returns the grant, its owner and its tracker when granted.
+func (c *lockClient) acquireAll(ctx context.Context, sess *client.Session, names []string) (*client.Grant, string, *grantTracker) {
+	owner := c.cl.NewOwner()
+	ops := make([]history.Op, len(names))
+	claims := make([]*client.LockClaim, len(names))
+	for i, name := range names {
+		ops[i] = c.ss.begin(checker.KindLockTry, sess, name)
+		ops[i].Owner, ops[i].Locks, ops[i].Call = owner, len(names), ops[0].Call
+		claims[i] = &client.LockClaim{Name: name, Kind: client.KindMutex}
+	}
+	actx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
+	g, err := c.cl.AcquireLocks(actx, sess, owner, claims, client.AcquireOptions{})
+	cancel()
+	for i := range ops {
+		switch {
+		case err == nil:
+			ops[i].Status, ops[i].Succeeded, ops[i].Token = history.OK, true, g.Token
+		case errors.Is(err, client.ErrLocked):
+			ops[i].Status = history.OK
+		case overLimit(err):
+			ops[i].Status, ops[i].Quota, ops[i].Err = history.OK, true, errText(err)
+		case certainFailure(err):
+			ops[i].Status, ops[i].Err = history.Fail, errText(err)
+		default:
+			// May have been granted; the client ends the session.
+			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
+		}
+	}
+	ops = c.ss.recordAll(ops)
+	if overLimit(err) {
+		c.w.counters.add("refused over the limit", 1)
+		c.w.counters.add("refused over the limit, two at once", 1)
+	}
+	if err != nil {
+		return nil, "", nil
+	}
+	c.w.counters.add("grants", 1)
+	c.w.counters.add("grants of two at once", 1)
+	tr := trackSDKGrant(c.env, sess, history.Grant{Workload: c.w.Name(), Process: ops[0].Process, Owner: owner, Locks: names,
+		Capacity: 1, Permits: 1, Token: g.Token, Call: ops[0].Call, Granted: ops[0].Return}, g)
+	return g, owner, tr
+}
+
+// holdAll keeps a grant of several mutexes a little (now and then long,
+// until the SDK says it is lost), then releases all of them in one call,
+// recorded as one release per mutex.
+func (c *lockClient) holdAll(ctx context.Context, sess *client.Session, names []string, owner string, g *client.Grant, tr *grantTracker) {
+	defer g.Detach()
+	t := time.NewTimer(holdFor(c.rng, c.w.cfg.Hold, c.w.cfg.TTL, &c.w.counters))
+	select {
+	case <-t.C:
+	case <-g.Lost():
+		c.w.counters.add("grants lost", 1)
+	case <-ctx.Done():
+	}
+	t.Stop()
+	tr.end()
+	ops := make([]history.Op, len(names))
+	for i, name := range names {
+		ops[i] = c.ss.begin(checker.KindLockRelease, sess, name)
+		ops[i].Owner, ops[i].Token, ops[i].Locks, ops[i].Call = owner, g.Token, len(names), ops[0].Call
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
+	err := c.cl.ReleaseLocks(rctx, sess, owner, names, g.Token)
+	cancel()
+	if err == nil {
+		tr.released()
+	}
+	for i := range ops {
+		switch {
+		case err == nil:
+			ops[i].Status, ops[i].Succeeded = history.OK, true
+		case errors.Is(err, client.ErrNotHeld):
+			ops[i].Status = history.OK
+		case certainFailure(err):
+			ops[i].Status, ops[i].Err = history.Fail, errText(err)
+		default:
+			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
+		}
+	}
+	c.ss.recordAll(ops)
 }
 
 // overLimit reports whether an acquire was refused over the cluster's
