@@ -391,143 +391,88 @@ func (c *lockClient) run(ctx context.Context) {
 			i := c.rng.IntN(c.w.cfg.Locks)
 			j := (i + 1 + c.rng.IntN(c.w.cfg.Locks-1)) % c.w.cfg.Locks
 			names := []string{c.w.lockName(i), c.w.lockName(j)}
-			if g, owner, tr := c.acquireAll(ctx, sess, names); g != nil {
-				c.holdAll(ctx, sess, names, owner, g, tr)
+			if g, owner, tr := c.acquire(ctx, sess, names, false); g != nil {
+				c.hold(ctx, sess, names, owner, g, tr)
 			}
 		case r < 40 || c.w.cfg.Limit > 0:
-			if g, owner, tr := c.acquire(ctx, sess, name, false); g != nil {
-				c.hold(ctx, sess, name, owner, g, tr)
+			if g, owner, tr := c.acquire(ctx, sess, []string{name}, false); g != nil {
+				c.hold(ctx, sess, []string{name}, owner, g, tr)
 			}
 		default:
-			if g, owner, tr := c.acquire(ctx, sess, name, true); g != nil {
-				c.hold(ctx, sess, name, owner, g, tr)
+			if g, owner, tr := c.acquire(ctx, sess, []string{name}, true); g != nil {
+				c.hold(ctx, sess, []string{name}, owner, g, tr)
 			}
 		}
 	}
 }
 
-// acquire takes name with a new owner, waiting or not; it returns the grant,
-// its owner and its tracker when granted.
-func (c *lockClient) acquire(ctx context.Context, sess *client.Session, name string, wait bool) (*client.Grant, string, *grantTracker) {
+// acquire takes the mutexes names at once (LockAll when there are
+// several) with a new owner, waiting or not; it returns the grant, its
+// owner and its tracker when granted. The call is recorded as one
+// operation per mutex, with one call time.
+func (c *lockClient) acquire(ctx context.Context, sess *client.Session, names []string, wait bool) (*client.Grant, string, *grantTracker) {
 	kind, timeout := checker.KindLockTry, c.w.cfg.OpTimeout
 	if wait {
 		kind, timeout = checker.KindLockAcquire, c.w.cfg.Wait
 	}
 	owner := c.cl.NewOwner()
-	op := c.ss.begin(kind, sess, name)
-	op.Owner = owner
-	actx, cancel := context.WithTimeout(ctx, timeout)
-	g, err := c.cl.AcquireLocks(actx, sess, owner, []*client.LockClaim{{Name: name, Kind: client.KindMutex}}, client.AcquireOptions{Wait: wait})
-	cancel()
-	switch {
-	case err == nil:
-		op.Status, op.Succeeded, op.Token = history.OK, true, g.Token
-	case !wait && errors.Is(err, client.ErrLocked):
-		op.Status = history.OK
-	case c.w.cfg.Limit > 0 && overLimit(err):
-		op.Status, op.Quota, op.Err = history.OK, true, errText(err)
-		c.w.counters.add("refused over the limit", 1)
-	case certainFailure(err):
-		op.Status, op.Err = history.Fail, errText(err)
-	default:
-		// A wait that timed out may have been granted meanwhile (the SDK
-		// releases it in the background), as may an acquire whose session
-		// turned out gone. The client ends the session, which bounds it.
-		op.Status, op.Err = history.Unknown, errText(err)
-	}
-	op = c.ss.record(op)
-	if err != nil {
-		return nil, "", nil
-	}
-	c.w.counters.add("grants", 1)
-	tr := trackSDKGrant(c.env, sess, history.Grant{Workload: c.w.Name(), Process: op.Process, Owner: owner, Locks: []string{name},
-		Capacity: 1, Permits: 1, Token: g.Token, Call: op.Call, Granted: op.Return}, g)
-	return g, owner, tr
-}
-
-// acquireAll try-locks every mutex of names at once, with a new owner
-// (under a lock limit only: the lock-table model checks such calls); it
-// returns the grant, its owner and its tracker when granted.
-func (c *lockClient) acquireAll(ctx context.Context, sess *client.Session, names []string) (*client.Grant, string, *grantTracker) {
-	owner := c.cl.NewOwner()
-	ops := make([]history.Op, len(names))
+	ops := c.begin(kind, sess, names, owner)
 	claims := make([]*client.LockClaim, len(names))
 	for i, name := range names {
-		ops[i] = c.ss.begin(checker.KindLockTry, sess, name)
-		ops[i].Owner, ops[i].Locks, ops[i].Call = owner, len(names), ops[0].Call
 		claims[i] = &client.LockClaim{Name: name, Kind: client.KindMutex}
 	}
-	actx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
-	g, err := c.cl.AcquireLocks(actx, sess, owner, claims, client.AcquireOptions{})
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	g, err := c.cl.AcquireLocks(actx, sess, owner, claims, client.AcquireOptions{Wait: wait})
 	cancel()
 	for i := range ops {
 		switch {
 		case err == nil:
 			ops[i].Status, ops[i].Succeeded, ops[i].Token = history.OK, true, g.Token
-		case errors.Is(err, client.ErrLocked):
+		case !wait && errors.Is(err, client.ErrLocked):
 			ops[i].Status = history.OK
-		case overLimit(err):
+		case c.w.cfg.Limit > 0 && overLimit(err):
 			ops[i].Status, ops[i].Quota, ops[i].Err = history.OK, true, errText(err)
 		case certainFailure(err):
 			ops[i].Status, ops[i].Err = history.Fail, errText(err)
 		default:
-			// May have been granted; the client ends the session.
+			// A wait that timed out may have been granted meanwhile
+			// (the SDK releases it in the background), as may an
+			// acquire whose session turned out gone. The client ends
+			// the session, which bounds it.
 			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
 		}
 	}
 	ops = c.ss.recordAll(ops)
-	if overLimit(err) {
+	if ops[0].Quota {
 		c.w.counters.add("refused over the limit", 1)
-		c.w.counters.add("refused over the limit, two at once", 1)
+		if len(names) > 1 {
+			c.w.counters.add("refused over the limit, two at once", 1)
+		}
 	}
 	if err != nil {
 		return nil, "", nil
 	}
 	c.w.counters.add("grants", 1)
-	c.w.counters.add("grants of two at once", 1)
+	if len(names) > 1 {
+		c.w.counters.add("grants of two at once", 1)
+	}
 	tr := trackSDKGrant(c.env, sess, history.Grant{Workload: c.w.Name(), Process: ops[0].Process, Owner: owner, Locks: names,
 		Capacity: 1, Permits: 1, Token: g.Token, Call: ops[0].Call, Granted: ops[0].Return}, g)
 	return g, owner, tr
 }
 
-// holdAll keeps a grant of several mutexes a little (now and then long,
-// until the SDK says it is lost), then releases all of them in one call,
-// recorded as one release per mutex.
-func (c *lockClient) holdAll(ctx context.Context, sess *client.Session, names []string, owner string, g *client.Grant, tr *grantTracker) {
-	defer g.Detach()
-	t := time.NewTimer(holdFor(c.rng, c.w.cfg.Hold, c.w.cfg.TTL, &c.w.counters))
-	select {
-	case <-t.C:
-	case <-g.Lost():
-		c.w.counters.add("grants lost", 1)
-	case <-ctx.Done():
-	}
-	t.Stop()
-	tr.end()
+// begin starts recording a call of kind on the mutexes names by owner:
+// one operation per mutex, all with the call's time.
+func (c *lockClient) begin(kind history.Kind, sess *client.Session, names []string, owner string) []history.Op {
 	ops := make([]history.Op, len(names))
 	for i, name := range names {
-		ops[i] = c.ss.begin(checker.KindLockRelease, sess, name)
-		ops[i].Owner, ops[i].Token, ops[i].Locks, ops[i].Call = owner, g.Token, len(names), ops[0].Call
-	}
-	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
-	err := c.cl.ReleaseLocks(rctx, sess, owner, names, g.Token)
-	cancel()
-	if err == nil {
-		tr.released()
-	}
-	for i := range ops {
-		switch {
-		case err == nil:
-			ops[i].Status, ops[i].Succeeded = history.OK, true
-		case errors.Is(err, client.ErrNotHeld):
-			ops[i].Status = history.OK
-		case certainFailure(err):
-			ops[i].Status, ops[i].Err = history.Fail, errText(err)
-		default:
-			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
+		ops[i] = c.ss.begin(kind, sess, name)
+		ops[i].Owner, ops[i].Call = owner, ops[0].Call
+		if len(names) > 1 {
+			ops[i].Locks = len(names)
 		}
 	}
-	c.ss.recordAll(ops)
+	return ops
 }
 
 // overLimit reports whether an acquire was refused over the cluster's
@@ -540,10 +485,11 @@ func overLimit(err error) bool {
 	return !errors.Is(err, client.ErrUnknownOutcome) && errors.As(err, &ce) && ce.Reason == "QUOTA_EXCEEDED"
 }
 
-// hold keeps the grant a little (now and then long), sometimes inspecting
-// the lock, sometimes stalling past the session's TTL or cut off from the
-// cluster until the SDK says the lock is lost, then releases it.
-func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner string, g *client.Grant, tr *grantTracker) {
+// hold keeps the grant of names a little (now and then long), sometimes
+// inspecting the first lock, sometimes stalling past the session's TTL or
+// cut off from the cluster until the SDK says the grant is lost, then
+// releases it.
+func (c *lockClient) hold(ctx context.Context, sess *client.Session, names []string, owner string, g *client.Grant, tr *grantTracker) {
 	defer g.Detach()
 	if c.stalls < c.w.cfg.Stalls && c.rng.IntN(12) == 0 {
 		c.stalls++
@@ -552,20 +498,20 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 		// once, the server when the session expires.
 		c.ss.orphan()
 		pause(ctx, stallFor(c.env, c.w.cfg.TTL))
-		c.inspect(ctx, sess, name, owner)
-		if op := c.release(sess, name, owner, g.Token, tr); op.Status == history.OK && !op.Succeeded {
+		c.inspect(ctx, sess, names[0], owner)
+		if ops := c.release(sess, names, owner, g.Token, tr); ops[0].Status == history.OK && !ops[0].Succeeded {
 			c.w.counters.add("stale releases refused", 1)
 		}
 		return
 	}
 	if c.cut.whileHolding(ctx, c.rng, g.Lost()) {
-		if op := c.release(sess, name, owner, g.Token, tr); op.Status == history.OK && !op.Succeeded {
+		if ops := c.release(sess, names, owner, g.Token, tr); ops[0].Status == history.OK && !ops[0].Succeeded {
 			c.w.counters.add("stale releases refused", 1)
 		}
 		return
 	}
 	if c.rng.IntN(2) == 0 {
-		c.inspect(ctx, sess, name, owner)
+		c.inspect(ctx, sess, names[0], owner)
 	}
 	t := time.NewTimer(holdFor(c.rng, c.w.cfg.Hold, c.w.cfg.TTL, &c.w.counters))
 	select {
@@ -575,7 +521,7 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, name, owner
 	case <-ctx.Done():
 	}
 	t.Stop()
-	c.release(sess, name, owner, g.Token, tr)
+	c.release(sess, names, owner, g.Token, tr)
 }
 
 // holdFor draws how long a client keeps a grant: up to hold, or, one time
@@ -595,27 +541,40 @@ func holdFor(rng *rand.Rand, hold, ttl time.Duration, counters *counters) time.D
 	return time.Duration(rng.Int64N(int64(hold) + 1))
 }
 
-// release releases owner's grant of name under token, even after ctx
-// ended (a client stopping releases what it holds); tr follows the grant.
-func (c *lockClient) release(sess *client.Session, name, owner string, token uint64, tr *grantTracker) history.Op {
+// release releases owner's grant of names under token in one call, even
+// after ctx ended (a client stopping releases what it holds); tr follows
+// the grant. The call is recorded as one operation per mutex.
+func (c *lockClient) release(sess *client.Session, names []string, owner string, token uint64, tr *grantTracker) []history.Op {
 	tr.end()
-	op := c.ss.begin(checker.KindLockRelease, sess, name)
-	op.Owner, op.Token = owner, token
-	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
-	err := c.cl.ReleaseLocks(rctx, sess, owner, []string{name}, token)
-	cancel()
-	switch {
-	case err == nil:
-		op.Status, op.Succeeded = history.OK, true
-		tr.released()
-	case errors.Is(err, client.ErrNotHeld):
-		op.Status = history.OK
-	case certainFailure(err):
-		op.Status, op.Err = history.Fail, errText(err)
-	default:
-		op.Status, op.Err = history.Unknown, errText(err)
+	ops := c.begin(checker.KindLockRelease, sess, names, owner)
+	for i := range ops {
+		ops[i].Token = token
 	}
-	return c.ss.record(op)
+	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
+	err := c.cl.ReleaseLocks(rctx, sess, owner, names, token)
+	cancel()
+	if err == nil {
+		tr.released()
+	}
+	settleRelease(ops, err)
+	return c.ss.recordAll(ops)
+}
+
+// settleRelease sets the outcome of the operations of one release call
+// that returned err.
+func settleRelease(ops []history.Op, err error) {
+	for i := range ops {
+		switch {
+		case err == nil:
+			ops[i].Status, ops[i].Succeeded = history.OK, true
+		case errors.Is(err, client.ErrNotHeld):
+			ops[i].Status = history.OK
+		case certainFailure(err):
+			ops[i].Status, ops[i].Err = history.Fail, errText(err)
+		default:
+			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
+		}
+	}
 }
 
 // inspect reads name linearizably; self is the owner of the grant the

@@ -541,18 +541,7 @@ func (c *semClient) release(sess *client.Session, g *semGrant) []history.Op {
 	if err == nil {
 		g.tr.released()
 	}
-	for i := range ops {
-		switch {
-		case err == nil:
-			ops[i].Status, ops[i].Succeeded = history.OK, true
-		case errors.Is(err, client.ErrNotHeld):
-			ops[i].Status = history.OK
-		case certainFailure(err):
-			ops[i].Status, ops[i].Err = history.Fail, errText(err)
-		default:
-			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
-		}
-	}
+	settleRelease(ops, err)
 	return c.ss.recordAll(ops)
 }
 
