@@ -322,3 +322,37 @@ func waitApplied(t *testing.T, c *cluster, data []byte) {
 		}
 	}
 }
+
+// TestDeferredEntriesRefusedAfterATransfer: a leader that hands its
+// leadership on with an entry parked answers it ErrNotLeader when it steps
+// down, and no member ever applies it (the caller sends it again to the
+// new leader).
+func TestDeferredEntriesRefusedAfterATransfer(t *testing.T) {
+	c := MakeCluster(3, t, steadyConfig(t))
+	defer c.Close()
+	leader := c.Leader()
+	target := c.Followers()[0]
+
+	parked := applyDeferred(t, leader, []byte("parked"), time.Minute)
+	if err := leader.LeadershipTransferToServer(target.localID, target.localAddr).Error(); err != nil {
+		t.Fatalf("transfer: %v", err)
+	}
+	select {
+	case o := <-parked:
+		if !errors.Is(o.err, ErrNotLeader) {
+			t.Fatalf("parked entry of a leader that handed its leadership on: %v, want ErrNotLeader", o.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked entry was never answered")
+	}
+	newLeader := c.Leader()
+	if err := newLeader.Apply([]byte("after"), 0).Error(); err != nil {
+		t.Fatalf("apply on the new leader: %v", err)
+	}
+	waitApplied(t, c, []byte("after"))
+	for _, r := range c.rafts {
+		if fsmHas(r, []byte("parked")) {
+			t.Fatalf("%s applied an entry its leader refused", r.localID)
+		}
+	}
+}
