@@ -356,3 +356,31 @@ func TestDeferredEntriesRefusedAfterATransfer(t *testing.T) {
 		}
 	}
 }
+
+// TestDeferredEntryWrittenAfterAFailedTransfer: a transfer that fails at
+// once (its target is cut off but was up to date, so the leader goes
+// straight to TimeoutNow) leaves the parked entry parked, and it is
+// written when it comes due, by the leader that stayed.
+func TestDeferredEntryWrittenAfterAFailedTransfer(t *testing.T) {
+	c := MakeCluster(3, t, steadyConfig(t))
+	defer c.Close()
+	leader := c.Leader()
+	target := c.Followers()[0]
+	c.WaitForReplication(0)
+
+	c.Disconnect(target.localAddr)
+	parked := applyDeferred(t, leader, []byte("parked"), 300*time.Millisecond)
+	if err := leader.LeadershipTransferToServer(target.localID, target.localAddr).Error(); err == nil {
+		t.Fatal("the transfer to a member cut off succeeded")
+	}
+	select {
+	case o := <-parked:
+		if o.err != nil {
+			t.Fatalf("parked entry after a failed transfer: %v, want it written", o.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked entry was never answered")
+	}
+	c.FullyConnect()
+	waitApplied(t, c, []byte("parked"))
+}
