@@ -424,24 +424,7 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, names []
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	g, err := c.cl.AcquireLocks(actx, sess, owner, claims, client.AcquireOptions{Wait: wait})
 	cancel()
-	for i := range ops {
-		switch {
-		case err == nil:
-			ops[i].Status, ops[i].Succeeded, ops[i].Token = history.OK, true, g.Token
-		case !wait && errors.Is(err, client.ErrLocked):
-			ops[i].Status = history.OK
-		case c.w.cfg.Limit > 0 && overLimit(err):
-			ops[i].Status, ops[i].Quota, ops[i].Err = history.OK, true, errText(err)
-		case certainFailure(err):
-			ops[i].Status, ops[i].Err = history.Fail, errText(err)
-		default:
-			// A wait that timed out may have been granted meanwhile
-			// (the SDK releases it in the background), as may an
-			// acquire whose session turned out gone. The client ends
-			// the session, which bounds it.
-			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
-		}
-	}
+	settleAcquire(ops, g, err, wait, c.w.cfg.Limit > 0)
 	ops = c.ss.recordAll(ops)
 	if ops[0].Quota {
 		c.w.counters.add("refused over the limit", 1)
@@ -558,6 +541,30 @@ func (c *lockClient) release(sess *client.Session, names []string, owner string,
 	}
 	settleRelease(ops, err)
 	return c.ss.recordAll(ops)
+}
+
+// settleAcquire sets the outcome of the operations of one acquire call
+// that returned g and err; limit says whether a refusal over the lock
+// limit is an answer (the lock-limit workload) rather than a failure.
+func settleAcquire(ops []history.Op, g *client.Grant, err error, wait, limit bool) {
+	for i := range ops {
+		switch {
+		case err == nil:
+			ops[i].Status, ops[i].Succeeded, ops[i].Token = history.OK, true, g.Token
+		case !wait && errors.Is(err, client.ErrLocked):
+			ops[i].Status = history.OK
+		case limit && overLimit(err):
+			ops[i].Status, ops[i].Quota, ops[i].Err = history.OK, true, errText(err)
+		case certainFailure(err):
+			ops[i].Status, ops[i].Err = history.Fail, errText(err)
+		default:
+			// A wait that timed out may have been granted meanwhile
+			// (the SDK releases it in the background), as may an
+			// acquire whose session turned out gone. The client ends
+			// the session, which bounds it.
+			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
+		}
+	}
 }
 
 // settleRelease sets the outcome of the operations of one release call

@@ -345,19 +345,7 @@ func (c *semClient) acquire(ctx context.Context, sess *client.Session, targets [
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	g, err := c.cl.AcquireLocks(actx, sess, owner, claims, client.AcquireOptions{Wait: wait, Hold: hold})
 	cancel()
-	for i := range ops {
-		switch {
-		case err == nil:
-			ops[i].Status, ops[i].Succeeded, ops[i].Token = history.OK, true, g.Token
-		case !wait && errors.Is(err, client.ErrLocked):
-			ops[i].Status = history.OK
-		case certainFailure(err):
-			ops[i].Status, ops[i].Err = history.Fail, errText(err)
-		default:
-			// May have been granted meanwhile; the client ends the session.
-			ops[i].Status, ops[i].Err = history.Unknown, errText(err)
-		}
-	}
+	settleAcquire(ops, g, err, wait, false)
 	ops = c.ss.recordAll(ops)
 	if err != nil {
 		if !wait && errors.Is(err, client.ErrLocked) {
