@@ -552,6 +552,14 @@ func (r *Raft) pipelineSend(s *followerReplication, p AppendPipeline, nextIdx *u
 // pipelineDecode is used to decode the responses of pipelined requests.
 func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, finishCh chan struct{}) {
 	defer close(finishCh)
+	// concord: close the pipeline when the decoder stops. Nobody reads its
+	// consumer after that; once the transport's buffers fill, a send that
+	// pipelineReplicate already started would block forever on them, and
+	// pipelineReplicate, which closes the pipeline itself, would never get
+	// to. The follower then gets heartbeats but no entries, and Shutdown
+	// waits forever (hashicorp/raft#612). Close is idempotent; the blocked
+	// send returns ErrPipelineShutdown and replication starts over.
+	defer func() { _ = p.Close() }()
 	respCh := p.Consumer()
 	for {
 		select {
