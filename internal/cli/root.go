@@ -96,7 +96,8 @@ func Main(args []string) int {
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		if ee.Err != nil {
-			fmt.Fprintln(os.Stderr, "Error:", ee.Err)
+			// err, not ee.Err: it may join other errors to it.
+			fmt.Fprintln(os.Stderr, "Error:", err)
 		}
 		return ee.Code
 	}

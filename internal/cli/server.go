@@ -68,6 +68,7 @@ then start n4 with --join <client address of any member>.`,
 			if err != nil {
 				return err
 			}
+			stopMember := func() error { return stopWithin(d.Stop, stopBudget(cfg.ShutdownTimeout)) }
 			select {
 			case <-ctx.Done():
 				logger.Info("shutting down", "reason", "signal")
@@ -78,7 +79,7 @@ then start n4 with --join <client address of any member>.`,
 					// and scripts that it stopped cleanly.
 					logger.Error("client API stopped; stopping", "err", err)
 					stop()
-					return errors.Join(fmt.Errorf("client API failed: %w", err), d.Stop(context.Background()))
+					return errors.Join(fmt.Errorf("client API failed: %w", err), stopMember())
 				}
 			case err := <-d.Failed():
 				if errors.Is(err, server.ErrRemoved) {
@@ -86,30 +87,30 @@ then start n4 with --join <client address of any member>.`,
 					// supervisor (Restart=on-failure) leaves it stopped.
 					logger.Warn("removed from the cluster; stopping", "err", err)
 					stop()
-					return d.Stop(context.Background())
+					return stopMember()
 				}
 				if errors.Is(err, fsm.ErrRulesTooNew) {
 					// A restart stops the same way: the binary must be
 					// upgraded. Exit non-zero.
 					logger.Error("the cluster applies rules this build does not know; stopping: upgrade this member's binary", "err", err)
 					stop()
-					return errors.Join(fmt.Errorf("member failed, upgrade its binary: %w", err), d.Stop(context.Background()))
+					return errors.Join(fmt.Errorf("member failed, upgrade its binary: %w", err), stopMember())
 				}
 				if errors.Is(err, server.ErrSeedMismatch) {
 					// A restart fails the same way: the data dir must be
 					// restored again. Exit non-zero all the same.
 					logger.Error("seeded unlike another member; stopping", "err", err)
 					stop()
-					return errors.Join(fmt.Errorf("member failed: %w", err), d.Stop(context.Background()))
+					return errors.Join(fmt.Errorf("member failed: %w", err), stopMember())
 				}
 				// Fail-stop: exit non-zero so that a supervisor restarts
 				// the member, which reads its log from the disk again.
 				logger.Error("member failed; stopping", "err", err)
 				stop()
-				return errors.Join(fmt.Errorf("member failed, restart it: %w", err), d.Stop(context.Background()))
+				return errors.Join(fmt.Errorf("member failed, restart it: %w", err), stopMember())
 			}
 			stop()
-			return d.Stop(context.Background())
+			return stopMember()
 		},
 	}
 	f := cmd.Flags()
@@ -156,7 +157,7 @@ then start n4 with --join <client address of any member>.`,
 	f.DurationVar(&cfg.LockQueueDefer, "lock-queue-defer", config.DefaultLockQueueDefer, fmt.Sprintf("how long the leader may hold back the write of a lock acquire that will queue behind others, to write it with the next write (the release that hands the lock on); delays only its QUEUED answer; at most %s", config.MaxLockQueueDefer))
 	f.BoolVar(&cfg.DisableLockQueueDefer, "disable-lock-queue-defer", false, "write every lock acquire at once, even one that will queue")
 	f.DurationVar(&cfg.LockHoldCheckpoint, "lock-hold-checkpoint", config.DefaultLockHoldCheckpoint, fmt.Sprintf("how often the leader records how much of each lock grant's hold time it has counted, so that a leader change lengthens a hold by about this, not a whole hold time; at least %s", config.MinLockHoldCheckpoint))
-	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on a graceful shutdown")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", config.DefaultShutdownTimeout, "bound on a graceful shutdown (the process exits with code 4 if the stop is still running 5 s past it)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "auto", "json, text, or auto (text on a terminal, JSON otherwise)")
 	f.DurationVar(&cfg.ClockOffset, "fault-clock-offset", 0, "fault injection: run the lease clock this far ahead")
@@ -189,5 +190,47 @@ func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) 
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
 		return nil, fmt.Errorf("--log-format %q: want json, text or auto", format)
+	}
+}
+
+// stopGrace is how long a graceful stop may run past --shutdown-timeout
+// before the process gives up on it. The daemon bounds the handover and
+// the drain by --shutdown-timeout; what follows (Raft's own stop, closing
+// the stores) waits on Raft's goroutines, which a bug could keep forever.
+// A member that does not exit cannot be restarted by its supervisor, so
+// past the grace it exits as a crash would.
+const stopGrace = 5 * time.Second
+
+// ExitStopHung is the exit code of `concord server` when its graceful stop
+// did not end within --shutdown-timeout plus stopGrace: the process exited
+// without finishing the stop, which is as safe as kill -9 (every
+// acknowledged entry is already synced) but is a bug worth reporting.
+const ExitStopHung = 4
+
+// stopBudget is how long `concord server` lets its graceful stop run:
+// --shutdown-timeout (its default when unset) plus stopGrace.
+func stopBudget(shutdownTimeout time.Duration) time.Duration {
+	if shutdownTimeout <= 0 {
+		shutdownTimeout = config.DefaultShutdownTimeout
+	}
+	return shutdownTimeout + stopGrace
+}
+
+// errStopHung says a graceful stop did not end in time.
+var errStopHung = errors.New("graceful stop did not finish")
+
+// stopWithin runs stop and returns its error, or, if it has not returned
+// within bound, an *ExitError with ExitStopHung, leaving it running: the
+// process is about to exit.
+func stopWithin(stop func(context.Context) error, bound time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- stop(context.Background()) }()
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		return &ExitError{Code: ExitStopHung, Err: fmt.Errorf("%w within %s (--shutdown-timeout plus %s); exiting as kill -9 would (nothing acknowledged is lost); please report it with this member's log", errStopHung, bound, stopGrace)}
 	}
 }

@@ -65,6 +65,8 @@ const (
 	// QUEUED answer when nothing else is written.
 	DefaultLockQueueDefer = 2 * time.Millisecond
 	MaxLockQueueDefer     = 100 * time.Millisecond
+	// DefaultShutdownTimeout bounds a graceful stop's handover and drain.
+	DefaultShutdownTimeout = 10 * time.Second
 )
 
 // Peer is one member of the initial cluster.
@@ -271,7 +273,7 @@ func (c *Server) SetDefaults() {
 		c.LockQueueDefer = DefaultLockQueueDefer
 	}
 	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
+		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.ClockRate == 0 {
 		c.ClockRate = 1

@@ -20,7 +20,8 @@ import (
 
 // TestProcessControl drives one cluster through every process, network and
 // membership operation the nemesis uses, checks that each takes effect (a
-// killed member is gone and comes back with its log, a paused one is
+// killed member is gone and comes back with its log, a stopped leader
+// hands its leadership on and exits 0, a paused one is
 // silent and loses its leadership, a cut-off leader is replaced), and that
 // the cluster converges.
 func TestProcessControl(t *testing.T) {
@@ -96,6 +97,21 @@ func TestProcessControl(t *testing.T) {
 	require.True(t, answers(leader))
 	require.GreaterOrEqual(t, lastLog(leader), logged, "a restarted member lost its log: not restarted on its data dir")
 	c.HealNetwork()
+
+	// A graceful stop of the leader hands its leadership over: another
+	// member leads before the stopped one is back, and the stop exits 0.
+	leader, err = c.WaitLeader(ctx, 20*time.Second)
+	require.NoError(t, err)
+	logged = lastLog(leader)
+	took, err := c.Stop(leader, 30*time.Second)
+	require.NoError(t, err, "the graceful stop of the leader failed")
+	t.Logf("graceful stop of the leader took %s", took)
+	require.False(t, answers(leader), "a stopped member answers")
+	newLeader(leader, "the leader stopped")
+	put("b2")
+	require.NoError(t, c.Restart(ctx, leader))
+	require.True(t, answers(leader))
+	require.GreaterOrEqual(t, lastLog(leader), logged, "a restarted member lost its log after a graceful stop")
 
 	leader, err = c.WaitLeader(ctx, 20*time.Second)
 	require.NoError(t, err)

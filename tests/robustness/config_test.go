@@ -18,7 +18,7 @@ func TestShortProfileSchedulesEveryFaultKind(t *testing.T) {
 			continue
 		}
 		kinds := []nemesis.Kind{nemesis.IsolateLeader, nemesis.Minority, nemesis.Bridge, nemesis.OneWayLeader, nemesis.SlowLinks,
-			nemesis.Kill, nemesis.Pause, nemesis.ClockFastLeader, nemesis.ClockSlowFollower, nemesis.RemoveReadd, nemesis.Move, nemesis.Impostor}
+			nemesis.Kill, nemesis.Pause, nemesis.Stop, nemesis.ClockFastLeader, nemesis.ClockSlowFollower, nemesis.RemoveReadd, nemesis.Move, nemesis.Impostor}
 		if cfg.Size >= 5 {
 			kinds = append(kinds, nemesis.MajoritiesRing)
 		}

@@ -136,7 +136,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		fail("liveness", fmt.Errorf("healing: %w", err))
 	}
 	for _, v := range nem.Violations() {
-		fail("impostor", errors.New(v))
+		fail(string(v.Kind), errors.New(v.Summary))
 	}
 	healed := time.Now()
 	leader, err := c.WaitLeader(ctx, cfg.LivenessTimeout)
@@ -241,6 +241,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.Counters = map[string]int{}
 		}
 		res.Counters["nemesis impostor Raft streams refused"] = nem.ImpostorRefusals()
+	}
+	for k, v := range nem.StopCounts() {
+		if res.Counters == nil {
+			res.Counters = map[string]int{}
+		}
+		res.Counters["nemesis "+k] = v
 	}
 	res.Faults = timeline.Faults()
 	violations = append(violations, checkFaults(schedule, res.Faults)...)

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/concord-dev/concord/client"
+	"github.com/concord-dev/concord/internal/cli"
 	"github.com/concord-dev/concord/internal/faultnet"
 )
 
@@ -515,6 +516,48 @@ func (c *Cluster) Kill(i int) error {
 	m.state = Stopped
 	c.mu.Unlock()
 	return nil
+}
+
+// ErrStopHung is Stop's error for a graceful stop that did not end.
+var ErrStopHung = errors.New("graceful stop hung")
+
+// Stop stops member i gracefully, as an operator's rolling restart does:
+// SIGTERM, then it waits up to within for the process to exit. It returns
+// how long the stop took and the process's exit error (nil for exit 0).
+// A stop that `concord server` itself gave up on (exit code
+// cli.ExitStopHung), or a process still running after within (then
+// killed), is ErrStopHung.
+func (c *Cluster) Stop(i int, within time.Duration) (time.Duration, error) {
+	m := c.members[i]
+	c.mu.Lock()
+	p, st := m.proc, m.state
+	c.mu.Unlock()
+	if p == nil || st != Running {
+		return 0, fmt.Errorf("%s is %s", m.Name, st)
+	}
+	start := time.Now()
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		return 0, err
+	}
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-p.exited:
+		err = p.exitErr()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == cli.ExitStopHung {
+			err = fmt.Errorf("%w: %s gave up on it (exit code %d, see %s)", ErrStopHung, m.Name, cli.ExitStopHung, c.LogPath(i))
+		}
+	case <-timer.C:
+		p.kill()
+		err = fmt.Errorf("%w: %s still running %s after SIGTERM, killed (see %s)", ErrStopHung, m.Name, within, c.LogPath(i))
+	}
+	took := time.Since(start)
+	c.mu.Lock()
+	m.state = Stopped
+	c.mu.Unlock()
+	return took, err
 }
 
 // Restart starts a killed member again on its data dir, with its current

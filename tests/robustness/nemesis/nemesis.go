@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -82,6 +83,13 @@ func (t *Timeline) WriteFile(path string) error {
 	return os.WriteFile(path, []byte(t.String()), 0o644)
 }
 
+// StopWithin is how long a graceful stop (Stop) may take before the
+// nemesis counts it hung and kills the member. The harness runs members
+// with --shutdown-timeout 5s, and `concord server` gives up on a stop 5 s
+// past that (exit code cli.ExitStopHung, itself a violation); the rest is
+// margin for a loaded machine.
+const StopWithin = 30 * time.Second
+
 // Nemesis runs a schedule against a cluster.
 type Nemesis struct {
 	c        *cluster.Cluster
@@ -90,8 +98,32 @@ type Nemesis struct {
 
 	mu         sync.Mutex
 	busy       map[int]Lane // members a lane is acting on
-	violations []string
+	violations []Violation
 	refused    int // Raft streams the impostors refused
+	stops      map[string]int
+}
+
+// StopCounts returns what the graceful stops did: how many exited 0, how
+// many exited non-zero within the bound, and the longest, in ms.
+func (n *Nemesis) StopCounts() map[string]int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.stops)
+}
+
+func (n *Nemesis) noteStop(took time.Duration, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stops == nil {
+		n.stops = map[string]int{}
+	}
+	switch {
+	case err == nil:
+		n.stops["graceful stops exited 0"]++
+	case !errors.Is(err, cluster.ErrStopHung):
+		n.stops["graceful stops exited non-zero"]++
+	}
+	n.stops["longest graceful stop (ms)"] = max(n.stops["longest graceful stop (ms)"], int(took.Milliseconds()))
 }
 
 // ImpostorRefusals returns how many Raft streams of the cluster the
@@ -103,17 +135,23 @@ func (n *Nemesis) ImpostorRefusals() int {
 	return n.refused
 }
 
-// violate records a safety violation a step found.
-func (n *Nemesis) violate(format string, args ...any) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.violations = append(n.violations, fmt.Sprintf(format, args...))
+// Violation is a safety violation a step found: an impostor's cluster
+// that this cluster changed, a graceful stop that hung.
+type Violation struct {
+	Kind    Kind // the step's fault
+	Summary string
 }
 
-// Violations returns the safety violations the steps found (an impostor's
-// cluster that changed); a step that could not run is an error in the
-// timeline, not a violation.
-func (n *Nemesis) Violations() []string {
+// violate records a violation the step of kind k found.
+func (n *Nemesis) violate(k Kind, format string, args ...any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.violations = append(n.violations, Violation{Kind: k, Summary: fmt.Sprintf(format, args...)})
+}
+
+// Violations returns the safety violations the steps found; a step that
+// could not run is an error in the timeline, not a violation.
+func (n *Nemesis) Violations() []Violation {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return slices.Clone(n.violations)
@@ -305,6 +343,33 @@ func (n *Nemesis) apply(ctx context.Context, st Step) (func(context.Context) err
 			return nil
 		}, nil
 
+	case Stop:
+		i, err := n.choose(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		took, err := n.c.Stop(i, StopWithin)
+		n.noteStop(took, err)
+		switch {
+		case errors.Is(err, cluster.ErrStopHung):
+			n.violate(st.Kind, "%v", err)
+			n.timeline.Add(st.Lane, st.Index, st.Kind, "start", "SIGTERM %s (%s): %v", n.name(i), st.Target, err)
+		case err != nil:
+			// A stop that could not drain (a cut-off leader's writes in
+			// flight) exits non-zero; that is reported, not a violation.
+			n.timeline.Add(st.Lane, st.Index, st.Kind, "start", "SIGTERM %s (%s): stopped in %s, exit: %v", n.name(i), st.Target, took.Round(time.Millisecond), err)
+		default:
+			n.timeline.Add(st.Lane, st.Index, st.Kind, "start", "SIGTERM %s (%s): stopped in %s", n.name(i), st.Target, took.Round(time.Millisecond))
+		}
+		return func(ctx context.Context) error {
+			defer n.release(i)
+			if err := n.c.Restart(ctx, i); err != nil {
+				return err
+			}
+			n.timeline.Add(st.Lane, st.Index, st.Kind, "heal", "restarted %s on its data dir (clock %s)", n.name(i), n.c.Info(i).Clock)
+			return nil
+		}, nil
+
 	case Pause:
 		i, err := n.choose(ctx, st)
 		if err != nil {
@@ -449,7 +514,7 @@ func (n *Nemesis) impostor(ctx context.Context, st Step) (func(context.Context) 
 		defer n.release(i)
 		n.c.Unimpersonate(i)
 		if err := imp.Check(ctx); err != nil {
-			n.violate("the impostor of %s (a cluster of its own at its address) was changed by this cluster: %v", n.name(i), err)
+			n.violate(Impostor, "the impostor of %s (a cluster of its own at its address) was changed by this cluster: %v", n.name(i), err)
 		}
 		refused, err := imp.Refused(ctx)
 		imp.Stop()

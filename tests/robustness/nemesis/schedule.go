@@ -58,6 +58,11 @@ const (
 	Kill Kind = "kill"
 	// Pause stops a member with SIGSTOP for the step's duration.
 	Pause Kind = "pause"
+	// Stop stops a member gracefully with SIGTERM, as a rolling restart
+	// does (a leader hands its leadership over first), and restarts it on
+	// its data dir after the step's duration. A stop that hangs is a
+	// violation.
+	Stop Kind = "stop"
 	// Impostor kills a non-leader and puts a one-member cluster of its
 	// own, under the member's ID, at the member's address for the step's
 	// duration (an address reused by another cluster, a member started on
@@ -124,7 +129,7 @@ func (s Step) String() string {
 		fmt.Fprintf(&b, " (%s)", s.Mode)
 	case SlowLinks:
 		fmt.Fprintf(&b, " (%s)", s.Delay)
-	case Kill, Pause:
+	case Kill, Pause, Stop:
 		fmt.Fprintf(&b, " (%s)", s.Target)
 	case ClockFastLeader, ClockSlowFollower:
 		fmt.Fprintf(&b, " (%s)", s.Clock)
@@ -209,7 +214,7 @@ func Generate(seed int64, p Profile) Schedule {
 	if p.Process || p.Clock {
 		var kinds []Kind
 		if p.Process {
-			kinds = append(kinds, Kill, Pause, Impostor)
+			kinds = append(kinds, Kill, Pause, Impostor, Stop)
 		}
 		if p.Clock {
 			kinds = append(kinds, ClockFastLeader, ClockSlowFollower)
@@ -283,6 +288,8 @@ func lane(seed int64, stream uint64, l Lane, kinds []Kind, p Profile, first time
 		case Kill:
 			st.Target = []Target{TargetLeader, TargetAny}[rng.IntN(2)]
 		case Pause:
+			st.Target = []Target{TargetLeader, TargetLeader, TargetAny}[rng.IntN(3)]
+		case Stop:
 			st.Target = []Target{TargetLeader, TargetLeader, TargetAny}[rng.IntN(3)]
 		case ClockFastLeader:
 			st.Target = TargetLeader

@@ -42,7 +42,7 @@ func TestGenerateCoversEveryFaultAndStaysInTheRun(t *testing.T) {
 	for seed := int64(1); seed <= 20; seed++ {
 		s := Generate(seed, profile)
 		kinds := s.Count()
-		for _, k := range []Kind{IsolateLeader, Minority, MajoritiesRing, Bridge, OneWayLeader, SlowLinks, Kill, Pause, ClockFastLeader, ClockSlowFollower, RemoveReadd, Move, Impostor} {
+		for _, k := range []Kind{IsolateLeader, Minority, MajoritiesRing, Bridge, OneWayLeader, SlowLinks, Kill, Pause, Stop, ClockFastLeader, ClockSlowFollower, RemoveReadd, Move, Impostor} {
 			require.Positive(t, kinds[k], "seed %d has no %s:\n%s", seed, k, s)
 		}
 		byLane := map[Lane][]Step{}
