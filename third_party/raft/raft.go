@@ -1062,7 +1062,20 @@ func (r *Raft) leadershipTransfer(id ServerID, address ServerAddress, repl *foll
 	for atomic.LoadUint64(&repl.nextIndex) <= repl.writer.lastIndex() { // concord: was r.getLastIndex()
 		err := &deferError{}
 		err.init()
-		repl.triggerDeferErrorCh <- err
+		// concord: the send watches stopCh too. The channel holds one
+		// trigger; one left there by an earlier transfer that timed out
+		// while the replication goroutine was busy (a send to a slow or
+		// cut-off target) fills it, and if that goroutine then ends (the
+		// leader steps down), a bare send blocks forever. The transfer's
+		// monitor then never clears leadershipTransferInProgress, and the
+		// member, if elected again, refuses every write
+		// (hashicorp/raft#696).
+		select {
+		case repl.triggerDeferErrorCh <- err:
+		case <-stopCh:
+			doneCh <- nil
+			return
+		}
 		select {
 		case err := <-err.errCh:
 			if err != nil {

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -458,8 +459,9 @@ func (c *Cluster) waitHealthy(ctx context.Context, m *Member, timeout time.Durat
 	})
 }
 
-// get fetches path from m's client port, failing on non-200 answers.
-func (c *Cluster) get(ctx context.Context, m *Member, path string) ([]byte, error) {
+// open GETs path from m's client port and returns the answer's body; a
+// non-200 answer is an error that quotes the start of its body.
+func (c *Cluster) open(ctx context.Context, m *Member, path string) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.ClientAddr+path, nil)
 	if err != nil {
 		return nil, err
@@ -468,31 +470,34 @@ func (c *Cluster) get(ctx context.Context, m *Member, path string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	var buf [4096]byte
-	n, _ := resp.Body.Read(buf[:])
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(buf[:n])))
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
 	}
-	return buf[:n], nil
+	return resp.Body, nil
+}
+
+// get fetches path from m's client port (at most 1 MiB of it), failing on
+// non-200 answers.
+func (c *Cluster) get(ctx context.Context, m *Member, path string) ([]byte, error) {
+	body, err := c.open(ctx, m, path)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	return io.ReadAll(io.LimitReader(body, 1<<20))
 }
 
 // Counter reads one unlabelled sample from member i's /metrics; 0 when
 // the member does not report it.
 func (c *Cluster) Counter(ctx context.Context, i int, name string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.members[i].ClientAddr+"/metrics", nil)
+	body, err := c.open(ctx, c.members[i], "/metrics")
 	if err != nil {
 		return 0, err
 	}
-	resp, err := c.httpc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("/metrics: %s", resp.Status)
-	}
-	sc := bufio.NewScanner(resp.Body)
+	defer body.Close()
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
