@@ -528,41 +528,41 @@ var ErrStopHung = errors.New("graceful stop hung")
 
 // Stop stops member i gracefully, as an operator's rolling restart does:
 // SIGTERM, then it waits up to within for the process to exit. It returns
-// how long the stop took and the process's exit error (nil for exit 0).
+// how long the stop took and the process's exit error (nil for exit 0);
+// err is set, and nothing changed, when the member could not be signalled.
 // A stop that `concord server` itself gave up on (exit code
 // cli.ExitStopHung), or a process still running after within (then
-// killed), is ErrStopHung.
-func (c *Cluster) Stop(i int, within time.Duration) (time.Duration, error) {
+// killed), exits with ErrStopHung.
+func (c *Cluster) Stop(i int, within time.Duration) (took time.Duration, exit, err error) {
 	m := c.members[i]
 	c.mu.Lock()
 	p, st := m.proc, m.state
 	c.mu.Unlock()
 	if p == nil || st != Running {
-		return 0, fmt.Errorf("%s is %s", m.Name, st)
+		return 0, nil, fmt.Errorf("%s is %s", m.Name, st)
 	}
 	start := time.Now()
 	if err := p.signal(syscall.SIGTERM); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	timer := time.NewTimer(within)
 	defer timer.Stop()
-	var err error
 	select {
 	case <-p.exited:
-		err = p.exitErr()
+		exit = p.exitErr()
 		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == cli.ExitStopHung {
-			err = fmt.Errorf("%w: %s gave up on it (exit code %d, see %s)", ErrStopHung, m.Name, cli.ExitStopHung, c.LogPath(i))
+		if errors.As(exit, &ee) && ee.ExitCode() == cli.ExitStopHung {
+			exit = fmt.Errorf("%w: %s gave up on it (exit code %d, see %s)", ErrStopHung, m.Name, cli.ExitStopHung, c.LogPath(i))
 		}
 	case <-timer.C:
 		p.kill()
-		err = fmt.Errorf("%w: %s still running %s after SIGTERM, killed (see %s)", ErrStopHung, m.Name, within, c.LogPath(i))
+		exit = fmt.Errorf("%w: %s still running %s after SIGTERM, killed (see %s)", ErrStopHung, m.Name, within, c.LogPath(i))
 	}
-	took := time.Since(start)
+	took = time.Since(start)
 	c.mu.Lock()
 	m.state = Stopped
 	c.mu.Unlock()
-	return took, err
+	return took, exit, nil
 }
 
 // Restart starts a killed member again on its data dir, with its current

@@ -278,6 +278,19 @@ func (n *Nemesis) names(is []int) string {
 	return "{" + strings.Join(out, ",") + "}"
 }
 
+// restart is the heal of a step that stopped member i: it restarts it on
+// its data dir and releases it.
+func (n *Nemesis) restart(st Step, i int) func(context.Context) error {
+	return func(ctx context.Context) error {
+		defer n.release(i)
+		if err := n.c.Restart(ctx, i); err != nil {
+			return err
+		}
+		n.timeline.Add(st.Lane, st.Index, st.Kind, "heal", "restarted %s on its data dir (clock %s)", n.name(i), n.c.Info(i).Clock)
+		return nil
+	}
+}
+
 // apply starts a step's fault and returns how to heal it.
 func (n *Nemesis) apply(ctx context.Context, st Step) (func(context.Context) error, error) {
 	size := n.c.Size()
@@ -334,21 +347,18 @@ func (n *Nemesis) apply(ctx context.Context, st Step) (func(context.Context) err
 			return nil, err
 		}
 		n.timeline.Add(st.Lane, st.Index, st.Kind, "start", "kill -9 %s (%s)", n.name(i), st.Target)
-		return func(ctx context.Context) error {
-			defer n.release(i)
-			if err := n.c.Restart(ctx, i); err != nil {
-				return err
-			}
-			n.timeline.Add(st.Lane, st.Index, st.Kind, "heal", "restarted %s on its data dir (clock %s)", n.name(i), n.c.Info(i).Clock)
-			return nil
-		}, nil
+		return n.restart(st, i), nil
 
 	case Stop:
 		i, err := n.choose(ctx, st)
 		if err != nil {
 			return nil, err
 		}
-		took, err := n.c.Stop(i, StopWithin)
+		took, err, serr := n.c.Stop(i, StopWithin)
+		if serr != nil {
+			n.release(i)
+			return nil, serr
+		}
 		n.noteStop(took, err)
 		switch {
 		case errors.Is(err, cluster.ErrStopHung):
@@ -361,14 +371,7 @@ func (n *Nemesis) apply(ctx context.Context, st Step) (func(context.Context) err
 		default:
 			n.timeline.Add(st.Lane, st.Index, st.Kind, "start", "SIGTERM %s (%s): stopped in %s", n.name(i), st.Target, took.Round(time.Millisecond))
 		}
-		return func(ctx context.Context) error {
-			defer n.release(i)
-			if err := n.c.Restart(ctx, i); err != nil {
-				return err
-			}
-			n.timeline.Add(st.Lane, st.Index, st.Kind, "heal", "restarted %s on its data dir (clock %s)", n.name(i), n.c.Info(i).Clock)
-			return nil
-		}, nil
+		return n.restart(st, i), nil
 
 	case Pause:
 		i, err := n.choose(ctx, st)
