@@ -142,8 +142,9 @@ func TestShortCampaign(t *testing.T) {
 
 // TestLockLimitCampaign holds the whole lock table to a small --max-locks
 // under faults (ProfileLockLimit): no grant past the limit, and a refusal
-// over it only while the table is full, for acquires of one mutex and of
-// two at once. One seed, about a minute, in the
+// over it only while the table is full, waiters' places included, for
+// try-locks of one mutex and of two at once and for waits. One seed,
+// about a minute, in the
 // default test run; CONCORD_ROBUSTNESS_LIMIT_SEEDS=1,2,3 runs more.
 func TestLockLimitCampaign(t *testing.T) {
 	if testing.Short() {
@@ -158,6 +159,8 @@ func TestLockLimitCampaign(t *testing.T) {
 				"no acquire met the limit: the run did not test it")
 			require.Positive(t, res.Counters[workload.LockLimitWorkload+" refused over the limit, two at once"],
 				"no acquire of two mutexes at once met the limit: the run did not test LockAll under the limit")
+			require.Positive(t, res.Counters[workload.LockLimitWorkload+" waits queued, then granted"],
+				"no wait was queued and then granted: the run did not test waiters under the limit")
 		})
 	}
 }

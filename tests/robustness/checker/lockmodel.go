@@ -63,6 +63,10 @@ type LockInput struct {
 	// Return bounds the operation's linearization point: its return, or
 	// math.MaxInt64 when the outcome is unknown.
 	Return int64
+	// Queued is, for a waiting acquire, when the client learned it was
+	// queued (history.Op.Queued), 0 if it never did. Only the lock-table
+	// model (LockTable) follows the queue; LockStep ignores it.
+	Queued int64
 }
 
 // LockOutput is what a lock operation returned.
@@ -79,6 +83,9 @@ type LockOutput struct {
 	// Quota: an acquire refused over the cluster's lock limit
 	// (QUOTA_EXCEEDED). Only the lock-table model (LockTable) allows it.
 	Quota bool
+	// Queued: a waiting acquire took a place in the queue (the first
+	// part of a wait, in the lock-table model only).
+	Queued bool
 	// Token is the token an acquire was granted.
 	Token uint64
 	// Holders, Holder and HolderToken are what an inspection read.
@@ -526,9 +533,18 @@ func LockOperations(ops []history.Op, opt LockOptions) []porcupine.Operation {
 			continue
 		}
 		in := LockInput{Kind: o.Kind, Name: o.Key, Owner: o.Owner, Token: o.Token, Session: o.Session, Protected: opt.Protected(o), Return: o.Return}
+		if o.Kind == KindLockAcquire {
+			in.Queued = o.Queued
+		}
 		var outp LockOutput
 		ret := o.Return
-		switch o.Status {
+		status := o.Status
+		if status == history.Fail && in.Queued != 0 {
+			// A wait that failed after it was queued took a place, and
+			// its waiter may have been granted before the failure.
+			status = history.Unknown
+		}
+		switch status {
 		case history.OK:
 			outp.OK = o.Succeeded
 			switch o.Kind {

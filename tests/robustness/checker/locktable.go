@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"math/bits"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/anishathalye/porcupine"
@@ -17,10 +18,76 @@ import (
 const MaxTableLocks = 4
 
 // LockTableState is the model's state of a cluster's whole lock table
-// under a lock limit (--max-locks): the state of each of its mutexes, in
-// the order of the model's names.
+// under a lock limit (--max-locks): the state of each of its mutexes, and
+// the waiters queued for it, in the order of the model's names.
 type LockTableState struct {
 	Locks [MaxTableLocks]LockState
+	// Queues hold the waiters of each mutex (see formatQueue), sorted:
+	// the model counts them against the limit and lets any of them be
+	// granted next (the order of the queue is the property tests'
+	// business, not this model's).
+	Queues [MaxTableLocks]string
+}
+
+// waiter is a waiting acquire queued for a mutex: its owner, its session,
+// and the clock reading until which that session is known to live.
+type waiter struct {
+	Owner     string
+	Session   int64
+	Protected int64
+}
+
+// parseQueue decodes a queue of LockTableState.Queues.
+func parseQueue(q string) []waiter {
+	if q == "" {
+		return nil
+	}
+	parts := strings.Split(q, waiterSep)
+	ws := make([]waiter, 0, len(parts))
+	for _, p := range parts {
+		f := strings.Split(p, fieldSep)
+		w := waiter{Owner: f[0]}
+		w.Session, _ = strconv.ParseInt(f[1], 10, 64)
+		w.Protected, _ = strconv.ParseInt(f[2], 10, 64)
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// The separators of an encoded queue: between waiters, and between a
+// waiter's owner, session and protection. Owners are SDK owner IDs, which
+// hold neither (they do hold "/").
+const (
+	waiterSep = "\x1e"
+	fieldSep  = "\x1f"
+)
+
+// formatQueue encodes waiters, sorted, as owner, session and protection
+// (fieldSep between them) for each, waiterSep between waiters.
+func formatQueue(ws []waiter) string {
+	fs := make([]string, len(ws))
+	for i, w := range ws {
+		fs[i] = w.Owner + fieldSep + strconv.FormatInt(w.Session, 10) + fieldSep + strconv.FormatInt(w.Protected, 10)
+	}
+	slices.Sort(fs)
+	return strings.Join(fs, waiterSep)
+}
+
+// describeQueue renders an encoded queue for people.
+func describeQueue(q string) string {
+	var parts []string
+	for _, w := range parseQueue(q) {
+		parts = append(parts, fmt.Sprintf("%s in session %d (lives until %.3fs)", w.Owner, w.Session, float64(w.Protected)/1e9))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// queueLen is the number of waiters in an encoded queue.
+func queueLen(q string) int {
+	if q == "" {
+		return 0
+	}
+	return strings.Count(q, waiterSep) + 1
 }
 
 // held is how many of the mutexes are held.
@@ -34,47 +101,135 @@ func (t LockTableState) held() int {
 	return n
 }
 
+// occupied reports whether mutex i is taken: held, or handed to one of
+// its waiters (the model grants a waiter by a separate operation, so it
+// may see the mutex free with waiters for a while: the state machine
+// never does, it grants the next waiter in the command that frees it).
+func (t LockTableState) occupied(i int) bool { return t.Locks[i].Holder != "" || t.Queues[i] != "" }
+
+// entries is the table's entries as --max-locks counts them
+// (lock.Table.Entries): a lock object for each mutex held or waited for,
+// a grant for each held one, a place for each waiter.
+func (t LockTableState) entries() int {
+	n := 0
+	for i, s := range t.Locks {
+		q := queueLen(t.Queues[i])
+		switch {
+		case s.Holder != "":
+			n += 2
+		case q > 0:
+			n++
+		}
+		n += q
+	}
+	return n
+}
+
+// withoutSession returns t with every waiter of session removed.
+func (t LockTableState) withoutSession(session int64) LockTableState {
+	for i, q := range t.Queues {
+		if q == "" {
+			continue
+		}
+		ws := slices.DeleteFunc(parseQueue(q), func(w waiter) bool { return w.Session == session })
+		t.Queues[i] = formatQueue(ws)
+	}
+	return t
+}
+
+// dequeue returns t with owner's place in mutex i's queue removed, and
+// the place, if it had one.
+func (t LockTableState) dequeue(i int, owner string) (LockTableState, waiter, bool) {
+	ws := parseQueue(t.Queues[i])
+	k := slices.IndexFunc(ws, func(w waiter) bool { return w.Owner == owner })
+	if k < 0 {
+		return t, waiter{}, false
+	}
+	w := ws[k]
+	t.Queues[i] = formatQueue(slices.Delete(ws, k, k+1))
+	return t, w, true
+}
+
+// clearQueue returns t with mutex i's queue emptied, if every waiter in it
+// may have left by ret (its session may have expired): an acquire granted
+// at once, or refused as for a lock that did not exist, shows that nobody
+// waited.
+func (t LockTableState) clearQueue(i int, ret int64) (LockTableState, bool) {
+	for _, w := range parseQueue(t.Queues[i]) {
+		if ret < w.Protected {
+			return t, false
+		}
+	}
+	t.Queues[i] = ""
+	return t, true
+}
+
 // LockTableInput is one operation of the lock-table model: a lock
 // operation on the mutex at Index, or, for KindLockSessionGone, on every
 // mutex, with Seals holding a bit for each one grants of which were
 // requested in the session. An acquire of several mutexes at once
 // (LockAll) is one operation: Also holds a bit for each mutex it claims
-// besides the one at Index.
+// besides the one at Index. A waiting acquire that took a place in the
+// queue, or may have, is two operations (Phase).
 type LockTableInput struct {
 	LockInput
 	Index int
 	Seals uint32
 	Also  uint32
+	// Phase is, for a waiting acquire split in two, which part this is:
+	// PhaseQueue, from its call until the client learned it was queued
+	// (or until its end, if it never did), in which it took its place,
+	// was granted at once, or, when its outcome is unknown, did neither;
+	// or PhaseGrant, from its call until its end, in which a queued
+	// waiter was granted (or, when the outcome is unknown, left the queue
+	// or stayed). 0 for every other operation.
+	Phase int
 }
+
+// The parts of a waiting acquire (LockTableInput.Phase).
+const (
+	PhaseQueue = 1
+	PhaseGrant = 2
+)
 
 // claims is the set of mutexes the operation acts on, as bits.
 func (in LockTableInput) claims() uint32 { return in.Also | 1<<in.Index }
 
 // LockTable is the sequential specification of concord's mutexes under a
-// lock limit, for a workload whose clients only try-lock (no waiter is
-// ever queued): a held mutex is two entries of the limit (the lock and its
-// grant), a free one none.
+// lock limit: a mutex held is two entries of the limit (the lock and its
+// grant), a waiter queued for it one more (its place), a free one none.
+//
+// A waiting acquire of a free mutex is granted at once, as a try-lock is;
+// of a taken one, it takes a place in the queue exactly when the place
+// fits (entries + 1 ≤ Limit), and is refused with QUOTA_EXCEEDED exactly
+// when it does not. A queued waiter is granted later (its second part,
+// PhaseGrant) while the mutex is free, with a token above every earlier
+// one, or leaves when its session ends; granting it adds no entry (its
+// place becomes the grant). The model lets a mutex be free with waiters
+// until one of them is granted, and counts it taken meanwhile: a try-lock
+// of it fails as locked, and a grant of it to anyone else needs all of
+// its waiters gone.
 //
 // A try-lock of several mutexes at once (LockAll) takes all of them or
-// none: it fails as locked when any of them is held; otherwise it is
+// none: it fails as locked when any of them is taken; otherwise it is
 // granted, with one token for all, exactly when the entries of all of
-// them fit (2·held + 2·k ≤ Limit), and refused over the limit when they
+// them fit (entries + 2·k ≤ Limit), and refused over the limit when they
 // do not, even when some of them alone would fit. Its release is taken
 // one mutex at a time, which accepts every history the atomic release
 // would.
 //
 // Every mutex behaves as in LockStep. In addition, as the state machine
-// admits an acquire (lock.Request.Admit): a try-lock of a free mutex is
-// granted only if its two entries fit (2·held + 2 ≤ Limit), and is
+// admits an acquire (lock.Request.Admit): an acquire of a free mutex is
+// granted only if its two entries fit (entries + 2 ≤ Limit), and is
 // refused with QUOTA_EXCEEDED exactly when they do not; a try-lock of a
-// held mutex fails as locked, never as over the limit. Grants of other
-// mutexes whose sessions may have expired may have ended by then: a grant
-// the limit needs ended is ended (any of them, which makes the model
-// nondeterministic), and a refusal needs the grants alive, which the model
-// keeps alive until an operation needs them ended. An acquire of unknown
-// outcome may have been refused over the limit, so it may have changed
-// nothing. A refusal needs the acquire's session alive, as a grant does:
-// none is answered in a session seen gone.
+// taken mutex fails as locked, never as over the limit. Grants and
+// waiters whose sessions may have expired may have ended by then: those
+// the limit needs ended are ended (any minimal choice of them, which
+// makes the model nondeterministic), and a refusal needs them alive,
+// which the model keeps them until an operation needs them ended. An
+// acquire of unknown outcome may have been refused over the limit, so it
+// may have changed nothing. A refusal needs the acquire's session alive,
+// as a grant does: none is answered in a session seen gone.
 type LockTable struct {
 	// Names are the mutexes, at most MaxTableLocks.
 	Names []string
@@ -95,7 +250,13 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 			}
 			t.Locks[i] = next
 		}
-		return []LockTableState{t}
+		return []LockTableState{t.withoutSession(in.Session)}
+	}
+	switch in.Phase {
+	case PhaseQueue:
+		return m.queueSteps(t, in, out)
+	case PhaseGrant:
+		return m.grantSteps(t, in, out)
 	}
 	i := in.Index
 	acquire := in.Kind == KindLockAcquire || in.Kind == KindLockTry
@@ -105,38 +266,34 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 	switch {
 	case acquire && out.Quota:
 		// Refused over the limit: the session lived (the state machine
-		// answers SESSION_NOT_FOUND before it counts), the mutex was
-		// free (its grant, if any, ended) and the others' grants fill
-		// the limit.
-		s := t.Locks[i]
-		if goneHas(s.Gone, in.Session) {
+		// answers SESSION_NOT_FOUND before it counts).
+		if goneHas(t.Locks[i].Gone, in.Session) {
 			return nil
 		}
-		if s.Holder != "" {
-			if !s.endable(in.Return) {
-				return nil
-			}
-			t.Locks[i] = s.free()
+		var next []LockTableState
+		if in.Kind == KindLockAcquire && t.occupied(i) && t.entries()+1 > m.Limit {
+			// A wait for a taken mutex whose place did not fit.
+			next = append(next, t)
 		}
-		if 2*t.held()+2 <= m.Limit {
-			return nil
+		// A mutex that was free (its grant, if any, and its waiters,
+		// if any, ended) whose lock and grant did not fit.
+		if f, ok := m.freed(t, i, in.Return); ok && f.entries()+2 > m.Limit {
+			next = append(next, f)
 		}
-		return []LockTableState{t}
+		return next
 	case acquire && (out.OK || out.Unknown):
 		var next []LockTableState
 		if out.Unknown {
 			// Refused over the limit, or never applied: nothing changed.
 			next = append(next, t)
 		}
-		for _, s := range LockSteps(t.Locks[i], in.LockInput, out) {
-			if s.Holder == "" || s.Holder != in.Owner {
-				continue // not granted (a Bounded acquire that never applied: offered above)
-			}
-			g := t
-			g.Locks[i] = s
-			next = append(next, m.admit(g, 1<<i, in.Return)...)
+		return append(next, m.grantNow(t, in, out)...)
+	case in.Kind == KindLockTry:
+		// Not acquired: the mutex was taken.
+		if t.Queues[i] != "" {
+			return []LockTableState{t}
 		}
-		return next
+		fallthrough
 	default:
 		var next []LockTableState
 		for _, s := range LockSteps(t.Locks[i], in.LockInput, out) {
@@ -146,6 +303,122 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 		}
 		return next
 	}
+}
+
+// freed returns t with mutex i free and without waiters, if its grant and
+// its waiters may have ended by ret.
+func (m LockTable) freed(t LockTableState, i int, ret int64) (LockTableState, bool) {
+	if s := t.Locks[i]; s.Holder != "" {
+		if !s.endable(ret) {
+			return t, false
+		}
+		t.Locks[i] = s.free()
+	}
+	return t.clearQueue(i, ret)
+}
+
+// grantNow returns the states in which the acquire in of mutex in.Index
+// (a try-lock, or a wait that found the mutex free) was granted at once:
+// the mutex was free and nobody waited for it, and its lock and grant fit
+// the limit, other grants and waiters ended as needed.
+func (m LockTable) grantNow(t LockTableState, in LockTableInput, out LockOutput) []LockTableState {
+	i := in.Index
+	var next []LockTableState
+	for _, s := range LockSteps(t.Locks[i], in.LockInput, out) {
+		if s.Holder == "" || s.Holder != in.Owner {
+			continue // not granted (a Bounded acquire that never applied: offered by the caller)
+		}
+		g, ok := t.clearQueue(i, in.Return)
+		if !ok {
+			continue
+		}
+		g.Locks[i] = s
+		next = append(next, m.admit(g, 1<<i, "", in.Return)...)
+	}
+	return next
+}
+
+// queueSteps is Steps for the first part of a waiting acquire (PhaseQueue)
+// of mutex in.Index by in.Owner.
+func (m LockTable) queueSteps(t LockTableState, in LockTableInput, out LockOutput) []LockTableState {
+	i := in.Index
+	var next []LockTableState
+	switch {
+	case out.Unknown:
+		// Never applied, or refused over the limit; or granted at once;
+		// or queued.
+		next = append(next, t)
+		next = append(next, m.grantNow(t, in, LockOutput{Unknown: true})...)
+	case out.OK:
+		// Granted, and no QUEUED answer came first: granted at once, or
+		// queued and granted later (an attempt the SDK sent again after
+		// a failover is answered with the grant the first one queued
+		// for).
+		next = append(next, m.grantNow(t, in, LockOutput{OK: true, Token: out.Token})...)
+	case !out.Queued:
+		return nil
+	}
+	if goneHas(t.Locks[i].Gone, in.Session) || !t.occupied(i) {
+		// No place is taken in a session seen gone, nor for a mutex
+		// nobody holds: the wait would have been granted.
+		return next
+	}
+	q := t
+	q.Queues[i] = formatQueue(append(parseQueue(t.Queues[i]), waiter{Owner: in.Owner, Session: in.Session, Protected: in.Protected}))
+	for _, n := range m.admit(q, 0, in.Owner, in.Return) {
+		// Making room must not have freed the mutex: the wait found it
+		// taken.
+		if n.Locks[i].Holder != "" || queueLen(n.Queues[i]) > 1 {
+			next = append(next, n)
+		}
+	}
+	return next
+}
+
+// grantSteps is Steps for the second part of a waiting acquire
+// (PhaseGrant): the waiter in.Owner, queued for mutex in.Index, is granted
+// once the mutex is free (its holder released it, or may have ended).
+func (m LockTable) grantSteps(t LockTableState, in LockTableInput, out LockOutput) []LockTableState {
+	i := in.Index
+	var next []LockTableState
+	if out.Unknown {
+		// Not granted yet (the session's end takes the place back), or
+		// left the queue (cancelled).
+		next = append(next, t)
+		if d, _, ok := t.dequeue(i, in.Owner); ok {
+			next = append(next, d)
+		}
+	} else if !out.OK {
+		return nil
+	}
+	if s := t.Locks[i]; out.OK && s.Holder == in.Owner && s.Token == out.Token {
+		// Granted at once, by the first part.
+		return []LockTableState{t}
+	}
+	d, w, ok := t.dequeue(i, in.Owner)
+	if !ok || goneHas(t.Locks[i].Gone, w.Session) {
+		return next
+	}
+	s := t.Locks[i]
+	if s.Holder != "" {
+		if !s.endable(in.Return) {
+			return next
+		}
+		s = s.free()
+	}
+	if out.Unknown {
+		// Granted, with a token above the floor; the grant may end at
+		// any time (the SDK releases an abandoned grant, and the client
+		// revokes the session).
+		d.Locks[i] = LockState{Holder: in.Owner, Session: w.Session, Floor: s.Floor + 1, Gone: s.Gone}
+		return append(next, d)
+	}
+	if out.Token <= s.Floor {
+		return next
+	}
+	d.Locks[i] = LockState{Holder: in.Owner, Token: out.Token, Session: w.Session, Protected: max(in.Protected, w.Protected),
+		Floor: out.Token, Gone: s.Gone}
+	return append(next, d)
 }
 
 // stepsAll is Steps for an acquire of several mutexes at once (the bits
@@ -166,19 +439,20 @@ func (m LockTable) stepsAll(t LockTableState, in LockTableInput, out LockOutput)
 	}
 	switch {
 	case out.Quota:
-		// Every claimed mutex was free (a held one fails the call as
+		// Every claimed mutex was free (a taken one fails the call as
 		// locked before the limit is counted) and their entries did not
 		// fit.
 		for i := range m.Names {
-			if set&(1<<i) == 0 || t.Locks[i].Holder == "" {
+			if set&(1<<i) == 0 {
 				continue
 			}
-			if !t.Locks[i].endable(in.Return) {
+			f, ok := m.freed(t, i, in.Return)
+			if !ok {
 				return nil
 			}
-			t.Locks[i] = t.Locks[i].free()
+			t = f
 		}
-		if 2*t.held()+2*bits.OnesCount32(set) <= m.Limit {
+		if t.entries()+2*bits.OnesCount32(set) <= m.Limit {
 			return nil
 		}
 		return []LockTableState{t}
@@ -199,13 +473,16 @@ func (m LockTable) stepsAll(t LockTableState, in LockTableInput, out LockOutput)
 			if !ok || s.Holder != in.Owner {
 				return next
 			}
+			if g, ok = g.clearQueue(i, in.Return); !ok {
+				return next
+			}
 			g.Locks[i] = s
 		}
-		return append(next, m.admit(g, set, in.Return)...)
+		return append(next, m.admit(g, set, "", in.Return)...)
 	default:
-		// Not acquired: at least one of them was held.
+		// Not acquired: at least one of them was taken.
 		for i := range m.Names {
-			if set&(1<<i) != 0 && t.Locks[i].Holder != "" {
+			if set&(1<<i) != 0 && t.occupied(i) {
 				return []LockTableState{t}
 			}
 		}
@@ -214,32 +491,64 @@ func (m LockTable) stepsAll(t LockTableState, in LockTableInput, out LockOutput)
 }
 
 // admit returns the states in which t, just after a grant of the mutexes
-// in set, fits the limit: t itself, or t with as few other grants ended
-// as the limit needs, among those that may have ended by ret (every such
-// choice).
-func (m LockTable) admit(t LockTableState, set uint32, ret int64) []LockTableState {
-	over := t.held() - m.Limit/2
-	if over <= 0 {
+// in set (or a waiter's place, owned by keep), fits the limit: t itself,
+// or t with grants of other mutexes and other waiters ended as the limit
+// needs, among those that may have ended by ret (every minimal choice: a
+// later operation that needs more of them ended ends them then).
+func (m LockTable) admit(t LockTableState, set uint32, keep string, ret int64) []LockTableState {
+	if t.entries() <= m.Limit {
 		return []LockTableState{t}
 	}
-	var endable []int
+	// What may end: grants (a mutex index) and waiters (a mutex index
+	// and an owner).
+	type ending struct {
+		i     int
+		owner string // "" for the grant of mutex i
+	}
+	var endable []ending
 	for j := range m.Names {
 		if set&(1<<j) == 0 && t.Locks[j].Holder != "" && t.Locks[j].endable(ret) {
-			endable = append(endable, j)
+			endable = append(endable, ending{i: j})
 		}
-	}
-	var out []LockTableState
-	for set := uint32(0); set < 1<<len(endable); set++ {
-		if bits.OnesCount32(set) != over {
-			continue
-		}
-		n := t
-		for k, j := range endable {
-			if set&(1<<k) != 0 {
-				n.Locks[j] = n.Locks[j].free()
+		for _, w := range parseQueue(t.Queues[j]) {
+			if w.Owner != keep && ret >= w.Protected {
+				endable = append(endable, ending{i: j, owner: w.Owner})
 			}
 		}
-		out = append(out, n)
+	}
+	if len(endable) > 16 {
+		endable = endable[:16] // the workload's clients never queue so many
+	}
+	apply := func(c uint32) LockTableState {
+		n := t
+		for k, e := range endable {
+			if c&(1<<k) == 0 {
+				continue
+			}
+			if e.owner == "" {
+				n.Locks[e.i] = n.Locks[e.i].free()
+			} else {
+				n, _, _ = n.dequeue(e.i, e.owner)
+			}
+		}
+		return n
+	}
+	var out []LockTableState
+	for c := uint32(1); c < 1<<len(endable); c++ {
+		n := apply(c)
+		if n.entries() > m.Limit {
+			continue
+		}
+		minimal := true
+		for k := range endable {
+			if c&(1<<k) != 0 && apply(c&^(1<<k)).entries() <= m.Limit {
+				minimal = false
+				break
+			}
+		}
+		if minimal {
+			out = append(out, n)
+		}
 	}
 	return out
 }
@@ -259,8 +568,9 @@ func (m LockTable) Model() porcupine.Model {
 		Equal: func(a, b interface{}) bool { return a.(LockTableState) == b.(LockTableState) },
 		Hash: func(state interface{}) uint64 {
 			h := fnv.New64a()
-			for _, s := range state.(LockTableState).Locks {
-				fmt.Fprintf(h, "%s|%d|%d|%d|%d|%s;", s.Holder, s.Token, s.Session, s.Protected, s.Floor, s.Gone)
+			t := state.(LockTableState)
+			for i, s := range t.Locks {
+				fmt.Fprintf(h, "%s|%d|%d|%d|%d|%s|%s;", s.Holder, s.Token, s.Session, s.Protected, s.Floor, s.Gone, t.Queues[i])
 			}
 			return h.Sum64()
 		},
@@ -270,8 +580,21 @@ func (m LockTable) Model() porcupine.Model {
 				return lockModel.DescribeOperation(in.LockInput, out)
 			}
 			names := m.namesOf(in.claims())
-			if out.Quota {
-				return fmt.Sprintf("trylock %s (%s) -> over the limit", names, in.Owner)
+			verb := "trylock"
+			if in.Kind == KindLockAcquire {
+				verb = "lock"
+			}
+			switch {
+			case out.Quota:
+				return fmt.Sprintf("%s %s (%s) -> over the limit", verb, names, in.Owner)
+			case in.Phase == PhaseQueue && out.Queued:
+				return fmt.Sprintf("lock %s (%s) -> queued", names, in.Owner)
+			case in.Phase == PhaseQueue:
+				return fmt.Sprintf("lock %s (%s), its first answer -> unknown", names, in.Owner)
+			case in.Phase == PhaseGrant && out.OK:
+				return fmt.Sprintf("lock %s (%s), queued, -> granted @%d", names, in.Owner, out.Token)
+			case in.Phase == PhaseGrant:
+				return fmt.Sprintf("lock %s (%s), queued, -> unknown", names, in.Owner)
 			}
 			return names + ": " + lockModel.DescribeOperation(in.LockInput, out)
 		},
@@ -280,6 +603,9 @@ func (m LockTable) Model() porcupine.Model {
 			parts := make([]string, len(m.Names))
 			for i, n := range m.Names {
 				parts[i] = n + " " + lockModel.DescribeState(t.Locks[i])
+				if t.Queues[i] != "" {
+					parts[i] += ", waiters " + describeQueue(t.Queues[i])
+				}
 			}
 			return fmt.Sprintf("limit %d; ", m.Limit) + strings.Join(parts, "; ")
 		},
@@ -338,6 +664,19 @@ func (m LockTable) Operations(ops []history.Op, opt LockOptions) []porcupine.Ope
 				continue
 			}
 			acquires[key] = len(out)
+		}
+		if in.Kind == KindLockAcquire && !op.Output.(LockOutput).Quota {
+			// A wait, in two parts: see LockTableInput.Phase.
+			queue, grant := op, op
+			queue.Input = LockTableInput{LockInput: in, Index: i, Phase: PhaseQueue}
+			grant.Input = LockTableInput{LockInput: in, Index: i, Phase: PhaseGrant}
+			if in.Queued != 0 {
+				qin := queue.Input.(LockTableInput)
+				qin.Return = in.Queued
+				queue.Input, queue.Return, queue.Output = qin, in.Queued, LockOutput{Queued: true}
+			}
+			out = append(out, queue, grant)
+			continue
 		}
 		if in.Kind != KindLockSessionGone {
 			op.Input = LockTableInput{LockInput: in, Index: i}

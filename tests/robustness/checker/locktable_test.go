@@ -43,6 +43,25 @@ func tryAllQuota(p int, names []string, call, ret int64) []history.Op {
 	return tryAll(p, names, call, ret, history.OK, func(o *history.Op) { o.Quota = true })
 }
 
+// waitGranted is a waiting acquire of name by process p, answered QUEUED at
+// queued and granted token at ret.
+func waitGranted(p int, name string, call, queued, ret int64, token uint64, f ...func(*history.Op)) history.Op {
+	return lop(p, KindLockAcquire, call, ret, history.OK, both(append(f, func(o *history.Op) {
+		o.Key, o.Succeeded, o.Token, o.Queued = name, true, token, queued*1e6
+	})...))
+}
+
+// waitQuota is a waiting acquire of name refused over the lock limit.
+func waitQuota(p int, name string, call, ret int64) history.Op {
+	return lop(p, KindLockAcquire, call, ret, history.OK, func(o *history.Op) { o.Key, o.Quota = name, true })
+}
+
+// waitUnknown is a waiting acquire of name of unknown outcome, answered
+// QUEUED at queued (0: no answer came).
+func waitUnknown(p int, name string, call, queued, ret int64, f ...func(*history.Op)) history.Op {
+	return lop(p, KindLockAcquire, call, ret, history.Unknown, both(append(f, func(o *history.Op) { o.Key, o.Queued = name, queued*1e6 })...))
+}
+
 func ops(parts ...any) []history.Op {
 	var out []history.Op
 	for _, p := range parts {
@@ -146,6 +165,79 @@ func TestLockTableModel(t *testing.T) {
 			released(0, 11, 20, 5, on("a")), released(0, 11, 20, 5, on("b")),
 			tryAllGranted(1, []string{"b", "c"}, 21, 30, 6),
 		), true},
+		// Waits: a held mutex is two entries, each waiter queued for it
+		// one more.
+		{"a waiter's place fills the limit", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitGranted(1, "a", 11, 20, 60, 8, protected(5000)),
+			tryQuota(2, "c", 21, 30), released(0, 40, 50, 5, on("a")),
+		), true},
+		{"a grant past the limit a waiter's place fills", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitGranted(1, "a", 11, 20, 60, 8, protected(5000)),
+			tryGrantedOn(2, "b", 21, 30, 7), released(0, 40, 50, 5, on("a")),
+		), false},
+		{"a waiter granted before the holder released", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitGranted(1, "a", 11, 20, 30, 8, protected(5000)),
+			released(0, 40, 50, 5, on("a")),
+		), false},
+		{"a waiter granted while its holder's session lives", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitGranted(1, "a", 11, 20, 30, 8, protected(5000)),
+			inspected(2, 31, 35, 1, 8, on("a")),
+		), false},
+		{"a waiter granted a token below its predecessor's", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitGranted(1, "a", 11, 20, 60, 4, protected(5000)),
+			released(0, 40, 50, 5, on("a")),
+		), false},
+		{"a waiter granted when its holder's session may have ended", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(100)), waitGranted(1, "a", 11, 20, 300, 8, protected(5000)),
+			notHeld(0, 400, 410, 5),
+		), true},
+		{"a wait queued for a free mutex", ops(
+			waitGranted(1, "a", 11, 20, 60, 8, protected(5000)),
+		), false},
+		{"a wait granted at once, with no QUEUED answer", ops(
+			lop(1, KindLockAcquire, 11, 20, history.OK, func(o *history.Op) { o.Key, o.Succeeded, o.Token = "a", true, 8 }),
+			tryGrantedOn(2, "b", 21, 30, 9),
+		), true},
+		{"a wait granted, with no QUEUED answer, after the holder released", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryGrantedOn(2, "b", 1, 9, 6, protected(5000)),
+			lop(1, KindLockAcquire, 11, 60, history.OK, both(protected(5000), func(o *history.Op) { o.Key, o.Succeeded, o.Token = "a", true, 8 })),
+			tryQuota(3, "c", 21, 30), released(0, 40, 50, 5, on("a")),
+		), true},
+		{"a wait refused over the limit with room for its place", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitQuota(1, "a", 11, 20),
+		), false},
+		{"a wait refused over the limit without room for its place", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryGrantedOn(2, "b", 1, 9, 6, protected(5000)),
+			waitQuota(1, "a", 11, 20),
+		), true},
+		{"a try-lock of a mutex handed to its waiter fails as locked", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitGranted(1, "a", 11, 20, 60, 8, protected(5000)),
+			released(0, 40, 50, 5, on("a")), lop(2, KindLockTry, 51, 55, history.OK, on("a")),
+		), true},
+		{"a try-lock granted ahead of a waiter", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitGranted(1, "a", 11, 20, 80, 10, protected(5000)),
+			released(0, 40, 50, 5, on("a")), tryGrantedOn(2, "a", 51, 55, 9), released(2, 56, 60, 9, on("a")),
+		), false},
+		{"a waiter whose session may have ended leaves room", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitUnknown(1, "a", 11, 20, 30, protected(100)),
+			tryGrantedOn(2, "b", 200, 210, 7),
+		), true},
+		{"a wait of unknown outcome may have taken a place", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitUnknown(1, "a", 11, 0, 20, protected(5000)),
+			tryQuota(2, "c", 21, 30),
+		), true},
+		{"a session seen gone takes its places back", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitUnknown(1, "a", 11, 20, 25, inSession(3), protected(5000)),
+			sessionGone(3, 3, 31, 40), tryGrantedOn(2, "b", 41, 50, 7),
+		), true},
+		{"a place kept past the session seen gone", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitUnknown(1, "a", 11, 20, 25, inSession(3), protected(5000)),
+			sessionGone(3, 3, 31, 40), tryQuota(2, "b", 41, 50),
+		), false},
+		{"a refusal the place explains, before the session is seen gone", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), waitUnknown(1, "a", 11, 20, 25, inSession(3), protected(5000)),
+			tryQuota(2, "b", 26, 30), sessionGone(3, 3, 31, 40),
+		), true},
 		{"an acquire of two of unknown outcome may have been refused", ops(
 			tryGrantedOn(0, "a", 0, 10, 5, protected(5000)), tryAll(1, []string{"b", "c"}, 11, 20, history.Unknown),
 			tryGrantedOn(2, "b", 21, 30, 7, protected(5000)),
@@ -171,6 +263,29 @@ func TestLockTableModel(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestLockTableOperationsSplitAWait(t *testing.T) {
+	table := LockTable{Names: []string{"a"}, Limit: 4}
+	got := table.Operations([]history.Op{
+		waitGranted(0, "a", 10, 20, 30, 5),
+		waitUnknown(1, "a", 40, 0, 50),
+		waitQuota(2, "a", 60, 70),
+	}, LockOptions{})
+	require.Len(t, got, 5, "a wait that may have queued is two operations; one refused is one")
+	queue, grant := got[0].Input.(LockTableInput), got[1].Input.(LockTableInput)
+	require.Equal(t, PhaseQueue, queue.Phase)
+	require.Equal(t, int64(20e6), got[0].Return, "the first part ends when the client learned it was queued")
+	require.Equal(t, int64(20e6), queue.Return)
+	require.True(t, got[0].Output.(LockOutput).Queued)
+	require.Equal(t, PhaseGrant, grant.Phase)
+	require.Equal(t, int64(10e6), got[1].Call, "the second part spans the whole call")
+	require.Equal(t, LockOutput{OK: true, Token: 5}, got[1].Output)
+	require.Equal(t, PhaseQueue, got[2].Input.(LockTableInput).Phase)
+	require.True(t, got[2].Output.(LockOutput).Unknown)
+	require.Equal(t, PhaseGrant, got[3].Input.(LockTableInput).Phase)
+	require.Zero(t, got[4].Input.(LockTableInput).Phase)
+	require.True(t, got[4].Output.(LockOutput).Quota)
 }
 
 func TestLockModelKnowsNoLimit(t *testing.T) {
@@ -212,4 +327,18 @@ func TestLockTableOperationsJoinAnAcquireOfSeveral(t *testing.T) {
 	require.Equal(t, uint32(0b101), first.claims())
 	require.Equal(t, uint32(0b011), got[1].Input.(LockTableInput).claims())
 	require.Zero(t, got[2].Input.(LockTableInput).Also)
+}
+
+func TestLockTableQueueEncodingKeepsSDKOwners(t *testing.T) {
+	// SDK owner IDs hold a "/" (client ID / counter).
+	ws := []waiter{{Owner: "sdk-b333ceedae956c6c960afeae/22", Session: 14, Protected: 2334205747}, {Owner: "sdk-a0/7", Session: 3}}
+	q := formatQueue(ws)
+	require.Equal(t, 2, queueLen(q))
+	require.ElementsMatch(t, ws, parseQueue(q))
+	var st LockTableState
+	st.Queues[0] = q
+	d, w, ok := st.dequeue(0, "sdk-b333ceedae956c6c960afeae/22")
+	require.True(t, ok)
+	require.Equal(t, ws[0], w)
+	require.Equal(t, []waiter{ws[1]}, parseQueue(d.Queues[0]))
 }

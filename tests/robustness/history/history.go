@@ -102,6 +102,10 @@ type Op struct {
 	// Quota reports that an acquire was refused over the cluster's lock
 	// limit (QUOTA_EXCEEDED): it took nothing.
 	Quota bool `json:"quota,omitempty"`
+	// Queued is, for a waiting acquire, when the server's first answer,
+	// QUEUED (the request took a place in the queue), reached the client;
+	// 0 when none did (granted at once, refused, or no answer).
+	Queued int64 `json:"queued,omitempty"`
 	// Holders is the number of holders an inspection read.
 	Holders int `json:"holders,omitempty"`
 	// Self is, for an inspection, the owner of the grant the inspecting

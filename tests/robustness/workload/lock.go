@@ -28,12 +28,13 @@ type LockConfig struct {
 	// alone (client i through InspectMembers[i mod len]).
 	InspectMembers []int
 	// Limit, if set, is the cluster's --max-locks, and no other workload
-	// takes locks: the clients then only try-lock (so that no waiter is
-	// ever queued), one mutex or two at once (LockAll), at most
-	// checker.MaxTableLocks mutexes, refusals over the limit are
-	// recorded, and the history is checked against the lock-table model
-	// (checker.LockTable), which holds the whole table to the limit,
-	// under the name LockLimitWorkload.
+	// takes locks: the clients then try-lock one mutex or two at once
+	// (LockAll), or wait for one, at most checker.MaxTableLocks mutexes;
+	// refusals over the limit are recorded, and so is when a wait was
+	// answered QUEUED (history.Op.Queued); and the history is checked
+	// against the lock-table model (checker.LockTable), which holds the
+	// whole table, waiters' places included, to the limit, under the
+	// name LockLimitWorkload.
 	Limit int
 }
 
@@ -394,7 +395,7 @@ func (c *lockClient) run(ctx context.Context) {
 			if g, owner, tr := c.acquire(ctx, sess, names, false); g != nil {
 				c.hold(ctx, sess, names, owner, g, tr)
 			}
-		case r < 40 || c.w.cfg.Limit > 0:
+		case r < 40 || (c.w.cfg.Limit > 0 && r >= 65):
 			if g, owner, tr := c.acquire(ctx, sess, []string{name}, false); g != nil {
 				c.hold(ctx, sess, []string{name}, owner, g, tr)
 			}
@@ -421,15 +422,34 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, names []
 	for i, name := range names {
 		claims[i] = &client.LockClaim{Name: name, Kind: client.KindMutex}
 	}
+	// When the server answered QUEUED: the lock-table model counts the
+	// waiter's place from before then (checker.LockTableInput.Phase).
+	var queued int64
 	actx, cancel := context.WithTimeout(ctx, timeout)
-	g, err := c.cl.AcquireLocks(actx, sess, owner, claims, client.AcquireOptions{Wait: wait})
+	g, err := c.cl.AcquireLocks(actx, sess, owner, claims, client.AcquireOptions{Wait: wait, OnQueued: func(int64) {
+		if queued == 0 {
+			queued = c.env.Recorder.Now()
+		}
+	}})
 	cancel()
 	settleAcquire(ops, g, err, wait, c.w.cfg.Limit > 0)
+	for i := range ops {
+		ops[i].Queued = queued
+	}
 	ops = c.ss.recordAll(ops)
 	if ops[0].Quota {
 		c.w.counters.add("refused over the limit", 1)
 		if len(names) > 1 {
 			c.w.counters.add("refused over the limit, two at once", 1)
+		}
+		if wait {
+			c.w.counters.add("waits refused over the limit", 1)
+		}
+	}
+	if queued != 0 {
+		c.w.counters.add("waits queued", 1)
+		if err == nil {
+			c.w.counters.add("waits queued, then granted", 1)
 		}
 	}
 	if err != nil {
