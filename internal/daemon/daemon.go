@@ -47,6 +47,7 @@ type Daemon struct {
 	srv     *server.Server
 	http    *http.Server
 	api     *api.Handler
+	conns   *connTracker
 	ln      net.Listener
 	log     *slog.Logger
 	cancel  context.CancelFunc
@@ -99,8 +100,10 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
 	protocols.SetUnencryptedHTTP2(true)
+	conns := newConnTracker()
+	ln = conns.listener(ln)
 	d := &Daemon{
-		cfg: cfg, srv: srv, ln: ln, log: opts.Logger, cancel: cancel,
+		cfg: cfg, srv: srv, ln: ln, conns: conns, log: opts.Logger, cancel: cancel,
 		stopped: make(chan struct{}), served: make(chan error, 1), failed: failed,
 	}
 	d.api = api.New(srv, api.Options{
@@ -122,7 +125,7 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 		sendPingTimeout = 0
 	}
 	d.http = &http.Server{
-		Handler:   d.api,
+		Handler:   conns.handler(d.api),
 		Protocols: &protocols,
 		HTTP2: &http.HTTP2Config{
 			// The streams one client connection may have open at once
@@ -140,6 +143,7 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       idleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		ConnContext:       conns.connContext,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 		TLSConfig:         tlsConfig,
 	}
@@ -197,7 +201,13 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	defer cancel()
 	d.srv.BeginShutdown(ctx)
 	d.cancel()
+	// Shutdown waits for the HTTP/2 connections to end: closeIdle ends
+	// those with nothing left to do rather than wait for their clients
+	// (see connTracker).
+	idle, stopIdle := context.WithCancel(ctx)
+	go d.conns.closeIdle(idle)
 	herr := d.http.Shutdown(ctx)
+	stopIdle()
 	if herr != nil {
 		_ = d.http.Close()
 	}
@@ -206,7 +216,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	// calls are answered (WaitFramed closes those left at the deadline).
 	herr = errors.Join(herr, d.api.WaitFramed(ctx))
 	serr := d.srv.Stop(ctx)
-	d.log.Info("member stopped", "name", d.cfg.Name)
+	d.log.Info("member stopped", "name", d.cfg.Name, "idle_connections_closed", d.conns.closed.Load())
 	return errors.Join(herr, serr)
 }
 

@@ -9,3 +9,7 @@ func SetIdleTimeout(d time.Duration) (restore func()) {
 	idleTimeout = d
 	return func() { idleTimeout = old }
 }
+
+// IdleConnsClosedAtStop is how many HTTP/2 connections the daemon's
+// graceful stop closed for being idle (connTracker.closeIdle).
+func (d *Daemon) IdleConnsClosedAtStop() int64 { return d.conns.closed.Load() }
