@@ -43,10 +43,7 @@ func TestIdleConnectionsAreClosedAndStreamsAreNot(t *testing.T) {
 
 	// A watch on an h2c connection of its own, and a framed batch
 	// connection.
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	h2c := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
-	kv := concordv1connect.NewKVClient(h2c, "http://"+addr, connect.WithGRPC())
+	kv := concordv1connect.NewKVClient(h2cClient(), "http://"+addr, connect.WithGRPC())
 	watch, err := kv.Watch(ctx, connect.NewRequest(&concordv1.WatchRequest{Key: []byte("w")}))
 	require.NoError(t, err)
 	defer watch.Close()

@@ -16,6 +16,14 @@ import (
 	"github.com/concord-dev/concord/internal/testcluster"
 )
 
+// h2cClient is an HTTP client of its own connection, in cleartext HTTP/2
+// with prior knowledge.
+func h2cClient() *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+}
+
 // A graceful stop closes the HTTP/2 connections that have nothing left to
 // do instead of waiting for their clients: Go's HTTP/2 server gives a
 // client 1 s after its GOAWAY to close a connection that was idle, and Go's
@@ -28,11 +36,6 @@ func TestStopClosesIdleHTTP2ConnectionsAndEndsStreamsCleanly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	h2cClient := func() *http.Client {
-		var protocols http.Protocols
-		protocols.SetUnencryptedHTTP2(true)
-		return &http.Client{Transport: &http.Transport{Protocols: &protocols}}
-	}
 	// An h2c connection left idle after a call.
 	idle := concordv1connect.NewKVClient(h2cClient(), "http://"+addr, connect.WithGRPC())
 	_, err := idle.Put(ctx, connect.NewRequest(&concordv1.PutRequest{Key: []byte("k"), Value: []byte("v")}))
