@@ -31,7 +31,8 @@ const (
 	ProfileStaleReads = "stale-reads"
 	// ProfileLockLimit holds the whole lock table to a small --max-locks
 	// under faults of every class: the lock workload alone takes locks,
-	// with try-locks only, checked against the lock-table model.
+	// with try-locks of one mutex and of two and with waits, checked
+	// against the lock-table model.
 	ProfileLockLimit = "lock-limit"
 )
 
