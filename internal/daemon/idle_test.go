@@ -10,12 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 
 	"github.com/concord-dev/concord/api/batchwire"
-	concordv1 "github.com/concord-dev/concord/api/concord/v1"
-	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
 	"github.com/concord-dev/concord/internal/daemon"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
@@ -43,10 +40,7 @@ func TestIdleConnectionsAreClosedAndStreamsAreNot(t *testing.T) {
 
 	// A watch on an h2c connection of its own, and a framed batch
 	// connection.
-	kv := concordv1connect.NewKVClient(h2cClient(), "http://"+addr, connect.WithGRPC())
-	watch, err := kv.Watch(ctx, connect.NewRequest(&concordv1.WatchRequest{Key: []byte("w")}))
-	require.NoError(t, err)
-	defer watch.Close()
+	watch := h2cWatchOf(t, ctx, addr)
 	framed, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer framed.Close()
@@ -72,11 +66,7 @@ func TestIdleConnectionsAreClosedAndStreamsAreNot(t *testing.T) {
 	closedWithin(t, h1, h1R, 10*time.Second)
 
 	// An h2c connection that opens no stream.
-	h2, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer h2.Close()
-	_, err = h2.Write(append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0)) // preface, empty SETTINGS
-	require.NoError(t, err)
+	h2 := bareH2C(t, addr)
 	closedWithin(t, h2, h2, 10*time.Second)
 
 	// The idle timeout passed for the streams' connections too: they

@@ -24,6 +24,28 @@ func h2cClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{Protocols: &protocols}}
 }
 
+// h2cWatchOf opens a watch of key "w" on a connection of its own.
+func h2cWatchOf(t *testing.T, ctx context.Context, addr string) *connect.ServerStreamForClient[concordv1.WatchResponse] {
+	t.Helper()
+	kv := concordv1connect.NewKVClient(h2cClient(), "http://"+addr, connect.WithGRPC())
+	watch, err := kv.Watch(ctx, connect.NewRequest(&concordv1.WatchRequest{Key: []byte("w")}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = watch.Close() })
+	return watch
+}
+
+// bareH2C dials addr and sends the h2c preface and an empty SETTINGS
+// frame, nothing else.
+func bareH2C(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = conn.Write(append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0))
+	require.NoError(t, err)
+	return conn
+}
+
 // A graceful stop closes the HTTP/2 connections that have nothing left to
 // do instead of waiting for their clients: Go's HTTP/2 server gives a
 // client 1 s after its GOAWAY to close a connection that was idle, and Go's
@@ -41,16 +63,9 @@ func TestStopClosesIdleHTTP2ConnectionsAndEndsStreamsCleanly(t *testing.T) {
 	_, err := idle.Put(ctx, connect.NewRequest(&concordv1.PutRequest{Key: []byte("k"), Value: []byte("v")}))
 	require.NoError(t, err)
 	// A watch on a connection of its own, which the stop ends.
-	kv := concordv1connect.NewKVClient(h2cClient(), "http://"+addr, connect.WithGRPC())
-	watch, err := kv.Watch(ctx, connect.NewRequest(&concordv1.WatchRequest{Key: []byte("w")}))
-	require.NoError(t, err)
-	defer watch.Close()
+	watch := h2cWatchOf(t, ctx, addr)
 	// A connection that sent the h2c preface and nothing else.
-	raw, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer raw.Close()
-	_, err = raw.Write(append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0)) // preface, empty SETTINGS
-	require.NoError(t, err)
+	raw := bareH2C(t, addr)
 	// Let the member take the watch's stream before the stop.
 	_, err = idle.Put(ctx, connect.NewRequest(&concordv1.PutRequest{Key: []byte("w"), Value: []byte("1")}))
 	require.NoError(t, err)
