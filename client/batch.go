@@ -194,14 +194,21 @@ func (b *batcher) run(ctx context.Context, gen uint64, wake <-chan struct{}, can
 		return
 	}
 	go b.receive(gen, stream, cancel)
-	b.send(gen, stream, wake, cancel)
+	b.send(ctx, gen, stream, wake, cancel)
+	// The generation is over: end its request too (see keepAliver.stream:
+	// a cancelled context alone leaves a Connect stream, and the receiver
+	// blocked on it, open).
+	cancel()
+	_ = stream.CloseRequest()
 }
 
-func (b *batcher) send(gen uint64, stream batchStream, wake <-chan struct{}, cancel context.CancelFunc) {
+// send sends the queued calls of generation gen until it ends: ctx (the
+// generation's) ends when the client closes or the receiver fails.
+func (b *batcher) send(ctx context.Context, gen uint64, stream batchStream, wake <-chan struct{}, cancel context.CancelFunc) {
 	for {
 		select {
 		case <-wake:
-		case <-b.c.ctx.Done():
+		case <-ctx.Done():
 			b.fail(gen, cancel)
 			return
 		}

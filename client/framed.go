@@ -46,6 +46,9 @@ var errFramedRefused = errors.New("member does not speak the framed batch protoc
 type batchStream interface {
 	Send(*concordv1.BatchRequest) error
 	Receive() (*concordv1.BatchResponse, error)
+	// CloseRequest ends the stream's requests, once its context is
+	// cancelled.
+	CloseRequest() error
 }
 
 // openBatch opens a KV.Batch stream to ep that lives until ctx ends: on the
@@ -184,6 +187,10 @@ func (s *framedStream) watch(ctx context.Context) {
 
 // Send writes one message as one frame.
 func (s *framedStream) Send(req *concordv1.BatchRequest) error { return s.w.WriteMessage(req) }
+
+// CloseRequest does nothing: the connection closes when the stream's
+// context ends (dialFramed).
+func (s *framedStream) CloseRequest() error { return nil }
 
 // Receive returns the next response, answering the member's pings.
 func (s *framedStream) Receive() (*concordv1.BatchResponse, error) {

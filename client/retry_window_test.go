@@ -68,9 +68,18 @@ func failingMember(t *testing.T, reason string) (*failingKV, *Client) {
 // and returns a client of it (batching off: every KV call is its own RPC).
 func fakeMember(t *testing.T, kv concordv1connect.KVHandler, cfg Config) *Client {
 	t.Helper()
+	cfg.DisableBatching = true
+	c, _ := fakeServer(t, cfg, func(mux *http.ServeMux) { mux.Handle(concordv1connect.NewKVHandler(kv, vtcodec.Option())) })
+	return c
+}
+
+// fakeServer serves what register adds beside a Status that names the
+// server the leader, and returns a client of it and the server.
+func fakeServer(t *testing.T, cfg Config, register func(*http.ServeMux)) (*Client, *httptest.Server) {
+	t.Helper()
 	st := &leaderStatus{}
 	mux := http.NewServeMux()
-	mux.Handle(concordv1connect.NewKVHandler(kv, vtcodec.Option()))
+	register(mux)
 	mux.Handle(concordv1connect.NewClusterHandler(st, vtcodec.Option()))
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.Protocols = new(http.Protocols)
@@ -80,11 +89,10 @@ func fakeMember(t *testing.T, kv concordv1connect.KVHandler, cfg Config) *Client
 	t.Cleanup(srv.Close)
 	st.addr = strings.TrimPrefix(srv.URL, "http://")
 	cfg.Endpoints = []string{st.addr}
-	cfg.DisableBatching = true
 	c, err := New(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return c, srv
 }
 
 // The server recognises a retried write for 30 s (docs/kv.md); the SDK

@@ -508,8 +508,17 @@ func (k *keepAliver) run() {
 // and reports whether the member answered any keep-alive on it.
 func (k *keepAliver) stream(ctx context.Context, ep *endpoint) (answered bool, _ error) {
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	stream := ep.session.KeepAlive(sctx)
+	// Every way out ends the request too, not only its context: Go's
+	// HTTP/2 transport does not notice a cancelled context while it waits
+	// for the next message of a request body, so the stream stayed open,
+	// and its receiver (below) blocked for good. A Send that failed on
+	// the cancelled context then waited for that receiver forever, and
+	// Client.Close with it.
+	defer func() {
+		cancel()
+		_ = stream.CloseRequest()
+	}()
 	var pmu sync.Mutex
 	inflight := map[int64][]time.Time{}
 	recvErr := make(chan error, 1)
@@ -576,8 +585,15 @@ func (k *keepAliver) stream(ctx context.Context, ep *endpoint) (answered bool, _
 				inflight[s.id] = append(inflight[s.id], now)
 				pmu.Unlock()
 				if err := stream.Send(&concordv1.KeepAliveRequest{Id: s.id, Held: held}); err != nil {
-					err := <-recvErr
-					return got.Load(), err
+					// The member's answer, if it sent one, says why (a
+					// failed Send only says the stream ended).
+					_ = stream.CloseRequest()
+					select {
+					case rerr := <-recvErr:
+						return got.Load(), fromWire(rerr)
+					case <-ctx.Done():
+						return got.Load(), ctx.Err()
+					}
 				}
 			}
 		}
