@@ -32,11 +32,15 @@ var stopQuiet = 100 * time.Millisecond
 // has returned for stopQuiet (after a handler returns, the HTTP/2 server
 // writes the stream's last frames and trailers), and no byte went either
 // way for stopQuiet (the GOAWAY itself has been written; a new request's
-// frames were read before its handler started). Connections that never
-// carried an HTTP/2 request are left to http.Server (an HTTP/1.1
-// connection between requests is closed by Shutdown at once; one
-// switched to the framed batch protocol belongs to the API), but for
-// those that began with the cleartext HTTP/2 preface.
+// frames were read before its handler started). A connection counts as
+// HTTP/2 once it carried an HTTP/2 request, began with the cleartext
+// HTTP/2 preface, or negotiated "h2" in its TLS handshake: the last two
+// may carry no request before the stop, and would hold it up as long.
+// HTTP/1.1 connections are left to http.Server (one between requests is
+// closed by Shutdown at once; one switched to the framed batch protocol
+// belongs to the API), but for those that never sent a byte: Shutdown
+// waits 5 s for a new connection to become idle, and one that said
+// nothing in stopQuiet has no request to lose.
 type connTracker struct {
 	mu     sync.Mutex
 	conns  map[*trackedConn]struct{}
@@ -55,8 +59,9 @@ type trackedConn struct {
 	lastIO   atomic.Int64 // the last read or write that moved bytes
 	lastDone atomic.Int64 // the last handler's return
 	active   atomic.Int32 // handlers running
-	h2       atomic.Bool  // carried an HTTP/2 request, or began with the h2c preface
+	h2       atomic.Bool  // carried an HTTP/2 request, began with the h2c preface, or negotiated h2 over TLS
 	read     atomic.Bool  // read anything yet
+	alpn     atomic.Bool  // its TLS handshake's protocol was looked at
 	once     sync.Once
 }
 
@@ -138,6 +143,21 @@ func (t *connTracker) connContext(ctx context.Context, c net.Conn) context.Conte
 	return ctx
 }
 
+// connState is http.Server's ConnState hook. Under TLS it marks a
+// connection HTTP/2 when its handshake negotiated "h2": the HTTP/2 server
+// reports such a connection active once it has read the client's
+// preface, request or not.
+func (t *connTracker) connState(c net.Conn, s http.ConnState) {
+	tc, ok := c.(*tls.Conn)
+	if !ok || s != http.StateActive {
+		return
+	}
+	if inner, ok := tc.NetConn().(*trackedConn); ok && !inner.alpn.Swap(true) &&
+		tc.ConnectionState().NegotiatedProtocol == "h2" {
+		inner.h2.Store(true)
+	}
+}
+
 // handler counts the HTTP/2 calls in progress on each connection around
 // next.
 func (t *connTracker) handler(next http.Handler) http.Handler {
@@ -158,7 +178,8 @@ func (t *connTracker) handler(next http.Handler) http.Handler {
 }
 
 // closeIdle closes, until ctx ends, every HTTP/2 connection that has been
-// idle for stopQuiet (see connTracker). It runs while http.Server.Shutdown
+// idle for stopQuiet, and every connection that has read nothing in that
+// time (see connTracker). It runs while http.Server.Shutdown
 // waits for the connections to end, after Shutdown sent them its GOAWAY.
 func (t *connTracker) closeIdle(ctx context.Context) {
 	tick := time.NewTicker(stopQuiet / 4)
@@ -174,7 +195,7 @@ func (t *connTracker) closeIdle(ctx context.Context) {
 		var idle []*trackedConn
 		t.mu.Lock()
 		for c := range t.conns {
-			if c.h2.Load() && c.active.Load() == 0 && now-c.lastDone.Load() >= quiet && now-c.lastIO.Load() >= quiet {
+			if (c.h2.Load() || !c.read.Load()) && c.active.Load() == 0 && now-c.lastDone.Load() >= quiet && now-c.lastIO.Load() >= quiet {
 				idle = append(idle, c)
 			}
 		}

@@ -144,6 +144,7 @@ func Start(ctx context.Context, cfg config.Server, opts Options) (*Daemon, error
 		IdleTimeout:       idleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ConnContext:       conns.connContext,
+		ConnState:         conns.connState,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 		TLSConfig:         tlsConfig,
 	}

@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	concordv1 "github.com/concord-dev/concord/api/concord/v1"
 	"github.com/concord-dev/concord/api/concord/v1/concordv1connect"
+	"github.com/concord-dev/concord/internal/config"
 	"github.com/concord-dev/concord/internal/errs"
 	"github.com/concord-dev/concord/internal/testcluster"
 )
@@ -34,6 +36,10 @@ func h2cWatchOf(t *testing.T, ctx context.Context, addr string) *connect.ServerS
 	return watch
 }
 
+// h2Start is what an HTTP/2 client sends first: the connection preface
+// and an empty SETTINGS frame.
+var h2Start = append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0)
+
 // bareH2C dials addr and sends the h2c preface and an empty SETTINGS
 // frame, nothing else.
 func bareH2C(t *testing.T, addr string) net.Conn {
@@ -41,7 +47,7 @@ func bareH2C(t *testing.T, addr string) net.Conn {
 	conn, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	_, err = conn.Write(append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0))
+	_, err = conn.Write(h2Start)
 	require.NoError(t, err)
 	return conn
 }
@@ -84,4 +90,46 @@ func TestStopClosesIdleHTTP2ConnectionsAndEndsStreamsCleanly(t *testing.T) {
 	// The bare connection was closed: a read ends (with EOF or a reset),
 	// it does not time out.
 	closedWithin(t, raw, raw, 5*time.Second)
+}
+
+// Over TLS, a connection that negotiated HTTP/2 and made no request is
+// closed at a stop too (its preface is encrypted: the handshake's ALPN
+// tells), and so is a connection that never sent a byte, which Shutdown
+// would wait 5 s for. Before, each held the stop up: 1 s and 5 s.
+func TestStopClosesTLSHTTP2AndSilentConnections(t *testing.T) {
+	certFile, keyFile, pool := testcluster.SelfSigned(t, t.TempDir())
+	c := testcluster.Start(t, testcluster.Options{Size: 1, Configure: func(_ int, cfg *config.Server) {
+		cfg.TLSCertFile, cfg.TLSKeyFile = certFile, keyFile
+	}})
+	addr := c.Endpoints()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// A connection that negotiated h2 and sent its preface, nothing else.
+	tc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tc.Close() })
+	require.Equal(t, "h2", tc.ConnectionState().NegotiatedProtocol)
+	_, err = tc.Write(h2Start)
+	require.NoError(t, err)
+	// A connection that sent nothing.
+	silent, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = silent.Close() })
+	// A call over TLS of its own connection: once it is answered, the
+	// member has had time to take the two connections above.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	kv := concordv1connect.NewKVClient(hc, "https://"+addr, connect.WithGRPC())
+	_, err = kv.Put(ctx, connect.NewRequest(&concordv1.PutRequest{Key: []byte("k"), Value: []byte("v")}))
+	require.NoError(t, err)
+
+	d := c.Members[0].Daemon()
+	c.Stop(0)
+
+	// Two at least: the TLS connection without a request and the silent
+	// one (the one after a call may be closed by its client first).
+	require.GreaterOrEqual(t, d.IdleConnsClosedAtStop(), int64(2),
+		"the stop left the h2 TLS connection without a request, or the silent one, to http.Server")
+	closedWithin(t, tc, tc, 5*time.Second)
+	closedWithin(t, silent, silent, 5*time.Second)
 }
