@@ -31,13 +31,15 @@ const (
 	ProfileStaleReads = "stale-reads"
 	// ProfileLockLimit holds the whole lock table to a small --max-locks
 	// under faults of every class: the lock workload alone takes locks,
-	// with try-locks of one mutex and of two and with waits, checked
-	// against the lock-table model.
+	// with try-locks of one mutex and of two, with waits, and with
+	// try-locks of a read-write lock to read or to write, checked against
+	// the lock-table model.
 	ProfileLockLimit = "lock-limit"
 )
 
 // lockLimit is ProfileLockLimit's --max-locks: two held mutexes (a lock
-// and its grant each) of the workload's three.
+// and its grant each) of the workload's three, or one read-write lock and
+// three readers.
 const lockLimit = 4
 
 // Config is one run.
@@ -152,7 +154,7 @@ func ConfigFor(profile string, seed int64, duration time.Duration) (Config, erro
 		c.shortFaults()
 		c.ExtraFlags = []string{fmt.Sprintf("--max-locks=%d", lockLimit)}
 		c.KV = workload.KVConfig{Keys: 20, HotKeys: 5, Clients: 1, Watchers: -1}
-		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 2 * time.Second, Stalls: 2}, Locks: 3, Limit: lockLimit}
+		c.Locks = &workload.LockConfig{HolderConfig: workload.HolderConfig{Clients: 4, TTL: 2 * time.Second, Stalls: 2}, Locks: 3, RWLocks: 1, Limit: lockLimit}
 	case ProfileStaleReads:
 		c.Size = 3
 		c.Duration = 10 * time.Second

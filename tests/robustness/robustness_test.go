@@ -142,10 +142,11 @@ func TestShortCampaign(t *testing.T) {
 
 // TestLockLimitCampaign holds the whole lock table to a small --max-locks
 // under faults (ProfileLockLimit): no grant past the limit, and a refusal
-// over it only while the table is full, waiters' places included, for
-// try-locks of one mutex and of two at once and for waits. One seed,
-// about a minute, in the
-// default test run; CONCORD_ROBUSTNESS_LIMIT_SEEDS=1,2,3 runs more.
+// over it only while the table is full, waiters' places and readers
+// included, for try-locks of one mutex and of two at once, for waits and
+// for try-locks of a read-write lock, to read or to write. One seed, about
+// a minute, in the default test run; CONCORD_ROBUSTNESS_LIMIT_SEEDS=1,2,3
+// runs more.
 func TestLockLimitCampaign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a real cluster for about a minute")
@@ -161,6 +162,10 @@ func TestLockLimitCampaign(t *testing.T) {
 				"no acquire of two mutexes at once met the limit: the run did not test LockAll under the limit")
 			require.Positive(t, res.Counters[workload.LockLimitWorkload+" waits queued, then granted"],
 				"no wait was queued and then granted: the run did not test waiters under the limit")
+			require.Positive(t, res.Counters[workload.LockLimitWorkload+" reads granted beside another reader"],
+				"no read grant was made while another was held: the run did not test shared grants under the limit")
+			require.Positive(t, res.Counters[workload.LockLimitWorkload+" reads refused over the limit"],
+				"no read met the limit: the run did not test shared grants under the limit")
 		})
 	}
 }

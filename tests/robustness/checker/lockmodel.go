@@ -67,6 +67,10 @@ type LockInput struct {
 	// queued (history.Op.Queued), 0 if it never did. Only the lock-table
 	// model (LockTable) follows the queue; LockStep ignores it.
 	Queued int64
+	// Shared marks a read claim of a read-write lock (history.Op.Shared):
+	// an acquire to read, or the release of a read grant. Only the
+	// lock-table model (LockTable) takes them; LockStep refuses them.
+	Shared bool
 }
 
 // LockOutput is what a lock operation returned.
@@ -214,6 +218,10 @@ func LockStep(s LockState, in LockInput, out LockOutput) (bool, LockState) {
 	// A sample of the holder's session deadline extends its protection.
 	if in.Owner != "" && s.Holder == in.Owner && in.Protected > s.Protected {
 		s.Protected = in.Protected
+	}
+	if in.Shared {
+		// Readers are the lock-table model's (LockTable).
+		return false, s
 	}
 	switch in.Kind {
 	case KindLockAcquire, KindLockTry:
@@ -532,7 +540,8 @@ func LockOperations(ops []history.Op, opt LockOptions) []porcupine.Operation {
 		default:
 			continue
 		}
-		in := LockInput{Kind: o.Kind, Name: o.Key, Owner: o.Owner, Token: o.Token, Session: o.Session, Protected: opt.Protected(o), Return: o.Return}
+		in := LockInput{Kind: o.Kind, Name: o.Key, Owner: o.Owner, Token: o.Token, Session: o.Session, Protected: opt.Protected(o), Return: o.Return,
+			Shared: o.Shared}
 		if o.Kind == KindLockAcquire {
 			in.Queued = o.Queued
 		}

@@ -18,8 +18,9 @@ import (
 const MaxTableLocks = 4
 
 // LockTableState is the model's state of a cluster's whole lock table
-// under a lock limit (--max-locks): the state of each of its mutexes, and
-// the waiters queued for it, in the order of the model's names.
+// under a lock limit (--max-locks): the state of each of its locks, and
+// the waiters queued for it, in the order of the model's names. For a
+// read-write lock, Locks holds its writer.
 type LockTableState struct {
 	Locks [MaxTableLocks]LockState
 	// Queues hold the waiters of each mutex (see formatQueue), sorted:
@@ -27,6 +28,9 @@ type LockTableState struct {
 	// granted next (the order of the queue is the property tests'
 	// business, not this model's).
 	Queues [MaxTableLocks]string
+	// Readers hold the read grants of each read-write lock (see
+	// formatReaders), sorted.
+	Readers [MaxTableLocks]string
 }
 
 // waiter is a waiting acquire queued for a mutex: its owner, its session,
@@ -73,6 +77,62 @@ func formatQueue(ws []waiter) string {
 	return strings.Join(fs, waiterSep)
 }
 
+// readGrant is a read grant of a read-write lock: its owner, its session, the
+// clock reading until which that session is known to live, and its token
+// (0 while unknown: granted to a try-lock of unknown outcome; Min is then
+// the least it can be).
+type readGrant struct {
+	Owner     string
+	Session   int64
+	Protected int64
+	Token     uint64
+	Min       uint64
+}
+
+// parseReaders decodes the read grants of LockTableState.Readers.
+func parseReaders(q string) []readGrant {
+	if q == "" {
+		return nil
+	}
+	parts := strings.Split(q, waiterSep)
+	rs := make([]readGrant, 0, len(parts))
+	for _, p := range parts {
+		f := strings.Split(p, fieldSep)
+		r := readGrant{Owner: f[0]}
+		r.Session, _ = strconv.ParseInt(f[1], 10, 64)
+		r.Protected, _ = strconv.ParseInt(f[2], 10, 64)
+		r.Token, _ = strconv.ParseUint(f[3], 10, 64)
+		r.Min, _ = strconv.ParseUint(f[4], 10, 64)
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// formatReaders encodes read grants, sorted, as formatQueue does waiters,
+// with their tokens.
+func formatReaders(rs []readGrant) string {
+	fs := make([]string, len(rs))
+	for i, r := range rs {
+		fs[i] = strings.Join([]string{r.Owner, strconv.FormatInt(r.Session, 10), strconv.FormatInt(r.Protected, 10),
+			strconv.FormatUint(r.Token, 10), strconv.FormatUint(r.Min, 10)}, fieldSep)
+	}
+	slices.Sort(fs)
+	return strings.Join(fs, waiterSep)
+}
+
+// describeReaders renders encoded read grants for people.
+func describeReaders(q string) string {
+	var parts []string
+	for _, r := range parseReaders(q) {
+		tok := "?"
+		if r.Token != 0 {
+			tok = strconv.FormatUint(r.Token, 10)
+		}
+		parts = append(parts, fmt.Sprintf("%s@%s in session %d (lives until %.3fs)", r.Owner, tok, r.Session, float64(r.Protected)/1e9))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // describeQueue renders an encoded queue for people.
 func describeQueue(q string) string {
 	var parts []string
@@ -101,19 +161,23 @@ func (t LockTableState) held() int {
 	return n
 }
 
-// occupied reports whether mutex i is taken: held, or handed to one of
-// its waiters (the model grants a waiter by a separate operation, so it
-// may see the mutex free with waiters for a while: the state machine
-// never does, it grants the next waiter in the command that frees it).
-func (t LockTableState) occupied(i int) bool { return t.Locks[i].Holder != "" || t.Queues[i] != "" }
+// occupied reports whether lock i is taken: held (by its writer, for a
+// read-write lock, or by readers), or handed to one of its waiters (the
+// model grants a waiter by a separate operation, so it may see the mutex
+// free with waiters for a while: the state machine never does, it grants
+// the next waiter in the command that frees it).
+func (t LockTableState) occupied(i int) bool {
+	return t.Locks[i].Holder != "" || t.Queues[i] != "" || t.Readers[i] != ""
+}
 
 // entries is the table's entries as --max-locks counts them
-// (lock.Table.Entries): a lock object for each mutex held or waited for,
-// a grant for each held one, a place for each waiter.
+// (lock.Table.Entries): a lock object for each lock held or waited for, a
+// grant for each holder (a writer, or each reader), a place for each
+// waiter.
 func (t LockTableState) entries() int {
 	n := 0
 	for i, s := range t.Locks {
-		q := queueLen(t.Queues[i])
+		q := queueLen(t.Queues[i]) + queueLen(t.Readers[i])
 		switch {
 		case s.Holder != "":
 			n += 2
@@ -125,7 +189,8 @@ func (t LockTableState) entries() int {
 	return n
 }
 
-// withoutSession returns t with every waiter of session removed.
+// withoutSession returns t with every waiter and every reader of session
+// removed.
 func (t LockTableState) withoutSession(session int64) LockTableState {
 	for i, q := range t.Queues {
 		if q == "" {
@@ -134,7 +199,39 @@ func (t LockTableState) withoutSession(session int64) LockTableState {
 		ws := slices.DeleteFunc(parseQueue(q), func(w waiter) bool { return w.Session == session })
 		t.Queues[i] = formatQueue(ws)
 	}
+	for i, q := range t.Readers {
+		if q == "" {
+			continue
+		}
+		rs := slices.DeleteFunc(parseReaders(q), func(r readGrant) bool { return r.Session == session })
+		t.Readers[i] = formatReaders(rs)
+	}
 	return t
+}
+
+// unread returns t with owner's read grant of lock i removed, and the
+// grant, if there was one.
+func (t LockTableState) unread(i int, owner string) (LockTableState, readGrant, bool) {
+	rs := parseReaders(t.Readers[i])
+	k := slices.IndexFunc(rs, func(r readGrant) bool { return r.Owner == owner })
+	if k < 0 {
+		return t, readGrant{}, false
+	}
+	r := rs[k]
+	t.Readers[i] = formatReaders(slices.Delete(rs, k, k+1))
+	return t, r, true
+}
+
+// clearReaders returns t without the readers of lock i, if every one of
+// them may have ended by ret (its session may have expired).
+func (t LockTableState) clearReaders(i int, ret int64) (LockTableState, bool) {
+	for _, r := range parseReaders(t.Readers[i]) {
+		if ret < r.Protected {
+			return t, false
+		}
+	}
+	t.Readers[i] = ""
+	return t, true
 }
 
 // dequeue returns t with owner's place in mutex i's queue removed, and
@@ -230,9 +327,20 @@ func (in LockTableInput) claims() uint32 { return in.Also | 1<<in.Index }
 // acquire of unknown outcome may have been refused over the limit, so it
 // may have changed nothing. A refusal needs the acquire's session alive,
 // as a grant does: none is answered in a session seen gone.
+//
+// A read-write lock (RW) is taken by try-locks only, to read (Shared) or
+// to write: a reader adds its grant to the entries (and the lock object,
+// if the lock was free), so many readers take many entries. A try-read is
+// granted while nobody writes or waits, and fails as locked exactly when
+// somebody does; a try-write fails as locked while anybody reads or
+// writes. Either is refused over the limit exactly when it would be
+// granted but its entries do not fit.
 type LockTable struct {
-	// Names are the mutexes, at most MaxTableLocks.
+	// Names are the locks, at most MaxTableLocks.
 	Names []string
+	// RW has a bit for each of Names that is a read-write lock; the
+	// others are mutexes.
+	RW uint32
 	// Limit is the cluster's --max-locks.
 	Limit int
 }
@@ -251,6 +359,9 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 			t.Locks[i] = next
 		}
 		return []LockTableState{t.withoutSession(in.Session)}
+	}
+	if in.Shared {
+		return m.readSteps(t, in, out)
 	}
 	switch in.Phase {
 	case PhaseQueue:
@@ -289,8 +400,8 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 		}
 		return append(next, m.grantNow(t, in, out)...)
 	case in.Kind == KindLockTry:
-		// Not acquired: the mutex was taken.
-		if t.Queues[i] != "" {
+		// Not acquired: the lock was taken.
+		if t.Queues[i] != "" || t.Readers[i] != "" {
 			return []LockTableState{t}
 		}
 		fallthrough
@@ -305,8 +416,8 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 	}
 }
 
-// freed returns t with mutex i free and without waiters, if its grant and
-// its waiters may have ended by ret.
+// freed returns t with lock i free and without waiters, if its grants
+// and its waiters may have ended by ret.
 func (m LockTable) freed(t LockTableState, i int, ret int64) (LockTableState, bool) {
 	if s := t.Locks[i]; s.Holder != "" {
 		if !s.endable(ret) {
@@ -314,7 +425,121 @@ func (m LockTable) freed(t LockTableState, i int, ret int64) (LockTableState, bo
 		}
 		t.Locks[i] = s.free()
 	}
+	t, ok := t.clearReaders(i, ret)
+	if !ok {
+		return t, false
+	}
 	return t.clearQueue(i, ret)
+}
+
+// readSteps is Steps for a try-lock of read-write lock in.Index to read,
+// and for the release of a read grant.
+func (m LockTable) readSteps(t LockTableState, in LockTableInput, out LockOutput) []LockTableState {
+	i := in.Index
+	if m.RW&(1<<i) == 0 {
+		return nil // a mutex has no readers
+	}
+	switch in.Kind {
+	case KindLockTry:
+	case KindLockRelease:
+		return m.readRelease(t, in, out)
+	default:
+		return nil // readers only try (LockTable)
+	}
+	gone := goneHas(t.Locks[i].Gone, in.Session)
+	// readable returns t with the writer and the waiters of lock i
+	// ended, as a grant to a reader, or a refusal of one over the limit,
+	// needs them, if they may have ended by then.
+	readable := func(t LockTableState) (LockTableState, bool) {
+		if s := t.Locks[i]; s.Holder != "" {
+			if !s.endable(in.Return) {
+				return t, false
+			}
+			t.Locks[i] = s.free()
+		}
+		return t.clearQueue(i, in.Return)
+	}
+	switch {
+	case out.Quota:
+		// The read would have been granted (nobody wrote or waited),
+		// and its grant, with the lock object if the lock was free, did
+		// not fit; the session lived.
+		f, ok := readable(t)
+		if gone || !ok {
+			return nil
+		}
+		adds := 1
+		if !f.occupied(i) {
+			adds = 2
+		}
+		if f.entries()+adds <= m.Limit {
+			return nil
+		}
+		return []LockTableState{f}
+	case out.OK || out.Unknown:
+		var next []LockTableState
+		if out.Unknown {
+			// Refused over the limit, or never applied: nothing changed.
+			next = append(next, t)
+		}
+		g, ok := readable(t)
+		if gone || !ok {
+			return next
+		}
+		if _, _, reads := g.unread(i, in.Owner); reads {
+			return next // every try-lock has an owner of its own
+		}
+		s := g.Locks[i]
+		r := readGrant{Owner: in.Owner, Session: in.Session, Protected: in.Protected}
+		if out.OK {
+			if out.Token <= s.Floor {
+				return next
+			}
+			r.Token, s.Floor = out.Token, out.Token
+		} else {
+			// A token above the floor, not known.
+			r.Min, s.Floor = s.Floor+1, s.Floor+1
+		}
+		g.Locks[i] = s
+		g.Readers[i] = formatReaders(append(parseReaders(g.Readers[i]), r))
+		return append(next, m.admit(g, 0, in.Owner, in.Return)...)
+	default:
+		// Not acquired: somebody wrote or waited.
+		if t.Locks[i].Holder != "" || t.Queues[i] != "" {
+			return []LockTableState{t}
+		}
+		return nil
+	}
+}
+
+// readRelease is Steps for the release of in.Owner's read grant of lock
+// in.Index under in.Token: as a mutex's (LockStep), for one reader.
+func (m LockTable) readRelease(t LockTableState, in LockTableInput, out LockOutput) []LockTableState {
+	i := in.Index
+	u, r, reads := t.unread(i, in.Owner)
+	matches := reads && (r.Token == in.Token || (r.Token == 0 && in.Token >= r.Min))
+	switch {
+	case out.Unknown:
+		if matches {
+			return []LockTableState{u}
+		}
+		return []LockTableState{t}
+	case out.OK:
+		if !matches {
+			return nil
+		}
+		u.Locks[i].Floor = max(u.Locks[i].Floor, in.Token)
+		return []LockTableState{u}
+	default:
+		// Not held: the grant had ended (its session may have expired).
+		if reads && r.Token == in.Token {
+			if in.Return < r.Protected {
+				return nil
+			}
+			return []LockTableState{u}
+		}
+		return []LockTableState{t}
+	}
 }
 
 // grantNow returns the states in which the acquire in of mutex in.Index
@@ -329,6 +554,9 @@ func (m LockTable) grantNow(t LockTableState, in LockTableInput, out LockOutput)
 			continue // not granted (a Bounded acquire that never applied: offered by the caller)
 		}
 		g, ok := t.clearQueue(i, in.Return)
+		if ok {
+			g, ok = g.clearReaders(i, in.Return)
+		}
 		if !ok {
 			continue
 		}
@@ -490,20 +718,22 @@ func (m LockTable) stepsAll(t LockTableState, in LockTableInput, out LockOutput)
 	}
 }
 
-// admit returns the states in which t, just after a grant of the mutexes
-// in set (or a waiter's place, owned by keep), fits the limit: t itself,
-// or t with grants of other mutexes and other waiters ended as the limit
-// needs, among those that may have ended by ret (every minimal choice: a
-// later operation that needs more of them ended ends them then).
+// admit returns the states in which t, just after a grant of the locks in
+// set (or a waiter's place or a read grant, owned by keep), fits the
+// limit: t itself, or t with grants of other locks, other readers and
+// other waiters ended as the limit needs, among those that may have ended
+// by ret (every minimal choice: a later operation that needs more of them
+// ended ends them then).
 func (m LockTable) admit(t LockTableState, set uint32, keep string, ret int64) []LockTableState {
 	if t.entries() <= m.Limit {
 		return []LockTableState{t}
 	}
-	// What may end: grants (a mutex index) and waiters (a mutex index
-	// and an owner).
+	// What may end: grants (a lock index), waiters and readers (a lock
+	// index and an owner).
 	type ending struct {
-		i     int
-		owner string // "" for the grant of mutex i
+		i      int
+		owner  string // "" for the grant of lock i (its writer)
+		reader bool
 	}
 	var endable []ending
 	for j := range m.Names {
@@ -513,6 +743,11 @@ func (m LockTable) admit(t LockTableState, set uint32, keep string, ret int64) [
 		for _, w := range parseQueue(t.Queues[j]) {
 			if w.Owner != keep && ret >= w.Protected {
 				endable = append(endable, ending{i: j, owner: w.Owner})
+			}
+		}
+		for _, r := range parseReaders(t.Readers[j]) {
+			if r.Owner != keep && ret >= r.Protected {
+				endable = append(endable, ending{i: j, owner: r.Owner, reader: true})
 			}
 		}
 	}
@@ -525,9 +760,12 @@ func (m LockTable) admit(t LockTableState, set uint32, keep string, ret int64) [
 			if c&(1<<k) == 0 {
 				continue
 			}
-			if e.owner == "" {
+			switch {
+			case e.owner == "":
 				n.Locks[e.i] = n.Locks[e.i].free()
-			} else {
+			case e.reader:
+				n, _, _ = n.unread(e.i, e.owner)
+			default:
 				n, _, _ = n.dequeue(e.i, e.owner)
 			}
 		}
@@ -570,7 +808,7 @@ func (m LockTable) Model() porcupine.Model {
 			h := fnv.New64a()
 			t := state.(LockTableState)
 			for i, s := range t.Locks {
-				fmt.Fprintf(h, "%s|%d|%d|%d|%d|%s|%s;", s.Holder, s.Token, s.Session, s.Protected, s.Floor, s.Gone, t.Queues[i])
+				fmt.Fprintf(h, "%s|%d|%d|%d|%d|%s|%s|%s;", s.Holder, s.Token, s.Session, s.Protected, s.Floor, s.Gone, t.Queues[i], t.Readers[i])
 			}
 			return h.Sum64()
 		},
@@ -581,8 +819,13 @@ func (m LockTable) Model() porcupine.Model {
 			}
 			names := m.namesOf(in.claims())
 			verb := "trylock"
-			if in.Kind == KindLockAcquire {
+			switch {
+			case in.Kind == KindLockAcquire:
 				verb = "lock"
+			case in.Shared && in.Kind == KindLockRelease:
+				return fmt.Sprintf("%s: read %s", names, lockModel.DescribeOperation(in.LockInput, out))
+			case in.Shared:
+				verb = "try-read"
 			}
 			switch {
 			case out.Quota:
@@ -605,6 +848,9 @@ func (m LockTable) Model() porcupine.Model {
 				parts[i] = n + " " + lockModel.DescribeState(t.Locks[i])
 				if t.Queues[i] != "" {
 					parts[i] += ", waiters " + describeQueue(t.Queues[i])
+				}
+				if t.Readers[i] != "" {
+					parts[i] += ", read by " + describeReaders(t.Readers[i])
 				}
 			}
 			return fmt.Sprintf("limit %d; ", m.Limit) + strings.Join(parts, "; ")

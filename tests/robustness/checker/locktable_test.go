@@ -342,3 +342,158 @@ func TestLockTableQueueEncodingKeepsSDKOwners(t *testing.T) {
 	require.Equal(t, ws[0], w)
 	require.Equal(t, []waiter{ws[1]}, parseQueue(d.Queues[0]))
 }
+
+// shared marks an operation a read claim of a read-write lock.
+func shared(o *history.Op) { o.Shared = true }
+
+// readGranted is a try-lock of read-write lock "rw" to read, granted.
+func readGranted(p int, call, ret int64, token uint64, f ...func(*history.Op)) history.Op {
+	return tryGrantedOn(p, "rw", call, ret, token, append(f, shared)...)
+}
+
+// readQuota is a try-lock of "rw" to read, refused over the lock limit.
+func readQuota(p int, call, ret int64) history.Op {
+	return lop(p, KindLockTry, call, ret, history.OK, func(o *history.Op) { o.Key, o.Quota, o.Shared = "rw", true, true })
+}
+
+// readLocked is a try-lock of "rw" to read, refused as locked.
+func readLocked(p int, call, ret int64) history.Op {
+	return lop(p, KindLockTry, call, ret, history.OK, both(on("rw"), shared))
+}
+
+// readUnknown is a try-lock of "rw" to read of unknown outcome.
+func readUnknown(p int, call, ret int64) history.Op {
+	return lop(p, KindLockTry, call, ret, history.Unknown, both(on("rw"), shared))
+}
+
+// readReleased is the release of a read grant of "rw" under token.
+func readReleased(p int, call, ret int64, token uint64) history.Op {
+	return released(p, call, ret, token, on("rw"), shared)
+}
+
+// readNotHeld is the release of a read grant of "rw" under token, answered
+// not held.
+func readNotHeld(p int, call, ret int64, token uint64) history.Op {
+	return lop(p, KindLockRelease, call, ret, history.OK, func(o *history.Op) { o.Key, o.Token, o.Shared = "rw", token, true })
+}
+
+// Readers of a read-write lock count one entry each against the limit,
+// besides the lock: shared grants under --max-locks.
+func TestLockTableReaders(t *testing.T) {
+	// Limit 4: a read-write lock with three readers fills it, or a held
+	// mutex and one reader.
+	table := LockTable{Names: []string{"a", "b", "rw"}, RW: 1 << 2, Limit: 4}
+	p5 := protected(5000)
+	tests := []struct {
+		name  string
+		ops   []history.Op
+		legal bool
+	}{
+		{"three readers fit, a fourth is refused", ops(
+			readGranted(0, 0, 10, 5), readGranted(1, 11, 20, 6), readGranted(2, 21, 30, 7), readQuota(3, 31, 40),
+		), true},
+		{"a fourth reader past the limit", ops(
+			readGranted(0, 0, 10, 5, p5), readGranted(1, 11, 20, 6, p5), readGranted(2, 21, 30, 7, p5),
+			readGranted(3, 31, 40, 8),
+		), false},
+		{"a read refused while there was room", ops(
+			readGranted(0, 0, 10, 5), readQuota(1, 11, 20),
+		), false},
+		{"a read refused over the limit while a writer writes", ops(
+			tryGrantedOn(0, "rw", 0, 10, 5, p5), tryGrantedOn(1, "a", 11, 20, 6, p5), readQuota(2, 21, 30),
+		), false},
+		{"a second reader refused beside a held mutex", ops(
+			tryGrantedOn(0, "a", 0, 10, 5), readGranted(1, 11, 20, 6), readQuota(2, 21, 30),
+		), true},
+		{"a second reader granted beside a held mutex at the limit", ops(
+			tryGrantedOn(0, "a", 0, 10, 5, p5), readGranted(1, 11, 20, 6, p5), readGranted(2, 21, 30, 7),
+		), false},
+		{"a mutex refused while readers fill the table", ops(
+			readGranted(0, 0, 10, 5), readGranted(1, 11, 20, 6), tryQuota(2, "a", 21, 30),
+		), true},
+		{"a mutex granted while readers fill the table", ops(
+			readGranted(0, 0, 10, 5, p5), readGranted(1, 11, 20, 6, p5), tryGrantedOn(2, "a", 21, 30, 7),
+		), false},
+		{"a reader's release makes room for a mutex", ops(
+			readGranted(0, 0, 10, 5, p5), readGranted(1, 11, 20, 6, p5), readReleased(0, 21, 30, 5),
+			tryGrantedOn(2, "a", 31, 40, 7),
+		), true},
+		{"a reader's release under another token", ops(
+			readGranted(0, 0, 10, 5, p5), readReleased(0, 11, 20, 9),
+		), false},
+		{"a reader's release answered not held while its session lived", ops(
+			readGranted(0, 0, 10, 5, p5), readNotHeld(0, 11, 20, 5),
+		), false},
+		{"a try-write while a reader reads fails as locked", ops(
+			readGranted(0, 0, 10, 5, p5), lop(1, KindLockTry, 11, 20, history.OK, on("rw")),
+		), true},
+		{"a try-write granted while a reader reads", ops(
+			readGranted(0, 0, 10, 5, p5), tryGrantedOn(1, "rw", 11, 20, 6),
+		), false},
+		{"a try-write granted once the reader's session may have expired", ops(
+			readGranted(0, 0, 10, 5, protected(100)), tryGrantedOn(1, "rw", 200, 210, 6),
+		), true},
+		{"the reader that ended for a writer shows alive afterwards", ops(
+			readGranted(0, 0, 10, 5, protected(100)), tryGrantedOn(1, "rw", 200, 210, 6), readReleased(0, 300, 310, 5),
+		), false},
+		{"a read while a writer writes fails as locked", ops(
+			tryGrantedOn(0, "rw", 0, 10, 5, p5), readLocked(1, 11, 20),
+		), true},
+		{"a read granted while a writer writes", ops(
+			tryGrantedOn(0, "rw", 0, 10, 5, p5), readGranted(1, 11, 20, 6),
+		), false},
+		{"a read of a free lock fails as locked", ops(
+			readLocked(0, 0, 10),
+		), false},
+		{"a read with a token not above the last write's", ops(
+			tryGrantedOn(0, "rw", 0, 10, 10), released(0, 11, 20, 10, on("rw")), readGranted(1, 21, 30, 9),
+		), false},
+		{"readers of a session seen gone make room", ops(
+			readGranted(0, 0, 10, 5, inSession(3), p5), readGranted(1, 11, 20, 6, inSession(4), p5),
+			readGranted(2, 21, 30, 7, inSession(5), p5), sessionGone(4, 3, 31, 40), readGranted(3, 41, 50, 8),
+		), true},
+		{"a reader made room for by a session not seen gone", ops(
+			readGranted(0, 0, 10, 5, inSession(3), p5), readGranted(1, 11, 20, 6, inSession(4), p5),
+			readGranted(2, 21, 30, 7, inSession(5), p5), sessionGone(4, 6, 31, 40), readGranted(3, 41, 50, 8),
+		), false},
+		{"a read of unknown outcome explains a refusal", ops(
+			readGranted(0, 0, 10, 5, p5), readGranted(1, 11, 20, 6, p5), readUnknown(2, 21, 30), readQuota(3, 31, 40),
+		), true},
+		{"a reader whose session may have expired ends to make room", ops(
+			readGranted(0, 0, 10, 5, protected(100)), readGranted(1, 11, 20, 6, p5), readGranted(2, 21, 30, 7, p5),
+			readGranted(3, 200, 210, 8), readNotHeld(0, 300, 310, 5),
+		), true},
+		{"the reader that made room shows alive afterwards", ops(
+			readGranted(0, 0, 10, 5, protected(100)), readGranted(1, 11, 20, 6, p5), readGranted(2, 21, 30, 7, p5),
+			readGranted(3, 200, 210, 8), readReleased(0, 300, 310, 5),
+		), false},
+	}
+	opt := LockOptions{MaxClockRate: 1, Margin: func(time.Duration) time.Duration { return 0 }}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, vs := CheckLinearizable(table.Model(), table.Operations(tt.ops, opt), LinearizableOptions{Name: "lock-limit", Timeout: 10 * time.Second, PartitionName: LockTablePartitionName})
+			if tt.legal {
+				require.Empty(t, vs)
+			} else {
+				require.NotEmpty(t, vs)
+				require.Equal(t, "linearizability", vs[0].Checker)
+			}
+		})
+	}
+}
+
+func TestLockModelRefusesReaders(t *testing.T) {
+	_, vs := CheckLinearizable(LockModel, LockOperations([]history.Op{readGranted(0, 0, 10, 5)}, LockOptions{}),
+		LinearizableOptions{Name: "locks", Timeout: 10 * time.Second, PartitionName: LockPartitionName})
+	require.NotEmpty(t, vs, "a read grant is a violation where only mutexes are modelled")
+	got := LockTable{Names: []string{"rw"}, RW: 1}.Operations([]history.Op{readGranted(0, 0, 10, 5), readReleased(0, 11, 20, 5)}, LockOptions{})
+	require.Len(t, got, 2)
+	require.True(t, got[0].Input.(LockTableInput).Shared, "the read claim reaches the model")
+	require.True(t, got[1].Input.(LockTableInput).Shared, "the release of a read grant reaches the model")
+}
+
+func TestLockTableReaderEncodingKeepsSDKOwners(t *testing.T) {
+	rs := []readGrant{{Owner: "c-1f2e/17", Session: 42, Protected: 1500, Token: 9}, {Owner: "c-1f2e/3", Session: 7, Min: 12}}
+	got := parseReaders(formatReaders(rs))
+	require.ElementsMatch(t, rs, got)
+}

@@ -112,6 +112,9 @@ type Op struct {
 	// client held when it inspected (its Deadline then vouches for that
 	// grant's session).
 	Self string `json:"self,omitempty"`
+	// Shared marks a read claim of a read-write lock: an acquire to
+	// read, or the release of a read grant (the lock-limit workload's).
+	Shared bool `json:"shared,omitempty"`
 	// Locks is, for each part of a call on several locks (an acquire or
 	// a release of all of them at once), the number of locks; 0 for a
 	// call on one.

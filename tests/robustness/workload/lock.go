@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -36,6 +37,11 @@ type LockConfig struct {
 	// whole table, waiters' places included, to the limit, under the
 	// name LockLimitWorkload.
 	Limit int
+	// RWLocks, under a Limit, is the number of read-write locks beside
+	// the mutexes (Locks + RWLocks at most checker.MaxTableLocks): the
+	// clients try-lock them to read, mostly, or to write, so that
+	// several readers' grants count against the limit at once.
+	RWLocks int
 }
 
 func (c *LockConfig) setDefaults() {
@@ -48,6 +54,9 @@ func (c *LockConfig) setDefaults() {
 	}
 	if c.Limit > 0 {
 		c.Locks = min(c.Locks, checker.MaxTableLocks)
+		c.RWLocks = min(c.RWLocks, checker.MaxTableLocks-c.Locks)
+	} else {
+		c.RWLocks = 0
 	}
 }
 
@@ -81,6 +90,9 @@ type Locks struct {
 	env      *Env
 	enders   enders
 	counters counters
+	// reading counts the read grants the clients hold, as they see them
+	// (for the counter of reads granted beside another).
+	reading atomic.Int32
 }
 
 // NewLocks returns the workload.
@@ -105,6 +117,10 @@ func (w *Locks) Model() *Model {
 	table := checker.LockTable{Limit: w.cfg.Limit}
 	for i := 0; i < w.cfg.Locks; i++ {
 		table.Names = append(table.Names, w.lockName(i))
+	}
+	for i := 0; i < w.cfg.RWLocks; i++ {
+		table.RW |= 1 << len(table.Names)
+		table.Names = append(table.Names, w.rwName(i))
 	}
 	opt := lockOptions(w.env)
 	return &Model{
@@ -133,6 +149,9 @@ func lockModel(env *Env) *Model {
 
 func (w *Locks) lockName(i int) string { return fmt.Sprintf("lock/m%d", i) }
 
+// rwName names read-write lock i (LockConfig.RWLocks).
+func (w *Locks) rwName(i int) string { return fmt.Sprintf("lock/rw%d", i) }
+
 // Counters returns what the clients did: grants, stalls, releases the
 // server refused.
 func (w *Locks) Counters() map[string]int {
@@ -155,6 +174,12 @@ func (w *Locks) Finish(ctx context.Context, env *Env) error {
 	var errs []error
 	for i := 0; i < w.cfg.Locks; i++ {
 		if err := finalLock(ctx, env, w.Name(), w.lockName(i)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i := 0; i < w.cfg.RWLocks; i++ {
+		claim := &client.LockClaim{Name: w.rwName(i), Kind: client.KindRWLock, Mode: client.ModeExclusive}
+		if err := finalGrant(ctx, env, w.Name(), claim, checker.KindLockAcquire, checker.KindLockRelease, 0); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -381,6 +406,20 @@ func (c *lockClient) run(ctx context.Context) {
 		if sess == nil {
 			return
 		}
+		if c.w.cfg.RWLocks > 0 && c.rng.IntN(4) == 0 {
+			// A read-write lock, one time in four: to read (four times
+			// in five), so that readers hold it together, or to write;
+			// a try-lock either way.
+			rw := c.w.rwName(c.rng.IntN(c.w.cfg.RWLocks))
+			mode := readClaim
+			if c.rng.IntN(5) == 0 {
+				mode = writeClaim
+			}
+			if g, owner, tr := c.acquireRW(ctx, sess, rw, mode); g != nil {
+				c.hold(ctx, sess, []string{rw}, owner, g, tr, mode)
+			}
+			continue
+		}
 		name := c.w.lockName(c.rng.IntN(c.w.cfg.Locks))
 		r := c.rng.IntN(100)
 		switch {
@@ -393,15 +432,15 @@ func (c *lockClient) run(ctx context.Context) {
 			j := (i + 1 + c.rng.IntN(c.w.cfg.Locks-1)) % c.w.cfg.Locks
 			names := []string{c.w.lockName(i), c.w.lockName(j)}
 			if g, owner, tr := c.acquire(ctx, sess, names, false); g != nil {
-				c.hold(ctx, sess, names, owner, g, tr)
+				c.hold(ctx, sess, names, owner, g, tr, mutexClaim)
 			}
 		case r < 40 || (c.w.cfg.Limit > 0 && r >= 65):
 			if g, owner, tr := c.acquire(ctx, sess, []string{name}, false); g != nil {
-				c.hold(ctx, sess, []string{name}, owner, g, tr)
+				c.hold(ctx, sess, []string{name}, owner, g, tr, mutexClaim)
 			}
 		default:
 			if g, owner, tr := c.acquire(ctx, sess, []string{name}, true); g != nil {
-				c.hold(ctx, sess, []string{name}, owner, g, tr)
+				c.hold(ctx, sess, []string{name}, owner, g, tr, mutexClaim)
 			}
 		}
 	}
@@ -464,6 +503,47 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, names []
 	return g, owner, tr
 }
 
+// acquireRW try-locks the read-write lock name with a new owner, to read
+// or to write (mode); it returns the grant, its owner and its tracker when
+// granted.
+func (c *lockClient) acquireRW(ctx context.Context, sess *client.Session, name string, mode claimMode) (*client.Grant, string, *grantTracker) {
+	owner := c.cl.NewOwner()
+	ops := c.begin(checker.KindLockTry, sess, []string{name}, owner)
+	claim := &client.LockClaim{Name: name, Kind: client.KindRWLock, Mode: client.ModeExclusive}
+	permits := checker.RWCapacity
+	if mode == readClaim {
+		claim.Mode, permits, ops[0].Shared = client.ModeShared, 1, true
+	}
+	actx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
+	g, err := c.cl.AcquireLocks(actx, sess, owner, []*client.LockClaim{claim}, client.AcquireOptions{})
+	cancel()
+	settleAcquire(ops, g, err, false, true)
+	ops = c.ss.recordAll(ops)
+	verb := "writes"
+	if mode == readClaim {
+		verb = "reads"
+	}
+	switch {
+	case ops[0].Quota:
+		c.w.counters.add("refused over the limit", 1)
+		c.w.counters.add(verb+" refused over the limit", 1)
+	case err == nil:
+		c.w.counters.add("grants", 1)
+		c.w.counters.add(verb+" granted", 1)
+		if mode == readClaim && c.w.reading.Add(1) > 1 {
+			c.w.counters.add("reads granted beside another reader", 1)
+		}
+	case ops[0].Status == history.OK:
+		c.w.counters.add(verb+" refused as locked", 1)
+	}
+	if err != nil {
+		return nil, "", nil
+	}
+	tr := trackSDKGrant(c.env, sess, history.Grant{Workload: c.w.Name(), Process: ops[0].Process, Owner: owner, Locks: []string{name},
+		Capacity: checker.RWCapacity, Permits: permits, Token: g.Token, Call: ops[0].Call, Granted: ops[0].Return}, g)
+	return g, owner, tr
+}
+
 // begin starts recording a call of kind on the mutexes names by owner:
 // one operation per mutex, all with the call's time.
 func (c *lockClient) begin(kind history.Kind, sess *client.Session, names []string, owner string) []history.Op {
@@ -488,11 +568,22 @@ func overLimit(err error) bool {
 	return !errors.Is(err, client.ErrUnknownOutcome) && errors.As(err, &ce) && ce.Reason == "QUOTA_EXCEEDED"
 }
 
+// claimMode is what a lock client's grant is: of mutexes, or of a
+// read-write lock, to read or to write.
+type claimMode int
+
+const (
+	mutexClaim claimMode = iota
+	readClaim
+	writeClaim
+)
+
 // hold keeps the grant of names a little (now and then long), sometimes
-// inspecting the first lock, sometimes stalling past the session's TTL or
-// cut off from the cluster until the SDK says the grant is lost, then
+// inspecting the first lock (a mutex: the lock-table model reads no
+// read-write lock's holders), sometimes stalling past the session's TTL
+// or cut off from the cluster until the SDK says the grant is lost, then
 // releases it.
-func (c *lockClient) hold(ctx context.Context, sess *client.Session, names []string, owner string, g *client.Grant, tr *grantTracker) {
+func (c *lockClient) hold(ctx context.Context, sess *client.Session, names []string, owner string, g *client.Grant, tr *grantTracker, mode claimMode) {
 	defer g.Detach()
 	if c.stalls < c.w.cfg.Stalls && c.rng.IntN(12) == 0 {
 		c.stalls++
@@ -501,19 +592,21 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, names []str
 		// once, the server when the session expires.
 		c.ss.orphan()
 		pause(ctx, stallFor(c.env, c.w.cfg.TTL))
-		c.inspect(ctx, sess, names[0], owner)
-		if ops := c.release(sess, names, owner, g.Token, tr); ops[0].Status == history.OK && !ops[0].Succeeded {
+		if mode == mutexClaim {
+			c.inspect(ctx, sess, names[0], owner)
+		}
+		if ops := c.release(sess, names, owner, g.Token, tr, mode); ops[0].Status == history.OK && !ops[0].Succeeded {
 			c.w.counters.add("stale releases refused", 1)
 		}
 		return
 	}
 	if c.cut.whileHolding(ctx, c.rng, g.Lost()) {
-		if ops := c.release(sess, names, owner, g.Token, tr); ops[0].Status == history.OK && !ops[0].Succeeded {
+		if ops := c.release(sess, names, owner, g.Token, tr, mode); ops[0].Status == history.OK && !ops[0].Succeeded {
 			c.w.counters.add("stale releases refused", 1)
 		}
 		return
 	}
-	if c.rng.IntN(2) == 0 {
+	if c.rng.IntN(2) == 0 && mode == mutexClaim {
 		c.inspect(ctx, sess, names[0], owner)
 	}
 	t := time.NewTimer(holdFor(c.rng, c.w.cfg.Hold, c.w.cfg.TTL, &c.w.counters))
@@ -524,7 +617,7 @@ func (c *lockClient) hold(ctx context.Context, sess *client.Session, names []str
 	case <-ctx.Done():
 	}
 	t.Stop()
-	c.release(sess, names, owner, g.Token, tr)
+	c.release(sess, names, owner, g.Token, tr, mode)
 }
 
 // holdFor draws how long a client keeps a grant: up to hold, or, one time
@@ -546,12 +639,16 @@ func holdFor(rng *rand.Rand, hold, ttl time.Duration, counters *counters) time.D
 
 // release releases owner's grant of names under token in one call, even
 // after ctx ended (a client stopping releases what it holds); tr follows
-// the grant. The call is recorded as one operation per mutex.
-func (c *lockClient) release(sess *client.Session, names []string, owner string, token uint64, tr *grantTracker) []history.Op {
+// the grant, mode says what it is. The call is recorded as one operation
+// per lock.
+func (c *lockClient) release(sess *client.Session, names []string, owner string, token uint64, tr *grantTracker, mode claimMode) []history.Op {
 	tr.end()
+	if mode == readClaim {
+		c.w.reading.Add(-1)
+	}
 	ops := c.begin(checker.KindLockRelease, sess, names, owner)
 	for i := range ops {
-		ops[i].Token = token
+		ops[i].Token, ops[i].Shared = token, mode == readClaim
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), c.w.cfg.OpTimeout)
 	err := c.cl.ReleaseLocks(rctx, sess, owner, names, token)
