@@ -41,15 +41,42 @@ type waiter struct {
 	Protected int64
 }
 
-// parseQueue decodes a queue of LockTableState.Queues.
-func parseQueue(q string) []waiter {
+// The separators of an encoded queue or set of readers: between entries,
+// and between an entry's fields. Owners are SDK owner IDs, which hold
+// neither (they do hold "/").
+const (
+	waiterSep = "\x1e"
+	fieldSep  = "\x1f"
+)
+
+// splitEntries decodes an encoded queue or set of readers into each
+// entry's fields.
+func splitEntries(q string) [][]string {
 	if q == "" {
 		return nil
 	}
 	parts := strings.Split(q, waiterSep)
-	ws := make([]waiter, 0, len(parts))
-	for _, p := range parts {
-		f := strings.Split(p, fieldSep)
+	out := make([][]string, len(parts))
+	for i, p := range parts {
+		out[i] = strings.Split(p, fieldSep)
+	}
+	return out
+}
+
+// joinEntries encodes entries given as their fields, sorted.
+func joinEntries(entries [][]string) string {
+	fs := make([]string, len(entries))
+	for i, f := range entries {
+		fs[i] = strings.Join(f, fieldSep)
+	}
+	slices.Sort(fs)
+	return strings.Join(fs, waiterSep)
+}
+
+// parseQueue decodes a queue of LockTableState.Queues.
+func parseQueue(q string) []waiter {
+	var ws []waiter
+	for _, f := range splitEntries(q) {
 		w := waiter{Owner: f[0]}
 		w.Session, _ = strconv.ParseInt(f[1], 10, 64)
 		w.Protected, _ = strconv.ParseInt(f[2], 10, 64)
@@ -58,23 +85,14 @@ func parseQueue(q string) []waiter {
 	return ws
 }
 
-// The separators of an encoded queue: between waiters, and between a
-// waiter's owner, session and protection. Owners are SDK owner IDs, which
-// hold neither (they do hold "/").
-const (
-	waiterSep = "\x1e"
-	fieldSep  = "\x1f"
-)
-
 // formatQueue encodes waiters, sorted, as owner, session and protection
-// (fieldSep between them) for each, waiterSep between waiters.
+// for each.
 func formatQueue(ws []waiter) string {
-	fs := make([]string, len(ws))
+	fs := make([][]string, len(ws))
 	for i, w := range ws {
-		fs[i] = w.Owner + fieldSep + strconv.FormatInt(w.Session, 10) + fieldSep + strconv.FormatInt(w.Protected, 10)
+		fs[i] = []string{w.Owner, strconv.FormatInt(w.Session, 10), strconv.FormatInt(w.Protected, 10)}
 	}
-	slices.Sort(fs)
-	return strings.Join(fs, waiterSep)
+	return joinEntries(fs)
 }
 
 // readGrant is a read grant of a read-write lock: its owner, its session, the
@@ -91,13 +109,8 @@ type readGrant struct {
 
 // parseReaders decodes the read grants of LockTableState.Readers.
 func parseReaders(q string) []readGrant {
-	if q == "" {
-		return nil
-	}
-	parts := strings.Split(q, waiterSep)
-	rs := make([]readGrant, 0, len(parts))
-	for _, p := range parts {
-		f := strings.Split(p, fieldSep)
+	var rs []readGrant
+	for _, f := range splitEntries(q) {
 		r := readGrant{Owner: f[0]}
 		r.Session, _ = strconv.ParseInt(f[1], 10, 64)
 		r.Protected, _ = strconv.ParseInt(f[2], 10, 64)
@@ -111,13 +124,12 @@ func parseReaders(q string) []readGrant {
 // formatReaders encodes read grants, sorted, as formatQueue does waiters,
 // with their tokens.
 func formatReaders(rs []readGrant) string {
-	fs := make([]string, len(rs))
+	fs := make([][]string, len(rs))
 	for i, r := range rs {
-		fs[i] = strings.Join([]string{r.Owner, strconv.FormatInt(r.Session, 10), strconv.FormatInt(r.Protected, 10),
-			strconv.FormatUint(r.Token, 10), strconv.FormatUint(r.Min, 10)}, fieldSep)
+		fs[i] = []string{r.Owner, strconv.FormatInt(r.Session, 10), strconv.FormatInt(r.Protected, 10),
+			strconv.FormatUint(r.Token, 10), strconv.FormatUint(r.Min, 10)}
 	}
-	slices.Sort(fs)
-	return strings.Join(fs, waiterSep)
+	return joinEntries(fs)
 }
 
 // describeReaders renders encoded read grants for people.
