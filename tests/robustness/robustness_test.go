@@ -153,7 +153,10 @@ func TestLockLimitCampaign(t *testing.T) {
 	}
 	for _, seed := range seedsFrom(t, envLimitSeeds, []int64{1}) {
 		t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
-			cfg, err := ConfigFor(ProfileLockLimit, seed, envDurationOr(t, 0))
+			// 45 s of traffic, not the profile's 30: readers take room
+			// from waits, and a 30 s run of seed 1 queued and then
+			// granted 3 to 7 of them (11 to 18 before the readers).
+			cfg, err := ConfigFor(ProfileLockLimit, seed, envDurationOr(t, 45*time.Second))
 			require.NoError(t, err)
 			res := runOne(t, cfg)
 			require.Positive(t, res.Counters[workload.LockLimitWorkload+" refused over the limit"],
