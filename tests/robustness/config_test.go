@@ -58,8 +58,9 @@ func TestLockLimitProfileIsTheShortOnesFaults(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, short.Size, limit.Size)
 		require.Equal(t, short.Faults, limit.Faults)
-		require.Equal(t, []string{"--max-locks=4"}, limit.ExtraFlags)
-		require.Equal(t, 4, limit.Locks.Limit)
+		require.Equal(t, []string{"--max-locks=5"}, limit.ExtraFlags)
+		require.Equal(t, 5, limit.Locks.Limit)
+		require.Equal(t, 1, limit.Locks.Semaphores, "the lock workload takes permits of its own semaphore")
 		require.Nil(t, limit.Fence, "no other workload takes locks")
 		require.Nil(t, limit.Semaphores)
 	}

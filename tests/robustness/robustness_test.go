@@ -143,8 +143,9 @@ func TestShortCampaign(t *testing.T) {
 // TestLockLimitCampaign holds the whole lock table to a small --max-locks
 // under faults (ProfileLockLimit): no grant past the limit, and a refusal
 // over it only while the table is full, waiters' places and readers
-// included, for try-locks of one mutex and of two at once, for waits and
-// for try-locks of a read-write lock, to read or to write. One seed, about
+// included, for try-locks of one mutex and of two at once, for waits,
+// for try-locks of a read-write lock, to read or to write, and for
+// try-locks of a semaphore's permits. One seed, about
 // a minute, in the default test run; CONCORD_ROBUSTNESS_LIMIT_SEEDS=1,2,3
 // runs more.
 func TestLockLimitCampaign(t *testing.T) {
@@ -153,9 +154,11 @@ func TestLockLimitCampaign(t *testing.T) {
 	}
 	for _, seed := range seedsFrom(t, envLimitSeeds, []int64{1}) {
 		t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
-			// 45 s of traffic, not the profile's 30: readers take room
-			// from waits, and a 30 s run of seed 1 queued and then
-			// granted 3 to 7 of them (11 to 18 before the readers).
+			// 45 s of traffic, not the profile's 30: under a limit of
+			// 4, readers took room from waits, and a 30 s run of seed 1
+			// queued and then granted 3 to 7 of them. Under 5, with the
+			// semaphore, three 45 s runs gave each counter below at
+			// least 20 (shared grants beside another, 20 to 46).
 			cfg, err := ConfigFor(ProfileLockLimit, seed, envDurationOr(t, 45*time.Second))
 			require.NoError(t, err)
 			res := runOne(t, cfg)
@@ -169,6 +172,10 @@ func TestLockLimitCampaign(t *testing.T) {
 				"no read grant was made while another was held: the run did not test shared grants under the limit")
 			require.Positive(t, res.Counters[workload.LockLimitWorkload+" reads refused over the limit"],
 				"no read met the limit: the run did not test shared grants under the limit")
+			require.Positive(t, res.Counters[workload.LockLimitWorkload+" semaphore takes granted beside another holder"],
+				"no permits were granted while another holder held the semaphore: the run did not test its holders under the limit")
+			require.Positive(t, res.Counters[workload.LockLimitWorkload+" semaphore takes refused over the limit"],
+				"no take of permits met the limit: the run did not test the semaphore under the limit")
 		})
 	}
 }

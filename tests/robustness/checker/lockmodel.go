@@ -71,6 +71,9 @@ type LockInput struct {
 	// an acquire to read, or the release of a read grant. Only the
 	// lock-table model (LockTable) takes them; LockStep refuses them.
 	Shared bool
+	// Permits is, for a claim of a semaphore, the permits it takes
+	// (history.Op.Count); only the lock-table model follows semaphores.
+	Permits int
 }
 
 // LockOutput is what a lock operation returned.
@@ -219,8 +222,8 @@ func LockStep(s LockState, in LockInput, out LockOutput) (bool, LockState) {
 	if in.Owner != "" && s.Holder == in.Owner && in.Protected > s.Protected {
 		s.Protected = in.Protected
 	}
-	if in.Shared {
-		// Readers are the lock-table model's (LockTable).
+	if in.Shared || in.Permits != 0 {
+		// Readers and semaphores are the lock-table model's (LockTable).
 		return false, s
 	}
 	switch in.Kind {
@@ -541,7 +544,7 @@ func LockOperations(ops []history.Op, opt LockOptions) []porcupine.Operation {
 			continue
 		}
 		in := LockInput{Kind: o.Kind, Name: o.Key, Owner: o.Owner, Token: o.Token, Session: o.Session, Protected: opt.Protected(o), Return: o.Return,
-			Shared: o.Shared}
+			Shared: o.Shared, Permits: int(o.Count)}
 		if o.Kind == KindLockAcquire {
 			in.Queued = o.Queued
 		}

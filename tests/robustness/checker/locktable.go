@@ -13,14 +13,14 @@ import (
 	"github.com/concord-dev/concord/tests/robustness/history"
 )
 
-// MaxTableLocks is the most mutexes the lock-table model follows at once:
+// MaxTableLocks is the most locks the lock-table model follows at once:
 // it checks them together, in one partition, so its state stays small.
-const MaxTableLocks = 4
+const MaxTableLocks = 5
 
 // LockTableState is the model's state of a cluster's whole lock table
 // under a lock limit (--max-locks): the state of each of its locks, and
 // the waiters queued for it, in the order of the model's names. For a
-// read-write lock, Locks holds its writer.
+// read-write lock, Locks holds its writer; a semaphore has none.
 type LockTableState struct {
 	Locks [MaxTableLocks]LockState
 	// Queues hold the waiters of each mutex (see formatQueue), sorted:
@@ -28,8 +28,8 @@ type LockTableState struct {
 	// granted next (the order of the queue is the property tests'
 	// business, not this model's).
 	Queues [MaxTableLocks]string
-	// Readers hold the read grants of each read-write lock (see
-	// formatReaders), sorted.
+	// Readers hold the read grants of each read-write lock, and the
+	// grants of each semaphore (see formatReaders), sorted.
 	Readers [MaxTableLocks]string
 }
 
@@ -95,16 +95,18 @@ func formatQueue(ws []waiter) string {
 	return joinEntries(fs)
 }
 
-// readGrant is a read grant of a read-write lock: its owner, its session, the
-// clock reading until which that session is known to live, and its token
-// (0 while unknown: granted to a try-lock of unknown outcome; Min is then
-// the least it can be).
+// readGrant is a read grant of a read-write lock, or a grant of a
+// semaphore: its owner, its session, the clock reading until which that
+// session is known to live, its token (0 while unknown: granted to a
+// try-lock of unknown outcome; Min is then the least it can be), and the
+// permits it takes (1 for a reader).
 type readGrant struct {
 	Owner     string
 	Session   int64
 	Protected int64
 	Token     uint64
 	Min       uint64
+	Permits   int
 }
 
 // parseReaders decodes the read grants of LockTableState.Readers.
@@ -116,18 +118,19 @@ func parseReaders(q string) []readGrant {
 		r.Protected, _ = strconv.ParseInt(f[2], 10, 64)
 		r.Token, _ = strconv.ParseUint(f[3], 10, 64)
 		r.Min, _ = strconv.ParseUint(f[4], 10, 64)
+		r.Permits, _ = strconv.Atoi(f[5])
 		rs = append(rs, r)
 	}
 	return rs
 }
 
 // formatReaders encodes read grants, sorted, as formatQueue does waiters,
-// with their tokens.
+// with their tokens and permits.
 func formatReaders(rs []readGrant) string {
 	fs := make([][]string, len(rs))
 	for i, r := range rs {
 		fs[i] = []string{r.Owner, strconv.FormatInt(r.Session, 10), strconv.FormatInt(r.Protected, 10),
-			strconv.FormatUint(r.Token, 10), strconv.FormatUint(r.Min, 10)}
+			strconv.FormatUint(r.Token, 10), strconv.FormatUint(r.Min, 10), strconv.Itoa(r.Permits)}
 	}
 	return joinEntries(fs)
 }
@@ -140,7 +143,11 @@ func describeReaders(q string) string {
 		if r.Token != 0 {
 			tok = strconv.FormatUint(r.Token, 10)
 		}
-		parts = append(parts, fmt.Sprintf("%s@%s in session %d (lives until %.3fs)", r.Owner, tok, r.Session, float64(r.Protected)/1e9))
+		permits := ""
+		if r.Permits != 1 {
+			permits = fmt.Sprintf(" (%d permits)", r.Permits)
+		}
+		parts = append(parts, fmt.Sprintf("%s@%s%s in session %d (lives until %.3fs)", r.Owner, tok, permits, r.Session, float64(r.Protected)/1e9))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -219,6 +226,15 @@ func (t LockTableState) withoutSession(session int64) LockTableState {
 		t.Readers[i] = formatReaders(rs)
 	}
 	return t
+}
+
+// permits is how many permits the grants of semaphore i take.
+func (t LockTableState) permits(i int) int {
+	n := 0
+	for _, r := range parseReaders(t.Readers[i]) {
+		n += r.Permits
+	}
+	return n
 }
 
 // unread returns t with owner's read grant of lock i removed, and the
@@ -347,12 +363,25 @@ func (in LockTableInput) claims() uint32 { return in.Also | 1<<in.Index }
 // somebody does; a try-write fails as locked while anybody reads or
 // writes. Either is refused over the limit exactly when it would be
 // granted but its entries do not fit.
+//
+// A semaphore (Capacity) is taken by try-locks of k permits
+// (LockInput.Permits), and each of its grants is one entry, as a reader's
+// is. A try is granted while the permits out and k fit the capacity, and
+// fails as locked exactly when they do not; grants whose sessions may have
+// expired may have ended by then, as for the limit (every minimal choice
+// of them that makes room). It is refused over the limit exactly when it
+// would be granted but its entries do not fit. A wait for a semaphore is
+// modelled as granted at once or not at all: the workload waits for one
+// only at its end, once every session of the run is gone.
 type LockTable struct {
 	// Names are the locks, at most MaxTableLocks.
 	Names []string
-	// RW has a bit for each of Names that is a read-write lock; the
-	// others are mutexes.
+	// RW has a bit for each of Names that is a read-write lock.
 	RW uint32
+	// Capacity holds the permits of each of Names that is a semaphore,
+	// and 0 for the others. A lock neither RW nor a semaphore is a
+	// mutex.
+	Capacity [MaxTableLocks]int
 	// Limit is the cluster's --max-locks.
 	Limit int
 }
@@ -372,7 +401,7 @@ func (m LockTable) Steps(t LockTableState, in LockTableInput, out LockOutput) []
 		}
 		return []LockTableState{t.withoutSession(in.Session)}
 	}
-	if in.Shared {
+	if in.Shared || m.Capacity[in.Index] > 0 {
 		return m.readSteps(t, in, out)
 	}
 	switch in.Phase {
@@ -445,83 +474,151 @@ func (m LockTable) freed(t LockTableState, i int, ret int64) (LockTableState, bo
 }
 
 // readSteps is Steps for a try-lock of read-write lock in.Index to read,
-// and for the release of a read grant.
+// for a try-lock of semaphore in.Index (or the wait that ends a run), and
+// for the release of a read grant or of a semaphore's grant.
 func (m LockTable) readSteps(t LockTableState, in LockTableInput, out LockOutput) []LockTableState {
 	i := in.Index
-	if m.RW&(1<<i) == 0 {
+	sem := m.Capacity[i] > 0
+	if m.RW&(1<<i) == 0 && !sem {
 		return nil // a mutex has no readers
 	}
-	switch in.Kind {
-	case KindLockTry:
-	case KindLockRelease:
+	switch {
+	case in.Kind == KindLockTry:
+	case in.Kind == KindLockRelease:
 		return m.readRelease(t, in, out)
+	case in.Kind == KindLockAcquire && sem && (out.OK || out.Unknown || out.Quota):
+		// A wait, granted at once or not at all (LockTable).
 	default:
 		return nil // readers only try (LockTable)
 	}
-	gone := goneHas(t.Locks[i].Gone, in.Session)
-	// readable returns t with the writer and the waiters of lock i
-	// ended, as a grant to a reader, or a refusal of one over the limit,
-	// needs them, if they may have ended by then.
-	readable := func(t LockTableState) (LockTableState, bool) {
-		if s := t.Locks[i]; s.Holder != "" {
-			if !s.endable(in.Return) {
-				return t, false
-			}
-			t.Locks[i] = s.free()
+	permits := 1
+	if sem {
+		permits = in.Permits
+		if permits < 1 || permits > m.Capacity[i] {
+			return nil // refused as invalid: not recorded as an answer
 		}
-		return t.clearQueue(i, in.Return)
 	}
+	gone := goneHas(t.Locks[i].Gone, in.Session)
 	switch {
 	case out.Quota:
-		// The read would have been granted (nobody wrote or waited),
-		// and its grant, with the lock object if the lock was free, did
-		// not fit; the session lived.
-		f, ok := readable(t)
-		if gone || !ok {
+		// The claim would have been granted (nobody wrote or waited,
+		// or its permits fit), and its grant, with the lock object if
+		// the lock was free, did not fit; the session lived.
+		if gone {
 			return nil
 		}
-		adds := 1
-		if !f.occupied(i) {
-			adds = 2
+		var next []LockTableState
+		for _, f := range m.roomFor(t, i, permits, in.Return) {
+			adds := 1
+			if !f.occupied(i) {
+				adds = 2
+			}
+			if f.entries()+adds > m.Limit {
+				next = append(next, f)
+			}
 		}
-		if f.entries()+adds <= m.Limit {
-			return nil
-		}
-		return []LockTableState{f}
+		return next
 	case out.OK || out.Unknown:
 		var next []LockTableState
 		if out.Unknown {
 			// Refused over the limit, or never applied: nothing changed.
 			next = append(next, t)
 		}
-		g, ok := readable(t)
-		if gone || !ok {
+		if gone {
 			return next
 		}
-		if _, _, reads := g.unread(i, in.Owner); reads {
+		if _, _, reads := t.unread(i, in.Owner); reads {
 			return next // every try-lock has an owner of its own
 		}
-		s := g.Locks[i]
-		r := readGrant{Owner: in.Owner, Session: in.Session, Protected: in.Protected}
-		if out.OK {
-			if out.Token <= s.Floor {
-				return next
+		for _, g := range m.roomFor(t, i, permits, in.Return) {
+			s := g.Locks[i]
+			r := readGrant{Owner: in.Owner, Session: in.Session, Protected: in.Protected, Permits: permits}
+			if out.OK {
+				if out.Token <= s.Floor {
+					continue
+				}
+				r.Token, s.Floor = out.Token, out.Token
+			} else {
+				// A token above the floor, not known.
+				r.Min, s.Floor = s.Floor+1, s.Floor+1
 			}
-			r.Token, s.Floor = out.Token, out.Token
-		} else {
-			// A token above the floor, not known.
-			r.Min, s.Floor = s.Floor+1, s.Floor+1
+			g.Locks[i] = s
+			g.Readers[i] = formatReaders(append(parseReaders(g.Readers[i]), r))
+			next = append(next, m.admit(g, 0, in.Owner, in.Return)...)
 		}
-		g.Locks[i] = s
-		g.Readers[i] = formatReaders(append(parseReaders(g.Readers[i]), r))
-		return append(next, m.admit(g, 0, in.Owner, in.Return)...)
+		return next
 	default:
-		// Not acquired: somebody wrote or waited.
-		if t.Locks[i].Holder != "" || t.Queues[i] != "" {
+		// Not acquired: somebody wrote or waited, or the permits out
+		// left too few.
+		if t.Locks[i].Holder != "" || t.Queues[i] != "" || (sem && t.permits(i)+permits > m.Capacity[i]) {
 			return []LockTableState{t}
 		}
 		return nil
 	}
+}
+
+// roomFor returns the states in which lock i could grant a read, or
+// permits of a semaphore, at ret: for a read-write lock, t with its writer
+// and its waiters ended, if they may have ended by then (none, or nothing,
+// if they may not); for a semaphore, t itself if the permits fit, or t
+// with every minimal choice of its grants ended that makes them fit,
+// among those that may have ended by then.
+func (m LockTable) roomFor(t LockTableState, i, permits int, ret int64) []LockTableState {
+	if m.Capacity[i] == 0 {
+		if s := t.Locks[i]; s.Holder != "" {
+			if !s.endable(ret) {
+				return nil
+			}
+			t.Locks[i] = s.free()
+		}
+		if t, ok := t.clearQueue(i, ret); ok {
+			return []LockTableState{t}
+		}
+		return nil
+	}
+	need := t.permits(i) + permits - m.Capacity[i]
+	if need <= 0 {
+		return []LockTableState{t}
+	}
+	var endable []readGrant
+	for _, r := range parseReaders(t.Readers[i]) {
+		if ret >= r.Protected {
+			endable = append(endable, r)
+		}
+	}
+	freed := func(c uint32) int {
+		n := 0
+		for k, r := range endable {
+			if c&(1<<k) != 0 {
+				n += r.Permits
+			}
+		}
+		return n
+	}
+	var out []LockTableState
+	for c := uint32(1); c < 1<<len(endable); c++ {
+		if freed(c) < need {
+			continue
+		}
+		minimal := true
+		for k := range endable {
+			if c&(1<<k) != 0 && freed(c&^(1<<k)) >= need {
+				minimal = false
+				break
+			}
+		}
+		if !minimal {
+			continue
+		}
+		n := t
+		for k, r := range endable {
+			if c&(1<<k) != 0 {
+				n, _, _ = n.unread(i, r.Owner)
+			}
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // readRelease is Steps for the release of in.Owner's read grant of lock
@@ -831,7 +928,15 @@ func (m LockTable) Model() porcupine.Model {
 			}
 			names := m.namesOf(in.claims())
 			verb := "trylock"
+			sem := m.Capacity[in.Index] > 0
 			switch {
+			case sem && in.Kind == KindLockRelease:
+				return fmt.Sprintf("%s: permits %s", names, lockModel.DescribeOperation(in.LockInput, out))
+			case sem:
+				verb = fmt.Sprintf("take %d permit(s) of", in.Permits)
+				if in.Kind == KindLockTry {
+					verb = "try to " + verb
+				}
 			case in.Kind == KindLockAcquire:
 				verb = "lock"
 			case in.Shared && in.Kind == KindLockRelease:
@@ -850,6 +955,15 @@ func (m LockTable) Model() porcupine.Model {
 				return fmt.Sprintf("lock %s (%s), queued, -> granted @%d", names, in.Owner, out.Token)
 			case in.Phase == PhaseGrant:
 				return fmt.Sprintf("lock %s (%s), queued, -> unknown", names, in.Owner)
+			case sem || in.Shared:
+				answer := "locked"
+				switch {
+				case out.Unknown:
+					answer = "unknown"
+				case out.OK:
+					answer = fmt.Sprintf("granted @%d", out.Token)
+				}
+				return fmt.Sprintf("%s %s (%s) -> %s", verb, names, in.Owner, answer)
 			}
 			return names + ": " + lockModel.DescribeOperation(in.LockInput, out)
 		},
@@ -861,7 +975,10 @@ func (m LockTable) Model() porcupine.Model {
 				if t.Queues[i] != "" {
 					parts[i] += ", waiters " + describeQueue(t.Queues[i])
 				}
-				if t.Readers[i] != "" {
+				switch {
+				case t.Readers[i] != "" && m.Capacity[i] > 0:
+					parts[i] += fmt.Sprintf(", %d of %d permits held by %s", t.permits(i), m.Capacity[i], describeReaders(t.Readers[i]))
+				case t.Readers[i] != "":
 					parts[i] += ", read by " + describeReaders(t.Readers[i])
 				}
 			}
@@ -923,7 +1040,7 @@ func (m LockTable) Operations(ops []history.Op, opt LockOptions) []porcupine.Ope
 			}
 			acquires[key] = len(out)
 		}
-		if in.Kind == KindLockAcquire && !op.Output.(LockOutput).Quota {
+		if in.Kind == KindLockAcquire && !op.Output.(LockOutput).Quota && m.Capacity[i] == 0 {
 			// A wait, in two parts: see LockTableInput.Phase.
 			queue, grant := op, op
 			queue.Input = LockTableInput{LockInput: in, Index: i, Phase: PhaseQueue}

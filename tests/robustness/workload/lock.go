@@ -42,6 +42,12 @@ type LockConfig struct {
 	// clients try-lock them to read, mostly, or to write, so that
 	// several readers' grants count against the limit at once.
 	RWLocks int
+	// Semaphores, under a Limit, is the number of semaphores beside them
+	// (all of them at most checker.MaxTableLocks), of SemCapacity
+	// permits each (default 3): the clients try to take one permit or
+	// two, so that several holders count against the limit at once.
+	Semaphores  int
+	SemCapacity int
 }
 
 func (c *LockConfig) setDefaults() {
@@ -55,8 +61,12 @@ func (c *LockConfig) setDefaults() {
 	if c.Limit > 0 {
 		c.Locks = min(c.Locks, checker.MaxTableLocks)
 		c.RWLocks = min(c.RWLocks, checker.MaxTableLocks-c.Locks)
+		c.Semaphores = min(c.Semaphores, checker.MaxTableLocks-c.Locks-c.RWLocks)
 	} else {
-		c.RWLocks = 0
+		c.RWLocks, c.Semaphores = 0, 0
+	}
+	if c.SemCapacity <= 0 {
+		c.SemCapacity = 3
 	}
 }
 
@@ -91,8 +101,9 @@ type Locks struct {
 	enders   enders
 	counters counters
 	// reading counts the read grants the clients hold, as they see them
-	// (for the counter of reads granted beside another).
-	reading atomic.Int32
+	// (for the counter of reads granted beside another), and sharing the
+	// grants of semaphores.
+	reading, sharing atomic.Int32
 }
 
 // NewLocks returns the workload.
@@ -121,6 +132,10 @@ func (w *Locks) Model() *Model {
 	for i := 0; i < w.cfg.RWLocks; i++ {
 		table.RW |= 1 << len(table.Names)
 		table.Names = append(table.Names, w.rwName(i))
+	}
+	for i := 0; i < w.cfg.Semaphores; i++ {
+		table.Capacity[len(table.Names)] = w.cfg.SemCapacity
+		table.Names = append(table.Names, w.semName(i))
 	}
 	opt := lockOptions(w.env)
 	return &Model{
@@ -152,6 +167,14 @@ func (w *Locks) lockName(i int) string { return fmt.Sprintf("lock/m%d", i) }
 // rwName names read-write lock i (LockConfig.RWLocks).
 func (w *Locks) rwName(i int) string { return fmt.Sprintf("lock/rw%d", i) }
 
+// semName names semaphore i (LockConfig.Semaphores).
+func (w *Locks) semName(i int) string { return fmt.Sprintf("lock/s%d", i) }
+
+// semClaim is a claim of permits of semaphore name.
+func (w *Locks) semClaim(name string, permits int) *client.LockClaim {
+	return &client.LockClaim{Name: name, Kind: client.KindSemaphore, Capacity: int64(w.cfg.SemCapacity), Permits: int64(permits)}
+}
+
 // Counters returns what the clients did: grants, stalls, releases the
 // server refused.
 func (w *Locks) Counters() map[string]int {
@@ -180,6 +203,13 @@ func (w *Locks) Finish(ctx context.Context, env *Env) error {
 	for i := 0; i < w.cfg.RWLocks; i++ {
 		claim := &client.LockClaim{Name: w.rwName(i), Kind: client.KindRWLock, Mode: client.ModeExclusive}
 		if err := finalGrant(ctx, env, w.Name(), claim, checker.KindLockAcquire, checker.KindLockRelease, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i := 0; i < w.cfg.Semaphores; i++ {
+		// Every permit: none may still be out.
+		n := w.cfg.SemCapacity
+		if err := finalGrant(ctx, env, w.Name(), w.semClaim(w.semName(i), n), checker.KindLockAcquire, checker.KindLockRelease, int64(n)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -406,6 +436,17 @@ func (c *lockClient) run(ctx context.Context) {
 		if sess == nil {
 			return
 		}
+		if c.w.cfg.Semaphores > 0 && c.rng.IntN(6) == 0 {
+			// A semaphore, one time in six: one permit or two of its
+			// three, so that two or three hold it together; a
+			// try-lock.
+			name := c.w.semName(c.rng.IntN(c.w.cfg.Semaphores))
+			permits := 1 + c.rng.IntN(2)
+			if g, owner, tr := c.acquireShared(ctx, sess, c.w.semClaim(name, permits), semClaim); g != nil {
+				c.hold(ctx, sess, []string{name}, owner, g, tr, semClaim)
+			}
+			continue
+		}
 		if c.w.cfg.RWLocks > 0 && c.rng.IntN(4) == 0 {
 			// A read-write lock, one time in four: to read (four times
 			// in five), so that readers hold it together, or to write;
@@ -415,7 +456,11 @@ func (c *lockClient) run(ctx context.Context) {
 			if c.rng.IntN(5) == 0 {
 				mode = writeClaim
 			}
-			if g, owner, tr := c.acquireRW(ctx, sess, rw, mode); g != nil {
+			claim := &client.LockClaim{Name: rw, Kind: client.KindRWLock, Mode: client.ModeExclusive}
+			if mode == readClaim {
+				claim.Mode = client.ModeShared
+			}
+			if g, owner, tr := c.acquireShared(ctx, sess, claim, mode); g != nil {
 				c.hold(ctx, sess, []string{rw}, owner, g, tr, mode)
 			}
 			continue
@@ -503,26 +548,26 @@ func (c *lockClient) acquire(ctx context.Context, sess *client.Session, names []
 	return g, owner, tr
 }
 
-// acquireRW try-locks the read-write lock name with a new owner, to read
-// or to write (mode); it returns the grant, its owner and its tracker when
-// granted.
-func (c *lockClient) acquireRW(ctx context.Context, sess *client.Session, name string, mode claimMode) (*client.Grant, string, *grantTracker) {
+// acquireShared try-locks claim, of a read-write lock (to read or to
+// write) or of a semaphore, as mode says, with a new owner; it returns the
+// grant, its owner and its tracker when granted.
+func (c *lockClient) acquireShared(ctx context.Context, sess *client.Session, claim *client.LockClaim, mode claimMode) (*client.Grant, string, *grantTracker) {
 	owner := c.cl.NewOwner()
+	name := claim.GetName()
 	ops := c.begin(checker.KindLockTry, sess, []string{name}, owner)
-	claim := &client.LockClaim{Name: name, Kind: client.KindRWLock, Mode: client.ModeExclusive}
-	permits := checker.RWCapacity
-	if mode == readClaim {
-		claim.Mode, permits, ops[0].Shared = client.ModeShared, 1, true
+	capacity, permits, verb := checker.RWCapacity, checker.RWCapacity, "writes"
+	switch mode {
+	case readClaim:
+		permits, verb, ops[0].Shared = 1, "reads", true
+	case semClaim:
+		capacity, permits, verb = int(claim.GetCapacity()), int(claim.GetPermits()), "semaphore takes"
+		ops[0].Count = int64(permits)
 	}
 	actx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
 	g, err := c.cl.AcquireLocks(actx, sess, owner, []*client.LockClaim{claim}, client.AcquireOptions{})
 	cancel()
 	settleAcquire(ops, g, err, false, true)
 	ops = c.ss.recordAll(ops)
-	verb := "writes"
-	if mode == readClaim {
-		verb = "reads"
-	}
 	switch {
 	case ops[0].Quota:
 		c.w.counters.add("refused over the limit", 1)
@@ -530,8 +575,11 @@ func (c *lockClient) acquireRW(ctx context.Context, sess *client.Session, name s
 	case err == nil:
 		c.w.counters.add("grants", 1)
 		c.w.counters.add(verb+" granted", 1)
-		if mode == readClaim && c.w.reading.Add(1) > 1 {
+		switch {
+		case mode == readClaim && c.w.reading.Add(1) > 1:
 			c.w.counters.add("reads granted beside another reader", 1)
+		case mode == semClaim && c.w.sharing.Add(1) > 1:
+			c.w.counters.add("semaphore takes granted beside another holder", 1)
 		}
 	case ops[0].Status == history.OK:
 		c.w.counters.add(verb+" refused as locked", 1)
@@ -540,7 +588,7 @@ func (c *lockClient) acquireRW(ctx context.Context, sess *client.Session, name s
 		return nil, "", nil
 	}
 	tr := trackSDKGrant(c.env, sess, history.Grant{Workload: c.w.Name(), Process: ops[0].Process, Owner: owner, Locks: []string{name},
-		Capacity: checker.RWCapacity, Permits: permits, Token: g.Token, Call: ops[0].Call, Granted: ops[0].Return}, g)
+		Capacity: capacity, Permits: permits, Token: g.Token, Call: ops[0].Call, Granted: ops[0].Return}, g)
 	return g, owner, tr
 }
 
@@ -568,14 +616,15 @@ func overLimit(err error) bool {
 	return !errors.Is(err, client.ErrUnknownOutcome) && errors.As(err, &ce) && ce.Reason == "QUOTA_EXCEEDED"
 }
 
-// claimMode is what a lock client's grant is: of mutexes, or of a
-// read-write lock, to read or to write.
+// claimMode is what a lock client's grant is: of mutexes, of a
+// read-write lock, to read or to write, or of permits of a semaphore.
 type claimMode int
 
 const (
 	mutexClaim claimMode = iota
 	readClaim
 	writeClaim
+	semClaim
 )
 
 // hold keeps the grant of names a little (now and then long), sometimes
@@ -643,8 +692,11 @@ func holdFor(rng *rand.Rand, hold, ttl time.Duration, counters *counters) time.D
 // per lock.
 func (c *lockClient) release(sess *client.Session, names []string, owner string, token uint64, tr *grantTracker, mode claimMode) []history.Op {
 	tr.end()
-	if mode == readClaim {
+	switch mode {
+	case readClaim:
 		c.w.reading.Add(-1)
+	case semClaim:
+		c.w.sharing.Add(-1)
 	}
 	ops := c.begin(checker.KindLockRelease, sess, names, owner)
 	for i := range ops {
