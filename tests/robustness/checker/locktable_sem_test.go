@@ -59,11 +59,7 @@ func TestLockTableSemaphores(t *testing.T) {
 	table := LockTable{Names: []string{"a", "rw", "s"}, RW: 1 << 1, Limit: 4}
 	table.Capacity[2] = 3
 	p5 := protected(5000)
-	tests := []struct {
-		name  string
-		ops   []history.Op
-		legal bool
-	}{
+	tests := []tableCase{
 		{"holders fill the permits, and a try past them fails as taken", ops(
 			takeGranted(0, 2, 0, 10, 5, p5), takeGranted(1, 1, 11, 20, 6, p5), takeLocked(2, 1, 21, 30),
 		), true},
@@ -151,18 +147,7 @@ func TestLockTableSemaphores(t *testing.T) {
 			takeGranted(0, 4, 0, 10, 5),
 		), false},
 	}
-	opt := LockOptions{MaxClockRate: 1, Margin: func(time.Duration) time.Duration { return 0 }}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, vs := CheckLinearizable(table.Model(), table.Operations(tt.ops, opt), LinearizableOptions{Name: "lock-limit", Timeout: 10 * time.Second, PartitionName: LockTablePartitionName})
-			if tt.legal {
-				require.Empty(t, vs)
-			} else {
-				require.NotEmpty(t, vs)
-				require.Equal(t, "linearizability", vs[0].Checker)
-			}
-		})
-	}
+	checkTableCases(t, table, tests)
 }
 
 func TestLockTableSemaphoreOperations(t *testing.T) {

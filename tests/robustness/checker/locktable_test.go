@@ -78,11 +78,7 @@ func ops(parts ...any) []history.Op {
 func TestLockTableModel(t *testing.T) {
 	// Limit 4: two held mutexes fill it (a lock and its grant each).
 	table := LockTable{Names: []string{"a", "b", "c"}, Limit: 4}
-	tests := []struct {
-		name  string
-		ops   []history.Op
-		legal bool
-	}{
+	tests := []tableCase{
 		{"two grants fit, the third is refused", []history.Op{
 			tryGrantedOn(0, "a", 0, 10, 5), tryGrantedOn(1, "b", 11, 20, 6), tryQuota(2, "c", 21, 30),
 		}, true},
@@ -243,8 +239,22 @@ func TestLockTableModel(t *testing.T) {
 			tryGrantedOn(2, "b", 21, 30, 7, protected(5000)),
 		), true},
 	}
+	checkTableCases(t, table, tests)
+}
+
+// tableCase is a history, and whether the lock-table model must accept it.
+type tableCase struct {
+	name  string
+	ops   []history.Op
+	legal bool
+}
+
+// checkTableCases checks each case's history against table, with no clock
+// margin; an operation on lock "m" (lop's default) is one on "a".
+func checkTableCases(t *testing.T, table LockTable, cases []tableCase) {
+	t.Helper()
 	opt := LockOptions{MaxClockRate: 1, Margin: func(time.Duration) time.Duration { return 0 }}
-	for _, tt := range tests {
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			ops := make([]history.Op, len(tt.ops))
 			for i, o := range tt.ops {
@@ -384,11 +394,7 @@ func TestLockTableReaders(t *testing.T) {
 	// mutex and one reader.
 	table := LockTable{Names: []string{"a", "b", "rw"}, RW: 1 << 2, Limit: 4}
 	p5 := protected(5000)
-	tests := []struct {
-		name  string
-		ops   []history.Op
-		legal bool
-	}{
+	tests := []tableCase{
 		{"three readers fit, a fourth is refused", ops(
 			readGranted(0, 0, 10, 5), readGranted(1, 11, 20, 6), readGranted(2, 21, 30, 7), readQuota(3, 31, 40),
 		), true},
@@ -468,18 +474,7 @@ func TestLockTableReaders(t *testing.T) {
 			readGranted(3, 200, 210, 8), readReleased(0, 300, 310, 5),
 		), false},
 	}
-	opt := LockOptions{MaxClockRate: 1, Margin: func(time.Duration) time.Duration { return 0 }}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, vs := CheckLinearizable(table.Model(), table.Operations(tt.ops, opt), LinearizableOptions{Name: "lock-limit", Timeout: 10 * time.Second, PartitionName: LockTablePartitionName})
-			if tt.legal {
-				require.Empty(t, vs)
-			} else {
-				require.NotEmpty(t, vs)
-				require.Equal(t, "linearizability", vs[0].Checker)
-			}
-		})
-	}
+	checkTableCases(t, table, tests)
 }
 
 func TestLockModelRefusesReaders(t *testing.T) {
