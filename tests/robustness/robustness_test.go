@@ -162,20 +162,19 @@ func TestLockLimitCampaign(t *testing.T) {
 			cfg, err := ConfigFor(ProfileLockLimit, seed, envDurationOr(t, 45*time.Second))
 			require.NoError(t, err)
 			res := runOne(t, cfg)
-			require.Positive(t, res.Counters[workload.LockLimitWorkload+" refused over the limit"],
-				"no acquire met the limit: the run did not test it")
-			require.Positive(t, res.Counters[workload.LockLimitWorkload+" refused over the limit, two at once"],
-				"no acquire of two mutexes at once met the limit: the run did not test LockAll under the limit")
-			require.Positive(t, res.Counters[workload.LockLimitWorkload+" waits queued, then granted"],
-				"no wait was queued and then granted: the run did not test waiters under the limit")
-			require.Positive(t, res.Counters[workload.LockLimitWorkload+" reads granted beside another reader"],
-				"no read grant was made while another was held: the run did not test shared grants under the limit")
-			require.Positive(t, res.Counters[workload.LockLimitWorkload+" reads refused over the limit"],
-				"no read met the limit: the run did not test shared grants under the limit")
-			require.Positive(t, res.Counters[workload.LockLimitWorkload+" semaphore takes granted beside another holder"],
-				"no permits were granted while another holder held the semaphore: the run did not test its holders under the limit")
-			require.Positive(t, res.Counters[workload.LockLimitWorkload+" semaphore takes refused over the limit"],
-				"no take of permits met the limit: the run did not test the semaphore under the limit")
+			// Each counter must be positive, or the run did not test what
+			// its message names.
+			for _, need := range []struct{ counter, missing string }{
+				{"refused over the limit", "no acquire met the limit: the run did not test it"},
+				{"refused over the limit, two at once", "no acquire of two mutexes at once met the limit: the run did not test LockAll under the limit"},
+				{"waits queued, then granted", "no wait was queued and then granted: the run did not test waiters under the limit"},
+				{"reads granted beside another reader", "no read grant was made while another was held: the run did not test shared grants under the limit"},
+				{"reads refused over the limit", "no read met the limit: the run did not test shared grants under the limit"},
+				{"semaphore takes granted beside another holder", "no permits were granted while another holder held the semaphore: the run did not test its holders under the limit"},
+				{"semaphore takes refused over the limit", "no take of permits met the limit: the run did not test the semaphore under the limit"},
+			} {
+				require.Positive(t, res.Counters[workload.LockLimitWorkload+" "+need.counter], need.missing)
+			}
 		})
 	}
 }
